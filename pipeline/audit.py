@@ -1,0 +1,121 @@
+"""``status`` and ``verify``: what the state store and the output tree say, for people.
+
+``status`` only reads (it never takes the run lock, so it works while a run is going).
+``verify`` audits the output tree against the state: a ``done`` file whose outputs are missing,
+truncated (the ``.txt`` differs from the text recorded in the ``.json``) or unparsable, and
+outputs whose source file is gone. With ``requeue`` it sets the broken files back to
+``pending`` so the next run redoes them (it takes the lock for that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.output import JSON_SUFFIX, output_paths, source_rel_for
+from pipeline.state import FAILED_STATES, FILE_STATES, StateStore
+
+
+def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]:
+    if not config.state_file.exists():
+        return {"state_file": str(config.state_file), "files_by_state": {}, "last_run": None, "failures": []}
+    state = StateStore(config.state_file)
+    try:
+        counts = state.count_by_state()
+        failed = [{"path": r.rel, "state": r.state, "code": r.error_code, "reason": r.error, "failed_runs": r.failures}
+                  for r in state.iter_files(FAILED_STATES)]
+        return {
+            "state_file": str(config.state_file),
+            "files_by_state": {s: counts.get(s, 0) for s in FILE_STATES if counts.get(s, 0)},
+            "total": sum(counts.values()),
+            "last_run": state.last_run(),
+            "failures": failed[:failures_limit],
+            "failures_total": len(failed),
+            "quarantined": [f["path"] for f in failed if f["state"] == "quarantined"],
+            "possible_duplicate_submits": state.possible_duplicates(),
+        }
+    finally:
+        state.close()
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = [f"state: {report['state_file']}"]
+    if not report.get("files_by_state"):
+        lines.append("no files recorded yet (no run has happened)")
+        return "\n".join(lines)
+    lines.append(f"files: {report['total']}  " + "  ".join(f"{k}={v}" for k, v in report["files_by_state"].items()))
+    run = report.get("last_run")
+    if run:
+        lines.append(f"last run: #{run['id']} exit {run['exit_code']} outcomes {((run.get('summary') or {}).get('outcomes'))}")
+    if report["failures_total"]:
+        lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
+        lines += [f"  {f['path']}: {f['state']} [{f['code']}] {f['reason']}" for f in report["failures"]]
+    if report["quarantined"]:
+        lines.append(f"quarantined ({len(report['quarantined'])}): rerun with --retry-failed to try them again")
+    if report["possible_duplicate_submits"]:
+        lines.append(f"possible duplicate submits: {len(report['possible_duplicate_submits'])}")
+    return "\n".join(lines)
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    problems: list[dict[str, str]] = field(default_factory=list)
+    requeued: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_outputs(output_root: Path, rel: str) -> str | None:
+    txt, js = output_paths(output_root, rel)
+    if not js.exists() or not txt.exists():
+        return "missing output (" + ", ".join(p.name for p in (txt, js) if not p.exists()) + ")"
+    try:
+        doc = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unparsable .json output: {exc}"
+    try:
+        text = txt.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable .txt output: {exc}"
+    if not isinstance(doc, dict) or doc.get("text") != text:
+        return "truncated or altered .txt output (differs from the text recorded in the .json)"
+    return None
+
+
+def verify(config: Config, state: StateStore, *, requeue: bool = False) -> VerifyResult:
+    result = VerifyResult()
+    known: set[str] = set()
+    for rec in state.iter_files(("done",)):
+        result.checked += 1
+        known.add(rec.rel)
+        problem = _check_outputs(config.output, rec.rel)
+        if problem is None and not (config.input / rec.rel).exists():
+            problem = "source file is gone (outputs kept)"
+            result.problems.append({"path": rec.rel, "problem": problem})
+            continue
+        if problem is not None:
+            result.problems.append({"path": rec.rel, "problem": problem})
+            if requeue:
+                state.set_file(rec.rel, "pending", work_key=None, error=f"requeued by verify: {problem}")
+                result.requeued += 1
+    for dirpath, dirnames, filenames in os.walk(config.output):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.startswith(".") and name.endswith(".tmp"):
+                result.problems.append({"path": path.relative_to(config.output).as_posix(),
+                                        "problem": "leftover temporary file from an interrupted write"})
+                continue
+            if not name.endswith(JSON_SUFFIX):
+                continue
+            rel = source_rel_for(config.output, path)
+            if rel and rel not in known and not (config.input / rel).exists():
+                result.problems.append({"path": rel, "problem": "output whose source file is gone"})
+    return result

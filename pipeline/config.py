@@ -1,0 +1,288 @@
+"""Load ``config.yaml`` into frozen objects, failing before any work with the key at fault.
+
+Why so strict: the tool runs unattended from cron. A typo such as ``concurency: 64`` silently
+ignored would run a whole night at the default; so unknown keys are errors (with a "did you
+mean"), every value is type-checked, and every message names the full dotted key.
+
+Relative paths in the file are resolved against the file's own directory, so a config works
+the same from cron (whose working directory is ``$HOME``) and from ``make run``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A bad config file or option; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """The in-process deAPI-compatible server used when ``api.base_url`` is ``embedded``."""
+
+    engine: str = "rapidocr"          # rapidocr | tesseract | fast
+    workers: int = 1                  # OCR worker processes (RapidOCR already uses every core)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = "embedded"        # "embedded" or e.g. https://api.deapi.ai
+    token_env: str = "DEAPI_API_KEY"  # name of the environment variable holding the token
+    model: str = "Nanonets_Ocr_S_F16"
+    language: str | None = "en"
+    format: str = "text"              # text | json
+    return_result_in_response: bool = True
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+
+
+@dataclass(frozen=True)
+class ConcurrencyConfig:
+    jobs_in_flight: int = 8           # upper bound of OCR jobs submitted and not yet finished
+    min_jobs_in_flight: int = 1       # adaptive concurrency never goes below this
+    adaptive: bool = True             # AIMD: grow while the API keeps up, shrink on 429/latency
+    prepare_workers: int = 2          # threads doing Pillow work at once
+
+
+@dataclass(frozen=True)
+class TimeoutConfig:
+    connect_s: float = 10.0
+    read_s: float = 120.0             # per HTTP read (an upload of 10 MB on a slow line)
+    job_s: float = 900.0              # per-job deadline from submit to a terminal status
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 5             # HTTP attempts per call for transient errors
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 300.0  # longer Retry-After (daily limit) stops the run instead
+    max_transient_runs: int = 3       # runs a file may fail transiently before quarantine
+
+
+@dataclass(frozen=True)
+class PollingConfig:
+    first_poll_s: float = 1.0         # prior for the first poll, before job times are learnt
+    min_interval_s: float = 0.2
+    max_interval_s: float = 30.0
+    backoff: float = 1.5
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    plan: str = "unlimited"           # unlimited | basic | premium | custom
+    submit_per_minute: int | None = None
+    submit_per_day: int | None = None
+    status_per_minute: int | None = None
+    status_per_day: int | None = None
+
+
+@dataclass(frozen=True)
+class PrecheckConfig:
+    max_upload_bytes: int = 10_000_000
+    max_source_pixels: int = 250_000_000   # decompression-bomb guard
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8787
+    public_url: str | None = None     # the HTTPS URL deAPI calls (your reverse proxy)
+    secret_env: str = "DEAPI_WEBHOOK_SECRET"
+    wait_s: float = 120.0             # after this long without a webhook, poll instead
+
+
+@dataclass(frozen=True)
+class Config:
+    input: Path
+    output: Path
+    include: tuple[str, ...] = ("**/*",)
+    exclude: tuple[str, ...] = ()
+    state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
+    min_file_age_s: float = 0.0       # younger files are "still being written": next run
+    max_runtime_s: float | None = None
+    shutdown_grace_s: float = 30.0    # after a stop signal, in-flight jobs get this long
+    progress: str = "auto"            # auto | bar | log | off
+    log_interval_s: float = 60.0
+    api: ApiConfig = field(default_factory=ApiConfig)
+    concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    retries: RetryConfig = field(default_factory=RetryConfig)
+    polling: PollingConfig = field(default_factory=PollingConfig)
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    precheck: PrecheckConfig = field(default_factory=PrecheckConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_path or self.output / ".pipeline" / "state.sqlite"
+
+    @property
+    def control_dir(self) -> Path:
+        """Run report, failures list and default state live here, out of the mirrored tree."""
+        return self.output / ".pipeline"
+
+    @property
+    def embedded(self) -> bool:
+        return self.api.base_url == "embedded"
+
+
+_CHOICES = {
+    "api.format": ("text", "json"),
+    "api.embedded.engine": ("rapidocr", "tesseract", "fast"),
+    "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
+    "progress": ("auto", "bar", "log", "off"),
+}
+_POSITIVE = {
+    "concurrency.jobs_in_flight", "concurrency.min_jobs_in_flight", "concurrency.prepare_workers",
+    "api.embedded.workers", "retries.max_attempts", "retries.max_transient_runs",
+    "precheck.max_upload_bytes", "precheck.max_source_pixels", "timeouts.connect_s",
+    "timeouts.read_s", "timeouts.job_s", "polling.max_interval_s", "polling.first_poll_s",
+}
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type ``hint`` and convert it; ``key`` is for messages."""
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key}: a value is required (got nothing)")
+    if args and type(None) in args:  # Optional[X]
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(key, value, inner)
+    if is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if hint is Path:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}: expected a path, got {value!r}")
+        return Path(os.path.expanduser(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - a bug in this table
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    where = prefix.rstrip(".") or "the config file"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    values = {}
+    for f in fields(cls):
+        key = prefix + f.name
+        if f.name in data:
+            value = _convert(key, data[f.name], hints[f.name])
+        elif f.default is not MISSING or f.default_factory is not MISSING:
+            continue
+        else:
+            raise ConfigError(f"missing required key '{key}'")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+        if key in _POSITIVE and value is not None and value <= 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a config file. ``overrides`` maps dotted keys to values (CLI flags)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    config = _build(Config, data)
+    return _validate(config, path.resolve().parent)
+
+
+def _validate(config: Config, base: Path) -> Config:
+    """Cross-key checks and path resolution."""
+    inp = _resolve(config.input, base).resolve()
+    out = _resolve(config.output, base).resolve()
+    state = _resolve(config.state_path, base).resolve() if config.state_path else None
+    if not inp.is_dir():
+        raise ConfigError(f"input: {inp} is not a directory")
+    if out == inp:
+        raise ConfigError("output: must differ from input (results would be mixed with the scans)")
+    if inp.is_relative_to(out):
+        raise ConfigError("output: must not contain the input directory")
+    c = config.concurrency
+    if c.min_jobs_in_flight > c.jobs_in_flight:
+        raise ConfigError("concurrency.min_jobs_in_flight: must not exceed concurrency.jobs_in_flight")
+    if config.api.base_url != "embedded" and not config.api.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL, got {config.api.base_url!r}")
+    if config.rate_limits.plan == "custom" and config.rate_limits.submit_per_minute is None:
+        raise ConfigError("rate_limits.submit_per_minute: required when rate_limits.plan is custom")
+    if config.webhook.enabled:
+        url = config.webhook.public_url
+        if not url:
+            raise ConfigError("webhook.public_url: required when webhook.enabled is true")
+        if not url.startswith("https://") and not (config.embedded and url.startswith("http://127.")):
+            raise ConfigError("webhook.public_url: deAPI only calls https:// URLs")
+    if config.max_runtime_s is not None and config.max_runtime_s <= 0:
+        raise ConfigError("max_runtime_s: must be greater than 0")
+    return replace(config, input=inp, output=out, state_path=state)
+
+
+def token_from_env(config: Config) -> str:
+    """The API token from the environment (never from the file, never logged)."""
+    token = os.environ.get(config.api.token_env, "").strip()
+    if not token:
+        raise ConfigError(
+            f"api.token_env: the environment variable {config.api.token_env} is empty or unset; "
+            f"export your deAPI token there (or use api.base_url: embedded)")
+    return token

@@ -1,0 +1,76 @@
+"""Output paths that mirror the input tree, and atomic writes.
+
+The rule: the results of ``<input>/a/b/scan.tif`` are ``<output>/a/b/scan.tif.txt`` and
+``<output>/a/b/scan.tif.json``. Keeping the source's full name (extension included) means two
+inputs can never share an output path (``scan.jpg`` and ``scan.png`` would both become
+``scan.txt`` under an extension-dropping rule), and the mapping is reversible for ``verify``.
+Run files (state, report, failures) live in ``<output>/.pipeline/``, which no input can map
+to because the scan skips hidden names.
+
+Writes go to a temporary file in the same directory and are renamed into place, so a reader
+(or a crash) never sees a half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+TEXT_SUFFIX = ".txt"
+JSON_SUFFIX = ".json"
+
+
+def output_paths(output_root: Path, rel: str) -> tuple[Path, Path]:
+    """The ``.txt`` and ``.json`` paths for an input's posix relative path."""
+    parts = PurePosixPath(rel).parts
+    if not parts or any(p in ("..", "") for p in parts) or PurePosixPath(rel).is_absolute():
+        raise ValueError(f"not a safe relative path: {rel!r}")
+    base = output_root.joinpath(*parts)
+    return base.with_name(base.name + TEXT_SUFFIX), base.with_name(base.name + JSON_SUFFIX)
+
+
+def source_rel_for(output_root: Path, output_path: Path) -> str | None:
+    """Inverse of ``output_paths`` for ``.json`` result files (used by ``verify``)."""
+    if output_path.suffix != JSON_SUFFIX:
+        return None
+    rel = output_path.relative_to(output_root).as_posix()
+    return rel[: -len(JSON_SUFFIX)]
+
+
+async def write_atomic(path: Path, data: str) -> None:
+    """Write text to ``path`` via a temp file and ``os.replace`` (atomic on POSIX)."""
+    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        async with aiofiles.open(tmp, "w", encoding="utf-8") as fh:
+            await fh.write(data)
+            await fh.flush()
+        await aiofiles.os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+async def write_results(output_root: Path, rel: str, text: str, document: dict[str, Any]) -> tuple[str, str]:
+    """Write the ``.txt`` then the ``.json`` (the json last: its presence means complete)."""
+    txt, js = output_paths(output_root, rel)
+    await write_atomic(txt, text)
+    await write_atomic(js, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    return txt.relative_to(output_root).as_posix(), js.relative_to(output_root).as_posix()
+
+
+def write_json_atomic_sync(path: Path, document: Any) -> None:
+    """Synchronous atomic JSON write for run reports (written once at the end of a run)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,123 @@
+"""What a run tells people: live progress, the summary line, the run report and failures list.
+
+On a terminal the progress is a tqdm bar; under cron (no TTY) it is one log line every
+``log_interval_s``, because a bar redrawn a million times makes an unreadable mail. The run
+report (``<output>/.pipeline/run-report.json``) and the failures list
+(``<output>/.pipeline/failures.json``) are written at the end of every run, including runs
+stopped early, so a scheduler or a person can see exactly what failed and why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from pipeline.exitcodes import ExitCode
+from pipeline.output import write_json_atomic_sync
+from pipeline.state import FAILED_STATES, StateStore
+
+EXIT_MEANING = {
+    ExitCode.OK: "all files done",
+    ExitCode.FILES_FAILED: "some files failed (see failures.json)",
+    ExitCode.STOPPED_EARLY: "stopped early; work is left for the next run",
+    ExitCode.LOCKED: "another run holds the lock",
+    ExitCode.AUTH_OR_BALANCE: "the API refused the token or the balance is exhausted",
+    ExitCode.API_UNREACHABLE: "the API could not be reached",
+    ExitCode.CONFIG_ERROR: "bad configuration",
+    ExitCode.INTERNAL_ERROR: "internal error",
+}
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.time)
+    outcomes: Counter = field(default_factory=Counter)
+    scan_problems: list[dict[str, str]] = field(default_factory=list)
+    seen: int = 0
+
+    def add(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+
+class Progress:
+    """tqdm on a terminal, a periodic log line otherwise, nothing with ``off``."""
+
+    def __init__(self, mode: str, log_interval_s: float, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "log"
+        self.mode = mode
+        self.log_interval_s = log_interval_s
+        self._last_log = time.monotonic()
+        self._bar = tqdm(unit="file", file=self.stream, dynamic_ncols=True) if mode == "bar" else None
+
+    def update(self, stats: RunStats, in_flight: int) -> None:
+        if self._bar is not None:
+            o = stats.outcomes
+            self._bar.set_postfix(done=o["done"], skipped=o["skipped"], failed=o["failed"] + o["rejected"],
+                                  in_flight=in_flight, refresh=False)
+            self._bar.update(1)
+        elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_interval_s:
+            self._last_log = time.monotonic()
+            print(f"progress: {progress_line(stats)}, {in_flight} in flight", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def progress_line(stats: RunStats) -> str:
+    o = stats.outcomes
+    rate = (o["done"] / stats.elapsed) if stats.elapsed > 0 else 0.0
+    return (f"{o['done']} done, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
+            f"{o['still_failed']} failed earlier, {o['deferred']} left for next run, "
+            f"{len(stats.scan_problems)} scan problems in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
+
+
+def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
+    """Every file not done because of an error, plus this run's scan problems."""
+    rows = [{"path": rec.rel, "state": rec.state, "class": rec.error_class or rec.state,
+             "code": rec.error_code, "reason": rec.error, "failed_runs": rec.failures}
+            for rec in state.iter_files(FAILED_STATES)]
+    rows += [{"path": p["path"], "state": "scan_problem", "class": "scan", "code": p["code"], "reason": p["reason"]}
+             for p in stats.scan_problems]
+    return rows
+
+
+def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, stats: RunStats,
+                     state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
+                     possible_duplicates: int, resubmitted: int, server_counters: dict | None) -> dict[str, Any]:
+    fail_rows = failures(state, stats)
+    report = {
+        "run_id": run_id,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.started)),
+        "duration_s": round(stats.elapsed, 3),
+        "exit_code": int(exit_code),
+        "exit_meaning": EXIT_MEANING.get(exit_code, ""),
+        "stop_reason": stop_reason,
+        "this_run": dict(stats.outcomes),
+        "files_by_state": state.count_by_state(),
+        "scan_problems": len(stats.scan_problems),
+        "failures": len(fail_rows),
+        "failures_file": str(control_dir / "failures.json"),
+        "api_calls": api_stats,
+        "possible_duplicate_submits": possible_duplicates,
+        "possible_duplicates": state.possible_duplicates(),
+        "resubmitted_pages": resubmitted,
+        "resubmissions": state.resubmissions(),
+    }
+    if server_counters is not None:
+        report["embedded_server_counters"] = server_counters
+    write_json_atomic_sync(control_dir / "failures.json", fail_rows)
+    write_json_atomic_sync(control_dir / "run-report.json", report)
+    return report

@@ -1,0 +1,299 @@
+"""The SQLite state store: what every file and every submitted page is, across runs and crashes.
+
+Why SQLite in WAL mode: one file beside the outputs, transactions that survive a SIGKILL at any
+instant, readers (``pipeline status``) that never block the writer, and no server to run.
+
+Two levels are tracked:
+
+* ``files``: one row per input path. States::
+
+      pending -> prepared -> submitting -> submitted -> done
+                    \\-> rejected_input          \\-> failed_transient -> (rerun) ... -> quarantined
+                                                 \\-> failed_permanent
+
+  A file is ``done`` only after its outputs are on disk (the runner writes them first).
+* ``pages``: one row per (work key, page). The work key is the content hash plus every setting
+  that changes the result, so files with identical content share their pages and are paid for
+  once. A page row is written with state ``submitting`` *before* the POST (the intent) and gets
+  its ``request_id`` right after; on restart a page with a request id is re-attached, never
+  resubmitted, and a page left in ``submitting`` is known to have an unknown outcome.
+
+All writes happen on the event-loop thread through one connection; each call is one short
+transaction, so the database is consistent at every instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+FILE_STATES = (
+    "pending", "prepared", "submitting", "submitted", "done",
+    "failed_transient", "failed_permanent", "rejected_input", "quarantined",
+)
+FAILED_STATES = ("failed_transient", "failed_permanent", "rejected_input", "quarantined")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    rel         TEXT PRIMARY KEY,
+    size        INTEGER,
+    mtime_ns    INTEGER,
+    inode       INTEGER,
+    sha256      TEXT,
+    work_key    TEXT,
+    state       TEXT NOT NULL,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    error_class TEXT,
+    error_code  TEXT,
+    error       TEXT,
+    outputs     TEXT,
+    updated_at  REAL NOT NULL,
+    done_at     REAL,
+    run_id      INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_work ON files(work_key);
+CREATE TABLE IF NOT EXISTS pages (
+    work_key      TEXT NOT NULL,
+    page          INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    request_id    TEXT,
+    upload_sha256 TEXT,
+    submits       INTEGER NOT NULL DEFAULT 0,
+    unknown_outcomes INTEGER NOT NULL DEFAULT 0,
+    resubmitted_reason TEXT,
+    result_text   TEXT,
+    result_json   TEXT,
+    error_code    TEXT,
+    error         TEXT,
+    submitted_at  REAL,
+    finished_at   REAL,
+    PRIMARY KEY (work_key, page)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  REAL NOT NULL,
+    ended_at    REAL,
+    exit_code   INTEGER,
+    summary     TEXT
+);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    delivery_id TEXT PRIMARY KEY,
+    request_id  TEXT,
+    event       TEXT,
+    received_at REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    rel: str
+    size: int | None
+    mtime_ns: int | None
+    inode: int | None
+    sha256: str | None
+    work_key: str | None
+    state: str
+    failures: int
+    error_class: str | None
+    error_code: str | None
+    error: str | None
+    outputs: tuple[str, ...]
+    updated_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    work_key: str
+    page: int
+    state: str              # submitting | submitted | done | failed
+    request_id: str | None
+    upload_sha256: str | None
+    submits: int
+    unknown_outcomes: int
+    resubmitted_reason: str | None
+    result_text: str | None
+    result_json: str | None
+    error_code: str | None
+    error: str | None
+    submitted_at: float | None
+    finished_at: float | None
+
+
+class StateStore:
+    """Per-file and per-page state in one SQLite database (WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: every committed transaction survives a process crash (SIGKILL);
+        # only an OS crash or power loss can lose the last ones.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self) -> int:
+        cur = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
+        self._db.execute("UPDATE runs SET ended_at=?, exit_code=?, summary=? WHERE id=?",
+                         (time.time(), exit_code, json.dumps(summary), run_id))
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["summary"] = json.loads(out["summary"]) if out["summary"] else None
+        return out
+
+    # -- files --------------------------------------------------------------------------------
+
+    def get_file(self, rel: str) -> FileRecord | None:
+        row = self._db.execute("SELECT * FROM files WHERE rel=?", (rel,)).fetchone()
+        return _file(row) if row else None
+
+    def set_file(self, rel: str, state: str, *, run_id: int | None = None, **fields: Any) -> None:
+        """Create or update a file row; ``fields`` are columns (``outputs`` as a sequence)."""
+        assert state in FILE_STATES, state
+        if "outputs" in fields and fields["outputs"] is not None:
+            fields["outputs"] = json.dumps(list(fields["outputs"]))
+        now = time.time()
+        cols = {"state": state, "updated_at": now, **fields}
+        if run_id is not None:
+            cols["run_id"] = run_id
+        if state == "done":
+            cols.setdefault("done_at", now)
+        names = ", ".join(cols)
+        marks = ", ".join("?" for _ in cols)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols)
+        self._db.execute(
+            f"INSERT INTO files (rel, {names}) VALUES (?, {marks}) ON CONFLICT(rel) DO UPDATE SET {updates}",
+            (rel, *cols.values()))
+
+    def fail_file(self, rel: str, state: str, *, error_class: str, error: str, error_code: str | None,
+                  run_id: int | None, max_transient_runs: int) -> str:
+        """Record a failure; a transient one that keeps recurring becomes ``quarantined``."""
+        rec = self.get_file(rel)
+        failures = (rec.failures if rec else 0) + (1 if state == "failed_transient" else 0)
+        if state == "failed_transient" and failures >= max_transient_runs:
+            state = "quarantined"
+            error = f"{error} (quarantined after {failures} failed runs; use --retry-failed)"
+        self.set_file(rel, state, run_id=run_id, failures=failures, error_class=error_class,
+                      error=error, error_code=error_code)
+        return state
+
+    def iter_files(self, states: tuple[str, ...] | None = None) -> Iterator[FileRecord]:
+        if states:
+            marks = ", ".join("?" for _ in states)
+            cur = self._db.execute(f"SELECT * FROM files WHERE state IN ({marks}) ORDER BY rel", states)
+        else:
+            cur = self._db.execute("SELECT * FROM files ORDER BY rel")
+        for row in cur:
+            yield _file(row)
+
+    def count_by_state(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state")}
+
+    def done_file_with_work(self, work_key: str, exclude_rel: str) -> FileRecord | None:
+        """Another file already done with the same content and settings (reuse its outputs)."""
+        row = self._db.execute(
+            "SELECT * FROM files WHERE work_key=? AND state='done' AND rel<>? LIMIT 1",
+            (work_key, exclude_rel)).fetchone()
+        return _file(row) if row else None
+
+    def reset_for_retry(self, rel: str) -> None:
+        self._db.execute("UPDATE files SET state='pending', failures=0, error=NULL, error_class=NULL, "
+                         "error_code=NULL WHERE rel=?", (rel,))
+
+    # -- pages --------------------------------------------------------------------------------
+
+    def get_pages(self, work_key: str) -> dict[int, PageRecord]:
+        rows = self._db.execute("SELECT * FROM pages WHERE work_key=?", (work_key,)).fetchall()
+        return {row["page"]: PageRecord(**dict(row)) for row in rows}
+
+    def page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None) -> None:
+        """Write-ahead: recorded *before* the POST, so a crash mid-submit is never silent."""
+        self._db.execute(
+            "INSERT INTO pages (work_key, page, state, upload_sha256, submits, resubmitted_reason) "
+            "VALUES (?, ?, 'submitting', ?, 1, ?) ON CONFLICT(work_key, page) DO UPDATE SET "
+            "state='submitting', request_id=NULL, upload_sha256=excluded.upload_sha256, "
+            "submits=submits+1, resubmitted_reason=COALESCE(excluded.resubmitted_reason, resubmitted_reason), "
+            "error=NULL, error_code=NULL",
+            (work_key, page, upload_sha256, resubmitted_reason))
+
+    def page_submitted(self, work_key: str, page: int, request_id: str) -> None:
+        self._db.execute("UPDATE pages SET state='submitted', request_id=?, submitted_at=? "
+                         "WHERE work_key=? AND page=?", (request_id, time.time(), work_key, page))
+
+    def page_outcome_unknown(self, work_key: str, page: int) -> None:
+        """The POST was sent and its answer lost: the job may exist and may be charged."""
+        self._db.execute("UPDATE pages SET unknown_outcomes=unknown_outcomes+1 WHERE work_key=? AND page=?",
+                         (work_key, page))
+
+    def page_done(self, work_key: str, page: int, text: str, structured: Any | None) -> None:
+        self._db.execute(
+            "UPDATE pages SET state='done', result_text=?, result_json=?, finished_at=? WHERE work_key=? AND page=?",
+            (text, json.dumps(structured) if structured is not None else None, time.time(), work_key, page))
+
+    def page_failed(self, work_key: str, page: int, error_code: str | None, error: str) -> None:
+        self._db.execute("UPDATE pages SET state='failed', error_code=?, error=?, finished_at=? "
+                         "WHERE work_key=? AND page=?", (error_code, error, time.time(), work_key, page))
+
+    def page_forget_request(self, work_key: str, page: int, reason: str) -> None:
+        """The server no longer knows this request id: the next submit is a known resubmission."""
+        self._db.execute("UPDATE pages SET state='failed', error=?, resubmitted_reason=? "
+                         "WHERE work_key=? AND page=?", (reason, reason, work_key, page))
+
+    def compact_work(self, work_key: str) -> None:
+        """Drop stored result text once every file of this work has its outputs on disk."""
+        self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE work_key=? AND state='done'",
+                         (work_key,))
+
+    def possible_duplicates(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT p.work_key, p.page, p.unknown_outcomes, p.submits, p.request_id, "
+            "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
+            "FROM pages p WHERE p.unknown_outcomes > 0 ORDER BY rel, p.page").fetchall()
+        return [dict(r) for r in rows]
+
+    def resubmissions(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT p.work_key, p.page, p.submits, p.resubmitted_reason, "
+            "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
+            "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.page").fetchall()
+        return [dict(r) for r in rows]
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def record_webhook(self, delivery_id: str, request_id: str | None, event: str) -> bool:
+        """Store a webhook delivery; False when this delivery id was seen before (a replay)."""
+        cur = self._db.execute("INSERT OR IGNORE INTO webhook_events VALUES (?, ?, ?, ?)",
+                               (delivery_id, request_id, event, time.time()))
+        return cur.rowcount == 1
+
+
+def _file(row: sqlite3.Row) -> FileRecord:
+    data = dict(row)
+    data.pop("run_id", None)
+    data["outputs"] = tuple(json.loads(data["outputs"])) if data["outputs"] else ()
+    return FileRecord(**data)

@@ -1,0 +1,73 @@
+"""Config loading: defaults, path resolution, and errors that name the key at fault."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, token_from_env
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_minimal_config_gets_defaults_and_resolves_paths_against_the_file(tmp_path, monkeypatch):
+    cfg = write(tmp_path, "input: in\noutput: out\n")
+    monkeypatch.chdir("/")
+    config = load_config(cfg)
+    assert config.input == (tmp_path / "in").resolve()
+    assert config.output == (tmp_path / "out").resolve()
+    assert config.api.base_url == "embedded" and config.api.model == "Nanonets_Ocr_S_F16"
+    assert config.state_file == config.output / ".pipeline" / "state.sqlite"
+    assert config.concurrency.jobs_in_flight == 8
+
+
+def test_shipped_config_is_valid():
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    assert config.embedded and config.input.name == "samples"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("input: in\noutput: out\nconcurency: {jobs_in_flight: 4}\n", "unknown key 'concurency' (did you mean 'concurrency'?)"),
+    ("input: in\noutput: out\napi: {modle: x}\n", "unknown key 'api.modle' (did you mean 'api.model'?)"),
+    ("input: in\noutput: out\nconcurrency: {jobs_in_flight: many}\n", "concurrency.jobs_in_flight: expected a whole number"),
+    ("input: in\noutput: out\nconcurrency: {jobs_in_flight: 0}\n", "concurrency.jobs_in_flight: must be greater than 0"),
+    ("input: in\noutput: out\napi: {format: pdf}\n", "api.format: must be one of text, json"),
+    ("input: in\noutput: out\napi: {return_result_in_response: maybe}\n", "api.return_result_in_response: expected true or false"),
+    ("output: out\n", "missing required key 'input'"),
+    ("input: nowhere\noutput: out\n", "input: "),
+    ("input: in\noutput: in\n", "output: must differ from input"),
+    ("input: in\noutput: out\napi: {base_url: ftp://x}\n", "api.base_url"),
+    ("input: in\noutput: out\nrate_limits: {plan: custom}\n", "rate_limits.submit_per_minute: required"),
+    ("input: in\noutput: out\nwebhook: {enabled: true}\n", "webhook.public_url: required"),
+    ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'http://example.org/hook'}\n", "https://"),
+    ("input: [in\n", "not valid YAML"),
+    ("- a\n- b\n", "top level must be a mapping"),
+])
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_apply_dotted_keys(tmp_path):
+    config = load_config(write(tmp_path, "input: in\noutput: out\n"),
+                         {"max_runtime_s": 5, "api.embedded.engine": "fast"})
+    assert config.max_runtime_s == 5.0 and config.api.embedded.engine == "fast"
+
+
+def test_token_comes_from_the_named_variable_only(tmp_path, monkeypatch):
+    config = load_config(write(tmp_path, "input: in\noutput: out\napi: {token_env: MY_TOKEN}\n"))
+    monkeypatch.delenv("MY_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="MY_TOKEN is empty or unset"):
+        token_from_env(config)
+    monkeypatch.setenv("MY_TOKEN", "s3cret")
+    assert token_from_env(config) == "s3cret"

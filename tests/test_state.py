@@ -1,0 +1,109 @@
+"""State store, run lock and atomic outputs: the pieces crash safety rests on."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.lock import LockHeld, RunLock
+from pipeline.output import output_paths, source_rel_for, write_results
+from pipeline.state import StateStore
+
+
+def test_file_state_round_trip_and_counts(tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    store.set_file("a.png", "pending", size=1, mtime_ns=2, inode=3, sha256="ab", work_key="k1")
+    store.set_file("a.png", "done", outputs=("a.png.txt", "a.png.json"))
+    store.set_file("b.png", "pending")
+    rec = store.get_file("a.png")
+    assert rec.state == "done" and rec.outputs == ("a.png.txt", "a.png.json") and rec.sha256 == "ab"
+    assert rec.done_at is not None
+    assert store.count_by_state() == {"done": 1, "pending": 1}
+    assert store.done_file_with_work("k1", "other.png").rel == "a.png"
+    assert store.done_file_with_work("k1", "a.png") is None
+    store.close()
+
+
+def test_transient_failures_are_quarantined_after_the_limit(tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    states = [store.fail_file("x.png", "failed_transient", error_class="transient", error="503",
+                              error_code="ServerError", run_id=None, max_transient_runs=3) for _ in range(3)]
+    assert states == ["failed_transient", "failed_transient", "quarantined"]
+    rec = store.get_file("x.png")
+    assert rec.failures == 3 and "quarantined after 3 failed runs" in rec.error
+    store.reset_for_retry("x.png")
+    assert store.get_file("x.png").state == "pending" and store.get_file("x.png").failures == 0
+
+
+def test_page_write_ahead_intent_and_unknown_outcomes(tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    store.set_file("a.png", "submitting", work_key="k")
+    store.page_intent("k", 0, "up1", None)
+    page = store.get_pages("k")[0]
+    assert page.state == "submitting" and page.request_id is None and page.submits == 1
+    store.page_outcome_unknown("k", 0)
+    store.page_intent("k", 0, "up1", "resubmitted knowingly")
+    store.page_submitted("k", 0, "rid-1")
+    page = store.get_pages("k")[0]
+    assert (page.state, page.request_id, page.submits, page.unknown_outcomes) == ("submitted", "rid-1", 2, 1)
+    assert store.possible_duplicates()[0]["rel"] == "a.png"
+    assert store.resubmissions()[0]["resubmitted_reason"] == "resubmitted knowingly"
+    store.page_done("k", 0, "hello", {"text": "hello"})
+    assert store.get_pages("k")[0].result_text == "hello"
+    store.compact_work("k")
+    assert store.get_pages("k")[0].result_text is None
+
+
+def test_committed_state_survives_sigkill(tmp_path):
+    """Each call is its own transaction: what returned before a SIGKILL is on disk after it."""
+    db = tmp_path / "s.sqlite"
+    code = ("import os, signal; from pipeline.state import StateStore;"
+            f"s = StateStore(__import__('pathlib').Path({str(db)!r}));"
+            "s.set_file('a.png', 'submitting', work_key='k'); s.page_intent('k', 0, 'u', None);"
+            "s.page_submitted('k', 0, 'rid-9'); os.kill(os.getpid(), signal.SIGKILL)")
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -9
+    store = StateStore(db)
+    assert store.get_pages("k")[0].request_id == "rid-9"
+    assert store.get_file("a.png").state == "submitting"
+
+
+def test_webhook_deliveries_are_recorded_once(tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    assert store.record_webhook("d1", "r1", "job.completed") is True
+    assert store.record_webhook("d1", "r1", "job.completed") is False
+
+
+def test_run_lock_refuses_a_second_holder_and_is_released_by_a_dying_process(tmp_path):
+    path = tmp_path / "state.lock"
+    with RunLock(path):
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
+            RunLock(path).acquire()
+    # A process killed while holding the lock leaves no stale lock behind.
+    code = (f"import os, signal; from pipeline.lock import RunLock; RunLock(__import__('pathlib').Path({str(path)!r}))"
+            ".acquire(); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    lock = RunLock(path)
+    lock.acquire()
+    lock.release()
+
+
+def test_output_paths_mirror_the_input_and_never_collide(tmp_path):
+    txt, js = output_paths(tmp_path, "a b/ünï/scan.jpg")
+    assert txt == tmp_path / "a b" / "ünï" / "scan.jpg.txt"
+    assert js == tmp_path / "a b" / "ünï" / "scan.jpg.json"
+    assert output_paths(tmp_path, "x/scan.png")[0] != output_paths(tmp_path, "x/scan.jpg")[0]
+    assert source_rel_for(tmp_path, js) == "a b/ünï/scan.jpg"
+    for bad in ("../escape.png", "/abs.png", ""):
+        with pytest.raises(ValueError):
+            output_paths(tmp_path, bad)
+
+
+async def test_write_results_is_atomic_and_leaves_no_temp_files(tmp_path):
+    rels = await write_results(tmp_path, "d/p.png", "text\fpage2", {"text": "text\fpage2"})
+    assert rels == ("d/p.png.txt", "d/p.png.json")
+    assert (tmp_path / "d/p.png.txt").read_text() == "text\fpage2"
+    assert json.loads((tmp_path / "d/p.png.json").read_text())["text"] == "text\fpage2"
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["p.png.json", "p.png.txt"]
