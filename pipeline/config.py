@@ -19,6 +19,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 
+IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
+               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm")
+
+
 class ConfigError(Exception):
     """A bad config file or option; the message names the key and the problem."""
 
@@ -104,7 +108,7 @@ class WebhookConfig:
 class Config:
     input: Path
     output: Path
-    include: tuple[str, ...] = ("**/*",)
+    include: tuple[str, ...] = IMAGE_GLOBS  # matched case-insensitively
     exclude: tuple[str, ...] = ()
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
     min_file_age_s: float = 0.0       # younger files are "still being written": next run

@@ -1,0 +1,618 @@
+"""Make one input file acceptable to deAPI's img2txt, or reject it with a reason a person can act on.
+
+Role in the pipeline: ``scan`` finds a file, ``prepare`` turns it into one or more upload-ready
+pages, the runner submits them. This module knows nothing of HTTP or state; it is sync and
+CPU-bound, so the runner calls :func:`prepare_file` in a worker thread or process.
+
+What happens to a file, in order (each step that changes pixels or bytes is recorded in
+``PreparedPage.transforms`` for the result ``.json``):
+
+1. **Pre-checks** — ``os.stat`` (unreadable / not a regular file / empty), then Pillow identifies
+   the format from the *content* (never the extension). Dimensions are checked against
+   ``max_source_pixels`` right after the header is parsed, before any pixel is decoded, so a
+   decompression bomb costs nothing. Truncated or corrupt data surface when the pixels are
+   decoded and are rejected, never sent.
+2. **Pass-through** — a single-page file in a format the API takes (JPEG, PNG, GIF, BMP, WebP),
+   within the byte and pixel limits and with no EXIF rotation to apply, is sent as the original
+   bytes (``transforms == ()``): cheapest, and lossless.
+3. **Otherwise** per page: EXIF orientation applied; multi-page TIFF split into pages (other
+   animated formats: first frame only); downscale to fit ``max_width``/``max_height`` (big JPEGs
+   are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling — ``Image.draft`` — which is
+   several times faster than a full decode); pad with white at the right/bottom up to
+   ``min_width``/``min_height`` (padding keeps the text at the size it was written and keeps
+   coordinates identical to the source, where upscaling would blur small text and change the
+   scale); encode by content: bilevel/grayscale/palette → PNG, colour → JPEG with a short quality
+   ladder, then further downscaling until the bytes fit ``max_upload_bytes``.
+
+Rejection codes (``RejectedInput.code``): ``empty_file``, ``unreadable``, ``not_an_image``,
+``truncated``, ``corrupt``, ``decompression_bomb``, ``too_many_pages``, ``cannot_fit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import stat as stat_mod
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "PrecheckLimits",
+    "PreparedPage",
+    "PreparedFile",
+    "RejectedInput",
+    "prepare_file",
+    "ACCEPTED_FORMATS",
+    "REJECTION_CODES",
+]
+
+#: Formats the API accepts as uploads ("JPG, JPEG, PNG, GIF, BMP, WebP; max 10 MB").
+#: MPO (camera JPEGs with an extra preview image) is a valid JPEG byte stream, so it counts as JPEG.
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
+_FORMAT_ALIASES = {"MPO": "JPEG"}
+
+#: Formats whose frames are separate document pages; every other multi-frame format
+#: (animated GIF/WebP/PNG, ICO, MPO, ...) contributes its first frame only.
+MULTIPAGE_FORMATS = frozenset({"TIFF"})
+
+#: Pixel modes we pass through untouched; anything else (CMYK, 16-bit, float, ...) is converted.
+_PASSTHROUGH_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
+
+#: Pillow plugins we refuse to run on untrusted input: EPS shells out to Ghostscript.
+_BLOCKED_OPEN_FORMATS = frozenset({"EPS"})
+
+_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+}
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp"}
+
+REJECTION_CODES = {
+    "empty_file": "the file has zero bytes",
+    "unreadable": "the operating system refused to read it (permissions, vanished, not a regular file)",
+    "not_an_image": "the content is not an image format Pillow can read",
+    "truncated": "the image data ends early (incomplete copy or download)",
+    "corrupt": "the image data is damaged and cannot be decoded",
+    "decompression_bomb": "the image declares more pixels than max_source_pixels",
+    "too_many_pages": "the document has more pages than max_pages",
+    "cannot_fit": "no encoding within the byte limit was found (should not happen in practice)",
+}
+
+_ORIENTATION_TAG = 0x0112
+_PIL_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PrecheckLimits:
+    """The API's upload limits plus our own safety limits. Defaults are deAPI's documented ones."""
+
+    max_upload_bytes: int = 10_000_000
+    min_width: int = 128
+    max_width: int = 4096
+    min_height: int = 127
+    max_height: int = 4096
+    max_source_pixels: int = 250_000_000   # decompression-bomb guard, checked before decoding
+    jpeg_quality: int = 90                 # first rung of the quality ladder
+    min_jpeg_quality: int = 70             # below this we downscale rather than blur further
+    max_pages: int = 1000                  # a TIFF with more pages is rejected, not half-done
+    max_encode_attempts: int = 10          # hard cap on encodes per page (ladder + downscales)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_width <= self.max_width and 0 < self.min_height <= self.max_height):
+            raise ValueError(f"inconsistent pixel limits: {self}")
+        if self.max_upload_bytes < 10_000:
+            raise ValueError(f"max_upload_bytes too small to hold an image: {self.max_upload_bytes}")
+        if not (1 <= self.min_jpeg_quality <= self.jpeg_quality <= 100):
+            raise ValueError("need 1 <= min_jpeg_quality <= jpeg_quality <= 100")
+        if self.max_source_pixels <= 0 or self.max_pages <= 0:
+            raise ValueError("max_source_pixels and max_pages must be positive")
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """One upload: the bytes to send and the facts the result ``.json`` records."""
+
+    data: bytes
+    filename: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+    page_index: int
+    scale: float                     # submitted px / source px (linear; 1.0 when unchanged)
+    transforms: tuple[str, ...]      # () means: the original bytes, untouched
+    sha256: str
+
+    @property
+    def passthrough(self) -> bool:
+        return not self.transforms
+
+    def to_json(self) -> dict:
+        return {
+            "page_index": self.page_index,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "bytes": len(self.data),
+            "scale": self.scale,
+            "transforms": list(self.transforms),
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """Everything prepared from one input file. ``source_width/height`` are as stored in the file
+    (first page, before EXIF orientation)."""
+
+    source_format: str
+    source_width: int
+    source_height: int
+    page_count: int
+    pages: tuple[PreparedPage, ...]
+    source_bytes: int = 0
+
+    def to_json(self) -> dict:
+        """The facts for the result ``.json`` (no image bytes)."""
+        return {
+            "source_format": self.source_format,
+            "source_width": self.source_width,
+            "source_height": self.source_height,
+            "source_bytes": self.source_bytes,
+            "page_count": self.page_count,
+            "pages": [p.to_json() for p in self.pages],
+        }
+
+
+class RejectedInput(Exception):
+    """This input can never be OCRed as it is; ``reason`` says what a person can do about it."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def prepare_file(path: Path, limits: PrecheckLimits = PrecheckLimits()) -> PreparedFile:
+    """Check, convert and fit one file for upload; raise :class:`RejectedInput` if impossible."""
+    path = Path(path)
+    size = _stat_regular_file(path)
+    _raise_pillow_bomb_limit(limits.max_source_pixels)
+
+    # Small files are read once into memory: what we verify is then exactly what we may send.
+    # Big files cannot be passed through anyway; Pillow reads them from disk as it decodes.
+    if size <= limits.max_upload_bytes:
+        data = _read_bytes(path)
+        if not data:
+            raise RejectedInput("empty_file", "the file is empty (0 bytes); was the copy interrupted?")
+        source: io.BytesIO | Path = io.BytesIO(data)
+    else:
+        data = None
+        source = path
+
+    im = _open(path, source, data)
+    try:
+        return _prepare_open_image(path, im, data, size, limits)
+    except RejectedInput:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise RejectedInput("decompression_bomb", f"{exc} Raise precheck.max_source_pixels if this is a real image.") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
+        raise _decode_error(exc) from None
+    finally:
+        im.close()
+
+
+# --------------------------------------------------------------------------------------------
+# pre-checks
+
+
+def _stat_regular_file(path: Path) -> int:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise RejectedInput("unreadable", f"the file vanished before it could be read: {path}") from None
+    except OSError as exc:
+        raise RejectedInput("unreadable", f"cannot stat the file: {exc.strerror or exc}") from None
+    if not stat_mod.S_ISREG(st.st_mode):
+        kind = _file_kind(st.st_mode)
+        raise RejectedInput("unreadable", f"not a regular file ({kind}); only image files can be OCRed")
+    if st.st_size == 0:
+        raise RejectedInput("empty_file", "the file is empty (0 bytes); was the copy interrupted?")
+    return st.st_size
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat_mod.S_ISDIR, "a directory"), (stat_mod.S_ISFIFO, "a FIFO/named pipe"),
+                       (stat_mod.S_ISSOCK, "a socket"), (stat_mod.S_ISCHR, "a character device"),
+                       (stat_mod.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except PermissionError as exc:
+        raise RejectedInput("unreadable", f"permission denied reading the file ({exc.strerror}); "
+                                          "fix its permissions or run as a user who may read it") from None
+    except FileNotFoundError:
+        raise RejectedInput("unreadable", "the file vanished before it could be read") from None
+    except OSError as exc:
+        raise RejectedInput("unreadable", f"the file could not be read: {exc.strerror or exc}") from None
+
+
+def _raise_pillow_bomb_limit(max_source_pixels: int) -> None:
+    """Pillow's own, process-wide bomb guard (89 Mpx by default, error at 2x) is lower than our
+    configured limit; without this a legitimate 200 Mpx scan would be refused by Pillow before our
+    explicit check runs. We only ever raise it, and never beyond our own limit: our check after
+    ``Image.open`` (before any decode) is the real guard."""
+    with _PIL_LOCK:
+        if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_source_pixels:
+            Image.MAX_IMAGE_PIXELS = max_source_pixels
+
+
+def _open_formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(f for f in Image.OPEN if f not in _BLOCKED_OPEN_FORMATS)
+
+
+def _open(path: Path, source, data: bytes | None) -> Image.Image:
+    try:
+        return Image.open(source, formats=_open_formats())
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning arrives as an exception only when warnings are turned into errors (-W error).
+        raise RejectedInput("decompression_bomb",
+                            f"{exc} Raise precheck.max_source_pixels if this is a real image.") from None
+    except UnidentifiedImageError:
+        head = data[:64] if data is not None else _head(path)
+        kind = _image_magic(head)
+        if kind:
+            raise RejectedInput("corrupt", f"the file starts like a {kind} image but its header is damaged "
+                                           "or cut short; copy or export it again") from None
+        raise RejectedInput("not_an_image", _describe_non_image(head)) from None
+    except PermissionError as exc:
+        raise RejectedInput("unreadable", f"permission denied reading the file ({exc.strerror})") from None
+    except FileNotFoundError:
+        raise RejectedInput("unreadable", "the file vanished before it could be read") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
+        # The format was recognised but the header is broken.
+        raise _decode_error(exc) from None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(64)
+    except OSError:
+        return b""
+
+
+_MAGIC_HINTS = (
+    (b"%PDF", "a PDF document; convert its pages to images (e.g. pdftoppm -png) first"),
+    (b"PK\x03\x04", "a ZIP archive (or DOCX/ODT/XLSX document); extract or export the images first"),
+    (b"\x1f\x8b", "a gzip-compressed file; decompress it first"),
+    (b"%!PS", "a PostScript/EPS file; convert it to PNG or PDF-then-PNG first"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document; export the images first"),
+    (b"Rar!", "a RAR archive; extract the images first"),
+    (b"7z\xbc\xaf", "a 7-Zip archive; extract the images first"),
+)
+
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def _image_magic(head: bytes) -> str | None:
+    for magic, kind in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 26:   # "BM" alone is too common
+        return "BMP"
+    return None
+
+
+def _describe_non_image(head: bytes) -> str:
+    """Say what the bytes look like, so a person knows what landed in the input folder."""
+    for magic, hint in _MAGIC_HINTS:
+        if head.startswith(magic):
+            return f"not an image: the content is {hint}"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("ascii", "replace")
+        if brand in ("heic", "heix", "mif1", "msf1", "avif", "hevc"):
+            return (f"HEIC/AVIF image (brand {brand!r}) is not supported here; "
+                    "convert it to JPEG or PNG first")
+        return f"not an image: the content is an ISO media file (brand {brand!r}, e.g. MP4/MOV video)"
+    stripped = head.lstrip()
+    if stripped[:5].lower() in (b"<?xml", b"<svg ") or stripped[:4].lower() == b"<svg":
+        return "not a raster image: the content is XML/SVG; rasterise it to PNG first"
+    if stripped[:14].lower().startswith((b"<!doctype html", b"<html")):
+        return "not an image: the content is an HTML page (a failed download?)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        preview = text[:40].replace("\n", "\\n").replace("\r", "\\r")
+        return f"not an image: the file contains text (starts with {preview!r}); the extension lies"
+    return (f"not an image format Pillow can read (first bytes: {head[:8].hex(' ')}); "
+            "convert it to PNG or JPEG")
+
+
+def _decode_error(exc: BaseException) -> RejectedInput:
+    msg = str(exc) or type(exc).__name__
+    low = msg.lower()
+    if "truncated" in low or isinstance(exc, EOFError) or "premature end" in low or "ran out of data" in low:
+        return RejectedInput("truncated", f"the image data ends early ({msg}); the file is incomplete — "
+                                          "copy or download it again")
+    if isinstance(exc, PermissionError):
+        return RejectedInput("unreadable", f"permission denied while reading ({exc.strerror})")
+    return RejectedInput("corrupt", f"the image data is damaged and cannot be decoded ({msg}); "
+                                    "re-export or re-scan it")
+
+
+# --------------------------------------------------------------------------------------------
+# the work
+
+
+def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: int,
+                        limits: PrecheckLimits) -> PreparedFile:
+    fmt = _FORMAT_ALIASES.get(im.format or "", im.format or "UNKNOWN")
+    src_w, src_h = im.size
+    _check_pixels(src_w, src_h, limits, "the image")
+    n_frames = getattr(im, "n_frames", 1) or 1
+    multipage = fmt in MULTIPAGE_FORMATS and n_frames > 1
+    if multipage and n_frames > limits.max_pages:
+        raise RejectedInput("too_many_pages", f"{n_frames} pages exceed precheck max_pages={limits.max_pages}; "
+                                              "split the document")
+    stem = path.stem or "image"
+
+    # An MPO's extra frames are camera previews; its byte stream is a plain JPEG of the main image.
+    frames_sent = 1 if im.format == "MPO" else n_frames
+    if not multipage and data is not None and _can_pass_through(im, fmt, frames_sent, size, limits):
+        _verify_decodes(im)
+        page = PreparedPage(
+            data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
+            width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
+            sha256=hashlib.sha256(data).hexdigest())
+        return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+
+    pages = []
+    count = n_frames if multipage else 1
+    for index in range(count):
+        transforms: list[str] = []
+        if index:
+            im.seek(index)
+            _check_pixels(im.size[0], im.size[1], limits, f"page {index + 1}")
+        elif frames_sent > 1 and not multipage:
+            transforms.append(f"first_frame_of:{n_frames}")
+        name = f"{stem}-p{index + 1:03d}" if multipage else stem
+        pages.append(_prepare_page(im, fmt, index, name, transforms, limits))
+    return PreparedFile(fmt, src_w, src_h, count, tuple(pages), size)
+
+
+def _check_pixels(w: int, h: int, limits: PrecheckLimits, what: str) -> None:
+    if w <= 0 or h <= 0:
+        raise RejectedInput("corrupt", f"{what} declares an impossible size {w}x{h}")
+    if w * h > limits.max_source_pixels:
+        raise RejectedInput(
+            "decompression_bomb",
+            f"{what} declares {w}x{h} = {w * h:,} pixels, over max_source_pixels={limits.max_source_pixels:,} "
+            "(possible decompression bomb); nothing was decoded. Raise precheck.max_source_pixels "
+            "if this is a genuine huge scan")
+
+
+def _orientation(im: Image.Image) -> int:
+    if im.format == "PNG":
+        # PNG may store eXIf after the pixels, so Pillow decodes the image to find it. Do that
+        # here, outside the guard below: a decode error must reject the file, not be swallowed.
+        im.load()
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:   # a broken EXIF block must not lose the image; treat as upright
+        return 1
+
+
+def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limits: PrecheckLimits) -> bool:
+    w, h = im.size
+    return (fmt in ACCEPTED_FORMATS and n_frames == 1 and size <= limits.max_upload_bytes
+            and limits.min_width <= w <= limits.max_width and limits.min_height <= h <= limits.max_height
+            and im.mode in _PASSTHROUGH_MODES and _orientation(im) == 1)
+
+
+def _verify_decodes(im: Image.Image) -> None:
+    """Decode every byte of the stream so truncated/corrupt files are rejected, not uploaded.
+    For JPEG, decoding at 1/8 scale still entropy-decodes the whole stream, at a fraction of
+    the cost."""
+    if im.format in ("JPEG", "MPO"):
+        im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+    im.load()
+
+
+def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: list[str],
+                  limits: PrecheckLimits) -> PreparedPage:
+    orientation = _orientation(im)
+    swap = orientation in (5, 6, 7, 8)
+    w0, h0 = im.size
+    ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
+    fit = min(1.0, limits.max_width / ow, limits.max_height / oh)
+    target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
+
+    work = im
+    resample = Image.Resampling.LANCZOS
+    if im.format in ("JPEG", "MPO") and fit <= 0.5:
+        # libjpeg DCT scaling: decode at 1/2, 1/4 or 1/8 directly (never below the target).
+        req = (target[1], target[0]) if swap else target
+        before = im.size
+        im.draft(im.mode if im.mode in ("L", "RGB") else None, req)
+        if im.size != before:
+            transforms.append(f"jpeg_draft:1/{round(before[0] / im.size[0])}")
+            # DCT scaling already did the big (area-averaging) reduction; the residual step is
+            # < 2x, where Pillow's antialiased triangle filter is as legible as Lanczos and
+            # about twice as fast.
+            resample = Image.Resampling.BILINEAR
+    work.load()
+
+    if orientation != 1:
+        work = ImageOps.exif_transpose(work)
+        transforms.append(f"exif_transpose:{orientation}")
+
+    work, kind = _normalise_mode(work, transforms)
+    if work.size != target:
+        work = work.resize(target, resample, reducing_gap=3.0)
+    scale = target[0] / ow
+    data, out_fmt, (w, h), scale = _encode_to_fit(work, kind, scale, ow, limits, transforms)
+    if scale < 1.0:
+        transforms.insert(_insert_pos(transforms), f"downscale:{scale:.4f}")
+    if out_fmt != fmt:
+        transforms.insert(0, f"convert:{fmt}->{out_fmt}")
+    else:
+        transforms.insert(0, f"reencode:{out_fmt}")
+    if work is not im:
+        work.close()
+    return PreparedPage(
+        data=data, filename=name + _EXTENSIONS[out_fmt], content_type=_CONTENT_TYPES[out_fmt],
+        format=out_fmt, width=w, height=h, page_index=index, scale=round(scale, 6),
+        transforms=tuple(transforms), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _insert_pos(transforms: list[str]) -> int:
+    """Keep the record in the order things happened: downscale comes before pad/encoding."""
+    for i, t in enumerate(transforms):
+        if t.startswith(("pad:", "jpeg_quality:")):
+            return i
+    return len(transforms)
+
+
+def _normalise_mode(im: Image.Image, transforms: list[str]) -> tuple[Image.Image, str]:
+    """Reduce the image to what its content needs, which decides the encoding:
+    ``"1"``/``"L"``/``"P"`` → PNG (text pages compress best losslessly), ``"RGB"`` → JPEG.
+    RGB images whose three channels are identical (scanners often save gray as RGB) become L."""
+    mode = im.mode
+    if mode == "1":
+        return im, "png"
+    if mode == "P" and "transparency" not in im.info:
+        return im, "png"
+    if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        rgba.close()
+        transforms.append("flatten_alpha:white")
+        im = flat
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        transforms.append(f"mode:{mode}->L")
+        return _to_l_from_wide(im), "png"
+    elif mode not in ("L", "RGB"):
+        transforms.append(f"mode:{mode}->RGB")
+        im = im.convert("RGB")
+    if im.mode == "RGB":
+        r, g, b = im.split()
+        gray = ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
+        b.close(), g.close()
+        if gray:
+            transforms.append("mode:RGB->L")
+            return r, "png"
+        r.close()
+        return im, "jpeg"
+    return im, "png"
+
+
+def _to_l_from_wide(im: Image.Image) -> Image.Image:
+    """16-bit/32-bit gray → 8-bit, stretching the used range (16-bit scans are often dark)."""
+    lo, hi = im.getextrema() if im.mode != "I;16" else im.convert("I").getextrema()
+    src = im.convert("F") if im.mode != "F" else im
+    span = (hi - lo) or 1
+    return src.point(lambda v: (v - lo) * 255.0 / span).convert("L")
+
+
+def _pad(im: Image.Image, limits: PrecheckLimits, transforms: list[str] | None) -> Image.Image:
+    w, h = im.size
+    pw, ph = max(w, limits.min_width), max(h, limits.min_height)
+    if (pw, ph) == (w, h):
+        return im
+    fill = 255 if im.mode == "1" else (255 if im.mode == "L" else (255, 255, 255))
+    if im.mode == "P":
+        im = im.convert("RGB")
+        fill = (255, 255, 255)
+    canvas = Image.new(im.mode, (pw, ph), fill)
+    canvas.paste(im, (0, 0))      # top-left: coordinates in the upload equal the source's
+    if transforms is not None:
+        transforms.append(f"pad:{pw}x{ph}")
+    return canvas
+
+
+def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        im.save(buf, "PNG", compress_level=6)
+    else:
+        im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _encode_to_fit(im: Image.Image, kind: str, scale: float, ow: int, limits: PrecheckLimits,
+                   transforms: list[str]) -> tuple[bytes, str, tuple[int, int], float]:
+    """Encode ``im`` so the bytes fit ``max_upload_bytes``, in as few encodes as we can.
+
+    PNG first for ``kind == "png"``; if too big, the page goes to JPEG. JPEG: the quality ladder
+    steps down by 10 from ``jpeg_quality`` to ``min_jpeg_quality`` while the overshoot is small
+    (a quality step saves roughly 15-30 %); a large overshoot, or an exhausted ladder, shrinks the
+    pixels instead, by sqrt(limit/size) with a margin — bytes scale about with pixel count — so it
+    usually converges in one or two further encodes.
+    """
+    limit = limits.max_upload_bytes
+    quality = limits.jpeg_quality
+    fmt = "PNG" if kind == "png" else "JPEG"
+    attempts = 0
+    while attempts < limits.max_encode_attempts:
+        attempts += 1
+        padded = _pad(im, limits, None)
+        data = _encode(padded, fmt, quality)
+        if len(data) <= limit:
+            size = padded.size
+            if padded is not im:
+                transforms.append(f"pad:{size[0]}x{size[1]}")
+                padded.close()
+            if fmt == "JPEG":
+                transforms.append(f"jpeg_quality:{quality}")
+            return data, fmt, size, scale
+        if padded is not im:
+            padded.close()
+        ratio = limit / len(data)
+        if fmt == "PNG":
+            fmt = "JPEG"
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("L" if im.mode == "1" else "RGB")
+            continue
+        if ratio >= 0.6 and quality - 10 >= limits.min_jpeg_quality:
+            quality -= 10
+            continue
+        factor = min(0.9, math.sqrt(ratio) * 0.95)
+        new = (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor)))
+        im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        scale = new[0] / ow
+    raise RejectedInput("cannot_fit", f"could not encode the image under {limit:,} bytes in "
+                                      f"{limits.max_encode_attempts} attempts")

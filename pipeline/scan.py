@@ -1,0 +1,298 @@
+"""The lazy, deterministic walk of the input tree: one file at a time, never the whole list.
+
+Role in the pipeline: the runner pulls from :func:`scan_tree` into a bounded queue, so a tree of
+millions of files costs memory proportional to its *largest directory*, not to the tree. Each
+directory is listed with ``os.scandir`` and sorted by name (runs are deterministic and resumable
+in the same order); subdirectories are entered depth-first as they come up in that order.
+
+What it yields: a :class:`ScanEntry` per regular file to process, or a :class:`ScanProblem` for
+something a person should know about. Problems never stop the walk.
+
+Rules (in the order applied):
+
+* **Hidden and temporary names are skipped silently**: a leading ``.`` (files and directories),
+  a trailing ``~``, the suffixes ``.tmp .part .partial .crdownload .swp`` (any case), Office lock
+  files ``~$*`` and the OS litter files ``Thumbs.db`` and ``desktop.ini``.
+* **skip_dirs** (e.g. the output directory when it lies inside the input) are never entered; they
+  are compared by ``(st_dev, st_ino)``, so another spelling or a symlink to them is caught too; one
+  that does not exist yet when the walk starts is matched by its resolved path if it appears.
+* **Globs** are matched against the POSIX path relative to ``root`` (``letters/1952/a.png``):
+  ``*`` and ``?`` never cross ``/``; ``**`` as a whole segment matches zero or more directories
+  (``**/*.tif`` matches ``a.tif`` and ``x/y/a.tif``; ``archive/**`` matches everything below
+  ``archive``); ``[abc]`` is a character class. A pattern without ``/`` matches the file *name*
+  at any depth (``*.png`` == ``**/*.png``). A file is yielded when it matches some ``include``
+  and no ``exclude``. Directories matched by an ``exclude`` ending in ``/**`` are not entered at
+  all. Matching is case-sensitive unless ``ignore_case=True``.
+* **Symlinks are followed**, to files and to directories. A directory whose ``(dev, inode)`` is
+  already on the current path is reported as ``symlink_loop`` (and not entered); a link whose
+  target is missing is ``broken_symlink``; a link that loops on itself (ELOOP) is
+  ``symlink_loop``. A directory reachable through two different links is walked twice (once per
+  path): keeping every visited directory would cost memory proportional to the tree.
+* **Unreadable** directories or entries (permissions, I/O errors) are ``unreadable`` with the OS
+  error; entries that vanish between listing and ``stat`` are skipped silently.
+* Files modified less than ``min_age_s`` seconds ago are ``still_being_written``: the next run
+  picks them up.
+* FIFOs, sockets and devices are ``special_file`` (opening a FIFO would hang the run).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat as stat_mod
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+__all__ = ["ScanEntry", "ScanProblem", "scan_tree", "GlobSet", "glob_to_regex", "is_ignored_name",
+           "PROBLEM_CODES"]
+
+PROBLEM_CODES = {
+    "symlink_loop": "a symlinked directory leads back to one of its own parents (not entered)",
+    "broken_symlink": "a symlink whose target does not exist",
+    "unreadable": "the OS refused to list or stat the entry (see the reason for the OS error)",
+    "still_being_written": "modified less than min_age_s ago; picked up by a later run",
+    "special_file": "a FIFO, socket or device: not a file that can hold an image",
+}
+
+_TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+_LITTER_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    path: Path          # root / rel (symlinks not resolved: the name the user gave it)
+    rel: str            # POSIX path relative to root
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    path: Path
+    rel: str
+    code: str           # one of PROBLEM_CODES
+    reason: str
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden, temporary or OS-litter names that are skipped without a word."""
+    if name.startswith(".") or name.endswith("~") or name.startswith("~$"):
+        return True
+    low = name.lower()
+    return low.endswith(_TEMP_SUFFIXES) or low in _LITTER_NAMES
+
+
+# --------------------------------------------------------------------------------------------
+# globs
+
+
+def glob_to_regex(pattern: str) -> str:
+    """Translate one glob (rules in the module docstring) to an anchored regular expression."""
+    if not pattern or pattern.strip() != pattern:
+        raise ValueError(f"invalid glob {pattern!r}: empty or surrounded by spaces")
+    pat = pattern.strip("/") if pattern != "/" else pattern
+    if "/" not in pat and pat != "**":
+        pat = "**/" + pat
+    out = []
+    segments = pat.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "**":
+            out.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        if "**" in seg:
+            raise ValueError(f"invalid glob {pattern!r}: '**' must be a whole path segment")
+        out.append(_segment_regex(seg, pattern))
+        if not last:
+            out.append("/")
+    return "".join(out)
+
+
+def _segment_regex(seg: str, pattern: str) -> str:
+    out, i = [], 0
+    while i < len(seg):
+        c = seg[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = seg.find("]", i + 2 if seg[i + 1:i + 2] in ("!", "]") else i + 1)
+            if j < 0:
+                raise ValueError(f"invalid glob {pattern!r}: unclosed '['")
+            body = seg[i + 1:j]
+            if body.startswith("!"):
+                body = "^/" + body[1:]        # a negated class must still not cross "/"
+            out.append("[" + body.replace("\\", "\\\\").replace("/", "") + "]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+class GlobSet:
+    """A set of globs matched against relative POSIX paths; built once, matched many times."""
+
+    def __init__(self, patterns: Iterable[str], *, ignore_case: bool = False):
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        self.patterns = tuple(patterns)
+        flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        regexes = [glob_to_regex(p) for p in self.patterns]
+        self._rx = re.compile("|".join(f"(?:{r})" for r in regexes) + r"\Z", flags) if regexes else None
+        # "<dir>/**" patterns let us prune a whole directory without listing it.
+        prunes = [r[:-3] for r in regexes if r.endswith("/.*")]
+        self._prune = re.compile("|".join(f"(?:{r})" for r in prunes) + r"\Z", flags) if prunes else None
+
+    def match(self, rel: str) -> bool:
+        return bool(self._rx and self._rx.match(rel))
+
+    def covers_dir(self, rel_dir: str) -> bool:
+        """True when every path below ``rel_dir`` matches (so the directory can be skipped)."""
+        return bool(self._prune and self._prune.match(rel_dir))
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+
+# --------------------------------------------------------------------------------------------
+# the walk
+
+
+def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
+              skip_dirs: Iterable[Path] = (), min_age_s: float = 0.0,
+              ignore_case: bool = False) -> Iterator[ScanEntry | ScanProblem]:
+    """Walk ``root`` lazily; see the module docstring for the rules.
+
+    Validation happens at call time (not at the first ``next()``): a missing root or a bad glob
+    raises ``FileNotFoundError``/``NotADirectoryError``/``ValueError`` here, so the caller can
+    report a configuration error before any work starts.
+    """
+    root = Path(root)
+    st = os.stat(root)                      # raises FileNotFoundError / PermissionError
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"input is not a directory: {root}")
+    inc = GlobSet(include, ignore_case=ignore_case)
+    exc = GlobSet(exclude, ignore_case=ignore_case)
+    skip, pending = set(), set()
+    for d in skip_dirs:
+        try:
+            s = os.stat(d)
+        except OSError:
+            # Not there yet (e.g. the output folder, created during the run): match it by its
+            # resolved path instead, so it is still skipped if it appears mid-walk.
+            pending.add(os.path.realpath(d))
+            continue
+        skip.add((s.st_dev, s.st_ino))
+    return _walk(root, (st.st_dev, st.st_ino), inc, exc, frozenset(skip), frozenset(pending),
+                 float(min_age_s))
+
+
+def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float):
+    # Explicit stack of (dir path, rel prefix, iterator over sorted names, ancestor keys): no
+    # recursion limit on deep trees, and only one sorted name list per open directory level.
+    ancestors = [root_key]
+    stack = [(str(root), "", _list(root, ""), )]
+    if isinstance(stack[0][2], ScanProblem):
+        yield stack[0][2]
+        return
+    cutoff_ns = time.time_ns() - int(min_age_s * 1e9) if min_age_s > 0 else None
+    while stack:
+        dir_path, prefix, names = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            ancestors.pop()
+            continue
+        rel = prefix + name
+        full = os.path.join(dir_path, name)
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            if _is_symlink(full):
+                yield ScanProblem(Path(full), rel, "broken_symlink",
+                                  f"symlink target does not exist: {_readlink(full)}")
+            continue                        # vanished since listing: nothing to do
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                yield ScanProblem(Path(full), rel, "symlink_loop",
+                                  f"symlink points back to itself or a chain too deep ({_readlink(full)})")
+            else:
+                yield ScanProblem(Path(full), rel, "unreadable", f"cannot stat: {e.strerror or e}")
+            continue
+        mode = st.st_mode
+        if stat_mod.S_ISDIR(mode):
+            key = (st.st_dev, st.st_ino)
+            if key in skip or exc.covers_dir(rel) or (pending and os.path.realpath(full) in pending):
+                continue
+            if key in ancestors:
+                yield ScanProblem(Path(full), rel, "symlink_loop",
+                                  f"directory leads back to its parent {_ancestor_rel(ancestors, key, stack)!r}; "
+                                  "not entered")
+                continue
+            listing = _list(full, rel)
+            if isinstance(listing, ScanProblem):
+                yield listing
+                continue
+            ancestors.append(key)
+            stack.append((full, rel + "/", listing))
+        elif stat_mod.S_ISREG(mode):
+            if not inc.match(rel) or exc.match(rel):
+                continue
+            if cutoff_ns is not None and st.st_mtime_ns > cutoff_ns:
+                age = max(0.0, (time.time_ns() - st.st_mtime_ns) / 1e9)
+                yield ScanProblem(Path(full), rel, "still_being_written",
+                                  f"modified {age:.1f}s ago (< min_age_s={min_age_s:g}); "
+                                  "it will be picked up by a later run")
+                continue
+            yield ScanEntry(Path(full), rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        else:
+            if not inc.match(rel) or exc.match(rel):
+                continue
+            yield ScanProblem(Path(full), rel, "special_file",
+                              f"{_kind(mode)}, not a regular file; skipped")
+
+
+def _list(path, rel: str):
+    """Sorted names of one directory (hidden/temp names dropped), or a ScanProblem."""
+    try:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it if not is_ignored_name(e.name))
+    except OSError as e:
+        return ScanProblem(Path(path), rel, "unreadable", f"cannot list directory: {e.strerror or e}")
+    return iter(names)
+
+
+def _is_symlink(path: str) -> bool:
+    try:
+        return stat_mod.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def _ancestor_rel(ancestors, key, stack) -> str:
+    idx = ancestors.index(key)
+    return stack[idx][1].rstrip("/") or "."
+
+
+def _kind(mode: int) -> str:
+    if stat_mod.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat_mod.S_ISSOCK(mode):
+        return "a socket"
+    if stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode):
+        return "a device"
+    return "a special file"

@@ -1,0 +1,236 @@
+"""scan_tree: order, filters, symlinks, problems and laziness, on trees the tests build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
+
+
+def touch(root: Path, rel: str, data: bytes = b"x", age_s: float | None = 3600.0) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    if age_s is not None:
+        t = time.time() - age_s
+        os.utime(p, (t, t))
+    return p
+
+
+def entries(items) -> list[str]:
+    return [i.rel for i in items if isinstance(i, ScanEntry)]
+
+
+def problems(items) -> dict[str, str]:
+    return {i.rel: i.code for i in items if isinstance(i, ScanProblem)}
+
+
+def test_order_is_sorted_depth_first_and_deterministic(tmp_path):
+    for rel in ["b/2.png", "a.png", "b/1.png", "c.png", "b/sub/z.png", "b/a.png", "A.png"]:
+        touch(tmp_path, rel)
+    first = entries(scan_tree(tmp_path))
+    assert first == ["A.png", "a.png", "b/1.png", "b/2.png", "b/a.png", "b/sub/z.png", "c.png"]
+    assert entries(scan_tree(tmp_path)) == first
+
+
+def test_entry_carries_stat_facts(tmp_path):
+    p = touch(tmp_path, "x/y.jpg", b"12345")
+    (e,) = list(scan_tree(tmp_path))
+    st = os.stat(p)
+    assert e == ScanEntry(tmp_path / "x" / "y.jpg", "x/y.jpg", 5, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def test_unicode_and_spaces_in_names(tmp_path):
+    names = ["field notes/page one.png", "Åsa/brev från mormor.jpg", "日本/文書.tif", "ça va/x y z.png"]
+    for rel in names:
+        touch(tmp_path, rel)
+    got = entries(scan_tree(tmp_path))
+    assert sorted(got) == sorted(names)
+    for item in scan_tree(tmp_path):
+        assert item.path.is_file() and item.path == tmp_path / item.rel
+
+
+def test_include_and_exclude_globs(tmp_path):
+    for rel in ["a.tif", "x/b.tif", "x/y/c.tif", "x/d.png", "archive/2024/e.tif", "archive/2023/f.tif",
+                "g.TIF"]:
+        touch(tmp_path, rel)
+    assert entries(scan_tree(tmp_path, include=["**/*.tif"])) == [
+        "a.tif", "archive/2023/f.tif", "archive/2024/e.tif", "x/b.tif", "x/y/c.tif"]
+    # a pattern without "/" matches the name at any depth
+    assert entries(scan_tree(tmp_path, include=["*.png"])) == ["x/d.png"]
+    assert entries(scan_tree(tmp_path, include=["**/*.tif"], exclude=["archive/2024/**"])) == [
+        "a.tif", "archive/2023/f.tif", "x/b.tif", "x/y/c.tif"]
+    assert entries(scan_tree(tmp_path, include=["x/**/*.tif"])) == ["x/b.tif", "x/y/c.tif"]
+    assert entries(scan_tree(tmp_path, include=["*.tif"], ignore_case=True))[-1] == "x/y/c.tif"
+    assert "g.TIF" in entries(scan_tree(tmp_path, include=["*.tif"], ignore_case=True))
+    assert "g.TIF" not in entries(scan_tree(tmp_path, include=["*.tif"]))
+
+
+def test_glob_semantics():
+    g = GlobSet(["a/**/b/*.jpg"])
+    assert g.match("a/b/x.jpg") and g.match("a/q/r/b/x.jpg")
+    assert not g.match("ab/x.jpg") and not g.match("a/b/c/x.png")
+    star = GlobSet(["docs/*.png"])
+    assert star.match("docs/a.png") and not star.match("docs/sub/a.png")   # * never crosses /
+    assert GlobSet(["[!x]*.png"]).match("a.png") and not GlobSet(["[!x]*.png"]).match("x.png")
+    assert GlobSet(["archive/**"]).covers_dir("archive")
+    assert not GlobSet(["archive/**"]).covers_dir("old/archive")          # "/" anchors at root
+    assert GlobSet(["**/cache/**"]).covers_dir("old/cache")
+    with pytest.raises(ValueError):
+        glob_to_regex("a**b/*.png")
+    with pytest.raises(ValueError):
+        glob_to_regex("[abc")
+
+
+def test_excluded_directory_is_not_entered(tmp_path):
+    touch(tmp_path, "keep/a.png")
+    (tmp_path / "old").mkdir()
+    os.symlink("..", tmp_path / "old" / "loop")          # would be reported if "old" were entered
+    assert problems(scan_tree(tmp_path)) == {"old/loop": "symlink_loop"}
+    items = list(scan_tree(tmp_path, exclude=["old/**"]))
+    assert entries(items) == ["keep/a.png"] and problems(items) == {}
+
+
+def test_hidden_and_temp_files_are_skipped_silently(tmp_path):
+    for rel in ["ok.png", ".hidden.png", ".git/objects/x.png", "draft.png~", "up.png.part",
+                "dl.jpg.crdownload", "x.tmp", "y.partial", ".z.swp", "~$report.docx", "Thumbs.db",
+                "sub/.DS_Store", "sub/fine.jpg", "UPPER.TMP"]:
+        touch(tmp_path, rel)
+    items = list(scan_tree(tmp_path))
+    assert entries(items) == ["ok.png", "sub/fine.jpg"]
+    assert problems(items) == {}
+
+
+def test_skip_dirs_by_identity_not_spelling(tmp_path):
+    touch(tmp_path, "in/a.png")
+    touch(tmp_path, "in/out/result.png")
+    touch(tmp_path, "in/z/b.png")
+    os.symlink(tmp_path / "in" / "out", tmp_path / "in" / "out-link")
+    odd_spelling = tmp_path / "in" / "z" / ".." / "out"
+    got = entries(scan_tree(tmp_path / "in", skip_dirs=[odd_spelling]))
+    assert got == ["a.png", "z/b.png"]
+    assert "out/result.png" in entries(scan_tree(tmp_path / "in"))
+
+
+def test_skip_dir_created_during_the_walk_is_still_skipped(tmp_path):
+    touch(tmp_path, "in/a.png")
+    touch(tmp_path, "in/z.png")
+    (tmp_path / "in" / "sub").mkdir()
+    gen = scan_tree(tmp_path / "in", skip_dirs=[tmp_path / "in" / "sub" / "out"])   # not there yet
+    assert next(gen).rel == "a.png"
+    touch(tmp_path, "in/sub/out/result.png")          # the run starts writing results
+    touch(tmp_path, "in/sub/c.png")
+    assert entries(gen) == ["sub/c.png", "z.png"]
+
+
+def test_symlinks_followed_loops_and_broken_links_reported(tmp_path):
+    outside = tmp_path / "outside"
+    touch(outside, "o.png")
+    root = tmp_path / "root"
+    touch(root, "d/a.png")
+    os.symlink(outside, root / "d" / "linked-dir")
+    os.symlink(root / "d" / "a.png", root / "file-link.png")
+    os.symlink("..", root / "d" / "up")                       # d/up -> root: a loop
+    os.symlink("self", root / "self")                        # ELOOP
+    os.symlink("missing.png", root / "broken.png")
+    items = list(scan_tree(root))
+    assert entries(items) == ["d/a.png", "d/linked-dir/o.png", "file-link.png"]
+    assert problems(items) == {"d/up": "symlink_loop", "self": "symlink_loop",
+                               "broken.png": "broken_symlink"}
+    broken = next(i for i in items if i.rel == "broken.png")
+    assert "missing.png" in broken.reason
+
+
+def test_files_still_being_written_are_reported_not_yielded(tmp_path):
+    touch(tmp_path, "old.png", age_s=600)
+    touch(tmp_path, "new.png", age_s=None)                   # mtime = now
+    items = list(scan_tree(tmp_path, min_age_s=60))
+    assert entries(items) == ["old.png"]
+    assert problems(items) == {"new.png": "still_being_written"}
+    assert entries(scan_tree(tmp_path)) == ["new.png", "old.png"]
+
+
+def test_fifo_is_a_special_file(tmp_path):
+    touch(tmp_path, "a.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    items = list(scan_tree(tmp_path))
+    assert entries(items) == ["a.png"] and problems(items) == {"pipe.png": "special_file"}
+
+
+def test_walk_is_lazy(tmp_path):
+    """The first entry arrives before later directories are listed: a file created in a later
+    sibling directory after the first ``next()`` is still found, which an eager walk (that had
+    listed everything up front) would miss."""
+    touch(tmp_path, "a.png")
+    for i in range(300):
+        touch(tmp_path, f"big/{i:04d}.png", age_s=None)
+    (tmp_path / "later").mkdir()
+    gen = scan_tree(tmp_path)
+    first = next(gen)
+    assert first.rel == "a.png"
+    touch(tmp_path, "big/9999-late.png", age_s=None)
+    touch(tmp_path, "later/late.png", age_s=None)
+    rest = entries(gen)
+    assert rest[-2:] == ["big/9999-late.png", "later/late.png"]
+    assert len(rest) == 302
+
+
+def test_bad_root_and_bad_globs_fail_at_call_time(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        scan_tree(tmp_path / "nope")
+    f = touch(tmp_path, "file.png")
+    with pytest.raises(NotADirectoryError):
+        scan_tree(f)
+    with pytest.raises(ValueError):
+        scan_tree(tmp_path, include=["[unclosed"])
+
+
+def _as_nobody(fn):
+    """Run ``fn()`` in a forked child with effective uid/gid 65534; return its result lines.
+    Root ignores permission bits, so this is how a root test run sees an unreadable directory."""
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(rd)
+            os.setegid(65534)
+            os.seteuid(65534)
+            os.write(wr, "\n".join(fn()).encode() + b"\n")
+        except BaseException as e:                          # noqa: BLE001 - report, then exit
+            os.write(wr, f"child-error {e!r}\n".encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(wr)
+    with os.fdopen(rd) as fh:
+        out = fh.read().splitlines()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
+    work = Path(tempfile.mkdtemp(prefix="scan-perm-"))      # /tmp/pytest-of-root is 0700
+    try:
+        work.chmod(0o755)
+        touch(work, "a/x.png")
+        touch(work, "locked/secret.png")
+        touch(work, "z/y.png")
+        (work / "locked").chmod(0)
+
+        def walk():
+            return [f"{i.rel} {getattr(i, 'code', 'entry')}" for i in scan_tree(work)]
+
+        out = walk() if os.geteuid() != 0 else _as_nobody(walk)
+        if out and out[0].startswith("child-error"):
+            pytest.skip(f"running as root and could not drop privileges: {out[0]}")
+        assert out == ["a/x.png entry", "locked unreadable", "z/y.png entry"]
+    finally:
+        (work / "locked").chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
