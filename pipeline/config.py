@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+from urllib.parse import urlsplit
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
@@ -275,8 +276,11 @@ def _validate(config: Config, base: Path) -> Config:
         url = config.webhook.public_url
         if not url:
             raise ConfigError("webhook.public_url: required when webhook.enabled is true")
-        if not url.startswith("https://") and not (config.embedded and url.startswith("http://127.")):
-            raise ConfigError("webhook.public_url: deAPI only calls https:// URLs")
+        host = urlsplit(url).hostname or ""
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        if not url.startswith("https://") and not (url.startswith("http://") and loopback):
+            raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "
+                              "(plain http is accepted only to a loopback host, for a local server)")
     if config.max_runtime_s is not None and config.max_runtime_s <= 0:
         raise ConfigError("max_runtime_s: must be greater than 0")
     return replace(config, input=inp, output=out, state_path=state)

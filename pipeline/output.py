@@ -43,10 +43,17 @@ def source_rel_for(output_root: Path, output_path: Path) -> str | None:
     return rel[: -len(JSON_SUFFIX)]
 
 
+def temp_path(path: Path) -> Path:
+    """The temp name for ``path``: deterministic, so a write killed half-way leaves a file that
+    the next write of the same output overwrites and renames (one run at a time holds the lock,
+    and one worker writes a given output), and ``verify`` can recognise any other leftover."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 async def write_atomic(path: Path, data: str) -> None:
     """Write text to ``path`` via a temp file and ``os.replace`` (atomic on POSIX)."""
     await aiofiles.os.makedirs(path.parent, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(path)
     try:
         async with aiofiles.open(tmp, "w", encoding="utf-8") as fh:
             await fh.write(data)

@@ -1,0 +1,143 @@
+"""``make bench``: run every benchmark, print the figures, and write them into README.md.
+
+Each benchmark module prints one JSON object per line; this driver runs them one after the
+other in fresh processes (so one's memory does not count against another's), keeps every JSON
+line, prints a table of figures against their targets, and replaces the block between the
+``BENCH`` markers in README.md with that table and the machine it ran on.
+
+``python -m bench --quick`` runs smaller sizes (for a quick look; the README keeps full runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
+
+# module, full args, quick args
+SUITE = [
+    ("bench.pipeline_runs", [], ["--files", "400", "--rerun-files", "10000"]),
+    ("bench.prepare_big_jpeg", [], []),
+    ("bench.walk_tree", [], ["--entries", "100000"]),
+    ("bench.ocr_engines", [], ["--limit", "3"]),
+]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def run_module(module: str, args: list[str]) -> list[dict]:
+    print(f"\n=== {module} {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, text=True, capture_output=True)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stderr[-3000:])
+        return [{"bench": module, "error": f"exit {proc.returncode}", "stderr_tail": proc.stderr[-500:]}]
+    rows = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
+def _fmt(value: object) -> str:
+    return "–" if value is None else str(value)
+
+
+def figures_table(rows: list[dict]) -> list[str]:
+    """One README row per figure with its target; unknown rows are listed raw."""
+    out = ["| figure | measured | target | met |", "|---|---|---|---|"]
+
+    def add(name: str, measured: object, target: str, ok: bool | None) -> None:
+        out.append(f"| {name} | {_fmt(measured)} | {target} | {'yes' if ok else ('no' if ok is False else '–')} |")
+
+    for r in rows:
+        b = r.get("bench")
+        if "error" in r:
+            add(f"{b}", r["error"], "runs", False)
+        elif b == "throughput":
+            add(f"throughput, {r['files']} files, latency {r['latency_s']} s, {r['in_flight']} in flight (files/s ÷ ideal {r['ideal_files_per_s']:.0f})",
+                f"{r['files_per_s']} files/s = {r['ratio']}", ">= 0.95", r["ratio"] >= 0.95)
+            add("API calls per file, polling, inline results", r["api_calls_per_file"], "<= 2.1", r["api_calls_per_file"] <= 2.1)
+        elif b == "webhook":
+            add(f"API calls per file, webhook mode ({r['files']} files)", r["api_calls_per_file"], "1 submit + 0 polls",
+                r.get("status_polls") == 0)
+        elif b == "rate_limited":
+            add(f"rate-limited run, {r['limit_per_min']} submits/min (achieved ÷ limit)",
+                f"{r['achieved_per_min']}/min = {r['ratio']}", ">= 0.95", r["ratio"] >= 0.95)
+            add("429s in that run", r["http_429"], "a handful (<= 5)", (r["http_429"] or 0) <= 5)
+        elif b == "daily_limit":
+            add(f"daily quota of 50 submits, {r['files']} files", f"exit {r['exit_code']}, {r['done']} done, "
+                f"{r['left_for_next_run']} left, {r['http_429']} 429s, {r['seconds']} s",
+                "stops at the quota, exit 3, rest pending", r["exit_code"] == 3 and r["jobs_created"] == 50)
+        elif b == "rerun":
+            add(f"rerun over {r['files']} done files", f"{r['seconds']} s, {r['api_calls']} API calls",
+                "< 10 s, 0 calls", r["seconds"] < 10 and r["api_calls"] == 0)
+        else:
+            measured = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("bench",))
+            out.append(f"| {b} | {measured} | see section | – |")
+    return out
+
+
+def write_readme(rows: list[dict], quick: bool) -> None:
+    text = README.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print("README has no BENCH markers; not updated")
+        return
+    block = [START, "",
+             f"Measured {time.strftime('%Y-%m-%d')} on {machine()}"
+             + (" — quick sizes" if quick else "") + " by `make bench`.", ""]
+    block += figures_table(rows) + ["", END]
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(head + "\n".join(block) + tail, encoding="utf-8")
+    print(f"README.md updated ({len(rows)} figures)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
+    ap.add_argument("--only", nargs="*", help="module names, e.g. bench.pipeline_runs")
+    args = ap.parse_args(argv)
+    rows: list[dict] = []
+    for module, full, quick in SUITE:
+        if args.only and module not in args.only:
+            continue
+        rows += run_module(module, quick if args.quick else full)
+    print("\n" + "\n".join(figures_table(rows)))
+    if not args.no_readme:
+        write_readme(rows, args.quick)
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Command line: ``run``, ``serve``, ``status``, ``verify``, ``models``; every path ends in an ExitCode.
+
+Each command maps its failure kinds onto the one exit-code table (``exitcodes.ExitCode``) so a
+scheduler can act on the outcome without parsing text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Sequence
+
+from pipeline import __version__
+from pipeline.config import ConfigError, load_config
+from pipeline.exitcodes import ExitCode
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline",
+                                     description="Batch folder OCR through deAPI's img2txt (or the embedded server).")
+    parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="OCR every image under the configured input directory")
+    run.add_argument("config", help="path to config.yaml")
+    run.add_argument("--force", action="store_true", help="redo every file, even those already done")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="try permanently failed, rejected and quarantined files again")
+    run.add_argument("--max-runtime", type=float, metavar="SECONDS",
+                     help="stop taking new files after this long (overrides max_runtime_s)")
+    run.add_argument("--input", metavar="DIR", help="override the config's input directory")
+    run.add_argument("--output", metavar="DIR", help="override the config's output directory")
+    run.add_argument("--progress", choices=("auto", "bar", "log", "off"), help="override progress")
+
+    serve = sub.add_parser("serve", help="run the deAPI-compatible OCR server")
+    from pipeline.server.cli import add_serve_arguments
+    add_serve_arguments(serve)
+
+    status = sub.add_parser("status", help="counts per state, last run, failures and quarantine")
+    status.add_argument("config")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    verify = sub.add_parser("verify", help="audit the output tree against the state")
+    verify.add_argument("config")
+    verify.add_argument("--requeue", action="store_true", help="set broken files back to pending")
+    verify.add_argument("--json", action="store_true")
+
+    models = sub.add_parser("models", help="list the API's img2txt models and their limits")
+    models.add_argument("config")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    for flag, key in (("max_runtime", "max_runtime_s"), ("input", "input"), ("output", "output"),
+                      ("progress", "progress")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from pipeline.server.cli import serve_from_args
+        return serve_from_args(args)
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"pipeline: config error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    try:
+        if args.command == "run":
+            from pipeline.runner import Runner
+            return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed).run()))
+        if args.command == "status":
+            from pipeline.audit import format_status, status_report
+            report = status_report(config)
+            print(json.dumps(report, indent=2, default=str) if args.json else format_status(report))
+            return ExitCode.OK
+        if args.command == "verify":
+            return _verify(config, args)
+        if args.command == "models":
+            return asyncio.run(_models(config))
+    except KeyboardInterrupt:
+        return ExitCode.STOPPED_EARLY
+    return ExitCode.CONFIG_ERROR
+
+
+def _verify(config, args) -> int:
+    from pipeline.audit import verify
+    from pipeline.lock import LockHeld, RunLock
+    from pipeline.state import StateStore
+
+    if not config.state_file.exists():
+        print(f"pipeline: no state at {config.state_file}: nothing to verify")
+        return ExitCode.OK
+    lock = RunLock(config.state_file.with_name(config.state_file.name + ".lock"))
+    try:
+        if args.requeue:
+            lock.acquire()
+    except LockHeld as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return ExitCode.LOCKED
+    state = StateStore(config.state_file)
+    try:
+        result = verify(config, state, requeue=args.requeue)
+    finally:
+        state.close()
+        lock.release()
+    if args.json:
+        print(json.dumps({"checked": result.checked, "problems": result.problems, "requeued": result.requeued},
+                         indent=2))
+    else:
+        print(f"verify: {result.checked} done files checked, {len(result.problems)} problems"
+              + (f", {result.requeued} requeued for the next run" if args.requeue else ""))
+        for p in result.problems:
+            print(f"  {p['path']}: {p['problem']}")
+    return ExitCode.OK if result.ok else ExitCode.FILES_FAILED
+
+
+async def _models(config) -> int:
+    from contextlib import AsyncExitStack
+
+    from pipeline.runner import Runner, StartupError
+    from pipeline.client_setup import client_settings_from_config
+    from pipeline.deapi import DeapiClient
+    from pipeline.deapi import errors as api_errors
+
+    runner = Runner(config)
+    async with AsyncExitStack() as stack:
+        try:
+            base_url, token, _ = await runner.open_api_endpoint(stack)
+        except StartupError as exc:
+            print(f"pipeline: {exc}", file=sys.stderr)
+            return exc.code
+        api = await stack.enter_async_context(DeapiClient(base_url, token, client_settings_from_config(config)))
+        try:
+            models = await api.list_models("img2txt")
+        except api_errors.AuthError as exc:
+            print(f"pipeline: {exc.reason}", file=sys.stderr)
+            return ExitCode.AUTH_OR_BALANCE
+        except (api_errors.TransportError, api_errors.ServerError) as exc:
+            print(f"pipeline: {exc.reason}", file=sys.stderr)
+            return ExitCode.API_UNREACHABLE
+        for m in models:
+            lim = m.limits
+            size = (f"{lim.min_width}-{lim.max_width} x {lim.min_height}-{lim.max_height} px" if lim else "no limits")
+            print(f"{m.slug}\t{m.name}\t{size}")
+    return ExitCode.OK

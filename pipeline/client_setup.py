@@ -1,0 +1,32 @@
+"""Translate the run's ``Config`` into the deAPI client's settings and the job-slot limiter.
+
+Kept apart from both sides on purpose: the client knows nothing of config files, and the
+config knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.deapi import ClientSettings
+
+
+def client_settings_from_config(config: Config) -> ClientSettings:
+    t, r, p, rl = config.timeouts, config.retries, config.polling, config.rate_limits
+    return ClientSettings(
+        connect_timeout_s=t.connect_s, read_timeout_s=t.read_s,
+        max_attempts=r.max_attempts, backoff_initial_s=r.backoff_initial_s, backoff_max_s=r.backoff_max_s,
+        max_retry_after_s=r.max_retry_after_s,
+        first_poll_s=p.first_poll_s, poll_min_interval_s=p.min_interval_s, poll_max_interval_s=p.max_interval_s,
+        poll_backoff=p.backoff,
+        plan=rl.plan, submit_per_minute=rl.submit_per_minute, submit_per_day=rl.submit_per_day,
+        status_per_minute=rl.status_per_minute, status_per_day=rl.status_per_day,
+        connections=config.concurrency.jobs_in_flight + 4,
+    )
+
+
+def job_slots_from_config(config: Config) -> Any:
+    c = config.concurrency
+    return asyncio.Semaphore(c.jobs_in_flight)

@@ -1,0 +1,68 @@
+"""Adaptive concurrency (AIMD) for jobs in flight: grow while the API keeps up, back off when not.
+
+``AdaptiveLimit`` is an async context manager like a semaphore whose size changes: every
+success adds ``1/limit`` (about +1 per round of jobs: additive increase); a 429 or a latency
+far above the best seen halves it (multiplicative decrease), never below ``minimum`` nor above
+``maximum``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class AdaptiveLimit:
+    def __init__(self, minimum: int, maximum: int, initial: int | None = None, *,
+                 latency_factor: float = 3.0) -> None:
+        self.minimum, self.maximum = max(1, minimum), max(minimum, maximum)
+        self._limit = float(initial if initial is not None else self.minimum)
+        self.in_flight = 0
+        self.latency_factor = latency_factor
+        self.best_latency: float | None = None
+        self._cond = asyncio.Condition()
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    async def __aenter__(self) -> "AdaptiveLimit":
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+    def on_success(self, latency: float | None = None) -> None:
+        if latency is not None:
+            if self.best_latency is None or latency < self.best_latency:
+                self.best_latency = latency
+            elif latency > self.best_latency * self.latency_factor:
+                self._decrease()
+                return
+        self._limit = min(float(self.maximum), self._limit + 1.0 / max(self._limit, 1.0))
+        self._wake()
+
+    def on_overload(self) -> None:
+        self._decrease()
+
+    def _decrease(self) -> None:
+        self._limit = max(float(self.minimum), self._limit / 2)
+
+    def _wake(self) -> None:
+        async def notify() -> None:
+            async with self._cond:
+                self._cond.notify_all()
+        try:
+            asyncio.get_running_loop().create_task(notify())
+        except RuntimeError:
+            pass

@@ -1,0 +1,401 @@
+"""One file's way through the pipeline: plan -> prepare -> submit -> await -> write -> record.
+
+``FileProcessor.process(entry)`` owns every decision about a single input file and records
+each step in the state store *before* acting on it, so a crash at any instant leaves a state
+from which the next run continues without paying twice:
+
+* plan: skip a file whose content and settings are unchanged (size + mtime + inode fast path,
+  content hash when those moved); reuse the results of an identical file already done.
+* prepare: Pillow work in a thread, bounded by a semaphore.
+* submit: page intent written, POST, request id written. A page that already has a request id
+  is re-attached (polled), never resubmitted; a request id the server no longer knows, or a
+  submit whose outcome is unknown, is resubmitted *knowingly* and listed in the run report.
+* await: inline result, polling, or a webhook hint with polling as the fallback.
+* write: ``.txt`` and ``.json`` atomically; only then is the file ``done``.
+
+The module knows nothing of the worker pool (``runner``) or of HTTP details (``deapi``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+from pipeline import __version__
+from pipeline.config import Config
+from pipeline.crashpoints import crashpoint
+from pipeline.deapi import errors as api_errors
+from pipeline.output import output_paths, write_results
+from pipeline.prepare import PrecheckLimits, PreparedFile, PreparedPage, RejectedInput, prepare_file
+from pipeline.scan import ScanEntry
+from pipeline.state import StateStore
+
+PAGE_SEPARATOR = "\f"  # form feed between pages in the .txt, as OCR tools conventionally do
+
+
+class Outcome:
+    DONE = "done"                 # processed (or reused) this run, outputs written
+    SKIPPED = "skipped"           # already done with the same content and settings
+    FAILED = "failed"             # failed this run (transient or permanent)
+    REJECTED = "rejected"         # not a usable image
+    STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
+    DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
+
+
+class StopSubmitting(Exception):
+    """Raised inside a file's processing when the run no longer submits new work."""
+
+
+class ApiPort(Protocol):  # what this module needs of the deAPI client
+    async def submit_ocr(self, data: bytes, filename: str, content_type: str, **kw: Any) -> str: ...
+    async def wait_for_job(self, request_id: str, deadline_s: float) -> Any: ...
+    async def get_status(self, request_id: str) -> Any: ...
+    async def fetch_result(self, request_id: str, status: Any) -> str: ...
+
+
+@dataclass
+class RunContext:
+    """Everything the per-file code shares with the rest of the run."""
+
+    config: Config
+    state: StateStore
+    api: ApiPort
+    api_ready: Callable[[], Awaitable[PrecheckLimits]]  # start-up checks, run once before the first prepare
+    run_id: int
+    force: bool = False
+    retry_failed: bool = False
+    webhook_events: Any | None = None        # JobEvents when webhook mode is on
+    webhook_url: str | None = None
+    job_slots: Any | None = None             # AdaptiveLimit (or a semaphore) around submit+await
+    prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    submissions_closed: str | None = None    # why new submissions stopped (daily quota, signal, ...)
+    fatal: BaseException | None = None       # auth or balance: the run must stop
+    in_run_works: dict[str, asyncio.Future] = field(default_factory=dict)
+    possible_duplicates: int = 0
+    resubmitted: int = 0
+
+    def close_submissions(self, reason: str) -> None:
+        if self.submissions_closed is None:
+            self.submissions_closed = reason
+
+
+def settings_fingerprint(config: Config) -> str:
+    """Every setting that changes the result; part of the work key.
+
+    It is computed from the config alone (the model's pixel limits come with the model name),
+    so deciding that a file is already done needs no API call at all.
+    """
+    api, pre = config.api, config.precheck
+    parts = {
+        "model": api.model, "language": api.language, "format": api.format,
+        "precheck": [pre.max_upload_bytes, pre.max_source_pixels, pre.jpeg_quality],
+        "engine": api.embedded.engine if config.embedded else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def work_key(content_sha256: str, fingerprint: str) -> str:
+    return f"{content_sha256[:32]}-{fingerprint}"
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class PageResult:
+    index: int
+    text: str
+    structured: Any | None
+    request_id: str | None
+    submits: int
+    reused: bool = False
+
+
+class FileFailure(Exception):
+    def __init__(self, state: str, error_class: str, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.state, self.error_class, self.reason, self.code = state, error_class, reason, code
+
+
+class FileProcessor:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.fingerprint = settings_fingerprint(ctx.config)
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    async def process(self, entry: ScanEntry) -> str:
+        ctx, state = self.ctx, self.ctx.state
+        rec = state.get_file(entry.rel)
+        same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
+                         and rec.inode == entry.inode)
+        if same_stat and not ctx.force:
+            sha = rec.sha256
+        else:
+            try:
+                sha = await asyncio.to_thread(hash_file, entry.path)
+            except OSError as exc:
+                return self._fail(entry, FileFailure("rejected_input", "rejected_input",
+                                                     f"cannot read the file: {exc.strerror or exc}", "unreadable"))
+        key = work_key(sha, self.fingerprint)
+        stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
+        if rec and rec.work_key == key and not ctx.force:
+            if rec.state == "done":
+                if not same_stat:
+                    state.set_file(entry.rel, "done", **stat)
+                return Outcome.SKIPPED
+            if rec.state in ("failed_permanent", "rejected_input", "quarantined") and not ctx.retry_failed:
+                return Outcome.STILL_FAILED
+        if rec and rec.state in ("failed_permanent", "rejected_input", "quarantined") and ctx.retry_failed:
+            state.reset_for_retry(entry.rel)
+        if rec is None or rec.work_key != key:
+            state.set_file(entry.rel, "pending", run_id=ctx.run_id, work_key=key, **stat)
+        try:
+            pages, prepared = await self._results_for_work(entry, key)
+            await self._write(entry, key, sha, prepared, pages)
+        except StopSubmitting:
+            return Outcome.DEFERRED
+        except FileFailure as failure:
+            return self._fail(entry, failure)
+        return Outcome.DONE
+
+    def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
+        self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
+                                 error_code=failure.code, run_id=self.ctx.run_id,
+                                 max_transient_runs=self.ctx.config.retries.max_transient_runs)
+        return Outcome.REJECTED if failure.state == "rejected_input" else Outcome.FAILED
+
+    async def _results_for_work(self, entry: ScanEntry, key: str) -> tuple[list[PageResult], dict]:
+        """Page results for this content+settings, computed once per run for identical files."""
+        ctx = self.ctx
+        existing = ctx.in_run_works.get(key)
+        if existing is not None:
+            pages, prepared = await asyncio.shield(existing)
+            return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True) for p in pages], prepared
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        ctx.in_run_works[key] = future
+        try:
+            result = await self._compute_work(entry, key)
+        except BaseException as exc:
+            ctx.in_run_works.pop(key, None)
+            if not future.done():
+                future.set_exception(exc if isinstance(exc, Exception) else StopSubmitting("cancelled"))
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        future.set_result(result)
+        return result
+
+    async def _compute_work(self, entry: ScanEntry, key: str) -> tuple[list[PageResult], dict]:
+        ctx = self.ctx
+        sibling = None if ctx.force else ctx.state.done_file_with_work(key, entry.rel)
+        if sibling is not None:
+            reused = _pages_from_outputs(ctx.config.output, sibling.rel)
+            if reused is not None:
+                return reused
+        # Pages done or in flight from an earlier run (re-attach); --force ignores them.
+        stored = {} if ctx.force else ctx.state.get_pages(key)
+        if ctx.submissions_closed and not stored:
+            raise StopSubmitting(ctx.submissions_closed)  # nothing to re-attach: skip the Pillow work
+        prepared = await self._prepare(entry)
+        ctx.state.set_file(entry.rel, "prepared", run_id=ctx.run_id)
+        results = await asyncio.gather(*(self._page(entry, key, page, stored.get(page.page_index))
+                                         for page in prepared.pages), return_exceptions=True)
+        for r in results:  # surface the most important failure first
+            if isinstance(r, (StopSubmitting, asyncio.CancelledError)):
+                raise r
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return list(results), prepared.to_json()  # type: ignore[arg-type]
+
+    async def _prepare(self, entry: ScanEntry) -> PreparedFile:
+        limits = await self.ctx.api_ready()
+        async with self.ctx.prepare_slots:
+            try:
+                return await asyncio.to_thread(prepare_file, entry.path, limits)
+            except RejectedInput as exc:
+                raise FileFailure("rejected_input", "rejected_input", exc.reason, exc.code) from None
+            except MemoryError:
+                raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
+                                  "too_large") from None
+
+    # -- submit and await ---------------------------------------------------------------------
+
+    async def _page(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
+        """One page through submit and await, holding one of the run's job slots."""
+        if self.ctx.job_slots is None:
+            return await self._page_in_slot(entry, key, page, stored)
+        async with self.ctx.job_slots:
+            return await self._page_in_slot(entry, key, page, stored)
+
+    async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
+        ctx, state = self.ctx, self.ctx.state
+        api_cfg = ctx.config.api
+        reason: str | None = None
+        if stored is not None and stored.state == "done" and stored.result_text is not None:
+            return PageResult(page.page_index, stored.result_text,
+                              json.loads(stored.result_json) if stored.result_json else None,
+                              stored.request_id, stored.submits, reused=True)
+        if stored is not None and stored.state == "submitted" and stored.request_id:
+            try:
+                return await self._await(entry, key, page.page_index, stored.request_id, stored.submits)
+            except api_errors.NotFoundError:
+                reason = "the server no longer knew the request id on re-attach; resubmitted"
+                state.page_forget_request(key, page.page_index, reason)
+        elif stored is not None and stored.state == "submitting":
+            state.page_outcome_unknown(key, page.page_index)
+            ctx.possible_duplicates += 1
+            reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
+        unknown_retry_used = False
+        while True:
+            if ctx.submissions_closed or ctx.fatal:
+                raise StopSubmitting(ctx.submissions_closed or "fatal error")
+            if reason:
+                ctx.resubmitted += 1
+            state.page_intent(key, page.page_index, page.sha256, reason)
+            state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
+            crashpoint("before_submit")
+            try:
+                request_id = await ctx.api.submit_ocr(
+                    page.data, page.filename, page.content_type, model=api_cfg.model,
+                    language=api_cfg.language, format=api_cfg.format,
+                    return_result_in_response=api_cfg.return_result_in_response,
+                    webhook_url=ctx.webhook_url)
+            except api_errors.SubmitOutcomeUnknown as exc:
+                state.page_outcome_unknown(key, page.page_index)
+                ctx.possible_duplicates += 1
+                if unknown_retry_used:
+                    raise FileFailure("failed_transient", "transient",
+                                      f"submit outcome unknown twice ({exc.reason}); retried next run") from None
+                unknown_retry_used = True
+                reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
+                continue
+            except api_errors.DeapiError as exc:
+                raise self._classify(exc) from None
+            state.page_submitted(key, page.page_index, request_id)
+            state.set_file(entry.rel, "submitted", run_id=ctx.run_id)
+            crashpoint("after_submit")
+            stored_submits = (stored.submits if stored is not None else 0) + 1
+            try:
+                return await self._await(entry, key, page.page_index, request_id, stored_submits)
+            except api_errors.NotFoundError:
+                reason = "the server lost the request id while the job ran; resubmitted"
+                state.page_forget_request(key, page.page_index, reason)
+                if unknown_retry_used:
+                    raise FileFailure("failed_transient", "transient", reason + " twice; retried next run") from None
+                unknown_retry_used = True
+
+    async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int) -> PageResult:
+        ctx = self.ctx
+        try:
+            status = None
+            if ctx.webhook_events is not None:
+                event = await ctx.webhook_events.wait(request_id, ctx.config.webhook.wait_s)
+                if event is not None and event.event == "job.completed":
+                    if event.result:
+                        status = _InlineStatus(event.result)
+                    elif event.result_url:
+                        status = _InlineStatus(None, event.result_url)
+                elif event is not None and event.event == "job.failed":
+                    status = None  # polling confirms the failure (the webhook is a hint)
+            if status is None:
+                status = await ctx.api.wait_for_job(request_id, ctx.config.timeouts.job_s)
+            crashpoint("after_poll")
+            text = await ctx.api.fetch_result(request_id, status)
+        except api_errors.NotFoundError:
+            raise
+        except api_errors.JobFailedError as exc:
+            ctx.state.page_failed(key, index, exc.code, exc.reason)
+            raise self._classify(exc) from None
+        except api_errors.DeapiError as exc:
+            # Timeouts, expired links, transport errors: the request id stays recorded, so the
+            # next run re-attaches to the job instead of paying for it again.
+            raise self._classify(exc) from None
+        structured = None
+        if ctx.config.api.format == "json":
+            try:
+                structured = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                structured = None
+            if isinstance(structured, dict) and isinstance(structured.get("text"), str):
+                text = structured["text"]
+            elif not isinstance(structured, (dict, list)):
+                structured = None
+        ctx.state.page_done(key, index, text, structured)
+        return PageResult(index, text, structured, request_id, submits)
+
+    def _classify(self, exc: api_errors.DeapiError) -> BaseException:
+        ctx = self.ctx
+        if isinstance(exc, api_errors.DailyLimitError):
+            ctx.close_submissions(f"daily submit limit reached ({exc.reason})")
+            return StopSubmitting(exc.reason)
+        if isinstance(exc, (api_errors.AuthError, api_errors.InsufficientBalanceError)):
+            if ctx.fatal is None:
+                ctx.fatal = exc
+            ctx.close_submissions(exc.reason)
+            return StopSubmitting(exc.reason)
+        code = getattr(exc, "code", None) or type(exc).__name__
+        if exc.failure_class == "permanent":
+            return FileFailure("failed_permanent", "permanent", exc.reason, code)
+        return FileFailure("failed_transient", "transient", exc.reason, code)
+
+    # -- write and record ---------------------------------------------------------------------
+
+    async def _write(self, entry: ScanEntry, key: str, sha: str, prepared: dict, pages: list[PageResult]) -> None:
+        ctx = self.ctx
+        api = ctx.config.api
+        pages = sorted(pages, key=lambda p: p.index)
+        text = PAGE_SEPARATOR.join(p.text for p in pages)
+        document = {
+            "source": {"path": entry.rel, "size": entry.size, "sha256": sha, "mtime_ns": entry.mtime_ns},
+            "image": prepared,
+            "settings": {"model": api.model, "language": api.language, "format": api.format,
+                         "return_result_in_response": api.return_result_in_response},
+            "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
+                       "text": p.text, **({"result": p.structured} if p.structured is not None else {})}
+                      for p in pages],
+            "text": text,
+            "tool": {"name": "pipeline", "version": __version__},
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        crashpoint("before_write")
+        outputs = await write_results(ctx.config.output, entry.rel, text, document)
+        crashpoint("after_write")
+        ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, outputs=outputs, error=None,
+                           error_class=None, error_code=None, failures=0)
+        ctx.state.compact_work(key)  # the text now lives in the outputs; identical files reuse those
+
+
+@dataclass
+class _InlineStatus:
+    """A terminal status built from a webhook hint, shaped like the client's JobStatus."""
+
+    result: str | None
+    result_url: str | None = None
+    status: str = "done"
+    error: str | None = None
+    error_code: str | None = None
+    progress: float = 100.0
+    raw: dict = field(default_factory=dict)
+
+
+def _pages_from_outputs(output_root: Path, rel: str) -> tuple[list[PageResult], dict] | None:
+    """Reuse a done sibling's results (identical content) from its .json output."""
+    _, js = output_paths(output_root, rel)
+    try:
+        doc = json.loads(js.read_text(encoding="utf-8"))
+        pages = [PageResult(p["index"], p["text"], p.get("result"), p.get("request_id"), 0, reused=True)
+                 for p in doc["pages"]]
+        return pages, doc["image"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

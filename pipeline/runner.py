@@ -1,0 +1,334 @@
+"""The bounded worker pool that wires the stages together for one run.
+
+A lazy scan feeds a bounded queue (millions of files never sit in memory); a fixed set of
+worker tasks take files from it and hand each to ``process.FileProcessor``; a shared job-slot
+limiter keeps ``jobs_in_flight`` OCR jobs submitted at once. The runner also owns the run's
+lifecycle: the lock, start-up checks, the embedded server, signals and deadline, the summary
+and the exit code. It only wires: decisions about a file live in ``process``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import signal
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any, TextIO
+
+from pipeline.config import Config, ConfigError, token_from_env
+from pipeline.deapi import DeapiClient
+from pipeline.deapi import errors as api_errors
+from pipeline.client_setup import client_settings_from_config, job_slots_from_config
+from pipeline.exitcodes import ExitCode
+from pipeline.lock import LockHeld, RunLock
+from pipeline.prepare import PrecheckLimits
+from pipeline.process import FileProcessor, Outcome, RunContext, StopSubmitting
+from pipeline.report import Progress, RunStats, progress_line, write_run_report
+from pipeline.scan import ScanProblem, scan_tree
+from pipeline.state import FAILED_STATES, StateStore
+
+log = logging.getLogger("pipeline")
+
+SCAN_BATCH = 256
+
+
+class StartupError(Exception):
+    def __init__(self, code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Runner:
+    def __init__(self, config: Config, *, force: bool = False, retry_failed: bool = False,
+                 stream: TextIO | None = None) -> None:
+        self.config = config
+        self.force = force
+        self.retry_failed = retry_failed
+        self.stream = stream or sys.stderr
+        self.stats = RunStats()
+        self.stop_reason: str | None = None
+        self._stop_event = asyncio.Event()
+        self._signals = 0
+        self._tasks: list[asyncio.Task] = []
+        self.report: dict[str, Any] | None = None
+        self._embedded_webhook_secret = ""
+        self._startup_error: StartupError | None = None
+
+    def say(self, message: str) -> None:
+        print(message, file=self.stream, flush=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> ExitCode:
+        lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
+        try:
+            lock.acquire()
+        except LockHeld as exc:
+            self.say(f"pipeline: {exc}")
+            return ExitCode.LOCKED
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> ExitCode:
+        state = StateStore(self.config.state_file)
+        run_id = state.start_run()
+        ctx: RunContext | None = None
+        server = None
+        exit_code = ExitCode.INTERNAL_ERROR
+        try:
+            async with AsyncExitStack() as stack:
+                base_url, token, server = await self.open_api_endpoint(stack)
+                api = await stack.enter_async_context(
+                    DeapiClient(base_url, token, client_settings_from_config(self.config)))
+                ctx = RunContext(config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
+                                 force=self.force, retry_failed=self.retry_failed,
+                                 job_slots=job_slots_from_config(self.config),
+                                 prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers))
+                if self.config.webhook.enabled:
+                    await self._start_webhooks(stack, ctx)
+                await self._work(ctx)
+                if self._startup_error is not None:
+                    raise self._startup_error
+                exit_code = self._exit_code(ctx, state)
+                self._finish(state, run_id, exit_code, ctx, server)
+        except StartupError as exc:
+            self.say(f"pipeline: {exc}")
+            exit_code = exc.code
+            self._finish(state, run_id, exit_code, ctx, server)
+        finally:
+            state.close()
+        return exit_code
+
+    async def open_api_endpoint(self, stack: AsyncExitStack) -> tuple[str, str, Any]:
+        if not self.config.embedded:
+            try:
+                return self.config.api.base_url.rstrip("/"), token_from_env(self.config), None
+            except ConfigError as exc:
+                raise StartupError(ExitCode.CONFIG_ERROR, str(exc)) from None
+        from pipeline.server import EmbeddedServer, ServerConfig
+
+        token = secrets.token_urlsafe(24)  # lives only in this process: never written anywhere
+        self._embedded_webhook_secret = secrets.token_hex(32)
+        emb = self.config.api.embedded
+        server = await stack.enter_async_context(EmbeddedServer(ServerConfig(
+            engine=emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
+            allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret)))
+        return server.base_url, token, server
+
+    def _once(self, api: DeapiClient):
+        """Start-up checks run lazily, once, before the first file that needs the API.
+
+        A rerun over an unchanged tree therefore makes zero API calls, and a bad token or an
+        unreachable API still stops the run before any image is sent.
+        """
+        task: asyncio.Task | None = None
+
+        async def ready() -> PrecheckLimits:
+            nonlocal task
+            if task is None:
+                task = asyncio.create_task(self._startup_checks(api))
+            try:
+                return await asyncio.shield(task)
+            except StartupError as exc:
+                self._startup_error = exc
+                self._stop_event.set()
+                raise StopSubmitting(str(exc)) from None
+
+        return ready
+
+    async def _startup_checks(self, api: DeapiClient) -> PrecheckLimits:
+        """The model exists and reads images; its pixel limits shape the pre-check."""
+        model = self.config.api.model
+        try:
+            models = await api.list_models("img2txt")
+        except api_errors.AuthError as exc:
+            raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
+        except (api_errors.TransportError, api_errors.ServerError) as exc:
+            raise StartupError(ExitCode.API_UNREACHABLE,
+                               f"the API at {self.config.api.base_url} cannot be reached: {exc.reason}") from None
+        match = next((m for m in models if m.slug == model), None)
+        if match is None:
+            names = ", ".join(sorted(m.slug for m in models)) or "none"
+            raise StartupError(ExitCode.CONFIG_ERROR,
+                               f"api.model: {model!r} is not an img2txt model on this API (available: {names})")
+        try:
+            balance = await api.balance()
+        except api_errors.AuthError as exc:
+            raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
+        except api_errors.DeapiError:
+            balance = None  # the balance route is informative only
+        if balance is not None and balance <= 0:
+            raise StartupError(ExitCode.AUTH_OR_BALANCE, f"the account balance is {balance}: top it up first")
+        p = self.config.precheck
+        limits = PrecheckLimits(max_upload_bytes=p.max_upload_bytes, max_source_pixels=p.max_source_pixels,
+                                jpeg_quality=p.jpeg_quality)
+        if match.limits is not None:
+            ml = match.limits
+            limits = replace(limits, **{k: getattr(ml, k) for k in ("min_width", "max_width", "min_height",
+                                                                      "max_height") if getattr(ml, k, None)})
+        return limits
+
+    async def _start_webhooks(self, stack: AsyncExitStack, ctx: RunContext) -> None:
+        from pipeline.deapi.webhook import JobEvents, WebhookReceiver
+
+        wh = self.config.webhook
+        # The embedded server signs with a secret made for this run; a real account's secret
+        # comes from the environment.
+        secret = self._embedded_webhook_secret if self.config.embedded else os.environ.get(wh.secret_env, "")
+        if not secret:
+            raise StartupError(ExitCode.CONFIG_ERROR,
+                               f"webhook.secret_env: the environment variable {wh.secret_env} is empty or unset")
+        events = JobEvents()
+
+        async def on_event(event: Any) -> None:
+            ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
+            events.deliver(event)
+
+        receiver = WebhookReceiver(secret, host=wh.listen_host, port=wh.listen_port, on_event=on_event)
+        await stack.enter_async_context(receiver)
+        ctx.webhook_events = events
+        ctx.webhook_url = wh.public_url
+
+    # -- the pool -----------------------------------------------------------------------------
+
+    async def _work(self, ctx: RunContext) -> None:
+        cfg = self.config
+        processor = FileProcessor(ctx)
+        progress = Progress(cfg.progress, cfg.log_interval_s, self.stream)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4 * SCAN_BATCH)
+        n_workers = cfg.concurrency.jobs_in_flight + cfg.concurrency.prepare_workers
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig, ctx)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handlers
+                pass
+        deadline = loop.call_later(cfg.max_runtime_s, self.request_stop, "max_runtime_s reached",
+                                   ctx) if cfg.max_runtime_s else None
+        feeder = asyncio.create_task(self._feed(queue, n_workers, ctx), name="scan")
+        workers = [asyncio.create_task(self._worker(queue, processor, ctx, progress), name=f"worker-{i}")
+                   for i in range(n_workers)]
+        self._tasks = [feeder, *workers]
+        try:
+            all_done = asyncio.gather(feeder, *workers)
+            stop_wait = asyncio.create_task(self._stop_event.wait())
+            await asyncio.wait([all_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            if not all_done.done():  # stop requested: give in-flight jobs the grace period
+                try:
+                    await asyncio.wait_for(asyncio.shield(all_done), cfg.shutdown_grace_s)
+                except asyncio.TimeoutError:
+                    self.say(f"pipeline: in-flight jobs still running after {cfg.shutdown_grace_s:.0f}s; "
+                             f"parking them (request ids kept for the next run)")
+                    for task in self._tasks:
+                        task.cancel()
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:
+                all_done.result()
+            stop_wait.cancel()
+        finally:
+            if deadline:
+                deadline.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+            progress.close()
+
+    async def _feed(self, queue: asyncio.Queue, n_workers: int, ctx: RunContext) -> None:
+        cfg = self.config
+        skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
+        walk = scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
+                         min_age_s=cfg.min_file_age_s, ignore_case=True)
+        try:
+            while not self._stopping(ctx):
+                batch = await asyncio.to_thread(lambda: list(itertools.islice(walk, SCAN_BATCH)))
+                if not batch:
+                    break
+                for item in batch:
+                    if isinstance(item, ScanProblem):
+                        if item.code == "still_being_written":
+                            self.stats.add(Outcome.DEFERRED)
+                        else:
+                            self.stats.scan_problems.append({"path": item.rel, "code": item.code,
+                                                             "reason": item.reason})
+                        continue
+                    self.stats.seen += 1
+                    await queue.put(item)
+                    if self._stopping(ctx):
+                        break
+        finally:
+            for _ in range(n_workers):
+                await queue.put(None)
+
+    async def _worker(self, queue: asyncio.Queue, processor: FileProcessor, ctx: RunContext,
+                      progress: Progress) -> None:
+        while True:
+            entry = await queue.get()
+            if entry is None:
+                return
+            if self._stopping(ctx):  # drain the queue: these files wait for the next run
+                self.stats.add(Outcome.DEFERRED)
+                continue
+            outcome = await processor.process(entry)
+            self.stats.add(outcome)
+            progress.update(self.stats, 0)
+
+    def _stopping(self, ctx: RunContext) -> bool:
+        return self._stop_event.is_set() or ctx.fatal is not None
+
+    def request_stop(self, reason: str, ctx: RunContext) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.say(f"pipeline: stopping ({reason}): no new files; in-flight jobs may finish "
+                     f"(up to {self.config.shutdown_grace_s:.0f}s)")
+        ctx.close_submissions(reason)
+        self._stop_event.set()
+
+    def _on_signal(self, sig: signal.Signals, ctx: RunContext) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.request_stop(f"signal {signal.Signals(sig).name}", ctx)
+            return
+        self.say("pipeline: second signal: stopping now (state is consistent; in-flight jobs are parked)")
+        for task in self._tasks:
+            task.cancel()
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def _exit_code(self, ctx: RunContext, state: StateStore) -> ExitCode:
+        if ctx.fatal is not None:
+            self.say(f"pipeline: {getattr(ctx.fatal, 'reason', ctx.fatal)}")
+            return ExitCode.AUTH_OR_BALANCE
+        if ctx.submissions_closed and self.stop_reason is None:
+            self.stop_reason = ctx.submissions_closed
+        if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED]:
+            return ExitCode.STOPPED_EARLY
+        counts = state.count_by_state()
+        if any(counts.get(s, 0) for s in FAILED_STATES) or self.stats.scan_problems:
+            return ExitCode.FILES_FAILED
+        return ExitCode.OK
+
+    def _finish(self, state: StateStore, run_id: int, exit_code: ExitCode, ctx: RunContext | None,
+                server: Any) -> None:
+        api_stats = {}
+        if ctx is not None and hasattr(ctx.api, "stats"):
+            stats = ctx.api.stats
+            api_stats = stats.snapshot() if hasattr(stats, "snapshot") else dict(vars(stats))
+        counters = server.counters.snapshot() if server is not None else None
+        self.report = write_run_report(
+            self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,
+            stop_reason=self.stop_reason, api_stats=api_stats,
+            possible_duplicates=ctx.possible_duplicates if ctx else 0,
+            resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters)
+        state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
+        self.say(f"pipeline: {progress_line(self.stats)}")
+        self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
+                 f"report {self.config.control_dir / 'run-report.json'}")

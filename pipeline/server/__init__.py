@@ -1,0 +1,12 @@
+"""The deAPI-compatible OCR server: the embedded default, the test bed, a self-hosted service.
+
+``create_app(ServerConfig)`` builds the aiohttp application; ``EmbeddedServer`` runs it on an
+ephemeral loopback port; ``python -m pipeline serve`` runs it standalone (``cli.py``).
+"""
+
+from .app import create_app
+from .config import PROFILES, FaultConfig, FaultRule, ServerConfig
+from .counters import Counters
+from .embedded import EmbeddedServer
+
+__all__ = ["PROFILES", "Counters", "EmbeddedServer", "FaultConfig", "FaultRule", "ServerConfig", "create_app"]

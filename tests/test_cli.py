@@ -1,0 +1,49 @@
+"""The command line as cron sees it: arguments, config errors and exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.cli import main
+from pipeline.exitcodes import ExitCode
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bad_arguments_exit_with_the_config_code(capsys):
+    assert main(["run"]) == ExitCode.CONFIG_ERROR
+    assert main(["frobnicate"]) == ExitCode.CONFIG_ERROR
+
+
+def test_config_error_names_the_key_and_exits_2(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: in\noutput: out\nretries: {max_attemps: 3}\n")
+    assert main(["run", str(cfg)]) == ExitCode.CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert "unknown key 'retries.max_attemps' (did you mean 'retries.max_attempts'?)" in err
+
+
+def test_status_before_any_run(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: in\noutput: out\n")
+    assert main(["status", str(cfg)]) == ExitCode.OK
+    assert "no files recorded yet" in capsys.readouterr().out
+
+
+def test_real_token_never_needed_for_embedded_and_missing_token_is_a_config_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: in\noutput: out\napi: {base_url: 'http://127.0.0.1:9', token_env: NO_SUCH_TOKEN_VAR}\n")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(cfg)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == ExitCode.CONFIG_ERROR
+    assert "NO_SUCH_TOKEN_VAR is empty or unset" in proc.stderr
+
+
+def test_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0
+    for command in ("run", "serve", "status", "verify", "models"):
+        assert command in proc.stdout

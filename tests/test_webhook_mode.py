@@ -1,0 +1,78 @@
+"""Webhook mode end to end: the server pushes signed events, the runner treats them as hints.
+
+The project's server sends real signed webhooks to the runner's receiver over loopback; its
+fault injection loses, delays, duplicates and reorders deliveries. Polling stays the truth.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conftest import TOKEN
+from helpers import distinct_png, read_result, run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.server import EmbeddedServer, FaultRule, ServerConfig
+
+SECRET = "webhook-secret-for-tests-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def wh_server():
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
+                                           allow_http_webhooks=True, webhook_secret=SECRET,
+                                           webhook_time_scale=0.001)) as srv:
+        yield srv
+
+
+def webhook_config(tmp_path, srv, wait_s: float = 5.0, **kw):
+    port = free_port()
+    import os
+    os.environ["PIPELINE_TEST_WEBHOOK_SECRET"] = SECRET
+    return write_config(tmp_path, srv.base_url, webhook__enabled=True, webhook__listen_port=port,
+                        webhook__public_url=f"http://127.0.0.1:{port}/deapi/webhook",
+                        webhook__secret_env="PIPELINE_TEST_WEBHOOK_SECRET", webhook__wait_s=wait_s, **kw)
+
+
+def make(tmp_path, n):
+    names = [f"w{i}.png" for i in range(n)]
+    for i, name in enumerate(names):
+        distinct_png(tmp_path / "in" / name, seed=300 + i)
+    return names
+
+
+async def test_fault_free_webhook_run_costs_one_submit_and_no_polls(tmp_path, wh_server):
+    names = make(tmp_path, 5)
+    code, report, _ = await run_pipeline(webhook_config(tmp_path, wh_server), TOKEN)
+    assert code == ExitCode.OK
+    assert wh_server.counters.submits == 5 and wh_server.counters.status_polls == 0
+    assert wh_server.counters.webhooks_sent >= 5
+    for name in names:
+        assert read_result(tmp_path, name)[0].startswith("FAST-OCR")
+
+
+async def test_lost_webhooks_fall_back_to_polling(tmp_path, wh_server):
+    names = make(tmp_path, 3)
+    wh_server.faults.webhook_lose = FaultRule(rate=1.0)
+    code, _, _ = await run_pipeline(webhook_config(tmp_path, wh_server, wait_s=0.2), TOKEN)
+    assert code == ExitCode.OK
+    assert wh_server.counters.status_polls >= 3 and wh_server.counters.jobs_created == 3
+    assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
+
+
+@pytest.mark.parametrize("fault", ["webhook_duplicate", "webhook_reorder", "webhook_delay"])
+async def test_duplicated_reordered_and_late_webhooks_change_nothing(tmp_path, wh_server, fault):
+    names = make(tmp_path, 4)
+    setattr(wh_server.faults, fault, FaultRule(rate=1.0))
+    code, _, _ = await run_pipeline(webhook_config(tmp_path, wh_server, wait_s=1.0), TOKEN)
+    assert code == ExitCode.OK
+    assert wh_server.counters.jobs_created == 4
+    assert sorted(wh_server.counters.submits_by_hash.values()) == [1] * 4
+    assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
