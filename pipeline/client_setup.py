@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.deapi import ClientSettings
+from pipeline.deapi.concurrency import AdaptiveLimit
 
 
 def client_settings_from_config(config: Config) -> ClientSettings:
@@ -28,5 +29,9 @@ def client_settings_from_config(config: Config) -> ClientSettings:
 
 
 def job_slots_from_config(config: Config) -> Any:
+    """The run's limit on jobs in flight: adaptive (AIMD) or a fixed semaphore."""
     c = config.concurrency
-    return asyncio.Semaphore(c.jobs_in_flight)
+    if not c.adaptive or c.min_jobs_in_flight >= c.jobs_in_flight:
+        return asyncio.Semaphore(c.jobs_in_flight)
+    return AdaptiveLimit(c.min_jobs_in_flight, c.jobs_in_flight, initial=max(c.min_jobs_in_flight,
+                                                                             min(4, c.jobs_in_flight)))

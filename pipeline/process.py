@@ -233,10 +233,15 @@ class FileProcessor:
 
     async def _page(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
         """One page through submit and await, holding one of the run's job slots."""
-        if self.ctx.job_slots is None:
+        slots = self.ctx.job_slots
+        if slots is None:
             return await self._page_in_slot(entry, key, page, stored)
-        async with self.ctx.job_slots:
-            return await self._page_in_slot(entry, key, page, stored)
+        async with slots:
+            started = time.monotonic()
+            result = await self._page_in_slot(entry, key, page, stored)
+            if not result.reused and hasattr(slots, "on_success"):
+                slots.on_success(time.monotonic() - started)  # feeds the adaptive limit
+            return result
 
     async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
         ctx, state = self.ctx, self.ctx.state

@@ -85,11 +85,12 @@ class Runner:
         try:
             async with AsyncExitStack() as stack:
                 base_url, token, server = await self.open_api_endpoint(stack)
+                slots = job_slots_from_config(self.config)
                 api = await stack.enter_async_context(
-                    DeapiClient(base_url, token, client_settings_from_config(self.config)))
+                    DeapiClient(base_url, token, client_settings_from_config(self.config),
+                                on_overload=getattr(slots, "on_overload", None)))
                 ctx = RunContext(config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
-                                 force=self.force, retry_failed=self.retry_failed,
-                                 job_slots=job_slots_from_config(self.config),
+                                 force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                                  prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers))
                 if self.config.webhook.enabled:
                     await self._start_webhooks(stack, ctx)

@@ -113,7 +113,7 @@ def _as_float(value: Any) -> float | None:
 
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, on_overload: Any = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.settings = s = settings or ClientSettings()
@@ -128,6 +128,7 @@ class DeapiClient:
         self.poller = PollLearner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
                                   backoff=s.poll_backoff)
         self.stats = ClientStats()
+        self.on_overload = on_overload  # called on every 429 (the adaptive concurrency backs off)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never show the token
@@ -188,6 +189,8 @@ class DeapiClient:
             self.stats.retries += 1
             if isinstance(exc, E.RateLimitError):
                 self.stats.rate_limited += 1
+                if self.on_overload is not None:
+                    self.on_overload()
                 if endpoint is not None:
                     self.limiter.pause(endpoint, exc.retry_after)
 

@@ -1,9 +1,10 @@
 """Adaptive concurrency (AIMD) for jobs in flight: grow while the API keeps up, back off when not.
 
-``AdaptiveLimit`` is an async context manager like a semaphore whose size changes: every
-success adds ``1/limit`` (about +1 per round of jobs: additive increase); a 429 or a latency
-far above the best seen halves it (multiplicative decrease), never below ``minimum`` nor above
-``maximum``.
+``AdaptiveLimit`` is an async context manager like a semaphore whose size changes. It starts
+in *slow start* (every success adds 1, so the limit doubles each round of jobs, as TCP does)
+until the first sign of overload; from then on every success adds ``1/limit`` (about +1 per
+round: additive increase). A 429 or a job latency far above the best seen halves the limit
+(multiplicative decrease). It never leaves ``[minimum, maximum]``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.latency_factor = latency_factor
         self.best_latency: float | None = None
+        self.slow_start = True
+        self.decreases = 0
         self._cond = asyncio.Condition()
 
     @property
@@ -49,13 +52,16 @@ class AdaptiveLimit:
             elif latency > self.best_latency * self.latency_factor:
                 self._decrease()
                 return
-        self._limit = min(float(self.maximum), self._limit + 1.0 / max(self._limit, 1.0))
+        step = 1.0 if self.slow_start else 1.0 / max(self._limit, 1.0)
+        self._limit = min(float(self.maximum), self._limit + step)
         self._wake()
 
     def on_overload(self) -> None:
         self._decrease()
 
     def _decrease(self) -> None:
+        self.slow_start = False
+        self.decreases += 1
         self._limit = max(float(self.minimum), self._limit / 2)
 
     def _wake(self) -> None:

@@ -79,12 +79,16 @@ class RateLimiter:
                 if b.per_minute is None:
                     break
                 rate = b.per_minute / 60.0
-                b.tokens = min(float(min(self.burst, b.per_minute)), b.tokens + (now - b.updated) * rate)
+                b.tokens = min(float(min(self.burst, b.per_minute)), b.tokens + max(now - b.updated, 0.0) * rate)
                 b.updated = now
                 if b.tokens >= 1.0:
                     b.tokens -= 1.0
                     break
-                await self.sleep((1.0 - b.tokens) / rate)
+                wait = (1.0 - b.tokens) / rate
+                await self.sleep(wait)
+                # Credit exactly the token this wait earned (re-deriving it from the clock can
+                # fall short by a rounding error and spin); a pause set meanwhile still applies.
+                b.tokens, b.updated = 1.0, now + wait
             b.used_today += 1
 
     def pause(self, endpoint: str, seconds: float) -> None:

@@ -1,18 +1,24 @@
-"""What the server received, so tests and benchmarks can assert "each file paid once"."""
+"""What the server received, so tests and benchmarks can assert "each file paid once".
+
+The counters are plain integers on one object that lives as long as the server; the handlers
+bump them and ``GET /_admin/counters`` serves ``snapshot()``.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+KEEP_UPLOAD_SIZES = 100_000
 
 
 @dataclass
 class Counters:
-    submits: int = 0                 # POSTs to img2txt that reached the handler
+    submits: int = 0                 # POSTs to img2txt that reached the handler (after auth)
     jobs_created: int = 0
     submits_by_hash: Counter = field(default_factory=Counter)  # sha256(upload bytes) -> jobs created
-    upload_sizes: list[int] = field(default_factory=list)
+    upload_sizes: deque = field(default_factory=lambda: deque(maxlen=KEEP_UPLOAD_SIZES))  # bytes per job
     status_polls: int = 0
     downloads: int = 0
     downloads_with_auth: int = 0     # downloads that carried an Authorization header (must stay 0)
@@ -21,11 +27,14 @@ class Counters:
     balance_calls: int = 0
     rate_limited: int = 0            # 429s served (real limits and injected)
     server_errors: int = 0           # injected 5xx
+    internal_errors: int = 0         # unexpected exceptions answered with the 500 envelope
     dropped: int = 0                 # connections closed without an answer
-    validation_errors: int = 0
-    auth_failures: int = 0
-    webhooks_sent: int = 0
-    webhook_failures: int = 0
+    validation_errors: int = 0       # 422s (including "Not enough balance.")
+    auth_failures: int = 0           # 401s
+    webhooks_sent: int = 0           # delivery attempts (each retry counts)
+    webhooks_delivered: int = 0      # attempts answered 2xx
+    webhook_failures: int = 0        # attempts that failed (non-2xx, 3xx, timeout, refused)
+    jobs_done: int = 0
     jobs_failed: int = 0
 
     @property

@@ -1,8 +1,13 @@
-"""The model catalogue the server offers (shapes from deapi-api.md §3)."""
+"""The model catalogue the server offers, and its Laravel-style pagination (deapi-api.md §3).
+
+Two OCR models share the documented pixel limits; one text-to-image model exists so that
+clients meet a model that does *not* support ``img2txt`` (and the 422 it earns).
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 _OCR_LIMITS = {"min_width": 128, "max_width": 4096, "min_height": 127, "max_height": 4096}
 
@@ -16,6 +21,44 @@ MODELS: list[dict[str, Any]] = [
      "loras": None, "languages": None},
 ]
 
+# How validation messages name an inference type ("does not support Image To Text.").
+TYPE_TITLES = {"img2txt": "Image To Text", "txt2img": "Text To Image"}
+
+MAX_PER_PAGE = 100
+
 
 def find_model(slug: str) -> dict[str, Any] | None:
     return next((m for m in MODELS if m["slug"] == slug), None)
+
+
+def pixel_limits(model: dict[str, Any]) -> dict[str, int] | None:
+    info = model.get("info")
+    return info.get("limits") if isinstance(info, dict) else None
+
+
+def filter_models(wanted: str | None) -> list[dict[str, Any]]:
+    """``filter[inference_types]=a,b``: models supporting any of the listed types."""
+    if not wanted:
+        return list(MODELS)
+    kinds = {k.strip() for k in wanted.split(",") if k.strip()}
+    return [m for m in MODELS if kinds & set(m["inference_types"])]
+
+
+def paginate(items: list[dict[str, Any]], page: int, per_page: int, path_url: str,
+             extra_query: dict[str, str]) -> dict[str, Any]:
+    """The Laravel paginator envelope: ``data``, ``links`` and ``meta``."""
+    last = max(1, -(-len(items) // per_page))
+    chunk = items[(page - 1) * per_page: page * per_page]
+
+    def link(p: int | None) -> str | None:
+        return None if p is None else f"{path_url}?{urlencode({**extra_query, 'page': p, 'per_page': per_page})}"
+
+    first_index = (page - 1) * per_page + 1
+    return {
+        "data": chunk,
+        "links": {"first": link(1), "last": link(last), "prev": link(page - 1) if page > 1 else None,
+                  "next": link(page + 1) if page < last else None},
+        "meta": {"current_page": page, "from": first_index if chunk else None, "last_page": last,
+                 "path": path_url, "per_page": per_page,
+                 "to": first_index + len(chunk) - 1 if chunk else None, "total": len(items)},
+    }

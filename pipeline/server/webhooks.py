@@ -1,8 +1,21 @@
-"""Signed webhook deliveries with deAPI's retry schedule, and their fault injection.
+"""Signed webhook deliveries with deAPI's retry schedule, and the webhook faults.
 
-Signature: ``X-DeAPI-Signature: sha256=HMAC_SHA256(secret, f"{timestamp}.{raw_body}")``. A
-delivery that fails (non-2xx, 3xx, timeout after 10 s) is retried on the documented schedule,
-multiplied by ``webhook_time_scale`` so tests run it in milliseconds.
+Events: ``job.processing`` (pending -> processing), ``job.completed`` (-> done),
+``job.failed`` (-> error), with the documented payloads (``job_request_id``, ISO-8601
+``timestamp`` ...). ``job.completed`` carries ``result_url`` always and, when the job was
+submitted with ``return_result_in_response=true``, the text in ``result`` too (deAPI does not
+document this for OCR; a receiver that wants the text without another call gets it this way).
+
+Signature: ``X-DeAPI-Signature: sha256=HMAC_SHA256(secret, f"{timestamp}.{raw_body}")`` with
+the timestamp sent in ``X-DeAPI-Timestamp`` (real Unix seconds, never the injected clock: the
+receiver compares it with its own clock). A delivery that fails (non-2xx, 3xx — redirects are
+not followed — a refused connection, or no answer within 10 s) is retried on the documented
+schedule multiplied by ``webhook_time_scale``; every attempt of one delivery keeps its
+``delivery_id`` and body, with a fresh timestamp and signature.
+
+Faults: ``webhook_lose`` (never sent), ``webhook_delay`` (sent ``webhook_delay_s`` late),
+``webhook_duplicate`` (delivered twice, same delivery id), ``webhook_reorder``
+(``job.processing`` held back and sent after the job's final event).
 """
 
 from __future__ import annotations
@@ -16,32 +29,59 @@ import random
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+if TYPE_CHECKING:
+    from .counters import Counters
+    from .faults import FaultConfig
+    from .jobs import Job
+
 log = logging.getLogger("pipeline.server.webhooks")
 
+# Pause before each attempt: immediate, +1 m, +2 m, +5 m, +10 m, +30 m, +1 h, +3 h, +6 h, +12 h.
 RETRY_SCHEDULE_S = (0, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+USER_AGENT = "DeAPI-Webhook/1.0"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def _iso(t: float) -> str:
+def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def build_payload(job: "Job", event: str, result_url: str | None = None) -> dict[str, Any]:
+    now = time.time()
+    data: dict[str, Any] = {"job_request_id": job.id, "job_type": "img2txt"}
+    if event == "job.processing":
+        data.update(status="processing", previous_status="pending", started_at=iso(now))
+    elif event == "job.completed":
+        data.update(status="done", previous_status="processing", completed_at=iso(now), result_url=result_url,
+                    processing_time_ms=job.processing_ms())
+        if job.inline:
+            data["result"] = job.text
+    elif event == "job.failed":
+        data.update(status="error", previous_status="processing", failed_at=iso(now),
+                    error_code=job.error_code, error_message=job.error)
+    else:
+        raise ValueError(f"unknown webhook event {event!r}")
+    return {"event": event, "delivery_id": str(uuid.uuid4()), "timestamp": iso(now), "data": data}
+
+
 class WebhookSender:
-    def __init__(self, config: Any, counters: Any, faults: Any, rng: random.Random) -> None:
-        self.config, self.counters, self.faults, self.rng = config, counters, faults, rng
+    def __init__(self, secret: str, time_scale: float, timeout_s: float, counters: "Counters",
+                 faults: "FaultConfig", rng: random.Random) -> None:
+        self.secret, self.time_scale, self.timeout_s = secret, time_scale, timeout_s
+        self.counters, self.faults, self.rng = counters, faults, rng
         self.session: aiohttp.ClientSession | None = None
         self.tasks: set[asyncio.Task] = set()
-        self._held: dict[str, list] = {}  # reorder fault: processing events held back per job
+        self._held: dict[str, dict[str, Any]] = {}  # reorder fault: job id -> held job.processing
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -49,65 +89,64 @@ class WebhookSender:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+            self.session = None
 
-    def payload(self, job: Any, event: str, result_url: str | None = None) -> dict[str, Any]:
-        now = time.time()
-        data: dict[str, Any] = {"job_request_id": job.id, "job_type": "img2txt"}
-        if event == "job.processing":
-            data.update(status="processing", previous_status="pending", started_at=_iso(now))
-        elif event == "job.completed":
-            data.update(status="done", previous_status="processing", completed_at=_iso(now),
-                        processing_time_ms=int((now - job.created) * 1000), result_url=result_url)
-            if job.inline:
-                data["result"] = job.text
-        else:
-            data.update(status="error", previous_status="processing", failed_at=_iso(now),
-                        error_code=job.error_code, error_message=job.error)
-        return {"event": event, "delivery_id": str(uuid.uuid4()), "timestamp": _iso(now), "data": data}
-
-    def send(self, job: Any, event: str, result_url: str | None = None) -> None:
+    def send(self, job: "Job", event: str, result_url: str | None = None) -> None:
+        """Queue one event for ``job`` (no-op without a webhook URL); never blocks the job."""
         if not job.webhook_url or self.session is None:
             return
         f = self.faults
+        payload = build_payload(job, event, result_url)
         if f.webhook_lose.fire(self.rng):
             return
-        payload = self.payload(job, event, result_url)
         delay = f.webhook_delay_s if f.webhook_delay.fire(self.rng) else 0.0
         if event == "job.processing" and f.webhook_reorder.fire(self.rng):
-            self._held[job.id] = [payload]  # sent after the terminal event
+            self._held[job.id] = payload  # delivered right after the final event
             return
         copies = 2 if f.webhook_duplicate.fire(self.rng) else 1
         for _ in range(copies):
             self._spawn(job.webhook_url, payload, delay)
         held = self._held.pop(job.id, None) if event != "job.processing" else None
-        for late in held or ():
-            self._spawn(job.webhook_url, late, delay + 0.01)
+        if held is not None:
+            self._spawn(job.webhook_url, held, delay, after=self._last)
 
-    def _spawn(self, url: str, payload: dict[str, Any], delay: float) -> None:
-        task = asyncio.create_task(self._deliver(url, payload, delay))
+    _last: asyncio.Task | None = None
+
+    def _spawn(self, url: str, payload: dict[str, Any], delay: float, after: asyncio.Task | None = None) -> None:
+        task = asyncio.create_task(self._deliver(url, payload, delay, after))
+        self._last = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _deliver(self, url: str, payload: dict[str, Any], delay: float) -> None:
+    async def _deliver(self, url: str, payload: dict[str, Any], delay: float, after: asyncio.Task | None) -> None:
+        if after is not None:  # reorder: the held event goes out only once the final one was attempted
+            await asyncio.wait([after])
         if delay:
             await asyncio.sleep(delay)
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        for attempt, wait in enumerate(RETRY_SCHEDULE_S):
-            if wait:
-                await asyncio.sleep(wait * self.config.webhook_time_scale)
-            ts = str(int(time.time()))
-            headers = {"Content-Type": "application/json", "User-Agent": "DeAPI-Webhook/1.0",
-                       "X-DeAPI-Signature": sign(self.config.webhook_secret, ts, body), "X-DeAPI-Timestamp": ts,
-                       "X-DeAPI-Event": payload["event"], "X-DeAPI-Delivery-Id": payload["delivery_id"]}
-            try:
-                assert self.session is not None
-                async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-                    self.counters.webhooks_sent += 1
-                    if 200 <= resp.status < 300:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                self.counters.webhooks_sent += 1
-                log.debug("webhook delivery to %s failed: %s", url, exc)
-            self.counters.webhook_failures += 1
-        log.warning("webhook %s for %s given up after %d attempts", payload["event"],
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        for attempt, pause in enumerate(RETRY_SCHEDULE_S, start=1):
+            if pause:
+                await asyncio.sleep(pause * self.time_scale)
+            if await self._attempt(url, payload, body):
+                return
+        log.warning("webhook %s for job %s given up after %d attempts", payload["event"],
                     payload["data"]["job_request_id"], len(RETRY_SCHEDULE_S))
+
+    async def _attempt(self, url: str, payload: dict[str, Any], body: bytes) -> bool:
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "X-DeAPI-Signature": sign(self.secret, ts, body), "X-DeAPI-Timestamp": ts,
+                   "X-DeAPI-Event": payload["event"], "X-DeAPI-Delivery-Id": payload["delivery_id"]}
+        self.counters.webhooks_sent += 1
+        try:
+            assert self.session is not None
+            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                ok = 200 <= resp.status < 300
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.debug("webhook delivery to %s failed: %s", url, exc)
+            ok = False
+        if ok:
+            self.counters.webhooks_delivered += 1
+        else:
+            self.counters.webhook_failures += 1
+        return ok

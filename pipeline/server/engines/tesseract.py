@@ -43,11 +43,15 @@ class TesseractEngine(Engine):
         self._path = data_path()
         self._langs = available_languages(self._path)
         self._apis: dict[str, object] = {}
+        self._warned: set[str] = set()
 
     def _api(self, language: str | None):
         lang = ISO_TO_TESS.get((language or "en").lower(), language or "eng")
         if lang not in self._langs:
-            log.warning("tesseract has no data for %r in %s; using eng", lang, self._path)
+            if lang not in self._warned:
+                self._warned.add(lang)
+                log.warning("tesseract has no data for %r in %s; using eng (install more with apt "
+                            "tesseract-ocr-* packs)", lang, self._path)
             lang = "eng"
         if lang not in self._apis:
             self._apis[lang] = self._tesserocr.PyTessBaseAPI(path=self._path, lang=lang)
