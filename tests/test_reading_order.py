@@ -39,9 +39,9 @@ def test_a_short_line_in_one_column_does_not_break_the_columns():
 def test_a_table_with_many_columns_is_read_row_by_row():
     boxes = []
     for row in range(3):
-        for col in range(5):
+        for col in range(7):
             boxes.append(line(50 + col * 200, 50 + row * 30, 150 + col * 200))
-    assert flatten(reading_order(boxes)) == list(range(15))
+    assert flatten(reading_order(boxes)) == list(range(21))
 
 
 def test_empty_page():

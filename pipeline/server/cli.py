@@ -1,59 +1,94 @@
-"""``python -m pipeline serve``: options and the blocking server loop."""
+"""``python -m pipeline serve``: the options, their checks, and the blocking server loop.
+
+``pipeline/cli.py`` (the lead's) builds the ``serve`` sub-parser with ``add_serve_arguments``
+and runs ``serve_from_args``; everything about the server's command line lives here.
+Tokens and the webhook secret may come from the environment so they stay out of ``ps``
+output and shell history; neither is ever printed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
 
-from .config import PROFILES, FaultConfig, FaultRule, ServerConfig
+from pipeline.exitcodes import ExitCode
+
+from .config import LIMITED_ENDPOINTS, PROFILES, ServerConfig
 from .engines import ENGINE_NAMES
+from .faults import FaultConfig, parse_fault_option
+
+TOKEN_ENV = "DEAPI_API_KEY"
+SECRET_ENV = "DEAPI_WEBHOOK_SECRET"
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--engine", choices=ENGINE_NAMES, default="rapidocr")
-    p.add_argument("--engine-workers", type=int, default=1, help="OCR worker processes")
-    p.add_argument("--token", action="append", default=[],
-                   help="accepted bearer token (repeatable; default: $DEAPI_API_KEY)")
-    p.add_argument("--profile", choices=[*PROFILES, "custom"], default="unlimited", help="rate-limit plan")
-    for ep in ("submit", "status", "price"):
-        p.add_argument(f"--limit-{ep}-per-min", type=int, help=f"custom {ep} requests per minute")
-        p.add_argument(f"--limit-{ep}-per-day", type=int, help=f"custom {ep} requests per day")
-    p.add_argument("--balance", type=float, default=100.0, help="starting balance per token (USD)")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds each job waits before processing")
-    p.add_argument("--latency-jitter", type=float, default=0.0)
-    p.add_argument("--result-ttl", type=float, default=86400, help="seconds a result link stays valid")
-    p.add_argument("--webhook-secret", help="HMAC secret for webhooks (default: $DEAPI_WEBHOOK_SECRET)")
-    p.add_argument("--allow-http-webhooks", action="store_true", help="accept http:// webhook URLs to loopback")
-    p.add_argument("--webhook-time-scale", type=float, default=1.0, help="multiplies the webhook retry schedule")
+    p.add_argument("--port", type=int, default=8000, help="listen port (default 8000; 0 = any free port)")
+    p.add_argument("--engine", choices=ENGINE_NAMES, default="rapidocr",
+                   help="OCR engine: rapidocr (default, real), tesseract (lighter), fast (instant fake for tests)")
+    p.add_argument("--engine-workers", type=int, default=1, help="OCR worker processes (default 1)")
+    p.add_argument("--token", action="append", default=[], metavar="TOKEN",
+                   help=f"accepted bearer token (repeatable; default: ${TOKEN_ENV})")
+    p.add_argument("--profile", choices=list(PROFILES), default="unlimited",
+                   help="rate-limit plan: unlimited (default), basic, premium, custom (with --limit-*)")
+    for ep in LIMITED_ENDPOINTS:
+        p.add_argument(f"--limit-{ep}-per-min", type=int, metavar="N", help=f"{ep} requests per minute per token")
+        p.add_argument(f"--limit-{ep}-per-day", type=int, metavar="N", help=f"{ep} requests per UTC day per token")
+    p.add_argument("--balance", type=float, default=1_000_000.0, help="starting balance per token (USD credits)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each job stays pending (default 0)")
+    p.add_argument("--latency-jitter", type=float, default=0.0, help="± uniform jitter on --latency (seconds)")
+    p.add_argument("--result-ttl", type=float, default=86_400.0, help="seconds a result_url stays valid (default 1 day)")
+    p.add_argument("--webhook-secret", help=f"HMAC secret for webhook signatures (default: ${SECRET_ENV}, else random)")
+    p.add_argument("--allow-http-webhooks", action="store_true",
+                   help="accept plain http:// webhook URLs, to loopback hosts only")
+    p.add_argument("--webhook-time-scale", type=float, default=1.0,
+                   help="multiplies the webhook retry schedule (0.001 turns hours into seconds)")
     p.add_argument("--fault", action="append", default=[], metavar="NAME=COUNT[:RATE]",
-                   help="fault injection, e.g. http_5xx=3 or job_error=0:0.1 (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--admin", action="store_true", help="enable /_admin/counters and /_admin/faults")
+                   help="inject a fault: the next COUNT events, then each with probability RATE "
+                        "(e.g. http_5xx=3, job_error=0:0.1); settings too: retry_after=5, endpoints=submit,status "
+                        "(repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
+    p.add_argument("--admin", action="store_true",
+                   help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    tokens = tuple(args.token) or ((os.environ["DEAPI_API_KEY"],) if os.environ.get("DEAPI_API_KEY") else ())
+    """A checked ``ServerConfig``; ``ValueError`` with a message naming the option otherwise."""
+    tokens = tuple(t for t in args.token if t.strip())
+    if not tokens and os.environ.get(TOKEN_ENV, "").strip():
+        tokens = (os.environ[TOKEN_ENV].strip(),)
     if not tokens:
-        raise SystemExit("serve: give at least one --token (or set DEAPI_API_KEY): the server requires Bearer auth")
+        raise ValueError(f"no API token: give --token TOKEN (repeatable) or set {TOKEN_ENV}; "
+                         "the server requires Bearer auth on every API route")
+    for name in ("engine_workers",):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("latency", "latency_jitter", "result_ttl", "webhook_time_scale", "balance"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+    if not 0 <= args.port <= 65535:
+        raise ValueError("--port must be between 0 and 65535")
     faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter)
     for spec in args.fault:
-        name, _, value = spec.partition("=")
-        count, _, rate = value.partition(":")
         try:
-            faults.update({name: {"count": int(count or 0), "rate": float(rate or 0)}})
-        except (ValueError, TypeError) as exc:
-            raise SystemExit(f"serve: bad --fault {spec!r}: {exc}")
+            faults.update(parse_fault_option(spec))
+        except ValueError as exc:
+            raise ValueError(f"--fault {spec!r}: {exc}") from None
     limits = {}
-    for ep in ("submit", "status", "price"):
-        pm, pd = getattr(args, f"limit_{ep}_per_min"), getattr(args, f"limit_{ep}_per_day")
-        if pm is not None or pd is not None:
-            limits[ep] = (pm, pd)
-    secret = args.webhook_secret or os.environ.get("DEAPI_WEBHOOK_SECRET")
+    for ep in LIMITED_ENDPOINTS:
+        per_min, per_day = getattr(args, f"limit_{ep}_per_min"), getattr(args, f"limit_{ep}_per_day")
+        for n, opt in ((per_min, "min"), (per_day, "day")):
+            if n is not None and n < 1:
+                raise ValueError(f"--limit-{ep}-per-{opt} must be at least 1")
+        if per_min is not None or per_day is not None:
+            limits[ep] = (per_min, per_day)
+    if limits and args.profile != "custom":
+        raise ValueError("--limit-* options set a custom plan: add --profile custom")
+    secret = args.webhook_secret or os.environ.get(SECRET_ENV) or None
     extra = {"webhook_secret": secret} if secret else {}
     return ServerConfig(host=args.host, port=args.port, tokens=tokens, engine=args.engine,
                         engine_workers=args.engine_workers, profile=args.profile, limits=limits or None,
@@ -62,23 +97,37 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         faults=faults, admin=args.admin, seed=args.seed, **extra)
 
 
-def serve_from_args(args: argparse.Namespace) -> int:
-    try:
-        config = config_from_args(args)
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
-        return 2
+async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM when none is given)."""
     from .embedded import EmbeddedServer
 
-    async def main() -> None:
+    if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with EmbeddedServer(config) as srv:
-            print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine}, profile {config.profile})",
-                  file=sys.stderr, flush=True)
-            await stop.wait()
+    async with EmbeddedServer(config) as srv:
+        active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
+        print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine} x{config.engine_workers}, "
+              f"profile {config.profile}, {len(config.tokens)} token(s), admin {'on' if config.admin else 'off'}"
+              f"{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)
+        await stop.wait()
 
-    asyncio.run(main())
-    return 0
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Run ``python -m pipeline serve``; returns an exit code (``ExitCode``)."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG_ERROR)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_server(config))
+    except OSError as exc:  # address in use, permission denied, unknown host
+        print(f"serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG_ERROR)
+    except KeyboardInterrupt:
+        pass
+    return int(ExitCode.OK)

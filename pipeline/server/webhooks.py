@@ -97,40 +97,48 @@ class WebhookSender:
             return
         f = self.faults
         payload = build_payload(job, event, result_url)
+        held = self._held.pop(job.id, None) if event != "job.processing" else None
         if f.webhook_lose.fire(self.rng):
             return
         delay = f.webhook_delay_s if f.webhook_delay.fire(self.rng) else 0.0
         if event == "job.processing" and f.webhook_reorder.fire(self.rng):
             self._held[job.id] = payload  # delivered right after the final event
             return
+        gate = asyncio.Event() if held is not None else None
         copies = 2 if f.webhook_duplicate.fire(self.rng) else 1
-        for _ in range(copies):
-            self._spawn(job.webhook_url, payload, delay)
-        held = self._held.pop(job.id, None) if event != "job.processing" else None
+        for i in range(copies):
+            self._spawn(self._deliver(job.webhook_url, payload, delay, after_first=gate if i == 0 else None))
         if held is not None:
-            self._spawn(job.webhook_url, held, delay, after=self._last)
+            self._spawn(self._deliver(job.webhook_url, held, 0.0, wait_for=gate))
 
-    _last: asyncio.Task | None = None
-
-    def _spawn(self, url: str, payload: dict[str, Any], delay: float, after: asyncio.Task | None = None) -> None:
-        task = asyncio.create_task(self._deliver(url, payload, delay, after))
-        self._last = task
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _deliver(self, url: str, payload: dict[str, Any], delay: float, after: asyncio.Task | None) -> None:
-        if after is not None:  # reorder: the held event goes out only once the final one was attempted
-            await asyncio.wait([after])
-        if delay:
-            await asyncio.sleep(delay)
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        for attempt, pause in enumerate(RETRY_SCHEDULE_S, start=1):
-            if pause:
-                await asyncio.sleep(pause * self.time_scale)
-            if await self._attempt(url, payload, body):
-                return
-        log.warning("webhook %s for job %s given up after %d attempts", payload["event"],
-                    payload["data"]["job_request_id"], len(RETRY_SCHEDULE_S))
+    async def _deliver(self, url: str, payload: dict[str, Any], delay: float,
+                       after_first: asyncio.Event | None = None, wait_for: asyncio.Event | None = None) -> None:
+        """All attempts of one delivery. ``wait_for``/``after_first`` order a held (reordered) event
+        strictly after the first attempt of the job's final event."""
+        try:
+            if wait_for is not None:
+                await wait_for.wait()
+            if delay:
+                await asyncio.sleep(delay)
+            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            for pause in RETRY_SCHEDULE_S:
+                if pause:
+                    await asyncio.sleep(pause * self.time_scale)
+                ok = await self._attempt(url, payload, body)
+                if after_first is not None:
+                    after_first.set()
+                if ok:
+                    return
+            log.warning("webhook %s for job %s given up after %d attempts", payload["event"],
+                        payload["data"]["job_request_id"], len(RETRY_SCHEDULE_S))
+        finally:
+            if after_first is not None:
+                after_first.set()
 
     async def _attempt(self, url: str, payload: dict[str, Any], body: bytes) -> bool:
         ts = str(int(time.time()))

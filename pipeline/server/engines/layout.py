@@ -4,7 +4,7 @@ RapidOCR reads a two-column page as "left line 1, right line 1, left line 2, ...
 the order from the line boxes alone:
 
 1. cut the page into horizontal *bands* at every vertical gap between lines;
-2. find each band's *column gaps* (x ranges no line covers, wider than ~1.5 line heights);
+2. find each band's *column gaps* (x ranges no line box covers, at least 0.4 line heights wide);
 3. merge consecutive bands into a *section* while their lines never cross the section's
    common column gaps (a full-width title or a table row ends a two-column section);
 4. read a section column by column, each top to bottom (rows within a column left to right);
@@ -21,7 +21,8 @@ from typing import Sequence, TypeVar
 Box = tuple[float, float, float, float]
 T = TypeVar("T")
 
-MAX_TEXT_COLUMNS = 3
+MAX_TEXT_COLUMNS = 5   # more columns than this: a table, read row by row
+COLUMN_GAP_LINES = 0.4  # a column gap is at least this many median line heights wide (tuned on the scribe set)
 
 
 def _gaps(intervals: list[tuple[float, float]], min_width: float) -> list[tuple[float, float]]:
@@ -69,7 +70,7 @@ def reading_order(boxes: Sequence[Box]) -> list[list[int]]:
         return []
     heights = [max(b[3] - b[1], 1.0) for b in boxes]
     h = median(heights)
-    col_gap = 1.5 * h
+    col_gap = COLUMN_GAP_LINES * h
     # 1. bands: split at every vertical gap between lines
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][1])
     bands: list[list[int]] = []

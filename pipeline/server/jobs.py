@@ -1,0 +1,196 @@
+"""Jobs: the in-memory store and each job's life as an asyncio task.
+
+pending --(latency ± jitter)--> processing --(engine)--> done | error
+
+Why one task per job: the latency sleep of one job must never wait behind another job's OCR
+(a benchmark keeps 64 jobs in flight with 0.5 s latency), while the OCR itself is bounded by
+the engine runner's workers. The store keeps finished jobs up to ``max_jobs_kept`` and drops
+the oldest finished ones first, so a long benchmark does not grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .counters import Counters
+from .engines.base import EngineError
+from .engines.pool import EngineRunner
+from .faults import FaultConfig
+from .ledger import Ledger
+from .links import ResultLinks
+from .webhooks import WebhookSender
+
+log = logging.getLogger("pipeline.server.jobs")
+
+PENDING, PROCESSING, DONE, ERROR = "pending", "processing", "done", "error"
+TERMINAL = (DONE, ERROR)
+
+
+@dataclass
+class Job:
+    id: str
+    token: str
+    model: str
+    language: str | None
+    format: str                      # "text" | "json"
+    inline: bool                     # return_result_in_response
+    webhook_url: str | None
+    image: bytes | None              # released once the engine has read it
+    base_url: str                    # scheme://host the client used, for result links
+    price: float = 0.0
+    status: str = PENDING
+    progress: float = 0.0
+    text: str | None = None          # the result document (format=json: serialized JSON)
+    error: str | None = None
+    error_code: str | None = None
+    # fault decisions, made at creation
+    lost: bool = False
+    expire_link: bool = False
+    never_finish: bool = False
+    fail: bool = False
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float | None = None     # monotonic, for processing_time_ms
+    finished: float | None = None
+
+    def processing_ms(self) -> int:
+        if self.started is None:
+            return 0
+        return int(((self.finished or time.monotonic()) - self.started) * 1000)
+
+
+class JobStore:
+    """Jobs by id, oldest first; finished jobs beyond ``limit`` are forgotten oldest-first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def add(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        excess = len(self._jobs) - self.limit
+        if excess > 0:  # oldest finished first; usually the very first entries, so this is cheap
+            victims = []
+            for old_id, old in self._jobs.items():
+                if old.status in TERMINAL:
+                    victims.append(old_id)
+                    if len(victims) >= excess:
+                        break
+            for old_id in victims:
+                del self._jobs[old_id]
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self):
+        return iter(list(self._jobs.values()))
+
+
+class JobRunner:
+    """Creates jobs, runs their lifecycle and reports each transition (status + webhook)."""
+
+    def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
+                 rng: random.Random, ledger: Ledger, links: ResultLinks, webhooks: WebhookSender,
+                 public_base_url: str | None) -> None:
+        self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
+        self.ledger, self.links, self.webhooks = ledger, links, webhooks
+        self.public_base_url = public_base_url
+        self.tasks: set[asyncio.Task] = set()
+
+    def create(self, job: Job) -> Job:
+        """Register the job, decide its faults and start its task."""
+        f = self.faults
+        job.lost = f.lose_request_id.fire(self.rng)
+        job.expire_link = f.expire_result_link.fire(self.rng)
+        job.never_finish = f.job_never_finish.fire(self.rng)
+        job.fail = f.job_error.fire(self.rng)
+        self.store.add(job)
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return job
+
+    def result_url(self, job: Job) -> str:
+        """A signed link; the first one is already expired when the job drew ``expire_result_link``."""
+        url = self.links.make(self.public_base_url or job.base_url, job.id, job.format, expired=job.expire_link)
+        job.expire_link = False  # expired once: the next status poll hands out a fresh link
+        return url
+
+    def release_stuck(self) -> int:
+        """Let every job held by ``job_never_finish`` go on (tests, benchmarks, ``/_admin/release``)."""
+        n = 0
+        for job in self.store:
+            if job.never_finish and not job.released.is_set():
+                job.released.set()
+                n += 1
+        return n
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _latency(self) -> float:
+        f = self.faults
+        jitter = self.rng.uniform(-f.latency_jitter, f.latency_jitter) if f.latency_jitter else 0.0
+        return max(0.0, f.latency + jitter)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            delay = self._latency()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
+            self.webhooks.send(job, "job.processing")
+            if job.never_finish:
+                job.progress = 50.0
+                await job.released.wait()
+            if job.fail:
+                self._fail(job, self.faults.job_error_code, "The job failed (injected fault job_error).")
+                return
+            job.progress = 50.0
+            try:
+                page = await self.engine.recognize(job.image or b"", job.language)
+            except EngineError as exc:
+                self._fail(job, exc.code, str(exc))
+                return
+            job.text = json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
+            job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
+            self.counters.jobs_done += 1
+            # The webhook always carries a valid link; expire_result_link is a status-poll fault.
+            self.webhooks.send(job, "job.completed",
+                               self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one broken job never takes the server down
+            log.exception("job %s crashed", job.id)
+            self._fail(job, "UNKNOWN_ERROR", f"internal error while processing the job: {exc}")
+        finally:
+            job.image = None  # release the upload
+
+    def _fail(self, job: Job, code: str, message: str) -> None:
+        job.status, job.error_code, job.error, job.finished = ERROR, code, message, time.monotonic()
+        self.counters.jobs_failed += 1
+        self.ledger.refund(job.token, job.price)
+        self.webhooks.send(job, "job.failed")
+
+
+def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
+    """The ``request-status`` ``data`` object for ``job``."""
+    data: dict[str, Any] = {"status": job.status, "progress": job.progress, "result": None, "result_url": None,
+                            "preview": None, "results_alt_formats": None, "error": job.error,
+                            "error_code": job.error_code}
+    if job.status == DONE:
+        data["result_url"] = result_url(job)
+        if job.inline:
+            data["result"] = job.text
+    return data
