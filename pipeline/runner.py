@@ -204,7 +204,10 @@ class Runner:
         processor = FileProcessor(ctx)
         progress = Progress(cfg.progress, cfg.log_interval_s, self.stream)
         queue: asyncio.Queue = asyncio.Queue(maxsize=4 * SCAN_BATCH)
-        n_workers = cfg.concurrency.jobs_in_flight + cfg.concurrency.prepare_workers
+        # More workers than job slots, so that slots stay full while some workers hash,
+        # prepare or write (the slots, not the workers, bound what is in flight at the API).
+        c = cfg.concurrency
+        n_workers = c.jobs_in_flight + max(4, c.jobs_in_flight // 2) + c.prepare_workers
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

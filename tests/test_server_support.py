@@ -41,7 +41,7 @@ def encoded(fmt: str, size: tuple[int, int] = (300, 200), **kw: Any) -> bytes:
 def form(image: bytes | None = None, filename: str = "page.png", **fields: Any) -> aiohttp.FormData:
     f = aiohttp.FormData()
     if image is not None:
-        f.add_field("image", image, filename=filename, content_type="image/png")
+        f.add_field("image", io.BytesIO(image), filename=filename, content_type="image/png")
     fields.setdefault("model", MODEL)
     for k, v in fields.items():
         if v is not None:

@@ -102,13 +102,16 @@ async def test_failed_deliveries_are_retried_with_the_same_delivery_id(http, srv
     assert srv.counters.webhooks_delivered == 2
 
 
-async def test_a_receiver_that_never_accepts_gets_the_ten_scheduled_attempts(http, srv):
-    async with Receiver(default=503) as rx:
+async def test_a_receiver_that_never_accepts_gets_the_ten_scheduled_attempts(http):
+    cfg = ServerConfig(engine="fast", tokens=(TOKEN,), allow_http_webhooks=True, webhook_secret=SECRET,
+                       webhook_time_scale=0.000005)  # the 22 h 48 min schedule in about 0.4 s
+    async with EmbeddedServer(cfg) as srv, Receiver(default=503) as rx:
         srv.faults.job_never_finish = FaultRule(count=1)  # only job.processing is ever sent
         await submit(http, srv.base_url, image=png(), webhook_url=rx.url)
         await rx.wait(lambda got: len(got) == 10)
         await wait_done_or_stuck(srv)
-    assert srv.counters.webhook_failures == 10 and len({h["X-DeAPI-Delivery-Id"] for h, _ in rx.received}) == 1
+        assert srv.counters.webhook_failures == 10 and srv.counters.webhooks_sent == 10
+    assert len({h["X-DeAPI-Delivery-Id"] for h, _ in rx.received}) == 1
 
 
 async def wait_done_or_stuck(srv) -> None:

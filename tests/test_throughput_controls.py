@@ -121,14 +121,38 @@ async def test_adaptive_limit_bounds_jobs_in_flight():
     assert peak == 3
 
 
-def test_poll_learner_times_the_first_poll_from_observed_jobs():
+def simulate(learner: PollLearner, true_duration: float, jobs: int) -> list[int]:
+    """Jobs that take ``true_duration``: a first poll at the current delay hits if done."""
     now = [0.0]
-    learner = PollLearner(first=1.0, minimum=0.05, maximum=30, backoff=1.5, clock=lambda: now[0])
-    assert learner.first_delay() == 1.0  # the prior before any job finished
-    for i in range(20):
+    learner.clock = lambda: now[0]
+    polls = []
+    for i in range(jobs):
+        delay = learner.first_delay()
         learner.submitted(f"r{i}")
-        now[0] += 0.5
-        learner.finished(f"r{i}")
-    assert learner.first_delay() == pytest.approx(0.5)
-    assert learner.first_delay(elapsed=0.2) == pytest.approx(0.3)
+        if delay >= true_duration:
+            now[0] += delay
+            learner.finished(f"r{i}", polls=1)
+            polls.append(1)
+        else:
+            now[0] += delay + learner.second_delay()
+            learner.finished(f"r{i}", polls=2, last_miss_at=delay)
+            polls.append(2)
+    return polls
+
+
+@pytest.mark.parametrize("true_duration", [0.5, 8.0])  # the prior (1.0 s) too long, then too short
+def test_poll_learner_converges_on_the_job_time_from_either_side(true_duration):
+    learner = PollLearner(first=1.0, minimum=0.05, maximum=30, backoff=1.5)
+    assert learner.first_delay() == 1.0  # the prior before any job finished
+    polls = simulate(learner, true_duration, 3000)
+    assert true_duration <= learner.first_delay() < true_duration * 1.08
+    recent = polls[-500:]
+    assert sum(recent) / len(recent) < 1.15  # about one status call a job
+
+
+def test_poll_learner_delays():
+    learner = PollLearner(first=1.0, minimum=0.05, maximum=30, backoff=1.5)
+    simulate(learner, 0.5, 3000)
+    assert learner.first_delay(elapsed=0.2) == pytest.approx(learner.first_delay() - 0.2)
+    assert learner.second_delay() == pytest.approx(0.1 * learner.typical())
     assert learner.next_delay(0.5) == pytest.approx(0.75) and learner.next_delay(25) == 30

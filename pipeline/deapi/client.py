@@ -314,6 +314,7 @@ class DeapiClient:
         start = time.monotonic()
         submitted = self.poller.submitted_at(request_id) or start
         delay = self.poller.first_delay(elapsed=time.monotonic() - submitted)
+        first, polls, last_miss_at = True, 0, None
         while True:
             remaining = deadline_s - (time.monotonic() - start)
             if remaining <= 0:
@@ -321,13 +322,16 @@ class DeapiClient:
                                         f"its request id is kept and the next run polls it again")
             await asyncio.sleep(min(delay, remaining))
             st = await self.get_status(request_id)
+            polls += 1
             if st.terminal:
-                self.poller.finished(request_id)
+                self.poller.finished(request_id, polls, last_miss_at)
                 if not st.ok:
                     raise E.JobFailedError(f"the OCR job failed ({st.error_code or st.status}): "
                                            f"{st.error or 'no details given'}", code=st.error_code)
                 return st
-            delay = self.poller.next_delay(delay)
+            last_miss_at = time.monotonic() - submitted
+            delay = self.poller.second_delay() if first else self.poller.next_delay(delay)
+            first = False
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The text: inline ``result``, else a download of ``result_url`` (no Authorization)."""

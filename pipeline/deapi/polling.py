@@ -1,9 +1,15 @@
 """Polling that learns how long jobs take, so a typical job costs one status call.
 
-The first poll of a job waits for a high percentile (p90) of recently observed job durations
-(measured from submit to the poll that saw it finished), minus the time already elapsed;
-later polls back off by ``backoff`` up to ``maximum``. Before any job has finished, the
-configured ``first`` delay is the prior.
+The moment a job finished is never observed directly: a poll only says "done by now" or "not
+yet". Samples taken at the poll that saw a job done can never be shorter than the current
+first-poll delay, so a plain percentile of them only drifts later. Each finished job therefore
+gives a sample that can move both ways: found done at its first poll, 95 % of that poll's time
+(it was done by then, perhaps earlier); found done later, the midpoint between the last "not
+yet" and the "done". The first poll waits for the 90th percentile of the last ``window``
+samples, minus the time already spent; with 64 jobs in flight the window smooths the late
+feedback instead of oscillating. A miss is usually a near miss, so the second poll comes soon
+(a tenth of the estimate, at least ``minimum``); later ones back off by ``backoff`` up to
+``maximum``. Before any job has finished, ``first`` is the prior.
 """
 
 from __future__ import annotations
@@ -11,14 +17,17 @@ from __future__ import annotations
 import time
 from collections import deque
 
+HIT_SHRINK = 0.95
+PERCENTILE = 0.9
+
 
 class PollLearner:
     def __init__(self, *, first: float = 1.0, minimum: float = 0.2, maximum: float = 30.0, backoff: float = 1.5,
-                 window: int = 200, percentile: float = 0.9, clock=time.monotonic) -> None:
+                 window: int = 200, clock=time.monotonic) -> None:
         self.first, self.minimum, self.maximum, self.backoff = first, minimum, maximum, backoff
-        self.percentile = percentile
         self.clock = clock
-        self.durations: deque[float] = deque(maxlen=window)
+        self.samples: deque[float] = deque(maxlen=window)
+        self.hits = self.misses = 0
         self._submitted: dict[str, float] = {}
 
     def submitted(self, request_id: str) -> None:
@@ -27,19 +36,31 @@ class PollLearner:
     def submitted_at(self, request_id: str) -> float | None:
         return self._submitted.get(request_id)
 
-    def finished(self, request_id: str) -> None:
+    def finished(self, request_id: str, polls: int = 1, last_miss_at: float | None = None) -> None:
+        """A job was seen terminal after ``polls`` status calls (``last_miss_at``: seconds after
+        submit of the last poll that found it unfinished)."""
         t0 = self._submitted.pop(request_id, None)
-        if t0 is not None:
-            self.durations.append(self.clock() - t0)
+        if t0 is None:
+            return
+        seen = self.clock() - t0
+        if polls <= 1 or last_miss_at is None:
+            self.hits += 1
+            self.samples.append(seen * HIT_SHRINK)
+        else:
+            self.misses += 1
+            self.samples.append((last_miss_at + seen) / 2)
 
     def typical(self) -> float:
-        if not self.durations:
+        if not self.samples:
             return self.first
-        ordered = sorted(self.durations)
-        return ordered[min(len(ordered) - 1, int(self.percentile * len(ordered)))]
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(PERCENTILE * len(ordered)))]
 
     def first_delay(self, elapsed: float = 0.0) -> float:
         return min(self.maximum, max(self.minimum, self.typical() - elapsed))
+
+    def second_delay(self) -> float:
+        return min(self.maximum, max(self.minimum, 0.1 * self.typical()))
 
     def next_delay(self, previous: float) -> float:
         return min(self.maximum, max(self.minimum, previous * self.backoff))

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 

@@ -61,9 +61,10 @@ class FaultRule:
         if isinstance(value, str):
             count, _, rate = value.strip().partition(":")
             try:
-                return cls(count=int(count or 0), rate=float(rate or 0.0))
+                n, p = int(count or 0), float(rate or 0.0)
             except ValueError:
                 raise ValueError(f"expected COUNT[:RATE] such as 3 or 0:0.1, not {value!r}") from None
+            return cls(count=n, rate=p)
         raise ValueError(f"a fault rule is {{'count': n, 'rate': p}}, n or 'n:p', not {value!r}")
 
 

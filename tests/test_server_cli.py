@@ -1,0 +1,125 @@
+"""``python -m pipeline serve``: the documented curl against a real process, the option checks,
+and clear refusals (no token, bad fault, busy port) instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.server import FaultRule
+from pipeline.server.cli import add_serve_arguments, config_from_args, serve_from_args
+from test_server_support import png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_python_m_pipeline_serve_answers_the_documented_curl(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DEAPI_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--engine", "fast",
+                             "--token", "dev-token", "--admin"], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stderr.readline()
+        assert f"deAPI-compatible server on http://127.0.0.1:{port}" in banner and "dev-token" not in banner
+        page = tmp_path / "page.png"
+        page.write_bytes(png())
+        out = subprocess.run(["curl", "-s", "-H", "Authorization: Bearer dev-token", "-H", "Accept: application/json",
+                              "-F", f"image=@{page}", "-F", "model=Nanonets_Ocr_S_F16",
+                              "-F", "return_result_in_response=true",
+                              f"http://127.0.0.1:{port}/api/v1/client/img2txt"], capture_output=True, text=True)
+        rid = json.loads(out.stdout)["data"]["request_id"]
+        for _ in range(500):
+            out = subprocess.run(["curl", "-s", "-H", "Authorization: Bearer dev-token",
+                                  f"http://127.0.0.1:{port}/api/v1/client/request-status/{rid}"],
+                                 capture_output=True, text=True)
+            data = json.loads(out.stdout)["data"]
+            if data["status"] == "done":
+                break
+            time.sleep(0.01)
+        assert data["result"].startswith("FAST-OCR 300x200")
+        out = subprocess.run(["curl", "-s", "-H", "Authorization: Bearer dev-token",
+                              f"http://127.0.0.1:{port}/_admin/counters"], capture_output=True, text=True)
+        assert json.loads(out.stdout)["jobs_created"] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0  # SIGTERM is a clean stop
+        proc.stderr.close()
+
+
+def test_serve_refuses_to_start_without_a_token():
+    env = {k: v for k, v in os.environ.items() if k != "DEAPI_API_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--port", "0"], env=env,
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "--token" in proc.stderr and "DEAPI_API_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_token_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DEAPI_API_KEY", "from-env")
+    assert config_from_args(parse()).tokens == ("from-env",)
+    assert config_from_args(parse("--token", "a", "--token", "b")).tokens == ("a", "b")
+
+
+def test_every_option_reaches_the_config(monkeypatch):
+    monkeypatch.setenv("DEAPI_WEBHOOK_SECRET", "env-secret")
+    cfg = config_from_args(parse(
+        "--host", "0.0.0.0", "--port", "9000", "--engine", "tesseract", "--engine-workers", "3", "--token", "t",
+        "--profile", "custom", "--limit-submit-per-min", "7", "--limit-status-per-day", "70", "--balance", "5",
+        "--latency", "0.5", "--latency-jitter", "0.1", "--result-ttl", "60", "--allow-http-webhooks",
+        "--webhook-time-scale", "0.01", "--fault", "http_5xx=3", "--fault", "job_error=0:0.25",
+        "--fault", "retry_after=9", "--fault", "endpoints=submit,download", "--seed", "11", "--admin"))
+    assert (cfg.host, cfg.port, cfg.engine, cfg.engine_workers, cfg.tokens) == ("0.0.0.0", 9000, "tesseract", 3, ("t",))
+    assert cfg.endpoint_limits() == {"submit": (7, None), "status": (None, 70), "price": (None, None)}
+    assert (cfg.balance, cfg.result_ttl_s, cfg.webhook_time_scale, cfg.seed) == (5.0, 60.0, 0.01, 11)
+    assert cfg.allow_http_webhooks and cfg.admin and cfg.webhook_secret == "env-secret"
+    f = cfg.faults
+    assert (f.latency, f.latency_jitter, f.retry_after, f.endpoints) == (0.5, 0.1, 9, ("submit", "download"))
+    assert f.http_5xx == FaultRule(3) and f.job_error == FaultRule(0, 0.25)
+    assert config_from_args(parse("--token", "t", "--webhook-secret", "flag")).webhook_secret == "flag"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (("--fault", "http_5xx"), "NAME=COUNT"),
+    (("--fault", "gremlins=1"), "unknown fault"),
+    (("--fault", "http_5xx=x"), "COUNT[:RATE]"),
+    (("--fault", "job_error=0:1.5"), "between 0 and 1"),
+    (("--limit-submit-per-min", "5"), "--profile custom"),
+    (("--profile", "custom", "--limit-price-per-day", "0"), "at least 1"),
+    (("--engine-workers", "0"), "at least 1"),
+    (("--latency", "-1"), ">= 0"),
+])
+def test_bad_options_are_refused_with_the_option_named(argv, words, capsys):
+    args = parse("--token", "t", *argv)
+    assert serve_from_args(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("serve: ") and words in err
+
+
+def test_a_busy_port_is_a_clear_error_not_a_traceback(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert serve_from_args(parse("--token", "t", "--engine", "fast", "--port", str(port))) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
