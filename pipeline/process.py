@@ -119,6 +119,7 @@ class PageResult:
     request_id: str | None
     submits: int
     reused: bool = False
+    job_seconds: float | None = None   # from request id to result, when this run awaited it
 
 
 class FileFailure(Exception):
@@ -237,10 +238,11 @@ class FileProcessor:
         if slots is None:
             return await self._page_in_slot(entry, key, page, stored)
         async with slots:
-            started = time.monotonic()
             result = await self._page_in_slot(entry, key, page, stored)
-            if not result.reused and hasattr(slots, "on_success"):
-                slots.on_success(time.monotonic() - started)  # feeds the adaptive limit
+            if result.job_seconds is not None and hasattr(slots, "on_success"):
+                # The job's own time (request id to result), not the time in the slot: waiting
+                # for the rate limiter is not the API slowing down and must not shrink the limit.
+                slots.on_success(result.job_seconds)
             return result
 
     async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
@@ -302,6 +304,7 @@ class FileProcessor:
 
     async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int) -> PageResult:
         ctx = self.ctx
+        started = time.monotonic()
         try:
             status = None
             if ctx.webhook_events is not None:
@@ -337,7 +340,7 @@ class FileProcessor:
             elif not isinstance(structured, (dict, list)):
                 structured = None
         ctx.state.page_done(key, index, text, structured)
-        return PageResult(index, text, structured, request_id, submits)
+        return PageResult(index, text, structured, request_id, submits, job_seconds=time.monotonic() - started)
 
     def _classify(self, exc: api_errors.DeapiError) -> BaseException:
         ctx = self.ctx

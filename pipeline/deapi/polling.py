@@ -3,8 +3,8 @@
 The moment a job finished is never observed directly: a poll only says "done by now" or "not
 yet". Samples taken at the poll that saw a job done can never be shorter than the current
 first-poll delay, so a plain percentile of them only drifts later. Each finished job therefore
-gives a sample that can move both ways: found done at its first poll, 95 % of that poll's time
-(it was done by then, perhaps earlier); found done later, the midpoint between the last "not
+gives a sample that can move both ways: found done at its first poll, 97 % of that poll's time
+(it was done by then, perhaps earlier; 90 % while no recent first poll missed at all); found done later, the midpoint between the last "not
 yet" and the "done". The first poll waits for the 90th percentile of the last ``window``
 samples, minus the time already spent; with 64 jobs in flight the window smooths the late
 feedback instead of oscillating. A miss is usually a near miss, so the second poll comes soon
@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
-HIT_SHRINK = 0.95
+HIT_SHRINK = 0.97        # near the job time (some recent first polls missed)
+HIT_SHRINK_FAST = 0.90   # no recent miss at all: the delay is surely too long, come down faster
 PERCENTILE = 0.9
 
 
@@ -27,6 +28,7 @@ class PollLearner:
         self.first, self.minimum, self.maximum, self.backoff = first, minimum, maximum, backoff
         self.clock = clock
         self.samples: deque[float] = deque(maxlen=window)
+        self._recent_misses: deque[bool] = deque(maxlen=window)
         self.hits = self.misses = 0
         self._submitted: dict[str, float] = {}
 
@@ -45,9 +47,11 @@ class PollLearner:
         seen = self.clock() - t0
         if polls <= 1 or last_miss_at is None:
             self.hits += 1
-            self.samples.append(seen * HIT_SHRINK)
+            self._recent_misses.append(False)
+            self.samples.append(seen * (HIT_SHRINK if any(self._recent_misses) else HIT_SHRINK_FAST))
         else:
             self.misses += 1
+            self._recent_misses.append(True)
             self.samples.append((last_miss_at + seen) / 2)
 
     def typical(self) -> float:
