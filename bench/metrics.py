@@ -1,4 +1,4 @@
-"""Text metrics for OCR benchmarks: CER with a bit-parallel Levenshtein, bag-of-words F1.
+"""Measures shared by the benchmarks: CER (bit-parallel Levenshtein), bag-of-words F1, peak RSS.
 
 Normalisation as in ``../shared/embedded-ocr.md``: NFKC, whitespace collapsed to single spaces,
 case-sensitive for CER; bag-of-words lower-cased with edge punctuation stripped.
@@ -7,9 +7,11 @@ case-sensitive for CER; bag-of-words lower-cased with edge punctuation stripped.
 from __future__ import annotations
 
 import re
+import resource
 import string
 import unicodedata
 from collections import Counter
+from pathlib import Path
 
 
 def normalise(text: str) -> str:
@@ -67,3 +69,15 @@ def bag_f1(reference: str, hypothesis: str) -> float:
         return 0.0
     p, r = common / sum(hyp.values()), common / sum(ref.values())
     return 2 * p * r / (p + r)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the current address space, so unlike
+    ``ru_maxrss`` it does not inherit the parent's footprint across fork+exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

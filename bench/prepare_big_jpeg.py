@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.metrics import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".bench"
@@ -74,16 +75,6 @@ def _child(variant: str, path: Path) -> dict:
     return out
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM belongs to the current address space, so unlike
-    ``ru_maxrss`` it does not inherit the parent's footprint across fork+exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_child(variant: str, path: Path) -> dict:

@@ -17,13 +17,14 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.metrics import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,14 +43,6 @@ def make_tree(root: Path, entries: int, per_dir: int) -> float:
     return time.perf_counter() - t0
 
 
-def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(root: Path) -> dict:

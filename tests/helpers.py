@@ -95,3 +95,28 @@ def read_result(tmp_path: Path, rel: str) -> tuple[str, dict]:
 def failures(tmp_path: Path) -> dict[str, dict]:
     rows = json.loads((tmp_path / "out" / ".pipeline" / "failures.json").read_text())
     return {r["path"]: r for r in rows}
+
+
+def run_as_nobody(fn) -> list[str]:
+    """Run ``fn()`` (returning lines) in a forked child with effective uid/gid 65534; return its
+    lines. Root ignores permission bits, so this is how a root test run sees an unreadable path.
+    A child that cannot drop privileges answers ``["child-error ..."]``."""
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(rd)
+            os.setegid(65534)
+            os.seteuid(65534)
+            os.write(wr, "\n".join(fn()).encode() + b"\n")
+        except BaseException as e:                          # noqa: BLE001 - report, then exit
+            os.write(wr, f"child-error {e!r}\n".encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(wr)
+    with os.fdopen(rd) as fh:
+        out = fh.read().splitlines()
+    os.waitpid(pid, 0)
+    return out

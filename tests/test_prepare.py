@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from helpers import run_as_nobody
 from pipeline.prepare import PrecheckLimits, PreparedFile, RejectedInput, prepare_file
 
 LIMITS = PrecheckLimits()
@@ -169,30 +170,15 @@ def test_permission_denied_is_unreadable(tmp_path):
         p = work / "secret.png"
         p.write_bytes(src.getvalue())
         p.chmod(0)
-        rd, wr = os.pipe()
-        pid = os.fork()
-        if pid == 0:                                        # child: never returns to pytest
-            status = 0
+        def attempt() -> list[str]:
             try:
-                os.close(rd)
-                os.setegid(65534)
-                os.seteuid(65534)
-                try:
-                    prepare_file(p, LIMITS)
-                    msg = "accepted\n"
-                except RejectedInput as e:
-                    msg = f"{e.code}\n{e.reason}\n"
-                os.write(wr, msg.encode())
-            except BaseException as e:                      # noqa: BLE001 - report, then exit
-                os.write(wr, f"child-error\n{e!r}\n".encode())
-                status = 1
-            finally:
-                os._exit(status)
-        os.close(wr)
-        with os.fdopen(rd) as fh:
-            out = fh.read().splitlines()
-        os.waitpid(pid, 0)
-        if out and out[0] == "child-error":
+                prepare_file(p, LIMITS)
+                return ["accepted"]
+            except RejectedInput as e:
+                return [e.code, e.reason]
+
+        out = run_as_nobody(attempt)
+        if out and out[0].startswith("child-error"):
             pytest.skip(f"running as root and could not drop privileges to test permissions: {out[1:]}")
         assert out[0] == "unreadable", out
         assert "permission" in out[1].lower()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import run_as_nobody
 from pipeline.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
 
 
@@ -191,30 +192,6 @@ def test_bad_root_and_bad_globs_fail_at_call_time(tmp_path):
         scan_tree(tmp_path, include=["[unclosed"])
 
 
-def _as_nobody(fn):
-    """Run ``fn()`` in a forked child with effective uid/gid 65534; return its result lines.
-    Root ignores permission bits, so this is how a root test run sees an unreadable directory."""
-    rd, wr = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
-        try:
-            os.close(rd)
-            os.setegid(65534)
-            os.seteuid(65534)
-            os.write(wr, "\n".join(fn()).encode() + b"\n")
-        except BaseException as e:                          # noqa: BLE001 - report, then exit
-            os.write(wr, f"child-error {e!r}\n".encode())
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(wr)
-    with os.fdopen(rd) as fh:
-        out = fh.read().splitlines()
-    os.waitpid(pid, 0)
-    return out
-
-
 def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
     work = Path(tempfile.mkdtemp(prefix="scan-perm-"))      # /tmp/pytest-of-root is 0700
     try:
@@ -227,7 +204,7 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
         def walk():
             return [f"{i.rel} {getattr(i, 'code', 'entry')}" for i in scan_tree(work)]
 
-        out = walk() if os.geteuid() != 0 else _as_nobody(walk)
+        out = walk() if os.geteuid() != 0 else run_as_nobody(walk)
         if out and out[0].startswith("child-error"):
             pytest.skip(f"running as root and could not drop privileges: {out[0]}")
         assert out == ["a/x.png entry", "locked unreadable", "z/y.png entry"]
