@@ -80,6 +80,14 @@ class WebhookRejected(Exception):
         self.kind = kind
 
 
+class WebhookIgnored(Exception):
+    """A verified delivery of an event type we do not use: acknowledged (200) and dropped.
+
+    Refusing it would make deAPI retry it ten times, and ten failed deliveries in a row switch
+    webhooks off for the whole account: a new event type must never do that.
+    """
+
+
 class WebhookConfigError(ValueError):
     """Webhook mode cannot start as configured (e.g. the secret's env var is unset)."""
 
@@ -235,7 +243,7 @@ def parse_event(
         if event is None:
             raise WebhookRejected(400, "missing 'event' in body")
     if event not in KNOWN_EVENTS:
-        raise WebhookRejected(400, f"unknown event {event!r}; expected one of {sorted(KNOWN_EVENTS)}")
+        raise WebhookIgnored(f"event {event!r} is not one this pipeline uses ({', '.join(sorted(KNOWN_EVENTS))})")
     if header_event and header_event != event:
         raise WebhookRejected(400, f"{EVENT_HEADER} {header_event!r} does not match body event {event!r}")
     data = body.get("data")
@@ -278,6 +286,7 @@ class ReceiverCounters:
     rejected_stale: int = 0
     rejected_malformed: int = 0
     rejected_too_large: int = 0
+    ignored: int = 0          # verified, but an event type we do not use (answered 200)
     handler_errors: int = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -399,6 +408,10 @@ class WebhookReceiver:
             self._count_rejection(rej)
             log.warning("webhook from %s rejected (%d): %s", request.remote, rej.status, rej.reason)
             return web.json_response({"error": rej.reason}, status=rej.status)
+        except WebhookIgnored as ign:
+            self.counters.ignored += 1
+            log.info("webhook ignored: %s", ign)
+            return web.json_response({"ok": True, "ignored": str(ign)})
 
         ids = {event.delivery_id}
         if header_delivery_id:
