@@ -29,7 +29,7 @@ SUITE = [
     ("bench.pipeline_runs", [], ["--files", "400", "--rerun-files", "10000"]),
     ("bench.prepare_big_jpeg", [], []),
     ("bench.walk_tree", [], ["--entries", "100000"]),
-    ("bench.ocr_accuracy", [], ["--limit", "3"]),
+    ("bench.ocr_engines", [], ["--limit", "3"]),
 ]
 
 
@@ -110,15 +110,17 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"walk {r['entries']:,} entries", f"peak RSS {r['peak_rss_mb']} MB, first entry after "
                 f"{r['first_entry_s']} s, {r['seconds']} s in all", "< 150 MB, first within 1 s",
                 r["peak_rss_mb"] < 150 and r["first_entry_s"] < 1)
-        elif b == "ocr_accuracy" and "skipped" in r:
+        elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
-        elif b == "ocr_accuracy":
+        elif b == "ocr_engines":
             target, ok = "–", None
             if r["dataset"] == "scribe" and r["engine"] == "rapidocr":
                 target = "CER below Tesseract's 24.2 %, F1 ≈ 0.95"
                 ok = r["cer_as_output_pct"] < 24.2 and r["bag_f1"] >= 0.94
             add(f"OCR {r['engine']} on {r['dataset']} ({r['pages']} pages)",
-                f"CER {r['cer_as_output_pct']} %, bag F1 {r['bag_f1']}, {r['s_per_page']} s/page", target, ok)
+                f"CER {r['cer_as_output_pct']} %"
+                + (f" (rowCER {r['row_cer_pct']} %)" if r.get("row_cer_pct") is not None else "")
+                + f", bag F1 {r['bag_f1']}, {r['s_per_page']} s/page", target, ok)
         else:
             measured = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("bench",))
             out.append(f"| {b} | {measured} | see section | – |")
@@ -139,10 +141,12 @@ def write_readme(rows: list[dict], quick: bool) -> None:
     if START not in text or END not in text:
         print("README has no BENCH markers; not updated")
         return
-    block = [START, "",
-             f"Measured {time.strftime('%Y-%m-%d')} on {machine()}"
-             + (" — quick sizes" if quick else "") + " by `make bench`.", ""]
-    block += figures_table(rows) + ["", END]
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    block = [START, "", "Measured by `make bench`" + (" (quick sizes)" if quick else "")
+             + "; each module's figures come from its last run:", ""]
+    block += [f"- `{module}`: {stored[module]['measured']}, {stored[module]['machine']}"
+              for module, _, _ in SUITE if module in stored]
+    block += [""] + figures_table(rows) + ["", END]
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     README.write_text(head + "\n".join(block) + tail, encoding="utf-8")

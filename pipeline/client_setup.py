@@ -25,6 +25,7 @@ def client_settings_from_config(config: Config) -> ClientSettings:
         plan=rl.plan, submit_per_minute=rl.submit_per_minute, submit_per_day=rl.submit_per_day,
         status_per_minute=rl.status_per_minute, status_per_day=rl.status_per_day,
         connections=config.concurrency.jobs_in_flight + 4,
+        token_source=f"the {config.api.token_env} environment variable",
     )
 
 

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import aiofiles
 import aiofiles.os
 
 TEXT_SUFFIX = ".txt"
@@ -50,15 +49,14 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-async def write_atomic(path: Path, data: str) -> None:
+def write_atomic_sync(path: Path, data: str) -> None:
     """Write text to ``path`` via a temp file and ``os.replace`` (atomic on POSIX)."""
-    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        async with aiofiles.open(tmp, "w", encoding="utf-8") as fh:
-            await fh.write(data)
-            await fh.flush()
-        await aiofiles.os.replace(tmp, path)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -67,12 +65,22 @@ async def write_atomic(path: Path, data: str) -> None:
         raise
 
 
+def _write_results_sync(output_root: Path, rel: str, text: str, document: dict[str, Any]) -> tuple[str, str]:
+    txt, js = output_paths(output_root, rel)
+    write_atomic_sync(txt, text)
+    write_atomic_sync(js, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    return txt.relative_to(output_root).as_posix(), js.relative_to(output_root).as_posix()
+
+
+# One trip to aiofiles' thread pool for both files. Opening, writing, closing and renaming
+# each through aiofiles took a dozen thread hops a file, which cost more CPU than the writes
+# (bench/pipeline_runs.py), and the JSON is serialised off the event loop too.
+_write_results_in_thread = aiofiles.os.wrap(_write_results_sync)
+
+
 async def write_results(output_root: Path, rel: str, text: str, document: dict[str, Any]) -> tuple[str, str]:
     """Write the ``.txt`` then the ``.json`` (the json last: its presence means complete)."""
-    txt, js = output_paths(output_root, rel)
-    await write_atomic(txt, text)
-    await write_atomic(js, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
-    return txt.relative_to(output_root).as_posix(), js.relative_to(output_root).as_posix()
+    return await _write_results_in_thread(output_root, rel, text, document)
 
 
 def write_json_atomic_sync(path: Path, document: Any) -> None:

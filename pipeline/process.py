@@ -345,7 +345,7 @@ class FileProcessor:
     def _classify(self, exc: api_errors.DeapiError) -> BaseException:
         ctx = self.ctx
         if isinstance(exc, api_errors.DailyLimitError):
-            ctx.close_submissions(f"daily submit limit reached ({exc.reason})")
+            ctx.close_submissions(f"daily submit limit reached: {exc.reason}")
             return StopSubmitting(exc.reason)
         if isinstance(exc, (api_errors.AuthError, api_errors.InsufficientBalanceError)):
             if ctx.fatal is None:

@@ -1,5 +1,16 @@
-"""The deAPI client: HTTP calls, errors, retries, rate limiting, polling, concurrency, webhooks."""
+"""The deAPI client: HTTP calls, errors, retries, rate limiting, polling, concurrency, webhooks.
 
-from .client import ClientSettings, DeapiClient, JobStatus, ModelInfo, PixelLimits
+``DeapiClient`` (``client.py``) is the only thing that talks HTTP to the API; it raises only the
+classes in ``errors.py``. ``retry.py`` decides what is retried, ``ratelimit.py`` paces every
+worker through one shared budget per endpoint, ``polling.py`` learns when to ask for a job's
+status, ``concurrency.py`` sizes the number of jobs in flight. ``webhook.py`` receives deAPI's
+signed job events (a hint; polling stays the truth).
+"""
 
-__all__ = ["ClientSettings", "DeapiClient", "JobStatus", "ModelInfo", "PixelLimits"]
+from .client import ClientSettings, ClientStats, DeapiClient, JobStatus, ModelInfo, PixelLimits
+from .concurrency import AdaptiveLimit
+from .polling import PollLearner
+from .ratelimit import PLANS, RateLimiter
+
+__all__ = ["PLANS", "AdaptiveLimit", "ClientSettings", "ClientStats", "DeapiClient", "JobStatus", "ModelInfo",
+           "PixelLimits", "PollLearner", "RateLimiter"]

@@ -2,14 +2,24 @@
 
 What it promises:
 
-* every response shape the public sources disagree on is accepted (``{"balance"}`` and
-  ``{"data": {"balance"}}``, both 422 shapes, ``error``/``failed`` statuses, string progress);
+* every response shape the public sources disagree on is accepted (deapi-api.md):
+  ``{"balance"}`` and ``{"data": {"balance"}}``; both 422 shapes; ``error``/``failed``
+  statuses and the many "still waiting" spellings; progress as a number or a string;
+  ``inference_types`` as a list or an object; ``info`` as ``[]``; non-JSON (HTML) error pages;
 * retries follow the failure's class (``retry.py``): 429 honours ``Retry-After``, 5xx and
-  connection errors back off with jitter, other 4xx never retry; a submit whose connection
-  dropped *after* it was sent raises ``SubmitOutcomeUnknown`` instead of being resent;
-* the token goes only to ``base_url``: result links are fetched with a bare request that
-  carries no ``Authorization`` header, wherever they point;
-* calls go through the shared per-endpoint rate limiter, and the poller learns job times.
+  connection errors back off with jitter, other 4xx never retry;
+* a submit is resent only when the failure proves the API never saw it (no connection, or
+  the request headers were never written - found out with an aiohttp trace hook); if the
+  connection drops or times out *after* the request went out, ``SubmitOutcomeUnknown`` is
+  raised instead and counted in ``stats.possible_duplicates``;
+* the token goes only to ``base_url``: it is added per request (never a session default),
+  API calls do not follow redirects, result links are fetched with explicit headers and no
+  ``Authorization``, cookies are never stored, and the token is kept in a wrapper whose repr
+  is hidden and scrubbed from every message the API echoes back;
+* calls go through the shared per-endpoint rate limiter (``ratelimit.py``); a 429 pauses that
+  endpoint for every worker; the poller (``polling.py``) learns typical job times.
+
+aiohttp exceptions never leave this module: each becomes one of ``errors.py``'s classes.
 """
 
 from __future__ import annotations
@@ -17,43 +27,55 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp import BytesPayload
 
 from . import errors as E
+from .multipart import MultipartForm
 from .polling import PollLearner
 from .ratelimit import DailyBudgetSpent, RateLimiter
 from .retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.deapi")
 
-TERMINAL_OK = {"done", "completed", "success", "succeeded"}
-TERMINAL_FAIL = {"error", "failed", "cancelled", "canceled"}
+API = "/api/v1/client"
+TERMINAL_OK = frozenset({"done", "completed", "complete", "success", "succeeded", "finished"})
+TERMINAL_FAIL = frozenset({"error", "failed", "failure", "cancelled", "canceled", "expired"})
+# Everything else (pending, processing, queued, in_queue, waiting, running, in_progress, ...)
+# means "keep waiting": an unknown spelling must not end a job the API is still running.
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 120.0
-    max_attempts: int = 5
+    connect_timeout_s: float = 10.0        # TCP connect (+TLS)
+    read_timeout_s: float = 120.0          # between two reads of a response
+    total_timeout_s: float | None = 600.0  # one HTTP request end to end (a 10 MB upload on a slow link)
+    max_attempts: int = 5                  # per call, for 5xx and transport failures
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
-    max_retry_after_s: float = 300.0
-    first_poll_s: float = 1.0
+    max_retry_after_s: float = 300.0       # a longer Retry-After stops submitting for this run
+    max_rate_limit_waits: int = 10         # 429s tolerated for one call
+    first_poll_s: float = 1.0              # the poll learner's prior
     poll_min_interval_s: float = 0.2
     poll_max_interval_s: float = 30.0
     poll_backoff: float = 1.5
-    plan: str = "unlimited"
+    plan: str = "unlimited"                # unlimited | basic | premium | custom
     submit_per_minute: int | None = None
     submit_per_day: int | None = None
     status_per_minute: int | None = None
     status_per_day: int | None = None
-    connections: int = 64
+    connections: int = 64                  # TCPConnector limit (and per host)
+    link_refreshes: int = 2                # fresh result links asked for when one expired
+    max_result_bytes: int = 64 * 1024 * 1024
     user_agent: str = "pipeline-ocr/0.1"
+    token_source: str = "the DEAPI_API_KEY environment variable"  # named in AuthError messages
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,7 @@ class JobStatus:
     result_url: str | None = None
     error: str | None = None
     error_code: str | None = None
-    raw: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)
 
     @property
     def terminal(self) -> bool:
@@ -90,18 +112,45 @@ class JobStatus:
     def ok(self) -> bool:
         return self.status in TERMINAL_OK
 
+    @property
+    def failed(self) -> bool:
+        return self.status in TERMINAL_FAIL
+
 
 @dataclass
 class ClientStats:
+    """HTTP requests this client sent (every attempt whose request left counts, retries too:
+    that is what quotas count; a refused connection does not)."""
+
     submits: int = 0
     status_calls: int = 0
     downloads: int = 0
+    other_calls: int = 0          # models, balance, price
     retries: int = 0
-    rate_limited: int = 0
-    possible_duplicates: int = 0
+    rate_limited: int = 0         # 429 answers received
+    possible_duplicates: int = 0  # submits whose outcome is unknown
+    link_refreshes: int = 0       # status re-polls for a fresh result link
 
     def snapshot(self) -> dict[str, int]:
         return dict(vars(self))
+
+
+class _Secret:
+    """Holds the token; prints as a placeholder, so a repr, a log line or a traceback's locals
+    never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<token hidden>"
+
+    __str__ = __repr__
 
 
 def _as_float(value: Any) -> float | None:
@@ -111,11 +160,44 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
+def _as_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time, default: float = 1.0) -> float:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date (RFC 9110)."""
+    if value is None or not str(value).strip():
+        return default
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return default
+
+
+def _html_title(raw: bytes) -> str | None:
+    m = re.search(rb"<title>(.*?)</title>", raw[:4096], re.I | re.S)
+    return m.group(1).decode("utf-8", "replace").strip() if m else None
+
+
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
-                 limiter: RateLimiter | None = None, on_overload: Any = None) -> None:
+                 limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None) -> None:
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("the deAPI token is empty: set it in the environment variable named by api.token_env")
+        if any(c in token.strip() for c in "\r\n\t "):
+            raise ValueError("the deAPI token contains whitespace or a line break: copy it again without them")
+        split = urlsplit(base_url)
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise ValueError(f"api.base_url must look like https://api.deapi.ai, not {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self._token = token
+        self._token = _Secret(token.strip())
         self.settings = s = settings or ClientSettings()
         overrides = {}
         if s.submit_per_minute is not None or s.submit_per_day is not None:
@@ -124,22 +206,27 @@ class DeapiClient:
             overrides["status"] = (s.status_per_minute, s.status_per_day)
         self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides)
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
-                                 max_retry_after=s.max_retry_after_s)
+                                 max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
         self.poller = PollLearner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
                                   backoff=s.poll_backoff)
         self.stats = ClientStats()
-        self.on_overload = on_overload  # called on every 429 (the adaptive concurrency backs off)
+        self.on_overload = on_overload  # called on every minute-limit 429 (adaptive concurrency backs off)
         self._session: aiohttp.ClientSession | None = None
 
-    def __repr__(self) -> str:  # never show the token
+    def __repr__(self) -> str:
         return f"DeapiClient({self.base_url!r})"
 
     async def __aenter__(self) -> "DeapiClient":
         s = self.settings
         connector = aiohttp.TCPConnector(limit=s.connections, limit_per_host=s.connections, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                              headers={"Accept": "application/json", "User-Agent": s.user_agent})
+        timeout = aiohttp.ClientTimeout(total=s.total_timeout_s, sock_connect=s.connect_timeout_s,
+                                        sock_read=s.read_timeout_s)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_mark_sent)
+        # No Authorization among the defaults: it is added to API requests only (see _headers).
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trace_configs=[trace],
+                                              cookie_jar=aiohttp.DummyCookieJar(),
+                                              headers={"User-Agent": s.user_agent})
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -149,12 +236,26 @@ class DeapiClient:
 
     # -- low level ----------------------------------------------------------------------------
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token.reveal()}", "Accept": "application/json"}
+
+    def _scrub(self, text: str) -> str:
+        token = self._token.reveal()
+        return text.replace(token, "<token hidden>") if token and text else text
+
+    def _count(self, endpoint: str | None) -> None:
+        if endpoint == "submit":
+            self.stats.submits += 1
+        elif endpoint == "status":
+            self.stats.status_calls += 1
+        else:
+            self.stats.other_calls += 1
 
     async def _request(self, method: str, path: str, endpoint: str | None, *, data: Any = None,
-                       params: dict | None = None, is_submit: bool = False) -> Any:
-        assert self._session is not None, "use 'async with DeapiClient(...)'"
+                       params: dict | None = None, is_submit: bool = False, subject: str | None = None) -> Any:
+        """One API call with retries; ``data`` may be a callable making a fresh body per attempt."""
+        if self._session is None:
+            raise RuntimeError("use 'async with DeapiClient(...) as api:' before calling the API")
         url = self.base_url + path
 
         async def attempt() -> Any:
@@ -162,120 +263,165 @@ class DeapiClient:
                 try:
                     await self.limiter.acquire(endpoint)
                 except DailyBudgetSpent as exc:
-                    raise E.DailyLimitError(f"{exc} (plan budget reached; the rest waits for the next run)",
-                                            retry_after=0, limit_type="daily") from None
+                    raise E.DailyLimitError(f"{exc}: the plan's daily budget is reached, the rest waits for the "
+                                            f"next run", retry_after=0, limit_type="daily", status=None) from None
             body = data() if callable(data) else data
-            sent = False
+            sent: dict[str, bool] = {"sent": False}
             try:
-                async with self._session.request(method, url, data=body, params=params, headers=self._auth(),
-                                                 allow_redirects=False) as resp:
-                    sent = True
+                async with self._session.request(method, url, data=body, params=params, headers=self._headers(),
+                                                 allow_redirects=False, trace_request_ctx=sent) as resp:
                     raw = await resp.read()
                     if endpoint is not None:
                         self.limiter.observe(endpoint, resp.headers)
-                    return self._decode(resp, raw, endpoint)
-            except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
-                raise E.TransportError(f"cannot connect to {self.base_url}: {exc.os_error if hasattr(exc, 'os_error') else exc}") from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
-                    asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                what = type(exc).__name__
-                if is_submit:
+                    return self._decode(resp, raw, endpoint, subject)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if isinstance(exc, aiohttp.ClientResponseError):
+                    exc_text = f"{type(exc).__name__} {exc.status}"  # never its request_info (headers)
+                else:
+                    exc_text = type(exc).__name__ + (f" ({exc.os_error.strerror})" if isinstance(
+                        exc, aiohttp.ClientConnectorError) and exc.os_error.strerror else "")
+                if is_submit and sent["sent"]:
                     self.stats.possible_duplicates += 1
                     raise E.SubmitOutcomeUnknown(
-                        f"the connection ended after the upload was sent ({what}); the job may exist") from None
-                raise E.TransportError(f"{method} {path} failed: {what}") from None
+                        f"the connection to {self.base_url} ended after the upload was sent ({exc_text}); the job "
+                        f"may exist and be charged, so it is not resent automatically") from None
+                if not sent["sent"]:
+                    raise E.TransportError(f"cannot reach the API at {self.base_url} ({exc_text}): check the "
+                                           f"network and api.base_url") from None
+                raise E.TransportError(f"{method} {path} to {self.base_url} failed ({exc_text})") from None
+            finally:
+                if sent["sent"]:
+                    self._count(endpoint)
 
         def on_retry(exc: E.DeapiError) -> None:
             self.stats.retries += 1
-            if isinstance(exc, E.RateLimitError):
-                self.stats.rate_limited += 1
-                if self.on_overload is not None:
-                    self.on_overload()
-                if endpoint is not None:
-                    self.limiter.pause(endpoint, exc.retry_after)
 
         return await call_with_retries(attempt, self.retry, on_retry=on_retry)
 
-    def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None) -> Any:
+    def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None, subject: str | None) -> Any:
         status = resp.status
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        message = (body.get("message") if isinstance(body, dict) else None) or resp.reason or ""
+        message = body.get("message") if isinstance(body, dict) and isinstance(body.get("message"), str) else None
+        if message is None and raw and body is None:
+            message = _html_title(raw)
+        message = self._scrub((message or resp.reason or "").strip())[:300]
         if 200 <= status < 300:
-            if body is None and raw:
-                raise E.ServerError(f"HTTP {status} with a non-JSON body from {self.base_url}", status=status)
+            if body is None:
+                kind = resp.headers.get("Content-Type", "no content type")
+                raise E.ServerError(f"the API answered {status} with a body that is not JSON ({kind}) from "
+                                    f"{self.base_url}", status=status)
             return body
         if status == 429:
-            retry_after = _retry_after(resp.headers.get("Retry-After"))
-            kind = (resp.headers.get("X-RateLimit-Type") or "").lower() or None
+            self.stats.rate_limited += 1
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            kind = (resp.headers.get("X-RateLimit-Type") or "").strip().lower() or None
             if kind == "daily" or retry_after > self.settings.max_retry_after_s:
+                # Sleeping for hours inside a run helps nobody: close the endpoint for this run.
                 if endpoint is not None:
                     self.limiter.close_day(endpoint)
-                raise E.DailyLimitError(f"the API's {'daily' if kind == 'daily' else 'long'} rate limit is reached "
-                                        f"(Retry-After {retry_after:.0f}s); the rest waits for the next run",
-                                        retry_after=retry_after, limit_type=kind)
-            raise E.RateLimitError(f"rate limited (429 {message}); retrying after {retry_after:.0f}s",
-                                   retry_after=retry_after, limit_type=kind)
-        if status in (401, 403):
-            raise E.AuthError(f"the API refused the token ({status} {message}): check the environment variable "
-                              f"holding the deAPI token", status=status)
-        if status == 422:
+                what = "daily rate limit" if kind == "daily" else \
+                    f"rate limit, with a Retry-After over max_retry_after_s ({self.settings.max_retry_after_s:g}s),"
+                raise E.DailyLimitError(
+                    f"the API's {what} for {endpoint or 'this endpoint'} is reached (429, Retry-After "
+                    f"{retry_after:.0f}s); files not yet sent wait for the next run (or a bigger plan)",
+                    retry_after=retry_after, limit_type=kind or "long")
+            if self.on_overload is not None:
+                self.on_overload()
+            exc = E.RateLimitError(f"the API rate-limited {endpoint or 'this call'} (429 {message}); waiting "
+                                   f"{retry_after:.0f}s as Retry-After asks", retry_after=retry_after,
+                                   limit_type=kind)
+            if endpoint is not None:  # everybody waits, in the limiter (the retry itself waits 0)
+                self.limiter.pause(endpoint, min(retry_after, self.settings.max_retry_after_s))
+                exc.waited_in_limiter = True
+            raise exc
+        if status == 401:
+            raise E.AuthError(f"the API rejected the token ({status} {message}): check "
+                              f"{self.settings.token_source}", status=status)
+        if status == 403:
+            raise E.AuthError(f"the API refused this token access ({status} {message}): the account may be "
+                              f"suspended or lack permission; check it at deapi.ai and "
+                              f"{self.settings.token_source}", status=status)
+        if status == 422 or (status == 402):
             errs = E.laravel_errors(body)
-            if "balance" in errs or "balance" in message.lower():
-                raise E.InsufficientBalanceError(f"the account balance is too low ({message}): top it up",
-                                                 status=status)
-            detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in errs.items()) or message
-            raise E.ValidationError(f"the API rejected the request (422): {detail}", errors=errs)
+            if "balance" in errs or "balance" in message.lower() or status == 402:
+                raise E.InsufficientBalanceError(
+                    f"the account balance is too low ({status} {message}): top it up at deapi.ai; files not yet "
+                    f"submitted are left for the next run", status=status)
+            raise E.ValidationError(message or "Validation failed", errs, status=status)
         if status == 404:
-            raise E.NotFoundError(f"not found (404 {message})", status=404)
+            what = subject or f"{resp.method} {urlsplit(str(resp.url)).path}"
+            raise E.NotFoundError(f"{what}: the API does not know it (404 {message})", status=404)
+        if 300 <= status < 400:
+            raise E.DeapiError(f"the API answered a redirect ({status} to {resp.headers.get('Location', '?')}); "
+                               f"redirects are not followed with the token: check api.base_url (https?)",
+                               status=status, failure_class="fatal")
         if status >= 500:
-            raise E.ServerError(f"the API answered {status} {message or resp.reason}".strip(), status=status)
-        raise E.ValidationError(f"the API answered {status} {message}".strip(), status=status)
+            shape = "an HTML page" if raw and body is None else "an error"
+            raise E.ServerError(f"the API answered {status} ({shape}: {message or 'no message'}); retried with "
+                                f"backoff", status=status)
+        raise E.ValidationError(message or f"HTTP {status}", E.laravel_errors(body), status=status)
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def list_models(self, inference_type: str | None = "img2txt") -> list[ModelInfo]:
+    async def list_models(self, inference_type: str | None = "img2txt", *, per_page: int = 50,
+                          max_pages: int = 20) -> list[ModelInfo]:
+        """Every model (of ``inference_type``), walking the paginator (``meta`` or ``links``)."""
         out: list[ModelInfo] = []
-        page = 1
-        while page <= 50:
-            params = {"per_page": "50", "page": str(page)}
+        for page in range(1, max_pages + 1):
+            params = {"per_page": str(per_page), "limit": str(per_page), "page": str(page)}
             if inference_type:
                 params["filter[inference_types]"] = inference_type
-            body = await self._request("GET", "/api/v1/client/models", None, params=params)
-            items = body.get("data") if isinstance(body, dict) else body
-            if isinstance(items, dict) and "data" in items:  # {"data": {"data": [...]}} form
-                items = items["data"]
-            for m in items or []:
-                types = m.get("inference_types") or []
-                types = tuple(types.keys() if isinstance(types, dict) else types)
-                if inference_type and inference_type not in types:
-                    continue
-                info = m.get("info") if isinstance(m.get("info"), dict) else {}
-                lim = info.get("limits") if isinstance(info.get("limits"), dict) else None
-                limits = PixelLimits(**{k: lim.get(k) for k in ("min_width", "max_width", "min_height", "max_height")}) if lim else None
-                out.append(ModelInfo(slug=str(m.get("slug")), name=str(m.get("name", m.get("slug"))),
-                                     inference_types=types, limits=limits))
-            meta = body.get("meta") if isinstance(body, dict) else None
-            if not meta or int(meta.get("current_page", 1)) >= int(meta.get("last_page", 1)):
+            body = await self._request("GET", f"{API}/models", None, params=params, subject="the models list")
+            models, more = parse_models_page(body, page)
+            out.extend(m for m in models if not inference_type or inference_type in m.inference_types)
+            if not models or not more:
                 break
-            page += 1
         return out
 
     async def balance(self) -> float:
-        body = await self._request("GET", "/api/v1/client/balance", None)
-        if isinstance(body, dict) and isinstance(body.get("data"), dict) and "balance" in body["data"]:
-            return float(body["data"]["balance"])
-        if isinstance(body, dict) and "balance" in body:
-            return float(body["balance"])
-        raise E.ServerError("the balance answer has no balance field")
+        body = await self._request("GET", f"{API}/balance", None, subject="the balance")
+        return parse_balance(body)
+
+    async def price(self, *, model: str, width: int | None = None, height: int | None = None,
+                    data: bytes | None = None, filename: str = "image.png", content_type: str = "image/png",
+                    language: str | None = None, format: str | None = None) -> float:
+        """The price quote (USD) for one OCR job: by ``width``/``height`` or by the image itself."""
+        if data is None and (width is None or height is None):
+            raise ValueError("price() needs either data or both width and height")
+
+        def form() -> BytesPayload:
+            f = MultipartForm()
+            if data is not None:
+                f.add_field("image", data, filename=filename, content_type=content_type)
+            else:
+                f.add_field("width", str(int(width)))
+                f.add_field("height", str(int(height)))
+            f.add_field("model", model)
+            if language:
+                f.add_field("language", language)
+            if format:
+                f.add_field("format", format)
+            return f.payload()
+
+        body = await self._request("POST", f"{API}/img2txt/price-calculation", "price", data=form,
+                                   subject=f"the price of model {model!r}")
+        data_ = body.get("data") if isinstance(body, dict) else None
+        value = _as_float((data_ if isinstance(data_, dict) else body or {}).get("price"))
+        if value is None:
+            raise E.ServerError(f"the price answer has no price: {str(body)[:200]}")
+        return value
 
     async def submit_ocr(self, data: bytes, filename: str, content_type: str, *, model: str,
                          language: str | None = None, format: str | None = "text",
                          return_result_in_response: bool = False, webhook_url: str | None = None) -> str:
-        def form() -> aiohttp.FormData:  # a fresh body for every attempt
-            f = aiohttp.FormData()
+        """Upload one image; the job's ``request_id``. Raises ``SubmitOutcomeUnknown`` when the
+        upload left and the answer was lost (the job may exist: never resent here)."""
+
+        def form() -> BytesPayload:  # a fresh body for every attempt
+            f = MultipartForm()
             f.add_field("image", data, filename=filename, content_type=content_type)
             f.add_field("model", model)
             if language:
@@ -285,106 +431,211 @@ class DeapiClient:
             f.add_field("return_result_in_response", "true" if return_result_in_response else "false")
             if webhook_url:
                 f.add_field("webhook_url", webhook_url)
-            return f
+            return f.payload()
 
-        self.stats.submits += 1
-        body = await self._request("POST", "/api/v1/client/img2txt", "submit", data=form, is_submit=True)
-        rid = (body.get("data") or {}).get("request_id") if isinstance(body, dict) else None
-        if rid is None:
-            raise E.ServerError(f"the submit answer has no request_id: {str(body)[:200]}")
+        body = await self._request("POST", f"{API}/img2txt", "submit", data=form, is_submit=True,
+                                   subject=f"model {model!r}")
+        data_ = body.get("data") if isinstance(body, dict) else None
+        rid = data_.get("request_id") if isinstance(data_, dict) else None
+        if rid is None and isinstance(body, dict):
+            rid = body.get("request_id")
+        if rid is None or not str(rid).strip():
+            # The API answered 2xx, so a job may exist, but without its id nobody can poll it.
+            self.stats.possible_duplicates += 1
+            raise E.SubmitOutcomeUnknown(f"the submit answer has no request_id: {str(body)[:200]}")
         self.poller.submitted(str(rid))
         return str(rid)
 
     async def get_status(self, request_id: str) -> JobStatus:
-        self.stats.status_calls += 1
-        body = await self._request("GET", f"/api/v1/client/request-status/{request_id}", "status")
-        data = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
-        if not isinstance(data, dict):
-            raise E.ServerError(f"the status answer is not an object: {str(body)[:200]}")
-        status = str(data.get("status") or "pending").lower()
-        result = data.get("result")
-        if result is not None and not isinstance(result, str):
-            result = json.dumps(result, ensure_ascii=False)
-        return JobStatus(status=status, progress=_as_float(data.get("progress")), result=result,
-                         result_url=data.get("result_url"), error=data.get("error") or data.get("error_message"),
-                         error_code=data.get("error_code"), raw=data)
+        body = await self._request("GET", f"{API}/request-status/{request_id}", "status",
+                                   subject=f"request id {request_id}")
+        return parse_status(body)
 
     async def wait_for_job(self, request_id: str, deadline_s: float) -> JobStatus:
-        """Poll until the job is terminal; the first poll is timed from learnt job durations."""
+        """Poll until the job is terminal (``done``), at most ``deadline_s`` from now.
+
+        The first poll comes when jobs typically finish (learnt), later ones back off. Raises
+        ``JobFailedError`` for a failed job, ``JobTimeoutError`` at the deadline (the job may
+        still finish: the caller keeps its id), ``NotFoundError`` if the id is unknown."""
         start = time.monotonic()
         submitted = self.poller.submitted_at(request_id) or start
-        delay = self.poller.first_delay(elapsed=time.monotonic() - submitted)
+        delay = self.poller.first_delay(elapsed=start - submitted)
         first, polls, last_miss_at = True, 0, None
         while True:
             remaining = deadline_s - (time.monotonic() - start)
             if remaining <= 0:
-                raise E.JobTimeoutError(f"job {request_id} did not finish within {deadline_s:.0f}s; "
-                                        f"its request id is kept and the next run polls it again")
+                self.poller.forget(request_id)
+                raise E.JobTimeoutError(f"job {request_id} did not finish within {deadline_s:g}s ({polls} status "
+                                        f"calls); its request id is kept, so the next run polls it again")
             await asyncio.sleep(min(delay, remaining))
-            st = await self.get_status(request_id)
+            try:
+                st = await self.get_status(request_id)
+            except E.NotFoundError:
+                self.poller.forget(request_id)
+                raise
             polls += 1
             if st.terminal:
                 self.poller.finished(request_id, polls, last_miss_at)
                 if not st.ok:
-                    raise E.JobFailedError(f"the OCR job failed ({st.error_code or st.status}): "
-                                           f"{st.error or 'no details given'}", code=st.error_code)
+                    raise E.JobFailedError(st.error_code, st.error or (None if st.status in ("error", "failed")
+                                                                       else f"status {st.status}"),
+                                           request_id=request_id)
                 return st
             last_miss_at = time.monotonic() - submitted
             delay = self.poller.second_delay() if first else self.poller.next_delay(delay)
             first = False
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
-        """The text: inline ``result``, else a download of ``result_url`` (no Authorization)."""
+        """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).
+
+        An expired link (401/403/404/410) is replaced by a fresh one from ``request-status``, at
+        most ``settings.link_refreshes`` times; then ``ResultExpiredError``."""
         if getattr(status, "result", None) is not None:
             return status.result
         url = getattr(status, "result_url", None)
-        for attempt in range(3):
-            if not url:
+        for refresh in range(self.settings.link_refreshes + 1):
+            if refresh or not url:
+                if refresh:
+                    self.stats.link_refreshes += 1
                 status = await self.get_status(request_id)
                 if status.result is not None:
                     return status.result
                 url = status.result_url
                 if not url:
-                    raise E.ServerError(f"job {request_id} is done but has neither result nor result_url")
+                    raise E.ServerError(f"job {request_id} is {status.status} but has neither result nor result_url")
             text = await self._download(url)
             if text is not None:
                 return text
-            url = None  # expired: ask request-status for a fresh link
-        raise E.ResultExpiredError(f"the result link of job {request_id} kept failing; the next run retries it")
+        raise E.ResultExpiredError(f"the result link of job {request_id} kept failing after "
+                                   f"{self.settings.link_refreshes} fresh links; its request id is kept and the "
+                                   f"next run fetches it again")
 
     async def _download(self, url: str) -> str | None:
-        assert self._session is not None
+        """GET a result link with explicit headers and no token; ``None`` when the link is dead."""
+        if self._session is None:
+            raise RuntimeError("use 'async with DeapiClient(...) as api:' before calling the API")
         if urlsplit(url).scheme not in ("http", "https"):
             raise E.ServerError(f"refusing a result link that is not http(s): {url[:80]}")
-        self.stats.downloads += 1
+        limit = self.settings.max_result_bytes
 
         async def attempt() -> str | None:
+            await self.limiter.acquire("download")
+            sent: dict[str, bool] = {"sent": False}
             try:
-                # skip_auto_headers + explicit headers: the session's defaults never carry the
-                # token, and this request adds none, so no Authorization goes to this host.
-                async with self._session.get(url, headers={"Accept": "application/json, text/plain, */*"},
-                                             allow_redirects=True) as resp:
+                # Explicit headers and no Authorization: the link is signed, and may point at
+                # another host (storage), which must never see the token.
+                async with self._session.get(url, headers={"Accept": "text/plain, application/json, */*"},
+                                             allow_redirects=True, max_redirects=5,
+                                             trace_request_ctx=sent) as resp:
                     if resp.status in (401, 403, 404, 410):
                         return None
+                    if resp.status == 429:
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        self.stats.rate_limited += 1
+                        self.limiter.pause("download", min(retry_after, self.settings.max_retry_after_s))
+                        exc = E.RateLimitError(f"the result download was rate-limited (429); waiting "
+                                               f"{retry_after:.0f}s", retry_after=retry_after, limit_type=None)
+                        exc.waited_in_limiter = True
+                        raise exc
                     if resp.status >= 500:
-                        raise E.ServerError(f"result download answered {resp.status}", status=resp.status)
-                    if resp.status >= 400:
+                        raise E.ServerError(f"the result download answered {resp.status}", status=resp.status)
+                    if resp.status >= 300:
                         return None
-                    return (await resp.read()).decode("utf-8", "replace")
+                    if resp.content_length is not None and resp.content_length > limit:
+                        raise E.ServerError(f"the result is {resp.content_length} bytes, over the {limit}-byte cap")
+                    raw = bytearray()
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        raw += chunk
+                        if len(raw) > limit:
+                            raise E.ServerError(f"the result is over the {limit}-byte cap")
+                    try:
+                        return bytes(raw).decode(resp.charset or "utf-8", "replace")
+                    except LookupError:  # a charset Python does not know
+                        return bytes(raw).decode("utf-8", "replace")
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise E.TransportError(f"result download failed: {type(exc).__name__}") from None
+                raise E.TransportError(f"the result download failed ({type(exc).__name__})") from None
+            finally:
+                if sent["sent"]:
+                    self.stats.downloads += 1
 
-        return await call_with_retries(attempt, self.retry, on_retry=lambda exc: None)
+        def on_retry(exc: E.DeapiError) -> None:
+            self.stats.retries += 1
+
+        return await call_with_retries(attempt, self.retry, on_retry=on_retry)
 
 
-def _retry_after(value: str | None) -> float:
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
+def parse_balance(body: Any) -> float:
+    """``{"balance": x}`` (the docs) or ``{"data": {"balance": x}}`` (SDK, v2)."""
+    for holder in (body.get("data") if isinstance(body, dict) else None, body):
+        if isinstance(holder, dict) and "balance" in holder:
+            value = _as_float(holder["balance"])
+            if value is not None:
+                return value
+    raise E.ServerError(f"the balance answer has no balance field: {str(body)[:200]}")
+
+
+def parse_status(body: Any) -> JobStatus:
+    """A ``request-status`` answer (``{"data": {...}}`` or the bare object) as a ``JobStatus``."""
+    data = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
+    if not isinstance(data, dict) or not str(data.get("status") or "").strip():
+        raise E.ServerError(f"the status answer has no status: {str(body)[:200]}")
+    status = str(data["status"]).strip().lower()
+    error, code = data.get("error"), data.get("error_code")
+    if isinstance(error, dict):  # {"code": .., "message": ..}
+        code = code or error.get("code")
+        error = error.get("message")
+    return JobStatus(status=status, progress=_as_float(data.get("progress")), result=_as_str(data.get("result")),
+                     result_url=data.get("result_url") or None, error=_as_str(error or data.get("error_message")),
+                     error_code=str(code) if code else None, raw=data)
+
+
+def parse_models_page(body: Any, page: int = 1) -> tuple[list[ModelInfo], bool]:
+    """One ``/models`` page: its models and whether another page follows. Accepts the Laravel
+    paginator (``data`` + ``meta`` + ``links``), ``{"data": {"data": [...]}}`` and a bare list."""
+    items: Any = body.get("data") if isinstance(body, dict) else body
+    meta = body.get("meta") if isinstance(body, dict) else None
+    links = body.get("links") if isinstance(body, dict) else None
+    if isinstance(items, dict) and "data" in items:
+        meta, links, items = items.get("meta", meta), items.get("links", links), items["data"]
+    if not isinstance(items, list):
+        raise E.ServerError(f"the models answer has no list of models: {str(body)[:200]}")
+    models = [m for m in (_model_info(i) for i in items) if m is not None]
+    return models, bool(items) and _has_next_page(meta, links, page)
+
+
+async def _mark_sent(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    """Trace hook: the request's headers were written, so the server may have acted on it."""
+    holder = getattr(ctx, "trace_request_ctx", None)
+    if isinstance(holder, dict):
+        holder["sent"] = True
+
+
+def _model_info(m: Any) -> ModelInfo | None:
+    if not isinstance(m, dict) or not m.get("slug"):
+        return None
+    types = m.get("inference_types") or []
+    if isinstance(types, dict):  # v2: an object keyed by inference type
+        types = list(types.keys())
+    elif isinstance(types, str):
+        types = [t.strip() for t in types.split(",")]
+    info = m.get("info") if isinstance(m.get("info"), dict) else {}  # PHP sends [] for an empty object
+    lim = info.get("limits") if isinstance(info.get("limits"), dict) else None
+    limits = None
+    if lim:
+        def num(key: str) -> int | None:
+            v = _as_float(lim.get(key))
+            return int(v) if v is not None else None
+        limits = PixelLimits(num("min_width"), num("max_width"), num("min_height"), num("max_height"))
+    return ModelInfo(slug=str(m["slug"]), name=str(m.get("name") or m["slug"]),
+                     inference_types=tuple(str(t) for t in types), limits=limits)
+
+
+def _has_next_page(meta: Any, links: Any, page: int) -> bool:
+    if isinstance(meta, dict) and meta.get("last_page") is not None:
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            return int(meta.get("current_page", page)) < int(meta["last_page"])
         except (TypeError, ValueError):
-            return 1.0
+            pass
+    if isinstance(links, dict):
+        return bool(links.get("next"))
+    return False

@@ -1,74 +1,121 @@
 """Adaptive concurrency (AIMD) for jobs in flight: grow while the API keeps up, back off when not.
 
-``AdaptiveLimit`` is an async context manager like a semaphore whose size changes. It starts
-in *slow start* (every success adds 1, so the limit doubles each round of jobs, as TCP does)
+Why: the right number of jobs in flight depends on the account's plan and on how busy deAPI
+is, neither of which the user knows. Too few wastes wall time; too many queues jobs at the
+API (each still counts towards the per-job deadline) and draws 429s.
+
+``AdaptiveLimit`` is a semaphore whose size changes (``async with limit:``). It starts in
+*slow start* (every success adds 1, so the limit doubles each round of jobs, as TCP does)
 until the first sign of overload; from then on every success adds ``1/limit`` (about +1 per
-round: additive increase). A 429 or a job latency far above the best seen halves the limit
-(multiplicative decrease). It never leaves ``[minimum, maximum]``.
+round: additive increase). Two signals halve it (multiplicative decrease):
+
+* ``on_overload()`` - a 429: the API said so explicitly; every one counts;
+* ``on_success(latency)`` with a latency above ``latency_factor`` x the baseline (the best
+  latency seen): jobs are queueing at the API. Only one latency decrease per round (until
+  ``limit`` more jobs succeeded), because the jobs that finish right after a slow one were
+  slow for the same reason and must not halve the limit again.
+
+It never leaves ``[minimum, maximum]``; shrinking never cancels running jobs, it only holds
+new ones back until enough have finished. Feed it the job's own time (request id to result),
+not time spent waiting for the rate limiter, or limiter waits read as a slow API.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 
 class AdaptiveLimit:
     def __init__(self, minimum: int, maximum: int, initial: int | None = None, *,
                  latency_factor: float = 3.0) -> None:
-        self.minimum, self.maximum = max(1, minimum), max(minimum, maximum)
-        self._limit = float(initial if initial is not None else self.minimum)
+        self.minimum = max(1, int(minimum))
+        self.maximum = max(self.minimum, int(maximum))
+        start = initial if initial is not None else self.minimum
+        self._limit = float(min(self.maximum, max(self.minimum, start)))
         self.in_flight = 0
         self.latency_factor = latency_factor
         self.best_latency: float | None = None
         self.slow_start = True
         self.decreases = 0
-        self._cond = asyncio.Condition()
+        self.increases = 0
+        self._since_decrease = 0
+        self._latency_cut_armed = True
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def limit(self) -> int:
         return int(self._limit)
 
+    # -- the semaphore ------------------------------------------------------------------------
+
     async def acquire(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # the slot was counted for us by _wake
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release_nowait()  # woken and cancelled at once: hand the slot on
+            else:
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+
+    def release_nowait(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        self._wake()
 
     async def release(self) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all()
+        self.release_nowait()
 
     async def __aenter__(self) -> "AdaptiveLimit":
         await self.acquire()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.release()
+        self.release_nowait()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    # -- the signals --------------------------------------------------------------------------
 
     def on_success(self, latency: float | None = None) -> None:
+        """A job finished; ``latency`` is its own time (submit to result), if known."""
+        self._since_decrease += 1
+        if self._since_decrease >= max(1, self.limit):
+            self._latency_cut_armed = True  # a full round since the last cut
         if latency is not None:
             if self.best_latency is None or latency < self.best_latency:
                 self.best_latency = latency
             elif latency > self.best_latency * self.latency_factor:
-                self._decrease()
-                return
+                if self._latency_cut_armed:
+                    self._latency_cut_armed = False
+                    self._decrease()
+                return  # a slow job never grows the limit
         step = 1.0 if self.slow_start else 1.0 / max(self._limit, 1.0)
+        before = self.limit
         self._limit = min(float(self.maximum), self._limit + step)
+        if self.limit > before:
+            self.increases += 1
         self._wake()
 
     def on_overload(self) -> None:
+        """A 429 (or another explicit "too much" from the API)."""
         self._decrease()
 
     def _decrease(self) -> None:
         self.slow_start = False
         self.decreases += 1
+        self._since_decrease = 0
         self._limit = max(float(self.minimum), self._limit / 2)
-
-    def _wake(self) -> None:
-        async def notify() -> None:
-            async with self._cond:
-                self._cond.notify_all()
-        try:
-            asyncio.get_running_loop().create_task(notify())
-        except RuntimeError:
-            pass

@@ -1,23 +1,48 @@
 """One rate limiter per endpoint, shared by every worker of a run.
 
-Each endpoint (submit, status, download) has a per-minute budget paced as a token bucket (so
-requests are spread evenly instead of bursting into a 429) and a per-day count. The server's
-``X-RateLimit-Remaining``/``-Daily-Remaining`` headers correct the local view; a 429 pauses the
-endpoint for everyone for ``Retry-After``; a daily 429 (or the day's budget spent) closes the
-endpoint for the rest of the run. The clock and sleep are injectable for tests.
+Why client-side limiting at all: deAPI's Basic plan allows 5 OCR submits a minute and 50 a
+day, 50/200 status calls (deapi-api.md §4.4). Sixty-four workers that each learn about the
+limit from their own 429 waste requests that count against the day; one shared limiter spends
+the budget evenly and nobody hits the wall.
+
+Per endpoint (``submit``, ``status``, ``download``, ...):
+
+* **per minute**: a token bucket refilled at ``per_minute / 60`` per second with a burst of
+  ``burst`` (1 by default), so requests are spread evenly instead of arriving in a clump;
+  plus a sliding 60-second log that never lets more than ``per_minute`` through in any
+  60-second window, whatever the burst (the server counts fixed windows, which a paced
+  sequence can straddle);
+* **per day**: a count for the run; when the day's budget is spent the endpoint is *closed*
+  for the rest of the run (``DailyBudgetSpent``) instead of sleeping until midnight UTC;
+* **corrections from the server**: ``X-RateLimit-Limit``/``-Daily-Limit`` lower than the plan
+  replace it (the account is on a smaller plan than configured), ``-Daily-Remaining`` raises
+  the day's count (another client used the quota), ``-Remaining: 0`` empties the bucket;
+* **a 429 pauses the endpoint for everyone** for ``Retry-After`` (``pause``); a daily 429
+  closes it (``close_day``).
+
+Waiters queue on one lock per endpoint (FIFO), so a new worker cannot overtake one that has
+waited. The clock and the sleep function are injectable: tests drive a fake clock, never the
+wall clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Mapping
 
-PLANS: dict[str, dict[str, tuple[int | None, int | None]]] = {
+Limit = tuple[int | None, int | None]   # (per minute, per day); None = no limit
+WINDOW = 60.0
+EPS = 1e-6  # clock slack: `now + (t - now)` can land a rounding error short of t; never spin on it
+
+# deAPI's plans (deapi-api.md §4.4). Premium's status limit is not published: 300 like submits.
+PLANS: dict[str, dict[str, Limit]] = {
     "unlimited": {},
-    "basic": {"submit": (5, 50), "status": (50, 200)},
-    "premium": {"submit": (300, None), "status": (300, None)},
+    "custom": {},
+    "basic": {"submit": (5, 50), "status": (50, 200), "price": (50, 200)},
+    "premium": {"submit": (300, None), "status": (300, None), "price": (300, None)},
 }
 
 
@@ -36,33 +61,80 @@ class _Bucket:
     used_today: int = 0
     paused_until: float = 0.0
     day_closed: bool = False
+    recent: deque = field(default_factory=deque)   # acquisition times within the last WINDOW s
+    waited: float = 0.0                            # total seconds waiters slept (for reports)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
 
 
 class RateLimiter:
-    def __init__(self, limits: dict[str, tuple[int | None, int | None]] | None = None, *,
+    def __init__(self, limits: Mapping[str, Limit] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, burst: int = 1) -> None:
         self.clock, self.sleep = clock, sleep
-        self.burst = burst
+        self.burst = max(1, burst)
         self._buckets: dict[str, _Bucket] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         for endpoint, (pm, pd) in (limits or {}).items():
-            self._buckets[endpoint] = _Bucket(pm, pd, float(min(burst, pm) if pm else 0), clock())
+            self._set_limits(endpoint, pm, pd)
 
     @classmethod
-    def for_plan(cls, plan: str, overrides: dict[str, tuple[int | None, int | None]] | None = None,
-                 **kw) -> "RateLimiter":
-        limits = dict(PLANS.get(plan, {}))
+    def for_plan(cls, plan: str, overrides: Mapping[str, Limit] | None = None, **kw) -> "RateLimiter":
+        """A plan's limits (``basic``, ``premium``, ``unlimited``, ``custom`` = none), with
+        ``overrides`` replacing single numbers (``None`` in an override keeps the plan's)."""
+        if plan not in PLANS:
+            raise ValueError(f"unknown rate-limit plan {plan!r}; choose one of {', '.join(PLANS)}")
+        limits = dict(PLANS[plan])
         for ep, (pm, pd) in (overrides or {}).items():
             base = limits.get(ep, (None, None))
             limits[ep] = (pm if pm is not None else base[0], pd if pd is not None else base[1])
         return cls(limits, **kw)
 
+    # -- state --------------------------------------------------------------------------------
+
+    def _set_limits(self, endpoint: str, per_minute: int | None, per_day: int | None) -> _Bucket:
+        for n in (per_minute, per_day):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ValueError(f"rate limit for {endpoint!r} must be a whole number >= 1 or None, not {n!r}")
+        b = self._buckets.get(endpoint)
+        if b is None:
+            cap = float(min(self.burst, per_minute)) if per_minute else 0.0
+            b = self._buckets[endpoint] = _Bucket(per_minute, per_day, cap, self.clock())
+        else:
+            b.per_minute, b.per_day = per_minute, per_day
+            if per_minute:
+                b.tokens = min(b.tokens, float(min(self.burst, per_minute)))
+        return b
+
+    def _bucket(self, endpoint: str) -> _Bucket:
+        b = self._buckets.get(endpoint)
+        return b if b is not None else self._set_limits(endpoint, None, None)
+
+    def limits(self, endpoint: str) -> Limit:
+        b = self._buckets.get(endpoint)
+        return (b.per_minute, b.per_day) if b else (None, None)
+
     def closed(self, endpoint: str) -> bool:
         b = self._buckets.get(endpoint)
         return bool(b and b.day_closed)
 
+    def used_today(self, endpoint: str) -> int:
+        b = self._buckets.get(endpoint)
+        return b.used_today if b else 0
+
+    def waited(self, endpoint: str) -> float:
+        b = self._buckets.get(endpoint)
+        return b.waited if b else 0.0
+
+    # -- acquire ------------------------------------------------------------------------------
+
     async def acquire(self, endpoint: str) -> None:
+        """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today."""
         b = self._buckets.get(endpoint)
         if b is None:
             return
@@ -73,43 +145,64 @@ class RateLimiter:
                     b.day_closed = True
                     raise DailyBudgetSpent(endpoint)
                 now = self.clock()
-                if now < b.paused_until:
-                    await self.sleep(b.paused_until - now)
+                if now < b.paused_until - EPS:
+                    await self._sleep(b, b.paused_until - now)
                     continue
                 if b.per_minute is None:
                     break
-                rate = b.per_minute / 60.0
+                while b.recent and b.recent[0] <= now - WINDOW + EPS:
+                    b.recent.popleft()
+                if len(b.recent) >= b.per_minute:  # the sliding window is full
+                    await self._sleep(b, b.recent[0] + WINDOW - now)
+                    continue
+                rate = b.per_minute / WINDOW
                 b.tokens = min(float(min(self.burst, b.per_minute)), b.tokens + max(now - b.updated, 0.0) * rate)
                 b.updated = now
                 if b.tokens >= 1.0:
                     b.tokens -= 1.0
                     break
                 wait = (1.0 - b.tokens) / rate
-                await self.sleep(wait)
+                await self._sleep(b, wait)
                 # Credit exactly the token this wait earned (re-deriving it from the clock can
                 # fall short by a rounding error and spin); a pause set meanwhile still applies.
                 b.tokens, b.updated = 1.0, now + wait
             b.used_today += 1
+            if b.per_minute is not None:
+                b.recent.append(self.clock())
+
+    async def _sleep(self, b: _Bucket, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        b.waited += seconds
+        await self.sleep(seconds)
+
+    # -- feedback from the server -------------------------------------------------------------
 
     def pause(self, endpoint: str, seconds: float) -> None:
-        b = self._buckets.get(endpoint)
-        if b is None:
-            b = self._buckets[endpoint] = _Bucket(None, None, 0.0, self.clock())
+        """A 429 said "wait": nobody calls ``endpoint`` for ``seconds``."""
+        b = self._bucket(endpoint)
         b.paused_until = max(b.paused_until, self.clock() + max(seconds, 0.0))
 
     def close_day(self, endpoint: str) -> None:
-        b = self._buckets.setdefault(endpoint, _Bucket(None, None, 0.0, self.clock()))
-        b.day_closed = True
+        """A daily 429: ``endpoint`` stays closed for the rest of the run."""
+        self._bucket(endpoint).day_closed = True
 
-    def observe(self, endpoint: str, headers: dict[str, str] | object) -> None:
-        """Correct the local view from the server's ``X-RateLimit-*`` headers."""
+    def observe(self, endpoint: str, headers: Mapping[str, str] | object) -> None:
+        """Correct the local view from the server's ``X-RateLimit-*`` headers (any response)."""
         get = getattr(headers, "get", None)
-        b = self._buckets.get(endpoint)
-        if get is None or b is None:
+        if get is None:
             return
-        daily = get("X-RateLimit-Daily-Remaining")
-        if daily is not None and b.per_day is not None:
-            try:
-                b.used_today = max(b.used_today, b.per_day - int(daily))
-            except ValueError:
-                pass
+        limit, daily_limit = _int(get("X-RateLimit-Limit")), _int(get("X-RateLimit-Daily-Limit"))
+        remaining, daily_remaining = _int(get("X-RateLimit-Remaining")), _int(get("X-RateLimit-Daily-Remaining"))
+        b = self._buckets.get(endpoint)
+        if b is None and limit is None and daily_limit is None:
+            return
+        b = self._bucket(endpoint)
+        # The server's numbers win when they are stricter than the configured plan.
+        pm = limit if limit and (b.per_minute is None or limit < b.per_minute) else b.per_minute
+        pd = daily_limit if daily_limit and (b.per_day is None or daily_limit < b.per_day) else b.per_day
+        if (pm, pd) != (b.per_minute, b.per_day):
+            self._set_limits(endpoint, pm, pd)
+        if daily_remaining is not None and b.per_day is not None:
+            b.used_today = max(b.used_today, b.per_day - daily_remaining)
+        if remaining == 0 and b.per_minute is not None:
+            b.tokens, b.updated = 0.0, self.clock()

@@ -1,33 +1,51 @@
 """Reading order for engines that return lines row by row across the page (RapidOCR).
 
 RapidOCR reads a two-column page as "left line 1, right line 1, left line 2, ...". We rebuild
-the order from the line boxes alone:
+the order from the line boxes alone, with a recursive XY-cut whose thresholds scale with the
+median line height ``h`` (so the same rules hold at any resolution):
 
-1. cut the page into horizontal *bands* at every vertical gap between lines;
-2. find each band's *column gaps* (x ranges no line box covers, at least 0.4 line heights wide);
-3. merge consecutive bands into a *section* while their lines never cross the section's
-   common column gaps (a full-width title or a table row ends a two-column section);
-4. read a section column by column, each top to bottom (rows within a column left to right);
-   a section with more than ``MAX_TEXT_COLUMNS`` columns is a table and is read row by row.
+* a *column gap* is an x range no line box in the region covers, at least ``COLUMN_GAP_LINES * h``
+  wide; a *row gap* is a y range no line box covers, at least ``ROW_GAP_LINES * h`` high;
+* a region with column gaps is cut into columns, each read in turn - unless it is a *table*:
+  it has at least three columns, not all of running text (short cells), and its row gaps cut
+  it into at least ``TABLE_MIN_ROWS`` rows of which most have cells in two or more columns
+  (text columns rarely pause at the same height; table rows do), or it has more than
+  ``MAX_TEXT_COLUMNS`` columns. A table is read row by row, each row cell by cell
+  (left to right), each cell top to bottom - the order a person (and Tesseract) reads it;
+* a region without column gaps whose lines bridge a text gutter only with a few lines standing
+  alone on their rows (a title, a page number, a footer) reads those as their own blocks and
+  the runs between them as columns: a footnote stays in its column, as Tesseract reads it;
+* a region without column gaps is cut at its widest row gap only (when it is clearly wider
+  than the others: a paragraph break, not line spacing), and both halves are cut again;
+* a region with no gap left is one *block*: its lines top to bottom, lines whose centres lie
+  within half a line height of each other (one row) left to right.
 
-Pure functions over boxes: no OCR needed to test them.
+Pure functions over boxes, no OCR: ``tests/test_layout.py`` tests them on synthetic pages, and
+``bench/ocr_engines.py`` measures them on real scans (the thresholds were tuned there).
 """
 
 from __future__ import annotations
 
 from statistics import median
-from typing import Sequence, TypeVar
+from typing import Sequence
 
-Box = tuple[float, float, float, float]
-T = TypeVar("T")
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
-MAX_TEXT_COLUMNS = 5   # more columns than this: a table, read row by row
-COLUMN_GAP_LINES = 0.4  # a column gap is at least this many median line heights wide (tuned on the scribe set)
+COLUMN_GAP_LINES = 0.4  # a column gap is at least this many median line heights wide
+ROW_GAP_LINES = 0.25    # a row gap is at least this many median line heights high
+PARAGRAPH_GAP = 1.5    # evenly spaced lines stay one block: cut only where a gap is this much wider
+MAX_TEXT_COLUMNS = 5    # more columns than this side by side: a table
+TABLE_MIN_COLUMNS = 3   # a table has at least this many columns (two short ones: a list, read by column)
+TABLE_MIN_ROWS = 3      # ... and rows ...
+TABLE_ROW_SHARE = 0.5   # ... and at least this share of them has cells in 2+ columns
+SPANNING_SHARE = 0.2   # lines bridging a gutter (titles, footers) are at most this share
+TEXT_ASPECT = 8.0       # running text: median line at least this many heights long (~16 chars)
+ROW_TOLERANCE = 0.5     # lines whose centres differ by less than this many heights share a row
 
 
 def _gaps(intervals: list[tuple[float, float]], min_width: float) -> list[tuple[float, float]]:
-    """Uncovered stretches strictly inside the union of ``intervals`` that are wide enough."""
-    out = []
+    """Uncovered stretches strictly inside the union of ``intervals``, at least ``min_width`` wide."""
+    out: list[tuple[float, float]] = []
     intervals = sorted(intervals)
     reach = intervals[0][1]
     for start, end in intervals[1:]:
@@ -37,80 +55,158 @@ def _gaps(intervals: list[tuple[float, float]], min_width: float) -> list[tuple[
     return out
 
 
-def _crosses(box: Box, gaps: list[tuple[float, float]]) -> bool:
-    return any(box[0] < g1 and box[2] > g0 for g0, g1 in gaps)
+def _line_spacing(intervals: list[tuple[float, float]]) -> float:
+    """Median clear space between successive lines (0 where they touch or overlap)."""
+    intervals = sorted(intervals)
+    reach, spaces = intervals[0][1], []
+    for start, end in intervals[1:]:
+        spaces.append(max(0.0, start - reach))
+        reach = max(reach, end)
+    return median(spaces) if spaces else 0.0
 
 
-def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]], min_width: float) -> list[tuple[float, float]]:
-    out = []
-    for a0, a1 in a:
-        for b0, b1 in b:
-            lo, hi = max(a0, b0), min(a1, b1)
-            if hi - lo >= min_width:
-                out.append((lo, hi))
-    return out
+def _split(indices: list[int], boxes: Sequence[Box], gaps: list[tuple[float, float]], axis: int) -> list[list[int]]:
+    """Partition ``indices`` at the gaps along ``axis`` (0: x, 1: y); no box crosses a gap."""
+    cuts = [(g0 + g1) / 2 for g0, g1 in gaps]
+    parts: list[list[int]] = [[] for _ in range(len(cuts) + 1)]
+    for i in indices:
+        centre = (boxes[i][axis] + boxes[i][axis + 2]) / 2
+        parts[sum(centre > c for c in cuts)].append(i)
+    return [p for p in parts if p]
 
 
 def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
-    """Top to bottom; lines whose centres are within ``tol`` form a row read left to right."""
-    by_y = sorted(indices, key=lambda i: (boxes[i][1] + boxes[i][3]) / 2)
-    rows: list[list[int]] = []
-    for i in by_y:
+    """Top to bottom; lines whose centres are within ``tol`` of a row's first line read left to right."""
+    rows: list[tuple[float, list[int]]] = []
+    for i in sorted(indices, key=lambda i: (boxes[i][1] + boxes[i][3]) / 2):
         cy = (boxes[i][1] + boxes[i][3]) / 2
-        if rows and abs(cy - rows[-1][-1][1]) <= tol:
-            rows[-1].append((i, cy))  # type: ignore[arg-type]
+        if rows and cy - rows[-1][0] <= tol:
+            rows[-1][1].append(i)
         else:
-            rows.append([(i, cy)])  # type: ignore[list-item]
-    return [i for row in rows for i, _ in sorted(row, key=lambda t: boxes[t[0]][0])]  # type: ignore[misc]
+            rows.append((cy, [i]))
+    return [i for _, row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
+
+
+def _text_like(indices: list[int], boxes: Sequence[Box]) -> bool:
+    """Running text: its lines are long (median width at least ``TEXT_ASPECT`` line heights)."""
+    return median((boxes[i][2] - boxes[i][0]) / max(boxes[i][3] - boxes[i][1], 1.0) for i in indices) >= TEXT_ASPECT
+
+
+def _is_table(indices: list[int], boxes: Sequence[Box], col_gaps: list[tuple[float, float]],
+              row_gaps: list[tuple[float, float]]) -> bool:
+    if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:
+        return True
+    if len(col_gaps) + 1 < TABLE_MIN_COLUMNS or len(row_gaps) + 1 < TABLE_MIN_ROWS:
+        return False
+    if all(_text_like(col, boxes) for col in _split(indices, boxes, col_gaps, axis=0)):
+        return False
+    cuts = [(g0 + g1) / 2 for g0, g1 in col_gaps]
+    bands = _split(indices, boxes, row_gaps, axis=1)
+    multi = sum(1 for band in bands
+                if len({sum((boxes[i][0] + boxes[i][2]) / 2 > c for c in cuts) for i in band}) > 1)
+    return multi >= TABLE_ROW_SHARE * len(bands)
+
+
+class _Cutter:
+    def __init__(self, boxes: Sequence[Box]) -> None:
+        self.boxes = boxes
+        h = median(max(b[3] - b[1], 1.0) for b in boxes)
+        self.col_gap, self.row_gap, self.tol = COLUMN_GAP_LINES * h, ROW_GAP_LINES * h, ROW_TOLERANCE * h
+
+    def blocks(self, indices: list[int], in_table: bool = False) -> list[list[int]]:
+        boxes = self.boxes
+        if len(indices) == 1:
+            return [indices]
+        col_gaps = _gaps([(boxes[i][0], boxes[i][2]) for i in indices], self.col_gap)
+        row_gaps = _gaps([(boxes[i][1], boxes[i][3]) for i in indices], self.row_gap)
+        if col_gaps:
+            if in_table or _is_table(indices, boxes, col_gaps, row_gaps):
+                if row_gaps:  # table rows, each then cut into its cells
+                    return [b for band in _split(indices, boxes, row_gaps, 1) for b in self.blocks(band, True)]
+                if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:  # rows touch: plain row-by-row reading
+                    return [_rows(indices, boxes, self.tol)]
+            return [b for col in _split(indices, boxes, col_gaps, 0) for b in self.blocks(col, in_table)]
+        spanning = None if in_table else self._spanning(indices)
+        if spanning:
+            return self._around(indices, spanning, in_table)
+        if row_gaps:
+            widest = max(row_gaps, key=lambda g: g[1] - g[0])
+            upper, lower = (self.blocks(part, in_table) for part in _split(indices, boxes, [widest], 1))
+            spacing = _line_spacing([(boxes[i][1], boxes[i][3]) for i in indices])
+            if widest[1] - widest[0] < PARAGRAPH_GAP * spacing and self._stacked(upper[-1], lower[0]):
+                # evenly spaced lines, not a paragraph break: keep them one block
+                return upper[:-1] + [upper[-1] + lower[0]] + lower[1:]
+            return upper + lower
+        return [_rows(indices, boxes, self.tol)]
+
+
+    def _stacked(self, above: list[int], below: list[int]) -> bool:
+        """The two blocks share most of their width (one column continuing downwards)."""
+        a0, a1 = min(self.boxes[i][0] for i in above), max(self.boxes[i][2] for i in above)
+        b0, b1 = min(self.boxes[i][0] for i in below), max(self.boxes[i][2] for i in below)
+        return min(a1, b1) - max(a0, b0) >= 0.5 * min(a1 - a0, b1 - b0)
+
+    def _spanning(self, indices: list[int]) -> set[int] | None:
+        """Lines (titles, rules of text, page numbers) that alone bridge a column gutter.
+
+        A gutter is an x range of at least a column gap that at most ``SPANNING_SHARE`` of the
+        region's lines touch, with at least two lines wholly on each side; the touching lines
+        must each stand on their own row (no other line beside them), as a title or a footer
+        does. Returns them, or None when the region has no such gutter.
+        """
+        boxes = self.boxes
+        n = len(indices)
+        if n < 5:
+            return None
+        xs = sorted({boxes[i][0] for i in indices} | {boxes[i][2] for i in indices})
+        best: tuple[float, set[int]] | None = None
+        limit = max(1, int(SPANNING_SHARE * n))
+        run_start = None
+        for a, b in zip(xs, xs[1:] + [None]):  # elementary x intervals, plus a sentinel
+            low = b is not None and sum(1 for i in indices if boxes[i][0] < b and boxes[i][2] > a) <= limit
+            if low and run_start is None:
+                run_start = a
+            elif not low and run_start is not None:
+                mid, run_start = (run_start + a) / 2, None
+                touching = {i for i in indices if boxes[i][0] < mid < boxes[i][2]}
+                left = [boxes[i][2] for i in indices if boxes[i][2] <= mid]
+                right = [boxes[i][0] for i in indices if boxes[i][0] >= mid]
+                if not touching or len(touching) > limit or len(left) < 2 or len(right) < 2:
+                    continue
+                sides = ([i for i in indices if boxes[i][2] <= mid], [i for i in indices if boxes[i][0] >= mid])
+                if not all(_text_like(side, boxes) for side in sides):
+                    continue  # a table's header row, not a title over text columns
+                width = min(right) - max(left)
+                if width >= self.col_gap and (best is None or width > best[0]):
+                    best = (width, touching)
+        if best is None:
+            return None
+        touching = best[1]
+        for s in touching:  # each must sit alone on its row
+            for i in indices:
+                if i not in touching and min(boxes[s][3], boxes[i][3]) - max(boxes[s][1], boxes[i][1]) > 0.25 * self.tol * 2:
+                    return None
+        return touching
+
+    def _around(self, indices: list[int], spanning: set[int], in_table: bool) -> list[list[int]]:
+        """Spanning lines as their own blocks; the runs of lines between them read as columns."""
+        out: list[list[int]] = []
+        run: list[int] = []
+        for i in sorted(indices, key=lambda i: (self.boxes[i][1] + self.boxes[i][3]) / 2):
+            if i in spanning:
+                if run:
+                    out += self.blocks(run, in_table)
+                    run = []
+                out.append([i])
+            else:
+                run.append(i)
+        if run:
+            out += self.blocks(run, in_table)
+        return out
 
 
 def reading_order(boxes: Sequence[Box]) -> list[list[int]]:
     """Indices of ``boxes`` grouped into blocks, blocks and lines in reading order."""
     if not boxes:
         return []
-    heights = [max(b[3] - b[1], 1.0) for b in boxes]
-    h = median(heights)
-    col_gap = COLUMN_GAP_LINES * h
-    # 1. bands: split at every vertical gap between lines
-    order = sorted(range(len(boxes)), key=lambda i: boxes[i][1])
-    bands: list[list[int]] = []
-    reach = None
-    for i in order:
-        y0, y1 = boxes[i][1], boxes[i][3]
-        if reach is None or y0 > reach - 0.25 * h:  # overlap of less than a quarter line: new band
-            bands.append([i])
-            reach = y1
-        else:
-            bands[-1].append(i)
-            reach = max(reach, y1)
-    # 2-3. sections of bands sharing column gaps
-    sections: list[tuple[list[int], list[tuple[float, float]]]] = []
-    for band in bands:
-        gaps = _gaps([(boxes[i][0], boxes[i][2]) for i in band], col_gap)
-        if sections:
-            lines, common = sections[-1]
-            if common:
-                if not any(_crosses(boxes[i], common) for i in band):
-                    lines.extend(band)
-                    continue
-                narrowed = _intersect(common, gaps, col_gap) if gaps else []
-                if narrowed and not any(_crosses(boxes[i], narrowed) for i in lines + band):
-                    sections[-1] = (lines + band, narrowed)
-                    continue
-            elif not gaps:
-                lines.extend(band)
-                continue
-        sections.append((list(band), gaps))
-    # 4. read each section
-    blocks: list[list[int]] = []
-    for lines, gaps in sections:
-        if not gaps or len(gaps) + 1 > MAX_TEXT_COLUMNS:
-            blocks.append(_rows(lines, boxes, 0.5 * h))
-            continue
-        cuts = [(g0 + g1) / 2 for g0, g1 in gaps]
-        columns: list[list[int]] = [[] for _ in range(len(cuts) + 1)]
-        for i in lines:
-            cx = (boxes[i][0] + boxes[i][2]) / 2
-            columns[sum(cx > c for c in cuts)].append(i)
-        blocks += [_rows(col, boxes, 0.5 * h) for col in columns if col]
-    return blocks
+    return _Cutter(boxes).blocks(list(range(len(boxes))))

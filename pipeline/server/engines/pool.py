@@ -2,9 +2,18 @@
 
 Why worker processes: RapidOCR holds ~1-1.5 GB and is not thread-safe, and a native crash or
 an out-of-memory kill must take down one worker, not the server. Each worker process builds
-one engine once and is recycled after ``recycle_after`` pages (RSS creeps with varied page
-sizes). The ``fast`` engine is pure Python and instant, so it runs in a thread instead and
+one engine once and the pool is recycled after ``recycle_after`` pages (RSS creeps with varied
+page sizes). The ``fast`` engine is pure Python and instant, so it runs in a thread instead and
 costs no process start-up in tests.
+
+Failures a job can meet, each an ``EngineError`` the server turns into a failed job:
+
+* undecodable bytes -> ``INVALID_INPUT`` (raised in the worker; the worker lives on);
+* the engine failing on one page -> ``PROCESSING_ERROR``;
+* the worker process dying (crash, OOM kill) -> ``WORKER_TIMEOUT`` (deAPI's code for a lost
+  worker, which clients treat as transient); the pool is replaced so later jobs run;
+* the engine not loading at all (missing package or data) -> ``ENGINE_UNAVAILABLE``, raised by
+  ``start()`` so the server refuses to start with a message instead of failing every job.
 """
 
 from __future__ import annotations
@@ -12,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image, ImageOps
@@ -22,30 +32,78 @@ from .base import Engine, EngineError, OcrPage
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # the API's pixel limits are far below; this only guards bombs
 
+CLOSE_TIMEOUT_S = 30.0  # close() waits this long for a page in progress, then kills the workers
+
 _worker_engine: Engine | None = None
+_worker_error: str | None = None
 
 
-def _init_worker(engine_name: str) -> None:
-    global _worker_engine
-    _worker_engine = create_engine(engine_name)
+def _init_worker(engine_name: str, threads: int | None = None) -> None:
+    """Build this worker's one engine; remember a failure so every task reports it clearly."""
+    global _worker_engine, _worker_error
+    if threads:
+        from .rapid import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(threads)
+    try:
+        _worker_engine = create_engine(engine_name)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller, not swallowed
+        _worker_error = f"cannot load the {engine_name!r} OCR engine: {type(exc).__name__}: {exc}"
 
 
 def decode_image(image_bytes: bytes) -> Image.Image:
     """Decode upload bytes into an RGB/L image with EXIF orientation applied."""
+    if not image_bytes:
+        raise EngineError("cannot decode image: the upload is empty", code="INVALID_INPUT")
     try:
         image = Image.open(io.BytesIO(image_bytes))
         image.load()
+        image = ImageOps.exif_transpose(image)
     except Exception as exc:  # Pillow raises many types for bad bytes
         raise EngineError(f"cannot decode image: {exc}", code="INVALID_INPUT") from exc
-    image = ImageOps.exif_transpose(image)
-    if image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    return image
+    return _to_rgb_or_l(image)
+
+
+def _to_rgb_or_l(image: Image.Image) -> Image.Image:
+    """RGB or L, what both engines read; transparency is flattened onto white (not black)."""
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # 16/32-bit grey: stretch, not clip
+        lo, hi = image.convert("F").getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 1.0
+        return image.convert("F").point(lambda v: (v - lo) * scale).convert("L")
+    if image.mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    if rgba.getextrema()[3][0] == 255:  # fully opaque
+        return rgba.convert("RGB")
+    canvas = Image.new("RGB", rgba.size, "white")
+    canvas.paste(rgba, mask=rgba.getchannel("A"))
+    return canvas
+
+
+def _engine() -> Engine:
+    if _worker_engine is None:
+        raise EngineError(_worker_error or "OCR worker has no engine (initializer did not run)",
+                          code="ENGINE_UNAVAILABLE")
+    return _worker_engine
+
+
+def _ping() -> str:
+    return _engine().name
 
 
 def _recognize_in_worker(image_bytes: bytes, language: str | None) -> OcrPage:
-    assert _worker_engine is not None, "worker initializer did not run"
-    return _worker_engine.recognize(decode_image(image_bytes), language)
+    engine = _engine()
+    image = decode_image(image_bytes)
+    try:
+        return engine.recognize(image, language)
+    except EngineError:
+        raise
+    except Exception as exc:  # one bad page fails its job, never the worker
+        raise EngineError(f"{engine.name} could not read this image: {type(exc).__name__}: {exc}") from exc
 
 
 class EngineRunner:
@@ -55,33 +113,51 @@ class EngineRunner:
         self.engine = engine
         self.workers = max(1, workers)
         self.recycle_after = recycle_after
-        self._executor: ProcessPoolExecutor | ThreadPoolExecutor | None = None
+        self._executor: Executor | None = None
         self._pages_on_executor = 0
         self._lock = asyncio.Lock()
+        self.replaced_pools = 0  # dead-worker replacements plus recycles, for logs and tests
 
-    def _new_executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
+    def _threads_per_worker(self) -> int | None:
+        """ONNX Runtime threads when several workers share the cores (one worker: all cores)."""
+        if self.workers == 1:
+            return None
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def _new_executor(self) -> Executor:
         if self.engine == "fast":
             # Each thread gets its own engine via the same initializer (one instance per worker).
             return ThreadPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=(self.engine,))
         ctx = multiprocessing.get_context("spawn")  # no forked copies of the event loop or sockets
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
-                                   initializer=_init_worker, initargs=(self.engine,))
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.engine, self._threads_per_worker()))
 
     async def start(self) -> None:
+        """Start the pool and wait until one worker has built its engine (fails loudly if it can't)."""
         if self.engine not in ENGINE_NAMES:
             raise ValueError(f"unknown OCR engine {self.engine!r}; choose one of {', '.join(ENGINE_NAMES)}")
-        self._executor = self._new_executor()
+        if self._executor is None:
+            self._executor = self._new_executor()
+            self._pages_on_executor = 0
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, _ping)
+        except (EngineError, BrokenProcessPool) as exc:
+            await self.close()
+            message = str(exc) if isinstance(exc, EngineError) else f"the {self.engine} worker process died on start-up"
+            raise EngineError(message, code="ENGINE_UNAVAILABLE") from exc
 
-    async def _executor_for_next_page(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
+    async def _executor_for_next_page(self) -> Executor:
         async with self._lock:
             if self._executor is None:
-                await self.start()
+                self._executor = self._new_executor()
+                self._pages_on_executor = 0
             elif self.engine != "fast" and self._pages_on_executor >= self.recycle_after:
                 old, self._executor = self._executor, self._new_executor()
                 self._pages_on_executor = 0
-                old.shutdown(wait=False)
+                self.replaced_pools += 1
+                old.shutdown(wait=False)  # pages already running there finish; its workers then exit
             self._pages_on_executor += 1
-            assert self._executor is not None
             return self._executor
 
     async def recognize(self, image_bytes: bytes, language: str | None = None) -> OcrPage:
@@ -94,9 +170,19 @@ class EngineRunner:
                 if self._executor is executor:
                     self._executor = self._new_executor()
                     self._pages_on_executor = 0
-            raise EngineError("OCR worker process died (crash or out of memory)", code="WORKER_TIMEOUT") from exc
+                    self.replaced_pools += 1
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise EngineError("OCR worker process died (crash or out of memory) while reading this page",
+                              code="WORKER_TIMEOUT") from exc
 
     async def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Cancel queued pages, let a running one finish (up to ``CLOSE_TIMEOUT_S``), reap workers."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True), CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            for proc in list(getattr(executor, "_processes", {}).values()):
+                proc.kill()

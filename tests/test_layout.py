@@ -1,0 +1,110 @@
+"""Reading order rebuilt from line boxes alone (``engines/layout.py``): pure geometry, no OCR.
+
+RapidOCR hands lines over row by row across the page; these synthetic pages give the boxes in
+that interleaved order and check the blocks and the order that come back.
+"""
+
+from pipeline.server.engines.layout import reading_order
+
+
+def line(x0, y, x1, h=20):
+    return (x0, y, x1, y + h)
+
+
+def flatten(blocks):
+    return [i for block in blocks for i in block]
+
+
+def two_column_page(rows=6, pitch=24):
+    """Title, two text columns given in row order (left, right, left, ...), footer."""
+    boxes = [line(300, 10, 700)]                                # 0: centred title over the gutter
+    for r in range(rows):
+        y = 60 + r * pitch
+        boxes += [line(50, y, 470), line(530, y, 950)]
+    boxes.append(line(480, 60 + rows * pitch + 40, 520))        # page number under the gutter
+    return boxes
+
+
+def test_two_columns_under_a_title_are_read_column_by_column():
+    boxes = two_column_page()
+    blocks = reading_order(boxes)
+    left = list(range(1, 13, 2))
+    right = list(range(2, 13, 2))
+    assert flatten(blocks) == [0, *left, *right, 13]
+    assert blocks == [[0], left, right, [13]]  # each column is one block
+
+
+def test_a_footnote_stays_at_the_foot_of_its_own_column():
+    boxes = two_column_page(rows=4)[:-1]
+    boxes += [line(50, 200, 470, h=14), line(50, 216, 470, h=14),       # 9, 10: left footnote
+              line(530, 200, 950, h=14)]                                # 11: right footnote
+    order = flatten(reading_order(boxes))
+    assert order == [0, 1, 3, 5, 7, 9, 10, 2, 4, 6, 8, 11]
+
+
+def test_a_single_column_reads_top_to_bottom_and_a_row_left_to_right():
+    boxes = [line(300, 100, 600), line(50, 40, 900), line(50, 100, 250), line(50, 130, 900)]
+    assert flatten(reading_order(boxes)) == [1, 2, 0, 3]
+
+
+def test_paragraphs_become_blocks_but_evenly_spaced_lines_do_not():
+    boxes = [line(50, y, 900) for y in (0, 24, 48)] + [line(50, y, 900) for y in (120, 144)]
+    assert reading_order(boxes) == [[0, 1, 2], [3, 4]]
+
+
+def test_a_short_line_in_one_column_does_not_break_the_columns():
+    boxes = [line(50, 80, 450), line(550, 80, 950), line(50, 110, 200), line(550, 110, 950),
+             line(550, 140, 950), line(50, 170, 450), line(550, 170, 950)]
+    assert flatten(reading_order(boxes)) == [0, 2, 5, 1, 3, 4, 6]
+
+
+def test_a_table_is_read_row_by_row_each_cell_top_to_bottom():
+    # name | phone | email, rows separated by padding; the middle row's name cell has two lines.
+    # Cells are short (a phone number is ~6 line heights long), unlike lines of running text.
+    boxes = []
+    rows = [(0, ["Ann Smith, Director"], ["555-0100"], ["ann@x.com"]),
+            (60, ["Bob Jones, Associate", "Carl Li, Associate"], ["555-0101", "555-0102"], ["bob@x.com", "carl@x.com"]),
+            (140, ["Dee Poe, Partner"], ["555-0103"], ["dee@x.com"])]
+    expected = []
+    for y, *cells in rows:
+        for x0, x1, cell in zip((50, 700, 950), (600, 820, 1100), cells):
+            for k, _ in enumerate(cell):
+                expected.append(len(boxes))
+                boxes.append(line(x0, y + k * 22, x1))
+    # RapidOCR's row order interleaves the two-line cells; the table order keeps each cell whole
+    order = flatten(reading_order(boxes))
+    assert order == expected
+
+
+def test_a_wide_table_with_touching_rows_is_read_row_by_row():
+    boxes = [line(50 + col * 150, row * 20, 150 + col * 150) for row in range(3) for col in range(7)]
+    assert flatten(reading_order(boxes)) == list(range(21))
+
+
+def test_a_table_row_of_numbers_after_a_label_keeps_its_row():
+    label = line(50, 100, 400)
+    values = [line(500 + k * 120, 100, 580 + k * 120) for k in range(4)]
+    assert flatten(reading_order([*values, label])) == [4, 0, 1, 2, 3]
+
+
+def test_order_does_not_depend_on_the_input_order():
+    boxes = two_column_page()
+    shuffled = boxes[::-1]
+    back = {i: len(boxes) - 1 - i for i in range(len(boxes))}
+    assert [back[i] for i in flatten(reading_order(shuffled))] == flatten(reading_order(boxes))
+
+
+def test_every_line_appears_exactly_once_on_a_messy_page():
+    import random
+
+    rnd = random.Random(7)
+    boxes = []
+    for _ in range(200):
+        x0, y0 = rnd.uniform(0, 1800), rnd.uniform(0, 2500)
+        boxes.append((x0, y0, x0 + rnd.uniform(5, 600), y0 + rnd.uniform(8, 60)))
+    assert sorted(flatten(reading_order(boxes))) == list(range(200))
+
+
+def test_empty_page_and_one_line():
+    assert reading_order([]) == []
+    assert reading_order([line(10, 10, 100)]) == [[0]]
