@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -65,10 +64,15 @@ def write_atomic_sync(path: Path, data: str) -> None:
         raise
 
 
+def write_json_atomic_sync(path: Path, document: Any) -> None:
+    """A JSON document written atomically (results, and the run report at the end of a run)."""
+    write_atomic_sync(path, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+
+
 def _write_results_sync(output_root: Path, rel: str, text: str, document: dict[str, Any]) -> tuple[str, str]:
     txt, js = output_paths(output_root, rel)
     write_atomic_sync(txt, text)
-    write_atomic_sync(js, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    write_json_atomic_sync(js, document)
     return txt.relative_to(output_root).as_posix(), js.relative_to(output_root).as_posix()
 
 
@@ -81,11 +85,3 @@ _write_results_in_thread = aiofiles.os.wrap(_write_results_sync)
 async def write_results(output_root: Path, rel: str, text: str, document: dict[str, Any]) -> tuple[str, str]:
     """Write the ``.txt`` then the ``.json`` (the json last: its presence means complete)."""
     return await _write_results_in_thread(output_root, rel, text, document)
-
-
-def write_json_atomic_sync(path: Path, document: Any) -> None:
-    """Synchronous atomic JSON write for run reports (written once at the end of a run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
+from pipeline.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+
 __all__ = [
     "PrecheckLimits",
     "PreparedPage",
@@ -516,15 +518,11 @@ def _normalise_mode(im: Image.Image, transforms: list[str]) -> tuple[Image.Image
     if mode == "P" and "transparency" not in im.info:
         return im, "png"
     if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        rgba.close()
         transforms.append("flatten_alpha:white")
-        im = flat
-    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        im = flatten_on_white(im)
+    elif mode in WIDE_GRAY_MODES:
         transforms.append(f"mode:{mode}->L")
-        return _to_l_from_wide(im), "png"
+        return wide_gray_to_l(im), "png"
     elif mode not in ("L", "RGB"):
         transforms.append(f"mode:{mode}->RGB")
         im = im.convert("RGB")
@@ -538,14 +536,6 @@ def _normalise_mode(im: Image.Image, transforms: list[str]) -> tuple[Image.Image
         r.close()
         return im, "jpeg"
     return im, "png"
-
-
-def _to_l_from_wide(im: Image.Image) -> Image.Image:
-    """16-bit/32-bit gray → 8-bit, stretching the used range (16-bit scans are often dark)."""
-    lo, hi = im.getextrema() if im.mode != "I;16" else im.convert("I").getextrema()
-    src = im.convert("F") if im.mode != "F" else im
-    span = (hi - lo) or 1
-    return src.point(lambda v: (v - lo) * 255.0 / span).convert("L")
 
 
 def _pad(im: Image.Image, limits: PrecheckLimits, transforms: list[str] | None) -> Image.Image:

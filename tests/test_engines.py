@@ -13,22 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for bench/ under plain `pytest`
 from bench.metrics import bag_f1, cer_counts  # noqa: E402
+from helpers import font  # noqa: E402
+from pipeline.prepare import PrecheckLimits, prepare_file  # noqa: E402
 from pipeline.server.engines import EngineError  # noqa: E402
 from pipeline.server.engines.pool import EngineRunner  # noqa: E402
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def _font(size: int):
-    try:
-        return ImageFont.truetype(FONT, size)
-    except OSError:
-        return ImageFont.load_default(size=size)
 
 
 def page_png(left: list[str], right: list[str] | None = None, size=(1400, 420)) -> bytes:
@@ -36,10 +28,20 @@ def page_png(left: list[str], right: list[str] | None = None, size=(1400, 420)) 
     draw = ImageDraw.Draw(img)
     for column, x in ((left, 40), (right or [], 740)):
         for i, text in enumerate(column):
-            draw.text((x, 40 + i * 60), text, fill=0, font=_font(34))
+            draw.text((x, 40 + i * 60), text, fill=0, font=font(34))
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+async def read_once(engine: str, data: bytes, language: str):
+    """One page through a fresh runner of ``engine`` (its real worker process)."""
+    runner = EngineRunner(engine)
+    await runner.start()
+    try:
+        return await runner.recognize(data, language)
+    finally:
+        await runner.close()
 
 
 SENTENCE = ["The quick brown fox", "jumps over the lazy dog"]
@@ -112,23 +114,14 @@ async def test_an_engine_that_cannot_start_says_so():
 
 @pytest.mark.real_ocr
 @pytest.mark.shared_data
-async def test_real_scan_within_a_character_error_bound():
+async def test_real_scan_within_a_character_error_bound(shared_data):
     """Hobbes 1668 page 0007 (Latin print, 600 dpi, 1-bit). Measured: rapidocr 6.5 %, tesseract
     6.7 % CER (bench/ocr_engines.py, 2026-11-25); the bound leaves room for other builds."""
-    root = SHARED_DATA / "cis-hobbes-1668"
-    if not root.is_dir():
-        pytest.skip(f"{root} not present: the third-party scans live beside the checkout, not in it")
-    from pipeline.prepare import PrecheckLimits, prepare_file
-
+    root = shared_data / "cis-hobbes-1668"
     data = prepare_file(root / "tif" / "0007.tif", PrecheckLimits()).pages[0].data
     truth = (root / "gt" / "0007.gt.txt").read_text(encoding="utf-8")
     for engine in ("rapidocr", "tesseract"):
-        runner = EngineRunner(engine)
-        await runner.start()
-        try:
-            text = (await runner.recognize(data, "la")).text
-        finally:
-            await runner.close()
+        text = (await read_once(engine, data, "la")).text
         edits, length = cer_counts(truth, text)
         assert edits / length < 0.12, (engine, edits / length, text[:300])
         assert bag_f1(truth, text) > 0.6, (engine, text[:300])
@@ -136,23 +129,36 @@ async def test_real_scan_within_a_character_error_bound():
 
 @pytest.mark.real_ocr
 @pytest.mark.shared_data
-async def test_a_real_two_column_page_comes_out_in_reading_order():
+async def test_a_real_two_column_page_comes_out_in_reading_order(shared_data):
     """scribe multicol_05: measured 5.1 % CER as output with our reading order, 73.8 % in
     RapidOCR's own row order (bench/ocr_engines.py --per-page, 2026-11-30). A bound of 15 %
     fails if the columns come out interleaved again."""
-    root = SHARED_DATA / "scribeocr-benchmark"
-    if not root.is_dir():
-        pytest.skip(f"{root} not present: the third-party scans live beside the checkout, not in it")
-    from pipeline.prepare import PrecheckLimits, prepare_file
-
+    root = shared_data / "scribeocr-benchmark"
     data = prepare_file(root / "img" / "multicol_05.jpg", PrecheckLimits()).pages[0].data
     truth = (root / "gt_txt" / "multicol_05.txt").read_text(encoding="utf-8")
-    runner = EngineRunner("rapidocr")
-    await runner.start()
-    try:
-        page = await runner.recognize(data, "en")
-    finally:
-        await runner.close()
+    page = await read_once("rapidocr", data, "en")
     edits, length = cer_counts(truth, page.text)
     assert edits / length < 0.15, (edits / length, page.text[:500])
     assert bag_f1(truth, page.text) > 0.9
+
+
+def test_the_server_reads_transparent_and_16_bit_uploads_as_the_client_prepares_them():
+    """``decode_image`` (the worker's decoder) flattens transparency onto white, as paper, and
+    stretches 16-bit grey over its used range instead of clipping it to black."""
+    from pipeline.server.engines.pool import decode_image
+
+    def png(im: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return buf.getvalue()
+
+    clear = Image.new("RGBA", (4, 2), (0, 0, 0, 0))
+    clear.putpixel((0, 0), (0, 0, 0, 255))
+    flat = decode_image(png(clear))
+    assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (0, 0, 0) and flat.getpixel((3, 1)) == (255, 255, 255)
+
+    dark = Image.new("I;16", (4, 1))
+    for x, v in enumerate((1000, 1200, 1400, 1600)):  # a dark 16-bit scan: all far below 65535
+        dark.putpixel((x, 0), v)
+    grey = decode_image(png(dark))
+    assert grey.mode == "L" and [grey.getpixel((x, 0)) for x in range(4)] == [0, 85, 170, 255]

@@ -243,6 +243,15 @@ class DeapiClient:
         token = self._token.reveal()
         return text.replace(token, "<token hidden>") if token and text else text
 
+    def _count_retry(self, exc: E.DeapiError) -> None:
+        self.stats.retries += 1
+
+    def _pause_everyone(self, endpoint: str, exc: E.RateLimitError) -> None:
+        """A 429: every worker waits out ``Retry-After`` in the shared limiter (capped), so the
+        retry of this call waits nothing more itself."""
+        self.limiter.pause(endpoint, min(exc.retry_after, self.settings.max_retry_after_s))
+        exc.waited_in_limiter = True
+
     def _count(self, endpoint: str | None) -> None:
         if endpoint == "submit":
             self.stats.submits += 1
@@ -293,10 +302,7 @@ class DeapiClient:
                 if sent["sent"]:
                     self._count(endpoint)
 
-        def on_retry(exc: E.DeapiError) -> None:
-            self.stats.retries += 1
-
-        return await call_with_retries(attempt, self.retry, on_retry=on_retry)
+        return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
 
     def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None, subject: str | None) -> Any:
         status = resp.status
@@ -333,9 +339,8 @@ class DeapiClient:
             exc = E.RateLimitError(f"the API rate-limited {endpoint or 'this call'} (429 {message}); waiting "
                                    f"{retry_after:.0f}s as Retry-After asks", retry_after=retry_after,
                                    limit_type=kind)
-            if endpoint is not None:  # everybody waits, in the limiter (the retry itself waits 0)
-                self.limiter.pause(endpoint, min(retry_after, self.settings.max_retry_after_s))
-                exc.waited_in_limiter = True
+            if endpoint is not None:
+                self._pause_everyone(endpoint, exc)
             raise exc
         if status == 401:
             raise E.AuthError(f"the API rejected the token ({status} {message}): check "
@@ -344,7 +349,7 @@ class DeapiClient:
             raise E.AuthError(f"the API refused this token access ({status} {message}): the account may be "
                               f"suspended or lack permission; check it at deapi.ai and "
                               f"{self.settings.token_source}", status=status)
-        if status == 422 or (status == 402):
+        if status in (402, 422):
             errs = E.laravel_errors(body)
             if "balance" in errs or "balance" in message.lower() or status == 402:
                 raise E.InsufficientBalanceError(
@@ -532,10 +537,9 @@ class DeapiClient:
                     if resp.status == 429:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         self.stats.rate_limited += 1
-                        self.limiter.pause("download", min(retry_after, self.settings.max_retry_after_s))
                         exc = E.RateLimitError(f"the result download was rate-limited (429); waiting "
                                                f"{retry_after:.0f}s", retry_after=retry_after, limit_type=None)
-                        exc.waited_in_limiter = True
+                        self._pause_everyone("download", exc)
                         raise exc
                     if resp.status >= 500:
                         raise E.ServerError(f"the result download answered {resp.status}", status=resp.status)
@@ -558,10 +562,7 @@ class DeapiClient:
                 if sent["sent"]:
                     self.stats.downloads += 1
 
-        def on_retry(exc: E.DeapiError) -> None:
-            self.stats.retries += 1
-
-        return await call_with_retries(attempt, self.retry, on_retry=on_retry)
+        return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
 
 
 def parse_balance(body: Any) -> float:

@@ -27,6 +27,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image, ImageOps
 
+from pipeline.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+
 from . import ENGINE_NAMES, create_engine
 from .base import Engine, EngineError, OcrPage
 
@@ -70,18 +72,11 @@ def _to_rgb_or_l(image: Image.Image) -> Image.Image:
         return image
     if image.mode == "1":
         return image.convert("L")
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # 16/32-bit grey: stretch, not clip
-        lo, hi = image.convert("F").getextrema()
-        scale = 255.0 / (hi - lo) if hi > lo else 1.0
-        return image.convert("F").point(lambda v: (v - lo) * scale).convert("L")
+    if image.mode in WIDE_GRAY_MODES or image.mode.startswith("I;16"):  # 16/32-bit grey: stretch, not clip
+        return wide_gray_to_l(image)
     if image.mode == "P" and "transparency" not in image.info:
         return image.convert("RGB")
-    rgba = image.convert("RGBA")
-    if rgba.getextrema()[3][0] == 255:  # fully opaque
-        return rgba.convert("RGB")
-    canvas = Image.new("RGB", rgba.size, "white")
-    canvas.paste(rgba, mask=rgba.getchannel("A"))
-    return canvas
+    return flatten_on_white(image)
 
 
 def _engine() -> Engine:
