@@ -405,6 +405,8 @@ class FileProcessor:
 
     def _classify(self, exc: api_errors.DeapiError) -> BaseException:
         ctx = self.ctx
+        if isinstance(exc, api_errors.SubmissionsShut):
+            return StopSubmitting(exc.reason)
         if isinstance(exc, api_errors.DailyLimitError):
             ctx.close_submissions(f"daily submit limit reached: {exc.reason}")
             return StopSubmitting(exc.reason)

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from pipeline.config import Config, ConfigError, token_from_env
+from pipeline.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.client_setup import client_settings_from_config, job_slots_from_config
@@ -104,6 +105,7 @@ class Runner:
         server = None
         exit_code = ExitCode.INTERNAL_ERROR
         try:
+            crashpoint("run_start")
             async with AsyncExitStack() as stack:
                 base_url, token, server = await self.open_api_endpoint(stack)
                 slots = job_slots_from_config(self.config)
@@ -356,6 +358,9 @@ class Runner:
                      f"(up to {self.config.shutdown_grace_s:g}s)")
         if ctx is not None:
             ctx.close_submissions(reason)
+            limiter = getattr(ctx.api, "limiter", None)
+            if limiter is not None:  # uploads waiting for the rate limiter leave now, unsent
+                limiter.shut("submit", f"the run is stopping ({reason})")
         if self._feed is not None:
             self._defer_unstarted(self._feed)
         self._stop_event.set()
@@ -407,10 +412,18 @@ class Runner:
 
     def _finish(self, state: StateStore, run_id: int, exit_code: ExitCode, ctx: RunContext | None,
                 server: Any) -> None:
-        api_stats = {}
+        api_stats: dict[str, Any] = {}
         if ctx is not None and hasattr(ctx.api, "stats"):
             stats = ctx.api.stats
             api_stats = stats.snapshot() if hasattr(stats, "snapshot") else dict(vars(stats))
+            poller = getattr(ctx.api, "poller", None)
+            if poller is not None:
+                api_stats["polling"] = poller.snapshot()
+            slots = ctx.job_slots
+            api_stats["jobs_in_flight"] = {
+                "limit": getattr(slots, "limit", getattr(slots, "maximum", None)),
+                "maximum": getattr(slots, "maximum", None), "decreases": getattr(slots, "decreases", 0),
+                "adaptive": hasattr(slots, "on_success")}
         counters = server.counters.snapshot() if server is not None else None
         self.report = write_run_report(
             self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,

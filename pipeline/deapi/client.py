@@ -40,7 +40,7 @@ from aiohttp import BytesPayload
 from . import errors as E
 from .multipart import MultipartForm
 from .polling import PollPlanner, budget_from_limits
-from .ratelimit import DailyBudgetSpent, RateLimiter
+from .ratelimit import DailyBudgetSpent, EndpointShut, RateLimiter
 from .retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.deapi")
@@ -289,6 +289,8 @@ class DeapiClient:
                 except DailyBudgetSpent as exc:
                     raise E.DailyLimitError(f"{exc}: the plan's daily budget is reached, the rest waits for the "
                                             f"next run", retry_after=0, limit_type="daily", status=None) from None
+                except EndpointShut as exc:
+                    raise E.SubmissionsShut(f"not sent: {exc.reason}") from None
             attempts += 1
             if before_send is not None:
                 before_send(attempts)

@@ -200,6 +200,7 @@ async def status(request: web.Request) -> web.Response:
     job = st.store.get(request.match_info["request_id"])
     if job is None or job.lost or job.token != request[TOKEN]:
         return envelope(404, "Request not found.", gate)
+    st.counters.observe_status(job, time.monotonic())
     return web.json_response({"data": status_body(job, st.jobs.result_url)}, headers=gate)
 
 

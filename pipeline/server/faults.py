@@ -74,6 +74,7 @@ class FaultConfig:
 
     latency: float = 0.0                 # seconds a job stays pending before processing
     latency_jitter: float = 0.0          # +/- uniform jitter on latency (never below 0)
+    latency_sigma: float = 0.0           # > 0: latency is the median of a log-normal with this sigma
     http_429: FaultRule = field(default_factory=FaultRule)       # injected "Too Many Attempts."
     http_429_daily: bool = False         # injected 429s say X-RateLimit-Type: daily
     retry_after: int = 1                 # Retry-After of injected 429s (seconds)

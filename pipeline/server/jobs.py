@@ -11,6 +11,7 @@ the oldest finished ones first, so a long benchmark does not grow memory without
 from __future__ import annotations
 
 import asyncio
+import math
 import json
 import logging
 import random
@@ -110,7 +111,8 @@ class JobRunner:
     def _latency(self) -> float:
         f = self.faults
         jitter = self.rng.uniform(-f.latency_jitter, f.latency_jitter) if f.latency_jitter else 0.0
-        return max(0.0, f.latency + jitter)
+        base = f.latency * math.exp(self.rng.gauss(0.0, f.latency_sigma)) if f.latency_sigma else f.latency
+        return max(0.0, base + jitter)
 
     async def _run(self, job: Job) -> None:
         try:
