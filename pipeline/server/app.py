@@ -279,6 +279,8 @@ async def admin_counters(request: web.Request) -> web.Response:
     st = _state(request)
     snap = st.counters.snapshot()
     snap["jobs_in_memory"] = len(st.store)
+    snap["engine_slots_busy"] = st.jobs.slots.busy          # queueing fault: jobs holding a slot
+    snap["engine_slots_waiting"] = st.jobs.slots.waiting    # queueing fault: the queue depth
     return web.json_response(snap)
 
 

@@ -51,6 +51,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="inject a fault: the next COUNT events, then each with probability RATE "
                         "(e.g. http_5xx=3, job_error=0:0.1); settings too: retry_after=5, endpoints=submit,status "
                         "(repeatable)")
+    p.add_argument("--fault-engine-slots", type=int, default=0, metavar="N",
+                   help="queueing fault: jobs share N engine slots, first come first served (default 0 = off)")
+    p.add_argument("--fault-engine-seconds", type=float, default=0.0, metavar="S",
+                   help="queueing fault: seconds each job holds its slot, 'processing' with progress (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
     p.add_argument("--admin", action="store_true",
                    help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
@@ -67,12 +71,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for name in ("engine_workers",):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("latency", "latency_jitter", "result_ttl", "webhook_time_scale", "balance"):
+    for name in ("latency", "latency_jitter", "result_ttl", "webhook_time_scale", "balance",
+                 "fault_engine_slots", "fault_engine_seconds"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
-    faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter)
+    faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter,
+                         engine_slots=args.fault_engine_slots, engine_seconds=args.fault_engine_seconds)
     for spec in args.fault:
         try:
             faults.update(parse_fault_option(spec))
@@ -108,6 +114,8 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
     async with EmbeddedServer(config) as srv:
         active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
+        if srv.faults.engine_slots:
+            active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
         print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine} x{config.engine_workers}, "
               f"profile {config.profile}, {len(config.tokens)} token(s), admin {'on' if config.admin else 'off'}"
               f"{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)

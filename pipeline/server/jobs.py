@@ -1,6 +1,6 @@
 """Jobs: the in-memory store and each job's life as an asyncio task.
 
-pending --(latency ± jitter)--> processing --(engine)--> done | error
+pending --(latency ± jitter)--(engine slot, fault engine_slots)--> processing --(engine)--> done | error
 
 Why one task per job: the latency sleep of one job must never wait behind another job's OCR
 (a benchmark keeps 64 jobs in flight with 0.5 s latency), while the OCR itself is bounded by
@@ -25,6 +25,7 @@ from .engines.pool import EngineRunner
 from .faults import FaultConfig
 from .ledger import Ledger
 from .links import ResultLinks
+from .slots import SlotGate, hold
 from .webhooks import WebhookSender
 
 log = logging.getLogger("pipeline.server.jobs")
@@ -56,6 +57,7 @@ class Job:
     never_finish: bool = False
     fail: bool = False
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    slot_grant: int | None = None    # queueing fault: the order this job got its engine slot
     started: float | None = None     # monotonic, for processing_time_ms
     finished: float | None = None
 
@@ -105,6 +107,7 @@ class JobRunner:
         self.ledger, self.links, self.webhooks = ledger, links, webhooks
         self.public_base_url = public_base_url
         self.tasks: set[asyncio.Task] = set()
+        self.slots = SlotGate(lambda: self.faults.engine_slots)
 
     def create(self, job: Job) -> Job:
         """Register the job, decide its faults and start its task."""
@@ -149,26 +152,17 @@ class JobRunner:
             delay = self._latency()
             if delay > 0:
                 await asyncio.sleep(delay)
-            job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
-            self.webhooks.send(job, "job.processing")
-            if job.never_finish:
-                job.progress = 50.0
-                await job.released.wait()
-            if job.fail:
-                self._fail(job, self.faults.job_error_code, "The job failed (injected fault job_error).")
-                return
-            job.progress = 50.0
-            try:
-                page = await self.engine.recognize(job.image or b"", job.language)
-            except EngineError as exc:
-                self._fail(job, exc.code, str(exc))
-                return
-            job.text = json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
-            job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
-            self.counters.jobs_done += 1
-            # The webhook always carries a valid link; expire_result_link is a status-poll fault.
-            self.webhooks.send(job, "job.completed",
-                               self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+            if self.faults.engine_slots > 0:   # queueing fault: pending until a slot is free
+                job.slot_grant = await self.slots.acquire()
+                try:
+                    self._start(job)
+                    await hold(self.faults.engine_seconds, lambda p: setattr(job, "progress", p))
+                    await self._process(job)
+                finally:
+                    self.slots.release()
+            else:
+                self._start(job)
+                await self._process(job)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one broken job never takes the server down
@@ -176,6 +170,31 @@ class JobRunner:
             self._fail(job, "UNKNOWN_ERROR", f"internal error while processing the job: {exc}")
         finally:
             job.image = None  # release the upload
+
+    async def _process(self, job: Job) -> None:
+        """processing -> done | error: the held and failing faults, then the engine."""
+        if job.never_finish:
+            job.progress = 50.0
+            await job.released.wait()
+        if job.fail:
+            self._fail(job, self.faults.job_error_code, "The job failed (injected fault job_error).")
+            return
+        job.progress = max(job.progress, 50.0)
+        try:
+            page = await self.engine.recognize(job.image or b"", job.language)
+        except EngineError as exc:
+            self._fail(job, exc.code, str(exc))
+            return
+        job.text = json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
+        job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
+        self.counters.jobs_done += 1
+        # The webhook always carries a valid link; expire_result_link is a status-poll fault.
+        self.webhooks.send(job, "job.completed",
+                           self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+
+    def _start(self, job: Job) -> None:
+        job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
+        self.webhooks.send(job, "job.processing")
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         job.status, job.error_code, job.error, job.finished = ERROR, code, message, time.monotonic()
