@@ -27,7 +27,8 @@ from .config import ServerConfig
 from .counters import Counters
 from .engines.pool import EngineRunner
 from .faults import FaultConfig
-from .jobs import Job, JobRunner, JobStore, status_body
+from .jobs import JobRunner, JobStore, status_body
+from .lifecycle import Job, JobEvents
 from .ledger import Ledger
 from .links import ResultLinks
 from .models import MAX_PER_PAGE, filter_models, paginate
@@ -58,8 +59,10 @@ class ServerState:
         self.engine = EngineRunner(config.engine, workers=config.engine_workers)
         self.webhooks = WebhookSender(config.webhook_secret, config.webhook_time_scale, config.webhook_timeout_s,
                                       self.counters, self.faults, self.rng)
+        self.events = JobEvents()
+        self.events.subscribe(self.webhooks.send)
         self.jobs = JobRunner(engine=self.engine, store=self.store, counters=self.counters, faults=self.faults,
-                              rng=self.rng, ledger=self.ledger, links=self.links, webhooks=self.webhooks,
+                              rng=self.rng, ledger=self.ledger, links=self.links, events=self.events,
                               public_base_url=config.public_base_url)
 
     def release_stuck_jobs(self) -> int:

@@ -16,7 +16,6 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .counters import Counters
@@ -24,48 +23,11 @@ from .engines.base import EngineError
 from .engines.pool import EngineRunner
 from .faults import FaultConfig
 from .ledger import Ledger
+from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
 from .slots import SlotGate, hold
-from .webhooks import WebhookSender
 
 log = logging.getLogger("pipeline.server.jobs")
-
-PENDING, PROCESSING, DONE, ERROR = "pending", "processing", "done", "error"
-TERMINAL = (DONE, ERROR)
-
-
-@dataclass
-class Job:
-    id: str
-    token: str
-    model: str
-    language: str | None
-    format: str                      # "text" | "json"
-    inline: bool                     # return_result_in_response
-    webhook_url: str | None
-    image: bytes | None              # released once the engine has read it
-    base_url: str                    # scheme://host the client used, for result links
-    price: float = 0.0
-    status: str = PENDING
-    progress: float = 0.0
-    text: str | None = None          # the result document (format=json: serialized JSON)
-    error: str | None = None
-    error_code: str | None = None
-    # fault decisions, made at creation
-    lost: bool = False
-    expire_link: bool = False
-    never_finish: bool = False
-    fail: bool = False
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    slot_grant: int | None = None    # queueing fault: the order this job got its engine slot
-    started: float | None = None     # monotonic, for processing_time_ms
-    finished: float | None = None
-
-    def processing_ms(self) -> int:
-        if self.started is None:
-            return 0
-        return int(((self.finished or time.monotonic()) - self.started) * 1000)
-
 
 class JobStore:
     """Jobs by id, oldest first; finished jobs beyond ``limit`` are forgotten oldest-first."""
@@ -98,13 +60,16 @@ class JobStore:
 
 
 class JobRunner:
-    """Creates jobs, runs their lifecycle and reports each transition (status + webhook)."""
+    """Creates jobs, runs their lifecycle and announces each transition on ``events``.
+
+    The runner knows nothing of webhooks: the sender subscribes to ``events`` (``app.py`` wires
+    it), so the lifecycle and its deliveries do not import each other."""
 
     def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
-                 rng: random.Random, ledger: Ledger, links: ResultLinks, webhooks: WebhookSender,
+                 rng: random.Random, ledger: Ledger, links: ResultLinks, events: JobEvents,
                  public_base_url: str | None) -> None:
         self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
-        self.ledger, self.links, self.webhooks = ledger, links, webhooks
+        self.ledger, self.links, self.events = ledger, links, events
         self.public_base_url = public_base_url
         self.tasks: set[asyncio.Task] = set()
         self.slots = SlotGate(lambda: self.faults.engine_slots)
@@ -189,18 +154,18 @@ class JobRunner:
         job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
         self.counters.jobs_done += 1
         # The webhook always carries a valid link; expire_result_link is a status-poll fault.
-        self.webhooks.send(job, "job.completed",
-                           self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+        self.events.emit(job, "job.completed",
+                         self.links.make(self.public_base_url or job.base_url, job.id, job.format))
 
     def _start(self, job: Job) -> None:
         job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
-        self.webhooks.send(job, "job.processing")
+        self.events.emit(job, "job.processing")
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         job.status, job.error_code, job.error, job.finished = ERROR, code, message, time.monotonic()
         self.counters.jobs_failed += 1
         self.ledger.refund(job.token, job.price)
-        self.webhooks.send(job, "job.failed")
+        self.events.emit(job, "job.failed")
 
 
 def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
@@ -213,3 +178,6 @@ def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
         if job.inline:
             data["result"] = job.text
     return data
+
+
+__all__ = ["DONE", "ERROR", "PENDING", "PROCESSING", "TERMINAL", "Job", "JobRunner", "JobStore", "status_body"]
