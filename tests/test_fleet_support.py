@@ -204,3 +204,46 @@ class Fleet:
 
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+class AlternatingProxy:
+    """A load balancer on loopback that sends each request to the next replica in turn
+    (records which one served it), as a round-robin balancer in front of a fleet does."""
+
+    def __init__(self, backends: list[str]) -> None:
+        self.backends = backends
+        self.served: list[str] = []
+        self.base_url = ""
+        self._runner = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _forward(self, request):
+        from aiohttp import web
+
+        backend = self.backends[len(self.served) % len(self.backends)]
+        self.served.append(backend)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+        assert self._session is not None
+        async with self._session.request(request.method, backend + request.path_qs, headers=headers,
+                                         data=await request.read(), allow_redirects=False) as r:
+            body = await r.read()
+            keep = {k: v for k, v in r.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")}
+            return web.Response(status=r.status, body=body, headers=keep)
+
+    async def __aenter__(self) -> "AlternatingProxy":
+        from aiohttp import web
+
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
