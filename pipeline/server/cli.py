@@ -20,6 +20,7 @@ from pipeline.exitcodes import ExitCode
 from .config import LIMITED_ENDPOINTS, PROFILES, ROLES, ServerConfig
 from .engines import ENGINE_NAMES
 from .faults import FaultConfig, parse_fault_option
+from .store import StoreUnavailable
 
 TOKEN_ENV = "DEAPI_API_KEY"
 SECRET_ENV = "DEAPI_WEBHOOK_SECRET"
@@ -158,6 +159,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
     except OSError as exc:  # address in use, permission denied, unknown host
         print(f"serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
+    except StoreUnavailable as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return int(ExitCode.API_UNREACHABLE)
     except KeyboardInterrupt:
         pass
     return int(ExitCode.OK)

@@ -21,6 +21,10 @@ from .lifecycle import Job
 from .ratelimit import Verdict
 
 
+class StoreUnavailable(Exception):
+    """The shared store cannot be reached or set up at start-up (the message names the host, never a password)."""
+
+
 @dataclass
 class Stats:
     """What ``/healthz`` and ``/metrics`` report, so an operator or an autoscaler can size workers."""
@@ -125,4 +129,4 @@ class Store(abc.ABC):
         return None
 
 
-__all__ = ["Stats", "Store", "percentile"]
+__all__ = ["Stats", "Store", "StoreUnavailable", "percentile"]

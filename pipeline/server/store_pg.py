@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .lifecycle import Job
 from .ratelimit import Verdict, judge, windows
-from .store import Stats, Store
+from .store import Stats, Store, StoreUnavailable
 from .store_pg_schema import MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger("pipeline.server.store_pg")
@@ -42,6 +42,15 @@ WORKER_SEEN_S = 15.0             # a worker that has not said so for this long i
 
 JOB_COLUMNS = ("id", "token", "model", "language", "format", "inline", "webhook_url", "image", "base_url",
                "price", "lost", "expire_link", "never_finish", "fail")
+
+
+def safe_dsn(dsn: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(unparsable URL)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
 def _job(row: dict[str, Any]) -> Job:
@@ -69,9 +78,14 @@ class PgStore(Store):
         self._listener: asyncio.Task | None = None
 
     # -- set-up ---------------------------------------------------------------------------
-    async def open(self) -> None:
-        await self.pool.open(wait=True, timeout=30)
-        await self.migrate()
+    async def open(self, timeout: float = 30.0) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=timeout)
+            await self.migrate()
+        except (psycopg.Error, PoolTimeout) as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)}: "
+                                   f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
         async with self.pool.connection() as conn:
             for token in self.tokens:
                 await conn.execute("INSERT INTO balances (token, balance) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -290,4 +304,4 @@ class PgStore(Store):
                      workers=workers["n"], jobs_kept=row["jobs_kept"])
 
 
-__all__ = ["MAX_ATTEMPTS", "PgStore"]
+__all__ = ["MAX_ATTEMPTS", "PgStore", "safe_dsn"]
