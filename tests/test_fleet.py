@@ -19,7 +19,7 @@ import pytest
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.server.lifecycle import Job
 from pipeline.server.store_pg import MAX_ATTEMPTS, PgStore
-from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, start_cluster
+from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, start_cluster, unavailable
 from test_server_support import Receiver, form, png
 from pipeline.server.webhooks import sign
 
@@ -95,6 +95,15 @@ async def until(predicate, polls: int = POLLS):
 def job_row(dsn: str, rid: str) -> dict:
     with psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
         return conn.execute("SELECT status, worker_id, attempts, text FROM jobs WHERE id = %s", (rid,)).fetchone()
+
+
+def test_without_postgresql_a_developer_skips_with_the_reason_and_ci_fails(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the fleet tests: no initdb"):
+        unavailable("no initdb")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="fleet tests need PostgreSQL: no initdb"):
+        unavailable("no initdb")
 
 
 # -- the store's rules, in-process ------------------------------------------------------------
