@@ -77,11 +77,7 @@ class JobRunner:
 
     def create(self, job: Job) -> Job:
         """Register the job, decide its faults and start its task."""
-        f = self.faults
-        job.lost = f.lose_request_id.fire(self.rng)
-        job.expire_link = f.expire_result_link.fire(self.rng)
-        job.never_finish = f.job_never_finish.fire(self.rng)
-        job.fail = f.job_error.fire(self.rng)
+        decide_faults(job, self.faults, self.rng)
         self.store.add(job)
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self.tasks.add(task)
@@ -148,11 +144,10 @@ class JobRunner:
             return
         job.progress = max(job.progress, 50.0)
         try:
-            page = await self.engine.recognize(job.image or b"", job.language)
+            job.text = await read_page(self.engine, job)
         except EngineError as exc:
             self._fail(job, exc.code, str(exc))
             return
-        job.text = json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
         job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
         self.counters.jobs_done += 1
         # The webhook always carries a valid link; expire_result_link is a status-poll fault.
@@ -170,6 +165,20 @@ class JobRunner:
         self.events.emit(job, "job.failed")
 
 
+def decide_faults(job: Job, faults: FaultConfig, rng: random.Random) -> None:
+    """The job faults, rolled once when the job is created (never when its task happens to run)."""
+    job.lost = faults.lose_request_id.fire(rng)
+    job.expire_link = faults.expire_result_link.fire(rng)
+    job.never_finish = faults.job_never_finish.fire(rng)
+    job.fail = faults.job_error.fire(rng)
+
+
+async def read_page(engine: EngineRunner, job: Job) -> str:
+    """The engine's reading of the job's image as the result document (text, or JSON serialized)."""
+    page = await engine.recognize(job.image or b"", job.language)
+    return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
+
+
 def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
     """The ``request-status`` ``data`` object for ``job``."""
     data: dict[str, Any] = {"status": job.status, "progress": job.progress, "result": None, "result_url": None,
@@ -182,4 +191,5 @@ def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["DONE", "ERROR", "PENDING", "PROCESSING", "TERMINAL", "Job", "JobRunner", "JobStore", "status_body"]
+__all__ = ["DONE", "ERROR", "PENDING", "PROCESSING", "TERMINAL", "Job", "JobRunner", "JobStore", "decide_faults", "read_page",
+           "status_body"]
