@@ -269,7 +269,8 @@ class DeapiClient:
 
     async def _request(self, method: str, path: str, endpoint: str | None, *, data: Any = None,
                        params: dict | None = None, is_submit: bool = False, subject: str | None = None,
-                       before_send: Callable[[int], None] | None = None) -> Any:
+                       before_send: Callable[[int], None] | None = None,
+                       sent_at: dict[str, float] | None = None) -> Any:
         """One API call with retries; ``data`` may be a callable making a fresh body per attempt.
 
         ``before_send(attempt)`` runs after the rate limiter let the attempt go and right before
@@ -294,6 +295,8 @@ class DeapiClient:
             attempts += 1
             if before_send is not None:
                 before_send(attempts)
+            if sent_at is not None:
+                sent_at["t"] = time.monotonic()  # a job never starts before its upload leaves
             body = data() if callable(data) else data
             sent: dict[str, bool] = {"sent": False}
             try:
@@ -460,8 +463,9 @@ class DeapiClient:
                 f.add_field("webhook_url", webhook_url)
             return f.payload()
 
+        sent_at: dict[str, float] = {}
         body = await self._request("POST", f"{API}/img2txt", "submit", data=form, is_submit=True,
-                                   subject=f"model {model!r}", before_send=before_send)
+                                   subject=f"model {model!r}", before_send=before_send, sent_at=sent_at)
         data_ = body.get("data") if isinstance(body, dict) else None
         rid = data_.get("request_id") if isinstance(data_, dict) else None
         if rid is None and isinstance(body, dict):
@@ -470,7 +474,9 @@ class DeapiClient:
             # The API answered 2xx, so a job may exist, but without its id nobody can poll it.
             self.stats.possible_duplicates += 1
             raise E.SubmitOutcomeUnknown(f"the submit answer has no request_id: {str(body)[:200]}")
-        self.poller.submitted(str(rid))
+        # Job times are counted from the moment the upload left, not from when its answer
+        # arrived: a slow answer must not make jobs look faster than they are.
+        self.poller.submitted(str(rid), at=sent_at.get("t"))
         return str(rid)
 
     async def get_status(self, request_id: str) -> JobStatus:
@@ -531,6 +537,7 @@ class DeapiClient:
                                            request_id=request_id)
                 return replace(st, queued=queued, polls=polls)
             last_miss = seen
+            poller.missed(request_id, seen)
             queued = queued or st.status in QUEUED
 
     async def fetch_result(self, request_id: str, status: Any) -> str:

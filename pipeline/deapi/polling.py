@@ -62,6 +62,7 @@ REPLAN_MIN_S = 1.0         # ... and at most this often (a plan costs ~20 ms of 
 class _Waiting:
     submitted: float
     wake: asyncio.Event | None = None
+    last_miss: float = 0.0        # seconds after submit of the last poll that said "not yet"
 
 
 class PollPlanner:
@@ -90,10 +91,11 @@ class PollPlanner:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def submitted(self, request_id: str) -> None:
+    def submitted(self, request_id: str, at: float | None = None) -> None:
+        """A job was created; ``at``: when its upload left (default: now)."""
         if len(self._jobs) >= MAX_TRACKED:  # ids nobody waited for: drop the oldest
             self._jobs.pop(next(iter(self._jobs)))
-        self._jobs[request_id] = _Waiting(self.clock())
+        self._jobs[request_id] = _Waiting(self.clock() if at is None else at)
 
     def submitted_at(self, request_id: str) -> float | None:
         job = self._jobs.get(request_id)
@@ -143,7 +145,10 @@ class PollPlanner:
                 ladder.append(t)
                 t *= 2
             return tuple(ladder)
-        edges, p = refine(*estimate_distribution(list(self.intervals)))
+        # Jobs still running are evidence too: they took longer than their last "not yet".
+        # Leaving them out biases the estimate to the short jobs that finished first.
+        running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > 0]
+        edges, p = refine(*estimate_distribution(list(self.intervals) + running[-len(self.intervals):]))
         plan, polls, lateness = choose_schedule(edges, p, budget=self.budget, share=self.lateness_share,
                                                 minimum=self.minimum)
         self.planned_polls, self.planned_lateness = polls, lateness
@@ -181,6 +186,12 @@ class PollPlanner:
             if los:
                 return (hi - max(los)) / 2
         return hi / 2
+
+    def missed(self, request_id: str, at: float) -> None:
+        """A poll ``at`` seconds after the submit found the job still running."""
+        job = self._jobs.get(request_id)
+        if job is not None:
+            job.last_miss = max(job.last_miss, at)
 
     def hint_result(self, done: bool) -> None:
         """An order-hinted poll found its job done (or not): judge whether the hint pays."""
@@ -227,6 +238,11 @@ def estimate_distribution(intervals: list[tuple[float, float]], iterations: int 
     ``(edges[k], edges[k+1]]``)."""
     lo = np.array([a for a, _ in intervals], dtype=float)
     hi = np.array([b for _, b in intervals], dtype=float)
+    finite = hi[np.isfinite(hi)]
+    top = max(float(finite.max()) if len(finite) else 0.0, float(lo.max()) if len(lo) else 0.0, 1e-3)
+    # Right-censored jobs (still running, hi = inf) end in one tail cell up to twice the
+    # longest time seen: the schedule then keeps polling them instead of giving up.
+    hi = np.where(np.isfinite(hi), hi, 2.0 * top)
     points = np.unique(np.concatenate([lo[lo > 0], hi]))
     if len(points) > MAX_GRID:
         points = np.unique(np.quantile(points, np.linspace(0, 1, MAX_GRID)))
