@@ -22,14 +22,14 @@ def test_slow_start_doubles_per_round_until_the_first_storm():
         for _ in range(limit.limit):  # one round: as many successes as jobs in flight
             limit.on_success(1.0)
         assert limit.limit == expected
-    for _ in range(12):  # a storm: most submits of the round answered 429
+    for _ in range(40):  # a storm: most submits of the round answered 429
         limit.on_overload()
     assert limit.limit == 16 and not limit.slow_start and limit.decreases == 1
 
 
 def test_additive_increase_is_about_one_per_round_after_slow_start():
     limit = AdaptiveLimit(1, 100, initial=20)
-    for _ in range(16):
+    for _ in range(20):
         limit.on_overload()  # a storm: 10, congestion avoidance from now on
     assert limit.limit == 10
     for _ in range(10):

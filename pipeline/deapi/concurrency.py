@@ -37,7 +37,7 @@ import asyncio
 from collections import deque
 
 
-STORM_WINDOW = 16  # recent submit 429s and job successes judged for a storm
+STORM_WINDOW = 64  # recent submit 429s and job successes judged for a storm (a round, at most 64)
 
 
 class AdaptiveLimit:
@@ -148,7 +148,7 @@ class AdaptiveLimit:
         """A 429 answer to a submit. Cuts only in a storm (most of the round's submits)."""
         self.overloads += 1
         self._recent.append(True)
-        if len(self._recent) >= min(STORM_WINDOW, max(2, self.limit)) and \
+        if len(self._recent) >= min(STORM_WINDOW, max(8, self.limit)) and \
                 sum(self._recent) > len(self._recent) / 2:
             self._decrease_once_per_round()
 
