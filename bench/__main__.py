@@ -30,6 +30,7 @@ SUITE = [
     ("bench.prepare_big_jpeg", [], []),
     ("bench.walk_tree", [], ["--entries", "100000"]),
     ("bench.ocr_engines", [], ["--limit", "3"]),
+    ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
 ]
 
 
@@ -110,6 +111,12 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"walk {r['entries']:,} entries", f"peak RSS {r['peak_rss_mb']} MB, first entry after "
                 f"{r['first_entry_s']} s, {r['seconds']} s in all", "< 150 MB, first within 1 s",
                 r["peak_rss_mb"] < 150 and r["first_entry_s"] < 1)
+        elif b == "output_formats":
+            add(f"write step with alto+hocr+pdf vs txt+json ({r['words_per_page']} words/page)",
+                f"{r['all_outputs_ms_per_file']} vs {r['txt_json_ms_per_file']} ms/file = {r['render_ratio']}×",
+                "well under a page's OCR time", None)
+            if "word_box_ratio" in r:
+                add("RapidOCR with word boxes ÷ without", f"{r['word_box_ratio']}×", "<= 1.1×", r["word_box_ratio"] <= 1.1)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":

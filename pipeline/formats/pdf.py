@@ -15,9 +15,9 @@ Ghostscript, no hand-written content-stream operators).
   the font's ascent-to-descent spans the box height and the text stretched to the box width, so
   a viewer's highlight covers the word on the image. Pages without boxes get no text layer
   (there is nowhere true to put it); docs/formats.md says so.
-* Font: DejaVu Sans when the system has it (every script it covers), else the PDF core font
-  Helvetica, which holds Latin-1 only: other characters become ``?`` in the text layer (the
-  ``.txt``/ALTO/hOCR keep them).
+* Font: the PDF core font Helvetica (nothing embedded) when every word fits Latin-1; otherwise
+  DejaVu Sans when the system has it (a subset embedded), else Helvetica with the characters
+  it lacks as ``?`` in the text layer (the ``.txt``/ALTO/hOCR keep them).
 
 PDF inputs (original pages kept, text grafted on) are not handled here yet: see docs/formats.md.
 """
@@ -55,10 +55,25 @@ def _font_path() -> str | None:
     return next((p for p in FONT_CANDIDATES if Path(p).is_file()), None)
 
 
+def _latin1(layout: FileLayout) -> bool:
+    """Whether every word fits Latin-1, the PDF core fonts' repertoire."""
+    try:
+        for page in layout.pages:
+            for block in page.blocks:
+                for line in block.lines:
+                    for word in line.words:
+                        word.text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _TextLayer:
-    def __init__(self, pdf: FPDF) -> None:
+    def __init__(self, pdf: FPDF, unicode: bool) -> None:
         self.pdf = pdf
-        font = _font_path()
+        # The core font costs nothing; parsing and subsetting a TrueType font costs ~0.4 s a
+        # file (bench/output_formats.py), so it is embedded only for text beyond Latin-1.
+        font = _font_path() if unicode else None
         if font:
             pdf.add_font("ocr", "", font)
             self.family, self.unicode = "ocr", True
@@ -131,19 +146,21 @@ def _page_text(layer: _TextLayer, page: PageLayout, src: SourcePage) -> None:
                     layer.place(" ", (b[2] * fx, b[1] * fy, gap_end * fx, b[3] * fy))
 
 
-def render_pdf(layout: FileLayout, source_path: Path) -> bytes:
-    """The searchable PDF of one image file (every page of a multi-page TIFF)."""
-    try:
-        sources = read_source_pages(source_path)
-    except (OSError, ValueError) as exc:
-        raise PdfSourceError(f"cannot read the source image for the PDF: {exc}") from exc
+def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] | None = None) -> bytes:
+    """The searchable PDF of one image file (every page of a multi-page TIFF). ``sources`` is
+    ``read_source_pages(source_path)`` when the caller has it already (a PNG's EXIF costs a decode)."""
+    if sources is None:
+        try:
+            sources = read_source_pages(source_path)
+        except (OSError, ValueError) as exc:
+            raise PdfSourceError(f"cannot read the source image for the PDF: {exc}") from exc
     pdf = FPDF(unit="pt")
     pdf.set_auto_page_break(False)
     pdf.set_creator(f"pipeline {layout.tool.get('version') or ''}".strip())
     pdf.set_producer(f"pipeline {layout.tool.get('version') or ''} (fpdf2)".strip())
     pdf.set_title(layout.source_name)
     pdf.set_lang(str(layout.settings.get("language") or "en"))
-    layer = _TextLayer(pdf)
+    layer = _TextLayer(pdf, unicode=not _latin1(layout))
     pages = {p.index: p for p in layout.pages}
     with Image.open(source_path) as im:
         for src in sources:

@@ -22,7 +22,7 @@ from .alto import render_alto
 from .hocr import render_hocr
 from .model import FileLayout, layout_from_document
 from .pdf import render_pdf
-from .source import read_source_pages
+from .source import SourcePage, read_source_pages
 
 
 class OutputError(Exception):
@@ -47,27 +47,30 @@ def missing_outputs(recorded: Iterable[str], output_root: Path, rel: str, names:
             if output_path(output_root, rel, SUFFIXES[n]).relative_to(output_root).as_posix() not in have]
 
 
-def _layout(document: dict[str, Any], source_path: Path | None) -> FileLayout:
-    sizes = None
+def _layout(document: dict[str, Any], source_path: Path | None) -> tuple[FileLayout, list[SourcePage] | None]:
+    sources = None
     if source_path is not None:
         try:
-            sizes = {p.index: (p.width, p.height) for p in read_source_pages(source_path)}
+            sources = read_source_pages(source_path)
         except (OSError, ValueError):
-            sizes = None  # the record's own sizes are used (exact for page 1)
-    return layout_from_document(document, sizes)
+            sources = None  # the record's own sizes are used (exact for page 1)
+    sizes = {p.index: (p.width, p.height) for p in sources} if sources else None
+    return layout_from_document(document, sizes), sources
 
 
 def render(names: Sequence[str], document: dict[str, Any], source_path: Path | None) -> dict[str, bytes]:
     """Every named output rendered to bytes (no file touched)."""
     out: dict[str, bytes] = {}
     layout: FileLayout | None = None
+    sources = None
     for name in ordered(names):
         if name == "txt":
             out[name] = str(document.get("text") or "").encode("utf-8")
         elif name == "json":
             out[name] = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         else:
-            layout = layout or _layout(document, source_path)
+            if layout is None:
+                layout, sources = _layout(document, source_path)
             if name == "alto":
                 out[name] = render_alto(layout)
             elif name == "hocr":
@@ -76,7 +79,7 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
                 if source_path is None:
                     raise OutputError("the searchable PDF needs the source file")
                 try:
-                    out[name] = render_pdf(layout, source_path)
+                    out[name] = render_pdf(layout, source_path, sources)
                 except Exception as exc:  # one file's bad image is that file's error, never the run's
                     raise OutputError(f"cannot write the searchable PDF: {exc}") from exc
             else:
