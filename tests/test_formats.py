@@ -195,6 +195,18 @@ def test_line_boxes_without_word_boxes_are_split_by_characters_and_the_pdf_text_
         assert iou(true, got) > 0.8, (true, got)
 
 
+def test_words_beyond_latin1_stay_searchable_in_the_pdf(tmp_path):
+    from pipeline.formats.pdf import _font_path
+
+    if _font_path() is None:
+        pytest.skip("no DejaVu Sans on this system: beyond Latin-1 the text layer falls back to '?'")
+    src = save(text_page("x"), tmp_path / "p.png", dpi=(72, 72))
+    result = {"engine": "x", "blocks": [{"box": [50, 50, 400, 90], "lines": [
+        {"text": "Łódź Ωmega", "box": [50, 50, 400, 90], "confidence": 0.9}]}]}
+    (tmp_path / "p.pdf").write_bytes(render(["pdf"], _document("p.png", (600, 200), result, "Łódź Ωmega"), src)["pdf"])
+    assert [w[1] for w in pdf_words(tmp_path / "p.pdf")] == ["Łódź", "Ωmega"]
+
+
 def test_a_rotated_jpeg_is_embedded_byte_for_byte_and_shows_upright(tmp_path):
     upright = text_page("UPRIGHT TEXT", (600, 240), "RGB")
     exif = Image.Exif()
