@@ -31,6 +31,7 @@ SUITE = [
     ("bench.walk_tree", [], ["--entries", "100000"]),
     ("bench.ocr_engines", [], ["--limit", "3"]),
     ("bench.fleet", [], ["--jobs", "200", "--pages", "3"]),
+    ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
 ]
 
 
@@ -121,6 +122,12 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"pages/min, {r['engine']}, {r['pages']} pages: in-memory server; fleet with 1, 2, 4 workers",
                 f"{r['memory_pages_per_min']}; {r['workers_1_pages_per_min']}, {r['workers_2_pages_per_min']}, "
                 f"{r['workers_4_pages_per_min']}", "1 worker ≈ in-memory (>= 0.8)", r["ratio_1_worker"] >= 0.8)
+        elif b == "output_formats":
+            add(f"write step with alto+hocr+pdf vs txt+json ({r['words_per_page']} words/page)",
+                f"{r['all_outputs_ms_per_file']} vs {r['txt_json_ms_per_file']} ms/file = {r['render_ratio']}×",
+                "well under a page's OCR time", None)
+            if "word_box_ratio" in r:
+                add("RapidOCR with word boxes ÷ without", f"{r['word_box_ratio']}×", "<= 1.1×", r["word_box_ratio"] <= 1.1)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":

@@ -20,6 +20,7 @@ import yaml
 from urllib.parse import urlsplit
 
 from pipeline.scan import glob_to_regex
+from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, NEEDS_BOXES, REQUIRED
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
@@ -114,6 +115,7 @@ class Config:
     output: Path
     include: tuple[str, ...] = IMAGE_GLOBS  # matched case-insensitively
     exclude: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf (docs/formats.md)
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
     min_file_age_s: float = 0.0       # younger files are "still being written": next run
     max_runtime_s: float | None = None
@@ -362,7 +364,26 @@ def _validate(config: Config, base: Path) -> Config:
         if not url.startswith("https://") and not (url.startswith("http://") and loopback):
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "
                               "(plain http is accepted only to a loopback host, for a local server)")
+    _validate_outputs(config)
     return replace(config, input=inp, output=out, state_path=state)
+
+
+def _validate_outputs(config: Config) -> None:
+    """``outputs``: known names; txt and json always (json is the record every other output is
+    regenerated from); alto/hocr/pdf need word positions, which only ``api.format: json`` brings."""
+    for name in config.outputs:
+        if name not in FORMATS:
+            close = difflib.get_close_matches(name, FORMATS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"outputs: unknown format {name!r}{hint}; choose from {', '.join(FORMATS)}")
+    missing = [n for n in REQUIRED if n not in config.outputs]
+    if missing:
+        raise ConfigError(f"outputs: must include {' and '.join(missing)} (the .json is the stored result "
+                          "the other outputs are regenerated from; verify checks the .txt against it)")
+    boxed = [n for n in config.outputs if n in NEEDS_BOXES]
+    if boxed and config.api.format != "json":
+        raise ConfigError(f"outputs: {', '.join(boxed)} need(s) word positions, which only structured results "
+                          f"carry; set api.format: json (it is {config.api.format!r})")
 
 
 def token_from_env(config: Config) -> str:

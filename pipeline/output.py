@@ -24,13 +24,18 @@ TEXT_SUFFIX = ".txt"
 JSON_SUFFIX = ".json"
 
 
-def output_paths(output_root: Path, rel: str) -> tuple[Path, Path]:
-    """The ``.txt`` and ``.json`` paths for an input's posix relative path."""
+def output_path(output_root: Path, rel: str, suffix: str) -> Path:
+    """The output with ``suffix`` (``.txt``, ``.alto.xml``, ...) for an input's posix relative path."""
     parts = PurePosixPath(rel).parts
     if not parts or any(p in ("..", "") for p in parts) or PurePosixPath(rel).is_absolute():
         raise ValueError(f"not a safe relative path: {rel!r}")
     base = output_root.joinpath(*parts)
-    return base.with_name(base.name + TEXT_SUFFIX), base.with_name(base.name + JSON_SUFFIX)
+    return base.with_name(base.name + suffix)
+
+
+def output_paths(output_root: Path, rel: str) -> tuple[Path, Path]:
+    """The ``.txt`` and ``.json`` paths for an input's posix relative path."""
+    return output_path(output_root, rel, TEXT_SUFFIX), output_path(output_root, rel, JSON_SUFFIX)
 
 
 def source_rel_for(output_root: Path, output_path: Path) -> str | None:
@@ -48,13 +53,13 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def write_atomic_sync(path: Path, data: str) -> None:
-    """Write text to ``path`` via a temp file and ``os.replace`` (atomic on POSIX)."""
+def write_atomic_sync(path: Path, data: str | bytes) -> None:
+    """Write text (UTF-8) or bytes to ``path`` via a temp file and ``os.replace`` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         try:

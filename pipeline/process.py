@@ -11,7 +11,9 @@ from which the next run continues without paying twice:
   is re-attached (polled), never resubmitted; a request id the server no longer knows, or a
   submit whose outcome is unknown, is resubmitted *knowingly* and listed in the run report.
 * await: inline result, polling, or a webhook hint with polling as the fallback.
-* write: ``.txt`` and ``.json`` atomically; only then is the file ``done``.
+* write: every configured output (``.txt``, ``.json``, ALTO, hOCR, PDF; ``pipeline.formats``)
+  atomically; only then is the file ``done``. A done file missing an output the config now asks
+  for gets it rendered from its stored ``.json``, with no API call (``_regenerate``).
 
 The module knows nothing of the worker pool (``runner``) or of HTTP details (``deapi``).
 """
@@ -30,7 +32,10 @@ from pipeline import __version__
 from pipeline.config import Config
 from pipeline.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
-from pipeline.output import output_paths, write_results
+from pipeline.formats import NEEDS_BOXES
+from pipeline.formats.model import has_positions
+from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
+from pipeline.output import output_paths
 from pipeline.prepare import PrecheckLimits, PreparedFile, PreparedPage, RejectedInput, prepare_file
 from pipeline.scan import ScanEntry
 from pipeline.state import StateStore
@@ -83,6 +88,7 @@ class RunContext:
     resubmitted: int = 0
     in_flight: int = 0                       # pages submitted (or being submitted) and not finished
     stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
+    regenerated: int = 0                     # done files given missing outputs from their .json
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -175,7 +181,15 @@ class FileProcessor:
             if rec.state == "done":
                 if not same_stat:
                     state.set_file(entry.rel, "done", **stat)
-                return Outcome.SKIPPED
+                missing = missing_outputs(rec.outputs, ctx.config.output, entry.rel, ctx.config.outputs)
+                if not missing:
+                    return Outcome.SKIPPED
+                try:
+                    if await self._regenerate(entry, rec.outputs, missing):
+                        return Outcome.DONE
+                except FileFailure as failure:
+                    return self._fail(entry, failure)
+                # no readable .json: the results are gone, so the file is processed again
             if rec.state in ("failed_permanent", "rejected_input", "quarantined") and not ctx.retry_failed:
                 return Outcome.STILL_FAILED
         if rec and rec.state in ("failed_permanent", "rejected_input", "quarantined") and ctx.retry_failed:
@@ -422,10 +436,25 @@ class FileProcessor:
 
     # -- write and record ---------------------------------------------------------------------
 
+    async def _regenerate(self, entry: ScanEntry, recorded: tuple[str, ...], missing: list[str]) -> bool:
+        """Write the outputs a done file lacks from its stored ``.json`` (no API call)."""
+        ctx = self.ctx
+        document = await asyncio.to_thread(read_document, ctx.config.output, entry.rel)
+        if document is None:
+            return False
+        try:
+            written = await write_outputs(ctx.config.output, entry.rel, missing, document, entry.path)
+        except OutputError as exc:
+            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+        ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
+        ctx.regenerated += 1
+        return True
+
     async def _write(self, entry: ScanEntry, key: str, sha: str, prepared: dict, pages: list[PageResult]) -> None:
         ctx = self.ctx
         api = ctx.config.api
         pages = sorted(pages, key=lambda p: p.index)
+        boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
         text = PAGE_SEPARATOR.join(p.text for p in pages)
         document = {
             "source": {"path": entry.rel, "size": entry.size, "sha256": sha, "mtime_ns": entry.mtime_ns},
@@ -434,14 +463,18 @@ class FileProcessor:
                          "return_result_in_response": api.return_result_in_response},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
                        "text": p.text, **({"no_text": True} if p.no_text else {}),
-                       **({"result": p.structured} if p.structured is not None else {})}
+                       **({"result": p.structured} if p.structured is not None else {}),
+                       **({"positions": False} if boxed and not has_positions(p.structured) else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         crashpoint("before_write")
-        outputs = await write_results(ctx.config.output, entry.rel, text, document)
+        try:
+            outputs = await write_outputs(ctx.config.output, entry.rel, ctx.config.outputs, document, entry.path)
+        except OutputError as exc:
+            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         crashpoint("after_write")
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, outputs=outputs, error=None,
                            error_class=None, error_code=None, failures=0)

@@ -18,10 +18,23 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the submitted ima
 
 
 @dataclass(frozen=True)
+class OcrWord:
+    """One word of a line, for the archival outputs (ALTO ``String``, hOCR ``ocrx_word``)."""
+
+    text: str
+    box: Box
+    confidence: float
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+
+
+@dataclass(frozen=True)
 class OcrLine:
     text: str
     box: Box
     confidence: float
+    words: tuple[OcrWord, ...] = ()   # empty when the engine gives no word boxes
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,8 @@ class OcrPage:
                 {
                     "box": list(block.box),
                     "lines": [
-                        {"text": line.text, "box": list(line.box), "confidence": round(line.confidence, 4)}
+                        {"text": line.text, "box": list(line.box), "confidence": round(line.confidence, 4),
+                         **({"words": [w.to_json() for w in line.words]} if line.words else {})}
                         for line in block.lines
                     ],
                 }

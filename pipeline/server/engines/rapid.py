@@ -17,8 +17,9 @@ import os
 import numpy as np
 from PIL import Image
 
-from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage
+from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
 from .layout import reading_order
+from .words import tighten
 
 #: ONNX Runtime threads per engine; unset means "all cores" (right for one worker). The pool
 #: sets it to ``cores // workers`` when it runs several RapidOCR workers side by side.
@@ -47,6 +48,28 @@ def order_lines(lines: list[OcrLine]) -> tuple[OcrBlock, ...]:
                  for block in reading_order([ln.box for ln in lines]))
 
 
+def line_words(entries, gray) -> tuple[OcrWord, ...]:
+    """RapidOCR's ``word_results`` for one line -> words with boxes tightened to the ink.
+
+    Each entry is ``(text, score, polygon)``; with ``return_word_box`` RapidOCR splits Latin
+    lines at spaces (CJK lines per character), and the polygon spans the line's full height.
+    """
+    words = []
+    for entry in entries or ():
+        try:
+            text, score, poly = entry
+        except (TypeError, ValueError):
+            continue
+        text = str(text).strip()
+        if not text:
+            continue
+        box = polygon_to_box(poly)
+        if gray is not None:
+            box = tighten(gray, box)
+        words.append(OcrWord(text=text, box=box, confidence=min(1.0, max(0.0, float(score)))))
+    return tuple(words)
+
+
 class RapidOcrEngine(Engine):
     name = "rapidocr"
 
@@ -60,18 +83,21 @@ class RapidOcrEngine(Engine):
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])  # RapidOCR expects OpenCV's BGR
         try:
-            result = self._ocr(bgr)
+            result = self._ocr(bgr, return_word_box=True)
         except Exception as exc:  # an engine failure is this page's error, not the worker's
             raise EngineError(f"rapidocr failed on a {image.width}x{image.height} image: {exc}") from exc
         texts = result.txts or ()
         polys = result.boxes if result.boxes is not None else ()
         scores = result.scores or ()
+        word_results = getattr(result, "word_results", None) or ()
+        gray = np.asarray(rgb.convert("L")) if word_results else None
         lines = []
-        for text, poly, score in zip(texts, polys, scores):
+        for i, (text, poly, score) in enumerate(zip(texts, polys, scores)):
             text = str(text).strip()
             if text:
+                words = line_words(word_results[i], gray) if i < len(word_results) else ()
                 lines.append(OcrLine(text=text, box=polygon_to_box(poly),
-                                     confidence=min(1.0, max(0.0, float(score)))))
+                                     confidence=min(1.0, max(0.0, float(score))), words=words))
         return lines
 
     def recognize(self, image: Image.Image, language: str | None = None) -> OcrPage:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage
+from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
+from .words import attach_words
 
 log = logging.getLogger("pipeline.engines.tesseract")
 
@@ -117,6 +118,22 @@ class TesseractEngine(Engine):
         self._apis[key] = api  # most recently used last
         return api
 
+    def _words(self, api) -> list[OcrWord]:
+        """Every recognised word with its box and confidence (a second walk at word level)."""
+        tess = self._tesserocr
+        words: list[OcrWord] = []
+        it = api.GetIterator()
+        level = tess.RIL.WORD
+        while it is not None:
+            text = (it.GetUTF8Text(level) or "").strip()
+            box = it.BoundingBox(level)
+            if text and box:
+                conf = min(1.0, max(0.0, it.Confidence(level) / 100.0))
+                words.append(OcrWord(text=text, box=tuple(int(v) for v in box), confidence=conf))
+            if not it.Next(level):
+                break
+        return words
+
     def recognize(self, image: Image.Image, language: str | None = None) -> OcrPage:
         tess = self._tesserocr
         api = self._api(language)
@@ -144,6 +161,7 @@ class TesseractEngine(Engine):
                     break
             if current:
                 blocks.append(OcrBlock(lines=tuple(current)))
+            blocks = list(attach_words(blocks, self._words(api)))
         except RuntimeError as exc:
             raise EngineError(f"tesseract failed on a {image.width}x{image.height} image: {exc}") from exc
         finally:

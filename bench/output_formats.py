@@ -1,0 +1,129 @@
+"""Benchmark: what the archival outputs and word boxes cost, as ratios measured side by side.
+
+Two figures:
+
+* **Rendering**: writing ``txt + json`` only, against ``txt + json + alto + hocr + pdf``, for the
+  same result documents (a real Tesseract result of a page with 60 words), alternating the two
+  variants run by run so machine load hits both alike. The ratio says how much longer a file's
+  write step takes with every archival output on (OCR itself, seconds per page, is not in it).
+* **Word boxes**: RapidOCR with ``return_word_box`` (plus tightening to the ink) against
+  without, on the same page, alternating; the ratio is the OCR time it adds.
+
+    python -m bench.output_formats [--files 20] [--repeat 3]
+
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "archive record letter parish harbour winter garden market bridge castle river morning".split()
+
+
+def make_page(path: Path) -> None:
+    img = Image.new("L", (1240, 900), 255)
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 34)
+    except OSError:
+        font = ImageFont.load_default(size=34)
+    for row in range(10):
+        draw.text((60, 60 + row * 80), " ".join(WORDS[(row + k) % len(WORDS)] for k in range(6)), font=font, fill=0)
+    img.save(path, dpi=(300, 300))
+
+
+def document_for(path: Path, engine) -> dict:
+    """A result document shaped exactly as ``process`` writes it, from a real engine result."""
+    from pipeline.prepare import prepare_file
+
+    prepared = prepare_file(path)
+    page = engine.recognize(Image.open(path))
+    return {"source": {"path": path.name}, "image": prepared.to_json(),
+            "settings": {"model": "m", "language": "en", "format": "json"},
+            "pages": [{"index": 0, "text": page.text, "result": page.to_json()}], "text": page.text,
+            "tool": {"name": "pipeline", "version": "bench"}, "written_at": "2026-01-01T00:00:00Z"}
+
+
+def time_writes(out: Path, src: Path, doc: dict, names: list[str], files: int) -> float:
+    from pipeline.formats.writer import write_outputs_sync
+
+    t0 = time.perf_counter()
+    for i in range(files):
+        write_outputs_sync(out, f"f{i}.png", names, doc, src)
+    return time.perf_counter() - t0
+
+
+def word_box_ratio(src: Path, repeat: int) -> dict:
+    import numpy as np
+    from rapidocr import RapidOCR
+
+    from pipeline.server.engines.rapid import line_words
+
+    ocr = RapidOCR(params={"Global.log_level": "warning"})
+    rgb = Image.open(src).convert("RGB")
+    bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    ocr(bgr)  # warm-up
+    plain, words = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ocr(bgr)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r = ocr(bgr, return_word_box=True)
+        gray = np.asarray(rgb.convert("L"))
+        for entries in r.word_results or ():
+            line_words(entries, gray)
+        words.append(time.perf_counter() - t0)
+    return {"rapidocr_s": round(statistics.median(plain), 3), "rapidocr_words_s": round(statistics.median(words), 3),
+            "word_box_ratio": round(statistics.median(words) / statistics.median(plain), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-rapidocr", action="store_true")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from pipeline.server.engines.tesseract import TesseractEngine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = tmp / "page.png"
+        make_page(src)
+        doc = document_for(src, TesseractEngine())
+        words = sum(len(ln.get("words", [])) for b in doc["pages"][0]["result"]["blocks"] for ln in b["lines"])
+        base, full = [], []
+        for _ in range(args.repeat):
+            base.append(time_writes(tmp / "a", src, doc, ["txt", "json"], args.files))
+            full.append(time_writes(tmp / "b", src, doc, ["txt", "json", "alto", "hocr", "pdf"], args.files))
+        per_base = statistics.median(base) / args.files
+        per_full = statistics.median(full) / args.files
+        sizes = {s: (tmp / "b" / f"f0.png{s}").stat().st_size for s in (".json", ".alto.xml", ".hocr", ".pdf")}
+        row = {"bench": "output_formats", "files": args.files, "words_per_page": words,
+               "txt_json_ms_per_file": round(per_base * 1000, 2), "all_outputs_ms_per_file": round(per_full * 1000, 2),
+               "render_ratio": round(per_full / per_base, 2), "bytes": sizes,
+               "source_png_bytes": src.stat().st_size}
+        if not args.skip_rapidocr:
+            row.update(word_box_ratio(src, args.repeat))
+    print(f"{'variant':<32}{'ms per file':>12}")
+    print(f"{'txt + json':<32}{row['txt_json_ms_per_file']:>12}")
+    print(f"{'txt + json + alto + hocr + pdf':<32}{row['all_outputs_ms_per_file']:>12}   ratio {row['render_ratio']}")
+    if "word_box_ratio" in row:
+        print(f"RapidOCR with word boxes vs without: {row['rapidocr_words_s']} s vs {row['rapidocr_s']} s "
+              f"= {row['word_box_ratio']}x")
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

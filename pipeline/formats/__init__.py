@@ -1,0 +1,24 @@
+"""Output formats as renderers: each a pure function from a file's results to bytes.
+
+``txt`` and ``json`` render the result document as ``process`` builds it; ``alto``, ``hocr``
+and ``pdf`` render a ``FileLayout`` (boxes mapped into the source's coordinates, see
+``model`` and ``pipeline.geometry``). One writer (``writer``) writes every configured output
+atomically beside the others, so adding a format is adding a renderer and a test, and
+regenerating outputs needs nothing but the stored ``.json`` and the source file.
+
+| name | file | needs |
+|---|---|---|
+| ``txt`` | ``scan.tif.txt`` | the text (pages separated by form feeds) |
+| ``json`` | ``scan.tif.json`` | the result record; always written, the others are regenerated from it |
+| ``alto`` | ``scan.tif.alto.xml`` | ``api.format: json`` (boxes) |
+| ``hocr`` | ``scan.tif.hocr`` | ``api.format: json`` (boxes) |
+| ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file |
+"""
+
+from __future__ import annotations
+
+SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf"}
+FORMATS = tuple(SUFFIXES)
+REQUIRED = ("txt", "json")            # the record every other output is regenerated from
+NEEDS_BOXES = ("alto", "hocr", "pdf")  # only meaningful with structured (format: json) results
+DEFAULT_OUTPUTS = ("txt", "json")

@@ -1,0 +1,163 @@
+"""The renderers' input: a file's pages with blocks, lines and words in source coordinates.
+
+Why a separate model: the result ``.json`` is the stored record (boxes on the *submitted*
+image, what prepare did, the settings); every archival renderer wants the same thing from it,
+boxes on the *source* page. ``layout_from_document`` does that once, through
+``pipeline.geometry``, so ALTO, hOCR and PDF are pure functions of a ``FileLayout``.
+
+Where a result has line boxes but no word boxes (a structured answer from a server that only
+gives lines), words are estimated by splitting the line box in proportion to character counts
+and flagged ``estimated``. Where a page has no boxes at all (a text-only answer), its lines
+carry ``box=None`` and the page says ``has_boxes=False``; each renderer documents what it
+writes then (docs/formats.md, "Pages without boxes").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.geometry import Box, PageGeometry
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    box: Box | None
+    confidence: float | None
+    estimated: bool = False   # box split from the line's box, not reported by the engine
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    box: Box | None
+    confidence: float | None
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    box: Box | None
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    index: int
+    width: float              # source page size in ``unit``
+    height: float
+    unit: str                 # "pixel" | "pt"
+    blocks: tuple[Block, ...]
+    has_boxes: bool
+    engine: str | None = None
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """One input file: its name, its pages and how it was processed."""
+
+    source_name: str          # the file name as in the input tree (``scan.tif``)
+    source_rel: str
+    pages: tuple[PageLayout, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    tool: dict[str, Any] = field(default_factory=dict)
+    processed_at: str | None = None
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.engine for p in self.pages if p.engine))
+
+
+def has_positions(result: Any) -> bool:
+    """Whether a page's structured result carries at least one line box (see module doc)."""
+    if not isinstance(result, dict) or not isinstance(result.get("blocks"), list):
+        return False
+    return any(isinstance(ln, dict) and isinstance(ln.get("box"), list)
+               for b in result["blocks"] if isinstance(b, dict) for ln in b.get("lines") or [])
+
+
+def union(boxes: list[Box]) -> Box | None:
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _conf(value: Any) -> float | None:
+    try:
+        return min(1.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _split_line(text: str, box: Box, confidence: float | None) -> tuple[Word, ...]:
+    """Words of a line with no word boxes: the line's box cut in proportion to characters."""
+    tokens = text.split()
+    if not tokens:
+        return ()
+    x0, y0, x1, y1 = box
+    total = sum(len(t) for t in tokens) + (len(tokens) - 1)  # spaces count one character
+    per = (x1 - x0) / max(1, total)
+    words, pos = [], 0
+    for t in tokens:
+        a, b = x0 + pos * per, x0 + (pos + len(t)) * per
+        words.append(Word(t, (round(a, 2), y0, round(b, 2), y1), confidence, estimated=True))
+        pos += len(t) + 1
+    return tuple(words)
+
+
+def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> PageLayout:
+    result = page_doc.get("result")
+    index = int(page_doc.get("index", 0))
+    blocks: list[Block] = []
+    engine = None
+    if isinstance(result, dict) and isinstance(result.get("blocks"), list) and geometry is not None:
+        engine = result.get("engine")
+        for b in result["blocks"]:
+            lines = []
+            for ln in b.get("lines") or []:
+                text = str(ln.get("text") or "").strip()
+                if not text or not isinstance(ln.get("box"), list):
+                    continue
+                lbox = geometry.to_source(ln["box"])
+                lconf = _conf(ln.get("confidence"))
+                words = tuple(Word(str(w.get("text", "")).strip(), geometry.to_source(w["box"]), _conf(w.get("confidence")))
+                              for w in ln.get("words") or [] if str(w.get("text", "")).strip() and isinstance(w.get("box"), list))
+                lines.append(Line(text, lbox, lconf, words or _split_line(text, lbox, lconf)))
+            if lines:
+                blocks.append(Block(union([ln.box for ln in lines if ln.box]), tuple(lines)))
+    if blocks:
+        assert geometry is not None
+        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine)
+    # Text only: paragraphs split at blank lines, no positions.
+    text = str(page_doc.get("text") or "")
+    for para in text.split("\n\n"):
+        lines = tuple(Line(t.strip(), None, None, tuple(Word(w, None, None) for w in t.split()))
+                      for t in para.split("\n") if t.strip())
+        if lines:
+            blocks.append(Block(None, lines))
+    width = geometry.source_width if geometry else 0.0
+    height = geometry.source_height if geometry else 0.0
+    return PageLayout(index, width, height, geometry.unit if geometry else "pixel", tuple(blocks), False, engine)
+
+
+def layout_from_document(document: dict[str, Any],
+                         source_sizes: dict[int, tuple[float, float]] | None = None) -> FileLayout:
+    """The result ``.json`` document (as ``process`` writes it) -> source-coordinate layout.
+
+    ``source_sizes`` maps page index -> oriented source size read from the source file, when
+    the caller has it (see ``PageGeometry.from_prepared``).
+    """
+    image = document.get("image") or {}
+    pages = []
+    for p in document.get("pages") or []:
+        index = int(p.get("index", 0))
+        try:
+            geometry = PageGeometry.from_prepared(image, index, (source_sizes or {}).get(index))
+        except (ValueError, KeyError, TypeError, ZeroDivisionError):
+            geometry = None
+        pages.append(_page_layout(p, geometry))
+    rel = str((document.get("source") or {}).get("path") or "")
+    return FileLayout(source_name=rel.rsplit("/", 1)[-1], source_rel=rel, pages=tuple(pages),
+                      settings=dict(document.get("settings") or {}), tool=dict(document.get("tool") or {}),
+                      processed_at=document.get("written_at"))

@@ -1,0 +1,177 @@
+"""Searchable PDF: the source pages as images, with an invisible text layer on the words.
+
+Built with fpdf2 (why: a well-kept, pure-Python PDF writer that embeds JPEG data as it is,
+without recompression, draws text in the invisible render mode 3 that search, selection and
+copy use, embeds a subset of a Unicode TrueType font, and stretches text horizontally; no
+Ghostscript, no hand-written content-stream operators).
+
+* Page size: the image's pixels at its stated resolution (``dpi``; 300 when it states none),
+  in points, so the PDF prints at the scan's real size.
+* Images: a JPEG source is embedded byte for byte (EXIF-rotated JPEGs too: the page draws the
+  stored image rotated, rather than re-encoding rotated pixels); other formats (TIFF frames,
+  PNG, ...) are decoded and stored losslessly (Flate). Mirrored EXIF orientations (2, 4, 5, 7)
+  are decoded and stored losslessly as well.
+* Text: each word at its box (from the layout, source pixels -> points), the font size set so
+  the font's ascent-to-descent spans the box height and the text stretched to the box width, so
+  a viewer's highlight covers the word on the image. Pages without boxes get no text layer
+  (there is nowhere true to put it); docs/formats.md says so.
+* Font: the PDF core font Helvetica (nothing embedded) when every word fits Latin-1; otherwise
+  DejaVu Sans when the system has it (a subset embedded), else Helvetica with the characters
+  it lacks as ``?`` in the text layer (the ``.txt``/ALTO/hOCR keep them).
+
+PDF inputs (original pages kept, text grafted on) are not handled here yet: see docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.enums import TextMode
+from PIL import Image
+
+from .model import FileLayout, PageLayout
+from .source import SourcePage, read_source_pages, upright_image
+
+log = logging.getLogger("pipeline.formats.pdf")
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/Library/Fonts/DejaVuSans.ttf",
+)
+#: rotation (degrees counter-clockwise, fpdf2's sense) that shows a stored JPEG upright
+_ROTATION = {3: 180, 6: -90, 8: 90}
+
+
+class PdfSourceError(Exception):
+    """The source cannot be made into PDF pages (the file is gone or not an image)."""
+
+
+def _font_path() -> str | None:
+    return next((p for p in FONT_CANDIDATES if Path(p).is_file()), None)
+
+
+def _latin1(layout: FileLayout) -> bool:
+    """Whether every word fits Latin-1, the PDF core fonts' repertoire."""
+    try:
+        for page in layout.pages:
+            for block in page.blocks:
+                for line in block.lines:
+                    for word in line.words:
+                        word.text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _TextLayer:
+    def __init__(self, pdf: FPDF, unicode: bool) -> None:
+        self.pdf = pdf
+        # The core font costs nothing; parsing and subsetting a TrueType font costs ~0.4 s a
+        # file (bench/output_formats.py), so it is embedded only for text beyond Latin-1.
+        font = _font_path() if unicode else None
+        if font:
+            pdf.add_font("ocr", "", font)
+            self.family, self.unicode = "ocr", True
+        else:
+            self.family, self.unicode = "helvetica", False
+        pdf.set_font(self.family, size=10)
+        desc = getattr(pdf.current_font, "desc", None)
+        ascent = getattr(desc, "ascent", None) if desc is not None else None
+        descent = getattr(desc, "descent", None) if desc is not None else None
+        self.ascent = (ascent or 718) / 1000.0
+        self.descent = abs(descent or -207) / 1000.0
+
+    def text(self, word: str) -> str:
+        return word if self.unicode else word.encode("latin-1", "replace").decode("latin-1")
+
+    def place(self, word: str, box_pt: tuple[float, float, float, float]) -> None:
+        x0, y0, x1, y1 = box_pt
+        height, width = y1 - y0, x1 - x0
+        if height <= 0 or width <= 0:
+            return
+        text = word if word == " " else self.text(word)
+        pdf = self.pdf
+        size = max(1.0, height / (self.ascent + self.descent))
+        pdf.set_font(self.family, size=size)
+        pdf.set_stretching(100)
+        natural = pdf.get_string_width(text)
+        if natural <= 0:
+            return
+        pdf.set_stretching(max(1.0, min(1000.0, 100.0 * width / natural)))
+        pdf.text(x0, y1 - self.descent * size, text)
+
+
+def _draw_image(pdf: FPDF, path: Path, im: Image.Image, src: SourcePage, w_pt: float, h_pt: float) -> None:
+    if src.format == "JPEG" and src.index == 0 and (src.orientation == 1 or src.orientation in _ROTATION):
+        data = path.read_bytes()  # the original JPEG stream, embedded as DCTDecode untouched
+        if src.orientation == 1:
+            pdf.image(io.BytesIO(data), x=0, y=0, w=w_pt, h=h_pt)
+            return
+        angle = _ROTATION[src.orientation]
+        sw, sh = (h_pt, w_pt) if src.orientation in (6, 8) else (w_pt, h_pt)  # stored size
+        cx, cy = w_pt / 2, h_pt / 2
+        with pdf.rotation(angle, x=cx, y=cy):
+            pdf.image(io.BytesIO(data), x=cx - sw / 2, y=cy - sh / 2, w=sw, h=sh)
+        return
+    upright = upright_image(im)
+    try:
+        pdf.image(upright, x=0, y=0, w=w_pt, h=h_pt)
+    finally:
+        upright.close()
+
+
+def _page_text(layer: _TextLayer, page: PageLayout, src: SourcePage) -> None:
+    if not page.has_boxes:
+        return
+    if page.unit == "pt":
+        fx = fy = 1.0
+    else:
+        fx, fy = 72.0 / src.dpi[0], 72.0 / src.dpi[1]
+    for block in page.blocks:
+        for line in block.lines:
+            words = [w for w in line.words if w.box is not None and w.text]
+            for i, word in enumerate(words):
+                b = word.box
+                layer.place(word.text, (b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy))
+                if i + 1 < len(words):
+                    # A real space between words, stretched over the gap, so that extraction
+                    # and copy give "a b", not "ab", whatever the viewer's word-gap heuristics.
+                    nxt = words[i + 1].box
+                    gap_end = max(nxt[0], b[2] + 0.5)
+                    layer.place(" ", (b[2] * fx, b[1] * fy, gap_end * fx, b[3] * fy))
+
+
+def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] | None = None) -> bytes:
+    """The searchable PDF of one image file (every page of a multi-page TIFF). ``sources`` is
+    ``read_source_pages(source_path)`` when the caller has it already (a PNG's EXIF costs a decode)."""
+    if sources is None:
+        try:
+            sources = read_source_pages(source_path)
+        except (OSError, ValueError) as exc:
+            raise PdfSourceError(f"cannot read the source image for the PDF: {exc}") from exc
+    pdf = FPDF(unit="pt")
+    pdf.set_auto_page_break(False)
+    pdf.set_creator(f"pipeline {layout.tool.get('version') or ''}".strip())
+    pdf.set_producer(f"pipeline {layout.tool.get('version') or ''} (fpdf2)".strip())
+    pdf.set_title(layout.source_name)
+    pdf.set_lang(str(layout.settings.get("language") or "en"))
+    layer = _TextLayer(pdf, unicode=not _latin1(layout))
+    pages = {p.index: p for p in layout.pages}
+    with Image.open(source_path) as im:
+        for src in sources:
+            if src.index:
+                im.seek(src.index)
+            w_pt, h_pt = src.size_pt
+            pdf.add_page(format=(w_pt, h_pt))
+            _draw_image(pdf, source_path, im, src, w_pt, h_pt)
+            page = pages.get(src.index)
+            if page is not None:
+                pdf.text_mode = TextMode.INVISIBLE
+                _page_text(layer, page, src)
+                pdf.text_mode = TextMode.FILL
+    return bytes(pdf.output())

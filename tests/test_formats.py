@@ -1,0 +1,246 @@
+"""ALTO, hOCR and searchable PDF through the real runner and server (fast engine), and the rules
+around them: boxes land in the source's coordinates, the files validate and render, adding an
+output to a done tree costs no API call, and configs that cannot work are refused at start-up.
+
+The fast engine's two lines cover the top and bottom half of the *submitted* image, so after
+prepare has downscaled, padded or rotated a page, their boxes in the outputs must cover the top
+and bottom half of the *source* page: any missed transform shows as a wrong number.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from conftest import TOKEN
+from formats_checks import (ALTO_NS, alto_words, hocr_pages, hocr_words, iou, pdf_page_sizes, pdf_words,
+                            render_pdf_pages, validate_alto)
+from helpers import run_pipeline, save, text_page, write_config
+from pipeline.config import ConfigError, load_config
+from pipeline.exitcodes import ExitCode
+from pipeline.formats.writer import render
+from pipeline.geometry import PageGeometry
+
+import xml.etree.ElementTree as ET
+
+ALL = ["txt", "json", "alto", "hocr", "pdf"]
+
+
+def alto_lines(path) -> list[tuple[int, tuple[float, float, float, float]]]:
+    root = ET.parse(path).getroot()
+    out = []
+    for page in root.iter(ALTO_NS + "Page"):
+        for ln in page.iter(ALTO_NS + "TextLine"):
+            x, y = float(ln.get("HPOS")), float(ln.get("VPOS"))
+            out.append((int(page.get("PHYSICAL_IMG_NR")), (x, y, x + float(ln.get("WIDTH")), y + float(ln.get("HEIGHT")))))
+    return out
+
+
+def alto_pages(path) -> list[tuple[float, float]]:
+    root = ET.parse(path).getroot()
+    return [(float(p.get("WIDTH")), float(p.get("HEIGHT"))) for p in root.iter(ALTO_NS + "Page")]
+
+
+def make_tree(tmp_path) -> dict[str, tuple[int, int]]:
+    """Inputs exercising each transform; returns the oriented source size per page-1."""
+    inp = tmp_path / "in"
+    # over max_width 4096: downscaled by 4096/5000 before upload
+    save(text_page("wide", (5000, 300)), inp / "wide.png")
+    # stored 500x200, EXIF 6: a person sees it 200x500
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(text_page("rotated", (500, 200), "RGB"), inp / "rot.jpg", exif=exif, dpi=(200, 200))
+    # smaller than min_width/min_height 128x127: padded, coordinates unchanged
+    save(text_page("t", (90, 60)), inp / "tiny.png")
+    # two TIFF pages of different sizes
+    frames = [text_page("one", (600, 300)), text_page("two", (400, 700))]
+    frames[0].save(inp / "two.tif", save_all=True, append_images=frames[1:], dpi=(300, 300))
+    return {"wide.png": (5000, 300), "rot.jpg": (200, 500), "tiny.png": (90, 60), "two.tif": (600, 300)}
+
+
+async def test_every_output_written_with_boxes_in_source_coordinates(tmp_path, server):
+    sizes = make_tree(tmp_path)
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    for rel, (w, h) in sizes.items():
+        alto = out / f"{rel}.alto.xml"
+        validate_alto(alto)
+        assert alto_pages(alto)[0] == (w, h)
+        pdf = out / f"{rel}.pdf"
+        hpages = hocr_pages(out / f"{rel}.hocr")
+        assert len(render_pdf_pages(pdf, tmp_path / "png" / rel)) == len(hpages)
+        assert "FAST-OCR" in [w for _, w, _ in pdf_words(pdf)]
+        lines = [b for page, b in alto_lines(alto) if page == 1]
+        if rel == "tiny.png":
+            # padded to 128x127 at the right and bottom: the upload's top half (0-63) covers the
+            # whole 60 px page, and its bottom half lies in the padding, clipped to the edge
+            assert lines == [(0, 0, 90, 60), (0, 60, 90, 60)]
+            continue
+        # the fast engine's lines: top half and bottom half of the page, in source pixels
+        assert iou(lines[0], (0, 0, w, h / 2)) > 0.97 and iou(lines[1], (0, h / 2, w, h)) > 0.97, (rel, lines)
+        assert hpages[0]["bbox"] == f"0 0 {w} {h}" and hpages[0]["image"] == f'"{rel}"'
+        assert hocr_words(out / f"{rel}.hocr")[0][1] == "FAST-OCR"
+    # the tiff's second page has its own size, not the first page's
+    assert alto_pages(out / "two.tif.alto.xml") == [(600, 300), (400, 700)]
+    assert [p["ppageno"] for p in hocr_pages(out / "two.tif.hocr")] == ["0", "1"]
+    # PDF page size: pixels at the file's resolution (rot.jpg says 200 dpi, two.tif 300)
+    assert pdf_page_sizes(out / "rot.jpg.pdf") == [pytest.approx((200 * 72 / 200, 500 * 72 / 200), abs=0.01)]
+    assert pdf_page_sizes(out / "two.tif.pdf") == [pytest.approx((144, 72), abs=0.01), pytest.approx((96, 168), abs=0.01)]
+    # "done" lists every output
+    db = sqlite3.connect(out / ".pipeline" / "state.sqlite")
+    outputs = json.loads(db.execute("SELECT outputs FROM files WHERE rel='two.tif'").fetchone()[0])
+    assert sorted(outputs) == sorted(f"two.tif{s}" for s in (".txt", ".json", ".alto.xml", ".hocr", ".pdf"))
+
+
+async def test_adding_outputs_to_a_done_tree_costs_no_api_call(tmp_path, server):
+    make_tree(tmp_path)
+    code, _, _ = await run_pipeline(write_config(tmp_path, server.base_url, api__format="json"), TOKEN)
+    assert code == ExitCode.OK
+    out = tmp_path / "out"
+    assert not list(out.rglob("*.alto.xml"))
+    before = (server.counters.api_calls, server.counters.jobs_created, server.counters.models_calls)
+    json_before = (out / "wide.png.json").read_bytes()
+
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK
+    assert (server.counters.api_calls, server.counters.jobs_created, server.counters.models_calls) == before
+    assert report["this_run"]["done"] == 4
+    for rel in ("wide.png", "rot.jpg", "tiny.png", "two.tif"):
+        validate_alto(out / f"{rel}.alto.xml")
+        assert (out / f"{rel}.hocr").is_file() and (out / f"{rel}.pdf").is_file()
+    assert (out / "wide.png.json").read_bytes() == json_before   # the record itself is untouched
+    # regenerated outputs equal what a fresh run writes (one writer)
+    assert alto_lines(out / "wide.png.alto.xml")[1][1] == pytest.approx((0, 150, 5000, 300), abs=1)
+
+    mtime = (out / "wide.png.pdf").stat().st_mtime_ns
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"]["skipped"] == 4
+    assert (out / "wide.png.pdf").stat().st_mtime_ns == mtime
+    assert server.counters.api_calls == before[0]
+
+
+async def test_a_done_file_whose_record_is_gone_is_processed_again(tmp_path, server):
+    save(text_page("x"), tmp_path / "in" / "a.png")
+    await run_pipeline(write_config(tmp_path, server.base_url, api__format="json"), TOKEN)
+    (tmp_path / "out" / "a.png.json").unlink()
+    jobs = server.counters.jobs_created
+    code, _, _ = await run_pipeline(write_config(tmp_path, server.base_url, api__format="json", outputs=ALL), TOKEN)
+    assert code == ExitCode.OK
+    assert server.counters.jobs_created == jobs + 1   # the results were gone: paid again, knowingly
+    validate_alto(tmp_path / "out" / "a.png.alto.xml")
+
+
+@pytest.mark.parametrize("outputs, fmt, message", [
+    (["txt", "json", "alto"], "text", "outputs: alto need(s) word positions"),
+    (["txt", "json", "altoo"], "json", "did you mean 'alto'"),
+    (["txt", "alto"], "json", "outputs: must include json"),
+    (["json", "pdf"], "json", "outputs: must include txt"),
+])
+def test_outputs_that_cannot_work_are_refused_at_start(tmp_path, outputs, fmt, message):
+    cfg = write_config(tmp_path, "embedded", api__format=fmt, outputs=outputs)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert message in str(err.value)
+
+
+def test_default_outputs_are_txt_and_json(tmp_path):
+    assert load_config(write_config(tmp_path, "embedded")).outputs == ("txt", "json")
+
+
+def _document(rel: str, size: tuple[int, int], result: dict | None, text: str) -> dict:
+    page = {"index": 0, "text": text, **({"result": result} if result else {})}
+    return {"source": {"path": rel}, "image": {"source_width": size[0], "source_height": size[1], "pages": [
+        {"page_index": 0, "width": size[0], "height": size[1], "scale": 1.0, "transforms": []}]},
+        "settings": {"model": "m", "language": "en", "format": "json"}, "pages": [page], "text": text,
+        "tool": {"name": "pipeline", "version": "0.1.0"}, "written_at": "2026-12-01T00:00:00Z"}
+
+
+def test_a_text_only_result_gives_positionless_alto_and_hocr_and_an_image_only_pdf(tmp_path):
+    src = save(text_page("hello world"), tmp_path / "p.png")
+    doc = _document("p.png", (600, 200), None, "hello world\nsecond line")
+    files = render(["alto", "hocr", "pdf"], doc, src)
+    (tmp_path / "p.alto.xml").write_bytes(files["alto"])
+    (tmp_path / "p.hocr").write_bytes(files["hocr"])
+    (tmp_path / "p.pdf").write_bytes(files["pdf"])
+    validate_alto(tmp_path / "p.alto.xml")
+    words = alto_words(tmp_path / "p.alto.xml")
+    assert [w[1] for w in words] == ["hello", "world", "second", "line"] and all(w[2] is None for w in words)
+    assert b"positions=none(pages 1)" in files["alto"]
+    assert hocr_pages(tmp_path / "p.hocr")[0]["x_positions"] == "none"
+    assert [w[2] for w in hocr_words(tmp_path / "p.hocr")] == [None] * 4
+    assert pdf_words(tmp_path / "p.pdf") == []      # nowhere true to put the words: no text layer
+    assert len(render_pdf_pages(tmp_path / "p.pdf", tmp_path / "png")) == 1
+
+
+def test_line_boxes_without_word_boxes_are_split_by_characters_and_the_pdf_text_sits_on_them(tmp_path):
+    src = save(text_page("ab cd"), tmp_path / "p.png", dpi=(72, 72))   # 72 dpi: 1 px = 1 pt
+    result = {"engine": "x", "blocks": [{"box": [100, 50, 300, 90], "lines": [
+        {"text": "aaaa bbbb", "box": [100, 50, 290, 90], "confidence": 0.8}]}]}
+    files = render(["alto", "pdf"], _document("p.png", (600, 200), result, "aaaa bbbb"), src)
+    (tmp_path / "p.alto.xml").write_bytes(files["alto"])
+    (tmp_path / "p.pdf").write_bytes(files["pdf"])
+    validate_alto(tmp_path / "p.alto.xml")
+    words = alto_words(tmp_path / "p.alto.xml")
+    assert [(w[1], w[2], w[3]) for w in words] == [("aaaa", (100, 50, 184.44, 90), 0.8),
+                                                        ("bbbb", (205.56, 50, 290, 90), 0.8)]
+    found = pdf_words(tmp_path / "p.pdf")
+    assert [w[1] for w in found] == ["aaaa", "bbbb"]
+    for (_, _, true, _), (_, _, got) in zip(words, found):
+        assert iou(true, got) > 0.8, (true, got)
+
+
+def test_words_beyond_latin1_stay_searchable_in_the_pdf(tmp_path):
+    from pipeline.formats.pdf import _font_path
+
+    if _font_path() is None:
+        pytest.skip("no DejaVu Sans on this system: beyond Latin-1 the text layer falls back to '?'")
+    src = save(text_page("x"), tmp_path / "p.png", dpi=(72, 72))
+    result = {"engine": "x", "blocks": [{"box": [50, 50, 400, 90], "lines": [
+        {"text": "Łódź Ωmega", "box": [50, 50, 400, 90], "confidence": 0.9}]}]}
+    (tmp_path / "p.pdf").write_bytes(render(["pdf"], _document("p.png", (600, 200), result, "Łódź Ωmega"), src)["pdf"])
+    assert [w[1] for w in pdf_words(tmp_path / "p.pdf")] == ["Łódź", "Ωmega"]
+
+
+def test_a_rotated_jpeg_is_embedded_byte_for_byte_and_shows_upright(tmp_path):
+    upright = text_page("UPRIGHT TEXT", (600, 240), "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6   # stored rotated 90 degrees counter-clockwise; viewers turn it back
+    src = save(upright.transpose(Image.Transpose.ROTATE_90), tmp_path / "r.jpg", exif=exif, quality=85,
+               dpi=(300, 300))
+    data = src.read_bytes()
+    doc = _document("r.jpg", (240, 600), None, "")
+    doc["image"]["pages"][0]["transforms"] = ["exif_transpose:6"]
+    doc["image"]["source_width"], doc["image"]["source_height"] = 240, 600  # as stored
+    pdf = render(["pdf"], doc, src)["pdf"]
+    assert data in pdf                  # the original JPEG stream, not re-encoded
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    [png] = render_pdf_pages(tmp_path / "r.pdf", tmp_path / "png", dpi=300)  # 1 px = 1 px
+    shown = Image.open(png).convert("L")
+    assert shown.size == (600, 240)
+    same = ImageStat.Stat(ImageChops.difference(shown, upright.convert("L"))).mean[0]
+    flipped = ImageStat.Stat(ImageChops.difference(shown, upright.convert("L").rotate(180))).mean[0]
+    assert same < 1.5 and flipped > 4 * same, (same, flipped)
+
+
+def test_geometry_undoes_downscale_clips_padding_and_maps_pdf_pages():
+    image = {"source_width": 5000, "source_height": 300, "pages": [
+        {"page_index": 0, "width": 4096, "height": 246, "scale": 0.8192, "transforms": ["downscale:0.8192"]}]}
+    g = PageGeometry.from_prepared(image, 0)
+    assert (g.source_width, g.source_height) == (5000, 300)
+    assert g.to_source((0, 123, 4096, 246)) == (0, 150, 5000, 300)
+    padded = {"source_width": 90, "source_height": 60, "pages": [
+        {"page_index": 0, "width": 128, "height": 127, "scale": 1.0, "transforms": ["pad:128x127"]}]}
+    assert PageGeometry.from_prepared(padded, 0).to_source((10, 10, 128, 127)) == (10, 10, 90, 60)
+    rotated = {"source_width": 500, "source_height": 200, "pages": [
+        {"page_index": 0, "width": 200, "height": 500, "scale": 1.0, "transforms": ["exif_transpose:6"]}]}
+    assert (PageGeometry.from_prepared(rotated, 0).source_width, PageGeometry.from_prepared(rotated, 0).source_height) == (200, 500)
+    # a Letter page rendered at 200 dpi, then sent at half size
+    pdfpage = PageGeometry.for_pdf_page((612, 792), 200, 0.5, (850, 1100))
+    assert pdfpage.unit == "pt" and pdfpage.to_source((0, 0, 850, 1100)) == (0, 0, 612, 792)
+    assert pdfpage.to_source((100, 100, 200, 150)) == (72.0, 72.0, 144.0, 108.0)
