@@ -125,7 +125,10 @@ class TesseractEngine(Engine):
         it = api.GetIterator()
         level = tess.RIL.WORD
         while it is not None:
-            text = (it.GetUTF8Text(level) or "").strip()
+            try:
+                text = (it.GetUTF8Text(level) or "").strip()
+            except RuntimeError:  # "No text returned": a blank page has no words
+                break
             box = it.BoundingBox(level)
             if text and box:
                 conf = min(1.0, max(0.0, it.Confidence(level) / 100.0))
