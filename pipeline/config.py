@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
-               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm")
+               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm", "**/*.pdf")
 
 
 class ConfigError(Exception):
@@ -96,6 +96,17 @@ class PrecheckConfig:
 
 
 @dataclass(frozen=True)
+class PdfConfig:
+    """How PDF pages become uploads (see docs/pdf.md)."""
+
+    dpi: int = 300                    # render resolution (lowered per page only to fit max_width/height)
+    text_layer: str = "auto"          # auto | ocr | use
+    max_pages: int = 1000             # a PDF with more pages is rejected as a whole (too_many_pages)
+    min_text_chars: int = 20          # auto: fewer non-space characters on a page means "no real text"
+    trust_invisible_text: bool = False  # auto: take an invisible (OCR-made) text layer as real text
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     enabled: bool = False
     listen_host: str = "127.0.0.1"
@@ -125,6 +136,7 @@ class Config:
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     precheck: PrecheckConfig = field(default_factory=PrecheckConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    pdf: PdfConfig = field(default_factory=PdfConfig)
 
     @property
     def state_file(self) -> Path:
@@ -145,12 +157,14 @@ _CHOICES = {
     "api.embedded.engine": ("rapidocr", "tesseract", "fast"),
     "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
     "progress": ("auto", "bar", "log", "off"),
+    "pdf.text_layer": ("auto", "ocr", "use"),
 }
 _POSITIVE = {
     "concurrency.jobs_in_flight", "concurrency.min_jobs_in_flight", "concurrency.prepare_workers",
     "api.embedded.workers", "retries.max_attempts", "retries.max_transient_runs",
     "precheck.max_upload_bytes", "precheck.max_source_pixels", "timeouts.connect_s",
     "timeouts.read_s", "timeouts.job_s", "polling.max_interval_s", "polling.first_poll_s",
+    "pdf.dpi", "pdf.max_pages", "pdf.min_text_chars",
 }
 
 
@@ -281,6 +295,8 @@ def _validate(config: Config, base: Path) -> Config:
         if not url.startswith("https://") and not (url.startswith("http://") and loopback):
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "
                               "(plain http is accepted only to a loopback host, for a local server)")
+    if not 36 <= config.pdf.dpi <= 1200:
+        raise ConfigError(f"pdf.dpi: must be between 36 and 1200, got {config.pdf.dpi}")
     if config.max_runtime_s is not None and config.max_runtime_s <= 0:
         raise ConfigError("max_runtime_s: must be greater than 0")
     return replace(config, input=inp, output=out, state_path=state)
