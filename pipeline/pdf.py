@@ -28,6 +28,7 @@ the page size before anything is rendered).
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,7 +90,7 @@ class PdfSource:
             try:
                 self._doc = pdfium.PdfDocument(str(self.path))
             except pdfium.PdfiumError as exc:
-                raise _open_error(exc) from None
+                raise _open_error(exc, self.path) from None
             self.page_count = len(self._doc)
             self.version = self._doc.get_version()
         if self.page_count == 0:
@@ -226,7 +227,7 @@ def _mostly_invisible(page: pdfium.PdfPage) -> bool:
     return sum(m == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE for m in modes) * 2 > len(modes)
 
 
-def _open_error(exc: pdfium.PdfiumError) -> RejectedInput:
+def _open_error(exc: pdfium.PdfiumError, path: Path) -> RejectedInput:
     code = getattr(exc, "err_code", None)
     if code == pdfium_c.FPDF_ERR_PASSWORD:
         return RejectedInput("encrypted", "the PDF is encrypted with a user password; "
@@ -234,8 +235,22 @@ def _open_error(exc: pdfium.PdfiumError) -> RejectedInput:
     if code == pdfium_c.FPDF_ERR_SECURITY:
         return RejectedInput("encrypted", "the PDF uses an encryption scheme pdfium does not support; "
                                           "save an unprotected copy")
-    if code == pdfium_c.FPDF_ERR_SUCCESS:
-        # pdfium refuses a document whose page tree is empty without naming an error.
+    if code == pdfium_c.FPDF_ERR_SUCCESS or _empty_page_tree(path):
+        # pdfium refuses a document whose page tree is empty, naming no error (or a stale one).
         return RejectedInput("no_pages", "the PDF has no pages (its page tree is empty); nothing to OCR")
     return RejectedInput("damaged_pdf", f"the PDF is damaged and cannot be parsed ({exc}); "
                                         "re-export or copy it again")
+
+
+_EMPTY_TREE = re.compile(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b")
+
+
+def _empty_page_tree(path: Path) -> bool:
+    """A cheap look at a file pdfium refused: a page tree that counts 0 pages. (pdfium's error
+    code is process-wide and may be stale, so it cannot tell; object streams simply say no.)"""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(16 << 20)
+    except OSError:
+        return False
+    return bool(_EMPTY_TREE.search(data))
