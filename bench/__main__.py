@@ -30,6 +30,7 @@ SUITE = [
     ("bench.prepare_big_jpeg", [], []),
     ("bench.walk_tree", [], ["--entries", "100000"]),
     ("bench.ocr_engines", [], ["--limit", "3"]),
+    ("bench.pdf_render", [], ["--pages", "5,20"]),
 ]
 
 
@@ -110,6 +111,12 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"walk {r['entries']:,} entries", f"peak RSS {r['peak_rss_mb']} MB, first entry after "
                 f"{r['first_entry_s']} s, {r['seconds']} s in all", "< 150 MB, first within 1 s",
                 r["peak_rss_mb"] < 150 and r["first_entry_s"] < 1)
+        elif b == "pdf_render":
+            add(f"PDF pages rendered + prepared at {r['dpi']} dpi ({r['largest']}-page file)",
+                f"{r['pages_per_s']} pages/s", "–", None)
+            add(f"… peak RSS, {r['largest']} pages ÷ {r['smallest']} pages",
+                " / ".join(f"{x['peak_rss_mb']} MB" for x in r["runs"]) + f" = {r['rss_ratio']}",
+                "<= 1.10", r["rss_ratio"] <= 1.10)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":
