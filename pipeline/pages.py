@@ -24,7 +24,7 @@ from pipeline.config import PdfConfig
 from pipeline.pdf import PageFailed, PdfSource, TextLayerPage, is_pdf
 from pipeline.prepare import PrecheckLimits, PreparedPage, prepare_file
 
-__all__ = ["PageSource", "ImageSource", "open_source", "sniff_pdf", "PageFailed", "TextLayerPage"]
+__all__ = ["PageSource", "ImageSource", "open_source", "sniff_pdf", "is_pdf", "PageFailed", "TextLayerPage"]
 
 
 class PageSource(Protocol):

@@ -35,7 +35,7 @@ from pipeline.config import Config
 from pipeline.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
 from pipeline.output import output_paths, write_results
-from pipeline.pages import PageFailed, PageSource, TextLayerPage, open_source, sniff_pdf
+from pipeline.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.scan import ScanEntry
 from pipeline.state import StateStore
@@ -123,13 +123,13 @@ def hash_file(path: Path) -> str:
 def hash_and_sniff(path: Path) -> tuple[str, bool]:
     """The content hash, and whether the content is a PDF (seen in the first chunk, for free)."""
     h = hashlib.sha256()
-    is_pdf = False
+    pdf = False
     with open(path, "rb") as fh:
         for n, chunk in enumerate(iter(lambda: fh.read(1 << 20), b"")):
             if n == 0:
-                is_pdf = b"%PDF-" in chunk[:1024]
+                pdf = is_pdf(chunk)
             h.update(chunk)
-    return h.hexdigest(), is_pdf
+    return h.hexdigest(), pdf
 
 
 @dataclass
@@ -167,16 +167,16 @@ class FileProcessor:
         if same_stat and not ctx.force:
             sha = rec.sha256
             if rec.work_key in (work_key(sha, self.fingerprint), work_key(sha, self.pdf_fingerprint)):
-                is_pdf = rec.work_key == work_key(sha, self.pdf_fingerprint)
+                pdf_content = rec.work_key == work_key(sha, self.pdf_fingerprint)
             else:  # settings changed since: look at the content again
-                is_pdf = await asyncio.to_thread(sniff_pdf, entry.path)
+                pdf_content = await asyncio.to_thread(sniff_pdf, entry.path)
         else:
             try:
-                sha, is_pdf = await asyncio.to_thread(hash_and_sniff, entry.path)
+                sha, pdf_content = await asyncio.to_thread(hash_and_sniff, entry.path)
             except OSError as exc:
                 return self._fail(entry, FileFailure("rejected_input", "rejected_input",
                                                      f"cannot read the file: {exc.strerror or exc}", "unreadable"))
-        key = work_key(sha, self.pdf_fingerprint if is_pdf else self.fingerprint)
+        key = work_key(sha, self.pdf_fingerprint if pdf_content else self.fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
         if rec and rec.work_key == key and not ctx.force:
             if rec.state == "done":

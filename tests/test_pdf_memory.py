@@ -1,7 +1,8 @@
 """A long PDF through the real pipeline (a child process) with bounded memory: the peak RSS of a
-500-page run stays within a few MB of a 50-page run. Each page's upload is ~100 KB of noise, so
-a pipeline holding every page would need ~45 MB more for the long file; the window holds ~10.
-Memory, not time, is asserted; both runs are measured side by side on the same machine."""
+500-page run stays within a few MB of a 50-page run. Each page's upload is ~140 KB of noise.
+Measured on a loaded 2-core machine: +3.4 MB with the page window, +20.5 MB with the window
+removed (pages made as fast as pdfium renders them and queued for the job slots), so the 10 MB
+bound tells the two apart. Memory, not time, is asserted; both runs are side by side."""
 
 from __future__ import annotations
 
@@ -42,4 +43,4 @@ async def test_peak_memory_does_not_grow_with_the_page_count(tmp_path, server):
     per_page_kb = sum(uploads) / len(uploads) / 1024 if uploads else 0
     assert per_page_kb > 60, "pages too small for the check to mean anything"
     grown_mb = (long - short) / 1024
-    assert grown_mb < 15, f"peak RSS grew {grown_mb:.1f} MB from 50 to 500 pages ({short} -> {long} KB)"
+    assert grown_mb < 10, f"peak RSS grew {grown_mb:.1f} MB from 50 to 500 pages ({short} -> {long} KB)"
