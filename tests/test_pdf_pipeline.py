@@ -147,3 +147,5 @@ async def test_sigkill_in_the_middle_of_a_long_pdf_loses_nothing_and_pays_once(t
     assert sum(e["reused"] for e in doc["pages"]) >= jobs_at_crash - 2   # results from before the kill kept
     report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
     assert len(report["possible_duplicates"]) == len(unknown)
+    code, out = await run_cli("verify", str(cfg))
+    assert code == ExitCode.OK, out
