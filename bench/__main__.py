@@ -32,6 +32,7 @@ SUITE = [
     ("bench.ocr_engines", [], ["--limit", "3"]),
     ("bench.fleet", [], ["--jobs", "200", "--pages", "3"]),
     ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
+    ("bench.pdf_render", [], ["--pages", "5,20"]),
 ]
 
 
@@ -128,6 +129,12 @@ def figures_table(rows: list[dict]) -> list[str]:
                 "well under a page's OCR time", None)
             if "word_box_ratio" in r:
                 add("RapidOCR with word boxes ÷ without", f"{r['word_box_ratio']}×", "<= 1.1×", r["word_box_ratio"] <= 1.1)
+        elif b == "pdf_render":
+            add(f"PDF pages rendered + prepared at {r['dpi']} dpi ({r['largest']}-page file)",
+                f"{r['pages_per_s']} pages/s", "–", None)
+            add(f"… peak RSS, {r['largest']} pages ÷ {r['smallest']} pages",
+                " / ".join(f"{x['peak_rss_mb']} MB" for x in r["runs"]) + f" = {r['rss_ratio']}",
+                "<= 1.10", r["rss_ratio"] <= 1.10)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":

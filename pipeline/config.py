@@ -24,7 +24,7 @@ from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, NEEDS_BOXES, REQUIRED
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
-               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm")
+               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm", "**/*.pdf")
 
 
 class ConfigError(Exception):
@@ -100,6 +100,17 @@ class PrecheckConfig:
 
 
 @dataclass(frozen=True)
+class PdfConfig:
+    """How PDF pages become uploads (see docs/pdf.md)."""
+
+    dpi: int = 300                    # render resolution (lowered per page only to fit max_width/height)
+    text_layer: str = "auto"          # auto | ocr | use
+    max_pages: int = 1000             # a PDF with more pages is rejected as a whole (too_many_pages)
+    min_text_chars: int = 20          # auto: fewer non-space characters on a page means "no real text"
+    trust_invisible_text: bool = False  # auto: take an invisible (OCR-made) text layer as real text
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     enabled: bool = False
     listen_host: str = "127.0.0.1"
@@ -130,6 +141,7 @@ class Config:
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     precheck: PrecheckConfig = field(default_factory=PrecheckConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    pdf: PdfConfig = field(default_factory=PdfConfig)
 
     @property
     def state_file(self) -> Path:
@@ -150,6 +162,7 @@ _CHOICES = {
     "api.embedded.engine": ("rapidocr", "tesseract", "fast"),
     "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
     "progress": ("auto", "bar", "log", "off"),
+    "pdf.text_layer": ("auto", "ocr", "use"),
 }
 # Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
 # number missing here is a bug (``test_config`` checks that every numeric field has a range),
@@ -184,6 +197,9 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "precheck.max_source_pixels": (1, None),
     "precheck.jpeg_quality": (1, 100),
     "webhook.listen_port": (0, 65535),
+    "pdf.dpi": (36, 1200),
+    "pdf.max_pages": (1, 1_000_000),
+    "pdf.min_text_chars": (1, 100_000),
     "webhook.wait_s": (0.001, 7 * 24 * 3600),
 }
 

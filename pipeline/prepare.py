@@ -50,6 +50,8 @@ __all__ = [
     "PreparedFile",
     "RejectedInput",
     "prepare_file",
+    "prepare_image_page",
+    "stat_input",
     "ACCEPTED_FORMATS",
     "REJECTION_CODES",
 ]
@@ -133,6 +135,7 @@ class PreparedPage:
     scale: float                     # submitted px / source px (linear; 1.0 when unchanged)
     transforms: tuple[str, ...]      # () means: the original bytes, untouched
     sha256: str
+    source: dict | None = None       # where the pixels came from when not an image file (PDF page facts)
 
     @property
     def passthrough(self) -> bool:
@@ -150,6 +153,7 @@ class PreparedPage:
             "scale": self.scale,
             "transforms": list(self.transforms),
             "sha256": self.sha256,
+            **({"source": self.source} if self.source is not None else {}),
         }
 
 
@@ -422,6 +426,17 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         name = f"{stem}-p{index + 1:03d}" if multipage else stem
         pages.append(_prepare_page(im, fmt, index, name, transforms, limits))
     return PreparedFile(fmt, src_w, src_h, count, tuple(pages), size)
+
+
+def prepare_image_page(im: Image.Image, source_format: str, index: int, name: str,
+                       transforms: list[str], limits: PrecheckLimits) -> PreparedPage:
+    """Fit and encode one already-decoded page (a rendered PDF page) exactly like a TIFF frame."""
+    return _prepare_page(im, source_format, index, name, transforms, limits)
+
+
+def stat_input(path: Path) -> int:
+    """The size of a readable regular file, or :class:`RejectedInput` saying why not."""
+    return _stat_regular_file(path)
 
 
 def _check_pixels(w: int, h: int, limits: PrecheckLimits, what: str) -> None:

@@ -6,7 +6,11 @@ from which the next run continues without paying twice:
 
 * plan: skip a file whose content and settings are unchanged (size + mtime + inode fast path,
   content hash when those moved); reuse the results of an identical file already done.
-* prepare: Pillow work in a thread, bounded by a semaphore.
+* prepare: the file's pages come from one page source (``pages``): an image prepared by Pillow,
+  or a PDF rendered one page at a time. Pages are taken in order and only a window of them
+  (``jobs_in_flight`` + ``prepare_workers``) is held at once, so a long PDF never sits in memory.
+  Each page has its own state: done pages (from an earlier, partly failed or killed run) are
+  neither rendered nor submitted again, and a PDF page with real embedded text costs no call.
 * submit: page intent written, POST, request id written. A page that already has a request id
   is re-attached (polled), never resubmitted; a request id the server no longer knows, or a
   submit whose outcome is unknown, is resubmitted *knowingly* and listed in the run report.
@@ -36,6 +40,7 @@ from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
 from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
 from pipeline.output import output_paths
+from pipeline.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.prepare import PrecheckLimits, PreparedFile, PreparedPage, RejectedInput, prepare_file
 from pipeline.scan import ScanEntry
 from pipeline.state import StateStore
@@ -110,6 +115,14 @@ def settings_fingerprint(config: Config) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def pdf_settings_fingerprint(config: Config) -> str:
+    """The fingerprint of PDF files: the image settings plus the PDF ones (changing ``pdf.dpi``
+    redoes the PDFs, not every image)."""
+    pdf = config.pdf
+    parts = [settings_fingerprint(config), pdf.dpi, pdf.text_layer, pdf.min_text_chars, pdf.trust_invisible_text]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
 def work_key(content_sha256: str, fingerprint: str) -> str:
     return f"{content_sha256[:32]}-{fingerprint}"
 
@@ -119,15 +132,23 @@ class HashAbandoned(Exception):
 
 
 def hash_file(path: Path, stop: Callable[[], bool] = lambda: False) -> str:
-    """SHA-256 of a file, checking ``stop`` between 1 MiB chunks, so that a stop never waits
-    for a multi-gigabyte file to be read to its end."""
+    return hash_and_sniff(path, stop)[0]
+
+
+def hash_and_sniff(path: Path, stop: Callable[[], bool] = lambda: False) -> tuple[str, bool]:
+    """The content hash, and whether the content is a PDF (seen in the first chunk, for free).
+    ``stop`` is checked between 1 MiB chunks, so that a stop never waits for a multi-gigabyte
+    file to be read to its end."""
     h = hashlib.sha256()
+    pdf = False
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for n, chunk in enumerate(iter(lambda: fh.read(1 << 20), b"")):
             if stop():
                 raise HashAbandoned(str(path))
+            if n == 0:
+                pdf = is_pdf(chunk)
             h.update(chunk)
-    return h.hexdigest()
+    return h.hexdigest(), pdf
 
 
 @dataclass
@@ -140,6 +161,8 @@ class PageResult:
     reused: bool = False
     job_seconds: float | None = None   # from request id to result, when this run awaited it
     queued: bool = False               # a poll saw the job still queued at the API (not yet on a worker)
+    text_source: str = "ocr"           # ocr | text_layer (a PDF page's own text, no API call)
+    facts: dict | None = None          # how the page was prepared (the .json "image.pages" entry)
 
     @property
     def no_text(self) -> bool:
@@ -157,6 +180,7 @@ class FileProcessor:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.fingerprint = settings_fingerprint(ctx.config)
+        self.pdf_fingerprint = pdf_settings_fingerprint(ctx.config)
 
     # -- plan ---------------------------------------------------------------------------------
 
@@ -167,15 +191,19 @@ class FileProcessor:
                          and rec.inode == entry.inode)
         if same_stat and not ctx.force:
             sha = rec.sha256
+            if rec.work_key in (work_key(sha, self.fingerprint), work_key(sha, self.pdf_fingerprint)):
+                pdf_content = rec.work_key == work_key(sha, self.pdf_fingerprint)
+            else:  # settings changed since: look at the content again
+                pdf_content = await asyncio.to_thread(sniff_pdf, entry.path)
         else:
             try:
-                sha = await asyncio.to_thread(hash_file, entry.path, ctx.stop_flag)
+                sha, pdf_content = await asyncio.to_thread(hash_and_sniff, entry.path, ctx.stop_flag)
             except HashAbandoned:
                 return Outcome.DEFERRED
             except OSError as exc:
                 return self._fail(entry, FileFailure("rejected_input", "rejected_input",
                                                      f"cannot read the file: {exc.strerror or exc}", "unreadable"))
-        key = work_key(sha, self.fingerprint)
+        key = work_key(sha, self.pdf_fingerprint if pdf_content else self.fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
         if rec and rec.work_key == key and not ctx.force:
             if rec.state == "done":
@@ -234,7 +262,8 @@ class FileProcessor:
         existing = ctx.in_run_works.get(key)
         if existing is not None:
             pages, prepared = await asyncio.shield(existing)
-            return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True) for p in pages], prepared
+            return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True,
+                               text_source=p.text_source, facts=p.facts) for p in pages], prepared
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         ctx.in_run_works[key] = future
         try:
@@ -259,28 +288,92 @@ class FileProcessor:
         stored = {} if ctx.force else ctx.state.get_pages(key)
         if ctx.submissions_closed and not stored:
             raise StopSubmitting(ctx.submissions_closed)  # nothing to re-attach: skip the Pillow work
-        prepared = await self._prepare(entry)
-        ctx.state.set_file(entry.rel, "prepared", run_id=ctx.run_id)
-        results = await asyncio.gather(*(self._page(entry, key, page, stored.get(page.page_index))
-                                         for page in prepared.pages), return_exceptions=True)
-        for r in results:  # surface the most important failure first
-            if isinstance(r, (StopSubmitting, asyncio.CancelledError)):
-                raise r
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        return list(results), prepared.to_json()  # type: ignore[arg-type]
+        source = await self._open(entry)
+        try:
+            ctx.state.set_file(entry.rel, "prepared", run_id=ctx.run_id)
+            results = await self._page_loop(entry, key, source, stored)
+            info = source.info()
+        finally:
+            source.close()
+        _raise_first_failure(results, source.page_count)
+        pages: list[PageResult] = results  # type: ignore[assignment]
+        info["pages"] = [p.facts for p in pages]
+        return pages, info
 
-    async def _prepare(self, entry: ScanEntry) -> PreparedFile:
+    async def _open(self, entry: ScanEntry) -> PageSource:
         limits = await self.ctx.api_ready()
         async with self.ctx.prepare_slots:
             try:
-                return await asyncio.to_thread(prepare_file, entry.path, limits)
+                return await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
                 raise FileFailure("rejected_input", "rejected_input", exc.reason, exc.code) from None
             except MemoryError:
                 raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
                                   "too_large") from None
+
+    async def _page_loop(self, entry: ScanEntry, key: str, source: PageSource, stored: dict) -> list:
+        """Every page's result or exception, in page order.
+
+        Pages are made in order, one at a time, and at most ``window`` of them are held (made and
+        not yet finished), so memory is bounded whatever the page count. A page done in an
+        earlier run with its facts recorded is taken from the state store without being made.
+        """
+        ctx = self.ctx
+        window = asyncio.Semaphore(ctx.config.concurrency.jobs_in_flight + ctx.config.concurrency.prepare_workers)
+        outcomes: list[Any] = []   # PageResult | BaseException | Task, in page order
+        try:
+            for index in range(source.page_count):
+                done = _done_page(stored.get(index), index)
+                if done is not None:
+                    outcomes.append(done)
+                    continue
+                await window.acquire()
+                if ctx.submissions_closed or ctx.fatal:
+                    window.release()
+                    outcomes.append(StopSubmitting(ctx.submissions_closed or "fatal error"))
+                    break
+                try:
+                    item = await self._make_page(source, index)
+                except PageFailed as exc:
+                    window.release()
+                    outcomes.append(exc)
+                    continue
+                except BaseException:
+                    window.release()
+                    raise
+                task = asyncio.create_task(self._page_item(entry, key, item, stored.get(index)))
+                task.add_done_callback(lambda _t: window.release())
+                outcomes.append(task)
+            tasks = [o for o in outcomes if isinstance(o, asyncio.Task)]
+            finished = iter(await asyncio.gather(*tasks, return_exceptions=True))
+        except BaseException:
+            for o in outcomes:
+                if isinstance(o, asyncio.Task):
+                    o.cancel()
+            raise
+        return [next(finished) if isinstance(o, asyncio.Task) else o for o in outcomes]
+
+    async def _make_page(self, source: PageSource, index: int) -> PreparedPage | TextLayerPage:
+        if not source.lazy:
+            return source.page(index)
+        async with self.ctx.prepare_slots:
+            try:
+                return await asyncio.to_thread(source.page, index)
+            except MemoryError:
+                raise PageFailed(index, "page_render_failed", "out of memory while rendering the page") from None
+
+    async def _page_item(self, entry: ScanEntry, key: str, item: PreparedPage | TextLayerPage,
+                         stored: Any) -> PageResult:
+        """One page's text: from the PDF's text layer (no API call), or through submit and await."""
+        state = self.ctx.state
+        if isinstance(item, TextLayerPage):
+            facts = {"page_index": item.page_index, "source": item.source}
+            state.page_text_layer(key, item.page_index, item.text, facts)
+            return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
+        result = await self._page(entry, key, item, stored)
+        result.facts = item.to_json()
+        state.page_facts(key, item.page_index, result.facts)
+        return result
 
     # -- submit and await ---------------------------------------------------------------------
 
@@ -462,7 +555,8 @@ class FileProcessor:
             "settings": {"model": api.model, "language": api.language, "format": api.format,
                          "return_result_in_response": api.return_result_in_response},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
-                       "text": p.text, **({"no_text": True} if p.no_text else {}),
+                       "text_source": p.text_source, "text": p.text, **({"no_text": True} if p.no_text else {}),
+                       **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
                        **({"positions": False} if boxed and not has_positions(p.structured) else {})}
                       for p in pages],
@@ -499,8 +593,50 @@ def _pages_from_outputs(output_root: Path, rel: str) -> tuple[list[PageResult], 
     _, js = output_paths(output_root, rel)
     try:
         doc = json.loads(js.read_text(encoding="utf-8"))
-        pages = [PageResult(p["index"], p["text"], p.get("result"), p.get("request_id"), 0, reused=True)
-                 for p in doc["pages"]]
+        facts = doc["image"].get("pages") or [None] * len(doc["pages"])
+        pages = [PageResult(p["index"], p["text"], p.get("result"), p.get("request_id"), 0, reused=True,
+                            text_source=p.get("text_source", "ocr"), facts=f)
+                 for p, f in zip(doc["pages"], facts)]
         return pages, doc["image"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _done_page(stored: Any, index: int) -> PageResult | None:
+    """A page finished in an earlier run whose text and facts are stored: nothing to make or pay."""
+    if stored is None or stored.state != "done" or stored.result_text is None:
+        return None
+    facts = stored.facts
+    if facts is None:
+        return None   # done before its facts were recorded: made again (not submitted) for them
+    source = facts.get("source") or {}
+    return PageResult(index, stored.result_text, json.loads(stored.result_json) if stored.result_json else None,
+                      stored.request_id, stored.submits, reused=True,
+                      text_source=source.get("text_source", "ocr"), facts=facts)
+
+
+def _raise_first_failure(results: list, page_count: int) -> None:
+    """Raise what matters most: a stop, then a failure the next run retries, then the rest.
+
+    Pages that cannot be rendered make the file a rejected input (``page_render_failed``), but
+    only after every other page ran: their results stay in the state store, paid once.
+    """
+    for r in results:
+        if isinstance(r, (StopSubmitting, asyncio.CancelledError)):
+            raise r
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if not failures:
+        return
+    for r in failures:
+        if isinstance(r, FileFailure) and r.state == "failed_transient":
+            raise r
+    for r in failures:
+        if not isinstance(r, PageFailed):
+            raise r
+    bad = [r for r in failures if isinstance(r, PageFailed)]
+    code = "page_render_failed" if any(r.code == "page_render_failed" for r in bad) else bad[0].code
+    listed = "; ".join(f"page {r.page_index + 1}: {r.reason}" for r in bad[:5])
+    more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+    raise FileFailure("rejected_input", "rejected_input",
+                      f"{len(bad)} of {page_count} pages failed ({listed}{more}); the other pages were done "
+                      "and are kept, so --retry-failed pays only for what is missing", code)

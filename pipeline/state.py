@@ -17,6 +17,9 @@ Two levels are tracked:
   once. A page row is written with state ``submitting`` *before* the POST (the intent) and gets
   its ``request_id`` right after; on restart a page with a request id is re-attached, never
   resubmitted, and a page left in ``submitting`` is known to have an unknown outcome.
+  ``page_json`` keeps what the page's ``.json`` entry needs (size, render dpi, transforms, where
+  its text came from), so a resumed PDF does not render its done pages again. A page taken from a
+  PDF's text layer is stored ``done`` with no request id: it cost nothing and is never submitted.
 
 All writes happen on the event-loop thread through one connection; each call is one short
 transaction, so the database is consistent at every instant.
@@ -75,6 +78,7 @@ CREATE TABLE IF NOT EXISTS pages (
     error         TEXT,
     submitted_at  REAL,
     finished_at   REAL,
+    page_json     TEXT,
     PRIMARY KEY (work_key, page)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -127,6 +131,12 @@ class PageRecord:
     error: str | None
     submitted_at: float | None
     finished_at: float | None
+    page_json: str | None = None
+
+    @property
+    def facts(self) -> dict | None:
+        """The page's recorded prepare/render facts, if any."""
+        return json.loads(self.page_json) if self.page_json else None
 
 
 class StateStore:
@@ -143,10 +153,17 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Additive upgrades of a database written by an older version (columns added since)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pages)")}
+        if "page_json" not in columns:
+            self._db.execute("ALTER TABLE pages ADD COLUMN page_json TEXT")
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -260,6 +277,19 @@ class StateStore:
         self._db.execute(
             "UPDATE pages SET state='done', result_text=?, result_json=?, finished_at=? WHERE work_key=? AND page=?",
             (text, json.dumps(structured) if structured is not None else None, time.time(), work_key, page))
+
+    def page_text_layer(self, work_key: str, page: int, text: str, facts: dict) -> None:
+        """A page whose text came from the PDF's own text layer: done, no request, nothing paid."""
+        self._db.execute(
+            "INSERT INTO pages (work_key, page, state, submits, result_text, page_json, finished_at) "
+            "VALUES (?, ?, 'done', 0, ?, ?, ?) ON CONFLICT(work_key, page) DO UPDATE SET state='done', "
+            "result_text=excluded.result_text, page_json=excluded.page_json, finished_at=excluded.finished_at",
+            (work_key, page, text, json.dumps(facts), time.time()))
+
+    def page_facts(self, work_key: str, page: int, facts: dict) -> None:
+        """Record how a page was prepared (for its .json entry) once it has a row."""
+        self._db.execute("UPDATE pages SET page_json=? WHERE work_key=? AND page=?",
+                         (json.dumps(facts), work_key, page))
 
     def page_failed(self, work_key: str, page: int, error_code: str | None, error: str) -> None:
         self._db.execute("UPDATE pages SET state='failed', error_code=?, error=?, finished_at=? "

@@ -2,8 +2,8 @@
 
 The samples are made by the project itself (no third-party scans), small enough to commit
 (< 1 MB in total), and chosen to exercise the input side: nested folders, a folder name with a
-space, PNG and JPEG pages, a photo stored sideways that only EXIF orientation makes upright, and
-a multi-page TIFF. Text is real English set in DejaVu Serif at ~40 px (cap height ~29 px) on
+space, PNG and JPEG pages, a photo stored sideways that only EXIF orientation makes upright,
+a multi-page TIFF, and a two-page PDF (one born-digital page, one scanned). Text is real English set in DejaVu Serif at ~40 px (cap height ~29 px) on
 1240 px wide pages (A4 width at 150 dpi), a size OCR engines such as RapidOCR read reliably.
 
 ``SAMPLE_TEXTS`` maps each sample's path (relative to ``samples/``) to the text on each page, so
@@ -45,6 +45,12 @@ SAMPLE_TEXTS: dict[str, list[str]] = {
         "Page one. This report describes the survey of the eastern district in the autumn.",
         "Page two. Most wells were clean, but three of them need new covers before winter.",
         "Page three. We recommend a second visit in March to check the repaired wells.",
+    ],
+    "reports/minutes-2pages.pdf": [
+        "Minutes of the parish council, born digital. The council approved the new school roof "
+        "and asked the clerk to write to the county about the road.",
+        "Page two was scanned. The treasurer reported that the hall fund now holds enough money "
+        "for new chairs and a kettle.",
     ],
 }
 
@@ -124,7 +130,30 @@ def make_all(root: Path = HERE) -> list[Path]:
     pages = [render_page(t).point(lambda v: 255 if v > 128 else 0).convert("1")
              for t in SAMPLE_TEXTS[rel]]
     pages[0].save(out(rel), save_all=True, append_images=pages[1:], compression="group4", dpi=(150, 150))
+
+    rel = "reports/minutes-2pages.pdf"
+    _mixed_pdf(SAMPLE_TEXTS[rel], out(rel))
     return written
+
+
+def _mixed_pdf(texts: list[str], path: Path) -> None:
+    """A PDF as offices make them: page 1 born digital (a real text layer, taken without OCR),
+    page 2 a scan (an image only, rendered and OCRed). fpdf2 is a test dependency
+    (``pip install -e .[test]``); the dates are fixed so the file is byte-for-byte repeatable."""
+    from datetime import datetime, timezone
+
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt", format="A4")
+    pdf.set_creation_date(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    pdf.set_font("times", size=16)
+    pdf.add_page()
+    pdf.set_xy(72, 72)
+    pdf.multi_cell(451, 22, texts[0])
+    pdf.add_page()
+    scan = render_page(texts[1])
+    pdf.image(scan, x=36, y=36, w=523)
+    pdf.output(str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

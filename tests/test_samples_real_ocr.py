@@ -37,7 +37,7 @@ def test_make_run_reads_every_sample(tmp_path):
                            "--output", str(out), "--progress", "log"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 done" in proc.stderr and str(out) in proc.stderr
+    assert "6 done" in proc.stderr and str(out) in proc.stderr
     for rel, pages in sample_texts().items():
         text = (out / (rel + ".txt")).read_text()
         doc = json.loads((out / (rel + ".json")).read_text())
@@ -49,3 +49,5 @@ def test_make_run_reads_every_sample(tmp_path):
             assert recall >= 0.9, (rel, expected, got)
     rotated = json.loads((out / "photos/sideways-note.jpg.json").read_text())
     assert any("exif" in t for t in rotated["image"]["pages"][0]["transforms"])
+    minutes = json.loads((out / "reports/minutes-2pages.pdf.json").read_text())
+    assert [p["text_source"] for p in minutes["pages"]] == ["text_layer", "ocr"]

@@ -1,0 +1,256 @@
+"""PDF pages as pages: open a PDF with pypdfium2, then hand out one page at a time.
+
+Why this shape: deAPI's ``img2txt`` takes images only, and archives hold books of hundreds of
+pages. :class:`PdfSource` keeps the document open (pdfium reads it from disk on demand) and
+turns *one* page into either
+
+* a :class:`TextLayerPage` — the page's embedded text is real text, so no API call is needed; or
+* a :class:`~pipeline.prepare.PreparedPage` — the page rendered at ``pdf.dpi`` (lowered only so the
+  bitmap fits ``max_width``/``max_height``; rendering at the target size is sharper than rendering
+  big and downscaling) and then prepared exactly like a TIFF frame.
+
+The caller asks for pages in order and keeps only a few at a time, so memory does not grow with
+the page count (``bench/pdf_render.py``).
+
+Every page records, under ``source``, what a box on the upload needs to be mapped back onto the
+PDF page: the page size in points as displayed, the ``/Rotate`` pdfium applied while rendering,
+the media box, pixels per point, the upload's scale and its white padding (right and bottom).
+
+pdfium is not thread-safe, so every pdfium call, across all documents, holds ``_PDFIUM_LOCK``;
+the Pillow work after rendering runs outside it.
+
+File-level rejections (``RejectedInput.code``): ``encrypted`` (a user password is needed),
+``damaged_pdf`` (pdfium cannot parse it, or the file ends before its ``%%EOF`` marker),
+``no_pages``, ``too_many_pages``. Page-level failures (:class:`PageFailed`): ``page_render_failed``,
+``decompression_bomb`` (the page at ``pdf.dpi`` would exceed ``max_source_pixels``; checked from
+the page size before anything is rendered).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from pipeline.config import PdfConfig
+from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput, prepare_image_page, stat_input
+
+__all__ = ["PdfSource", "TextLayerPage", "PageFailed", "is_pdf", "PDF_REJECTION_CODES"]
+
+PDF_REJECTION_CODES = {
+    "encrypted": "the PDF needs a user password to open",
+    "damaged_pdf": "the PDF is damaged or truncated and cannot be parsed",
+    "no_pages": "the PDF has no pages",
+    "too_many_pages": "the PDF has more pages than pdf.max_pages",
+    "page_render_failed": "one or more pages could not be rendered (the others were OCRed)",
+}
+
+_PDFIUM_LOCK = threading.Lock()
+_TAIL_BYTES = 4096          # where a complete PDF's last %%EOF marker must be
+_MIN_PRINTABLE = 0.9        # share of printable characters for a text layer to count as text
+
+
+def is_pdf(head: bytes) -> bool:
+    """Content, not extension: the PDF header may follow up to 1 KB of junk (the spec allows it)."""
+    return b"%PDF-" in head[:1024]
+
+
+@dataclass(frozen=True)
+class TextLayerPage:
+    """A page whose text came from the PDF itself; it costs no API call."""
+
+    page_index: int
+    text: str
+    source: dict
+
+
+class PageFailed(Exception):
+    """This one page cannot become an upload; the document's other pages go on."""
+
+    def __init__(self, page_index: int, code: str, reason: str) -> None:
+        super().__init__(f"page {page_index + 1}: {code}: {reason}")
+        self.page_index, self.code, self.reason = page_index, code, reason
+
+
+class PdfSource:
+    """An open PDF handing out its pages one at a time. Close it (or use ``with``)."""
+
+    kind = "PDF"
+    lazy = True       # page() renders: run it in a worker thread
+
+    def __init__(self, path: Path, limits: PrecheckLimits, settings: PdfConfig) -> None:
+        self.path, self.limits, self.settings = Path(path), limits, settings
+        self.size = stat_input(self.path)
+        self._check_tail()
+        with _PDFIUM_LOCK:
+            try:
+                self._doc = pdfium.PdfDocument(str(self.path))
+            except pdfium.PdfiumError as exc:
+                raise _open_error(exc, self.path) from None
+            self.page_count = len(self._doc)
+            self.version = self._doc.get_version()
+        if self.page_count == 0:
+            self.close()
+            raise RejectedInput("no_pages", "the PDF opens but has no pages; nothing to OCR")
+        if self.page_count > settings.max_pages:
+            self.close()
+            raise RejectedInput("too_many_pages", f"{self.page_count} pages exceed pdf.max_pages="
+                                                  f"{settings.max_pages}; split the PDF or raise pdf.max_pages")
+
+    def __enter__(self) -> "PdfSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        doc, self._doc = getattr(self, "_doc", None), None
+        if doc is not None:
+            with _PDFIUM_LOCK:
+                doc.close()
+
+    def info(self) -> dict:
+        """File-level facts for the result ``.json`` (the per-page facts are in each page)."""
+        return {"source_format": "PDF", "source_bytes": self.size, "page_count": self.page_count,
+                "pdf_version": self.version, "dpi": self.settings.dpi, "text_layer": self.settings.text_layer}
+
+    def _check_tail(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(max(0, self.size - _TAIL_BYTES))
+                tail = fh.read()
+        except OSError as exc:
+            raise RejectedInput("unreadable", f"cannot read the file: {exc.strerror or exc}") from None
+        if b"%%EOF" not in tail:
+            raise RejectedInput("damaged_pdf", "the PDF ends before its %%EOF marker: the file is truncated "
+                                               "(incomplete copy or download); copy it again")
+
+    # -- one page -----------------------------------------------------------------------------
+
+    def page(self, index: int) -> PreparedPage | TextLayerPage:
+        """Page ``index`` (0-based) as text-layer text or as an upload; :class:`PageFailed` if neither."""
+        settings, limits = self.settings, self.limits
+        with _PDFIUM_LOCK:
+            try:
+                page = self._doc[index]
+            except pdfium.PdfiumError as exc:
+                raise PageFailed(index, "page_render_failed", f"pdfium cannot load the page ({exc})") from None
+            try:
+                width_pt, height_pt = page.get_size()          # as displayed, /Rotate applied
+                source = {"kind": "pdf_page", "page_number": index + 1,
+                          "page_size_pt": [round(width_pt, 3), round(height_pt, 3)],
+                          "mediabox_pt": [round(v, 3) for v in page.get_mediabox()],
+                          "rotation": page.get_rotation()}
+                if settings.text_layer != "ocr":
+                    text, verdict = _text_layer(page, settings)
+                    source["text_layer"] = verdict
+                    if text is not None:
+                        source["text_source"] = "text_layer"
+                        return TextLayerPage(index, text, source)
+                image, px_per_pt = self._render(page, index, width_pt, height_pt)
+            except pdfium.PdfiumError as exc:
+                raise PageFailed(index, "page_render_failed", f"pdfium cannot render the page ({exc})") from None
+            finally:
+                page.close()
+        try:
+            dpi = round(px_per_pt * 72, 2)
+            name = f"{self.path.stem or 'document'}-p{index + 1:04d}"
+            prepared = prepare_image_page(image, "PDF", index, name, [f"render:{dpi}dpi"], limits)
+        except RejectedInput as exc:
+            raise PageFailed(index, exc.code, exc.reason) from None
+        finally:
+            image.close()
+        content_w = round(image.width * prepared.scale)
+        content_h = round(image.height * prepared.scale)
+        source.update({"text_source": "ocr", "render_dpi": dpi, "px_per_pt": round(px_per_pt, 6),
+                       "rendered_size": [image.width, image.height],
+                       "upload_scale": prepared.scale, "upload_size": [prepared.width, prepared.height],
+                       "padding": [max(0, prepared.width - content_w), max(0, prepared.height - content_h)]})
+        return replace(prepared, source=source)
+
+    def _render(self, page: pdfium.PdfPage, index: int, width_pt: float, height_pt: float):
+        limits, dpi = self.limits, self.settings.dpi
+        if not (width_pt > 0 and height_pt > 0):
+            raise PageFailed(index, "page_render_failed", f"the page declares an impossible size "
+                                                          f"{width_pt}x{height_pt} pt")
+        full_w, full_h = width_pt * dpi / 72, height_pt * dpi / 72
+        if full_w * full_h > limits.max_source_pixels:
+            raise PageFailed(index, "decompression_bomb",
+                             f"the page is {width_pt:.0f}x{height_pt:.0f} pt, {full_w:.0f}x{full_h:.0f} = "
+                             f"{full_w * full_h:,.0f} pixels at {dpi} dpi, over max_source_pixels="
+                             f"{limits.max_source_pixels:,}; nothing was rendered")
+        px_per_pt = min(dpi / 72, limits.max_width / width_pt, limits.max_height / height_pt)
+        if width_pt * px_per_pt < 1 or height_pt * px_per_pt < 1:
+            raise PageFailed(index, "page_render_failed", f"the page is {width_pt:.0f}x{height_pt:.0f} pt: "
+                                                          "too thin to render within the pixel limits")
+        bitmap = page.render(scale=px_per_pt, may_draw_forms=True)
+        try:
+            image = bitmap.to_pil().copy()   # own the pixels; the bitmap's buffer is freed below
+        finally:
+            bitmap.close()
+        return image, px_per_pt
+
+
+def _text_layer(page: pdfium.PdfPage, settings: PdfConfig) -> tuple[str | None, str]:
+    """The page's embedded text when it should be used, else None; and the verdict, for the .json."""
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_range()
+    finally:
+        textpage.close()
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return None, "none"
+    if settings.text_layer == "use":
+        return text, "used"
+    if len(chars) < settings.min_text_chars:
+        return None, f"too_short:{len(chars)}"
+    printable = sum(c.isprintable() and c != "\ufffd" for c in chars) / len(chars)
+    if printable < _MIN_PRINTABLE:
+        return None, f"unprintable:{printable:.2f}"
+    if not settings.trust_invisible_text and _mostly_invisible(page):
+        return None, "invisible"    # an OCR layer of unknown quality: OCR the page ourselves
+    return text, "used"
+
+
+def _mostly_invisible(page: pdfium.PdfPage) -> bool:
+    """True when most text objects use render mode 3 (invisible): the mark of an OCR layer."""
+    modes = [pdfium_c.FPDFTextObj_GetTextRenderMode(obj.raw)
+             for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_TEXT])]
+    if not modes:
+        return False
+    return sum(m == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE for m in modes) * 2 > len(modes)
+
+
+def _open_error(exc: pdfium.PdfiumError, path: Path) -> RejectedInput:
+    code = getattr(exc, "err_code", None)
+    if code == pdfium_c.FPDF_ERR_PASSWORD:
+        return RejectedInput("encrypted", "the PDF is encrypted with a user password; "
+                                          "save an unprotected copy to OCR it")
+    if code == pdfium_c.FPDF_ERR_SECURITY:
+        return RejectedInput("encrypted", "the PDF uses an encryption scheme pdfium does not support; "
+                                          "save an unprotected copy")
+    if code == pdfium_c.FPDF_ERR_SUCCESS or _empty_page_tree(path):
+        # pdfium refuses a document whose page tree is empty, naming no error (or a stale one).
+        return RejectedInput("no_pages", "the PDF has no pages (its page tree is empty); nothing to OCR")
+    return RejectedInput("damaged_pdf", f"the PDF is damaged and cannot be parsed ({exc}); "
+                                        "re-export or copy it again")
+
+
+_EMPTY_TREE = re.compile(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b")
+
+
+def _empty_page_tree(path: Path) -> bool:
+    """A cheap look at a file pdfium refused: a page tree that counts 0 pages. (pdfium's error
+    code is process-wide and may be stale, so it cannot tell; object streams simply say no.)"""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(16 << 20)
+    except OSError:
+        return False
+    return bool(_EMPTY_TREE.search(data))

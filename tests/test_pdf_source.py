@@ -1,0 +1,171 @@
+"""PDF page sources on real PDFs the tests build: rendering, text layers, rotation, geometry,
+and every bad-PDF rejection. No network."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+import pdfs
+from pipeline.config import PdfConfig
+from pipeline.pages import ImageSource, PageFailed, TextLayerPage, open_source
+from pipeline.pdf import PdfSource
+from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
+
+LIMITS = PrecheckLimits()
+AUTO = PdfConfig()
+SENTENCE = "The quick brown fox jumps over the lazy dog, twice over."
+
+
+def _open(tmp_path, data: bytes, settings: PdfConfig = AUTO, limits: PrecheckLimits = LIMITS, name="doc.pdf"):
+    return open_source(pdfs.write(tmp_path / name, data), limits, settings)
+
+
+def _reject(tmp_path, data: bytes, settings: PdfConfig = AUTO) -> RejectedInput:
+    with pytest.raises(RejectedInput) as info:
+        _open(tmp_path, data, settings)
+    assert len(info.value.reason) > 20, "a reason a person can act on"
+    return info.value
+
+
+def test_born_digital_page_uses_its_text_layer_without_rendering(tmp_path):
+    with _open(tmp_path, pdfs.build([("text", SENTENCE + "\nSecond line here.")])) as src:
+        assert isinstance(src, PdfSource) and src.page_count == 1
+        page = src.page(0)
+    assert isinstance(page, TextLayerPage)
+    assert page.text.split("\n") == [SENTENCE, "Second line here."]
+    assert page.source["text_source"] == "text_layer" and page.source["page_size_pt"] == [612, 792]
+
+
+def test_scanned_page_is_rendered_at_the_configured_dpi_and_prepared_like_a_tiff_page(tmp_path):
+    with _open(tmp_path, pdfs.build([("scan", "Hello scan")]), PdfConfig(dpi=150)) as src:
+        page = src.page(0)
+        info = src.info()
+    assert isinstance(page, PreparedPage)
+    assert abs(page.width - 1275) <= 1 and abs(page.height - 1650) <= 1   # 8.5 x 11 in at 150 dpi (pdfium rounds up)
+    assert page.transforms[:2] == ("convert:PDF->PNG", "render:150.0dpi")
+    im = Image.open(io.BytesIO(page.data))
+    assert im.format == "PNG" and im.mode == "L"               # a gray scan is sent as gray PNG
+    src_facts = page.to_json()["source"]
+    assert src_facts["text_source"] == "ocr" and src_facts["text_layer"] == "none"
+    assert src_facts["render_dpi"] == 150.0 and src_facts["px_per_pt"] == pytest.approx(150 / 72)
+    assert src_facts["padding"] == [0, 0] and src_facts["upload_scale"] == 1.0
+    assert info["source_format"] == "PDF" and info["page_count"] == 1
+
+
+def test_big_pages_render_at_a_lower_dpi_that_fits_the_pixel_limits(tmp_path):
+    a2 = (1191, 1684)                                          # A2 in points: 4963 x 7017 px at 300 dpi
+    with _open(tmp_path, pdfs.build([("scan", "Poster")], size=a2)) as src:
+        page = src.page(0)
+    facts = page.source
+    assert page.height == 4096 and page.width <= 4096
+    assert facts["render_dpi"] < 300 and facts["rendered_size"] == [page.width, page.height]
+
+
+def test_tiny_pages_are_padded_and_the_padding_is_recorded(tmp_path):
+    with _open(tmp_path, pdfs.build([("scan", "x")], size=(20, 20)), PdfConfig(dpi=72)) as src:
+        page = src.page(0)
+    assert (page.width, page.height) == (128, 127)
+    assert page.source["rendered_size"] == [20, 20] and page.source["padding"] == [108, 107]
+
+
+def test_mixed_document_takes_text_pages_and_renders_scanned_ones(tmp_path):
+    data = pdfs.build([("text", SENTENCE), ("scan", "scanned page"), ("text", "Too short")])
+    with _open(tmp_path, data) as src:
+        kinds = [type(src.page(i)).__name__ for i in range(src.page_count)]
+        short = src.page(2)
+    assert kinds == ["TextLayerPage", "PreparedPage", "PreparedPage"]
+    assert short.source["text_layer"] == "too_short:8"
+
+
+def test_invisible_ocr_layer_is_not_trusted_unless_configured(tmp_path):
+    data = pdfs.build([("ocrlayer", SENTENCE)])
+    with _open(tmp_path, data) as src:
+        page = src.page(0)
+    assert isinstance(page, PreparedPage) and page.source["text_layer"] == "invisible"
+    with _open(tmp_path, data, PdfConfig(trust_invisible_text=True)) as src:
+        assert src.page(0).text == SENTENCE
+
+
+def test_text_layer_modes_use_and_ocr(tmp_path):
+    data = pdfs.build([("text", "Short"), ("scan", "no text")])
+    with _open(tmp_path, data, PdfConfig(text_layer="use")) as src:
+        assert src.page(0).text == "Short"                      # any text layer is taken
+        assert isinstance(src.page(1), PreparedPage)            # no layer at all: OCR
+    with _open(tmp_path, pdfs.build([("text", SENTENCE)]), PdfConfig(text_layer="ocr")) as src:
+        page = src.page(0)
+        assert isinstance(page, PreparedPage) and "text_layer" not in page.source
+
+
+def test_rotated_page_is_rendered_upright_and_its_rotation_recorded(tmp_path):
+    data = pdfs.rotated(pdfs.build([("scan", "turned"), ("scan", "upright")]), 0, 90)
+    with _open(tmp_path, data, PdfConfig(dpi=72)) as src:
+        turned, upright = src.page(0), src.page(1)
+    assert (turned.width, turned.height) == (792, 612) and (upright.width, upright.height) == (612, 792)
+    assert turned.source["rotation"] == 90 and upright.source["rotation"] == 0
+    assert turned.source["page_size_pt"] == [792, 612] and turned.source["mediabox_pt"] == [0, 0, 612, 792]
+
+
+def test_owner_password_only_opens_normally(tmp_path):
+    data = pdfs.encrypted(pdfs.build([("text", SENTENCE)]), user="")
+    with _open(tmp_path, data) as src:
+        assert src.page(0).text == SENTENCE
+
+
+def test_user_password_is_rejected_as_encrypted(tmp_path):
+    exc = _reject(tmp_path, pdfs.encrypted(pdfs.build([("text", SENTENCE)]), user="letmein"))
+    assert exc.code == "encrypted" and "password" in exc.reason
+
+
+def test_truncated_pdf_is_damaged(tmp_path):
+    data = pdfs.build([("scan", "one"), ("scan", "two")])
+    exc = _reject(tmp_path, data[: len(data) // 2])
+    assert exc.code == "damaged_pdf" and "truncated" in exc.reason
+
+
+def test_garbage_after_a_pdf_header_is_damaged(tmp_path):
+    exc = _reject(tmp_path, b"%PDF-1.7\n" + b"not really a pdf\n" * 50 + b"%%EOF\n")
+    assert exc.code == "damaged_pdf"
+
+
+def test_zero_pages_is_rejected(tmp_path):
+    assert _reject(tmp_path, pdfs.zero_pages(pdfs.build([("text", SENTENCE)]))).code == "no_pages"
+
+
+def test_more_pages_than_max_pages_is_rejected_whole(tmp_path):
+    exc = _reject(tmp_path, pdfs.build([("text", SENTENCE)] * 3), PdfConfig(max_pages=2))
+    assert exc.code == "too_many_pages" and "pdf.max_pages=2" in exc.reason
+
+
+def test_a_page_that_cannot_render_fails_alone(tmp_path):
+    data = pdfs.broken_page(pdfs.build([("scan", "one"), ("scan", "two"), ("scan", "three")]), 1)
+    with _open(tmp_path, data, PdfConfig(dpi=72)) as src:
+        with pytest.raises(PageFailed) as info:
+            for i in range(src.page_count):
+                try:
+                    src.page(i)
+                except PageFailed:
+                    if i == 0:
+                        raise AssertionError("the good first page failed")
+                    raise
+    assert info.value.page_index == 1 and info.value.code == "page_render_failed"
+
+
+def test_absurd_page_size_is_a_bomb_refused_before_rendering(tmp_path):
+    data = pdfs.build([("scan", "huge")], size=(14_000, 14_000))   # 58,333 px square at 300 dpi
+    with _open(tmp_path, data, limits=PrecheckLimits(max_source_pixels=100_000_000)) as src:
+        with pytest.raises(PageFailed) as info:
+            src.page(0)
+    assert info.value.code == "decompression_bomb" and "nothing was rendered" in info.value.reason
+
+
+def test_content_not_extension_decides(tmp_path):
+    pdf_named_jpg = _open(tmp_path, pdfs.build([("text", SENTENCE)]), name="scan.jpg")
+    assert isinstance(pdf_named_jpg, PdfSource)
+    pdf_named_jpg.close()
+    png = tmp_path / "page.pdf"
+    Image.new("L", (200, 200), 255).save(png, "PNG")
+    src = open_source(png, LIMITS, AUTO)
+    assert isinstance(src, ImageSource) and src.page(0).format == "PNG"
