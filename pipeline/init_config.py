@@ -170,6 +170,8 @@ def _lines(cls: type, values: dict[str, Any], prefix: str, indent: int) -> list[
             out += [f"{pad}  - {yaml_value(v)}" for v in value]
         elif isinstance(value, (tuple, list)):
             out.append(f"{pad}{f.name}: []")
+        elif isinstance(value, dict):  # a JSON object is a valid YAML flow mapping
+            out.append(f"{pad}{f.name}: {json.dumps(value, default=str)}")
         else:
             out.append(f"{pad}{f.name}: {yaml_value(value)}")
     return out
