@@ -30,6 +30,7 @@ SUITE = [
     ("bench.prepare_big_jpeg", [], []),
     ("bench.walk_tree", [], ["--entries", "100000"]),
     ("bench.ocr_engines", [], ["--limit", "3"]),
+    ("bench.fleet", [], ["--jobs", "200", "--pages", "3"]),
 ]
 
 
@@ -110,6 +111,16 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"walk {r['entries']:,} entries", f"peak RSS {r['peak_rss_mb']} MB, first entry after "
                 f"{r['first_entry_s']} s, {r['seconds']} s in all", "< 150 MB, first within 1 s",
                 r["peak_rss_mb"] < 150 and r["first_entry_s"] < 1)
+        elif b == "fleet_jobs":
+            add(f"jobs/s through the PostgreSQL store, fast engine, {r['jobs']} jobs, {r['in_flight']} in flight "
+                "(1 API + 2 workers ÷ in-memory server)",
+                f"{r['fleet_jobs_per_s']} vs {r['memory_jobs_per_s']} jobs/s = {r['ratio']}", "–", None)
+        elif b == "fleet_pages" and "skipped" in r:
+            add("fleet pages/min", r["skipped"], "–", None)
+        elif b == "fleet_pages":
+            add(f"pages/min, {r['engine']}, {r['pages']} pages: in-memory server; fleet with 1, 2, 4 workers",
+                f"{r['memory_pages_per_min']}; {r['workers_1_pages_per_min']}, {r['workers_2_pages_per_min']}, "
+                f"{r['workers_4_pages_per_min']}", "1 worker ≈ in-memory (>= 0.8)", r["ratio_1_worker"] >= 0.8)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":

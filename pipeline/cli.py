@@ -117,18 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "serve":
-        from pipeline.server.cli import serve_from_args
-        return serve_from_args(args)
-    if args.command == "init":
-        from pipeline.init_config import run_init
-        return run_init(args.dir, args.input, args.output)
+    config = None
     try:
-        config = load_config(args.config, _overrides(args))
-    except ConfigError as exc:
-        print(f"pipeline: config error: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG_ERROR
-    try:
+        if args.command == "serve":
+            from pipeline.server.cli import serve_from_args
+            return serve_from_args(args)
+        if args.command == "init":
+            from pipeline.init_config import run_init
+            return run_init(args.dir, args.input, args.output)
+        try:
+            config = load_config(args.config, _overrides(args))
+        except ConfigError as exc:
+            print(f"pipeline: config error: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG_ERROR
         if args.command == "run":
             from pipeline.runner import Runner
             return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed).run()))
@@ -143,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_models(config))
     except KeyboardInterrupt:
         return ExitCode.STOPPED_EARLY
+    except Exception:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
+        from pipeline.crashlog import report_crash
+        return report_crash(config.control_dir if config is not None else None, args.command)
     return ExitCode.CONFIG_ERROR
 
 

@@ -21,7 +21,7 @@ def client_settings_from_config(config: Config) -> ClientSettings:
         max_attempts=r.max_attempts, backoff_initial_s=r.backoff_initial_s, backoff_max_s=r.backoff_max_s,
         max_retry_after_s=r.max_retry_after_s,
         first_poll_s=p.first_poll_s, poll_min_interval_s=p.min_interval_s, poll_max_interval_s=p.max_interval_s,
-        poll_backoff=p.backoff,
+        poll_backoff=p.backoff, status_calls_per_job=p.status_calls_per_job,
         plan=rl.plan, submit_per_minute=rl.submit_per_minute, submit_per_day=rl.submit_per_day,
         status_per_minute=rl.status_per_minute, status_per_day=rl.status_per_day,
         connections=config.concurrency.jobs_in_flight + 4,
@@ -29,10 +29,24 @@ def client_settings_from_config(config: Config) -> ClientSettings:
     )
 
 
+class FixedSlots(asyncio.Semaphore):
+    """A fixed window that says its size (the runner sizes its worker pool from it)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.maximum = size
+
+
 def job_slots_from_config(config: Config) -> Any:
-    """The run's limit on jobs in flight: adaptive (AIMD) or a fixed semaphore."""
+    """The run's limit on jobs in flight: adaptive (AIMD) or a fixed semaphore.
+
+    In embedded mode the server runs in this process with ``api.embedded.workers`` engine
+    workers: two jobs a worker keep every engine busy (one reading, one waiting) while its
+    completions arrive by webhook on loopback; more would only queue there and hold memory."""
     c = config.concurrency
+    if config.embedded:
+        return FixedSlots(min(c.jobs_in_flight, max(2, 2 * config.api.embedded.workers)))
     if not c.adaptive or c.min_jobs_in_flight >= c.jobs_in_flight:
-        return asyncio.Semaphore(c.jobs_in_flight)
+        return FixedSlots(c.jobs_in_flight)
     return AdaptiveLimit(c.min_jobs_in_flight, c.jobs_in_flight, initial=max(c.min_jobs_in_flight,
                                                                              min(4, c.jobs_in_flight)))

@@ -19,6 +19,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 from urllib.parse import urlsplit
 
+from pipeline.scan import glob_to_regex
+
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
                "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm")
@@ -76,7 +78,8 @@ class PollingConfig:
     first_poll_s: float = 1.0         # prior for the first poll, before job times are learnt
     min_interval_s: float = 0.2
     max_interval_s: float = 30.0
-    backoff: float = 1.5
+    backoff: float = 1.5              # growth of the fallback interval once the learnt schedule is spent
+    status_calls_per_job: int | None = None  # poll budget a job; default from the plan (basic: 4)
 
 
 @dataclass(frozen=True)
@@ -146,12 +149,53 @@ _CHOICES = {
     "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
     "progress": ("auto", "bar", "log", "off"),
 }
-_POSITIVE = {
-    "concurrency.jobs_in_flight", "concurrency.min_jobs_in_flight", "concurrency.prepare_workers",
-    "api.embedded.workers", "retries.max_attempts", "retries.max_transient_runs",
-    "precheck.max_upload_bytes", "precheck.max_source_pixels", "timeouts.connect_s",
-    "timeouts.read_s", "timeouts.job_s", "polling.max_interval_s", "polling.first_poll_s",
+# Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
+# number missing here is a bug (``test_config`` checks that every numeric field has a range),
+# because an unchecked number is how "polling.backoff: 0" silently polls in a busy loop.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "min_file_age_s": (0, None),
+    "max_runtime_s": (0.001, None),
+    "shutdown_grace_s": (0, 3600),
+    "log_interval_s": (0.1, None),
+    "api.embedded.workers": (1, 64),
+    "concurrency.jobs_in_flight": (1, 10_000),
+    "concurrency.min_jobs_in_flight": (1, 10_000),
+    "concurrency.prepare_workers": (1, 256),
+    "timeouts.connect_s": (0.001, 3600),
+    "timeouts.read_s": (0.001, 24 * 3600),
+    "timeouts.job_s": (0.001, 7 * 24 * 3600),
+    "retries.max_attempts": (1, 100),
+    "retries.backoff_initial_s": (0, 3600),
+    "retries.backoff_max_s": (0, 24 * 3600),
+    "retries.max_retry_after_s": (0, 7 * 24 * 3600),
+    "retries.max_transient_runs": (1, 1000),
+    "polling.first_poll_s": (0.001, 3600),
+    "polling.min_interval_s": (0.001, 3600),
+    "polling.max_interval_s": (0.001, 24 * 3600),
+    "polling.backoff": (1.0, 10.0),
+    "polling.status_calls_per_job": (1, 1000),
+    "rate_limits.submit_per_minute": (1, None),
+    "rate_limits.submit_per_day": (1, None),
+    "rate_limits.status_per_minute": (1, None),
+    "rate_limits.status_per_day": (1, None),
+    "precheck.max_upload_bytes": (1000, None),
+    "precheck.max_source_pixels": (1, None),
+    "precheck.jpeg_quality": (1, 100),
+    "webhook.listen_port": (0, 65535),
+    "webhook.wait_s": (0.001, 7 * 24 * 3600),
 }
+
+
+def _check_range(key: str, value: Any) -> None:
+    bounds = _RANGES.get(key)
+    if bounds is None or value is None:
+        return
+    low, high = bounds
+    if low is not None and value < low:
+        what = "greater than 0" if low in (0.001, 0.1) else f"at least {low:g}"
+        raise ConfigError(f"{key}: must be {what}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}: must be at most {high:g}, got {value!r}")
 
 
 def _convert(key: str, value: Any, hint: Any) -> Any:
@@ -217,8 +261,7 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
             raise ConfigError(f"missing required key '{key}'")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        if key in _POSITIVE and value is not None and value <= 0:
-            raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+        _check_range(key, value)
         values[f.name] = value
     return cls(**values)
 
@@ -234,8 +277,15 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text (UTF-8) YAML file: byte {exc.start} cannot be read "
+                          f"({exc.reason}); is it the right file?") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path} is not a YAML file (it contains NUL bytes); is it the right file?")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -249,6 +299,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         *parents, last = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{part}: expected a mapping of keys, got {node!r}")
         node[last] = value
     config = _build(Config, data)
     return _validate(config, path.resolve().parent)
@@ -261,6 +313,19 @@ def _validate(config: Config, base: Path) -> Config:
     state = _resolve(config.state_path, base).resolve() if config.state_path else None
     if not inp.is_dir():
         raise ConfigError(f"input: {inp} is not a directory")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output: {out} exists and is not a directory")
+    if state is not None and state.is_dir():
+        raise ConfigError(f"state_path: {state} is a directory; name the database file itself "
+                          f"(e.g. {state / 'state.sqlite'})")
+    if state is not None and state.parent.exists() and not state.parent.is_dir():
+        raise ConfigError(f"state_path: {state.parent} is not a directory")
+    for key in ("include", "exclude"):
+        for pattern in getattr(config, key):
+            try:
+                glob_to_regex(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
     if out == inp:
         raise ConfigError("output: must differ from input (results would be mixed with the scans)")
     if inp.is_relative_to(out):
@@ -268,8 +333,24 @@ def _validate(config: Config, base: Path) -> Config:
     c = config.concurrency
     if c.min_jobs_in_flight > c.jobs_in_flight:
         raise ConfigError("concurrency.min_jobs_in_flight: must not exceed concurrency.jobs_in_flight")
-    if config.api.base_url != "embedded" and not config.api.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL, got {config.api.base_url!r}")
+    if config.api.base_url != "embedded":
+        split = urlsplit(config.api.base_url)
+        try:
+            port_ok = split.port is None or 0 < split.port < 65536
+        except ValueError:
+            port_ok = False
+        if split.scheme not in ("http", "https") or not split.hostname or not port_ok:
+            raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL such as "
+                              f"https://api.deapi.ai, got {config.api.base_url!r}")
+    if not config.api.token_env.strip() or any(c.isspace() or c == "=" for c in config.api.token_env):
+        raise ConfigError(f"api.token_env: expected the name of an environment variable, got "
+                          f"{config.api.token_env!r}")
+    p = config.polling
+    if p.min_interval_s > p.max_interval_s:
+        raise ConfigError("polling.min_interval_s: must not exceed polling.max_interval_s")
+    r = config.retries
+    if r.backoff_initial_s > r.backoff_max_s:
+        raise ConfigError("retries.backoff_initial_s: must not exceed retries.backoff_max_s")
     if config.rate_limits.plan == "custom" and config.rate_limits.submit_per_minute is None:
         raise ConfigError("rate_limits.submit_per_minute: required when rate_limits.plan is custom")
     if config.webhook.enabled:
@@ -281,16 +362,22 @@ def _validate(config: Config, base: Path) -> Config:
         if not url.startswith("https://") and not (url.startswith("http://") and loopback):
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "
                               "(plain http is accepted only to a loopback host, for a local server)")
-    if config.max_runtime_s is not None and config.max_runtime_s <= 0:
-        raise ConfigError("max_runtime_s: must be greater than 0")
     return replace(config, input=inp, output=out, state_path=state)
 
 
 def token_from_env(config: Config) -> str:
-    """The API token from the environment (never from the file, never logged)."""
+    """The API token from the environment (never from the file, never logged).
+
+    Surrounding whitespace is stripped (a token file read with ``$(cat token)`` or an
+    ``EnvironmentFile=`` often ends in a newline); whitespace *inside* is an error, because no
+    deAPI token has any and the API would answer 401 to every file."""
     token = os.environ.get(config.api.token_env, "").strip()
     if not token:
         raise ConfigError(
             f"api.token_env: the environment variable {config.api.token_env} is empty or unset; "
             f"export your deAPI token there (or use api.base_url: embedded)")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise ConfigError(
+            f"api.token_env: the token in {config.api.token_env} contains whitespace or control "
+            f"characters inside it; copy it again as one word")
     return token

@@ -1,7 +1,8 @@
 """Named points where a test can make the process die with SIGKILL, to prove crash safety.
 
 ``PIPELINE_CRASHPOINT=after_submit:3`` kills the process the third time the runner passes
-the ``after_submit`` point. Unset (always, in production) it costs one dict lookup. This is
+the ``after_submit`` point; ``...:3:raise`` raises ``InjectedCrash`` there instead (a bug
+stand-in, to test that an unexpected exception exits 70 with its traceback in the crash log). Unset (always, in production) it costs one dict lookup. This is
 fault injection on the client side, the counterpart of the server's: it lets tests kill the
 pipeline at an exact step (before submit, right after submit, after polling, while writing)
 instead of hoping a timer lands there.
@@ -13,9 +14,14 @@ import os
 import signal
 
 _spec = os.environ.get("PIPELINE_CRASHPOINT", "")
-_name, _, _nth = _spec.partition(":")
+_name, _, _rest = _spec.partition(":")
+_nth, _, _action = _rest.partition(":")
 _target = int(_nth) if _nth.isdigit() else 1
 _hits = 0
+
+
+class InjectedCrash(RuntimeError):
+    """Raised at a crash point set to ``raise`` (tests only)."""
 
 
 def crashpoint(name: str) -> None:
@@ -23,4 +29,6 @@ def crashpoint(name: str) -> None:
     if _name and name == _name:
         _hits += 1
         if _hits >= _target:
+            if _action == "raise":
+                raise InjectedCrash(f"injected crash at {name}")
             os.kill(os.getpid(), signal.SIGKILL)

@@ -207,13 +207,13 @@ def prepare_file(path: Path, limits: PrecheckLimits = PrecheckLimits()) -> Prepa
         data = None
         source = path
 
-    im = _open(path, source, data)
+    im = _open(path, source, data, limits)
     try:
         return _prepare_open_image(path, im, data, size, limits)
     except RejectedInput:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise RejectedInput("decompression_bomb", f"{exc} Raise precheck.max_source_pixels if this is a real image.") from None
+        raise _bomb(exc, limits) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         raise _decode_error(exc) from None
     finally:
@@ -276,13 +276,23 @@ def _open_formats() -> tuple[str, ...]:
     return tuple(f for f in Image.OPEN if f not in _BLOCKED_OPEN_FORMATS)
 
 
-def _open(path: Path, source, data: bytes | None) -> Image.Image:
+def _bomb(exc: Exception, limits: PrecheckLimits) -> RejectedInput:
+    """Pillow's own bomb error quotes Pillow's process-wide limit; the user can only act on ours."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "more pixels than allowed"
+    return RejectedInput("decompression_bomb",
+                         f"the image declares {size}, over precheck.max_source_pixels="
+                         f"{limits.max_source_pixels:,}; raise it if this is a real image")
+
+
+def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Image.Image:
     try:
         return Image.open(source, formats=_open_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning arrives as an exception only when warnings are turned into errors (-W error).
-        raise RejectedInput("decompression_bomb",
-                            f"{exc} Raise precheck.max_source_pixels if this is a real image.") from None
+        raise _bomb(exc, limits) from None
     except UnidentifiedImageError:
         head = data[:64] if data is not None else _head(path)
         kind = _image_magic(head)

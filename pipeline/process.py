@@ -75,9 +75,14 @@ class RunContext:
     prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     submissions_closed: str | None = None    # why new submissions stopped (daily quota, signal, ...)
     fatal: BaseException | None = None       # auth or balance: the run must stop
+    # Works being computed right now, so that identical files in flight together pay once. A
+    # finished work leaves nothing here (its results live in the outputs and the state store,
+    # where an identical file finds them): memory stays flat in the number of files.
     in_run_works: dict[str, asyncio.Future] = field(default_factory=dict)
     possible_duplicates: int = 0
     resubmitted: int = 0
+    in_flight: int = 0                       # pages submitted (or being submitted) and not finished
+    stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -103,10 +108,18 @@ def work_key(content_sha256: str, fingerprint: str) -> str:
     return f"{content_sha256[:32]}-{fingerprint}"
 
 
-def hash_file(path: Path) -> str:
+class HashAbandoned(Exception):
+    """The run was asked to stop while this file was being hashed."""
+
+
+def hash_file(path: Path, stop: Callable[[], bool] = lambda: False) -> str:
+    """SHA-256 of a file, checking ``stop`` between 1 MiB chunks, so that a stop never waits
+    for a multi-gigabyte file to be read to its end."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
+            if stop():
+                raise HashAbandoned(str(path))
             h.update(chunk)
     return h.hexdigest()
 
@@ -120,6 +133,12 @@ class PageResult:
     submits: int
     reused: bool = False
     job_seconds: float | None = None   # from request id to result, when this run awaited it
+    queued: bool = False               # a poll saw the job still queued at the API (not yet on a worker)
+
+    @property
+    def no_text(self) -> bool:
+        """The engine found no text on the page: a result (a blank page), not a failure."""
+        return not self.text.strip()
 
 
 class FileFailure(Exception):
@@ -144,7 +163,9 @@ class FileProcessor:
             sha = rec.sha256
         else:
             try:
-                sha = await asyncio.to_thread(hash_file, entry.path)
+                sha = await asyncio.to_thread(hash_file, entry.path, ctx.stop_flag)
+            except HashAbandoned:
+                return Outcome.DEFERRED
             except OSError as exc:
                 return self._fail(entry, FileFailure("rejected_input", "rejected_input",
                                                      f"cannot read the file: {exc.strerror or exc}", "unreadable"))
@@ -168,7 +189,24 @@ class FileProcessor:
             return Outcome.DEFERRED
         except FileFailure as failure:
             return self._fail(entry, failure)
+        finally:
+            self._forget_work(key)
         return Outcome.DONE
+
+    def _forget_work(self, key: str) -> None:
+        """Once its file is written (or failed), a work's results leave memory: an identical
+        file met later reuses the outputs through the state store instead."""
+        fut = self.ctx.in_run_works.get(key)
+        if fut is not None and fut.done():
+            del self.ctx.in_run_works[key]
+
+    def internal_failure(self, entry: ScanEntry, reason: str) -> str:
+        """A bug met while handling this file: recorded as a transient failure (retried next
+        run), so one file's bad luck never stops the run."""
+        try:
+            return self._fail(entry, FileFailure("failed_transient", "transient", reason, "internal_error"))
+        except Exception:  # noqa: BLE001 - the state store itself failed: count it, go on
+            return Outcome.FAILED
 
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
         self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
@@ -238,11 +276,15 @@ class FileProcessor:
         if slots is None:
             return await self._page_in_slot(entry, key, page, stored)
         async with slots:
-            result = await self._page_in_slot(entry, key, page, stored)
+            self.ctx.in_flight += 1
+            try:
+                result = await self._page_in_slot(entry, key, page, stored)
+            finally:
+                self.ctx.in_flight -= 1
             if result.job_seconds is not None and hasattr(slots, "on_success"):
                 # The job's own time (request id to result), not the time in the slot: waiting
                 # for the rate limiter is not the API slowing down and must not shrink the limit.
-                slots.on_success(result.job_seconds)
+                slots.on_success(result.job_seconds, queued=result.queued)
             return result
 
     async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
@@ -269,15 +311,29 @@ class FileProcessor:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
             if reason:
                 ctx.resubmitted += 1
-            state.page_intent(key, page.page_index, page.sha256, reason)
-            state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
-            crashpoint("before_submit")
+            intent_written = False
+
+            def before_send(attempt: int, reason: str | None = reason) -> None:
+                # Runs after the rate limiter let this upload go, right before its bytes leave:
+                # only from here on may the API have seen it (a kill while waiting for the
+                # limiter is not a possible duplicate).
+                nonlocal intent_written
+                if ctx.submissions_closed or ctx.fatal:
+                    if intent_written:
+                        state.page_withdraw(key, page.page_index, "not sent: the run stopped submitting")
+                    raise StopSubmitting(ctx.submissions_closed or "fatal error")
+                if not intent_written:
+                    state.page_intent(key, page.page_index, page.sha256, reason)
+                    state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
+                    intent_written = True
+                    crashpoint("before_submit")
+
             try:
                 request_id = await ctx.api.submit_ocr(
                     page.data, page.filename, page.content_type, model=api_cfg.model,
                     language=api_cfg.language, format=api_cfg.format,
                     return_result_in_response=api_cfg.return_result_in_response,
-                    webhook_url=ctx.webhook_url)
+                    webhook_url=ctx.webhook_url, before_send=before_send)
             except api_errors.SubmitOutcomeUnknown as exc:
                 state.page_outcome_unknown(key, page.page_index)
                 ctx.possible_duplicates += 1
@@ -288,6 +344,8 @@ class FileProcessor:
                 reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
                 continue
             except api_errors.DeapiError as exc:
+                if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
+                    state.page_withdraw(key, page.page_index, exc.reason)
                 raise self._classify(exc) from None
             state.page_submitted(key, page.page_index, request_id)
             state.set_file(entry.rel, "submitted", run_id=ctx.run_id)
@@ -339,11 +397,16 @@ class FileProcessor:
                 text = structured["text"]
             elif not isinstance(structured, (dict, list)):
                 structured = None
+        if text is None:
+            text = ""
         ctx.state.page_done(key, index, text, structured)
-        return PageResult(index, text, structured, request_id, submits, job_seconds=time.monotonic() - started)
+        return PageResult(index, text, structured, request_id, submits, job_seconds=time.monotonic() - started,
+                          queued=bool(getattr(status, "queued", False)))
 
     def _classify(self, exc: api_errors.DeapiError) -> BaseException:
         ctx = self.ctx
+        if isinstance(exc, api_errors.SubmissionsShut):
+            return StopSubmitting(exc.reason)
         if isinstance(exc, api_errors.DailyLimitError):
             ctx.close_submissions(f"daily submit limit reached: {exc.reason}")
             return StopSubmitting(exc.reason)
@@ -370,7 +433,8 @@ class FileProcessor:
             "settings": {"model": api.model, "language": api.language, "format": api.format,
                          "return_result_in_response": api.return_result_in_response},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
-                       "text": p.text, **({"result": p.structured} if p.structured is not None else {})}
+                       "text": p.text, **({"no_text": True} if p.no_text else {}),
+                       **({"result": p.structured} if p.structured is not None else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},

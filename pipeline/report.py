@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from tqdm import tqdm
 
@@ -50,30 +50,58 @@ class RunStats:
 
 
 class Progress:
-    """tqdm on a terminal, a periodic log line otherwise, nothing with ``off``."""
+    """tqdm on a terminal, a periodic log line otherwise, nothing with ``off``.
 
-    def __init__(self, mode: str, log_interval_s: float, stream: TextIO | None = None) -> None:
+    ``total()`` gives the number of files in the tree once the background count is done
+    (``None`` before): from then on the bar has a total and an ETA, and the log line says
+    "N of M files, ETA ...". ``in_flight`` is the real number of jobs at the API."""
+
+    def __init__(self, mode: str, log_interval_s: float, stream: TextIO | None = None,
+                 total: Callable[[], int | None] | None = None) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "log"
         self.mode = mode
         self.log_interval_s = log_interval_s
+        self._total = total or (lambda: None)
         self._last_log = time.monotonic()
+        self._started = time.monotonic()
         self._bar = tqdm(unit="file", file=self.stream, dynamic_ncols=True) if mode == "bar" else None
 
     def update(self, stats: RunStats, in_flight: int) -> None:
+        total = self._total()
         if self._bar is not None:
+            if total is not None and self._bar.total != total:
+                self._bar.total = total
             o = stats.outcomes
             self._bar.set_postfix(done=o["done"], skipped=o["skipped"], failed=o["failed"] + o["rejected"],
                                   in_flight=in_flight, refresh=False)
             self._bar.update(1)
         elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_interval_s:
             self._last_log = time.monotonic()
-            print(f"progress: {progress_line(stats)}, {in_flight} in flight", file=self.stream, flush=True)
+            print(f"progress: {progress_line(stats)}, {in_flight} in flight{self.eta(stats, total)}",
+                  file=self.stream, flush=True)
+
+    def eta(self, stats: RunStats, total: int | None) -> str:
+        finished = sum(stats.outcomes.values())
+        if total is None:
+            return ""
+        elapsed = time.monotonic() - self._started
+        left = max(0, total - finished)
+        if finished == 0 or elapsed <= 0:
+            return f"; {finished} of {total} files"
+        return f"; {finished} of {total} files, ETA {_duration(left * elapsed / finished)}"
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def progress_line(stats: RunStats) -> str:

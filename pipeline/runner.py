@@ -10,7 +10,6 @@ and the exit code. It only wires: decisions about a file live in ``process``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import secrets
@@ -21,6 +20,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from pipeline.config import Config, ConfigError, token_from_env
+from pipeline.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.client_setup import client_settings_from_config, job_slots_from_config
@@ -29,12 +29,11 @@ from pipeline.lock import LockHeld, RunLock
 from pipeline.prepare import PrecheckLimits
 from pipeline.process import FileProcessor, Outcome, RunContext, StopSubmitting
 from pipeline.report import Progress, RunStats, progress_line, write_run_report
-from pipeline.scan import ScanProblem, scan_tree
+from pipeline.feed import ScanFeed, TreeCount
+from pipeline.scan import ScanEntry, ScanProblem, scan_tree
 from pipeline.state import FAILED_STATES, StateStore
 
 log = logging.getLogger("pipeline")
-
-SCAN_BATCH = 256
 
 
 class StartupError(Exception):
@@ -53,28 +52,51 @@ class Runner:
         self.stats = RunStats()
         self.stop_reason: str | None = None
         self._stop_event = asyncio.Event()
+        self._now_event = asyncio.Event()   # a second signal: cancel in-flight work at once
         self._signals = 0
         self._tasks: list[asyncio.Task] = []
+        self._feed: ScanFeed | None = None
+        self._ctx: RunContext | None = None
         self.report: dict[str, Any] | None = None
         self._embedded_webhook_secret = ""
         self._startup_error: StartupError | None = None
+        self._token: str | None = None
+        self.asyncio_warnings = 0
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
 
+    def _stop_flag(self) -> bool:
+        return self._stop_event.is_set()
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
-        lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
+        # Everything that can be wrong with the settings is found before anything is created
+        # on disk (output folder, state, lock).
+        if not self.config.embedded:
+            try:
+                self._token = token_from_env(self.config)
+            except ConfigError as exc:
+                self.say(f"pipeline: config error: {exc}")
+                return ExitCode.CONFIG_ERROR
+        self._quiet_asyncio()
+        installed = self._install_signals()
         try:
-            lock.acquire()
-        except LockHeld as exc:
-            self.say(f"pipeline: {exc}")
-            return ExitCode.LOCKED
-        try:
-            return await self._run_locked()
+            lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                self.say(f"pipeline: {exc}")
+                return ExitCode.LOCKED
+            try:
+                return await self._run_locked()
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            loop = asyncio.get_running_loop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
 
     async def _run_locked(self) -> ExitCode:
         state = StateStore(self.config.state_file)
@@ -83,26 +105,41 @@ class Runner:
         server = None
         exit_code = ExitCode.INTERNAL_ERROR
         try:
+            crashpoint("run_start")
             async with AsyncExitStack() as stack:
                 base_url, token, server = await self.open_api_endpoint(stack)
                 slots = job_slots_from_config(self.config)
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None)))
-                ctx = RunContext(config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
-                                 force=self.force, retry_failed=self.retry_failed, job_slots=slots,
-                                 prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers))
-                if self.config.webhook.enabled:
+                self._ctx = ctx = RunContext(
+                    config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
+                    force=self.force, retry_failed=self.retry_failed, job_slots=slots,
+                    prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
+                    stop_flag=self._stop_flag)
+                if self.stop_reason is not None:  # a signal came while the endpoint was starting
+                    ctx.close_submissions(self.stop_reason)
+                if self.config.webhook.enabled or self.config.embedded:
                     await self._start_webhooks(stack, ctx)
                 await self._work(ctx)
                 if self._startup_error is not None:
                     raise self._startup_error
                 exit_code = self._exit_code(ctx, state)
                 self._finish(state, run_id, exit_code, ctx, server)
+                if server is not None and self.stop_reason is not None:
+                    server.state.engine.close_timeout_s = 1.0  # a stop: do not wait for a page in progress
         except StartupError as exc:
             self.say(f"pipeline: {exc}")
             exit_code = exc.code
             self._finish(state, run_id, exit_code, ctx, server)
+        except Exception:
+            # A bug: the report still says what was done (exit 70), then the CLI writes the
+            # traceback to the crash log.
+            try:
+                self._finish(state, run_id, ExitCode.INTERNAL_ERROR, ctx, server)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
         finally:
             state.close()
         return exit_code
@@ -110,9 +147,10 @@ class Runner:
     async def open_api_endpoint(self, stack: AsyncExitStack) -> tuple[str, str, Any]:
         if not self.config.embedded:
             try:
-                return self.config.api.base_url.rstrip("/"), token_from_env(self.config), None
+                token = self._token or token_from_env(self.config)
             except ConfigError as exc:
                 raise StartupError(ExitCode.CONFIG_ERROR, str(exc)) from None
+            return self.config.api.base_url.rstrip("/"), token, None
         from pipeline.server import EmbeddedServer, ServerConfig
 
         token = secrets.token_urlsafe(24)  # lives only in this process: never written anywhere
@@ -181,7 +219,9 @@ class Runner:
 
         wh = self.config.webhook
         # The embedded server signs with a secret made for this run; a real account's secret
-        # comes from the environment.
+        # comes from the environment. In embedded mode the server lives in this process, so
+        # its webhooks on loopback tell the client the moment each job ends: no guessing when
+        # to poll (polling stays the fallback and the truth).
         secret = self._embedded_webhook_secret if self.config.embedded else os.environ.get(wh.secret_env, "")
         if not secret:
             raise StartupError(ExitCode.CONFIG_ERROR,
@@ -192,118 +232,168 @@ class Runner:
             ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
             events.deliver(event)
 
-        receiver = WebhookReceiver(secret, host=wh.listen_host, port=wh.listen_port, on_event=on_event)
+        embedded_only = self.config.embedded and not wh.enabled
+        receiver = WebhookReceiver(secret, host="127.0.0.1" if embedded_only else wh.listen_host,
+                                   port=0 if embedded_only else wh.listen_port, on_event=on_event)
         await stack.enter_async_context(receiver)
         ctx.webhook_events = events
-        ctx.webhook_url = wh.public_url
+        ctx.webhook_url = receiver.url if embedded_only else wh.public_url
 
     # -- the pool -----------------------------------------------------------------------------
 
-    async def _work(self, ctx: RunContext) -> None:
-        cfg = self.config
-        processor = FileProcessor(ctx)
-        progress = Progress(cfg.progress, cfg.log_interval_s, self.stream)
-        queue: asyncio.Queue = asyncio.Queue(maxsize=4 * SCAN_BATCH)
-        # More workers than job slots, so that slots stay full while some workers hash,
-        # prepare or write (the slots, not the workers, bound what is in flight at the API).
-        c = cfg.concurrency
-        n_workers = c.jobs_in_flight + max(4, c.jobs_in_flight // 2) + c.prepare_workers
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig, ctx)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handlers
-                pass
-        deadline = loop.call_later(cfg.max_runtime_s, self.request_stop, "max_runtime_s reached",
-                                   ctx) if cfg.max_runtime_s else None
-        feeder = asyncio.create_task(self._feed(queue, n_workers, ctx), name="scan")
-        workers = [asyncio.create_task(self._worker(queue, processor, ctx, progress), name=f"worker-{i}")
-                   for i in range(n_workers)]
-        self._tasks = [feeder, *workers]
-        try:
-            all_done = asyncio.gather(feeder, *workers)
-            stop_wait = asyncio.create_task(self._stop_event.wait())
-            await asyncio.wait([all_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-            if not all_done.done():  # stop requested: give in-flight jobs the grace period
-                try:
-                    await asyncio.wait_for(asyncio.shield(all_done), cfg.shutdown_grace_s)
-                except asyncio.TimeoutError:
-                    self.say(f"pipeline: in-flight jobs still running after {cfg.shutdown_grace_s:.0f}s; "
-                             f"parking them (request ids kept for the next run)")
-                    for task in self._tasks:
-                        task.cancel()
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-            else:
-                all_done.result()
-            stop_wait.cancel()
-        finally:
-            if deadline:
-                deadline.cancel()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
-            progress.close()
-
-    async def _feed(self, queue: asyncio.Queue, n_workers: int, ctx: RunContext) -> None:
+    def _walk(self):
         cfg = self.config
         skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
-        walk = scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
+        return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
                          min_age_s=cfg.min_file_age_s, ignore_case=True)
-        try:
-            while not self._stopping(ctx):
-                batch = await asyncio.to_thread(lambda: list(itertools.islice(walk, SCAN_BATCH)))
-                if not batch:
-                    break
-                for item in batch:
-                    if isinstance(item, ScanProblem):
-                        if item.code == "still_being_written":
-                            self.stats.add(Outcome.DEFERRED)
-                        else:
-                            self.stats.scan_problems.append({"path": item.rel, "code": item.code,
-                                                             "reason": item.reason})
-                        continue
-                    self.stats.seen += 1
-                    await queue.put(item)
-                    if self._stopping(ctx):
-                        break
-        finally:
-            for _ in range(n_workers):
-                await queue.put(None)
 
-    async def _worker(self, queue: asyncio.Queue, processor: FileProcessor, ctx: RunContext,
-                      progress: Progress) -> None:
-        while True:
-            entry = await queue.get()
-            if entry is None:
-                return
-            if self._stopping(ctx):  # drain the queue: these files wait for the next run
+    async def _work(self, ctx: RunContext) -> None:
+        """Workers pull files from the scan feed until it ends or a stop is requested.
+
+        The stop is bounded in every phase: the feed never blocks anyone (``feed.py``); workers
+        still busy get ``shutdown_grace_s``, then are cancelled ("parked": their request ids are
+        in the state store, the next run re-attaches); a second signal cancels at once.
+        """
+        cfg = self.config
+        processor = FileProcessor(ctx)
+        c = cfg.concurrency
+        # More workers than job slots, so that slots stay full while some workers hash,
+        # prepare or write (the slots, not the workers, bound what is in flight at the API).
+        jobs = getattr(ctx.job_slots, "maximum", None) or c.jobs_in_flight
+        n_workers = jobs + max(4, jobs // 2) + c.prepare_workers
+        self._feed = feed = ScanFeed(self._walk, capacity=max(64, 2 * n_workers)).start()
+        counter = None
+        if cfg.progress != "off":
+            counter = TreeCount(self._walk, lambda item: isinstance(item, ScanEntry)).start()
+        progress = Progress(cfg.progress, cfg.log_interval_s, self.stream,
+                            total=(lambda: counter.total) if counter else None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(cfg.max_runtime_s, self.request_stop, "max_runtime_s reached",
+                                   ctx) if cfg.max_runtime_s else None
+        workers = [asyncio.create_task(self._worker(feed, processor, ctx, progress), name=f"worker-{i}")
+                   for i in range(n_workers)]
+        self._tasks = workers
+        all_done = asyncio.ensure_future(asyncio.wait(workers))
+        stop_wait = asyncio.ensure_future(self._stop_event.wait())
+        now_wait = asyncio.ensure_future(self._now_event.wait())
+        try:
+            await asyncio.wait([all_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            if not all_done.done():  # a stop: no new files; in-flight jobs get the grace period
+                self._defer_unstarted(feed)
+                await asyncio.wait([all_done, now_wait], timeout=cfg.shutdown_grace_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not all_done.done():
+                    if not self._now_event.is_set():
+                        self.say(f"pipeline: in-flight jobs still running after {cfg.shutdown_grace_s:g}s; "
+                                 f"parking them (request ids kept for the next run)")
+                    for task in workers:
+                        task.cancel()
+                    await asyncio.wait(workers)
+        finally:
+            for fut in (stop_wait, now_wait, all_done):
+                fut.cancel()
+            self._defer_unstarted(feed)
+            if counter is not None:
+                counter.close()
+            if deadline:
+                deadline.cancel()
+            progress.close()
+        if feed.error is not None:
+            raise feed.error
+        for task in workers:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    def _defer_unstarted(self, feed: ScanFeed) -> None:
+        """Files found but not yet taken by a worker wait for the next run."""
+        for item in feed.close():
+            if isinstance(item, ScanEntry):
+                self.stats.seen += 1
                 self.stats.add(Outcome.DEFERRED)
+
+    async def _worker(self, feed: ScanFeed, processor: FileProcessor, ctx: RunContext,
+                      progress: Progress) -> None:
+        while not self._stopping(ctx):
+            item = await feed.get()
+            if item is None:
+                return
+            if isinstance(item, ScanProblem):
+                if item.code == "still_being_written":
+                    self.stats.add(Outcome.DEFERRED)
+                else:
+                    self.stats.scan_problems.append({"path": item.rel, "code": item.code, "reason": item.reason})
                 continue
-            outcome = await processor.process(entry)
+            self.stats.seen += 1
+            if self._stopping(ctx):  # taken just as the stop came: it waits for the next run
+                self.stats.add(Outcome.DEFERRED)
+                return
+            try:
+                outcome = await processor.process(item)
+            except Exception:  # a bug while handling one file: record it, keep the run going
+                outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
             self.stats.add(outcome)
-            progress.update(self.stats, 0)
+            progress.update(self.stats, ctx.in_flight)
+
+    def _log_internal_error(self, rel: str) -> str:
+        import traceback
+
+        from pipeline.crashlog import crash_log_path
+
+        path = crash_log_path(self.config.control_dir)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"while processing {rel!r}:\n{traceback.format_exc()}\n")
+        except OSError:
+            return "internal error (the traceback could not be written)"
+        return f"internal error; traceback in {path}"
 
     def _stopping(self, ctx: RunContext) -> bool:
         return self._stop_event.is_set() or ctx.fatal is not None
 
-    def request_stop(self, reason: str, ctx: RunContext) -> None:
+    def request_stop(self, reason: str, ctx: RunContext | None) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             self.say(f"pipeline: stopping ({reason}): no new files; in-flight jobs may finish "
-                     f"(up to {self.config.shutdown_grace_s:.0f}s)")
-        ctx.close_submissions(reason)
+                     f"(up to {self.config.shutdown_grace_s:g}s)")
+        if ctx is not None:
+            ctx.close_submissions(reason)
+            limiter = getattr(ctx.api, "limiter", None)
+            if limiter is not None:  # uploads waiting for the rate limiter leave now, unsent
+                limiter.shut("submit", f"the run is stopping ({reason})")
+        if self._feed is not None:
+            self._defer_unstarted(self._feed)
         self._stop_event.set()
 
-    def _on_signal(self, sig: signal.Signals, ctx: RunContext) -> None:
+    def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals == 1:
-            self.request_stop(f"signal {signal.Signals(sig).name}", ctx)
+            self.request_stop(f"signal {signal.Signals(sig).name}", self._ctx)
             return
-        self.say("pipeline: second signal: stopping now (state is consistent; in-flight jobs are parked)")
-        for task in self._tasks:
-            task.cancel()
+        if not self._now_event.is_set():
+            self.say("pipeline: second signal: stopping now (state is consistent; in-flight jobs are parked)")
+        self._now_event.set()
+        self._stop_event.set()
+
+    def _install_signals(self) -> list[signal.Signals]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handlers
+                pass
+        return installed
+
+    def _quiet_asyncio(self) -> None:
+        """Asyncio's own complaints (a callback's stray exception, "never retrieved") go to the
+        debug log, not to stderr: cron mails stderr, and these are not actionable for a user."""
+        def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+            self.asyncio_warnings += 1
+            log.debug("asyncio: %s", context.get("message"), exc_info=context.get("exception"))
+
+        asyncio.get_running_loop().set_exception_handler(handler)
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -322,10 +412,18 @@ class Runner:
 
     def _finish(self, state: StateStore, run_id: int, exit_code: ExitCode, ctx: RunContext | None,
                 server: Any) -> None:
-        api_stats = {}
+        api_stats: dict[str, Any] = {}
         if ctx is not None and hasattr(ctx.api, "stats"):
             stats = ctx.api.stats
             api_stats = stats.snapshot() if hasattr(stats, "snapshot") else dict(vars(stats))
+            poller = getattr(ctx.api, "poller", None)
+            if poller is not None:
+                api_stats["polling"] = poller.snapshot()
+            slots = ctx.job_slots
+            api_stats["jobs_in_flight"] = {
+                "limit": getattr(slots, "limit", getattr(slots, "maximum", None)),
+                "maximum": getattr(slots, "maximum", None), "decreases": getattr(slots, "decreases", 0),
+                "adaptive": hasattr(slots, "on_success")}
         counters = server.counters.snapshot() if server is not None else None
         self.report = write_run_report(
             self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,

@@ -241,6 +241,12 @@ class StateStore:
             "error=NULL, error_code=NULL",
             (work_key, page, upload_sha256, resubmitted_reason))
 
+    def page_withdraw(self, work_key: str, page: int, reason: str) -> None:
+        """The intent's submit provably created no job (answered 429/4xx/5xx, never sent, or
+        abandoned on a stop before its bytes left): not a possible duplicate."""
+        self._db.execute("UPDATE pages SET state='failed', submits=MAX(0, submits-1), error=? "
+                         "WHERE work_key=? AND page=? AND state='submitting'", (reason, work_key, page))
+
     def page_submitted(self, work_key: str, page: int, request_id: str) -> None:
         self._db.execute("UPDATE pages SET state='submitted', request_id=?, submitted_at=? "
                          "WHERE work_key=? AND page=?", (request_id, time.time(), work_key, page))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -14,19 +15,22 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_slow_start_doubles_per_round_until_the_first_overload():
+def test_slow_start_doubles_per_round_until_the_first_storm():
     limit = AdaptiveLimit(1, 100, initial=2)
     for expected in (4, 8, 16, 32):
         for _ in range(limit.limit):  # one round: as many successes as jobs in flight
             limit.on_success(1.0)
         assert limit.limit == expected
-    limit.on_overload()
-    assert limit.limit == 16 and not limit.slow_start
+    for _ in range(12):  # a storm: most submits of the round answered 429
+        limit.on_overload()
+    assert limit.limit == 16 and not limit.slow_start and limit.decreases == 1
 
 
 def test_additive_increase_is_about_one_per_round_after_slow_start():
     limit = AdaptiveLimit(1, 100, initial=20)
-    limit.on_overload()  # 10, congestion avoidance from now on
+    for _ in range(16):
+        limit.on_overload()  # a storm: 10, congestion avoidance from now on
+    assert limit.limit == 10
     for _ in range(10):
         limit.on_success(1.0)
     assert limit.limit == 10 and 10.9 < limit._limit < 11.0
@@ -35,33 +39,52 @@ def test_additive_increase_is_about_one_per_round_after_slow_start():
     assert limit.limit in (15, 16)
 
 
-def test_every_429_halves_and_the_floor_and_ceiling_hold():
-    limit = AdaptiveLimit(2, 8, initial=50)
-    assert limit.limit == 8  # initial clamped to the ceiling
-    limit.on_overload()
-    limit.on_overload()
-    assert limit.limit == 2
-    limit.on_overload()
-    assert limit.limit == 2 and limit.decreases == 3
-    for _ in range(1000):
+def test_a_storm_halves_once_per_round_not_once_per_429():
+    limit = AdaptiveLimit(2, 64, initial=64)
+    for _ in range(200):  # 200 429s in a row, no job finishing: one cut, not 200
+        limit.on_overload()
+    assert limit.limit == 32 and limit.decreases == 1
+    for _ in range(32):  # a round passes (32 jobs finish) while the storm goes on
         limit.on_success(1.0)
-    assert limit.limit == 8
+        limit.on_overload()
+        limit.on_overload()
+    assert limit.decreases == 2 and limit.limit >= 16
+    for _ in range(5000):
+        limit.on_success(1.0)
+    assert limit.limit == 64  # the ceiling holds
 
 
-def test_rising_latency_halves_once_per_round_and_never_grows_the_limit():
+def test_a_steady_share_of_random_429s_does_not_collapse_the_window():
+    # 20 % of submits answered 429 (the rate limiter waits them out): the window stays open.
+    rng = random.Random(4)
+    limit = AdaptiveLimit(1, 64, initial=4)
+    seen = []
+    for _ in range(5000):
+        if rng.random() < 0.2:
+            limit.on_overload()
+        else:
+            limit.on_success(1.0)
+        seen.append(limit.limit)
+    assert limit.limit == 64 and limit.decreases <= 2  # a chance run of 429s early on, at most
+    assert sum(seen[1000:]) / len(seen[1000:]) >= 0.95 * 64
+
+
+def test_queueing_at_the_api_halves_once_per_round_but_a_dense_page_does_not():
     limit = AdaptiveLimit(1, 64, initial=16)
     limit.on_success(1.0)  # baseline 1 s; slow start 16 -> 17
     assert limit.limit == 17
-    limit.on_success(5.0)  # 5x the baseline: queueing at the API
-    assert limit.limit == 8
-    for _ in range(5):  # the jobs right behind it were slow for the same reason: no second cut
-        limit.on_success(5.0)
-    assert limit.limit == 8 and limit.decreases == 1
-    for _ in range(8):  # a round of normal jobs
+    limit.on_success(9.0)  # 9x the baseline while processing: a dense page, not an overload
+    assert limit.limit == 18 and limit.decreases == 0
+    limit.on_success(5.0, queued=True)  # slow and seen queued at the API: overload
+    assert limit.limit == 9
+    for _ in range(5):  # the jobs right behind it queued for the same reason: no second cut
+        limit.on_success(5.0, queued=True)
+    assert limit.limit == 9 and limit.decreases == 1
+    for _ in range(9):  # a round of normal jobs
         limit.on_success(1.2)
-    limit.on_success(6.0)  # still slow a round later: cut again
-    assert limit.limit == 4 and limit.decreases == 2
-    limit.on_success(2.5)  # slower than the best, but under 3x: fine, grows
+    limit.on_success(6.0, queued=True)  # still queueing a round later: cut again
+    assert limit.decreases == 2 and limit.limit == 4
+    limit.on_success(2.5, queued=True)  # queued but under 3x the best: fine, grows
     assert limit._limit > 4
 
 
@@ -81,7 +104,8 @@ async def test_jobs_in_flight_never_exceed_the_limit_even_while_it_shrinks():
     tasks = [asyncio.create_task(job(i)) for i in range(12)]
     await settle()
     assert running == 4 == limit.in_flight
-    limit.on_overload()  # limit 2: nobody is cancelled, but nobody new starts
+    limit.best_latency = 0.1  # as if a fast job had finished before
+    limit.on_success(1.0, queued=True)  # queueing: limit 4 -> 2; nobody is cancelled, nobody new starts
     gates[0].set()
     gates[1].set()
     await settle()

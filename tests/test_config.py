@@ -34,7 +34,19 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\nconcurency: {jobs_in_flight: 4}\n", "unknown key 'concurency' (did you mean 'concurrency'?)"),
     ("input: in\noutput: out\napi: {modle: x}\n", "unknown key 'api.modle' (did you mean 'api.model'?)"),
     ("input: in\noutput: out\nconcurrency: {jobs_in_flight: many}\n", "concurrency.jobs_in_flight: expected a whole number"),
-    ("input: in\noutput: out\nconcurrency: {jobs_in_flight: 0}\n", "concurrency.jobs_in_flight: must be greater than 0"),
+    ("input: in\noutput: out\nconcurrency: {jobs_in_flight: 0}\n", "concurrency.jobs_in_flight: must be at least 1"),
+    ("input: in\noutput: out\ninclude: ['[abc']\n", "include: invalid glob '[abc': unclosed '['"),
+    ("input: in\noutput: out\napi: {base_url: 'http://'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
+    ("input: in\noutput: out\napi: {base_url: 'https://host:99999'}\n", "api.base_url"),
+    ("input: in\noutput: out\nprecheck: {jpeg_quality: 500}\n", "precheck.jpeg_quality: must be at most 100"),
+    ("input: in\noutput: out\npolling: {min_interval_s: -1}\n", "polling.min_interval_s: must be greater than 0"),
+    ("input: in\noutput: out\npolling: {backoff: 0}\n", "polling.backoff: must be at least 1"),
+    ("input: in\noutput: out\nshutdown_grace_s: -5\n", "shutdown_grace_s: must be at least 0"),
+    ("input: in\noutput: out\npolling: {min_interval_s: 5, max_interval_s: 1}\n", "polling.min_interval_s: must not exceed"),
+    ("input: in\noutput: out\nmax_runtime_s: 0\n", "max_runtime_s: must be greater than 0"),
+    ("input: in\noutput: out\nwebhook: {listen_port: 70000}\n", "webhook.listen_port: must be at most 65535"),
+    ("input: in\noutput: out\napi: {token_env: 'MY TOKEN'}\n", "api.token_env: expected the name"),
+    ("input: in\noutput: out\nstate_path: in\n", "state_path: "),
     ("input: in\noutput: out\napi: {format: pdf}\n", "api.format: must be one of text, json"),
     ("input: in\noutput: out\napi: {return_result_in_response: maybe}\n", "api.return_result_in_response: expected true or false"),
     ("output: out\n", "missing required key 'input'"),
@@ -71,3 +83,48 @@ def test_token_comes_from_the_named_variable_only(tmp_path, monkeypatch):
         token_from_env(config)
     monkeypatch.setenv("MY_TOKEN", "s3cret")
     assert token_from_env(config) == "s3cret"
+
+
+def test_a_binary_config_file_is_a_config_error(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(ConfigError, match="is not a"):
+        load_config(cfg)
+
+
+def test_output_that_is_an_existing_file_is_refused(tmp_path):
+    cfg = write(tmp_path, "input: in\noutput: results.txt\n")
+    (tmp_path / "results.txt").write_text("not a folder")
+    with pytest.raises(ConfigError, match="output: .* exists and is not a directory"):
+        load_config(cfg)
+
+
+def test_every_number_in_the_config_has_a_range():
+    import dataclasses
+    from typing import get_type_hints
+
+    from pipeline import config as C
+
+    def numeric_keys(cls, prefix=""):
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                yield from numeric_keys(hint, prefix + f.name + ".")
+            elif hint in (int, float, int | None, float | None):
+                yield prefix + f.name
+
+    missing = [k for k in numeric_keys(C.Config) if k not in C._RANGES]
+    assert missing == []
+
+
+@pytest.mark.parametrize("value, ok", [("tok3n\n", True), ("  tok3n  ", True), ("tok en", False),
+                                       ("tok\ten", False), ("", False)])
+def test_the_token_is_stripped_and_checked(tmp_path, monkeypatch, value, ok):
+    config = load_config(write(tmp_path, "input: in\noutput: out\napi: {token_env: MY_TOKEN}\n"))
+    monkeypatch.setenv("MY_TOKEN", value)
+    if ok:
+        assert token_from_env(config) == "tok3n"
+    else:
+        with pytest.raises(ConfigError, match="MY_TOKEN"):
+            token_from_env(config)

@@ -1,92 +1,175 @@
-"""The polling learner: unit tests on a simulated clock, then the real client against a server
-whose jobs take 0.2 s, counting status calls (never timing them)."""
+"""The poll planner: its estimate and schedule on synthetic intervals, simulated runs on a fake
+clock (job times steady, varying tenfold, queued), order hints, and the real client against a
+server whose jobs take 0.2 s, counting status calls (never timing them)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import math
 import random
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from pipeline.deapi import ClientSettings, DeapiClient
-from pipeline.deapi.polling import PollLearner
+from pipeline.deapi.polling import (PollPlanner, budget_from_limits, choose_schedule, estimate_distribution,
+                                    refine)
 from pipeline.server import EmbeddedServer, FaultConfig, ServerConfig
 
 
 class Sim:
     """Jobs of given durations polled the way ``DeapiClient.wait_for_job`` does, on a fake clock."""
 
-    def __init__(self, learner: PollLearner) -> None:
+    def __init__(self, planner: PollPlanner) -> None:
         self.now = 0.0
-        self.learner = learner
-        learner.clock = lambda: self.now
+        self.planner = planner
+        planner.clock = lambda: self.now
 
-    def run(self, duration: float, rid: str) -> int:
+    def run(self, duration: float, rid: str) -> tuple[int, float]:
+        """(polls, lateness) of one job."""
+        self.now += 1000.0  # jobs one after another: only the planner's memory links them
         start = self.now
-        self.learner.submitted(rid)
-        delay, polls, first, last_miss = self.learner.first_delay(), 0, True, None
+        self.planner.submitted(rid)
+        schedule = self.planner.schedule_for(rid)
+        polls, lo, last, gap, k = 0, 0.0, 0.0, self.planner.minimum, 0
         while True:
-            self.now += delay
+            if k < len(schedule):
+                t = schedule[k]
+                k += 1
+            else:
+                t = self.planner.after_plan(last, gap)
+            gap, last = t - last, t
             polls += 1
-            if self.now - start >= duration:
-                self.learner.finished(rid, polls, last_miss)
-                return polls
-            last_miss = self.now - start
-            delay = self.learner.second_delay() if first else self.learner.next_delay(delay)
-            first = False
+            if t >= duration:
+                self.now = start + t
+                self.planner.finished(rid, lo, t, polls)
+                return polls, t - duration
+            lo = t
 
 
-def test_the_prior_is_used_until_a_job_finishes_and_is_clamped():
-    assert PollLearner(first=2.0).first_delay() == 2.0
-    assert PollLearner(first=100.0, maximum=30.0).first_delay() == 30.0
-    assert PollLearner(first=0.01, minimum=0.2).first_delay() == 0.2
-    learner = PollLearner(first=2.0, minimum=0.2)
-    assert learner.first_delay(elapsed=1.5) == pytest.approx(0.5)  # time already spent counts
-    assert learner.first_delay(elapsed=5.0) == 0.2                 # never below the minimum
+def simulate(durations, **kw) -> tuple[float, float, PollPlanner]:
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, **kw)
+    sim = Sim(planner)
+    results = [sim.run(d, f"r{i}") for i, d in enumerate(durations)]
+    tail = results[len(results) // 2:]  # after warming up
+    return (sum(p for p, _ in tail) / len(tail), sum(late for _, late in tail) / len(tail), planner)
 
 
-def test_later_polls_back_off_by_the_factor_up_to_the_maximum():
-    learner = PollLearner(first=1.0, minimum=0.2, maximum=2.0, backoff=1.5)
-    delays = [0.2]
-    for _ in range(6):
-        delays.append(learner.next_delay(delays[-1]))
-    assert delays == pytest.approx([0.2, 0.3, 0.45, 0.675, 1.0125, 1.51875, 2.0])
+def test_the_estimate_recovers_a_distribution_from_narrow_intervals():
+    rng = random.Random(3)
+    times = [rng.uniform(2.0, 4.0) for _ in range(256)]
+    edges, p = estimate_distribution([(t - 0.01, t) for t in times])
+    assert p.sum() == pytest.approx(1.0)
+    cdf = np.concatenate([[0.0], np.cumsum(p)])
+    median = float(np.interp(0.5, cdf, edges))
+    assert 2.8 < median < 3.2
+    assert float(np.interp(0.05, cdf, edges)) > 1.9  # no mass invented below the data
 
 
-@pytest.mark.parametrize("low, high", [(0.4, 0.6), (3.0, 6.0)])
-def test_the_first_poll_learns_the_90th_percentile_of_varying_job_times(low, high):
-    rng = random.Random(1)
-    learner = PollLearner(first=1.0, minimum=0.05, maximum=30.0)
-    sim = Sim(learner)
-    polls = [sim.run(rng.uniform(low, high), f"r{i}") for i in range(1500)]
-    p90 = low + 0.9 * (high - low)
-    assert 0.8 * p90 <= learner.first_delay() <= 1.15 * high
-    recent = polls[-300:]
-    first_hits = sum(1 for p in recent if p == 1) / len(recent)
-    assert first_hits >= 0.7                       # most jobs cost a single status call
-    assert sum(recent) / len(recent) <= 1.5
+def test_censored_first_poll_hits_are_narrowed_by_the_misses():
+    # Most jobs were seen done at a poll at 1.0 s ("done by then"); the few probes at 0.8 s all
+    # missed. The estimate must put the mass between 0.8 and 1.0, not smear it down to 0.
+    intervals = [(0.0, 1.0)] * 90 + [(0.8, 1.0)] * 10
+    edges, p = estimate_distribution(intervals)
+    mids = (edges[:-1] + edges[1:]) / 2
+    assert p[mids < 0.8].sum() < 0.05
 
 
+def test_a_tight_distribution_gets_one_poll_just_after_it():
+    edges, p = refine(*estimate_distribution([(0.49, 0.5)] * 50 + [(0.5, 0.51)] * 50))
+    times, polls, lateness = choose_schedule(edges, p, budget=3.0, share=0.05, minimum=0.05)
+    assert polls == pytest.approx(1.0)
+    assert 0.5 <= times[0] <= 0.52
 
-@pytest.mark.parametrize("true_duration", [0.5, 8.0])  # the prior (1.0 s) too long, then too short
-def test_the_first_poll_converges_on_a_steady_job_time_from_either_side(true_duration):
-    learner = PollLearner(first=1.0, minimum=0.05, maximum=30, backoff=1.5)
-    sim = Sim(learner)
-    polls = [sim.run(true_duration, f"r{i}") for i in range(3000)]
-    assert 0.92 * true_duration <= learner.first_delay() < 1.08 * true_duration  # hovers at the job time
-    recent = polls[-500:]
-    assert sum(recent) / len(recent) < 1.15  # about one status call a job
-    assert learner.second_delay() == pytest.approx(0.1 * learner.typical())  # a near miss: ask again soon
+
+@pytest.mark.parametrize("budget", [1.0, 2.0, 4.0])
+def test_the_schedule_keeps_within_the_poll_budget(budget):
+    rng = random.Random(5)
+    times = [2 * math.exp(rng.gauss(0, 0.98)) for _ in range(256)]  # median 2 s, p95 ~10 s
+    edges, p = refine(*estimate_distribution([(t - 0.01, t) for t in times]))
+    plan, polls, lateness = choose_schedule(edges, p, budget=budget, share=0.05, minimum=0.05)
+    assert polls <= budget + 1e-6
+    assert plan == sorted(plan)
+
+
+def test_more_budget_buys_less_lateness():
+    rng = random.Random(6)
+    times = [rng.uniform(1.0, 9.0) for _ in range(256)]
+    edges, p = refine(*estimate_distribution([(t - 0.01, t) for t in times]))
+    late = [choose_schedule(edges, p, budget=b, share=0.0, minimum=0.05)[2] for b in (1.0, 2.0, 4.0)]
+    assert late[0] > late[1] > late[2]
+
+
+@pytest.mark.parametrize("true_duration", [0.5, 0.05, 8.0])  # the prior (1.0 s) right-ish, too long, too short
+def test_a_steady_job_time_costs_about_one_status_call(true_duration):
+    polls, lateness, planner = simulate([true_duration] * 1500)
+    assert polls <= 1.12
+    assert lateness <= 0.05 * true_duration + 0.01
+    assert planner.plan()[0] >= true_duration * 0.9
+
+
+def test_job_times_varying_tenfold_stay_within_the_budget_and_learn():
+    rng = random.Random(7)
+    durations = [2 * math.exp(rng.gauss(0, 0.98)) for _ in range(2000)]
+    polls, lateness, _ = simulate(durations, budget=4.0)
+    assert polls <= 4.3  # the budget, plus the one-in-twenty probes
+    mean = sum(durations) / len(durations)
+    assert lateness < 0.25 * mean  # a first poll at the 90th percentile would be ~1.5 s late on average
+
+
+def test_the_delay_follows_jobs_that_slow_down_without_running_to_the_maximum():
+    # A queue builds at the API: jobs take longer and longer (1 s -> 20 s).
+    durations = [1.0 + 19.0 * i / 1500 for i in range(1500)]
+    polls, lateness, planner = simulate(durations, budget=3.0)
+    assert planner.plan()[0] < 25.0
+    assert lateness < 0.1 * 20.0
+
+
+def test_a_job_slower_than_the_plan_is_seen_within_a_quarter_of_its_time():
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, backoff=1.5)
+    assert planner.after_plan(10.0, 20.0) == pytest.approx(12.5)  # not 10 + 30
+    assert planner.after_plan(1.0, 0.1) == pytest.approx(1.15)    # 0.1 * 1.5 (under the cap)
+    assert planner.after_plan(400.0, 100.0) == pytest.approx(430.0)  # never beyond the maximum
+
+
+def test_the_budget_comes_from_the_plan():
+    assert budget_from_limits((5, 50), (50, 200)) == 4.0     # Basic: 200 status calls a day / 50 submits
+    assert budget_from_limits((300, None), (300, None)) == 1.0  # premium
+    assert budget_from_limits((None, None), (None, None), default=4.0) == 4.0
+
+
+async def test_a_job_seen_done_wakes_the_jobs_submitted_before_it():
+    planner = PollPlanner()
+    planner.submitted("early")
+    await asyncio.sleep(0.001)
+    planner.submitted("late")
+    sleeper = asyncio.create_task(planner.sleep("early", 30.0))
+    await asyncio.sleep(0)
+    planner.finished("late", 0.0, 0.5, polls=1)
+    assert await asyncio.wait_for(sleeper, 5) is True  # woken, long before 30 s
+
+
+async def test_order_hints_switch_off_when_they_do_not_pay():
+    planner = PollPlanner()
+    for _ in range(16):
+        planner.hint_result(False)
+    planner.submitted("early")
+    planner.submitted("late")
+    sleeper = asyncio.create_task(planner.sleep("early", 0.05))
+    await asyncio.sleep(0)
+    planner.finished("late", 0.0, 0.5, polls=1)
+    assert await sleeper is False  # slept its time: hints are off
+
 
 def test_jobs_that_never_report_are_forgotten():
-    learner = PollLearner()
-    learner.submitted("a")
-    learner.forget("a")
-    assert learner.submitted_at("a") is None
-    learner.finished("a", polls=1)  # unknown id: no sample, no error
-    assert not learner.samples and learner.hits == 0
+    planner = PollPlanner()
+    planner.submitted("a")
+    planner.forget("a")
+    assert planner.submitted_at("a") is None
+    planner.finished("a", 0.0, 1.0, polls=1)  # unknown id: no sample, no error
+    assert not planner.intervals and planner.hits == 0
 
 
 def png(seed: int) -> bytes:
@@ -100,7 +183,7 @@ def png(seed: int) -> bytes:
 async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_call():
     token = "polling-test-token"
     cfg = ServerConfig(engine="fast", tokens=(token,), faults=FaultConfig(latency=0.2))
-    # The prior (0.05 s) is far too short: the learner must find the 0.2 s job time itself.
+    # The prior (0.05 s) is far too short: the planner must find the 0.2 s job time itself.
     settings = ClientSettings(first_poll_s=0.05, poll_min_interval_s=0.02, poll_max_interval_s=1.0)
     async with EmbeddedServer(cfg) as srv:
         async with DeapiClient(srv.base_url, token, settings) as api:
@@ -113,15 +196,15 @@ async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_c
                 texts = await asyncio.gather(*(job(s) for s in seeds))
                 assert all(t.startswith("FAST-OCR 150x150") for t in texts)
 
-            for r in range(4):  # warm-up: 4 rounds of 4 jobs
+            for r in range(6):  # warm-up: 6 rounds of 4 jobs
                 await batch(range(r * 4, r * 4 + 4))
             before = srv.counters.snapshot()
-            for r in range(4, 10):  # measured: 24 jobs
+            for r in range(6, 16):  # measured: 40 jobs
                 await batch(range(r * 4, r * 4 + 4))
             after = srv.counters.snapshot()
     jobs = after["jobs_created"] - before["jobs_created"]
     polls = after["status_polls"] - before["status_polls"]
-    assert jobs == 24
+    assert jobs == 40
     assert polls / jobs <= 1.5
     assert after["downloads"] == 0  # inline results: no download calls at all
-    assert api.poller.hits + api.poller.misses == 40
+    assert api.poller.finished_jobs == 64

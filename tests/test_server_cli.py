@@ -108,12 +108,28 @@ def test_every_option_reaches_the_config(monkeypatch):
     (("--profile", "custom", "--limit-price-per-day", "0"), "at least 1"),
     (("--engine-workers", "0"), "at least 1"),
     (("--latency", "-1"), ">= 0"),
+    (("--role", "worker"), "--role worker needs --store"),
+    (("--role", "api"), "needs --store postgresql://"),
+    (("--store", "mysql://x/y"), "--store must be a postgresql:// URL"),
+    (("--store", "postgresql://x/y", "--lease", "0"), "--lease must be above 0"),
 ])
 def test_bad_options_are_refused_with_the_option_named(argv, words, capsys):
     args = parse("--token", "t", *argv)
     assert serve_from_args(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("serve: ") and words in err
+
+
+def test_an_unreachable_store_is_a_clear_error_without_the_password(capsys, monkeypatch):
+    port = free_port()  # nothing listens there
+    args = parse("--token", "t", "--engine", "fast", "--store", f"postgresql://u:hunter2@127.0.0.1:{port}/db")
+    import pipeline.server.store_pg as store_pg
+
+    original = store_pg.PgStore.open
+    monkeypatch.setattr(store_pg.PgStore, "open", lambda self: original(self, 1.0))  # give up after 1 s, not 30
+    assert serve_from_args(args) == 6
+    err = capsys.readouterr().err
+    assert f"cannot reach the PostgreSQL store at 127.0.0.1:{port}/db" in err and "hunter2" not in err
 
 
 def test_a_busy_port_is_a_clear_error_not_a_traceback(capsys):

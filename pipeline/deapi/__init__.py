@@ -9,8 +9,8 @@ signed job events (a hint; polling stays the truth).
 
 from .client import ClientSettings, ClientStats, DeapiClient, JobStatus, ModelInfo, PixelLimits
 from .concurrency import AdaptiveLimit
-from .polling import PollLearner
+from .polling import PollPlanner
 from .ratelimit import PLANS, RateLimiter
 
 __all__ = ["PLANS", "AdaptiveLimit", "ClientSettings", "ClientStats", "DeapiClient", "JobStatus", "ModelInfo",
-           "PixelLimits", "PollLearner", "RateLimiter"]
+           "PixelLimits", "PollPlanner", "RateLimiter"]

@@ -29,7 +29,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -39,8 +39,8 @@ from aiohttp import BytesPayload
 
 from . import errors as E
 from .multipart import MultipartForm
-from .polling import PollLearner
-from .ratelimit import DailyBudgetSpent, RateLimiter
+from .polling import PollPlanner, budget_from_limits
+from .ratelimit import DailyBudgetSpent, EndpointShut, RateLimiter
 from .retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.deapi")
@@ -48,6 +48,7 @@ log = logging.getLogger("pipeline.deapi")
 API = "/api/v1/client"
 TERMINAL_OK = frozenset({"done", "completed", "complete", "success", "succeeded", "finished"})
 TERMINAL_FAIL = frozenset({"error", "failed", "failure", "cancelled", "canceled", "expired"})
+QUEUED = frozenset({"pending", "queued", "in_queue", "waiting"})   # not yet on a worker
 # Everything else (pending, processing, queued, in_queue, waiting, running, in_progress, ...)
 # means "keep waiting": an unknown spelling must not end a job the API is still running.
 
@@ -66,6 +67,7 @@ class ClientSettings:
     poll_min_interval_s: float = 0.2
     poll_max_interval_s: float = 30.0
     poll_backoff: float = 1.5
+    status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 3)
     plan: str = "unlimited"                # unlimited | basic | premium | custom
     submit_per_minute: int | None = None
     submit_per_day: int | None = None
@@ -103,6 +105,8 @@ class JobStatus:
     error: str | None = None
     error_code: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    queued: bool = False   # wait_for_job: some poll saw the job still queued (pending) at the API
+    polls: int = 0         # wait_for_job: status calls it took
 
     @property
     def terminal(self) -> bool:
@@ -207,10 +211,13 @@ class DeapiClient:
         self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides)
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
                                  max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
-        self.poller = PollLearner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
-                                  backoff=s.poll_backoff)
+        budget = s.status_calls_per_job or budget_from_limits(
+            (self.limiter.limits("submit")[0], self.limiter.limits("submit")[1]),
+            (self.limiter.limits("status")[0], self.limiter.limits("status")[1]))
+        self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
+                                  backoff=s.poll_backoff, budget=budget)
         self.stats = ClientStats()
-        self.on_overload = on_overload  # called on every minute-limit 429 (adaptive concurrency backs off)
+        self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -261,19 +268,32 @@ class DeapiClient:
             self.stats.other_calls += 1
 
     async def _request(self, method: str, path: str, endpoint: str | None, *, data: Any = None,
-                       params: dict | None = None, is_submit: bool = False, subject: str | None = None) -> Any:
-        """One API call with retries; ``data`` may be a callable making a fresh body per attempt."""
+                       params: dict | None = None, is_submit: bool = False, subject: str | None = None,
+                       before_send: Callable[[int], None] | None = None) -> Any:
+        """One API call with retries; ``data`` may be a callable making a fresh body per attempt.
+
+        ``before_send(attempt)`` runs after the rate limiter let the attempt go and right before
+        its bytes leave (attempt 1, 2, ...): the caller writes its submit intent there, so that
+        waiting in the limiter never counts as "may have reached the API", and may raise to
+        abandon the call (a stop came while it waited)."""
         if self._session is None:
             raise RuntimeError("use 'async with DeapiClient(...) as api:' before calling the API")
         url = self.base_url + path
+        attempts = 0
 
         async def attempt() -> Any:
+            nonlocal attempts
             if endpoint is not None:
                 try:
                     await self.limiter.acquire(endpoint)
                 except DailyBudgetSpent as exc:
                     raise E.DailyLimitError(f"{exc}: the plan's daily budget is reached, the rest waits for the "
                                             f"next run", retry_after=0, limit_type="daily", status=None) from None
+                except EndpointShut as exc:
+                    raise E.SubmissionsShut(f"not sent: {exc.reason}") from None
+            attempts += 1
+            if before_send is not None:
+                before_send(attempts)
             body = data() if callable(data) else data
             sent: dict[str, bool] = {"sent": False}
             try:
@@ -334,8 +354,8 @@ class DeapiClient:
                     f"the API's {what} for {endpoint or 'this endpoint'} is reached (429, Retry-After "
                     f"{retry_after:.0f}s); files not yet sent wait for the next run (or a bigger plan)",
                     retry_after=retry_after, limit_type=kind or "long")
-            if self.on_overload is not None:
-                self.on_overload()
+            if self.on_overload is not None and endpoint == "submit":
+                self.on_overload()  # status 429s slow polling (the limiter), never the job window
             exc = E.RateLimitError(f"the API rate-limited {endpoint or 'this call'} (429 {message}); waiting "
                                    f"{retry_after:.0f}s as Retry-After asks", retry_after=retry_after,
                                    limit_type=kind)
@@ -421,9 +441,11 @@ class DeapiClient:
 
     async def submit_ocr(self, data: bytes, filename: str, content_type: str, *, model: str,
                          language: str | None = None, format: str | None = "text",
-                         return_result_in_response: bool = False, webhook_url: str | None = None) -> str:
+                         return_result_in_response: bool = False, webhook_url: str | None = None,
+                         before_send: Callable[[int], None] | None = None) -> str:
         """Upload one image; the job's ``request_id``. Raises ``SubmitOutcomeUnknown`` when the
-        upload left and the answer was lost (the job may exist: never resent here)."""
+        upload left and the answer was lost (the job may exist: never resent here).
+        ``before_send``: see ``_request``."""
 
         def form() -> BytesPayload:  # a fresh body for every attempt
             f = MultipartForm()
@@ -439,7 +461,7 @@ class DeapiClient:
             return f.payload()
 
         body = await self._request("POST", f"{API}/img2txt", "submit", data=form, is_submit=True,
-                                   subject=f"model {model!r}")
+                                   subject=f"model {model!r}", before_send=before_send)
         data_ = body.get("data") if isinstance(body, dict) else None
         rid = data_.get("request_id") if isinstance(data_, dict) else None
         if rid is None and isinstance(body, dict):
@@ -459,36 +481,57 @@ class DeapiClient:
     async def wait_for_job(self, request_id: str, deadline_s: float) -> JobStatus:
         """Poll until the job is terminal (``done``), at most ``deadline_s`` from now.
 
-        The first poll comes when jobs typically finish (learnt), later ones back off. Raises
+        The poll times come from the planner (``polling.py``): planned from recent jobs, one
+        probe now and then, early when a job submitted after this one was seen done. Raises
         ``JobFailedError`` for a failed job, ``JobTimeoutError`` at the deadline (the job may
         still finish: the caller keeps its id), ``NotFoundError`` if the id is unknown."""
+        poller = self.poller
         start = time.monotonic()
-        submitted = self.poller.submitted_at(request_id) or start
-        delay = self.poller.first_delay(elapsed=start - submitted)
-        first, polls, last_miss_at = True, 0, None
+        if poller.submitted_at(request_id) is None:  # re-attached from an earlier run
+            poller.submitted(request_id)
+        submitted = poller.submitted_at(request_id) or start
+        schedule = poller.schedule_for(request_id)
+        step, polls, last_miss, last_poll, gap = 0, 0, 0.0, 0.0, self.settings.poll_min_interval_s
+        queued = False
         while True:
-            remaining = deadline_s - (time.monotonic() - start)
+            now = time.monotonic()
+            remaining = deadline_s - (now - start)
             if remaining <= 0:
-                self.poller.forget(request_id)
+                poller.forget(request_id)
                 raise E.JobTimeoutError(f"job {request_id} did not finish within {deadline_s:g}s ({polls} status "
                                         f"calls); its request id is kept, so the next run polls it again")
-            await asyncio.sleep(min(delay, remaining))
+            elapsed = now - submitted
+            while step < len(schedule) and schedule[step] <= elapsed:
+                step += 1  # planned times already past (a re-attach, a slow answer)
+            if step < len(schedule):
+                target = schedule[step]
+                step += 1
+            else:
+                target = max(poller.after_plan(last_poll, gap), elapsed)
+            if polls:
+                target = max(target, last_poll + self.settings.poll_min_interval_s)
+            gap, last_poll = target - last_poll, target
+            hinted = await poller.sleep(request_id, min(target - elapsed, remaining))
+            sent = time.monotonic()
             try:
                 st = await self.get_status(request_id)
             except E.NotFoundError:
-                self.poller.forget(request_id)
+                poller.forget(request_id)
                 raise
+            seen = (sent + time.monotonic()) / 2 - submitted  # when the server looked, about
+            last_poll = max(last_poll, seen)
             polls += 1
+            if hinted:
+                poller.hint_result(st.terminal)
             if st.terminal:
-                self.poller.finished(request_id, polls, last_miss_at)
+                poller.finished(request_id, last_miss, seen, polls)
                 if not st.ok:
                     raise E.JobFailedError(st.error_code, st.error or (None if st.status in ("error", "failed")
                                                                        else f"status {st.status}"),
                                            request_id=request_id)
-                return st
-            last_miss_at = time.monotonic() - submitted
-            delay = self.poller.second_delay() if first else self.poller.next_delay(delay)
-            first = False
+                return replace(st, queued=queued, polls=polls)
+            last_miss = seen
+            queued = queued or st.status in QUEUED
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).

@@ -2,18 +2,25 @@
 
 Why: the right number of jobs in flight depends on the account's plan and on how busy deAPI
 is, neither of which the user knows. Too few wastes wall time; too many queues jobs at the
-API (each still counts towards the per-job deadline) and draws 429s.
+API (each still counts towards the per-job deadline).
 
 ``AdaptiveLimit`` is a semaphore whose size changes (``async with limit:``). It starts in
 *slow start* (every success adds 1, so the limit doubles each round of jobs, as TCP does)
 until the first sign of overload; from then on every success adds ``1/limit`` (about +1 per
-round: additive increase). Two signals halve it (multiplicative decrease):
+round: additive increase). The limit halves (multiplicative decrease) **at most once per
+round** of jobs - ``limit`` jobs finished since the last cut - as TCP cuts once per round trip,
+because the jobs that finish right after a bad one met the same conditions. Two signals:
 
-* ``on_overload()`` - a 429: the API said so explicitly; every one counts;
-* ``on_success(latency)`` with a latency above ``latency_factor`` x the baseline (the best
-  latency seen): jobs are queueing at the API. Only one latency decrease per round (until
-  ``limit`` more jobs succeeded), because the jobs that finish right after a slow one were
-  slow for the same reason and must not halve the limit again.
+* **a storm of 429s on submits** (``on_overload``): more than half of the round's submit answers
+  were 429. A 429 is first of all a *rate* signal, and the shared rate limiter handles it (it
+  waits ``Retry-After`` for everyone and takes the ``X-RateLimit-*`` numbers as its limits);
+  jobs in flight waiting in the limiter cost the API nothing, so a few 429s must not shrink the
+  window (halving on every one collapsed it to one job under a 20 % 429 mix). 429s of the
+  status endpoint are never reported here: they slow polling, not the window.
+* **queueing at the API** (``on_success(latency, queued=True)``): a job that some poll saw still
+  *queued* (``pending``, not yet on a worker) and that took more than ``latency_factor`` x the
+  best job time seen. A job that was slow while *processing* is a dense page, not an
+  overloaded API, and never cuts the limit.
 
 It never leaves ``[minimum, maximum]``; shrinking never cancels running jobs, it only holds
 new ones back until enough have finished. Feed it the job's own time (request id to result),
@@ -24,6 +31,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+
+
+STORM_WINDOW = 16  # recent submit 429s and job successes judged for a storm
 
 
 class AdaptiveLimit:
@@ -40,7 +50,9 @@ class AdaptiveLimit:
         self.decreases = 0
         self.increases = 0
         self._since_decrease = 0
-        self._latency_cut_armed = True
+        self._cut_armed = True
+        self._recent: deque[bool] = deque(maxlen=STORM_WINDOW)  # last events: True = a 429
+        self.overloads = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -90,19 +102,19 @@ class AdaptiveLimit:
 
     # -- the signals --------------------------------------------------------------------------
 
-    def on_success(self, latency: float | None = None) -> None:
-        """A job finished; ``latency`` is its own time (submit to result), if known."""
+    def on_success(self, latency: float | None = None, queued: bool = False) -> None:
+        """A job finished; ``latency`` is its own time (submit to result), if known;
+        ``queued``: a poll saw it still waiting for a worker at the API."""
         self._since_decrease += 1
+        self._recent.append(False)
         if self._since_decrease >= max(1, self.limit):
-            self._latency_cut_armed = True  # a full round since the last cut
+            self._cut_armed = True  # a full round since the last cut
         if latency is not None:
             if self.best_latency is None or latency < self.best_latency:
                 self.best_latency = latency
-            elif latency > self.best_latency * self.latency_factor:
-                if self._latency_cut_armed:
-                    self._latency_cut_armed = False
-                    self._decrease()
-                return  # a slow job never grows the limit
+            elif latency > self.best_latency * self.latency_factor and queued:
+                self._decrease_once_per_round()
+                return  # a job that queued at the API never grows the limit
         step = 1.0 if self.slow_start else 1.0 / max(self._limit, 1.0)
         before = self.limit
         self._limit = min(float(self.maximum), self._limit + step)
@@ -111,10 +123,17 @@ class AdaptiveLimit:
         self._wake()
 
     def on_overload(self) -> None:
-        """A 429 (or another explicit "too much" from the API)."""
-        self._decrease()
+        """A 429 answer to a submit. Cuts only in a storm (most of the round's submits)."""
+        self.overloads += 1
+        self._recent.append(True)
+        if len(self._recent) >= min(STORM_WINDOW, max(2, self.limit)) and \
+                sum(self._recent) > len(self._recent) / 2:
+            self._decrease_once_per_round()
 
-    def _decrease(self) -> None:
+    def _decrease_once_per_round(self) -> None:
+        if not self._cut_armed:
+            return
+        self._cut_armed = False
         self.slow_start = False
         self.decreases += 1
         self._since_decrease = 0

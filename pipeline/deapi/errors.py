@@ -127,6 +127,10 @@ class SubmitOutcomeUnknown(DeapiError):
 TRANSIENT_JOB_CODES = frozenset({"WORKER_TIMEOUT", "UNKNOWN_ERROR", "PROCESSING_ERROR", "TIMEOUT"})
 
 
+class SubmissionsShut(DeapiError):
+    """The run stopped submitting while this call waited in the rate limiter: nothing was sent."""
+
+
 class JobFailedError(DeapiError):
     def __init__(self, code: str | None, message: str | None = None, *, request_id: str | None = None) -> None:
         self._code = (code or "UNKNOWN_ERROR").strip() or "UNKNOWN_ERROR"

@@ -1,87 +1,362 @@
-"""Polling that learns how long jobs take, so a typical job costs one status call.
+"""When to ask ``request-status``: a poll schedule planned from the job times the API showed us.
 
-Why: status calls are budgeted like submits (Basic: 200 a day against 50 submits), and each
-one is a round trip. Polling every second wastes the budget on slow jobs; polling late wastes
-wall time on fast ones. So the first poll is timed from what recent jobs took.
+Why planning and not a fixed backoff: status calls are budgeted like submits (Basic: 200 a day
+against 50 submits, so four a job; premium: 300 a minute, as many as submits), and a result
+seen late holds a job slot idle. Job times vary with the content of a page and with queueing at
+the API, tenfold within one run. A fixed interval wastes calls on slow jobs and time on fast
+ones; a delay learnt as one percentile (the old learner) waits for the slowest tenth of jobs
+before it asks about any of them.
 
-The moment a job finished is never observed directly: a poll only says "done by now" or "not
-yet". Samples taken at the poll that saw a job done can never be shorter than the current
-first-poll delay, so a plain percentile of them only drifts later. Each finished job therefore
-gives a sample that can move both ways:
+What a poll tells us is an interval: the job finished after the last poll that said "not yet"
+(``lo``) and before the poll that said "done" (``hi``). From the last ``window`` such intervals
 
-* found done at its first poll: 97 % of that poll's time (it was done by then, perhaps
-  earlier; 90 % while no recent first poll missed at all, to come down faster from a prior
-  that is too long);
-* found done later: the midpoint between the last "not yet" and the "done".
+1. **the distribution of job times** is estimated by Turnbull's self-consistency algorithm (the
+   maximum-likelihood estimate for interval-censored data), on the grid of the observed interval
+   ends;
+2. **the schedule** (times after the submit at which to poll) is the one that minimises
+   ``expected lateness + lambda * expected polls`` on that distribution, by dynamic programming
+   over the grid (Barlow-Proschan's inspection problem). ``lambda`` is chosen so that the
+   expected lateness is at most ``lateness_share`` (5 %) of the mean job time with as few polls
+   as possible, but never more polls than ``budget`` a job (the plan's status budget over its
+   submit budget, or ``polling.status_calls_per_job``).
 
-The first poll waits for the 90th percentile of the last ``window`` samples, minus the time
-already spent since the submit; with 64 jobs in flight the window smooths the late feedback
-instead of oscillating. A miss is usually a near miss, so the second poll comes soon (a tenth
-of the estimate, at least ``minimum``); later ones back off by ``backoff`` (x1.5) up to
-``maximum``. Before any job has finished, ``first`` is the prior. Every poll goes through the
-client's ``status`` rate limiter; the learner only says *when*.
+Two more sources of information:
+
+* **Exploration.** A first poll that always finds the job done says only "done by then": the
+  lower part of the distribution would never be seen. So one job in twenty gets one extra poll
+  at a random point before its first planned poll; its answer narrows the estimate.
+* **Order.** Jobs submitted together tend to finish in submission order (a queue at the API).
+  When a job is seen done, jobs submitted before it that are still waiting are asked at once.
+  Whether this pays is measured: the hint is used while at least half of such early polls find
+  their job done, and switched off (then tried again later) when they do not.
+
+When the planned polls are spent (a job slower than any recent one), polls back off by
+``backoff`` from the last planned gap up to ``maximum``; because the plan follows the recent
+jobs, the delay can not run away to the maximum while jobs keep finishing. Lateness (time from
+a job's estimated end to the poll that saw it) is estimated for every job and reported.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import time
 from collections import deque
+from dataclasses import dataclass
 
-HIT_SHRINK = 0.97        # near the job time (some recent first polls missed)
-HIT_SHRINK_FAST = 0.90   # no recent miss at all: the delay is surely too long, come down faster
-PERCENTILE = 0.9
-MAX_TRACKED = 100_000  # submit times kept for jobs not yet finished
+import numpy as np
+
+EXPLORE_RATE = 0.05        # share of jobs that get one extra, earlier probe poll
+HINT_WINDOW = 64           # early polls judged when deciding whether order hints pay
+HINT_MIN_PRECISION = 0.5
+HINT_RETRY_AFTER = 256     # finished jobs before a switched-off hint is tried again
+MAX_TRACKED = 100_000      # submit times kept for jobs not yet finished
+MAX_GRID = 32              # cells of the estimated distribution
+SUBDIVIDE = 3              # candidate poll times a cell (mass spread evenly inside it)
+REPLAN_EVERY = 16          # new intervals before the plan is recomputed
+REPLAN_MIN_S = 1.0         # ... and at most this often (a plan costs ~20 ms of CPU)
 
 
-class PollLearner:
-    def __init__(self, *, first: float = 1.0, minimum: float = 0.2, maximum: float = 30.0, backoff: float = 1.5,
-                 window: int = 200, clock=time.monotonic) -> None:
+@dataclass
+class _Waiting:
+    submitted: float
+    wake: asyncio.Event | None = None
+
+
+class PollPlanner:
+    def __init__(self, *, first: float = 1.0, minimum: float = 0.05, maximum: float = 30.0,
+                 backoff: float = 1.5, budget: float = 3.0, lateness_share: float = 0.05,
+                 window: int = 256, clock=time.monotonic, seed: int = 0) -> None:
         self.first, self.minimum, self.maximum, self.backoff = first, minimum, maximum, backoff
+        self.budget = max(1.0, float(budget))
+        self.lateness_share = lateness_share
         self.clock = clock
-        self.samples: deque[float] = deque(maxlen=window)
-        self._recent_misses: deque[bool] = deque(maxlen=window)
-        self.hits = self.misses = 0
-        self._submitted: dict[str, float] = {}
+        self.rng = random.Random(seed)
+        self.intervals: deque[tuple[float, float]] = deque(maxlen=window)
+        self._jobs: dict[str, _Waiting] = {}
+        self._plan: tuple[float, ...] | None = None
+        self._new_since_plan = 0
+        self._planned_at = -1e9
+        self._hints: deque[bool] = deque(maxlen=HINT_WINDOW)
+        self._hint_off_until = 0
+        self.hits = self.misses = 0          # jobs seen done at their first poll / later
+        self.polls = 0
+        self.hint_polls = 0
+        self.finished_jobs = 0
+        self.lateness_sum = 0.0              # estimated lateness of finished jobs (s)
+        self.planned_polls = float("nan")    # expected polls a job of the current plan
+        self.planned_lateness = float("nan")
+
+    # -- jobs ---------------------------------------------------------------------------------
 
     def submitted(self, request_id: str) -> None:
-        if len(self._submitted) >= MAX_TRACKED:  # ids nobody waited for: drop the oldest
-            self._submitted.pop(next(iter(self._submitted)))
-        self._submitted[request_id] = self.clock()
+        if len(self._jobs) >= MAX_TRACKED:  # ids nobody waited for: drop the oldest
+            self._jobs.pop(next(iter(self._jobs)))
+        self._jobs[request_id] = _Waiting(self.clock())
 
     def submitted_at(self, request_id: str) -> float | None:
-        return self._submitted.get(request_id)
+        job = self._jobs.get(request_id)
+        return job.submitted if job else None
 
     def forget(self, request_id: str) -> None:
-        """A job that will not report a duration (timed out, lost): drop its start time."""
-        self._submitted.pop(request_id, None)
+        """A job that will not report a duration (timed out, lost): drop it."""
+        self._jobs.pop(request_id, None)
 
-    def finished(self, request_id: str, polls: int = 1, last_miss_at: float | None = None) -> None:
-        """A job was seen terminal after ``polls`` status calls (``last_miss_at``: seconds after
-        submit of the last poll that found it unfinished)."""
-        t0 = self._submitted.pop(request_id, None)
-        if t0 is None:
+    # -- the schedule -------------------------------------------------------------------------
+
+    def plan(self) -> tuple[float, ...]:
+        """Poll times after the submit, planned from recent jobs (before any: the prior)."""
+        now, n = self.clock(), len(self.intervals)
+        # Early on, every few jobs (the prior is a guess); later every REPLAN_EVERY jobs and at
+        # most every REPLAN_MIN_S.
+        due = (self._new_since_plan >= 4 and 8 <= n < 64) or (
+            n >= 64 and self._new_since_plan >= REPLAN_EVERY and now - self._planned_at >= REPLAN_MIN_S)
+        if self._plan is None or due:
+            self._plan = self._compute_plan()
+            self._new_since_plan = 0
+            self._planned_at = now
+        return self._plan
+
+    def schedule_for(self, request_id: str) -> list[float]:
+        """This job's poll times: the plan, with an exploration probe for one job in twenty."""
+        plan = list(self.plan())
+        if self.intervals and plan and self.rng.random() < EXPLORE_RATE:
+            probe = plan[0] * self.rng.uniform(0.3, 0.95)
+            if probe > 0.005:
+                plan.insert(0, probe)
+        return plan
+
+    def after_plan(self, last_offset: float, last_gap: float) -> float:
+        """The next poll time once the plan is spent (a job slower than the recent ones): back
+        off from the last gap, but never beyond a quarter of the time the job has run, so a
+        slow job is seen at most about 12 % of its time late."""
+        gap = min(self.maximum, max(self.minimum, last_gap * self.backoff), max(self.minimum, 0.25 * last_offset))
+        return last_offset + gap
+
+    def _compute_plan(self) -> tuple[float, ...]:
+        if len(self.intervals) < 8:
+            # The prior: a short geometric ladder around ``first``; the real plan follows
+            # from the first few jobs.
+            ladder, t = [], max(self.minimum, self.first / 4)
+            while t < self.first * 4 and len(ladder) < 6:
+                ladder.append(t)
+                t *= 2
+            return tuple(ladder)
+        edges, p = refine(*estimate_distribution(list(self.intervals)))
+        plan, polls, lateness = choose_schedule(edges, p, budget=self.budget, share=self.lateness_share,
+                                                minimum=self.minimum)
+        self.planned_polls, self.planned_lateness = polls, lateness
+        return tuple(min(t, self.maximum * 64) for t in plan)
+
+    # -- observations -------------------------------------------------------------------------
+
+    def finished(self, request_id: str, lo: float, hi: float, polls: int, hinted_hit: bool = False) -> None:
+        """A job was seen terminal after ``polls`` status calls: it ended in ``(lo, hi]``
+        seconds after its submit (``lo`` = 0 when the first poll saw it done)."""
+        job = self._jobs.pop(request_id, None)
+        if job is None:
             return
-        seen = self.clock() - t0
-        if polls <= 1 or last_miss_at is None:
+        self.polls += polls
+        self.finished_jobs += 1
+        if polls <= 1:
             self.hits += 1
-            self._recent_misses.append(False)
-            self.samples.append(seen * (HIT_SHRINK if any(self._recent_misses) else HIT_SHRINK_FAST))
         else:
             self.misses += 1
-            self._recent_misses.append(True)
-            self.samples.append((last_miss_at + seen) / 2)
+        self.intervals.append((max(0.0, lo), max(hi, lo + 1e-6)))
+        self._new_since_plan += 1
+        self.lateness_sum += max(0.0, (hi - lo) / 2) if lo > 0 else self._lateness_of_first_hit(hi)
+        if self._hint_off_until and self.finished_jobs >= self._hint_off_until:
+            self._hint_off_until = 0
+            self._hints.clear()
+        if self._hints_on():
+            for rid, other in self._jobs.items():
+                if other.submitted < job.submitted and other.wake is not None:
+                    other.wake.set()
 
-    def typical(self) -> float:
-        if not self.samples:
-            return self.first
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, int(PERCENTILE * len(ordered)))]
+    def _lateness_of_first_hit(self, hi: float) -> float:
+        """Expected lateness of a job seen done at its first poll: half the first cell at most."""
+        if self.intervals:
+            los = [lo for lo, _ in self.intervals if 0 < lo < hi]
+            if los:
+                return (hi - max(los)) / 2
+        return hi / 2
 
-    def first_delay(self, elapsed: float = 0.0) -> float:
-        return min(self.maximum, max(self.minimum, self.typical() - elapsed))
+    def hint_result(self, done: bool) -> None:
+        """An order-hinted poll found its job done (or not): judge whether the hint pays."""
+        self.hint_polls += 1
+        self._hints.append(done)
+        if len(self._hints) >= 16 and sum(self._hints) / len(self._hints) < HINT_MIN_PRECISION:
+            self._hint_off_until = self.finished_jobs + HINT_RETRY_AFTER
+            self._hints.clear()
 
-    def second_delay(self) -> float:
-        return min(self.maximum, max(self.minimum, 0.1 * self.typical()))
+    def _hints_on(self) -> bool:
+        return not self._hint_off_until
 
-    def next_delay(self, previous: float) -> float:
-        return min(self.maximum, max(self.minimum, previous * self.backoff))
+    async def sleep(self, request_id: str, seconds: float) -> bool:
+        """Sleep ``seconds``, or less when an order hint says the job is likely done (True)."""
+        job = self._jobs.get(request_id)
+        if job is None or not self._hints_on():
+            await asyncio.sleep(max(0.0, seconds))
+            return False
+        job.wake = wake = asyncio.Event()
+        try:
+            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            job.wake = None
+
+    def snapshot(self) -> dict[str, float]:
+        n = max(1, self.finished_jobs)
+        return {"jobs": self.finished_jobs, "polls_per_job": round(self.polls / n, 3),
+                "first_poll_hits": self.hits, "hint_polls": self.hint_polls,
+                "lateness_est_mean_s": round(self.lateness_sum / n, 4),
+                "plan": [round(t, 3) for t in (self._plan or ())][:12]}
+
+
+# -- the estimate and the plan (pure functions, unit-tested on synthetic intervals) -------------
+
+
+def estimate_distribution(intervals: list[tuple[float, float]], iterations: int = 300
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Turnbull's estimate of a job-time distribution from ``(lo, hi]`` intervals.
+
+    Returns ``edges`` (the grid, ``edges[0] = 0``) and ``p`` (probability of each cell
+    ``(edges[k], edges[k+1]]``)."""
+    lo = np.array([a for a, _ in intervals], dtype=float)
+    hi = np.array([b for _, b in intervals], dtype=float)
+    points = np.unique(np.concatenate([lo[lo > 0], hi]))
+    if len(points) > MAX_GRID:
+        points = np.unique(np.quantile(points, np.linspace(0, 1, MAX_GRID)))
+    edges = np.concatenate([[0.0], points])
+    mids = (edges[:-1] + edges[1:]) / 2
+    # Cell k lies in interval i when its middle does; an interval narrower than any cell
+    # takes the cell holding its upper end.
+    inside = (mids[None, :] > lo[:, None]) & (mids[None, :] <= hi[:, None])
+    empty = ~inside.any(axis=1)
+    if empty.any():
+        cells = np.clip(np.searchsorted(edges, hi[empty], side="left") - 1, 0, len(mids) - 1)
+        inside[np.flatnonzero(empty), cells] = True
+    a = inside.astype(float)
+    p = np.full(len(mids), 1.0 / len(mids))
+    for _ in range(iterations):
+        w = a * p
+        w /= w.sum(axis=1, keepdims=True)
+        new = w.mean(axis=0)
+        if np.abs(new - p).max() < 1e-7:
+            p = new
+            break
+        p = new
+    return edges, p
+
+
+def refine(edges: np.ndarray, p: np.ndarray, ratio: float = 1.15, parts: int = SUBDIVIDE
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Split every cell (each into at least ``parts``, and finer where a cell spans more than
+    ``ratio`` from its start) with its mass spread evenly by width: the schedule may then poll
+    inside a cell, which is how it finds times nobody polled at before (a plan built only from
+    past poll times would keep repeating them), and a slow job in the tail is not seen a whole
+    coarse cell late."""
+    fine = [0.0]
+    mass = []
+    for (a, b), q in zip(zip(edges[:-1], edges[1:]), p):
+        start = max(a, 1e-3)
+        k = max(parts, int(math.ceil(math.log(max(b, start) / start) / math.log(ratio)))) if b > a else 1
+        k = min(k, 64)
+        fine.extend(a + (b - a) * (i + 1) / k for i in range(k))
+        mass.extend([q / k] * k)
+    return np.array(fine), np.array(mass)
+
+
+def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float) -> tuple[np.ndarray, np.ndarray]:
+    """``C[a, b]``: expected lateness of the jobs ending in ``(edges[a], edges[b]]`` when the
+    polls are at ``edges[a]`` and then ``edges[b]`` (``inf`` where ``b`` is not allowed:
+    not after ``a``, or closer than ``minimum`` to it except for the first poll); and ``F``."""
+    n = len(p)
+    mids = (edges[:-1] + edges[1:]) / 2
+    F = np.concatenate([[0.0], np.cumsum(p)])          # F[k]: P(T <= edges[k])
+    M = np.concatenate([[0.0], np.cumsum(p * mids)])
+    C = edges[None, :] * (F[None, :] - F[:, None]) - (M[None, :] - M[:, None])
+    ok = np.arange(n + 1)[None, :] > np.arange(n + 1)[:, None]
+    spaced = (edges[None, :] - edges[:, None]) >= minimum - 1e-9
+    spaced[0, :] = True
+    spaced[:, n] = True                                 # the last cell's end is always allowed
+    C = np.where(ok & spaced, C, np.inf)
+    return C, F
+
+
+def _dp(C: np.ndarray, F: np.ndarray, edges: np.ndarray, lam: float) -> tuple[list[float], float, float]:
+    """The schedule minimising lateness + lam * polls; (times, expected polls, expected lateness)."""
+    n = len(F) - 1
+    value = np.zeros(n + 1)
+    choice = np.full(n + 1, n, dtype=int)
+    for a in range(n - 1, -1, -1):
+        row = C[a, a + 1:] + value[a + 1:]
+        k = int(np.argmin(row))
+        value[a] = lam * (1.0 - F[a]) + row[k]
+        choice[a] = a + 1 + k
+    times, polls, lateness, a = [], 0.0, 0.0, 0
+    while a < n:
+        b = int(choice[a])
+        polls += 1.0 - F[a]
+        lateness += C[a, b]
+        times.append(float(edges[b]))
+        a = b
+    return times, polls, lateness
+
+
+def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: float,
+                    minimum: float) -> tuple[list[float], float, float]:
+    """The fewest-poll schedule whose expected lateness is within ``share`` of the mean job
+    time, or, when that needs more than ``budget`` polls a job, the least-late one within it.
+
+    Larger ``lam`` (the price of a poll, in seconds of lateness) means fewer polls and more
+    lateness; both searches bisect on ``log(lam)``."""
+    mids = (edges[:-1] + edges[1:]) / 2
+    mean = float((p * mids).sum()) or float(edges[-1]) or 1.0
+    target = share * mean
+    C, F = _lateness_matrix(edges, p, minimum)
+    cache: dict[float, tuple[list[float], float, float]] = {}
+
+    def solve(log_lam: float) -> tuple[list[float], float, float]:
+        if log_lam not in cache:
+            cache[log_lam] = _dp(C, F, edges, mean * math.exp(log_lam))
+        return cache[log_lam]
+
+    lo, hi = math.log(1e-5), math.log(1e4)
+    # 1. the largest lam whose lateness is on target (fewest polls that are good enough)
+    if solve(lo)[2] <= target:
+        a, b = lo, hi
+        if solve(hi)[2] <= target:
+            a = hi
+        else:
+            for _ in range(14):
+                m = (a + b) / 2
+                a, b = (m, b) if solve(m)[2] <= target else (a, m)
+        chosen = a
+    else:
+        chosen = lo
+    # 2. within the poll budget: raise lam until the expected polls fit
+    if solve(chosen)[1] > budget + 1e-9:
+        a, b = chosen, hi
+        if solve(hi)[1] > budget + 1e-9:
+            chosen = hi
+        else:
+            for _ in range(14):
+                m = (a + b) / 2
+                a, b = (a, m) if solve(m)[1] <= budget + 1e-9 else (m, b)
+            chosen = b
+    return solve(chosen)
+
+
+def budget_from_limits(submit: tuple[int | None, int | None], status: tuple[int | None, int | None],
+                       default: float = 3.0) -> float:
+    """Status calls a job may cost: the tightest ratio of the plan's status to submit limits
+    (Basic: 200/50 a day = 4; premium: 300/300 a minute = 1), else ``default``."""
+    ratios = [st / sb for st, sb in zip(status, submit) if st and sb]
+    return max(1.0, min(ratios)) if ratios else default
+
+
+__all__ = ["PollPlanner", "estimate_distribution", "choose_schedule", "budget_from_limits"]

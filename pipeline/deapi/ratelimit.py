@@ -46,6 +46,14 @@ PLANS: dict[str, dict[str, Limit]] = {
 }
 
 
+class EndpointShut(Exception):
+    """The run stopped using this endpoint (a stop request): waiters leave at once."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"{endpoint}: {reason}")
+        self.endpoint, self.reason = endpoint, reason
+
+
 class DailyBudgetSpent(Exception):
     def __init__(self, endpoint: str) -> None:
         super().__init__(f"the daily {endpoint} budget is spent for this run")
@@ -80,6 +88,8 @@ class RateLimiter:
         self.burst = max(1, burst)
         self._buckets: dict[str, _Bucket] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._shut: dict[str, str] = {}                  # endpoint -> why it was shut
+        self._shut_events: dict[str, asyncio.Event] = {}
         for endpoint, (pm, pd) in (limits or {}).items():
             self._set_limits(endpoint, pm, pd)
 
@@ -135,12 +145,16 @@ class RateLimiter:
 
     async def acquire(self, endpoint: str) -> None:
         """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today."""
+        if endpoint in self._shut:
+            raise EndpointShut(endpoint, self._shut[endpoint])
         b = self._buckets.get(endpoint)
         if b is None:
             return
         lock = self._locks.setdefault(endpoint, asyncio.Lock())
         async with lock:  # FIFO: one waiter at a time takes the next slot
             while True:
+                if endpoint in self._shut:
+                    raise EndpointShut(endpoint, self._shut[endpoint])
                 if b.day_closed or (b.per_day is not None and b.used_today >= b.per_day):
                     b.day_closed = True
                     raise DailyBudgetSpent(endpoint)
@@ -170,10 +184,28 @@ class RateLimiter:
             if b.per_minute is not None:
                 b.recent.append(self.clock())
 
-    async def _sleep(self, b: _Bucket, seconds: float) -> None:
+    async def _sleep(self, b: _Bucket, seconds: float, endpoint: str | None = None) -> None:
         seconds = max(seconds, 0.0)
         b.waited += seconds
+        if self.sleep is asyncio.sleep:
+            # Real time: a ``shut`` wakes the sleeper at once (a stop must not wait out a
+            # minute-long pause of a Basic plan).
+            event = self._shut_events.setdefault(self._endpoint_of(b), asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+            return
         await self.sleep(seconds)
+
+    def _endpoint_of(self, b: _Bucket) -> str:
+        return next((ep for ep, bucket in self._buckets.items() if bucket is b), "")
+
+    def shut(self, endpoint: str, reason: str) -> None:
+        """No more calls to ``endpoint`` in this run: waiters and later callers get
+        ``EndpointShut`` at once."""
+        self._shut[endpoint] = reason
+        self._shut_events.setdefault(endpoint, asyncio.Event()).set()
 
     # -- feedback from the server -------------------------------------------------------------
 

@@ -27,14 +27,19 @@ from .config import ServerConfig
 from .counters import Counters
 from .engines.pool import EngineRunner
 from .faults import FaultConfig
-from .jobs import Job, JobRunner, JobStore, status_body
+from .jobs import JobRunner, JobStore, decide_faults, status_body
+from .lifecycle import DONE, Job, JobEvents
 from .ledger import Ledger
 from .links import ResultLinks
 from .models import MAX_PER_PAGE, filter_models, paginate
+from .metrics import CONTENT_TYPE, health_body, render
 from .ratelimit import RateLimiter
 from .responses import envelope, gateway_error, not_enough_balance, too_many, validation_error
+from .store import Store
+from .store_memory import MemoryStore
 from .validation import MAX_UPLOAD, BodyError, read_form, validate_price, validate_submit
 from .webhooks import WebhookSender
+from .worker import FleetWorker, new_worker_id, sweep_forever
 
 log = logging.getLogger("pipeline.server")
 
@@ -43,7 +48,7 @@ AUTHED_PREFIXES = ("/api/", "/_admin/")
 
 
 class ServerState:
-    """Everything one running server holds: jobs, counters, limits, balances, engine, webhooks."""
+    """Everything one running server holds: store, counters, engine, webhooks, and (fleet) a worker."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -54,25 +59,77 @@ class ServerState:
         self.limiter = RateLimiter(config.endpoint_limits(), self.clock)
         self.ledger = Ledger(config.tokens, config.balance, config.price_per_megapixel, config.min_price)
         self.links = ResultLinks(config.result_ttl_s, self.clock)
-        self.store = JobStore(config.max_jobs_kept)
+        self.worker_id = config.worker_id or new_worker_id()
+        self.store: Store = (open_shared_store(config, self.clock) if config.store_url
+                             else MemoryStore(JobStore(config.max_jobs_kept), self.ledger, self.limiter))
         self.engine = EngineRunner(config.engine, workers=config.engine_workers)
         self.webhooks = WebhookSender(config.webhook_secret, config.webhook_time_scale, config.webhook_timeout_s,
                                       self.counters, self.faults, self.rng)
-        self.jobs = JobRunner(engine=self.engine, store=self.store, counters=self.counters, faults=self.faults,
-                              rng=self.rng, ledger=self.ledger, links=self.links, webhooks=self.webhooks,
-                              public_base_url=config.public_base_url)
+        self.events = JobEvents()
+        self.events.subscribe(self.webhooks.send)
+        self.jobs = JobRunner(engine=self.engine, store=getattr(self.store, "jobs", JobStore(1)),
+                              counters=self.counters, faults=self.faults, rng=self.rng, ledger=self.ledger,
+                              links=self.links, events=self.events, public_base_url=config.public_base_url)
+        self.worker: FleetWorker | None = None
+        if self.store.shared and config.role in ("worker", "all"):
+            self.worker = FleetWorker(store=self.store, engine=self.engine, faults=self.faults, events=self.events,
+                                      links=self.links, counters=self.counters, lease_s=config.lease_s,
+                                      worker_id=self.worker_id, concurrency=config.engine_workers,
+                                      public_base_url=config.public_base_url)
+        self._sweeper: asyncio.Task | None = None
+
+    @property
+    def runs_engine(self) -> bool:
+        return self.config.role in ("worker", "all")
 
     def release_stuck_jobs(self) -> int:
         return self.jobs.release_stuck()
 
+    def result_url(self, job: Job) -> str:
+        return self.jobs.result_url(job)
+
     async def start(self) -> None:
-        await self.engine.start()
+        await self.store.open()
+        secret = await self.store.link_secret()
+        if secret:
+            self.links.use_secret(secret)
+        if self.runs_engine:
+            await self.engine.start()
         await self.webhooks.start()
+        if self.store.shared:
+            self._sweeper = asyncio.create_task(sweep_forever(
+                self.store, worker_id=self.worker_id, role=self.config.role, lease_s=self.config.lease_s,
+                result_ttl_s=self.config.result_ttl_s), name="store-sweeper")
+        if self.worker is not None:
+            self.worker.start()
+
+    async def drain(self) -> None:
+        """SIGTERM: a worker finishes the jobs in hand and takes no new one."""
+        if self.worker is not None:
+            await self.worker.drain()
 
     async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            if self.worker is not None:
+                await self.store.forget_worker(self.worker_id)
         await self.jobs.close()
         await self.webhooks.close()
         await self.engine.close()
+        await self.store.close()
+
+    def slot_gate(self):
+        return self.worker.slots if self.worker is not None else self.jobs.slots
+
+
+def open_shared_store(config: ServerConfig, clock: Callable[[], float]) -> Store:
+    """The PostgreSQL store (imported only when asked for: the memory path needs no driver)."""
+    from .store_pg import PgStore
+
+    return PgStore(config.store_url or "", config.tokens, config.balance, config.endpoint_limits(), clock)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -127,11 +184,11 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     return response
 
 
-def _gate(request: web.Request, endpoint: str) -> web.Response | dict[str, str]:
+async def _gate(request: web.Request, endpoint: str) -> web.Response | dict[str, str]:
     """The plan's limits, then injected 429 and 5xx; the rate-limit headers when let through."""
     st = _state(request)
     f = st.faults
-    verdict = st.limiter.check(request.get(TOKEN, ""), endpoint)
+    verdict = await st.store.rate_check(request.get(TOKEN, ""), endpoint)
     if not verdict.allowed:
         st.counters.rate_limited += 1
         return too_many(verdict.headers)
@@ -162,7 +219,7 @@ async def _drop(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     st.counters.submits += 1
-    gate = _gate(request, "submit")
+    gate = await _gate(request, "submit")
     if isinstance(gate, web.Response):
         return gate
     form = await read_form(request, MAX_UPLOAD)
@@ -171,15 +228,20 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return validation_error(errors)
     token = request[TOKEN]
     price = st.ledger.quote(sub.width, sub.height)
-    if st.ledger.balance(token) + 1e-12 < price:
+    if await st.store.balance(token) + 1e-12 < price:
         return not_enough_balance()
     if st.faults.drop_before_create.fire(st.rng):
         return await _drop(request)
-    st.ledger.charge(token, price)
+    if not await st.store.charge(token, price):   # another replica spent it meanwhile
+        return not_enough_balance()
     job = Job(id=str(uuid.uuid4()), token=token, model=sub.model, language=sub.language, format=sub.format,
               inline=sub.inline, webhook_url=sub.webhook_url, image=sub.image, price=price,
               base_url=str(request.url.origin()))
-    st.jobs.create(job)
+    if st.store.shared:   # a fleet: queued in the database, a worker claims it
+        decide_faults(job, st.faults, st.rng)
+        await st.store.add(job)
+    else:
+        st.jobs.create(job)
     st.counters.jobs_created += 1
     st.counters.submits_by_hash[hashlib.sha256(sub.image).hexdigest()] += 1
     st.counters.upload_sizes.append(len(sub.image))
@@ -191,19 +253,24 @@ async def submit(request: web.Request) -> web.StreamResponse:
 async def status(request: web.Request) -> web.Response:
     st = _state(request)
     st.counters.status_polls += 1
-    gate = _gate(request, "status")
+    gate = await _gate(request, "status")
     if isinstance(gate, web.Response):
         return gate
-    job = st.store.get(request.match_info["request_id"])
+    job = await st.store.load(request.match_info["request_id"])
     if job is None or job.lost or job.token != request[TOKEN]:
         return envelope(404, "Request not found.", gate)
-    return web.json_response({"data": status_body(job, st.jobs.result_url)}, headers=gate)
+    st.counters.observe_status(job, time.monotonic())
+    expired_once = job.expire_link and job.status == DONE
+    body = status_body(job, st.result_url)
+    if expired_once:
+        await st.store.link_expired_once(job.id)
+    return web.json_response({"data": body}, headers=gate)
 
 
 async def models(request: web.Request) -> web.Response:
     st = _state(request)
     st.counters.models_calls += 1
-    gate = _gate(request, "models")
+    gate = await _gate(request, "models")
     if isinstance(gate, web.Response):
         return gate
     q = request.query
@@ -230,7 +297,7 @@ def _int_param(raw: str | None, default: int, name: str, errors: dict[str, list[
 async def price(request: web.Request) -> web.Response:
     st = _state(request)
     st.counters.price_calls += 1
-    gate = _gate(request, "price")
+    gate = await _gate(request, "price")
     if isinstance(gate, web.Response):
         return gate
     form = await read_form(request, MAX_UPLOAD)
@@ -243,10 +310,10 @@ async def price(request: web.Request) -> web.Response:
 async def balance(request: web.Request) -> web.Response:
     st = _state(request)
     st.counters.balance_calls += 1
-    gate = _gate(request, "balance")
+    gate = await _gate(request, "balance")
     if isinstance(gate, web.Response):
         return gate
-    return web.json_response({"data": {"balance": st.ledger.balance(request[TOKEN])}})
+    return web.json_response({"data": {"balance": await st.store.balance(request[TOKEN])}})
 
 
 # -- result download (no Authorization: it stands in for a storage bucket) --------------------
@@ -256,7 +323,7 @@ async def download(request: web.Request) -> web.Response:
     st.counters.downloads += 1
     if "Authorization" in request.headers:
         st.counters.downloads_with_auth += 1
-    gate = _gate(request, "download")
+    gate = await _gate(request, "download")
     if isinstance(gate, web.Response):
         return gate
     request_id, _, ext = request.match_info["name"].rpartition(".")
@@ -265,7 +332,7 @@ async def download(request: web.Request) -> web.Response:
         return envelope(403, "This result link has expired. Poll request-status for a fresh result_url.")
     if problem:
         return envelope(403, "This result link is invalid (bad or missing signature).")
-    job = st.store.get(request_id)
+    job = await st.store.load(request_id)
     if job is None or job.status != "done" or job.text is None:
         return envelope(404, "Result not found.")
     if job.format == "json":
@@ -273,12 +340,39 @@ async def download(request: web.Request) -> web.Response:
     return web.Response(text=job.text, content_type="text/plain", charset="utf-8")
 
 
+# -- health and metrics (no Authorization: probes and scrapers carry no token) ---------------
+
+async def healthz(request: web.Request) -> web.Response:
+    st = _state(request)
+    try:
+        stats = await st.store.stats()
+    except Exception as exc:  # the database is away: leave the load balancer's rotation
+        log.warning("healthz: store unreachable: %s", exc)
+        return web.json_response({"status": "unavailable", "store": st.store.kind, "error": type(exc).__name__},
+                                 status=503)
+    return web.json_response(health_body(stats, st.store.kind, st.config.role, st.worker_id))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    st = _state(request)
+    try:
+        stats = await st.store.stats()
+    except Exception as exc:
+        log.warning("metrics: store unreachable: %s", exc)
+        return web.Response(status=503, text="store unreachable\n")
+    return web.Response(body=render(stats, st.counters, st.config.role).encode(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
 # -- admin (only with admin=True; bearer token required like the API) -------------------------
 
 async def admin_counters(request: web.Request) -> web.Response:
     st = _state(request)
     snap = st.counters.snapshot()
-    snap["jobs_in_memory"] = len(st.store)
+    snap["jobs_in_memory"] = len(st.jobs.store)
+    gate = st.slot_gate()
+    snap["engine_slots_busy"] = gate.busy          # queueing fault: jobs holding a slot
+    snap["engine_slots_waiting"] = gate.waiting    # queueing fault: the queue depth
     return web.json_response(snap)
 
 
@@ -304,6 +398,11 @@ def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_UPLOAD + 1024 * 1024)
     state = ServerState(config)
     app[STATE] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    if config.role == "worker":   # a worker serves only its health; the API replicas take requests
+        _lifecycle(app, state)
+        return app
     for prefix, paths in ((V1, ("/img2txt", "/request-status/{request_id}", "/models",
                                 "/img2txt/price-calculation", "/balance")),
                           ("/api/v2", ("/images/ocr", "/jobs/{request_id}", "/models",
@@ -321,6 +420,11 @@ def create_app(config: ServerConfig) -> web.Application:
         app.router.add_post("/_admin/faults", admin_set_faults)
         app.router.add_post("/_admin/release", admin_release)
 
+    _lifecycle(app, state)
+    return app
+
+
+def _lifecycle(app: web.Application, state: ServerState) -> None:
     async def on_startup(app: web.Application) -> None:
         await state.start()
 
@@ -329,7 +433,6 @@ def create_app(config: ServerConfig) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    return app
 
 
 __all__ = ["STATE", "ServerState", "create_app"]

@@ -17,12 +17,14 @@ import sys
 
 from pipeline.exitcodes import ExitCode
 
-from .config import LIMITED_ENDPOINTS, PROFILES, ServerConfig
+from .config import LIMITED_ENDPOINTS, PROFILES, ROLES, ServerConfig
 from .engines import ENGINE_NAMES
 from .faults import FaultConfig, parse_fault_option
+from .store import StoreUnavailable
 
 TOKEN_ENV = "DEAPI_API_KEY"
 SECRET_ENV = "DEAPI_WEBHOOK_SECRET"
+STORE_ENV = "PIPELINE_STORE"
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +53,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="inject a fault: the next COUNT events, then each with probability RATE "
                         "(e.g. http_5xx=3, job_error=0:0.1); settings too: retry_after=5, endpoints=submit,status "
                         "(repeatable)")
+    p.add_argument("--fault-engine-slots", type=int, default=0, metavar="N",
+                   help="queueing fault: jobs share N engine slots, first come first served (default 0 = off)")
+    p.add_argument("--fault-engine-seconds", type=float, default=0.0, metavar="S",
+                   help="queueing fault: seconds each job holds its slot, 'processing' with progress (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
+    p.add_argument("--store", metavar="URL",
+                   help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
+                        f"and workers share them (default: ${STORE_ENV}, else this process's memory)")
+    p.add_argument("--role", choices=ROLES, default="all",
+                   help="all (default: API and engine), api (routes only), worker (claims jobs; needs --store)")
+    p.add_argument("--lease", type=float, default=30.0, metavar="S",
+                   help="fleet: seconds before a dead worker's job goes back to the queue (default 30)")
+    p.add_argument("--worker-id", help="fleet: this process's name in leases and metrics (default host-pid-random)")
     p.add_argument("--admin", action="store_true",
                    help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
 
@@ -67,12 +81,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for name in ("engine_workers",):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("latency", "latency_jitter", "result_ttl", "webhook_time_scale", "balance"):
+    for name in ("latency", "latency_jitter", "result_ttl", "webhook_time_scale", "balance",
+                 "fault_engine_slots", "fault_engine_seconds"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.lease <= 0:
+        raise ValueError("--lease must be above 0")
+    store = args.store or os.environ.get(STORE_ENV, "").strip() or None
+    if store and not store.startswith(("postgresql://", "postgres://")):
+        raise ValueError("--store must be a postgresql:// URL")
+    if args.role != "all" and not store:
+        raise ValueError(f"--role {args.role} needs --store postgresql://... (or ${STORE_ENV}): "
+                         "with the in-memory store one process must be API and worker both")
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
-    faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter)
+    faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter,
+                         engine_slots=args.fault_engine_slots, engine_seconds=args.fault_engine_seconds)
     for spec in args.fault:
         try:
             faults.update(parse_fault_option(spec))
@@ -94,7 +118,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         engine_workers=args.engine_workers, profile=args.profile, limits=limits or None,
                         balance=args.balance, result_ttl_s=args.result_ttl,
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
-                        faults=faults, admin=args.admin, seed=args.seed, **extra)
+                        faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
+                        lease_s=args.lease, worker_id=args.worker_id, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
@@ -107,11 +132,17 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     async with EmbeddedServer(config) as srv:
+        where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
         active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
+        if srv.faults.engine_slots:
+            active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
         print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine} x{config.engine_workers}, "
               f"profile {config.profile}, {len(config.tokens)} token(s), admin {'on' if config.admin else 'off'}"
-              f"{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)
+              f"{where}{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)
         await stop.wait()
+        if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
+            print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
+        await srv.state.drain()
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
@@ -128,6 +159,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
     except OSError as exc:  # address in use, permission denied, unknown host
         print(f"serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
+    except StoreUnavailable as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return int(ExitCode.API_UNREACHABLE)
     except KeyboardInterrupt:
         pass
     return int(ExitCode.OK)

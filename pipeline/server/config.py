@@ -15,6 +15,7 @@ from .faults import FaultConfig, FaultRule
 Limit = tuple[int | None, int | None]   # (per minute, per day); None = unlimited
 
 LIMITED_ENDPOINTS = ("submit", "status", "price")
+ROLES = ("all", "api", "worker")   # all: API and engine in one process; api / worker: a fleet's halves
 
 PROFILES: dict[str, dict[str, Limit]] = {
     "unlimited": {"submit": (None, None), "status": (None, None), "price": (None, None)},
@@ -49,6 +50,10 @@ class ServerConfig:
     max_jobs_kept: int = 100_000          # finished jobs kept in memory (oldest dropped first)
     public_base_url: str | None = None    # scheme://host used in result_url; default: the request's
     clock: Callable[[], float] | None = None   # wall clock for limits and link expiry (tests inject)
+    store_url: str | None = None          # postgresql://... : the shared fleet store; None: this process's memory
+    role: str = "all"                     # all | api (routes only) | worker (claims jobs; /healthz, /metrics)
+    lease_s: float = 30.0                 # fleet: a claimed job returns to the queue this long after its worker died
+    worker_id: str | None = None          # fleet: this process's name in leases and /metrics (default host-pid-random)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)
@@ -56,6 +61,15 @@ class ServerConfig:
             raise ValueError("the server needs at least one non-empty bearer token")
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose {', '.join(PROFILES)}")
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; choose {', '.join(ROLES)}")
+        if self.role != "all" and not self.store_url:
+            raise ValueError(f"role {self.role!r} needs a shared store (store_url postgresql://...): "
+                             "with the in-memory store one process must be API and worker both")
+        if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store_url must be a postgresql:// URL")
+        if self.lease_s <= 0:
+            raise ValueError("lease_s must be above 0")
         if self.engine_workers < 1:
             raise ValueError("engine_workers must be at least 1")
         for ep, (per_min, per_day) in (self.limits or {}).items():
@@ -71,4 +85,4 @@ class ServerConfig:
         return base
 
 
-__all__ = ["LIMITED_ENDPOINTS", "PROFILES", "FaultConfig", "FaultRule", "ServerConfig"]
+__all__ = ["LIMITED_ENDPOINTS", "PROFILES", "ROLES", "FaultConfig", "FaultRule", "ServerConfig"]

@@ -36,13 +36,31 @@ class Counters:
     webhook_failures: int = 0        # attempts that failed (non-2xx, 3xx, timeout, refused)
     jobs_done: int = 0
     jobs_failed: int = 0
+    # Lateness: seconds from a job's end to the first status answer that told a client so
+    # (the server's own clock). The benchmarks compare clients with it; no client can see it.
+    lateness: deque = field(default_factory=lambda: deque(maxlen=KEEP_UPLOAD_SIZES))
+    _seen_done: set = field(default_factory=set, repr=False)
+
+    def observe_status(self, job: Any, now: float) -> None:
+        """A status answer for ``job``; records its lateness the first time it says terminal."""
+        if job.finished is not None and job.id not in self._seen_done:
+            if len(self._seen_done) >= KEEP_UPLOAD_SIZES:
+                self._seen_done.clear()
+            self._seen_done.add(job.id)
+            self.lateness.append(max(0.0, now - job.finished))
 
     @property
     def api_calls(self) -> int:
         return self.submits + self.status_polls + self.downloads
 
     def snapshot(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k not in ("submits_by_hash", "upload_sizes")}
+        out = {k: v for k, v in vars(self).items()
+               if k not in ("submits_by_hash", "upload_sizes", "lateness", "_seen_done")}
+        late = sorted(self.lateness)
+        out["lateness_s"] = ({"n": len(late), "mean": round(sum(late) / len(late), 4),
+                              "p50": round(late[len(late) // 2], 4),
+                              "p95": round(late[min(len(late) - 1, int(0.95 * len(late)))], 4)}
+                             if late else {"n": 0})
         out["submits_by_hash"] = dict(self.submits_by_hash)
         out["api_calls"] = self.api_calls
         return out

@@ -74,6 +74,7 @@ class FaultConfig:
 
     latency: float = 0.0                 # seconds a job stays pending before processing
     latency_jitter: float = 0.0          # +/- uniform jitter on latency (never below 0)
+    latency_sigma: float = 0.0           # > 0: latency is the median of a log-normal with this sigma
     http_429: FaultRule = field(default_factory=FaultRule)       # injected "Too Many Attempts."
     http_429_daily: bool = False         # injected 429s say X-RateLimit-Type: daily
     retry_after: int = 1                 # Retry-After of injected 429s (seconds)
@@ -91,6 +92,8 @@ class FaultConfig:
     webhook_delay_s: float = 0.3
     webhook_duplicate: FaultRule = field(default_factory=FaultRule)  # an event is delivered twice
     webhook_reorder: FaultRule = field(default_factory=FaultRule)    # job.processing after the final event
+    engine_slots: int = 0                # queueing: N engine slots (0 = off), granted first come first served
+    engine_seconds: float = 0.0          # queueing: seconds each job holds its slot (processing, progress moving)
 
     def update(self, data: Any) -> None:
         """Apply a JSON document (all-or-nothing): rules as ``{"count": n, "rate": p}``, ``n`` or ``"n:p"``."""
@@ -130,7 +133,7 @@ class FaultConfig:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{key} must be a non-empty string, not {value!r}")
             return value.strip()
-        # numbers: latency, jitter, retry_after, webhook_delay_s
+        # numbers: latency, jitter, retry_after, webhook_delay_s, engine_slots, engine_seconds
         try:
             number = type(current)(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):

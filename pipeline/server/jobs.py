@@ -1,6 +1,6 @@
 """Jobs: the in-memory store and each job's life as an asyncio task.
 
-pending --(latency ± jitter)--> processing --(engine)--> done | error
+pending --(latency ± jitter)--(engine slot, fault engine_slots)--> processing --(engine)--> done | error
 
 Why one task per job: the latency sleep of one job must never wait behind another job's OCR
 (a benchmark keeps 64 jobs in flight with 0.5 s latency), while the OCR itself is bounded by
@@ -11,12 +11,12 @@ the oldest finished ones first, so a long benchmark does not grow memory without
 from __future__ import annotations
 
 import asyncio
+import math
 import json
 import logging
 import random
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .counters import Counters
@@ -24,46 +24,11 @@ from .engines.base import EngineError
 from .engines.pool import EngineRunner
 from .faults import FaultConfig
 from .ledger import Ledger
+from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
-from .webhooks import WebhookSender
+from .slots import SlotGate, hold
 
 log = logging.getLogger("pipeline.server.jobs")
-
-PENDING, PROCESSING, DONE, ERROR = "pending", "processing", "done", "error"
-TERMINAL = (DONE, ERROR)
-
-
-@dataclass
-class Job:
-    id: str
-    token: str
-    model: str
-    language: str | None
-    format: str                      # "text" | "json"
-    inline: bool                     # return_result_in_response
-    webhook_url: str | None
-    image: bytes | None              # released once the engine has read it
-    base_url: str                    # scheme://host the client used, for result links
-    price: float = 0.0
-    status: str = PENDING
-    progress: float = 0.0
-    text: str | None = None          # the result document (format=json: serialized JSON)
-    error: str | None = None
-    error_code: str | None = None
-    # fault decisions, made at creation
-    lost: bool = False
-    expire_link: bool = False
-    never_finish: bool = False
-    fail: bool = False
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    started: float | None = None     # monotonic, for processing_time_ms
-    finished: float | None = None
-
-    def processing_ms(self) -> int:
-        if self.started is None:
-            return 0
-        return int(((self.finished or time.monotonic()) - self.started) * 1000)
-
 
 class JobStore:
     """Jobs by id, oldest first; finished jobs beyond ``limit`` are forgotten oldest-first."""
@@ -96,23 +61,23 @@ class JobStore:
 
 
 class JobRunner:
-    """Creates jobs, runs their lifecycle and reports each transition (status + webhook)."""
+    """Creates jobs, runs their lifecycle and announces each transition on ``events``.
+
+    The runner knows nothing of webhooks: the sender subscribes to ``events`` (``app.py`` wires
+    it), so the lifecycle and its deliveries do not import each other."""
 
     def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
-                 rng: random.Random, ledger: Ledger, links: ResultLinks, webhooks: WebhookSender,
+                 rng: random.Random, ledger: Ledger, links: ResultLinks, events: JobEvents,
                  public_base_url: str | None) -> None:
         self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
-        self.ledger, self.links, self.webhooks = ledger, links, webhooks
+        self.ledger, self.links, self.events = ledger, links, events
         self.public_base_url = public_base_url
         self.tasks: set[asyncio.Task] = set()
+        self.slots = SlotGate(lambda: self.faults.engine_slots)
 
     def create(self, job: Job) -> Job:
         """Register the job, decide its faults and start its task."""
-        f = self.faults
-        job.lost = f.lose_request_id.fire(self.rng)
-        job.expire_link = f.expire_result_link.fire(self.rng)
-        job.never_finish = f.job_never_finish.fire(self.rng)
-        job.fail = f.job_error.fire(self.rng)
+        decide_faults(job, self.faults, self.rng)
         self.store.add(job)
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self.tasks.add(task)
@@ -142,33 +107,25 @@ class JobRunner:
     def _latency(self) -> float:
         f = self.faults
         jitter = self.rng.uniform(-f.latency_jitter, f.latency_jitter) if f.latency_jitter else 0.0
-        return max(0.0, f.latency + jitter)
+        base = f.latency * math.exp(self.rng.gauss(0.0, f.latency_sigma)) if f.latency_sigma else f.latency
+        return max(0.0, base + jitter)
 
     async def _run(self, job: Job) -> None:
         try:
             delay = self._latency()
             if delay > 0:
                 await asyncio.sleep(delay)
-            job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
-            self.webhooks.send(job, "job.processing")
-            if job.never_finish:
-                job.progress = 50.0
-                await job.released.wait()
-            if job.fail:
-                self._fail(job, self.faults.job_error_code, "The job failed (injected fault job_error).")
-                return
-            job.progress = 50.0
-            try:
-                page = await self.engine.recognize(job.image or b"", job.language)
-            except EngineError as exc:
-                self._fail(job, exc.code, str(exc))
-                return
-            job.text = json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
-            job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
-            self.counters.jobs_done += 1
-            # The webhook always carries a valid link; expire_result_link is a status-poll fault.
-            self.webhooks.send(job, "job.completed",
-                               self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+            if self.faults.engine_slots > 0:   # queueing fault: pending until a slot is free
+                job.slot_grant = await self.slots.acquire()
+                try:
+                    self._start(job)
+                    await hold(self.faults.engine_seconds, lambda p: setattr(job, "progress", p))
+                    await self._process(job)
+                finally:
+                    self.slots.release()
+            else:
+                self._start(job)
+                await self._process(job)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one broken job never takes the server down
@@ -177,11 +134,49 @@ class JobRunner:
         finally:
             job.image = None  # release the upload
 
+    async def _process(self, job: Job) -> None:
+        """processing -> done | error: the held and failing faults, then the engine."""
+        if job.never_finish:
+            job.progress = 50.0
+            await job.released.wait()
+        if job.fail:
+            self._fail(job, self.faults.job_error_code, "The job failed (injected fault job_error).")
+            return
+        job.progress = max(job.progress, 50.0)
+        try:
+            job.text = await read_page(self.engine, job)
+        except EngineError as exc:
+            self._fail(job, exc.code, str(exc))
+            return
+        job.status, job.progress, job.finished = DONE, 100.0, time.monotonic()
+        self.counters.jobs_done += 1
+        # The webhook always carries a valid link; expire_result_link is a status-poll fault.
+        self.events.emit(job, "job.completed",
+                         self.links.make(self.public_base_url or job.base_url, job.id, job.format))
+
+    def _start(self, job: Job) -> None:
+        job.status, job.progress, job.started = PROCESSING, 10.0, time.monotonic()
+        self.events.emit(job, "job.processing")
+
     def _fail(self, job: Job, code: str, message: str) -> None:
         job.status, job.error_code, job.error, job.finished = ERROR, code, message, time.monotonic()
         self.counters.jobs_failed += 1
         self.ledger.refund(job.token, job.price)
-        self.webhooks.send(job, "job.failed")
+        self.events.emit(job, "job.failed")
+
+
+def decide_faults(job: Job, faults: FaultConfig, rng: random.Random) -> None:
+    """The job faults, rolled once when the job is created (never when its task happens to run)."""
+    job.lost = faults.lose_request_id.fire(rng)
+    job.expire_link = faults.expire_result_link.fire(rng)
+    job.never_finish = faults.job_never_finish.fire(rng)
+    job.fail = faults.job_error.fire(rng)
+
+
+async def read_page(engine: EngineRunner, job: Job) -> str:
+    """The engine's reading of the job's image as the result document (text, or JSON serialized)."""
+    page = await engine.recognize(job.image or b"", job.language)
+    return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
 
 
 def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
@@ -194,3 +189,7 @@ def status_body(job: Job, result_url: Callable[[Job], str]) -> dict[str, Any]:
         if job.inline:
             data["result"] = job.text
     return data
+
+
+__all__ = ["DONE", "ERROR", "PENDING", "PROCESSING", "TERMINAL", "Job", "JobRunner", "JobStore", "decide_faults", "read_page",
+           "status_body"]

@@ -1,7 +1,8 @@
 """Signed, expiring result links: the server's stand-in for a storage bucket's presigned URLs.
 
 A link is ``/results/{id}.{txt|json}?expires=<unix s>&sig=<hmac>``; the signature is an
-HMAC-SHA256 of ``id:expires`` with a secret made at start-up, so a link cannot be forged or
+HMAC-SHA256 of ``id:expires`` with a secret made at start-up (or, in a fleet, kept in the
+shared store), so a link cannot be forged or
 extended, and the download route needs no Authorization header (clients must not send one:
 the token never travels to a storage host).
 """
@@ -15,10 +16,15 @@ from typing import Callable
 
 
 class ResultLinks:
-    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, ttl_s: float, clock: Callable[[], float], secret: bytes | None = None) -> None:
         self.ttl_s = ttl_s
         self.clock = clock
-        self._secret = secrets.token_bytes(32)
+        self._secret = secret or secrets.token_bytes(32)
+
+    def use_secret(self, secret: bytes) -> None:
+        """Sign with a secret every replica shares (the PostgreSQL store keeps one), so a link
+        made by one replica downloads from any other."""
+        self._secret = secret
 
     def _sign(self, request_id: str, expires: int) -> str:
         return hmac.new(self._secret, f"{request_id}:{expires}".encode(), hashlib.sha256).hexdigest()

@@ -29,14 +29,13 @@ import random
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from .counters import Counters
-    from .faults import FaultConfig
-    from .jobs import Job
+from .counters import Counters
+from .faults import FaultConfig
+from .lifecycle import Job
 
 log = logging.getLogger("pipeline.server.webhooks")
 
@@ -53,7 +52,7 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_payload(job: "Job", event: str, result_url: str | None = None) -> dict[str, Any]:
+def build_payload(job: Job, event: str, result_url: str | None = None) -> dict[str, Any]:
     now = time.time()
     data: dict[str, Any] = {"job_request_id": job.id, "job_type": "img2txt"}
     if event == "job.processing":
@@ -72,8 +71,8 @@ def build_payload(job: "Job", event: str, result_url: str | None = None) -> dict
 
 
 class WebhookSender:
-    def __init__(self, secret: str, time_scale: float, timeout_s: float, counters: "Counters",
-                 faults: "FaultConfig", rng: random.Random) -> None:
+    def __init__(self, secret: str, time_scale: float, timeout_s: float, counters: Counters,
+                 faults: FaultConfig, rng: random.Random) -> None:
         self.secret, self.time_scale, self.timeout_s = secret, time_scale, timeout_s
         self.counters, self.faults, self.rng = counters, faults, rng
         self.session: aiohttp.ClientSession | None = None
@@ -91,7 +90,7 @@ class WebhookSender:
             await self.session.close()
             self.session = None
 
-    def send(self, job: "Job", event: str, result_url: str | None = None) -> None:
+    def send(self, job: Job, event: str, result_url: str | None = None) -> None:
         """Queue one event for ``job`` (no-op without a webhook URL); never blocks the job."""
         if not job.webhook_url or self.session is None:
             return

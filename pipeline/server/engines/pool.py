@@ -112,6 +112,7 @@ class EngineRunner:
         self._pages_on_executor = 0
         self._lock = asyncio.Lock()
         self.replaced_pools = 0  # dead-worker replacements plus recycles, for logs and tests
+        self.close_timeout_s = CLOSE_TIMEOUT_S  # an embedded run that is stopping lowers it
 
     def _threads_per_worker(self) -> int | None:
         """ONNX Runtime threads when several workers share the cores (one worker: all cores)."""
@@ -177,7 +178,7 @@ class EngineRunner:
             return
         executor.shutdown(wait=False, cancel_futures=True)
         try:
-            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True), self.close_timeout_s)
         except asyncio.TimeoutError:
             for proc in list(getattr(executor, "_processes", {}).values()):
                 proc.kill()

@@ -131,7 +131,11 @@ class TesseractEngine(Engine):
                 if it.IsAtBeginningOf(tess.RIL.BLOCK) and current:
                     blocks.append(OcrBlock(lines=tuple(current)))
                     current = []
-                text = " ".join((it.GetUTF8Text(level) or "").split())
+                try:
+                    raw = it.GetUTF8Text(level)
+                except RuntimeError:  # tesserocr's "No text returned": a page without text is a result
+                    break
+                text = " ".join((raw or "").split())
                 box = it.BoundingBox(level)
                 if text and box:
                     conf = min(1.0, max(0.0, it.Confidence(level) / 100.0))

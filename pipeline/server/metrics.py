@@ -1,0 +1,56 @@
+"""``/healthz`` and ``/metrics`` bodies: queue depth, workers and job times for operators and autoscalers.
+
+Why both: ``/healthz`` is the JSON a load balancer or a Kubernetes probe reads (503 when the
+store cannot be reached, so a replica cut off from the database leaves the rotation);
+``/metrics`` is the Prometheus text exposition format (version 0.0.4), which a Prometheus
+server scrapes and a Kubernetes HPA reads through an adapter to scale workers on
+``pipeline_jobs_queued``. The figures come from the store, so in a fleet every replica
+reports the whole fleet's queue, not its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .counters import Counters
+from .store import Stats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+GAUGES = (
+    ("jobs_queued", "queued", "Jobs waiting for a worker (status pending)."),
+    ("jobs_running", "running", "Jobs a worker is reading now (status processing)."),
+    ("jobs_finished_last_minute", "done_last_minute", "Jobs finished (done or error) in the last 60 seconds."),
+    ("jobs_failed_last_minute", "failed_last_minute", "Jobs that ended in error in the last 60 seconds."),
+    ("workers", "workers", "Worker processes that reported in recently."),
+    ("jobs_kept", "jobs_kept", "Job records held until their results expire."),
+)
+COUNTERS = (("submits", "Submit requests this process received."),
+            ("jobs_created", "Jobs this process created."),
+            ("jobs_done", "Jobs this process finished successfully."),
+            ("jobs_failed", "Jobs this process finished in error."),
+            ("rate_limited", "429 answers this process served."),
+            ("webhooks_delivered", "Webhook attempts answered 2xx by this process."))
+
+
+def health_body(stats: Stats, store_kind: str, role: str, worker_id: str) -> dict[str, Any]:
+    return {"status": "ok", "store": store_kind, "role": role, "id": worker_id, **stats.as_dict()}
+
+
+def render(stats: Stats, counters: Counters, role: str) -> str:
+    """The Prometheus text for one scrape."""
+    lines: list[str] = []
+    for name, attr, help_text in GAUGES:
+        lines += [f"# HELP pipeline_{name} {help_text}", f"# TYPE pipeline_{name} gauge",
+                  f"pipeline_{name} {getattr(stats, attr)}"]
+    lines += ["# HELP pipeline_job_seconds Job time (processing start to finish) over the last 5 minutes.",
+              "# TYPE pipeline_job_seconds gauge"]
+    for q, attr in (("0.5", "p50_ms"), ("0.9", "p90_ms"), ("0.99", "p99_ms")):
+        lines.append(f'pipeline_job_seconds{{quantile="{q}"}} {getattr(stats, attr) / 1000:.6f}')
+    for name, help_text in COUNTERS:
+        lines += [f"# HELP pipeline_{name}_total {help_text}", f"# TYPE pipeline_{name}_total counter",
+                  f'pipeline_{name}_total{{role="{role}"}} {getattr(counters, name)}']
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["CONTENT_TYPE", "health_body", "render"]

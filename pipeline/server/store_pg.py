@@ -1,0 +1,307 @@
+"""The shared store on PostgreSQL (psycopg 3, async): what lets replicas and workers be many.
+
+Why these choices:
+
+* Workers claim with ``FOR UPDATE SKIP LOCKED``: many workers take different jobs in one
+  statement each, without a queue broker and without waiting on each other's row locks.
+* Round robin between tokens: ``token_turns`` remembers when each token was last served; the
+  next claim takes the oldest pending job of the token served longest ago, so one token's
+  backlog of a million pages cannot starve another's ten (per token, submission order holds).
+* Leases: a claimed job carries ``worker_id`` and ``lease_until``; the worker renews it while
+  the engine reads. A worker that dies stops renewing and any replica's sweeper puts the job
+  back after the lease (``requeue_expired``); after ``MAX_ATTEMPTS`` claims it fails instead
+  (a page that kills every worker must not loop for ever). ``complete``/``fail`` only apply
+  while the caller still owns the job, and the ``webhook_events`` row is inserted in the same
+  transaction: one result, one ``job.completed``, whichever worker finished it.
+* Time for leases and expiry is the database's ``now()``, one clock for every machine.
+* ``LISTEN``/``NOTIFY`` wakes idle workers at once when a job is queued; they also look every
+  ``IDLE_POLL_S`` in case a notification was missed (a reconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any, Callable
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .lifecycle import Job
+from .ratelimit import Verdict, judge, windows
+from .store import Stats, Store, StoreUnavailable
+from .store_pg_schema import MIGRATION_LOCK, MIGRATIONS
+
+log = logging.getLogger("pipeline.server.store_pg")
+
+CHANNEL = "pipeline_jobs"
+MAX_ATTEMPTS = 3                 # claims of one job before it fails with WORKER_TIMEOUT
+WORKER_SEEN_S = 15.0             # a worker that has not said so for this long is not counted
+
+JOB_COLUMNS = ("id", "token", "model", "language", "format", "inline", "webhook_url", "image", "base_url",
+               "price", "lost", "expire_link", "never_finish", "fail")
+
+
+def safe_dsn(dsn: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(unparsable URL)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _job(row: dict[str, Any]) -> Job:
+    job = Job(**{k: row[k] for k in JOB_COLUMNS})
+    job.image = bytes(row["image"]) if row["image"] is not None else None
+    job.status, job.progress, job.text = row["status"], row["progress"], row["text"]
+    job.error, job.error_code = row["error"], row["error_code"]
+    job.started = row["started_at"].timestamp() if row["started_at"] else None
+    job.finished = row["finished_at"].timestamp() if row["finished_at"] else None
+    return job
+
+
+class PgStore(Store):
+    kind = "postgresql"
+    shared = True
+
+    def __init__(self, dsn: str, tokens: tuple[str, ...], balance: float,
+                 limits: dict[str, tuple[int | None, int | None]], clock: Callable[[], float],
+                 pool_size: int = 8) -> None:
+        self.dsn, self.tokens, self.initial_balance = dsn, tokens, balance
+        self.limits, self.clock = limits, clock
+        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, open=False,
+                                        kwargs={"autocommit": True, "row_factory": dict_row})
+        self._work = asyncio.Event()
+        self._listener: asyncio.Task | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    async def open(self, timeout: float = 30.0) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=timeout)
+            await self.migrate()
+        except (psycopg.Error, PoolTimeout) as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)}: "
+                                   f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        async with self.pool.connection() as conn:
+            for token in self.tokens:
+                await conn.execute("INSERT INTO balances (token, balance) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                   (token, self.initial_balance))
+        self._listener = asyncio.create_task(self._listen(), name="pg-listen")
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks (under an advisory lock); returns those applied."""
+        applied = []
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                               "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {r["version"] for r in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
+            for version, sql in MIGRATIONS:
+                if version not in done:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    applied.append(version)
+        return applied
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._work.set()  # look once after (re)connecting: a NOTIFY may have been missed
+                    async for _ in conn.notifies():
+                        self._work.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database restarted: listen again shortly
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self.pool.close()
+
+    async def link_secret(self) -> bytes:
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO settings (key, value) VALUES ('link_secret', %s) ON CONFLICT DO NOTHING",
+                               (secrets.token_hex(32),))
+            row = await (await conn.execute("SELECT value FROM settings WHERE key = 'link_secret'")).fetchone()
+        return bytes.fromhex(row["value"])
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def add(self, job: Job) -> None:
+        cols = ", ".join(JOB_COLUMNS)
+        marks = ", ".join(["%s"] * len(JOB_COLUMNS))
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", [getattr(job, c) for c in JOB_COLUMNS])
+            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+    async def load(self, job_id: str) -> Job | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))).fetchone()
+        return _job(row) if row else None
+
+    async def link_expired_once(self, job_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE jobs SET expire_link = false WHERE id = %s", (job_id,))
+
+    async def claim(self, worker_id: str, lease_s: float) -> Job | None:
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute("""
+                WITH next AS (
+                    SELECT j.id FROM jobs j LEFT JOIN token_turns t ON t.token = j.token
+                    WHERE j.status = 'pending'
+                    ORDER BY COALESCE(t.last_served, 0), j.seq
+                    LIMIT 1
+                    FOR UPDATE OF j SKIP LOCKED)
+                UPDATE jobs SET status = 'processing', progress = 10, worker_id = %s,
+                       lease_until = now() + make_interval(secs => %s), attempts = attempts + 1,
+                       started_at = now(), claim_no = nextval('turn_seq')
+                FROM next WHERE jobs.id = next.id
+                RETURNING jobs.*""", (worker_id, lease_s))).fetchone()
+            if row is None:
+                return None
+            await conn.execute("INSERT INTO token_turns (token, last_served) VALUES (%s, %s) "
+                               "ON CONFLICT (token) DO UPDATE SET last_served = EXCLUDED.last_served",
+                               (row["token"], row["claim_no"]))
+        return _job(row)
+
+    async def renew(self, job_id: str, worker_id: str, lease_s: float, progress: float) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE jobs SET lease_until = now() + make_interval(secs => %s), progress = %s "
+                                     "WHERE id = %s AND worker_id = %s AND status = 'processing'",
+                                     (lease_s, progress, job_id, worker_id))
+            return cur.rowcount == 1
+
+    async def complete(self, job: Job, worker_id: str) -> bool:
+        return await self._finish(job, worker_id, "done", "job.completed")
+
+    async def fail(self, job: Job, worker_id: str) -> bool:
+        return await self._finish(job, worker_id, "error", "job.failed")
+
+    async def _finish(self, job: Job, worker_id: str, status: str, event: str) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("""
+                UPDATE jobs SET status = %s, text = %s, error = %s, error_code = %s, progress = 100,
+                       image = NULL, finished_at = now(), lease_until = NULL
+                WHERE id = %s AND worker_id = %s AND status = 'processing'""",
+                                     (status, job.text, job.error, job.error_code, job.id, worker_id))
+            if cur.rowcount != 1:
+                return False
+            if status == "error":
+                await conn.execute("UPDATE balances SET balance = balance + %s WHERE token = %s", (job.price, job.token))
+            cur = await conn.execute("INSERT INTO webhook_events (job_id, event, worker_id) VALUES (%s, %s, %s) "
+                                     "ON CONFLICT DO NOTHING", (job.id, event, worker_id))
+            return cur.rowcount == 1
+
+    async def requeue_expired(self) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("""
+                WITH dead AS (
+                    UPDATE jobs SET status = 'error', error_code = 'WORKER_TIMEOUT', progress = 100,
+                           error = 'every worker that took this job stopped before finishing it',
+                           image = NULL, finished_at = now(), lease_until = NULL
+                    WHERE status = 'processing' AND lease_until < now() AND attempts >= %s
+                    RETURNING token, price)
+                UPDATE balances b SET balance = b.balance + d.total
+                FROM (SELECT token, sum(price) AS total FROM dead GROUP BY token) d WHERE b.token = d.token""",
+                               (MAX_ATTEMPTS,))
+            cur = await conn.execute("UPDATE jobs SET status = 'pending', progress = 0, worker_id = NULL, "
+                                     "lease_until = NULL WHERE status = 'processing' AND lease_until < now()")
+            if cur.rowcount:
+                await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                log.warning("%d job(s) back in the queue: their worker's lease ran out", cur.rowcount)
+            return cur.rowcount
+
+    async def purge_expired(self, result_ttl_s: float) -> int:
+        minute, day = windows(self.clock())
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM jobs WHERE finished_at < now() - make_interval(secs => %s)",
+                                     (result_ttl_s,))
+            await conn.execute("DELETE FROM webhook_events e WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)")
+            await conn.execute("DELETE FROM rate_windows WHERE (kind = 'm' AND win < %s) OR (kind = 'd' AND win < %s)",
+                               (minute - 1, day - 1))
+            await conn.execute("DELETE FROM workers WHERE seen_at < now() - interval '1 hour'")
+            return cur.rowcount
+
+    async def heartbeat(self, worker_id: str, role: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO workers (id, role, seen_at) VALUES (%s, %s, now()) "
+                               "ON CONFLICT (id) DO UPDATE SET seen_at = now(), role = EXCLUDED.role", (worker_id, role))
+
+    async def forget_worker(self, worker_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
+
+    async def wait_for_work(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._work.clear()
+
+    # -- money and limits -----------------------------------------------------------------
+    async def balance(self, token: str) -> float:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT balance FROM balances WHERE token = %s", (token,))).fetchone()
+        return round(row["balance"], 6) if row else 0.0
+
+    async def charge(self, token: str, amount: float) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE balances SET balance = balance - %s WHERE token = %s "
+                                     "AND balance + 1e-12 >= %s", (amount, token, amount))
+            return cur.rowcount == 1
+
+    async def refund(self, token: str, amount: float) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE balances SET balance = balance + %s WHERE token = %s", (amount, token))
+
+    async def rate_check(self, token: str, endpoint: str) -> Verdict:
+        per_min, per_day = self.limits.get(endpoint, (None, None))
+        if per_min is None and per_day is None:
+            return Verdict(True)
+        now = self.clock()
+        minute, day = windows(now)
+        where = "token = %s AND endpoint = %s AND ((kind = 'm' AND win = %s) OR (kind = 'd' AND win = %s))"
+        key = (token, endpoint, minute, day)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("INSERT INTO rate_windows (token, endpoint, kind, win) VALUES (%s, %s, 'm', %s), "
+                               "(%s, %s, 'd', %s) ON CONFLICT DO NOTHING", (token, endpoint, minute, token, endpoint, day))
+            rows = await (await conn.execute(f"SELECT kind, hits FROM rate_windows WHERE {where} FOR UPDATE", key)).fetchall()
+            hits = {r["kind"]: r["hits"] for r in rows}
+            verdict = judge(per_min, per_day, hits.get("m", 0), hits.get("d", 0), now)
+            if verdict.allowed:
+                await conn.execute(f"UPDATE rate_windows SET hits = hits + 1 WHERE {where}", key)
+        return verdict
+
+    # -- operations -----------------------------------------------------------------------
+    async def stats(self) -> Stats:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("""
+                SELECT count(*) FILTER (WHERE status = 'pending') AS queued,
+                       count(*) FILTER (WHERE status = 'processing') AS running,
+                       count(*) FILTER (WHERE finished_at > now() - interval '1 minute') AS done_last_minute,
+                       count(*) FILTER (WHERE status = 'error' AND finished_at > now() - interval '1 minute')
+                           AS failed_last_minute,
+                       percentile_disc(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP
+                           (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)
+                           FILTER (WHERE finished_at > now() - interval '5 minutes' AND started_at IS NOT NULL) AS pct,
+                       count(*) AS jobs_kept
+                FROM jobs""")).fetchone()
+            workers = await (await conn.execute(
+                "SELECT count(*) AS n FROM workers WHERE role IN ('worker', 'all') "
+                "AND seen_at > now() - make_interval(secs => %s)", (WORKER_SEEN_S,))).fetchone()
+        pct = [float(p) for p in row["pct"]] if row["pct"] else [0.0, 0.0, 0.0]
+        return Stats(queued=row["queued"], running=row["running"], done_last_minute=row["done_last_minute"],
+                     failed_last_minute=row["failed_last_minute"], p50_ms=pct[0], p90_ms=pct[1], p99_ms=pct[2],
+                     workers=workers["n"], jobs_kept=row["jobs_kept"])
+
+
+__all__ = ["MAX_ATTEMPTS", "PgStore", "safe_dsn"]

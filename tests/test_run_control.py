@@ -1,0 +1,263 @@
+"""Run control in the states real runs meet: stops with thousands of files waiting, a second
+signal, the deadline, stops while uploads wait for the rate limiter, crashes, bad settings.
+
+The pipeline runs as a real subprocess (``python -m pipeline run``) against the project's own
+server in the test process; a stop that hangs shows up as the subprocess not exiting before a
+generous timeout, never as a timed assertion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import TOKEN
+from helpers import distinct_png, run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.feed import ScanFeed
+from pipeline.server import EmbeddedServer, FaultConfig, FaultRule, ServerConfig
+
+NOISE = ("Traceback", "never retrieved", "Task was destroyed", "CancelledError")
+
+
+def many_files(root: Path, n: int) -> None:
+    """``n`` distinct tiny PNGs, cheaply: one image, a different trailing byte run each
+    (Pillow ignores data after IEND; the content hash differs)."""
+    buf = io.BytesIO()
+    Image.new("L", (120, 80), 255).save(buf, "PNG")
+    base = buf.getvalue()
+    folder = root / "in" / "many"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i:05d}.png").write_bytes(base + i.to_bytes(4, "big"))
+
+
+async def start_run(cfg: Path, *extra: str, env_extra: dict | None = None) -> asyncio.subprocess.Process:
+    env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN)
+    env.pop("PIPELINE_CRASHPOINT", None)
+    env.update(env_extra or {})
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", "run", str(cfg), *extra, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def until(condition, timeout: float = 60.0) -> None:
+    """Wait for a condition of the world (server counters), failing after ``timeout``."""
+    async def loop():
+        while not condition():
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(loop(), timeout)
+
+
+async def finish(proc, timeout: float = 90.0) -> tuple[int, str]:
+    _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, err.decode()
+
+
+@pytest.fixture
+async def slow_server():
+    """Jobs stay pending for 30 s: every file in flight is still waiting when the stop comes."""
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), faults=FaultConfig(latency=30.0))) as srv:
+        yield srv
+
+
+def report(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
+
+
+def parked(tmp_path: Path) -> int:
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        return db.execute("SELECT COUNT(*) FROM pages WHERE state='submitted' AND request_id IS NOT NULL").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "max_runtime"])
+async def test_a_stop_with_thousands_of_files_waiting_ends_within_the_grace_period(tmp_path, slow_server, how):
+    many_files(tmp_path, 3000)
+    cfg = write_config(tmp_path, slow_server.base_url, shutdown_grace_s=1, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False, polling__max_interval_s=1)
+    proc = await start_run(cfg, *(["--max-runtime", "2"] if how == "max_runtime" else []))
+    await until(lambda: slow_server.counters.jobs_created >= 4)
+    if how == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+    code, err = await finish(proc, timeout=60)  # the old feeder hung here for ever
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert not any(n in err for n in NOISE), err
+    rep = report(tmp_path)
+    assert rep["exit_code"] == 3 and rep["stop_reason"]
+    assert rep["this_run"].get("deferred", 0) >= 1
+    assert parked(tmp_path) == slow_server.counters.jobs_created  # every job's request id is kept
+    assert slow_server.counters.jobs_created == 4                  # nothing submitted after the stop
+
+
+async def test_a_second_signal_stops_at_once_with_the_report_written(tmp_path, slow_server):
+    many_files(tmp_path, 50)
+    cfg = write_config(tmp_path, slow_server.base_url, shutdown_grace_s=3000, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False, polling__max_interval_s=1)
+    proc = await start_run(cfg)
+    await until(lambda: slow_server.counters.jobs_created >= 4)
+    proc.send_signal(signal.SIGINT)
+    line = await asyncio.wait_for(proc.stderr.readline(), 30)
+    assert b"stopping (signal SIGINT)" in line
+    proc.send_signal(signal.SIGTERM)  # a grace of 3000 s would keep it running; the second signal must not
+    code, err = await finish(proc, timeout=60)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "second signal" in err
+    assert not any(n in err for n in NOISE), err
+    assert report(tmp_path)["exit_code"] == 3
+    assert parked(tmp_path) == 4
+
+
+async def test_uploads_waiting_for_the_rate_limiter_leave_at_once_on_a_stop_and_are_not_possible_duplicates(
+        tmp_path, server):
+    for i in range(6):
+        distinct_png(tmp_path / "in" / f"{i}.png", seed=i)
+    # One submit a minute: after the first, every upload waits ~60 s in the limiter.
+    cfg = write_config(tmp_path, server.base_url, shutdown_grace_s=3000, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False, rate_limits__plan="custom", rate_limits__submit_per_minute=1)
+    proc = await start_run(cfg)
+    await until(lambda: server.counters.jobs_created >= 1)
+    await asyncio.sleep(0.3)  # the others are now queued in the limiter (nothing to observe from outside)
+    proc.send_signal(signal.SIGTERM)
+    code, err = await finish(proc, timeout=60)  # not 3000 s of grace, not 60 s of limiter wait
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert server.counters.jobs_created == 1
+    rep = report(tmp_path)
+    assert rep["possible_duplicates"] == [] and rep["possible_duplicate_submits"] == 0
+    # The next run (no limit now) sends the rest once each, and nothing is listed as a duplicate.
+    cfg = write_config(tmp_path, server.base_url, concurrency__jobs_in_flight=4)
+    code, rep2, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert rep2["possible_duplicates"] == []
+    assert server.counters.jobs_created == 6
+
+
+async def test_a_crash_exits_70_with_one_line_and_the_traceback_in_a_log(tmp_path, server):
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "run_start:1:raise"})
+    code, err = await finish(proc)
+    assert code == ExitCode.INTERNAL_ERROR == 70
+    assert "Traceback" not in err and "internal error (InjectedCrash" in err
+    logs = list((tmp_path / "out" / ".pipeline").glob("crash-*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert "Traceback" in text and "InjectedCrash" in text and TOKEN not in text
+    assert report(tmp_path)["exit_code"] == 70
+
+
+@pytest.mark.parametrize("token, message", [("has a space", "whitespace"), ("", "is empty or unset")])
+async def test_a_bad_token_exits_2_before_anything_is_created(tmp_path, token, message):
+    (tmp_path / "in").mkdir()
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    env = dict(os.environ, PIPELINE_TEST_TOKEN=token)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", "run", str(cfg), env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    code, err = await finish(proc)
+    assert code == ExitCode.CONFIG_ERROR, err
+    assert "PIPELINE_TEST_TOKEN" in err and message in err
+    assert not (tmp_path / "out").exists()  # no output folder, no state, no lock
+
+
+async def test_a_blank_page_is_done_with_no_text(tmp_path):
+    (tmp_path / "in").mkdir()
+    Image.new("L", (400, 300), 255).save(tmp_path / "in" / "blank.png")
+    async with EmbeddedServer(ServerConfig(engine="tesseract", tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        code, rep, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    doc = json.loads((tmp_path / "out" / "blank.png.json").read_text())
+    assert doc["pages"][0]["no_text"] is True and doc["text"] == ""
+    assert rep["files_by_state"] == {"done": 1}
+
+
+async def test_finished_files_leave_no_results_in_memory_and_progress_shows_the_truth(tmp_path):
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), faults=FaultConfig(latency=0.2))) as srv:
+        for i in range(24):
+            distinct_png(tmp_path / "in" / f"{i:02d}.png", seed=i)
+        (tmp_path / "in" / "copy.png").write_bytes((tmp_path / "in" / "00.png").read_bytes())
+        cfg = write_config(tmp_path, srv.base_url, progress="log", log_interval_s=0.1,
+                           concurrency__jobs_in_flight=4, concurrency__adaptive=False)
+        from pipeline.config import load_config
+        from pipeline.runner import Runner
+
+        os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+        runner = Runner(load_config(cfg), stream=io.StringIO())
+        assert await runner.run() == ExitCode.OK
+    assert runner._ctx.in_run_works == {}
+    assert srv.counters.jobs_created == 24  # the copy was paid once
+    lines = [ln for ln in runner.stream.getvalue().splitlines() if ln.startswith("progress:")]
+    assert lines, runner.stream.getvalue()
+    assert any(" of 25 files" in ln for ln in lines)
+    assert any(int(ln.split(" in flight")[0].rsplit(", ", 1)[1]) > 0 for ln in lines)
+
+
+async def test_the_feed_hands_over_the_first_entry_before_the_walk_ends():
+    release = threading.Event()
+
+    def walk():
+        yield "first"
+        release.wait(30)  # a huge sparse tree: the next match is far away
+        yield "second"
+
+    feed = ScanFeed(walk).start()
+    try:
+        assert await asyncio.wait_for(feed.get(), 10) == "first"
+    finally:
+        release.set()
+    assert await asyncio.wait_for(feed.get(), 10) == "second"
+    assert await asyncio.wait_for(feed.get(), 10) is None
+
+
+async def test_closing_the_feed_wakes_every_waiter_and_returns_what_nobody_took():
+    gate = threading.Event()
+
+    def walk():
+        yield from ("a", "b")
+        gate.wait(30)
+
+    feed = ScanFeed(walk, capacity=4).start()
+    await until(lambda: feed.found == 2, 10)
+    left = feed.close()
+    assert left == ["a", "b"]
+    assert await asyncio.wait_for(feed.get(), 5) is None
+    gate.set()
+
+
+async def test_the_adaptive_window_does_not_collapse_under_the_servers_429s(tmp_path):
+    faults = FaultConfig(http_429=FaultRule(rate=0.2), retry_after=0, latency=0.05)
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), faults=faults)) as srv:
+        for i in range(150):
+            distinct_png(tmp_path / "in" / f"{i:03d}.png", seed=i)
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=16, concurrency__adaptive=True,
+                           retries__max_attempts=8)
+        code, rep, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    window = rep["api_calls"]["jobs_in_flight"]
+    assert rep["api_calls"]["rate_limited"] > 10  # the storm happened
+    assert window["limit"] >= 8, window           # halving on each 429 ended at 1
+
+
+async def test_embedded_mode_learns_job_ends_by_webhook_and_never_guesses(tmp_path):
+    for i in range(6):
+        distinct_png(tmp_path / "in" / f"{i}.png", seed=i)
+    cfg = write_config(tmp_path, "embedded", api__embedded={"engine": "fast", "workers": 1},
+                       concurrency__jobs_in_flight=8)
+    code, rep, out = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK, out
+    srv = rep["embedded_server_counters"]
+    assert srv["jobs_created"] == 6
+    assert srv["webhooks_delivered"] >= 6     # job.completed for every job, on loopback
+    assert srv["status_polls"] == 0           # no guessing when to poll
+    assert rep["api_calls"]["jobs_in_flight"]["maximum"] == 2  # two jobs per engine worker
