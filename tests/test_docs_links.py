@@ -165,3 +165,11 @@ def test_a_broken_link_and_a_broken_anchor_are_caught(tmp_path: Path, monkeypatc
         "a.md#nope: no heading '#nope' in a.md",
         "a.md#same-2: no heading '#same-2' in a.md",
     ]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/operations.md"])
+def test_the_exit_code_tables_match_exitcodes_py(page: str) -> None:
+    from pipeline.exitcodes import ExitCode
+
+    rows = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", (ROOT / page).read_text(encoding="utf-8"), re.M)
+    assert [(int(code), name) for code, name in rows] == [(int(c), c.name) for c in ExitCode]
