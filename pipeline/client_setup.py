@@ -48,5 +48,6 @@ def job_slots_from_config(config: Config) -> Any:
         return FixedSlots(min(c.jobs_in_flight, max(2, 2 * config.api.embedded.workers)))
     if not c.adaptive or c.min_jobs_in_flight >= c.jobs_in_flight:
         return FixedSlots(c.jobs_in_flight)
-    return AdaptiveLimit(c.min_jobs_in_flight, c.jobs_in_flight, initial=max(c.min_jobs_in_flight,
-                                                                             min(4, c.jobs_in_flight)))
+    return AdaptiveLimit(c.min_jobs_in_flight, c.jobs_in_flight,
+                         initial=max(c.min_jobs_in_flight, min(4, c.jobs_in_flight)),
+                         queue_limit_s=config.timeouts.job_s / 20)

@@ -17,10 +17,14 @@ because the jobs that finish right after a bad one met the same conditions. Two 
   jobs in flight waiting in the limiter cost the API nothing, so a few 429s must not shrink the
   window (halving on every one collapsed it to one job under a 20 % 429 mix). 429s of the
   status endpoint are never reported here: they slow polling, not the window.
-* **queueing at the API** (``on_success(latency, queued=True)``): a job that some poll saw still
-  *queued* (``pending``, not yet on a worker) and that took more than ``latency_factor`` x the
-  best job time seen. A job that was slow while *processing* is a dense page, not an
-  overloaded API, and never cuts the limit.
+* **queueing at the API that threatens the deadline**, judged once a round: most of the round's
+  jobs were seen still *queued* (``pending``, not yet on a worker), and their median time is
+  over ``latency_factor`` x the lowest round median seen *and* over ``queue_limit_s`` (a
+  twentieth of the per-job deadline). Jobs that wait in the API's queue cost the API nothing
+  but keep its workers busy - cutting then only leaves them idle - so a queue alone is no
+  reason; a queue that grows with the window until jobs risk their deadline is. A job that was
+  slow while *processing* is a dense page, not an overloaded API, and never counts; a round
+  median, not one job, is compared, so a wide spread of job times is no signal either.
 
 It never leaves ``[minimum, maximum]``; shrinking never cancels running jobs, it only holds
 new ones back until enough have finished. Feed it the job's own time (request id to result),
@@ -38,14 +42,17 @@ STORM_WINDOW = 16  # recent submit 429s and job successes judged for a storm
 
 class AdaptiveLimit:
     def __init__(self, minimum: int, maximum: int, initial: int | None = None, *,
-                 latency_factor: float = 3.0) -> None:
+                 latency_factor: float = 3.0, queue_limit_s: float = 45.0) -> None:
         self.minimum = max(1, int(minimum))
         self.maximum = max(self.minimum, int(maximum))
         start = initial if initial is not None else self.minimum
         self._limit = float(min(self.maximum, max(self.minimum, start)))
         self.in_flight = 0
         self.latency_factor = latency_factor
-        self.best_latency: float | None = None
+        self.queue_limit_s = queue_limit_s
+        self.baseline: float | None = None      # lowest round median of job times seen
+        self._round: list[tuple[float, bool]] = []
+        self._round_size = 4
         self.slow_start = True
         self.decreases = 0
         self.increases = 0
@@ -110,17 +117,32 @@ class AdaptiveLimit:
         if self._since_decrease >= max(1, self.limit):
             self._cut_armed = True  # a full round since the last cut
         if latency is not None:
-            if self.best_latency is None or latency < self.best_latency:
-                self.best_latency = latency
-            elif latency > self.best_latency * self.latency_factor and queued:
-                self._decrease_once_per_round()
-                return  # a job that queued at the API never grows the limit
+            if not self._round:
+                self._round_size = max(4, self.limit)  # a round: as many jobs as were allowed in flight
+            self._round.append((latency, queued))
+            if len(self._round) >= self._round_size and self._end_round():
+                return
         step = 1.0 if self.slow_start else 1.0 / max(self._limit, 1.0)
         before = self.limit
         self._limit = min(float(self.maximum), self._limit + step)
         if self.limit > before:
             self.increases += 1
         self._wake()
+
+    def _end_round(self) -> bool:
+        """Judge the round of job times just completed; True if it cut the limit."""
+        times = sorted(t for t, _ in self._round)
+        median = times[len(times) // 2]
+        queued = sum(1 for _, q in self._round if q) / len(self._round)
+        self._round = []
+        if self.baseline is None or median < self.baseline:
+            self.baseline = median
+            return False
+        if queued > 0.5 and median > self.latency_factor * self.baseline and median > self.queue_limit_s:
+            before = self.decreases
+            self._decrease_once_per_round()
+            return self.decreases > before
+        return False
 
     def on_overload(self) -> None:
         """A 429 answer to a submit. Cuts only in a storm (most of the round's submits)."""
