@@ -1,11 +1,11 @@
-"""``make bench``: run every benchmark, print the figures, and write them into README.md.
+"""``make bench``: run every benchmark, print the figures, and write them into docs/benchmarks.md.
 
 Each benchmark module prints one JSON object per line; this driver runs them one after the
 other in fresh processes (so one's memory does not count against another's), keeps every JSON
 line, prints a table of figures against their targets, and replaces the block between the
-``BENCH`` markers in README.md with that table and the machine it ran on.
+``BENCH`` markers in docs/benchmarks.md with that table and the machine it ran on.
 
-``python -m bench --quick`` runs smaller sizes (for a quick look; the README keeps full runs).
+``python -m bench --quick`` runs smaller sizes (for a quick look; the docs keep full runs).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "benchmarks.md"  # the page holding the BENCH markers
 RESULTS = ROOT / "bench" / "results.json"  # the last figures of every module, merged across runs
 START, END = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
 
@@ -164,7 +164,7 @@ def merge_results(fresh: dict[str, list[dict]], when: str) -> list[dict]:
 def write_readme(rows: list[dict], quick: bool) -> None:
     text = README.read_text(encoding="utf-8")
     if START not in text or END not in text:
-        print("README has no BENCH markers; not updated")
+        print(f"{README.relative_to(ROOT)} has no BENCH markers; not updated")
         return
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     block = [START, "", "Measured by `make bench`" + (" (quick sizes)" if quick else "")
@@ -175,13 +175,13 @@ def write_readme(rows: list[dict], quick: bool) -> None:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     README.write_text(head + "\n".join(block) + tail, encoding="utf-8")
-    print(f"README.md updated ({len(rows)} figures)")
+    print(f"{README.relative_to(ROOT)} updated ({len(rows)} figures)")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
-    ap.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
+    ap.add_argument("--no-readme", action="store_true", help="do not rewrite docs/benchmarks.md")
     ap.add_argument("--only", nargs="*", help="module names, e.g. bench.pipeline_runs")
     args = ap.parse_args(argv)
     fresh: dict[str, list[dict]] = {}

@@ -1,4 +1,4 @@
-"""Command line: ``run``, ``serve``, ``status``, ``verify``, ``models``; every path ends in an ExitCode.
+"""Command line: ``run``, ``serve``, ``status``, ``verify``, ``models``, ``init``; every path ends in an ExitCode.
 
 Each command maps its failure kinds onto the one exit-code table (``exitcodes.ExitCode``) so a
 scheduler can act on the outcome without parsing text.
@@ -18,14 +18,52 @@ from pipeline.config import ConfigError, load_config
 from pipeline.exitcodes import ExitCode
 
 
+# Two or three examples at the end of each command's --help (argparse epilog, kept as written).
+EXAMPLES = {
+    None: """examples:
+  python -m pipeline init ~/ocr --input /srv/scans   # a commented config for a new archive
+  python -m pipeline run ~/ocr/config.yaml           # OCR every image under its input
+  python -m pipeline status ~/ocr/config.yaml        # what is done, failed, quarantined
+
+exit codes: 0 ok, 1 files failed, 2 config error, 3 stopped early, 4 locked,
+5 auth or balance, 6 API unreachable, 70 internal error (docs/operations.md)""",
+    "run": """examples:
+  python -m pipeline run config.yaml                       # resume where the last run stopped
+  python -m pipeline run config.yaml --max-runtime 19800   # a cron window: stop after 5.5 h (exit 3)
+  python -m pipeline run config.yaml --retry-failed        # try failed and quarantined files again""",
+    "serve": """examples:
+  python -m pipeline serve --token dev-token                          # RapidOCR on 127.0.0.1:8000
+  python -m pipeline serve --engine fast --port 0 --token t --admin   # instant fake engine, any port
+  python -m pipeline serve --token t --fault http_429=3 --profile basic   # a rate-limited test bed""",
+    "status": """examples:
+  python -m pipeline status config.yaml          # counts per state, last run, failures
+  python -m pipeline status config.yaml --json   # the same for a script""",
+    "verify": """examples:
+  python -m pipeline verify config.yaml             # exit 1 if an output is missing or broken
+  python -m pipeline verify config.yaml --requeue   # set broken files back to pending for the next run""",
+    "models": """examples:
+  python -m pipeline models config.yaml                               # the embedded server's models
+  DEAPI_API_KEY=... python -m pipeline models deapi.yaml              # deAPI's img2txt models""",
+    "init": """examples:
+  python -m pipeline init                                         # ./config.yaml, asks for the folders
+  python -m pipeline init ~/ocr --input /srv/scans --output /srv/ocr   # no questions
+  python -m pipeline init archive.yaml --input scans              # output defaults to ./out""",
+}
+
+
+def _sub(sub, name: str, **kw) -> argparse.ArgumentParser:
+    return sub.add_parser(name, epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline",
-                                     description="Batch folder OCR through deAPI's img2txt (or the embedded server).")
+                                     description="Batch folder OCR through deAPI's img2txt (or the embedded server).",
+                                     epilog=EXAMPLES[None], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="OCR every image under the configured input directory")
+    run = _sub(sub, "run", help="OCR every image under the configured input directory")
     run.add_argument("config", help="path to config.yaml")
     run.add_argument("--force", action="store_true", help="redo every file, even those already done")
     run.add_argument("--retry-failed", action="store_true",
@@ -36,21 +74,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", metavar="DIR", help="override the config's output directory")
     run.add_argument("--progress", choices=("auto", "bar", "log", "off"), help="override progress")
 
-    serve = sub.add_parser("serve", help="run the deAPI-compatible OCR server")
+    serve = _sub(sub, "serve", help="run the deAPI-compatible OCR server")
     from pipeline.server.cli import add_serve_arguments
     add_serve_arguments(serve)
 
-    status = sub.add_parser("status", help="counts per state, last run, failures and quarantine")
+    status = _sub(sub, "status", help="counts per state, last run, failures and quarantine")
     status.add_argument("config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    verify = sub.add_parser("verify", help="audit the output tree against the state")
+    verify = _sub(sub, "verify", help="audit the output tree against the state")
     verify.add_argument("config")
     verify.add_argument("--requeue", action="store_true", help="set broken files back to pending")
     verify.add_argument("--json", action="store_true")
 
-    models = sub.add_parser("models", help="list the API's img2txt models and their limits")
+    models = _sub(sub, "models", help="list the API's img2txt models and their limits")
     models.add_argument("config")
+
+    init = _sub(sub, "init", help="write a commented config.yaml for a new archive")
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR",
+                      help="where config.yaml goes (default: here); a name ending in .yaml is the file itself")
+    init.add_argument("--input", metavar="DIR", help="the folder of scans (asked on a terminal when left out)")
+    init.add_argument("--output", metavar="DIR",
+                      help="the folder for the results (default: out/ beside the config)")
     return parser
 
 
@@ -77,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from pipeline.server.cli import serve_from_args
             return serve_from_args(args)
+        if args.command == "init":
+            from pipeline.init_config import run_init
+            return run_init(args.dir, args.input, args.output)
         try:
             config = load_config(args.config, _overrides(args))
         except ConfigError as exc:
