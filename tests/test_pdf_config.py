@@ -24,9 +24,9 @@ def test_defaults_and_pdfs_in_the_default_include(tmp_path):
 
 @pytest.mark.parametrize("pdf_yaml, message", [
     ("pdf: {text_layer: always}\n", "pdf.text_layer: must be one of auto, ocr, use"),
-    ("pdf: {dpi: 0}\n", "pdf.dpi: must be greater than 0"),
-    ("pdf: {dpi: 5000}\n", "pdf.dpi: must be between 36 and 1200"),
-    ("pdf: {max_pages: -1}\n", "pdf.max_pages: must be greater than 0"),
+    ("pdf: {dpi: 0}\n", "pdf.dpi: must be at least 36"),
+    ("pdf: {dpi: 5000}\n", "pdf.dpi: must be at most 1200"),
+    ("pdf: {max_pages: -1}\n", "pdf.max_pages: must be at least 1"),
     ("pdf: {dip: 300}\n", "unknown key 'pdf.dip' (did you mean 'pdf.dpi'?)"),
 ])
 def test_bad_pdf_settings_exit_2_naming_the_key(tmp_path, capsys, pdf_yaml, message):
