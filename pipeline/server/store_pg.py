@@ -53,9 +53,14 @@ def safe_dsn(dsn: str) -> str:
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
+# what a status poll or a download reads: everything but the upload itself
+READ_COLUMNS = ", ".join([c for c in JOB_COLUMNS if c != "image"] + [
+    "status", "progress", "text", "error", "error_code", "started_at", "finished_at"])
+
+
 def _job(row: dict[str, Any]) -> Job:
-    job = Job(**{k: row[k] for k in JOB_COLUMNS})
-    job.image = bytes(row["image"]) if row["image"] is not None else None
+    job = Job(**{k: row.get(k) for k in JOB_COLUMNS})
+    job.image = bytes(row["image"]) if row.get("image") is not None else None
     job.status, job.progress, job.text = row["status"], row["progress"], row["text"]
     job.error, job.error_code = row["error"], row["error_code"]
     job.started = row["started_at"].timestamp() if row["started_at"] else None
@@ -145,7 +150,7 @@ class PgStore(Store):
 
     async def load(self, job_id: str) -> Job | None:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))).fetchone()
+            row = await (await conn.execute(f"SELECT {READ_COLUMNS} FROM jobs WHERE id = %s", (job_id,))).fetchone()
         return _job(row) if row else None
 
     async def link_expired_once(self, job_id: str) -> None:
