@@ -33,6 +33,7 @@ SUITE = [
     ("bench.fleet", [], ["--jobs", "200", "--pages", "3"]),
     ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
     ("bench.pdf_render", [], ["--pages", "5,20"]),
+    ("bench.control", [], ["--quick"]),
 ]
 
 
@@ -74,6 +75,56 @@ def run_module(module: str, args: list[str]) -> list[dict]:
 
 def _fmt(value: object) -> str:
     return "–" if value is None else str(value)
+
+
+def _by(r: dict, client: str) -> dict:
+    return next((x for x in r.get("rows", []) if x["client"] == client), {})
+
+
+def control_rows(r: dict, add) -> None:
+    """The control scenarios (bench/control.py): ratios against the oracle and naive clients."""
+    sc = r.get("scenario")
+    if "error" in r or "skipped" in r:
+        add(f"control: {sc}", r.get("error") or r.get("skipped"), "runs", None if "skipped" in r else False)
+        return
+    if sc in ("steady", "lognormal", "queueing"):
+        p, n = _by(r, "pipeline"), _by(r, "naive")
+        late = p.get("lateness") or {}
+        what = {"steady": "job time 0.5 s", "lognormal": "log-normal job times (median 2 s, p95 10 s)",
+                "queueing": "queueing server (2 engine slots x 0.3 s)"}[sc]
+        measured = (f"{r['pipeline_vs_oracle']} of the oracle, {r['pipeline_vs_naive']} of naive; "
+                    f"{p.get('api_calls_per_file')} calls/file (naive {n.get('api_calls_per_file')}); "
+                    f"lateness mean {late.get('mean')} s, p95 {late.get('p95')} s")
+        if sc == "steady":
+            add(f"{what}, {p.get('files')} files, 64 in flight", measured, ">= 0.95 of oracle, <= 2.1 calls/file",
+                r["pipeline_vs_oracle"] >= 0.95 and p.get("api_calls_per_file", 9) <= 2.1)
+        elif sc == "lognormal":
+            add(f"{what}, {p.get('files')} files", measured, "> naive with <= its calls; >= 0.85 of oracle",
+                r["pipeline_vs_naive"] > 1 and p.get("api_calls_per_file", 9) <= n.get("api_calls_per_file", 0)
+                and r["pipeline_vs_oracle"] >= 0.85)
+        else:
+            add(f"{what}, {p.get('files')} files, 64 in flight", measured, ">= 0.9 of oracle, lateness p95 <= 0.5 s",
+                r["pipeline_vs_oracle"] >= 0.9 and (late.get("p95") or 9) <= 0.5)
+    elif sc == "storm":
+        add("20 % random 429 + 5 % 5xx: adaptive ÷ fixed window", r["adaptive_vs_fixed"], ">= 0.8",
+            r["adaptive_vs_fixed"] >= 0.8)
+    elif sc == "premium":
+        add("premium limit 300 submits/min", f"{r['submits_per_min']}/min = {r['of_limit']}, "
+            f"{r['share_429']:.2%} of calls 429", ">= 0.95, <= 1 % 429", r["of_limit"] >= 0.95 and r["share_429"] <= 0.01)
+    elif sc == "stop":
+        add(f"SIGTERM to a {r['files']:,}-file run with 30 s jobs (grace {r['grace_s']:g} s)",
+            f"exit {r['exit']} after {r['seconds_to_exit']} s", "<= grace + 5 s", r["within_grace_plus_5"])
+    elif sc == "memory":
+        a, b2 = r["rows"][0], r["rows"][1]
+        add(f"peak RSS, {a['files']:,} vs {b2['files']:,} files (0.05 s jobs)",
+            f"{a['peak_rss_mb']} vs {b2['peak_rss_mb']} MB (+{r['rss_growth_mb']} MB)", "same within 20 MB",
+            abs(r["rss_growth_mb"]) <= 20)
+        add("first submit, 1,000,000-entry tree with 100 images", f"{r['first_submit_s']} s", "< 1 s",
+            r["first_submit_s"] < 1)
+    elif sc == "embedded":
+        add(f"embedded default on {r['pages']} real pages: pipeline ÷ engine alone",
+            f"{r['pipeline_pages_per_min']} vs {r['engine_pages_per_min']} pages/min = {r['pipeline_vs_engine']}",
+            ">= 0.9", r["pipeline_vs_engine"] >= 0.9)
 
 
 def figures_table(rows: list[dict]) -> list[str]:
@@ -123,6 +174,8 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"pages/min, {r['engine']}, {r['pages']} pages: in-memory server; fleet with 1, 2, 4 workers",
                 f"{r['memory_pages_per_min']}; {r['workers_1_pages_per_min']}, {r['workers_2_pages_per_min']}, "
                 f"{r['workers_4_pages_per_min']}", "1 worker ≈ in-memory (>= 0.8)", r["ratio_1_worker"] >= 0.8)
+        elif b == "control":
+            control_rows(r, add)
         elif b == "output_formats":
             add(f"write step with alto+hocr+pdf vs txt+json ({r['words_per_page']} words/page)",
                 f"{r['all_outputs_ms_per_file']} vs {r['txt_json_ms_per_file']} ms/file = {r['render_ratio']}×",
