@@ -26,6 +26,7 @@ Pure functions over boxes, no OCR: ``tests/test_layout.py`` tests them on synthe
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from statistics import median
 from typing import Sequence
 
@@ -41,6 +42,9 @@ TABLE_ROW_SHARE = 0.5   # ... and at least this share of them has cells in 2+ co
 SPANNING_SHARE = 0.2   # lines bridging a gutter (titles, footers) are at most this share
 TEXT_ASPECT = 8.0       # running text: median line at least this many heights long (~16 chars)
 ROW_TOLERANCE = 0.5     # lines whose centres differ by less than this many heights share a row
+ROW_OVERLAP = 0.6       # ... or share at least this much of the shorter one's height
+PAIR_SHARE = 0.6        # a gap between label and value columns: this share of lines pair up row by row
+PAIR_MIN = 2            # ... and at least this many of them
 
 
 def _gaps(intervals: list[tuple[float, float]], min_width: float) -> list[tuple[float, float]]:
@@ -75,15 +79,23 @@ def _split(indices: list[int], boxes: Sequence[Box], gaps: list[tuple[float, flo
     return [p for p in parts if p]
 
 
+def _same_row(a: Box, b: Box, tol: float) -> bool:
+    """Centres within ``tol``, or most of the shorter box's height shared (a descender, "Soap",
+    drops a box's centre below its neighbour's: "31.74" on the same baseline)."""
+    if abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= tol:
+        return True
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    return overlap >= ROW_OVERLAP * min(a[3] - a[1], b[3] - b[1])
+
+
 def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
-    """Top to bottom; lines whose centres are within ``tol`` of a row's first line read left to right."""
-    rows: list[tuple[float, list[int]]] = []
+    """Top to bottom; lines on the same row as a row's first line (``_same_row``) read left to right."""
+    rows: list[tuple[int, list[int]]] = []
     for i in sorted(indices, key=lambda i: (boxes[i][1] + boxes[i][3]) / 2):
-        cy = (boxes[i][1] + boxes[i][3]) / 2
-        if rows and cy - rows[-1][0] <= tol:
+        if rows and _same_row(boxes[rows[-1][0]], boxes[i], tol):
             rows[-1][1].append(i)
         else:
-            rows.append((cy, [i]))
+            rows.append((i, [i]))
     return [i for _, row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
 
 
@@ -125,7 +137,14 @@ class _Cutter:
                     return [b for band in _split(indices, boxes, row_gaps, 1) for b in self.blocks(band, True)]
                 if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:  # rows touch: plain row-by-row reading
                     return [_rows(indices, boxes, self.tol)]
-            return [b for col in _split(indices, boxes, col_gaps, 0) for b in self.blocks(col, in_table)]
+            columns = _split(indices, boxes, col_gaps, 0)
+            out: list[list[int]] = []
+            for group in [[col] for col in columns] if in_table else self._row_groups(columns):
+                if len(group) == 1:  # a column that runs on its own
+                    out += self.blocks(group[0], in_table)
+                else:  # label/value columns whose lines pair up: one block, read row by row
+                    out.append(self._read_rows([i for col in group for i in col]))
+            return out
         spanning = None if in_table else self._spanning(indices)
         if spanning:
             return self._around(indices, spanning, in_table)
@@ -139,6 +158,78 @@ class _Cutter:
             return upper + lower
         return [_rows(indices, boxes, self.tol)]
 
+
+    def _pairs(self, left: list[int], right: list[int]) -> bool:
+        """Lines on the two sides of a gap pair up row by row: rows across a gap, not two columns.
+
+        Two columns of running text are always columns (their lines pair up too when set on one
+        baseline grid). Otherwise the side with fewer lines must find, for at least
+        ``PAIR_SHARE`` of its lines, a line on the other side on the same row (centres within
+        ``ROW_TOLERANCE`` line heights): a receipt's labels and amounts, a form's fields and
+        values, a table's cells do; a sidebar beside a text column does not.
+        """
+        boxes = self.boxes
+        if _text_like(left, boxes) and _text_like(right, boxes):
+            return False
+        fewer, more = (left, right) if len(left) <= len(right) else (right, left)
+        by_centre = sorted(more, key=lambda i: boxes[i][1] + boxes[i][3])
+        centres = [(boxes[i][1] + boxes[i][3]) / 2 for i in by_centre]
+        paired = 0
+        for i in fewer:
+            cy = (boxes[i][1] + boxes[i][3]) / 2
+            k = bisect_left(centres, cy - 2 * self.tol)
+            while k < len(centres) and centres[k] <= cy + 2 * self.tol:
+                if _same_row(boxes[i], boxes[by_centre[k]], self.tol):
+                    paired += 1
+                    break
+                k += 1
+        return paired >= PAIR_SHARE * len(fewer) and paired >= min(PAIR_MIN, len(fewer))
+
+    def _row_groups(self, columns: list[list[int]]) -> list[list[list[int]]]:
+        """Neighbouring columns merged into one group wherever their lines pair up row by row."""
+        groups = [[columns[0]]]
+        for col in columns[1:]:
+            if self._pairs(groups[-1][-1], col):
+                groups[-1].append(col)
+            else:
+                groups.append([col])
+        return groups
+
+    def _read_rows(self, indices: list[int]) -> list[int]:
+        """Paired columns read as rows: bands between row gaps, each band row by row.
+
+        A band of one row reads left to right. A band whose cells hold several lines reads cell
+        by cell, each cell top to bottom (a wrapped table cell or address value), unless two or
+        more of its rows span several cells (rows set without a gap between them), which read
+        row by row.
+        """
+        boxes = self.boxes
+        row_gaps = _gaps([(boxes[i][1], boxes[i][3]) for i in indices], self.row_gap)
+        out: list[int] = []
+        for band in _split(indices, boxes, row_gaps, 1) if row_gaps else [indices]:
+            col_gaps = _gaps([(boxes[i][0], boxes[i][2]) for i in band], self.col_gap)
+            cells = _split(band, boxes, col_gaps, 0) if col_gaps else [band]
+            if len(cells) > 1 and max(len(c) for c in cells) > 1 and self._multi_cell_rows(cells) < 2:
+                out += [i for cell in cells for i in _rows(cell, boxes, self.tol)]
+            else:
+                out += _rows(band, boxes, self.tol)
+        return out
+
+    def _multi_cell_rows(self, cells: list[list[int]]) -> int:
+        """How many rows of the band have lines in two or more of its cells."""
+        owner = {i: k for k, cell in enumerate(cells) for i in cell}
+        order = _rows(list(owner), self.boxes, self.tol)
+        count, row, last_cy = 0, set(), None
+        for i in sorted(order, key=lambda i: (self.boxes[i][1] + self.boxes[i][3]) / 2):
+            cy = (self.boxes[i][1] + self.boxes[i][3]) / 2
+            if last_cy is not None and cy - last_cy > self.tol:  # rough rows suffice for a count
+                count += len(row) > 1
+                row = set()
+                last_cy = cy
+            elif last_cy is None:
+                last_cy = cy
+            row.add(owner[i])
+        return count + (len(row) > 1)
 
     def _stacked(self, above: list[int], below: list[int]) -> bool:
         """The two blocks share most of their width (one column continuing downwards)."""
@@ -167,13 +258,17 @@ class _Cutter:
             if low and run_start is None:
                 run_start = a
             elif not low and run_start is not None:
-                mid, run_start = (run_start + a) / 2, None
-                touching = {i for i in indices if boxes[i][0] < mid < boxes[i][2]}
-                left = [boxes[i][2] for i in indices if boxes[i][2] <= mid]
-                right = [boxes[i][0] for i in indices if boxes[i][0] >= mid]
+                lo, hi, run_start = run_start, a, None
+                mid = (lo + hi) / 2
+                # bridging the gutter's middle, or standing wholly inside it (a page number)
+                touching = {i for i in indices if boxes[i][0] < mid < boxes[i][2]
+                            or (boxes[i][0] >= lo and boxes[i][2] <= hi)}
+                left = [boxes[i][2] for i in indices if boxes[i][2] <= mid and i not in touching]
+                right = [boxes[i][0] for i in indices if boxes[i][0] >= mid and i not in touching]
                 if not touching or len(touching) > limit or len(left) < 2 or len(right) < 2:
                     continue
-                sides = ([i for i in indices if boxes[i][2] <= mid], [i for i in indices if boxes[i][0] >= mid])
+                sides = ([i for i in indices if boxes[i][2] <= mid and i not in touching],
+                         [i for i in indices if boxes[i][0] >= mid and i not in touching])
                 if not all(_text_like(side, boxes) for side in sides):
                     continue  # a table's header row, not a title over text columns
                 width = min(right) - max(left)
