@@ -26,6 +26,7 @@ Pure functions over boxes, no OCR: ``tests/test_layout.py`` tests them on synthe
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from statistics import median
 from typing import Sequence
@@ -44,6 +45,9 @@ TEXT_ASPECT = 8.0       # running text: median line at least this many heights l
 ROW_TOLERANCE = 0.5     # lines whose centres differ by less than this many heights share a row
 ROW_OVERLAP = 0.6       # ... or share at least this much of the shorter one's height
 PAIR_SHARE = 0.6        # a gap between label and value columns: this share of lines pair up row by row
+PAIR_SHARE_BOTH = 0.7   # ... and this share of the lines on the side with more of them
+PAIR_MAX_RATIO = 4      # ... (asked beside running text, or of a side this many times longer)
+PAIR_ALIGN = 0.15       # ... where their pairs must be this well aligned (median offset in line heights)
 PAIR_MIN = 2            # ... and at least this many of them
 
 
@@ -119,9 +123,20 @@ def _is_table(indices: list[int], boxes: Sequence[Box], col_gaps: list[tuple[flo
     return multi >= TABLE_ROW_SHARE * len(bands)
 
 
+_LINE_NUMBER = re.compile(r"\d{1,3}")
+_NUMERIC_CHARS = set("0123456789.,:;/-+%$€£*()x ")
+
+
+def _numeric(text: str) -> bool:
+    """An amount, a quantity, a date or a time: mostly digits and their punctuation."""
+    chars = [c for c in text if not c.isspace()]
+    return bool(chars) and sum(c in _NUMERIC_CHARS for c in chars) >= 0.7 * len(chars) and any(c.isdigit() for c in chars)
+
+
 class _Cutter:
-    def __init__(self, boxes: Sequence[Box]) -> None:
+    def __init__(self, boxes: Sequence[Box], texts: Sequence[str] | None = None) -> None:
         self.boxes = boxes
+        self.texts = texts
         h = median(max(b[3] - b[1], 1.0) for b in boxes)
         self.col_gap, self.row_gap, self.tol = COLUMN_GAP_LINES * h, ROW_GAP_LINES * h, ROW_TOLERANCE * h
 
@@ -163,27 +178,53 @@ class _Cutter:
         """Lines on the two sides of a gap pair up row by row: rows across a gap, not two columns.
 
         Two columns of running text are always columns (their lines pair up too when set on one
-        baseline grid). Otherwise the side with fewer lines must find, for at least
-        ``PAIR_SHARE`` of its lines, a line on the other side on the same row (centres within
-        ``ROW_TOLERANCE`` line heights): a receipt's labels and amounts, a form's fields and
-        values, a table's cells do; a sidebar beside a text column does not.
+        baseline grid). Running text beside short lines pairs only with amounts on its right
+        (an invoice line) or labels on its left, never with a sidebar of words on its right or
+        with line numbers; boxes alone (no ``texts``) keep such a gap a column. Then lines pair
+        one to one on the same row (``_same_row``): at least ``PAIR_SHARE`` of the side with
+        fewer lines and, beside running text or against a side over ``PAIR_MAX_RATIO`` times
+        longer, pairs aligned within ``PAIR_ALIGN`` line heights (the shared baseline of a
+        form's second fields, not the chance nearness of a sidebar's own grid).
+        Beside running text ``PAIR_SHARE_BOTH`` of the other side must pair too. A receipt's labels and amounts, a
+        form's fields and values, a table's cells do; a dense sidebar beside a text column
+        (twice the lines) does not.
         """
         boxes = self.boxes
-        if _text_like(left, boxes) and _text_like(right, boxes):
+        left_text, right_text = _text_like(left, boxes), _text_like(right, boxes)
+        if left_text and right_text:
             return False
+        if left_text or right_text:  # running text beside a column of short lines
+            short, on_left = (right, False) if left_text else (left, True)
+            if self.texts is None:
+                return False  # boxes alone cannot tell a label column from a sidebar
+            share_numeric = sum(_numeric(self.texts[i]) for i in short) / len(short)
+            line_numbers = sum(_LINE_NUMBER.fullmatch(self.texts[i].strip()) is not None for i in short)
+            if on_left and line_numbers >= 0.8 * len(short):
+                return False  # a deposition's line numbers: a column of their own
+            if not on_left and share_numeric < 0.6:
+                return False  # a sidebar of words beside the text
         fewer, more = (left, right) if len(left) <= len(right) else (right, left)
         by_centre = sorted(more, key=lambda i: boxes[i][1] + boxes[i][3])
         centres = [(boxes[i][1] + boxes[i][3]) / 2 for i in by_centre]
-        paired = 0
-        for i in fewer:
+        paired, used, offsets = 0, set(), []
+        for i in fewer:  # one partner each: a dense sidebar must not pair with every text line
             cy = (boxes[i][1] + boxes[i][3]) / 2
             k = bisect_left(centres, cy - 2 * self.tol)
             while k < len(centres) and centres[k] <= cy + 2 * self.tol:
-                if _same_row(boxes[i], boxes[by_centre[k]], self.tol):
+                if k not in used and _same_row(boxes[i], boxes[by_centre[k]], self.tol):
                     paired += 1
+                    used.add(k)
+                    a, b = boxes[i], boxes[by_centre[k]]
+                    offsets.append(min(abs(a[1] - b[1]), abs(a[3] - b[3]), abs(a[1] + a[3] - b[1] - b[3]) / 2))
                     break
                 k += 1
-        return paired >= PAIR_SHARE * len(fewer) and paired >= min(PAIR_MIN, len(fewer))
+        if paired < PAIR_SHARE * len(fewer) or paired < min(PAIR_MIN, len(fewer)):
+            return False
+        if left_text or right_text:  # beside running text the longer side must pair too
+            return paired >= PAIR_SHARE_BOTH * len(more)
+        if len(more) > PAIR_MAX_RATIO * len(fewer):  # a few lines beside many: rows share a baseline,
+            return median(offsets) <= PAIR_ALIGN * 2 * self.tol  # an independent column only comes near
+        return True
 
     def _row_groups(self, columns: list[list[int]]) -> list[list[list[int]]]:
         """Neighbouring columns merged into one group wherever their lines pair up row by row."""
@@ -300,8 +341,12 @@ class _Cutter:
         return out
 
 
-def reading_order(boxes: Sequence[Box]) -> list[list[int]]:
-    """Indices of ``boxes`` grouped into blocks, blocks and lines in reading order."""
+def reading_order(boxes: Sequence[Box], texts: Sequence[str] | None = None) -> list[list[int]]:
+    """Indices of ``boxes`` grouped into blocks, blocks and lines in reading order.
+
+    ``texts`` (the lines' text, when known) lets a column of amounts beside running text read
+    as rows while a sidebar of words or a column of line numbers stays a column.
+    """
     if not boxes:
         return []
-    return _Cutter(boxes).blocks(list(range(len(boxes))))
+    return _Cutter(boxes, texts).blocks(list(range(len(boxes))))
