@@ -297,7 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         if {"rapidocr", "rapidocr-raw"} & set(args.engines):
             produced["rapidocr"], produced["rapidocr-raw"] = run_rapidocr(pages, args.fresh)
         if "tesseract" in args.engines:
-            produced["tesseract"] = run_tesseract(pages)
+            from pipeline.languages import LanguageError, check_language
+
+            try:
+                check_language("tesseract", pages[0].language)
+                produced["tesseract"] = run_tesseract(pages)
+            except LanguageError as exc:  # e.g. Latin without tesseract-ocr-lat: say so, bench the rest
+                print(f"{dataset}: tesseract skipped: {exc}")
         if "tesseract-cli" in args.engines and not dataset.startswith("dev-"):  # the CLI reads files
             if shutil.which("tesseract") is None:
                 print(f"{dataset}: tesseract CLI not installed (apt-get install tesseract-ocr); skipped")
