@@ -59,11 +59,12 @@ def test_a_short_line_in_one_column_does_not_break_the_columns():
 
 
 def test_a_table_is_read_row_by_row_each_cell_top_to_bottom():
-    # name | phone | email, rows separated by padding; the middle row's name cell has two lines.
+    # name | phone | email, rows separated by padding; the middle row's name cell wraps onto two lines.
+    # (Two records set without a gap, each with its own phone and email, read row by row: see below.)
     # Cells are short (a phone number is ~6 line heights long), unlike lines of running text.
     boxes = []
     rows = [(0, ["Ann Smith, Director"], ["555-0100"], ["ann@x.com"]),
-            (60, ["Bob Jones, Associate", "Carl Li, Associate"], ["555-0101", "555-0102"], ["bob@x.com", "carl@x.com"]),
+            (60, ["Bob Jones, Associate", "and Carl Li"], ["555-0101"], ["bob@x.com"]),  # a wrapped cell
             (140, ["Dee Poe, Partner"], ["555-0103"], ["dee@x.com"])]
     expected = []
     for y, *cells in rows:

@@ -152,6 +152,9 @@ class _Cutter:
                     return [b for band in _split(indices, boxes, row_gaps, 1) for b in self.blocks(band, True)]
                 if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:  # rows touch: plain row-by-row reading
                     return [_rows(indices, boxes, self.tol)]
+                cells = _split(indices, boxes, col_gaps, 0)
+                if in_table and self._multi_cell_rows(cells) >= 2:  # rows set without a gap between them
+                    return [_rows(indices, boxes, self.tol)]
             columns = _split(indices, boxes, col_gaps, 0)
             out: list[list[int]] = []
             for group in [[col] for col in columns] if in_table else self._row_groups(columns):
