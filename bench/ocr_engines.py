@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.metrics import bag_f1, cer_counts, geometric_text
+from bench.metrics import bag_f1, cer_counts, geometric_text, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("PIPELINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -54,6 +54,18 @@ class Page:
     gt: str
     gt_words: list | None  # [x0, y0, x1, y1, word] in image pixels, when the set has boxes
     language: str
+    data: bytes | None = None  # the upload itself, for pages made in memory (the development set)
+
+
+def dev_pages(per_class: int) -> dict[str, list[Page]]:
+    """``bench/devset.py``'s classes, seeds 1000.. (never the seeds the tests use), one set each."""
+    from bench import devset
+
+    out = {}
+    for cls in devset.CLASSES:
+        out[f"dev-{cls}"] = [Page(f"dev-{cls}", p.name, Path(p.name + ".jpg"), p.gt, None, "en", p.jpeg)
+                             for p in devset.pages(per_class, [cls], first_seed=1000)]
+    return out
 
 
 def scribe_pages(data: Path) -> list[Page]:
@@ -82,10 +94,14 @@ def hobbes_pages(data: Path) -> list[Page]:
 DATASETS = {"scribe": scribe_pages, "hobbes-1668": hobbes_pages}
 
 
-def upload_bytes(path: Path) -> bytes:
+def upload_bytes(path: "Path | Page") -> bytes:
     """What the pipeline would send for this file (scribe PNGs pass through unchanged)."""
     from pipeline.prepare import PrecheckLimits, prepare_file
 
+    if isinstance(path, Page):
+        if path.data is not None:
+            return path.data
+        path = path.path
     return prepare_file(path, PrecheckLimits()).pages[0].data
 
 
@@ -127,7 +143,7 @@ class RapidReader:
         """(raw lines, seconds to decode+recognise, came from cache)."""
         from pipeline.server.engines.pool import decode_image
 
-        data = upload_bytes(page.path)
+        data = upload_bytes(page)
         cache = _cache_file(f"rapidocr-{self.version}", data)
         if not self.fresh and cache.exists():
             stored = json.loads(cache.read_text(encoding="utf-8"))
@@ -178,7 +194,7 @@ def run_tesseract(pages: list[Page]) -> list[dict]:
     engine = TesseractEngine()
     rows = []
     for page in pages:
-        data = upload_bytes(page.path)
+        data = upload_bytes(page)
         t0 = time.perf_counter()
         result = engine.recognize(decode_image(data), page.language)
         seconds = time.perf_counter() - t0
@@ -208,6 +224,10 @@ def run_tesseract_cli(pages: list[Page]) -> list[dict]:
 
 
 def summarise(dataset: str, engine: str, rows: list[dict]) -> dict:
+    ci_edits = ci_total = 0
+    for r in rows:
+        e, n = cer_counts(r["gt"].lower(), r["text"].lower())
+        ci_edits, ci_total = ci_edits + e, ci_total + n
     edits = total = 0
     row_edits = row_total = 0
     have_rows = True
@@ -224,10 +244,13 @@ def summarise(dataset: str, engine: str, rows: list[dict]) -> dict:
     seconds = sum(r["seconds"] for r in rows)
     return {"bench": "ocr_engines", "dataset": dataset, "engine": engine, "pages": len(rows),
             "cer_as_output_pct": round(100 * edits / max(total, 1), 1),
+            "cer_ci_pct": round(100 * ci_edits / max(ci_total, 1), 1),
             "row_cer_pct": round(100 * row_edits / max(row_total, 1), 1) if have_rows and rows else None,
             "bag_f1": round(sum(bag_f1(r["gt"], r["text"]) for r in rows) / max(len(rows), 1), 3),
             "s_per_page": round(seconds / max(len(rows), 1), 2),
             "pages_per_s": round(len(rows) / seconds, 3) if seconds else None,
+            "pages_per_min": round(60 * len(rows) / seconds, 1) if seconds else None,
+            "peak_rss_mb": round(peak_rss_mb()),
             "cached_pages": sum(1 for r in rows if r.get("cached"))}
 
 
@@ -249,15 +272,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pages", nargs="*", help="only these page names (e.g. multicol_01)")
     ap.add_argument("--fresh", action="store_true", help="ignore the RapidOCR line cache (re-read and re-time)")
     ap.add_argument("--per-page", action="store_true", help="print CER and bag F1 per page")
+    ap.add_argument("--dev-per-class", type=int, default=6,
+                    help="synthetic pages per class of layout (bench/devset.py); 0 leaves them out")
+    ap.add_argument("--write-results", action="store_true", help="store the rows in bench/results.json")
     args = ap.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"skipped: {args.data} not present (the third-party scans live beside the checkout, not in it)")
-        print(json.dumps({"bench": "ocr_engines", "skipped": f"{args.data} not present"}))
-        return 0
+    sets: dict[str, list[Page]] = {}
+    if args.dev_per_class > 0:
+        sets.update(dev_pages(args.limit or args.dev_per_class))
+    if args.data.is_dir():
+        sets.update({d: DATASETS[d](args.data) for d in args.datasets})
+    else:
+        print(f"{args.data} not present (the third-party scans live beside the checkout, not in it): "
+              f"synthetic classes only")
 
     results = []
-    for dataset in args.datasets:
-        pages = DATASETS[dataset](args.data)
+    for dataset, pages in sets.items():
         if args.pages:
             pages = [p for p in pages if p.name in args.pages]
         pages = pages[: args.limit] if args.limit else pages
@@ -268,8 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         if {"rapidocr", "rapidocr-raw"} & set(args.engines):
             produced["rapidocr"], produced["rapidocr-raw"] = run_rapidocr(pages, args.fresh)
         if "tesseract" in args.engines:
-            produced["tesseract"] = run_tesseract(pages)
-        if "tesseract-cli" in args.engines:
+            from pipeline.languages import LanguageError, check_language
+
+            try:
+                check_language("tesseract", pages[0].language)
+                produced["tesseract"] = run_tesseract(pages)
+            except LanguageError as exc:  # e.g. Latin without tesseract-ocr-lat: say so, bench the rest
+                print(f"{dataset}: tesseract skipped: {exc}")
+        if "tesseract-cli" in args.engines and not dataset.startswith("dev-"):  # the CLI reads files
             if shutil.which("tesseract") is None:
                 print(f"{dataset}: tesseract CLI not installed (apt-get install tesseract-ocr); skipped")
             else:
@@ -284,12 +319,17 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"    {engine:14} {name:16} CER {page_cer:6.1f} %  bagF1 {f1:.3f}")
 
     print()
-    print(f"{'dataset':12} {'engine':14} {'pages':>5} {'as-output CER %':>16} {'rowCER %':>9} {'bag F1':>7} "
-          f"{'s/page':>7} {'pages/s':>8}")
+    print(f"{'dataset':14} {'engine':14} {'pages':>5} {'as-output CER %':>16} {'ci CER %':>9} {'rowCER %':>9} "
+          f"{'bag F1':>7} {'s/page':>7} {'pages/min':>9} {'peak MB':>8}")
     for r in results:
-        print(f"{r['dataset']:12} {r['engine']:14} {r['pages']:>5} {r['cer_as_output_pct']:>16} "
+        print(f"{r['dataset']:14} {r['engine']:14} {r['pages']:>5} {r['cer_as_output_pct']:>16} {r['cer_ci_pct']:>9} "
               f"{'-' if r['row_cer_pct'] is None else r['row_cer_pct']:>9} {r['bag_f1']:>7} {r['s_per_page']:>7} "
-              f"{r['pages_per_s'] or '-':>8}")
+              f"{r['pages_per_min'] or '-':>9} {r['peak_rss_mb']:>8}")
+    if args.write_results:
+        from bench.__main__ import merge_results
+
+        merge_results({"bench.ocr_engines": results}, time.strftime("%Y-%m-%d"))
+        print("bench/results.json updated")
     if any(r["cached_pages"] for r in results):
         print("(rapidocr times of cached pages are those measured when they were read; --fresh re-times)")
     return 0

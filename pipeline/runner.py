@@ -25,6 +25,7 @@ from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.client_setup import client_settings_from_config, job_slots_from_config
 from pipeline.exitcodes import ExitCode
+from pipeline.languages import LanguageError, check_language
 from pipeline.lock import LockHeld, RunLock
 from pipeline.prepare import PrecheckLimits
 from pipeline.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -156,6 +157,10 @@ class Runner:
         token = secrets.token_urlsafe(24)  # lives only in this process: never written anywhere
         self._embedded_webhook_secret = secrets.token_hex(32)
         emb = self.config.api.embedded
+        try:  # exit 2 naming the key, before any engine loads
+            check_language(emb.engine, self.config.api.language)
+        except LanguageError as exc:
+            raise StartupError(ExitCode.CONFIG_ERROR, f"api.language: {exc}") from None
         server = await stack.enter_async_context(EmbeddedServer(ServerConfig(
             engine=emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
             allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret)))

@@ -223,7 +223,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if isinstance(gate, web.Response):
         return gate
     form = await read_form(request, MAX_UPLOAD)
-    sub, errors = validate_submit(form, st.config.allow_http_webhooks)
+    sub, errors = validate_submit(form, st.config.allow_http_webhooks, st.config.engine)
     if sub is None:
         return validation_error(errors)
     token = request[TOKEN]
@@ -282,7 +282,7 @@ async def models(request: web.Request) -> web.Response:
     wanted = q.get("filter[inference_types]")
     extra = {"filter[inference_types]": wanted} if wanted else {}
     base = f"{request.url.origin()}{request.path}"
-    return web.json_response(paginate(filter_models(wanted), page, min(per_page, MAX_PER_PAGE), base, extra))
+    return web.json_response(paginate(filter_models(wanted, st.config.engine), page, min(per_page, MAX_PER_PAGE), base, extra))
 
 
 def _int_param(raw: str | None, default: int, name: str, errors: dict[str, list[str]]) -> int:

@@ -36,12 +36,22 @@ def pixel_limits(model: dict[str, Any]) -> dict[str, int] | None:
     return info.get("limits") if isinstance(info, dict) else None
 
 
-def filter_models(wanted: str | None) -> list[dict[str, Any]]:
-    """``filter[inference_types]=a,b``: models supporting any of the listed types."""
-    if not wanted:
-        return list(MODELS)
-    kinds = {k.strip() for k in wanted.split(",") if k.strip()}
-    return [m for m in MODELS if kinds & set(m["inference_types"])]
+def filter_models(wanted: str | None, engine: str | None = None) -> list[dict[str, Any]]:
+    """``filter[inference_types]=a,b``: models supporting any of the listed types.
+
+    With ``engine`` given, each OCR model lists the languages that engine reads as installed
+    (``[{"name": "German", "slug": "de"}, …]``, deAPI's ``languages`` shape less ``voices``), so a
+    client can see what ``language`` it may send; deAPI's own OCR models list none.
+    """
+    kinds = {k.strip() for k in (wanted or "").split(",") if k.strip()}
+    models = [m for m in MODELS if not kinds or kinds & set(m["inference_types"])]
+    if engine not in ("rapidocr", "tesseract"):  # the test engine reads no language
+        return list(models)
+    from pipeline.languages import language_list
+
+    langs = language_list(engine)
+    return [{**m, "languages": [dict(x) for x in langs]} if "img2txt" in m["inference_types"] else m
+            for m in models]
 
 
 def paginate(items: list[dict[str, Any]], page: int, per_page: int, path_url: str,

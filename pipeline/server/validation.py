@@ -234,8 +234,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def validate_submit(form: Form, allow_http_webhooks: bool) -> tuple[SubmitRequest | None, Errors]:
-    """All of img2txt's rules, in Laravel's order (the first error becomes ``message``)."""
+def language_problem(engine: str | None, language: str) -> list[str] | None:
+    """Laravel's ``in`` rule message for a language the engine cannot read here, plus why."""
+    from pipeline.languages import LanguageError, check_language
+
+    if not engine:
+        return None
+    try:
+        check_language(engine, language)
+    except LanguageError as exc:
+        return ["The selected language is invalid.", str(exc)]
+    return None
+
+
+def validate_submit(form: Form, allow_http_webhooks: bool, engine: str | None = None
+                    ) -> tuple[SubmitRequest | None, Errors]:
+    """All of img2txt's rules, in Laravel's order (the first error becomes ``message``).
+
+    With ``engine`` given, a language that engine cannot read as installed is a 422 too.
+    """
     errors: Errors = {}
     image, w, h = _check_image(form, errors)
     model_slug = _text(form.fields, "model", errors)
@@ -245,6 +262,10 @@ def validate_submit(form: Form, allow_http_webhooks: bool) -> tuple[SubmitReques
     language = _text(form.fields, "language", errors)
     if language is not None and len(language) > 32:
         errors["language"] = ["The language must not be greater than 32 characters."]
+    elif language:
+        problem = language_problem(engine, language)
+        if problem:
+            errors["language"] = problem
     fmt = _text(form.fields, "format", errors) or "text"
     if fmt not in ("text", "json"):
         errors["format"] = ["The selected format is invalid. Use text or json."]

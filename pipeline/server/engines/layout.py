@@ -26,6 +26,8 @@ Pure functions over boxes, no OCR: ``tests/test_layout.py`` tests them on synthe
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left
 from statistics import median
 from typing import Sequence
 
@@ -41,6 +43,12 @@ TABLE_ROW_SHARE = 0.5   # ... and at least this share of them has cells in 2+ co
 SPANNING_SHARE = 0.2   # lines bridging a gutter (titles, footers) are at most this share
 TEXT_ASPECT = 8.0       # running text: median line at least this many heights long (~16 chars)
 ROW_TOLERANCE = 0.5     # lines whose centres differ by less than this many heights share a row
+ROW_OVERLAP = 0.6       # ... or share at least this much of the shorter one's height
+PAIR_SHARE = 0.6        # a gap between label and value columns: this share of lines pair up row by row
+PAIR_SHARE_BOTH = 0.7   # ... and this share of the lines on the side with more of them
+PAIR_MAX_RATIO = 4      # ... (asked beside running text, or of a side this many times longer)
+PAIR_ALIGN = 0.15       # ... where their pairs must be this well aligned (median offset in line heights)
+PAIR_MIN = 2            # ... and at least this many of them
 
 
 def _gaps(intervals: list[tuple[float, float]], min_width: float) -> list[tuple[float, float]]:
@@ -75,15 +83,23 @@ def _split(indices: list[int], boxes: Sequence[Box], gaps: list[tuple[float, flo
     return [p for p in parts if p]
 
 
+def _same_row(a: Box, b: Box, tol: float) -> bool:
+    """Centres within ``tol``, or most of the shorter box's height shared (a descender, "Soap",
+    drops a box's centre below its neighbour's: "31.74" on the same baseline)."""
+    if abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= tol:
+        return True
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    return overlap >= ROW_OVERLAP * min(a[3] - a[1], b[3] - b[1])
+
+
 def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
-    """Top to bottom; lines whose centres are within ``tol`` of a row's first line read left to right."""
-    rows: list[tuple[float, list[int]]] = []
+    """Top to bottom; lines on the same row as a row's first line (``_same_row``) read left to right."""
+    rows: list[tuple[int, list[int]]] = []
     for i in sorted(indices, key=lambda i: (boxes[i][1] + boxes[i][3]) / 2):
-        cy = (boxes[i][1] + boxes[i][3]) / 2
-        if rows and cy - rows[-1][0] <= tol:
+        if rows and _same_row(boxes[rows[-1][0]], boxes[i], tol):
             rows[-1][1].append(i)
         else:
-            rows.append((cy, [i]))
+            rows.append((i, [i]))
     return [i for _, row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
 
 
@@ -107,9 +123,20 @@ def _is_table(indices: list[int], boxes: Sequence[Box], col_gaps: list[tuple[flo
     return multi >= TABLE_ROW_SHARE * len(bands)
 
 
+_LINE_NUMBER = re.compile(r"\d{1,3}")
+_NUMERIC_CHARS = set("0123456789.,:;/-+%$€£*()x ")
+
+
+def _numeric(text: str) -> bool:
+    """An amount, a quantity, a date or a time: mostly digits and their punctuation."""
+    chars = [c for c in text if not c.isspace()]
+    return bool(chars) and sum(c in _NUMERIC_CHARS for c in chars) >= 0.7 * len(chars) and any(c.isdigit() for c in chars)
+
+
 class _Cutter:
-    def __init__(self, boxes: Sequence[Box]) -> None:
+    def __init__(self, boxes: Sequence[Box], texts: Sequence[str] | None = None) -> None:
         self.boxes = boxes
+        self.texts = texts
         h = median(max(b[3] - b[1], 1.0) for b in boxes)
         self.col_gap, self.row_gap, self.tol = COLUMN_GAP_LINES * h, ROW_GAP_LINES * h, ROW_TOLERANCE * h
 
@@ -125,7 +152,17 @@ class _Cutter:
                     return [b for band in _split(indices, boxes, row_gaps, 1) for b in self.blocks(band, True)]
                 if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:  # rows touch: plain row-by-row reading
                     return [_rows(indices, boxes, self.tol)]
-            return [b for col in _split(indices, boxes, col_gaps, 0) for b in self.blocks(col, in_table)]
+                cells = _split(indices, boxes, col_gaps, 0)
+                if in_table and self._multi_cell_rows(cells) >= 2:  # rows set without a gap between them
+                    return [_rows(indices, boxes, self.tol)]
+            columns = _split(indices, boxes, col_gaps, 0)
+            out: list[list[int]] = []
+            for group in [[col] for col in columns] if in_table else self._row_groups(columns):
+                if len(group) == 1:  # a column that runs on its own
+                    out += self.blocks(group[0], in_table)
+                else:  # label/value columns whose lines pair up: one block, read row by row
+                    out.append(self._read_rows([i for col in group for i in col]))
+            return out
         spanning = None if in_table else self._spanning(indices)
         if spanning:
             return self._around(indices, spanning, in_table)
@@ -139,6 +176,104 @@ class _Cutter:
             return upper + lower
         return [_rows(indices, boxes, self.tol)]
 
+
+    def _pairs(self, left: list[int], right: list[int]) -> bool:
+        """Lines on the two sides of a gap pair up row by row: rows across a gap, not two columns.
+
+        Two columns of running text are always columns (their lines pair up too when set on one
+        baseline grid). Running text beside short lines pairs only with amounts on its right
+        (an invoice line) or labels on its left, never with a sidebar of words on its right or
+        with line numbers; boxes alone (no ``texts``) keep such a gap a column. Then lines pair
+        one to one on the same row (``_same_row``): at least ``PAIR_SHARE`` of the side with
+        fewer lines and, beside running text or against a side over ``PAIR_MAX_RATIO`` times
+        longer, pairs aligned within ``PAIR_ALIGN`` line heights (the shared baseline of a
+        form's second fields, not the chance nearness of a sidebar's own grid).
+        Beside running text ``PAIR_SHARE_BOTH`` of the other side must pair too. A receipt's labels and amounts, a
+        form's fields and values, a table's cells do; a dense sidebar beside a text column
+        (twice the lines) does not.
+        """
+        boxes = self.boxes
+        left_text, right_text = _text_like(left, boxes), _text_like(right, boxes)
+        if left_text and right_text:
+            return False
+        if left_text or right_text:  # running text beside a column of short lines
+            short, on_left = (right, False) if left_text else (left, True)
+            if self.texts is None:
+                return False  # boxes alone cannot tell a label column from a sidebar
+            share_numeric = sum(_numeric(self.texts[i]) for i in short) / len(short)
+            line_numbers = sum(_LINE_NUMBER.fullmatch(self.texts[i].strip()) is not None for i in short)
+            if on_left and line_numbers >= 0.8 * len(short):
+                return False  # a deposition's line numbers: a column of their own
+            if not on_left and share_numeric < 0.6:
+                return False  # a sidebar of words beside the text
+        fewer, more = (left, right) if len(left) <= len(right) else (right, left)
+        by_centre = sorted(more, key=lambda i: boxes[i][1] + boxes[i][3])
+        centres = [(boxes[i][1] + boxes[i][3]) / 2 for i in by_centre]
+        paired, used, offsets = 0, set(), []
+        for i in fewer:  # one partner each: a dense sidebar must not pair with every text line
+            cy = (boxes[i][1] + boxes[i][3]) / 2
+            k = bisect_left(centres, cy - 2 * self.tol)
+            while k < len(centres) and centres[k] <= cy + 2 * self.tol:
+                if k not in used and _same_row(boxes[i], boxes[by_centre[k]], self.tol):
+                    paired += 1
+                    used.add(k)
+                    a, b = boxes[i], boxes[by_centre[k]]
+                    offsets.append(min(abs(a[1] - b[1]), abs(a[3] - b[3]), abs(a[1] + a[3] - b[1] - b[3]) / 2))
+                    break
+                k += 1
+        if paired < PAIR_SHARE * len(fewer) or paired < min(PAIR_MIN, len(fewer)):
+            return False
+        if left_text or right_text:  # beside running text the longer side must pair too
+            return paired >= PAIR_SHARE_BOTH * len(more)
+        if len(more) > PAIR_MAX_RATIO * len(fewer):  # a few lines beside many: rows share a baseline,
+            return median(offsets) <= PAIR_ALIGN * 2 * self.tol  # an independent column only comes near
+        return True
+
+    def _row_groups(self, columns: list[list[int]]) -> list[list[list[int]]]:
+        """Neighbouring columns merged into one group wherever their lines pair up row by row."""
+        groups = [[columns[0]]]
+        for col in columns[1:]:
+            if self._pairs(groups[-1][-1], col):
+                groups[-1].append(col)
+            else:
+                groups.append([col])
+        return groups
+
+    def _read_rows(self, indices: list[int]) -> list[int]:
+        """Paired columns read as rows: bands between row gaps, each band row by row.
+
+        A band of one row reads left to right. A band whose cells hold several lines reads cell
+        by cell, each cell top to bottom (a wrapped table cell or address value), unless two or
+        more of its rows span several cells (rows set without a gap between them), which read
+        row by row.
+        """
+        boxes = self.boxes
+        row_gaps = _gaps([(boxes[i][1], boxes[i][3]) for i in indices], self.row_gap)
+        out: list[int] = []
+        for band in _split(indices, boxes, row_gaps, 1) if row_gaps else [indices]:
+            col_gaps = _gaps([(boxes[i][0], boxes[i][2]) for i in band], self.col_gap)
+            cells = _split(band, boxes, col_gaps, 0) if col_gaps else [band]
+            if len(cells) > 1 and max(len(c) for c in cells) > 1 and self._multi_cell_rows(cells) < 2:
+                out += [i for cell in cells for i in _rows(cell, boxes, self.tol)]
+            else:
+                out += _rows(band, boxes, self.tol)
+        return out
+
+    def _multi_cell_rows(self, cells: list[list[int]]) -> int:
+        """How many rows of the band have lines in two or more of its cells."""
+        owner = {i: k for k, cell in enumerate(cells) for i in cell}
+        order = _rows(list(owner), self.boxes, self.tol)
+        count, row, last_cy = 0, set(), None
+        for i in sorted(order, key=lambda i: (self.boxes[i][1] + self.boxes[i][3]) / 2):
+            cy = (self.boxes[i][1] + self.boxes[i][3]) / 2
+            if last_cy is not None and cy - last_cy > self.tol:  # rough rows suffice for a count
+                count += len(row) > 1
+                row = set()
+                last_cy = cy
+            elif last_cy is None:
+                last_cy = cy
+            row.add(owner[i])
+        return count + (len(row) > 1)
 
     def _stacked(self, above: list[int], below: list[int]) -> bool:
         """The two blocks share most of their width (one column continuing downwards)."""
@@ -167,13 +302,17 @@ class _Cutter:
             if low and run_start is None:
                 run_start = a
             elif not low and run_start is not None:
-                mid, run_start = (run_start + a) / 2, None
-                touching = {i for i in indices if boxes[i][0] < mid < boxes[i][2]}
-                left = [boxes[i][2] for i in indices if boxes[i][2] <= mid]
-                right = [boxes[i][0] for i in indices if boxes[i][0] >= mid]
+                lo, hi, run_start = run_start, a, None
+                mid = (lo + hi) / 2
+                # bridging the gutter's middle, or standing wholly inside it (a page number)
+                touching = {i for i in indices if boxes[i][0] < mid < boxes[i][2]
+                            or (boxes[i][0] >= lo and boxes[i][2] <= hi)}
+                left = [boxes[i][2] for i in indices if boxes[i][2] <= mid and i not in touching]
+                right = [boxes[i][0] for i in indices if boxes[i][0] >= mid and i not in touching]
                 if not touching or len(touching) > limit or len(left) < 2 or len(right) < 2:
                     continue
-                sides = ([i for i in indices if boxes[i][2] <= mid], [i for i in indices if boxes[i][0] >= mid])
+                sides = ([i for i in indices if boxes[i][2] <= mid and i not in touching],
+                         [i for i in indices if boxes[i][0] >= mid and i not in touching])
                 if not all(_text_like(side, boxes) for side in sides):
                     continue  # a table's header row, not a title over text columns
                 width = min(right) - max(left)
@@ -205,8 +344,12 @@ class _Cutter:
         return out
 
 
-def reading_order(boxes: Sequence[Box]) -> list[list[int]]:
-    """Indices of ``boxes`` grouped into blocks, blocks and lines in reading order."""
+def reading_order(boxes: Sequence[Box], texts: Sequence[str] | None = None) -> list[list[int]]:
+    """Indices of ``boxes`` grouped into blocks, blocks and lines in reading order.
+
+    ``texts`` (the lines' text, when known) lets a column of amounts beside running text read
+    as rows while a sidebar of words or a column of line numbers stays a column.
+    """
     if not boxes:
         return []
-    return _Cutter(boxes).blocks(list(range(len(boxes))))
+    return _Cutter(boxes, texts).blocks(list(range(len(boxes))))

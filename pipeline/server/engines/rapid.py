@@ -45,7 +45,7 @@ def polygon_to_box(poly) -> tuple[int, int, int, int]:
 def order_lines(lines: list[OcrLine]) -> tuple[OcrBlock, ...]:
     """Group row-ordered lines into blocks in reading order (see ``layout``)."""
     return tuple(OcrBlock(lines=tuple(lines[i] for i in block))
-                 for block in reading_order([ln.box for ln in lines]))
+                 for block in reading_order([ln.box for ln in lines], [ln.text for ln in lines]))
 
 
 def line_words(entries, gray) -> tuple[OcrWord, ...]:
