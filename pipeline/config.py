@@ -251,6 +251,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if key == "progress" and value is False:
+            return "off"  # YAML 1.1 reads a bare `off` as false
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected text, got {value!r}")
         return str(value)

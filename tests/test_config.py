@@ -128,3 +128,8 @@ def test_the_token_is_stripped_and_checked(tmp_path, monkeypatch, value, ok):
     else:
         with pytest.raises(ConfigError, match="MY_TOKEN"):
             token_from_env(config)
+
+
+def test_progress_off_unquoted_is_off(tmp_path):
+    # YAML reads a bare `off` as false; the key means the word.
+    assert load_config(write(tmp_path, "input: in\noutput: out\nprogress: off\n")).progress == "off"
