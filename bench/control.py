@@ -35,7 +35,6 @@ import asyncio
 import io
 import json
 import os
-import resource
 import signal
 import sys
 import tempfile

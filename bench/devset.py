@@ -223,6 +223,13 @@ def _a4(rng: random.Random) -> tuple[_Canvas, int, int]:
     return _Canvas(w, h), rng.randint(90, 140), w
 
 
+def _faces(c: _Canvas, rng: random.Random, size: int, families, title_extra: int,
+           spacing: tuple[float, float]):
+    """A page's body font, its bold title font (``title_extra`` px larger) and its line pitch."""
+    f, fb = c.font(rng.choice(families), size), c.font(rng.choice(BOLD), size + title_extra)
+    return f, fb, int(size * rng.uniform(*spacing))
+
+
 def _kv_rows(c: _Canvas, rng: random.Random, f, x_key: float, x_val: float, y: float, pitch: int, keys) -> float:
     for key in keys:
         c.text(x_key, y, key + (":" if rng.random() < 0.5 else ""), f)
@@ -234,8 +241,7 @@ def _kv_rows(c: _Canvas, rng: random.Random, f, x_key: float, x_val: float, y: f
 def _invoice(rng: random.Random) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(22, 26)
-    f, fb = c.font(rng.choice(SANS), size), c.font(rng.choice(BOLD), size + 14)
-    pitch = int(size * rng.uniform(1.4, 1.7))
+    f, fb, pitch = _faces(c, rng, size, SANS, 14, (1.4, 1.7))
     y = m + 20
     c.text(m, y, f"{rng.choice(WORDS).capitalize()} & {rng.choice(WORDS).capitalize()} Ltd", fb)
     y += pitch + 16
@@ -272,8 +278,7 @@ def _invoice(rng: random.Random) -> _Canvas:
 def _form(rng: random.Random) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(22, 26)
-    f, fb = c.font(rng.choice(SANS + SERIF), size), c.font(rng.choice(BOLD), size + 8)
-    pitch = int(size * rng.uniform(1.6, 2.1))
+    f, fb, pitch = _faces(c, rng, size, SANS + SERIF, 8, (1.6, 2.1))
     y = m + 20
     c.text(w / 2, y, rng.choice(("Application form", "Registration of records", "Loan request", "Visitor form")), fb, "ms")
     y += 2 * pitch
@@ -304,8 +309,7 @@ def _form(rng: random.Random) -> _Canvas:
 def _kvlist(rng: random.Random) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(20, 26)
-    f, fb = c.font(rng.choice(SANS + SERIF + MONO), size), c.font(rng.choice(BOLD), size + 8)
-    pitch = int(size * rng.uniform(1.35, 1.8))
+    f, fb, pitch = _faces(c, rng, size, SANS + SERIF + MONO, 8, (1.35, 1.8))
     y = m + 20
     c.text(m, y, rng.choice(("Catalogue record", "Item description", "Specification", "Finding aid entry")), fb)
     y += 2 * pitch
@@ -318,8 +322,7 @@ def _kvlist(rng: random.Random) -> _Canvas:
 def _table(rng: random.Random) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(20, 24)
-    f, fb = c.font(rng.choice(SANS + SERIF), size), c.font(rng.choice(BOLD), size + 8)
-    pitch = int(size * rng.uniform(1.4, 1.9))
+    f, fb, pitch = _faces(c, rng, size, SANS + SERIF, 8, (1.4, 1.9))
     ncols = rng.randint(3, 6)
     y = m + 20
     c.text(m, y, f"Table {rng.randint(1, 9)}. {_sentence(rng, rng.randint(3, 6))}", fb)
@@ -370,8 +373,7 @@ def _columns(c: _Canvas, rng: random.Random, f, x0: float, x1: float, y0: float,
 def _article(rng: random.Random, ncols: int) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(18, 22) if ncols == 3 else rng.randint(20, 24)
-    f, fb = c.font(rng.choice(SERIF + SANS), size), c.font(rng.choice(BOLD), size + 14)
-    pitch = int(size * rng.uniform(1.25, 1.45))
+    f, fb, pitch = _faces(c, rng, size, SERIF + SANS, 14, (1.25, 1.45))
     y = m + 30
     c.text(w / 2, y, _sentence(rng, rng.randint(3, 6)).rstrip(".,;"), fb, "ms")
     y += 2 * pitch + 10
@@ -383,8 +385,7 @@ def _article(rng: random.Random, ncols: int) -> _Canvas:
 def _mixed(rng: random.Random) -> _Canvas:
     c, m, w = _a4(rng)
     size = rng.randint(20, 24)
-    f, fb = c.font(rng.choice(SERIF + SANS), size), c.font(rng.choice(BOLD), size + 12)
-    pitch = int(size * rng.uniform(1.25, 1.45))
+    f, fb, pitch = _faces(c, rng, size, SERIF + SANS, 12, (1.25, 1.45))
     y = m + 30
     c.text(m, y, _sentence(rng, rng.randint(3, 6)).rstrip(".,;"), fb)
     y += 2 * pitch

@@ -27,23 +27,27 @@ def crash_log_path(control_dir: Path | None) -> Path:
     return folder / f"crash-{stamp}.log" if control_dir is not None else folder / f"pipeline-crash-{stamp}.log"
 
 
+def write_traceback(control_dir: Path | None, header: str) -> Path | None:
+    """Append ``header`` and the current exception's traceback to this process's crash log
+    (the temp folder when ``control_dir`` cannot be written); the log's path, or None."""
+    text = f"{header}\n{traceback.format_exc()}\n"
+    for target in (crash_log_path(control_dir), crash_log_path(None)):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(text)
+            return target
+        except OSError:
+            continue
+    return None
+
+
 def report_crash(control_dir: Path | None, command: str | None) -> int:
     """Call from an ``except`` block: write the current exception's traceback; exit code 70."""
     exc_type, exc, _ = sys.exc_info()
-    text = (f"pipeline {__version__} crashed in command {command!r} at "
-            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-            f"python {sys.version.split()[0]} on {sys.platform}\n\n" + traceback.format_exc())
-    path = crash_log_path(control_dir)
-    for target in (path, crash_log_path(None)):
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            path = target
-            break
-        except OSError:
-            continue
-    else:
-        path = None
+    path = write_traceback(control_dir, f"pipeline {__version__} crashed in command {command!r} at "
+                                        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+                                        f"python {sys.version.split()[0]} on {sys.platform}\n")
     name = exc_type.__name__ if exc_type else "error"
     where = f"traceback in {path}" if path else "the traceback could not be written"
     print(f"pipeline: internal error ({name}: {str(exc)[:200]}); {where}; please report it",

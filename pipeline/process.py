@@ -41,7 +41,7 @@ from pipeline.formats.model import has_positions
 from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
 from pipeline.output import output_paths
 from pipeline.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
-from pipeline.prepare import PrecheckLimits, PreparedFile, PreparedPage, RejectedInput, prepare_file
+from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.scan import ScanEntry
 from pipeline.state import StateStore
 

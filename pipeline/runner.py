@@ -55,14 +55,12 @@ class Runner:
         self._stop_event = asyncio.Event()
         self._now_event = asyncio.Event()   # a second signal: cancel in-flight work at once
         self._signals = 0
-        self._tasks: list[asyncio.Task] = []
         self._feed: ScanFeed | None = None
         self._ctx: RunContext | None = None
         self.report: dict[str, Any] | None = None
         self._embedded_webhook_secret = ""
         self._startup_error: StartupError | None = None
         self._token: str | None = None
-        self.asyncio_warnings = 0
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -277,14 +275,12 @@ class Runner:
                                    ctx) if cfg.max_runtime_s else None
         workers = [asyncio.create_task(self._worker(feed, processor, ctx, progress), name=f"worker-{i}")
                    for i in range(n_workers)]
-        self._tasks = workers
         all_done = asyncio.ensure_future(asyncio.wait(workers))
         stop_wait = asyncio.ensure_future(self._stop_event.wait())
         now_wait = asyncio.ensure_future(self._now_event.wait())
         try:
             await asyncio.wait([all_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-            if not all_done.done():  # a stop: no new files; in-flight jobs get the grace period
-                self._defer_unstarted(feed)
+            if not all_done.done():  # a stop (request_stop closed the feed): in-flight jobs get the grace
                 await asyncio.wait([all_done, now_wait], timeout=cfg.shutdown_grace_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if not all_done.done():
@@ -340,18 +336,10 @@ class Runner:
             progress.update(self.stats, ctx.in_flight)
 
     def _log_internal_error(self, rel: str) -> str:
-        import traceback
+        from pipeline.crashlog import write_traceback
 
-        from pipeline.crashlog import crash_log_path
-
-        path = crash_log_path(self.config.control_dir)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(f"while processing {rel!r}:\n{traceback.format_exc()}\n")
-        except OSError:
-            return "internal error (the traceback could not be written)"
-        return f"internal error; traceback in {path}"
+        path = write_traceback(self.config.control_dir, f"while processing {rel!r}:")
+        return f"internal error; traceback in {path}" if path else "internal error (the traceback could not be written)"
 
     def _stopping(self, ctx: RunContext) -> bool:
         return self._stop_event.is_set() or ctx.fatal is not None
@@ -395,7 +383,6 @@ class Runner:
         """Asyncio's own complaints (a callback's stray exception, "never retrieved") go to the
         debug log, not to stderr: cron mails stderr, and these are not actionable for a user."""
         def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-            self.asyncio_warnings += 1
             log.debug("asyncio: %s", context.get("message"), exc_info=context.get("exception"))
 
         asyncio.get_running_loop().set_exception_handler(handler)

@@ -106,7 +106,6 @@ class JobStatus:
     error_code: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
     queued: bool = False   # wait_for_job: some poll saw the job still queued (pending) at the API
-    polls: int = 0         # wait_for_job: status calls it took
 
     @property
     def terminal(self) -> bool:
@@ -211,9 +210,8 @@ class DeapiClient:
         self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides)
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
                                  max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
-        budget = s.status_calls_per_job or budget_from_limits(
-            (self.limiter.limits("submit")[0], self.limiter.limits("submit")[1]),
-            (self.limiter.limits("status")[0], self.limiter.limits("status")[1]))
+        budget = s.status_calls_per_job or budget_from_limits(self.limiter.limits("submit"),
+                                                              self.limiter.limits("status"))
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
                                   backoff=s.poll_backoff, budget=budget)
         self.stats = ClientStats()
@@ -535,7 +533,7 @@ class DeapiClient:
                     raise E.JobFailedError(st.error_code, st.error or (None if st.status in ("error", "failed")
                                                                        else f"status {st.status}"),
                                            request_id=request_id)
-                return replace(st, queued=queued, polls=polls)
+                return replace(st, queued=queued)
             last_miss = seen
             poller.missed(request_id, seen)
             queued = queued or st.status in QUEUED

@@ -86,8 +86,6 @@ class PollPlanner:
         self.hint_polls = 0
         self.finished_jobs = 0
         self.lateness_sum = 0.0              # estimated lateness of finished jobs (s)
-        self.planned_polls = float("nan")    # expected polls a job of the current plan
-        self.planned_lateness = float("nan")
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -149,9 +147,7 @@ class PollPlanner:
         # Leaving them out biases the estimate to the short jobs that finished first.
         running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > 0]
         edges, p = refine(*estimate_distribution(list(self.intervals) + running[-len(self.intervals):]))
-        plan, polls, lateness = choose_schedule(edges, p, budget=self.budget, share=self.lateness_share,
-                                                minimum=self.minimum)
-        self.planned_polls, self.planned_lateness = polls, lateness
+        plan, _, _ = choose_schedule(edges, p, budget=self.budget, share=self.lateness_share, minimum=self.minimum)
         return tuple(min(t, self.maximum * 64) for t in plan)
 
     # -- observations -------------------------------------------------------------------------

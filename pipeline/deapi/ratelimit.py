@@ -160,14 +160,14 @@ class RateLimiter:
                     raise DailyBudgetSpent(endpoint)
                 now = self.clock()
                 if now < b.paused_until - EPS:
-                    await self._sleep(b, b.paused_until - now)
+                    await self._sleep(endpoint, b, b.paused_until - now)
                     continue
                 if b.per_minute is None:
                     break
                 while b.recent and b.recent[0] <= now - WINDOW + EPS:
                     b.recent.popleft()
                 if len(b.recent) >= b.per_minute:  # the sliding window is full
-                    await self._sleep(b, b.recent[0] + WINDOW - now)
+                    await self._sleep(endpoint, b, b.recent[0] + WINDOW - now)
                     continue
                 rate = b.per_minute / WINDOW
                 b.tokens = min(float(min(self.burst, b.per_minute)), b.tokens + max(now - b.updated, 0.0) * rate)
@@ -176,7 +176,7 @@ class RateLimiter:
                     b.tokens -= 1.0
                     break
                 wait = (1.0 - b.tokens) / rate
-                await self._sleep(b, wait)
+                await self._sleep(endpoint, b, wait)
                 # Credit exactly the token this wait earned (re-deriving it from the clock can
                 # fall short by a rounding error and spin); a pause set meanwhile still applies.
                 b.tokens, b.updated = 1.0, now + wait
@@ -184,22 +184,19 @@ class RateLimiter:
             if b.per_minute is not None:
                 b.recent.append(self.clock())
 
-    async def _sleep(self, b: _Bucket, seconds: float, endpoint: str | None = None) -> None:
+    async def _sleep(self, endpoint: str, b: _Bucket, seconds: float) -> None:
         seconds = max(seconds, 0.0)
         b.waited += seconds
         if self.sleep is asyncio.sleep:
             # Real time: a ``shut`` wakes the sleeper at once (a stop must not wait out a
             # minute-long pause of a Basic plan).
-            event = self._shut_events.setdefault(self._endpoint_of(b), asyncio.Event())
+            event = self._shut_events.setdefault(endpoint, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), seconds)
             except asyncio.TimeoutError:
                 pass
             return
         await self.sleep(seconds)
-
-    def _endpoint_of(self, b: _Bucket) -> str:
-        return next((ep for ep, bucket in self._buckets.items() if bucket is b), "")
 
     def shut(self, endpoint: str, reason: str) -> None:
         """No more calls to ``endpoint`` in this run: waiters and later callers get

@@ -64,24 +64,27 @@ class TesseractEngine(Engine):
         self._apis[key] = api  # most recently used last
         return api
 
-    def _words(self, api) -> list[OcrWord]:
-        """Every recognised word with its box and confidence (a second walk at word level)."""
-        tess = self._tesserocr
-        words: list[OcrWord] = []
+    @staticmethod
+    def _walk(api, level):
+        """``(iterator, text, box, confidence)`` for every element at ``level``, in Tesseract's
+        order. tesserocr raises "No text returned" on a page without text: that page is a
+        result with no elements, not an error."""
         it = api.GetIterator()
-        level = tess.RIL.WORD
         while it is not None:
             try:
-                text = (it.GetUTF8Text(level) or "").strip()
-            except RuntimeError:  # "No text returned": a blank page has no words
-                break
+                raw = it.GetUTF8Text(level)
+            except RuntimeError:
+                return
             box = it.BoundingBox(level)
-            if text and box:
-                conf = min(1.0, max(0.0, it.Confidence(level) / 100.0))
-                words.append(OcrWord(text=text, box=tuple(int(v) for v in box), confidence=conf))
+            conf = min(1.0, max(0.0, it.Confidence(level) / 100.0)) if box else 0.0
+            yield it, raw or "", box, conf
             if not it.Next(level):
-                break
-        return words
+                return
+
+    def _words(self, api) -> list[OcrWord]:
+        """Every recognised word with its box and confidence (a second walk at word level)."""
+        return [OcrWord(text=text.strip(), box=tuple(int(v) for v in box), confidence=conf)
+                for _, text, box, conf in self._walk(api, self._tesserocr.RIL.WORD) if text.strip() and box]
 
     def recognize(self, image: Image.Image, language: str | None = None) -> OcrPage:
         tess = self._tesserocr
@@ -91,23 +94,13 @@ class TesseractEngine(Engine):
             api.Recognize()
             blocks: list[OcrBlock] = []
             current: list[OcrLine] = []
-            it = api.GetIterator()
-            level = tess.RIL.TEXTLINE
-            while it is not None:
+            for it, raw, box, conf in self._walk(api, tess.RIL.TEXTLINE):
                 if it.IsAtBeginningOf(tess.RIL.BLOCK) and current:
                     blocks.append(OcrBlock(lines=tuple(current)))
                     current = []
-                try:
-                    raw = it.GetUTF8Text(level)
-                except RuntimeError:  # tesserocr's "No text returned": a page without text is a result
-                    break
-                text = " ".join((raw or "").split())
-                box = it.BoundingBox(level)
+                text = " ".join(raw.split())
                 if text and box:
-                    conf = min(1.0, max(0.0, it.Confidence(level) / 100.0))
                     current.append(OcrLine(text=text, box=tuple(int(v) for v in box), confidence=conf))
-                if not it.Next(level):
-                    break
             if current:
                 blocks.append(OcrBlock(lines=tuple(current)))
             blocks = list(attach_words(blocks, self._words(api)))
