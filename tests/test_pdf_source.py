@@ -134,6 +134,13 @@ def test_zero_pages_is_rejected(tmp_path):
     assert _reject(tmp_path, pdfs.zero_pages(pdfs.build([("text", SENTENCE)]))).code == "no_pages"
 
 
+def test_zero_pages_right_after_an_encrypted_pdf_is_still_no_pages(tmp_path):
+    """pdfium reports the previous failed load's error for an empty page tree: never "encrypted"."""
+    good = pdfs.build([("text", SENTENCE)])
+    assert _reject(tmp_path, pdfs.encrypted(good, user="letmein")).code == "encrypted"
+    assert _reject(tmp_path, pdfs.zero_pages(good)).code == "no_pages"
+
+
 def test_more_pages_than_max_pages_is_rejected_whole(tmp_path):
     exc = _reject(tmp_path, pdfs.build([("text", SENTENCE)] * 3), PdfConfig(max_pages=2))
     assert exc.code == "too_many_pages" and "pdf.max_pages=2" in exc.reason
