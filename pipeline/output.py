@@ -21,6 +21,7 @@ from typing import Any
 import aiofiles.os
 
 TEXT_SUFFIX = ".txt"
+PAGE_SEPARATOR = "\f"  # form feed between pages in the .txt, as OCR tools conventionally do
 JSON_SUFFIX = ".json"
 
 

@@ -33,19 +33,19 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from pipeline import __version__
+from pipeline.adopt import Adoption, Refusal, examine
 from pipeline.config import Config
 from pipeline.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
 from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
-from pipeline.output import output_paths
+from pipeline.output import PAGE_SEPARATOR, output_paths
 from pipeline.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.scan import ScanEntry
 from pipeline.state import StateStore
 
-PAGE_SEPARATOR = "\f"  # form feed between pages in the .txt, as OCR tools conventionally do
 
 
 class Outcome:
@@ -55,6 +55,7 @@ class Outcome:
     REJECTED = "rejected"         # not a usable image
     STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
     DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
+    ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
 
 
 class StopSubmitting(Exception):
@@ -94,6 +95,7 @@ class RunContext:
     in_flight: int = 0                       # pages submitted (or being submitted) and not finished
     stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
     regenerated: int = 0                     # done files given missing outputs from their .json
+    adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -125,6 +127,11 @@ def pdf_settings_fingerprint(config: Config) -> str:
 
 def work_key(content_sha256: str, fingerprint: str) -> str:
     return f"{content_sha256[:32]}-{fingerprint}"
+
+
+def fingerprint_of(key: str) -> str:
+    """The settings fingerprint inside a work key (recorded in the ``.json`` for adoption)."""
+    return key.rsplit("-", 1)[1]
 
 
 class HashAbandoned(Exception):
@@ -220,6 +227,16 @@ class FileProcessor:
                 # no readable .json: the results are gone, so the file is processed again
             if rec.state in ("failed_permanent", "rejected_input", "quarantined") and not ctx.retry_failed:
                 return Outcome.STILL_FAILED
+        if rec is None and not ctx.force:
+            found = await asyncio.to_thread(examine, ctx.config.output, entry.rel, sha, fingerprint_of(key),
+                                            ctx.config.outputs)
+            if isinstance(found, Adoption):
+                try:
+                    return await self._adopt(entry, key, stat, found)
+                except FileFailure as failure:
+                    return self._fail(entry, failure)
+            if isinstance(found, Refusal):
+                ctx.adoption_refused.append({"path": entry.rel, "reason": found.reason})
         if rec and rec.state in ("failed_permanent", "rejected_input", "quarantined") and ctx.retry_failed:
             state.reset_for_retry(entry.rel)
         if rec is None or rec.work_key != key:
@@ -543,6 +560,20 @@ class FileProcessor:
         ctx.regenerated += 1
         return True
 
+    async def _adopt(self, entry: ScanEntry, key: str, stat: dict, found: Adoption) -> str:
+        """Take over outputs the state store does not know (it was lost): done, no API call;
+        configured outputs missing beside the ``.json`` are rendered from it."""
+        ctx = self.ctx
+        written: list[str] = []
+        if found.missing:
+            try:
+                written = await write_outputs(ctx.config.output, entry.rel, found.missing, found.document, entry.path)
+            except OutputError as exc:
+                raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+        ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
+                           outputs=list(dict.fromkeys([*found.present, *written])), **stat)
+        return Outcome.ADOPTED
+
     async def _write(self, entry: ScanEntry, key: str, sha: str, prepared: dict, pages: list[PageResult]) -> None:
         ctx = self.ctx
         api = ctx.config.api
@@ -553,7 +584,8 @@ class FileProcessor:
             "source": {"path": entry.rel, "size": entry.size, "sha256": sha, "mtime_ns": entry.mtime_ns},
             "image": prepared,
             "settings": {"model": api.model, "language": api.language, "format": api.format,
-                         "return_result_in_response": api.return_result_in_response},
+                         "return_result_in_response": api.return_result_in_response,
+                         "fingerprint": fingerprint_of(key)},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
                        "text_source": p.text_source, "text": p.text, **({"no_text": True} if p.no_text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),

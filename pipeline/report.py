@@ -34,6 +34,9 @@ EXIT_MEANING = {
 }
 
 
+REPORT_LIST_LIMIT = 1000  # per-file lists in the run report beyond this are counted, not listed
+
+
 @dataclass
 class RunStats:
     started: float = field(default_factory=time.time)
@@ -109,7 +112,9 @@ def progress_line(stats: RunStats) -> str:
     rate = (o["done"] / stats.elapsed) if stats.elapsed > 0 else 0.0
     return (f"{o['done']} done, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
             f"{o['still_failed']} failed earlier, {o['deferred']} left for next run, "
-            f"{len(stats.scan_problems)} scan problems in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
+            f"{len(stats.scan_problems)} scan problems"
+            f"{f', {adopted} adopted from existing outputs' if (adopted := o['adopted']) else ''}"
+            f" in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
 
 
 def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
@@ -124,7 +129,8 @@ def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
 
 def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, stats: RunStats,
                      state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
-                     possible_duplicates: int, resubmitted: int, server_counters: dict | None) -> dict[str, Any]:
+                     possible_duplicates: int, resubmitted: int, server_counters: dict | None,
+                     adoption_refused: list[dict[str, str]] | None = None) -> dict[str, Any]:
     fail_rows = failures(state, stats)
     report = {
         "run_id": run_id,
@@ -143,6 +149,9 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "possible_duplicates": state.possible_duplicates(),
         "resubmitted_pages": resubmitted,
         "resubmissions": state.resubmissions(),
+        # outputs found on disk for files the state store did not know, and not taken over
+        "adoption_refused_count": len(adoption_refused or ()),
+        "adoption_refused": (adoption_refused or [])[:REPORT_LIST_LIMIT],
     }
     if server_counters is not None:
         report["embedded_server_counters"] = server_counters

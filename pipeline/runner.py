@@ -421,8 +421,12 @@ class Runner:
             self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,
             stop_reason=self.stop_reason, api_stats=api_stats,
             possible_duplicates=ctx.possible_duplicates if ctx else 0,
-            resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters)
+            resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
+            adoption_refused=ctx.adoption_refused if ctx else None)
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
+        if ctx is not None and ctx.adoption_refused:
+            self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
+                     "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
         self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
                  f"report {self.config.control_dir / 'run-report.json'}")
