@@ -1,0 +1,124 @@
+"""ALTO, hOCR and the searchable PDF for PDF inputs, through the real runner and server.
+
+The frame every box of a PDF input is in: the page as a viewer shows it (CropBox, turned by
+``/Rotate``), in points, origin top-left; poppler's ``pdftotext -cropbox -bbox`` reads the same
+frame, so it is the independent judge here. The fast engine's two lines cover the top and
+bottom half of the *rendered* page, so their boxes must cover the top and bottom half of the
+displayed page whatever the render dpi, rotation or CropBox offset; text-layer pages get their
+words from the PDF itself; the searchable PDF keeps the original pages (their image streams
+byte for byte) and adds exactly one text layer where there was none.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pikepdf
+
+import pdfs
+from conftest import TOKEN
+from formats_checks import (ALTO_NS, alto_words, hocr_pages, hocr_words, iou, matched_fraction, pdf_words,
+                            render_pdf_pages, validate_alto)
+from helpers import run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+
+ALL = ["txt", "json", "alto", "hocr", "pdf"]
+SENTENCE = "Parish records of the harbour town"
+PT = 1200 / 72  # ALTO inch1200 units per point
+
+
+def mixed_pdf() -> bytes:
+    """Page 1 real text; 2 a scan; 3 a scan turned by /Rotate 90 with a CropBox off 0,0;
+    4 a scan under an untrusted (invisible) OCR layer."""
+    data = pdfs.build([("text", SENTENCE), ("scan", "scanned"), ("scan", "turned"), ("ocrlayer", SENTENCE)],
+                      size=(400, 300))
+
+    def shape(pdf):
+        pdf.pages[2].obj.Rotate = 90
+        pdf.pages[2].obj.CropBox = [20, 10, 380, 290]
+    return pdfs.edit(data, shape)
+
+
+def alto_tree(path):
+    root = ET.parse(path).getroot()
+    unit = root.find(f"{ALTO_NS}Description/{ALTO_NS}MeasurementUnit").text
+    pages = [(float(p.get("WIDTH")), float(p.get("HEIGHT"))) for p in root.iter(ALTO_NS + "Page")]
+    lines = []
+    for page in root.iter(ALTO_NS + "Page"):
+        for ln in page.iter(ALTO_NS + "TextLine"):
+            x, y = float(ln.get("HPOS")), float(ln.get("VPOS"))
+            lines.append((int(page.get("PHYSICAL_IMG_NR")),
+                          (x / PT, y / PT, (x + float(ln.get("WIDTH"))) / PT, (y + float(ln.get("HEIGHT"))) / PT)))
+    return unit, pages, lines
+
+
+def image_streams(data: bytes) -> list[bytes]:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return sorted(obj.read_raw_bytes() for obj in pdf.objects
+                      if isinstance(obj, pikepdf.Stream) and obj.get("/Subtype") == pikepdf.Name.Image)
+
+
+async def test_pdf_input_boxes_in_the_displayed_page_frame(tmp_path, server):
+    src = pdfs.write(tmp_path / "in" / "book.pdf", mixed_pdf())
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.jobs_created == 3                     # the text page cost nothing
+    out = tmp_path / "out"
+    doc = json.loads((out / "book.pdf.json").read_text())
+    assert "positions" not in doc["pages"][0]                    # placed from the PDF's own layer
+
+    alto = out / "book.pdf.alto.xml"
+    validate_alto(alto)
+    unit, sizes, lines = alto_tree(alto)
+    assert unit == "inch1200"
+    displayed = {1: (400, 300), 2: (400, 300), 3: (280, 360), 4: (400, 300)}
+    assert sizes == [(round(w * PT, 2), round(h * PT, 2)) for w, h in displayed.values()]
+    for page in (2, 3, 4):                                       # the fast engine's halves, in points
+        w, h = displayed[page]
+        got = [b for p, b in lines if p == page]
+        assert len(got) == 2
+        assert iou(got[0], (0, 0, w, h / 2)) > 0.97 and iou(got[1], (0, h / 2, w, h)) > 0.97, (page, got)
+
+    # page 1: every word of the text layer, at the box poppler sees in the original
+    truth = [(1, t, b) for p, t, b in pdf_words(src, cropbox=True) if p == 1]
+    assert [t for _, t, _ in truth] == SENTENCE.split()
+    found = alto_words(alto)
+    assert matched_fraction(truth, [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in found]) == 1.0
+    assert all(c is None for p, _, _, c in found if p == 1)      # no invented confidence
+    hocr = out / "book.pdf.hocr"
+    assert matched_fraction(truth, hocr_words(hocr)) == 1.0
+    assert [pg["bbox"] for pg in hocr_pages(hocr)] == ["0 0 400 300", "0 0 400 300", "0 0 280 360", "0 0 400 300"]
+
+    # the searchable PDF: the original pages, their images untouched, one layer each
+    pdf = out / "book.pdf.pdf"
+    assert image_streams(pdf.read_bytes()) == image_streams(src.read_bytes())
+    assert len(render_pdf_pages(pdf, tmp_path / "png")) == 4
+    words = pdf_words(pdf, cropbox=True)
+    assert [t for p, t, _ in words if p == 1] == SENTENCE.split()   # no second layer on the text page
+    for page in (2, 3, 4):
+        w, h = displayed[page]
+        fast = [b for p, t, b in words if p == page and t == "FAST-OCR"]
+        assert len(fast) == 1, (page, words)
+        assert fast[0][1] < h * 0.1 and fast[0][3] < h / 2 + 1 and fast[0][0] < w * 0.1, (page, fast)
+    assert [t for p, t, _ in words if p == 4].count("Parish") == 1  # its own layer, kept, plus ours
+
+
+async def test_adding_outputs_to_a_done_pdf_tree_costs_no_api_call(tmp_path, server):
+    pdfs.write(tmp_path / "in" / "book.pdf", mixed_pdf())
+    cfg = write_config(tmp_path, server.base_url, api__format="json", pdf__dpi=100)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    before = server.counters.snapshot()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    code, report, stream = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.snapshot() == before
+    out = tmp_path / "out"
+    validate_alto(out / "book.pdf.alto.xml")
+    assert len(render_pdf_pages(out / "book.pdf.pdf", tmp_path / "png")) == 4
+    assert "FAST-OCR" in [t for _, t, _ in pdf_words(out / "book.pdf.pdf")]
+    assert report["outputs_regenerated"] == 1
+    assert report["this_run"] == {"done": 1}
+    assert "1 done (1 of them only given new outputs, no API call)" in stream
