@@ -16,6 +16,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pikepdf
+import pytest
 
 import pdfs
 from conftest import TOKEN
@@ -23,6 +24,7 @@ from formats_checks import (ALTO_NS, alto_words, hocr_pages, hocr_words, iou, ma
                             render_pdf_pages, validate_alto)
 from helpers import run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
+from pipeline.server import EmbeddedServer, ServerConfig
 
 ALL = ["txt", "json", "alto", "hocr", "pdf"]
 SENTENCE = "Parish records of the harbour town"
@@ -106,6 +108,36 @@ async def test_pdf_input_boxes_in_the_displayed_page_frame(tmp_path, server):
     assert [t for p, t, _ in words if p == 4].count("Parish") == 1  # its own layer, kept, plus ours
 
 
+async def test_pdf_page_over_the_pixel_limit_maps_back_through_the_lowered_dpi(tmp_path, server):
+    # 3000 pt wide at 200 dpi would be 8333 px: pdf.py renders it at 4096 px instead
+    pdfs.write(tmp_path / "in" / "wide.pdf", pdfs.build([("scan", "wide")], size=(3000, 200)))
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=200)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    out = tmp_path / "out"
+    src = json.loads((out / "wide.pdf.json").read_text())["pages"][0]["source"]
+    assert src["render_dpi"] < 100 and src["rendered_size"][0] == 4096
+    unit, sizes, lines = alto_tree(out / "wide.pdf.alto.xml")
+    assert sizes == [(round(3000 * PT, 2), round(200 * PT, 2))]
+    assert iou(lines[0][1], (0, 0, 3000, 100)) > 0.99 and iou(lines[1][1], (0, 100, 3000, 200)) > 0.99, lines
+
+
+def test_pdf_record_geometry_undoes_render_scale_and_padding():
+    from pipeline.geometry import PageGeometry
+
+    # 612x792 pt rendered at 150 dpi (1275x1650), uploaded at half size (638x825) and padded
+    # to 700 wide: a box on the upload maps into points; the padding is clipped away.
+    record = {"page_index": 0, "width": 700, "height": 825, "scale": 0.5,
+              "source": {"kind": "pdf_page", "page_size_pt": [612, 792], "rendered_size": [1275, 1650],
+                         "upload_scale": 0.5}}
+    g = PageGeometry.from_prepared({"pages": [record]}, 0)
+    assert g.unit == "pt" and (g.source_width, g.source_height) == (612, 792)
+    x0, y0, x1, y1 = g.to_source((0, 412.5, 700, 825))
+    assert (x0, y1) == (0, 792) and abs(y0 - 396) < 0.01 and x1 == 612
+    text_page = {"page_index": 1, "source": {"kind": "pdf_page", "page_size_pt": [300, 400], "text_source": "text_layer"}}
+    g = PageGeometry.from_prepared({"pages": [record, text_page]}, 1)
+    assert (g.source_width, g.source_height, g.unit) == (300, 400, "pt")
+
+
 async def test_adding_outputs_to_a_done_pdf_tree_costs_no_api_call(tmp_path, server):
     pdfs.write(tmp_path / "in" / "book.pdf", mixed_pdf())
     cfg = write_config(tmp_path, server.base_url, api__format="json", pdf__dpi=100)
@@ -122,3 +154,55 @@ async def test_adding_outputs_to_a_done_pdf_tree_costs_no_api_call(tmp_path, ser
     assert report["outputs_regenerated"] == 1
     assert report["this_run"] == {"done": 1}
     assert "1 done (1 of them only given new outputs, no API call)" in stream
+
+
+def known_words_pdf() -> tuple[bytes, list[tuple[int, str, tuple[float, float, float, float]]]]:
+    """Two image-only PDF pages with known words at known positions, and the true boxes in the
+    displayed frame (points, top-left). Page 1: a CropBox off 0,0 (shows the MediaBox shifted by
+    (-20, -10)). Page 2: /Rotate 90, the image stored sideways so the page shows it upright."""
+    from fpdf import FPDF
+    from PIL import Image
+    from test_formats_real_ocr import draw_words
+
+    s = 0.4                                              # points per image pixel (180 dpi)
+    a, ta = draw_words((900, 380), 36, 0)
+    b, tb = draw_words((900, 380), 36, 5)
+    pdf = FPDF(unit="pt")
+    pdf.set_auto_page_break(False)
+    pdf.add_page(format=(460, 340))
+    pdf.image(a, x=50, y=60, w=900 * s, h=380 * s)
+    pdf.add_page(format=(300, 460))
+    pdf.image(b.transpose(Image.Transpose.ROTATE_90), x=60, y=50, w=380 * s, h=900 * s)
+
+    def shape(doc):
+        doc.pages[0].obj.CropBox = [20, 10, 440, 330]
+        doc.pages[1].obj.Rotate = 90
+    data = pdfs.edit(bytes(pdf.output()), shape)
+    truth = [(1, w, (50 + x0 * s - 20, 60 + y0 * s - 10, 50 + x1 * s - 20, 60 + y1 * s - 10))
+             for w, (x0, y0, x1, y1) in ta]
+    # page 2: stored (x, y) -> page (60 + 0.4y, 50 + 0.4(900 - x)); turned clockwise on a 460 pt
+    # high page -> shown (460 - that y, that x) = (50 + 0.4x, 60 + 0.4y): upright at (50, 60)
+    truth += [(2, w, (50 + x0 * s, 60 + y0 * s, 50 + x1 * s, 60 + y1 * s)) for w, (x0, y0, x1, y1) in tb]
+    return data, truth
+
+
+@pytest.mark.real_ocr
+@pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
+async def test_known_words_of_pdf_pages_land_on_their_boxes(tmp_path, engine):
+    data, truth = known_words_pdf()
+    pdfs.write(tmp_path / "in" / "scan.pdf", data)
+    async with EmbeddedServer(ServerConfig(engine=engine, tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=ALL, pdf__dpi=200,
+                           timeouts__job_s=300)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    alto = out / "scan.pdf.alto.xml"
+    validate_alto(alto)
+    in_pt = [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in alto_words(alto)]
+    assert all(c is not None for *_, c in in_pt)                 # WC on every OCRed String
+    pdf = out / "scan.pdf.pdf"
+    assert len(render_pdf_pages(pdf, tmp_path / "png")) == 2
+    scores = (matched_fraction(truth, in_pt), matched_fraction(truth, hocr_words(out / "scan.pdf.hocr")),
+              matched_fraction(truth, pdf_words(pdf, cropbox=True)))
+    assert min(scores) >= 0.9, scores
