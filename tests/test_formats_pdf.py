@@ -206,3 +206,42 @@ async def test_known_words_of_pdf_pages_land_on_their_boxes(tmp_path, engine):
     scores = (matched_fraction(truth, in_pt), matched_fraction(truth, hocr_words(out / "scan.pdf.hocr")),
               matched_fraction(truth, pdf_words(pdf, cropbox=True)))
     assert min(scores) >= 0.9, scores
+
+
+async def test_verify_checks_every_configured_output_and_requeue_regenerates_for_free(tmp_path, server):
+    from helpers import save, text_page
+    from test_crash_safety import run_cli
+
+    pdfs.write(tmp_path / "in" / "book.pdf", mixed_pdf())
+    save(text_page("scan"), tmp_path / "in" / "scan.png")
+    save(text_page("other"), tmp_path / "in" / "other.png")
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+    out = tmp_path / "out"
+    alto = (out / "book.pdf.alto.xml").read_bytes()
+    (out / "book.pdf.alto.xml").write_bytes(alto[: len(alto) // 2])      # truncated
+    (out / "scan.png.hocr").unlink()                                       # missing
+    (out / "other.png.pdf").write_bytes(b"%PDF-1.4\nnot really\n")         # does not open
+    code, text = await run_cli("verify", str(cfg), "--json")
+    assert code == ExitCode.FILES_FAILED
+    problems = {(p["path"], p["remedy"]): p["problem"] for p in json.loads(text)["problems"]}
+    assert set(problems) == {("book.pdf", "regenerate"), ("scan.png", "regenerate"), ("other.png", "regenerate")}
+    assert "well-formed" in problems["book.pdf", "regenerate"]
+    assert "missing hocr" in problems["scan.png", "regenerate"]
+    assert "does not open" in problems["other.png", "regenerate"]
+    code, text = await run_cli("verify", str(cfg), "--requeue")
+    assert "0 requeued" in text and "3 to have outputs regenerated" in text
+    before = server.counters.snapshot()
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["outputs_regenerated"] == 3
+    assert server.counters.snapshot() == before                           # no API call
+    validate_alto(out / "book.pdf.alto.xml")
+    assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+    # a broken .json is not regenerable: the file is redone (an API call per page)
+    (out / "scan.png.json").write_text("{")
+    code, text = await run_cli("verify", str(cfg), "--requeue")
+    assert "1 requeued" in text
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 2}
+    assert server.counters.jobs_created == before["jobs_created"] + 1
