@@ -138,6 +138,17 @@ def test_pdf_record_geometry_undoes_render_scale_and_padding():
     assert (g.source_width, g.source_height, g.unit) == (300, 400, "pt")
 
 
+async def test_owner_password_pdf_keeps_its_encryption_in_the_searchable_pdf(tmp_path, server):
+    data = pdfs.encrypted(pdfs.build([("scan", "locked")], size=(300, 200)), user="")
+    pdfs.write(tmp_path / "in" / "locked.pdf", data)
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    pdf = tmp_path / "out" / "locked.pdf.pdf"
+    with pikepdf.open(pdf) as doc:
+        assert doc.is_encrypted
+    assert "FAST-OCR" in [t for _, t, _ in pdf_words(pdf)]
+
+
 async def test_adding_outputs_to_a_done_pdf_tree_costs_no_api_call(tmp_path, server):
     pdfs.write(tmp_path / "in" / "book.pdf", mixed_pdf())
     cfg = write_config(tmp_path, server.base_url, api__format="json", pdf__dpi=100)

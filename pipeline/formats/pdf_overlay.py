@@ -75,5 +75,9 @@ def render_pdf_over_original(layout: FileLayout, source_path: Path, frames: list
             target.contents_add(b"\nQ\nq " + cm_operator(frame.display_to_user()) + b" " +
                                 name.unparse() + b" Do Q\n")
         out = io.BytesIO()
-        original.save(out)
+        # An owner-password PDF (opens without a password, permissions restricted) stays
+        # encrypted with its own settings; otherwise a deterministic /ID makes a regenerated file
+        # identical (qpdf cannot derive one for an encrypted file).
+        encrypted = bool(original.is_encrypted)
+        original.save(out, encryption=encrypted, deterministic_id=not encrypted)
     return out.getvalue()
