@@ -256,3 +256,39 @@ async def test_verify_checks_every_configured_output_and_requeue_regenerates_for
     code, report, _ = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 2}
     assert server.counters.jobs_created == before["jobs_created"] + 1
+
+
+def test_overlay_words_land_on_their_displayed_boxes_for_every_rotation(tmp_path):
+    """Straight from a layout: a word at a known displayed box on pages turned 0/90/180/270 with
+    a CropBox off 0,0 comes back there from poppler, and pdfium's reading of the result (the
+    path text-layer pages take) gives the same box: the map and its inverse agree."""
+    from pipeline.formats.model import Block, FileLayout, Line, PageLayout, Word
+    from pipeline.formats.pdf_overlay import render_pdf_over_original
+    from pipeline.formats.pdf_text import read_pdf
+
+    rotations = (0, 90, 180, 270)
+    data = pdfs.build([("scan", "x")] * 4, size=(400, 300))
+
+    def shape(pdf):
+        for page, r in zip(pdf.pages, rotations):
+            page.obj.Rotate = r
+            page.obj.CropBox = [20, 10, 380, 290]
+    src = pdfs.write(tmp_path / "in.pdf", pdfs.edit(data, shape))
+    frames, _ = read_pdf(src)
+    box = (40.0, 30.0, 160.0, 54.0)
+    pages = tuple(PageLayout(i, *frames[i].size, "pt",
+                             (Block(box, (Line("Harbour", box, 0.9, (Word("Harbour", box, 0.9),)),)),), True, "fast")
+                  for i in range(4))
+    out = tmp_path / "out.pdf"
+    out.write_bytes(render_pdf_over_original(FileLayout("in.pdf", "in.pdf", pages), src, frames))
+    assert [f.size for f in frames] == [(360, 280), (280, 360), (360, 280), (280, 360)]
+    found = {p: b for p, t, b in pdf_words(out, cropbox=True) if t == "Harbour"}
+    assert sorted(found) == [1, 2, 3, 4]
+    assert all(iou(b, box) > 0.8 for b in found.values()), found
+    _, again = read_pdf(out, range(4))
+    for i in range(4):
+        words = [w for b in again[i].blocks for ln in b.lines for w in ln.words]
+        got = words[0].box                                   # pdfium's boxes are the glyphs' ink: inside
+        assert [w.text for w in words] == ["Harbour"], (i, words)
+        assert iou(got, box) > 0.7 and all(abs(a - b) < 1 or (a > b) == (k < 2)
+                                           for k, (a, b) in enumerate(zip(got, box))), (i, got)

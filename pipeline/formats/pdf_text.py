@@ -15,6 +15,7 @@ runs in worker threads beside the page renderer).
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -69,8 +70,9 @@ def _lines(textpage: pdfium.PdfTextPage, frame: PdfFrame) -> list[Line]:
     boxes: list[tuple[float, float, float, float]] = []
 
     def end_word() -> None:
-        if chars and boxes:   # a word pdfium gives no box for has no place on the page: left out
-            words.append(Word("".join(chars), union(boxes), None))
+        text = _clean("".join(chars))
+        if text and boxes:    # a word pdfium gives no box for has no place on the page: left out
+            words.append(Word(text, union(boxes), None))
         chars.clear()
         boxes.clear()
 
@@ -95,6 +97,13 @@ def _lines(textpage: pdfium.PdfTextPage, frame: PdfFrame) -> list[Line]:
             chars.append(ch)
     end_line()
     return [ln for ln in lines if ln.box is not None]
+
+
+def _clean(text: str) -> str:
+    """pdfium hands out UTF-16 code units: join surrogate pairs (characters beyond the BMP),
+    and drop control characters (a soft hyphen comes as U+0002), which XML cannot hold."""
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return "".join(c for c in text if unicodedata.category(c) != "Cc")
 
 
 def _blocks(lines: list[Line]) -> tuple[Block, ...]:
