@@ -1,11 +1,13 @@
 """Benchmark: what the archival outputs and word boxes cost, as ratios measured side by side.
 
-Two figures:
+Three figures:
 
 * **Rendering**: writing ``txt + json`` only, against ``txt + json + alto + hocr + pdf``, for the
   same result documents (a real Tesseract result of a page with 60 words), alternating the two
   variants run by run so machine load hits both alike. The ratio says how much longer a file's
   write step takes with every archival output on (OCR itself, seconds per page, is not in it).
+* **PDF inputs**: the same for a scanned PDF (every output, the searchable PDF grafted onto the
+  original pages), per file and per page, and the searchable PDF's size against the original's.
 * **Word boxes**: RapidOCR with ``return_word_box`` (plus tightening to the ink) against
   without, on the same page, alternating; the ratio is the OCR time it adds.
 
@@ -17,6 +19,7 @@ Prints a table and one JSON line.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import sys
@@ -63,6 +66,43 @@ def time_writes(out: Path, src: Path, doc: dict, names: list[str], files: int) -
     return time.perf_counter() - t0
 
 
+def pdf_input_row(tmp: Path, png: Path, engine, pages: int, repeat: int) -> dict:
+    """A scanned PDF of ``pages`` copies of the page (fpdf2, the PNG embedded as is), its pages
+    rendered by ``PdfSource`` as a run would, page 1 OCRed once and its result used for every
+    page; then the write step with and without alto+hocr+pdf (the PDF grafted onto the original
+    pages), and the searchable PDF's size against the original's."""
+    from fpdf import FPDF
+
+    from pipeline.config import PdfConfig
+    from pipeline.pdf import PdfSource
+    from pipeline.prepare import PrecheckLimits
+
+    pdf = FPDF(unit="pt", format=(297.6, 216))     # 1240x900 px at 300 dpi
+    for _ in range(pages):
+        pdf.add_page()
+        pdf.image(str(png), x=0, y=0, w=297.6, h=216)
+    src = tmp / "scan.pdf"
+    src.write_bytes(bytes(pdf.output()))
+    with PdfSource(src, PrecheckLimits(), PdfConfig(text_layer="ocr")) as source:
+        prepared = [source.page(i) for i in range(pages)]
+        info = source.info()
+    result = engine.recognize(Image.open(io.BytesIO(prepared[0].data))).to_json()
+    info["pages"] = [p.to_json() for p in prepared]
+    doc = {"source": {"path": src.name}, "image": info, "settings": {"model": "m", "language": "en", "format": "json"},
+           "pages": [{"index": i, "text_source": "ocr", "text": "", "source": p.source, "result": result}
+                     for i, p in enumerate(prepared)],
+           "text": "", "tool": {"name": "pipeline", "version": "bench"}, "written_at": "2026-01-01T00:00:00Z"}
+    base, full = [], []
+    for _ in range(repeat):
+        base.append(time_writes(tmp / "pa", src, doc, ["txt", "json"], 3))
+        full.append(time_writes(tmp / "pb", src, doc, ["txt", "json", "alto", "hocr", "pdf"], 3))
+    per_base, per_full = statistics.median(base) / 3, statistics.median(full) / 3
+    return {"pdf_pages": pages, "pdf_txt_json_ms_per_file": round(per_base * 1000, 2),
+            "pdf_all_outputs_ms_per_file": round(per_full * 1000, 2),
+            "pdf_all_outputs_ms_per_page": round(per_full * 1000 / pages, 2),
+            "pdf_source_bytes": src.stat().st_size, "pdf_searchable_bytes": (tmp / "pb" / "f0.png.pdf").stat().st_size}
+
+
 def word_box_ratio(src: Path, repeat: int) -> dict:
     import numpy as np
     from rapidocr import RapidOCR
@@ -93,6 +133,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-rapidocr", action="store_true")
+    ap.add_argument("--pdf-pages", type=int, default=10)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from pipeline.server.engines.tesseract import TesseractEngine
@@ -114,11 +155,15 @@ def main() -> None:
                "txt_json_ms_per_file": round(per_base * 1000, 2), "all_outputs_ms_per_file": round(per_full * 1000, 2),
                "render_ratio": round(per_full / per_base, 2), "bytes": sizes,
                "source_png_bytes": src.stat().st_size}
+        row.update(pdf_input_row(tmp, src, TesseractEngine(), args.pdf_pages, args.repeat))
         if not args.skip_rapidocr:
             row.update(word_box_ratio(src, args.repeat))
     print(f"{'variant':<32}{'ms per file':>12}")
     print(f"{'txt + json':<32}{row['txt_json_ms_per_file']:>12}")
     print(f"{'txt + json + alto + hocr + pdf':<32}{row['all_outputs_ms_per_file']:>12}   ratio {row['render_ratio']}")
+    print(f"PDF input, {row['pdf_pages']} pages: txt + json {row['pdf_txt_json_ms_per_file']} ms, all outputs "
+          f"{row['pdf_all_outputs_ms_per_file']} ms a file; searchable PDF {row['pdf_searchable_bytes']} bytes "
+          f"over the original's {row['pdf_source_bytes']}")
     if "word_box_ratio" in row:
         print(f"RapidOCR with word boxes vs without: {row['rapidocr_words_s']} s vs {row['rapidocr_s']} s "
               f"= {row['word_box_ratio']}x")

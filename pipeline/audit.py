@@ -3,8 +3,12 @@
 ``status`` only reads (it never takes the run lock, so it works while a run is going).
 ``verify`` audits the output tree against the state: a ``done`` file whose outputs are missing,
 truncated (the ``.txt`` differs from the text recorded in the ``.json``) or unparsable, and
-outputs whose source file is gone. With ``requeue`` it sets the broken files back to
-``pending`` so the next run redoes them (it takes the lock for that).
+outputs whose source file is gone. Every configured output is checked: the ``.txt`` and
+``.json`` as above, ALTO, hOCR and PDF by ``formats.check`` (present, parseable, one page per
+page of the result). With ``requeue`` (it takes the lock) a file whose ``.txt``/``.json`` is
+broken goes back to ``pending`` (the next run redoes it, an API call per page); a file whose
+``.json`` is sound but an archival output is broken keeps ``done`` and loses that output from
+its record, so the next run regenerates it from the ``.json`` with no API call.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.output import JSON_SUFFIX, output_paths, source_rel_for
+from pipeline.formats import SUFFIXES
+from pipeline.formats.check import CHECKS
+from pipeline.formats.writer import expected_outputs, read_document
+from pipeline.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
 from pipeline.state import FAILED_STATES, FILE_STATES, StateStore
 
 
@@ -66,6 +73,7 @@ class VerifyResult:
     checked: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
     requeued: int = 0
+    regenerate: int = 0      # files whose archival outputs the next run rewrites from the .json
 
     @property
     def ok(self) -> bool:
@@ -89,6 +97,23 @@ def _check_outputs(output_root: Path, rel: str) -> str | None:
     return None
 
 
+def _check_archival(config: Config, rel: str) -> dict[str, str]:
+    """Configured ALTO/hOCR/PDF outputs of a file with a sound ``.json``: name -> problem."""
+    names = [n for n in config.outputs if n in CHECKS]
+    if not names:
+        return {}
+    doc = read_document(config.output, rel)
+    pages = len(doc["pages"]) if doc else 0
+    problems = {}
+    for name in names:
+        path = output_path(config.output, rel, SUFFIXES[name])
+        problem = (f"missing {name} output ({path.name})" if not path.exists()
+                   else CHECKS[name](path, pages))
+        if problem:
+            problems[name] = problem
+    return problems
+
+
 def verify(config: Config, state: StateStore, *, requeue: bool = False) -> VerifyResult:
     result = VerifyResult()
     known: set[str] = set()
@@ -101,10 +126,19 @@ def verify(config: Config, state: StateStore, *, requeue: bool = False) -> Verif
             result.problems.append({"path": rec.rel, "problem": problem})
             continue
         if problem is not None:
-            result.problems.append({"path": rec.rel, "problem": problem})
+            result.problems.append({"path": rec.rel, "problem": problem, "remedy": "redo"})
             if requeue:
                 state.set_file(rec.rel, "pending", work_key=None, error=f"requeued by verify: {problem}")
                 result.requeued += 1
+            continue
+        broken = _check_archival(config, rec.rel)
+        for name, why in broken.items():
+            result.problems.append({"path": rec.rel, "problem": why, "remedy": "regenerate"})
+        if broken and requeue:
+            drop = set(expected_outputs(config.output, rec.rel, list(broken)))
+            state.set_file(rec.rel, "done", outputs=[o for o in rec.outputs if o not in drop],
+                           done_at=rec.done_at)
+            result.regenerate += 1
     for dirpath, dirnames, filenames in os.walk(config.output):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):

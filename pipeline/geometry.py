@@ -16,8 +16,10 @@ What the mapping undoes, and why it is only a scale and a clip:
   oriented page: source = submitted / scale, per axis (the two axes are rounded separately).
 * Padding (``pad:``) adds white at the right and bottom only, so it never moves a coordinate;
   a box in the padding is clipped to the page.
-* PDF pages (rendered by ``prepare`` at ``render_dpi``) map into the page's own coordinate
+* PDF pages (rendered by ``pipeline.pdf`` at ``render_dpi``) map into the page's own coordinate
   system in PDF points: one more factor of ``72 / render_dpi``, origin top-left like the image.
+  "The page" is the page as a viewer shows it: its CropBox, turned by its ``/Rotate``, which is
+  what pdfium renders; ``formats.pdfpage`` maps that frame onto the PDF's user space.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class PageGeometry:
         page = next((p for p in pages if p.get("page_index") == page_index), None)
         if page is None:
             raise ValueError(f"no prepared record for page {page_index}")
+        pdf_page = page.get("source") or {}
+        if pdf_page.get("kind") == "pdf_page":
+            return cls.from_pdf_record(page)
         sub_w, sub_h = int(page["width"]), int(page["height"])
         scale = float(page.get("scale") or 1.0)
         orientation = _orientation(page.get("transforms") or ())
@@ -81,6 +86,21 @@ class PageGeometry:
         sx = sub_w / ow if abs(sub_w - ow * scale) <= 1.0 else scale   # else: that axis was padded
         sy = sub_h / oh if abs(sub_h - oh * scale) <= 1.0 else scale
         return cls(sub_w, sub_h, ow, oh, sx, sy, "pixel", orientation)
+
+    @classmethod
+    def from_pdf_record(cls, page: dict[str, Any]) -> "PageGeometry":
+        """A PDF page from its record (``image.pages[i]``, with the ``source`` facts ``pdf.py``
+        writes). Per axis, submitted pixels per point are the rendered bitmap's size over the
+        page size (exact for the bitmap pdfium really drew, whose sides are rounded) times the
+        upload's scale. A page taken from the PDF's text layer was never rendered: the geometry
+        then only carries the page size (its boxes come from the PDF itself, ``pdf_text``)."""
+        src = page["source"]
+        pw, ph = (float(v) for v in src["page_size_pt"])
+        if "rendered_size" not in src:
+            return cls(0, 0, pw, ph, 1.0, 1.0, "pt", 1)
+        rw, rh = (float(v) for v in src["rendered_size"])
+        scale = float(page.get("scale") or src.get("upload_scale") or 1.0)
+        return cls(int(page["width"]), int(page["height"]), pw, ph, rw / pw * scale, rh / ph * scale, "pt", 1)
 
     @classmethod
     def for_pdf_page(cls, page_size_pt: Sequence[float], render_dpi: float, scale: float,

@@ -579,6 +579,7 @@ class FileProcessor:
         api = ctx.config.api
         pages = sorted(pages, key=lambda p: p.index)
         boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
+        # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
         text = PAGE_SEPARATOR.join(p.text for p in pages)
         document = {
             "source": {"path": entry.rel, "size": entry.size, "sha256": sha, "mtime_ns": entry.mtime_ns},
@@ -590,7 +591,8 @@ class FileProcessor:
                        "text_source": p.text_source, "text": p.text, **({"no_text": True} if p.no_text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
-                       **({"positions": False} if boxed and not has_positions(p.structured) else {})}
+                       **({"positions": False} if boxed and p.text_source != "text_layer"
+                          and not has_positions(p.structured) else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},

@@ -43,6 +43,7 @@ class RunStats:
     outcomes: Counter = field(default_factory=Counter)
     scan_problems: list[dict[str, str]] = field(default_factory=list)
     seen: int = 0
+    regenerated: int = 0     # of the done files: only given missing outputs from their .json, no API call
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -110,7 +111,8 @@ def _duration(seconds: float) -> str:
 def progress_line(stats: RunStats) -> str:
     o = stats.outcomes
     rate = (o["done"] / stats.elapsed) if stats.elapsed > 0 else 0.0
-    return (f"{o['done']} done, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
+    regen = f" ({stats.regenerated} of them only given new outputs, no API call)" if stats.regenerated else ""
+    return (f"{o['done']} done{regen}, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
             f"{o['still_failed']} failed earlier, {o['deferred']} left for next run, "
             f"{len(stats.scan_problems)} scan problems"
             f"{f', {adopted} adopted from existing outputs' if (adopted := o['adopted']) else ''}"
@@ -140,6 +142,7 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "exit_meaning": EXIT_MEANING.get(exit_code, ""),
         "stop_reason": stop_reason,
         "this_run": dict(stats.outcomes),
+        "outputs_regenerated": stats.regenerated,
         "files_by_state": state.count_by_state(),
         "scan_problems": len(stats.scan_problems),
         "failures": len(fail_rows),

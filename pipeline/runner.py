@@ -417,6 +417,7 @@ class Runner:
                 "maximum": getattr(slots, "maximum", None), "decreases": getattr(slots, "decreases", 0),
                 "adaptive": hasattr(slots, "on_success")}
         counters = server.counters.snapshot() if server is not None else None
+        self.stats.regenerated = ctx.regenerated if ctx else 0
         self.report = write_run_report(
             self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,
             stop_reason=self.stop_reason, api_stats=api_stats,

@@ -104,10 +104,12 @@ def need_poppler() -> None:
         pytest.skip("poppler-utils (pdftotext, pdftoppm) not installed: apt-get install poppler-utils")
 
 
-def pdf_words(path: Path) -> list[tuple[int, str, Box]]:
-    """(page number, word, box in points, origin top-left) from ``pdftotext -bbox``."""
+def pdf_words(path: Path, cropbox: bool = False) -> list[tuple[int, str, Box]]:
+    """(page number, word, box in points, origin top-left) from ``pdftotext -bbox``; with
+    ``cropbox`` in the page as a viewer shows it (CropBox, ``/Rotate`` applied)."""
     need_poppler()
-    html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], check=True, capture_output=True).stdout
+    args = ["pdftotext", "-bbox", *(["-cropbox"] if cropbox else []), str(path), "-"]
+    html = subprocess.run(args, check=True, capture_output=True).stdout
     root = ET.fromstring(re.sub(rb"<!DOCTYPE[^>]*>", b"", html))
     out = []
     for n, page in enumerate(root.iter(XHTML_NS + "page"), 1):

@@ -19,7 +19,7 @@ Ghostscript, no hand-written content-stream operators).
   DejaVu Sans when the system has it (a subset embedded), else Helvetica with the characters
   it lacks as ``?`` in the text layer (the ``.txt``/ALTO/hOCR keep them).
 
-PDF inputs (original pages kept, text grafted on) are not handled here yet: see docs/formats.md.
+PDF inputs keep their original pages; ``pdf_overlay`` grafts the same text layer onto them.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _font_path() -> str | None:
     return next((p for p in FONT_CANDIDATES if Path(p).is_file()), None)
 
 
-def _latin1(layout: FileLayout) -> bool:
+def latin1(layout: FileLayout) -> bool:
     """Whether every word fits Latin-1, the PDF core fonts' repertoire."""
     try:
         for page in layout.pages:
@@ -68,7 +68,7 @@ def _latin1(layout: FileLayout) -> bool:
     return True
 
 
-class _TextLayer:
+class TextLayer:
     def __init__(self, pdf: FPDF, unicode: bool) -> None:
         self.pdf = pdf
         # The core font costs nothing; parsing and subsetting a TrueType font costs ~0.4 s a
@@ -125,13 +125,17 @@ def _draw_image(pdf: FPDF, path: Path, im: Image.Image, src: SourcePage, w_pt: f
         upright.close()
 
 
-def _page_text(layer: _TextLayer, page: PageLayout, src: SourcePage) -> None:
+def _page_text(layer: TextLayer, page: PageLayout, src: SourcePage) -> None:
+    if page.unit == "pt":
+        page_text(layer, page)
+    else:
+        page_text(layer, page, 72.0 / src.dpi[0], 72.0 / src.dpi[1])
+
+
+def page_text(layer: TextLayer, page: PageLayout, fx: float = 1.0, fy: float = 1.0) -> None:
+    """Every word of ``page`` invisibly at its box (layout units times ``fx``/``fy`` = points)."""
     if not page.has_boxes:
         return
-    if page.unit == "pt":
-        fx = fy = 1.0
-    else:
-        fx, fy = 72.0 / src.dpi[0], 72.0 / src.dpi[1]
     for block in page.blocks:
         for line in block.lines:
             words = [w for w in line.words if w.box is not None and w.text]
@@ -160,7 +164,7 @@ def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] 
     pdf.set_producer(f"pipeline {layout.tool.get('version') or ''} (fpdf2)".strip())
     pdf.set_title(layout.source_name)
     pdf.set_lang(str(layout.settings.get("language") or "en"))
-    layer = _TextLayer(pdf, unicode=not _latin1(layout))
+    layer = TextLayer(pdf, unicode=not latin1(layout))
     pages = {p.index: p for p in layout.pages}
     with Image.open(source_path) as im:
         for src in sources:

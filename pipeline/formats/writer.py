@@ -10,10 +10,12 @@ XML work stay off the event loop).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import aiofiles.os
+import pypdfium2 as pdfium
 
 from pipeline.output import output_path, write_atomic_sync
 
@@ -22,6 +24,9 @@ from .alto import render_alto
 from .hocr import render_hocr
 from .model import FileLayout, layout_from_document
 from .pdf import render_pdf
+from .pdf_overlay import render_pdf_over_original
+from .pdf_text import read_pdf
+from .pdfpage import PdfFrame
 from .source import SourcePage, read_source_pages
 
 
@@ -47,6 +52,26 @@ def missing_outputs(recorded: Iterable[str], output_root: Path, rel: str, names:
             if output_path(output_root, rel, SUFFIXES[n]).relative_to(output_root).as_posix() not in have]
 
 
+def _is_pdf_input(document: dict[str, Any]) -> bool:
+    return (document.get("image") or {}).get("source_format") == "PDF"
+
+
+def _pdf_layout(document: dict[str, Any], source_path: Path | None) -> tuple[FileLayout, list[PdfFrame] | None]:
+    """A PDF input: boxes from the record (OCR pages, in the displayed frame through the render
+    dpi), and the words of text-layer pages from the PDF itself (``pdf_text``). Without a
+    readable source the text-layer pages stay text-only (flagged) and no PDF can be written."""
+    layout = layout_from_document(document)
+    text_pages = [int(p.get("index", 0)) for p in document.get("pages") or [] if p.get("text_source") == "text_layer"]
+    if source_path is None:
+        return layout, None
+    try:
+        frames, words = read_pdf(source_path, text_pages)
+    except (OSError, ValueError, pdfium.PdfiumError):
+        return layout, None
+    pages = tuple(words[p.index] if p.index in words and words[p.index].has_boxes else p for p in layout.pages)
+    return replace(layout, pages=pages), frames
+
+
 def _layout(document: dict[str, Any], source_path: Path | None) -> tuple[FileLayout, list[SourcePage] | None]:
     sources = None
     if source_path is not None:
@@ -62,14 +87,17 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
     """Every named output rendered to bytes (no file touched)."""
     out: dict[str, bytes] = {}
     layout: FileLayout | None = None
-    sources = None
+    sources = frames = None
+    pdf_input = _is_pdf_input(document)
     for name in ordered(names):
         if name == "txt":
             out[name] = str(document.get("text") or "").encode("utf-8")
         elif name == "json":
             out[name] = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         else:
-            if layout is None:
+            if layout is None and pdf_input:
+                layout, frames = _pdf_layout(document, source_path)
+            elif layout is None:
                 layout, sources = _layout(document, source_path)
             if name == "alto":
                 out[name] = render_alto(layout)
@@ -78,8 +106,11 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
             elif name == "pdf":
                 if source_path is None:
                     raise OutputError("the searchable PDF needs the source file")
+                if pdf_input and frames is None:
+                    raise OutputError("the searchable PDF needs the source PDF, which cannot be read")
                 try:
-                    out[name] = render_pdf(layout, source_path, sources)
+                    out[name] = (render_pdf_over_original(layout, source_path, frames) if pdf_input
+                                 else render_pdf(layout, source_path, sources))
                 except Exception as exc:  # one file's bad image is that file's error, never the run's
                     raise OutputError(f"cannot write the searchable PDF: {exc}") from exc
             else:
