@@ -124,7 +124,8 @@ def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
 
 def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, stats: RunStats,
                      state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
-                     possible_duplicates: int, resubmitted: int, server_counters: dict | None) -> dict[str, Any]:
+                     possible_duplicates: int, resubmitted: int, server_counters: dict | None,
+                     cost: dict | None = None) -> dict[str, Any]:
     fail_rows = failures(state, stats)
     report = {
         "run_id": run_id,
@@ -143,6 +144,7 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "possible_duplicates": state.possible_duplicates(),
         "resubmitted_pages": resubmitted,
         "resubmissions": state.resubmissions(),
+        "cost": cost,
     }
     if server_counters is not None:
         report["embedded_server_counters"] = server_counters
