@@ -192,3 +192,21 @@ async def test_a_short_balance_warns_or_refuses_to_start(tmp_path):
         assert "warning" in out and "will not last" in out
         assert code == ExitCode.AUTH_OR_BALANCE and srv.counters.jobs_created == 2
         assert srv.counters.validation_errors == 0
+
+
+async def test_status_shows_pages_and_cost_per_run_and_per_day(tmp_path, server):
+    from pipeline.audit import format_status, status_report
+    from pipeline.config import load_config
+
+    tree(tmp_path, 3)
+    cfg = write_config(tmp_path, server.base_url, budget__max_pages_per_run=2)
+    await run_pipeline(cfg, TOKEN)
+    await run_pipeline(cfg, TOKEN)
+    report = status_report(load_config(cfg))
+    price = page_price(server)
+    runs = sorted(report["cost"]["by_run"], key=lambda r: r["run_id"])
+    assert [(r["pages"], r["cost"]) for r in runs] == [(2, pytest.approx(2 * price)), (1, pytest.approx(price))]
+    (day,) = report["cost"]["by_day"]
+    assert day["pages"] == 3 and day["cost"] == pytest.approx(3 * price)
+    text = format_status(report)
+    assert "spent by day" in text and "3 pages" in text and "#1 2 pages" in text
