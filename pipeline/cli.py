@@ -37,7 +37,6 @@ exit codes: 0 ok, 1 files failed, 2 config error, 3 stopped early, 4 locked,
   python -m pipeline serve --token t --fault http_429=3 --profile basic   # a rate-limited test bed""",
     "plan": """examples:
   python -m pipeline plan config.yaml                 # what a run would send, skip and cost; submits nothing
-  python -m pipeline plan config.yaml --json          # the same as one JSON document
   python -m pipeline plan config.yaml --limit 500     # a sample of 500 files, scaled to the whole tree
   python -m pipeline plan config.yaml --max-cost 20   # which cap would stop the run""",
     "status": """examples:
