@@ -19,6 +19,7 @@ from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Planner, format_plan
 from pipeline.pricing import bucket
+from pipeline.state import StateStore
 
 
 async def plan(cfg, **kw):
@@ -66,9 +67,16 @@ async def test_plan_counts_what_a_run_would_send_and_submits_nothing(tmp_path, s
     # Nothing was submitted, no file state was written.
     assert server.counters.submits == 0 and server.counters.jobs_created == 0
     assert not (tmp_path / "out" / "a.png.txt").exists()
+    state = StateStore(load_config(cfg).state_file)
+    try:
+        assert state.count_by_state() == {}               # no file state written by a plan
+    finally:
+        state.close()
+    priced = server.counters.price_calls
     code, run_report, _ = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.FILES_FAILED                 # the two rejects
     assert server.counters.jobs_created == c["pages_to_send"]     # the plan was right
+    assert server.counters.price_calls == priced         # the run priced from the plan's cache
     assert run_report["cost"]["quoted_cost"] == pytest.approx(c["estimated_cost"])
 
 
