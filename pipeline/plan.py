@@ -116,7 +116,8 @@ class Planner:
                 report = self._report(total_files, balance, budget, pricing)
                 state.set_last_plan({"estimated_cost": report["estimated"]["estimated_cost"],
                                      "pages_to_send": report["estimated"]["pages_to_send"],
-                                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
+                                     "at_ts": self.now()})
                 return ExitCode.OK, report, None
         finally:
             state.close()

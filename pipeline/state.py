@@ -385,8 +385,13 @@ class StateStore:
         return json.loads(row[0]) if row else None
 
     def last_plan_cost(self) -> float | None:
+        """The latest plan's estimate less what was spent since it was made: what is left of it."""
         plan = self.last_plan()
-        return plan.get("estimated_cost") if plan else None
+        if not plan or plan.get("estimated_cost") is None:
+            return None
+        spent = self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM spend WHERE at >= ?",
+                                 (plan.get("at_ts", 0),)).fetchone()[0]
+        return max(0.0, plan["estimated_cost"] - spent)
 
     # -- webhooks -----------------------------------------------------------------------------
 

@@ -210,3 +210,15 @@ async def test_status_shows_pages_and_cost_per_run_and_per_day(tmp_path, server)
     assert day["pages"] == 3 and day["cost"] == pytest.approx(3 * price)
     text = format_status(report)
     assert "spent by day" in text and "3 pages" in text and "#1 2 pages" in text
+
+
+def test_the_planned_cost_is_what_is_left_of_the_last_plan(tmp_path):
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        assert state.last_plan_cost() is None
+        state.set_last_plan({"estimated_cost": 1.0, "pages_to_send": 10, "at": "x", "at_ts": 1000.0})
+        state.record_spend(1, "2026-12-02", 1, 0.25, at=999.0)     # before the plan: already counted in it
+        state.record_spend(2, "2026-12-02", 1, 0.3, at=1001.0)     # after it: part of the plan, spent
+        assert state.last_plan_cost() == pytest.approx(0.7)
+    finally:
+        state.close()
