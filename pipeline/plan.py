@@ -94,22 +94,9 @@ class Planner:
                 ctx = RunContext(config=self.config, state=state, api=api, api_ready=ready, run_id=0,
                                  force=self.force, retry_failed=self.retry_failed)
                 processor = FileProcessor(ctx)
-                entries = iter(walk(self.config))
                 seen_keys: set[str] = set()
-                total_files = 0
                 try:
-                    for item in entries:
-                        if isinstance(item, ScanProblem):
-                            if item.code == "still_being_written":
-                                self.counts.still_being_written += 1
-                            else:
-                                self.counts.scan_problems[item.code] += 1
-                            continue
-                        total_files += 1
-                        if self.limit is not None and self.counts.files_seen >= self.limit:
-                            continue   # the rest of the tree is only counted
-                        self.counts.files_seen += 1
-                        await self._file(processor, item, limits, pricing, seen_keys)
+                    total_files = await self._walk(walk(self.config), processor, limits, pricing, seen_keys)
                 except api_errors.DeapiError as exc:
                     return _api_exit(exc), None, exc.reason
                 budget = Budget(self.config.budget, state, None, now=self.now)
@@ -121,6 +108,44 @@ class Planner:
                 return ExitCode.OK, report, None
         finally:
             state.close()
+
+    async def _walk(self, entries: Any, processor: FileProcessor, limits: Any, pricing: Any,
+                    seen_keys: set[str]) -> int:
+        """Every entry of the walk: counted, and (up to ``limit``) planned, ``prepare_workers``
+        files at once as the run prepares them. Returns the number of files in the tree."""
+        slots = asyncio.Semaphore(self.config.concurrency.prepare_workers)
+        tasks: set[asyncio.Task] = set()
+        total_files = 0
+
+        async def one(entry: ScanEntry) -> None:
+            try:
+                await self._file(processor, entry, limits, pricing, seen_keys)
+            finally:
+                slots.release()
+
+        try:
+            for item in entries:
+                if isinstance(item, ScanProblem):
+                    if item.code == "still_being_written":
+                        self.counts.still_being_written += 1
+                    else:
+                        self.counts.scan_problems[item.code] += 1
+                    continue
+                total_files += 1
+                if self.limit is not None and self.counts.files_seen >= self.limit:
+                    continue   # the rest of the tree is only counted
+                self.counts.files_seen += 1
+                await slots.acquire()
+                task = asyncio.create_task(one(item))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            for result in await asyncio.gather(*list(tasks), return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+        finally:
+            for task in tasks:
+                task.cancel()
+        return total_files
 
     async def _file(self, processor: FileProcessor, entry: ScanEntry, limits: Any, pricing: Any,
                     seen_keys: set[str]) -> None:
@@ -138,6 +163,7 @@ class Planner:
             c.failed_earlier += 1
             return
         duplicate = d.key in seen_keys or (not self.force and state.done_file_with_work(d.key, entry.rel) is not None)
+        seen_keys.add(d.key)   # at once: an identical file planned meanwhile is a duplicate
         stored = {} if self.force else state.get_pages(d.key)
         try:
             source = await asyncio.to_thread(open_source, entry.path, limits, self.config.pdf)
@@ -149,7 +175,6 @@ class Planner:
                 c.duplicates += 1
                 c.duplicate_pages += source.page_count
                 return
-            seen_keys.add(d.key)
             sent = 0
             for index in range(source.page_count):
                 done = stored.get(index)
@@ -167,7 +192,8 @@ class Planner:
                 sent += 1
                 c.pages_to_send += 1
                 c.bytes_to_upload += len(page.data)
-                c.estimated_cost += await pricing.quote(page.width, page.height)
+                price = await pricing.quote(page.width, page.height)   # (not `+= await`: other files add meanwhile)
+                c.estimated_cost += price
                 w, h = bucket(page.width, page.height)
                 c.buckets[f"{w}x{h}"] += 1
             c.files_to_send += sent > 0
