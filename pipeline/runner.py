@@ -236,8 +236,8 @@ class Runner:
         """Before the first submit: will the balance last the planned cost of this run?
 
         The planned cost is what is left of the latest ``plan``'s estimate (less what was spent
-        since), capped by the run's cost caps (either alone when only one is known). Short: a warning, or exit 5
-        with ``budget.refuse_short_balance``. The budget then spends the balance down, page by
+        since), capped by the run's cost caps; either alone when only one is known. Short: a
+        warning, or exit 5 with ``budget.refuse_short_balance``. The budget then spends the balance down, page by
         page, and stops submitting (exit 5) before a page it would not cover."""
         budget = self._ctx.budget if self._ctx is not None else None
         if budget is None:
