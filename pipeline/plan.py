@@ -55,6 +55,7 @@ class PlanCounts:
     duplicates: int = 0                 # files whose content is already done or planned (paid once)
     duplicate_pages: int = 0
     text_layer_pages: int = 0           # PDF pages with real text: free
+    pages_reattached: int = 0           # submitted by an earlier run (request id kept): collected, free
     failed_earlier: int = 0             # not retried without --retry-failed
     rejected: Counter = field(default_factory=Counter)          # file rejects by code
     rejected_pages: Counter = field(default_factory=Counter)    # single pages that cannot be made
@@ -181,6 +182,9 @@ class Planner:
                 if done is not None and done.state == "done":
                     c.pages_skipped_done += 1
                     continue
+                if done is not None and done.state == "submitted" and done.request_id:
+                    c.pages_reattached += 1      # a job from an earlier run: collected, not paid again
+                    continue
                 try:
                     page = await asyncio.to_thread(source.page, index) if source.lazy else source.page(index)
                 except PageFailed as exc:
@@ -229,6 +233,7 @@ class Planner:
             "sample": {"files": c.files_seen, "of": total_files, "scaled_by": round(factor, 4)} if sampled else None,
             "counted": {**sample, "rejected_files": dict(c.rejected), "rejected_pages": dict(c.rejected_pages),
                         "duplicate_pages": c.duplicate_pages, "outputs_to_regenerate": c.outputs_to_regenerate,
+                        "pages_reattached": c.pages_reattached,
                         "failed_earlier": c.failed_earlier, "still_being_written": c.still_being_written,
                         "scan_problems": dict(c.scan_problems), "size_buckets": dict(c.buckets)},
             "estimated": estimated,
@@ -280,6 +285,8 @@ def format_plan(report: dict[str, Any]) -> str:
         + ("".join(f"; {k} {v}" for k, v in sorted(c["rejected_files"].items())))
         + (f"; pages that cannot be made: {sum(c['rejected_pages'].values())}" if c["rejected_pages"] else ""),
     ]
+    if c["pages_reattached"]:
+        lines.append(f"jobs to collect:      {c['pages_reattached']} pages submitted by an earlier run (not paid again)")
     if c["failed_earlier"]:
         lines.append(f"failed earlier:       {c['failed_earlier']} files (not retried without --retry-failed)")
     if c["still_being_written"] or c["scan_problems"]:

@@ -149,3 +149,18 @@ def test_plan_command_prints_text_and_json(tmp_path, capsys):
     assert doc["sample"]["files"] == 1 and doc["estimated"]["pages_to_send"] == 2
     assert main(["plan", str(cfg), "--limit", "0"]) == ExitCode.CONFIG_ERROR
     assert not (tmp_path / "out" / "one.png.txt").exists()
+
+
+async def test_a_job_left_by_an_earlier_run_is_collected_not_paid_again(tmp_path, server):
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "slow.png", seed=1, size=(400, 300))
+    distinct_png(tmp_path / "in" / "new.png", seed=2, size=(400, 300))
+    server.faults.job_never_finish = FaultRule(count=1)
+    cfg = write_config(tmp_path, server.base_url, timeouts__job_s=0.3, concurrency__jobs_in_flight=1)
+    await run_pipeline(cfg, TOKEN)          # slow.png's job times out; its request id is kept
+    assert server.counters.jobs_created == 2
+    report = await plan(cfg)
+    c = report["counted"]
+    assert c["pages_reattached"] == 1 and c["pages_to_send"] == 0
+    assert "jobs to collect:      1 pages" in format_plan(report)
