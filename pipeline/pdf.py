@@ -229,14 +229,17 @@ def _mostly_invisible(page: pdfium.PdfPage) -> bool:
 
 def _open_error(exc: pdfium.PdfiumError, path: Path) -> RejectedInput:
     code = getattr(exc, "err_code", None)
+    if _empty_page_tree(path):
+        # pdfium refuses a document whose page tree is empty, naming no error or a stale one:
+        # its error code is process-wide, so another PDF's "password" may still be there.
+        return RejectedInput("no_pages", "the PDF has no pages (its page tree is empty); nothing to OCR")
     if code == pdfium_c.FPDF_ERR_PASSWORD:
         return RejectedInput("encrypted", "the PDF is encrypted with a user password; "
                                           "save an unprotected copy to OCR it")
     if code == pdfium_c.FPDF_ERR_SECURITY:
         return RejectedInput("encrypted", "the PDF uses an encryption scheme pdfium does not support; "
                                           "save an unprotected copy")
-    if code == pdfium_c.FPDF_ERR_SUCCESS or _empty_page_tree(path):
-        # pdfium refuses a document whose page tree is empty, naming no error (or a stale one).
+    if code == pdfium_c.FPDF_ERR_SUCCESS:
         return RejectedInput("no_pages", "the PDF has no pages (its page tree is empty); nothing to OCR")
     return RejectedInput("damaged_pdf", f"the PDF is damaged and cannot be parsed ({exc}); "
                                         "re-export or copy it again")
