@@ -34,6 +34,7 @@ SUITE = [
     ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
     ("bench.pdf_render", [], ["--pages", "5,20"]),
     ("bench.control", [], ["--quick"]),
+    ("bench.price_buckets", [], []),
 ]
 
 
@@ -176,6 +177,11 @@ def figures_table(rows: list[dict]) -> list[str]:
                 f"{r['workers_4_pages_per_min']}", "1 worker ≈ in-memory (>= 0.8)", r["ratio_1_worker"] >= 0.8)
         elif b == "control":
             control_rows(r, add)
+        elif b == "price_buckets":
+            add(f"price estimate by size bucket, {r['set']} ({r['pages']} pages, {r['price_requests']} price "
+                "requests): largest page error, mean, whole set", f"{r['max_abs_error']:.1%}, "
+                f"{r['mean_abs_error']:.1%}, {r['total_error']:+.1%}", f"page <= {r['bound']:.1%}",
+                r["max_abs_error"] <= r["bound"])
         elif b == "output_formats":
             add(f"write step with alto+hocr+pdf vs txt+json ({r['words_per_page']} words/page)",
                 f"{r['all_outputs_ms_per_file']} vs {r['txt_json_ms_per_file']} ms/file = {r['render_ratio']}×",

@@ -44,6 +44,8 @@ def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]
             "failures_total": len(failed),
             "quarantined": [f["path"] for f in failed if f["state"] == "quarantined"],
             "possible_duplicate_submits": state.possible_duplicates(),
+            "cost": {"by_run": state.spend_by_run(), "by_day": state.spend_by_day(),
+                     "last_plan": state.last_plan()},
         }
     finally:
         state.close()
@@ -65,7 +67,24 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"quarantined ({len(report['quarantined'])}): rerun with --retry-failed to try them again")
     if report["possible_duplicate_submits"]:
         lines.append(f"possible duplicate submits: {len(report['possible_duplicate_submits'])}")
+    lines += _format_cost(report.get("cost") or {})
     return "\n".join(lines)
+
+
+def _format_cost(cost: dict[str, Any]) -> list[str]:
+    """Pages submitted and their quoted cost per run and per day; the last plan's estimate."""
+    lines = []
+    if cost.get("by_day"):
+        lines.append("spent by day (pages, quoted USD): " + ", ".join(
+            f"{d['day']} {d['pages']} pages {d['cost']:.4f}" for d in cost["by_day"]))
+    if cost.get("by_run"):
+        lines.append("spent by run: " + ", ".join(
+            f"#{r['run_id']} {r['pages']} pages {r['cost']:.4f}" for r in cost["by_run"]))
+    plan = cost.get("last_plan")
+    if plan:
+        lines.append(f"last plan ({plan['at']}): {plan['pages_to_send']} pages to send, estimated "
+                     f"{plan['estimated_cost']:.4f} USD")
+    return lines
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Command line: ``run``, ``serve``, ``status``, ``verify``, ``models``, ``init``; every path ends in an ExitCode.
+"""Command line: ``run``, ``plan``, ``serve``, ``status``, ``verify``, ``models``, ``init``; every path ends in an ExitCode.
 
 Each command maps its failure kinds onto the one exit-code table (``exitcodes.ExitCode``) so a
 scheduler can act on the outcome without parsing text.
@@ -35,6 +35,10 @@ exit codes: 0 ok, 1 files failed, 2 config error, 3 stopped early, 4 locked,
   python -m pipeline serve --token dev-token                          # RapidOCR on 127.0.0.1:8000
   python -m pipeline serve --engine fast --port 0 --token t --admin   # instant fake engine, any port
   python -m pipeline serve --token t --fault http_429=3 --profile basic   # a rate-limited test bed""",
+    "plan": """examples:
+  python -m pipeline plan config.yaml                 # what a run would send, skip and cost; submits nothing
+  python -m pipeline plan config.yaml --limit 500     # a sample of 500 files, scaled to the whole tree
+  python -m pipeline plan config.yaml --max-cost 20   # which cap would stop the run""",
     "status": """examples:
   python -m pipeline status config.yaml          # counts per state, last run, failures
   python -m pipeline status config.yaml --json   # the same for a script""",
@@ -73,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", metavar="DIR", help="override the config's input directory")
     run.add_argument("--output", metavar="DIR", help="override the config's output directory")
     run.add_argument("--progress", choices=("auto", "bar", "log", "off"), help="override progress")
+    _cap_arguments(run)
+
+    plan = _sub(sub, "plan", help="a dry run: files and pages to send, skipped, rejected, and the cost")
+    plan.add_argument("config", help="path to config.yaml")
+    plan.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    plan.add_argument("--limit", type=int, metavar="N", help="prepare only the first N files and scale up")
+    plan.add_argument("--force", action="store_true", help="plan as run --force would (redo everything)")
+    plan.add_argument("--retry-failed", action="store_true", help="plan as run --retry-failed would")
+    plan.add_argument("--input", metavar="DIR", help="override the config's input directory")
+    plan.add_argument("--output", metavar="DIR", help="override the config's output directory")
+    _cap_arguments(plan)
 
     serve = _sub(sub, "serve", help="run the deAPI-compatible OCR server")
     from pipeline.server.cli import add_serve_arguments
@@ -99,10 +114,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pages", type=int, metavar="N", help="override budget.max_pages_per_run")
+    parser.add_argument("--max-cost", type=float, metavar="USD", help="override budget.max_cost_per_run")
+    parser.add_argument("--max-cost-per-day", type=float, metavar="USD", help="override budget.max_cost_per_day")
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     out = {}
     for flag, key in (("max_runtime", "max_runtime_s"), ("input", "input"), ("output", "output"),
-                      ("progress", "progress")):
+                      ("progress", "progress"), ("max_pages", "budget.max_pages_per_run"),
+                      ("max_cost", "budget.max_cost_per_run"), ("max_cost_per_day", "budget.max_cost_per_day")):
         value = getattr(args, flag, None)
         if value is not None:
             out[key] = value
@@ -133,6 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from pipeline.runner import Runner
             return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed).run()))
+        if args.command == "plan":
+            from pipeline.plan import run_plan
+            if args.limit is not None and args.limit < 1:
+                print("pipeline: --limit: must be at least 1", file=sys.stderr)
+                return ExitCode.CONFIG_ERROR
+            return asyncio.run(run_plan(config, limit=args.limit, as_json=args.json, force=args.force,
+                                        retry_failed=args.retry_failed, stream=sys.stdout))
         if args.command == "status":
             from pipeline.audit import format_status, status_report
             report = status_report(config)

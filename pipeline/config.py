@@ -121,6 +121,18 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """Spending caps (docs/cost.md): a run stops submitting before one would be exceeded (exit 3)."""
+
+    max_pages_per_run: int | None = None     # pages submitted by one run
+    max_cost_per_run: float | None = None    # in the API's currency (USD), by the price quotes
+    max_cost_per_day: float | None = None    # summed over every run of the calendar day
+    time_zone: str = "UTC"                   # the calendar day of max_cost_per_day (IANA name)
+    quote_max_age_days: float = 7.0          # a cached price quote older than this is asked again
+    refuse_short_balance: bool = False       # exit 5 before the first submit when the balance will not last
+
+
+@dataclass(frozen=True)
 class Config:
     input: Path
     output: Path
@@ -142,6 +154,7 @@ class Config:
     precheck: PrecheckConfig = field(default_factory=PrecheckConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     pdf: PdfConfig = field(default_factory=PdfConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
     @property
     def state_file(self) -> Path:
@@ -201,6 +214,10 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "pdf.max_pages": (1, 1_000_000),
     "pdf.min_text_chars": (1, 100_000),
     "webhook.wait_s": (0.001, 7 * 24 * 3600),
+    "budget.max_pages_per_run": (0, None),
+    "budget.max_cost_per_run": (0, None),
+    "budget.max_cost_per_day": (0, None),
+    "budget.quote_max_age_days": (0, 3650),
 }
 
 
@@ -383,6 +400,7 @@ def _validate(config: Config, base: Path) -> Config:
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "
                               "(plain http is accepted only to a loopback host, for a local server)")
     _validate_outputs(config)
+    _validate_time_zone(config.budget.time_zone)
     return replace(config, input=inp, output=out, state_path=state)
 
 
@@ -402,6 +420,16 @@ def _validate_outputs(config: Config) -> None:
     if boxed and config.api.format != "json":
         raise ConfigError(f"outputs: {', '.join(boxed)} need(s) word positions, which only structured results "
                           f"carry; set api.format: json (it is {config.api.format!r})")
+
+
+def _validate_time_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"budget.time_zone: unknown time zone {name!r} (an IANA name such as UTC or "
+                          "Europe/Berlin)") from None
 
 
 def token_from_env(config: Config) -> str:

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pipeline import __version__
 from pipeline.adopt import Adoption, Refusal, examine
+from pipeline.budget import BalanceShort, CapReached
 from pipeline.config import Config
 from pipeline.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
@@ -56,6 +57,33 @@ class Outcome:
     STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
     DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
     ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
+
+
+class Verdict:
+    """What ``FileProcessor.decide`` says a file needs."""
+
+    SKIP = "skip"                  # done with this content and settings, every output on disk
+    REGENERATE = "regenerate"      # done, but an output the config asks for is missing (free)
+    STILL_FAILED = "still_failed"  # failed in an earlier run and not retried
+    WORK = "work"                  # to be prepared and (for pages not yet done) submitted
+    DEFERRED = "deferred"          # a stop came while hashing
+    FAILED = "failed"              # cannot even be read
+    ADOPT = "adopt"                # unknown to the state store; its outputs on disk are its results
+
+
+@dataclass
+class Decision:
+    verdict: str
+    rec: Any                       # the file's FileRecord, or None
+    sha: str | None = None
+    key: str | None = None         # the work key (content hash + result-changing settings)
+    stat: dict = field(default_factory=dict)
+    same_stat: bool = False
+    pdf: bool = False
+    missing: list = field(default_factory=list)
+    failure: Any = None            # FileFailure when FAILED
+    adoption: Any = None           # adopt.Adoption when ADOPT
+    refusal: str | None = None     # why outputs found on disk were not adopted
 
 
 class StopSubmitting(Exception):
@@ -96,6 +124,8 @@ class RunContext:
     stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
     regenerated: int = 0                     # done files given missing outputs from their .json
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
+    pricing: Any | None = None               # PriceBook: a page's quote by its upload size
+    budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -191,7 +221,11 @@ class FileProcessor:
 
     # -- plan ---------------------------------------------------------------------------------
 
-    async def process(self, entry: ScanEntry) -> str:
+    async def decide(self, entry: ScanEntry) -> Decision:
+        """Whether ``entry`` needs work, without acting on it (``run`` and ``plan`` both ask here).
+
+        It only reads the state store and the file: ``process`` acts on the answer, ``plan``
+        counts it."""
         ctx, state = self.ctx, self.ctx.state
         rec = state.get_file(entry.rel)
         same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
@@ -206,44 +240,63 @@ class FileProcessor:
             try:
                 sha, pdf_content = await asyncio.to_thread(hash_and_sniff, entry.path, ctx.stop_flag)
             except HashAbandoned:
-                return Outcome.DEFERRED
+                return Decision(Verdict.DEFERRED, rec)
             except OSError as exc:
-                return self._fail(entry, FileFailure("rejected_input", "rejected_input",
-                                                     f"cannot read the file: {exc.strerror or exc}", "unreadable"))
+                return Decision(Verdict.FAILED, rec, failure=FileFailure(
+                    "rejected_input", "rejected_input", f"cannot read the file: {exc.strerror or exc}", "unreadable"))
         key = work_key(sha, self.pdf_fingerprint if pdf_content else self.fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
+        decision = Decision(Verdict.WORK, rec, sha=sha, key=key, stat=stat, same_stat=same_stat, pdf=pdf_content)
         if rec and rec.work_key == key and not ctx.force:
             if rec.state == "done":
-                if not same_stat:
-                    state.set_file(entry.rel, "done", **stat)
-                missing = missing_outputs(rec.outputs, ctx.config.output, entry.rel, ctx.config.outputs)
-                if not missing:
-                    return Outcome.SKIPPED
-                try:
-                    if await self._regenerate(entry, rec.outputs, missing):
-                        return Outcome.DONE
-                except FileFailure as failure:
-                    return self._fail(entry, failure)
-                # no readable .json: the results are gone, so the file is processed again
-            if rec.state in ("failed_permanent", "rejected_input", "quarantined") and not ctx.retry_failed:
-                return Outcome.STILL_FAILED
-        if rec is None and not ctx.force:
+                decision.missing = missing_outputs(rec.outputs, ctx.config.output, entry.rel, ctx.config.outputs)
+                decision.verdict = Verdict.REGENERATE if decision.missing else Verdict.SKIP
+            elif rec.state in ("failed_permanent", "rejected_input", "quarantined") and not ctx.retry_failed:
+                decision.verdict = Verdict.STILL_FAILED
+        if rec is None and not ctx.force:  # unknown to the state store: are its outputs on disk?
             found = await asyncio.to_thread(examine, ctx.config.output, entry.rel, sha, fingerprint_of(key),
                                             ctx.config.outputs)
             if isinstance(found, Adoption):
-                try:
-                    return await self._adopt(entry, key, stat, found)
-                except FileFailure as failure:
-                    return self._fail(entry, failure)
-            if isinstance(found, Refusal):
-                ctx.adoption_refused.append({"path": entry.rel, "reason": found.reason})
+                decision.verdict, decision.adoption = Verdict.ADOPT, found
+            elif isinstance(found, Refusal):
+                decision.refusal = found.reason
+        return decision
+
+    async def process(self, entry: ScanEntry) -> str:
+        ctx, state = self.ctx, self.ctx.state
+        d = await self.decide(entry)
+        rec, key = d.rec, d.key
+        if d.verdict == Verdict.DEFERRED:
+            return Outcome.DEFERRED
+        if d.verdict == Verdict.FAILED:
+            return self._fail(entry, d.failure)
+        if d.verdict in (Verdict.SKIP, Verdict.REGENERATE) and not d.same_stat:
+            state.set_file(entry.rel, "done", **d.stat)
+        if d.verdict == Verdict.SKIP:
+            return Outcome.SKIPPED
+        if d.verdict == Verdict.REGENERATE:
+            try:
+                if await self._regenerate(entry, rec.outputs, d.missing):
+                    return Outcome.DONE
+            except FileFailure as failure:
+                return self._fail(entry, failure)
+            # no readable .json: the results are gone, so the file is processed again
+        if d.verdict == Verdict.STILL_FAILED:
+            return Outcome.STILL_FAILED
+        if d.verdict == Verdict.ADOPT:
+            try:
+                return await self._adopt(entry, key, d.stat, d.adoption)
+            except FileFailure as failure:
+                return self._fail(entry, failure)
+        if d.refusal is not None:
+            ctx.adoption_refused.append({"path": entry.rel, "reason": d.refusal})
         if rec and rec.state in ("failed_permanent", "rejected_input", "quarantined") and ctx.retry_failed:
             state.reset_for_retry(entry.rel)
         if rec is None or rec.work_key != key:
-            state.set_file(entry.rel, "pending", run_id=ctx.run_id, work_key=key, **stat)
+            state.set_file(entry.rel, "pending", run_id=ctx.run_id, work_key=key, **d.stat)
         try:
             pages, prepared = await self._results_for_work(entry, key)
-            await self._write(entry, key, sha, prepared, pages)
+            await self._write(entry, key, d.sha, prepared, pages)
         except StopSubmitting:
             return Outcome.DEFERRED
         except FileFailure as failure:
@@ -430,22 +483,27 @@ class FileProcessor:
             ctx.possible_duplicates += 1
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
         unknown_retry_used = False
+        cost = await self._quote(page)
         while True:
             if ctx.submissions_closed or ctx.fatal:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
             if reason:
                 ctx.resubmitted += 1
             intent_written = False
+            admitted = False
 
             def before_send(attempt: int, reason: str | None = reason) -> None:
                 # Runs after the rate limiter let this upload go, right before its bytes leave:
                 # only from here on may the API have seen it (a kill while waiting for the
-                # limiter is not a possible duplicate).
-                nonlocal intent_written
+                # limiter is not a possible duplicate). The budget admits the page here.
+                nonlocal intent_written, admitted
                 if ctx.submissions_closed or ctx.fatal:
                     if intent_written:
                         state.page_withdraw(key, page.page_index, "not sent: the run stopped submitting")
                     raise StopSubmitting(ctx.submissions_closed or "fatal error")
+                if not admitted:
+                    self._admit(cost)
+                    admitted = True
                 if not intent_written:
                     state.page_intent(key, page.page_index, page.sha256, reason)
                     state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
@@ -459,6 +517,8 @@ class FileProcessor:
                     return_result_in_response=api_cfg.return_result_in_response,
                     webhook_url=ctx.webhook_url, before_send=before_send)
             except api_errors.SubmitOutcomeUnknown as exc:
+                if admitted and ctx.budget is not None:
+                    ctx.budget.commit(cost)   # the job may exist and be charged
                 state.page_outcome_unknown(key, page.page_index)
                 ctx.possible_duplicates += 1
                 if unknown_retry_used:
@@ -467,10 +527,16 @@ class FileProcessor:
                 unknown_retry_used = True
                 reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
                 continue
-            except api_errors.DeapiError as exc:
+            except BaseException as exc:
+                if admitted and ctx.budget is not None:
+                    ctx.budget.release(cost)
+                if not isinstance(exc, api_errors.DeapiError):
+                    raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
                 raise self._classify(exc) from None
+            if ctx.budget is not None:
+                ctx.budget.commit(cost)
             state.page_submitted(key, page.page_index, request_id)
             state.set_file(entry.rel, "submitted", run_id=ctx.run_id)
             crashpoint("after_submit")
@@ -483,6 +549,34 @@ class FileProcessor:
                 if unknown_retry_used:
                     raise FileFailure("failed_transient", "transient", reason + " twice; retried next run") from None
                 unknown_retry_used = True
+
+    async def _quote(self, page: PreparedPage) -> float | None:
+        """The page's price quote (by its bucket, cached); None when it cannot be asked."""
+        if self.ctx.pricing is None:
+            return None
+        try:
+            return await self.ctx.pricing.quote(page.width, page.height)
+        except (api_errors.AuthError, api_errors.InsufficientBalanceError, api_errors.SubmissionsShut) as exc:
+            raise self._classify(exc) from None
+        except api_errors.DeapiError:
+            return None   # the budget decides whether an unknown price may be sent
+
+    def _admit(self, cost: float | None) -> None:
+        """The budget's yes to one page, or the run stops submitting: a cap (exit 3) or the
+        balance (exit 5)."""
+        ctx = self.ctx
+        if ctx.budget is None:
+            return
+        try:
+            ctx.budget.admit(cost)
+        except CapReached as exc:
+            ctx.close_submissions(exc.reason)
+            raise StopSubmitting(exc.reason) from None
+        except BalanceShort as exc:
+            if ctx.fatal is None:
+                ctx.fatal = api_errors.InsufficientBalanceError(exc.reason)
+            ctx.close_submissions(exc.reason)
+            raise StopSubmitting(exc.reason) from None
 
     async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int) -> PageResult:
         ctx = self.ctx

@@ -132,7 +132,8 @@ def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
 def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, stats: RunStats,
                      state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
                      possible_duplicates: int, resubmitted: int, server_counters: dict | None,
-                     adoption_refused: list[dict[str, str]] | None = None) -> dict[str, Any]:
+                     adoption_refused: list[dict[str, str]] | None = None,
+                     cost: dict | None = None) -> dict[str, Any]:
     fail_rows = failures(state, stats)
     report = {
         "run_id": run_id,
@@ -155,6 +156,7 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         # outputs found on disk for files the state store did not know, and not taken over
         "adoption_refused_count": len(adoption_refused or ()),
         "adoption_refused": (adoption_refused or [])[:REPORT_LIST_LIMIT],
+        "cost": cost,
     }
     if server_counters is not None:
         report["embedded_server_counters"] = server_counters

@@ -15,10 +15,12 @@ import os
 import secrets
 import signal
 import sys
+import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
+from pipeline.budget import Budget
 from pipeline.config import Config, ConfigError, token_from_env
 from pipeline.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
@@ -28,6 +30,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.languages import LanguageError, check_language
 from pipeline.lock import LockHeld, RunLock
 from pipeline.prepare import PrecheckLimits
+from pipeline.pricing import price_book
 from pipeline.process import FileProcessor, Outcome, RunContext, StopSubmitting
 from pipeline.report import Progress, RunStats, progress_line, write_run_report
 from pipeline.feed import ScanFeed, TreeCount
@@ -35,6 +38,13 @@ from pipeline.scan import ScanEntry, ScanProblem, scan_tree
 from pipeline.state import FAILED_STATES, StateStore
 
 log = logging.getLogger("pipeline")
+
+
+def walk(cfg: Config):
+    """The run's scan of the input tree (``plan`` walks the same one)."""
+    skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
+    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
+                     min_age_s=cfg.min_file_age_s, ignore_case=True)
 
 
 class StartupError(Exception):
@@ -45,8 +55,9 @@ class StartupError(Exception):
 
 class Runner:
     def __init__(self, config: Config, *, force: bool = False, retry_failed: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, now: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.now = now                      # the budget's clock (its calendar day); tests inject it
         self.force = force
         self.retry_failed = retry_failed
         self.stream = stream or sys.stderr
@@ -115,7 +126,8 @@ class Runner:
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
-                    stop_flag=self._stop_flag)
+                    stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
+                    budget=Budget(self.config.budget, state, run_id, now=self.now))
                 if self.stop_reason is not None:  # a signal came while the endpoint was starting
                     ctx.close_submissions(self.stop_reason)
                 if self.config.webhook.enabled or self.config.embedded:
@@ -143,7 +155,9 @@ class Runner:
             state.close()
         return exit_code
 
-    async def open_api_endpoint(self, stack: AsyncExitStack) -> tuple[str, str, Any]:
+    async def open_api_endpoint(self, stack: AsyncExitStack, engine: str | None = None) -> tuple[str, str, Any]:
+        """The API's base URL and token; in embedded mode the server, started here (``engine``
+        overrides the configured one: ``plan`` reads no page, so it starts the fast engine)."""
         if not self.config.embedded:
             try:
                 token = self._token or token_from_env(self.config)
@@ -160,7 +174,7 @@ class Runner:
         except LanguageError as exc:
             raise StartupError(ExitCode.CONFIG_ERROR, f"api.language: {exc}") from None
         server = await stack.enter_async_context(EmbeddedServer(ServerConfig(
-            engine=emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
+            engine=engine or emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
             allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret)))
         return server.base_url, token, server
 
@@ -175,7 +189,7 @@ class Runner:
         async def ready() -> PrecheckLimits:
             nonlocal task
             if task is None:
-                task = asyncio.create_task(self._startup_checks(api))
+                task = asyncio.create_task(self.startup_checks(api))
             try:
                 return await asyncio.shield(task)
             except StartupError as exc:
@@ -185,7 +199,7 @@ class Runner:
 
         return ready
 
-    async def _startup_checks(self, api: DeapiClient) -> PrecheckLimits:
+    async def startup_checks(self, api: DeapiClient) -> PrecheckLimits:
         """The model exists and reads images; its pixel limits shape the pre-check."""
         model = self.config.api.model
         try:
@@ -208,6 +222,7 @@ class Runner:
             balance = None  # the balance route is informative only
         if balance is not None and balance <= 0:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, f"the account balance is {balance}: top it up first")
+        self._check_balance(balance)
         p = self.config.precheck
         limits = PrecheckLimits(max_upload_bytes=p.max_upload_bytes, max_source_pixels=p.max_source_pixels,
                                 jpeg_quality=p.jpeg_quality)
@@ -216,6 +231,26 @@ class Runner:
             limits = replace(limits, **{k: getattr(ml, k) for k in ("min_width", "max_width", "min_height",
                                                                       "max_height") if getattr(ml, k, None)})
         return limits
+
+    def _check_balance(self, balance: float | None) -> None:
+        """Before the first submit: will the balance last the planned cost of this run?
+
+        The planned cost is what is left of the latest ``plan``'s estimate (less what was spent
+        since), capped by the run's cost caps; either alone when only one is known. Short: a
+        warning, or exit 5 with ``budget.refuse_short_balance``. The budget then spends the balance down, page by
+        page, and stops submitting (exit 5) before a page it would not cover."""
+        budget = self._ctx.budget if self._ctx is not None else None
+        if budget is None:
+            return
+        budget.set_balance(balance)
+        planned = [x for x in (self._ctx.state.last_plan_cost(), budget.planned_limit()) if x is not None]
+        if balance is None or not planned or min(planned) <= balance:
+            return
+        message = (f"the account balance ({balance:.4f}) will not last this run's planned cost "
+                   f"({min(planned):.4f}, from the last plan and the caps)")
+        if self.config.budget.refuse_short_balance:
+            raise StartupError(ExitCode.AUTH_OR_BALANCE, message + "; not started (budget.refuse_short_balance)")
+        self.say(f"pipeline: warning: {message}; submissions stop when it is spent")
 
     async def _start_webhooks(self, stack: AsyncExitStack, ctx: RunContext) -> None:
         from pipeline.deapi.webhook import JobEvents, WebhookReceiver
@@ -245,10 +280,7 @@ class Runner:
     # -- the pool -----------------------------------------------------------------------------
 
     def _walk(self):
-        cfg = self.config
-        skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
-        return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
-                         min_age_s=cfg.min_file_age_s, ignore_case=True)
+        return walk(self.config)
 
     async def _work(self, ctx: RunContext) -> None:
         """Workers pull files from the scan feed until it ends or a stop is requested.
@@ -423,7 +455,8 @@ class Runner:
             stop_reason=self.stop_reason, api_stats=api_stats,
             possible_duplicates=ctx.possible_duplicates if ctx else 0,
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
-            adoption_refused=ctx.adoption_refused if ctx else None)
+            adoption_refused=ctx.adoption_refused if ctx else None,
+            cost=_cost_report(ctx))
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if ctx is not None and ctx.adoption_refused:
@@ -431,3 +464,15 @@ class Runner:
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
         self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
                  f"report {self.config.control_dir / 'run-report.json'}")
+
+
+def _cost_report(ctx: RunContext | None) -> dict[str, Any] | None:
+    """The run report's ``cost``: pages submitted, their quoted cost, this run and this day."""
+    if ctx is None or ctx.budget is None:
+        return None
+    out = ctx.budget.snapshot()
+    plan = ctx.state.last_plan()
+    out["last_plan"] = plan   # the estimate made before: its cost and pages left, and when
+    if ctx.pricing is not None:
+        out.update(ctx.pricing.snapshot())
+    return out

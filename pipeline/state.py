@@ -20,6 +20,9 @@ Two levels are tracked:
   ``page_json`` keeps what the page's ``.json`` entry needs (size, render dpi, transforms, where
   its text came from), so a resumed PDF does not render its done pages again. A page taken from a
   PDF's text layer is stored ``done`` with no request id: it cost nothing and is never submitted.
+* ``price_quotes`` (schema 2): the API's price per (model, language, format, size bucket) with
+  the time it was asked (``pipeline.pricing``), and ``spend``: one row per submitted page with
+  its quote, its run and its calendar day (``pipeline.budget`` sums it for the caps).
 
 All writes happen on the event-loop thread through one connection; each call is one short
 transaction, so the database is consistent at every instant.
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 FILE_STATES = (
     "pending", "prepared", "submitting", "submitted", "done",
@@ -97,6 +100,25 @@ CREATE TABLE IF NOT EXISTS webhook_events (
 """
 
 
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS price_quotes (
+    quote_key   TEXT PRIMARY KEY,
+    price       REAL NOT NULL,
+    quoted_at   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER,
+    day         TEXT NOT NULL,
+    at          REAL NOT NULL,
+    pages       INTEGER NOT NULL,
+    cost        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_day ON spend(day);
+CREATE INDEX IF NOT EXISTS spend_run ON spend(run_id);
+"""
+
+
 @dataclass(frozen=True)
 class FileRecord:
     rel: str
@@ -154,7 +176,6 @@ class StateStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._migrate()
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -164,6 +185,11 @@ class StateStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(pages)")}
         if "page_json" not in columns:
             self._db.execute("ALTER TABLE pages ADD COLUMN page_json TEXT")
+        # schema 2: price quotes and the spend ledger (issue 13); new tables, nothing rewritten
+        self._db.executescript(_SCHEMA_2)
+        self._db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET "
+                         "value=excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                         (str(SCHEMA_VERSION),))
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -318,6 +344,54 @@ class StateStore:
             "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
             "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.page").fetchall()
         return [dict(r) for r in rows]
+
+    # -- prices and spend (pipeline.pricing, pipeline.budget) ----------------------------------
+
+    def get_quote(self, quote_key: str) -> tuple[float, float] | None:
+        """(price, quoted_at) of a cached price quote, or None."""
+        row = self._db.execute("SELECT price, quoted_at FROM price_quotes WHERE quote_key=?", (quote_key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def put_quote(self, quote_key: str, price: float, quoted_at: float) -> None:
+        self._db.execute("INSERT INTO price_quotes VALUES (?, ?, ?) ON CONFLICT(quote_key) DO UPDATE SET "
+                         "price=excluded.price, quoted_at=excluded.quoted_at", (quote_key, price, quoted_at))
+
+    def record_spend(self, run_id: int | None, day: str, pages: int, cost: float, at: float) -> None:
+        self._db.execute("INSERT INTO spend (run_id, day, at, pages, cost) VALUES (?, ?, ?, ?, ?)",
+                         (run_id, day, at, pages, cost))
+
+    def spend_on_day(self, day: str) -> tuple[int, float]:
+        row = self._db.execute("SELECT COALESCE(SUM(pages), 0), COALESCE(SUM(cost), 0) FROM spend WHERE day=?",
+                               (day,)).fetchone()
+        return int(row[0]), float(row[1])
+
+    def spend_by_run(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT run_id, MIN(day) AS day, SUM(pages) AS pages, ROUND(SUM(cost), 6) AS cost "
+                                "FROM spend GROUP BY run_id ORDER BY run_id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def spend_by_day(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT day, SUM(pages) AS pages, ROUND(SUM(cost), 6) AS cost FROM spend "
+                                "GROUP BY day ORDER BY day DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def set_last_plan(self, summary: dict[str, Any]) -> None:
+        """What the latest ``plan`` found left to do (the run checks the balance against it)."""
+        self._db.execute("INSERT INTO meta VALUES ('last_plan', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (json.dumps(summary),))
+
+    def last_plan(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='last_plan'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def last_plan_cost(self) -> float | None:
+        """The latest plan's estimate less what was spent since it was made: what is left of it."""
+        plan = self.last_plan()
+        if not plan or plan.get("estimated_cost") is None:
+            return None
+        spent = self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM spend WHERE at >= ?",
+                                 (plan.get("at_ts", 0),)).fetchone()[0]
+        return max(0.0, plan["estimated_cost"] - spent)
 
     # -- webhooks -----------------------------------------------------------------------------
 

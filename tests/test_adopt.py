@@ -132,3 +132,28 @@ async def test_force_ignores_outputs_on_disk(tmp_path, server):
     code, report, _ = await run_pipeline(cfg, TOKEN, force=True)
     assert code == ExitCode.OK and report["this_run"] == {"done": len(names)}
     assert server.counters.jobs_created == jobs + len(names)
+
+
+async def test_plan_counts_adoptable_outputs_as_done_and_refused_ones_as_work(tmp_path, server):
+    import os
+
+    from pipeline.config import load_config
+    from pipeline.plan import Planner, format_plan
+
+    names = _tree(tmp_path, 3)
+    cfg = write_config(tmp_path, server.base_url)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    _lose_state(tmp_path)
+    (tmp_path / "out" / (names[0] + ".json")).write_text("{")
+    jobs = server.counters.jobs_created
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    code, report, _ = await Planner(load_config(cfg)).plan()
+    assert code == ExitCode.OK
+    c = report["counted"]
+    assert c["adopted"] == 2 and c["files_skipped_done"] == 2 and c["pages_skipped_done"] == 2
+    assert c["adoption_refused"] == 1 and c["files_to_send"] == 1 and c["pages_to_send"] == 1
+    assert "2 of them adopted from outputs on disk" in format_plan(report)
+    assert server.counters.jobs_created == jobs
+    code, run_report, _ = await run_pipeline(cfg, TOKEN)    # the run does what the plan said
+    assert run_report["this_run"] == {"adopted": 2, "done": 1}
+    assert server.counters.jobs_created == jobs + 1

@@ -1,0 +1,224 @@
+"""Budget caps and the balance: each cap stops submitting (exit 3, the cap named in the report)
+and the next run continues; the day is a calendar day in the configured time zone (an injected
+clock crosses midnight); the balance is checked before the first submit and spent down page by
+page, so a run never submits into "Not enough balance." answers (exit 5).
+
+The real runner against the project's own server over loopback (fast engine); the server's
+counters say what was submitted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import TOKEN
+from helpers import distinct_png, run_pipeline, write_config
+from pipeline.budget import Budget, CapReached
+from pipeline.config import BudgetConfig
+from pipeline.exitcodes import ExitCode
+from pipeline.pricing import bucket
+from pipeline.server import EmbeddedServer, FaultRule, ServerConfig
+from pipeline.state import StateStore
+
+SIZE = (1000, 1000)   # bucket 1024x1024: 0.002097 a page at the server's 0.002 per megapixel
+
+
+def tree(tmp_path, n, size=SIZE, start=0):
+    for i in range(start, start + n):
+        distinct_png(tmp_path / "in" / f"p{i:02d}.png", seed=i, size=size)
+
+
+def page_price(server, size=SIZE) -> float:
+    return server.state.ledger.quote(*bucket(*size))
+
+
+def ts(text: str, zone: str = "UTC") -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
+
+
+async def test_max_pages_per_run_stops_with_the_cap_named_and_the_next_run_continues(tmp_path, server):
+    tree(tmp_path, 5)
+    cfg = write_config(tmp_path, server.base_url, budget__max_pages_per_run=2, concurrency__jobs_in_flight=1)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.STOPPED_EARLY
+    assert "budget.max_pages_per_run" in report["stop_reason"]
+    assert report["cost"]["cap_reached"] == "budget.max_pages_per_run"
+    assert server.counters.jobs_created == 2 and report["cost"]["pages_submitted"] == 2
+    assert report["this_run"]["done"] == 2
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.STOPPED_EARLY and server.counters.jobs_created == 4
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["cost"]["cap_reached"] is None
+    assert server.counters.jobs_created == 5
+    assert sorted(server.counters.submits_by_hash.values()) == [1] * 5   # every page paid once
+
+
+async def test_max_cost_per_run_admits_what_fits_and_resumes(tmp_path, server):
+    tree(tmp_path, 4)
+    price = page_price(server)
+    cfg = write_config(tmp_path, server.base_url, budget__max_cost_per_run=round(2.5 * price, 6))
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.STOPPED_EARLY and "budget.max_cost_per_run" in report["stop_reason"]
+    assert server.counters.jobs_created == 2
+    assert report["cost"]["quoted_cost"] == pytest.approx(2 * price)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and server.counters.jobs_created == 4
+
+
+async def test_max_cost_per_day_counts_across_runs_until_the_day_changes(tmp_path, server):
+    tree(tmp_path, 5)
+    price = page_price(server)
+    cfg = write_config(tmp_path, server.base_url, budget__max_cost_per_day=round(2.5 * price, 6),
+                       budget__time_zone="Europe/Berlin", concurrency__jobs_in_flight=1)
+    evening = ts("2026-12-02T23:50:00", "Europe/Berlin")
+    code, report, _ = await run_pipeline(cfg, TOKEN, now=lambda: evening)
+    assert code == ExitCode.STOPPED_EARLY and server.counters.jobs_created == 2
+    assert report["cost"]["day"] == {"date": "2026-12-02", "time_zone": "Europe/Berlin", "pages_submitted": 2,
+                                     "quoted_cost": pytest.approx(2 * price)}
+    # Same day, a new run: the day's spend is in the state store, so nothing more is sent.
+    code, report, _ = await run_pipeline(cfg, TOKEN, now=lambda: evening + 300)
+    assert code == ExitCode.STOPPED_EARLY and server.counters.jobs_created == 2
+    assert report["cost"]["cap_reached"] == "budget.max_cost_per_day"
+    # 23:10 UTC is already the next day in Berlin: the count starts again.
+    next_day = ts("2026-12-02T23:10:00", "UTC") + 3600
+    code, report, _ = await run_pipeline(cfg, TOKEN, now=lambda: next_day)
+    assert server.counters.jobs_created == 4 and report["cost"]["day"]["date"] == "2026-12-03"
+
+
+def test_the_day_is_the_calendar_day_in_the_configured_zone(tmp_path):
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        moment = ts("2026-12-02T23:30:00", "UTC")
+        assert Budget(BudgetConfig(), state, 1, now=lambda: moment).day() == "2026-12-02"
+        assert Budget(BudgetConfig(time_zone="Europe/Berlin"), state, 1, now=lambda: moment).day() == "2026-12-03"
+        assert Budget(BudgetConfig(time_zone="America/New_York"), state, 1, now=lambda: moment).day() == "2026-12-02"
+    finally:
+        state.close()
+
+
+def test_a_page_of_unknown_price_is_refused_only_under_a_cost_cap(tmp_path):
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        Budget(BudgetConfig(max_pages_per_run=5), state, 1).admit(None)
+        with pytest.raises(CapReached, match="price could not be asked"):
+            Budget(BudgetConfig(max_cost_per_day=1.0), state, 1).admit(None)
+        b = Budget(BudgetConfig(max_cost_per_run=1.0), state, 1)
+        b.admit(0.6)
+        b.release(0.6)                  # no job was created: nothing spent, nothing reserved
+        b.admit(0.6)
+        b.commit(0.6)
+        with pytest.raises(CapReached):
+            b.admit(0.6)
+        assert state.spend_on_day(b.day()) == (1, pytest.approx(0.6))
+    finally:
+        state.close()
+
+
+def test_a_bad_time_zone_is_a_config_error_naming_the_key(tmp_path):
+    from pipeline.config import ConfigError, load_config
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:1", budget__time_zone="Mars/Olympus")
+    with pytest.raises(ConfigError, match="budget.time_zone"):
+        load_config(cfg)
+    cfg = write_config(tmp_path, "http://127.0.0.1:1", budget__max_cost_per_run=-1)
+    with pytest.raises(ConfigError, match="budget.max_cost_per_run"):
+        load_config(cfg)
+
+
+async def test_caps_from_the_command_line_override_the_config(tmp_path):
+    from pipeline.cli import _overrides, _parser
+    from pipeline.config import load_config
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:1", budget__max_pages_per_run=100)
+    args = _parser().parse_args(["run", str(cfg), "--max-pages", "3", "--max-cost", "1.5",
+                                 "--max-cost-per-day", "4"])
+    b = load_config(cfg, _overrides(args)).budget
+    assert (b.max_pages_per_run, b.max_cost_per_run, b.max_cost_per_day) == (3, 1.5, 4.0)
+
+
+async def test_a_balance_running_out_stops_submissions_before_the_api_refuses(tmp_path):
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
+                                           balance=0.0075)) as srv:
+        tree(tmp_path, 6)
+        price = page_price(srv)
+        assert 3 * price < 0.0075 < 4 * price
+        code, report, out = await run_pipeline(write_config(tmp_path, srv.base_url), TOKEN)
+        assert code == ExitCode.AUTH_OR_BALANCE
+        assert "balance" in out
+        assert srv.counters.jobs_created == 3
+        assert srv.counters.validation_errors == 0      # never a submit into "Not enough balance."
+        assert report["cost"]["balance_at_start"] == pytest.approx(0.0075)
+        assert report["this_run"]["done"] == 3
+
+
+async def test_a_balance_the_api_refuses_mid_run_stops_every_later_submit(tmp_path):
+    # The balance route fails (so the client cannot spend it down): the API's own "Not enough
+    # balance." answer must end the submissions at once, with exit 5.
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
+                                           balance=0.0052)) as srv:   # 2.5 pages
+        srv.faults.endpoints = ("balance",)
+        srv.faults.http_5xx = FaultRule(rate=1.0)
+        tree(tmp_path, 6)
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=1)
+        code, report, out = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.AUTH_OR_BALANCE and "balance" in out
+        assert srv.counters.jobs_created == 2
+        assert srv.counters.validation_errors == 1       # the one refusal that told us, no more
+        assert report["cost"]["balance_at_start"] is None
+        assert report["this_run"]["done"] == 2
+
+
+async def test_a_short_balance_warns_or_refuses_to_start(tmp_path):
+    from pipeline.plan import Planner
+    from pipeline.config import load_config
+
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
+                                           balance=0.005)) as srv:
+        tree(tmp_path, 4)
+        cfg = write_config(tmp_path, srv.base_url, budget__refuse_short_balance=True)
+        import os
+        os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+        code, plan, _ = await Planner(load_config(cfg)).plan()
+        assert plan["balance_lasts"] is False and plan["estimated"]["estimated_cost"] > 0.005
+        code, report, out = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.AUTH_OR_BALANCE and "will not last" in out
+        assert srv.counters.submits == 0
+        # Without the refusal it warns and runs until the balance is spent (exit 5, no 422).
+        cfg = write_config(tmp_path, srv.base_url)
+        code, report, out = await run_pipeline(cfg, TOKEN)
+        assert "warning" in out and "will not last" in out
+        assert code == ExitCode.AUTH_OR_BALANCE and srv.counters.jobs_created == 2
+        assert srv.counters.validation_errors == 0
+
+
+async def test_status_shows_pages_and_cost_per_run_and_per_day(tmp_path, server):
+    from pipeline.audit import format_status, status_report
+    from pipeline.config import load_config
+
+    tree(tmp_path, 3)
+    cfg = write_config(tmp_path, server.base_url, budget__max_pages_per_run=2)
+    await run_pipeline(cfg, TOKEN)
+    await run_pipeline(cfg, TOKEN)
+    report = status_report(load_config(cfg))
+    price = page_price(server)
+    runs = sorted(report["cost"]["by_run"], key=lambda r: r["run_id"])
+    assert [(r["pages"], r["cost"]) for r in runs] == [(2, pytest.approx(2 * price)), (1, pytest.approx(price))]
+    (day,) = report["cost"]["by_day"]
+    assert day["pages"] == 3 and day["cost"] == pytest.approx(3 * price)
+    text = format_status(report)
+    assert "spent by day" in text and "3 pages" in text and "#1 2 pages" in text
+
+
+def test_the_planned_cost_is_what_is_left_of_the_last_plan(tmp_path):
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        assert state.last_plan_cost() is None
+        state.set_last_plan({"estimated_cost": 1.0, "pages_to_send": 10, "at": "x", "at_ts": 1000.0})
+        state.record_spend(1, "2026-12-02", 1, 0.25, at=999.0)     # before the plan: already counted in it
+        state.record_spend(2, "2026-12-02", 1, 0.3, at=1001.0)     # after it: part of the plan, spent
+        assert state.last_plan_cost() == pytest.approx(0.7)
+    finally:
+        state.close()

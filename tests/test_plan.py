@@ -1,0 +1,166 @@
+"""``pipeline plan``: the dry run's counts (files and pages to send, skipped as done, duplicates,
+rejects by reason, free text-layer pages, bytes), its JSON and text forms, ``--limit`` with its
+scaling stated, the caps it would hit, its price requests (one per bucket, cached), and that it
+submits nothing (the server's counters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+import pdfs
+from conftest import TOKEN
+from helpers import distinct_png, run_pipeline, save, text_page, write_config
+from pipeline.config import load_config
+from pipeline.exitcodes import ExitCode
+from pipeline.plan import Planner, format_plan
+from pipeline.pricing import bucket
+from pipeline.state import StateStore
+
+
+async def plan(cfg, **kw):
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    code, report, error = await Planner(load_config(cfg), **kw).plan()
+    assert code == ExitCode.OK, error
+    return report
+
+
+def mixed_tree(tmp_path):
+    inp = tmp_path / "in"
+    distinct_png(inp / "a.png", seed=1, size=(300, 200))
+    distinct_png(inp / "b.png", seed=2, size=(800, 600))
+    (inp / "copies").mkdir()
+    shutil.copy(inp / "a.png", inp / "copies" / "a-again.png")
+    frames = [text_page(f"page {i}", size=(600, 300)) for i in range(3)]
+    frames[0].save(inp / "report.tif", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    (inp / "notes.png").write_text("this is not an image at all, only words")
+    (inp / "empty.jpg").write_bytes(b"")
+    pdfs.write(inp / "mixed.pdf", pdfs.build([("text", "A born-digital page with plenty of real text on it."),
+                                              ("scan", "A scanned page")]))
+    return inp
+
+
+async def test_plan_counts_what_a_run_would_send_and_submits_nothing(tmp_path, server):
+    mixed_tree(tmp_path)
+    cfg = write_config(tmp_path, server.base_url)
+    report = await plan(cfg)
+    c = report["counted"]
+    assert report["files_in_tree"] == 7 and report["sample"] is None
+    assert c["files_to_send"] == 4                       # a, b, the TIFF, the PDF
+    assert c["pages_to_send"] == 1 + 1 + 3 + 1           # the PDF's text page is free
+    assert c["text_layer_pages"] == 1
+    assert c["duplicates"] == 1 and c["duplicate_pages"] == 1
+    assert c["rejected_files"] == {"not_an_image": 1, "empty_file": 1}
+    assert c["files_skipped_done"] == 0 and c["pages_skipped_done"] == 0
+    assert c["bytes_to_upload"] > 0
+    assert sum(c["size_buckets"].values()) == 6
+    # Priced once per bucket, by the server's own price: the estimate is the sum of bucket quotes.
+    assert server.counters.price_calls == len(c["size_buckets"]) == report["price_requests"]
+    assert report["estimated"] == {k: v for k, v in c.items() if k in report["estimated"]} | {
+        "rejected_files": 2}
+    assert c["estimated_cost"] == pytest.approx(sum(
+        server.state.ledger.quote(*map(int, k.split("x"))) * n for k, n in c["size_buckets"].items()))
+    # Nothing was submitted, no file state was written.
+    assert server.counters.submits == 0 and server.counters.jobs_created == 0
+    assert not (tmp_path / "out" / "a.png.txt").exists()
+    state = StateStore(load_config(cfg).state_file)
+    try:
+        assert state.count_by_state() == {}               # no file state written by a plan
+    finally:
+        state.close()
+    priced = server.counters.price_calls
+    code, run_report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.FILES_FAILED                 # the two rejects
+    assert server.counters.jobs_created == c["pages_to_send"]     # the plan was right
+    assert server.counters.price_calls == priced         # the run priced from the plan's cache
+    assert run_report["cost"]["quoted_cost"] == pytest.approx(c["estimated_cost"])
+
+
+async def test_after_a_run_plan_counts_everything_as_done_and_asks_no_price_again(tmp_path, server):
+    mixed_tree(tmp_path)
+    cfg = write_config(tmp_path, server.base_url)
+    await run_pipeline(cfg, TOKEN)
+    priced = server.counters.price_calls
+    report = await plan(cfg)
+    c = report["counted"]
+    assert c["pages_to_send"] == 0 and c["estimated_cost"] == 0
+    assert c["files_skipped_done"] == 5                   # a, b, copy of a, TIFF, PDF
+    assert c["pages_skipped_done"] == 1 + 1 + 1 + 3 + 2
+    assert c["failed_earlier"] == 2                       # the rejects are not retried
+    assert server.counters.price_calls == priced and report["price_requests"] == 0
+    assert server.counters.submits == 6                   # the run's six pages, none more
+
+
+async def test_plan_prices_from_the_cache_across_plans(tmp_path, server):
+    for i, size in enumerate([(300, 200), (800, 600), (801, 601), (1600, 1200)]):
+        distinct_png(tmp_path / "in" / f"f{i}.png", seed=i, size=size)
+    cfg = write_config(tmp_path, server.base_url)
+    first = await plan(cfg)
+    assert first["price_requests"] == 3 == server.counters.price_calls
+    second = await plan(cfg)
+    assert second["price_requests"] == 0 and second["quote_cache_hits"] == 4
+    assert server.counters.price_calls == 3
+    assert second["estimated"]["estimated_cost"] == first["estimated"]["estimated_cost"]
+
+
+async def test_limit_samples_the_first_files_and_scales_to_the_tree(tmp_path, server):
+    for i in range(10):
+        distinct_png(tmp_path / "in" / f"f{i:02d}.png", seed=i, size=(1000, 1000))
+    report = await plan(write_config(tmp_path, server.base_url), limit=4)
+    assert report["sample"] == {"files": 4, "of": 10, "scaled_by": 2.5}
+    assert report["counted"]["pages_to_send"] == 4
+    assert report["estimated"]["pages_to_send"] == 10 and report["estimated"]["files_to_send"] == 10
+    price = server.state.ledger.quote(*bucket(1000, 1000))
+    assert report["estimated"]["estimated_cost"] == pytest.approx(10 * price)
+    assert "the first 4 of 10 files" in format_plan(report)
+    assert server.counters.submits == 0
+
+
+async def test_plan_names_the_caps_the_planned_work_would_hit(tmp_path, server):
+    for i in range(5):
+        distinct_png(tmp_path / "in" / f"f{i}.png", seed=i, size=(1000, 1000))
+    price = server.state.ledger.quote(*bucket(1000, 1000))
+    cfg = write_config(tmp_path, server.base_url, budget__max_pages_per_run=3,
+                       budget__max_cost_per_run=round(10 * price, 6), budget__max_cost_per_day=round(4 * price, 6))
+    report = await plan(cfg)
+    hit = {c["cap"]: c for c in report["caps_hit"]}
+    assert set(hit) == {"budget.max_pages_per_run", "budget.max_cost_per_day"}
+    assert hit["budget.max_pages_per_run"]["planned"] == 5
+    text = format_plan(report)
+    assert "budget.max_pages_per_run = 3 would stop the run" in text
+    assert report["balance_lasts"] is True
+
+
+def test_plan_command_prints_text_and_json(tmp_path, capsys):
+    from pipeline.cli import main
+
+    save(text_page("hello"), tmp_path / "in" / "one.png")
+    save(text_page("there", size=(900, 300)), tmp_path / "in" / "two.png")
+    cfg = write_config(tmp_path, "embedded", api__embedded__engine="fast")
+    assert main(["plan", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    assert "to send:              2 files, 2 pages" in text and "estimated cost:" in text
+    assert main(["plan", str(cfg), "--json", "--limit", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sample"]["files"] == 1 and doc["estimated"]["pages_to_send"] == 2
+    assert main(["plan", str(cfg), "--limit", "0"]) == ExitCode.CONFIG_ERROR
+    assert not (tmp_path / "out" / "one.png.txt").exists()
+
+
+async def test_a_job_left_by_an_earlier_run_is_collected_not_paid_again(tmp_path, server):
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "slow.png", seed=1, size=(400, 300))
+    distinct_png(tmp_path / "in" / "new.png", seed=2, size=(400, 300))
+    server.faults.job_never_finish = FaultRule(count=1)
+    cfg = write_config(tmp_path, server.base_url, timeouts__job_s=0.3, concurrency__jobs_in_flight=1)
+    await run_pipeline(cfg, TOKEN)          # slow.png's job times out; its request id is kept
+    assert server.counters.jobs_created == 2
+    report = await plan(cfg)
+    c = report["counted"]
+    assert c["pages_reattached"] == 1 and c["pages_to_send"] == 0
+    assert "jobs to collect:      1 pages" in format_plan(report)
