@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -173,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_models(config))
     except KeyboardInterrupt:
         return ExitCode.STOPPED_EARLY
+    except BrokenPipeError:
+        # The reader closed our output (`pipeline plan cfg | head`): its choice, not a bug. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except Exception:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
         from pipeline.crashlog import report_crash
         return report_crash(config.control_dir if config is not None else None, args.command)

@@ -47,3 +47,17 @@ def test_help_lists_every_command():
     assert proc.returncode == 0
     for command in ("run", "serve", "status", "verify", "models"):
         assert command in proc.stdout
+
+
+def test_a_reader_closing_the_pipe_is_not_a_crash(tmp_path):
+    """`pipeline status cfg | head -1`: the reader stops early; exit 0, no crash log."""
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: in\noutput: out\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "status", str(cfg), "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                   # the reader is gone before a byte is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == ExitCode.OK, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert not list((tmp_path / "out").rglob("crash-*.log"))
