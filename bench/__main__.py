@@ -30,6 +30,8 @@ SUITE = [
     ("bench.prepare_big_jpeg", [], []),
     ("bench.walk_tree", [], ["--entries", "100000"]),
     ("bench.ocr_engines", [], ["--limit", "3"]),
+    ("bench.ocr_speed", ["--workers"], ["--pages", "2", "--repeat", "1", "--settings", "default", "before",
+                                        "--workers", "--rounds", "1"]),
     ("bench.fleet", [], ["--jobs", "200", "--pages", "3"]),
     ("bench.output_formats", [], ["--files", "5", "--repeat", "1", "--skip-rapidocr"]),
     ("bench.pdf_render", [], ["--pages", "5,20"]),
@@ -194,13 +196,23 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"… peak RSS, {r['largest']} pages ÷ {r['smallest']} pages",
                 " / ".join(f"{x['peak_rss_mb']} MB" for x in r["runs"]) + f" = {r['rss_ratio']}",
                 "<= 1.10", r["rss_ratio"] <= 1.10)
+        elif b in ("ocr_speed", "ocr_speed_workers") and "skipped" in r:
+            add("RapidOCR settings", r["skipped"], "–", None)
+        elif b == "ocr_speed":
+            add(f"RapidOCR setting {r['setting']}, {r['pages']} scribe pages, {r['threads']} thread(s)",
+                f"{r['cpu_vs_default']}× the CPU of {r.get('baseline', 'default')}, CER {r['cer_pct']} %", "–", None)
+        elif b == "ocr_speed_workers":
+            add(f"RapidOCR pool, {r['workers']} worker(s), {r['pages']} scribe pages",
+                f"{r['pages_per_min']} pages/min, peak RSS {r['peak_rss_mb_per_worker']} MB a worker",
+                ">= 15 pages/min (2 workers, the default)" if r["workers"] == 2 else "–",
+                r["pages_per_min"] >= 15 if r["workers"] == 2 else None)
         elif b == "ocr_engines" and "skipped" in r:
             add("OCR accuracy", r["skipped"], "–", None)
         elif b == "ocr_engines":
             target, ok = "–", None
             if r["dataset"] == "scribe" and r["engine"] == "rapidocr":
-                target = "CER <= 20 %, F1 ≈ 0.95, >= 15 pages/min"
-                ok = r["cer_as_output_pct"] <= 20 and r["bag_f1"] >= 0.94 and (r.get("pages_per_min") or 0) >= 15
+                target = "CER <= 20 %, F1 ≈ 0.95 (pages/min: the RapidOCR pool row)"  # one engine here, two in the pool
+                ok = r["cer_as_output_pct"] <= 20 and r["bag_f1"] >= 0.94
             elif r["dataset"].startswith("dev-") and r["engine"] == "rapidocr":  # issue 11: never worse than row order
                 raw = next((x for x in rows if x.get("dataset") == r["dataset"] and x.get("engine") == "rapidocr-raw"), None)
                 if raw is not None:

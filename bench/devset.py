@@ -31,6 +31,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")
@@ -433,7 +434,9 @@ def _degrade(rng: random.Random, image: Image.Image, lines: list[DevLine], clean
     image = image.rotate(angle, resample=Image.BICUBIC, center=(cx, cy), fillcolor=255)
     lines = [DevLine(ln.text, _rotate_box(ln.box, angle, cx, cy)) for ln in lines]
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
-    noise = Image.effect_noise(image.size, rng.uniform(8, 22))  # grain around 128
+    # grain around 128, seeded from the page's rng (Image.effect_noise is unseeded: pixels varied per run)
+    grain = np.random.default_rng(rng.getrandbits(64)).normal(128.0, rng.uniform(8, 22), (image.height, image.width))
+    noise = Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8), "L")
     image = Image.blend(image, noise, rng.uniform(0.05, 0.12))
     lo, hi = rng.randint(0, 30), rng.randint(225, 255)
     image = image.point(lambda v: lo + v * (hi - lo) // 255)  # paper tone and ink not quite black/white

@@ -20,7 +20,7 @@ rowCER with GT words and engine lines both put in geometric row order first (rec
 only, no reading-order convention; scribe only, it needs GT boxes); bagF1 averaged over pages.
 
 RapidOCR's raw lines are cached per page under ``.bench/cache/`` (gitignored), keyed by the
-image bytes and the rapidocr version, so work on ``layout.py`` re-scores in seconds. A cached
+image bytes, the rapidocr version and the engine settings, so work on ``layout.py`` re-scores in seconds. A cached
 page reports the time measured when it was read; ``--fresh`` re-reads every page.
 """
 
@@ -110,9 +110,14 @@ def upload_bytes(path: "Path | Page") -> bytes:
 
 
 def _rapidocr_version() -> str:
+    """The rapidocr version and the embedded engine's settings: a cached page is only reused
+    when both are what it was read with."""
     from importlib.metadata import version
 
-    return version("rapidocr")
+    from pipeline.server.engines.rapid import DEFAULT_SETTINGS
+
+    settings = hashlib.sha256(json.dumps(DEFAULT_SETTINGS, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{version('rapidocr')}-{settings}"
 
 
 def _cache_file(engine: str, data: bytes) -> Path:

@@ -36,7 +36,7 @@ class EmbeddedConfig:
     """The in-process deAPI-compatible server used when ``api.base_url`` is ``embedded``."""
 
     engine: str = "rapidocr"          # rapidocr | tesseract | fast
-    workers: int = 1                  # OCR worker processes (RapidOCR already uses every core)
+    workers: int = 2                  # OCR worker processes (two on one thread each beat one on two: docs/engines.md)
 
 
 @dataclass(frozen=True)

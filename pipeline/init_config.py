@@ -55,7 +55,7 @@ COMMENTS = {
     "api.return_result_in_response": "text inline in the job status (saves a download per page)",
     "api.embedded": "the offline server used when base_url is embedded",
     "api.embedded.engine": "rapidocr (accurate) | tesseract (fast, light) | fast (test engine, no OCR)",
-    "api.embedded.workers": "OCR worker processes (RapidOCR already uses every core)",
+    "api.embedded.workers": "OCR worker processes; each gets cores // workers ONNX Runtime threads",
     "concurrency": "how much runs at once",
     "concurrency.jobs_in_flight": "most OCR jobs submitted and unfinished at once",
     "concurrency.min_jobs_in_flight": "floor of the adaptive limit",

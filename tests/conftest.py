@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# beside the checkout, or where $PIPELINE_SHARED_DATA says (as bench/ocr_engines.py reads it)
+SHARED_DATA = Path(os.environ.get("PIPELINE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TOKEN = "test-token-not-secret"
 
 

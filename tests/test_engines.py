@@ -164,3 +164,33 @@ def test_the_server_reads_transparent_and_16_bit_uploads_as_the_client_prepares_
         dark.putpixel((x, 0), v)
     grey = decode_image(png(dark))
     assert grey.mode == "L" and [grey.getpixel((x, 0)) for x in range(4)] == [0, 85, 170, 255]
+
+
+@pytest.mark.real_ocr
+async def test_rapidocr_workers_run_the_measured_settings_one_thread_each_on_two_cores():
+    """The embedded default (bench/ocr_speed.py): no angle classifier, and with two workers on
+    two cores each worker's ONNX Runtime gets one intra-op thread, not every core."""
+    from pipeline.server.engines.rapid import DEFAULT_SETTINGS
+
+    runner = EngineRunner("rapidocr", workers=2)
+    runner._threads_per_worker = lambda: 1  # what two workers get on a 2-core machine
+    try:
+        settings = await runner.engine_settings()
+        page = await runner.recognize(page_png(SENTENCE), "en")
+    finally:
+        await runner.close()
+    assert settings["Global.use_cls"] is False and DEFAULT_SETTINGS["Global.use_cls"] is False
+    assert settings["EngineConfig.onnxruntime.intra_op_num_threads"] == 1
+    assert WORDS <= set(page.text.lower().split()), page.text
+
+
+@pytest.mark.real_ocr
+def test_the_rapidocr_engine_hands_its_settings_to_rapidocr(monkeypatch):
+    from pipeline.server.engines.rapid import THREADS_ENV, RapidOcrEngine
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    engine = RapidOcrEngine({"Rec.rec_batch_num": 3})
+    cfg = engine._ocr.cfg  # RapidOCR's own parsed configuration: what it will really run with
+    assert cfg.Global.use_cls is False
+    assert cfg.EngineConfig.onnxruntime.intra_op_num_threads == 1
+    assert cfg.Rec.rec_batch_num == 3 and engine.settings["Rec.rec_batch_num"] == 3

@@ -12,6 +12,12 @@ median line height ``h`` (so the same rules hold at any resolution):
   (text columns rarely pause at the same height; table rows do), or it has more than
   ``MAX_TEXT_COLUMNS`` columns. A table is read row by row, each row cell by cell
   (left to right), each cell top to bottom - the order a person (and Tesseract) reads it;
+* neighbouring columns whose lines pair up one to one on the same rows are one group read row by
+  row (a receipt's labels and amounts, a form's fields and values); a sparse column pairs only
+  when its pairs are offset alike (one baseline, however skewed the scan), not scattered within
+  the row tolerance as an independent column's lines are;
+* lines under the end of every other text column, after a break, that are no running text
+  themselves (a key/value block under two columns) are read after all the columns;
 * a region without column gaps whose lines bridge a text gutter only with a few lines standing
   alone on their rows (a title, a page number, a footer) reads those as their own blocks and
   the runs between them as columns: a footnote stays in its column, as Tesseract reads it;
@@ -133,6 +139,17 @@ def _numeric(text: str) -> bool:
     return bool(chars) and sum(c in _NUMERIC_CHARS for c in chars) >= 0.7 * len(chars) and any(c.isdigit() for c in chars)
 
 
+def _spread(offsets: list[float]) -> float:
+    """How far pairs stray from their common offset (median absolute deviation).
+
+    Lines that share a baseline on a skewed scan are all offset alike (the skew times the
+    distance between them, a few pixels), so the spread is near zero; lines of an independent
+    column that only come near each other's rows are offset anywhere within the row tolerance.
+    """
+    centre = median(offsets)
+    return median(abs(d - centre) for d in offsets)
+
+
 class _Cutter:
     def __init__(self, boxes: Sequence[Box], texts: Sequence[str] | None = None) -> None:
         self.boxes = boxes
@@ -156,6 +173,10 @@ class _Cutter:
                 if in_table and self._multi_cell_rows(cells) >= 2:  # rows set without a gap between them
                     return [_rows(indices, boxes, self.tol)]
             columns = _split(indices, boxes, col_gaps, 0)
+            tail = [] if in_table else self._tail_below(columns)
+            if tail:  # a key/value block or table under text columns: read after all the columns
+                rest = [i for i in indices if i not in set(tail)]
+                return self.blocks(rest, in_table) + self.blocks(tail, in_table)
             out: list[list[int]] = []
             for group in [[col] for col in columns] if in_table else self._row_groups(columns):
                 if len(group) == 1:  # a column that runs on its own
@@ -176,6 +197,36 @@ class _Cutter:
             return upper + lower
         return [_rows(indices, boxes, self.tol)]
 
+
+    def _tail_below(self, columns: list[list[int]]) -> list[int]:
+        """Lines at the foot of one column, below the end of every other, that are no running text.
+
+        Text columns end; what a page sets under them (a key/value block, a small table) often
+        lies within the first column's width, so the column gap alone would read it as that
+        column's continuation, before the next column. It is a block of its own when every
+        other column is running text, the lines follow the widest row gap below the end of all
+        other columns (wider than the column's line spacing: a break, not the next line), the
+        column above that gap is running text and the lines below are not (short lines).
+        """
+        boxes = self.boxes
+        if len(columns) < 2 or any(len(col) < 2 for col in columns):
+            return []
+        for k, col in enumerate(columns):
+            if not all(_text_like(other, boxes) for j, other in enumerate(columns) if j != k):
+                continue
+            others_bottom = max(boxes[i][3] for j, other in enumerate(columns) if j != k for i in other)
+            spans = [(boxes[i][1], boxes[i][3]) for i in col]
+            below = [g for g in _gaps(spans, self.row_gap) if g[0] >= others_bottom - self.tol]
+            if not below:
+                continue
+            gap = max(below, key=lambda g: g[1] - g[0])  # the break before the block, not line spacing
+            tail = [i for i in col if boxes[i][1] >= gap[1]]
+            body = [i for i in col if boxes[i][1] < gap[1]]
+            if (len(tail) < 2 or len(body) < 2 or _text_like(tail, boxes) or not _text_like(body, boxes)
+                    or gap[1] - gap[0] < PARAGRAPH_GAP * _line_spacing(spans)):
+                continue
+            return tail
+        return []
 
     def _pairs(self, left: list[int], right: list[int]) -> bool:
         """Lines on the two sides of a gap pair up row by row: rows across a gap, not two columns.
@@ -218,7 +269,7 @@ class _Cutter:
                     paired += 1
                     used.add(k)
                     a, b = boxes[i], boxes[by_centre[k]]
-                    offsets.append(min(abs(a[1] - b[1]), abs(a[3] - b[3]), abs(a[1] + a[3] - b[1] - b[3]) / 2))
+                    offsets.append(min(b[1] - a[1], b[3] - a[3], key=abs))  # top or bottom edge, signed
                     break
                 k += 1
         if paired < PAIR_SHARE * len(fewer) or paired < min(PAIR_MIN, len(fewer)):
@@ -226,7 +277,7 @@ class _Cutter:
         if left_text or right_text:  # beside running text the longer side must pair too
             return paired >= PAIR_SHARE_BOTH * len(more)
         if len(more) > PAIR_MAX_RATIO * len(fewer):  # a few lines beside many: rows share a baseline,
-            return median(offsets) <= PAIR_ALIGN * 2 * self.tol  # an independent column only comes near
+            return _spread(offsets) <= PAIR_ALIGN * 2 * self.tol  # an independent column only comes near
         return True
 
     def _row_groups(self, columns: list[list[int]]) -> list[list[list[int]]]:

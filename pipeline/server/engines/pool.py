@@ -90,6 +90,11 @@ def _ping() -> str:
     return _engine().name
 
 
+def _settings() -> dict:
+    """The worker's engine settings as built (RapidOCR's parameters; empty for the others)."""
+    return dict(getattr(_engine(), "settings", None) or {})
+
+
 def _recognize_in_worker(image_bytes: bytes, language: str | None) -> OcrPage:
     engine = _engine()
     image = decode_image(image_bytes)
@@ -142,6 +147,12 @@ class EngineRunner:
             await self.close()
             message = str(exc) if isinstance(exc, EngineError) else f"the {self.engine} worker process died on start-up"
             raise EngineError(message, code="ENGINE_UNAVAILABLE") from exc
+
+    async def engine_settings(self) -> dict:
+        """What a worker's engine was built with (threads, models, switches): for logs and tests."""
+        if self._executor is None:
+            await self.start()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _settings)
 
     async def _executor_for_next_page(self) -> Executor:
         async with self._lock:

@@ -1,9 +1,10 @@
 """RapidOCR 3 on ONNX Runtime: the default real engine, with our own reading order.
 
-Only the models bundled in the ``rapidocr`` wheel are used (PP-OCRv6 small det/rec and the
-angle classifier): any other ``lang_type``/``model_type``/``model_root_dir`` would download at
-run time and fail offline, so none of them is ever set here. ``max_side_len`` stays at its
-default (2000 px): raising it costs 4-5x time and memory without gaining accuracy.
+Only the models bundled in the ``rapidocr`` wheel are used (PP-OCRv6 small det/rec; the angle
+classifier is off, see ``DEFAULT_SETTINGS``): any other ``lang_type``/``model_type``/
+``model_root_dir`` would download at run time and fail offline, so none of them is ever set
+here. ``max_side_len`` stays at its default (2000 px): raising it costs 4-5x time and memory
+without gaining accuracy, lowering it to 1600 costs accuracy (``bench/ocr_speed.py``).
 
 RapidOCR returns lines row by row across the whole page (columns interleaved); ``layout``
 rebuilds columns and blocks from the line boxes. One instance per worker process: a RapidOCR
@@ -21,17 +22,34 @@ from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
 from .layout import reading_order
 from .words import tighten
 
-#: ONNX Runtime threads per engine; unset means "all cores" (right for one worker). The pool
-#: sets it to ``cores // workers`` when it runs several RapidOCR workers side by side.
+#: ONNX Runtime threads per engine; unset means "all cores". The pool sets it to
+#: ``cores // workers`` when it runs several RapidOCR workers side by side (the default, two:
+#: a second intra-op thread buys little on these models, a second process nearly doubles pages).
 THREADS_ENV = "PIPELINE_OCR_THREADS"
 
 
-def _params() -> dict:
-    params: dict = {"Global.log_level": "warning"}
+#: RapidOCR parameters the embedded engine sets on top of RapidOCR's own defaults, measured side
+#: by side on scribe pages by ``bench/ocr_speed.py`` (figures in docs/engines.md "Speed"):
+#: * no angle classifier: pages arrive upright (EXIF applied) and the classifier turned some
+#:   upright lines upside down (CER 18.5 -> 17.2 % without it), for ~2 % of the time.
+#: Threads: see ``THREADS_ENV`` (two workers of one thread each on 2 cores).
+#: Not taken: ONNX Runtime's CPU memory arena (~13 % less CPU a page, but a worker's peak RSS
+#: 1.1 -> 2.0 GB), larger recognition batches (slower: more padding), ``max_side_len`` 1600
+#: (CER +0.5), a detector input capped at 1280 px (CER 18.5 -> 26.4 %).
+DEFAULT_SETTINGS: dict = {
+    "Global.log_level": "warning",
+    "Global.use_cls": False,
+}
+
+
+def _params(overrides: dict | None = None) -> dict:
+    """``DEFAULT_SETTINGS``, the thread count the pool asked for, then ``overrides`` (benchmarks)."""
+    params: dict = dict(DEFAULT_SETTINGS)
     threads = os.environ.get(THREADS_ENV, "").strip()
     if threads.isdigit() and int(threads) > 0:
         params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(threads)
         params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+    params.update(overrides or {})
     return params
 
 
@@ -73,10 +91,13 @@ def line_words(entries, gray) -> tuple[OcrWord, ...]:
 class RapidOcrEngine(Engine):
     name = "rapidocr"
 
-    def __init__(self) -> None:
+    def __init__(self, overrides: dict | None = None) -> None:
         from rapidocr import RapidOCR
 
-        self._ocr = RapidOCR(params=_params())
+        #: the RapidOCR parameters this engine was built with (reported, and checked by the tests)
+        self.settings = _params(overrides)
+        self._ocr = RapidOCR(params=dict(self.settings))
+        self.last_elapse: tuple = ()  # (detection, classifier, recognition) seconds of the last page
 
     def read_lines(self, image: Image.Image) -> list[OcrLine]:
         """RapidOCR's lines in its own (row) order, boxes made axis-aligned."""
@@ -86,6 +107,7 @@ class RapidOcrEngine(Engine):
             result = self._ocr(bgr, return_word_box=True)
         except Exception as exc:  # an engine failure is this page's error, not the worker's
             raise EngineError(f"rapidocr failed on a {image.width}x{image.height} image: {exc}") from exc
+        self.last_elapse = tuple(getattr(result, "elapse_list", None) or ())
         texts = result.txts or ()
         polys = result.boxes if result.boxes is not None else ()
         scores = result.scores or ()
