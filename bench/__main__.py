@@ -125,7 +125,9 @@ def control_rows(r: dict, add) -> None:
         add("first submit, 1,000,000-entry tree with 100 images", f"{r['first_submit_s']} s", "< 1 s",
             r["first_submit_s"] < 1)
     elif sc == "embedded":
-        add(f"embedded default on {r['pages']} real pages: pipeline ÷ engine alone",
+        workers = f", {r['workers']} workers" if r.get("workers") else ""
+        when = f" ({r['measured']})" if r.get("measured") else ""
+        add(f"embedded default on {r['pages']} real pages{workers}: pipeline ÷ engine pool alone{when}",
             f"{r['pipeline_pages_per_min']} vs {r['engine_pages_per_min']} pages/min = {r['pipeline_vs_engine']}",
             ">= 0.9", r["pipeline_vs_engine"] >= 0.9)
 

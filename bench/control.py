@@ -319,7 +319,8 @@ def scenario_stop(n: int, work: Path, grace: float = 5.0) -> dict[str, Any]:
 
 
 def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:
-    """The embedded default (RapidOCR, one worker) on real pages beside the engine alone."""
+    """The embedded default (RapidOCR, ``api.embedded.workers`` processes) on real pages beside
+    the same engine pool fed directly, as many pages at once as it has workers."""
     shared = ROOT.parent / "shared" / "data"
     files = sorted(p for p in shared.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
     files = files[:pages]
@@ -334,14 +335,23 @@ def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:
     for i, f in enumerate(files):
         shutil.copy(f, work / "in" / f"{i:03d}{f.suffix.lower()}")
 
+    from pipeline.config import EmbeddedConfig
+
+    workers = EmbeddedConfig().workers
+
     async def engine_alone() -> float:
-        runner = EngineRunner("rapidocr", workers=1)
+        runner = EngineRunner("rapidocr", workers=workers)
         await runner.start()
         try:
             prepared = [prepare_file(f).pages[0].data for f in files]  # what the engine is sent
+            slots = asyncio.Semaphore(workers)
+
+            async def one(blob: bytes) -> None:
+                async with slots:
+                    await runner.recognize(blob, "en")
+
             t0 = time.perf_counter()
-            for blob in prepared:
-                await runner.recognize(blob, "en")
+            await asyncio.gather(*(one(b) for b in prepared))
             return time.perf_counter() - t0
         finally:
             await runner.close()
@@ -359,7 +369,7 @@ def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:
 
     code, report = asyncio.run(run())
     seconds = report.get("duration_s", float("nan"))
-    return {"scenario": "embedded", "pages": len(files), "exit": code,
+    return {"scenario": "embedded", "pages": len(files), "exit": code, "workers": workers,
             "engine_pages_per_min": round(60 * len(files) / alone, 2),
             "pipeline_pages_per_min": round(60 * len(files) / seconds, 2),
             "pipeline_vs_engine": round(alone / seconds, 3)}
