@@ -25,7 +25,6 @@ import io
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys

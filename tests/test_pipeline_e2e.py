@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 
-import pytest
 from PIL import Image
 
 from conftest import TOKEN

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from pipeline.server import EmbeddedServer, ServerConfig
-from test_server_support import AUTH, MODEL, TOKEN, V1, encoded, form, png, submit, wait_done
+from test_server_support import AUTH, MODEL, TOKEN, V1, encoded, png, submit, wait_done
 
 
 @pytest.fixture
