@@ -459,6 +459,8 @@ class Runner:
             cost=_cost_report(ctx))
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
+        if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
+            self.say(f"pipeline: stopped early: {self.stop_reason}")
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")

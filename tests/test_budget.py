@@ -42,9 +42,10 @@ def ts(text: str, zone: str = "UTC") -> float:
 async def test_max_pages_per_run_stops_with_the_cap_named_and_the_next_run_continues(tmp_path, server):
     tree(tmp_path, 5)
     cfg = write_config(tmp_path, server.base_url, budget__max_pages_per_run=2, concurrency__jobs_in_flight=1)
-    code, report, _ = await run_pipeline(cfg, TOKEN)
+    code, report, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.STOPPED_EARLY
     assert "budget.max_pages_per_run" in report["stop_reason"]
+    assert "pipeline: stopped early: budget.max_pages_per_run" in out   # what a cron mail shows
     assert report["cost"]["cap_reached"] == "budget.max_pages_per_run"
     assert server.counters.jobs_created == 2 and report["cost"]["pages_submitted"] == 2
     assert report["this_run"]["done"] == 2
