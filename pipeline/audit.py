@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.formats import SUFFIXES
 from pipeline.formats.check import CHECKS
-from pipeline.formats.writer import expected_outputs, read_document
+from pipeline.formats.writer import expected_outputs
 from pipeline.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
 from pipeline.state import FAILED_STATES, FILE_STATES, StateStore
 
@@ -99,30 +99,30 @@ class VerifyResult:
         return not self.problems
 
 
-def _check_outputs(output_root: Path, rel: str) -> str | None:
+def _check_outputs(output_root: Path, rel: str) -> tuple[str | None, dict | None]:
+    """(the problem of the ``.txt``/``.json`` pair or None, the parsed ``.json`` when sound)."""
     txt, js = output_paths(output_root, rel)
     if not js.exists() or not txt.exists():
-        return "missing output (" + ", ".join(p.name for p in (txt, js) if not p.exists()) + ")"
+        return "missing output (" + ", ".join(p.name for p in (txt, js) if not p.exists()) + ")", None
     try:
         doc = json.loads(js.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return f"unparsable .json output: {exc}"
+        return f"unparsable .json output: {exc}", None
     try:
         text = txt.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return f"unreadable .txt output: {exc}"
+        return f"unreadable .txt output: {exc}", None
     if not isinstance(doc, dict) or doc.get("text") != text:
-        return "truncated or altered .txt output (differs from the text recorded in the .json)"
-    return None
+        return "truncated or altered .txt output (differs from the text recorded in the .json)", None
+    return None, doc
 
 
-def _check_archival(config: Config, rel: str) -> dict[str, str]:
-    """Configured ALTO/hOCR/PDF outputs of a file with a sound ``.json``: name -> problem."""
+def _check_archival(config: Config, rel: str, doc: dict) -> dict[str, str]:
+    """Configured ALTO/hOCR/PDF outputs of a file with a sound ``.json`` (``doc``): name -> problem."""
     names = [n for n in config.outputs if n in CHECKS]
     if not names:
         return {}
-    doc = read_document(config.output, rel)
-    pages = len(doc["pages"]) if doc else 0
+    pages = len(doc["pages"]) if isinstance(doc.get("pages"), list) else 0
     problems = {}
     for name in names:
         path = output_path(config.output, rel, SUFFIXES[name])
@@ -139,7 +139,7 @@ def verify(config: Config, state: StateStore, *, requeue: bool = False) -> Verif
     for rec in state.iter_files(("done",)):
         result.checked += 1
         known.add(rec.rel)
-        problem = _check_outputs(config.output, rec.rel)
+        problem, doc = _check_outputs(config.output, rec.rel)
         if problem is None and not (config.input / rec.rel).exists():
             problem = "source file is gone (outputs kept)"
             result.problems.append({"path": rec.rel, "problem": problem})
@@ -150,7 +150,7 @@ def verify(config: Config, state: StateStore, *, requeue: bool = False) -> Verif
                 state.set_file(rec.rel, "pending", work_key=None, error=f"requeued by verify: {problem}")
                 result.requeued += 1
             continue
-        broken = _check_archival(config, rec.rel)
+        broken = _check_archival(config, rec.rel, doc)
         for name, why in broken.items():
             result.problems.append({"path": rec.rel, "problem": why, "remedy": "regenerate"})
         if broken and requeue:

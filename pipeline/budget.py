@@ -57,6 +57,10 @@ class Budget:
         self.unpriced = 0           # pages committed without a quote (the price call failed)
         self.balance: float | None = None   # at start-up
         self.cap_hit: str | None = None
+        # (day, its spend: the ledger's sum when first asked plus this run's commits since). The
+        # ledger is read once a day, not once a page: its sum scans every page of the day, and
+        # nothing else writes it while this run holds the lock.
+        self._day_spend: tuple[str, float] | None = None
 
     @property
     def has_cost_caps(self) -> bool:
@@ -75,7 +79,7 @@ class Budget:
         if self.config.max_cost_per_run is not None:
             limits.append(self.config.max_cost_per_run)
         if self.config.max_cost_per_day is not None:
-            limits.append(max(0.0, self.config.max_cost_per_day - self.state.spend_on_day(self.day())[1]))
+            limits.append(max(0.0, self.config.max_cost_per_day - self._spent_on(self.day())))
         return min(limits) if limits else None
 
     def admit(self, cost: float | None) -> None:
@@ -98,7 +102,7 @@ class Budget:
                       f"{self.cost + self.reserved_cost:.4f} of {c.max_cost_per_run:g}; the next page costs {cost_known:.4f}")
         if c.max_cost_per_day is not None:
             day = self.day()
-            spent = self.state.spend_on_day(day)[1] + self.reserved_cost
+            spent = self._spent_on(day) + self.reserved_cost
             if spent + cost_known > c.max_cost_per_day + EPS:
                 self._hit("budget.max_cost_per_day", f"budget.max_cost_per_day reached: {spent:.4f} of "
                           f"{c.max_cost_per_day:g} spent on {day} ({c.time_zone}); the next page costs {cost_known:.4f}")
@@ -118,7 +122,16 @@ class Budget:
         if cost is None:
             self.unpriced += 1
         at = self.now()
-        self.state.record_spend(self.run_id, self.day(at), 1, value, at)
+        day = self.day(at)
+        self.state.record_spend(self.run_id, day, 1, value, at)
+        if self._day_spend is not None and self._day_spend[0] == day:
+            self._day_spend = (day, self._day_spend[1] + value)
+
+    def _spent_on(self, day: str) -> float:
+        """The quoted cost spent on ``day`` by every run (this one included)."""
+        if self._day_spend is None or self._day_spend[0] != day:
+            self._day_spend = (day, self.state.spend_on_day(day)[1])
+        return self._day_spend[1]
 
     def release(self, cost: float | None) -> None:
         """The admitted page created no job (answered with an error, or never sent)."""

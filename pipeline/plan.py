@@ -38,10 +38,6 @@ from pipeline.process import FileProcessor, RunContext, Verdict
 from pipeline.scan import ScanEntry, ScanProblem
 from pipeline.state import StateStore
 
-SCALED = ("files_to_send", "pages_to_send", "bytes_to_upload", "estimated_cost", "pages_skipped_done",
-          "files_skipped_done", "duplicates", "text_layer_pages", "rejected_files")
-
-
 @dataclass
 class PlanCounts:
     files_seen: int = 0
@@ -86,7 +82,7 @@ class Planner:
                     api = await stack.enter_async_context(
                         DeapiClient(base_url, token, client_settings_from_config(self.config)))
                     limits = await runner.startup_checks(api)
-                    balance = await _balance(api)
+                    balance = runner.balance   # read by the start-up checks
                 except StartupError as exc:
                     return exc.code, None, str(exc)
                 pricing = price_book(self.config, state, api)
@@ -257,13 +253,6 @@ class Planner:
             "balance": balance,
             "balance_lasts": None if balance is None else balance >= cost,
         }
-
-
-async def _balance(api: DeapiClient) -> float | None:
-    try:
-        return await api.balance()
-    except api_errors.DeapiError:
-        return None
 
 
 def _api_exit(exc: api_errors.DeapiError) -> ExitCode:

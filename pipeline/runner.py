@@ -63,6 +63,7 @@ class Runner:
         self.stream = stream or sys.stderr
         self.stats = RunStats()
         self.stop_reason: str | None = None
+        self.balance: float | None = None   # the account balance the start-up checks read
         self._stop_event = asyncio.Event()
         self._now_event = asyncio.Event()   # a second signal: cancel in-flight work at once
         self._signals = 0
@@ -220,6 +221,7 @@ class Runner:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
         except api_errors.DeapiError:
             balance = None  # the balance route is informative only
+        self.balance = balance
         if balance is not None and balance <= 0:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, f"the account balance is {balance}: top it up first")
         self._check_balance(balance)
