@@ -78,8 +78,6 @@ class PageGeometry:
         sub_w, sub_h = int(page["width"]), int(page["height"])
         scale = float(page.get("scale") or 1.0)
         orientation = _orientation(page.get("transforms") or ())
-        if "render_dpi" in page and "page_size_pt" in page:
-            return cls.for_pdf_page(page["page_size_pt"], float(page["render_dpi"]), scale, (sub_w, sub_h))
         if source_size is None:
             source_size = _derived_source_size(image, page, scale, orientation)
         ow, oh = float(source_size[0]), float(source_size[1])
@@ -101,18 +99,6 @@ class PageGeometry:
         rw, rh = (float(v) for v in src["rendered_size"])
         scale = float(page.get("scale") or src.get("upload_scale") or 1.0)
         return cls(int(page["width"]), int(page["height"]), pw, ph, rw / pw * scale, rh / ph * scale, "pt", 1)
-
-    @classmethod
-    def for_pdf_page(cls, page_size_pt: Sequence[float], render_dpi: float, scale: float,
-                     submitted: tuple[int, int]) -> "PageGeometry":
-        """A PDF page rendered at ``render_dpi`` and then scaled by ``scale`` for upload.
-
-        The hook for PDF inputs: ``prepare`` records ``page_size_pt`` ([width, height] of the
-        page as displayed, i.e. after ``/Rotate``) and ``render_dpi`` per page.
-        """
-        pw, ph = float(page_size_pt[0]), float(page_size_pt[1])
-        px_per_pt = render_dpi / 72.0 * scale
-        return cls(submitted[0], submitted[1], pw, ph, px_per_pt, px_per_pt, "pt", 1)
 
 
 def _orientation(transforms: Sequence[str]) -> int:

@@ -241,6 +241,9 @@ def test_geometry_undoes_downscale_clips_padding_and_maps_pdf_pages():
         {"page_index": 0, "width": 200, "height": 500, "scale": 1.0, "transforms": ["exif_transpose:6"]}]}
     assert (PageGeometry.from_prepared(rotated, 0).source_width, PageGeometry.from_prepared(rotated, 0).source_height) == (200, 500)
     # a Letter page rendered at 200 dpi, then sent at half size
-    pdfpage = PageGeometry.for_pdf_page((612, 792), 200, 0.5, (850, 1100))
+    letter = {"pages": [{"page_index": 0, "width": 850, "height": 1100, "scale": 0.5, "transforms": [],
+                         "source": {"kind": "pdf_page", "page_size_pt": [612, 792], "render_dpi": 200,
+                                    "rendered_size": [1700, 2200]}}]}
+    pdfpage = PageGeometry.from_prepared(letter, 0)
     assert pdfpage.unit == "pt" and pdfpage.to_source((0, 0, 850, 1100)) == (0, 0, 612, 792)
     assert pdfpage.to_source((100, 100, 200, 150)) == (72.0, 72.0, 144.0, 108.0)
