@@ -175,7 +175,8 @@ class _Cutter:
             columns = _split(indices, boxes, col_gaps, 0)
             tail = [] if in_table else self._tail_below(columns)
             if tail:  # a key/value block or table under text columns: read after all the columns
-                rest = [i for i in indices if i not in set(tail)]
+                in_tail = set(tail)
+                rest = [i for i in indices if i not in in_tail]
                 return self.blocks(rest, in_table) + self.blocks(tail, in_table)
             out: list[list[int]] = []
             for group in [[col] for col in columns] if in_table else self._row_groups(columns):
@@ -196,7 +197,6 @@ class _Cutter:
                 return upper[:-1] + [upper[-1] + lower[0]] + lower[1:]
             return upper + lower
         return [_rows(indices, boxes, self.tol)]
-
 
     def _tail_below(self, columns: list[list[int]]) -> list[int]:
         """Lines at the foot of one column, below the end of every other, that are no running text.
