@@ -24,7 +24,8 @@ from .words import tighten
 
 #: ONNX Runtime threads per engine; unset means "all cores". The pool sets it to
 #: ``cores // workers`` when it runs several RapidOCR workers side by side (the default, two:
-#: a second intra-op thread buys little on these models, a second process nearly doubles pages).
+#: on 2 idle cores 8 % more pages than one worker on two threads, more under other load;
+#: docs/engines.md "Speed").
 THREADS_ENV = "PIPELINE_OCR_THREADS"
 
 
