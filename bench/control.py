@@ -328,8 +328,8 @@ def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:
         return {"scenario": "embedded", "skipped": f"no pages under {shared}"}
     import shutil
 
-    from pipeline.prepare import prepare_file
-    from pipeline.server.engines.pool import EngineRunner
+    from pipeline.inputs.prepare import prepare_file
+    from pipeline.ocr.pool import EngineRunner
 
     (work / "in").mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
@@ -360,7 +360,7 @@ def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:
     cfg = work / "config.yaml"
     cfg.write_text(f"input: {work / 'in'}\noutput: {work / 'out'}\nprogress: off\n")
     from pipeline.config import load_config
-    from pipeline.runner import Runner
+    from pipeline.run.runner import Runner
 
     async def run() -> tuple[int, dict]:
         r = Runner(load_config(cfg), stream=io.StringIO())

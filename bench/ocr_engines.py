@@ -96,7 +96,7 @@ DATASETS = {"scribe": scribe_pages, "hobbes-1668": hobbes_pages}
 
 def upload_bytes(path: "Path | Page") -> bytes:
     """What the pipeline would send for this file (scribe PNGs pass through unchanged)."""
-    from pipeline.prepare import PrecheckLimits, prepare_file
+    from pipeline.inputs.prepare import PrecheckLimits, prepare_file
 
     if isinstance(path, Page):
         if path.data is not None:
@@ -114,7 +114,7 @@ def _rapidocr_version() -> str:
     when both are what it was read with."""
     from importlib.metadata import version
 
-    from pipeline.server.engines.rapid import DEFAULT_SETTINGS
+    from pipeline.ocr.rapid import DEFAULT_SETTINGS
 
     settings = hashlib.sha256(json.dumps(DEFAULT_SETTINGS, sort_keys=True).encode()).hexdigest()[:8]
     return f"{version('rapidocr')}-{settings}"
@@ -130,7 +130,7 @@ def _lines_json(lines) -> list:
 
 
 def _lines_from_json(rows):
-    from pipeline.server.engines.base import OcrLine
+    from pipeline.ocr.base import OcrLine
 
     return [OcrLine(text=t, box=tuple(b), confidence=c) for t, b, c in rows]
 
@@ -146,7 +146,7 @@ class RapidReader:
 
     def read(self, page: Page) -> tuple[list, float, bool]:
         """(raw lines, seconds to decode+recognise, came from cache)."""
-        from pipeline.server.engines.pool import decode_image
+        from pipeline.ocr.pool import decode_image
 
         data = upload_bytes(page)
         cache = _cache_file(f"rapidocr-{self.version}", data)
@@ -154,7 +154,7 @@ class RapidReader:
             stored = json.loads(cache.read_text(encoding="utf-8"))
             return _lines_from_json(stored["lines"]), stored["seconds"], True
         if self._engine is None:
-            from pipeline.server.engines.rapid import RapidOcrEngine
+            from pipeline.ocr.rapid import RapidOcrEngine
 
             t0 = time.perf_counter()
             self._engine = RapidOcrEngine()
@@ -171,8 +171,8 @@ class RapidReader:
 
 def run_rapidocr(pages: list[Page], fresh: bool) -> tuple[list[dict], list[dict]]:
     """Rows for ``rapidocr`` (our layout) and ``rapidocr-raw`` from one recognition per page."""
-    from pipeline.server.engines.base import OcrPage
-    from pipeline.server.engines.rapid import order_lines
+    from pipeline.ocr.base import OcrPage
+    from pipeline.ocr.rapid import order_lines
 
     reader = RapidReader(fresh)
     ours, raw = [], []
@@ -193,8 +193,8 @@ def run_rapidocr(pages: list[Page], fresh: bool) -> tuple[list[dict], list[dict]
 
 
 def run_tesseract(pages: list[Page]) -> list[dict]:
-    from pipeline.server.engines.pool import decode_image
-    from pipeline.server.engines.tesseract import TesseractEngine
+    from pipeline.ocr.pool import decode_image
+    from pipeline.ocr.tesseract import TesseractEngine
 
     engine = TesseractEngine()
     rows = []
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         if {"rapidocr", "rapidocr-raw"} & set(args.engines):
             produced["rapidocr"], produced["rapidocr-raw"] = run_rapidocr(pages, args.fresh)
         if "tesseract" in args.engines:
-            from pipeline.languages import LanguageError, check_language
+            from pipeline.ocr.languages import LanguageError, check_language
 
             try:
                 check_language("tesseract", pages[0].language)

@@ -53,16 +53,16 @@ THREADS = "EngineConfig.onnxruntime.intra_op_num_threads"
 
 
 def _text(lines) -> str:
-    from pipeline.server.engines.base import OcrPage
-    from pipeline.server.engines.rapid import order_lines
+    from pipeline.ocr.base import OcrPage
+    from pipeline.ocr.rapid import order_lines
 
     return OcrPage("rapidocr", 0, 0, order_lines(lines)).text
 
 
 def compare_settings(pages, names: list[str], repeat: int = 2, threads: int = 1) -> list[dict]:
     """Each setting's time per page (the fastest of ``repeat`` reads: outside load only adds), CER, shares."""
-    from pipeline.server.engines.pool import decode_image
-    from pipeline.server.engines.rapid import RapidOcrEngine
+    from pipeline.ocr.pool import decode_image
+    from pipeline.ocr.rapid import RapidOcrEngine
 
     engines = {}
     for name in names:
@@ -122,7 +122,7 @@ def _worker_peaks(runner) -> list[float]:
 
 
 async def _pool_run(workers: int, blobs: list[bytes]) -> tuple[float, list[float]]:
-    from pipeline.server.engines.pool import EngineRunner
+    from pipeline.ocr.pool import EngineRunner
 
     runner = EngineRunner("rapidocr", workers=workers)
     await runner.start()

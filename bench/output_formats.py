@@ -47,7 +47,7 @@ def make_page(path: Path) -> None:
 
 def document_for(path: Path, engine) -> dict:
     """A result document shaped exactly as ``process`` writes it, from a real engine result."""
-    from pipeline.prepare import prepare_file
+    from pipeline.inputs.prepare import prepare_file
 
     prepared = prepare_file(path)
     page = engine.recognize(Image.open(path))
@@ -74,8 +74,8 @@ def pdf_input_row(tmp: Path, png: Path, engine, pages: int, repeat: int) -> dict
     from fpdf import FPDF
 
     from pipeline.config import PdfConfig
-    from pipeline.pdf import PdfSource
-    from pipeline.prepare import PrecheckLimits
+    from pipeline.inputs.pdf import PdfSource
+    from pipeline.inputs.prepare import PrecheckLimits
 
     pdf = FPDF(unit="pt", format=(297.6, 216))     # 1240x900 px at 300 dpi
     for _ in range(pages):
@@ -107,7 +107,7 @@ def word_box_ratio(src: Path, repeat: int) -> dict:
     import numpy as np
     from rapidocr import RapidOCR
 
-    from pipeline.server.engines.rapid import line_words
+    from pipeline.ocr.rapid import line_words
 
     ocr = RapidOCR(params={"Global.log_level": "warning"})
     rgb = Image.open(src).convert("RGB")
@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--pdf-pages", type=int, default=10)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pipeline.server.engines.tesseract import TesseractEngine
+    from pipeline.ocr.tesseract import TesseractEngine
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -50,8 +50,8 @@ def make_pdf(path: Path, pages: int) -> None:
 
 def child(pages: int, path: Path, dpi: int) -> None:
     from pipeline.config import PdfConfig
-    from pipeline.pdf import PdfSource
-    from pipeline.prepare import PrecheckLimits
+    from pipeline.inputs.pdf import PdfSource
+    from pipeline.inputs.prepare import PrecheckLimits
 
     started = time.perf_counter()
     upload_bytes = 0

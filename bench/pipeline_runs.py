@@ -110,7 +110,7 @@ def write_config(work: Path, url: str, **extra: Any) -> Path:
 
 async def run_once(cfg: Path, **kw: Any) -> tuple[int, dict, float]:
     from pipeline.config import load_config
-    from pipeline.runner import Runner
+    from pipeline.run.runner import Runner
 
     os.environ["PIPELINE_BENCH_TOKEN"] = TOKEN
     runner = Runner(load_config(cfg), stream=io.StringIO(), **kw)
@@ -191,8 +191,8 @@ def bench_daily_limit(files: int, per_day: int = 50) -> dict[str, Any]:
 def bench_rerun(files: int) -> dict[str, Any]:
     """Seed ``files`` done files through the state store's API, then time a real rerun."""
     from pipeline.config import load_config
-    from pipeline.process import settings_fingerprint, work_key
-    from pipeline.state import StateStore
+    from pipeline.run.process import settings_fingerprint, work_key
+    from pipeline.run.state import StateStore
 
     with tempfile.TemporaryDirectory(prefix="bench-rerun-") as tmp:
         work = Path(tmp)

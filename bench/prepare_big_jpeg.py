@@ -46,7 +46,7 @@ def make_jpeg(path: Path, width: int, height: int, grain: float) -> None:
 def _child(variant: str, path: Path) -> dict:
     from PIL import Image
 
-    from pipeline.prepare import PrecheckLimits, prepare_file
+    from pipeline.inputs.prepare import PrecheckLimits, prepare_file
 
     limits = PrecheckLimits()
     Image.MAX_IMAGE_PIXELS = limits.max_source_pixels

@@ -1,6 +1,6 @@
 """Benchmark: the error of the size-bucket price estimate against per-file quotes.
 
-Why: ``plan`` and the budget price each page by its size bucket (``pipeline.pricing``), one
+Why: ``plan`` and the budget price each page by its size bucket (``pipeline.run.pricing``), one
 price request per bucket, instead of asking the API about every file. This measures what that
 costs in accuracy: every page of ``samples/`` and of the real scans in ``../shared/data`` is
 prepared as a run would prepare it, quoted by the image itself (deAPI's variant A) and by its
@@ -27,11 +27,11 @@ MODEL = "Nanonets_Ocr_S_F16"
 async def measure(name: str, files: list[Path]) -> dict:
     from pipeline.config import PdfConfig
     from pipeline.deapi import ClientSettings, DeapiClient
-    from pipeline.pages import TextLayerPage, open_source
-    from pipeline.prepare import PrecheckLimits
-    from pipeline.pricing import BUCKET_ERROR, PriceBook
+    from pipeline.inputs.pages import TextLayerPage, open_source
+    from pipeline.inputs.prepare import PrecheckLimits
+    from pipeline.run.pricing import BUCKET_ERROR, PriceBook
     from pipeline.server import EmbeddedServer, ServerConfig
-    from pipeline.state import StateStore
+    from pipeline.run.state import StateStore
 
     errors, exact_total, bucket_total = [], 0.0, 0.0
     with tempfile.TemporaryDirectory() as tmp:

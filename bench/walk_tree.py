@@ -46,7 +46,7 @@ def make_tree(root: Path, entries: int, per_dir: int) -> float:
 
 
 def _child(root: Path) -> dict:
-    from pipeline.scan import ScanEntry, scan_tree
+    from pipeline.inputs.scan import ScanEntry, scan_tree
 
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()

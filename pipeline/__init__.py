@@ -1,10 +1,12 @@
 """pipeline: batch folder OCR against deAPI's asynchronous img2txt API.
 
-The package is split by concern (see docs/architecture.md): ``scan`` walks the input tree,
-``prepare`` makes each image acceptable to the API, ``deapi`` is the HTTP client, ``state``
-remembers every file across runs, ``output`` writes results atomically, ``runner`` wires the
-stages together, and ``server`` is the offline deAPI-compatible server used as the embedded
-default and as the bed of every integration test.
+The packages are the pipeline's stages (see docs/architecture.md): ``inputs`` finds files and
+makes their pages ready, ``deapi`` is the HTTP client, ``run`` is one run and one file's way
+through it (with the state store), ``formats`` writes the outputs, ``ocr`` holds the engines the
+server and the client share, and ``server`` is the offline deAPI-compatible server used as the
+embedded default and as the bed of every integration test. The top level keeps the entry points
+(``cli``, ``__main__``, ``init_config``) and what every stage shares (``config``, ``exitcodes``,
+``crashlog``).
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version

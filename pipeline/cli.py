@@ -154,17 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pipeline: config error: {exc}", file=sys.stderr)
             return ExitCode.CONFIG_ERROR
         if args.command == "run":
-            from pipeline.runner import Runner
+            from pipeline.run.runner import Runner
             return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed).run()))
         if args.command == "plan":
-            from pipeline.plan import run_plan
+            from pipeline.run.plan import run_plan
             if args.limit is not None and args.limit < 1:
                 print("pipeline: --limit: must be at least 1", file=sys.stderr)
                 return ExitCode.CONFIG_ERROR
             return asyncio.run(run_plan(config, limit=args.limit, as_json=args.json, force=args.force,
                                         retry_failed=args.retry_failed, stream=sys.stdout))
         if args.command == "status":
-            from pipeline.audit import format_status, status_report
+            from pipeline.run.audit import format_status, status_report
             report = status_report(config)
             print(json.dumps(report, indent=2, default=str) if args.json else format_status(report))
             return ExitCode.OK
@@ -186,9 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verify(config, args) -> int:
-    from pipeline.audit import verify
-    from pipeline.lock import LockHeld, RunLock
-    from pipeline.state import StateStore
+    from pipeline.run.audit import verify
+    from pipeline.run.lock import LockHeld, RunLock
+    from pipeline.run.state import StateStore
 
     if not config.state_file.exists():
         print(f"pipeline: no state at {config.state_file}: nothing to verify")
@@ -221,8 +221,8 @@ def _verify(config, args) -> int:
 async def _models(config) -> int:
     from contextlib import AsyncExitStack
 
-    from pipeline.runner import Runner, StartupError
-    from pipeline.client_setup import client_settings_from_config
+    from pipeline.run.runner import Runner, StartupError
+    from pipeline.run.client_setup import client_settings_from_config
     from pipeline.deapi import DeapiClient
     from pipeline.deapi import errors as api_errors
 

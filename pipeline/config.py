@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 from urllib.parse import urlsplit
 
-from pipeline.scan import glob_to_regex
+from pipeline.inputs.scan import glob_to_regex
 from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, NEEDS_BOXES, REQUIRED
 
 

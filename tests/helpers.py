@@ -77,7 +77,7 @@ def write_config(tmp_path: Path, base_url: str, **overrides: Any) -> Path:
 async def run_pipeline(cfg: Path, token: str | None, **runner_kw: Any):
     """Run the real Runner in this event loop; returns (exit code, run report)."""
     from pipeline.config import load_config
-    from pipeline.runner import Runner
+    from pipeline.run.runner import Runner
 
     if token is not None:
         os.environ["PIPELINE_TEST_TOKEN"] = token

@@ -138,7 +138,7 @@ async def test_plan_counts_adoptable_outputs_as_done_and_refused_ones_as_work(tm
     import os
 
     from pipeline.config import load_config
-    from pipeline.plan import Planner, format_plan
+    from pipeline.run.plan import Planner, format_plan
 
     names = _tree(tmp_path, 3)
     cfg = write_config(tmp_path, server.base_url)

@@ -16,12 +16,12 @@ import pytest
 
 from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
-from pipeline.budget import Budget, CapReached
+from pipeline.run.budget import Budget, CapReached
 from pipeline.config import BudgetConfig
 from pipeline.exitcodes import ExitCode
-from pipeline.pricing import bucket
+from pipeline.run.pricing import bucket
 from pipeline.server import EmbeddedServer, FaultRule, ServerConfig
-from pipeline.state import StateStore
+from pipeline.run.state import StateStore
 
 SIZE = (1000, 1000)   # bucket 1024x1024: 0.002097 a page at the server's 0.002 per megapixel
 
@@ -173,7 +173,7 @@ async def test_a_balance_the_api_refuses_mid_run_stops_every_later_submit(tmp_pa
 
 
 async def test_a_short_balance_warns_or_refuses_to_start(tmp_path):
-    from pipeline.plan import Planner
+    from pipeline.run.plan import Planner
     from pipeline.config import load_config
 
     async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
@@ -196,7 +196,7 @@ async def test_a_short_balance_warns_or_refuses_to_start(tmp_path):
 
 
 async def test_status_shows_pages_and_cost_per_run_and_per_day(tmp_path, server):
-    from pipeline.audit import format_status, status_report
+    from pipeline.run.audit import format_status, status_report
     from pipeline.config import load_config
 
     tree(tmp_path, 3)

@@ -20,7 +20,7 @@ import pytest
 from conftest import TOKEN
 from helpers import distinct_png, failures, read_result, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
-from pipeline.lock import RunLock
+from pipeline.run.lock import RunLock
 from pipeline.server import FaultRule
 
 N_FILES = 6

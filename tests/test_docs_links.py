@@ -137,7 +137,7 @@ def test_the_readme_stays_a_front_door() -> None:
     ("Validation (422)", "validation-422"),
     ("Design notes (where public sources conflict or are silent)",
      "design-notes-where-public-sources-conflict-or-are-silent"),
-    ("Finding files (`pipeline/scan.py`)", "finding-files-pipelinescanpy"),
+    ("Finding files (`pipeline/inputs/scan.py`)", "finding-files-pipelineinputsscanpy"),
     ("Client behaviour: retries, rate limits, polling", "client-behaviour-retries-rate-limits-polling"),
     ("Reruns, crashes, the lock and signals", "reruns-crashes-the-lock-and-signals"),
     ("What's new — 2.0", "whats-new--20"),

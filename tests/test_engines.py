@@ -18,9 +18,9 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for bench/ under plain `pytest`
 from bench.metrics import bag_f1, cer_counts  # noqa: E402
 from helpers import font  # noqa: E402
-from pipeline.prepare import PrecheckLimits, prepare_file  # noqa: E402
-from pipeline.server.engines import EngineError  # noqa: E402
-from pipeline.server.engines.pool import EngineRunner  # noqa: E402
+from pipeline.inputs.prepare import PrecheckLimits, prepare_file  # noqa: E402
+from pipeline.ocr import EngineError  # noqa: E402
+from pipeline.ocr.pool import EngineRunner  # noqa: E402
 
 
 def page_png(left: list[str], right: list[str] | None = None, size=(1400, 420)) -> bytes:
@@ -147,7 +147,7 @@ async def test_a_real_two_column_page_comes_out_in_reading_order(shared_data):
 def test_the_server_reads_transparent_and_16_bit_uploads_as_the_client_prepares_them():
     """``decode_image`` (the worker's decoder) flattens transparency onto white, as paper, and
     stretches 16-bit grey over its used range instead of clipping it to black."""
-    from pipeline.server.engines.pool import decode_image
+    from pipeline.ocr.pool import decode_image
 
     def png(im: Image.Image) -> bytes:
         buf = io.BytesIO()
@@ -170,7 +170,7 @@ def test_the_server_reads_transparent_and_16_bit_uploads_as_the_client_prepares_
 async def test_rapidocr_workers_run_the_measured_settings_one_thread_each_on_two_cores():
     """The embedded default (bench/ocr_speed.py): no angle classifier, and with two workers on
     two cores each worker's ONNX Runtime gets one intra-op thread, not every core."""
-    from pipeline.server.engines.rapid import DEFAULT_SETTINGS
+    from pipeline.ocr.rapid import DEFAULT_SETTINGS
 
     runner = EngineRunner("rapidocr", workers=2)
     runner._threads_per_worker = lambda: 1  # what two workers get on a 2-core machine
@@ -186,7 +186,7 @@ async def test_rapidocr_workers_run_the_measured_settings_one_thread_each_on_two
 
 @pytest.mark.real_ocr
 def test_the_rapidocr_engine_hands_its_settings_to_rapidocr(monkeypatch):
-    from pipeline.server.engines.rapid import THREADS_ENV, RapidOcrEngine
+    from pipeline.ocr.rapid import THREADS_ENV, RapidOcrEngine
 
     monkeypatch.setenv(THREADS_ENV, "1")
     engine = RapidOcrEngine({"Rec.rec_batch_num": 3})

@@ -22,7 +22,7 @@ from helpers import run_pipeline, save, text_page, write_config
 from pipeline.config import ConfigError, load_config
 from pipeline.exitcodes import ExitCode
 from pipeline.formats.writer import render
-from pipeline.geometry import PageGeometry
+from pipeline.inputs.geometry import PageGeometry
 
 import xml.etree.ElementTree as ET
 

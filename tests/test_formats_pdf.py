@@ -122,7 +122,7 @@ async def test_pdf_page_over_the_pixel_limit_maps_back_through_the_lowered_dpi(t
 
 
 def test_pdf_record_geometry_undoes_render_scale_and_padding():
-    from pipeline.geometry import PageGeometry
+    from pipeline.inputs.geometry import PageGeometry
 
     # 612x792 pt rendered at 150 dpi (1275x1650), uploaded at half size (638x825) and padded
     # to 700 wide: a box on the upload maps into points; the padding is clipped away.

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from helpers import distinct_png, run_pipeline, text_page, write_config
-from pipeline import languages
+from pipeline.ocr import languages
 from pipeline.exitcodes import ExitCode
-from pipeline.languages import LanguageError, check_language, resolve_tesseract, tesseract_data
+from pipeline.ocr.languages import LanguageError, check_language, resolve_tesseract, tesseract_data
 from pipeline.server import EmbeddedServer, ServerConfig
 from test_server_support import AUTH, TOKEN, V1, submit, wait_done
 

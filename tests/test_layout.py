@@ -4,7 +4,7 @@ RapidOCR hands lines over row by row across the page; these synthetic pages give
 that interleaved order and check the blocks and the order that come back.
 """
 
-from pipeline.server.engines.layout import reading_order
+from pipeline.ocr.layout import reading_order
 
 
 def line(x0, y, x1, h=20):

@@ -10,9 +10,9 @@ from PIL import Image
 
 import pdfs
 from pipeline.config import PdfConfig
-from pipeline.pages import ImageSource, PageFailed, TextLayerPage, open_source
-from pipeline.pdf import PdfSource
-from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
+from pipeline.inputs.pages import ImageSource, PageFailed, TextLayerPage, open_source
+from pipeline.inputs.pdf import PdfSource
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 
 LIMITS = PrecheckLimits()
 AUTO = PdfConfig()

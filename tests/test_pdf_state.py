@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from pipeline.state import StateStore
+from pipeline.run.state import StateStore
 
 
 def test_text_layer_page_is_done_without_a_request_and_survives_reopening(tmp_path):

@@ -17,9 +17,9 @@ from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, save, text_page, write_config
 from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
-from pipeline.plan import Planner, format_plan
-from pipeline.pricing import bucket
-from pipeline.state import StateStore
+from pipeline.run.plan import Planner, format_plan
+from pipeline.run.pricing import bucket
+from pipeline.run.state import StateStore
 
 
 async def plan(cfg, **kw):

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from helpers import run_as_nobody
-from pipeline.prepare import PrecheckLimits, PreparedFile, RejectedInput, prepare_file
+from pipeline.inputs.prepare import PrecheckLimits, PreparedFile, RejectedInput, prepare_file
 
 LIMITS = PrecheckLimits()
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -15,8 +15,8 @@ from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.deapi import ClientSettings, DeapiClient
 from pipeline.exitcodes import ExitCode
-from pipeline.pricing import BUCKET_ERROR, PriceBook, bucket, bucket_side
-from pipeline.state import StateStore
+from pipeline.run.pricing import BUCKET_ERROR, PriceBook, bucket, bucket_side
+from pipeline.run.state import StateStore
 
 MODEL = "Nanonets_Ocr_S_F16"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -24,7 +24,7 @@ from PIL import Image
 from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
-from pipeline.feed import ScanFeed
+from pipeline.inputs.feed import ScanFeed
 from pipeline.server import EmbeddedServer, FaultConfig, FaultRule, ServerConfig
 
 NOISE = ("Traceback", "never retrieved", "Task was destroyed", "CancelledError")
@@ -190,7 +190,7 @@ async def test_finished_files_leave_no_results_in_memory_and_progress_shows_the_
         cfg = write_config(tmp_path, srv.base_url, progress="log", log_interval_s=0.1,
                            concurrency__jobs_in_flight=4, concurrency__adaptive=False)
         from pipeline.config import load_config
-        from pipeline.runner import Runner
+        from pipeline.run.runner import Runner
 
         os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
         runner = Runner(load_config(cfg), stream=io.StringIO())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_as_nobody
-from pipeline.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
+from pipeline.inputs.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
 
 
 def touch(root: Path, rel: str, data: bytes = b"x", age_s: float | None = 3600.0) -> Path:

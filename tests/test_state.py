@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from pipeline.lock import LockHeld, RunLock
-from pipeline.output import output_paths, source_rel_for, write_results
-from pipeline.state import StateStore
+from pipeline.run.lock import LockHeld, RunLock
+from pipeline.formats.output import output_paths, source_rel_for, write_results
+from pipeline.run.state import StateStore
 
 
 def test_file_state_round_trip_and_counts(tmp_path):
@@ -59,7 +59,7 @@ def test_page_write_ahead_intent_and_unknown_outcomes(tmp_path):
 def test_committed_state_survives_sigkill(tmp_path):
     """Each call is its own transaction: what returned before a SIGKILL is on disk after it."""
     db = tmp_path / "s.sqlite"
-    code = ("import os, signal; from pipeline.state import StateStore;"
+    code = ("import os, signal; from pipeline.run.state import StateStore;"
             f"s = StateStore(__import__('pathlib').Path({str(db)!r}));"
             "s.set_file('a.png', 'submitting', work_key='k'); s.page_intent('k', 0, 'u', None);"
             "s.page_submitted('k', 0, 'rid-9'); os.kill(os.getpid(), signal.SIGKILL)")
@@ -82,7 +82,7 @@ def test_run_lock_refuses_a_second_holder_and_is_released_by_a_dying_process(tmp
         with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
             RunLock(path).acquire()
     # A process killed while holding the lock leaves no stale lock behind.
-    code = (f"import os, signal; from pipeline.lock import RunLock; RunLock(__import__('pathlib').Path({str(path)!r}))"
+    code = (f"import os, signal; from pipeline.run.lock import RunLock; RunLock(__import__('pathlib').Path({str(path)!r}))"
             ".acquire(); os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == -9
     lock = RunLock(path)

@@ -2,7 +2,7 @@
 
 ``txt`` and ``json`` render the result document as ``process`` builds it; ``alto``, ``hocr``
 and ``pdf`` render a ``FileLayout`` (boxes mapped into the source's coordinates, see
-``model`` and ``pipeline.geometry``). One writer (``writer``) writes every configured output
+``model`` and ``pipeline.inputs.geometry``). One writer (``writer``) writes every configured output
 atomically beside the others, so adding a format is adding a renderer and a test, and
 regenerating outputs needs nothing but the stored ``.json`` and the source file.
 

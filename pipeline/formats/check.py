@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 
-from pipeline.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK
 
 from .alto import NS as ALTO_NS
 

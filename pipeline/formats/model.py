@@ -3,7 +3,7 @@
 Why a separate model: the result ``.json`` is the stored record (boxes on the *submitted*
 image, what prepare did, the settings); every archival renderer wants the same thing from it,
 boxes on the *source* page. ``layout_from_document`` does that once, through
-``pipeline.geometry``, so ALTO, hOCR and PDF are pure functions of a ``FileLayout``.
+``pipeline.inputs.geometry``, so ALTO, hOCR and PDF are pure functions of a ``FileLayout``.
 
 Where a result has line boxes but no word boxes (a structured answer from a server that only
 gives lines), words are estimated by splitting the line box in proportion to character counts
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.geometry import Box, PageGeometry
+from pipeline.inputs.geometry import Box, PageGeometry
 
 
 @dataclass(frozen=True)

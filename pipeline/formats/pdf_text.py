@@ -9,7 +9,7 @@ displayed frame (``pdfpage``), so ALTO, hOCR and the searchable PDF treat these 
 pages. Such words carry no confidence (``WC`` absent: it is the document's text, not a guess)
 and the page's engine is ``pdf-text-layer``. Reading costs milliseconds and no pixels.
 
-Every pdfium call holds ``pipeline.pdf``'s lock (pdfium is not thread-safe, and the writer
+Every pdfium call holds ``pipeline.inputs.pdf``'s lock (pdfium is not thread-safe, and the writer
 runs in worker threads beside the page renderer).
 """
 
@@ -22,7 +22,7 @@ from typing import Iterable
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK
 
 from .model import Block, Line, PageLayout, Word, union
 from .pdfpage import PdfFrame

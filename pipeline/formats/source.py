@@ -15,8 +15,8 @@ from typing import Iterator
 
 from PIL import Image, ImageOps
 
-from pipeline.geometry import SWAPPING_ORIENTATIONS
-from pipeline.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
 
 DEFAULT_DPI = 300.0          # when the file states none (or an aspect ratio only): a usual scan
 _ORIENTATION_TAG = 0x0112

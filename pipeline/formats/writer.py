@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import aiofiles.os
 import pypdfium2 as pdfium
 
-from pipeline.output import output_path, write_atomic_sync
+from pipeline.formats.output import output_path, write_atomic_sync
 
 from . import SUFFIXES
 from .alto import render_alto

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .counters import Counters
-from .engines.pool import EngineRunner
+from pipeline.ocr.pool import EngineRunner
 from .faults import FaultConfig
 from .jobs import JobRunner, JobStore, decide_faults, status_body
 from .lifecycle import DONE, Job, JobEvents

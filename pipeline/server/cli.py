@@ -18,7 +18,7 @@ import sys
 from pipeline.exitcodes import ExitCode
 
 from .config import LIMITED_ENDPOINTS, PROFILES, ROLES, ServerConfig
-from .engines import ENGINE_NAMES
+from pipeline.ocr import ENGINE_NAMES
 from .faults import FaultConfig, parse_fault_option
 from .store import StoreUnavailable
 

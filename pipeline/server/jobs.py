@@ -20,8 +20,8 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from .counters import Counters
-from .engines.base import EngineError
-from .engines.pool import EngineRunner
+from pipeline.ocr.base import EngineError
+from pipeline.ocr.pool import EngineRunner
 from .faults import FaultConfig
 from .ledger import Ledger
 from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents

@@ -47,7 +47,7 @@ def filter_models(wanted: str | None, engine: str | None = None) -> list[dict[st
     models = [m for m in MODELS if not kinds or kinds & set(m["inference_types"])]
     if engine not in ("rapidocr", "tesseract"):  # the test engine reads no language
         return list(models)
-    from pipeline.languages import language_list
+    from pipeline.ocr.languages import language_list
 
     langs = language_list(engine)
     return [{**m, "languages": [dict(x) for x in langs]} if "img2txt" in m["inference_types"] else m

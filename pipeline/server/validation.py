@@ -236,7 +236,7 @@ def _is_loopback(host: str) -> bool:
 
 def language_problem(engine: str | None, language: str) -> list[str] | None:
     """Laravel's ``in`` rule message for a language the engine cannot read here, plus why."""
-    from pipeline.languages import LanguageError, check_language
+    from pipeline.ocr.languages import LanguageError, check_language
 
     if not engine:
         return None

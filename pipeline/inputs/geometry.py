@@ -16,7 +16,7 @@ What the mapping undoes, and why it is only a scale and a clip:
   oriented page: source = submitted / scale, per axis (the two axes are rounded separately).
 * Padding (``pad:``) adds white at the right and bottom only, so it never moves a coordinate;
   a box in the padding is clipped to the page.
-* PDF pages (rendered by ``pipeline.pdf`` at ``render_dpi``) map into the page's own coordinate
+* PDF pages (rendered by ``pipeline.inputs.pdf`` at ``render_dpi``) map into the page's own coordinate
   system in PDF points: one more factor of ``72 / render_dpi``, origin top-left like the image.
   "The page" is the page as a viewer shows it: its CropBox, turned by its ``/Rotate``, which is
   what pdfium renders; ``formats.pdfpage`` maps that frame onto the PDF's user space.

@@ -4,14 +4,14 @@ Why: per-page state, submission and the outputs should never ask what kind of fi
 from. :func:`open_source` looks at the *content* (``%PDF-`` in the first KB, never the
 extension) and returns a :class:`PageSource`:
 
-* :class:`ImageSource` wraps :func:`pipeline.prepare.prepare_file` (images are prepared when
+* :class:`ImageSource` wraps :func:`pipeline.inputs.prepare.prepare_file` (images are prepared when
   opened, as before: a single image or a TIFF's frames);
-* :class:`pipeline.pdf.PdfSource` renders one page per :meth:`PageSource.page` call, so a
+* :class:`pipeline.inputs.pdf.PdfSource` renders one page per :meth:`PageSource.page` call, so a
   1,000-page PDF is never in memory at once.
 
-``page(i)`` returns a :class:`~pipeline.prepare.PreparedPage` (to submit) or a
-:class:`~pipeline.pdf.TextLayerPage` (text taken from the PDF, no API call), or raises
-:class:`~pipeline.pdf.PageFailed` for that page alone. ``lazy`` says whether ``page`` does real
+``page(i)`` returns a :class:`~pipeline.inputs.prepare.PreparedPage` (to submit) or a
+:class:`~pipeline.inputs.pdf.TextLayerPage` (text taken from the PDF, no API call), or raises
+:class:`~pipeline.inputs.pdf.PageFailed` for that page alone. ``lazy`` says whether ``page`` does real
 work (and should run in a worker thread).
 """
 
@@ -20,9 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.config import PdfConfig
-from pipeline.pdf import PageFailed, PdfSource, TextLayerPage, is_pdf
-from pipeline.prepare import PrecheckLimits, PreparedPage, prepare_file
+from pipeline.inputs.pdf import PageFailed, PdfSettings, PdfSource, TextLayerPage, is_pdf
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, prepare_file
 
 __all__ = ["PageSource", "ImageSource", "open_source", "sniff_pdf", "is_pdf", "PageFailed", "TextLayerPage"]
 
@@ -68,8 +67,8 @@ def sniff_pdf(path: Path) -> bool:
         return False
 
 
-def open_source(path: Path, limits: PrecheckLimits, pdf: PdfConfig) -> PdfSource | ImageSource:
-    """The page source for ``path``; raises :class:`~pipeline.prepare.RejectedInput` for bad files."""
+def open_source(path: Path, limits: PrecheckLimits, pdf: PdfSettings) -> PdfSource | ImageSource:
+    """The page source for ``path``; raises :class:`~pipeline.inputs.prepare.RejectedInput` for bad files."""
     path = Path(path)
     if sniff_pdf(path):
         return PdfSource(path, limits, pdf)

@@ -5,7 +5,7 @@ pages. :class:`PdfSource` keeps the document open (pdfium reads it from disk on 
 turns *one* page into either
 
 * a :class:`TextLayerPage` — the page's embedded text is real text, so no API call is needed; or
-* a :class:`~pipeline.prepare.PreparedPage` — the page rendered at ``pdf.dpi`` (lowered only so the
+* a :class:`~pipeline.inputs.prepare.PreparedPage` — the page rendered at ``pdf.dpi`` (lowered only so the
   bitmap fits ``max_width``/``max_height``; rendering at the target size is sharper than rendering
   big and downscaling) and then prepared exactly like a TIFF frame.
 
@@ -32,14 +32,26 @@ import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.config import PdfConfig
-from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput, prepare_image_page, stat_input
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput, prepare_image_page, stat_input
 
-__all__ = ["PdfSource", "TextLayerPage", "PageFailed", "is_pdf", "PDF_REJECTION_CODES"]
+
+class PdfSettings(Protocol):
+    """What PDF reading needs of the ``pdf:`` settings (``config.PdfConfig`` is one). Declared here
+    so that ``inputs/`` reads settings without importing the configuration, which sits above it."""
+
+    dpi: int
+    text_layer: str
+    max_pages: int
+    min_text_chars: int
+    trust_invisible_text: bool
+
+
+__all__ = ["PdfSource", "PdfSettings", "TextLayerPage", "PageFailed", "is_pdf", "PDF_REJECTION_CODES"]
 
 PDF_REJECTION_CODES = {
     "encrypted": "the PDF needs a user password to open",
@@ -82,7 +94,7 @@ class PdfSource:
     kind = "PDF"
     lazy = True       # page() renders: run it in a worker thread
 
-    def __init__(self, path: Path, limits: PrecheckLimits, settings: PdfConfig) -> None:
+    def __init__(self, path: Path, limits: PrecheckLimits, settings: PdfSettings) -> None:
         self.path, self.limits, self.settings = Path(path), limits, settings
         self.size = stat_input(self.path)
         self._check_tail()
@@ -195,7 +207,7 @@ class PdfSource:
         return image, px_per_pt
 
 
-def _text_layer(page: pdfium.PdfPage, settings: PdfConfig) -> tuple[str | None, str]:
+def _text_layer(page: pdfium.PdfPage, settings: PdfSettings) -> tuple[str | None, str]:
     """The page's embedded text when it should be used, else None; and the verdict, for the .json."""
     textpage = page.get_textpage()
     try:

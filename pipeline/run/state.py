@@ -21,8 +21,8 @@ Two levels are tracked:
   its text came from), so a resumed PDF does not render its done pages again. A page taken from a
   PDF's text layer is stored ``done`` with no request id: it cost nothing and is never submitted.
 * ``price_quotes`` (schema 2): the API's price per (model, language, format, size bucket) with
-  the time it was asked (``pipeline.pricing``), and ``spend``: one row per submitted page with
-  its quote, its run and its calendar day (``pipeline.budget`` sums it for the caps).
+  the time it was asked (``pipeline.run.pricing``), and ``spend``: one row per submitted page with
+  its quote, its run and its calendar day (``pipeline.run.budget`` sums it for the caps).
 
 All writes happen on the event-loop thread through one connection; each call is one short
 transaction, so the database is consistent at every instant.
@@ -345,7 +345,7 @@ class StateStore:
             "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.page").fetchall()
         return [dict(r) for r in rows]
 
-    # -- prices and spend (pipeline.pricing, pipeline.budget) ----------------------------------
+    # -- prices and spend (pipeline.run.pricing, pipeline.run.budget) ----------------------------------
 
     def get_quote(self, quote_key: str) -> tuple[float, float] | None:
         """(price, quoted_at) of a cached price quote, or None."""

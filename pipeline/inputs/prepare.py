@@ -42,7 +42,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
-from pipeline.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
 
 __all__ = [
     "PrecheckLimits",

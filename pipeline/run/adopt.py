@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.formats import SUFFIXES
 from pipeline.formats.writer import ordered
-from pipeline.output import PAGE_SEPARATOR, output_path
+from pipeline.formats.output import PAGE_SEPARATOR, output_path
 
 
 @dataclass(frozen=True)

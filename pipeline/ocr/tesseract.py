@@ -8,7 +8,7 @@ Tesseract's own page layout analysis gives column order, so its blocks (``RIL.BL
 (``RIL.TEXTLINE``) are kept as they come.
 
 ``language`` may be an ISO 639-1 code (``en``, ``de``, ``la``), a traineddata name (``eng``,
-``Fraktur``, ``script/Fraktur``) or several joined by ``+`` (``deu+frk``); ``pipeline.languages``
+``Fraktur``, ``script/Fraktur``) or several joined by ``+`` (``deu+frk``); ``pipeline.ocr.languages``
 maps the codes and finds the data (pip wheels, ``$TESSDATA_PREFIX``, Debian's folders). A
 language with no data fails its page with a message saying how to install it (the server
 already refuses it with a 422, and an embedded run at start-up): never an English fallback.
@@ -21,7 +21,7 @@ from collections import OrderedDict
 
 from PIL import Image
 
-from pipeline.languages import LanguageError, resolve_tesseract, tesseract_data
+from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
 from .words import attach_words

@@ -23,8 +23,8 @@ from pipeline.config import Config
 from pipeline.formats import SUFFIXES
 from pipeline.formats.check import CHECKS
 from pipeline.formats.writer import expected_outputs
-from pipeline.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
-from pipeline.state import FAILED_STATES, FILE_STATES, StateStore
+from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
+from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
 
 
 def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]:

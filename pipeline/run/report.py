@@ -19,8 +19,8 @@ from typing import Any, Callable, TextIO
 from tqdm import tqdm
 
 from pipeline.exitcodes import ExitCode
-from pipeline.output import write_json_atomic_sync
-from pipeline.state import FAILED_STATES, StateStore
+from pipeline.formats.output import write_json_atomic_sync
+from pipeline.run.state import FAILED_STATES, StateStore
 
 EXIT_MEANING = {
     ExitCode.OK: "all files done",

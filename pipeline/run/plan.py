@@ -6,7 +6,7 @@ the night will really meet. So ``plan`` walks the tree with the run's scan (same
 ``run`` uses: what is done counts as skipped, adoption plugs in there for both), and opens
 every file to send with the run's page sources (same rejections, same PDF text-layer pages,
 same uploads and byte counts). Each page to send is priced by its upload size through
-``pipeline.pricing`` (one price call per size bucket, cached in the state store). It takes no
+``pipeline.run.pricing`` (one price call per size bucket, cached in the state store). It takes no
 lock, writes no file state, and submits nothing; it writes the quote cache and its own
 summary (``last_plan``, which ``run`` checks the balance against).
 
@@ -26,17 +26,17 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pipeline.client_setup import client_settings_from_config
+from pipeline.run.client_setup import client_settings_from_config
 from pipeline.config import Config
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.exitcodes import ExitCode
-from pipeline.pages import PageFailed, TextLayerPage, open_source
-from pipeline.prepare import RejectedInput
-from pipeline.pricing import BUCKET_ERROR, bucket, price_book
-from pipeline.process import FileProcessor, RunContext, Verdict
-from pipeline.scan import ScanEntry, ScanProblem
-from pipeline.state import StateStore
+from pipeline.inputs.pages import PageFailed, TextLayerPage, open_source
+from pipeline.inputs.prepare import RejectedInput
+from pipeline.run.pricing import BUCKET_ERROR, bucket, price_book
+from pipeline.run.process import FileProcessor, RunContext, Verdict
+from pipeline.inputs.scan import ScanEntry, ScanProblem
+from pipeline.run.state import StateStore
 
 @dataclass
 class PlanCounts:
@@ -70,8 +70,8 @@ class Planner:
 
     async def plan(self) -> tuple[ExitCode, dict[str, Any] | None, str | None]:
         """(exit code, the plan as a dict, an error message)."""
-        from pipeline.budget import Budget
-        from pipeline.runner import Runner, StartupError, walk
+        from pipeline.run.budget import Budget
+        from pipeline.run.runner import Runner, StartupError, walk
 
         runner = Runner(self.config, stream=io.StringIO())
         state = StateStore(self.config.state_file)

@@ -33,19 +33,19 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from pipeline import __version__
-from pipeline.adopt import Adoption, Refusal, examine
-from pipeline.budget import BalanceShort, CapReached
+from pipeline.run.adopt import Adoption, Refusal, examine
+from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.config import Config
-from pipeline.crashpoints import crashpoint
+from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
 from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
-from pipeline.output import PAGE_SEPARATOR, output_paths
-from pipeline.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
-from pipeline.prepare import PrecheckLimits, PreparedPage, RejectedInput
-from pipeline.scan import ScanEntry
-from pipeline.state import StateStore
+from pipeline.formats.output import PAGE_SEPARATOR, output_paths
+from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
+from pipeline.inputs.scan import ScanEntry
+from pipeline.run.state import StateStore
 
 
 

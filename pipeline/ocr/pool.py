@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image, ImageOps
 
-from pipeline.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
 
 from . import ENGINE_NAMES, create_engine
 from .base import Engine, EngineError, OcrPage

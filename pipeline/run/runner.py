@@ -20,22 +20,22 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any, Callable, TextIO
 
-from pipeline.budget import Budget
+from pipeline.run.budget import Budget
 from pipeline.config import Config, ConfigError, token_from_env
-from pipeline.crashpoints import crashpoint
+from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
-from pipeline.client_setup import client_settings_from_config, job_slots_from_config
+from pipeline.run.client_setup import client_settings_from_config, job_slots_from_config
 from pipeline.exitcodes import ExitCode
-from pipeline.languages import LanguageError, check_language
-from pipeline.lock import LockHeld, RunLock
-from pipeline.prepare import PrecheckLimits
-from pipeline.pricing import price_book
-from pipeline.process import FileProcessor, Outcome, RunContext, StopSubmitting
-from pipeline.report import Progress, RunStats, progress_line, write_run_report
-from pipeline.feed import ScanFeed, TreeCount
-from pipeline.scan import ScanEntry, ScanProblem, scan_tree
-from pipeline.state import FAILED_STATES, StateStore
+from pipeline.ocr.languages import LanguageError, check_language
+from pipeline.run.lock import LockHeld, RunLock
+from pipeline.inputs.prepare import PrecheckLimits
+from pipeline.run.pricing import price_book
+from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
+from pipeline.run.report import Progress, RunStats, progress_line, write_run_report
+from pipeline.inputs.feed import ScanFeed, TreeCount
+from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
+from pipeline.run.state import FAILED_STATES, StateStore
 
 log = logging.getLogger("pipeline")
 
