@@ -22,6 +22,8 @@ import asyncio
 import io
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -41,8 +43,14 @@ _worker_error: str | None = None
 
 
 def _init_worker(engine_name: str, threads: int | None = None) -> None:
-    """Build this worker's one engine; remember a failure so every task reports it clearly."""
+    """Build this worker's one engine; remember a failure so every task reports it clearly.
+
+    The worker ignores SIGINT: a Ctrl-C at a terminal reaches the whole process group, and the
+    parent owns shutdown (it lets pages in progress finish within its grace, then closes the
+    pool). A worker killed by that SIGINT would fail its page and break the pool mid-stop."""
     global _worker_engine, _worker_error
+    if threading.current_thread() is threading.main_thread():  # a worker process (``fast`` runs in threads)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads:
         from .rapid import THREADS_ENV
 

@@ -1,0 +1,152 @@
+"""Ctrl-C at a terminal: the terminal sends SIGINT to the whole foreground process group, the
+embedded engine's worker processes included, not only to the main process.
+
+The run is started in a session of its own with a pseudo-terminal as its controlling terminal,
+the way a shell starts it, and ``\\x03`` is written to the terminal: the line discipline turns it
+into SIGINT for every process of the group. The embedded server runs the real tesseract engine
+in worker processes. The test then reads what a person and a scheduler would: the summary line,
+``run-report.json``, the run closed in the state store, the exit code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from helpers import save, text_page
+from pipeline.exitcodes import ExitCode
+
+
+class Terminal:
+    """A child process on a pseudo-terminal: its controlling terminal, stdin, stdout and stderr."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.master, slave = os.openpty()
+        env = dict(os.environ)
+        env.pop("PIPELINE_CRASHPOINT", None)
+
+        def controlling_tty() -> None:  # runs after setsid(): the pty becomes this session's terminal
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                                     start_new_session=True, preexec_fn=controlling_tty)
+        os.close(slave)
+        self._out = bytearray()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: every process holding the terminal has exited
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._out += chunk
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return self._out.decode(errors="replace")
+
+    def ctrl_c(self) -> None:
+        os.write(self.master, b"\x03")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(5)
+            os.close(self.master)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll a condition of the world (files on disk, terminal output); fail naming ``what``."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def archive(tmp_path: Path, pages: int, grace: float) -> Path:
+    for i in range(pages):
+        save(text_page(f"Page {i} of the\nletters {i * 7}"), tmp_path / "in" / f"p{i:03d}.png", "PNG")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "input": str(tmp_path / "in"), "output": str(tmp_path / "out"), "progress": "bar",
+        "shutdown_grace_s": grace,
+        "api": {"base_url": "embedded", "embedded": {"engine": "tesseract", "workers": 1}},
+        "concurrency": {"jobs_in_flight": 2, "adaptive": False},
+    }))
+    return cfg
+
+
+def done_outputs(tmp_path: Path) -> int:
+    return len(list((tmp_path / "out").glob("*.png.txt")))
+
+
+def closed_runs(tmp_path: Path) -> list[tuple]:
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        return db.execute("SELECT id, ended_at, exit_code FROM runs").fetchall()
+    finally:
+        db.close()
+
+
+def run_on_terminal(tmp_path: Path, cfg: Path) -> Terminal:
+    term = Terminal([sys.executable, "-m", "pipeline", "run", str(cfg)], tmp_path)
+    # the engine's worker process is up and reading pages: some file is done, others are waiting
+    wait_for(lambda: done_outputs(tmp_path) >= 1 or term.proc.poll() is not None, 120, "a first page read")
+    assert term.proc.poll() is None, term.output
+    return term
+
+
+def test_ctrl_c_at_a_terminal_stops_like_sigterm_with_summary_report_and_closed_run(tmp_path):
+    cfg = archive(tmp_path, pages=60, grace=60)
+    term = run_on_terminal(tmp_path, cfg)
+    term.ctrl_c()
+    code = term.wait(120)
+    out = term.output
+    assert code == ExitCode.STOPPED_EARLY, out
+    assert "stopping (signal SIGINT)" in out
+    assert "stopped early: signal SIGINT" in out
+    assert "exit 3 (STOPPED_EARLY)" in out
+    assert "Traceback" not in out and "internal error" not in out, out
+    report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
+    assert report["exit_code"] == 3 and report["stop_reason"] == "signal SIGINT"
+    assert report["this_run"].get("done", 0) >= 1
+    assert report["this_run"].get("failed", 0) == 0, report   # no page failed because its worker died
+    runs = closed_runs(tmp_path)
+    assert len(runs) == 1 and runs[0][1] is not None and runs[0][2] == 3, runs
+    assert done_outputs(tmp_path) < 60
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_writes_the_report(tmp_path):
+    cfg = archive(tmp_path, pages=60, grace=3000)  # the grace alone would keep it running
+    term = run_on_terminal(tmp_path, cfg)
+    term.ctrl_c()
+    wait_for(lambda: "stopping (signal SIGINT)" in term.output, 60, "the first stop message")
+    term.ctrl_c()
+    code = term.wait(120)
+    out = term.output
+    assert code == ExitCode.STOPPED_EARLY, out
+    assert "second signal" in out
+    assert "Traceback" not in out and "internal error" not in out, out
+    report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
+    assert report["exit_code"] == 3
+    runs = closed_runs(tmp_path)
+    assert len(runs) == 1 and runs[0][1] is not None and runs[0][2] == 3, runs
