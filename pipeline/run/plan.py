@@ -37,6 +37,7 @@ from pipeline.run.pricing import BUCKET_ERROR, bucket, price_book
 from pipeline.run.process import FileProcessor, RunContext, Verdict
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
+from pipeline.run.writable import PathNotWritable, check_writable
 
 @dataclass
 class PlanCounts:
@@ -74,6 +75,10 @@ class Planner:
         from pipeline.run.runner import Runner, StartupError, walk
 
         runner = Runner(self.config, stream=io.StringIO())
+        try:
+            check_writable(self.config)
+        except PathNotWritable as exc:
+            return ExitCode.CONFIG_ERROR, None, f"config error: {exc}"
         state = StateStore(self.config.state_file)
         try:
             async with AsyncExitStack() as stack:

@@ -36,6 +36,7 @@ from pipeline.run.report import Progress, RunStats, progress_line, write_run_rep
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
 from pipeline.run.state import FAILED_STATES, StateStore
+from pipeline.run.writable import PathNotWritable, check_writable
 
 log = logging.getLogger("pipeline")
 
@@ -91,6 +92,11 @@ class Runner:
             except ConfigError as exc:
                 self.say(f"pipeline: config error: {exc}")
                 return ExitCode.CONFIG_ERROR
+        try:
+            check_writable(self.config)
+        except PathNotWritable as exc:
+            self.say(f"pipeline: config error: {exc}")
+            return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
         installed = self._install_signals()
         try:

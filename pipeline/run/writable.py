@@ -1,0 +1,72 @@
+"""Can this run write where it must? Checked before any work starts, by ``run`` and ``plan``.
+
+Why a check of its own: an output folder or state path the user cannot write to used to surface
+deep inside the run (the lock, the state store, the first result) as an unexpected ``OSError``,
+i.e. exit 70 "internal error ... please report it", which sends people to report a bug for
+what is a setting or a permission. Here each folder is created if missing and a probe file is
+written and removed in it, so the message names the key, the path and what was denied, and the
+exit code is ``CONFIG_ERROR`` (2): the fix is the setting or the folder's permissions, as for
+any other bad setting, and nothing was started.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from pipeline.config import Config
+
+
+class PathNotWritable(Exception):
+    """A folder or file the run must write cannot be written; the message names key and path."""
+
+
+def _what(exc: OSError) -> str:
+    if exc.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return exc.strerror or type(exc).__name__
+
+
+def _folder(key: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PathNotWritable(f"{key}: cannot create the folder {folder}: a file of that name is in the way") from None
+    except OSError as exc:
+        raise PathNotWritable(f"{key}: cannot create the folder {folder}: {_what(exc)}"
+                              f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(folder) else ''}"
+                              ) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pipeline-write-probe-", dir=folder)
+    except OSError as exc:
+        raise PathNotWritable(f"{key}: cannot write in the folder {folder}: {_what(exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _file(key: str, path: Path) -> None:
+    if not path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as exc:
+        raise PathNotWritable(f"{key}: cannot write the file {path}: {_what(exc)}") from None
+
+
+def check_writable(config: Config) -> None:
+    """Raise ``PathNotWritable`` unless the output folder, its control folder and the state
+    store (with its lock beside it) can be written."""
+    _folder("output", config.output)
+    _folder("output", config.control_dir)
+    state_key = "state_path" if config.state_path is not None else "output"
+    _folder(state_key, config.state_file.parent)
+    for path in (config.state_file, config.state_file.with_name(config.state_file.name + ".lock")):
+        _file(state_key, path)

@@ -1,0 +1,111 @@
+"""An output folder or state path the run cannot write: exit 2 (CONFIG_ERROR) naming the key,
+the path and what was denied, from ``run`` and ``plan``, before any work starts.
+
+Tests run as root here, and root ignores permission bits, so the command-line tests use a
+denial root meets too: a path that runs through a regular file (ENOTDIR). The permission-bit
+case (EACCES) is covered one level down, on ``check_writable`` itself, in a forked child that
+has dropped to uid 65534 (the ``nobody`` user cannot run the project's virtualenv, so the whole
+command cannot run as it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import distinct_png, run_as_nobody
+from pipeline.config import load_config
+from pipeline.exitcodes import ExitCode
+from pipeline.run.writable import PathNotWritable, check_writable
+
+
+def config(tmp_path: Path, **extra) -> Path:
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    data = {"input": str(tmp_path / "in"), "output": str(tmp_path / "out"), "progress": "off",
+            "api": {"base_url": "embedded", "embedded": {"engine": "fast", "workers": 1}}}
+    data.update(extra)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    return cfg
+
+
+def pipeline(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_an_output_folder_under_a_file_is_exit_2_naming_output_and_the_path(tmp_path, command):
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "out"
+    result = pipeline(command, str(config(tmp_path, output=str(out))))
+    assert result.returncode == ExitCode.CONFIG_ERROR, result.stderr
+    assert f"output: cannot create the folder {out}" in result.stderr
+    assert "a part of the path is a file, not a folder" in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_a_state_path_under_a_file_is_exit_2_naming_state_path_before_any_work(tmp_path, command):
+    (tmp_path / "afile").write_text("not a folder")
+    state = tmp_path / "afile" / "db" / "state.sqlite"
+    result = pipeline(command, str(config(tmp_path, state_path=str(state))))
+    assert result.returncode == ExitCode.CONFIG_ERROR, result.stderr
+    assert f"state_path: cannot create the folder {state.parent}" in result.stderr
+    assert "internal error" not in result.stderr
+    assert not list((tmp_path / "out").glob("*.png.*"))   # no page was read, no result written
+
+
+@pytest.fixture
+def world_dir():
+    """A folder outside pytest's root-only temp tree, so a uid-65534 child can reach it."""
+    root = Path(tempfile.mkdtemp(prefix="pipeline-perm-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for p in root.rglob("*"):
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(root)
+
+
+def test_permission_bits_deny_the_output_and_the_state_file_with_a_clear_message(world_dir):
+    inp = world_dir / "in"
+    inp.mkdir()
+    locked = world_dir / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    (world_dir / "cfg.yaml").write_text(yaml.safe_dump({"input": str(inp), "output": str(locked / "out")}))
+    cfg_out = load_config(world_dir / "cfg.yaml")
+    mine = world_dir / "mine"
+    mine.mkdir()
+    state = mine / "state.sqlite"
+    state.write_bytes(b"")
+    state.chmod(0o444)
+    os.chown(mine, 65534, 65534)
+    (world_dir / "cfg2.yaml").write_text(yaml.safe_dump({"input": str(inp), "output": str(mine / "out"),
+                                                         "state_path": str(state)}))
+    cfg_state = load_config(world_dir / "cfg2.yaml")
+
+    def attempt():
+        lines = []
+        for cfg in (cfg_out, cfg_state):
+            try:
+                check_writable(cfg)
+                lines.append("writable")
+            except PathNotWritable as exc:
+                lines.append(str(exc))
+        return lines
+
+    denied_out, denied_state = run_as_nobody(attempt)
+    assert denied_out == f"output: cannot create the folder {locked / 'out'}: permission denied", denied_out
+    assert denied_state == f"state_path: cannot write the file {state}: permission denied", denied_state
+    # and root, for whom the bits do not count, is let through: the check asks the system, not the bits
+    assert attempt() == ["writable", "writable"]
