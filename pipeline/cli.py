@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
         return int(exc.code or 0)
+    if args.command == "run":  # a cron log: every line with its time and the run's id (not on a terminal)
+        from pipeline.run.cronlog import for_stderr
+        sys.stderr = for_stderr(sys.stderr)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = None
@@ -155,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.CONFIG_ERROR
         if args.command == "run":
             from pipeline.run.runner import Runner
-            return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed).run()))
+            return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed,
+                                                     config_path=args.config).run()))
         if args.command == "plan":
             from pipeline.run.plan import run_plan
             if args.limit is not None and args.limit < 1:

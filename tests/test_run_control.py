@@ -108,7 +108,9 @@ async def test_a_second_signal_stops_at_once_with_the_report_written(tmp_path, s
     proc = await start_run(cfg)
     await until(lambda: slow_server.counters.jobs_created >= 4)
     proc.send_signal(signal.SIGINT)
-    line = await asyncio.wait_for(proc.stderr.readline(), 30)
+    line = b""
+    while b"stopping" not in line and (line or not proc.stderr.at_eof()):  # after the start line
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
     assert b"stopping (signal SIGINT)" in line
     proc.send_signal(signal.SIGTERM)  # a grace of 3000 s would keep it running; the second signal must not
     code, err = await finish(proc, timeout=60)

@@ -176,3 +176,16 @@ def check_language(engine: str, language: str | None) -> None:
                 f"language {names} is not read by the rapidocr engine: its bundled model reads Latin-script "
                 f"languages, Chinese and Japanese only. Use the tesseract engine with that language's data, e.g. "
                 f"{_install_hint(tesseract_name(unread[0]))}")
+
+
+def what_engine_does(engine: str, language: str | None) -> str:
+    """One phrase for the run's start line: what ``engine`` does with ``api.language``."""
+    wanted = repr(language) if language else "none (English)"
+    if engine == "rapidocr":
+        return (f"language {wanted} is checked but chooses no model: rapidocr's one bundled model reads "
+                "Latin-script languages, Chinese and Japanese alike")
+    if engine == "tesseract":
+        return f"language {wanted} chooses tesseract's traineddata (one model per language, joined by +)"
+    if engine == "fast":
+        return f"language {wanted} is ignored by the fast test engine"
+    return f"language {wanted}"

@@ -20,7 +20,9 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any, Callable, TextIO
 
+from pipeline import __version__
 from pipeline.run.budget import Budget
+from pipeline.run.cronlog import file_line, set_run_id, start_line
 from pipeline.config import Config, ConfigError, token_from_env
 from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
@@ -56,8 +58,11 @@ class StartupError(Exception):
 
 class Runner:
     def __init__(self, config: Config, *, force: bool = False, retry_failed: bool = False,
-                 stream: TextIO | None = None, now: Callable[[], float] = time.time) -> None:
+                 stream: TextIO | None = None, now: Callable[[], float] = time.time,
+                 config_path: str | None = None) -> None:
         self.config = config
+        self.config_path = config_path     # for the start line
+        self.run_id: int | None = None
         self.now = now                      # the budget's clock (its calendar day); tests inject it
         self.force = force
         self.retry_failed = retry_failed
@@ -117,7 +122,9 @@ class Runner:
 
     async def _run_locked(self) -> ExitCode:
         state = StateStore(self.config.state_file)
-        run_id = state.start_run()
+        self.run_id = run_id = state.start_run()
+        set_run_id(self.stream, run_id)
+        self.say(f"pipeline: {start_line(self.config, self.config_path, __version__)}")
         ctx: RunContext | None = None
         server = None
         exit_code = ExitCode.INTERNAL_ERROR
@@ -363,6 +370,7 @@ class Runner:
                     self.stats.add(Outcome.DEFERRED)
                 else:
                     self.stats.scan_problems.append({"path": item.rel, "code": item.code, "reason": item.reason})
+                    self.say(f"pipeline: {file_line(item.rel, 'scan problem', item.code, item.reason)}")
                 continue
             self.stats.seen += 1
             if self._stopping(ctx):  # taken just as the stop came: it waits for the next run
@@ -373,7 +381,14 @@ class Runner:
             except Exception:  # a bug while handling one file: record it, keep the run going
                 outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
             self.stats.add(outcome)
+            if outcome in (Outcome.FAILED, Outcome.REJECTED):
+                self._say_file(ctx, item.rel, outcome)
             progress.update(self.stats, ctx.in_flight)
+
+    def _say_file(self, ctx: RunContext, rel: str, outcome: str) -> None:
+        """A rejected or failed file, named with its reason (a cron log must not only count them)."""
+        rec = ctx.state.get_file(rel)
+        self.say(f"pipeline: {file_line(rel, outcome, rec.error_code if rec else None, rec.error if rec else None)}")
 
     def _log_internal_error(self, rel: str) -> str:
         from pipeline.crashlog import write_traceback
