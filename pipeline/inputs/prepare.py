@@ -24,7 +24,7 @@ What happens to a file, in order (each step that changes pixels or bytes is reco
    scale); encode by content: bilevel/grayscale/palette → PNG, colour → JPEG with a short quality
    ladder, then further downscaling until the bytes fit ``max_upload_bytes``.
 
-Rejection codes (``RejectedInput.code``): ``empty_file``, ``unreadable``, ``not_an_image``,
+Rejection codes (``RejectedInput.code``): ``empty_file``, ``unreadable``, ``not_an_image``, ``not_a_pdf``,
 ``truncated``, ``corrupt``, ``decompression_bomb``, ``too_many_pages``, ``cannot_fit``.
 """
 
@@ -84,6 +84,7 @@ REJECTION_CODES = {
     "empty_file": "the file has zero bytes",
     "unreadable": "the operating system refused to read it (permissions, vanished, not a regular file)",
     "not_an_image": "the content is not an image format Pillow can read",
+    "not_a_pdf": "named .pdf, but the content is not a PDF (no %PDF- header)",
     "truncated": "the image data ends early (incomplete copy or download)",
     "corrupt": "the image data is damaged and cannot be decoded",
     "decompression_bomb": "the image declares more pixels than max_source_pixels",
@@ -303,6 +304,8 @@ def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Ima
         if kind:
             raise RejectedInput("corrupt", f"the file starts like a {kind} image but its header is damaged "
                                            "or cut short; copy or export it again") from None
+        if path.suffix.lower() == ".pdf":  # named a PDF: say it is not one, not "convert it to PNG"
+            raise RejectedInput("not_a_pdf", _describe_non_pdf(head)) from None
         raise RejectedInput("not_an_image", _describe_non_image(head)) from None
     except PermissionError as exc:
         raise RejectedInput("unreadable", f"permission denied reading the file ({exc.strerror})") from None
@@ -347,6 +350,15 @@ def _image_magic(head: bytes) -> str | None:
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 26:   # "BM" alone is too common
         return "BMP"
     return None
+
+
+def _describe_non_pdf(head: bytes) -> str:
+    """A file named ``.pdf`` whose content is neither a PDF nor an image."""
+    what = _describe_non_image(head)
+    if not what.startswith("not an image format"):  # it recognised the content (HTML, a ZIP, text...)
+        return f"not a PDF, though named .pdf: {what.removeprefix('not an image: ')}"
+    return (f"not a PDF, though named .pdf: the content has no %PDF- header (first bytes: {head[:8].hex(' ')}); "
+            "the file is damaged or something else; copy, download or export it again")
 
 
 def _describe_non_image(head: bytes) -> str:
