@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +48,26 @@ def test_pytest_prints_skip_reasons_and_the_readme_says_how_long_make_test_takes
     readme = (ROOT / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("make test"))
     assert "min" in line, line
+
+
+def test_with_the_embedded_server_plan_and_status_say_the_run_is_free_and_show_no_money(tmp_path, capsys):
+    from helpers import distinct_png
+    from pipeline.cli import main
+
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", i)
+    cfg = write_config(tmp_path, "embedded", api__embedded__engine="fast", api__embedded__workers=1)
+    assert main(["plan", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    assert "free: the embedded server" in text and "3 pages" in text
+    assert "USD" not in text and "balance" not in text.lower() and "spent today" not in text
+    assert main(["plan", str(cfg), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["free"] is True and doc["currency"] is None and doc["balance"] is None
+    assert doc["estimated"]["estimated_cost"] == 0
+    code, _, _ = asyncio.run(run_pipeline(cfg, None))
+    assert code == 0
+    assert main(["status", str(cfg)]) == 0
+    status = capsys.readouterr().out
+    assert "cost: free: the embedded server" in status and "3 pages read so far" in status
+    assert "USD" not in status

@@ -143,7 +143,7 @@ def test_plan_command_prints_text_and_json(tmp_path, capsys):
     cfg = write_config(tmp_path, "embedded", api__embedded__engine="fast")
     assert main(["plan", str(cfg)]) == 0
     text = capsys.readouterr().out
-    assert "to send:              2 files, 2 pages" in text and "estimated cost:" in text
+    assert "to send:              2 files, 2 pages" in text and "cost:                 free" in text
     assert main(["plan", str(cfg), "--json", "--limit", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["sample"]["files"] == 1 and doc["estimated"]["pages_to_send"] == 2

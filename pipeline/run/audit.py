@@ -45,7 +45,7 @@ def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]
             "quarantined": [f["path"] for f in failed if f["state"] == "quarantined"],
             "possible_duplicate_submits": state.possible_duplicates(),
             "cost": {"by_run": state.spend_by_run(), "by_day": state.spend_by_day(),
-                     "last_plan": state.last_plan()},
+                     "last_plan": state.last_plan(), "free": config.embedded},
         }
     finally:
         state.close()
@@ -74,6 +74,10 @@ def format_status(report: dict[str, Any]) -> str:
 def _format_cost(cost: dict[str, Any]) -> list[str]:
     """Pages submitted and their quoted cost per run and per day; the last plan's estimate."""
     lines = []
+    if cost.get("free"):  # the embedded server: no money to show, only what it read
+        pages = sum(d["pages"] for d in cost.get("by_day") or ())
+        return [f"cost: free: the embedded server reads the pages on this machine (no account, nothing is charged)"
+                f"{f'; {pages} pages read so far' if pages else ''}"]
     if cost.get("by_day"):
         lines.append("spent by day (pages, quoted USD): " + ", ".join(
             f"{d['day']} {d['pages']} pages {d['cost']:.4f}" for d in cost["by_day"]))

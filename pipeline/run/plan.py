@@ -226,6 +226,10 @@ class Planner:
         factor = total_files / c.files_seen if sampled and c.files_seen else 1.0
         estimated = {k: (round(v * factor, 6) if k == "estimated_cost" else int(round(v * factor)))
                      for k, v in sample.items()}
+        free = self.config.embedded   # the embedded server runs offline: no account, nothing is charged
+        if free:
+            estimated["estimated_cost"] = 0.0
+            balance = None
         cost = estimated["estimated_cost"]
         today_pages, today_cost = budget.state.spend_on_day(budget.day())
         caps = []
@@ -249,7 +253,8 @@ class Planner:
                         "scan_problems": dict(c.scan_problems), "size_buckets": dict(c.buckets)},
             "estimated": estimated,
             "estimate_error_max": round(BUCKET_ERROR, 4),
-            "currency": "USD",
+            "free": free,
+            "currency": None if free else "USD",
             "price_requests": pricing.requests,
             "quote_cache_hits": pricing.cache_hits,
             "today": {"date": budget.day(), "time_zone": b.time_zone, "pages_submitted": today_pages,
@@ -300,21 +305,28 @@ def format_plan(report: dict[str, Any]) -> str:
     if c["still_being_written"] or c["scan_problems"]:
         lines.append(f"left out:             {c['still_being_written']} still being written, "
                      f"{sum(c['scan_problems'].values())} scan problems")
+    if report.get("free"):
+        return "\n".join(lines + [FREE_LINE] + _caps_lines(report))
     lines.append(f"estimated cost:       {mark}{e['estimated_cost']:.4f} {report['currency']} "
                  f"(size buckets, each page within {report['estimate_error_max']:.1%}; "
                  f"{report['price_requests']} price requests, {report['quote_cache_hits']} from the cache)")
     t = report["today"]
     lines.append(f"spent today:          {t['quoted_cost']:.4f} {report['currency']}, {t['pages_submitted']} pages "
                  f"({t['date']}, {t['time_zone']})")
-    for cap in report["caps_hit"]:
-        lines.append(f"cap:                  {cap['cap']} = {cap['limit']:g} would stop the run "
-                     f"(planned {cap['planned']:g})")
-    if not report["caps_hit"]:
-        lines.append("caps:                 none would be hit")
+    lines += _caps_lines(report)
     if report["balance"] is not None:
         lasts = "lasts" if report["balance_lasts"] else "DOES NOT last"
         lines.append(f"balance:              {report['balance']:.4f} {report['currency']}: {lasts} for this plan")
     return "\n".join(lines)
+
+
+FREE_LINE = "cost:                 free: the embedded server reads the pages on this machine (no account, nothing is charged)"
+
+
+def _caps_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"cap:                  {cap['cap']} = {cap['limit']:g} would stop the run (planned {cap['planned']:g})"
+             for cap in report["caps_hit"]]
+    return lines or ["caps:                 none would be hit"]
 
 
 def _size(n: int) -> str:
