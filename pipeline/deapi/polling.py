@@ -45,7 +45,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
 
 EXPLORE_RATE = 0.05        # share of jobs that get one extra, earlier probe poll
 HINT_WINDOW = 64           # early polls judged when deciding whether order hints pay
@@ -232,6 +231,7 @@ def estimate_distribution(intervals: list[tuple[float, float]], iterations: int 
 
     Returns ``edges`` (the grid, ``edges[0] = 0``) and ``p`` (probability of each cell
     ``(edges[k], edges[k+1]]``)."""
+    import numpy as np  # loaded when the learner first plans, not with the client
     lo = np.array([a for a, _ in intervals], dtype=float)
     hi = np.array([b for _, b in intervals], dtype=float)
     finite = hi[np.isfinite(hi)]
@@ -271,6 +271,7 @@ def refine(edges: np.ndarray, p: np.ndarray, ratio: float = 1.15, parts: int = S
     inside a cell, which is how it finds times nobody polled at before (a plan built only from
     past poll times would keep repeating them), and a slow job in the tail is not seen a whole
     coarse cell late."""
+    import numpy as np  # loaded when the learner first plans, not with the client
     fine = [0.0]
     mass = []
     for (a, b), q in zip(zip(edges[:-1], edges[1:]), p):
@@ -286,6 +287,7 @@ def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float) -> tuple[
     """``C[a, b]``: expected lateness of the jobs ending in ``(edges[a], edges[b]]`` when the
     polls are at ``edges[a]`` and then ``edges[b]`` (``inf`` where ``b`` is not allowed:
     not after ``a``, or closer than ``minimum`` to it except for the first poll); and ``F``."""
+    import numpy as np  # loaded when the learner first plans, not with the client
     n = len(p)
     mids = (edges[:-1] + edges[1:]) / 2
     F = np.concatenate([[0.0], np.cumsum(p)])          # F[k]: P(T <= edges[k])
@@ -301,6 +303,7 @@ def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float) -> tuple[
 
 def _dp(C: np.ndarray, F: np.ndarray, edges: np.ndarray, lam: float) -> tuple[list[float], float, float]:
     """The schedule minimising lateness + lam * polls; (times, expected polls, expected lateness)."""
+    import numpy as np  # loaded when the learner first plans, not with the client
     n = len(F) - 1
     value = np.zeros(n + 1)
     choice = np.full(n + 1, n, dtype=int)
@@ -326,6 +329,7 @@ def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: f
 
     Larger ``lam`` (the price of a poll, in seconds of lateness) means fewer polls and more
     lateness; both searches bisect on ``log(lam)``."""
+    import numpy as np  # loaded when the learner first plans, not with the client
     mids = (edges[:-1] + edges[1:]) / 2
     mean = float((p * mids).sum()) or float(edges[-1]) or 1.0
     target = share * mean

@@ -5,6 +5,10 @@ Why one writer: ``process`` (after OCR) and the regeneration of missing outputs 
 rendered first, in memory, then written by temp file + ``os.replace``; the ``.json`` goes last,
 so its presence means the others are complete. Runs in one worker thread per file (Pillow and
 XML work stay off the event loop).
+
+The archival writers (ALTO, hOCR, the searchable PDF with fpdf2, fontTools and pikepdf, the PDF
+text reader with pypdfium2) are imported when a file first needs one, not with this module: a
+txt-only run never loads them (start-up time and idle memory; ``tests/test_startup.py``).
 """
 
 from __future__ import annotations
@@ -12,22 +16,18 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import aiofiles.os
-import pypdfium2 as pdfium
 
 from pipeline.formats.output import output_path, write_atomic_sync
 
 from . import SUFFIXES
-from .alto import render_alto
-from .hocr import render_hocr
 from .model import FileLayout, layout_from_document
-from .pdf import render_pdf
-from .pdf_overlay import render_pdf_over_original
-from .pdf_text import read_pdf
-from .pdfpage import PdfFrame
-from .source import SourcePage, read_source_pages
+
+if TYPE_CHECKING:
+    from .pdfpage import PdfFrame
+    from .source import SourcePage
 
 
 class OutputError(Exception):
@@ -64,6 +64,10 @@ def _pdf_layout(document: dict[str, Any], source_path: Path | None) -> tuple[Fil
     text_pages = [int(p.get("index", 0)) for p in document.get("pages") or [] if p.get("text_source") == "text_layer"]
     if source_path is None:
         return layout, None
+    import pypdfium2 as pdfium
+
+    from .pdf_text import read_pdf
+
     try:
         frames, words = read_pdf(source_path, text_pages)
     except (OSError, ValueError, pdfium.PdfiumError):
@@ -73,6 +77,8 @@ def _pdf_layout(document: dict[str, Any], source_path: Path | None) -> tuple[Fil
 
 
 def _layout(document: dict[str, Any], source_path: Path | None) -> tuple[FileLayout, list[SourcePage] | None]:
+    from .source import read_source_pages
+
     sources = None
     if source_path is not None:
         try:
@@ -100,8 +106,10 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
             elif layout is None:
                 layout, sources = _layout(document, source_path)
             if name == "alto":
+                from .alto import render_alto
                 out[name] = render_alto(layout)
             elif name == "hocr":
+                from .hocr import render_hocr
                 out[name] = render_hocr(layout)
             elif name == "pdf":
                 if source_path is None:
@@ -109,8 +117,12 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
                 if pdf_input and frames is None:
                     raise OutputError("the searchable PDF needs the source PDF, which cannot be read")
                 try:
-                    out[name] = (render_pdf_over_original(layout, source_path, frames) if pdf_input
-                                 else render_pdf(layout, source_path, sources))
+                    if pdf_input:
+                        from .pdf_overlay import render_pdf_over_original
+                        out[name] = render_pdf_over_original(layout, source_path, frames)
+                    else:
+                        from .pdf import render_pdf
+                        out[name] = render_pdf(layout, source_path, sources)
                 except Exception as exc:  # one file's bad image is that file's error, never the run's
                     raise OutputError(f"cannot write the searchable PDF: {exc}") from exc
             else:

@@ -63,7 +63,7 @@ def for_stderr(stream: TextIO) -> TextIO:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return stream if tty else StampedStream(stream)
+    return stream if tty or isinstance(stream, StampedStream) else StampedStream(stream)
 
 
 def set_run_id(stream: TextIO, run_id: int) -> None:

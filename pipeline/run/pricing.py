@@ -13,7 +13,9 @@ less on a whole tree (the roundings go both ways); docs/cost.md has the measured
 A quote is kept in ``price_quotes`` with the time it was asked and asked again after
 ``budget.quote_max_age_days``. The calls go through the client, hence through the run's shared
 rate limiter as their own endpoint (``price``). Identical buckets asked at once by several
-workers make one call.
+workers make one call. A server without the price route (404) is asked once per run: the
+answer is remembered and every later quote fails the same way without a call (a 2,000-file
+run used to make 700 extra calls).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import asyncio
 import math
 import time
 from typing import Any, Callable, Protocol
+
+from pipeline.deapi.errors import NotFoundError
 
 STEPS_PER_OCTAVE = 8
 #: the largest relative error of one page's quote from its bucket, for a price proportional to pixels
@@ -57,6 +61,7 @@ class PriceBook:
         self.requests = 0
         self.cache_hits = 0
         self._asking: dict[str, asyncio.Future] = {}
+        self.no_route: Exception | None = None   # the price route answered 404: not asked again this run
 
     def _key(self, size: tuple[int, int]) -> str:
         return f"{self.model}|{self.language or ''}|{self.format or ''}|{size[0]}x{size[1]}"
@@ -69,6 +74,8 @@ class PriceBook:
         if cached is not None and self.clock() - cached[1] <= self.max_age_s:
             self.cache_hits += 1
             return cached[0]
+        if self.no_route is not None:
+            raise self.no_route
         pending = self._asking.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -81,6 +88,11 @@ class PriceBook:
             self.state.put_quote(key, price, self.clock())
             future.set_result(price)
             return price
+        except NotFoundError as exc:
+            self.no_route = exc
+            future.set_exception(exc)
+            future.exception()
+            raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             future.exception()  # retrieved: waiters re-raise it themselves
@@ -90,6 +102,7 @@ class PriceBook:
 
     def snapshot(self) -> dict[str, Any]:
         return {"price_requests": self.requests, "quote_cache_hits": self.cache_hits,
+                "price_route_missing": self.no_route is not None,
                 "bucket_error_max": round(BUCKET_ERROR, 4)}
 
 

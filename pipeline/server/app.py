@@ -297,6 +297,8 @@ def _int_param(raw: str | None, default: int, name: str, errors: dict[str, list[
 async def price(request: web.Request) -> web.Response:
     st = _state(request)
     st.counters.price_calls += 1
+    if st.faults.no_price_route:
+        return web.json_response({"message": "Not Found."}, status=404)
     gate = await _gate(request, "price")
     if isinstance(gate, web.Response):
         return gate
