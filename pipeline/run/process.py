@@ -126,6 +126,17 @@ class RunContext:
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
+    # Pages, for the progress line and its ETA (a 200-page PDF must not look stalled): pages of the
+    # files opened this run, and those of them read (OCR or text layer) this run.
+    files_opened: int = 0
+    pages_found: int = 0
+    pages_read: int = 0
+    on_page: Callable[[], None] | None = None   # the runner's progress, told of each page read
+
+    def page_read(self) -> None:
+        self.pages_read += 1
+        if self.on_page is not None:
+            self.on_page()
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -359,6 +370,8 @@ class FileProcessor:
         if ctx.submissions_closed and not stored:
             raise StopSubmitting(ctx.submissions_closed)  # nothing to re-attach: skip the Pillow work
         source = await self._open(entry)
+        ctx.files_opened += 1
+        ctx.pages_found += source.page_count
         try:
             ctx.state.set_file(entry.rel, "prepared", run_id=ctx.run_id)
             results = await self._page_loop(entry, key, source, stored)
@@ -439,10 +452,12 @@ class FileProcessor:
         if isinstance(item, TextLayerPage):
             facts = {"page_index": item.page_index, "source": item.source}
             state.page_text_layer(key, item.page_index, item.text, facts)
+            self.ctx.page_read()
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
         result = await self._page(entry, key, item, stored)
         result.facts = item.to_json()
         state.page_facts(key, item.page_index, result.facts)
+        self.ctx.page_read()
         return result
 
     # -- submit and await ---------------------------------------------------------------------

@@ -44,6 +44,7 @@ class RunStats:
     scan_problems: list[dict[str, str]] = field(default_factory=list)
     seen: int = 0
     regenerated: int = 0     # of the done files: only given missing outputs from their .json, no API call
+    pages_read: int = 0      # pages read this run (OCR or a PDF's text layer)
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -53,34 +54,50 @@ class RunStats:
         return time.time() - self.started
 
 
+@dataclass
+class PageCount:
+    """Pages so far: of the files opened this run (``found``), read this run (``read``)."""
+
+    files_opened: int = 0
+    found: int = 0
+    read: int = 0
+
+
 class Progress:
     """tqdm on a terminal, a periodic log line otherwise, nothing with ``off``.
 
     ``total()`` gives the number of files in the tree once the background count is done
     (``None`` before): from then on the bar has a total and an ETA, and the log line says
-    "N of M files, ETA ...". ``in_flight`` is the real number of jobs at the API."""
+    "N of M files, ETA ...". ``pages()`` gives the pages found and read so far: the line counts
+    them too, and the ETA is by pages (pages left of the files opened, plus the files not yet
+    opened at the pages per file seen so far, at the pages per second read so far), since one
+    200-page PDF is as much work as 200 letters. ``update`` is called for each file finished
+    and each page read, so a long PDF keeps the line moving. ``in_flight`` is the real number
+    of jobs at the API."""
 
     def __init__(self, mode: str, log_interval_s: float, stream: TextIO | None = None,
-                 total: Callable[[], int | None] | None = None) -> None:
+                 total: Callable[[], int | None] | None = None,
+                 pages: Callable[[], PageCount] | None = None) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "log"
         self.mode = mode
         self.log_interval_s = log_interval_s
         self._total = total or (lambda: None)
+        self._pages = pages or PageCount
         self._last_log = time.monotonic()
         self._started = time.monotonic()
         self._bar = tqdm(unit="file", file=self.stream, dynamic_ncols=True) if mode == "bar" else None
 
-    def update(self, stats: RunStats, in_flight: int) -> None:
+    def update(self, stats: RunStats, in_flight: int, file_done: bool = True) -> None:
         total = self._total()
         if self._bar is not None:
             if total is not None and self._bar.total != total:
                 self._bar.total = total
             o = stats.outcomes
             self._bar.set_postfix(done=o["done"], skipped=o["skipped"], failed=o["failed"] + o["rejected"],
-                                  in_flight=in_flight, refresh=False)
-            self._bar.update(1)
+                                  pages=self._pages().read, in_flight=in_flight, refresh=False)
+            self._bar.update(1 if file_done else 0)
         elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_interval_s:
             self._last_log = time.monotonic()
             print(f"progress: {progress_line(stats)}, {in_flight} in flight{self.eta(stats, total)}",
@@ -88,13 +105,17 @@ class Progress:
 
     def eta(self, stats: RunStats, total: int | None) -> str:
         finished = sum(stats.outcomes.values())
+        pages = self._pages()
+        read = f"{pages.read} of {pages.found} pages read" + ("" if total is not None else " so far")
         if total is None:
-            return ""
+            return f"; {read}"
         elapsed = time.monotonic() - self._started
-        left = max(0, total - finished)
-        if finished == 0 or elapsed <= 0:
-            return f"; {finished} of {total} files"
-        return f"; {finished} of {total} files, ETA {_duration(left * elapsed / finished)}"
+        if pages.read == 0 or elapsed <= 0:
+            return f"; {finished} of {total} files, {read}"
+        not_opened = max(0, total - stats.seen)   # files no worker has taken yet
+        per_file = pages.found / pages.files_opened if pages.files_opened else 1.0
+        left = max(0, pages.found - pages.read) + not_opened * per_file
+        return f"; {finished} of {total} files, {read}, ETA {_duration(left * elapsed / pages.read)}"
 
     def close(self) -> None:
         if self._bar is not None:
@@ -112,7 +133,8 @@ def progress_line(stats: RunStats) -> str:
     o = stats.outcomes
     rate = (o["done"] / stats.elapsed) if stats.elapsed > 0 else 0.0
     regen = f" ({stats.regenerated} of them only given new outputs, no API call)" if stats.regenerated else ""
-    return (f"{o['done']} done{regen}, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
+    pages = f" ({stats.pages_read} pages read)" if stats.pages_read else ""
+    return (f"{o['done']} done{pages}{regen}, {o['skipped']} already done, {o['failed']} failed, {o['rejected']} rejected, "
             f"{o['still_failed']} failed earlier, {o['deferred']} left for next run, "
             f"{len(stats.scan_problems)} scan problems"
             f"{f', {adopted} adopted from existing outputs' if (adopted := o['adopted']) else ''}"

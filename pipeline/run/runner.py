@@ -34,7 +34,7 @@ from pipeline.run.lock import LockHeld, RunLock
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
-from pipeline.run.report import Progress, RunStats, progress_line, write_run_report
+from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
 from pipeline.run.state import FAILED_STATES, StateStore
@@ -316,7 +316,9 @@ class Runner:
         if cfg.progress != "off":
             counter = TreeCount(self._walk, lambda item: isinstance(item, ScanEntry)).start()
         progress = Progress(cfg.progress, cfg.log_interval_s, self.stream,
-                            total=(lambda: counter.total) if counter else None)
+                            total=(lambda: counter.total) if counter else None,
+                            pages=lambda: PageCount(ctx.files_opened, ctx.pages_found, ctx.pages_read))
+        ctx.on_page = lambda: progress.update(self.stats, ctx.in_flight, file_done=False)
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(cfg.max_runtime_s, self.request_stop, "max_runtime_s reached",
                                    ctx) if cfg.max_runtime_s else None
@@ -473,6 +475,7 @@ class Runner:
                 "adaptive": hasattr(slots, "on_success")}
         counters = server.counters.snapshot() if server is not None else None
         self.stats.regenerated = ctx.regenerated if ctx else 0
+        self.stats.pages_read = ctx.pages_read if ctx else 0
         self.report = write_run_report(
             self.config.control_dir, run_id=run_id, exit_code=exit_code, stats=self.stats, state=state,
             stop_reason=self.stop_reason, api_stats=api_stats,
