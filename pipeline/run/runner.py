@@ -183,10 +183,14 @@ class Runner:
         token = secrets.token_urlsafe(24)  # lives only in this process: never written anywhere
         self._embedded_webhook_secret = secrets.token_hex(32)
         emb = self.config.api.embedded
-        try:  # exit 2 naming the key, before any engine loads
-            check_language(emb.engine, self.config.api.language)
-        except LanguageError as exc:
-            raise StartupError(ExitCode.CONFIG_ERROR, f"api.language: {exc}") from None
+        languages = [("api.language", self.config.api.language)] + [
+            (f"overrides[{i}].{key}", value) for i, o in enumerate(self.config.overrides)
+            for key, value in o.settings if key == "api.language"]
+        for key, language in languages:
+            try:  # exit 2 naming the key, before any engine loads
+                check_language(emb.engine, language)
+            except LanguageError as exc:
+                raise StartupError(ExitCode.CONFIG_ERROR, f"{key}: {exc}") from None
         server = await stack.enter_async_context(EmbeddedServer(ServerConfig(
             engine=engine or emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
             allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret)))
