@@ -82,9 +82,13 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def archive(tmp_path: Path, pages: int, grace: float) -> Path:
+def archive(tmp_path: Path, pages: int, grace: float, big: int = 0) -> Path:
+    """``pages`` small pages, then ``big`` dense full-size pages (seconds each for tesseract)."""
     for i in range(pages):
         save(text_page(f"Page {i} of the\nletters {i * 7}"), tmp_path / "in" / f"p{i:03d}.png", "PNG")
+    dense = "\n".join(f"Line {n} of a long dense protocol page with many words" for n in range(70))
+    for i in range(big):
+        save(text_page(dense, size=(2400, 3400)), tmp_path / "in" / f"q{i:03d}.png", "PNG")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "input": str(tmp_path / "in"), "output": str(tmp_path / "out"), "progress": "bar",
@@ -107,10 +111,10 @@ def closed_runs(tmp_path: Path) -> list[tuple]:
         db.close()
 
 
-def run_on_terminal(tmp_path: Path, cfg: Path) -> Terminal:
+def run_on_terminal(tmp_path: Path, cfg: Path, done: int = 1) -> Terminal:
     term = Terminal([sys.executable, "-m", "pipeline", "run", str(cfg)], tmp_path)
     # the engine's worker process is up and reading pages: some file is done, others are waiting
-    wait_for(lambda: done_outputs(tmp_path) >= 1 or term.proc.poll() is not None, 120, "a first page read")
+    wait_for(lambda: done_outputs(tmp_path) >= done or term.proc.poll() is not None, 120, "a first page read")
     assert term.proc.poll() is None, term.output
     return term
 
@@ -136,8 +140,10 @@ def test_ctrl_c_at_a_terminal_stops_like_sigterm_with_summary_report_and_closed_
 
 
 def test_a_second_ctrl_c_stops_at_once_and_still_writes_the_report(tmp_path):
-    cfg = archive(tmp_path, pages=60, grace=3000)  # the grace alone would keep it running
-    term = run_on_terminal(tmp_path, cfg)
+    # the small pages are done when Ctrl-C comes; dense pages of seconds each are then in flight,
+    # and a grace of 3000 s would let them finish: only the second Ctrl-C ends the run early
+    cfg = archive(tmp_path, pages=2, grace=3000, big=6)
+    term = run_on_terminal(tmp_path, cfg, done=2)
     term.ctrl_c()
     wait_for(lambda: "stopping (signal SIGINT)" in term.output, 60, "the first stop message")
     term.ctrl_c()
@@ -145,6 +151,7 @@ def test_a_second_ctrl_c_stops_at_once_and_still_writes_the_report(tmp_path):
     out = term.output
     assert code == ExitCode.STOPPED_EARLY, out
     assert "second signal" in out
+    assert done_outputs(tmp_path) < 8                 # the dense pages in flight were parked, not finished
     assert "Traceback" not in out and "internal error" not in out, out
     report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
     assert report["exit_code"] == 3
