@@ -108,6 +108,8 @@ class PdfConfig:
     max_pages: int = 1000             # a PDF with more pages is rejected as a whole (too_many_pages)
     min_text_chars: int = 20          # auto: fewer non-space characters on a page means "no real text"
     trust_invisible_text: bool = False  # auto: take an invisible (OCR-made) text layer as real text
+    pdfa: str = "2b"                  # the searchable PDF output: PDF/A-2b | 3b | off (docs/formats.md)
+    pdfa_fallback: str = "plain"      # a PDF that cannot be PDF/A: plain (noted in the run report) | fail
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ _CHOICES = {
     "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
     "progress": ("auto", "bar", "log", "off"),
     "pdf.text_layer": ("auto", "ocr", "use"),
+    "pdf.pdfa": ("2b", "3b", "off"),
+    "pdf.pdfa_fallback": ("plain", "fail"),
 }
 # Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
 # number missing here is a bug (``test_config`` checks that every numeric field has a range),

@@ -119,6 +119,15 @@ def pdf_words(path: Path, cropbox: bool = False) -> list[tuple[int, str, Box]]:
     return out
 
 
+def pdf_text(path: Path) -> str:
+    """The text ``pdftotext -raw`` extracts (content order, right-to-left runs put back in
+    reading order), without the embedding marks poppler puts around right-to-left runs."""
+    need_poppler()
+    text = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], check=True,
+                          capture_output=True).stdout.decode("utf-8")
+    return re.sub("[\u202a-\u202e]", "", text)
+
+
 def pdf_page_sizes(path: Path) -> list[tuple[float, float]]:
     need_poppler()
     html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], check=True, capture_output=True).stdout

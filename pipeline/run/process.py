@@ -40,7 +40,7 @@ from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
-from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
+from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
@@ -126,6 +126,17 @@ class RunContext:
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
+    output_notes: list[dict[str, str]] = field(default_factory=list)  # e.g. a PDF that could not be PDF/A
+
+    async def write_outputs(self, rel: str, names: Any, document: dict, source_path: Path) -> list[str]:
+        """``formats.writer.write_outputs`` with this run's output options; its notes are kept
+        for the run report."""
+        notes: list[str] = []
+        options = OutputOptions(pdfa=self.config.pdf.pdfa, pdfa_fallback=self.config.pdf.pdfa_fallback)
+        try:
+            return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
+        finally:
+            self.output_notes += [{"path": rel, "note": n} for n in notes]
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -647,7 +658,7 @@ class FileProcessor:
         if document is None:
             return False
         try:
-            written = await write_outputs(ctx.config.output, entry.rel, missing, document, entry.path)
+            written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
             raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
@@ -661,7 +672,7 @@ class FileProcessor:
         written: list[str] = []
         if found.missing:
             try:
-                written = await write_outputs(ctx.config.output, entry.rel, found.missing, found.document, entry.path)
+                written = await ctx.write_outputs(entry.rel, found.missing, found.document, entry.path)
             except OutputError as exc:
                 raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
@@ -694,7 +705,7 @@ class FileProcessor:
         }
         crashpoint("before_write")
         try:
-            outputs = await write_outputs(ctx.config.output, entry.rel, ctx.config.outputs, document, entry.path)
+            outputs = await ctx.write_outputs(entry.rel, ctx.config.outputs, document, entry.path)
         except OutputError as exc:
             raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         crashpoint("after_write")
