@@ -52,9 +52,9 @@ def to_pdfa(data: bytes, flavour: str) -> bytes:
         try:
             pikepdf.pdfa.save(pdf, out, flavour)
         except pikepdf.pdfa.PdfaError as exc:
-            raise PdfaRefused(f"not PDF/A-{flavour}: {_findings(exc.report)}") from None
+            raise PdfaRefused(_findings(exc.report)) from None
         except (ValueError, pikepdf.PdfError) as exc:
-            raise PdfaRefused(f"not PDF/A-{flavour}: {exc}") from None
+            raise PdfaRefused(str(exc)) from None
     return out.getvalue()
 
 

@@ -466,6 +466,9 @@ class Runner:
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
+        if ctx is not None and ctx.output_notes:
+            self.say(f"pipeline: {len(ctx.output_notes)} outputs were written in a lesser form than configured "
+                     "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")
         self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
                  f"report {self.config.control_dir / 'run-report.json'}")
 
