@@ -48,13 +48,18 @@ def _parse(path: Path, kind: str) -> tuple[ET.Element | None, str | None]:
         return None, f"{kind} is not well-formed XML ({exc})"
 
 
-def check_alto(path: Path, doc: dict[str, Any]) -> str | None:
-    root, problem = _parse(path, "ALTO")
+def _xml_pages(path: Path, doc: dict[str, Any], kind: str, root_tag: str, is_page) -> str | None:
+    """Parse ``path``, expect ``root_tag``, count the elements ``is_page`` takes as pages."""
+    root, problem = _parse(path, kind)
     if root is None:
         return problem
-    if root.tag != f"{{{ALTO_NS}}}alto":
-        return f"not an ALTO 4 file (root element {root.tag})"
-    return _pages_problem("ALTO", len(root.findall(f".//{{{ALTO_NS}}}Page")), _page_count(doc))
+    if root.tag != root_tag:
+        return f"not a {kind} file (root element {root.tag})"
+    return _pages_problem(kind, sum(1 for el in root.iter() if is_page(el)), _page_count(doc))
+
+
+def check_alto(path: Path, doc: dict[str, Any]) -> str | None:
+    return _xml_pages(path, doc, "ALTO", f"{{{ALTO_NS}}}alto", lambda el: el.tag == f"{{{ALTO_NS}}}Page")
 
 
 def check_hocr(path: Path, doc: dict[str, Any]) -> str | None:
@@ -81,13 +86,8 @@ def check_page(path: Path, doc: dict[str, Any]) -> str | None:
 
 
 def check_mets(path: Path, doc: dict[str, Any]) -> str | None:
-    root, problem = _parse(path, "METS")
-    if root is None:
-        return problem
-    if root.tag != f"{{{METS_NS}}}mets":
-        return f"not a METS file (root element {root.tag})"
-    found = sum(1 for d in root.iter(f"{{{METS_NS}}}div") if d.get("TYPE") == "page")
-    return _pages_problem("METS", found, _page_count(doc))
+    return _xml_pages(path, doc, "METS", f"{{{METS_NS}}}mets",
+                      lambda el: el.tag == f"{{{METS_NS}}}div" and el.get("TYPE") == "page")
 
 
 def _words(text: str) -> list[str]:
