@@ -25,7 +25,7 @@ from conftest import TOKEN
 from formats_checks import ALTO_NS, XHTML_NS, alto_words, hocr_pages, validate_alto, validate_mets, validate_page
 from helpers import FONT, failures, run_pipeline, save, text_page, write_config
 from pipeline.exitcodes import ExitCode
-from pipeline.formats.writer import OutputOptions, render
+from pipeline.formats.writer import OutputOptions, render, write_outputs_sync
 
 ALL = ["txt", "json", "alto", "hocr", "pdf", "page", "mets"]
 METS = "{http://www.loc.gov/METS/}"
@@ -161,6 +161,29 @@ async def test_adding_mets_and_page_to_a_done_tree_costs_no_api_call(tmp_path, s
         validate_mets(out / f"{rel}.mets.xml")
         groups = check_mets(out / f"{rel}.mets.xml", rel, pages)   # the checksums of the files kept
         assert groups["FULLTEXT"] == [(out / f"{rel}.alto.xml").resolve()]
+
+
+async def test_a_file_rewritten_under_its_mets_is_found_by_verify_and_the_mets_rewritten(tmp_path, server):
+    from test_crash_safety import run_cli
+
+    save(text_page("letter"), tmp_path / "in" / "letter.png")
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+    out = tmp_path / "out"
+    alto = out / "letter.png.alto.xml"
+    alto.write_bytes(alto.read_bytes().replace(b"<Layout>", b"<Layout>\n"))   # still valid ALTO
+    code, text = await run_cli("verify", str(cfg), "--json")
+    assert code == ExitCode.FILES_FAILED
+    [problem] = json.loads(text)["problems"]
+    assert "METS checksum of letter.png.alto.xml does not match" in problem["problem"]
+    assert problem["remedy"] == "regenerate"
+    # writing the ALTO again (as regeneration does) rewrites the METS beside it, unasked
+    record = json.loads((out / "letter.png.json").read_text())
+    written = write_outputs_sync(out, "letter.png", ["alto"], record, tmp_path / "in" / "letter.png")
+    assert written == ["letter.png.alto.xml", "letter.png.mets.xml"]
+    assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+    check_mets(out / "letter.png.mets.xml", "letter.png", 1)
 
 
 async def test_an_encrypted_pdf_gets_a_plain_pdf_and_a_note_or_fails_as_configured(tmp_path, server):

@@ -14,6 +14,7 @@ when the file is fine, else the problem in words.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -26,6 +27,7 @@ from pipeline.inputs.pdf import _PDFIUM_LOCK
 
 from .alto import NS as ALTO_NS
 from .mets import NS as METS_NS
+from .mets import USE_NAMES, XLINK
 from .page import NS as PAGE_NS
 
 _XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -86,8 +88,25 @@ def check_page(path: Path, doc: dict[str, Any]) -> str | None:
 
 
 def check_mets(path: Path, doc: dict[str, Any]) -> str | None:
-    return _xml_pages(path, doc, "METS", f"{{{METS_NS}}}mets",
-                      lambda el: el.tag == f"{{{METS_NS}}}div" and el.get("TYPE") == "page")
+    """One page div a page, and every output it points at there with the checksum it records
+    (an output rewritten since, without its METS, is a METS that lies). The source image is
+    not hashed here: verify already follows the source."""
+    problem = _xml_pages(path, doc, "METS", f"{{{METS_NS}}}mets",
+                         lambda el: el.tag == f"{{{METS_NS}}}div" and el.get("TYPE") == "page")
+    if problem:
+        return problem
+    for grp in ET.parse(path).getroot().iter(f"{{{METS_NS}}}fileGrp"):
+        if grp.get("USE") == USE_NAMES["image"]:
+            continue
+        for f in grp.iter(f"{{{METS_NS}}}file"):
+            loc = f.find(f"{{{METS_NS}}}FLocat")
+            href = loc.get(f"{{{XLINK}}}href") if loc is not None else None
+            target = path.parent / href if href else None
+            if target is None or not target.is_file():
+                return f"METS points at {href}, which is missing"
+            if f.get("CHECKSUM") and hashlib.sha256(target.read_bytes()).hexdigest() != f.get("CHECKSUM"):
+                return f"METS checksum of {href} does not match the file (it changed after the METS was written)"
+    return None
 
 
 def _words(text: str) -> list[str]:

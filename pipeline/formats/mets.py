@@ -35,7 +35,7 @@ USE_NAMES = {"image": "DEFAULT", "alto": "FULLTEXT", "pdf": "DOWNLOAD", "txt": "
              "page": "PAGE"}
 MIMETYPES = {"alto": "text/xml", "pdf": "application/pdf", "txt": "text/plain",
              "hocr": "application/xhtml+xml", "page": "application/vnd.prima.page+xml"}
-PER_PAGE = ("image", "alto", "page")   # pointed at from each page div; the others from the sequence
+POINTS_AT = ("alto", "pdf", "txt", "hocr", "page")   # the outputs a METS records (with checksums)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pipeline.formats.output import output_path, write_atomic_sync
 from . import SUFFIXES
 from .alto import render_alto
 from .hocr import render_hocr
-from .mets import MIMETYPES, MetsFile, render_mets
+from .mets import MIMETYPES, POINTS_AT, MetsFile, render_mets
 from .model import FileLayout, layout_from_document
 from .page import render_pages
 from .pdf import render_pdf
@@ -155,7 +155,7 @@ def _mets_files(document: dict[str, Any], layout: FileLayout, out: dict[str, byt
             name = path.name if path is not None else f"{rel.rsplit('/', 1)[-1]}{SUFFIXES[kind]}"
             files.append(MetsFile(kind, name, MIMETYPES[kind], _sha256(data), len(data), page))
 
-    for kind in ("alto", "pdf", "txt", "hocr"):
+    for kind in POINTS_AT[:-1]:
         add(kind, kind, output_path(output_root, rel, SUFFIXES[kind]) if output_root is not None else None)
     for page in layout.pages:
         key = "page" if page.index == 0 else f"page:{page.index}"
@@ -207,6 +207,8 @@ def write_outputs_sync(output_root: Path, rel: str, names: Sequence[str], docume
                        notes: list[str] | None = None) -> list[str]:
     """Render, then write each output atomically (json last); return the relative paths of the
     recorded outputs (one per format; further PAGE-XML pages are written beside the first)."""
+    if "mets" not in names and set(names) & set(POINTS_AT) and output_path(output_root, rel, SUFFIXES["mets"]).exists():
+        names = [*names, "mets"]    # a METS on disk records checksums: rewriting a file it points at rewrites it
     rendered = render(names, document, source_path, options, notes, output_root)
     written = []
     for name, data in rendered.items():
