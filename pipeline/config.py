@@ -140,7 +140,8 @@ class Config:
     output: Path
     include: tuple[str, ...] = IMAGE_GLOBS  # matched case-insensitively
     exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf (docs/formats.md)
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf page mets (docs/formats.md)
+    mets_per_folder: bool = False     # with mets: also one folder.mets.xml a folder (its files as one object)
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
     min_file_age_s: float = 0.0       # younger files are "still being written": next run
     max_runtime_s: float | None = None
@@ -420,6 +421,8 @@ def _validate_outputs(config: Config) -> None:
     if missing:
         raise ConfigError(f"outputs: must include {' and '.join(missing)} (the .json is the stored result "
                           "the other outputs are regenerated from; verify checks the .txt against it)")
+    if config.mets_per_folder and "mets" not in config.outputs:
+        raise ConfigError("mets_per_folder: needs mets in outputs (the folder METS points at the files' outputs)")
     boxed = [n for n in config.outputs if n in NEEDS_BOXES]
     if boxed and config.api.format != "json":
         raise ConfigError(f"outputs: {', '.join(boxed)} need(s) word positions, which only structured results "

@@ -259,3 +259,36 @@ async def test_verify_flags_a_pdf_whose_text_layer_lost_words(tmp_path, server):
     assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
     assert server.counters.snapshot() == before
     assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+
+
+async def test_one_mets_a_folder_makes_its_files_one_object(tmp_path, server):
+    inp = tmp_path / "in"
+    for n in (1, 2, 3):
+        save(text_page(f"page {n}"), inp / "volume" / f"p{n}.png")
+    save(text_page("inner"), inp / "volume" / "sub" / "x.png")
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    out = tmp_path / "out"
+    assert not (out / "volume" / "folder.mets.xml").exists()          # off by default
+    before = server.counters.snapshot()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, mets_per_folder=True)
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK           # turned on for a done tree
+    assert server.counters.snapshot() == before                        # no API call
+    mets = out / "volume" / "folder.mets.xml"
+    validate_mets(mets)
+    groups = check_mets(mets, "volume", 3)
+    assert groups["DEFAULT"] == [(inp / "volume" / f"p{n}.png").resolve() for n in (1, 2, 3)]
+    assert groups["FULLTEXT"] == [(out / "volume" / f"p{n}.png.alto.xml").resolve() for n in (1, 2, 3)]
+    labels = [d.get("ORDERLABEL") for d in ET.parse(mets).getroot().iter(METS + "div") if d.get("TYPE") == "page"]
+    assert labels == ["p1.png 1", "p2.png 1", "p3.png 1"]
+    inner = out / "volume" / "sub" / "folder.mets.xml"                 # a subfolder is its own object
+    validate_mets(inner)
+    assert check_mets(inner, "volume/sub", 1)["DEFAULT"] == [(inp / "volume" / "sub" / "x.png").resolve()]
+
+
+def test_mets_per_folder_needs_mets_in_outputs(tmp_path):
+    from pipeline.config import ConfigError, load_config
+
+    cfg = write_config(tmp_path, "embedded", api__format="json", outputs=["txt", "json", "alto"], mets_per_folder=True)
+    with pytest.raises(ConfigError, match="mets_per_folder: needs mets in outputs"):
+        load_config(cfg)

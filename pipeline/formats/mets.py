@@ -59,51 +59,64 @@ def agent_note(layout: FileLayout) -> str:
 
 
 def render_mets(layout: FileLayout, files: list[MetsFile]) -> bytes:
+    """The METS of one input file."""
+    return render_mets_parts(layout.source_rel or layout.source_name, layout.source_name, [(layout, files)])
+
+
+def render_mets_parts(objid: str, label: str, parts: list[tuple[FileLayout, list[MetsFile]]]) -> bytes:
+    """One METS for ``parts`` (an input file each, in order): a folder's files as one object
+    when there are several, their pages one physical sequence. File IDs carry the part's number
+    (``F0002_FILE_FULLTEXT``) when there is more than one part."""
     ET.register_namespace("mets", NS)
     ET.register_namespace("xlink", XLINK)
     ET.register_namespace("xsi", XSI)
-    root = ET.Element(_q("mets"), {f"{{{XSI}}}schemaLocation": SCHEMA_LOCATION,
-                                   "OBJID": layout.source_rel or layout.source_name, "LABEL": layout.source_name})
-    hdr = ET.SubElement(root, _q("metsHdr"), {"CREATEDATE": layout.processed_at or "1970-01-01T00:00:00Z"})
+    first = parts[0][0]
+    root = ET.Element(_q("mets"), {f"{{{XSI}}}schemaLocation": SCHEMA_LOCATION, "OBJID": objid, "LABEL": label})
+    created = max((layout.processed_at or "" for layout, _ in parts), default="") or "1970-01-01T00:00:00Z"
+    hdr = ET.SubElement(root, _q("metsHdr"), {"CREATEDATE": created})
     agent = ET.SubElement(hdr, _q("agent"), {"ROLE": "CREATOR", "TYPE": "OTHER", "OTHERTYPE": "SOFTWARE"})
     ET.SubElement(agent, _q("name")).text = (
-        f"{layout.tool.get('name') or 'pipeline'} {layout.tool.get('version') or ''}".strip())
-    ET.SubElement(agent, _q("note")).text = agent_note(layout)
+        f"{first.tool.get('name') or 'pipeline'} {first.tool.get('version') or ''}".strip())
+    ET.SubElement(agent, _q("note")).text = "; ".join(dict.fromkeys(agent_note(layout) for layout, _ in parts))
 
     sec = ET.SubElement(root, _q("fileSec"))
-    ids: dict[tuple[str, int | None], str] = {}
+    ids: dict[tuple[int, str, int | None], str] = {}
     for kind in USE_NAMES:
-        group = [f for f in files if f.kind == kind]
-        if not group:
-            continue
-        grp = ET.SubElement(sec, _q("fileGrp"), {"USE": USE_NAMES[kind]})
-        for f in group:
-            fid = f"FILE_{USE_NAMES[kind]}" + ("" if f.page is None else f"_{f.page + 1:04d}")
-            ids[(kind, f.page)] = fid
-            attrs = {"ID": fid, "MIMETYPE": f.mimetype}
-            if f.size is not None:
-                attrs["SIZE"] = str(f.size)
-            if f.sha256:
-                attrs.update(CHECKSUM=f.sha256, CHECKSUMTYPE="SHA-256")
-            el = ET.SubElement(grp, _q("file"), attrs)
-            ET.SubElement(el, _q("FLocat"), {"LOCTYPE": "URL", _q("href", XLINK): f.href})
+        grp = None
+        for k, (_, files) in enumerate(parts):
+            prefix = f"F{k + 1:04d}_" if len(parts) > 1 else ""
+            for f in (f for f in files if f.kind == kind):
+                if grp is None:
+                    grp = ET.SubElement(sec, _q("fileGrp"), {"USE": USE_NAMES[kind]})
+                fid = f"{prefix}FILE_{USE_NAMES[kind]}" + ("" if f.page is None else f"_{f.page + 1:04d}")
+                ids[(k, kind, f.page)] = fid
+                attrs = {"ID": fid, "MIMETYPE": f.mimetype}
+                if f.size is not None:
+                    attrs["SIZE"] = str(f.size)
+                if f.sha256:
+                    attrs.update(CHECKSUM=f.sha256, CHECKSUMTYPE="SHA-256")
+                el = ET.SubElement(grp, _q("file"), attrs)
+                ET.SubElement(el, _q("FLocat"), {"LOCTYPE": "URL", _q("href", XLINK): f.href})
 
     smap = ET.SubElement(root, _q("structMap"), {"TYPE": "PHYSICAL"})
-    seq = ET.SubElement(smap, _q("div"), {"ID": "PHYS_0000", "TYPE": "physSequence",
-                                          "LABEL": layout.source_name})
-    for kind in ("pdf", "txt", "hocr"):
-        if (kind, None) in ids:
-            ET.SubElement(seq, _q("fptr"), {"FILEID": ids[(kind, None)]})
-    for page in layout.pages:
-        n = page.index + 1
-        div = ET.SubElement(seq, _q("div"), {"ID": f"PHYS_{n:04d}", "TYPE": "page", "ORDER": str(n),
-                                             "ORDERLABEL": str(n)})
-        if ("image", None) in ids:
-            ET.SubElement(div, _q("fptr"), {"FILEID": ids[("image", None)]})
-        if ("alto", None) in ids:
-            fptr = ET.SubElement(div, _q("fptr"))
-            ET.SubElement(fptr, _q("area"), {"FILEID": ids[("alto", None)], "BETYPE": "IDREF", "BEGIN": f"P{n}"})
-        if ("page", page.index) in ids:
-            ET.SubElement(div, _q("fptr"), {"FILEID": ids[("page", page.index)]})
+    seq = ET.SubElement(smap, _q("div"), {"ID": "PHYS_0000", "TYPE": "physSequence", "LABEL": label})
+    for k in range(len(parts)):
+        for kind in ("pdf", "txt", "hocr"):
+            if (k, kind, None) in ids:
+                ET.SubElement(seq, _q("fptr"), {"FILEID": ids[(k, kind, None)]})
+    order = 0
+    for k, (layout, _) in enumerate(parts):
+        for page in layout.pages:
+            order += 1
+            n = page.index + 1
+            div = ET.SubElement(seq, _q("div"), {"ID": f"PHYS_{order:04d}", "TYPE": "page", "ORDER": str(order),
+                                                 "ORDERLABEL": str(n) if len(parts) == 1 else f"{layout.source_name} {n}"})
+            if (k, "image", None) in ids:
+                ET.SubElement(div, _q("fptr"), {"FILEID": ids[(k, "image", None)]})
+            if (k, "alto", None) in ids:
+                fptr = ET.SubElement(div, _q("fptr"))
+                ET.SubElement(fptr, _q("area"), {"FILEID": ids[(k, "alto", None)], "BETYPE": "IDREF", "BEGIN": f"P{n}"})
+            if (k, "page", page.index) in ids:
+                ET.SubElement(div, _q("fptr"), {"FILEID": ids[(k, "page", page.index)]})
     ET.indent(root, space=" ")
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"

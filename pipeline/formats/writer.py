@@ -24,7 +24,7 @@ from pipeline.formats.output import output_path, write_atomic_sync
 from . import SUFFIXES
 from .alto import render_alto
 from .hocr import render_hocr
-from .mets import MIMETYPES, POINTS_AT, MetsFile, render_mets
+from .mets import MIMETYPES, POINTS_AT, MetsFile, render_mets, render_mets_parts
 from .model import FileLayout, layout_from_document
 from .page import render_pages
 from .pdf import render_pdf
@@ -237,3 +237,26 @@ def read_document(output_root: Path, rel: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("pages"), list) else None
+
+
+FOLDER_METS = "folder.mets.xml"
+
+
+def write_folder_mets_sync(output_root: Path, input_root: Path, folder: str, rels: Sequence[str]) -> str | None:
+    """One METS for the done files ``rels`` of ``folder`` (a multi-file object: the pages of a
+    volume scanned one image a page), in name order, from their ``.json`` and the outputs on disk
+    (no API call). Written as ``folder.mets.xml`` in the folder's output; returns its relative
+    path, or None when no file has a readable record."""
+    parts = []
+    for rel in sorted(rels):
+        document = read_document(output_root, rel)
+        if document is None:
+            continue
+        layout = layout_from_document(document)
+        parts.append((layout, _mets_files(document, layout, {}, output_root, rel, input_root / rel)))
+    if not parts:
+        return None
+    path = output_root / folder / FOLDER_METS
+    name = folder.rsplit("/", 1)[-1] if folder else input_root.name
+    write_atomic_sync(path, render_mets_parts(folder or ".", name, parts))
+    return path.relative_to(output_root).as_posix()

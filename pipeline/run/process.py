@@ -127,12 +127,15 @@ class RunContext:
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
     output_notes: list[dict[str, str]] = field(default_factory=list)  # e.g. a PDF that could not be PDF/A
+    mets_folders: set[str] = field(default_factory=set)  # folders whose files' METS were written this run
 
     async def write_outputs(self, rel: str, names: Any, document: dict, source_path: Path) -> list[str]:
         """``formats.writer.write_outputs`` with this run's output options; its notes are kept
         for the run report."""
         notes: list[str] = []
         options = OutputOptions(pdfa=self.config.pdf.pdfa, pdfa_fallback=self.config.pdf.pdfa_fallback)
+        if "mets" in names:
+            self.mets_folders.add(rel.rpartition("/")[0])
         try:
             return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
         finally:

@@ -26,6 +26,7 @@ from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.run.client_setup import client_settings_from_config, job_slots_from_config
+from pipeline.run.folder_mets import write_folder_mets
 from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
@@ -136,6 +137,7 @@ class Runner:
                 await self._work(ctx)
                 if self._startup_error is not None:
                     raise self._startup_error
+                await write_folder_mets(ctx)
                 exit_code = self._exit_code(ctx, state)
                 self._finish(state, run_id, exit_code, ctx, server)
                 if server is not None and self.stop_reason is not None:
