@@ -292,3 +292,26 @@ def test_mets_per_folder_needs_mets_in_outputs(tmp_path):
     cfg = write_config(tmp_path, "embedded", api__format="json", outputs=["txt", "json", "alto"], mets_per_folder=True)
     with pytest.raises(ConfigError, match="mets_per_folder: needs mets in outputs"):
         load_config(cfg)
+
+
+def test_right_to_left_words_are_drawn_in_visual_order_and_read_back_in_reading_order(tmp_path):
+    from pipeline.formats.bidi import visual_order
+
+    assert visual_order("שלום") == "םולש" and visual_order("مرحبا") == "ابحرم"
+    assert visual_order("שלום123") == "123םולש"          # a number keeps its own order
+    assert visual_order("Łódź") == "Łódź" and visual_order("123") == "123"
+    import pypdfium2 as pdfium
+
+    src = save(text_page("x", (700, 200)), tmp_path / "p.png", dpi=(72, 72))
+    words = ["שלום123", "مرحبا", "abc"]
+    ws = [{"text": w, "box": [50 + 200 * i, 50, 200 + 200 * i, 90], "confidence": 0.9} for i, w in enumerate(words)]
+    line = " ".join(words)
+    result = {"engine": "x", "blocks": [{"box": [50, 50, 600, 90], "lines": [
+        {"text": line, "box": [50, 50, 600, 90], "confidence": 0.9, "words": ws}]}]}
+    doc = {"source": {"path": "p.png"}, "image": {"source_width": 700, "source_height": 200, "pages": [
+        {"page_index": 0, "width": 700, "height": 200, "scale": 1.0, "transforms": []}]},
+        "settings": {"model": "m", "language": "he", "format": "json"},
+        "pages": [{"index": 0, "text": line, "result": result}], "text": line}
+    data = render(["pdf"], doc, src)["pdf"]
+    text = pdfium.PdfDocument(data)[0].get_textpage().get_text_range()
+    assert sorted(text.split()) == sorted(words)             # pdfium: every word exactly
