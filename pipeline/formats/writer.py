@@ -5,6 +5,11 @@ Why one writer: ``process`` (after OCR) and the regeneration of missing outputs 
 rendered first, in memory, then written by temp file + ``os.replace``; the ``.json`` goes last,
 so its presence means the others are complete. Runs in one worker thread per file (Pillow and
 XML work stay off the event loop).
+
+The METS is rendered after the files it points at (their checksums), from the bytes rendered
+in the same call or the files already on disk, and is rewritten whenever one of them is. The
+searchable PDF becomes PDF/A here (``pdfa``), as ``OutputOptions`` says; what could not be
+done as configured is said in ``notes`` for the run report. PAGE-XML is a file a page.
 """
 
 from __future__ import annotations
