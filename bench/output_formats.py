@@ -8,6 +8,9 @@ Three figures:
   write step takes with every archival output on (OCR itself, seconds per page, is not in it).
 * **PDF inputs**: the same for a scanned PDF (every output, the searchable PDF grafted onto the
   original pages), per file and per page, and the searchable PDF's size against the original's.
+* **PDF/A**: the searchable PDF alone written plain (``pdf.pdfa: off``) against PDF/A-2b (the
+  default: pikepdf.pdfa prepares, writes and re-validates it), alternating; and what PAGE-XML
+  and METS add to the write step.
 * **Word boxes**: RapidOCR with ``return_word_box`` (plus tightening to the ink) against
   without, on the same page, alternating; the ratio is the OCR time it adds.
 
@@ -57,13 +60,31 @@ def document_for(path: Path, engine) -> dict:
             "tool": {"name": "pipeline", "version": "bench"}, "written_at": "2026-01-01T00:00:00Z"}
 
 
-def time_writes(out: Path, src: Path, doc: dict, names: list[str], files: int) -> float:
-    from pipeline.formats.writer import write_outputs_sync
+def time_writes(out: Path, src: Path, doc: dict, names: list[str], files: int, pdfa: str = "2b") -> float:
+    from pipeline.formats.writer import OutputOptions, write_outputs_sync
 
     t0 = time.perf_counter()
     for i in range(files):
-        write_outputs_sync(out, f"f{i}.png", names, doc, src)
+        write_outputs_sync(out, f"f{i}.png", names, doc, src, OutputOptions(pdfa=pdfa))
     return time.perf_counter() - t0
+
+
+def pdfa_row(tmp: Path, src: Path, doc: dict, files: int, repeat: int) -> dict:
+    """The searchable PDF plain against PDF/A-2b, and txt+json against txt+json+page+mets,
+    each pair alternating run by run."""
+    plain, pdfa, base, archive = [], [], [], []
+    for _ in range(repeat):
+        plain.append(time_writes(tmp / "pp", src, doc, ["pdf"], files, pdfa="off"))
+        pdfa.append(time_writes(tmp / "pa2", src, doc, ["pdf"], files))
+        base.append(time_writes(tmp / "pm0", src, doc, ["txt", "json"], files))
+        archive.append(time_writes(tmp / "pm1", src, doc, ["txt", "json", "page", "mets"], files))
+    med = {k: statistics.median(v) / files * 1000 for k, v in
+           (("plain", plain), ("pdfa", pdfa), ("base", base), ("archive", archive))}
+    return {"pdf_plain_ms_per_file": round(med["plain"], 2), "pdf_pdfa_ms_per_file": round(med["pdfa"], 2),
+            "pdfa_ratio": round(med["pdfa"] / med["plain"], 2),
+            "page_mets_added_ms_per_file": round(med["archive"] - med["base"], 2),
+            "pdf_plain_bytes": (tmp / "pp" / "f0.png.pdf").stat().st_size,
+            "pdf_pdfa_bytes": (tmp / "pa2" / "f0.png.pdf").stat().st_size}
 
 
 def pdf_input_row(tmp: Path, png: Path, engine, pages: int, repeat: int) -> dict:
@@ -92,14 +113,16 @@ def pdf_input_row(tmp: Path, png: Path, engine, pages: int, repeat: int) -> dict
            "pages": [{"index": i, "text_source": "ocr", "text": "", "source": p.source, "result": result}
                      for i, p in enumerate(prepared)],
            "text": "", "tool": {"name": "pipeline", "version": "bench"}, "written_at": "2026-01-01T00:00:00Z"}
-    base, full = [], []
+    base, full, plain = [], [], []
     for _ in range(repeat):
         base.append(time_writes(tmp / "pa", src, doc, ["txt", "json"], 3))
         full.append(time_writes(tmp / "pb", src, doc, ["txt", "json", "alto", "hocr", "pdf"], 3))
+        plain.append(time_writes(tmp / "pc", src, doc, ["txt", "json", "alto", "hocr", "pdf"], 3, pdfa="off"))
     per_base, per_full = statistics.median(base) / 3, statistics.median(full) / 3
     return {"pdf_pages": pages, "pdf_txt_json_ms_per_file": round(per_base * 1000, 2),
             "pdf_all_outputs_ms_per_file": round(per_full * 1000, 2),
             "pdf_all_outputs_ms_per_page": round(per_full * 1000 / pages, 2),
+            "pdf_all_outputs_plain_pdf_ms_per_file": round(statistics.median(plain) / 3 * 1000, 2),
             "pdf_source_bytes": src.stat().st_size, "pdf_searchable_bytes": (tmp / "pb" / "f0.png.pdf").stat().st_size}
 
 
@@ -155,6 +178,7 @@ def main() -> None:
                "txt_json_ms_per_file": round(per_base * 1000, 2), "all_outputs_ms_per_file": round(per_full * 1000, 2),
                "render_ratio": round(per_full / per_base, 2), "bytes": sizes,
                "source_png_bytes": src.stat().st_size}
+        row.update(pdfa_row(tmp, src, doc, args.files, args.repeat))
         row.update(pdf_input_row(tmp, src, TesseractEngine(), args.pdf_pages, args.repeat))
         if not args.skip_rapidocr:
             row.update(word_box_ratio(src, args.repeat))
@@ -162,8 +186,12 @@ def main() -> None:
     print(f"{'txt + json':<32}{row['txt_json_ms_per_file']:>12}")
     print(f"{'txt + json + alto + hocr + pdf':<32}{row['all_outputs_ms_per_file']:>12}   ratio {row['render_ratio']}")
     print(f"PDF input, {row['pdf_pages']} pages: txt + json {row['pdf_txt_json_ms_per_file']} ms, all outputs "
-          f"{row['pdf_all_outputs_ms_per_file']} ms a file; searchable PDF {row['pdf_searchable_bytes']} bytes "
+          f"{row['pdf_all_outputs_ms_per_file']} ms a file (with a plain PDF "
+          f"{row['pdf_all_outputs_plain_pdf_ms_per_file']} ms); searchable PDF {row['pdf_searchable_bytes']} bytes "
           f"over the original's {row['pdf_source_bytes']}")
+    print(f"searchable PDF alone: plain {row['pdf_plain_ms_per_file']} ms, PDF/A-2b {row['pdf_pdfa_ms_per_file']} ms "
+          f"a file = {row['pdfa_ratio']}x ({row['pdf_plain_bytes']} vs {row['pdf_pdfa_bytes']} bytes); "
+          f"page + mets add {row['page_mets_added_ms_per_file']} ms a file")
     if "word_box_ratio" in row:
         print(f"RapidOCR with word boxes vs without: {row['rapidocr_words_s']} s vs {row['rapidocr_s']} s "
               f"= {row['word_box_ratio']}x")

@@ -108,6 +108,8 @@ class PdfConfig:
     max_pages: int = 1000             # a PDF with more pages is rejected as a whole (too_many_pages)
     min_text_chars: int = 20          # auto: fewer non-space characters on a page means "no real text"
     trust_invisible_text: bool = False  # auto: take an invisible (OCR-made) text layer as real text
+    pdfa: str = "2b"                  # the searchable PDF output: PDF/A-2b | 3b | off (docs/formats.md)
+    pdfa_fallback: str = "plain"      # a PDF that cannot be PDF/A: plain (noted in the run report) | fail
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ class Config:
     output: Path
     include: tuple[str, ...] = IMAGE_GLOBS  # matched case-insensitively
     exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf (docs/formats.md)
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf page mets (docs/formats.md)
+    mets_per_folder: bool = False     # with mets: also one folder.mets.xml a folder (its files as one object)
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
     min_file_age_s: float = 0.0       # younger files are "still being written": next run
     max_runtime_s: float | None = None
@@ -189,6 +192,8 @@ _CHOICES = {
     "rate_limits.plan": ("unlimited", "basic", "premium", "custom"),
     "progress": ("auto", "bar", "log", "off"),
     "pdf.text_layer": ("auto", "ocr", "use"),
+    "pdf.pdfa": ("2b", "3b", "off"),
+    "pdf.pdfa_fallback": ("plain", "fail"),
 }
 # Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
 # number missing here is a bug (``test_config`` checks that every numeric field has a range),
@@ -469,6 +474,8 @@ def _validate_outputs(config: Config) -> None:
     if missing:
         raise ConfigError(f"outputs: must include {' and '.join(missing)} (the .json is the stored result "
                           "the other outputs are regenerated from; verify checks the .txt against it)")
+    if config.mets_per_folder and "mets" not in config.outputs:
+        raise ConfigError("mets_per_folder: needs mets in outputs (the folder METS points at the files' outputs)")
     boxed = [n for n in config.outputs if n in NEEDS_BOXES]
     if boxed and config.api.format != "json":
         raise ConfigError(f"outputs: {', '.join(boxed)} need(s) word positions, which only structured results "

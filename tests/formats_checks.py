@@ -28,22 +28,36 @@ Box = tuple[float, float, float, float]
 
 
 @functools.cache
-def _alto_schema():
+def _schema(name: str):
     import xmlschema
 
     for d in SCHEMA_DIRS:
-        if (d / "alto-4-4.xsd").is_file() and (d / "xlink.xsd").is_file():
-            # The XSD imports XLink from a remote URL; map it to the local copy (offline).
-            return xmlschema.XMLSchema(str(d / "alto-4-4.xsd"), locations={XLINK_NS: str(d / "xlink.xsd")})
+        if (d / name).is_file() and (d / "xlink.xsd").is_file():
+            # ALTO and METS import XLink from a remote URL; map it to the local copy (offline).
+            return xmlschema.XMLSchema(str(d / name), locations={XLINK_NS: str(d / "xlink.xsd")})
     return None
+
+
+def _validate(path: Path, name: str) -> None:
+    schema = _schema(name)
+    if schema is None:
+        pytest.skip(f"{name} not found in {', '.join(map(str, SCHEMA_DIRS))} (../shared/schemas)")
+    schema.validate(str(path))
 
 
 def validate_alto(path: Path) -> None:
     """Raise if ``path`` is not valid ALTO 4.4; skip (with the reason) when the XSD is absent."""
-    schema = _alto_schema()
-    if schema is None:
-        pytest.skip(f"ALTO schema not found in {', '.join(map(str, SCHEMA_DIRS))} (../shared/schemas)")
-    schema.validate(str(path))
+    _validate(path, "alto-4-4.xsd")
+
+
+def validate_mets(path: Path) -> None:
+    """Raise if ``path`` is not valid METS 1.12.1; skip (with the reason) when the XSD is absent."""
+    _validate(path, "mets-1-12-1.xsd")
+
+
+def validate_page(path: Path) -> None:
+    """Raise if ``path`` is not valid PAGE 2019-07-15; skip (with the reason) when the XSD is absent."""
+    _validate(path, "page-2019-07-15.xsd")
 
 
 def _num(el: ET.Element, name: str) -> float:
@@ -117,6 +131,15 @@ def pdf_words(path: Path, cropbox: bool = False) -> list[tuple[int, str, Box]]:
             out.append((n, w.text or "", (float(w.get("xMin")), float(w.get("yMin")),
                                           float(w.get("xMax")), float(w.get("yMax")))))
     return out
+
+
+def pdf_text(path: Path) -> str:
+    """The text ``pdftotext -raw`` extracts (content order, right-to-left runs put back in
+    reading order), without the embedding marks poppler puts around right-to-left runs."""
+    need_poppler()
+    text = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], check=True,
+                          capture_output=True).stdout.decode("utf-8")
+    return re.sub("[\u202a-\u202e]", "", text)
 
 
 def pdf_page_sizes(path: Path) -> list[tuple[float, float]]:

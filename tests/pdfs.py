@@ -18,10 +18,14 @@ from helpers import text_page
 LETTER = (612, 792)
 
 
-def build(pages: list[tuple[str, str]], size: tuple[float, float] = LETTER) -> bytes:
+def build(pages: list[tuple[str, str]], size: tuple[float, float] = LETTER, font: str | None = None) -> bytes:
+    """``font``: a TrueType file to embed for the text (default: the core font Helvetica, not
+    embedded, as many real PDFs have it; such a PDF cannot become PDF/A)."""
     pdf = FPDF(unit="pt", format=size)
     pdf.set_auto_page_break(False)
-    pdf.set_font("helvetica", size=14)
+    if font:
+        pdf.add_font("embedded", "", font)
+    pdf.set_font("embedded" if font else "helvetica", size=14)
     for kind, text in pages:
         pdf.add_page()
         if kind in ("scan", "ocrlayer"):

@@ -12,13 +12,16 @@ regenerating outputs needs nothing but the stored ``.json`` and the source file.
 | ``json`` | ``scan.tif.json`` | the result record; always written, the others are regenerated from it |
 | ``alto`` | ``scan.tif.alto.xml`` | ``api.format: json`` (boxes) |
 | ``hocr`` | ``scan.tif.hocr`` | ``api.format: json`` (boxes) |
-| ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file |
+| ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file; PDF/A-2b by default |
+| ``page`` | ``scan.tif.page.xml`` (``.page-2.xml`` ... for further pages) | ``api.format: json`` (boxes) |
+| ``mets`` | ``scan.tif.mets.xml`` | nothing more: it points at the source and the other outputs |
 """
 
 from __future__ import annotations
 
-SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf"}
+SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf",
+            "page": ".page.xml", "mets": ".mets.xml"}
 FORMATS = tuple(SUFFIXES)
 REQUIRED = ("txt", "json")            # the record every other output is regenerated from
-NEEDS_BOXES = ("alto", "hocr", "pdf")  # only meaningful with structured (format: json) results
+NEEDS_BOXES = ("alto", "hocr", "pdf", "page")  # only meaningful with structured (format: json) results
 DEFAULT_OUTPUTS = ("txt", "json")

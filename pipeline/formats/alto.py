@@ -5,7 +5,8 @@ What a digitisation spec checks, and where it comes from here:
 * ``MeasurementUnit`` ``pixel`` (pixels of the source image as displayed, after EXIF rotation);
   PDF pages, whose coordinate system is points, use ``inch1200`` (1 pt = 1200/72 units), since
   ALTO has no point unit.
-* ``sourceImageInformation/fileName``: the input's file name.
+* ``sourceImageInformation/fileName``: the input's path relative to the input tree (a file
+  taken out of the output tree still says which image it describes).
 * ``OCRProcessing``: software name and version, the OCR engine, model, language and the
   other settings that change the result, and when the result was written.
 * ``Page`` (``WIDTH``/``HEIGHT``/``PHYSICAL_IMG_NR``) > ``PrintSpace`` > ``TextBlock`` >
@@ -73,7 +74,7 @@ def render_alto(layout: FileLayout) -> bytes:
     unit = "inch1200" if any(p.unit == "pt" for p in layout.pages) else "pixel"
     ET.SubElement(desc, _q("MeasurementUnit")).text = unit
     src = ET.SubElement(desc, _q("sourceImageInformation"))
-    ET.SubElement(src, _q("fileName")).text = layout.source_name
+    ET.SubElement(src, _q("fileName")).text = layout.source_rel or layout.source_name
     proc = ET.SubElement(desc, _q("OCRProcessing"), {"ID": "OCR_0"})
     step = ET.SubElement(proc, _q("ocrProcessingStep"))
     if layout.processed_at:

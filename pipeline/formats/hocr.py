@@ -2,8 +2,10 @@
 
 Every element's ``title`` carries ``bbox x0 y0 x1 y1`` in the source's pixels (integers, as hOCR
 requires; PDF pages: points of the page's coordinate system); words add ``x_wconf`` (0-100).
-``ocr_page`` has ``image`` (the input's file name) and ``ppageno`` (0-based). The ``ocr-system``
-and ``ocr-capabilities`` meta tags say what produced the file and which elements it uses.
+``ocr_page`` has ``image`` (the input's path relative to the input tree) and ``ppageno``
+(0-based); ``lang`` is a BCP 47 tag (``langtag``). The ``ocr-system`` meta tag names the
+software, the engine that really read the pages and the model asked for; ``ocr-capabilities``
+which elements the file uses.
 
 Pages without boxes (a text-only result) keep the same elements with no ``bbox`` (the page's
 own bbox stays), so a consumer sees the text and knows it has no positions; the page's
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .langtag import bcp47
 from .model import Box, FileLayout
 
 CAPABILITIES = "ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf"
@@ -34,7 +37,7 @@ def _title(*parts: str) -> str:
 def render_hocr(layout: FileLayout) -> bytes:
     version = layout.tool.get("version") or ""
     engines = "+".join(layout.engines) or "deAPI"
-    lang = str(layout.settings.get("language") or "und")
+    lang = bcp47(layout.settings.get("language"))
     system = f"pipeline {version} ({engines}, model {layout.settings.get('model')})"
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -50,7 +53,7 @@ def render_hocr(layout: FileLayout) -> bytes:
         "</head>",
         "<body>",
     ]
-    image = escape(layout.source_name).replace('"', "")
+    image = escape(layout.source_rel or layout.source_name).replace('"', "")
     for page in layout.pages:
         n = page.index + 1
         title = _title(f'image "{image}"', _bbox((0, 0, page.width, page.height)), f"ppageno {page.index}",

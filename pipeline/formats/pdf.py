@@ -15,9 +15,9 @@ Ghostscript, no hand-written content-stream operators).
   the font's ascent-to-descent spans the box height and the text stretched to the box width, so
   a viewer's highlight covers the word on the image. Pages without boxes get no text layer
   (there is nowhere true to put it); docs/formats.md says so.
-* Font: the PDF core font Helvetica (nothing embedded) when every word fits Latin-1; otherwise
-  DejaVu Sans when the system has it (a subset embedded), else Helvetica with the characters
-  it lacks as ``?`` in the text layer (the ``.txt``/ALTO/hOCR keep them).
+* Font: a glyphless font built for the file's characters (``glyphless``), so words of every
+  script are in the layer and copy gives them back; right-to-left words are written in the
+  order they are shown (``bidi``), as extraction expects.
 
 PDF inputs keep their original pages; ``pdf_overlay`` grafts the same text layer onto them.
 """
@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 from pathlib import Path
 
 from fpdf import FPDF
 from fpdf.enums import TextMode
 from PIL import Image
 
+from .bidi import visual_order
+from .glyphless import ASCENT, DESCENT, UNITS_PER_EM, glyphless_font
+from .langtag import bcp47
 from .model import FileLayout, PageLayout
 from .source import SourcePage, read_source_pages, upright_image
 
 log = logging.getLogger("pipeline.formats.pdf")
 
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/Library/Fonts/DejaVuSans.ttf",
-)
 #: rotation (degrees counter-clockwise, fpdf2's sense) that shows a stored JPEG upright
 _ROTATION = {3: 180, 6: -90, 8: 90}
 
@@ -51,50 +49,32 @@ class PdfSourceError(Exception):
     """The source cannot be made into PDF pages (the file is gone or not an image)."""
 
 
-def _font_path() -> str | None:
-    return next((p for p in FONT_CANDIDATES if Path(p).is_file()), None)
-
-
-def latin1(layout: FileLayout) -> bool:
-    """Whether every word fits Latin-1, the PDF core fonts' repertoire."""
-    try:
-        for page in layout.pages:
-            for block in page.blocks:
-                for line in block.lines:
-                    for word in line.words:
-                        word.text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
+def layout_chars(layout: FileLayout) -> set[str]:
+    """Every character the words of ``layout`` use (the glyphless font maps exactly these)."""
+    return {c for page in layout.pages for block in page.blocks for line in block.lines
+            for word in line.words for c in word.text}
 
 
 class TextLayer:
-    def __init__(self, pdf: FPDF, unicode: bool) -> None:
-        self.pdf = pdf
-        # The core font costs nothing; parsing and subsetting a TrueType font costs ~0.4 s a
-        # file (bench/output_formats.py), so it is embedded only for text beyond Latin-1.
-        font = _font_path() if unicode else None
-        if font:
-            pdf.add_font("ocr", "", font)
-            self.family, self.unicode = "ocr", True
-        else:
-            self.family, self.unicode = "helvetica", False
-        pdf.set_font(self.family, size=10)
-        desc = getattr(pdf.current_font, "desc", None)
-        ascent = getattr(desc, "ascent", None) if desc is not None else None
-        descent = getattr(desc, "descent", None) if desc is not None else None
-        self.ascent = (ascent or 718) / 1000.0
-        self.descent = abs(descent or -207) / 1000.0
+    """Draws words invisibly with the glyphless font (``glyphless``), each stretched to its box."""
 
-    def text(self, word: str) -> str:
-        return word if self.unicode else word.encode("latin-1", "replace").decode("latin-1")
+    def __init__(self, pdf: FPDF, layout: FileLayout) -> None:
+        self.pdf = pdf
+        with tempfile.TemporaryDirectory(prefix="pipeline-font-") as tmp:  # fpdf2 takes a path only
+            path = Path(tmp) / "glyphless.ttf"
+            path.write_bytes(glyphless_font(layout_chars(layout)))
+            pdf.add_font("ocr", "", str(path))
+        self.family = "ocr"
+        pdf.set_font(self.family, size=10)
+        self.ascent = ASCENT / UNITS_PER_EM
+        self.descent = -DESCENT / UNITS_PER_EM
 
     def place(self, word: str, box_pt: tuple[float, float, float, float]) -> None:
         x0, y0, x1, y1 = box_pt
         height, width = y1 - y0, x1 - x0
         if height <= 0 or width <= 0:
             return
-        text = word if word == " " else self.text(word)
+        text = visual_order(word)
         pdf = self.pdf
         size = max(1.0, height / (self.ascent + self.descent))
         pdf.set_font(self.family, size=size)
@@ -163,8 +143,8 @@ def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] 
     pdf.set_creator(f"pipeline {layout.tool.get('version') or ''}".strip())
     pdf.set_producer(f"pipeline {layout.tool.get('version') or ''} (fpdf2)".strip())
     pdf.set_title(layout.source_name)
-    pdf.set_lang(str(layout.settings.get("language") or "en"))
-    layer = TextLayer(pdf, unicode=not latin1(layout))
+    pdf.set_lang(bcp47(layout.settings.get("language")))
+    layer = TextLayer(pdf, layout)
     pages = {p.index: p for p in layout.pages}
     with Image.open(source_path) as im:
         for src in sources:

@@ -30,7 +30,7 @@ from fpdf import FPDF
 from fpdf.enums import TextMode
 
 from .model import FileLayout, PageLayout
-from .pdf import TextLayer, latin1, page_text
+from .pdf import TextLayer, page_text
 from .pdf_text import TEXT_LAYER_ENGINE
 from .pdfpage import PdfFrame, cm_operator
 
@@ -44,7 +44,7 @@ def _text_pages(layout: FileLayout, frames: list[PdfFrame], pages: dict[int, Pag
     """A text-only PDF, one page per original page at its displayed size (empty where no layer)."""
     pdf = FPDF(unit="pt")
     pdf.set_auto_page_break(False)
-    layer = TextLayer(pdf, unicode=not latin1(layout))
+    layer = TextLayer(pdf, layout)
     for i, frame in enumerate(frames):
         pdf.add_page(format=frame.size)
         page = pages.get(i)

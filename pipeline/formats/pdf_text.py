@@ -92,6 +92,8 @@ def _lines(textpage: pdfium.PdfTextPage, frame: PdfFrame) -> list[Line]:
             end_word()
         else:
             box = textpage.get_charbox(i)          # (left, bottom, right, top), user space
+            if min(box[2] - box[0], box[3] - box[1]) < 0.5:  # no ink (another tool's glyphless OCR layer):
+                box = textpage.get_charbox(i, loose=True)   # the font's ascent to descent
             if box[2] > box[0] or box[3] > box[1]:
                 boxes.append(frame.user_box_to_display(box))
             chars.append(ch)

@@ -4,8 +4,8 @@
 ``verify`` audits the output tree against the state: a ``done`` file whose outputs are missing,
 truncated (the ``.txt`` differs from the text recorded in the ``.json``) or unparsable, and
 outputs whose source file is gone. Every configured output is checked: the ``.txt`` and
-``.json`` as above, ALTO, hOCR and PDF by ``formats.check`` (present, parseable, one page per
-page of the result). With ``requeue`` (it takes the lock) a file whose ``.txt``/``.json`` is
+``.json`` as above, ALTO, hOCR, PDF, PAGE and METS by ``formats.check`` (present, parseable,
+one page per page of the result; the PDF's text layer holds every word of the result). With ``requeue`` (it takes the lock) a file whose ``.txt``/``.json`` is
 broken goes back to ``pending`` (the next run redoes it, an API call per page); a file whose
 ``.json`` is sound but an archival output is broken keeps ``done`` and loses that output from
 its record, so the next run regenerates it from the ``.json`` with no API call.
@@ -122,16 +122,15 @@ def _check_outputs(output_root: Path, rel: str) -> tuple[str | None, dict | None
 
 
 def _check_archival(config: Config, rel: str, doc: dict) -> dict[str, str]:
-    """Configured ALTO/hOCR/PDF outputs of a file with a sound ``.json`` (``doc``): name -> problem."""
+    """Configured ALTO/hOCR/PDF/PAGE/METS outputs of a file with a sound ``.json`` (``doc``): name -> problem."""
     names = [n for n in config.outputs if n in CHECKS]
     if not names:
         return {}
-    pages = len(doc["pages"]) if isinstance(doc.get("pages"), list) else 0
     problems = {}
     for name in names:
         path = output_path(config.output, rel, SUFFIXES[name])
         problem = (f"missing {name} output ({path.name})" if not path.exists()
-                   else CHECKS[name](path, pages))
+                   else CHECKS[name](path, doc))
         if problem:
             problems[name] = problem
     return problems

@@ -41,7 +41,7 @@ from pipeline.run.overrides import file_config
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
-from pipeline.formats.writer import OutputError, missing_outputs, read_document, write_outputs
+from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
@@ -133,11 +133,25 @@ class RunContext:
     pages_found: int = 0
     pages_read: int = 0
     on_page: Callable[[], None] | None = None   # the runner's progress, told of each page read
+    output_notes: list[dict[str, str]] = field(default_factory=list)  # e.g. a PDF that could not be PDF/A
+    mets_folders: set[str] = field(default_factory=set)  # folders whose files' METS were written this run
 
     def page_read(self) -> None:
         self.pages_read += 1
         if self.on_page is not None:
             self.on_page()
+
+    async def write_outputs(self, rel: str, names: Any, document: dict, source_path: Path) -> list[str]:
+        """``formats.writer.write_outputs`` with this run's output options; its notes are kept
+        for the run report."""
+        notes: list[str] = []
+        options = OutputOptions(pdfa=self.config.pdf.pdfa, pdfa_fallback=self.config.pdf.pdfa_fallback)
+        if "mets" in names:
+            self.mets_folders.add(rel.rpartition("/")[0])
+        try:
+            return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
+        finally:
+            self.output_notes += [{"path": rel, "note": n} for n in notes]
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -671,7 +685,7 @@ class FileProcessor:
         if document is None:
             return False
         try:
-            written = await write_outputs(ctx.config.output, entry.rel, missing, document, entry.path)
+            written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
             raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
@@ -685,7 +699,7 @@ class FileProcessor:
         written: list[str] = []
         if found.missing:
             try:
-                written = await write_outputs(ctx.config.output, entry.rel, found.missing, found.document, entry.path)
+                written = await ctx.write_outputs(entry.rel, found.missing, found.document, entry.path)
             except OutputError as exc:
                 raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
@@ -718,7 +732,7 @@ class FileProcessor:
         }
         crashpoint("before_write")
         try:
-            outputs = await write_outputs(ctx.config.output, entry.rel, ctx.config.outputs, document, entry.path)
+            outputs = await ctx.write_outputs(entry.rel, ctx.config.outputs, document, entry.path)
         except OutputError as exc:
             raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         crashpoint("after_write")

@@ -155,7 +155,7 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
                      state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
                      possible_duplicates: int, resubmitted: int, server_counters: dict | None,
                      adoption_refused: list[dict[str, str]] | None = None,
-                     cost: dict | None = None) -> dict[str, Any]:
+                     cost: dict | None = None, output_notes: list[dict[str, str]] | None = None) -> dict[str, Any]:
     fail_rows = failures(state, stats)
     report = {
         "run_id": run_id,
@@ -179,6 +179,9 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "adoption_refused_count": len(adoption_refused or ()),
         "adoption_refused": (adoption_refused or [])[:REPORT_LIST_LIMIT],
         "cost": cost,
+        # outputs written in a lesser form than configured (a plain PDF where PDF/A could not be)
+        "output_notes_count": len(output_notes or ()),
+        "output_notes": (output_notes or [])[:REPORT_LIST_LIMIT],
     }
     if server_counters is not None:
         report["embedded_server_counters"] = server_counters

@@ -28,6 +28,7 @@ from pipeline.run.crashpoints import crashpoint
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.run.client_setup import client_settings_from_config, job_slots_from_config
+from pipeline.run.folder_mets import write_folder_mets
 from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
@@ -149,6 +150,7 @@ class Runner:
                 await self._work(ctx)
                 if self._startup_error is not None:
                     raise self._startup_error
+                await write_folder_mets(ctx)
                 exit_code = self._exit_code(ctx, state)
                 self._finish(state, run_id, exit_code, ctx, server)
                 if server is not None and self.stop_reason is not None:
@@ -486,7 +488,7 @@ class Runner:
             possible_duplicates=ctx.possible_duplicates if ctx else 0,
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
             adoption_refused=ctx.adoption_refused if ctx else None,
-            cost=_cost_report(ctx))
+            cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None)
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
@@ -494,6 +496,9 @@ class Runner:
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
+        if ctx is not None and ctx.output_notes:
+            self.say(f"pipeline: {len(ctx.output_notes)} outputs were written in a lesser form than configured "
+                     "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")
         self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
                  f"report {self.config.control_dir / 'run-report.json'}")
 
