@@ -13,11 +13,12 @@ regenerating outputs needs nothing but the stored ``.json`` and the source file.
 | ``alto`` | ``scan.tif.alto.xml`` | ``api.format: json`` (boxes) |
 | ``hocr`` | ``scan.tif.hocr`` | ``api.format: json`` (boxes) |
 | ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file |
+| ``md`` | ``scan.tif.md`` | nothing: the model's raw answers (Markdown from the hosted model), pages marked |
 """
 
 from __future__ import annotations
 
-SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf"}
+SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf", "md": ".md"}
 FORMATS = tuple(SUFFIXES)
 REQUIRED = ("txt", "json")            # the record every other output is regenerated from
 NEEDS_BOXES = ("alto", "hocr", "pdf")  # only meaningful with structured (format: json) results

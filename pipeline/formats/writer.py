@@ -22,6 +22,7 @@ from pipeline.formats.output import output_path, write_atomic_sync
 from . import SUFFIXES
 from .alto import render_alto
 from .hocr import render_hocr
+from .markdown import markdown_document
 from .model import FileLayout, layout_from_document
 from .pdf import render_pdf
 from .pdf_overlay import render_pdf_over_original
@@ -92,6 +93,8 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
     for name in ordered(names):
         if name == "txt":
             out[name] = str(document.get("text") or "").encode("utf-8")
+        elif name == "md":
+            out[name] = markdown_document(document).encode("utf-8")
         elif name == "json":
             out[name] = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         else:
