@@ -77,3 +77,15 @@ def test_the_md_output_keeps_each_page_answer_and_marks_pages():
                      {"index": 1, "text": "plain page"}]}
     md = markdown_document(doc)
     assert md == "# Title\n\n<!-- page 2 -->\n\nplain page\n"
+
+
+def test_verify_checks_the_md_output_has_one_mark_per_page(tmp_path):
+    from pipeline.formats.check import check_md
+
+    doc = {"pages": [{"index": k, "text": f"page {k}", "answer": f"# page {k}"} for k in range(3)]}
+    path = tmp_path / "a.png.md"
+    path.write_text(markdown_document(doc), encoding="utf-8")
+    assert check_md(path, 3) is None
+    assert check_md(path, 2) == "the Markdown output has 3 pages, the result has 2"
+    path.write_bytes(b"\xff\xfe broken")
+    assert "UTF-8" in check_md(path, 3)

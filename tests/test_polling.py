@@ -281,3 +281,9 @@ def test_variable_jobs_are_answered_at_most_a_quarter_of_their_time_late():
     sim = Sim(unbounded)
     worst = max(sim.run(d, f"u{k}")[1] / d for k, d in enumerate(durations))
     assert worst > 0.25  # the same jobs without the bound: the tail the bound removes
+
+
+def test_an_inserted_poll_leaves_no_sliver_before_the_next_planned_one():
+    times = bounded([0.25, 0.5, 1.0, 2.0], 0.25, 0.2)
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:])), times  # never under half the minimum
+    assert all(b - a <= max(0.2, 0.25 * a) + 1e-9 for a, b in zip(times, times[1:])), times

@@ -405,11 +405,14 @@ def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: f
 def bounded(times: list[float], share: float, minimum: float, maximum: float = math.inf) -> list[float]:
     """``times`` with polls inserted wherever a gap after the first poll is longer than
     ``min(maximum, max(minimum, share * t))`` after the poll at ``t`` (the gap bound, see the
-    module doc): each inserted poll is placed as late as the bound allows."""
+    module doc): each inserted poll is placed as late as the bound allows, or halfway when that
+    would leave less than ``minimum`` to the next planned one."""
     out: list[float] = []
     for t in times:
         while out and t - out[-1] > min(maximum, max(minimum, share * out[-1])) + 1e-9:
-            out.append(out[-1] + min(maximum, max(minimum, share * out[-1])))
+            step = min(maximum, max(minimum, share * out[-1]))
+            gap = t - out[-1]
+            out.append(out[-1] + (step if gap - step >= minimum else gap / 2))
         if not out or t > out[-1]:
             out.append(t)
     return out

@@ -1,4 +1,4 @@
-"""Is an archival output on disk usable? The checks ``verify`` runs on ALTO, hOCR and PDF files.
+"""Is an archival output on disk usable? The checks ``verify`` runs on ALTO, hOCR, PDF and md files.
 
 Why not trust the state: a file can be truncated by a full disk outside our atomic writes,
 deleted by hand, or replaced by another tool. Each check is what a consumer would do first:
@@ -10,6 +10,7 @@ Each function returns None when the file is fine, else the problem in words.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -60,4 +61,13 @@ def check_pdf(path: Path, pages: int) -> str | None:
     return _pages_problem("the PDF", found, pages)
 
 
-CHECKS = {"alto": check_alto, "hocr": check_hocr, "pdf": check_pdf}
+def check_md(path: Path, pages: int) -> str | None:
+    """The ``md`` output: UTF-8 text with one ``<!-- page N -->`` mark per page after the first."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"the Markdown output does not read as UTF-8 text ({exc})"
+    return _pages_problem("the Markdown output", 1 + len(re.findall(r"^<!-- page \d+ -->$", text, re.M)), pages)
+
+
+CHECKS = {"alto": check_alto, "hocr": check_hocr, "pdf": check_pdf, "md": check_md}
