@@ -133,3 +133,22 @@ async def test_the_pipeline_writes_plain_txt_markdown_md_and_no_markup_words(tmp
             assert "Harbour" in texts and "Vessel" in texts and "12" in texts
             assert not [t for t in texts if MARKUP.search(t)], texts
             assert all(w[2] is None for w in words)           # no positions invented
+
+
+@pytest.mark.real_ocr
+async def test_an_identical_file_reuses_the_raw_answer_not_the_plain_text(tmp_path):
+    save(draw_report_page(), tmp_path / "in" / "a" / "report.png", "PNG")
+    async with hosted_server("rapidocr") as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, outputs=["txt", "json", "md"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK, report
+        save(draw_report_page(), tmp_path / "in" / "b" / "report.png", "PNG")   # the same pixels, a new file
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK, report
+        assert srv.counters.submits == 1
+    out = tmp_path / "out"
+    doc = json.loads((out / "b" / "report.png.json").read_text())
+    assert doc["pages"][0]["reused"] is True
+    assert (out / "b" / "report.png.md").read_text() == (out / "a" / "report.png.md").read_text()
+    assert (out / "b" / "report.png.txt").read_text() == (out / "a" / "report.png.txt").read_text()
+    assert "<table>" in doc["pages"][0]["answer"] and "<" not in doc["text"]
