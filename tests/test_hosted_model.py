@@ -108,7 +108,8 @@ async def test_the_pipeline_writes_plain_txt_markdown_md_and_no_markup_words(tmp
     save(draw_report_page(), tmp_path / "in" / "report.png", "PNG")
     outputs = ["txt", "json", "md"] + (["alto", "hocr"] if fmt == "json" else [])
     async with hosted_server("rapidocr") as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, api__format=fmt, outputs=outputs)
+        cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, api__format=fmt, outputs=outputs,
+                           timeouts__job_s=300)  # RapidOCR on a loaded machine: never the judge here
         code, report, _ = await run_pipeline(cfg, TOKEN)
         assert code == ExitCode.OK, report
     out = tmp_path / "out"
@@ -139,7 +140,7 @@ async def test_the_pipeline_writes_plain_txt_markdown_md_and_no_markup_words(tmp
 async def test_an_identical_file_reuses_the_raw_answer_not_the_plain_text(tmp_path):
     save(draw_report_page(), tmp_path / "in" / "a" / "report.png", "PNG")
     async with hosted_server("rapidocr") as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, outputs=["txt", "json", "md"])
+        cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, outputs=["txt", "json", "md"], timeouts__job_s=300)
         code, report, _ = await run_pipeline(cfg, TOKEN)
         assert code == ExitCode.OK, report
         save(draw_report_page(), tmp_path / "in" / "b" / "report.png", "PNG")   # the same pixels, a new file
