@@ -153,3 +153,14 @@ async def test_an_identical_file_reuses_the_raw_answer_not_the_plain_text(tmp_pa
     assert (out / "b" / "report.png.md").read_text() == (out / "a" / "report.png.md").read_text()
     assert (out / "b" / "report.png.txt").read_text() == (out / "a" / "report.png.txt").read_text()
     assert "<table>" in doc["pages"][0]["answer"] and "<" not in doc["text"]
+
+
+@pytest.mark.parametrize("foot, number", [("12", True), ("- 12 -", True), ("xii", True), ("Page 7", True),
+                                          ("civic", False), ("Thank you", False), ("1952-03-04", False)])
+def test_only_a_page_number_at_the_foot_becomes_page_number(foot, number):
+    from pipeline.server.hosted import page_number_line
+
+    body = line("Some running text on the page body here.", (50, 100, 700, 140))
+    page = OcrPage("rapidocr", 1000, 1300, (OcrBlock((body,)), OcrBlock((line(foot, (450, 1220, 560, 1255)),))))
+    assert (page_number_line(page) is not None) is number
+    assert (f"<page_number>{foot}</page_number>" in render_markdown(page)) is number

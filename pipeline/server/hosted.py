@@ -52,7 +52,8 @@ TEXT_ASPECT = 8.0      # ... whose cells are short (running text is at least thi
 FOOT_SHARE = 0.12      # a page number lies in the bottom 12 % of the page
 ROW_TOLERANCE = 0.5    # lines whose centres differ by under this many line heights share a row
 
-_PAGE_NUMBER = re.compile(r"^[\s\-–—.(\[]*(?:page\s+|p\.\s*|seite\s+)?(\d{1,4}|[ivxlcdm]{1,7})[\s\-–—.)\]]*$", re.I)
+_ROMAN = r"(?=[ivxlcdm])m{0,3}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"   # xii, not "civic"
+_PAGE_NUMBER = re.compile(r"^[\s\-–—.(\[]*(?:page\s+|p\.\s*|seite\s+)?(\d{1,4}|%s)[\s\-–—.)\]]*$" % _ROMAN, re.I)
 
 
 @dataclass(frozen=True)
