@@ -38,6 +38,7 @@ SUITE = [
     ("bench.control", [], ["--quick"]),
     ("bench.price_buckets", [], []),
     ("bench.startup", [], ["--repeat", "2"]),
+    ("bench.polling_tail", [], ["--quick"]),
 ]
 
 
@@ -182,6 +183,15 @@ def figures_table(rows: list[dict]) -> list[str]:
                 f"{r['workers_4_pages_per_min']}", "1 worker ≈ in-memory (>= 0.8)", r["ratio_1_worker"] >= 0.8)
         elif b == "control":
             control_rows(r, add)
+        elif b == "polling_tail":
+            p, u, n = (r["rows"][k] for k in ("pipeline", "unbounded", "naive"))
+            add(f"polling tail, {r['mean_s']:g} s ± {r['spread_s']:g} s jobs, {p['jobs']} jobs in {r['runs']} run(s): "
+                "lateness p99 / max (s), max ÷ job time past the first poll, calls/job; unbounded planner; naive 1 s",
+                f"{p['lateness_p99_s']} / {p['lateness_max_s']}, {p['lateness_max_share_past_first_poll']}, "
+                f"{p['api_calls_per_job']}; {u['lateness_p99_s']} / {u['lateness_max_s']}, "
+                f"{u['lateness_max_share_past_first_poll']}, {u['api_calls_per_job']}; {n['lateness_p99_s']} / "
+                f"{n['lateness_max_s']}, {n['api_calls_per_job']}",
+                "max ÷ job time <= 0.25", p["lateness_max_share_past_first_poll"] <= 0.25)
         elif b == "price_buckets":
             add(f"price estimate by size bucket, {r['set']} ({r['pages']} pages, {r['price_requests']} price "
                 "requests): largest page error, mean, whole set", f"{r['max_abs_error']:.1%}, "

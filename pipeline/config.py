@@ -152,7 +152,7 @@ class Config:
     output: Path
     include: tuple[str, ...] = IMAGE_GLOBS  # matched case-insensitively
     exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json alto hocr pdf page mets (docs/formats.md)
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json md alto hocr pdf page mets (docs/formats.md)
     mets_per_folder: bool = False     # with mets: also one folder.mets.xml a folder (its files as one object)
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
     min_file_age_s: float = 0.0       # younger files are "still being written": next run

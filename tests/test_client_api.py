@@ -38,7 +38,7 @@ async def test_models_lists_the_ocr_models_with_their_pixel_limits(srv):
         models = await api.list_models("img2txt")
         everything = await api.list_models(None)
     slugs = {m.slug for m in models}
-    assert slugs == {"Nanonets_Ocr_S_F16", "LightOnOcr_3_4B_Q8"}
+    assert slugs == {"Nanonets_Ocr_S_F16", "LightOnOcr_3_4B_Q8", "Nanonets_Ocr_S_Hosted"}
     assert all(isinstance(m, ModelInfo) and "img2txt" in m.inference_types for m in models)
     assert models[0].limits == PixelLimits(128, 4096, 127, 4096)
     assert len(everything) > len(models)  # the non-OCR models come back when not filtered

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.deapi import ClientSettings, DeapiClient
-from pipeline.deapi.polling import (PollPlanner, budget_from_limits, choose_schedule, estimate_distribution,
+from pipeline.deapi.polling import (PollPlanner, bounded, budget_from_limits, choose_schedule, estimate_distribution,
                                     refine)
 from pipeline.server import EmbeddedServer, FaultConfig, ServerConfig
 
@@ -208,3 +208,82 @@ async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_c
     assert polls / jobs <= 1.5
     assert after["downloads"] == 0  # inline results: no download calls at all
     assert api.poller.finished_jobs == 64
+
+
+# -- no long tail: the gap bound (a property of the planner's schedule, no clock involved) --------
+
+def assert_gaps_bounded(times: list[float], planner: PollPlanner) -> None:
+    for a, b in zip(times, times[1:]):
+        assert b > a
+        assert b - a <= max(planner.minimum, planner.gap_share * a) + 1e-6, (a, b, times)
+        assert b - a <= planner.maximum + 1e-6
+
+
+def polls_until(planner: PollPlanner, rid: str, horizon: float) -> list[float]:
+    """The poll times a job that never finishes gets, up to ``horizon`` s: its schedule, then
+    ``after_plan`` as the client calls it."""
+    times = list(planner.schedule_for(rid))
+    gap = times[-1] - times[-2] if len(times) > 1 else planner.minimum
+    while times[-1] < horizon:
+        times.append(planner.after_plan(times[-1], gap))
+        gap = times[-1] - times[-2]
+    return times
+
+
+def test_bounded_inserts_polls_into_a_long_gap_and_keeps_a_good_plan():
+    assert bounded([1.0, 1.2, 1.5], 0.25, 0.05) == [1.0, 1.2, 1.5]
+    tail = bounded([2.0, 2.5, 3.0, 63.2], 0.25, 0.05)    # the plan that once ended 60 s late
+    assert tail[:3] == [2.0, 2.5, 3.0] and tail[-1] == 63.2
+    assert all(b - a <= 0.25 * a + 1e-9 for a, b in zip(tail, tail[1:]))
+    assert bounded([0.01, 0.5], 0.25, 0.05)[:3] == pytest.approx([0.01, 0.06, 0.11])  # under the minimum: minimum steps
+
+
+DISTRIBUTIONS = {
+    "2 s ± 50 %": lambda r: r.uniform(1.0, 3.0),
+    "hosted 5-20 s": lambda r: r.uniform(5.0, 20.0),
+    "tenfold lognormal": lambda r: 2 * math.exp(r.gauss(0, 0.98)),
+    "bimodal with stragglers": lambda r: r.choice([0.4, 0.5, 0.6]) if r.random() < 0.9 else r.uniform(8, 40),
+}
+
+
+@pytest.mark.parametrize("name", list(DISTRIBUTIONS))
+@pytest.mark.parametrize("budget", [1.0, 4.0])
+def test_no_poll_gap_exceeds_a_quarter_of_the_time_since_the_submit(name, budget):
+    rng = random.Random(11)
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=budget)
+    sim = Sim(planner)
+    for k in range(300):
+        if k % 50 == 0:  # through the prior, the early plans and the learned ones
+            for j in range(20):  # with and without exploration probes
+                assert_gaps_bounded(polls_until(planner, f"x{k}-{j}", 400.0), planner)
+                planner.forget(f"x{k}-{j}")
+        sim.run(DISTRIBUTIONS[name](rng), f"r{k}")
+    planner.submitted("running")  # a job still running is evidence the plan's tail reaches past
+    planner.missed("running", 30.0)
+    planner._plan = None
+    assert_gaps_bounded(polls_until(planner, "late", 400.0), planner)
+
+
+def test_variable_jobs_are_answered_at_most_a_quarter_of_their_time_late():
+    rng = random.Random(12)
+    durations = [rng.uniform(1.0, 3.0) for _ in range(600)] + [rng.uniform(8.0, 60.0) for _ in range(20)]
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=3.0)
+    sim = Sim(planner)
+    late = []
+    for k, d in enumerate(durations):
+        first = planner.schedule_for(f"peek{k}")[0]
+        planner.forget(f"peek{k}")
+        polls, lateness = sim.run(d, f"r{k}")
+        if d > first:
+            late.append(lateness / d)
+    assert max(late) <= 0.25 + 1e-6
+    unbounded = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=3.0, gap_share=None)
+    sim = Sim(unbounded)
+    worst = max(sim.run(d, f"u{k}")[1] / d for k, d in enumerate(durations))
+    assert worst > 0.25  # the same jobs without the bound: the tail the bound removes
+
+
+def test_an_inserted_poll_leaves_no_sliver_before_the_next_planned_one():
+    times = bounded([0.25, 0.5, 1.0, 2.0], 0.25, 0.2)
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:])), times  # never under half the minimum
+    assert all(b - a <= max(0.2, 0.25 * a) + 1e-9 for a, b in zip(times, times[1:])), times

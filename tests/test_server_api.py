@@ -115,16 +115,16 @@ async def test_models_paginate_filter_and_reject_bad_parameters(http, srv):
     async with http.get(srv.base_url + V1 + "/models", headers=AUTH) as r:
         body = await r.json()
     assert set(body) == {"data", "links", "meta"} and body["meta"]["per_page"] == 15
-    assert body["meta"]["total"] == 3 and body["links"]["next"] is None
+    assert body["meta"]["total"] == 4 and body["links"]["next"] is None
     async with http.get(srv.base_url + V1 + "/models", params={"per_page": "1", "page": "2"}, headers=AUTH) as r:
         body = await r.json()
-    assert body["meta"]["current_page"] == 2 and body["meta"]["last_page"] == 3 and len(body["data"]) == 1
+    assert body["meta"]["current_page"] == 2 and body["meta"]["last_page"] == 4 and len(body["data"]) == 1
     assert "page=1" in body["links"]["prev"] and "page=3" in body["links"]["next"]
     assert body["meta"]["from"] == body["meta"]["to"] == 2
     async with http.get(srv.base_url + V1 + "/models", params={"filter[inference_types]": "img2txt"},
                         headers=AUTH) as r:
         body = await r.json()
-    assert {m["slug"] for m in body["data"]} == {MODEL, "LightOnOcr_3_4B_Q8"}
+    assert {m["slug"] for m in body["data"]} == {MODEL, "LightOnOcr_3_4B_Q8", "Nanonets_Ocr_S_Hosted"}
     for m in body["data"]:
         assert m["inference_types"] == ["img2txt"]
         assert m["info"]["limits"] == {"min_width": 128, "max_width": 4096, "min_height": 127, "max_height": 4096}
@@ -206,7 +206,7 @@ async def test_v2_aliases_serve_the_same_handlers(http, srv):
             break
     assert data["result"].startswith("FAST-OCR")
     async with http.get(srv.base_url + "/api/v2/models", headers=AUTH) as r:
-        assert (await r.json())["meta"]["total"] == 3
+        assert (await r.json())["meta"]["total"] == 4
     async with http.post(srv.base_url + "/api/v2/images/ocr/price", data={"model": MODEL, "width": "300",
                                                                          "height": "200"}, headers=AUTH) as r:
         assert (await r.json())["data"]["price"] > 0

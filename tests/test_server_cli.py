@@ -88,7 +88,8 @@ def test_every_option_reaches_the_config(monkeypatch):
         "--profile", "custom", "--limit-submit-per-min", "7", "--limit-status-per-day", "70", "--balance", "5",
         "--latency", "0.5", "--latency-jitter", "0.1", "--result-ttl", "60", "--allow-http-webhooks",
         "--webhook-time-scale", "0.01", "--fault", "http_5xx=3", "--fault", "job_error=0:0.25",
-        "--fault", "retry_after=9", "--fault", "endpoints=submit,download", "--seed", "11", "--admin"))
+        "--fault", "retry_after=9", "--fault", "endpoints=submit,download", "--seed", "11", "--admin",
+        "--hosted-job-s", "0.5", "2"))
     assert (cfg.host, cfg.port, cfg.engine, cfg.engine_workers, cfg.tokens) == ("0.0.0.0", 9000, "tesseract", 3, ("t",))
     assert cfg.endpoint_limits() == {"submit": (7, None), "status": (None, 70), "price": (None, None)}
     assert (cfg.balance, cfg.result_ttl_s, cfg.webhook_time_scale, cfg.seed) == (5.0, 60.0, 0.01, 11)
@@ -97,6 +98,7 @@ def test_every_option_reaches_the_config(monkeypatch):
     assert (f.latency, f.latency_jitter, f.retry_after, f.endpoints) == (0.5, 0.1, 9, ("submit", "download"))
     assert f.http_5xx == FaultRule(3) and f.job_error == FaultRule(0, 0.25)
     assert config_from_args(parse("--token", "t", "--webhook-secret", "flag")).webhook_secret == "flag"
+    assert cfg.hosted.job_s == (0.5, 2.0)
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -108,6 +110,7 @@ def test_every_option_reaches_the_config(monkeypatch):
     (("--profile", "custom", "--limit-price-per-day", "0"), "at least 1"),
     (("--engine-workers", "0"), "at least 1"),
     (("--latency", "-1"), ">= 0"),
+    (("--hosted-job-s", "3", "1"), "--hosted-job-s"),
     (("--role", "worker"), "--role worker needs --store"),
     (("--role", "api"), "needs --store postgresql://"),
     (("--store", "mysql://x/y"), "--store must be a postgresql:// URL"),

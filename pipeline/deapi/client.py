@@ -507,7 +507,8 @@ class DeapiClient:
             elapsed = now - submitted
             while step < len(schedule) and schedule[step] <= elapsed:
                 step += 1  # planned times already past (a re-attach, a slow answer)
-            if step < len(schedule):
+            planned = step < len(schedule)
+            if planned:
                 target = schedule[step]
                 step += 1
             else:
@@ -523,10 +524,14 @@ class DeapiClient:
                 poller.forget(request_id)
                 raise
             seen = (sent + time.monotonic()) / 2 - submitted  # when the server looked, about
-            last_poll = max(last_poll, seen)
+            # The poll that happened, not the one planned: an order hint wakes a poll early, and
+            # the next gap (bounded by a share of the time, polling.py) counts from the real one.
+            last_poll = seen if hinted else max(last_poll, seen)
             polls += 1
             if hinted:
                 poller.hint_result(st.terminal)
+                if planned and not st.terminal:
+                    step -= 1  # woken early: the planned poll it stood for is still to come
             if st.terminal:
                 poller.finished(request_id, last_miss, seen, polls)
                 if not st.ok:

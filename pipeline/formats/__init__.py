@@ -15,12 +15,14 @@ regenerating outputs needs nothing but the stored ``.json`` and the source file.
 | ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file; PDF/A-2b by default |
 | ``page`` | ``scan.tif.page.xml`` (``.page-2.xml`` ... for further pages) | ``api.format: json`` (boxes) |
 | ``mets`` | ``scan.tif.mets.xml`` | nothing more: it points at the source and the other outputs |
+| ``md`` | ``scan.tif.md`` | nothing: the model's raw answers (Markdown from the hosted model), pages marked |
 """
 
 from __future__ import annotations
 
 SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf",
-            "page": ".page.xml", "mets": ".mets.xml"}
+            "page": ".page.xml", "mets": ".mets.xml",
+            "md": ".md"}
 FORMATS = tuple(SUFFIXES)
 REQUIRED = ("txt", "json")            # the record every other output is regenerated from
 NEEDS_BOXES = ("alto", "hocr", "pdf", "page")  # only meaningful with structured (format: json) results

@@ -1,5 +1,5 @@
-"""Is an archival output on disk usable? The checks ``verify`` runs on ALTO, hOCR, PDF, PAGE
-and METS files.
+"""Is an archival output on disk usable? The checks ``verify`` runs on ALTO, hOCR, PDF, PAGE,
+METS and md files.
 
 Why not trust the state: a file can be truncated by a full disk outside our atomic writes,
 deleted by hand, or replaced by another tool. Each check is what a consumer would do first:
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -153,4 +154,13 @@ def check_pdf(path: Path, doc: dict[str, Any]) -> str | None:
     return _pages_problem("the PDF", found, _page_count(doc)) or pdf_lost_words(texts, doc)
 
 
-CHECKS = {"alto": check_alto, "hocr": check_hocr, "pdf": check_pdf, "page": check_page, "mets": check_mets}
+def check_md(path: Path, doc: dict[str, Any]) -> str | None:
+    """The ``md`` output: UTF-8 text with one ``<!-- page N -->`` mark per page after the first."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"the Markdown output does not read as UTF-8 text ({exc})"
+    return _pages_problem("the Markdown output", 1 + len(re.findall(r"^<!-- page \d+ -->$", text, re.M)), _page_count(doc))
+
+
+CHECKS = {"alto": check_alto, "hocr": check_hocr, "pdf": check_pdf, "page": check_page, "mets": check_mets, "md": check_md}

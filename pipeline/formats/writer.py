@@ -31,6 +31,7 @@ from pipeline.formats.output import output_path, write_atomic_sync
 
 from . import SUFFIXES
 from .mets import MIMETYPES, POINTS_AT, MetsFile, render_mets, render_mets_parts  # ElementTree only
+from .markdown import markdown_document  # text only
 from .model import FileLayout, layout_from_document
 
 if TYPE_CHECKING:
@@ -194,6 +195,8 @@ def render(names: Sequence[str], document: dict[str, Any], source_path: Path | N
     for name in ordered(names):
         if name == "txt":
             out[name] = str(document.get("text") or "").encode("utf-8")
+        elif name == "md":
+            out[name] = markdown_document(document).encode("utf-8")
         elif name == "json":
             out[name] = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         else:

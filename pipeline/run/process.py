@@ -40,6 +40,7 @@ from pipeline.run.crashpoints import crashpoint
 from pipeline.run.overrides import file_config
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
+from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import has_positions
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
@@ -712,7 +713,8 @@ class FileProcessor:
         pages = sorted(pages, key=lambda p: p.index)
         boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
         # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
-        text = PAGE_SEPARATOR.join(p.text for p in pages)
+        plain = {p.index: plain_page_text(p) for p in pages}  # Markdown answers -> plain (formats/markdown.py)
+        text = PAGE_SEPARATOR.join(plain[p.index] for p in pages)
         document = {
             "source": {"path": entry.rel, "size": entry.size, "sha256": sha, "mtime_ns": entry.mtime_ns},
             "image": prepared,
@@ -720,7 +722,8 @@ class FileProcessor:
                          "return_result_in_response": api.return_result_in_response,
                          "fingerprint": fingerprint_of(key)},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
-                       "text_source": p.text_source, "text": p.text, **({"no_text": True} if p.no_text else {}),
+                       "text_source": p.text_source, "text": plain[p.index], **({"no_text": True} if p.no_text else {}),
+                       **({"answer": p.text} if plain[p.index] != p.text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
                        **({"positions": False} if boxed and p.text_source != "text_layer"
@@ -754,13 +757,19 @@ class _InlineStatus:
     raw: dict = field(default_factory=dict)
 
 
+def plain_page_text(page: PageResult) -> str:
+    """The page's text for the ``.txt``: an answer from the API by the Markdown rule, a PDF's own
+    text layer as it is (it is no model's Markdown)."""
+    return page.text if page.text_source == "text_layer" else plain_text(page.text)
+
+
 def _pages_from_outputs(output_root: Path, rel: str) -> tuple[list[PageResult], dict] | None:
     """Reuse a done sibling's results (identical content) from its .json output."""
     _, js = output_paths(output_root, rel)
     try:
         doc = json.loads(js.read_text(encoding="utf-8"))
         facts = doc["image"].get("pages") or [None] * len(doc["pages"])
-        pages = [PageResult(p["index"], p["text"], p.get("result"), p.get("request_id"), 0, reused=True,
+        pages = [PageResult(p["index"], p.get("answer", p["text"]), p.get("result"), p.get("request_id"), 0, reused=True,
                             text_source=p.get("text_source", "ocr"), facts=f)
                  for p, f in zip(doc["pages"], facts)]
         return pages, doc["image"]

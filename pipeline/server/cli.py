@@ -20,6 +20,7 @@ from pipeline.exitcodes import ExitCode
 from .config import LIMITED_ENDPOINTS, PROFILES, ROLES, ServerConfig
 from pipeline.ocr import ENGINE_NAMES
 from .faults import FaultConfig, parse_fault_option
+from .hosted import HostedSettings
 from .store import StoreUnavailable
 
 TOKEN_ENV = "DEAPI_API_KEY"
@@ -43,6 +44,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balance", type=float, default=1_000_000.0, help="starting balance per token (USD credits)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds each job stays pending (default 0)")
     p.add_argument("--latency-jitter", type=float, default=0.0, help="± uniform jitter on --latency (seconds)")
+    p.add_argument("--hosted-job-s", type=float, nargs=2, default=(5.0, 20.0), metavar=("LO", "HI"),
+                   help="model Nanonets_Ocr_S_Hosted (answers like the hosted model): each job takes "
+                        "uniform(LO, HI) seconds (default 5 20)")
     p.add_argument("--result-ttl", type=float, default=86_400.0, help="seconds a result_url stays valid (default 1 day)")
     p.add_argument("--webhook-secret", help=f"HMAC secret for webhook signatures (default: ${SECRET_ENV}, else random)")
     p.add_argument("--allow-http-webhooks", action="store_true",
@@ -112,6 +116,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             limits[ep] = (per_min, per_day)
     if limits and args.profile != "custom":
         raise ValueError("--limit-* options set a custom plan: add --profile custom")
+    try:
+        hosted = HostedSettings(job_s=tuple(args.hosted_job_s))
+    except ValueError:
+        raise ValueError("--hosted-job-s LO HI: need 0 <= LO <= HI") from None
     secret = args.webhook_secret or os.environ.get(SECRET_ENV) or None
     extra = {"webhook_secret": secret} if secret else {}
     return ServerConfig(host=args.host, port=args.port, tokens=tokens, engine=args.engine,
@@ -119,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         balance=args.balance, result_ttl_s=args.result_ttl,
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
-                        lease_s=args.lease, worker_id=args.worker_id, **extra)
+                        lease_s=args.lease, worker_id=args.worker_id, hosted=hosted, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .faults import FaultConfig, FaultRule
+from .hosted import HostedSettings
 
 Limit = tuple[int | None, int | None]   # (per minute, per day); None = unlimited
 
@@ -54,6 +55,7 @@ class ServerConfig:
     role: str = "all"                     # all | api (routes only) | worker (claims jobs; /healthz, /metrics)
     lease_s: float = 30.0                 # fleet: a claimed job returns to the queue this long after its worker died
     worker_id: str | None = None          # fleet: this process's name in leases and /metrics (default host-pid-random)
+    hosted: HostedSettings = field(default_factory=HostedSettings)   # the hosted-like model (hosted.py)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)

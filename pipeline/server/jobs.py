@@ -23,6 +23,7 @@ from .counters import Counters
 from pipeline.ocr.base import EngineError
 from pipeline.ocr.pool import EngineRunner
 from .faults import FaultConfig
+from .hosted import HostedSettings, hosted_answer, is_hosted
 from .ledger import Ledger
 from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
@@ -68,7 +69,8 @@ class JobRunner:
 
     def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
                  rng: random.Random, ledger: Ledger, links: ResultLinks, events: JobEvents,
-                 public_base_url: str | None) -> None:
+                 public_base_url: str | None, hosted: HostedSettings | None = None) -> None:
+        self.hosted = hosted or HostedSettings()
         self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
         self.ledger, self.links, self.events = ledger, links, events
         self.public_base_url = public_base_url
@@ -144,7 +146,7 @@ class JobRunner:
             return
         job.progress = max(job.progress, 50.0)
         try:
-            job.text = await read_page(self.engine, job)
+            job.text = await read_page(self.engine, job, self.hosted, self.rng)
         except EngineError as exc:
             self._fail(job, exc.code, str(exc))
             return
@@ -173,8 +175,13 @@ def decide_faults(job: Job, faults: FaultConfig, rng: random.Random) -> None:
     job.fail = faults.job_error.fire(rng)
 
 
-async def read_page(engine: EngineRunner, job: Job) -> str:
-    """The engine's reading of the job's image as the result document (text, or JSON serialized)."""
+async def read_page(engine: EngineRunner, job: Job, hosted: HostedSettings | None = None,
+                    rng: random.Random | None = None) -> str:
+    """The engine's reading of the job's image as the result document (text, or JSON serialized);
+    a hosted-like model's job answers Markdown and takes its drawn time (``hosted.py``)."""
+    if is_hosted(job.model):
+        return await hosted_answer(engine, job.image or b"", job.language, job.format,
+                                   hosted or HostedSettings(), rng or random.Random())
     page = await engine.recognize(job.image or b"", job.language)
     return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
 

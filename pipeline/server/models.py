@@ -1,6 +1,7 @@
 """The model catalogue the server offers, and its Laravel-style pagination (deapi-api.md §3).
 
-Two OCR models share the documented pixel limits; one text-to-image model exists so that
+Three OCR models share the documented pixel limits (the third, ``Nanonets_Ocr_S_Hosted``,
+answers like the hosted model: ``hosted.py``); one text-to-image model exists so that
 clients meet a model that does *not* support ``img2txt`` (and the 422 it earns).
 """
 
@@ -15,6 +16,9 @@ MODELS: list[dict[str, Any]] = [
     {"name": "Nanonets OCR S F16", "slug": "Nanonets_Ocr_S_F16", "inference_types": ["img2txt"],
      "info": {"limits": dict(_OCR_LIMITS)}, "loras": None, "languages": None},
     {"name": "LightOnOCR 3 4B Q8", "slug": "LightOnOcr_3_4B_Q8", "inference_types": ["img2txt"],
+     "info": {"limits": dict(_OCR_LIMITS)}, "loras": None, "languages": None},
+    # Answers like the hosted Nanonets model (Markdown, no boxes, 5-20 s jobs): server/hosted.py.
+    {"name": "Nanonets OCR S (hosted-like)", "slug": "Nanonets_Ocr_S_Hosted", "inference_types": ["img2txt"],
      "info": {"limits": dict(_OCR_LIMITS)}, "loras": None, "languages": None},
     {"name": "Flux 1 Schnell", "slug": "Flux1schnell", "inference_types": ["txt2img"],
      "info": {"limits": {"min_width": 256, "max_width": 2048, "min_height": 256, "max_height": 2048}},

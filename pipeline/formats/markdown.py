@@ -1,0 +1,153 @@
+"""The hosted model's Markdown answer -> plain text: the one rule every text output follows.
+
+Why a module of its own: deAPI's OCR model (Nanonets-OCR-s) answers Markdown-like text
+(``#`` headings, emphasis, tables as HTML ``<table>`` or Markdown pipes, ``<page_number>``,
+``<watermark>``, ``<img>``, LaTeX). The ``.txt``, the text-only ALTO/hOCR and, later, the word
+alignment of issue 22 all need the same plain reading of it, so it is written once, here, as a
+pure function of the raw answer. The ``.json`` keeps the raw answer and the ``md`` output
+writes it as it came.
+
+The rule (docs/formats.md, "Markdown answers"):
+
+* heading marks (``#`` .. ``######`` and a space at the start of a line) are removed, the
+  heading's words stay; so are block quote marks (``> ``);
+* emphasis marks are removed: ``**b**``, ``__b__``, ``*i*``, ``_i_``, ``~~s~~`` (only when they
+  pair up around text, so a lone ``*`` or ``snake_case`` stays as printed);
+* a table (HTML ``<table>`` or Markdown ``| a | b |`` rows) becomes one line per row, cells
+  separated by a tab; the ``|---|`` separator row is dropped;
+* the model's own tags follow **one rule: keep what is printed on the page, drop what
+  describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
+  printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
+  the model's description of a picture, not text on the page: dropped whole. Any other tag
+  (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line);
+* HTML entities are decoded (``&amp;`` -> ``&``); LaTeX is kept as its source text (``$x^2$``):
+  it is what the page says, in the only plain form there is;
+* runs of blank lines shrink to one, trailing spaces go.
+
+Plain text with no markup passes through unchanged (apart from trailing spaces), so the rule
+is applied to every answer, whichever model gave it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+PRINTED_TAGS = ("page_number", "watermark")   # content is text on the page: kept, own line
+DESCRIBING_TAGS = ("img",)                    # content describes the page: dropped
+
+_TABLE = re.compile(r"<table\b.*?</table\s*>", re.I | re.S)
+_DESCRIBING = re.compile(r"<(%s)\b[^>]*>.*?</\1\s*>|<(%s)\b[^>]*/?>" % ("|".join(DESCRIBING_TAGS),
+                                                                       "|".join(DESCRIBING_TAGS)), re.I | re.S)
+_PRINTED = re.compile(r"<(%s)\b[^>]*>(.*?)</\1\s*>" % "|".join(PRINTED_TAGS), re.I | re.S)
+_BR = re.compile(r"<br\s*/?>", re.I)
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9_:-]*(\s[^<>]*)?/?>")
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_QUOTE = re.compile(r"^[ \t]{0,3}>[ \t]?")
+_PIPE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
+_PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+# Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
+# underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
+_EMPHASIS = (
+    re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
+    re.compile(r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)"),
+    re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"),
+    re.compile(r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])"),
+    re.compile(r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)"),
+)
+
+
+class _Cells(HTMLParser):
+    """An HTML table's rows of cell texts (``<br>`` inside a cell becomes a space)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            if not self.rows:
+                self.rows.append([])
+            self._cell = []
+        elif tag == "br" and self._cell is not None:
+            self._cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(table_html: str) -> list[list[str]]:
+    """The rows of one HTML ``<table>``, each a list of cell texts (empty rows dropped)."""
+    parser = _Cells()
+    parser.feed(table_html)
+    parser.close()
+    return [row for row in parser.rows if row]
+
+
+def _table_text(match: re.Match) -> str:
+    rows = table_rows(match.group(0))
+    # cells come unescaped; escape them again so the one unescape at the end is not a second one
+    return "\n" + "\n".join("\t".join(html.escape(_inline(c), quote=False) for c in row) for row in rows) + "\n"
+
+
+def _inline(text: str) -> str:
+    for pattern in _EMPHASIS:
+        previous = None
+        while previous != text:  # nested marks (***b***) peel one layer a pass
+            previous, text = text, pattern.sub(r"\1", text)
+    return text
+
+
+def _line(line: str) -> str:
+    if _PIPE_RULE.match(line) and "-" in line and "|" in line:
+        return "\0"  # a pipe table's separator row: dropped below
+    row = _PIPE_ROW.match(line)
+    if row:
+        return "\t".join(_inline(c.strip()) for c in row.group(1).split("|"))
+    heading = _HEADING.match(line)
+    if heading:
+        line = heading.group(1)
+    else:
+        line = _QUOTE.sub("", line)
+    return _inline(line).rstrip()
+
+
+def plain_text(answer: str) -> str:
+    """A raw answer (Markdown or plain) as plain text, by the rule in the module docstring."""
+    if not answer:
+        return ""
+    text = answer.replace("\r\n", "\n").replace("\r", "\n")
+    text = _DESCRIBING.sub("", text)
+    text = _TABLE.sub(_table_text, text)
+    text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
+    text = _BR.sub("\n", text)
+    text = _TAG.sub("", text)
+    lines = [_line(ln) for ln in text.split("\n")]
+    text = "\n".join(ln for ln in lines if ln != "\0")
+    text = html.unescape(text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n")
+
+
+def markdown_document(document: dict) -> str:
+    """The ``md`` output: each page's raw answer as the model gave it (``answer`` in the ``.json``
+    when it differs from the plain text, else the text), pages after the first marked by an HTML
+    comment (``<!-- page 2 -->``), which Markdown viewers do not show."""
+    parts = []
+    for n, page in enumerate(document.get("pages") or []):
+        answer = str(page.get("answer", page.get("text")) or "").strip("\n")
+        parts.append(answer if n == 0 else f"<!-- page {int(page.get('index', n)) + 1} -->\n\n{answer}")
+    return "\n\n".join(parts) + "\n"
+
+
+__all__ = ["DESCRIBING_TAGS", "PRINTED_TAGS", "markdown_document", "plain_text", "table_rows"]

@@ -1,0 +1,91 @@
+"""The Markdown rule (``pipeline/formats/markdown.py``): a hosted model's raw answer -> plain text,
+and the ``md`` output that keeps the raw answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.formats.markdown import markdown_document, plain_text, table_rows
+
+ANSWER = """# Harbour Report
+
+## Arrivals, **March** 1952
+
+The *Anna* came in at dawn; __all__ crews were ~~absent~~ present.
+> A note quoted from the log.
+
+<table><tr><th>Vessel</th><th>Tons</th></tr><tr><td>Anna &amp; Co</td><td>1<br>200</td></tr></table>
+
+| Port | Days |
+|:-----|-----:|
+| Kiel | 3 |
+
+<img>A photograph of a harbour crane.</img>
+<watermark>COPY</watermark>
+Signed at the office.
+<page_number>12</page_number>"""
+
+
+def test_a_markdown_answer_reads_as_plain_text():
+    assert plain_text(ANSWER) == (
+        "Harbour Report\n\n"
+        "Arrivals, March 1952\n\n"
+        "The Anna came in at dawn; all crews were absent present.\n"
+        "A note quoted from the log.\n\n"
+        "Vessel\tTons\n"
+        "Anna & Co\t1 200\n\n"
+        "Port\tDays\n"
+        "Kiel\t3\n\n"
+        "COPY\n\n"
+        "Signed at the office.\n\n"
+        "12")
+
+
+@pytest.mark.parametrize("printed", [
+    "snake_case_name and file_v2_final",
+    "2 * 3 = 6 and 4 * 5 = 20",
+    "Price: $5 and $x^2$ stays as LaTeX source",
+    "A line with # inside is no heading",
+    "#hashtag without a space",
+    "a_b_c",
+])
+def test_plain_text_passes_through_unchanged(printed):
+    assert plain_text(printed) == printed
+
+
+def test_the_tags_follow_one_rule_printed_text_stays_descriptions_go():
+    text = plain_text("before <img src='x.png' alt='a chart'/> after\n<img>a drawing of a ship</img>\n"
+                      "<page_number>- 7 -</page_number>\n<watermark>  CONFIDENTIAL  </watermark>")
+    assert "chart" not in text and "drawing" not in text and "ship" not in text
+    assert "- 7 -" in text.split("\n") and "CONFIDENTIAL" in text.split("\n")
+    assert "<" not in text and ">" not in text
+
+
+def test_entities_are_decoded_once_inside_tables_and_out():
+    assert plain_text("<table><tr><td>&amp;lt;b&amp;gt;</td></tr></table>") == "&lt;b&gt;"
+    assert plain_text("fish &amp; chips") == "fish & chips"
+
+
+def test_table_rows_reads_cells_and_skips_empty_rows():
+    rows = table_rows("<table><thead><tr><th>A</th><th> B  x </th></tr></thead><tr></tr>"
+                      "<tbody><tr><td>1</td><td></td></tr></tbody></table>")
+    assert rows == [["A", "B x"], ["1", ""]]
+
+
+def test_the_md_output_keeps_each_page_answer_and_marks_pages():
+    doc = {"pages": [{"index": 0, "text": "Title", "answer": "# Title"},
+                     {"index": 1, "text": "plain page"}]}
+    md = markdown_document(doc)
+    assert md == "# Title\n\n<!-- page 2 -->\n\nplain page\n"
+
+
+def test_verify_checks_the_md_output_has_one_mark_per_page(tmp_path):
+    from pipeline.formats.check import check_md
+
+    doc = {"pages": [{"index": k, "text": f"page {k}", "answer": f"# page {k}"} for k in range(3)]}
+    path = tmp_path / "a.png.md"
+    path.write_text(markdown_document(doc), encoding="utf-8")
+    assert check_md(path, doc) is None
+    assert check_md(path, {"pages": doc["pages"][:2]}) == "the Markdown output has 3 pages, the result has 2"
+    path.write_bytes(b"\xff\xfe broken")
+    assert "UTF-8" in check_md(path, doc)
