@@ -128,7 +128,6 @@ async def test_changing_pdf_dpi_redoes_pdfs_but_not_images(tmp_path, server):
     assert read_result(tmp_path, "doc.pdf")[1]["pages"][0]["source"]["render_dpi"] == 150.0
 
 
-
 def submitting_pages(tmp_path) -> set[tuple[str, int]]:
     """The pages (work key, page) whose submit was in flight when the process died: one PDF's
     pages share their file's work key, so they are told apart by page number."""
