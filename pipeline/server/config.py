@@ -54,6 +54,8 @@ class ServerConfig:
     role: str = "all"                     # all | api (routes only) | worker (claims jobs; /healthz, /metrics)
     lease_s: float = 30.0                 # fleet: a claimed job returns to the queue this long after its worker died
     worker_id: str | None = None          # fleet: this process's name in leases and /metrics (default host-pid-random)
+    migrate: bool = True                  # fleet: apply missing schema migrations at start-up (False: refuse to start)
+    clock_offset_s: float = 0.0           # test only: this process's wall clock runs this far ahead (a skewed machine)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)
