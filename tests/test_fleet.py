@@ -289,11 +289,7 @@ async def test_with_every_worker_killed_jobs_wait_then_finish_when_one_returns(h
 
 
 async def test_sigterm_drains_the_job_in_hand_and_takes_no_new_one(http, fleet, dsn):
-    api = fleet.add("api", name="api-0")
-    await api.ready(http)
-    worker = fleet.add("worker", "--fault-engine-slots", "1", "--fault-engine-seconds", "4", name="drainer",
-                       lease=30.0)
-    await worker.ready(http)
+    api, worker = await fleet.api_and_slow_worker(http, 4, "drainer")
     first = await submit(http, api.base_url, image=png(text="in hand"))
     await until(lambda: job_row(dsn, first)["status"] == "processing")
     second = await submit(http, api.base_url, image=png(text="left"))

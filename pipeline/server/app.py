@@ -220,7 +220,6 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         raise
     except Exception as exc:
         if st.store.is_outage(exc):   # the database is away: the client's transient case, not a 500
-            st.counters.server_errors += 1
             return store_unavailable(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         st.counters.internal_errors += 1

@@ -49,6 +49,7 @@ class OutboxDispatcher:
         self.time_scale, self.timeout_s, self.counters = time_scale, timeout_s, counters
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task | None = None
+        self._stopping = False   # checked by the loop too: Python 3.11's wait_for can swallow a cancel
 
     def start(self) -> None:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
@@ -56,9 +57,10 @@ class OutboxDispatcher:
 
     @property
     def alive(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.task is not None and (self._stopping or not self.task.done())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -68,6 +70,7 @@ class OutboxDispatcher:
 
     async def drain(self, within_s: float = DRAIN_S) -> int:
         """Stop the loop, then send every event that is due (ours from a cancelled pass included)."""
+        self._stopping = True
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -89,7 +92,7 @@ class OutboxDispatcher:
 
     async def _forever(self) -> None:
         pause = 0.1
-        while True:
+        while not self._stopping:
             try:
                 n = await self.deliver_due()
             except asyncio.CancelledError:

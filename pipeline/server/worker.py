@@ -91,6 +91,9 @@ class FleetWorker:
     async def _loop(self) -> None:
         pause = BACKOFF_FIRST_S
         while not self.draining:
+            if self.faults.worker_loop_exit.fire(self._rng):
+                log.error("claim loop ended (injected fault worker_loop_exit)")
+                return
             try:
                 job = await self.store.claim(self.worker_id, self.lease_s)
                 if job is None:
