@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from test_fleet import V1, cluster, dsn, fleet, http, job_row, sql, status, submit, until, wait_done  # noqa: F401
-from test_fleet_support import ROOT, SECRET, TOKEN, Fleet, auth
+from test_fleet_support import ROOT, SECRET, TOKEN, Fleet, auth, scrape
 from test_server_support import Receiver, form, png
 from pipeline.server.config import ServerConfig
 from pipeline.server.embedded import EmbeddedServer
@@ -58,18 +58,6 @@ async def livez_fails(http, base_url: str) -> bool:
 async def code_of(http, url: str) -> int:
     async with http.get(url) as r:
         return r.status
-
-
-async def scrape(http, members) -> list[dict[str, float]]:
-    """Every member's /metrics as {series: value}, as Prometheus scrapes each pod."""
-    out = []
-    for m in members:
-        async with http.get(m.base_url + "/metrics") as r:
-            assert r.status == 200
-            text = await r.text()
-        out.append({line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-                    if line and not line.startswith("#")})
-    return out
 
 
 def pg_clock(dsn: str, query: str):

@@ -219,6 +219,18 @@ class Fleet:
             m.log.close()
 
 
+async def scrape(http, members) -> list[dict[str, float]]:
+    """Every member's /metrics as {series: value}, as Prometheus scrapes each pod."""
+    out = []
+    for m in members:
+        async with http.get(m.base_url + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        out.append({line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                    if line and not line.startswith("#")})
+    return out
+
+
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 

@@ -86,7 +86,11 @@ class ServerState:
                                       public_base_url=config.public_base_url)
         self._sweeper: asyncio.Task | None = None
         self.draining = False
-        self.exporting = not self.store.shared   # fleet: one member at a time exports the fleet gauges
+        self._export_until = 0.0   # fleet: one member at a time exports the fleet gauges, until then
+
+    @property
+    def exporting(self) -> bool:
+        return not self.store.shared or time.monotonic() < self._export_until
 
     @property
     def alive(self) -> bool:
@@ -95,8 +99,8 @@ class ServerState:
         return (tasks_ok and (self.worker is None or self.worker.alive)
                 and (self.outbox is None or self.draining or self.outbox.alive))
 
-    def _set_exporting(self, value: bool) -> None:
-        self.exporting = value
+    def _set_exporting(self, until: float) -> None:
+        self._export_until = until
 
     @property
     def runs_engine(self) -> bool:

@@ -47,6 +47,7 @@ IDLE_POLL_S = 1.0          # an idle worker looks for work this often even witho
 PURGE_EVERY_S = 60.0
 BACKOFF_FIRST_S = 0.1      # after a database error a loop pauses this long, doubling ...
 BACKOFF_MAX_S = 2.0        # ... up to this, so it claims again within seconds of the database's return
+EXPORT_MIN_S = 3.0         # the shortest exporter lease (three sweeps, at least this)
 
 
 def new_worker_id() -> str:
@@ -211,17 +212,23 @@ class FleetWorker:
 
 
 async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: float, result_ttl_s: float,
-                        alive: Callable[[], bool] = lambda: True, exporting: Callable[[bool], None] = lambda _: None
-                        ) -> None:
+                        alive: Callable[[], bool] = lambda: True,
+                        exporting: Callable[[float], None] = lambda _: None) -> None:
     """Every replica: say it is alive (only while its claim loops are), hold or seek the exporter
-    lease, put jobs of dead workers back, forget expired results."""
+    lease, put jobs of dead workers back, forget expired results.
+
+    ``exporting`` is told until when (monotonic) this member may export the fleet gauges: the
+    lease's length counted from before the database granted it, so a member whose sweeper stalls
+    stops exporting before another can take the lease over (never two exporters at once)."""
     every = max(0.1, min(lease_s / 3, 5.0))
+    export_s = max(3 * every, EXPORT_MIN_S)
     since_purge = PURGE_EVERY_S
     while True:
         try:
             if alive():
                 await store.heartbeat(worker_id, role)
-            exporting(await store.exporter(worker_id, 3 * every))
+            asked = time.monotonic()
+            exporting(asked + export_s if await store.exporter(worker_id, export_s) else 0.0)
             await store.requeue_expired()
             if since_purge >= PURGE_EVERY_S:
                 await store.purge_expired(result_ttl_s)
@@ -229,7 +236,7 @@ async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: flo
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            exporting(False)
+            exporting(0.0)
             log.warning("store maintenance failed: %s", exc)
         await asyncio.sleep(every)
         since_purge += every
