@@ -326,14 +326,14 @@ async def test_the_outbox_hands_an_event_to_one_dispatcher_and_schedules_its_ret
         claimed.text = "t"
         assert await a.complete(claimed, "w", ("id-1", '{"event":"job.completed"}'))
         assert not await a.complete(claimed, "w", ("id-2", "{}"))          # one event per job, never a second id
-        (got,) = await a.outbox_claim("member-a", 10)
+        (got,) = await a.outbox_claim("member-a", 10, 30)
         assert (got.id, got.event, got.url, got.attempts) == ("id-1", "job.completed", job.webhook_url, 0)
-        assert await b.outbox_claim("member-b", 10) == []                   # held by a meanwhile
+        assert await b.outbox_claim("member-b", 10, 30) == []               # held by a meanwhile
         await a.outbox_retry("id-1", "member-a", 3600.0, "HTTP 500")
-        assert await b.outbox_claim("member-b", 10) == []                   # not due for an hour
+        assert await b.outbox_claim("member-b", 10, 30) == []               # not due for an hour
         assert sql(dsn, "SELECT state, attempts, last_error FROM webhook_events") == [("pending", 1, "HTTP 500")]
         assert sql(dsn, "UPDATE webhook_events SET next_at = now() RETURNING id") == [("id-1",)]
-        (again,) = await b.outbox_claim("member-b", 10)                     # any member takes it up
+        (again,) = await b.outbox_claim("member-b", 10, 30)                 # any member takes it up
         assert (again.id, again.attempts) == ("id-1", 1)
         await b.outbox_retry("id-1", "member-b", None, "HTTP 500")          # the schedule is spent
         assert sql(dsn, "SELECT state FROM webhook_events") == [("failed",)]

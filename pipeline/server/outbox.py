@@ -3,8 +3,9 @@
 Why an outbox: a worker that announced ``job.completed`` from its own memory lost it when it was
 killed right after saving the result, and a drain cancelled sends the database already counted as
 made. Now the event's body and stable delivery id are written in the transaction that saves the
-result (``store.complete``), and every member runs a dispatcher: it claims due events for a while
-(``OUTBOX_HOLD_S``: a killed dispatcher's claims come back to the others), posts each one, marks it
+result (``store.complete``), and every member runs a dispatcher: it claims due events for the
+length of one attempt and a margin (``HOLD_MARGIN_S``: a killed dispatcher's claims come back to
+the others after that), posts each one, marks it
 ``sent`` only when the receiver answered 2xx, and otherwise schedules the next attempt on deAPI's
 retry schedule (``webhooks.RETRY_SCHEDULE_S`` times ``webhook_time_scale``) until the schedule is
 spent: then the event is ``failed`` and ``/metrics`` counts it (``pipeline_webhooks_failed``).
@@ -33,6 +34,7 @@ BATCH = 16            # events claimed at a time
 IDLE_POLL_S = 0.5     # an idle dispatcher looks this often even without a NOTIFY (retries come due)
 BACKOFF_MAX_S = 2.0   # the longest pause after a database error
 DRAIN_S = 10.0        # a draining member sends what is due for at most this long
+HOLD_MARGIN_S = 5.0   # a claim lasts the webhook timeout plus this
 
 
 def next_pause(attempts_made: int, time_scale: float) -> float | None:
@@ -69,12 +71,15 @@ class OutboxDispatcher:
             self.session = None
 
     async def drain(self, within_s: float = DRAIN_S) -> int:
-        """Stop the loop, then send every event that is due (ours from a cancelled pass included)."""
+        """Let the loop finish its pass (a cancelled post may have reached the receiver and would be
+        sent again), then send every event that is due, within ``within_s``."""
         self._stopping = True
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
         sent, until = 0, time.monotonic() + within_s
+        if self.task is not None:
+            done, _ = await asyncio.wait({self.task}, timeout=within_s)
+            if not done:
+                self.task.cancel()
+                await asyncio.gather(self.task, return_exceptions=True)
         while time.monotonic() < until and self.session is not None:
             try:
                 n = await asyncio.wait_for(self.deliver_due(), max(0.1, until - time.monotonic()))
@@ -108,7 +113,7 @@ class OutboxDispatcher:
 
     async def deliver_due(self) -> int:
         """One pass: claim due events, attempt each once (in parallel), record the outcome."""
-        events = await self.store.outbox_claim(self.member, BATCH)
+        events = await self.store.outbox_claim(self.member, BATCH, self.timeout_s + HOLD_MARGIN_S)
         if events:
             await asyncio.gather(*(self._attempt(e) for e in events))
         return len(events)

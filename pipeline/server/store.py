@@ -113,8 +113,8 @@ class Store(abc.ABC):
         raise NotImplementedError
 
     # -- the webhook outbox (fleet) ----------------------------------------------------------
-    async def outbox_claim(self, member: str, limit: int) -> list[OutboxEvent]:
-        """Up to ``limit`` due events, held for this member for a while (a dead member's come back)."""
+    async def outbox_claim(self, member: str, limit: int, hold_s: float) -> list[OutboxEvent]:
+        """Up to ``limit`` due events, held for this member ``hold_s`` (a dead member's come back then)."""
         return []
 
     async def outbox_sent(self, delivery_id: str, member: str) -> None:

@@ -50,7 +50,6 @@ WORKER_SEEN_S = 15.0             # a worker that has not said so for this long i
 POOL_TIMEOUT_S = 3.0             # a request waits this long for a connection before the 503
 RECONNECT_FIRST_S = 0.25         # the pool's reconnect backoff: first pause ...
 RECONNECT_MAX_S = 2.0            # ... doubling up to this, so a restarted database is used again within seconds
-OUTBOX_HOLD_S = 30.0             # a dispatcher owns a claimed event this long (a killed one's events come back)
 
 JOB_COLUMNS = ("id", "token", "model", "language", "format", "inline", "webhook_url", "image", "base_url",
                "price", "lost", "expire_link", "never_finish", "fail")
@@ -289,7 +288,7 @@ class PgStore(Store):
         return cur.rowcount == 1
 
     # -- the webhook outbox ----------------------------------------------------------------
-    async def outbox_claim(self, member: str, limit: int) -> list[OutboxEvent]:
+    async def outbox_claim(self, member: str, limit: int, hold_s: float) -> list[OutboxEvent]:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute("""
                 WITH due AS (
@@ -300,7 +299,7 @@ class PgStore(Store):
                 UPDATE webhook_events w SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s)
                 FROM due WHERE w.job_id = due.job_id AND w.event = due.event
                 RETURNING w.id, w.event, w.url, w.body, w.attempts""",
-                                             (member, limit, member, OUTBOX_HOLD_S))).fetchall()
+                                             (member, limit, member, hold_s))).fetchall()
         return [OutboxEvent(r["id"], r["event"], r["url"], r["body"], r["attempts"]) for r in rows]
 
     async def outbox_sent(self, delivery_id: str, member: str) -> None:

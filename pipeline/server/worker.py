@@ -152,10 +152,12 @@ class FleetWorker:
 
     async def _process(self, job: Job) -> None:
         job.started = time.monotonic()
-        try:
-            await self.store.announce(job, "job.processing", self.worker_id, outbox_delivery(job, "job.processing"))
-        except Exception as exc:  # job.processing is informative; the final event is what must arrive
-            log.warning("job %s: job.processing not queued: %s", job.id, exc)
+        processing = outbox_delivery(job, "job.processing")
+        if processing is not None:   # no webhook: no row to write
+            try:
+                await self.store.announce(job, "job.processing", self.worker_id, processing)
+            except Exception as exc:  # job.processing is informative; the final event is what must arrive
+                log.warning("job %s: job.processing not queued: %s", job.id, exc)
         if self.faults.engine_slots > 0:
             job.slot_grant = await self.slots.acquire()
             try:
