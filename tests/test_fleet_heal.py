@@ -115,7 +115,7 @@ async def test_a_dead_claim_loop_fails_liveness_and_stops_counting_as_a_worker(h
         assert await code_of(http, srv.base_url + "/livez") == 200
         assert await code_of(http, srv.base_url + "/readyz") == 200
         srv.faults.worker_loop_exit = FaultRule(count=1)    # the loop ends, as a bug would end it
-        await until(lambda: livez_fails(http, srv.base_url), polls=500)
+        await until(lambda: livez_fails(http, srv.base_url), polls=3000)
         async with http.get(srv.base_url + "/healthz") as r:
             assert r.status == 503 and (await r.json())["status"] == "dead"
         # the sweeper beats every third of a second while the loops run; now it stays silent
