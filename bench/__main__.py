@@ -175,6 +175,9 @@ def figures_table(rows: list[dict]) -> list[str]:
             add(f"jobs/s through the PostgreSQL store, fast engine, {r['jobs']} jobs, {r['in_flight']} in flight "
                 "(1 API + 2 workers ÷ in-memory server)",
                 f"{r['fleet_jobs_per_s']} vs {r['memory_jobs_per_s']} jobs/s = {r['ratio']}", "–", None)
+        elif b == "fleet_webhooks":
+            add(f"webhooks: {r['jobs']} jobs until every job.completed arrived, fleet outbox vs in-memory sender",
+                f"{r['fleet_s']} vs {r['memory_s']} s = {r['ratio']}", "–", None)
         elif b == "fleet_pages" and "skipped" in r:
             add("fleet pages/min", r["skipped"], "–", None)
         elif b == "fleet_pages":

@@ -7,6 +7,10 @@ process) so the ratio, not the absolute number, is what carries between machines
   cost of the store itself (insert, claim with SKIP LOCKED, lease, complete, status reads):
   one API replica and two workers against the in-memory server, ``--jobs`` submitted with
   ``--in-flight`` concurrent clients, each polling until its job is done.
+* ``fleet_webhooks``: seconds from the first submit until the receiver has every ``job.completed``
+  (``--jobs`` / 4 jobs, each with a webhook, fast engine), the fleet's database outbox (any
+  member's dispatcher claims the event row, posts it, marks it sent) beside the in-memory
+  server's direct sender. The cost of delivering at least once through the database.
 * ``fleet_pages``: pages per minute with a real engine (``--engine``, RapidOCR by default) on
   the scribe benchmark scans from ../shared/data, with 1, 2 and 4 worker processes, beside the
   in-memory server with one engine worker. On a two-core machine 2 and 4 workers share the same
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_fleet_support import TOKEN, Fleet, auth, start_cluster  # noqa: E402
+from test_server_support import Receiver  # noqa: E402
 
 from pipeline.server import EmbeddedServer, ServerConfig  # noqa: E402
 
@@ -51,13 +56,19 @@ def small_png(i: int) -> bytes:
     return buf.getvalue()
 
 
-async def one_job(http: aiohttp.ClientSession, base_url: str, image: bytes) -> None:
+async def submit_one(http: aiohttp.ClientSession, base_url: str, image: bytes, webhook_url: str | None = None) -> str:
     data = aiohttp.FormData()
     data.add_field("image", image, filename="p.png", content_type="image/png")
     data.add_field("model", "Nanonets_Ocr_S_F16")
+    if webhook_url:
+        data.add_field("webhook_url", webhook_url)
     async with http.post(base_url + V1 + "/img2txt", data=data, headers=auth()) as r:
         assert r.status == 200, await r.text()
-        rid = (await r.json())["data"]["request_id"]
+        return (await r.json())["data"]["request_id"]
+
+
+async def one_job(http: aiohttp.ClientSession, base_url: str, image: bytes) -> None:
+    rid = await submit_one(http, base_url, image)
     pause = 0.01
     while True:
         async with http.get(f"{base_url}{V1}/request-status/{rid}", headers=auth()) as r:
@@ -79,6 +90,36 @@ async def drive(base_url: str, images: list[bytes], in_flight: int) -> float:
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(in_flight)))
         return time.perf_counter() - t0
+
+
+async def webhooks_s(base_url: str, images: list[bytes], in_flight: int) -> float:
+    """Seconds from the first submit until every ``job.completed`` has reached a receiver."""
+    async with Receiver() as hook, aiohttp.ClientSession() as http:
+        queue = list(images)
+
+        async def client() -> None:
+            while queue:
+                await submit_one(http, base_url, queue.pop(), hook.url)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(in_flight)))
+        await hook.wait(lambda got: sum(h["X-DeAPI-Event"] == "job.completed" for h, _ in got) >= len(images),
+                        timeout=600)
+        return time.perf_counter() - t0
+
+
+async def webhooks_memory(images: list[bytes], in_flight: int) -> float:
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), allow_http_webhooks=True)) as srv:
+        return await webhooks_s(srv.base_url, images, in_flight)
+
+
+async def webhooks_fleet(cluster, images: list[bytes], in_flight: int) -> float:
+    fleet = Fleet(cluster.create_database())
+    try:
+        async with aiohttp.ClientSession() as http:
+            (api,), _ = await fleet.start(http, 1, 2, lease=30.0)
+        return await webhooks_s(api.base_url, images, in_flight)
+    finally:
+        fleet.stop()
 
 
 async def in_memory(images: list[bytes], in_flight: int, engine: str, engine_workers: int = 1) -> float:
@@ -123,6 +164,13 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
                      "ratio": round(mem_s / fleet_s, 3)})
         print(f"fast engine, {args.jobs} jobs, {args.in_flight} in flight: memory {args.jobs / mem_s:.0f} jobs/s, "
               f"fleet (1 API + 2 workers) {args.jobs / fleet_s:.0f} jobs/s", flush=True)
+        hooked = images[:max(8, args.jobs // 4)]
+        mem_s = await webhooks_memory(hooked, args.in_flight)
+        fleet_s = await webhooks_fleet(cluster, hooked, args.in_flight)
+        rows.append({"bench": "fleet_webhooks", "jobs": len(hooked), "memory_s": round(mem_s, 2),
+                     "fleet_s": round(fleet_s, 2), "ratio": round(mem_s / fleet_s, 3)})
+        print(f"webhooks, {len(hooked)} jobs: every job.completed received after {mem_s:.2f} s (memory), "
+              f"{fleet_s:.2f} s (fleet outbox)", flush=True)
         pages = scans(args.pages)
         if not pages:
             rows.append({"bench": "fleet_pages", "skipped": "no scans in ../shared/data/scribeocr-benchmark/img"})

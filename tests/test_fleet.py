@@ -19,7 +19,8 @@ import pytest
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.server.lifecycle import Job
 from pipeline.server.store_pg import MAX_ATTEMPTS, PgStore
-from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, start_cluster, unavailable
+from pipeline.server.store_pg_schema import MIGRATIONS
+from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, scrape, start_cluster, unavailable
 from test_server_support import Receiver, form, png
 from pipeline.server.webhooks import sign
 
@@ -123,7 +124,7 @@ async def test_migrations_apply_once_when_replicas_start_together(dsn):
     await asyncio.gather(*(s.open() for s in stores))
     try:
         assert await stores[0].migrate() == []          # already there: nothing applied twice
-        assert sql(dsn, "SELECT version FROM schema_migrations") == [(1,)]
+        assert sql(dsn, "SELECT version FROM schema_migrations ORDER BY 1") == [(v,) for v, _ in MIGRATIONS]
         assert await stores[1].balance(TOKEN) == 10.0   # seeded once, not once per replica
         secrets = {await s.link_secret() for s in stores}
         assert len(secrets) == 1                        # every replica signs links alike
@@ -221,9 +222,10 @@ async def test_submit_on_one_replica_poll_and_download_on_the_other(http, fleet,
         health = await r.json()
     assert health["store"] == "postgresql" and health["workers"] == 3 and health["queued"] == 0
     async with http.get(api0.base_url + "/metrics") as r:
-        text = await r.text()
-    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert "pipeline_jobs_queued 0" in text and "pipeline_workers 3" in text
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    scraped = await scrape(http, [api0, api1, *workers])
+    exporter, = [s for s in scraped if s["pipeline_fleet_exporter"] == 1]   # the fleet's gauges, once
+    assert (exporter["pipeline_jobs_queued"], exporter["pipeline_workers"]) == (0, 3)
     code, _ = await status(http, api1.base_url, ids[0], token=OTHER)
     assert code == 404   # another token's job stays invisible, on every replica
 
@@ -288,11 +290,7 @@ async def test_with_every_worker_killed_jobs_wait_then_finish_when_one_returns(h
 
 
 async def test_sigterm_drains_the_job_in_hand_and_takes_no_new_one(http, fleet, dsn):
-    api = fleet.add("api", name="api-0")
-    await api.ready(http)
-    worker = fleet.add("worker", "--fault-engine-slots", "1", "--fault-engine-seconds", "4", name="drainer",
-                       lease=30.0)
-    await worker.ready(http)
+    api, worker = await fleet.api_and_slow_worker(http, 4, "drainer")
     first = await submit(http, api.base_url, image=png(text="in hand"))
     await until(lambda: job_row(dsn, first)["status"] == "processing")
     second = await submit(http, api.base_url, image=png(text="left"))
@@ -314,3 +312,34 @@ async def test_one_token_cannot_starve_another(http, fleet, dsn):
     order = [r[0] for r in sql(dsn, "SELECT id FROM jobs WHERE claim_no IS NOT NULL ORDER BY claim_no")]
     assert order.index(light[1]) <= 3          # served within the first four claims, not after ten
     assert [rid for rid in order if rid in heavy] == heavy[:len([r for r in order if r in heavy])]
+
+
+async def test_the_outbox_hands_an_event_to_one_dispatcher_and_schedules_its_retries(dsn):
+    a, b = store_for(dsn), store_for(dsn)
+    await a.open()
+    await b.open()
+    try:
+        job = new_job(TOKEN, 0)
+        job.webhook_url = "http://127.0.0.1:9/hook"
+        await a.add(job)
+        claimed = await a.claim("w", 30)
+        claimed.text = "t"
+        assert await a.complete(claimed, "w", ("id-1", '{"event":"job.completed"}'))
+        assert not await a.complete(claimed, "w", ("id-2", "{}"))          # one event per job, never a second id
+        (got,) = await a.outbox_claim("member-a", 10, 30)
+        assert (got.id, got.event, got.url, got.attempts) == ("id-1", "job.completed", job.webhook_url, 0)
+        assert await b.outbox_claim("member-b", 10, 30) == []               # held by a meanwhile
+        await a.outbox_retry("id-1", "member-a", 3600.0, "HTTP 500")
+        assert await b.outbox_claim("member-b", 10, 30) == []               # not due for an hour
+        assert sql(dsn, "SELECT state, attempts, last_error FROM webhook_events") == [("pending", 1, "HTTP 500")]
+        assert sql(dsn, "UPDATE webhook_events SET next_at = now() RETURNING id") == [("id-1",)]
+        (again,) = await b.outbox_claim("member-b", 10, 30)                 # any member takes it up
+        assert (again.id, again.attempts) == ("id-1", 1)
+        await b.outbox_retry("id-1", "member-b", None, "HTTP 500")          # the schedule is spent
+        assert sql(dsn, "SELECT state FROM webhook_events") == [("failed",)]
+        assert (await a.stats()).webhooks_failed == 1
+        await b.outbox_sent("id-1", "member-b")                             # a late 2xx cannot revive it
+        assert sql(dsn, "SELECT state FROM webhook_events") == [("failed",)]
+    finally:
+        await a.close()
+        await b.close()

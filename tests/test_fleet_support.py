@@ -76,6 +76,11 @@ class Cluster:
                       "--no-sync", "--no-instructions")
         if r.returncode:
             raise RuntimeError(f"initdb failed: {r.stderr[-2000:]}")
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the stopped server on its data directory and port (a database restart)."""
+        data = self.root / "data"
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         r = self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-o", opts,
@@ -84,8 +89,10 @@ class Cluster:
             log = (self.root / "log").read_text(errors="replace")[-2000:] if (self.root / "log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {r.stderr[-1000:]} {log}")
 
-    def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server; ``fast`` is a clean restart's first half (this cluster commits asynchronously,
+        so ``immediate`` may lose the last commits)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode, "stop")
 
     def create_database(self) -> str:
         import psycopg
@@ -196,10 +203,32 @@ class Fleet:
             await m.ready(http)
         return [first, *rest_api], work
 
+    async def api_and_slow_worker(self, http: aiohttp.ClientSession, hold_s: float, name: str
+                                  ) -> tuple[Member, Member]:
+        """One API replica and one worker whose every page holds its engine slot ``hold_s`` (lease 30 s)."""
+        api = self.add("api", name="api-0")
+        await api.ready(http)
+        worker = self.add("worker", "--fault-engine-slots", "1", "--fault-engine-seconds", str(hold_s), name=name,
+                          lease=30.0)
+        await worker.ready(http)
+        return api, worker
+
     def stop(self) -> None:
         for m in self.members:
             m.kill()
             m.log.close()
+
+
+async def scrape(http, members) -> list[dict[str, float]]:
+    """Every member's /metrics as {series: value}, as Prometheus scrapes each pod."""
+    out = []
+    for m in members:
+        async with http.get(m.base_url + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        out.append({line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                    if line and not line.startswith("#")})
+    return out
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:

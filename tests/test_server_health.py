@@ -39,3 +39,15 @@ async def test_health_and_metrics_report_the_queue_and_finished_jobs():
             health = await r.json()
         assert (health["done_last_minute"], health["queued"], health["running"]) == (1, 2, 1)
         assert health["p50_ms"] >= 0 and len(ids) == 3
+
+
+async def test_liveness_and_readiness_are_apart_and_a_drain_is_not_ready():
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,))) as srv, aiohttp.ClientSession() as http:
+        for route in ("/livez", "/readyz"):
+            async with http.get(srv.base_url + route) as r:
+                assert r.status == 200, route
+        await srv.state.drain()            # SIGTERM: leave the rotation, stay alive until the end
+        async with http.get(srv.base_url + "/readyz") as r:
+            assert r.status == 503 and (await r.json())["status"] == "draining"
+        async with http.get(srv.base_url + "/livez") as r:
+            assert r.status == 200

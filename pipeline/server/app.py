@@ -33,6 +33,8 @@ from .ledger import Ledger
 from .links import ResultLinks
 from .models import MAX_PER_PAGE, filter_models, paginate
 from .metrics import CONTENT_TYPE, health_body, render
+from .outbox import OutboxDispatcher
+from .probes import OUTAGE_RETRY_AFTER_S, add_probe_routes, store_unavailable
 from .ratelimit import RateLimiter
 from .responses import envelope, gateway_error, not_enough_balance, too_many, validation_error
 from .store import Store
@@ -54,7 +56,7 @@ class ServerState:
         self.config = config
         self.faults: FaultConfig = config.faults
         self.counters = Counters()
-        self.clock: Callable[[], float] = config.clock or time.time
+        self.clock: Callable[[], float] = config.clock or offset_clock(config.clock_offset_s)
         self.rng = random.Random(config.seed)
         self.limiter = RateLimiter(config.endpoint_limits(), self.clock)
         self.ledger = Ledger(config.tokens, config.balance, config.price_per_megapixel, config.min_price)
@@ -66,7 +68,13 @@ class ServerState:
         self.webhooks = WebhookSender(config.webhook_secret, config.webhook_time_scale, config.webhook_timeout_s,
                                       self.counters, self.faults, self.rng)
         self.events = JobEvents()
-        self.events.subscribe(self.webhooks.send)
+        self.outbox: OutboxDispatcher | None = None
+        if self.store.shared:   # a fleet delivers from the database outbox, whichever member is up
+            self.outbox = OutboxDispatcher(store=self.store, member=self.worker_id, secret=config.webhook_secret,
+                                           time_scale=config.webhook_time_scale,
+                                           timeout_s=config.webhook_timeout_s, counters=self.counters)
+        else:
+            self.events.subscribe(self.webhooks.send)
         self.jobs = JobRunner(engine=self.engine, store=getattr(self.store, "jobs", JobStore(1)),
                               counters=self.counters, faults=self.faults, rng=self.rng, ledger=self.ledger,
                               links=self.links, events=self.events, public_base_url=config.public_base_url,
@@ -78,6 +86,22 @@ class ServerState:
                                       worker_id=self.worker_id, concurrency=config.engine_workers,
                                       public_base_url=config.public_base_url, hosted=config.hosted)
         self._sweeper: asyncio.Task | None = None
+        self.draining = False
+        self._export_until = 0.0   # fleet: one member at a time exports the fleet gauges, until then
+
+    @property
+    def exporting(self) -> bool:
+        return not self.store.shared or time.monotonic() < self._export_until
+
+    @property
+    def alive(self) -> bool:
+        """The loops this process lives for are running (liveness; the database may be down)."""
+        tasks_ok = self._sweeper is None or not self._sweeper.done()
+        return (tasks_ok and (self.worker is None or self.worker.alive)
+                and (self.outbox is None or self.draining or self.outbox.alive))
+
+    def _set_exporting(self, until: float) -> None:
+        self._export_until = until
 
     @property
     def runs_engine(self) -> bool:
@@ -100,14 +124,23 @@ class ServerState:
         if self.store.shared:
             self._sweeper = asyncio.create_task(sweep_forever(
                 self.store, worker_id=self.worker_id, role=self.config.role, lease_s=self.config.lease_s,
-                result_ttl_s=self.config.result_ttl_s), name="store-sweeper")
+                result_ttl_s=self.config.result_ttl_s, exporting=self._set_exporting,
+                alive=lambda: self.worker is None or self.worker.alive), name="store-sweeper")
+        if self.outbox is not None:
+            self.outbox.start()
         if self.worker is not None:
             self.worker.start()
 
     async def drain(self) -> None:
-        """SIGTERM: a worker finishes the jobs in hand and takes no new one."""
+        """SIGTERM: not ready any more; a worker finishes the jobs in hand and takes no new one;
+        the webhook events that are due are sent before the process goes."""
+        self.draining = True
         if self.worker is not None:
             await self.worker.drain()
+        if self.outbox is not None:
+            sent = await self.outbox.drain()
+            if sent:
+                log.warning("drain: %d webhook event(s) delivered before exit", sent)
 
     async def close(self) -> None:
         if self.worker is not None:
@@ -115,8 +148,14 @@ class ServerState:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-            if self.worker is not None:
-                await self.store.forget_worker(self.worker_id)
+            try:
+                await self.store.resign_exporter(self.worker_id)
+                if self.worker is not None:
+                    await self.store.forget_worker(self.worker_id)
+            except Exception as exc:  # the database is away: the leases run out on their own
+                log.warning("could not sign off from the store: %s", exc)
+        if self.outbox is not None:
+            await self.outbox.stop()
         await self.jobs.close()
         await self.webhooks.close()
         await self.engine.close()
@@ -130,7 +169,15 @@ def open_shared_store(config: ServerConfig, clock: Callable[[], float]) -> Store
     """The PostgreSQL store (imported only when asked for: the memory path needs no driver)."""
     from .store_pg import PgStore
 
-    return PgStore(config.store_url or "", config.tokens, config.balance, config.endpoint_limits(), clock)
+    return PgStore(config.store_url or "", config.tokens, config.balance, config.endpoint_limits(), clock,
+                   auto_migrate=config.migrate)
+
+
+def offset_clock(offset_s: float) -> Callable[[], float]:
+    """This process's wall clock, shifted by the test-only ``clock_offset_s`` (a skewed machine)."""
+    if not offset_s:
+        return time.time
+    return lambda: time.time() + offset_s
 
 
 STATE = web.AppKey("state", ServerState)
@@ -176,7 +223,9 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         response = envelope(exc.status, exc.reason or "Error.")
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
+    except Exception as exc:
+        if st.store.is_outage(exc):   # the database is away: the client's transient case, not a 500
+            return store_unavailable(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         st.counters.internal_errors += 1
         response = envelope(500, "Internal server error")
@@ -352,8 +401,11 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as exc:  # the database is away: leave the load balancer's rotation
         log.warning("healthz: store unreachable: %s", exc)
         return web.json_response({"status": "unavailable", "store": st.store.kind, "error": type(exc).__name__},
-                                 status=503)
-    return web.json_response(health_body(stats, st.store.kind, st.config.role, st.worker_id))
+                                 status=503, headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+    body = health_body(stats, st.store.kind, st.config.role, st.worker_id)
+    if not st.alive:
+        body["status"] = "dead"
+    return web.json_response(body, status=200 if st.alive else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -362,8 +414,8 @@ async def metrics(request: web.Request) -> web.Response:
         stats = await st.store.stats()
     except Exception as exc:
         log.warning("metrics: store unreachable: %s", exc)
-        return web.Response(status=503, text="store unreachable\n")
-    return web.Response(body=render(stats, st.counters, st.config.role).encode(),
+        return web.Response(status=503, text="store unreachable\n", headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+    return web.Response(body=render(stats, st.counters, st.config.role, fleet=st.exporting).encode(),
                         headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -403,6 +455,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    add_probe_routes(app, lambda: app[STATE])
     if config.role == "worker":   # a worker serves only its health; the API replicas take requests
         _lifecycle(app, state)
         return app

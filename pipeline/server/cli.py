@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from pipeline.exitcodes import ExitCode
 
@@ -70,6 +71,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease", type=float, default=30.0, metavar="S",
                    help="fleet: seconds before a dead worker's job goes back to the queue (default 30)")
     p.add_argument("--worker-id", help="fleet: this process's name in leases and metrics (default host-pid-random)")
+    p.add_argument("--no-migrate", action="store_true",
+                   help="fleet: never change the schema; refuse to start if migrations are missing "
+                        "(run --migrate-only first, e.g. the Kubernetes Job; the member's user then needs no DDL)")
+    p.add_argument("--migrate-only", action="store_true",
+                   help="fleet: apply the schema migrations to --store and exit 0 (no token needed)")
+    p.add_argument("--clock-offset", type=float, default=0.0, metavar="S",
+                   help="test only: run this process's clock S seconds ahead (a skewed machine); default 0")
     p.add_argument("--admin", action="store_true",
                    help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
 
@@ -127,7 +135,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         balance=args.balance, result_ttl_s=args.result_ttl,
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
-                        lease_s=args.lease, worker_id=args.worker_id, hosted=hosted, **extra)
+                        lease_s=args.lease, worker_id=args.worker_id, hosted=hosted, migrate=not args.no_migrate,
+                        clock_offset_s=args.clock_offset, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
@@ -153,8 +162,37 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         await srv.state.drain()
 
 
+async def migrate_only(store_url: str) -> list[int]:
+    """``serve --migrate-only``: bring the database's schema up to date; returns the versions applied."""
+    from .store_pg import PgStore
+
+    store = PgStore(store_url, (), 0.0, {}, time.time)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def migrate_from_args(args: argparse.Namespace) -> int:
+    store = args.store or os.environ.get(STORE_ENV, "").strip()
+    if not store.startswith(("postgresql://", "postgres://")):
+        print(f"serve: --migrate-only needs --store postgresql://... (or ${STORE_ENV})", file=sys.stderr)
+        return int(ExitCode.CONFIG_ERROR)
+    try:
+        applied = asyncio.run(migrate_only(store))
+    except StoreUnavailable as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return int(ExitCode.API_UNREACHABLE)
+    print(f"serve: schema up to date ({'applied ' + ', '.join(map(str, applied)) if applied else 'nothing to apply'})",
+          file=sys.stderr)
+    return int(ExitCode.OK)
+
+
 def serve_from_args(args: argparse.Namespace) -> int:
     """Run ``python -m pipeline serve``; returns an exit code (``ExitCode``)."""
+    if getattr(args, "migrate_only", False):
+        return migrate_from_args(args)
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -56,6 +56,8 @@ class ServerConfig:
     lease_s: float = 30.0                 # fleet: a claimed job returns to the queue this long after its worker died
     worker_id: str | None = None          # fleet: this process's name in leases and /metrics (default host-pid-random)
     hosted: HostedSettings = field(default_factory=HostedSettings)   # the hosted-like model (hosted.py)
+    migrate: bool = True                  # fleet: apply missing schema migrations at start-up (False: refuse to start)
+    clock_offset_s: float = 0.0           # test only: this process's wall clock runs this far ahead (a skewed machine)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)

@@ -93,6 +93,8 @@ class FaultConfig:
     webhook_duplicate: FaultRule = field(default_factory=FaultRule)  # an event is delivered twice
     webhook_reorder: FaultRule = field(default_factory=FaultRule)    # job.processing after the final event
     no_price_route: bool = False         # the price route answers 404, as a server that cannot quote
+    worker_kill_after_save: FaultRule = field(default_factory=FaultRule)  # fleet worker: SIGKILL itself right after a result is saved
+    worker_loop_exit: FaultRule = field(default_factory=FaultRule)  # fleet worker: a claim loop ends (a bug's effect)
     engine_slots: int = 0                # queueing: N engine slots (0 = off), granted first come first served
     engine_seconds: float = 0.0          # queueing: seconds each job holds its slot (processing, progress moving)
 

@@ -21,6 +21,20 @@ from .lifecycle import Job
 from .ratelimit import Verdict
 
 
+Delivery = tuple[str, str]   # a webhook event to put in the outbox: (its stable delivery id, the JSON body)
+
+
+@dataclass
+class OutboxEvent:
+    """A webhook event a dispatcher has claimed: sent until a 2xx, every attempt with the same id and body."""
+
+    id: str
+    event: str
+    url: str
+    body: str
+    attempts: int          # attempts made before this one
+
+
 class StoreUnavailable(Exception):
     """The shared store cannot be reached or set up at start-up (the message names the host, never a password)."""
 
@@ -38,6 +52,8 @@ class Stats:
     p99_ms: float = 0.0
     workers: int = 0                 # worker processes seen alive
     jobs_kept: int = 0               # job records held (results not yet expired)
+    webhooks_pending: int = 0        # webhook events not yet answered 2xx (fleet outbox)
+    webhooks_failed: int = 0         # webhook events given up after the whole retry schedule
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -83,13 +99,47 @@ class Store(abc.ABC):
         """Extend the lease (and report progress); ``False`` when the lease was lost."""
         raise NotImplementedError
 
-    async def complete(self, job: Job, worker_id: str) -> bool:
-        """processing -> done with ``job.text``, once; ``False`` if another worker owns it now."""
+    async def complete(self, job: Job, worker_id: str, webhook: Delivery | None = None) -> bool:
+        """processing -> done with ``job.text``, once, with its ``job.completed`` in the outbox in the
+        same transaction; ``False`` if another worker owns it now."""
         raise NotImplementedError
 
-    async def fail(self, job: Job, worker_id: str) -> bool:
+    async def fail(self, job: Job, worker_id: str, webhook: Delivery | None = None) -> bool:
         """processing -> error (and the price refunded), once; ``False`` as for ``complete``."""
         raise NotImplementedError
+
+    async def announce(self, job: Job, event: str, worker_id: str, webhook: Delivery | None) -> bool:
+        """Put a non-final event (``job.processing``) in the outbox, once per job."""
+        raise NotImplementedError
+
+    # -- the webhook outbox (fleet) ----------------------------------------------------------
+    async def outbox_claim(self, member: str, limit: int, hold_s: float) -> list[OutboxEvent]:
+        """Up to ``limit`` due events, held for this member ``hold_s`` (a dead member's come back then)."""
+        return []
+
+    async def outbox_sent(self, delivery_id: str, member: str) -> None:
+        """The receiver answered 2xx: never send it again."""
+
+    async def outbox_retry(self, delivery_id: str, member: str, retry_in_s: float | None, error: str) -> None:
+        """An attempt failed: try again in ``retry_in_s``, or (None) give up: state ``failed``."""
+
+    async def wait_for_webhooks(self, timeout: float) -> None:
+        """Return when an event may have been queued (or after ``timeout``)."""
+
+    async def exporter(self, member: str, lease_s: float) -> bool:
+        """Take or keep the lease of the one member exporting fleet-wide gauges; whether it is ours."""
+        return True
+
+    async def resign_exporter(self, member: str) -> None:
+        """Give the exporter lease up (a clean stop), so another member takes it at once."""
+
+    # -- outages -------------------------------------------------------------------------
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the store cannot be reached (answer 503, retry), not a bug."""
+        return False
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached (readiness)."""
 
     async def requeue_expired(self) -> int:
         """Jobs whose worker stopped renewing go back to the queue; returns how many."""

@@ -16,6 +16,13 @@ Why these choices:
 * Time for leases and expiry is the database's ``now()``, one clock for every machine.
 * ``LISTEN``/``NOTIFY`` wakes idle workers at once when a job is queued; they also look every
   ``IDLE_POLL_S`` in case a notification was missed (a reconnect).
+* Webhooks go through an outbox: ``complete``/``fail`` insert the event's body with its stable
+  delivery id in the finishing transaction; any member's dispatcher (``outbox.py``) claims due
+  rows, sends them, and marks them sent only on a 2xx. Rate-limit windows are counted on the
+  database's clock, so a member whose clock is off cannot open a window of its own.
+* A database outage is not a crash: the pool reconnects on a short, capped backoff
+  (``RECONNECT_MAX_S``), a request waits at most ``POOL_TIMEOUT_S`` for a connection, and
+  ``is_outage`` tells the routes to answer 503 with ``Retry-After`` instead of 500.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ from typing import Any, Callable
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from .lifecycle import Job
 from .ratelimit import Verdict, judge, windows
-from .store import Stats, Store, StoreUnavailable
+from .store import Delivery, OutboxEvent, Stats, Store, StoreUnavailable
 from .store_pg_schema import MIGRATION_LOCK, MIGRATIONS
 
 log = logging.getLogger("pipeline.server.store_pg")
@@ -39,6 +47,9 @@ log = logging.getLogger("pipeline.server.store_pg")
 CHANNEL = "pipeline_jobs"
 MAX_ATTEMPTS = 3                 # claims of one job before it fails with WORKER_TIMEOUT
 WORKER_SEEN_S = 15.0             # a worker that has not said so for this long is not counted
+POOL_TIMEOUT_S = 3.0             # a request waits this long for a connection before the 503
+RECONNECT_FIRST_S = 0.25         # the pool's reconnect backoff: first pause ...
+RECONNECT_MAX_S = 2.0            # ... doubling up to this, so a restarted database is used again within seconds
 
 JOB_COLUMNS = ("id", "token", "model", "language", "format", "inline", "webhook_url", "image", "base_url",
                "price", "lost", "expire_link", "never_finish", "fail")
@@ -68,25 +79,50 @@ def _job(row: dict[str, Any]) -> Job:
     return job
 
 
+class _Reconnect(AttemptWithBackoff):
+    """psycopg_pool's reconnect schedule (1 s doubling without bound) with a short first pause and a cap."""
+
+    INITIAL_DELAY = RECONNECT_FIRST_S
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_S)
+
+
+class _Pool(AsyncConnectionPool):
+    """The pool with ``_Reconnect``: after a restart of the database, connections come back within
+    ``RECONNECT_MAX_S`` instead of after a pause that doubled through the whole outage."""
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _Reconnect(timeout=self.reconnect_timeout), growing)
+
+
+OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
 class PgStore(Store):
     kind = "postgresql"
     shared = True
 
     def __init__(self, dsn: str, tokens: tuple[str, ...], balance: float,
                  limits: dict[str, tuple[int | None, int | None]], clock: Callable[[], float],
-                 pool_size: int = 8) -> None:
+                 pool_size: int = 8, auto_migrate: bool = True) -> None:
         self.dsn, self.tokens, self.initial_balance = dsn, tokens, balance
-        self.limits, self.clock = limits, clock
-        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, open=False,
-                                        kwargs={"autocommit": True, "row_factory": dict_row})
+        self.limits, self.clock, self.auto_migrate = limits, clock, auto_migrate
+        self.pool = _Pool(dsn, min_size=1, max_size=pool_size, open=False, timeout=POOL_TIMEOUT_S,
+                          reconnect_timeout=3600.0, kwargs={"autocommit": True, "row_factory": dict_row})
         self._work = asyncio.Event()
+        self._hooks = asyncio.Event()
         self._listener: asyncio.Task | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     async def open(self, timeout: float = 30.0) -> None:
         try:
             await self.pool.open(wait=True, timeout=timeout)
-            await self.migrate()
+            if self.auto_migrate:
+                await self.migrate()
+            else:
+                await self.check_schema()
         except (psycopg.Error, PoolTimeout) as exc:
             await self.pool.close()
             raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)}: "
@@ -97,8 +133,29 @@ class PgStore(Store):
                                    (token, self.initial_balance))
         self._listener = asyncio.create_task(self._listen(), name="pg-listen")
 
+    async def applied_versions(self) -> set[int]:
+        """The migrations this database has (read-only: a member without DDL rights may ask)."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS there")).fetchone()
+            if not row["there"]:
+                return set()
+            return {r["version"] for r in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
+
+    async def check_schema(self) -> None:
+        """``--no-migrate``: refuse to serve a database the migrations have not reached."""
+        missing = sorted({v for v, _ in MIGRATIONS} - await self.applied_versions())
+        if missing:
+            raise StoreUnavailable(f"the PostgreSQL store at {safe_dsn(self.dsn)} lacks schema migration(s) "
+                                   f"{missing}: run `pipeline serve --migrate-only` (the Kubernetes Job "
+                                   "pipeline-ocr-migrate) with a user that may create tables")
+
     async def migrate(self) -> list[int]:
-        """Apply the migrations this database lacks (under an advisory lock); returns those applied."""
+        """Apply the migrations this database lacks (under an advisory lock); returns those applied.
+
+        An up-to-date database is recognised read-only first, so members whose user has no DDL
+        rights start on a database the migration Job has set up."""
+        if {v for v, _ in MIGRATIONS} <= await self.applied_versions():
+            return []
         applied = []
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -119,8 +176,9 @@ class PgStore(Store):
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._work.set()  # look once after (re)connecting: a NOTIFY may have been missed
-                    async for _ in conn.notifies():
-                        self._work.set()
+                    self._hooks.set()
+                    async for note in conn.notifies():
+                        (self._hooks if note.payload == "webhook" else self._work).set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database restarted: listen again shortly
@@ -132,6 +190,15 @@ class PgStore(Store):
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         await self.pool.close()
+
+    def is_outage(self, exc: BaseException) -> bool:
+        if isinstance(exc, OUTAGE_ERRORS):
+            return True
+        return isinstance(exc, psycopg.errors.AdminShutdown | psycopg.errors.CannotConnectNow)
+
+    async def ping(self) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT 1")
 
     async def link_secret(self) -> bytes:
         async with self.pool.connection() as conn:
@@ -185,13 +252,13 @@ class PgStore(Store):
                                      (lease_s, progress, job_id, worker_id))
             return cur.rowcount == 1
 
-    async def complete(self, job: Job, worker_id: str) -> bool:
-        return await self._finish(job, worker_id, "done", "job.completed")
+    async def complete(self, job: Job, worker_id: str, webhook: Delivery | None = None) -> bool:
+        return await self._finish(job, worker_id, "done", "job.completed", webhook)
 
-    async def fail(self, job: Job, worker_id: str) -> bool:
-        return await self._finish(job, worker_id, "error", "job.failed")
+    async def fail(self, job: Job, worker_id: str, webhook: Delivery | None = None) -> bool:
+        return await self._finish(job, worker_id, "error", "job.failed", webhook)
 
-    async def _finish(self, job: Job, worker_id: str, status: str, event: str) -> bool:
+    async def _finish(self, job: Job, worker_id: str, status: str, event: str, webhook: Delivery | None) -> bool:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute("""
                 UPDATE jobs SET status = %s, text = %s, error = %s, error_code = %s, progress = 100,
@@ -202,9 +269,73 @@ class PgStore(Store):
                 return False
             if status == "error":
                 await conn.execute("UPDATE balances SET balance = balance + %s WHERE token = %s", (job.price, job.token))
-            cur = await conn.execute("INSERT INTO webhook_events (job_id, event, worker_id) VALUES (%s, %s, %s) "
-                                     "ON CONFLICT DO NOTHING", (job.id, event, worker_id))
-            return cur.rowcount == 1
+            return await self._outbox_insert(conn, job, event, worker_id, webhook)
+
+    async def announce(self, job: Job, event: str, worker_id: str, webhook: Delivery | None) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await self._outbox_insert(conn, job, event, worker_id, webhook)
+
+    async def _outbox_insert(self, conn: Any, job: Job, event: str, worker_id: str, webhook: Delivery | None) -> bool:
+        """One row per (job, event): the second attempt at it (a job taken over) inserts nothing."""
+        delivery_id, body = webhook if webhook and job.webhook_url else (None, None)
+        cur = await conn.execute(
+            "INSERT INTO webhook_events (job_id, event, worker_id, id, url, body, state) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (job.id, event, worker_id, delivery_id, job.webhook_url if body else None, body,
+             "pending" if body else "none"))
+        if cur.rowcount == 1 and body:
+            await conn.execute("SELECT pg_notify(%s, 'webhook')", (CHANNEL,))
+        return cur.rowcount == 1
+
+    # -- the webhook outbox ----------------------------------------------------------------
+    async def outbox_claim(self, member: str, limit: int, hold_s: float) -> list[OutboxEvent]:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute("""
+                WITH due AS (
+                    SELECT job_id, event FROM webhook_events
+                    WHERE state = 'pending' AND next_at <= now()
+                      AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = %s)
+                    ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                UPDATE webhook_events w SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s)
+                FROM due WHERE w.job_id = due.job_id AND w.event = due.event
+                RETURNING w.id, w.event, w.url, w.body, w.attempts""",
+                                             (member, limit, member, hold_s))).fetchall()
+        return [OutboxEvent(r["id"], r["event"], r["url"], r["body"], r["attempts"]) for r in rows]
+
+    async def outbox_sent(self, delivery_id: str, member: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE webhook_events SET state = 'sent', sent_at = now(), attempts = attempts + 1, "
+                               "claimed_by = NULL, claimed_until = NULL WHERE id = %s AND state = 'pending'",
+                               (delivery_id,))
+
+    async def outbox_retry(self, delivery_id: str, member: str, retry_in_s: float | None, error: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("""
+                UPDATE webhook_events SET attempts = attempts + 1, last_error = %s, claimed_by = NULL,
+                       claimed_until = NULL,
+                       state = CASE WHEN %s::float8 IS NULL THEN 'failed' ELSE 'pending' END,
+                       next_at = now() + make_interval(secs => COALESCE(%s::float8, 0))
+                WHERE id = %s AND state = 'pending'""", (error[:300], retry_in_s, retry_in_s, delivery_id))
+
+    async def wait_for_webhooks(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._hooks.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._hooks.clear()
+
+    async def exporter(self, member: str, lease_s: float) -> bool:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("""
+                INSERT INTO exporter (id, member, until) VALUES (1, %s, now() + make_interval(secs => %s))
+                ON CONFLICT (id) DO UPDATE SET member = EXCLUDED.member, until = EXCLUDED.until
+                WHERE exporter.member = EXCLUDED.member OR exporter.until < now()
+                RETURNING member""", (member, lease_s))).fetchone()
+        return row is not None
+
+    async def resign_exporter(self, member: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM exporter WHERE member = %s", (member,))
 
     async def requeue_expired(self) -> int:
         async with self.pool.connection() as conn, conn.transaction():
@@ -226,8 +357,8 @@ class PgStore(Store):
             return cur.rowcount
 
     async def purge_expired(self, result_ttl_s: float) -> int:
-        minute, day = windows(self.clock())
         async with self.pool.connection() as conn:
+            minute, day = windows(await self._db_time(conn))
             cur = await conn.execute("DELETE FROM jobs WHERE finished_at < now() - make_interval(secs => %s)",
                                      (result_ttl_s,))
             await conn.execute("DELETE FROM webhook_events e WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)")
@@ -272,11 +403,11 @@ class PgStore(Store):
         per_min, per_day = self.limits.get(endpoint, (None, None))
         if per_min is None and per_day is None:
             return Verdict(True)
-        now = self.clock()
-        minute, day = windows(now)
         where = "token = %s AND endpoint = %s AND ((kind = 'm' AND win = %s) OR (kind = 'd' AND win = %s))"
-        key = (token, endpoint, minute, day)
         async with self.pool.connection() as conn, conn.transaction():
+            now = await self._db_time(conn)   # one clock for every replica, whatever theirs say
+            minute, day = windows(now)
+            key = (token, endpoint, minute, day)
             await conn.execute("INSERT INTO rate_windows (token, endpoint, kind, win) VALUES (%s, %s, 'm', %s), "
                                "(%s, %s, 'd', %s) ON CONFLICT DO NOTHING", (token, endpoint, minute, token, endpoint, day))
             rows = await (await conn.execute(f"SELECT kind, hits FROM rate_windows WHERE {where} FOR UPDATE", key)).fetchall()
@@ -285,6 +416,11 @@ class PgStore(Store):
             if verdict.allowed:
                 await conn.execute(f"UPDATE rate_windows SET hits = hits + 1 WHERE {where}", key)
         return verdict
+
+    @staticmethod
+    async def _db_time(conn: Any) -> float:
+        row = await (await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")).fetchone()
+        return row["t"]
 
     # -- operations -----------------------------------------------------------------------
     async def stats(self) -> Stats:
@@ -303,10 +439,14 @@ class PgStore(Store):
             workers = await (await conn.execute(
                 "SELECT count(*) AS n FROM workers WHERE role IN ('worker', 'all') "
                 "AND seen_at > now() - make_interval(secs => %s)", (WORKER_SEEN_S,))).fetchone()
+            hooks = await (await conn.execute(
+                "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, "
+                "count(*) FILTER (WHERE state = 'failed') AS failed FROM webhook_events")).fetchone()
         pct = [float(p) for p in row["pct"]] if row["pct"] else [0.0, 0.0, 0.0]
         return Stats(queued=row["queued"], running=row["running"], done_last_minute=row["done_last_minute"],
                      failed_last_minute=row["failed_last_minute"], p50_ms=pct[0], p90_ms=pct[1], p99_ms=pct[2],
-                     workers=workers["n"], jobs_kept=row["jobs_kept"])
+                     workers=workers["n"], jobs_kept=row["jobs_kept"], webhooks_pending=hooks["pending"],
+                     webhooks_failed=hooks["failed"])
 
 
 __all__ = ["MAX_ATTEMPTS", "PgStore", "safe_dsn"]

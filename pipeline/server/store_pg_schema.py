@@ -4,6 +4,12 @@ Why in code and not a migration tool: five tables need no framework, and every r
 ``migrate`` at start-up under one advisory lock, so a new database is set up by the first
 process that reaches it and replicas starting together do not race. A migration, once
 released, is never edited: a change is a new entry at the end.
+
+Version 2 turns ``webhook_events`` into an outbox (the event's body, its stable delivery id,
+its state ``pending | sent | failed | none`` and its retry schedule; rows from before it count
+as sent) and adds ``exporter``, the lease of the one member that exports the fleet-wide gauges.
+A deployment can run them as a separate step (``pipeline serve --migrate-only``, the Kubernetes
+Job) so the serving members' database user needs no DDL rights (``--no-migrate``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,21 @@ CREATE TABLE webhook_events (
 );
 CREATE TABLE workers (id text PRIMARY KEY, role text NOT NULL, seen_at timestamptz NOT NULL);
 CREATE TABLE settings (key text PRIMARY KEY, value text NOT NULL);
+"""),
+    (2, """
+ALTER TABLE webhook_events
+    ADD COLUMN id            text,
+    ADD COLUMN url           text,
+    ADD COLUMN body          text,
+    ADD COLUMN state         text NOT NULL DEFAULT 'sent',
+    ADD COLUMN attempts      integer NOT NULL DEFAULT 0,
+    ADD COLUMN next_at       timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN claimed_by    text,
+    ADD COLUMN claimed_until timestamptz,
+    ADD COLUMN sent_at       timestamptz,
+    ADD COLUMN last_error    text;
+CREATE INDEX webhook_due ON webhook_events (next_at) WHERE state = 'pending';
+CREATE TABLE exporter (id integer PRIMARY KEY, member text NOT NULL, until timestamptz NOT NULL);
 """),
 ]
 

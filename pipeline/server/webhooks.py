@@ -13,6 +13,12 @@ not followed — a refused connection, or no answer within 10 s) is retried on t
 schedule multiplied by ``webhook_time_scale``; every attempt of one delivery keeps its
 ``delivery_id`` and body, with a fresh timestamp and signature.
 
+Standard Webhooks headers go with every attempt too: ``webhook-id`` (the delivery id, the same on
+every attempt and from every fleet member, so a receiver drops repeats), ``webhook-timestamp``
+and ``webhook-signature: v1,base64(HMAC_SHA256(secret, f"{id}.{timestamp}.{body}"))`` (the key
+is the secret's UTF-8 bytes). A fleet delivers from the database outbox (``outbox.py``) with
+the same schedule and headers; the faults below apply to the in-memory server only.
+
 Faults: ``webhook_lose`` (never sent), ``webhook_delay`` (sent ``webhook_delay_s`` late),
 ``webhook_duplicate`` (delivered twice, same delivery id), ``webhook_reorder``
 (``job.processing`` held back and sent after the job's final event).
@@ -21,6 +27,7 @@ Faults: ``webhook_lose`` (never sent), ``webhook_delay`` (sent ``webhook_delay_s
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -46,6 +53,46 @@ USER_AGENT = "DeAPI-Webhook/1.0"
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks' ``webhook-signature`` value for one attempt."""
+    mac = hmac.new(secret.encode(), f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signed_headers(secret: str, event: str, delivery_id: str, body: bytes) -> dict[str, str]:
+    """The headers of one attempt: deAPI's signature and Standard Webhooks', both over ``body``."""
+    ts = str(int(time.time()))
+    return {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+            "X-DeAPI-Signature": sign(secret, ts, body), "X-DeAPI-Timestamp": ts,
+            "X-DeAPI-Event": event, "X-DeAPI-Delivery-Id": delivery_id,
+            "webhook-id": delivery_id, "webhook-timestamp": ts,
+            "webhook-signature": standard_signature(secret, delivery_id, ts, body)}
+
+
+async def post_once(session: aiohttp.ClientSession, secret: str, url: str, event: str, delivery_id: str,
+                    body: bytes) -> str | None:
+    """One attempt; ``None`` when the receiver answered 2xx, else what went wrong (redirects are not followed)."""
+    try:
+        async with session.post(url, data=body, headers=signed_headers(secret, event, delivery_id, body),
+                                allow_redirects=False) as resp:
+            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        log.debug("webhook delivery to %s failed: %s", url, exc)
+        return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def outbox_delivery(job: Job, event: str, result_url: str | None = None) -> tuple[str, str] | None:
+    """The (delivery id, body) a fleet member puts in the outbox for ``event``; None without a webhook."""
+    if not job.webhook_url:
+        return None
+    payload = build_payload(job, event, result_url)
+    return payload["delivery_id"], encode(payload).decode()
 
 
 def iso(t: float) -> str:
@@ -124,7 +171,7 @@ class WebhookSender:
                 await wait_for.wait()
             if delay:
                 await asyncio.sleep(delay)
-            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            body = encode(payload)
             for pause in RETRY_SCHEDULE_S:
                 if pause:
                     await asyncio.sleep(pause * self.time_scale)
@@ -140,18 +187,9 @@ class WebhookSender:
                 after_first.set()
 
     async def _attempt(self, url: str, payload: dict[str, Any], body: bytes) -> bool:
-        ts = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   "X-DeAPI-Signature": sign(self.secret, ts, body), "X-DeAPI-Timestamp": ts,
-                   "X-DeAPI-Event": payload["event"], "X-DeAPI-Delivery-Id": payload["delivery_id"]}
         self.counters.webhooks_sent += 1
-        try:
-            assert self.session is not None
-            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-                ok = 200 <= resp.status < 300
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.debug("webhook delivery to %s failed: %s", url, exc)
-            ok = False
+        assert self.session is not None
+        ok = await post_once(self.session, self.secret, url, payload["event"], payload["delivery_id"], body) is None
         if ok:
             self.counters.webhooks_delivered += 1
         else:

@@ -10,6 +10,12 @@ lease, so a result is written once and ``job.completed`` announced once.
 
 Draining (SIGTERM): no new claims; the jobs in hand finish and are written; then the process
 exits. A Kubernetes ``terminationGracePeriodSeconds`` longer than one page covers it.
+
+Database outages: a claim loop survives any error (it backs off, up to ``BACKOFF_MAX_S``, and goes
+on), and saving a page already read is retried until the database answers (``_save``), so a page
+read before an outage is neither lost nor turned into an error; the lease decides: if another
+worker took the job over meanwhile, the store says so and nothing is written. ``alive`` is what
+the liveness probe asks: every claim loop still running.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import socket
 import time
 import uuid
+from typing import Awaitable, Callable
 
 from .counters import Counters
 from pipeline.ocr.base import EngineError
@@ -32,11 +40,15 @@ from .lifecycle import DONE, ERROR, Job, JobEvents
 from .links import ResultLinks
 from .slots import SlotGate, hold
 from .store import Store
+from .webhooks import outbox_delivery
 
 log = logging.getLogger("pipeline.server.worker")
 
 IDLE_POLL_S = 1.0          # an idle worker looks for work this often even without a NOTIFY
 PURGE_EVERY_S = 60.0
+BACKOFF_FIRST_S = 0.1      # after a database error a loop pauses this long, doubling ...
+BACKOFF_MAX_S = 2.0        # ... up to this, so it claims again within seconds of the database's return
+EXPORT_MIN_S = 3.0         # the shortest exporter lease (three sweeps, at least this)
 
 
 def new_worker_id() -> str:
@@ -44,7 +56,7 @@ def new_worker_id() -> str:
 
 
 class FleetWorker:
-    """``concurrency`` claim loops over one engine runner, announcing transitions on ``events``."""
+    """``concurrency`` claim loops over one engine runner; webhook events go to the store's outbox."""
 
     def __init__(self, *, store: Store, engine: EngineRunner, faults: FaultConfig, events: JobEvents,
                  links: ResultLinks, counters: Counters, lease_s: float, worker_id: str, concurrency: int,
@@ -58,6 +70,12 @@ class FleetWorker:
         self.in_hand: set[str] = set()
         self.lost_leases = 0
         self._loops: list[asyncio.Task] = []
+        self._rng = random.Random(0)
+
+    @property
+    def alive(self) -> bool:
+        """Every claim loop is running (or the worker is draining): what ``/livez`` reports."""
+        return self.draining or (bool(self._loops) and not any(t.done() for t in self._loops))
 
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._loop(), name=f"worker-loop-{i}") for i in range(self.concurrency)]
@@ -74,21 +92,31 @@ class FleetWorker:
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def _loop(self) -> None:
+        pause = BACKOFF_FIRST_S
         while not self.draining:
+            if self.faults.worker_loop_exit.fire(self._rng):
+                log.error("claim loop ended (injected fault worker_loop_exit)")
+                return
             try:
                 job = await self.store.claim(self.worker_id, self.lease_s)
+                if job is None:
+                    await self.store.wait_for_work(IDLE_POLL_S)
+                    continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database is away: wait, then try again
-                log.warning("cannot claim a job: %s", exc)
-                await asyncio.sleep(IDLE_POLL_S)
+            except Exception as exc:  # the database is away (or anything else): back off, go on
+                log.warning("cannot claim a job (%s); trying again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF_MAX_S)
                 continue
-            if job is None:
-                await self.store.wait_for_work(IDLE_POLL_S)
-                continue
+            pause = BACKOFF_FIRST_S
             self.in_hand.add(job.id)
             try:
                 await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug around one job must not end the loop
+                log.exception("job %s: unexpected error; the claim loop goes on", job.id)
             finally:
                 self.in_hand.discard(job.id)
 
@@ -126,7 +154,12 @@ class FleetWorker:
 
     async def _process(self, job: Job) -> None:
         job.started = time.monotonic()
-        self.events.emit(job, "job.processing")
+        processing = outbox_delivery(job, "job.processing")
+        if processing is not None:   # no webhook: no row to write
+            try:
+                await self.store.announce(job, "job.processing", self.worker_id, processing)
+            except Exception as exc:  # job.processing is informative; the final event is what must arrive
+                log.warning("job %s: job.processing not queued: %s", job.id, exc)
         if self.faults.engine_slots > 0:
             job.slot_grant = await self.slots.acquire()
             try:
@@ -156,22 +189,50 @@ class FleetWorker:
     async def _finish(self, job: Job) -> None:
         job.image, job.finished = None, time.monotonic()
         if job.status == DONE:
-            if await self.store.complete(job, self.worker_id):
+            url = self.links.make(self.public_base_url or job.base_url, job.id, job.format)
+            if await self._save(job, self.store.complete, outbox_delivery(job, "job.completed", url)):
                 self.counters.jobs_done += 1
-                self.events.emit(job, "job.completed",
-                                 self.links.make(self.public_base_url or job.base_url, job.id, job.format))
-        elif await self.store.fail(job, self.worker_id):
+                if self.faults.worker_kill_after_save.fire(self._rng):
+                    os.kill(os.getpid(), signal.SIGKILL)   # test fault: a crash right after the commit
+        elif await self._save(job, self.store.fail, outbox_delivery(job, "job.failed")):
             self.counters.jobs_failed += 1
-            self.events.emit(job, "job.failed")
+
+    async def _save(self, job: Job, write: Callable[..., Awaitable[bool]], webhook: tuple[str, str] | None) -> bool:
+        """Write the outcome, retrying through a database outage until the store answers.
+
+        The renewer keeps trying to extend the lease meanwhile; once the database is back, either
+        this worker still owns the job (the write goes in) or another took it over after the lease
+        (the store answers False, or the renewer cancels us): never an error because of the outage."""
+        pause = BACKOFF_FIRST_S
+        while True:
+            try:
+                return await write(job, self.worker_id, webhook)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job %s: cannot save the result yet (%s); retrying in %.1f s", job.id, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF_MAX_S)
 
 
-async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: float, result_ttl_s: float) -> None:
-    """Every replica: say it is alive, put jobs of dead workers back, forget expired results."""
+async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: float, result_ttl_s: float,
+                        alive: Callable[[], bool] = lambda: True,
+                        exporting: Callable[[float], None] = lambda _: None) -> None:
+    """Every replica: say it is alive (only while its claim loops are), hold or seek the exporter
+    lease, put jobs of dead workers back, forget expired results.
+
+    ``exporting`` is told until when (monotonic) this member may export the fleet gauges: the
+    lease's length counted from before the database granted it, so a member whose sweeper stalls
+    stops exporting before another can take the lease over (never two exporters at once)."""
     every = max(0.1, min(lease_s / 3, 5.0))
+    export_s = max(3 * every, EXPORT_MIN_S)
     since_purge = PURGE_EVERY_S
     while True:
         try:
-            await store.heartbeat(worker_id, role)
+            if alive():
+                await store.heartbeat(worker_id, role)
+            asked = time.monotonic()
+            exporting(asked + export_s if await store.exporter(worker_id, export_s) else 0.0)
             await store.requeue_expired()
             if since_purge >= PURGE_EVERY_S:
                 await store.purge_expired(result_ttl_s)
@@ -179,6 +240,7 @@ async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: flo
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            exporting(0.0)
             log.warning("store maintenance failed: %s", exc)
         await asyncio.sleep(every)
         since_purge += every
