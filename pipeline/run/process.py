@@ -37,6 +37,7 @@ from pipeline.run.adopt import Adoption, Refusal, examine
 from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
+from pipeline.run.placing import needs_placement
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
@@ -126,6 +127,7 @@ class RunContext:
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
+    placer: Any | None = None                # placing.Placer: word positions for text-only answers
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -200,6 +202,7 @@ class PageResult:
     queued: bool = False               # a poll saw the job still queued at the API (not yet on a worker)
     text_source: str = "ocr"           # ocr | text_layer (a PDF page's own text, no API call)
     facts: dict | None = None          # how the page was prepared (the .json "image.pages" entry)
+    placed: dict | None = None         # a text-only answer's words on the page's geometry (placing.py)
 
     @property
     def no_text(self) -> bool:
@@ -333,7 +336,7 @@ class FileProcessor:
         if existing is not None:
             pages, prepared = await asyncio.shield(existing)
             return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True,
-                               text_source=p.text_source, facts=p.facts) for p in pages], prepared
+                               text_source=p.text_source, facts=p.facts, placed=p.placed) for p in pages], prepared
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         ctx.in_run_works[key] = future
         try:
@@ -442,8 +445,37 @@ class FileProcessor:
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
         result = await self._page(entry, key, item, stored)
         result.facts = item.to_json()
+        result.placed = await self._place(item.data, result)
         state.page_facts(key, item.page_index, result.facts)
         return result
+
+    async def _place(self, data: bytes, result: PageResult) -> dict | None:
+        """A text-only answer's words on the page's own lines, when ALTO/hOCR/PDF want boxes."""
+        ctx = self.ctx
+        if ctx.placer is None or not needs_placement(ctx.config.outputs, result.text_source, result.structured,
+                                                      result.text):
+            return None
+        return await ctx.placer.place(data, result.text)
+
+    async def _place_missing(self, entry: ScanEntry, pages: list[PageResult]) -> None:
+        """Pages done in an earlier run (or reused) without positions: made again from the
+        source (no API call) and placed, so a resumed run writes the same outputs."""
+        ctx = self.ctx
+        missing = [p for p in pages if p.placed is None and ctx.placer is not None
+                   and needs_placement(ctx.config.outputs, p.text_source, p.structured, p.text)]
+        if not missing:
+            return
+        source = await self._open(entry)
+        try:
+            for p in missing:
+                try:
+                    item = await self._make_page(source, p.index)
+                except PageFailed:
+                    continue
+                if isinstance(item, PreparedPage):
+                    p.placed = await self._place(item.data, p)
+        finally:
+            source.close()
 
     # -- submit and await ---------------------------------------------------------------------
 
@@ -672,6 +704,7 @@ class FileProcessor:
         ctx = self.ctx
         api = ctx.config.api
         pages = sorted(pages, key=lambda p: p.index)
+        await self._place_missing(entry, pages)
         boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
         # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
         text = PAGE_SEPARATOR.join(p.text for p in pages)
@@ -685,8 +718,9 @@ class FileProcessor:
                        "text_source": p.text_source, "text": p.text, **({"no_text": True} if p.no_text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
+                       **({"placed": p.placed} if p.placed else {}),
                        **({"positions": False} if boxed and p.text_source != "text_layer"
-                          and not has_positions(p.structured) else {})}
+                          and not has_positions(p.structured) and not (p.placed or {}).get("placed") else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},
@@ -723,7 +757,7 @@ def _pages_from_outputs(output_root: Path, rel: str) -> tuple[list[PageResult], 
         doc = json.loads(js.read_text(encoding="utf-8"))
         facts = doc["image"].get("pages") or [None] * len(doc["pages"])
         pages = [PageResult(p["index"], p["text"], p.get("result"), p.get("request_id"), 0, reused=True,
-                            text_source=p.get("text_source", "ocr"), facts=f)
+                            text_source=p.get("text_source", "ocr"), facts=f, placed=p.get("placed"))
                  for p, f in zip(doc["pages"], facts)]
         return pages, doc["image"]
     except (OSError, ValueError, KeyError, TypeError):

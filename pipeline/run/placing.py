@@ -1,0 +1,62 @@
+"""Word positions for text-only answers, computed off the event loop in a bounded process pool.
+
+Why processes: finding a page's lines and words (``ocr/inkgeom.py``) and aligning the answer
+to them (``ocr/align.py``) is CPU work (about 0.2-0.5 CPU-second an A4 page), which would stall
+the event loop that keeps uploads and polls moving; threads would hold the GIL for most of it.
+``geometry.workers`` processes (config) take the pages in turn; the pool starts on the first
+page that needs it, so a run with boxes in its answers (or without ALTO/hOCR/PDF) never starts
+one.
+
+``needs_placement`` says which pages want it: ALTO, hOCR or PDF configured, an OCR page (not a
+PDF text-layer page) whose answer carries no line boxes. Pages whose answer has boxes keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Sequence
+
+from pipeline.formats import NEEDS_BOXES
+from pipeline.formats.model import has_positions
+from pipeline.ocr.placement import place_upload
+
+
+def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, text: str) -> bool:
+    return (any(n in NEEDS_BOXES for n in outputs) and text_source != "text_layer"
+            and not has_positions(structured) and bool(text.strip()))
+
+
+class Placer:
+    """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record (or None)."""
+
+    def __init__(self, workers: int = 1, method: str = "ink") -> None:
+        self.workers = max(1, workers)
+        self.method = method
+        self._executor: ProcessPoolExecutor | None = None
+        self.failures = 0   # pages whose placement failed (the page is then written text-only)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    async def place(self, data: bytes, text: str) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method)
+        except BrokenProcessPool:
+            self._executor = None  # a dead worker costs this page its positions, not the run
+            self.failures += 1
+            return None
+        except Exception:  # noqa: BLE001 - an undecodable or odd page: written without positions
+            self.failures += 1
+            return None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
