@@ -32,6 +32,7 @@ from statistics import median
 from typing import Sequence
 
 from .inkgeom import Box, GeoLine
+from .linematch import match_lines
 
 MAX_SPLIT = 4           # an answer line may run over this many page lines (a reflowed paragraph)
 MIN_CONFIDENCE = 0.35   # below this a word is left without a box
@@ -43,6 +44,8 @@ SHARED_BOX = 0.35        # two words in one box
 SPLIT_WORD = 0.2         # one word over several boxes (per extra box)
 LINE_K = 1.5             # confidence = exp(-K * |log ratio|)
 WORD_K = 1.2
+SHORT_LINE = 3           # answer lines of fewer words are placed only in context (see linematch)
+NO_CONTEXT = 0.7         # confidence factor of a line whose neighbours are not beside it
 
 
 @dataclass(frozen=True)
@@ -195,20 +198,57 @@ def _word(text: str, box: Box, conf: float, line: int) -> PlacedWord:
     return PlacedWord(text, box, round(conf, 3), line)
 
 
-def place_text(text: str, page: list[GeoLine]) -> Placement:
+def _monotone(answer: list[list[str]], page: list[GeoLine]) -> list[tuple[int, list[PlacedWord]]]:
+    """Lines paired in both reading orders at once (``_Lines``): right when the orders agree."""
+    out = []
+    for ia, na, jp, np_, cost in _Lines(answer, page).run():
+        words = [w for a in answer[ia:ia + na] for w in a]
+        boxes = [(b, j) for j in range(jp, jp + np_) for b in page[j].words]
+        got = _words(words, boxes, math.exp(-LINE_K * max(0.0, cost - 0.1)))
+        k = 0
+        for a in range(ia, ia + na):
+            out.append((a, got[k:k + len(answer[a])]))
+            k += len(answer[a])
+    return out
+
+
+def _spatial(answer: list[list[str]], page: list[GeoLine]) -> list[tuple[int, list[PlacedWord]]]:
+    """Lines paired by a reader's walk over the page (``linematch``): orders may disagree."""
+    out = []
+    for mt in match_lines(answer, page):
+        words = answer[mt.answer]
+        if len(words) < SHORT_LINE and not mt.context:
+            continue  # a line of one or two words fits too many places: only in context
+        boxes = [(b, mt.page) for b in page[mt.page].words[mt.start:mt.start + mt.count]]
+        conf = math.exp(-LINE_K * max(0.0, mt.cost - 0.15)) * (1.0 if mt.context else NO_CONTEXT)
+        out.append((mt.answer, _words(words, boxes, conf)))
+    return out
+
+
+def _one_word_a_box(placed: list[list[PlacedWord]]) -> None:
+    """A box claimed by two answer words keeps the more confident one; the other is unplaced."""
+    owner: dict[tuple, tuple[int, int]] = {}
+    for a, line in enumerate(placed):
+        for k, w in enumerate(line):
+            if w.box is None:
+                continue
+            prev = owner.get(w.box)
+            if prev is None or (placed[prev[0]][prev[1]].confidence or 0) < (w.confidence or 0):
+                if prev is not None:
+                    placed[prev[0]][prev[1]] = PlacedWord(placed[prev[0]][prev[1]].text, None, None)
+                owner[w.box] = (a, k)
+            else:
+                line[k] = PlacedWord(w.text, None, None)
+
+
+def place_text(text: str, page: list[GeoLine], mode: str = "spatial") -> Placement:
     """The answer's plain ``text`` placed on the page's lines (the one entry point)."""
     answer = [ln.split() for ln in text.splitlines() if ln.split()]
     placed: list[list[PlacedWord]] = [[PlacedWord(w, None, None) for w in a] for a in answer]
     if answer and page:
-        lines = _Lines(answer, page)
-        for ia, na, jp, np_, cost in lines.run():
-            words = [w for a in answer[ia:ia + na] for w in a]
-            boxes = [(b, j) for j in range(jp, jp + np_) for b in page[j].words]
-            got = _words(words, boxes, math.exp(-LINE_K * max(0.0, cost - 0.1)))
-            k = 0
-            for a in range(ia, ia + na):
-                placed[a] = got[k:k + len(answer[a])]
-                k += len(answer[a])
+        for a, got in (_spatial if mode == "spatial" else _monotone)(answer, page):
+            placed[a] = list(got)
+        _one_word_a_box(placed)
     total = sum(len(a) for a in answer)
     n_placed = sum(1 for a in placed for w in a if w.box is not None)
     return Placement(tuple(tuple(a) for a in placed), total, n_placed)
