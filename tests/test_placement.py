@@ -177,3 +177,53 @@ def test_alto_hocr_and_pdf_are_accepted_with_text_only_answers(tmp_path):
     cfg = load_config(write_config(tmp_path, "embedded", api__format="text", outputs=["txt", "json", "alto", "hocr", "pdf"],
                                    geometry__workers=3))
     assert cfg.outputs[2:] == ("alto", "hocr", "pdf") and cfg.geometry.workers == 3
+
+
+async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call(tmp_path):
+    inputs = {rel: v for rel, v in make_inputs(tmp_path / "in").items() if rel in ("turned.jpg", "page.pdf")}
+    for extra in ("pages.tif", "wide.png", "columns.png"):
+        (tmp_path / "in" / extra).unlink()
+    register_truth(tmp_path / "truth", tmp_path / "in", inputs)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url, api__format="text"), TOKEN)
+        assert code == ExitCode.OK, report
+        jobs = srv.counters.jobs_created
+        assert "placed" not in json.loads((tmp_path / "out" / "turned.jpg.json").read_text())["pages"][0]
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url, api__format="text",
+                                                          outputs=["txt", "json", "alto"]), TOKEN)
+        assert code == ExitCode.OK, report
+        assert srv.counters.jobs_created == jobs      # regenerated from the .json and the source
+    for rel, (pages, _) in inputs.items():
+        doc = json.loads((tmp_path / "out" / f"{rel}.json").read_text())
+        assert doc["pages"][0]["placed"]["placed"] == len(pages[0][1])
+        scale = 72 / 1200 if rel.endswith(".pdf") else 1.0
+        assert matched_fraction(flat_truth(pages), alto_words(tmp_path / "out" / f"{rel}.alto.xml"), scale=scale) >= 0.95
+
+
+@pytest.mark.real_ocr
+def test_scribe_scans_with_their_truth_text_as_the_answer(shared_data):
+    """The scribe scans (real documents; answer = the truth text, judged on the truth word
+    boxes). The issue's target is 90 % at IoU >= 0.5, which is NOT met: 49 % was measured
+    (docs/formats.md, "Words for text-only answers"). This keeps what is reached from sliding
+    back: at least 45 % of the words right, at most 14 % on a box not their own, and the plain
+    pages (a filing, a table of text rows, a receipt) at >= 85 %."""
+    from PIL import Image
+
+    from pipeline.ocr.placement import place
+
+    root = shared_data / "scribeocr-benchmark"
+    right = wrong = total = 0
+    plain = {}
+    for txt in sorted((root / "gt_txt").glob("*.txt")):
+        image = Image.open(next((root / "img").glob(txt.stem + ".*")))
+        truth = json.loads(txt.with_name(txt.stem + ".boxes.json").read_text())
+        placement, _ = place(image, txt.read_text())
+        words = [w for ln in placement.lines for w in ln]
+        assert [w.text for w in words] == [t[4] for t in truth]        # the answer's words, in its order
+        r = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) >= 0.5)
+        wrong += sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) < 0.5)
+        right, total = right + r, total + len(truth)
+        plain[txt.stem] = r / len(truth)
+    assert right / total >= 0.45, right / total
+    assert wrong / total <= 0.14, wrong / total
+    assert min(plain[n] for n in ("filing_03", "table_08", "receipt_03")) >= 0.85, plain

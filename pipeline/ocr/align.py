@@ -34,8 +34,10 @@ from typing import Sequence
 from .inkgeom import Box, GeoLine
 from .linematch import match_lines
 
-MAX_SPLIT = 4           # an answer line may run over this many page lines (a reflowed paragraph)
-MIN_CONFIDENCE = 0.35   # below this a word is left without a box
+MAX_SPLIT = 4           # an answer line may run over this many page lines (a reflowed paragraph) ...
+MAX_SPLIT_REFLOWED = 40  # ... or this many when the answer is reflowed (lines wider than the page's)
+SPLIT_LINE = 0.08        # cost per extra page line of a split answer line
+MIN_CONFIDENCE = 0.5    # below this a word is left without a box
 SKIP_ANSWER_LINE = 1.2  # costs in units of |log(width ratio)|
 SKIP_PAGE_LINE = 0.9
 SKIP_WORD = 1.0
@@ -113,26 +115,29 @@ class _Lines:
         total_pred = sum(self.chars) or 1
         self.unit = sum(w / s for w, s in zip(self.width, self.scale)) / total_pred  # px per char at h
 
-    def cost(self, ia: int, na: int, jp: int, np_: int) -> float:
-        chars = sum(self.chars[ia:ia + na]) + (na - 1)
+    def fit(self, ia: int, na: int, jp: int, np_: int) -> float:
+        """How well answer lines ``ia..`` fill page lines ``jp..``: width and word count."""
+        chars = max(1, sum(self.chars[ia:ia + na]) + (na - 1) - (np_ - 1))  # a line break is no space on the page
         width = sum(self.width[jp:jp + np_])
         s = self.scale[jp]
         words = sum(len(a) for a in self.answer[ia:ia + na])
         boxes = sum(len(p.words) for p in self.page[jp:jp + np_])
-        c = _lr(chars * self.unit * s, width, self.unit * s)
-        c += 0.4 * abs(words - boxes) / max(words, boxes, 1)
+        return _lr(chars * self.unit * s, width, self.unit * s) + 0.4 * abs(words - boxes) / max(words, boxes, 1)
+
+    def cost(self, ia: int, na: int, jp: int, np_: int) -> float:
+        c = self.fit(ia, na, jp, np_)
         if na > 1 or np_ > 1:
-            c += 0.25 * (na + np_ - 2)
+            c += 0.25 * (na - 1) + SPLIT_LINE * (np_ - 1)
             if np_ > 1:  # the continuation lines must follow on below, left-aligned-ish
                 a, b = self.page[jp].box, self.page[jp + np_ - 1].box
                 if b[1] < a[1]:
                     c += 1.0
         return c
 
-    def run(self) -> list[tuple[int, int, int, int, float]]:
+    def run(self, max_split: int = MAX_SPLIT) -> list[tuple[int, int, int, int, float]]:
         n, m = len(self.answer), len(self.page)
         t = _Table(n, m)
-        moves = [(1, 1), (2, 1)] + [(1, k) for k in range(2, MAX_SPLIT + 1)]
+        moves = [(1, 1), (2, 1)] + [(1, k) for k in range(2, max_split + 1)]
         for i, j, cur in t.cells():
             if i < n:
                 t.relax(i + 1, j, cur + SKIP_ANSWER_LINE, (i, j, 0))
@@ -141,7 +146,7 @@ class _Lines:
             for na, np_ in moves:
                 if i + na <= n and j + np_ <= m:
                     t.relax(i + na, j + np_, cur + self.cost(i, na, j, np_), (i, j, 1))
-        pairs = [(pi, i - pi, pj, j - pj, self.cost(pi, i - pi, pj, j - pj))
+        pairs = [(pi, i - pi, pj, j - pj, self.fit(pi, i - pi, pj, j - pj))
                  for pi, pj, matched, i, j in t.path(n, m) if matched]
         pairs.reverse()
         return pairs
@@ -198,10 +203,22 @@ def _word(text: str, box: Box, conf: float, line: int) -> PlacedWord:
     return PlacedWord(text, box, round(conf, 3), line)
 
 
+def reflowed(answer: list[list[str]], page: list[GeoLine]) -> bool:
+    """Whether the answer's lines are paragraphs (the model joined the page's lines): most of
+    its characters are in lines longer than the page's longest line holds by half again (one
+    long title or footnote over a table is not a reflowed answer)."""
+    lines = _Lines(answer, page)
+    widest = max(w / s for w, s in zip(lines.width, lines.scale)) / lines.unit
+    long = sum(c for c in lines.chars if c > 1.5 * widest)
+    return long > 0.5 * sum(lines.chars)
+
+
 def _monotone(answer: list[list[str]], page: list[GeoLine]) -> list[tuple[int, list[PlacedWord]]]:
-    """Lines paired in both reading orders at once (``_Lines``): right when the orders agree."""
+    """Lines paired in both reading orders at once (``_Lines``): right when the orders agree,
+    and the way to place a reflowed answer (a paragraph over many page lines)."""
     out = []
-    for ia, na, jp, np_, cost in _Lines(answer, page).run():
+    lines = _Lines(answer, page)
+    for ia, na, jp, np_, cost in lines.run(MAX_SPLIT_REFLOWED if reflowed(answer, page) else MAX_SPLIT):
         words = [w for a in answer[ia:ia + na] for w in a]
         boxes = [(b, j) for j in range(jp, jp + np_) for b in page[j].words]
         got = _words(words, boxes, math.exp(-LINE_K * max(0.0, cost - 0.1)))
@@ -246,9 +263,19 @@ def place_text(text: str, page: list[GeoLine], mode: str = "spatial") -> Placeme
     answer = [ln.split() for ln in text.splitlines() if ln.split()]
     placed: list[list[PlacedWord]] = [[PlacedWord(w, None, None) for w in a] for a in answer]
     if answer and page:
-        for a, got in (_spatial if mode == "spatial" else _monotone)(answer, page):
-            placed[a] = list(got)
-        _one_word_a_box(placed)
+        ways = [_spatial if mode == "spatial" else _monotone]
+        if mode == "spatial" and reflowed(answer, page):
+            ways.append(_monotone)   # a reader's walk pairs whole lines; a paragraph needs splitting
+        best = None
+        for way in ways:
+            trial = [list(a) for a in placed]
+            for a, got in way(answer, page):
+                trial[a] = list(got)
+            _one_word_a_box(trial)
+            score = sum(w.confidence or 0.0 for a in trial for w in a)
+            if best is None or score > best[0]:
+                best = (score, trial)
+        placed = best[1]
     total = sum(len(a) for a in answer)
     n_placed = sum(1 for a in placed for w in a if w.box is not None)
     return Placement(tuple(tuple(a) for a in placed), total, n_placed)

@@ -31,7 +31,7 @@ from .layout import reading_order
 Box = tuple[int, int, int, int]
 
 PIECE_GAP = 0.15       # ink closer than this many character heights is one piece (a letter run)
-LAYOUT_MAX_SIDE = 2200   # pages larger than this are analysed scaled down (about 190 dpi for A4)
+LAYOUT_MAX_SIDE = 2600   # pages larger than this are analysed scaled down (about 190 dpi for A4)
 WORD_GAP_RANGE = (0.3, 0.9)  # the page's word gap (split of its gap sizes) lies in this range of heights
 WORD_RISE = 0.45       # an i-dot or accent this many heights above its letter joins it
 LINE_GAP = 1.6         # words closer than this many heights on one row are one line

@@ -30,9 +30,9 @@ def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, t
 
 
 class Placer:
-    """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record (or None)."""
+    """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record."""
 
-    def __init__(self, workers: int = 1, method: str = "ink") -> None:
+    def __init__(self, workers: int = 1, method: str = "mix") -> None:
         self.workers = max(1, workers)
         self.method = method
         self._executor: ProcessPoolExecutor | None = None
@@ -44,17 +44,19 @@ class Placer:
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
-    async def place(self, data: bytes, text: str) -> dict[str, Any] | None:
+    async def place(self, data: bytes, text: str) -> dict[str, Any]:
+        """The page's record; when placement fails, one that says why (the page is then
+        written without positions, as for any answer without boxes)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method)
         except BrokenProcessPool:
             self._executor = None  # a dead worker costs this page its positions, not the run
-            self.failures += 1
-            return None
-        except Exception:  # noqa: BLE001 - an undecodable or odd page: written without positions
-            self.failures += 1
-            return None
+            reason = "the geometry worker process died (crash or out of memory)"
+        except Exception as exc:  # noqa: BLE001 - an undecodable or odd page: written without positions
+            reason = f"{type(exc).__name__}: {exc}"
+        self.failures += 1
+        return {"method": self.method, "words": len(text.split()), "placed": 0, "error": reason, "blocks": []}
 
     def close(self) -> None:
         if self._executor is not None:
