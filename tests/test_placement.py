@@ -227,3 +227,17 @@ def test_scribe_scans_with_their_truth_text_as_the_answer(shared_data):
     assert right / total >= 0.45, right / total
     assert wrong / total <= 0.14, wrong / total
     assert min(plain[n] for n in ("filing_03", "table_08", "receipt_03")) >= 0.85, plain
+
+
+def test_a_reflowed_answer_is_laid_over_the_page_lines():
+    """A model that joins a paragraph's lines into one (Markdown answers do): each paragraph
+    runs over many page lines, two columns of them; every word still lands on its box."""
+    from pipeline.ocr.placement import place
+
+    img, text, truth = draw_page((1700, 1400), 30, 5, columns=2, lines=20)
+    joined = "\n\n".join(p.replace("\n", " ") for p in text.split("\n\n"))
+    placement, _ = place(img, joined)
+    words = [w for ln in placement.lines for w in ln]
+    assert [w.text for w in words] == [w for w, _ in truth]
+    right = sum(1 for w, (_, box) in zip(words, truth) if w.box is not None and iou(w.box, box) >= 0.5)
+    assert right / len(truth) >= 0.95, right / len(truth)
