@@ -241,3 +241,16 @@ def test_a_reflowed_answer_is_laid_over_the_page_lines():
     assert [w.text for w in words] == [w for w, _ in truth]
     right = sum(1 for w, (_, box) in zip(words, truth) if w.box is not None and iou(w.box, box) >= 0.5)
     assert right / len(truth) >= 0.95, right / len(truth)
+
+
+def test_answers_with_boxes_keep_them_and_text_layer_pages_are_not_placed():
+    from pipeline.run.placing import needs_placement
+
+    boxed = {"text": "a b", "blocks": [{"lines": [{"text": "a b", "box": [0, 0, 10, 5]}]}]}
+    every = ("txt", "json", "alto")
+    assert not needs_placement(every, "ocr", boxed, "a b")                # the engine's boxes stay
+    assert needs_placement(every, "ocr", {"text": "a b"}, "a b")           # json without boxes
+    assert needs_placement(every, "ocr", None, "a b")                     # format: text
+    assert not needs_placement(every, "text_layer", None, "a b")          # the PDF's own words
+    assert not needs_placement(("txt", "json"), "ocr", None, "a b")       # nothing wants boxes
+    assert not needs_placement(every, "ocr", None, "  ")                  # a blank page
