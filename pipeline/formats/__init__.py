@@ -10,9 +10,9 @@ regenerating outputs needs nothing but the stored ``.json`` and the source file.
 |---|---|---|
 | ``txt`` | ``scan.tif.txt`` | the text (pages separated by form feeds) |
 | ``json`` | ``scan.tif.json`` | the result record; always written, the others are regenerated from it |
-| ``alto`` | ``scan.tif.alto.xml`` | ``api.format: json`` (boxes) |
-| ``hocr`` | ``scan.tif.hocr`` | ``api.format: json`` (boxes) |
-| ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file |
+| ``alto`` | ``scan.tif.alto.xml`` | word boxes: the answer's, or placed on the page (``model``) |
+| ``hocr`` | ``scan.tif.hocr`` | word boxes: the answer's, or placed on the page (``model``) |
+| ``pdf`` | ``scan.tif.pdf`` | word boxes (as above) and the source file |
 """
 
 from __future__ import annotations
@@ -20,5 +20,5 @@ from __future__ import annotations
 SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr", "pdf": ".pdf"}
 FORMATS = tuple(SUFFIXES)
 REQUIRED = ("txt", "json")            # the record every other output is regenerated from
-NEEDS_BOXES = ("alto", "hocr", "pdf")  # only meaningful with structured (format: json) results
+NEEDS_BOXES = ("alto", "hocr", "pdf")  # want word boxes: a text-only answer's are placed (run/placing.py)
 DEFAULT_OUTPUTS = ("txt", "json")

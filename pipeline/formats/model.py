@@ -7,9 +7,11 @@ boxes on the *source* page. ``layout_from_document`` does that once, through
 
 Where a result has line boxes but no word boxes (a structured answer from a server that only
 gives lines), words are estimated by splitting the line box in proportion to character counts
-and flagged ``estimated``. Where a page has no boxes at all (a text-only answer), its lines
-carry ``box=None`` and the page says ``has_boxes=False``; each renderer documents what it
-writes then (docs/formats.md, "Pages without boxes").
+and flagged ``estimated``. A text-only answer whose words were placed on the page's own
+geometry (the page's ``placed`` record, ``ocr/placement.py``) gives those words, in the answer's
+order, unplaced ones with ``box=None``. Where a page has no boxes at all, its lines carry
+``box=None`` and the page says ``has_boxes=False``; each renderer documents what it writes then
+(docs/formats.md, "Pages without boxes").
 """
 
 from __future__ import annotations
