@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
+from pipeline.inputs.pages import PageFailed
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.ocr.placement import place_upload
 
 
@@ -62,3 +64,55 @@ class Placer:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+
+async def place_missing(pages: list, outputs: Sequence[str], open_source, make_page, place) -> None:
+    """Place the ``pages`` (``process.PageResult``) that need it and have no placement: their
+    source is opened (``open_source()``), each page made again (``make_page(source, index)``)
+    and placed (``place(data, page)``) only if it comes out the size that was sent."""
+    missing = [p for p in pages if p.placed is None and needs_placement(outputs, p.text_source, p.structured, p.text)]
+    if not missing:
+        return
+    try:
+        source = await open_source()
+    except (RejectedInput, OSError, MemoryError):
+        return
+    try:
+        for p in missing:
+            try:
+                item = await make_page(source, p.index)
+            except PageFailed:
+                continue
+            if isinstance(item, PreparedPage) and (p.facts is None or (
+                    p.facts.get("width"), p.facts.get("height")) == (item.width, item.height)):
+                p.placed = await place(item.data, p)
+    finally:
+        source.close()
+
+
+def limits_for_regeneration(precheck: Any) -> PrecheckLimits:
+    """The pre-check limits from the config alone (regeneration makes no start-up checks);
+    a page that then comes out another size than was sent is left unplaced."""
+    return PrecheckLimits(max_upload_bytes=precheck.max_upload_bytes, max_source_pixels=precheck.max_source_pixels,
+                          jpeg_quality=precheck.jpeg_quality)
+
+
+def document_pages(document: dict, page_result: Any) -> list:
+    """A stored result's pages as ``page_result`` objects (``process.PageResult``), with facts."""
+    facts = {f.get("page_index"): f for f in (document.get("image") or {}).get("pages") or [] if isinstance(f, dict)}
+    return [page_result(int(p.get("index", 0)), str(p.get("text") or ""), p.get("result"), p.get("request_id"), 0,
+                        text_source=p.get("text_source", "ocr"), placed=p.get("placed"),
+                        facts=facts.get(int(p.get("index", 0))))
+            for p in document.get("pages") or []]
+
+
+def record_placements(document: dict, pages: list) -> bool:
+    """New placements into the stored result's pages; True when the ``.json`` changed."""
+    changed = False
+    for doc_page, p in zip(document.get("pages") or [], pages):
+        if p.placed and not doc_page.get("placed"):
+            doc_page["placed"] = p.placed
+            if p.placed.get("placed"):
+                doc_page.pop("positions", None)
+            changed = True
+    return changed

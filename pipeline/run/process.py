@@ -37,7 +37,8 @@ from pipeline.run.adopt import Adoption, Refusal, examine
 from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
-from pipeline.run.placing import needs_placement
+from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
+                                  record_placements)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
@@ -451,62 +452,20 @@ class FileProcessor:
 
     async def _place(self, data: bytes, result: PageResult) -> dict | None:
         """A text-only answer's words on the page's own lines, when ALTO/hOCR/PDF want boxes."""
-        ctx = self.ctx
-        if ctx.placer is None or not needs_placement(ctx.config.outputs, result.text_source, result.structured,
-                                                      result.text):
+        if self.ctx.placer is None or not needs_placement(self.ctx.config.outputs, result.text_source,
+                                                           result.structured, result.text):
             return None
-        return await ctx.placer.place(data, result.text)
+        return await self.ctx.placer.place(data, result.text)
 
-    async def _place_missing(self, entry: ScanEntry, pages: list[PageResult],
-                             limits: PrecheckLimits | None = None) -> None:
-        """Pages done in an earlier run (or reused) without positions: made again from the
-        source (no API call) and placed, so a resumed run writes the same outputs. With
-        ``limits`` the source is opened without the start-up checks (regeneration)."""
-        ctx = self.ctx
-        missing = [p for p in pages if p.placed is None and ctx.placer is not None
-                   and needs_placement(ctx.config.outputs, p.text_source, p.structured, p.text)]
-        if not missing:
-            return
+    async def _place_missing(self, entry: ScanEntry, pages: list, limits: PrecheckLimits | None = None) -> None:
+        """Pages without their placement (done in an earlier run, or a done file given ALTO
+        later): made again from the source, no API call (``placing.place_missing``)."""
         if limits is None:
-            source = await self._open(entry)
+            opener = lambda: self._open(entry)  # noqa: E731 - the run's own limits
         else:
-            try:
-                source = await asyncio.to_thread(open_source, entry.path, limits, ctx.config.pdf)
-            except (RejectedInput, OSError, MemoryError):
-                return
-        try:
-            for p in missing:
-                try:
-                    item = await self._make_page(source, p.index)
-                except PageFailed:
-                    continue
-                if isinstance(item, PreparedPage) and (p.facts is None or (
-                        p.facts.get("width"), p.facts.get("height")) == (item.width, item.height)):
-                    p.placed = await self._place(item.data, p)
-        finally:
-            source.close()
-
-    async def _place_document(self, entry: ScanEntry, document: dict) -> bool:
-        """A stored result's text-only pages placed when ALTO/hOCR/PDF are added to a done tree
-        (no API call: the page is made again with the configured pre-check limits and placed
-        only if it comes out the size that was sent). True when the ``.json`` changed."""
-        pre = self.ctx.config.precheck
-        facts = {f.get("page_index"): f for f in (document.get("image") or {}).get("pages") or [] if isinstance(f, dict)}
-        pages = [PageResult(int(p.get("index", 0)), str(p.get("text") or ""), p.get("result"), p.get("request_id"), 0,
-                            text_source=p.get("text_source", "ocr"), placed=p.get("placed"),
-                            facts=facts.get(int(p.get("index", 0))))
-                 for p in document.get("pages") or []]
-        limits = PrecheckLimits(max_upload_bytes=pre.max_upload_bytes, max_source_pixels=pre.max_source_pixels,
-                                jpeg_quality=pre.jpeg_quality)
-        await self._place_missing(entry, pages, limits)
-        changed = False
-        for doc_page, p in zip(document.get("pages") or [], pages):
-            if p.placed and not doc_page.get("placed"):
-                doc_page["placed"] = p.placed
-                if p.placed.get("placed"):
-                    doc_page.pop("positions", None)
-                changed = True
-        return changed
+            opener = lambda: asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)  # noqa: E731
+        await place_missing(pages, self.ctx.config.outputs if self.ctx.placer else (), opener,
+                            self._make_page, self._place)
 
     # -- submit and await ---------------------------------------------------------------------
 
@@ -709,8 +668,11 @@ class FileProcessor:
         document = await asyncio.to_thread(read_document, ctx.config.output, entry.rel)
         if document is None:
             return False
-        if any(n in NEEDS_BOXES for n in missing) and await self._place_document(entry, document):
-            missing = [*missing, "json"]   # the record now says where the words were placed
+        if any(n in NEEDS_BOXES for n in missing):
+            pages = document_pages(document, PageResult)
+            await self._place_missing(entry, pages, limits_for_regeneration(ctx.config.precheck))
+            if record_placements(document, pages):
+                missing = [*missing, "json"]   # the record now says where the words were placed
         try:
             written = await write_outputs(ctx.config.output, entry.rel, missing, document, entry.path)
         except OutputError as exc:
