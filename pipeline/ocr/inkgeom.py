@@ -9,7 +9,7 @@ the page itself has the places and no words. This module finds the places, cheap
   connected components for the text size, a small dilation that joins letters (and i-dots)
   into pieces, pieces into lines, the page's own word gap (``word_gap``) joining pieces into
   words, then the lines in reading order (``ocr/layout.py``, the XY-cut the engines use).
-  Cheap (about 0.14 CPU-second an A4 page), good on plain and degraded text, weak on scans
+  Cheap (about 0.18 CPU-second an A4 page), good on plain and degraded text, weak on scans
   with shading, rules and tables.
 * ``tesseract``: Tesseract's layout analysis without recognition (``AnalyseLayout``, then the
   ``RIL.TEXTLINE`` and ``RIL.WORD`` iterators): finds 90 % of the scribe scans' word boxes
@@ -32,7 +32,7 @@ from .layout import reading_order
 Box = tuple[int, int, int, int]
 
 PIECE_GAP = 0.15       # ink closer than this many character heights is one piece (a letter run)
-LAYOUT_MAX_SIDE = 2600   # pages larger than this are analysed scaled down (about 190 dpi for A4)
+LAYOUT_MAX_SIDE = 2600   # pages larger than this are analysed scaled down (about 220 dpi for A4)
 WORD_GAP_RANGE = (0.3, 0.9)  # the page's word gap (split of its gap sizes) lies in this range of heights
 WORD_RISE = 0.45       # an i-dot or accent this many heights above its letter joins it
 LINE_GAP = 1.6         # words closer than this many heights on one row are one line
@@ -209,7 +209,7 @@ def tesseract_lines(image: Image.Image, api=None, max_side: int = LAYOUT_MAX_SID
     """Text lines and words from Tesseract's layout analysis, no recognition (``AnalyseLayout``).
 
     A page larger than ``max_side`` is analysed scaled down (an A4 page at 300 dpi at about
-    190 dpi: half the CPU time, word boxes within a pixel or two) and the boxes scaled back."""
+    220 dpi: about half the CPU time, word boxes within a pixel or two) and the boxes scaled back."""
     import tesserocr
 
     from .languages import resolve_tesseract
