@@ -39,6 +39,7 @@ SUITE = [
     ("bench.price_buckets", [], []),
     ("bench.startup", [], ["--repeat", "2"]),
     ("bench.polling_tail", [], ["--quick"]),
+    ("bench.word_geometry", [], ["--quick"]),
 ]
 
 
@@ -212,6 +213,17 @@ def figures_table(rows: list[dict]) -> list[str]:
                 "well under a page's OCR time", None)
             if "word_box_ratio" in r:
                 add("RapidOCR with word boxes ÷ without", f"{r['word_box_ratio']}×", "<= 1.1×", r["word_box_ratio"] <= 1.1)
+        elif b == "word_geometry":
+            add(f"words for text-only answers, {r['method']}: CPU-s per A4 page at 300 dpi ({r['a4_pages']} pages)",
+                f"{r['cpu_s_per_a4_page']} (max {r['cpu_s_max']})", "<= 0.5", r["cpu_s_per_a4_page"] <= 0.5)
+            if "scribe_right" in r:
+                add(f"… {r['method']}: scribe words placed at IoU >= 0.5 / elsewhere; devset lines placed",
+                    f"{r['scribe_right']:.1%} / {r['scribe_wrong']:.1%}; {r['devset_lines_placed']:.1%}",
+                    ">= 90 % right", r["scribe_right"] >= 0.9)
+        elif b == "word_geometry_run":
+            add(f"whole run, truth engine (text only), {r['pages']} A4 pages: alto+hocr (placed) ÷ txt+json; with pdf",
+                f"{r['placed_pages_per_s']} vs {r['txt_json_pages_per_s']} pages/s = {r['ratio']}; "
+                f"{r.get('with_pdf_pages_per_s')}", "–", None)
         elif b == "pdf_render":
             add(f"PDF pages rendered + prepared at {r['dpi']} dpi ({r['largest']}-page file)",
                 f"{r['pages_per_s']} pages/s", "–", None)

@@ -20,7 +20,7 @@ import yaml
 from urllib.parse import urlsplit
 
 from pipeline.inputs.scan import glob_to_regex
-from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, NEEDS_BOXES, REQUIRED
+from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, REQUIRED
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
@@ -113,6 +113,13 @@ class PdfConfig:
 
 
 @dataclass(frozen=True)
+class GeometryConfig:
+    """Word positions for text-only answers (docs/formats.md, "Words for text-only answers")."""
+
+    workers: int = 1                  # processes finding lines and words on pages (off the event loop)
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     enabled: bool = False
     listen_host: str = "127.0.0.1"
@@ -171,6 +178,7 @@ class Config:
     pdf: PdfConfig = field(default_factory=PdfConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     overrides: tuple[Override, ...] = ()  # settings for parts of the tree, e.g. [{glob: "fraktur/**", api: {language: de+frk}}]
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
 
     @property
     def state_file(self) -> Path:
@@ -236,6 +244,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "budget.max_cost_per_run": (0, None),
     "budget.max_cost_per_day": (0, None),
     "budget.quote_max_age_days": (0, 3650),
+    "geometry.workers": (1, 64),
 }
 
 
@@ -476,10 +485,8 @@ def _validate_outputs(config: Config) -> None:
                           "the other outputs are regenerated from; verify checks the .txt against it)")
     if config.mets_per_folder and "mets" not in config.outputs:
         raise ConfigError("mets_per_folder: needs mets in outputs (the folder METS points at the files' outputs)")
-    boxed = [n for n in config.outputs if n in NEEDS_BOXES]
-    if boxed and config.api.format != "json":
-        raise ConfigError(f"outputs: {', '.join(boxed)} need(s) word positions, which only structured results "
-                          f"carry; set api.format: json (it is {config.api.format!r})")
+    # alto/hocr/pdf with api.format: text: the answer's words are placed on the page's own
+    # geometry (pipeline/ocr/align.py), so NEEDS_BOXES no longer refuses a text-only answer.
 
 
 def _validate_time_zone(name: str) -> None:

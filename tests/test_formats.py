@@ -137,7 +137,6 @@ async def test_a_done_file_whose_record_is_gone_is_processed_again(tmp_path, ser
 
 
 @pytest.mark.parametrize("outputs, fmt, message", [
-    (["txt", "json", "alto"], "text", "outputs: alto need(s) word positions"),
     (["txt", "json", "altoo"], "json", "did you mean 'alto'"),
     (["txt", "alto"], "json", "outputs: must include json"),
     (["json", "pdf"], "json", "outputs: must include txt"),

@@ -10,10 +10,10 @@ regenerating outputs needs nothing but the stored ``.json`` and the source file.
 |---|---|---|
 | ``txt`` | ``scan.tif.txt`` | the text (pages separated by form feeds) |
 | ``json`` | ``scan.tif.json`` | the result record; always written, the others are regenerated from it |
-| ``alto`` | ``scan.tif.alto.xml`` | ``api.format: json`` (boxes) |
-| ``hocr`` | ``scan.tif.hocr`` | ``api.format: json`` (boxes) |
-| ``pdf`` | ``scan.tif.pdf`` | ``api.format: json`` (boxes) and the source file; PDF/A-2b by default |
-| ``page`` | ``scan.tif.page.xml`` (``.page-2.xml`` ... for further pages) | ``api.format: json`` (boxes) |
+| ``alto`` | ``scan.tif.alto.xml`` | word boxes: the answer's, or placed on the page (``model``) |
+| ``hocr`` | ``scan.tif.hocr`` | word boxes: the answer's, or placed on the page (``model``) |
+| ``pdf`` | ``scan.tif.pdf`` | word boxes (as above) and the source file |
+| ``page`` | ``scan.tif.page.xml`` (``.page-2.xml`` ... for further pages) | word boxes (as above) |
 | ``mets`` | ``scan.tif.mets.xml`` | nothing more: it points at the source and the other outputs |
 | ``md`` | ``scan.tif.md`` | nothing: the model's raw answers (Markdown from the hosted model), pages marked |
 """
@@ -25,5 +25,5 @@ SUFFIXES = {"txt": ".txt", "json": ".json", "alto": ".alto.xml", "hocr": ".hocr"
             "md": ".md"}
 FORMATS = tuple(SUFFIXES)
 REQUIRED = ("txt", "json")            # the record every other output is regenerated from
-NEEDS_BOXES = ("alto", "hocr", "pdf", "page")  # only meaningful with structured (format: json) results
+NEEDS_BOXES = ("alto", "hocr", "pdf", "page")  # want word boxes: a text-only answer's are placed (run/placing.py)
 DEFAULT_OUTPUTS = ("txt", "json")

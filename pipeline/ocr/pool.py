@@ -42,7 +42,7 @@ _worker_engine: Engine | None = None
 _worker_error: str | None = None
 
 
-def _init_worker(engine_name: str, threads: int | None = None) -> None:
+def _init_worker(engine_name: str, threads: int | None = None, options: dict | None = None) -> None:
     """Build this worker's one engine; remember a failure so every task reports it clearly.
 
     The worker ignores SIGINT: a Ctrl-C at a terminal reaches the whole process group, and the
@@ -56,7 +56,7 @@ def _init_worker(engine_name: str, threads: int | None = None) -> None:
 
         os.environ[THREADS_ENV] = str(threads)
     try:
-        _worker_engine = create_engine(engine_name)
+        _worker_engine = create_engine(engine_name, **(options or {}))
     except Exception as exc:  # noqa: BLE001 - reported to the caller, not swallowed
         _worker_error = f"cannot load the {engine_name!r} OCR engine: {type(exc).__name__}: {exc}"
 
@@ -117,8 +117,10 @@ def _recognize_in_worker(image_bytes: bytes, language: str | None) -> OcrPage:
 class EngineRunner:
     """Async OCR façade: ``await runner.recognize(bytes, language) -> OcrPage``."""
 
-    def __init__(self, engine: str, workers: int = 1, recycle_after: int = 300) -> None:
+    def __init__(self, engine: str, workers: int = 1, recycle_after: int = 300,
+                 options: dict | None = None) -> None:
         self.engine = engine
+        self.options = dict(options or {})   # engine options (``truth``: folder, corrupt)
         self.workers = max(1, workers)
         self.recycle_after = recycle_after
         self._executor: Executor | None = None
@@ -134,12 +136,13 @@ class EngineRunner:
         return max(1, (os.cpu_count() or 1) // self.workers)
 
     def _new_executor(self) -> Executor:
-        if self.engine == "fast":
+        if self.engine in ("fast", "truth"):
             # Each thread gets its own engine via the same initializer (one instance per worker).
-            return ThreadPoolExecutor(max_workers=self.workers, initializer=_init_worker, initargs=(self.engine,))
+            return ThreadPoolExecutor(max_workers=self.workers, initializer=_init_worker,
+                                      initargs=(self.engine, None, self.options))
         ctx = multiprocessing.get_context("spawn")  # no forked copies of the event loop or sockets
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.engine, self._threads_per_worker()))
+                                   initargs=(self.engine, self._threads_per_worker(), self.options))
 
     async def start(self) -> None:
         """Start the pool and wait until one worker has built its engine (fails loudly if it can't)."""
@@ -167,7 +170,7 @@ class EngineRunner:
             if self._executor is None:
                 self._executor = self._new_executor()
                 self._pages_on_executor = 0
-            elif self.engine != "fast" and self._pages_on_executor >= self.recycle_after:
+            elif self.engine not in ("fast", "truth") and self._pages_on_executor >= self.recycle_after:
                 old, self._executor = self._executor, self._new_executor()
                 self._pages_on_executor = 0
                 self.replaced_pools += 1

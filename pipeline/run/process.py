@@ -38,6 +38,8 @@ from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
 from pipeline.run.overrides import file_config
+from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
+                                  record_placements)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.markdown import plain_text
@@ -153,6 +155,7 @@ class RunContext:
             return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
         finally:
             self.output_notes += [{"path": rel, "note": n} for n in notes]
+    placer: Any | None = None                # placing.Placer: word positions for text-only answers
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -227,6 +230,7 @@ class PageResult:
     queued: bool = False               # a poll saw the job still queued at the API (not yet on a worker)
     text_source: str = "ocr"           # ocr | text_layer (a PDF page's own text, no API call)
     facts: dict | None = None          # how the page was prepared (the .json "image.pages" entry)
+    placed: dict | None = None         # a text-only answer's words on the page's geometry (placing.py)
 
     @property
     def no_text(self) -> bool:
@@ -368,7 +372,7 @@ class FileProcessor:
         if existing is not None:
             pages, prepared = await asyncio.shield(existing)
             return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True,
-                               text_source=p.text_source, facts=p.facts) for p in pages], prepared
+                               text_source=p.text_source, facts=p.facts, placed=p.placed) for p in pages], prepared
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         ctx.in_run_works[key] = future
         try:
@@ -480,9 +484,27 @@ class FileProcessor:
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
         result = await self._page(entry, key, item, stored)
         result.facts = item.to_json()
+        result.placed = await self._place(item.data, result)
         state.page_facts(key, item.page_index, result.facts)
         self.ctx.page_read()
         return result
+
+    async def _place(self, data: bytes, result: PageResult) -> dict | None:
+        """A text-only answer's words on the page's own lines, when ALTO/hOCR/PDF want boxes."""
+        if self.ctx.placer is None or not needs_placement(self.ctx.config.outputs, result.text_source,
+                                                           result.structured, result.text):
+            return None
+        return await self.ctx.placer.place(data, plain_page_text(result))  # the words of the .txt, no markup
+
+    async def _place_missing(self, entry: ScanEntry, pages: list, limits: PrecheckLimits | None = None) -> None:
+        """Pages without their placement (done in an earlier run, or a done file given ALTO
+        later): made again from the source, no API call (``placing.place_missing``)."""
+        if limits is None:
+            opener = lambda: self._open(entry)  # noqa: E731 - the run's own limits
+        else:
+            opener = lambda: asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)  # noqa: E731
+        await place_missing(pages, self.ctx.config.outputs if self.ctx.placer else (), opener,
+                            self._make_page, self._place)
 
     # -- submit and await ---------------------------------------------------------------------
 
@@ -685,6 +707,11 @@ class FileProcessor:
         document = await asyncio.to_thread(read_document, ctx.config.output, entry.rel)
         if document is None:
             return False
+        if any(n in NEEDS_BOXES for n in missing):
+            pages = document_pages(document, PageResult)
+            await self._place_missing(entry, pages, limits_for_regeneration(ctx.config.precheck))
+            if record_placements(document, pages):
+                missing = [*missing, "json"]   # the record now says where the words were placed
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
@@ -711,6 +738,7 @@ class FileProcessor:
         ctx = self.ctx
         api = file_config(ctx.config, entry.rel).api
         pages = sorted(pages, key=lambda p: p.index)
+        await self._place_missing(entry, pages)
         boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
         # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
         plain = {p.index: plain_page_text(p) for p in pages}  # Markdown answers -> plain (formats/markdown.py)
@@ -726,8 +754,9 @@ class FileProcessor:
                        **({"answer": p.text} if plain[p.index] != p.text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
+                       **({"placed": p.placed} if p.placed else {}),
                        **({"positions": False} if boxed and p.text_source != "text_layer"
-                          and not has_positions(p.structured) else {})}
+                          and not has_positions(p.structured) and not (p.placed or {}).get("placed") else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},
@@ -770,7 +799,8 @@ def _pages_from_outputs(output_root: Path, rel: str) -> tuple[list[PageResult], 
         doc = json.loads(js.read_text(encoding="utf-8"))
         facts = doc["image"].get("pages") or [None] * len(doc["pages"])
         pages = [PageResult(p["index"], p.get("answer", p["text"]), p.get("result"), p.get("request_id"), 0, reused=True,
-                            text_source=p.get("text_source", "ocr"), facts=f)
+                            text_source=p.get("text_source", "ocr"), facts=f,
+                            placed=p.get("placed"))
                  for p, f in zip(doc["pages"], facts)]
         return pages, doc["image"]
     except (OSError, ValueError, KeyError, TypeError):

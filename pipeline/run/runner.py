@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any, Callable, TextIO
 
 from pipeline import __version__
+from pipeline.run.placing import Placer
 from pipeline.run.budget import Budget
 from pipeline.run.cronlog import file_line, set_run_id, start_line
 from pipeline.config import Config, ConfigError, token_from_env
@@ -137,12 +138,14 @@ class Runner:
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None)))
+                placer = Placer(self.config.geometry.workers)
+                stack.callback(placer.close)
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
-                    budget=Budget(self.config.budget, state, run_id, now=self.now))
+                    budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer)
                 if self.stop_reason is not None:  # a signal came while the endpoint was starting
                     ctx.close_submissions(self.stop_reason)
                 if self.config.webhook.enabled or self.config.embedded:

@@ -64,7 +64,8 @@ class ServerState:
         self.worker_id = config.worker_id or new_worker_id()
         self.store: Store = (open_shared_store(config, self.clock) if config.store_url
                              else MemoryStore(JobStore(config.max_jobs_kept), self.ledger, self.limiter))
-        self.engine = EngineRunner(config.engine, workers=config.engine_workers)
+        self.engine = EngineRunner(config.engine, workers=config.engine_workers, options=(
+            {"folder": config.truth_dir, "corrupt": config.truth_corrupt} if config.engine == "truth" else None))
         self.webhooks = WebhookSender(config.webhook_secret, config.webhook_time_scale, config.webhook_timeout_s,
                                       self.counters, self.faults, self.rng)
         self.events = JobEvents()

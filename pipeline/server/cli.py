@@ -33,8 +33,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="listen port (default 8000; 0 = any free port)")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="rapidocr",
-                   help="OCR engine: rapidocr (default, real), tesseract (lighter), fast (instant fake for tests)")
+                   help="OCR engine: rapidocr (default, real), tesseract (lighter), fast (instant fake for tests), "
+                        "truth (answers registered texts without boxes: --truth-dir)")
     p.add_argument("--engine-workers", type=int, default=1, help="OCR worker processes (default 1)")
+    p.add_argument("--truth-dir", default=None, metavar="DIR",
+                   help="truth engine: folder of texts named by pixel digest (pipeline/ocr/truth.py)")
+    p.add_argument("--truth-corrupt", type=float, default=0.0, metavar="SHARE",
+                   help="truth engine: share of characters answered wrong, deterministically (default 0)")
     p.add_argument("--token", action="append", default=[], metavar="TOKEN",
                    help=f"accepted bearer token (repeatable; default: ${TOKEN_ENV})")
     p.add_argument("--profile", choices=list(PROFILES), default="unlimited",
@@ -136,7 +141,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
                         lease_s=args.lease, worker_id=args.worker_id, hosted=hosted, migrate=not args.no_migrate,
-                        clock_offset_s=args.clock_offset, **extra)
+                        clock_offset_s=args.clock_offset,
+                        truth_dir=args.truth_dir, truth_corrupt=args.truth_corrupt, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:

@@ -34,6 +34,8 @@ class ServerConfig:
     tokens: tuple[str, ...] = ("dev-token",)
     engine: str = "rapidocr"
     engine_workers: int = 1
+    truth_dir: str | None = None          # the ``truth`` engine: folder of texts by pixel digest (ocr/truth.py)
+    truth_corrupt: float = 0.0            # ... share of characters it answers wrong, deterministically
     profile: str = "unlimited"
     # Custom numbers per endpoint ("submit", "status", "price"), applied over the profile.
     limits: dict[str, Limit] | None = None

@@ -1,0 +1,126 @@
+"""Word positions for text-only answers, computed off the event loop in a bounded process pool.
+
+Why processes: finding a page's lines and words (``ocr/inkgeom.py``) and aligning the answer
+to them (``ocr/align.py``) is CPU work (about 0.5 CPU-second an A4 page, both geometries), which would stall
+the event loop that keeps uploads and polls moving; threads would hold the GIL for most of it.
+``geometry.workers`` processes (config) take the pages in turn; the pool starts on the first
+page that needs it, so a run with boxes in its answers (or without ALTO/hOCR/PDF) never starts
+one.
+
+``needs_placement`` says which pages want it: ALTO, hOCR or PDF configured, an OCR page (not a
+PDF text-layer page) whose answer carries no line boxes. Pages whose answer has boxes keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Sequence
+
+from pipeline.formats import NEEDS_BOXES
+from pipeline.formats.model import has_positions
+from pipeline.inputs.pages import PageFailed
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
+
+
+def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, text: str) -> bool:
+    return (any(n in NEEDS_BOXES for n in outputs) and text_source != "text_layer"
+            and not has_positions(structured) and bool(text.strip()))
+
+
+def _ignore_sigint() -> None:
+    """A Ctrl-C at a terminal reaches the whole process group: the parent owns shutdown, so a
+    geometry worker must not die of it mid-page (as the engine workers, ``ocr/pool.py``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Placer:
+    """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record."""
+
+    def __init__(self, workers: int = 1, method: str = "mix") -> None:
+        self.workers = max(1, workers)
+        self.method = method
+        self._executor: ProcessPoolExecutor | None = None
+        self.failures = 0   # pages whose placement failed (the page is then written text-only)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    async def place(self, data: bytes, text: str) -> dict[str, Any]:
+        """The page's record; when placement fails, one that says why (the page is then
+        written without positions, as for any answer without boxes)."""
+        from pipeline.ocr.placement import place_upload  # numpy and OpenCV: loaded when a page first needs it
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method)
+        except BrokenProcessPool:
+            self._executor = None  # a dead worker costs this page its positions, not the run
+            reason = "the geometry worker process died (crash or out of memory)"
+        except Exception as exc:  # noqa: BLE001 - an undecodable or odd page: written without positions
+            reason = f"{type(exc).__name__}: {exc}"
+        self.failures += 1
+        return {"method": self.method, "words": len(text.split()), "placed": 0, "error": reason, "blocks": []}
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+async def place_missing(pages: list, outputs: Sequence[str], open_source, make_page, place) -> None:
+    """Place the ``pages`` (``process.PageResult``) that need it and have no placement: their
+    source is opened (``open_source()``), each page made again (``make_page(source, index)``)
+    and placed (``place(data, page)``) only if it comes out the size that was sent."""
+    missing = [p for p in pages if p.placed is None and needs_placement(outputs, p.text_source, p.structured, p.text)]
+    if not missing:
+        return
+    try:
+        source = await open_source()
+    except (RejectedInput, OSError, MemoryError):
+        return
+    try:
+        for p in missing:
+            try:
+                item = await make_page(source, p.index)
+            except PageFailed:
+                continue
+            if isinstance(item, PreparedPage) and (p.facts is None or (
+                    p.facts.get("width"), p.facts.get("height")) == (item.width, item.height)):
+                p.placed = await place(item.data, p)
+    finally:
+        source.close()
+
+
+def limits_for_regeneration(precheck: Any) -> PrecheckLimits:
+    """The pre-check limits from the config alone (regeneration makes no start-up checks);
+    a page that then comes out another size than was sent is left unplaced."""
+    return PrecheckLimits(max_upload_bytes=precheck.max_upload_bytes, max_source_pixels=precheck.max_source_pixels,
+                          jpeg_quality=precheck.jpeg_quality)
+
+
+def document_pages(document: dict, page_result: Any) -> list:
+    """A stored result's pages as ``page_result`` objects (``process.PageResult``), with facts."""
+    facts = {f.get("page_index"): f for f in (document.get("image") or {}).get("pages") or [] if isinstance(f, dict)}
+    return [page_result(int(p.get("index", 0)), str(p.get("text") or ""), p.get("result"), p.get("request_id"), 0,
+                        text_source=p.get("text_source", "ocr"), placed=p.get("placed"),
+                        facts=facts.get(int(p.get("index", 0))))
+            for p in document.get("pages") or []]
+
+
+def record_placements(document: dict, pages: list) -> bool:
+    """New placements into the stored result's pages; True when the ``.json`` changed."""
+    changed = False
+    for doc_page, p in zip(document.get("pages") or [], pages):
+        if p.placed and not doc_page.get("placed"):
+            doc_page["placed"] = p.placed
+            if p.placed.get("placed"):
+                doc_page.pop("positions", None)
+            changed = True
+    return changed

@@ -1,0 +1,256 @@
+"""Word positions for text-only answers: the ``truth`` engine answers the known text of each
+page (no boxes, as the hosted model does), the client finds the page's own lines and words and
+puts the answer's words on them; ALTO, hOCR and the searchable PDF must carry them at the true
+boxes (Pillow's ``textbbox`` of each drawn word), through every transform of ``prepare``.
+
+Inputs: a two-page TIFF, an EXIF-rotated JPEG, an image over the 4096 px limit (downscaled),
+a page inside a PDF, and a page of two text columns. Truth: >= 95 % of the words at IoU >= 0.5
+in every format; with 2 % of the answer's characters wrong, >= 95 % of the correctly answered
+words still placed and no word placed on another word's box.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import TOKEN
+from formats_checks import alto_words, hocr_words, iou, matched_fraction, pdf_words, validate_alto
+from helpers import font, run_pipeline, save, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.inputs.pages import open_source
+from pipeline.inputs.prepare import PrecheckLimits
+from pipeline.config import PdfConfig
+from pipeline.ocr.pool import decode_image
+from pipeline.ocr.truth import corrupt_text, register
+from pipeline.server import EmbeddedServer, ServerConfig
+
+VOCAB = ("the of and archive parish register harbour a council minutes in shipment 1952 letter to "
+         "railway district committee it treasury volume folio by estate museum collection was report "
+         "county library on survey record morning village school station mill chapel meadow").split()
+
+
+def draw_page(size: tuple[int, int], px: int, seed: int, columns: int = 1, lines: int = 8,
+              margin: int = 60) -> tuple[Image.Image, str, list[tuple[str, tuple]]]:
+    """A page of ``columns`` text columns; its answer text (columns in turn, a blank line
+    between them) and every word's true box, in the answer's order."""
+    rng = random.Random(seed)
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(px)
+    col_w = (size[0] - 2 * margin - (columns - 1) * 3 * px) / columns
+    paragraphs, truth = [], []
+    for c in range(columns):
+        x0 = margin + c * (col_w + 3 * px)
+        y = margin
+        text_lines = []
+        for _ in range(lines):
+            x, words = x0, []
+            while True:
+                word = rng.choice(VOCAB)
+                if x + draw.textlength(word, font=f) > x0 + col_w:
+                    break
+                draw.text((x, y), word, font=f, fill=0)
+                truth.append((word, tuple(float(v) for v in draw.textbbox((x, y), word, font=f))))
+                words.append(word)
+                x += draw.textlength(word + " ", font=f)
+            text_lines.append(" ".join(words))
+            y += int(px * 1.6)
+        paragraphs.append("\n".join(text_lines))
+    return img, "\n\n".join(paragraphs), truth
+
+
+def make_inputs(inp):
+    """Writes the inputs; returns rel -> (per page (text, truth in source units), dpi)."""
+    inp.mkdir(parents=True, exist_ok=True)
+    out = {}
+    a, ta_text, ta = draw_page((1200, 600), 36, 1, lines=6)
+    b, tb_text, tb = draw_page((1000, 700), 30, 2, lines=9)
+    a.save(inp / "pages.tif", save_all=True, append_images=[b], dpi=(300, 300), compression="tiff_lzw")
+    out["pages.tif"] = ([(ta_text, ta), (tb_text, tb)], 300.0)
+    c, tc_text, tc = draw_page((1100, 500), 34, 3, lines=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(c.convert("RGB").transpose(Image.Transpose.ROTATE_90), inp / "turned.jpg", exif=exif, quality=95,
+         dpi=(200, 200))
+    out["turned.jpg"] = ([(tc_text, tc)], 200.0)
+    d, td_text, td = draw_page((4700, 900), 70, 4, lines=5, margin=120)
+    save(d, inp / "wide.png", dpi=(400, 400))
+    out["wide.png"] = ([(td_text, td)], 400.0)
+    e, te_text, te = draw_page((1700, 1400), 30, 5, columns=2, lines=20)
+    save(e, inp / "columns.png", dpi=(300, 300))
+    out["columns.png"] = ([(te_text, te)], 300.0)
+    g, tg_text, tg = draw_page((1275, 900), 32, 6, lines=10)   # 150 dpi: 612 x 432 pt
+    g.save(inp / "page.pdf", resolution=150.0)
+    pt = 72 / 150
+    out["page.pdf"] = ([(tg_text, [(w, tuple(v * pt for v in bx)) for w, bx in tg])], 1.0)
+    return out
+
+
+def register_truth(folder, inp, inputs) -> dict[str, list[str]]:
+    """Every page's text filed under the pixels the server will decode (prepare's real upload)."""
+    digests = {}
+    for rel, (pages, _) in inputs.items():
+        source = open_source(inp / rel, PrecheckLimits(), PdfConfig())
+        try:
+            digests[rel] = [register(folder, decode_image(source.page(i).data), text)
+                            for i, (text, _) in enumerate(pages)]
+        finally:
+            source.close()
+    return digests
+
+
+def flat_truth(pages) -> list[tuple[int, str, tuple]]:
+    return [(n, w, box) for n, (_, truth) in enumerate(pages, 1) for w, box in truth]
+
+
+async def _run(tmp_path, corrupt: float = 0.0):
+    inputs = make_inputs(tmp_path / "in")
+    digests = register_truth(tmp_path / "truth", tmp_path / "in", inputs)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"),
+                                           truth_corrupt=corrupt)) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="text",
+                           outputs=["txt", "json", "alto", "hocr", "pdf"], geometry__workers=2)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    return inputs, digests, tmp_path / "out"
+
+
+async def test_text_only_answers_get_word_boxes_in_alto_hocr_and_pdf(tmp_path):
+    inputs, _, out = await _run(tmp_path)
+    transforms = {rel: [t for p in json.loads((out / f"{rel}.json").read_text())["image"]["pages"]
+                        for t in p.get("transforms") or []] for rel in inputs}
+    assert any(t.startswith("downscale:") for t in transforms["wide.png"]), transforms
+    assert "exif_transpose:6" in transforms["turned.jpg"], transforms
+    scores = {}
+    for rel, (pages, dpi) in inputs.items():
+        truth = flat_truth(pages)
+        doc = json.loads((out / f"{rel}.json").read_text())
+        for p in doc["pages"]:   # the record says how many words were placed and how
+            assert p["placed"]["method"] in ("ink+width-alignment", "tesseract+width-alignment")
+            assert p["placed"]["words"] == len(pages[p["index"]][1])
+            assert "positions" not in p
+        alto = out / f"{rel}.alto.xml"
+        validate_alto(alto)
+        found = alto_words(alto)
+        assert [w[1] for w in found] == [w for _, w, _ in truth]           # the answer's order
+        assert all(w[3] is not None and 0 < w[3] <= 1 for w in found if w[2] is not None)
+        alto_scale = 72 / 1200 if rel.endswith(".pdf") else 1.0             # inch1200 -> pt
+        pdf_scale = 1.0 if rel.endswith(".pdf") else dpi / 72.0             # pt -> source px
+        scores[rel] = (matched_fraction(truth, found, scale=alto_scale),
+                       matched_fraction(truth, hocr_words(out / f"{rel}.hocr")),
+                       matched_fraction(truth, pdf_words(out / f"{rel}.pdf"), scale=pdf_scale))
+    assert all(min(s) >= 0.95 for s in scores.values()), scores
+
+
+async def test_two_percent_wrong_characters_still_place_the_right_words_and_misplace_none(tmp_path):
+    inputs, digests, out = await _run(tmp_path, corrupt=0.02)
+    right_total = right_placed = wrong_words = 0
+    for rel, (pages, _) in inputs.items():
+        found = alto_words(out / f"{rel}.alto.xml")
+        scale = 72 / 1200 if rel.endswith(".pdf") else 1.0
+        k = 0
+        for n, (text, truth) in enumerate(pages, 1):
+            answered = corrupt_text(text, 0.02, digests[rel][n - 1]).split()
+            for i, (word, box) in enumerate(truth):
+                _, content, got, _ = found[k]
+                k += 1
+                assert content == answered[i]
+                got = tuple(v * scale for v in got) if got else None
+                if got is not None:   # never on another word's box
+                    others = [iou(got, b) for j, (_, b) in enumerate(truth) if j != i]
+                    assert max(others, default=0) < 0.5, (rel, content, got)
+                if answered[i] == word:
+                    right_total += 1
+                    right_placed += got is not None and iou(got, box) >= 0.5
+                else:
+                    wrong_words += 1
+    assert wrong_words > 0   # the corruption really happened
+    assert right_placed / right_total >= 0.95, (right_placed, right_total)
+
+
+def test_alto_hocr_and_pdf_are_accepted_with_text_only_answers(tmp_path):
+    from pipeline.config import load_config
+    cfg = load_config(write_config(tmp_path, "embedded", api__format="text", outputs=["txt", "json", "alto", "hocr", "pdf"],
+                                   geometry__workers=3))
+    assert cfg.outputs[2:] == ("alto", "hocr", "pdf") and cfg.geometry.workers == 3
+
+
+async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call(tmp_path):
+    inputs = {rel: v for rel, v in make_inputs(tmp_path / "in").items() if rel in ("turned.jpg", "page.pdf")}
+    for extra in ("pages.tif", "wide.png", "columns.png"):
+        (tmp_path / "in" / extra).unlink()
+    register_truth(tmp_path / "truth", tmp_path / "in", inputs)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url, api__format="text"), TOKEN)
+        assert code == ExitCode.OK, report
+        jobs = srv.counters.jobs_created
+        assert "placed" not in json.loads((tmp_path / "out" / "turned.jpg.json").read_text())["pages"][0]
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url, api__format="text",
+                                                          outputs=["txt", "json", "alto"]), TOKEN)
+        assert code == ExitCode.OK, report
+        assert srv.counters.jobs_created == jobs      # regenerated from the .json and the source
+    for rel, (pages, _) in inputs.items():
+        doc = json.loads((tmp_path / "out" / f"{rel}.json").read_text())
+        assert doc["pages"][0]["placed"]["placed"] == len(pages[0][1])
+        scale = 72 / 1200 if rel.endswith(".pdf") else 1.0
+        assert matched_fraction(flat_truth(pages), alto_words(tmp_path / "out" / f"{rel}.alto.xml"), scale=scale) >= 0.95
+
+
+@pytest.mark.real_ocr
+def test_scribe_scans_with_their_truth_text_as_the_answer(shared_data):
+    """The scribe scans (real documents; answer = the truth text, judged on the truth word
+    boxes). The issue's target is 90 % at IoU >= 0.5, which is NOT met: 49 % was measured
+    (docs/formats.md, "Words for text-only answers"). This keeps what is reached from sliding
+    back: at least 45 % of the words right, at most 14 % on a box not their own, and the plain
+    pages (a filing, a table of text rows, a receipt) at >= 85 %."""
+    from PIL import Image
+
+    from pipeline.ocr.placement import place
+
+    root = shared_data / "scribeocr-benchmark"
+    right = wrong = total = 0
+    plain = {}
+    for txt in sorted((root / "gt_txt").glob("*.txt")):
+        image = Image.open(next((root / "img").glob(txt.stem + ".*")))
+        truth = json.loads(txt.with_name(txt.stem + ".boxes.json").read_text())
+        placement, _ = place(image, txt.read_text())
+        words = [w for ln in placement.lines for w in ln]
+        assert [w.text for w in words] == [t[4] for t in truth]        # the answer's words, in its order
+        r = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) >= 0.5)
+        wrong += sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) < 0.5)
+        right, total = right + r, total + len(truth)
+        plain[txt.stem] = r / len(truth)
+    assert right / total >= 0.45, right / total
+    assert wrong / total <= 0.14, wrong / total
+    assert min(plain[n] for n in ("filing_03", "table_08", "receipt_03")) >= 0.85, plain
+
+
+def test_a_reflowed_answer_is_laid_over_the_page_lines():
+    """A model that joins a paragraph's lines into one (Markdown answers do): each paragraph
+    runs over many page lines, two columns of them; every word still lands on its box."""
+    from pipeline.ocr.placement import place
+
+    img, text, truth = draw_page((1700, 1400), 30, 5, columns=2, lines=20)
+    joined = "\n\n".join(p.replace("\n", " ") for p in text.split("\n\n"))
+    placement, _ = place(img, joined)
+    words = [w for ln in placement.lines for w in ln]
+    assert [w.text for w in words] == [w for w, _ in truth]
+    right = sum(1 for w, (_, box) in zip(words, truth) if w.box is not None and iou(w.box, box) >= 0.5)
+    assert right / len(truth) >= 0.95, right / len(truth)
+
+
+def test_answers_with_boxes_keep_them_and_text_layer_pages_are_not_placed():
+    from pipeline.run.placing import needs_placement
+
+    boxed = {"text": "a b", "blocks": [{"lines": [{"text": "a b", "box": [0, 0, 10, 5]}]}]}
+    every = ("txt", "json", "alto")
+    assert not needs_placement(every, "ocr", boxed, "a b")                # the engine's boxes stay
+    assert needs_placement(every, "ocr", {"text": "a b"}, "a b")           # json without boxes
+    assert needs_placement(every, "ocr", None, "a b")                     # format: text
+    assert not needs_placement(every, "text_layer", None, "a b")          # the PDF's own words
+    assert not needs_placement(("txt", "json"), "ocr", None, "a b")       # nothing wants boxes
+    assert not needs_placement(every, "ocr", None, "  ")                  # a blank page
