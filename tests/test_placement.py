@@ -254,3 +254,38 @@ def test_answers_with_boxes_keep_them_and_text_layer_pages_are_not_placed():
     assert not needs_placement(every, "text_layer", None, "a b")          # the PDF's own words
     assert not needs_placement(("txt", "json"), "ocr", None, "a b")       # nothing wants boxes
     assert not needs_placement(every, "ocr", None, "  ")                  # a blank page
+
+
+@pytest.mark.real_ocr
+async def test_the_hosted_like_models_markdown_answer_is_placed_without_markup(tmp_path):
+    """The model we exist for: Markdown answers with no boxes (``server/hosted.py``, a real engine
+    reading). A heading drawn large becomes ``# ...`` in the answer; the placed words are the
+    ``.txt``'s, so no ``#`` reaches ALTO, and the words land on their drawn boxes."""
+    from pipeline.server.hosted import HostedSettings
+
+    img, _, truth = draw_page((1400, 900), 34, 7, columns=2, lines=8, margin=160)
+    draw = ImageDraw.Draw(img)
+    title = "Harbour Register"
+    draw.text((160, 40), title, font=font(72), fill=0)
+    x, title_truth = 160.0, []
+    for word in title.split():
+        title_truth.append((word, tuple(float(v) for v in draw.textbbox((x, 40), word, font=font(72)))))
+        x += draw.textlength(word + " ", font=font(72))
+    save(img, tmp_path / "in" / "register.png", dpi=(300, 300))
+    async with EmbeddedServer(ServerConfig(engine="tesseract", tokens=(TOKEN,),
+                                           hosted=HostedSettings(job_s=(0.01, 0.05)))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__model="Nanonets_Ocr_S_Hosted", api__format="json",
+                           outputs=["txt", "json", "md", "alto", "hocr", "pdf"], timeouts__job_s=300)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    assert (out / "register.png.md").read_text().startswith(f"# {title}\n")   # the answer was Markdown
+    page = json.loads((out / "register.png.json").read_text())["pages"][0]
+    assert page["placed"]["placed"] >= 0.95 * page["placed"]["words"], page["placed"]
+    words = [(1, w, b) for w, b in title_truth + truth]
+    found = alto_words(out / "register.png.alto.xml")
+    validate_alto(out / "register.png.alto.xml")
+    assert not [w for w in found if "#" in w[1] or "<" in w[1]], found
+    scores = (matched_fraction(words, found), matched_fraction(words, hocr_words(out / "register.png.hocr")),
+              matched_fraction(words, pdf_words(out / "register.png.pdf"), scale=300 / 72))
+
