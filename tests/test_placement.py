@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 from PIL import Image, ImageDraw
@@ -288,4 +289,10 @@ async def test_the_hosted_like_models_markdown_answer_is_placed_without_markup(t
     assert not [w for w in found if "#" in w[1] or "<" in w[1]], found
     scores = (matched_fraction(words, found), matched_fraction(words, hocr_words(out / "register.png.hocr")),
               matched_fraction(words, pdf_words(out / "register.png.pdf"), scale=300 / 72))
-
+    # Of the words the engine read right (an OCR slip such as "a to" read "ato" is not the
+    # placer's to place), >= 95 % on their drawn boxes.
+    answered, drawn = Counter((out / "register.png.txt").read_text().split()), Counter(w for _, w, _ in words)
+    read_right = sum(min(n, answered[w]) for w, n in drawn.items())
+    assert read_right >= 0.9 * len(words)
+    placed = [round(f * len(words)) / read_right for f in scores]
+    assert min(placed) >= 0.95, (placed, scores)
