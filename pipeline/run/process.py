@@ -46,6 +46,7 @@ from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf,
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
 from pipeline.run.state import StateStore
+from pipeline.run.strips import StripReader, StripStats
 
 
 
@@ -126,6 +127,7 @@ class RunContext:
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
+    strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -440,8 +442,8 @@ class FileProcessor:
             facts = {"page_index": item.page_index, "source": item.source}
             state.page_text_layer(key, item.page_index, item.text, facts)
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
-        result = await self._page(entry, key, item, stored)
-        result.facts = item.to_json()
+        result = await StripReader(self, entry, key, item).read(stored)  # whole, or in strips when too tall
+        result.facts = {**item.to_json(), **(result.facts or {})}
         state.page_facts(key, item.page_index, result.facts)
         return result
 

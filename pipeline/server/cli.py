@@ -57,6 +57,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="queueing fault: jobs share N engine slots, first come first served (default 0 = off)")
     p.add_argument("--fault-engine-seconds", type=float, default=0.0, metavar="S",
                    help="queueing fault: seconds each job holds its slot, 'processing' with progress (default 0)")
+    p.add_argument("--max-input-height", type=int, metavar="PX",
+                   help="uploads taller than PX fail with the job error INPUT_TOO_LARGE, as the hosted model's (~850)")
+    p.add_argument("--max-answer-chars", type=int, metavar="N",
+                   help="answers longer than N characters fail with the job error CONTEXT_LENGTH_EXCEEDED")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
     p.add_argument("--store", metavar="URL",
                    help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
@@ -119,7 +123,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         balance=args.balance, result_ttl_s=args.result_ttl,
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
-                        lease_s=args.lease, worker_id=args.worker_id, **extra)
+                        lease_s=args.lease, worker_id=args.worker_id, max_input_height=args.max_input_height,
+                        max_answer_chars=args.max_answer_chars, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:

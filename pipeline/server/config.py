@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .faults import FaultConfig, FaultRule
+from .size_limits import SizeLimits
 
 Limit = tuple[int | None, int | None]   # (per minute, per day); None = unlimited
 
@@ -54,6 +55,10 @@ class ServerConfig:
     role: str = "all"                     # all | api (routes only) | worker (claims jobs; /healthz, /metrics)
     lease_s: float = 30.0                 # fleet: a claimed job returns to the queue this long after its worker died
     worker_id: str | None = None          # fleet: this process's name in leases and /metrics (default host-pid-random)
+    # The hosted model's size limits as job errors (size_limits.py); None = any size.
+    max_input_height: int | None = None   # taller uploads fail with INPUT_TOO_LARGE (hosted: ~850)
+    max_answer_chars: int | None = None   # longer answers fail with CONTEXT_LENGTH_EXCEEDED
+    model_limits: dict[str, tuple[int | None, int | None]] | None = None  # per model: (height, chars)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)
@@ -78,6 +83,9 @@ class ServerConfig:
             for n in (per_min, per_day):
                 if n is not None and (not isinstance(n, int) or n < 1):
                     raise ValueError(f"limits[{ep!r}]: a limit is a whole number >= 1 or None, not {n!r}")
+
+    def size_limits(self) -> SizeLimits:
+        return SizeLimits(self.max_input_height, self.max_answer_chars, dict(self.model_limits or {}))
 
     def endpoint_limits(self) -> dict[str, Limit]:
         base = dict(PROFILES[self.profile])

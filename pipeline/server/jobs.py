@@ -26,6 +26,7 @@ from .faults import FaultConfig
 from .ledger import Ledger
 from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
+from .size_limits import SizeLimits, check_answer, check_input
 from .slots import SlotGate, hold
 
 log = logging.getLogger("pipeline.server.jobs")
@@ -68,7 +69,8 @@ class JobRunner:
 
     def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
                  rng: random.Random, ledger: Ledger, links: ResultLinks, events: JobEvents,
-                 public_base_url: str | None) -> None:
+                 public_base_url: str | None, limits: SizeLimits | None = None) -> None:
+        self.limits = limits
         self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
         self.ledger, self.links, self.events = ledger, links, events
         self.public_base_url = public_base_url
@@ -144,7 +146,7 @@ class JobRunner:
             return
         job.progress = max(job.progress, 50.0)
         try:
-            job.text = await read_page(self.engine, job)
+            job.text = await read_page(self.engine, job, self.limits)
         except EngineError as exc:
             self._fail(job, exc.code, str(exc))
             return
@@ -173,9 +175,12 @@ def decide_faults(job: Job, faults: FaultConfig, rng: random.Random) -> None:
     job.fail = faults.job_error.fire(rng)
 
 
-async def read_page(engine: EngineRunner, job: Job) -> str:
-    """The engine's reading of the job's image as the result document (text, or JSON serialized)."""
+async def read_page(engine: EngineRunner, job: Job, limits: SizeLimits | None = None) -> str:
+    """The engine's reading of the job's image as the result document (text, or JSON serialized);
+    ``limits`` refuse too tall an image or too long an answer as the hosted model does."""
+    check_input(limits, job.model, job.image or b"")
     page = await engine.recognize(job.image or b"", job.language)
+    check_answer(limits, job.model, page.text)
     return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
 
 

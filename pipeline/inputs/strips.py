@@ -1,0 +1,194 @@
+"""Cut a page too tall for the model into horizontal strips at the gaps between text lines.
+
+Why: the hosted model refuses images taller than about 850 px (``INPUT_TOO_LARGE``), and an
+archive page at 300 dpi is 3508 px tall. Shrinking the page would make its text too small to
+read, so the page is cut, and a cut must never go through a line of text: a line cut in two is
+read as two half-lines of garbage, or not at all.
+
+How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
+
+* **Ink**: dark pixels (Otsu's threshold on the grey histogram, never above mid-grey, so a clean
+  white page is not split on paper texture). A row is *blank* when it holds at most a speck of
+  ink (``speck`` pixels: dust, not a descender).
+* **Bands and columns** (a recursive XY cut of depth two): the page is split at full-width blank
+  runs into bands; a band with a vertical white gutter (no ink over the band's height, wide at
+  least ``GUTTER_FRACTION`` of the page, with ink on both sides) is cut into its columns. A
+  horizontal strip of a two-column page would be answered column 1's lines, then column 2's, so
+  stitched strips would interleave the columns: **the columns are cut apart first**, and the
+  strips are read column by column, each top to bottom (reading order: bands top to bottom,
+  columns left to right). A band of columns that fits the limit is never cut inside (the model
+  reads its columns in order within one image); the other bands are cut as one run. A table wide
+  and tall enough to show gutters is cut into its columns too (read column by column).
+* **Strips**: a run is cut greedily, each strip as tall as the limit allows, at the middle of
+  the lowest blank run that keeps the strip within the limit.
+* **No gap tall enough** (a photo, a dense table, lines touching): the strip ends at its least
+  inked row in the lower part of the window, and the next strip starts ``overlap`` rows above
+  that cut, so a text line crossing the cut is whole in the next strip. The text read twice
+  across such a seam is removed when the strips are joined (``pipeline.run.strips``): by the
+  line boxes when the answer has them, else by matching the first lines of the lower strip
+  against the last lines of the upper one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page width wide
+MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
+OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
+MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
+
+
+@dataclass(frozen=True)
+class Region:
+    """A strip of the page: its box on the upload (pixels) and the rows it shares with the strip
+    above it (``overlap`` > 0 only for a seam cut where no gap was tall enough)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    overlap: int = 0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def to_json(self) -> dict:
+        out = {"box": [self.x0, self.y0, self.x1, self.y1]}
+        if self.overlap:
+            out["overlap"] = self.overlap
+        return out
+
+
+def ink_mask(image: Image.Image) -> np.ndarray:
+    """Dark pixels as a boolean array (rows, columns)."""
+    grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    return grey < _otsu(grey)
+
+
+def _otsu(grey: np.ndarray) -> int:
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 128
+    levels = np.arange(256)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    mean_all = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean_all * w0 / total - m0) ** 2 / (w0 * w1 / total)
+    between = np.nan_to_num(between)
+    threshold = int(np.argmax(between)) + 1
+    return min(threshold, 128) if between.max() > 0 else 128
+
+
+def plan_strips(image: Image.Image, limit: int) -> list[Region]:
+    """The page's strips in reading order, each at most ``limit`` rows tall (one region, the
+    whole page, when it fits)."""
+    width, height = image.size
+    if height <= limit:
+        return [Region(0, 0, width, height)]
+    ink = ink_mask(image)
+    return plan_from_ink(ink, limit)
+
+
+def plan_from_ink(ink: np.ndarray, limit: int) -> list[Region]:
+    height, width = ink.shape
+    speck = max(2, width // 500)
+    out: list[Region] = []
+    run_start: int | None = None   # a run of bands cut together, top to bottom
+    keep_whole: list[tuple[int, int]] = []  # bands of columns that fit: never cut inside
+    for y0, y1 in _bands(ink, speck):
+        columns = _columns(ink[y0:y1], width)
+        if len(columns) >= 2 and y1 - y0 > limit:
+            if run_start is not None:
+                out += _cut_run(ink, 0, width, run_start, y0, limit, speck, keep_whole)
+                run_start, keep_whole = None, []
+            for x0, x1 in columns:
+                out += _cut_run(ink, x0, x1, y0, y1, limit, speck, [])
+            continue
+        run_start = y0 if run_start is None else run_start
+        if len(columns) >= 2:
+            keep_whole.append((y0, y1))
+    if run_start is not None:
+        out += _cut_run(ink, 0, width, run_start, height, limit, speck, keep_whole)
+    # a strip of blank paper costs a job and reads nothing
+    return [r for r in out if ink[r.y0:r.y1, r.x0:r.x1].sum() > speck]
+
+
+def _blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """Runs [a, b) of rows holding at most a speck of ink."""
+    blank = rows_ink <= speck
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], blank.astype(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _bands(ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """The page cut at full-width blank runs at least ``MIN_BAND_GAP_FRACTION`` of its height:
+    consecutive bands cover the page, each boundary in the middle of such a run."""
+    height = ink.shape[0]
+    min_gap = max(8, int(height * MIN_BAND_GAP_FRACTION))
+    cuts = [(a + b) // 2 for a, b in _blank_runs(ink.sum(axis=1), speck)
+            if b - a >= min_gap and a > 0 and b < height]
+    bounds = [0, *cuts, height]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
+    """The band's columns [x0, x1) split at white gutters with ink on both sides; [] if none."""
+    cols_ink = band.sum(axis=0)
+    inked = np.flatnonzero(cols_ink > 0)
+    if inked.size == 0:
+        return []
+    left, right = int(inked[0]), int(inked[-1]) + 1
+    min_gutter = max(8, int(page_width * GUTTER_FRACTION))
+    gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], 0) if b - a >= min_gutter]
+    if not gutters:
+        return []
+    bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [page_width]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
+             keep_whole: list[tuple[int, int]]) -> list[Region]:
+    """Rows [y0, y1) of columns [x0, x1) in strips of at most ``limit`` rows, cut at blank runs
+    (none inside a ``keep_whole`` band: its columns must stay in one strip)."""
+    rows = ink[y0:y1, x0:x1].sum(axis=1)
+    gaps = [(a, b) for a, b in _blank_runs(rows, speck)
+            if not any(k0 < y0 + (a + b) // 2 < k1 for k0, k1 in keep_whole)]
+    out: list[Region] = []
+    top, overlap = 0, 0
+    total = y1 - y0
+    while total - top > limit:
+        end = top + limit
+        # the lowest blank run reaching into (top, end]: cut at its middle, clipped to the window
+        cut = None
+        for a, b in reversed(gaps):
+            if a < end and b > top + 1:
+                cut = min((a + b) // 2, end)
+                if cut > top:
+                    break
+                cut = None
+        if cut is not None:
+            out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+            top, overlap = cut, 0
+            continue
+        # no gap: the least inked row in the lower part of the window, then overlap the next strip
+        lo = top + max(1, int(limit * MIN_STRIP_FRACTION))
+        cut = lo + int(np.argmin(rows[lo:end]))
+        if cut <= top:
+            cut = end
+        out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+        overlap = min(int(limit * OVERLAP_FRACTION), cut - top - 1)
+        top = cut - overlap
+    out.append(Region(x0, y0 + top, x1, y1, overlap))
+    return out

@@ -1,0 +1,224 @@
+"""Pages too tall for the model: cut at line gaps into strips, stitched, learned limits (issue 27 B).
+
+Every test here runs the real runner against the project's own server with a height limit
+(``ServerConfig.max_input_height``, the hosted model's ``INPUT_TOO_LARGE``); the fast engine's
+answer names the pixels each job saw, so the server's counters and answers say which strips were
+sent and how often.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import TOKEN
+from helpers import font, read_result, run_pipeline, save, write_config
+from pipeline.inputs.strips import ink_mask, plan_strips
+from pipeline.run.stitch import Piece, seam_lines, stitch
+from pipeline.inputs.strips import Region
+from pipeline.server import EmbeddedServer, ServerConfig
+
+LIMIT = 850
+NAIVE_CUTS = (850, 1700, 2550)
+
+
+def lined_page(size=(1240, 2900), pitch=64, size_pt=34, words=None) -> tuple[Image.Image, list[tuple]]:
+    """A page of text lines, one of them lying across every naive cut height (850, 1700, 2550):
+    returns the image and each line's (text, ink box)."""
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(size_pt)
+    lines = []
+    ys = list(range(70, size[1] - 80, pitch))
+    for cut in NAIVE_CUTS:   # move the nearest line so that it straddles the naive cut
+        if cut < size[1]:
+            i = min(range(len(ys)), key=lambda k: abs(ys[k] - cut))
+            ys[i] = cut - size_pt // 2
+    for n, y in enumerate(ys):
+        text = (words or "Line {n} carries words across the page").format(n=n)
+        draw.text((60, y), text, fill=0, font=f)
+        lines.append((text, draw.textbbox((60, y), text, font=f)))
+    return img, lines
+
+
+def test_strips_are_cut_at_line_gaps_never_through_a_line():
+    img, lines = lined_page()
+    regions = plan_strips(img, LIMIT)
+    assert len(regions) >= 4 and all(r.height <= LIMIT for r in regions)
+    assert regions[0].y0 == 0 and all(a.y1 == b.y0 for a, b in zip(regions, regions[1:]))  # no overlap, no hole
+    for text, (x0, y0, x1, y1) in lines:
+        inside = [r for r in regions if r.y0 <= y0 and y1 <= r.y1]
+        assert len(inside) == 1, (text, (y0, y1), regions)   # every line whole in exactly one strip
+    straddling = [b for _, b in lines if any(b[1] < c < b[3] for c in NAIVE_CUTS)]
+    assert len(straddling) == 3   # the page really has lines where naive cuts would fall
+
+
+def two_column_page(size=(1600, 2400)) -> tuple[Image.Image, list[str], list[str]]:
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.text((60, 40), "A TITLE ACROSS THE PAGE", fill=0, font=f)
+    left, right = [], []
+    for n, y in enumerate(range(160, size[1] - 60, 52)):
+        left.append(f"left {n} alpha")
+        right.append(f"right {n} beta")
+        draw.text((60, y), left[-1], fill=0, font=f)
+        draw.text((880, y + 13), right[-1], fill=0, font=f)   # rows offset: the columns do not pause together
+    return img, left, right
+
+
+def test_a_two_column_page_is_cut_into_its_columns_first():
+    img, _, _ = two_column_page()
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    title, *body = regions
+    assert (title.x0, title.x1) == (0, img.width) and title.y0 == 0
+    lefts = [r for r in body if r.x0 == 0 and 250 < r.x1 < 880]     # the left text ends near x 250
+    rights = [r for r in body if 250 < r.x0 < 880 and r.x1 == img.width]  # the right text starts at x 880
+    assert lefts and rights and len(lefts) + len(rights) == len(body)
+    assert body == lefts + rights   # column 1 top to bottom, then column 2: reading order
+
+
+def dense_page(size=(900, 2000)) -> Image.Image:
+    """Text lines whose ascenders and descenders touch (no blank row anywhere): a tight scan."""
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(34)
+    for n, y in enumerate(range(10, size[1] - 30, 26)):
+        draw.text((20, y), f"Jgpqy{n} Hkdlb|yj Qpgq{n} Tfhk Jgpqy Hkdlb", fill=0, font=f)
+    return img
+
+
+def test_a_page_without_gaps_is_cut_at_its_least_inked_rows_with_an_overlap():
+    page = dense_page()
+    rows = ink_mask(page).sum(axis=1)
+    inked = rows.nonzero()[0]
+    assert not (rows[inked[0]:inked[-1]] <= 2).any()   # really no gap between the first and last ink
+    regions = plan_strips(page, LIMIT)
+    assert all(r.height <= LIMIT for r in regions) and len(regions) >= 3
+    assert all(b.overlap > 0 and b.y0 == a.y1 - b.overlap for a, b in zip(regions, regions[1:]))
+    assert regions[-1].y1 == 2000
+
+
+def test_text_read_twice_across_a_seam_is_kept_once():
+    upper = ["one", "two", "three", "four", "fi"]           # "five" cut at the strip's bottom edge
+    lower = ["thr", "four", "five", "six"]                  # "three" cut at its top edge, "four" read twice
+    kept_upper, kept_lower = seam_lines(upper, lower)
+    assert kept_upper + kept_lower == ["one", "two", "three", "four", "five", "six"]
+    # nothing shared (an overlap shorter than a line): nothing dropped on a guess
+    assert seam_lines(["a b c"], ["d e f"]) == (["a b c"], ["d e f"])
+
+
+def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():
+    def answer(lines):
+        return {"engine": "x", "width": 100, "height": 100, "text": "\n".join(t for t, _ in lines),
+                "blocks": [{"box": [0, 0, 100, 100], "lines": [{"text": t, "box": b} for t, b in lines]}]}
+    upper = Region(0, 0, 500, 400)
+    lower = Region(0, 340, 500, 700, overlap=60)   # shares rows 340-400; the seam is at 370
+    pieces = [Piece(upper, "", answer([("a", [10, 300, 90, 330]), ("b", [10, 350, 90, 380]),
+                                       ("half", [10, 390, 90, 400])])),
+              Piece(lower, "", answer([("b", [10, 10, 90, 40]), ("c", [10, 45, 90, 75])]))]
+    text, structured = stitch(pieces, 500, 700)
+    assert text.split("\n") == ["a", "b", "c"]
+    boxes = [ln["box"] for b in structured["blocks"] for ln in b["lines"]]
+    assert boxes == [[10, 300, 90, 330], [10, 350, 90, 380], [10, 385, 90, 415]]   # "c" moved by 340
+
+
+def test_ink_mask_sees_grey_text_on_grey_paper():
+    img = Image.new("L", (200, 100), 200)
+    ImageDraw.Draw(img).rectangle((20, 40, 180, 50), fill=90)
+    ink = ink_mask(img)
+    assert ink[45, 100] and not ink[10, 100]
+
+
+async def limited_server(**kw):
+    return EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited", admin=True,
+                                       max_input_height=LIMIT, **kw))
+
+
+async def test_the_server_refuses_too_tall_images_and_too_long_answers_as_job_errors_and_refunds(tmp_path):
+    import aiohttp
+    import io as _io
+
+    def png(h):
+        buf = _io.BytesIO()
+        Image.new("L", (400, h), 255).save(buf, "PNG")
+        return buf.getvalue()
+
+    async with await limited_server(max_answer_chars=30) as srv:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async def job(data):
+                form = aiohttp.FormData()
+                form.add_field("image", data, filename="p.png", content_type="image/png")
+                form.add_field("model", "Nanonets_Ocr_S_F16")
+                async with http.post(f"{srv.base_url}/api/v1/client/img2txt", data=form) as r:
+                    rid = (await r.json())["data"]["request_id"]
+                while True:
+                    async with http.get(f"{srv.base_url}/api/v1/client/request-status/{rid}") as r:
+                        data = (await r.json())["data"]
+                    if data["status"] in ("done", "error"):
+                        return data
+            async with http.get(f"{srv.base_url}/api/v1/client/balance") as r:
+                before = (await r.json())["data"]["balance"]
+            tall = await job(png(LIMIT + 1))
+            assert tall["status"] == "error" and tall["error_code"] == "INPUT_TOO_LARGE"
+            # the fast engine's answer is ~60 characters: above 30, the context is exceeded
+            long = await job(png(LIMIT))
+            assert long["status"] == "error" and long["error_code"] == "CONTEXT_LENGTH_EXCEEDED"
+            async with http.get(f"{srv.base_url}/api/v1/client/balance") as r:
+                assert (await r.json())["data"]["balance"] == before   # both refunded
+    async with await limited_server() as srv:
+        assert srv.state.config.max_answer_chars is None
+
+
+def _strip_jobs(srv) -> int:
+    return srv.counters.jobs_created
+
+
+async def test_a_tall_page_is_cut_learned_and_the_next_run_is_cut_before_sending(tmp_path):
+    page, lines = lined_page()
+    save(page, tmp_path / "in" / "a.png")
+    async with await limited_server() as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 0, report
+        strips = report["api_calls"]["strips"]
+        assert strips["pages_cut"] == 1 and strips["refused_jobs"] >= 1
+        learned = strips["learned_max_input_height"]
+        assert learned is not None and learned < page.height   # all we know: the page itself was too tall
+        assert srv.counters.jobs_failed == strips["refused_jobs"]
+        text, doc = read_result(tmp_path, "a.png")
+        recs = doc["image"]["pages"][0]["strips"]
+        assert len(recs) >= 4 and all(r["height"] <= LIMIT for r in recs)
+        assert all(r["request_id"] and r["submits"] == 1 for r in recs)
+        ys = sorted((r["source_y"][0], r["source_y"][1]) for r in recs)
+        assert ys[0][0] == 0 and ys[-1][1] == page.height
+        assert all(a[1] == b[0] for a, b in zip(ys, ys[1:]))       # the strips tile the page
+        # one fast-engine answer per strip ("FAST-OCR WxH"), in order, with boxes moved onto the page
+        assert text.count("FAST-OCR") == len(recs)
+        tops = [ln["box"][1] for b in doc["pages"][0]["result"]["blocks"] for ln in b["lines"]]
+        assert tops == sorted(tops) and max(tops) > 2 * LIMIT
+        # a second page in a later run: cut before sending, no refusal
+        page2, _ = lined_page(words="Second page line {n} other words")
+        save(page2, tmp_path / "in" / "b.png")
+        failed_before = srv.counters.jobs_failed
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 0 and report["api_calls"]["strips"]["refused_jobs"] == 0
+        assert srv.counters.jobs_failed == failed_before
+        assert all(n == 1 for n in srv.counters.submits_by_hash.values())
+
+
+async def test_a_configured_limit_cuts_before_the_first_page_is_sent(tmp_path):
+    img, _, _ = two_column_page()
+    save(img, tmp_path / "in" / "cols.png")
+    async with await limited_server() as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=LIMIT)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 0 and report["api_calls"]["strips"]["refused_jobs"] == 0 and srv.counters.jobs_failed == 0
+        _, doc = read_result(tmp_path, "cols.png")
+        recs = doc["image"]["pages"][0]["strips"]
+        assert srv.counters.jobs_created == len(recs) == len(plan_strips(img, LIMIT))
