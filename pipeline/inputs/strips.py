@@ -40,6 +40,11 @@ GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page
 MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
+FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
+EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
+EDGE_SHARE = 0.1
+GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through)
+MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,21 @@ class Region:
 
 
 def ink_mask(image: Image.Image) -> np.ndarray:
-    """Dark pixels as a boolean array (rows, columns)."""
+    """Dark pixels as a boolean array (rows, columns), without the scan's frame: a row or column
+    inked over more than ``FRAME_SHARE`` of the page is a black border, a fold or a rule, not text,
+    and would hide every gap it crosses."""
     grey = np.asarray(image.convert("L"), dtype=np.uint8)
-    return grey < _otsu(grey)
+    ink = grey < _otsu(grey)
+    height, width = ink.shape
+    ink[ink.sum(axis=1) > FRAME_SHARE * width, :] = False
+    ink[:, ink.sum(axis=0) > FRAME_SHARE * height] = False
+    # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
+    # there (not at the top and bottom, where a running head's line inks rows just as densely)
+    edge_x = int(width * EDGE_FRACTION)
+    cols = ink.sum(axis=0) > EDGE_SHARE * height
+    cols[edge_x:width - edge_x] = False
+    ink[:, cols] = False
+    return ink
 
 
 def _otsu(grey: np.ndarray) -> int:
@@ -104,25 +121,73 @@ def plan_strips(image: Image.Image, limit: int) -> list[Region]:
 def plan_from_ink(ink: np.ndarray, limit: int) -> list[Region]:
     height, width = ink.shape
     speck = max(2, width // 500)
-    out: list[Region] = []
-    run_start: int | None = None   # a run of bands cut together, top to bottom
-    keep_whole: list[tuple[int, int]] = []  # bands of columns that fit: never cut inside
-    for y0, y1 in _bands(ink, speck):
-        columns = _columns(ink[y0:y1], width)
-        if len(columns) >= 2 and y1 - y0 > limit:
-            if run_start is not None:
-                out += _cut_run(ink, 0, width, run_start, y0, limit, speck, keep_whole)
-                run_start, keep_whole = None, []
-            for x0, x1 in columns:
-                out += _cut_run(ink, x0, x1, y0, y1, limit, speck, [])
-            continue
-        run_start = y0 if run_start is None else run_start
-        if len(columns) >= 2:
-            keep_whole.append((y0, y1))
-    if run_start is not None:
-        out += _cut_run(ink, 0, width, run_start, height, limit, speck, keep_whole)
+    out = _layout(ink, 0, width, 0, height, limit, speck, width)
     # a strip of blank paper costs a job and reads nothing
     return [r for r in out if ink[r.y0:r.y1, r.x0:r.x1].sum() > speck]
+
+
+def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
+            page_width: int) -> list[Region]:
+    """Regions of the box in reading order (a recursive XY cut that stops as soon as a part fits).
+
+    The box's bands (split at full-width blank runs) are grouped: a *section* is the longest run of
+    consecutive bands that has a gutter over all of them (a two-column body with its footnotes);
+    a section taller than the limit is cut into its columns, each laid out in turn (a column may
+    hold sections of its own), a smaller one is kept whole
+    (never cut inside: the model reads its columns in order within one image); the bands between
+    sections (titles, full-width paragraphs) and the small sections are cut together at line gaps.
+    """
+    if y1 - y0 <= limit:
+        return [Region(x0, y0, x1, y1)]
+    bands = [(y0 + a, y0 + b) for a, b in _bands(ink[y0:y1, x0:x1], speck)]
+    out: list[Region] = []
+    run_start: int | None = None
+    keep_whole: list[tuple[int, int]] = []
+    i = 0
+    while i < len(bands):
+        j = _section_end(ink, x0, x1, bands, i, page_width)
+        s0, s1 = bands[i][0], bands[j][1]
+        columns = _columns(ink[s0:s1, x0:x1], page_width) if j > i or not _centred(ink[s0:s1, x0:x1]) else []
+        if columns:
+            if s1 - s0 > limit:
+                if run_start is not None:
+                    out += _cut_run(ink, x0, x1, run_start, s0, limit, speck, keep_whole)
+                    run_start, keep_whole = None, []
+                out += [r for c0, c1 in columns for r in _layout(ink, x0 + c0, x0 + c1, s0, s1, limit, speck, page_width)]
+                i = j + 1
+                continue
+            keep_whole.append((s0, s1))
+        run_start = s0 if run_start is None else run_start
+        i = j + 1
+    if run_start is not None:
+        out += _cut_run(ink, x0, x1, run_start, y1, limit, speck, keep_whole)
+    return out
+
+
+def _centred(band: np.ndarray) -> bool:
+    """Ink narrower than half the box and centred in it: a title or a page number, which spans
+    the columns (its letter gaps are no gutter)."""
+    inked = np.flatnonzero(band.sum(axis=0))
+    if inked.size == 0:
+        return False
+    width = band.shape[1]
+    left, right = int(inked[0]), int(inked[-1]) + 1
+    return right - left < width * 0.5 and abs((left + right) / 2 - width / 2) < width * 0.1
+
+
+def _section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, page_width: int) -> int:
+    """The last band j >= i such that a gutter runs over all of bands i..j (i when none): a band
+    of one column only (a footnote under its column) extends the section, a centred page number
+    or title stops it."""
+    best = i
+    if _centred(ink[bands[i][0]:bands[i][1], x0:x1]):
+        return i
+    for j in range(i + 1, len(bands)):
+        if _centred(ink[bands[j][0]:bands[j][1], x0:x1]) or not _columns(ink[bands[i][0]:bands[j][1], x0:x1],
+                                                                            page_width):
+            break
+        best = j
+    return best
 
 
 def _blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
@@ -151,11 +216,21 @@ def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
         return []
     left, right = int(inked[0]), int(inked[-1]) + 1
     min_gutter = max(8, int(page_width * GUTTER_FRACTION))
-    gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], 0) if b - a >= min_gutter]
+    tolerance = int(band.shape[0] * GUTTER_INK)
+    gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], tolerance)
+               if b - a >= min_gutter and a > 0 and b < right - left]
     if not gutters:
         return []
-    bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [page_width]
-    return list(zip(bounds, bounds[1:]))
+    bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [band.shape[1]]
+    columns = list(zip(bounds, bounds[1:]))
+    narrow = max(16, int(page_width * MIN_COLUMN_FRACTION))
+    merged: list[tuple[int, int]] = []
+    for x0, x1 in columns:   # a rule between two columns is no column: it joins the one on its left
+        if merged and (x1 - x0 < narrow or merged[-1][1] - merged[-1][0] < narrow):
+            merged[-1] = (merged[-1][0], x1)
+        else:
+            merged.append((x0, x1))
+    return merged if len(merged) >= 2 else []
 
 
 def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
