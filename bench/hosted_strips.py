@@ -79,6 +79,7 @@ async def _run(url: str, work: Path, pages: list[int], in_flight: int, job_s: fl
     jobs = int(after["jobs_created"]) - int(before["jobs_created"])
     return {"pages": len(pages), "seconds": round(seconds, 2), "jobs": jobs, "strips": strips["strips"],
             "refused_jobs": strips["refused_jobs"], "learned": strips["learned_max_input_height"],
+            "limit_used": strips["limit_used"],
             "api_calls": calls(before, after), "rate_limited": int(after["rate_limited"]) - int(before["rate_limited"])}
 
 

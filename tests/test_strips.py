@@ -374,3 +374,21 @@ async def test_a_real_two_column_scan_read_in_strips_is_as_good_as_read_whole(tm
     assert len(strips) >= 3 and any(s["box"][0] > 0 for s in strips)   # the columns were cut apart
     whole = await _whole_page_text(prepare_file(root / "img" / "multicol_05.jpg", PrecheckLimits()).pages[0].data)
     assert abs(_cer(truth, text) - _cer(truth, whole)) <= 0.005, (_cer(truth, text), _cer(truth, whole))
+
+
+async def test_an_answer_too_long_at_every_size_ends_as_a_permanent_failure_naming_the_code(tmp_path):
+    """The fast engine answers ~60 characters whatever the size: above a 30-character context no
+    cut helps. Each refusal cuts finer, down to the API's 127 px minimum, then the file fails for
+    good with the code (nothing loops, nothing is retried next run)."""
+    page, _ = lined_page(size=(600, 1100))
+    save(page, tmp_path / "in" / "dense.png")
+    async with await limited_server(max_answer_chars=30) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 1, report   # FILES_FAILED
+        from helpers import failures
+
+        row = failures(tmp_path)["dense.png"]
+        assert row["code"] == "CONTEXT_LENGTH_EXCEEDED" and "cannot be cut finer" in row["reason"]
+        assert report["api_calls"]["strips"]["refused_jobs"] == srv.counters.jobs_failed > 1
+        assert srv.counters.jobs_done == 0

@@ -330,17 +330,17 @@ class StateStore:
         """Drop stored result text once every file of this work has its outputs on disk (its
         strips' too: their keys start with the work key and ``#``, ``pipeline.run.strips``)."""
         self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE state='done' AND "
-                         "(work_key=? OR substr(work_key, 1, ?)=?)", (work_key, len(work_key) + 1, work_key + "#"))
+                         "(work_key=? OR (work_key >= ? AND work_key < ?))", (work_key, *_prefix_range(work_key + "#")))
 
     # -- strips of pages too tall for the model (pipeline.run.strips) --------------------------
 
     def strip_keys(self, prefix: str) -> list[str]:
         """The strip work keys begun under ``prefix`` (one per cut limit tried), most recent first;
         a key with a ``/`` after the prefix belongs to a finer cut of one strip, not listed."""
-        rows = self._db.execute(
+        rows = self._db.execute(   # a range on the primary key: an index seek, not a scan of every page
             "SELECT work_key, MAX(COALESCE(submitted_at, finished_at, 0)) AS at FROM pages "
-            "WHERE substr(work_key, 1, ?)=? GROUP BY work_key ORDER BY at DESC",
-            (len(prefix), prefix)).fetchall()
+            "WHERE work_key >= ? AND work_key < ? GROUP BY work_key ORDER BY at DESC",
+            _prefix_range(prefix)).fetchall()
         return [r[0] for r in rows if "/" not in r[0][len(prefix):]]
 
     def page_cut_done(self, work_key: str, page: int, text: str, structured: Any | None) -> None:
@@ -431,6 +431,11 @@ class StateStore:
         cur = self._db.execute("INSERT OR IGNORE INTO webhook_events VALUES (?, ?, ?, ?)",
                                (delivery_id, request_id, event, time.time()))
         return cur.rowcount == 1
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """The keys starting with ``prefix`` as a half-open range [prefix, next): index-friendly."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _file(row: sqlite3.Row) -> FileRecord:

@@ -50,11 +50,12 @@ class StripStats:
     strips: int = 0              # strips read this run (submitted, re-attached or taken as done)
     refused_jobs: int = 0        # jobs the API refused as too large (each refunded, each re-cut)
     learned_height: int | None = None
+    limit_used: int | None = None  # the lowest limit a page was cut at this run
     refusals: list[dict] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         return {"pages_cut": self.pages_cut, "strips": self.strips, "refused_jobs": self.refused_jobs,
-                "learned_max_input_height": self.learned_height, "refusals": self.refusals[:20]}
+                "learned_max_input_height": self.learned_height, "limit_used": self.limit_used, "refusals": self.refusals[:20]}
 
 
 def current_limit(config: Any, state: Any) -> int | None:
@@ -146,6 +147,7 @@ class StripReader:
                 self._image.close()
         state.page_cut_done(self.key, page.page_index, text, structured)
         self.stats.pages_cut += 1
+        self.stats.limit_used = min(limit, self.stats.limit_used or limit)
         scale = page.scale or 1.0
         for rec in (p.record for p in pieces if p.record is not None):
             x0, y0, x1, y1 = rec["box"]
@@ -170,7 +172,7 @@ class StripReader:
 
         sub_begun = self.state.strip_keys(f"{key}/s{n}h")
         if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
-            return await self._finer(key, n, region, sub_begun, limit)
+            return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n)
         try:
             result = await self.proc._page(self.entry, key, upload, stored)
@@ -178,7 +180,7 @@ class StripReader:
             if exc.code not in REFUSALS:
                 raise
             self._refused(upload.height, exc.code, limit)
-            return await self._finer(key, n, region, [], limit)
+            return await self._finer(key, n, region, [], limit, exc.code)
         self.stats.strips += 1
         record = {"box": [region.x0, region.y0, region.x1, region.y1],
                   **({"overlap": region.overlap} if region.overlap else {}),
@@ -186,7 +188,8 @@ class StripReader:
                   "width": upload.width, "height": upload.height}
         return [Piece(region, result.text, result.structured, record)]
 
-    async def _finer(self, key: str, n: int, region: Region, begun: list[str], limit: int) -> list[Piece]:
+    async def _finer(self, key: str, n: int, region: Region, begun: list[str], limit: int,
+                     code: str | None) -> list[Piece]:
         from pipeline.run.process import FileFailure
 
         if begun:
@@ -197,8 +200,9 @@ class StripReader:
             sub_key = f"{key}/s{n}h{sub}"
         if sub >= region.height or region.height <= MIN_HEIGHT:
             raise FileFailure("failed_permanent", "permanent",
-                              f"the model refused a strip of {region.height} px, and it cannot be cut finer "
-                              f"than {MIN_HEIGHT} px", "INPUT_TOO_LARGE")
+                              f"the model refused a strip of {region.height} px ({code or 'INPUT_TOO_LARGE'}), and "
+                              f"it cannot be cut finer than {MIN_HEIGHT} px: see docs/client.md, pages too tall",
+                              code or "INPUT_TOO_LARGE")
         crop = self._image.crop((region.x0, region.y0, region.x1, region.y1))
         subs = await asyncio.to_thread(plan_strips, crop, sub)
         moved = [Region(region.x0 + r.x0, region.y0 + r.y0, region.x0 + r.x1, region.y0 + r.y1,
