@@ -226,6 +226,10 @@ async def test_a_configured_limit_cuts_before_the_first_page_is_sent(tmp_path):
         _, doc = read_result(tmp_path, "cols.png")
         recs = doc["image"]["pages"][0]["strips"]
         assert srv.counters.jobs_created == len(recs) == len(plan_strips(img, LIMIT))
+        code, _, _ = await run_pipeline(cfg, TOKEN)             # unchanged: nothing sent
+        assert code == 0 and srv.counters.jobs_created == len(recs)
+        code, _, _ = await run_pipeline(cfg, TOKEN, force=True)  # --force redoes the strips too
+        assert code == 0 and srv.counters.jobs_created == 2 * len(recs)
 
 
 def _uploads_at_crash(tmp_path: Path) -> tuple[set[str], set[str]]:

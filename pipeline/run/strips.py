@@ -119,7 +119,8 @@ class StripReader:
         from pipeline.run.process import FileFailure, PageResult   # the caller's types (no import circle)
 
         page, state = self.page, self.state
-        begun = state.strip_keys(f"{self.key}#p{page.page_index}h")
+        force = self.ctx.force   # --force redoes the strips too
+        begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
         limit = current_limit(self.ctx.config, state)
         if not begun and not refused and (limit is None or page.height <= limit):
@@ -159,18 +160,20 @@ class StripReader:
 
     async def _read_regions(self, key: str, regions: list[Region], limit: int) -> list[Piece]:
         """Every region's answer, in order; a refused one cut finer under a key of its own."""
-        stored = self.state.get_pages(key)
+        from pipeline.run.process import StopSubmitting
+
+        stored = {} if self.ctx.force else self.state.get_pages(key)
         results = await asyncio.gather(*(self._region(key, n, r, stored.get(n), limit)
                                          for n, r in enumerate(regions)), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for r in sorted(failed, key=lambda e: not isinstance(e, (StopSubmitting, asyncio.CancelledError))):
+            raise r   # a stop first (the page is deferred), else the first failure
         return [piece for part in results for piece in part]   # type: ignore[union-attr]
 
     async def _region(self, key: str, n: int, region: Region, stored: Any, limit: int) -> list[Piece]:
         from pipeline.run.process import FileFailure
 
-        sub_begun = self.state.strip_keys(f"{key}/s{n}h")
+        sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
         if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
             return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n)
