@@ -396,3 +396,24 @@ async def test_an_answer_too_long_at_every_size_ends_as_a_permanent_failure_nami
         assert row["code"] == "CONTEXT_LENGTH_EXCEEDED" and "cannot be cut finer" in row["reason"]
         assert report["api_calls"]["strips"]["refused_jobs"] == srv.counters.jobs_failed > 1
         assert srv.counters.jobs_done == 0
+
+
+async def test_a_page_sent_whole_before_a_limit_was_set_is_re_attached_not_cut_and_paid_again(tmp_path):
+    """Killed after a tall page was submitted whole to a server that takes it; the rerun now has a
+    limit: the page's request id is collected, nothing is cut or sent again."""
+    import signal
+
+    from test_crash_safety import run_cli
+
+    page, _ = lined_page()
+    save(page, tmp_path / "in" / "tall.png")
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited")) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        code, out = await run_cli("run", str(cfg), crashpoint="after_submit:1")
+        assert code == -signal.SIGKILL, out
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=LIMIT)
+        code, out = await run_cli("run", str(cfg))
+        assert code == 0, out
+        assert srv.counters.jobs_created == 1
+        _, doc = read_result(tmp_path, "tall.png")
+        assert "strips" not in doc["image"]["pages"][0] and doc["pages"][0]["request_id"]

@@ -123,7 +123,10 @@ class StripReader:
         begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
         limit = current_limit(self.ctx.config, state)
-        if not begun and not refused and (limit is None or page.height <= limit):
+        # a page already sent whole (request id recorded, or its POST's outcome unknown) is
+        # re-attached whole, never cut and paid again, whatever the limit is now
+        in_flight = stored is not None and stored.state in ("submitted", "submitting")
+        if not begun and not refused and (limit is None or page.height <= limit or in_flight):
             try:
                 return await self.proc._page(self.entry, self.key, page, stored)
             except FileFailure as exc:
