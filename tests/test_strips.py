@@ -417,3 +417,29 @@ async def test_a_page_sent_whole_before_a_limit_was_set_is_re_attached_not_cut_a
         assert srv.counters.jobs_created == 1
         _, doc = read_result(tmp_path, "tall.png")
         assert "strips" not in doc["image"]["pages"][0] and doc["pages"][0]["request_id"]
+
+
+def test_no_line_is_cut_on_a_page_with_a_title_across_the_gutter_and_a_dark_sidebar():
+    """A left-aligned title wider than the left column (its letters cross the gutter: no gutter
+    there), and a dark sidebar with light text (the panel's light pixels are its ink): every line,
+    dark or light, lies whole inside exactly one strip."""
+    img = Image.new("L", (1800, 2600), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    boxes = []
+
+    def line(xy, text, fill):
+        draw.text(xy, text, fill=fill, font=f)
+        boxes.append(draw.textbbox(xy, text, font=f))
+
+    line((60, 40), "A LEFT-ALIGNED TITLE THAT RUNS ACROSS THE COLUMN GUTTER", 0)
+    draw.rectangle((1250, 0, 1800, 2600), fill=40)   # the sidebar, full height
+    for n, y in enumerate(range(160, 2540, 52)):
+        line((60, y), f"left {n} alpha", 0)
+        line((660, y + 13), f"middle {n} beta", 0)
+        line((1300, y + 26), f"side {n} gamma", 235)
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    for x0, y0, x1, y1 in boxes:
+        holders = [r for r in regions if r.x0 <= x0 and x1 <= r.x1 and r.y0 <= y0 and y1 <= r.y1]
+        assert len(holders) == 1, ((x0, y0, x1, y1), regions)

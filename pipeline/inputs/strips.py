@@ -8,8 +8,10 @@ read as two half-lines of garbage, or not at all.
 How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
 
 * **Ink**: dark pixels (Otsu's threshold on the grey histogram, never above mid-grey, so a clean
-  white page is not split on paper texture). A row is *blank* when it holds at most a speck of
-  ink (``speck`` pixels: dust, not a descender).
+  white page is not split on paper texture), without the scan's frame; in a dark panel (a
+  coloured sidebar) the light pixels are the ink. A row is *blank* when it holds at most a speck
+  of ink (``speck`` pixels: dust, not a descender). A gutter may hold dust, never a run of
+  consecutive inked rows down its middle (a title crossing it).
 * **Bands and columns** (a recursive XY cut of depth two): the page is split at full-width blank
   runs into bands; a band with a vertical white gutter (no ink over the band's height, wide at
   least ``GUTTER_FRACTION`` of the page, with ink on both sides) is cut into its columns. A
@@ -41,9 +43,11 @@ MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page h
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
 FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
+PANEL_FRACTION = 0.05       # dark columns at least this share of the page wide are a panel, not a frame
 EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
 EDGE_SHARE = 0.1
-GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through)
+GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through) ...
+CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows (text crossing it)
 MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 
 
@@ -82,7 +86,15 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
     height, width = ink.shape
     ink[ink.sum(axis=1) > FRAME_SHARE * width, :] = False
-    ink[:, ink.sum(axis=0) > FRAME_SHARE * height] = False
+    dark = np.flatnonzero(np.diff(np.concatenate(([0], (ink.sum(axis=0) > FRAME_SHARE * height).astype(np.int8), [0]))))
+    for a, b in zip(dark[0::2], dark[1::2]):
+        if b - a >= width * PANEL_FRACTION:
+            # a dark panel (a coloured sidebar): its text is light on dark, so there the light
+            # pixels are the ink, in the rows the panel covers
+            rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
+            ink[rows, a:b] = ~ink[rows, a:b]
+        else:
+            ink[:, a:b] = False   # a border or a rule
     # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
     # there (not at the top and bottom, where a running head's line inks rows just as densely)
     edge_x = int(width * EDGE_FRACTION)
@@ -209,6 +221,18 @@ def _bands(ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+def _crossed(middle: np.ndarray, page_width: int) -> bool:
+    """Whether ink runs down the middle third of a gutter over consecutive rows, as a title or a
+    line of text crossing it does (dust and bleed-through are specks, scattered): such a "gutter"
+    is no gutter, and a cut there would go through that text."""
+    rows = middle.any(axis=1).astype(np.int8)
+    if not rows.any():
+        return False
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows, [0]))))
+    longest = int((edges[1::2] - edges[0::2]).max())
+    return longest >= max(CROSSING_ROWS, page_width // 400)
+
+
 def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
     """The band's columns [x0, x1) split at white gutters with ink on both sides; [] if none."""
     cols_ink = band.sum(axis=0)
@@ -219,7 +243,8 @@ def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
     min_gutter = max(8, int(page_width * GUTTER_FRACTION))
     tolerance = int(band.shape[0] * GUTTER_INK)
     gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], tolerance)
-               if b - a >= min_gutter and a > 0 and b < right - left]
+               if b - a >= min_gutter and a > 0 and b < right - left
+               and not _crossed(band[:, left + a + (b - a) // 3:left + b - (b - a) // 3], page_width)]
     if not gutters:
         return []
     bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [band.shape[1]]
