@@ -443,3 +443,21 @@ def test_no_line_is_cut_on_a_page_with_a_title_across_the_gutter_and_a_dark_side
     for x0, y0, x1, y1 in boxes:
         holders = [r for r in regions if r.x0 <= x0 and x1 <= r.x1 and r.y0 <= y0 and y1 <= r.y1]
         assert len(holders) == 1, ((x0, y0, x1, y1), regions)
+
+
+def test_serve_takes_the_size_limits_for_every_model_and_per_model():
+    import argparse
+
+    from pipeline.server.cli import add_serve_arguments, config_from_args
+    from pipeline.server.size_limits import SizeLimits
+
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    cfg = config_from_args(p.parse_args(["--token", "t", "--max-input-height", "850", "--max-answer-chars", "9000",
+                                         "--model-limit", "Other_Model=1200", "--model-limit", "Third=:500"]))
+    limits = cfg.size_limits()
+    assert isinstance(limits, SizeLimits)
+    assert limits.for_model("Nanonets_Ocr_S_F16") == (850, 9000)
+    assert limits.for_model("Other_Model") == (1200, None) and limits.for_model("Third") == (None, 500)
+    with pytest.raises(ValueError, match="MODEL=PX"):
+        config_from_args(p.parse_args(["--token", "t", "--model-limit", "NoEquals"]))

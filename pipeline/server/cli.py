@@ -61,6 +61,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="uploads taller than PX fail with the job error INPUT_TOO_LARGE, as the hosted model's (~850)")
     p.add_argument("--max-answer-chars", type=int, metavar="N",
                    help="answers longer than N characters fail with the job error CONTEXT_LENGTH_EXCEEDED")
+    p.add_argument("--model-limit", action="append", default=[], metavar="MODEL=PX[:N]",
+                   help="per model: the height (px) and answer length (characters) it takes, over the two above")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
     p.add_argument("--store", metavar="URL",
                    help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
@@ -116,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             limits[ep] = (per_min, per_day)
     if limits and args.profile != "custom":
         raise ValueError("--limit-* options set a custom plan: add --profile custom")
+    model_limits = dict(parse_model_limit(spec) for spec in args.model_limit)
     secret = args.webhook_secret or os.environ.get(SECRET_ENV) or None
     extra = {"webhook_secret": secret} if secret else {}
     return ServerConfig(host=args.host, port=args.port, tokens=tokens, engine=args.engine,
@@ -124,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         allow_http_webhooks=args.allow_http_webhooks, webhook_time_scale=args.webhook_time_scale,
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
                         lease_s=args.lease, worker_id=args.worker_id, max_input_height=args.max_input_height,
-                        max_answer_chars=args.max_answer_chars, **extra)
+                        max_answer_chars=args.max_answer_chars, model_limits=model_limits or None, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
@@ -148,6 +151,19 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
             print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
         await srv.state.drain()
+
+
+def parse_model_limit(spec: str) -> tuple[str, tuple[int | None, int | None]]:
+    """``MODEL=PX[:N]`` from ``--model-limit``: a model's height and answer-length limits."""
+    model, sep, value = spec.partition("=")
+    height, _, chars = value.partition(":")
+    try:
+        limits = (int(height) if height.strip() else None, int(chars) if chars.strip() else None)
+    except ValueError:
+        limits = None
+    if not sep or not model.strip() or limits is None or any(v is not None and v < 1 for v in limits):
+        raise ValueError(f"--model-limit {spec!r}: expected MODEL=PX[:N] such as Nanonets_Ocr_S_F16=850:4000")
+    return model.strip(), limits
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
