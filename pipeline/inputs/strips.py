@@ -43,7 +43,7 @@ MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page h
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
 FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
-PANEL_FRACTION = 0.05       # dark columns at least this share of the page wide are a panel, not a frame
+PANEL_FRACTION = 0.05       # dark columns (rows) at least this share of the page wide (tall) are a panel
 EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
 EDGE_SHARE = 0.1
 GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through) ...
@@ -85,16 +85,8 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     grey = np.asarray(grey_image, dtype=np.uint8)
     ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
     height, width = ink.shape
-    ink[ink.sum(axis=1) > FRAME_SHARE * width, :] = False
-    dark = np.flatnonzero(np.diff(np.concatenate(([0], (ink.sum(axis=0) > FRAME_SHARE * height).astype(np.int8), [0]))))
-    for a, b in zip(dark[0::2], dark[1::2]):
-        if b - a >= width * PANEL_FRACTION:
-            # a dark panel (a coloured sidebar): its text is light on dark, so there the light
-            # pixels are the ink, in the rows the panel covers
-            rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
-            ink[rows, a:b] = ~ink[rows, a:b]
-        else:
-            ink[:, a:b] = False   # a border or a rule
+    _panels(ink)      # dark columns: a sidebar, or a border
+    _panels(ink.T)    # dark rows: a banner, or a rule (a view: the same pixels)
     # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
     # there (not at the top and bottom, where a running head's line inks rows just as densely)
     edge_x = int(width * EDGE_FRACTION)
@@ -102,6 +94,20 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     cols[edge_x:width - edge_x] = False
     ink[:, cols] = False
     return ink
+
+
+def _panels(ink: np.ndarray) -> None:
+    """Columns inked over more than ``FRAME_SHARE`` of the rows, in place: a run of them at least
+    ``PANEL_FRACTION`` of the width is a dark panel (a coloured sidebar) whose text is light on
+    dark, so there the light pixels become the ink, in the rows the panel covers; a narrower run
+    is a border or a rule, not text, and is left out (it would hide every gap it crosses)."""
+    height, width = ink.shape
+    for a, b in _runs(ink.sum(axis=0) > FRAME_SHARE * height):
+        if b - a >= width * PANEL_FRACTION:
+            rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
+            ink[rows, a:b] = ~ink[rows, a:b]
+        else:
+            ink[:, a:b] = False
 
 
 def _otsu(hist: np.ndarray) -> int:
@@ -205,8 +211,12 @@ def _section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]]
 
 def _blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
     """Runs [a, b) of rows holding at most a speck of ink."""
-    blank = rows_ink <= speck
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], blank.astype(np.int8), [0]))))
+    return _runs(rows_ink <= speck)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs [a, b) of consecutive True in a 1-d mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
@@ -221,15 +231,28 @@ def _bands(ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+def _tallest_line(band: np.ndarray, page_width: int) -> int:
+    """The tallest run of consecutive rows holding more than a speck of ink: a line's height
+    (or several touching lines')."""
+    return max((b - a for a, b in _runs(band.sum(axis=1) > max(2, page_width // 500))), default=0)
+
+
+def _word_space(band: np.ndarray, a: int, b: int, page_width: int) -> bool:
+    """Whether the blank run [a, b) is narrower than half the height of the lines beside it: a
+    big title's word space is as wide as a body's gutter, but never half as wide as its letters
+    are tall (the lines are measured next to the run, so the other column's lines, on other
+    baselines, do not join them)."""
+    reach = 3 * (b - a)
+    tallest = max(_tallest_line(band[:, max(0, a - reach):a], page_width),
+                  _tallest_line(band[:, b:b + reach], page_width))
+    return b - a < tallest // 2
+
+
 def _crossed(middle: np.ndarray, page_width: int) -> bool:
     """Whether ink runs down the middle third of a gutter over consecutive rows, as a title or a
     line of text crossing it does (dust and bleed-through are specks, scattered): such a "gutter"
     is no gutter, and a cut there would go through that text."""
-    rows = middle.any(axis=1).astype(np.int8)
-    if not rows.any():
-        return False
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows, [0]))))
-    longest = int((edges[1::2] - edges[0::2]).max())
+    longest = max((b - a for a, b in _runs(middle.any(axis=1))), default=0)
     return longest >= max(CROSSING_ROWS, page_width // 400)
 
 
@@ -244,7 +267,8 @@ def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
     tolerance = int(band.shape[0] * GUTTER_INK)
     gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], tolerance)
                if b - a >= min_gutter and a > 0 and b < right - left
-               and not _crossed(band[:, left + a + (b - a) // 3:left + b - (b - a) // 3], page_width)]
+               and not _crossed(band[:, left + a + (b - a) // 3:left + b - (b - a) // 3], page_width)
+               and not _word_space(band, left + a, left + b, page_width)]
     if not gutters:
         return []
     bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [band.shape[1]]
