@@ -10,7 +10,8 @@ How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
 * **Ink**: dark pixels (Otsu's threshold on the grey histogram, never above mid-grey, so a clean
   white page is not split on paper texture), without the scan's frame; in a dark panel (a
   coloured sidebar) the light pixels are the ink. A row is *blank* when it holds at most a speck
-  of ink (``speck`` pixels: dust, not a descender). A gutter may hold dust, never a run of
+  of ink (``speck`` pixels: dust, not a descender), and each row's ink counts for its neighbours
+  (a row through the middle of thin type may hold only grey: no gap). A gutter may hold dust, never a run of
   consecutive inked rows down its middle (a title crossing it).
 * **Bands and columns** (a recursive XY cut of depth two): the page is split at full-width blank
   runs into bands; a band with a vertical white gutter (no ink over the band's height, wide at
@@ -87,6 +88,15 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     height, width = ink.shape
     _panels(ink)      # dark columns: a sidebar, or a border
     _panels(ink.T)    # dark rows: a banner, or a rule (a view: the same pixels)
+    # Each row's ink reaches ``reach`` rows up and down: a row through the middle of a line of
+    # thin type can hold no dark pixel at all (only grey stroke edges), and a "gap" that thin is
+    # inside a line; gaps between lines are taller and survive, ``2 * reach`` rows shorter.
+    reach = max(1, height // 1000)
+    grown = ink.copy()
+    for shift in range(1, reach + 1):
+        grown[shift:] |= ink[:-shift]
+        grown[:-shift] |= ink[shift:]
+    ink = grown
     # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
     # there (not at the top and bottom, where a running head's line inks rows just as densely)
     edge_x = int(width * EDGE_FRACTION)
