@@ -204,6 +204,7 @@ class StripReader:
         else:
             sub = min(current_limit(self.ctx.config, self.state) or region.height, finer(region.height, limit))
             sub_key = f"{key}/s{n}h{sub}"
+        self.stats.limit_used = min(sub, self.stats.limit_used or sub)
         if sub >= region.height or region.height <= MIN_HEIGHT:
             raise FileFailure("failed_permanent", "permanent",
                               f"the model refused a strip of {region.height} px ({code or 'INPUT_TOO_LARGE'}), and "
