@@ -40,6 +40,7 @@ SUITE = [
     ("bench.startup", [], ["--repeat", "2"]),
     ("bench.polling_tail", [], ["--quick"]),
     ("bench.word_geometry", [], ["--quick"]),
+    ("bench.hosted_strips", [], ["--quick"]),
 ]
 
 
@@ -196,6 +197,18 @@ def figures_table(rows: list[dict]) -> list[str]:
                 f"{u['lateness_max_share_past_first_poll']}, {u['api_calls_per_job']}; {n['lateness_p99_s']} / "
                 f"{n['lateness_max_s']}, {n['api_calls_per_job']}",
                 "max ÷ job time <= 0.25", p["lateness_max_share_past_first_poll"] <= 0.25)
+        elif b == "hosted_strips":
+            m = r["measured_run"]
+            add(f"hosted model, A4 300 dpi, {r['limit_px']} px limit, premium, {r['job_s'][0]}-{r['job_s'][1]} s jobs, "
+                f"{m['pages']} pages (pages/min ÷ oracle min(rate, C/L) ÷ strips/page){' ' + r['note'] if r['note'] else ''}",
+                f"{r['pages_per_min']} vs {r['oracle_pages_per_min']} = {r['of_oracle']}", ">= 0.95",
+                r["of_oracle"] >= 0.95)
+            add("… API calls per strip (inline results)", r["api_calls_per_strip"], "<= 2.1", r["api_calls_per_strip"] <= 2.1)
+            add("… strips per page", r["strips_per_page"], "–", None)
+            add("… refused jobs per 1,000 pages after the limit is learned",
+                f"{r['refused_per_1000_pages_after_learning']} (learning run: {r['learning_run']['refused_jobs']} "
+                f"refused, limit {r['learning_run']['learned']} px)", "<= 1",
+                r["refused_per_1000_pages_after_learning"] <= 1)
         elif b == "price_buckets":
             add(f"price estimate by size bucket, {r['set']} ({r['pages']} pages, {r['price_requests']} price "
                 "requests): largest page error, mean, whole set", f"{r['max_abs_error']:.1%}, "

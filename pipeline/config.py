@@ -37,6 +37,8 @@ class EmbeddedConfig:
 
     engine: str = "rapidocr"          # rapidocr | tesseract | fast
     workers: int = 2                  # OCR worker processes (two on one thread each beat one on two: docs/engines.md)
+    max_input_height: int | None = None   # refuse taller uploads with INPUT_TOO_LARGE, as the hosted model (docs/strips.md)
+    max_answer_chars: int | None = None   # refuse longer answers with CONTEXT_LENGTH_EXCEEDED
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class ApiConfig:
     language: str | None = "en"
     format: str = "text"              # text | json
     return_result_in_response: bool = True
+    # The model's tallest image (px): taller pages are cut into strips at line gaps (docs/strips.md).
+    # None: no limit known; an INPUT_TOO_LARGE refusal teaches one (kept in the state store).
+    max_input_height: int | None = None
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
 
 
@@ -212,6 +217,9 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "shutdown_grace_s": (0, 3600),
     "log_interval_s": (0.1, None),
     "api.embedded.workers": (1, 64),
+    "api.embedded.max_input_height": (128, None),
+    "api.embedded.max_answer_chars": (1, None),
+    "api.max_input_height": (128, None),
     "concurrency.jobs_in_flight": (1, 10_000),
     "concurrency.min_jobs_in_flight": (1, 10_000),
     "concurrency.prepare_workers": (1, 256),

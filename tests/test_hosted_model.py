@@ -19,7 +19,7 @@ from pipeline.server import EmbeddedServer, ServerConfig
 from pipeline.server.hosted import HostedSettings, render_markdown
 
 HOSTED = "Nanonets_Ocr_S_Hosted"
-QUICK = HostedSettings(job_s=(0.01, 0.05))
+QUICK = HostedSettings(job_s=(0.01, 0.05), max_input_height=None)  # whole pages: the Markdown, not the strips, is judged here
 MARKUP = re.compile(r"[#<>|*]|page_number|</?t[dr]")
 
 
@@ -127,13 +127,14 @@ async def test_the_pipeline_writes_plain_txt_markdown_md_and_no_markup_words(tmp
     assert page["text"] == txt and doc["text"] == txt
     assert page["answer"] + "\n" == md                       # the raw answer is kept
     if fmt == "json":
-        assert page["result"] == {"text": page["answer"]} and page["positions"] is False
+        assert page["result"] == {"text": page["answer"]}
+        assert page["placed"]["words"] == len(txt.split())    # the .txt's words go to the placer (run/placing.py)
         validate_alto(out / "report.png.alto.xml")
         for words in (alto_words(out / "report.png.alto.xml"), hocr_words(out / "report.png.hocr")):
             texts = [w[1] for w in words]
             assert "Harbour" in texts and "Vessel" in texts and "12" in texts
             assert not [t for t in texts if MARKUP.search(t)], texts
-            assert all(w[2] is None for w in words)           # no positions invented
+            assert sum(w[2] is not None for w in words) == page["placed"]["placed"]   # placed, or none
 
 
 @pytest.mark.real_ocr

@@ -118,3 +118,35 @@ def _derived_source_size(image: dict[str, Any], page: dict[str, Any], scale: flo
         return (h, w) if orientation in SWAPPING_ORIENTATIONS else (w, h)
     # Later pages: the upload's size undone by the scale (padding, if any, stays on the page).
     return (round(page["width"] / scale), round(page["height"] / scale))
+
+
+@dataclass(frozen=True)
+class StripOffset:
+    """A strip's place on its page's upload: boxes on the strip are moved by its top-left corner.
+
+    A page too tall for the model is sent as strips (``pipeline.inputs.strips``); each strip's
+    answer has its boxes in the strip's own pixels. Moving them by the strip's offset puts them
+    on the page's upload, where ``PageGeometry`` takes over as for a page sent whole. It is a
+    translation only: a strip is cut, never scaled.
+    """
+
+    dx: int
+    dy: int
+
+    def to_page(self, box: Sequence[float]) -> list[float]:
+        x0, y0, x1, y1 = (float(v) for v in box[:4])
+        return [x0 + self.dx, y0 + self.dy, x1 + self.dx, y1 + self.dy]
+
+    def shift_result(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A ``format=json`` answer (blocks, lines, words with ``box``) with every box moved."""
+        def moved(item: Any) -> Any:
+            if not isinstance(item, dict):
+                return item
+            out = dict(item)
+            if isinstance(out.get("box"), (list, tuple)) and len(out["box"]) >= 4:
+                out["box"] = self.to_page(out["box"])
+            for key in ("blocks", "lines", "words"):
+                if isinstance(out.get(key), list):
+                    out[key] = [moved(child) for child in out[key]]
+            return out
+        return moved(result)

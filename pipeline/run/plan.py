@@ -34,6 +34,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.inputs.pages import PageFailed, TextLayerPage, open_source
 from pipeline.inputs.prepare import RejectedInput
 from pipeline.run.pricing import BUCKET_ERROR, bucket, price_book
+from pipeline.run.strips import current_limit, strip_sizes
 from pipeline.run.process import FileProcessor, RunContext, Verdict
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
@@ -60,7 +61,8 @@ class PlanCounts:
     rejected_pages: Counter = field(default_factory=Counter)    # single pages that cannot be made
     still_being_written: int = 0
     scan_problems: Counter = field(default_factory=Counter)
-    buckets: Counter = field(default_factory=Counter)            # "WxH" -> pages
+    buckets: Counter = field(default_factory=Counter)            # "WxH" -> uploads (pages and strips)
+    strips_to_send: int = 0             # uploads of pages too tall for the model, cut (run/strips.py)
 
 
 class Planner:
@@ -206,10 +208,14 @@ class Planner:
                 sent += 1
                 c.pages_to_send += 1
                 c.bytes_to_upload += len(page.data)
-                price = await pricing.quote(page.width, page.height)   # (not `+= await`: other files add meanwhile)
-                c.estimated_cost += price
-                w, h = bucket(page.width, page.height)
-                c.buckets[f"{w}x{h}"] += 1
+                # a page taller than the model's limit is sent as strips (run/strips.py): price each
+                uploads = await asyncio.to_thread(strip_sizes, page, current_limit(self.config, state))
+                c.strips_to_send += len(uploads) if len(uploads) > 1 else 0
+                for width, height in uploads:
+                    price = await pricing.quote(width, height)   # (not `+= await`: other files add meanwhile)
+                    c.estimated_cost += price
+                    w, h = bucket(width, height)
+                    c.buckets[f"{w}x{h}"] += 1
             c.files_to_send += sent > 0
         finally:
             source.close()
@@ -248,7 +254,7 @@ class Planner:
             "counted": {**sample, "rejected_files": dict(c.rejected), "rejected_pages": dict(c.rejected_pages),
                         "duplicate_pages": c.duplicate_pages, "outputs_to_regenerate": c.outputs_to_regenerate,
                         "adopted": c.adopted, "adoption_refused": c.adoption_refused,
-                        "pages_reattached": c.pages_reattached,
+                        "pages_reattached": c.pages_reattached, "strips_to_send": c.strips_to_send,
                         "failed_earlier": c.failed_earlier, "still_being_written": c.still_being_written,
                         "scan_problems": dict(c.scan_problems), "size_buckets": dict(c.buckets)},
             "estimated": estimated,
@@ -295,6 +301,9 @@ def format_plan(report: dict[str, Any]) -> str:
         + ("".join(f"; {k} {v}" for k, v in sorted(c["rejected_files"].items())))
         + (f"; pages that cannot be made: {sum(c['rejected_pages'].values())}" if c["rejected_pages"] else ""),
     ]
+    if c.get("strips_to_send"):
+        lines.append(f"strips:               {c['strips_to_send']} uploads for pages taller than the model's limit "
+                     "(cut at line gaps; each strip priced)")
     if c["pages_reattached"]:
         lines.append(f"jobs to collect:      {c['pages_reattached']} pages submitted by an earlier run (not paid again)")
     if c["adoption_refused"]:

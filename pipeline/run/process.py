@@ -50,6 +50,7 @@ from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf,
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
 from pipeline.run.state import StateStore
+from pipeline.run.strips import StripReader, StripStats
 
 
 
@@ -156,6 +157,7 @@ class RunContext:
         finally:
             self.output_notes += [{"path": rel, "note": n} for n in notes]
     placer: Any | None = None                # placing.Placer: word positions for text-only answers
+    strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
@@ -482,9 +484,9 @@ class FileProcessor:
             state.page_text_layer(key, item.page_index, item.text, facts)
             self.ctx.page_read()
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
-        result = await self._page(entry, key, item, stored)
-        result.facts = item.to_json()
-        result.placed = await self._place(item.data, result)
+        result = await StripReader(self, entry, key, item).read(stored)  # whole, or in strips when too tall
+        result.facts = {**item.to_json(), **(result.facts or {})}
+        result.placed = await self._place(item.data, result)  # the whole page's geometry, strips or not
         state.page_facts(key, item.page_index, result.facts)
         self.ctx.page_read()
         return result

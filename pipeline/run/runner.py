@@ -198,7 +198,8 @@ class Runner:
                 raise StartupError(ExitCode.CONFIG_ERROR, f"{key}: {exc}") from None
         server = await stack.enter_async_context(EmbeddedServer(ServerConfig(
             engine=engine or emb.engine, engine_workers=emb.workers, tokens=(token,), profile="unlimited",
-            allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret)))
+            allow_http_webhooks=True, webhook_secret=self._embedded_webhook_secret,
+            max_input_height=emb.max_input_height, max_answer_chars=emb.max_answer_chars)))
         return server.base_url, token, server
 
     def _once(self, api: DeapiClient):
@@ -482,6 +483,8 @@ class Runner:
                 "limit": getattr(slots, "limit", getattr(slots, "maximum", None)),
                 "maximum": getattr(slots, "maximum", None), "decreases": getattr(slots, "decreases", 0),
                 "adaptive": hasattr(slots, "on_success")}
+        if ctx is not None:
+            api_stats["strips"] = ctx.strips.snapshot()   # pages cut for the model's height limit
         counters = server.counters.snapshot() if server is not None else None
         self.stats.regenerated = ctx.regenerated if ctx else 0
         self.stats.pages_read = ctx.pages_read if ctx else 0

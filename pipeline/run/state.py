@@ -327,9 +327,40 @@ class StateStore:
                          "WHERE work_key=? AND page=?", (reason, reason, work_key, page))
 
     def compact_work(self, work_key: str) -> None:
-        """Drop stored result text once every file of this work has its outputs on disk."""
-        self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE work_key=? AND state='done'",
-                         (work_key,))
+        """Drop stored result text once every file of this work has its outputs on disk (its
+        strips' too: their keys start with the work key and ``#``, ``pipeline.run.strips``)."""
+        self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE state='done' AND "
+                         "(work_key=? OR (work_key >= ? AND work_key < ?))", (work_key, *_prefix_range(work_key + "#")))
+
+    # -- strips of pages too tall for the model (pipeline.run.strips) --------------------------
+
+    def strip_keys(self, prefix: str) -> list[str]:
+        """The strip work keys begun under ``prefix`` (one per cut limit tried), most recent first;
+        a key with a ``/`` after the prefix belongs to a finer cut of one strip, not listed."""
+        rows = self._db.execute(   # a range on the primary key: an index seek, not a scan of every page
+            "SELECT work_key, MAX(COALESCE(submitted_at, finished_at, 0)) AS at FROM pages "
+            "WHERE work_key >= ? AND work_key < ? GROUP BY work_key ORDER BY at DESC",
+            _prefix_range(prefix)).fetchall()
+        return [r[0] for r in rows if "/" not in r[0][len(prefix):]]
+
+    def page_cut_done(self, work_key: str, page: int, text: str, structured: Any | None) -> None:
+        """A page read in strips: done, its text the strips' joined (each strip has its own row)."""
+        self._db.execute(
+            "INSERT INTO pages (work_key, page, state, submits, result_text, result_json, finished_at) "
+            "VALUES (?, ?, 'done', 0, ?, ?, ?) ON CONFLICT(work_key, page) DO UPDATE SET state='done', "
+            "result_text=excluded.result_text, result_json=excluded.result_json, finished_at=excluded.finished_at",
+            (work_key, page, text, json.dumps(structured) if structured is not None else None, time.time()))
+
+    def learned_height(self, model: str) -> int | None:
+        """The tallest image the model was found to take (learned from its refusals), if any."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"max_input_height:{model}",)).fetchone()
+        return int(row[0]) if row else None
+
+    def learn_height(self, model: str, height: int) -> None:
+        """Keep the lower of the known and the newly learned limit."""
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
+                         "WHERE CAST(excluded.value AS INTEGER) < CAST(value AS INTEGER)",
+                         (f"max_input_height:{model}", str(int(height))))
 
     def possible_duplicates(self) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -400,6 +431,11 @@ class StateStore:
         cur = self._db.execute("INSERT OR IGNORE INTO webhook_events VALUES (?, ?, ?, ?)",
                                (delivery_id, request_id, event, time.time()))
         return cur.rowcount == 1
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """The keys starting with ``prefix`` as a half-open range [prefix, next): index-friendly."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _file(row: sqlite3.Row) -> FileRecord:

@@ -79,13 +79,13 @@ class ServerState:
         self.jobs = JobRunner(engine=self.engine, store=getattr(self.store, "jobs", JobStore(1)),
                               counters=self.counters, faults=self.faults, rng=self.rng, ledger=self.ledger,
                               links=self.links, events=self.events, public_base_url=config.public_base_url,
-                              hosted=config.hosted)
+                              hosted=config.hosted, limits=config.size_limits())
         self.worker: FleetWorker | None = None
         if self.store.shared and config.role in ("worker", "all"):
             self.worker = FleetWorker(store=self.store, engine=self.engine, faults=self.faults, events=self.events,
                                       links=self.links, counters=self.counters, lease_s=config.lease_s,
                                       worker_id=self.worker_id, concurrency=config.engine_workers,
-                                      public_base_url=config.public_base_url, hosted=config.hosted)
+                                      public_base_url=config.public_base_url, hosted=config.hosted, limits=config.size_limits())
         self._sweeper: asyncio.Task | None = None
         self.draining = False
         self._export_until = 0.0   # fleet: one member at a time exports the fleet gauges, until then

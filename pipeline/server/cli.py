@@ -67,6 +67,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="queueing fault: jobs share N engine slots, first come first served (default 0 = off)")
     p.add_argument("--fault-engine-seconds", type=float, default=0.0, metavar="S",
                    help="queueing fault: seconds each job holds its slot, 'processing' with progress (default 0)")
+    p.add_argument("--max-input-height", type=int, metavar="PX",
+                   help="uploads taller than PX fail with the job error INPUT_TOO_LARGE, as the hosted model's (~850)")
+    p.add_argument("--max-answer-chars", type=int, metavar="N",
+                   help="answers longer than N characters fail with the job error CONTEXT_LENGTH_EXCEEDED")
+    p.add_argument("--model-limit", action="append", default=[], metavar="MODEL=PX[:N]",
+                   help="per model: the height (px) and answer length (characters) it takes, over the two above")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice (default 0)")
     p.add_argument("--store", metavar="URL",
                    help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
@@ -133,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hosted = HostedSettings(job_s=tuple(args.hosted_job_s))
     except ValueError:
         raise ValueError("--hosted-job-s LO HI: need 0 <= LO <= HI") from None
+    model_limits = dict(parse_model_limit(spec) for spec in args.model_limit)
     secret = args.webhook_secret or os.environ.get(SECRET_ENV) or None
     extra = {"webhook_secret": secret} if secret else {}
     return ServerConfig(host=args.host, port=args.port, tokens=tokens, engine=args.engine,
@@ -142,7 +149,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         faults=faults, admin=args.admin, seed=args.seed, store_url=store, role=args.role,
                         lease_s=args.lease, worker_id=args.worker_id, hosted=hosted, migrate=not args.no_migrate,
                         clock_offset_s=args.clock_offset,
-                        truth_dir=args.truth_dir, truth_corrupt=args.truth_corrupt, **extra)
+                        truth_dir=args.truth_dir, truth_corrupt=args.truth_corrupt, max_input_height=args.max_input_height,
+                        max_answer_chars=args.max_answer_chars, model_limits=model_limits or None, **extra)
 
 
 async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
@@ -193,6 +201,19 @@ def migrate_from_args(args: argparse.Namespace) -> int:
     print(f"serve: schema up to date ({'applied ' + ', '.join(map(str, applied)) if applied else 'nothing to apply'})",
           file=sys.stderr)
     return int(ExitCode.OK)
+
+
+def parse_model_limit(spec: str) -> tuple[str, tuple[int | None, int | None]]:
+    """``MODEL=PX[:N]`` from ``--model-limit``: a model's height and answer-length limits."""
+    model, sep, value = spec.partition("=")
+    height, _, chars = value.partition(":")
+    try:
+        limits = (int(height) if height.strip() else None, int(chars) if chars.strip() else None)
+    except ValueError:
+        limits = None
+    if not sep or not model.strip() or limits is None or any(v is not None and v < 1 for v in limits):
+        raise ValueError(f"--model-limit {spec!r}: expected MODEL=PX[:N] such as Nanonets_Ocr_S_F16=850:4000")
+    return model.strip(), limits
 
 
 def serve_from_args(args: argparse.Namespace) -> int:

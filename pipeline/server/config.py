@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .faults import FaultConfig, FaultRule
-from .hosted import HostedSettings
+from .hosted import HOSTED_MODELS, HostedSettings
+from .size_limits import SizeLimits
 
 Limit = tuple[int | None, int | None]   # (per minute, per day); None = unlimited
 
@@ -60,6 +61,10 @@ class ServerConfig:
     hosted: HostedSettings = field(default_factory=HostedSettings)   # the hosted-like model (hosted.py)
     migrate: bool = True                  # fleet: apply missing schema migrations at start-up (False: refuse to start)
     clock_offset_s: float = 0.0           # test only: this process's wall clock runs this far ahead (a skewed machine)
+    # The hosted model's size limits as job errors (size_limits.py); None = any size.
+    max_input_height: int | None = None   # taller uploads fail with INPUT_TOO_LARGE (hosted: ~850)
+    max_answer_chars: int | None = None   # longer answers fail with CONTEXT_LENGTH_EXCEEDED
+    model_limits: dict[str, tuple[int | None, int | None]] | None = None  # per model: (height, chars)
 
     def __post_init__(self) -> None:
         self.tokens = tuple(self.tokens)
@@ -84,6 +89,14 @@ class ServerConfig:
             for n in (per_min, per_day):
                 if n is not None and (not isinstance(n, int) or n < 1):
                     raise ValueError(f"limits[{ep!r}]: a limit is a whole number >= 1 or None, not {n!r}")
+
+    def size_limits(self) -> SizeLimits:
+        """The hosted-like models refuse what the hosted one does (``hosted.max_input_height``, 850 px
+        by default) unless the global limits or ``model_limits`` say otherwise; other models take
+        the global limits (none by default)."""
+        hosted = {m: (self.max_input_height or self.hosted.max_input_height,
+                      self.max_answer_chars or self.hosted.max_answer_chars) for m in HOSTED_MODELS}
+        return SizeLimits(self.max_input_height, self.max_answer_chars, hosted | dict(self.model_limits or {}))
 
     def endpoint_limits(self) -> dict[str, Limit]:
         base = dict(PROFILES[self.profile])

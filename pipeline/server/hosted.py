@@ -61,6 +61,10 @@ class HostedSettings:
     """What is configurable about the hosted-like model (``ServerConfig.hosted``)."""
 
     job_s: tuple[float, float] = (5.0, 20.0)   # each job takes uniform(lo, hi) seconds (tests: scale it down)
+    # Job errors as the hosted model gives them (size_limits.py): INPUT_TOO_LARGE above this height
+    # (deapi-api.md §8: ~850 px), CONTEXT_LENGTH_EXCEEDED above this many answer characters.
+    max_input_height: int | None = 850
+    max_answer_chars: int | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.job_s

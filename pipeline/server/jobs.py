@@ -27,6 +27,7 @@ from .hosted import HostedSettings, hosted_answer, is_hosted
 from .ledger import Ledger
 from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
+from .size_limits import SizeLimits, check_answer, check_input
 from .slots import SlotGate, hold
 
 log = logging.getLogger("pipeline.server.jobs")
@@ -69,8 +70,10 @@ class JobRunner:
 
     def __init__(self, *, engine: EngineRunner, store: JobStore, counters: Counters, faults: FaultConfig,
                  rng: random.Random, ledger: Ledger, links: ResultLinks, events: JobEvents,
-                 public_base_url: str | None, hosted: HostedSettings | None = None) -> None:
+                 public_base_url: str | None, hosted: HostedSettings | None = None,
+                 limits: SizeLimits | None = None) -> None:
         self.hosted = hosted or HostedSettings()
+        self.limits = limits
         self.engine, self.store, self.counters, self.faults, self.rng = engine, store, counters, faults, rng
         self.ledger, self.links, self.events = ledger, links, events
         self.public_base_url = public_base_url
@@ -146,7 +149,7 @@ class JobRunner:
             return
         job.progress = max(job.progress, 50.0)
         try:
-            job.text = await read_page(self.engine, job, self.hosted, self.rng)
+            job.text = await read_page(self.engine, job, self.hosted, self.rng, self.limits)
         except EngineError as exc:
             self._fail(job, exc.code, str(exc))
             return
@@ -176,13 +179,18 @@ def decide_faults(job: Job, faults: FaultConfig, rng: random.Random) -> None:
 
 
 async def read_page(engine: EngineRunner, job: Job, hosted: HostedSettings | None = None,
-                    rng: random.Random | None = None) -> str:
+                    rng: random.Random | None = None, limits: SizeLimits | None = None) -> str:
     """The engine's reading of the job's image as the result document (text, or JSON serialized);
-    a hosted-like model's job answers Markdown and takes its drawn time (``hosted.py``)."""
+    a hosted-like model's job answers Markdown and takes its drawn time (``hosted.py``);
+    ``limits`` refuse too tall an image or too long an answer as the hosted model does."""
+    check_input(limits, job.model, job.image or b"")
     if is_hosted(job.model):
-        return await hosted_answer(engine, job.image or b"", job.language, job.format,
-                                   hosted or HostedSettings(), rng or random.Random())
+        answer = await hosted_answer(engine, job.image or b"", job.language, job.format,
+                                     hosted or HostedSettings(), rng or random.Random())
+        check_answer(limits, job.model, json.loads(answer)["text"] if job.format == "json" else answer)
+        return answer
     page = await engine.recognize(job.image or b"", job.language)
+    check_answer(limits, job.model, page.text)
     return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
 
 

@@ -33,6 +33,7 @@ from typing import Awaitable, Callable
 from .counters import Counters
 from pipeline.ocr.base import EngineError
 from pipeline.ocr.pool import EngineRunner
+from .size_limits import SizeLimits
 from .faults import FaultConfig
 from .hosted import HostedSettings
 from .jobs import read_page
@@ -60,8 +61,10 @@ class FleetWorker:
 
     def __init__(self, *, store: Store, engine: EngineRunner, faults: FaultConfig, events: JobEvents,
                  links: ResultLinks, counters: Counters, lease_s: float, worker_id: str, concurrency: int,
-                 public_base_url: str | None, hosted: HostedSettings | None = None) -> None:
+                 public_base_url: str | None, hosted: HostedSettings | None = None,
+                 limits: SizeLimits | None = None) -> None:
         self.hosted, self.rng = hosted, random.Random()
+        self.limits = limits
         self.store, self.engine, self.faults, self.events = store, engine, faults, events
         self.links, self.counters, self.lease_s = links, counters, lease_s
         self.worker_id, self.concurrency, self.public_base_url = worker_id, concurrency, public_base_url
@@ -180,7 +183,7 @@ class FleetWorker:
         else:
             job.progress = max(job.progress, 50.0)
             try:
-                job.text = await read_page(self.engine, job, self.hosted, self.rng)
+                job.text = await read_page(self.engine, job, self.hosted, self.rng, self.limits)
                 job.status = DONE
             except EngineError as exc:
                 job.status, job.error_code, job.error = ERROR, exc.code, str(exc)

@@ -1,0 +1,329 @@
+"""Cut a page too tall for the model into horizontal strips at the gaps between text lines.
+
+Why: the hosted model refuses images taller than about 850 px (``INPUT_TOO_LARGE``), and an
+archive page at 300 dpi is 3508 px tall. Shrinking the page would make its text too small to
+read, so the page is cut, and a cut must never go through a line of text: a line cut in two is
+read as two half-lines of garbage, or not at all.
+
+How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
+
+* **Ink**: dark pixels (Otsu's threshold on the grey histogram, never above mid-grey, so a clean
+  white page is not split on paper texture), without the scan's frame; in a dark panel (a
+  coloured sidebar) the light pixels are the ink. A row is *blank* when it holds at most a speck
+  of ink (``speck`` pixels: dust, not a descender), and each row's ink counts for its neighbours
+  (a row through the middle of thin type may hold only grey: no gap). A gutter may hold dust, never a run of
+  consecutive inked rows down its middle (a title crossing it).
+* **Bands and columns** (a recursive XY cut of depth two): the page is split at full-width blank
+  runs into bands; a band with a vertical white gutter (no ink over the band's height, wide at
+  least ``GUTTER_FRACTION`` of the page, with ink on both sides) is cut into its columns. A
+  horizontal strip of a two-column page would be answered column 1's lines, then column 2's, so
+  stitched strips would interleave the columns: **the columns are cut apart first**, and the
+  strips are read column by column, each top to bottom (reading order: bands top to bottom,
+  columns left to right). A band of columns that fits the limit is never cut inside (the model
+  reads its columns in order within one image); the other bands are cut as one run. A table wide
+  and tall enough to show gutters is cut into its columns too (read column by column).
+* **Strips**: a run is cut greedily, each strip as tall as the limit allows, at the middle of
+  the lowest blank run that keeps the strip within the limit.
+* **No gap tall enough** (a photo, a dense table, lines touching): the strip ends at its least
+  inked row in the lower part of the window, and the next strip starts ``overlap`` rows above
+  that cut, so a text line crossing the cut is whole in the next strip. The text read twice
+  across such a seam is removed when the strips are joined (``pipeline.run.strips``): by the
+  line boxes when the answer has them, else by matching the first lines of the lower strip
+  against the last lines of the upper one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page width wide
+MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
+OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
+MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
+FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
+PANEL_FRACTION = 0.05       # dark columns (rows) at least this share of the page wide (tall) are a panel
+EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
+EDGE_SHARE = 0.1
+GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through) ...
+CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows (text crossing it)
+MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
+
+
+@dataclass(frozen=True)
+class Region:
+    """A strip of the page: its box on the upload (pixels) and the rows it shares with the strip
+    above it (``overlap`` > 0 only for a seam cut where no gap was tall enough)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    overlap: int = 0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def to_json(self) -> dict:
+        out = {"box": [self.x0, self.y0, self.x1, self.y1]}
+        if self.overlap:
+            out["overlap"] = self.overlap
+        return out
+
+
+def ink_mask(image: Image.Image) -> np.ndarray:
+    """Dark pixels as a boolean array (rows, columns), without the scan's frame: a row or column
+    inked over more than ``FRAME_SHARE`` of the page is a black border, a fold or a rule, not text,
+    and would hide every gap it crosses."""
+    grey_image = image.convert("L")
+    grey = np.asarray(grey_image, dtype=np.uint8)
+    ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
+    height, width = ink.shape
+    _panels(ink)      # dark columns: a sidebar, or a border
+    _panels(ink.T)    # dark rows: a banner, or a rule (a view: the same pixels)
+    # Each row's ink reaches ``reach`` rows up and down: a row through the middle of a line of
+    # thin type can hold no dark pixel at all (only grey stroke edges), and a "gap" that thin is
+    # inside a line; gaps between lines are taller and survive, ``2 * reach`` rows shorter.
+    reach = max(1, height // 1000)
+    grown = ink.copy()
+    for shift in range(1, reach + 1):
+        grown[shift:] |= ink[:-shift]
+        grown[:-shift] |= ink[shift:]
+    ink = grown
+    # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
+    # there (not at the top and bottom, where a running head's line inks rows just as densely)
+    edge_x = int(width * EDGE_FRACTION)
+    cols = ink.sum(axis=0) > EDGE_SHARE * height
+    cols[edge_x:width - edge_x] = False
+    ink[:, cols] = False
+    return ink
+
+
+def _panels(ink: np.ndarray) -> None:
+    """Columns inked over more than ``FRAME_SHARE`` of the rows, in place: a run of them at least
+    ``PANEL_FRACTION`` of the width is a dark panel (a coloured sidebar) whose text is light on
+    dark, so there the light pixels become the ink, in the rows the panel covers; a narrower run
+    is a border or a rule, not text, and is left out (it would hide every gap it crosses)."""
+    height, width = ink.shape
+    for a, b in _runs(ink.sum(axis=0) > FRAME_SHARE * height):
+        if b - a >= width * PANEL_FRACTION:
+            rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
+            ink[rows, a:b] = ~ink[rows, a:b]
+        else:
+            ink[:, a:b] = False
+
+
+def _otsu(hist: np.ndarray) -> int:
+    """Otsu's threshold from a 256-bin grey histogram (Pillow's, computed in C)."""
+    total = hist.sum()
+    if total == 0:
+        return 128
+    levels = np.arange(256)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    mean_all = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean_all * w0 / total - m0) ** 2 / (w0 * w1 / total)
+    between = np.nan_to_num(between)
+    threshold = int(np.argmax(between)) + 1
+    return min(threshold, 128) if between.max() > 0 else 128
+
+
+def plan_strips(image: Image.Image, limit: int) -> list[Region]:
+    """The page's strips in reading order, each at most ``limit`` rows tall (one region, the
+    whole page, when it fits)."""
+    width, height = image.size
+    if height <= limit:
+        return [Region(0, 0, width, height)]
+    ink = ink_mask(image)
+    return plan_from_ink(ink, limit)
+
+
+def plan_from_ink(ink: np.ndarray, limit: int) -> list[Region]:
+    height, width = ink.shape
+    speck = max(2, width // 500)
+    out = _layout(ink, 0, width, 0, height, limit, speck, width)
+    # a strip of blank paper costs a job and reads nothing
+    return [r for r in out if ink[r.y0:r.y1, r.x0:r.x1].sum() > speck]
+
+
+def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
+            page_width: int) -> list[Region]:
+    """Regions of the box in reading order (a recursive XY cut that stops as soon as a part fits).
+
+    The box's bands (split at full-width blank runs) are grouped: a *section* is the longest run of
+    consecutive bands that has a gutter over all of them (a two-column body with its footnotes);
+    a section taller than the limit is cut into its columns, each laid out in turn (a column may
+    hold sections of its own), a smaller one is kept whole
+    (never cut inside: the model reads its columns in order within one image); the bands between
+    sections (titles, full-width paragraphs) and the small sections are cut together at line gaps.
+    """
+    if y1 - y0 <= limit:
+        return [Region(x0, y0, x1, y1)]
+    bands = [(y0 + a, y0 + b) for a, b in _bands(ink[y0:y1, x0:x1], speck)]
+    out: list[Region] = []
+    run_start: int | None = None
+    keep_whole: list[tuple[int, int]] = []
+    i = 0
+    while i < len(bands):
+        j = _section_end(ink, x0, x1, bands, i, page_width)
+        s0, s1 = bands[i][0], bands[j][1]
+        columns = _columns(ink[s0:s1, x0:x1], page_width) if j > i or not _centred(ink[s0:s1, x0:x1]) else []
+        if columns:
+            if s1 - s0 > limit:
+                if run_start is not None:
+                    out += _cut_run(ink, x0, x1, run_start, s0, limit, speck, keep_whole)
+                    run_start, keep_whole = None, []
+                out += [r for c0, c1 in columns for r in _layout(ink, x0 + c0, x0 + c1, s0, s1, limit, speck, page_width)]
+                i = j + 1
+                continue
+            keep_whole.append((s0, s1))
+        run_start = s0 if run_start is None else run_start
+        i = j + 1
+    if run_start is not None:
+        out += _cut_run(ink, x0, x1, run_start, y1, limit, speck, keep_whole)
+    return out
+
+
+def _centred(band: np.ndarray) -> bool:
+    """Ink narrower than half the box and centred in it: a title or a page number, which spans
+    the columns (its letter gaps are no gutter)."""
+    inked = np.flatnonzero(band.sum(axis=0))
+    if inked.size == 0:
+        return False
+    width = band.shape[1]
+    left, right = int(inked[0]), int(inked[-1]) + 1
+    return right - left < width * 0.5 and abs((left + right) / 2 - width / 2) < width * 0.1
+
+
+def _section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, page_width: int) -> int:
+    """The last band j >= i such that a gutter runs over all of bands i..j (i when none): a band
+    of one column only (a footnote under its column) extends the section, a centred page number
+    or title stops it."""
+    best = i
+    if _centred(ink[bands[i][0]:bands[i][1], x0:x1]):
+        return i
+    for j in range(i + 1, len(bands)):
+        if _centred(ink[bands[j][0]:bands[j][1], x0:x1]) or not _columns(ink[bands[i][0]:bands[j][1], x0:x1],
+                                                                            page_width):
+            break
+        best = j
+    return best
+
+
+def _blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """Runs [a, b) of rows holding at most a speck of ink."""
+    return _runs(rows_ink <= speck)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs [a, b) of consecutive True in a 1-d mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _bands(ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """The page cut at full-width blank runs at least ``MIN_BAND_GAP_FRACTION`` of its height:
+    consecutive bands cover the page, each boundary in the middle of such a run."""
+    height = ink.shape[0]
+    min_gap = max(8, int(height * MIN_BAND_GAP_FRACTION))
+    cuts = [(a + b) // 2 for a, b in _blank_runs(ink.sum(axis=1), speck)
+            if b - a >= min_gap and a > 0 and b < height]
+    bounds = [0, *cuts, height]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _tallest_line(band: np.ndarray, page_width: int) -> int:
+    """The tallest run of consecutive rows holding more than a speck of ink: a line's height
+    (or several touching lines')."""
+    return max((b - a for a, b in _runs(band.sum(axis=1) > max(2, page_width // 500))), default=0)
+
+
+def _word_space(band: np.ndarray, a: int, b: int, page_width: int) -> bool:
+    """Whether the blank run [a, b) is narrower than half the height of the lines beside it: a
+    big title's word space is as wide as a body's gutter, but never half as wide as its letters
+    are tall (the lines are measured next to the run, so the other column's lines, on other
+    baselines, do not join them)."""
+    reach = 3 * (b - a)
+    tallest = max(_tallest_line(band[:, max(0, a - reach):a], page_width),
+                  _tallest_line(band[:, b:b + reach], page_width))
+    return b - a < tallest // 2
+
+
+def _crossed(middle: np.ndarray, page_width: int) -> bool:
+    """Whether ink runs down the middle third of a gutter over consecutive rows, as a title or a
+    line of text crossing it does (dust and bleed-through are specks, scattered): such a "gutter"
+    is no gutter, and a cut there would go through that text."""
+    longest = max((b - a for a, b in _runs(middle.any(axis=1))), default=0)
+    return longest >= max(CROSSING_ROWS, page_width // 400)
+
+
+def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
+    """The band's columns [x0, x1) split at white gutters with ink on both sides; [] if none."""
+    cols_ink = band.sum(axis=0)
+    inked = np.flatnonzero(cols_ink > 0)
+    if inked.size == 0:
+        return []
+    left, right = int(inked[0]), int(inked[-1]) + 1
+    min_gutter = max(8, int(page_width * GUTTER_FRACTION))
+    tolerance = int(band.shape[0] * GUTTER_INK)
+    gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], tolerance)
+               if b - a >= min_gutter and a > 0 and b < right - left
+               and not _crossed(band[:, left + a + (b - a) // 3:left + b - (b - a) // 3], page_width)
+               and not _word_space(band, left + a, left + b, page_width)]
+    if not gutters:
+        return []
+    bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [band.shape[1]]
+    columns = list(zip(bounds, bounds[1:]))
+    narrow = max(16, int(page_width * MIN_COLUMN_FRACTION))
+    merged: list[tuple[int, int]] = []
+    for x0, x1 in columns:   # a rule between two columns is no column: it joins the one on its left
+        if merged and (x1 - x0 < narrow or merged[-1][1] - merged[-1][0] < narrow):
+            merged[-1] = (merged[-1][0], x1)
+        else:
+            merged.append((x0, x1))
+    return merged if len(merged) >= 2 else []
+
+
+def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
+             keep_whole: list[tuple[int, int]]) -> list[Region]:
+    """Rows [y0, y1) of columns [x0, x1) in strips of at most ``limit`` rows, cut at blank runs
+    (none inside a ``keep_whole`` band: its columns must stay in one strip)."""
+    rows = ink[y0:y1, x0:x1].sum(axis=1)
+    gaps = [(a, b) for a, b in _blank_runs(rows, speck)
+            if not any(k0 < y0 + (a + b) // 2 < k1 for k0, k1 in keep_whole)]
+    out: list[Region] = []
+    top, overlap = 0, 0
+    total = y1 - y0
+    while total - top > limit:
+        end = top + limit
+        # the lowest blank run reaching into (top, end]: cut at its middle, clipped to the window
+        cut = None
+        for a, b in reversed(gaps):
+            if a < end and b > top + 1:
+                cut = min((a + b) // 2, end)
+                if cut > top:
+                    break
+                cut = None
+        if cut is not None:
+            out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+            top, overlap = cut, 0
+            continue
+        # no gap: the least inked row in the lower part of the window, then overlap the next strip
+        lo = top + max(1, int(limit * MIN_STRIP_FRACTION))
+        cut = lo + int(np.argmin(rows[lo:end]))
+        if cut <= top:
+            cut = end
+        out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+        overlap = min(int(limit * OVERLAP_FRACTION), cut - top - 1)
+        top = cut - overlap
+    out.append(Region(x0, y0 + top, x1, y1, overlap))
+    return out

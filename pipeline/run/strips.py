@@ -1,0 +1,237 @@
+"""A page too tall for the model, read as strips: each strip a job of its own, paid once.
+
+Why here and not in ``process``: the per-page way (intent, POST, request id, await) is already
+crash-safe, so a strip goes through exactly that way (``FileProcessor._page``), under a *strip
+work key* of its own: ``<work key>#p<page>h<limit>``, strip ``n`` as its page ``n``. A finer cut
+of one refused strip ``n`` lives under ``<strip key>/s<n>h<limit>``. So:
+
+* every strip's intent and request id are written ahead, like any page's; a crash at any moment
+  pays for no strip twice, and a rerun re-attaches submitted strips and takes done ones as they
+  are (a partly done page resumes with its missing strips only);
+* the cut is a pure function of the page's pixels and the limit, and a rerun takes the limit from
+  the strip keys already begun for the page (``StateStore.strip_keys``), not from today's limit,
+  so it cuts the same strips again, whatever was learned meanwhile;
+* once every strip is read, the page row gets the joined text (``stitch``) and is done as any page;
+  its ``.json`` facts list the strips (their box on the upload, their rows in the source page,
+  request ids).
+
+The limit: ``api.max_input_height`` (per model, since a config names one model), lowered by what
+refusals taught (``StateStore.learned_height``). A job refused with ``INPUT_TOO_LARGE`` or
+``CONTEXT_LENGTH_EXCEEDED`` is counted (``refused_jobs`` in the run report), the learned limit is
+set to ``LEARN_FACTOR`` times the refused image's height (we know only that it was too tall), and
+that image alone is cut finer and retried; later pages are cut before they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from pipeline.inputs.prepare import PreparedPage
+from pipeline.run.stitch import Piece, stitch
+
+if TYPE_CHECKING:
+    from pipeline.inputs.strips import Region
+
+
+def plan_strips(image: Image.Image, limit: int) -> list[Region]:
+    """``inputs.strips.plan_strips``, imported when a page is first too tall (it loads numpy,
+    which a run of pages that fit never needs: start-up time, ``tests/test_startup.py``)."""
+    from pipeline.inputs.strips import plan_strips as plan
+
+    return plan(image, limit)
+
+REFUSALS = ("INPUT_TOO_LARGE", "CONTEXT_LENGTH_EXCEEDED")
+LEARN_FACTOR = 0.75   # a refused image of height h: the limit becomes 0.75 h (five refusals from 3508 to 850)
+MIN_HEIGHT = 127      # the API's smallest image height: a strip is padded up to it, never cut below it
+MIN_WIDTH = 128
+
+
+@dataclass
+class StripStats:
+    """What the run report says about strips (``api_calls.strips``)."""
+
+    pages_cut: int = 0
+    strips: int = 0              # strips read this run (submitted, re-attached or taken as done)
+    refused_jobs: int = 0        # jobs the API refused as too large (each refunded, each re-cut)
+    learned_height: int | None = None
+    limit_used: int | None = None  # the lowest limit a page was cut at this run
+    refusals: list[dict] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"pages_cut": self.pages_cut, "strips": self.strips, "refused_jobs": self.refused_jobs,
+                "learned_max_input_height": self.learned_height, "limit_used": self.limit_used, "refusals": self.refusals[:20]}
+
+
+def current_limit(config: Any, state: Any) -> int | None:
+    """The tallest image to send: the configured limit, lowered by what refusals taught."""
+    configured = config.api.max_input_height
+    learned = state.learned_height(config.api.model)
+    known = [h for h in (configured, learned) if h]
+    return min(known) if known else None
+
+
+def finer(height: int, limit: int | None) -> int:
+    return max(MIN_HEIGHT, int(min(height, limit or height) * LEARN_FACTOR))
+
+
+def strip_upload(image: Image.Image, region: Region, page: PreparedPage, index: int) -> PreparedPage:
+    """One strip as an upload: the region's pixels as PNG (lossless; a JPEG page is not re-compressed
+    twice), padded with white at the right/bottom to the API's minimum size (moves no coordinate)."""
+    crop = image.crop((region.x0, region.y0, region.x1, region.y1))
+    if crop.width < MIN_WIDTH or crop.height < MIN_HEIGHT:
+        padded = Image.new(crop.mode, (max(crop.width, MIN_WIDTH), max(crop.height, MIN_HEIGHT)),
+                           255 if crop.mode in ("L", "1") else (255,) * len(crop.getbands()))
+        padded.paste(crop, (0, 0))
+        crop = padded
+    buf = io.BytesIO()
+    crop.save(buf, "PNG", optimize=False)
+    data = buf.getvalue()
+    stem = page.filename.rsplit(".", 1)[0]
+    return PreparedPage(data=data, filename=f"{stem}-s{index + 1:02d}.png", content_type="image/png",
+                        format="PNG", width=crop.width, height=crop.height, page_index=index,
+                        scale=page.scale, transforms=(f"strip:{region.x0},{region.y0},{region.x1},{region.y1}",),
+                        sha256=hashlib.sha256(data).hexdigest(), source=page.source)
+
+
+def decode(page: PreparedPage) -> Image.Image:
+    image = Image.open(io.BytesIO(page.data))
+    image.load()
+    if image.mode not in ("1", "L", "RGB"):
+        image = image.convert("RGB")
+    return image
+
+
+def strip_sizes(page: PreparedPage, limit: int | None) -> list[tuple[int, int]]:
+    """What ``plan`` prices: the uploads this page becomes at ``limit`` (itself when it fits)."""
+    if not limit or page.height <= limit:
+        return [(page.width, page.height)]
+    with decode(page) as image:
+        return [(max(r.width, MIN_WIDTH), max(r.height, MIN_HEIGHT)) for r in plan_strips(image, limit)]
+
+
+class StripReader:
+    """Reads one page: whole when it fits the limit, else (or once refused) in strips."""
+
+    def __init__(self, processor: Any, entry: Any, key: str, page: PreparedPage) -> None:
+        self.proc, self.entry, self.key, self.page = processor, entry, key, page
+        self.ctx = processor.ctx
+        self.state = processor.ctx.state
+        self.stats: StripStats = processor.ctx.strips
+        self._image: Image.Image | None = None
+
+    async def read(self, stored: Any) -> Any:
+        from pipeline.run.process import FileFailure, PageResult   # the caller's types (no import circle)
+
+        page, state = self.page, self.state
+        force = self.ctx.force   # --force redoes the strips too
+        begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
+        refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
+        limit = current_limit(self.ctx.config, state)
+        # a page already sent whole (request id recorded, or its POST's outcome unknown) is
+        # re-attached whole, never cut and paid again, whatever the limit is now
+        in_flight = stored is not None and stored.state in ("submitted", "submitting")
+        if not begun and not refused and (limit is None or page.height <= limit or in_flight):
+            try:
+                return await self.proc._page(self.entry, self.key, page, stored)
+            except FileFailure as exc:
+                if exc.code not in REFUSALS:
+                    raise
+                self._refused(page.height, exc.code, limit)
+                refused = True
+        if begun:
+            strip_key = begun[0]
+            limit = int(strip_key.rsplit("h", 1)[1])
+        else:
+            if refused:
+                limit = min(current_limit(self.ctx.config, state) or page.height, finer(page.height, limit))
+            strip_key = f"{self.key}#p{page.page_index}h{limit}"
+        try:
+            self._image = await asyncio.to_thread(decode, page)
+            regions = await asyncio.to_thread(plan_strips, self._image, limit)
+            pieces = await self._read_regions(strip_key, regions, limit)
+            text, structured = await asyncio.to_thread(stitch, pieces, page.width, page.height)
+        finally:
+            if self._image is not None:
+                self._image.close()
+        state.page_cut_done(self.key, page.page_index, text, structured)
+        self.stats.pages_cut += 1
+        self.stats.limit_used = min(limit, self.stats.limit_used or limit)
+        scale = page.scale or 1.0
+        for rec in (p.record for p in pieces if p.record is not None):
+            x0, y0, x1, y1 = rec["box"]
+            rec["source_y"] = [round(y0 / scale, 2), round(y1 / scale, 2)]
+        records = [p.record for p in pieces if p.record is not None]
+        facts = {"strips": records, "strip_limit": limit}
+        submits = sum(r["submits"] for r in records)
+        return PageResult(page.page_index, text, structured, None, submits, facts=facts)
+
+    async def _read_regions(self, key: str, regions: list[Region], limit: int) -> list[Piece]:
+        """Every region's answer, in order; a refused one cut finer under a key of its own."""
+        from pipeline.run.process import StopSubmitting
+
+        stored = {} if self.ctx.force else self.state.get_pages(key)
+        results = await asyncio.gather(*(self._region(key, n, r, stored.get(n), limit)
+                                         for n, r in enumerate(regions)), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for r in sorted(failed, key=lambda e: not isinstance(e, (StopSubmitting, asyncio.CancelledError))):
+            raise r   # a stop first (the page is deferred), else the first failure
+        return [piece for part in results for piece in part]   # type: ignore[union-attr]
+
+    async def _region(self, key: str, n: int, region: Region, stored: Any, limit: int) -> list[Piece]:
+        from pipeline.run.process import FileFailure
+
+        sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
+        if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
+            return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
+        upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n)
+        try:
+            result = await self.proc._page(self.entry, key, upload, stored)
+        except FileFailure as exc:
+            if exc.code not in REFUSALS:
+                raise
+            self._refused(upload.height, exc.code, limit)
+            return await self._finer(key, n, region, [], limit, exc.code)
+        self.stats.strips += 1
+        record = {"box": [region.x0, region.y0, region.x1, region.y1],
+                  **({"overlap": region.overlap} if region.overlap else {}),
+                  "request_id": result.request_id, "submits": result.submits,
+                  "width": upload.width, "height": upload.height}
+        return [Piece(region, result.text, result.structured, record)]
+
+    async def _finer(self, key: str, n: int, region: Region, begun: list[str], limit: int,
+                     code: str | None) -> list[Piece]:
+        from pipeline.run.process import FileFailure
+
+        if begun:
+            sub_key = begun[0]
+            sub = int(sub_key.rsplit("h", 1)[1])
+        else:
+            sub = min(current_limit(self.ctx.config, self.state) or region.height, finer(region.height, limit))
+            sub_key = f"{key}/s{n}h{sub}"
+        self.stats.limit_used = min(sub, self.stats.limit_used or sub)
+        if sub >= region.height or region.height <= MIN_HEIGHT:
+            raise FileFailure("failed_permanent", "permanent",
+                              f"the model refused a strip of {region.height} px ({code or 'INPUT_TOO_LARGE'}), and "
+                              f"it cannot be cut finer than {MIN_HEIGHT} px: see docs/client.md, pages too tall",
+                              code or "INPUT_TOO_LARGE")
+        crop = self._image.crop((region.x0, region.y0, region.x1, region.y1))
+        subs = await asyncio.to_thread(plan_strips, crop, sub)
+        from pipeline.inputs.strips import Region
+
+        moved = [Region(region.x0 + r.x0, region.y0 + r.y0, region.x0 + r.x1, region.y0 + r.y1,
+                        r.overlap if r.y0 > 0 else region.overlap) for r in subs]
+        return await self._read_regions(sub_key, moved, sub)
+
+    def _refused(self, height: int, code: str, limit: int | None) -> None:
+        learned = finer(height, limit)
+        self.state.learn_height(self.ctx.config.api.model, learned)
+        self.stats.refused_jobs += 1
+        self.stats.learned_height = self.state.learned_height(self.ctx.config.api.model)
+        self.stats.refusals.append({"path": self.entry.rel, "page": self.page.page_index, "height": height,
+                                    "code": code})
