@@ -143,6 +143,7 @@ def settings_fingerprint(config: Config) -> str:
         "model": api.model, "language": api.language, "format": api.format,
         "precheck": [pre.max_upload_bytes, pre.max_source_pixels, pre.jpeg_quality],
         "engine": api.embedded.engine if config.embedded else None,
+        "straighten": [pre.rotate_pages, pre.deskew],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
