@@ -37,6 +37,7 @@ SUITE = [
     ("bench.pdf_render", [], ["--pages", "5,20"]),
     ("bench.control", [], ["--quick"]),
     ("bench.price_buckets", [], []),
+    ("bench.straighten", [], ["--quick"]),
 ]
 
 
