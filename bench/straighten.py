@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data")
     ap.add_argument("--quick", action="store_true", help="3 pages, no OCR")
     ap.add_argument("--limit", type=int, default=0, help="at most this many pages")
+    ap.add_argument("--pages", help="only these pages (file names, comma-separated)")
     ap.add_argument("--ocr", nargs="*", default=None, help="engines to score (rapidocr tesseract)")
     args = ap.parse_args(argv)
     data = data_dir(args.data)
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         todo = todo[:: max(1, len(todo) // 3)][:3]
     elif args.limit:
         todo = todo[: args.limit]
+    if args.pages:
+        wanted = set(args.pages.split(","))
+        todo = [t for t in todo if t[0].name in wanted]
     counts = {"upright": {"right": 0, "left": 0, "wrong": 0}, "turned": {"right": 0, "left": 0, "wrong": 0},
               "skewed": {"right": 0, "left": 0, "wrong": 0}}
     cost = {"upright": [], "turned": []}

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from bench.metrics import cer_counts
 from bench.page_variants import variant
 from conftest import TOKEN
-from formats_checks import alto_words, matched_fraction, validate_alto
+from formats_checks import alto_words, matched_fraction, pdf_words, render_pdf_pages, validate_alto
 from helpers import run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
 from pipeline.inputs import upright
@@ -136,7 +136,7 @@ async def test_turned_and_skewed_pages_read_like_the_upright_one(tmp_path, engin
         im.save(inp / name)
         expected[name] = [(w, b) for (w, _), b in zip(truth, moved)]
     async with EmbeddedServer(ServerConfig(engine=engine, tokens=(TOKEN,))) as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto"],
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"],
                            timeouts__job_s=300)
         code, report, _ = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK, report
@@ -149,6 +149,13 @@ async def test_turned_and_skewed_pages_read_like_the_upright_one(tmp_path, engin
         alto = out / f"{name}.alto.xml"
         validate_alto(alto)
         found = alto_words(alto)
-        assert matched_fraction([(1, w, b) for w, b in words], found) >= 0.9, (name, record["transforms"])
+        truth_words = [(1, w, b) for w, b in words]
+        assert matched_fraction(truth_words, found) >= 0.9, (name, record["transforms"])
+        # the searchable PDF shows the image as stored (its size), with the words on it (300 dpi)
+        pdf = out / f"{name}.pdf"
+        (png,) = render_pdf_pages(pdf, tmp_path / "png" / name)
+        with Image.open(png) as shown, Image.open(inp / name) as stored:
+            assert abs(shown.width / shown.height - stored.width / stored.height) < 0.01
+        assert matched_fraction(truth_words, pdf_words(pdf), scale=300 / 72) >= 0.9, name
         errors, length = cer_counts(base, (out / f"{name}.txt").read_text())
         assert errors / length <= 0.01, (name, record["transforms"], errors, length)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline.inputs.geometry import deskew_frame
-from pipeline.inputs.skew import ANALYSIS_SIDE, COARSE_STEP, MAX_ANGLE, ascender_ratio, line_lie, reduce_gray
+from pipeline.inputs.skew import (ANALYSIS_SIDE, COARSE_STEP, MAX_ANGLE, MIN_INK_POINTS, ascender_ratio, line_lie,
+                                  reduce_gray)
 from pipeline.ocr import osd
 from pipeline.ocr.imaging import flatten_on_white
 
@@ -88,6 +89,8 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         clear = lie.clarity >= MIN_CLARITY and abs(lie.angle) <= MAX_ANGLE - COARSE_STEP
         skew = lie.angle if deskew == "auto" and clear and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
+            return Straightening(skew, 0)
+        if 0 < lie.ink_points < MIN_INK_POINTS:   # a few marks: nothing OSD could read
             return Straightening(skew, 0)
         if clear and lie.across:
             ratio, lines = ascender_ratio(small, lie.angle)
