@@ -26,7 +26,7 @@ def variant(page: Image.Image, boxes: list[Box], kind: str, amount: float) -> tu
     if kind == "turn":
         q = int(amount) % 360
         return page.transpose(_TRANSPOSE[q]), [_turn_box(b, w, h, q) for b in boxes]
-    nw, nh, m = deskew_frame(w, h, amount)
+    nw, nh, m = deskew_frame(w, h, amount, expand=True)
     fill = 255 if page.mode in ("L", "1") else (255,) * len(page.getbands())
     src = page.convert("L") if page.mode == "1" else page
     out = src.transform((nw, nh), Image.Transform.AFFINE, m, Image.Resampling.BICUBIC, fillcolor=fill)

@@ -17,7 +17,7 @@ What the mapping undoes, and why it is only a scale and a clip:
 * Padding (``pad:``) adds white at the right and bottom only, so it never moves a coordinate;
   a box in the padding is clipped to the page.
 * Straightening (``deskew:A``, then ``turn:Q``, both from ``pipeline.inputs.upright``) turns the
-  page by a small angle about its centre on a canvas grown to hold it, then by a quarter turn;
+  page by a small angle about its centre on a canvas of its own size, then by a quarter turn;
   both are undone exactly here (:func:`deskew_frame` is the one matrix both sides use). A word
   box on the straightened page is a tilted rectangle on the source: its box in the source frame
   is the bounds of its four corners, so it is a little larger than the word (about
@@ -152,11 +152,15 @@ def straightening(transforms: Sequence[str]) -> tuple[float, int]:
     return skew, turn
 
 
-def deskew_frame(width: float, height: float, angle: float) -> tuple[int, int, tuple[float, ...]]:
-    """The canvas a page ``width`` x ``height`` needs once turned ``angle`` degrees counter-clockwise
+def deskew_frame(width: float, height: float, angle: float,
+                 expand: bool = False) -> tuple[int, int, tuple[float, ...]]:
+    """The canvas of a ``width`` x ``height`` page turned ``angle`` degrees counter-clockwise
     about its centre, and the affine matrix (``a, b, c, d, e, f``) from a point of that canvas to
     the page (Pillow's ``Image.transform(..., AFFINE, matrix)`` convention: the canvas centre
-    maps to the page centre)."""
+    maps to the page centre). The canvas is the page's own size (the corners that leave it are
+    cut: a scan's corners are margin) unless ``expand``, which grows it to hold every corner.
+    The upload keeps the page's size: the same price bucket and the same pixels per character
+    as the page as stored (``expand`` is for making skewed test pages, ``bench/page_variants``)."""
     rad = math.radians(angle)
     cos, sin = math.cos(rad), math.sin(rad)
     # a page point p maps to the canvas by R(-angle) in image axes (y down): that is a
@@ -164,8 +168,11 @@ def deskew_frame(width: float, height: float, angle: float) -> tuple[int, int, t
     corners = [(x - width / 2, y - height / 2) for x, y in ((0, 0), (width, 0), (width, height), (0, height))]
     xs = [x * cos + y * sin for x, y in corners]
     ys = [-x * sin + y * cos for x, y in corners]
-    nw = max(1, math.ceil(max(xs) - min(xs) - 1e-6))
-    nh = max(1, math.ceil(max(ys) - min(ys) - 1e-6))
+    if expand:
+        nw = max(1, math.ceil(max(xs) - min(xs) - 1e-6))
+        nh = max(1, math.ceil(max(ys) - min(ys) - 1e-6))
+    else:
+        nw, nh = max(1, round(width)), max(1, round(height))
     # canvas -> page: p = R(angle) (q - canvas centre) + page centre
     a, b, d, e = cos, -sin, sin, cos
     c = width / 2 - a * nw / 2 - b * nh / 2
@@ -181,15 +188,9 @@ def straightened_size(width: float, height: float, skew: float, turn: int) -> tu
 
 
 def unstraightened_size(size: Sequence[float], skew: float, turn: int) -> tuple[float, float]:
-    """The page size before straightening, from the straightened one (to within a pixel): used
-    only when the record holds no source size for the page (later pages of a TIFF)."""
-    w, h = (float(size[1]), float(size[0])) if turn in (90, 270) else (float(size[0]), float(size[1]))
-    if not skew:
-        return w, h
-    rad = math.radians(abs(skew))
-    cos, sin = math.cos(rad), math.sin(rad)
-    det = cos * cos - sin * sin
-    return round((w * cos - h * sin) / det), round((h * cos - w * sin) / det)
+    """The page size before straightening, from the straightened one: used only when the record
+    holds no source size for the page (later pages of a TIFF). A deskew keeps the size."""
+    return (float(size[1]), float(size[0])) if turn in (90, 270) else (float(size[0]), float(size[1]))
 
 
 def unstraighten(box: Box, width: float, height: float, skew: float, turn: int) -> Box:

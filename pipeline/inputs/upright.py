@@ -16,7 +16,7 @@ The decision, cheapest first:
    taken only at ``ROTATE_MIN_CONFIDENCE`` or above; below it the page is left as it is.
 
 The result is applied as two recorded transforms, ``deskew:A`` (degrees counter-clockwise
-about the centre, on a canvas grown to hold the corners, white around) then ``turn:Q`` (a
+about the centre, on a canvas of the page's size, white in the corners) then ``turn:Q`` (a
 lossless quarter turn counter-clockwise); ``pipeline.inputs.geometry`` undoes both for every box.
 Thresholds and their figures: docs/configuration.md (``precheck.rotate_pages``, ``deskew``).
 """
