@@ -41,6 +41,7 @@ SUITE = [
     ("bench.polling_tail", [], ["--quick"]),
     ("bench.word_geometry", [], ["--quick"]),
     ("bench.hosted_strips", [], ["--quick"]),
+    ("bench.straighten", [], ["--quick"]),
 ]
 
 

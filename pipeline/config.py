@@ -102,6 +102,8 @@ class PrecheckConfig:
     max_upload_bytes: int = 10_000_000
     max_source_pixels: int = 250_000_000   # decompression-bomb guard
     jpeg_quality: int = 90
+    rotate_pages: str = "auto"             # auto | off: turn pages found upside down or sideways
+    deskew: str = "auto"                   # auto | off: level pages skewed by 1 degree or more
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ _CHOICES = {
     "pdf.text_layer": ("auto", "ocr", "use"),
     "pdf.pdfa": ("2b", "3b", "off"),
     "pdf.pdfa_fallback": ("plain", "fail"),
+    "precheck.rotate_pages": ("auto", "off"),
+    "precheck.deskew": ("auto", "off"),
 }
 # Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
 # number missing here is a bug (``test_config`` checks that every numeric field has a range),

@@ -18,7 +18,8 @@ from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 
 #: what only ALTO, hOCR and the searchable PDF need (fpdf2 brings fontTools; pikepdf the PDF
-#: overlay), and numpy, which only the polling learner's planner needs
+#: overlay), and numpy, which only the polling learner's planner, the straightening check
+#: (``precheck.rotate_pages``/``deskew``), strips and word placement need
 HEAVY = ("fpdf", "fontTools", "numpy", "pikepdf", "pipeline.formats.alto", "pipeline.formats.hocr",
          "pipeline.formats.pdf", "pipeline.formats.pdf_overlay", "pipeline.formats.pdf_text",
          "pipeline.formats.check")
@@ -53,11 +54,18 @@ def test_a_txt_only_run_loads_no_archival_writer_and_an_alto_run_does(tmp_path):
     cfg = tmp_path / "config.yaml"
     base = {"input": "in", "progress": "off", "api": {"base_url": "embedded", "format": "json",
                                                       "embedded": {"engine": "fast", "workers": 1}}}
-    cfg.write_text(yaml.safe_dump({**base, "output": "out", "outputs": ["txt", "json"]}))
+    straight_off = {"precheck": {"rotate_pages": "off", "deskew": "off"}}
+    cfg.write_text(yaml.safe_dump({**base, **straight_off, "output": "out", "outputs": ["txt", "json"]}))
     code, modules = loaded("run", str(cfg), cwd=tmp_path)
     assert code == 0 and (tmp_path / "out" / "a.png.txt").exists()
     assert "pipeline.formats.writer" in modules   # it did write its outputs
     assert heavy(modules) == []
+    # with the default straightening the page's line profile is measured (numpy, really used),
+    # and still no archival writer is loaded
+    cfg.write_text(yaml.safe_dump({**base, "output": "out1", "outputs": ["txt", "json"]}))
+    code, modules = loaded("run", str(cfg), cwd=tmp_path)
+    assert code == 0 and "pipeline.inputs.skew" in modules
+    assert heavy(modules) == ["numpy"] + sorted(m for m in modules if m.startswith("numpy."))
     # the same run asking for ALTO and the searchable PDF loads them when the first file needs them
     cfg.write_text(yaml.safe_dump({**base, "output": "out2", "outputs": ["txt", "json", "alto", "pdf"]}))
     code, modules = loaded("run", str(cfg), cwd=tmp_path)

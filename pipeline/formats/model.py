@@ -53,6 +53,7 @@ class PageLayout:
     blocks: tuple[Block, ...]
     has_boxes: bool
     engine: str | None = None
+    text_angle: float = 0.0   # degrees counter-clockwise the text runs on the source (a page prepare turned)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
                 blocks.append(Block(union([ln.box for ln in lines if ln.box]), tuple(lines)))
     if blocks:
         assert geometry is not None
-        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine)
+        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine,
+                          -(geometry.skew + geometry.turn) % 360.0)
     # Text only: paragraphs split at blank lines, no positions.
     text = str(page_doc.get("text") or "")
     for para in text.split("\n\n"):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import math
 from pathlib import Path
 
 from fpdf import FPDF
@@ -116,6 +117,9 @@ def page_text(layer: TextLayer, page: PageLayout, fx: float = 1.0, fy: float = 1
     """Every word of ``page`` invisibly at its box (layout units times ``fx``/``fy`` = points)."""
     if not page.has_boxes:
         return
+    if page.text_angle:
+        turned_page_text(layer, page, fx, fy)
+        return
     for block in page.blocks:
         for line in block.lines:
             words = [w for w in line.words if w.box is not None and w.text]
@@ -128,6 +132,29 @@ def page_text(layer: TextLayer, page: PageLayout, fx: float = 1.0, fy: float = 1
                     nxt = words[i + 1].box
                     gap_end = max(nxt[0], b[2] + 0.5)
                     layer.place(" ", (b[2] * fx, b[1] * fy, gap_end * fx, b[3] * fy))
+
+
+def turned_page_text(layer: TextLayer, page: PageLayout, fx: float, fy: float) -> None:
+    """The words of a page ``prepare`` turned or levelled (``PageLayout.text_angle``): each word
+    drawn at the angle its text runs on the stored image, centred on its box, so that search and
+    copy follow the text as printed. A word's box on the source is the bounds of the turned word;
+    its own length and height are the box's sides, swapped for a quarter turn, and for a
+    skew solved from the bounds (``W = w cos a + h sin a``, ``H = w sin a + h cos a``)."""
+    angle = page.text_angle
+    quarter = round(angle / 90.0) % 2 == 1        # within 45 degrees of 90 or 270
+    rest = math.radians(abs(angle - 90.0 * round(angle / 90.0)))
+    cos, sin = math.cos(rest), math.sin(rest)
+    det = cos * cos - sin * sin
+    for block in page.blocks:
+        for line in block.lines:
+            for word in (w for w in line.words if w.box is not None and w.text):
+                x0, y0, x1, y1 = word.box[0] * fx, word.box[1] * fy, word.box[2] * fx, word.box[3] * fy
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                bw, bh = (y1 - y0, x1 - x0) if quarter else (x1 - x0, y1 - y0)
+                w = max((bw * cos - bh * sin) / det, 0.5 * bw)
+                h = max((bh * cos - bw * sin) / det, 0.25 * bh)
+                with layer.pdf.rotation(angle, x=cx, y=cy):
+                    layer.place(word.text + " ", (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
 
 
 def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] | None = None) -> bytes:

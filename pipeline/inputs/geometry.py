@@ -16,6 +16,12 @@ What the mapping undoes, and why it is only a scale and a clip:
   oriented page: source = submitted / scale, per axis (the two axes are rounded separately).
 * Padding (``pad:``) adds white at the right and bottom only, so it never moves a coordinate;
   a box in the padding is clipped to the page.
+* Straightening (``deskew:A``, then ``turn:Q``, both from ``pipeline.inputs.upright``) turns the
+  page by a small angle about its centre on a canvas of its own size, then by a quarter turn;
+  both are undone exactly here (:func:`deskew_frame` is the one matrix both sides use). A word
+  box on the straightened page is a tilted rectangle on the source: its box in the source frame
+  is the bounds of its four corners, so it is a little larger than the word (about
+  ``h * sin(A)`` on each side for a word ``h`` high).
 * PDF pages (rendered by ``pipeline.inputs.pdf`` at ``render_dpi``) map into the page's own coordinate
   system in PDF points: one more factor of ``72 / render_dpi``, origin top-left like the image.
   "The page" is the page as a viewer shows it: its CropBox, turned by its ``/Rotate``, which is
@@ -24,6 +30,7 @@ What the mapping undoes, and why it is only a scale and a clip:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -45,12 +52,17 @@ class PageGeometry:
     scale_y: float
     unit: str = "pixel"       # "pixel" for images, "pt" for PDF pages
     orientation: int = 1      # the EXIF orientation prepare applied (1 = none)
+    skew: float = 0.0         # deskew: degrees turned counter-clockwise about the centre
+    turn: int = 0             # then a quarter turn counter-clockwise: 0, 90, 180 or 270
 
     def to_source(self, box: Sequence[float]) -> Box:
         """A submitted-image box in source units, clipped to the page (pixels rounded to int)."""
         x0, y0, x1, y1 = (float(v) for v in box[:4])
         x0, x1 = sorted((x0 / self.scale_x, x1 / self.scale_x))
         y0, y1 = sorted((y0 / self.scale_y, y1 / self.scale_y))
+        if self.skew or self.turn:
+            x0, y0, x1, y1 = unstraighten((x0, y0, x1, y1), self.source_width, self.source_height,
+                                          self.skew, self.turn)
         w, h = self.source_width, self.source_height
         out = (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
         if self.unit == "pixel":
@@ -77,13 +89,18 @@ class PageGeometry:
             return cls.from_pdf_record(page)
         sub_w, sub_h = int(page["width"]), int(page["height"])
         scale = float(page.get("scale") or 1.0)
-        orientation = _orientation(page.get("transforms") or ())
+        transforms = page.get("transforms") or ()
+        orientation = _orientation(transforms)
+        skew, turn = straightening(transforms)
         if source_size is None:
             source_size = _derived_source_size(image, page, scale, orientation)
+            if (skew or turn) and page.get("page_index", 0) != 0:
+                source_size = unstraightened_size(source_size, skew, turn)
         ow, oh = float(source_size[0]), float(source_size[1])
-        sx = sub_w / ow if abs(sub_w - ow * scale) <= 1.0 else scale   # else: that axis was padded
-        sy = sub_h / oh if abs(sub_h - oh * scale) <= 1.0 else scale
-        return cls(sub_w, sub_h, ow, oh, sx, sy, "pixel", orientation)
+        fw, fh = straightened_size(ow, oh, skew, turn)   # the frame that was scaled (ow, oh if none)
+        sx = sub_w / fw if abs(sub_w - fw * scale) <= 1.0 else scale   # else: that axis was padded
+        sy = sub_h / fh if abs(sub_h - fh * scale) <= 1.0 else scale
+        return cls(sub_w, sub_h, ow, oh, sx, sy, "pixel", orientation, skew, turn)
 
     @classmethod
     def from_pdf_record(cls, page: dict[str, Any]) -> "PageGeometry":
@@ -150,3 +167,79 @@ class StripOffset:
                     out[key] = [moved(child) for child in out[key]]
             return out
         return moved(result)
+
+
+# -- straightening (deskew, then a quarter turn) -------------------------------------------------
+
+
+def straightening(transforms: Sequence[str]) -> tuple[float, int]:
+    """(deskew angle, quarter turn) recorded in ``transforms`` (``deskew:-4.00``, ``turn:90``)."""
+    skew, turn = 0.0, 0
+    for t in transforms:
+        kind, _, value = t.partition(":")
+        if kind == "deskew":
+            skew = float(value)
+        elif kind == "turn":
+            turn = int(value) % 360
+    return skew, turn
+
+
+def deskew_frame(width: float, height: float, angle: float,
+                 expand: bool = False) -> tuple[int, int, tuple[float, ...]]:
+    """The canvas of a ``width`` x ``height`` page turned ``angle`` degrees counter-clockwise
+    about its centre, and the affine matrix (``a, b, c, d, e, f``) from a point of that canvas to
+    the page (Pillow's ``Image.transform(..., AFFINE, matrix)`` convention: the canvas centre
+    maps to the page centre). The canvas is the page's own size (the corners that leave it are
+    cut: a scan's corners are margin) unless ``expand``, which grows it to hold every corner.
+    The upload keeps the page's size: the same price bucket and the same pixels per character
+    as the page as stored (``expand`` is for making skewed test pages, ``bench/page_variants``)."""
+    rad = math.radians(angle)
+    cos, sin = math.cos(rad), math.sin(rad)
+    # a page point p maps to the canvas by R(-angle) in image axes (y down): that is a
+    # counter-clockwise turn as a person sees it
+    corners = [(x - width / 2, y - height / 2) for x, y in ((0, 0), (width, 0), (width, height), (0, height))]
+    xs = [x * cos + y * sin for x, y in corners]
+    ys = [-x * sin + y * cos for x, y in corners]
+    if expand:
+        nw = max(1, math.ceil(max(xs) - min(xs) - 1e-6))
+        nh = max(1, math.ceil(max(ys) - min(ys) - 1e-6))
+    else:
+        nw, nh = max(1, round(width)), max(1, round(height))
+    # canvas -> page: p = R(angle) (q - canvas centre) + page centre
+    a, b, d, e = cos, -sin, sin, cos
+    c = width / 2 - a * nw / 2 - b * nh / 2
+    f = height / 2 - d * nw / 2 - e * nh / 2
+    return nw, nh, (a, b, c, d, e, f)
+
+
+def straightened_size(width: float, height: float, skew: float, turn: int) -> tuple[float, float]:
+    """The size of a ``width`` x ``height`` page once deskewed by ``skew`` and turned by ``turn``."""
+    if skew:
+        width, height, _ = deskew_frame(width, height, skew)
+    return (height, width) if turn in (90, 270) else (width, height)
+
+
+def unstraightened_size(size: Sequence[float], skew: float, turn: int) -> tuple[float, float]:
+    """The page size before straightening, from the straightened one: used only when the record
+    holds no source size for the page (later pages of a TIFF). A deskew keeps the size."""
+    return (float(size[1]), float(size[0])) if turn in (90, 270) else (float(size[0]), float(size[1]))
+
+
+def unstraighten(box: Box, width: float, height: float, skew: float, turn: int) -> Box:
+    """A box on the straightened page back onto the page of ``width`` x ``height`` it came from:
+    the quarter turn undone, then the deskew (the bounds of the box's four corners)."""
+    dw, dh = (deskew_frame(width, height, skew)[:2] if skew else (width, height))
+    x0, y0, x1, y1 = box
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    # Undo the quarter turn (counter-clockwise by ``turn`` on a dw x dh canvas).
+    if turn == 90:
+        corners = [(dw - y, x) for x, y in corners]
+    elif turn == 180:
+        corners = [(dw - x, dh - y) for x, y in corners]
+    elif turn == 270:
+        corners = [(y, dh - x) for x, y in corners]
+    if skew:
+        a, b, c, d, e, f = deskew_frame(width, height, skew)[2]
+        corners = [(a * x + b * y + c, d * x + e * y + f) for x, y in corners]
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
+    return min(xs), min(ys), max(xs), max(ys)

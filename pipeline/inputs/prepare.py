@@ -42,6 +42,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
+from pipeline.inputs import upright
+from pipeline.inputs.geometry import straightened_size
 from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
 
 __all__ = [
@@ -110,6 +112,8 @@ class PrecheckLimits:
     min_jpeg_quality: int = 70             # below this we downscale rather than blur further
     max_pages: int = 1000                  # a TIFF with more pages is rejected, not half-done
     max_encode_attempts: int = 10          # hard cap on encodes per page (ladder + downscales)
+    rotate_pages: str = "auto"             # auto | off: turn pages read upside down or sideways
+    deskew: str = "auto"                   # auto | off: level pages skewed by a degree or more
 
     def __post_init__(self) -> None:
         if not (0 < self.min_width <= self.max_width and 0 < self.min_height <= self.max_height):
@@ -120,6 +124,12 @@ class PrecheckLimits:
             raise ValueError("need 1 <= min_jpeg_quality <= jpeg_quality <= 100")
         if self.max_source_pixels <= 0 or self.max_pages <= 0:
             raise ValueError("max_source_pixels and max_pages must be positive")
+        if self.rotate_pages not in upright.MODES or self.deskew not in upright.MODES:
+            raise ValueError(f"rotate_pages and deskew must be one of {upright.MODES}")
+
+    @property
+    def straightens(self) -> bool:
+        return "auto" in (self.rotate_pages, self.deskew)
 
 
 @dataclass(frozen=True)
@@ -418,13 +428,18 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
 
     # An MPO's extra frames are camera previews; its byte stream is a plain JPEG of the main image.
     frames_sent = 1 if im.format == "MPO" else n_frames
+    straight = None
     if not multipage and data is not None and _can_pass_through(im, fmt, frames_sent, size, limits):
-        _verify_decodes(im)
+        straight = _verify_and_measure(im, limits)
+    if straight is not None and straight.noop:
         page = PreparedPage(
             data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
             width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
             sha256=hashlib.sha256(data).hexdigest())
         return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+    if straight is not None:      # measured on a reduced decode: start again from the bytes
+        im.close()
+        im = Image.open(io.BytesIO(data), formats=_open_formats())
 
     pages = []
     count = n_frames if multipage else 1
@@ -436,7 +451,7 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         elif frames_sent > 1 and not multipage:
             transforms.append(f"first_frame_of:{n_frames}")
         name = f"{stem}-p{index + 1:03d}" if multipage else stem
-        pages.append(_prepare_page(im, fmt, index, name, transforms, limits))
+        pages.append(_prepare_page(im, fmt, index, name, transforms, limits, straight))
     return PreparedFile(fmt, src_w, src_h, count, tuple(pages), size)
 
 
@@ -481,6 +496,20 @@ def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limit
             and im.mode in _PASSTHROUGH_MODES and _orientation(im) == 1)
 
 
+def _verify_and_measure(im: Image.Image, limits: PrecheckLimits) -> upright.Straightening:
+    """Decode a pass-through candidate (rejecting damage) and say whether it needs straightening.
+    A JPEG is decoded at the smallest DCT scale that still gives the orientation check its
+    pixels (the stream is read whole either way)."""
+    if not limits.straightens:
+        _verify_decodes(im)
+        return upright.NOTHING
+    if im.format in ("JPEG", "MPO"):
+        factor = min(1.0, upright.OSD_SIDE / max(im.size))
+        im.draft(im.mode, (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor))))
+    im.load()
+    return upright.measure(im, limits.rotate_pages, limits.deskew)
+
+
 def _verify_decodes(im: Image.Image) -> None:
     """Decode every byte of the stream so truncated/corrupt files are rejected, not uploaded.
     For JPEG, decoding at 1/8 scale still entropy-decodes the whole stream, at a fraction of
@@ -491,7 +520,7 @@ def _verify_decodes(im: Image.Image) -> None:
 
 
 def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: list[str],
-                  limits: PrecheckLimits) -> PreparedPage:
+                  limits: PrecheckLimits, straight: upright.Straightening | None = None) -> PreparedPage:
     orientation = _orientation(im)
     swap = orientation in (5, 6, 7, 8)
     w0, h0 = im.size
@@ -519,6 +548,8 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)
+    if fmt != "PDF" and limits.straightens:     # a PDF page's geometry maps no turn (yet)
+        work, ow, target = _straighten(work, straight, limits, transforms, ow, oh)
     if work.size != target:
         work = work.resize(target, resample, reducing_gap=3.0)
     scale = target[0] / ow
@@ -535,6 +566,19 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         data=data, filename=name + _EXTENSIONS[out_fmt], content_type=_CONTENT_TYPES[out_fmt],
         format=out_fmt, width=w, height=h, page_index=index, scale=round(scale, 6),
         transforms=tuple(transforms), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _straighten(work: Image.Image, straight: upright.Straightening | None, limits: PrecheckLimits,
+                transforms: list[str], ow: int, oh: int) -> tuple[Image.Image, int, tuple[int, int]]:
+    """Deskew and turn the page if it needs it; the straightened page's size in source pixels
+    (its width, for the scale) and the target size that fits the limits."""
+    if straight is None:
+        straight = upright.measure(work, limits.rotate_pages, limits.deskew)
+    if not straight.noop:
+        work = upright.apply(work, straight, transforms)
+    sw, sh = straightened_size(ow, oh, straight.skew, straight.turn)
+    fit = min(1.0, limits.max_width / sw, limits.max_height / sh)
+    return work, int(sw), (max(1, round(sw * fit)), max(1, round(sh * fit)))
 
 
 def _insert_pos(transforms: list[str]) -> int:

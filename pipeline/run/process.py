@@ -176,6 +176,11 @@ def settings_fingerprint(config: Config) -> str:
         "precheck": [pre.max_upload_bytes, pre.max_source_pixels, pre.jpeg_quality],
         "engine": api.embedded.engine if config.embedded else None,
     }
+    if [pre.rotate_pages, pre.deskew] != ["auto", "auto"]:
+        # Only a setting away from the default enters the key: the default keeps the work keys of
+        # the versions before straightening, so an upgrade never pays for a finished archive again
+        # (upright pages are sent byte for byte as before; docs/configuration.md).
+        parts["straighten"] = [pre.rotate_pages, pre.deskew]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

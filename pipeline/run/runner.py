@@ -250,7 +250,7 @@ class Runner:
         self._check_balance(balance)
         p = self.config.precheck
         limits = PrecheckLimits(max_upload_bytes=p.max_upload_bytes, max_source_pixels=p.max_source_pixels,
-                                jpeg_quality=p.jpeg_quality)
+                                jpeg_quality=p.jpeg_quality, rotate_pages=p.rotate_pages, deskew=p.deskew)
         if match.limits is not None:
             ml = match.limits
             limits = replace(limits, **{k: getattr(ml, k) for k in ("min_width", "max_width", "min_height",

@@ -1,0 +1,186 @@
+"""Turned and skewed pages (issue 23): what the straightening decides and what a page costs.
+
+For every page of ``../shared/data`` (or ``--data``/``$PIPELINE_SHARED_DATA``) and its turned
+(90/180/270, no EXIF) and skewed (+-1.5, +-4, +-7 degrees) versions (``bench/page_variants.py``):
+
+* the decision (``pipeline.inputs.upright.measure``): right, left alone, or wrong (a page turned
+  or levelled the wrong way); upright pages must never move;
+* CPU time a page costs for each step, upright and turned, measured side by side in this one
+  process: ``profile`` (reduce + line profile), ``fast_check`` (ascender ratio), ``osd``
+  (Tesseract OSD, when asked), ``measure`` (all of it), ``apply`` (deskew + turn);
+* with ``--ocr``: each engine reads the upright page and every variant as ``prepare`` would
+  send it; the share of variants whose CER is within 1 point of the upright page's, both with
+  the straightening and without it (``off``), on the scored scribe pages.
+
+``--quick`` takes 3 pages and no OCR. Prints one JSON line (see bench/__main__.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from bench.metrics import cer_counts
+from bench.page_variants import all_variants, variant
+from pipeline.inputs import upright
+from pipeline.inputs.prepare import PrecheckLimits, prepare_file
+from pipeline.inputs.skew import ANALYSIS_SIDE, ascender_ratio, line_lie, reduce_gray
+from pipeline.ocr import create_engine, osd
+from pipeline.ocr.imaging import flatten_on_white
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("PIPELINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+def pages(data: Path) -> list[tuple[Path, str | None]]:
+    """(image, ground-truth text or None) for every shared scan."""
+    out = []
+    for p in sorted((data / "scribeocr-benchmark" / "img").iterdir()):
+        gt = data / "scribeocr-benchmark" / "gt_txt" / f"{p.stem}.txt"
+        out.append((p, gt.read_text() if gt.exists() else None))
+    for p in sorted((data / "cis-hobbes-1668" / "tif").iterdir()):
+        gt = data / "cis-hobbes-1668" / "gt" / f"{p.stem}.gt.txt"
+        out.append((p, gt.read_text() if gt.exists() else None))
+    return out
+
+
+def gray(path: Path) -> Image.Image:
+    im = Image.open(path)
+    if im.mode in ("RGBA", "LA", "P"):
+        im = flatten_on_white(im)
+    return im.convert("L")
+
+
+def cpu(fn):
+    t = time.process_time()
+    result = fn()
+    return result, time.process_time() - t
+
+
+def steps(im: Image.Image) -> dict[str, float]:
+    """CPU seconds of each step on one page, and of the whole decision and its application."""
+    big, t_big = cpu(lambda: reduce_gray(im, upright.OSD_SIDE))
+    small, t_small = cpu(lambda: reduce_gray(big, ANALYSIS_SIDE))
+    lie, t_lie = cpu(lambda: line_lie(small))
+    _, t_fast = cpu(lambda: ascender_ratio(small, lie.angle))
+    _, t_osd = cpu(lambda: osd.detect(big))
+    how, t_measure = cpu(lambda: upright.measure(im))
+    _, t_apply = cpu(lambda: upright.apply(im, how, []))
+    return {"profile": t_big + t_small + t_lie, "fast_check": t_fast, "osd": t_osd,
+            "measure": t_measure, "apply": t_apply, "osd_asked": how.osd_confidence is not None or bool(how.turn)}
+
+
+def verdict(kind: str, amount: float, how: upright.Straightening) -> str:
+    if kind == "none":
+        return "right" if how.noop else "wrong"
+    if kind == "turn":
+        want = (360 - int(amount)) % 360
+        if how.turn == want:
+            return "right"
+        return "left" if how.turn == 0 else "wrong"
+    if how.turn:
+        return "wrong"
+    if abs(how.skew + amount) <= 0.5:
+        return "right"
+    return "left" if how.skew == 0 else "wrong"
+
+
+def read_text(engine, im: Image.Image, straighten: bool, tmp: Path) -> str:
+    """What the engine reads from the upload ``prepare`` makes of this image."""
+    path = tmp / "variant.png"
+    im.save(path)
+    limits = PrecheckLimits() if straighten else PrecheckLimits(rotate_pages="off", deskew="off")
+    (page,) = prepare_file(path, limits).pages
+    with Image.open(io.BytesIO(page.data)) as sent:
+        return engine.recognize(sent.convert("RGB") if sent.mode not in ("L", "RGB") else sent).text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data")
+    ap.add_argument("--quick", action="store_true", help="3 pages, no OCR")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many pages")
+    ap.add_argument("--pages", help="only these pages (file names, comma-separated)")
+    ap.add_argument("--ocr", nargs="*", default=None, help="engines to score (rapidocr tesseract)")
+    args = ap.parse_args(argv)
+    data = data_dir(args.data)
+    if not data.is_dir():
+        print(json.dumps({"bench": "straighten", "skipped": f"{data} not present"}))
+        return 0
+    todo = pages(data)
+    if args.quick:
+        todo = todo[:: max(1, len(todo) // 3)][:3]
+    elif args.limit:
+        todo = todo[: args.limit]
+    if args.pages:
+        wanted = set(args.pages.split(","))
+        todo = [t for t in todo if t[0].name in wanted]
+    counts = {"upright": {"right": 0, "left": 0, "wrong": 0}, "turned": {"right": 0, "left": 0, "wrong": 0},
+              "skewed": {"right": 0, "left": 0, "wrong": 0}}
+    cost = {"upright": [], "turned": []}
+    wrong = []
+    for path, _ in todo:
+        page = gray(path)
+        cost["upright"].append(steps(page))
+        counts["upright"][verdict("none", 0, upright.measure(page))] += 1
+        for kind, amount in all_variants():
+            im, _ = variant(page, [], kind, amount)
+            if kind == "turn":
+                cost["turned"].append(steps(im))
+            v = verdict(kind, amount, upright.measure(im))
+            counts["turned" if kind == "turn" else "skewed"][v] += 1
+            if v == "wrong":
+                wrong.append(f"{path.name}:{kind}{amount:g}")
+            im.close()
+    result = {"bench": "straighten", "pages": len(todo), "variants": len(todo) * len(all_variants()),
+              "decisions": counts, "wrong": wrong}
+    for what, rows in cost.items():
+        if rows:
+            result[f"cpu_ms_{what}"] = {k: round(1000 * sum(r[k] for r in rows) / len(rows), 1)
+                                        for k in ("profile", "fast_check", "osd", "measure", "apply")}
+            result[f"osd_asked_{what}"] = sum(r["osd_asked"] for r in rows)
+    if args.ocr is not None and not args.quick:
+        result["ocr"] = score_ocr(todo, args.ocr or ["tesseract", "rapidocr"])
+    print(json.dumps(result))
+    return 0
+
+
+def score_ocr(todo, engines: list[str]) -> dict:
+    """Share of variants within 1 CER point of the upright page, with and without straightening."""
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in engines:
+            engine = create_engine(name)
+            ok = {"auto": 0, "off": 0}
+            n = 0
+            for path, gt in todo:
+                if gt is None:
+                    continue
+                page = gray(path)
+                errors, length = cer_counts(gt, read_text(engine, page, True, Path(tmp)))
+                base = errors / max(length, 1)
+                for kind, amount in all_variants():
+                    im, _ = variant(page, [], kind, amount)
+                    n += 1
+                    for mode in ("auto", "off"):
+                        e, l = cer_counts(gt, read_text(engine, im, mode == "auto", Path(tmp)))
+                        ok[mode] += e / max(l, 1) <= base + 0.01
+                print(f"{name} {path.name} {ok} of {n}", file=sys.stderr, flush=True)
+            out[name] = {"variants": n, "within_1pt_auto": ok["auto"], "within_1pt_off": ok["off"]}
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

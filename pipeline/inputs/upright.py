@@ -1,0 +1,166 @@
+"""Turned and skewed pages: measure, decide, straighten (``precheck.rotate_pages``/``deskew``).
+
+Why here, before the upload: every engine, ours and the hosted model, reads a page turned by
+180 or 270 degrees as noise and scrambles lines skewed by a few degrees (issue 23 measured it);
+the one image sent is the one they all read, so it is straightened once, here.
+
+The decision, cheapest first:
+
+1. the page reduced to ``OSD_SIDE`` and then ``ANALYSIS_SIDE`` pixels (``pipeline.inputs.skew``):
+   the lines' skew from a projection profile (tens of milliseconds);
+2. deskew when ``DESKEW_MIN_ANGLE <= |angle|`` and the lines are clear (``MIN_CLARITY``), and
+   the angle is not at the edge of the search (a page of pictures, not lines);
+3. the fast orientation check: lines across the page with clearly more ink above the x-height
+   band than below (``ascender_ratio``) on enough lines: the page is upright, done;
+4. otherwise Tesseract's orientation detection (``pipeline.ocr.osd``) on the levelled page,
+   taken only at ``ROTATE_MIN_CONFIDENCE`` or above; below it the page is left as it is.
+
+The result is applied as two recorded transforms, ``deskew:A`` (degrees counter-clockwise
+about the centre, on a canvas of the page's size, white in the corners) then ``turn:Q`` (a
+lossless quarter turn counter-clockwise); ``pipeline.inputs.geometry`` undoes both for every box.
+Thresholds and their figures: docs/configuration.md (``precheck.rotate_pages``, ``deskew``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pipeline.inputs.geometry import deskew_frame
+from pipeline.ocr import osd
+from pipeline.ocr.imaging import flatten_on_white
+
+MODES = ("auto", "off")
+
+#: skews below this are left alone: the engines read them as well as a level page
+DESKEW_MIN_ANGLE = 1.0
+#: the best axis' profile score over the other's below which the page has no clear lines
+MIN_CLARITY = 1.15
+#: Tesseract OSD confidence needed to turn a page (OCRmyPDF's default is 14; see the docs)
+ROTATE_MIN_CONFIDENCE = 2.0
+#: OSD confidence taken without the line shapes' agreement (no wrong turn seen at or above it)
+STRONG_CONFIDENCE = 10.0
+#: below it, the ascender ratio of the turned page must reach this, on at least so many lines
+AGREE_RATIO = 1.2
+MIN_RATIO_LINES = 5
+#: the fast check: ascender ratio and line count that say "upright" without asking OSD
+UPRIGHT_RATIO = 2.0
+UPRIGHT_MIN_LINES = 15
+#: long side of the page OSD reads (OSD's character shapes need more pixels than the profile)
+OSD_SIDE = 1600
+
+_TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+              270: Image.Transpose.ROTATE_270}
+
+
+@dataclass(frozen=True)
+class Straightening:
+    """What to do to a page: ``skew`` degrees counter-clockwise, then ``turn`` (0/90/180/270).
+    ``osd_confidence`` is None when OSD was not asked (the fast check, or rotation off)."""
+
+    skew: float = 0.0
+    turn: int = 0
+    osd_confidence: float | None = None
+
+    @property
+    def noop(self) -> bool:
+        return not self.skew and not self.turn
+
+
+NOTHING = Straightening()
+
+
+def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -> Straightening:
+    """Decide how to straighten a decoded page (any mode). Never raises on a page without text:
+    a blank page, a photo or a page of noise is left as it is."""
+    from pipeline.inputs import skew as profile  # numpy: loaded when a page is first measured
+
+    if rotate_pages != "auto" and deskew != "auto":
+        return NOTHING
+    flat = flatten_on_white(im) if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        im.mode == "P" and "transparency" in im.info) else im
+    big = profile.reduce_gray(flat, OSD_SIDE)
+    if flat is not im:
+        flat.close()
+    try:
+        small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
+        lie = profile.line_lie(small)
+        clear = lie.clarity >= MIN_CLARITY and abs(lie.angle) <= profile.MAX_ANGLE - profile.COARSE_STEP
+        skew = lie.angle if deskew == "auto" and clear and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
+        if rotate_pages != "auto":
+            return Straightening(skew, 0)
+        if 0 < lie.ink_points < profile.MIN_INK_POINTS:   # a few marks: nothing OSD could read
+            return Straightening(skew, 0)
+        if clear and lie.across:
+            ratio, lines = profile.ascender_ratio(small, lie.angle)
+            if ratio >= UPRIGHT_RATIO and lines >= UPRIGHT_MIN_LINES:
+                return Straightening(skew, 0)
+        level = _deskewed(big, skew) if skew else big
+        try:
+            found = osd.detect(level)
+            if found is None or found.confidence < ROTATE_MIN_CONFIDENCE or not found.turn:
+                return Straightening(skew, 0, found and round(found.confidence, 2))
+            turn = _checked_turn(found.turn, profile.reduce_gray(level, profile.ANALYSIS_SIDE), found.confidence)
+            return Straightening(skew, turn, round(found.confidence, 2))
+        finally:
+            if level is not big:
+                level.close()
+    finally:
+        big.close()
+
+
+def _checked_turn(turn: int, level_small: Image.Image, confidence: float) -> int:
+    """OSD's turn, checked against the line shapes: once turned, the page should have more ink
+    above its lines' x-height than below. At ``STRONG_CONFIDENCE`` OSD is taken as it is (the
+    shapes mislead on charts and 17th-century type); below it OSD must agree with the shapes.
+    OSD often finds the axis but not the direction of a sideways page: then the opposite turn
+    is taken if the shapes say so clearly, and otherwise the page is left as it is."""
+    if confidence >= STRONG_CONFIDENCE:
+        return turn
+    ratio, lines = _turned_ratio(level_small, turn)
+    if ratio >= AGREE_RATIO and lines >= MIN_RATIO_LINES:
+        return turn
+    opposite = (turn + 180) % 360
+    ratio, lines = _turned_ratio(level_small, opposite)
+    if ratio >= UPRIGHT_RATIO and lines >= MIN_RATIO_LINES:
+        return opposite
+    return 0
+
+
+def _turned_ratio(im: Image.Image, turn: int) -> tuple[float, int]:
+    from pipeline.inputs import skew as profile  # numpy: loaded when a page is first measured
+
+    if not turn:
+        return profile.ascender_ratio(im, 0.0)
+    turned = im.transpose(_TRANSPOSE[turn])
+    try:
+        return profile.ascender_ratio(turned, 0.0)
+    finally:
+        turned.close()
+
+
+def apply(im: Image.Image, how: Straightening, transforms: list[str]) -> Image.Image:
+    """The straightened page; ``transforms`` gets ``deskew:A`` and ``turn:Q`` in that order.
+    Bilevel and palette pages are deskewed in gray/RGB (interpolation needs levels)."""
+    out = im
+    if how.skew:
+        if out.mode in ("1", "P"):
+            target = "L" if out.mode == "1" else "RGB"
+            transforms.append(f"mode:{out.mode}->{target}")
+            out = out.convert(target)
+        out = _deskewed(out, how.skew)
+        transforms.append(f"deskew:{how.skew:.2f}")
+    if how.turn:
+        turned = out.transpose(_TRANSPOSE[how.turn])
+        if out is not im:
+            out.close()
+        out = turned
+        transforms.append(f"turn:{how.turn}")
+    return out
+
+
+def _deskewed(im: Image.Image, angle: float) -> Image.Image:
+    nw, nh, matrix = deskew_frame(im.width, im.height, angle)
+    fill = 255 if im.mode in ("L", "1") else (255,) * len(im.getbands())
+    return im.transform((nw, nh), Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC, fillcolor=fill)

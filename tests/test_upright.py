@@ -1,0 +1,161 @@
+"""Turned and skewed pages (issue 23): measured, straightened before upload, boxes undone.
+
+Without OCR: the geometry round trip (a dot's place on the straightened page maps back onto
+the page it came from), the decision on real scans (no upright page of ``../shared/data`` is
+turned; turned and skewed versions are found), and what ``prepare`` records. With both real
+engines through the runner: a page of known words, turned and skewed, whose ALTO words must land
+on their boxes in the variant's own pixel frame and whose text must match the upright page's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+from bench.metrics import cer_counts
+from bench.page_variants import variant
+from conftest import TOKEN
+from formats_checks import alto_words, matched_fraction, pdf_words, render_pdf_pages, validate_alto
+from helpers import run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.inputs import upright
+from pipeline.inputs.geometry import PageGeometry
+from pipeline.inputs.prepare import PrecheckLimits, prepare_file
+from pipeline.ocr.imaging import flatten_on_white
+from pipeline.server import EmbeddedServer, ServerConfig
+from test_formats_real_ocr import draw_words
+
+
+def _dot_page(size=(900, 600), at=(700, 120)) -> Image.Image:
+    im = Image.new("L", size, 255)
+    ImageDraw.Draw(im).rectangle((at[0] - 4, at[1] - 4, at[0] + 4, at[1] + 4), fill=0)
+    return im
+
+
+def _dot_centre(im: Image.Image) -> tuple[float, float]:
+    ink = Image.eval(im.convert("L"), lambda v: 255 if v < 128 else 0)
+    x0, y0, x1, y1 = ink.getbbox()
+    return (x0 + x1) / 2, (y0 + y1) / 2
+
+
+@pytest.mark.parametrize("skew,turn", [(0.0, 90), (0.0, 180), (0.0, 270), (4.0, 0), (-7.0, 0),
+                                       (3.0, 90), (-1.5, 270), (12.0, 180)])
+def test_a_box_on_the_straightened_page_maps_back_onto_the_source(skew, turn):
+    page = _dot_page()
+    transforms: list[str] = []
+    out = upright.apply(page, upright.Straightening(skew, turn), transforms)
+    assert [t.split(":")[0] for t in transforms] == (["deskew"] if skew else []) + (["turn"] if turn else [])
+    cx, cy = _dot_centre(out)
+    record = {"source_width": 900, "source_height": 600,
+              "pages": [{"page_index": 0, "width": out.width, "height": out.height, "scale": 1.0,
+                         "transforms": transforms}]}
+    geo = PageGeometry.from_prepared(record, 0)
+    x0, y0, x1, y1 = geo.to_source((cx - 1, cy - 1, cx + 1, cy + 1))
+    assert abs((x0 + x1) / 2 - 700) <= 1.5 and abs((y0 + y1) / 2 - 120) <= 1.5, (x0, y0, x1, y1)
+    # the same after a downscale: the scale is undone first
+    half = out.resize((out.width // 2, out.height // 2))
+    record["pages"][0].update(width=half.width, height=half.height, scale=half.width / out.width)
+    hx, hy = _dot_centre(half)
+    x0, y0, x1, y1 = PageGeometry.from_prepared(record, 0).to_source((hx - 1, hy - 1, hx + 1, hy + 1))
+    assert abs((x0 + x1) / 2 - 700) <= 3 and abs((y0 + y1) / 2 - 120) <= 3, (x0, y0, x1, y1)
+
+
+def test_blank_flat_and_noisy_pages_are_left_alone():
+    for im in (Image.new("L", (800, 1000), 255), Image.new("RGB", (800, 600), (200, 10, 10)),
+               Image.linear_gradient("L").resize((1200, 400))):
+        assert upright.measure(im).noop
+
+
+def _scans(data):
+    return sorted((data / "scribeocr-benchmark" / "img").iterdir()) + sorted((data / "cis-hobbes-1668" / "tif").iterdir())
+
+
+def _gray(path) -> Image.Image:
+    im = Image.open(path)
+    if im.mode in ("RGBA", "LA", "P"):
+        im = flatten_on_white(im)
+    return im.convert("L")
+
+
+@pytest.mark.shared_data
+def test_no_upright_page_of_the_shared_scans_is_turned_or_skewed(shared_data):
+    moved = {}
+    for path in _scans(shared_data):
+        how = upright.measure(_gray(path))
+        if how.turn or abs(how.skew) >= 1.0:
+            moved[path.name] = how
+    assert len(_scans(shared_data)) >= 30
+    assert not moved, moved
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["singlecol_01.png", "deposition_02.png", "0023.tif"])
+def test_turned_and_skewed_scans_are_found(shared_data, name):
+    path = next(p for p in _scans(shared_data) if p.name == name)
+    page = _gray(path)
+    for kind, amount in (("turn", 90), ("turn", 180), ("turn", 270), ("skew", 4.0), ("skew", -7.0)):
+        im, _ = variant(page, [], kind, amount)
+        how = upright.measure(im)
+        if kind == "turn":
+            assert how.turn == (360 - amount) % 360 and abs(how.skew) < 1.0, (kind, amount, how)
+        else:
+            assert how.turn == 0 and abs(how.skew + amount) <= 0.3, (kind, amount, how)
+
+
+def test_prepare_records_the_straightening_and_off_leaves_the_page(tmp_path):
+    page, _ = draw_words((1400, 1000), 36, 0, per_line=5, lines=8)
+    im, _ = variant(page, [], "turn", 180)
+    im, _ = variant(im, [], "skew", 4.0)
+    path = tmp_path / "scan.png"
+    im.save(path)
+    (prepared,) = prepare_file(path).pages
+    assert any(t.startswith("deskew:") for t in prepared.transforms), prepared.transforms
+    assert "turn:180" in prepared.transforms, prepared.transforms
+    (untouched,) = prepare_file(path, PrecheckLimits(rotate_pages="off", deskew="off")).pages
+    assert untouched.passthrough and untouched.data == path.read_bytes()
+    upright_path = tmp_path / "upright.png"
+    page.save(upright_path)
+    (same,) = prepare_file(upright_path).pages
+    assert same.passthrough and same.data == upright_path.read_bytes()
+
+
+@pytest.mark.real_ocr
+@pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
+async def test_turned_and_skewed_pages_read_like_the_upright_one(tmp_path, engine):
+    page, truth = draw_words((1500, 1100), 34, 0, per_line=5, lines=9)
+    boxes = [b for _, b in truth]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    page.save(inp / "upright.png")
+    expected = {"upright.png": truth}
+    for kind, amount in (("turn", 90), ("turn", 180), ("skew", -4.0)):
+        im, moved = variant(page, boxes, kind, amount)
+        name = f"{kind}{int(amount)}.png"
+        im.save(inp / name)
+        expected[name] = [(w, b) for (w, _), b in zip(truth, moved)]
+    async with EmbeddedServer(ServerConfig(engine=engine, tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"],
+                           timeouts__job_s=300)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    base = (out / "upright.png.txt").read_text()
+    for name, words in expected.items():
+        record = json.loads((out / f"{name}.json").read_text())["image"]["pages"][0]
+        if name == "upright.png":
+            assert record["transforms"] == [], record
+        alto = out / f"{name}.alto.xml"
+        validate_alto(alto)
+        found = alto_words(alto)
+        truth_words = [(1, w, b) for w, b in words]
+        assert matched_fraction(truth_words, found) >= 0.9, (name, record["transforms"])
+        # the searchable PDF shows the image as stored (its size), with the words on it (300 dpi)
+        pdf = out / f"{name}.pdf"
+        (png,) = render_pdf_pages(pdf, tmp_path / "png" / name)
+        with Image.open(png) as shown, Image.open(inp / name) as stored:
+            assert abs(shown.width / shown.height - stored.width / stored.height) < 0.01
+        assert matched_fraction(truth_words, pdf_words(pdf), scale=300 / 72) >= 0.9, name
+        errors, length = cer_counts(base, (out / f"{name}.txt").read_text())
+        assert errors / length <= 0.01, (name, record["transforms"], errors, length)
