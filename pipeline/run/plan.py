@@ -40,6 +40,7 @@ from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
 from pipeline.run.writable import PathNotWritable, check_writable
 
+
 @dataclass
 class PlanCounts:
     files_seen: int = 0
