@@ -19,7 +19,7 @@ from .align import PlacedWord, Placement, place_text
 from .inkgeom import GeoLine, ink_lines, tesseract_lines
 from .pool import decode_image
 
-METHODS = ("mix", "ink", "tesseract")
+METHODS = ("read", "mix", "ink", "tesseract")
 
 
 def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
@@ -33,6 +33,8 @@ def place(image: Image.Image, text: str, method: str = "mix") -> tuple[Placement
     the alignment itself trusts more (the sum of its word confidences): Tesseract's layout
     wins on real scans with rules, shading and tables, the ink analysis on clean or
     degraded plain text where Tesseract drops lines."""
+    if method == "read":
+        return read_and_match(image, text), "read"
     if method != "mix":
         return place_text(text, geometry(image, method)), method
     best: tuple[float, Placement, str] | None = None
@@ -43,6 +45,23 @@ def place(image: Image.Image, text: str, method: str = "mix") -> tuple[Placement
             best = (score, placement, name)
     assert best is not None
     return best[1], best[2]
+
+
+SPARSE_BELOW = 0.95   # a page with fewer of its words placed gets a second, sparse-text reading
+
+
+def read_and_match(image: Image.Image, text: str) -> Placement:
+    """The answer placed by its text on a cheap recognition pass (``readwords``, ``textmatch``);
+    a page whose words are not nearly all placed is read again in Tesseract's sparse-text mode
+    (tables and charts its page layout takes for pictures) and the rest placed on those words."""
+    from .readwords import tesseract_words
+    from .textmatch import place_by_text
+    read = tesseract_words(image)
+    placement = place_by_text(text, read)
+    if placement.placed < SPARSE_BELOW * placement.words:
+        more = tesseract_words(image, sparse=True, first_line=1 + max((r.line for r in read), default=0))
+        placement = place_by_text(text, more, before=placement)
+    return placement
 
 
 def _line(words: list[PlacedWord]) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""A cheap recognition pass for anchors: the page's words with their boxes *and* their text.
+
+Why: on forms, tables, charts and pages with sidebars, the answer's reading order and the page's
+disagree, and short cells of similar width fit many places, so an alignment by widths alone
+(``align.py``) puts words on boxes not their own. Knowing roughly what each box says turns the
+problem into matching text to text, which does not care about order (``textmatch.py``). The
+recognition need not be good: the answer's text is the truth, the page's text only has to be
+close enough to say *which* box holds a word.
+
+Tesseract with the shipped LSTM model (``eng``, the small "fast" net), its own layout analysis
+(``PSM.AUTO``); a page larger than ``inkgeom.LAYOUT_MAX_SIDE`` is read scaled down and its boxes
+scaled back. Tesseract's inverted-text pass stays on: it reads white-on-dark slides and
+headings, at little cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled
+
+
+@dataclass(frozen=True)
+class ReadWord:
+    """One recognised word: its box (pixels of the given image), text, confidence 0..1, and the
+    index of its text line (in Tesseract's reading order)."""
+
+    box: Box
+    text: str
+    confidence: float
+    line: int
+
+
+def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LAYOUT_MAX_SIDE,
+                    sparse: bool = False, first_line: int = 0) -> list[ReadWord]:
+    """Every word Tesseract reads on ``image``, in its reading order; ``sparse``: Tesseract's
+    sparse-text mode (as much text as it finds, in no particular order), which reads table
+    cells and chart labels its page layout takes for pictures. Lines are numbered from
+    ``first_line``."""
+    import tesserocr
+
+    from .languages import resolve_tesseract
+    path, lang = resolve_tesseract(language)
+    factor = min(1.0, max_side / max(image.size))
+    gray = image.convert("L")
+    if factor < 1.0:
+        gray = gray.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
+                           Image.Resampling.BILINEAR)
+    api = tesserocr.PyTessBaseAPI(path=path.rstrip("/") + "/", lang=lang,
+                                  psm=tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
+    try:
+        api.SetImage(gray)
+        api.Recognize()
+        it = api.GetIterator()
+        out: list[ReadWord] = []
+        line = first_line - 1
+        RIL = tesserocr.RIL
+        while it is not None:
+            if it.IsAtBeginningOf(RIL.TEXTLINE):
+                line += 1
+            bb = it.BoundingBox(RIL.WORD)
+            text = (it.GetUTF8Text(RIL.WORD) or "").strip()
+            if bb and text:
+                out.append(ReadWord(_scaled(tuple(bb), factor), text, max(0.0, it.Confidence(RIL.WORD)) / 100.0,
+                                    max(first_line, line)))
+            if not it.Next(RIL.WORD):
+                break
+        return out
+    finally:
+        api.End()
