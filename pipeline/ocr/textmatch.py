@@ -16,9 +16,10 @@ order-free, like a diff that allows moved blocks:
    answer with a wrong character), or when two answer words equal one recognised word (a space
    the page closed; the box is cut at the character proportion) or one answer word two
    recognised ones (boxes joined).
-3. **Gaps.** Between two placed answer words whose recognised words leave a gap of the same
-   number of words, the words are paired in order (misread words between good ones); gaps of
-   different sizes on one recognised line go to the width alignment (``align._words``).
+3. **Gaps.** Between two placed answer words whose recognised words leave a gap whose text,
+   joined, is close to the answer's (``GAP_TEXT``: misread words between good ones), the words
+   are paired in order when the gap has as many words on both sides; gaps of different sizes on
+   one recognised line go to the width alignment (``align._words``).
 
 A word none of this reaches stays without a box (counted), never placed by a guess. Every
 recognised word takes at most one answer word (or a cut share of its box). Confidences:
@@ -36,11 +37,18 @@ from .align import Placement, PlacedWord, _words
 from .inkgeom import Box
 from .readwords import ReadWord
 
-LONG_RUN = 4          # a run of this many equal words is taken even if it repeats
-LONG_CHARS = 12       # ... or of at least two words and this many characters
+FAR = 8.0             # a word this many heights from its answer-line neighbours is misplaced
+BESIDE = 2.0          # ... and may take a free word of its text this near them instead
+NEXT_LINE = 1.5       # an extension goes on to a line starting at most this many heights below
+SHORT_CHARS = 4       # runs shorter than this must be unique among all words, not only the free ones
+NEAR_CONTEXT = 6.0    # a repeated run is placed at most this many word heights from its context
+CLEARLY = 1.5         # ... and the next candidate must be this many times (+ 1 height) farther
+CONTEXT_WORDS = 3     # context: the placed answer words up to this far before or after the run
+CONTEXT = 0.8         # confidence of a run placed by its context
 SIMILAR = 0.6         # texts this close (difflib ratio) pair in an extension
 ANCHOR = 0.95
 GAP = 0.7
+GAP_TEXT = 0.5        # a gap's answer words and recognised words, joined, at least this similar
 MAX_GAP = 8           # equal gaps longer than this are not paired blindly
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‐": "-"})
 _PUNCT = ".,;:!?\"'()[]{}*|"
@@ -67,6 +75,8 @@ class _Matcher:
         self.used: set[int] = set()                           # recognised words taken
         self.by_read: dict[int, int] = {}                     # recognised index -> an answer index
         self.at: dict[int, int] = {}                          # answer index -> its recognised index
+        heights = sorted(w.box[3] - w.box[1] for w in read)
+        self.h = float(max(1, heights[len(heights) // 2])) if heights else 1.0
 
     def take(self, i: int, j: int, conf: float, box: Box | None = None) -> None:
         self.pair[i] = (box or self.read[j].box, conf, self.read[j].line)
@@ -101,8 +111,11 @@ class _Matcher:
         return runs
 
     def _tile(self) -> bool:
+        # short runs ("2", "A.") must be unique on the whole page: the one left free may be
+        # the wrong one when the recogniser missed the right one
         free_a = [t for i, t in enumerate(self.a) if i not in self.pair]
         free_r = [t for j, t in enumerate(self.r) if j not in self.used]
+        all_counts: dict[int, tuple[Counter, Counter]] = {}
         counts: dict[int, tuple[Counter, Counter]] = {}
 
         def unique(i: int, j: int, n: int) -> bool:
@@ -110,6 +123,12 @@ class _Matcher:
                 counts[n] = (Counter(tuple(free_a[k:k + n]) for k in range(len(free_a) - n + 1)),
                              Counter(tuple(free_r[k:k + n]) for k in range(len(free_r) - n + 1)))
             gram = tuple(self.a[i:i + n])
+            if sum(len(t) for t in gram) < SHORT_CHARS:
+                if n not in all_counts:
+                    all_counts[n] = (Counter(tuple(self.a[k:k + n]) for k in range(len(self.a) - n + 1)),
+                                     Counter(tuple(self.r[k:k + n]) for k in range(len(self.r) - n + 1)))
+                if all_counts[n][0][gram] > 1 or all_counts[n][1][gram] > 1:
+                    return False
             return counts[n][0][gram] == 1 and counts[n][1][gram] == 1
 
         taken = False
@@ -121,11 +140,53 @@ class _Matcher:
             if not all(self.free(i + k, j + k) for k in range(n)):
                 continue   # a longer run took part of it; its free parts are found next round
             chars = sum(len(self.a[i + k]) for k in range(n))
-            if n >= LONG_RUN or (n >= 2 and chars >= LONG_CHARS) or (chars >= 2 and unique(i, j, n)):
+            if chars >= 2 and unique(i, j, n):
                 for k in range(n):
                     self.take(i + k, j + k, ANCHOR)
                 taken = True
         return taken
+
+    # 1b. repeated runs, placed beside their context ----------------------------------------
+    def beside(self) -> bool:
+        """Runs that repeat (a form's repeated block, a table's repeated cells), each taken at
+        the occurrence next to where the answer's neighbouring words were placed: the nearest
+        by box distance (in word heights), within ``NEAR_CONTEXT`` and clearly nearer than the
+        next candidate (``CLEARLY``); a run with no placed neighbour, or two candidates about
+        as near, stays unplaced."""
+        by_start: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for i, j, n in self._runs():
+            by_start[i].append((n, j))
+        taken = False
+        for i in sorted(by_start, key=lambda i: -max(n for n, _ in by_start[i])):
+            scored = []
+            for n, j in by_start[i]:
+                if not all(self.free(i + k, j + k) for k in range(n)):
+                    continue
+                d = self._context_distance(i, n, j)
+                if d is not None:
+                    scored.append((d, -n, j, n))
+            scored.sort()
+            if not scored or scored[0][0] > NEAR_CONTEXT:
+                continue
+            if len(scored) > 1 and scored[1][0] < CLEARLY * scored[0][0] + 1.0:
+                continue
+            _, _, j, n = scored[0]
+            for k in range(n):
+                self.take(i + k, j + k, CONTEXT)
+            taken = True
+        return taken
+
+    def _context_distance(self, i: int, n: int, j: int) -> float | None:
+        """Box distance (word heights) from the run at ``j`` to the nearest placed answer word
+        within ``CONTEXT_WORDS`` before or after the answer run ``i..i+n``."""
+        best = None
+        first, last = self.read[j].box, self.read[j + n - 1].box
+        for k in range(1, CONTEXT_WORDS + 1):
+            for a, box in ((i - k, first), (i + n - 1 + k, last)):
+                if a in self.pair:
+                    d = _distance(self.pair[a][0], box) / self.h + 0.5 * (k - 1)
+                    best = d if best is None else min(best, d)
+        return best
 
     # 2. extension -------------------------------------------------------------------------
     def extend(self) -> None:
@@ -139,7 +200,7 @@ class _Matcher:
 
     def _step(self, i: int, j: int, step: int) -> tuple[int, int] | None:
         ni, nj = i + step, j + step
-        if not self.free(ni, nj):
+        if not self.free(ni, nj) or not self._follows(*sorted((j, nj))):
             return None
         s = similarity(self.a[ni], self.r[nj])
         if s >= SIMILAR:
@@ -169,6 +230,53 @@ class _Matcher:
                 return j2, ni
         return None
 
+    def _follows(self, j: int, k: int) -> bool:
+        """Recognised word ``k`` is where reading goes after ``j``: the same text line, or a line
+        starting just below (the sparse reading's order alone says nothing)."""
+        a, b = self.read[j], self.read[k]
+        if a.line == b.line:
+            return True
+        return b.box[1] >= a.box[1] + 0.5 * self.h and b.box[1] - a.box[3] <= NEXT_LINE * self.h
+
+    # 4. answer lines are page lines ---------------------------------------------------------
+    def keep_lines_together(self, line_of: list[int]) -> None:
+        """An answer line is read on the page as one line (or, reflowed, as consecutive ones):
+        a word placed far (``FAR`` heights) from every placed neighbour of its answer line, on
+        another row or with other lines' words between them (not a table row's cells), was
+        matched by its text alone in the wrong place (a line number of the other column, a
+        repeated label): it loses its box, and takes instead a free recognised word of similar
+        text right beside such a neighbour, if there is one."""
+        def neighbours(i: int) -> list[Box]:
+            return [self.pair[k][0] for k in (i - 1, i + 1)
+                    if 0 <= k < len(self.a) and line_of[k] == line_of[i] and k in self.pair]
+        def apart(i: int, b: Box) -> bool:
+            """Far, and not a table row's cells: another row, or other lines' words between."""
+            a = self.pair[i][0]
+            if _distance(a, b) <= FAR * self.h:
+                return False
+            if min(a[3], b[3]) - max(a[1], b[1]) < 0.5 * self.h:
+                return True
+            lo, hi = min(a[2], b[2]), max(a[0], b[0])
+            return any(lo <= r.box[0] and r.box[2] <= hi and min(r.box[3], a[3]) - max(r.box[1], a[1]) > 0.5 * self.h
+                       and line_of[k] != line_of[i] for j, r in enumerate(self.read)
+                       for k in [self.by_read.get(j, -1)] if k >= 0)
+        for i in sorted(self.pair):
+            near = neighbours(i)
+            if near and all(apart(i, b) for b in near):
+                del self.pair[i]
+                j = self.at.pop(i, None)
+                if j is not None:
+                    self.used.discard(j)
+                    self.by_read.pop(j, None)
+        for i in range(len(self.a)):
+            near = neighbours(i) if i not in self.pair else []
+            if not near:
+                continue
+            cands = sorted((min(_distance(r.box, b) for b in near), j) for j, r in enumerate(self.read)
+                           if j not in self.used and similarity(self.a[i], self.r[j]) >= SIMILAR)
+            if cands and cands[0][0] <= BESIDE * self.h and (len(cands) == 1 or cands[1][0] > cands[0][0] + self.h):
+                self.take(i, cands[0][1], CONTEXT)
+
     # 3. gaps ------------------------------------------------------------------------------
     def gaps(self, answer: list[str]) -> None:
         placed = sorted(self.pair)
@@ -182,6 +290,9 @@ class _Matcher:
             if any(j in self.used for j in inner):
                 continue
             words = list(range(i1 + 1, i2))
+            joined = similarity("".join(self.a[i] for i in words), "".join(self.r[j] for j in inner))
+            if joined < GAP_TEXT:
+                continue   # not the same words misread: the two orders differ here
             if len(words) == len(inner) and len(words) <= MAX_GAP:
                 for i, j in zip(words, inner):
                     self.take(i, j, GAP)
@@ -193,6 +304,13 @@ class _Matcher:
                         self.pair[i] = (got.box, got.confidence or GAP, line)
                         self.at[i] = j1 + 1
                 self.used.update(inner)
+
+
+def _distance(a: Box, b: Box) -> float:
+    """Gap between two boxes (0 when they touch or overlap)."""
+    dx = max(0, b[0] - a[2], a[0] - b[2])
+    dy = max(0, b[1] - a[3], a[1] - b[3])
+    return float((dx * dx + dy * dy) ** 0.5)
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -211,6 +329,7 @@ def place_by_text(text: str, read: list[ReadWord], before: Placement | None = No
     recognised words that do not overlap a box already given."""
     answer = [ln.split() for ln in text.splitlines() if ln.split()]
     flat = [w for ln in answer for w in ln]
+    line_of = [n for n, ln in enumerate(answer) for _ in ln]
     kept: dict[int, tuple[Box, float, int]] = {}
     if before is not None:
         words = [w for ln in before.lines for w in ln]
@@ -222,8 +341,11 @@ def place_by_text(text: str, read: list[ReadWord], before: Placement | None = No
     if flat and read:
         m.anchors()
         m.extend()
+        while m.beside():
+            m.extend()
         m.gaps(flat)
         m.extend()
+        m.keep_lines_together(line_of)
     out, k = [], 0
     for ln in answer:
         row = []
