@@ -28,7 +28,7 @@ def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
     return ink_lines(image)
 
 
-def place(image: Image.Image, text: str, method: str = "mix") -> tuple[Placement, str]:
+def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placement, str]:
     """The answer placed by ``method``; ``mix`` tries both geometries and keeps the placement
     the alignment itself trusts more (the sum of its word confidences): Tesseract's layout
     wins on real scans with rules, shading and tables, the ink analysis on clean or
@@ -89,7 +89,7 @@ def _split_by_page_line(words: tuple[PlacedWord, ...]) -> list[list[PlacedWord]]
     return out
 
 
-def place_on_image(image: Image.Image, text: str, method: str = "mix") -> dict[str, Any]:
+def place_on_image(image: Image.Image, text: str, method: str = "read") -> dict[str, Any]:
     started = time.process_time()
     placement, used = place(image, text, method)
     blocks: list[dict[str, Any]] = [{"lines": []}]
@@ -102,10 +102,11 @@ def place_on_image(image: Image.Image, text: str, method: str = "mix") -> dict[s
         for part in _split_by_page_line(next(answer_lines)):
             blocks[-1]["lines"].append(_line(part))
     blocks = [b for b in blocks if b["lines"]]
-    return {"method": f"{used}+width-alignment", "words": placement.words, "placed": placement.placed,
+    label = "read+text-match" if used == "read" else f"{used}+width-alignment"
+    return {"method": label, "words": placement.words, "placed": placement.placed,
             "cpu_s": round(time.process_time() - started, 3), "blocks": blocks}
 
 
-def place_upload(data: bytes, text: str, method: str = "mix") -> dict[str, Any]:
+def place_upload(data: bytes, text: str, method: str = "read") -> dict[str, Any]:
     """The process pool's task: decode the upload as the server does, place ``text`` on it."""
     return place_on_image(decode_image(data), text, method)

@@ -15,7 +15,9 @@ headings, at little cost.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from statistics import median
 
 from PIL import Image
 
@@ -67,6 +69,29 @@ def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LA
                                     max(first_line, line)))
             if not it.Next(RIL.WORD):
                 break
-        return out
+        return line_height_boxes(out)
     finally:
         api.End()
+
+
+GROW_AT_MOST = 1.8   # a word box grows to its line's body only up to this many times its own height
+
+
+def line_height_boxes(words: list[ReadWord]) -> list[ReadWord]:
+    """Each word's box grown vertically to its line's body (the median top and bottom of the
+    line's word boxes: ascenders to baseline), as ALTO and hOCR word boxes usually are: a word
+    of small letters ("are", "on") otherwise gets a box half the height of its neighbours'.
+    Never more than ``GROW_AT_MOST`` its own height (a line that is really two rows of a
+    table)."""
+    by_line: dict[int, list[ReadWord]] = defaultdict(list)
+    for w in words:
+        by_line[w.line].append(w)
+    body = {n: (median(w.box[1] for w in ws), median(w.box[3] for w in ws)) for n, ws in by_line.items()}
+    out = []
+    for w in words:
+        x0, y0, x1, y1 = w.box
+        top, bottom = int(min(y0, body[w.line][0])), int(max(y1, body[w.line][1]))
+        if bottom - top <= GROW_AT_MOST * (y1 - y0):
+            w = ReadWord((x0, top, x1, bottom), w.text, w.confidence, w.line)
+        out.append(w)
+    return out

@@ -111,25 +111,23 @@ class _Matcher:
         return runs
 
     def _tile(self) -> bool:
-        # short runs ("2", "A.") must be unique on the whole page: the one left free may be
-        # the wrong one when the recogniser missed the right one
+        # A run is unique when it occurs once among the answer's words not yet placed (a placed
+        # run makes the others unique) and once among all the page's words: the one left free
+        # on the page may be the wrong one when the recogniser missed or misread the right one.
+        # Short runs ("2", "A.") must also be unique among all the answer's words.
         free_a = [t for i, t in enumerate(self.a) if i not in self.pair]
-        free_r = [t for j, t in enumerate(self.r) if j not in self.used]
-        all_counts: dict[int, tuple[Counter, Counter]] = {}
-        counts: dict[int, tuple[Counter, Counter]] = {}
+        counts: dict[int, tuple[Counter, Counter, Counter]] = {}
 
         def unique(i: int, j: int, n: int) -> bool:
             if n not in counts:
                 counts[n] = (Counter(tuple(free_a[k:k + n]) for k in range(len(free_a) - n + 1)),
-                             Counter(tuple(free_r[k:k + n]) for k in range(len(free_r) - n + 1)))
+                             Counter(tuple(self.a[k:k + n]) for k in range(len(self.a) - n + 1)),
+                             Counter(tuple(self.r[k:k + n]) for k in range(len(self.r) - n + 1)))
+            free, whole, page = counts[n]
             gram = tuple(self.a[i:i + n])
-            if sum(len(t) for t in gram) < SHORT_CHARS:
-                if n not in all_counts:
-                    all_counts[n] = (Counter(tuple(self.a[k:k + n]) for k in range(len(self.a) - n + 1)),
-                                     Counter(tuple(self.r[k:k + n]) for k in range(len(self.r) - n + 1)))
-                if all_counts[n][0][gram] > 1 or all_counts[n][1][gram] > 1:
-                    return False
-            return counts[n][0][gram] == 1 and counts[n][1][gram] == 1
+            if sum(len(t) for t in gram) < SHORT_CHARS and whole[gram] > 1:
+                return False
+            return free[gram] == 1 and page[gram] == 1
 
         taken = False
         heap = [(-n, i, j) for i, j, n in self._runs()]
