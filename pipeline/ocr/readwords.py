@@ -50,8 +50,8 @@ def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LA
     if factor < 1.0:
         gray = gray.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
                            Image.Resampling.BILINEAR)
-    api = tesserocr.PyTessBaseAPI(path=path.rstrip("/") + "/", lang=lang,
-                                  psm=tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
+    api = _api(path, lang)
+    api.SetPageSegMode(tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
     try:
         api.SetImage(gray)
         api.Recognize()
@@ -71,7 +71,21 @@ def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LA
                 break
         return line_height_boxes(out)
     finally:
-        api.End()
+        api.Clear()
+
+
+_APIS: dict[tuple[str, str], object] = {}
+
+
+def _api(path: str, lang: str):
+    """One Tesseract per language in this process, kept: loading the model costs about 0.07
+    CPU-second, a tenth of reading a page (a geometry worker reads one page at a time)."""
+    import tesserocr
+
+    key = (path, lang)
+    if key not in _APIS:
+        _APIS[key] = tesserocr.PyTessBaseAPI(path=path.rstrip("/") + "/", lang=lang, psm=tesserocr.PSM.AUTO)
+    return _APIS[key]
 
 
 GROW_AT_MOST = 1.8   # a word box grows to its line's body only up to this many times its own height
