@@ -49,6 +49,7 @@ SIMILAR = 0.6         # texts this close (difflib ratio) pair in an extension
 ANCHOR = 0.95
 GAP = 0.7
 GAP_TEXT = 0.5        # a gap's answer words and recognised words, joined, at least this similar
+GAP_WIDTHS = 0.6      # a gap placed by widths (unequal counts) keeps only words this confident
 MAX_GAP = 8           # equal gaps longer than this are not paired blindly
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‐": "-"})
 _PUNCT = ".,;:!?\"'()[]{}*|"
@@ -298,7 +299,7 @@ class _Matcher:
                 line = self.read[j1 + 1].line
                 boxes = [(self.read[j].box, line) for j in inner]
                 for i, got in zip(words, _words([answer[i] for i in words], boxes, GAP + 0.1)):
-                    if got.box is not None:
+                    if got.box is not None and (got.confidence or 0) >= GAP_WIDTHS:
                         self.pair[i] = (got.box, got.confidence or GAP, line)
                         self.at[i] = j1 + 1
                 self.used.update(inner)
