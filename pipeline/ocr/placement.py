@@ -29,7 +29,9 @@ def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
 
 
 def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placement, str]:
-    """The answer placed by ``method``; ``mix`` tries both geometries and keeps the placement
+    """The answer placed by ``method``: ``read`` (the default, ``read_and_match``) matches it
+    by text to a cheap reading of the page; the others by widths alone: ``mix`` tries both
+    geometries and keeps the placement
     the alignment itself trusts more (the sum of its word confidences): Tesseract's layout
     wins on real scans with rules, shading and tables, the ink analysis on clean or
     degraded plain text where Tesseract drops lines."""
