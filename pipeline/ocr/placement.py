@@ -49,20 +49,28 @@ def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placemen
     return best[1], best[2]
 
 
-SPARSE_BELOW = 0.95   # a page with fewer of its words placed gets a second, sparse-text reading
+READ_AGAIN_BELOW = 0.95   # a page with fewer of its words placed is read again
 
 
 def read_and_match(image: Image.Image, text: str) -> Placement:
-    """The answer placed by its text on a cheap recognition pass (``readwords``, ``textmatch``);
-    a page whose words are not nearly all placed is read again in Tesseract's sparse-text mode
-    (tables and charts its page layout takes for pictures) and the rest placed on those words."""
-    from .readwords import tesseract_words
+    """The answer placed by its text on a cheap recognition pass (``readwords``, ``textmatch``).
+    A page whose words are not nearly all placed is read again, and the rest placed on the new
+    words (never on a box already given): first without its ruling lines, if it has any (a
+    ruled table Tesseract's layout took for a picture), then, if still short, in Tesseract's
+    sparse-text mode (chart labels, scattered cells)."""
+    from .readwords import tesseract_words, without_rules
     from .textmatch import place_by_text
     read = tesseract_words(image)
     placement = place_by_text(text, read)
-    if placement.placed < SPARSE_BELOW * placement.words:
-        more = tesseract_words(image, sparse=True, first_line=1 + max((r.line for r in read), default=0))
-        placement = place_by_text(text, more, before=placement)
+    lines = 1 + max((r.line for r in read), default=0)
+    if placement.placed < READ_AGAIN_BELOW * placement.words:
+        bare = without_rules(image)
+        if bare is not None:
+            read = tesseract_words(bare, first_line=lines)
+            lines = 1 + max((r.line for r in read), default=lines)
+            placement = place_by_text(text, read, before=placement)
+    if placement.placed < READ_AGAIN_BELOW * placement.words:
+        placement = place_by_text(text, tesseract_words(image, sparse=True, first_line=lines), before=placement)
     return placement
 
 

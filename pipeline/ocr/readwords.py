@@ -74,6 +74,30 @@ def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LA
         api.Clear()
 
 
+RULE_LENGTH = 25    # a rule is ink at least 1/25 of the page's width (height) long and one pixel thin
+
+
+def without_rules(image: Image.Image) -> Image.Image | None:
+    """The page with its ruling lines painted out (a table's or a form's horizontal and vertical
+    rules), or None when it has none. Tesseract's page layout takes a ruled table for a picture
+    and reads none of its cells; without the rules it reads them as text. Not for the first
+    reading: on a form the rules are what keeps its fields apart."""
+    import cv2
+    import numpy as np
+
+    gray = np.asarray(image.convert("L"))
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    h, w = gray.shape
+    across = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(20, w // RULE_LENGTH), 1)))
+    down = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(20, h // RULE_LENGTH))))
+    rules = cv2.dilate(across | down, np.ones((3, 3), np.uint8))
+    if not rules.any():
+        return None
+    out = gray.copy()
+    out[rules > 0] = 255
+    return Image.fromarray(out)
+
+
 _APIS: dict[tuple[str, str], object] = {}
 
 

@@ -2,7 +2,7 @@
 
 Why processes: reading a page cheaply and matching the answer's words to it by text
 (``ocr/readwords.py``, ``ocr/textmatch.py``; or the width-only methods, ``ocr/inkgeom.py`` and
-``ocr/align.py``) is CPU work (about 0.75 CPU-second an A4 page by default, 0.5 with ``mix``),
+``ocr/align.py``) is CPU work (about 0.8 CPU-second an A4 page by default, 0.5 with ``mix``),
 which would stall the event loop that keeps uploads and polls moving; threads would hold the
 GIL for most of it.
 ``geometry.workers`` processes (config) take the pages in turn; the pool starts on the first
