@@ -7,10 +7,9 @@ order-free, like a diff that allows moved blocks:
 
 1. **Anchors.** Runs of consecutive answer words that equal (after ``norm``) consecutive
    recognised words, longest first (greedy string tiling), each taken only when it cannot be
-   somewhere else: a run is taken when it is long (``LONG_RUN`` words, or ``LONG_CHARS``
-   characters over at least two words) or when it occurs once in the answer's words and once in
-   the page's words not yet taken. Repeated until nothing more is taken (a taken run makes
-   others unique).
+   somewhere else: it occurs once in the whole answer and once among all the page's words.
+   Repeated until nothing more is taken (a run cut by a longer one is found again in parts).
+   Runs that repeat are placed next to their context (``beside``) or not at all.
 2. **Extension.** From each anchor outwards in both sequences: the next answer word and the next
    recognised word are paired when their texts are close (``SIMILAR``: a misread letter, an
    answer with a wrong character), or when two answer words equal one recognised word (a space
@@ -40,7 +39,6 @@ from .readwords import ReadWord
 FAR = 8.0             # a word this many heights from its answer-line neighbours is misplaced
 BESIDE = 2.0          # ... and may take a free word of its text this near them instead
 NEXT_LINE = 1.5       # an extension goes on to a line starting at most this many heights below
-SHORT_CHARS = 4       # runs shorter than this must be unique among all words, not only the free ones
 NEAR_CONTEXT = 6.0    # a repeated run is placed at most this many word heights from its context
 CLEARLY = 1.5         # ... and the next candidate must be this many times (+ 1 height) farther
 CONTEXT_WORDS = 3     # context: the placed answer words up to this far before or after the run
@@ -112,23 +110,18 @@ class _Matcher:
         return runs
 
     def _tile(self) -> bool:
-        # A run is unique when it occurs once among the answer's words not yet placed (a placed
-        # run makes the others unique) and once among all the page's words: the one left free
-        # on the page may be the wrong one when the recogniser missed or misread the right one.
-        # Short runs ("2", "A.") must also be unique among all the answer's words.
-        free_a = [t for i, t in enumerate(self.a) if i not in self.pair]
-        counts: dict[int, tuple[Counter, Counter, Counter]] = {}
+        # A run is unique when it occurs once in the whole answer and once among all the page's
+        # words: a phrase the answer says twice may be in either place, and the one occurrence
+        # left free on the page may be the wrong one when the recogniser missed or misread the
+        # right one. Repeated runs are placed by their context (``beside``), or not at all.
+        counts: dict[int, tuple[Counter, Counter]] = {}
 
         def unique(i: int, j: int, n: int) -> bool:
             if n not in counts:
-                counts[n] = (Counter(tuple(free_a[k:k + n]) for k in range(len(free_a) - n + 1)),
-                             Counter(tuple(self.a[k:k + n]) for k in range(len(self.a) - n + 1)),
+                counts[n] = (Counter(tuple(self.a[k:k + n]) for k in range(len(self.a) - n + 1)),
                              Counter(tuple(self.r[k:k + n]) for k in range(len(self.r) - n + 1)))
-            free, whole, page = counts[n]
             gram = tuple(self.a[i:i + n])
-            if sum(len(t) for t in gram) < SHORT_CHARS and whole[gram] > 1:
-                return False
-            return free[gram] == 1 and page[gram] == 1
+            return counts[n][0][gram] == 1 and counts[n][1][gram] == 1
 
         taken = False
         heap = [(-n, i, j) for i, j, n in self._runs()]
