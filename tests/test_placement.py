@@ -174,10 +174,14 @@ async def test_two_percent_wrong_characters_still_place_the_right_words_and_misp
 
 
 def test_alto_hocr_and_pdf_are_accepted_with_text_only_answers(tmp_path):
-    from pipeline.config import load_config
+    from pipeline.config import ConfigError, load_config
     cfg = load_config(write_config(tmp_path, "embedded", api__format="text", outputs=["txt", "json", "alto", "hocr", "pdf"],
                                    geometry__workers=3))
     assert cfg.outputs[2:] == ("alto", "hocr", "pdf") and cfg.geometry.workers == 3
+    assert cfg.geometry.method == "read"                                  # recognition anchors by default
+    assert load_config(write_config(tmp_path, "embedded", geometry__method="mix")).geometry.method == "mix"
+    with pytest.raises(ConfigError, match="geometry.method"):
+        load_config(write_config(tmp_path, "embedded", geometry__method="guess"))
 
 
 async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call(tmp_path):
