@@ -19,8 +19,11 @@ order-free, like a diff that allows moved blocks:
    joined, is close to the answer's (``GAP_TEXT``: misread words between good ones), the words
    are paired in order when the gap has as many words on both sides; gaps of different sizes on
    one recognised line go to the width alignment (``align._words``).
+4. **Answer lines stay together** (``keep_lines_together``): a word placed far from every
+   placed neighbour of its answer line, with other lines' words between, loses its box.
 
-A word none of this reaches stays without a box (counted), never placed by a guess. Every
+``place_by_text(..., before=)`` runs the same on a second reading of the page for the words an
+earlier one left unplaced (``placement.read_and_match``). A word none of this reaches stays without a box (counted), never placed by a guess. Every
 recognised word takes at most one answer word (or a cut share of its box). Confidences:
 an anchor ``ANCHOR``, an extension by the texts' similarity, a gap ``GAP``.
 """
