@@ -234,6 +234,8 @@ def figures_table(rows: list[dict]) -> list[str]:
                 add(f"… {r['method']}: scribe words placed at IoU >= 0.5 / elsewhere; devset lines placed",
                     f"{r['scribe_right']:.1%} / {r['scribe_wrong']:.1%}; {r['devset_lines_placed']:.1%}",
                     ">= 90 % right", r["scribe_right"] >= 0.9)
+                add(f"… {r['method']}: scribe words on another word's box",
+                    f"{r['scribe_other']:.2%}", "none", r["scribe_other"] == 0)
         elif b == "word_geometry_run":
             add(f"whole run, truth engine (text only), {r['pages']} A4 pages: alto+hocr (placed) ÷ txt+json; with pdf",
                 f"{r['placed_pages_per_s']} vs {r['txt_json_pages_per_s']} pages/s = {r['ratio']}; "

@@ -2,16 +2,20 @@
 
 Why: a text-only answer (the hosted model) gets its word boxes from the page's own geometry
 (``pipeline/ocr/inkgeom.py``) and the width alignment (``pipeline/ocr/align.py``). This
-measures, in one run, for each method tried (``ink``: OpenCV ink analysis; ``tesseract``:
-Tesseract's layout analysis without recognition):
+measures, in one run, for each method tried (``read``, the default: a cheap Tesseract reading
+and the answer's words matched to it by text, ``ocr/readwords.py`` and ``ocr/textmatch.py``;
+by widths alone on the page's geometry: ``ink``, OpenCV ink analysis; ``tesseract``,
+Tesseract's layout analysis without recognition; ``mix``, both):
 
 * **CPU-seconds per A4 page at 300 dpi** (geometry + alignment, ``time.process_time``), on
   devset pages (``bench/devset.py``, drawn at 150 dpi, scaled x2 to 2480 x 3508): target <= 0.5;
 * **lines placed** on those devset pages: the union of an answer line's placed words against
   the drawn line's box, IoU >= 0.5 (devset knows line boxes, not word boxes);
 * **words placed** on the scribe scans (``../shared/data/scribeocr-benchmark``, answer = the
-  truth text, truth word boxes): share placed at IoU >= 0.5 ("right") and share placed
-  elsewhere ("wrong", a word on a box not its own);
+  truth text, truth word boxes): share placed at IoU >= 0.5 ("right"), share placed elsewhere
+  ("wrong", IoU < 0.5 with its own box) and, of those, on another word's box ("other", IoU >=
+  0.5 with another truth word's box; the issue's "no word on another word's box"), overall
+  and per class of page (the name before ``_``: table, form, chart, multicol, ...);
 * **pages a second of a whole run**: ``pipeline run`` against the ``truth`` engine (text only,
   so every page is placed) with ``alto, hocr`` (and then ``pdf`` too: its writer embeds the
   page image, a cost of its own) against ``txt, json`` only, same pages.
@@ -83,9 +87,10 @@ def scribe_row(method: str, limit: int | None) -> dict:
 
     if not SCRIBE.is_dir():
         return {"scribe": f"skipped: {SCRIBE} not present"}
-    right = wrong = total = 0
+    right = wrong = other = total = 0
     cpu = []
     per_page = {}
+    classes: dict[str, list[int]] = {}
     names = sorted(p.stem for p in (SCRIBE / "gt_txt").glob("*.txt"))[:limit]
     for name in names:
         image = Image.open(next((SCRIBE / "img").glob(name + ".*")))
@@ -96,10 +101,17 @@ def scribe_row(method: str, limit: int | None) -> dict:
         words = [w for ln in placement.lines for w in ln]
         r = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) >= 0.5)
         wr = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) < 0.5)
-        right, wrong, total = right + r, wrong + wr, total + len(truth)
+        ot = sum(1 for k, (w, t) in enumerate(zip(words, truth)) if w.box is not None and iou(w.box, t[:4]) < 0.5
+                 and any(iou(w.box, u[:4]) >= 0.5 for j, u in enumerate(truth) if j != k))
+        right, wrong, other, total = right + r, wrong + wr, other + ot, total + len(truth)
         per_page[name] = round(r / max(1, len(truth)), 2)
+        c = classes.setdefault(name.split("_")[0], [0, 0, 0, 0])
+        c[0], c[1], c[2], c[3] = c[0] + r, c[1] + wr, c[2] + ot, c[3] + len(truth)
     return {"scribe_pages": len(names), "scribe_words": total, "scribe_right": round(right / max(1, total), 3),
-            "scribe_wrong": round(wrong / max(1, total), 3), "scribe_cpu_s_per_page": round(sum(cpu) / len(cpu), 3),
+            "scribe_wrong": round(wrong / max(1, total), 3), "scribe_other": round(other / max(1, total), 4),
+            "scribe_cpu_s_per_page": round(sum(cpu) / len(cpu), 3), "scribe_cpu_s_max": round(max(cpu), 3),
+            "scribe_per_class": {k: {"right": round(v[0] / v[3], 3), "wrong": round(v[1] / v[3], 3),
+                                     "other": round(v[2] / v[3], 4), "words": v[3]} for k, v in sorted(classes.items())},
             "scribe_per_page": per_page}
 
 
@@ -138,7 +150,8 @@ async def whole_run(pages, outputs: list[str], tmp: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--methods", nargs="*", default=["mix", "ink", "tesseract"])
+    ap.add_argument("--methods", nargs="*", default=["read", "mix", "ink", "tesseract"])
+    ap.add_argument("--no-run", action="store_true", help="skip the whole-run pages a second")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     pages = devset_pages(1 if args.quick else 3)
@@ -147,8 +160,10 @@ def main() -> None:
         row = {"bench": "word_geometry", "method": method, **devset_row(method, pages), **scribe_row(method, limit)}
         print(f"{method}: {row['cpu_s_per_a4_page']} CPU-s per A4 page (max {row['cpu_s_max']}), devset lines "
               f"{row['devset_lines_placed']:.1%}; scribe words right {row.get('scribe_right')} wrong "
-              f"{row.get('scribe_wrong')}", file=sys.stderr)
+              f"{row.get('scribe_wrong')} on another word's box {row.get('scribe_other')}", file=sys.stderr)
         print(json.dumps(row), flush=True)
+    if args.no_run:
+        return
     run_pages = pages[:6] if args.quick else pages
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, tempfile.TemporaryDirectory() as c:
         plain = asyncio.run(whole_run(run_pages, ["txt", "json"], Path(a)))

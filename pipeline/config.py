@@ -124,6 +124,7 @@ class GeometryConfig:
     """Word positions for text-only answers (docs/formats.md, "Words for text-only answers")."""
 
     workers: int = 1                  # processes finding lines and words on pages (off the event loop)
+    method: str = "read"              # read (recognition anchors, text match) | mix | ink | tesseract (widths only)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ _CHOICES = {
     "pdf.pdfa_fallback": ("plain", "fail"),
     "precheck.rotate_pages": ("auto", "off"),
     "precheck.deskew": ("auto", "off"),
+    "geometry.method": ("read", "mix", "ink", "tesseract"),
 }
 # Every number's allowed range, inclusive: (lowest, highest); ``None`` = no bound. A key of a
 # number missing here is a bug (``test_config`` checks that every numeric field has a range),

@@ -131,7 +131,7 @@ async def test_text_only_answers_get_word_boxes_in_alto_hocr_and_pdf(tmp_path):
         truth = flat_truth(pages)
         doc = json.loads((out / f"{rel}.json").read_text())
         for p in doc["pages"]:   # the record says how many words were placed and how
-            assert p["placed"]["method"] in ("ink+width-alignment", "tesseract+width-alignment")
+            assert p["placed"]["method"] == "read+text-match"
             assert p["placed"]["words"] == len(pages[p["index"]][1])
             assert "positions" not in p
         alto = out / f"{rel}.alto.xml"
@@ -174,10 +174,14 @@ async def test_two_percent_wrong_characters_still_place_the_right_words_and_misp
 
 
 def test_alto_hocr_and_pdf_are_accepted_with_text_only_answers(tmp_path):
-    from pipeline.config import load_config
+    from pipeline.config import ConfigError, load_config
     cfg = load_config(write_config(tmp_path, "embedded", api__format="text", outputs=["txt", "json", "alto", "hocr", "pdf"],
                                    geometry__workers=3))
     assert cfg.outputs[2:] == ("alto", "hocr", "pdf") and cfg.geometry.workers == 3
+    assert cfg.geometry.method == "read"                                  # recognition anchors by default
+    assert load_config(write_config(tmp_path, "embedded", geometry__method="mix")).geometry.method == "mix"
+    with pytest.raises(ConfigError, match="geometry.method"):
+        load_config(write_config(tmp_path, "embedded", geometry__method="guess"))
 
 
 async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call(tmp_path):
@@ -201,33 +205,54 @@ async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call
         assert matched_fraction(flat_truth(pages), alto_words(tmp_path / "out" / f"{rel}.alto.xml"), scale=scale) >= 0.95
 
 
-@pytest.mark.real_ocr
-def test_scribe_scans_with_their_truth_text_as_the_answer(shared_data):
-    """The scribe scans (real documents; answer = the truth text, judged on the truth word
-    boxes). The issue's target is 90 % at IoU >= 0.5, which is NOT met: 49 % was measured
-    (docs/formats.md, "Words for text-only answers"). This keeps what is reached from sliding
-    back: at least 45 % of the words right, at most 14 % on a box not their own, and the plain
-    pages (a filing, a table of text rows, a receipt) at >= 85 %."""
+def _scribe_page(root, name: str, corrupt: float = 0.0):
+    """(answered words, placed words, truth boxes) of one scribe scan, its truth text as the
+    answer (``corrupt``: that share of its characters replaced)."""
     from PIL import Image
 
     from pipeline.ocr.placement import place
 
+    image = Image.open(next((root / "img").glob(name + ".*")))
+    truth = json.loads((root / "gt_txt" / f"{name}.boxes.json").read_text())
+    answer = corrupt_text((root / "gt_txt" / f"{name}.txt").read_text(), corrupt, name)
+    placement, _ = place(image, answer)
+    return answer.split(), [w for ln in placement.lines for w in ln], truth
+
+
+def _on_another_words_box(box, k: int, truth) -> bool:
+    return any(iou(box, t[:4]) >= 0.5 for j, t in enumerate(truth) if j != k)
+
+
+@pytest.mark.real_ocr
+def test_scribe_scans_with_their_truth_text_as_the_answer(shared_data):
+    """Two real scans of the classes width alignment failed on (a chart with its labels and
+    axis text, a white-on-dark slide; under 10 % placed by widths alone), answer = their truth
+    text, judged on the truth word boxes: the default (a cheap reading, words matched by text)
+    places >= 90 % at IoU >= 0.5 and none on another word's box. All 29 scans: the bench
+    (``python -m bench.word_geometry``, docs/formats.md)."""
     root = shared_data / "scribeocr-benchmark"
-    right = wrong = total = 0
-    plain = {}
-    for txt in sorted((root / "gt_txt").glob("*.txt")):
-        image = Image.open(next((root / "img").glob(txt.stem + ".*")))
-        truth = json.loads(txt.with_name(txt.stem + ".boxes.json").read_text())
-        placement, _ = place(image, txt.read_text())
-        words = [w for ln in placement.lines for w in ln]
-        assert [w.text for w in words] == [t[4] for t in truth]        # the answer's words, in its order
-        r = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) >= 0.5)
-        wrong += sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) < 0.5)
-        right, total = right + r, total + len(truth)
-        plain[txt.stem] = r / len(truth)
-    assert right / total >= 0.45, right / total
-    assert wrong / total <= 0.14, wrong / total
-    assert min(plain[n] for n in ("filing_03", "table_08", "receipt_03")) >= 0.85, plain
+    for name in ("chart_01", "slide_01"):
+        answer, words, truth = _scribe_page(root, name)
+        assert [w.text for w in words] == answer == [t[4] for t in truth]   # the answer's words, in its order
+        right = sum(1 for w, t in zip(words, truth) if w.box is not None and iou(w.box, t[:4]) >= 0.5)
+        assert right / len(truth) >= 0.9, (name, right / len(truth))
+        assert not [w.text for k, w in enumerate(words) if w.box and _on_another_words_box(w.box, k, truth)], name
+
+
+@pytest.mark.real_ocr
+def test_two_percent_wrong_characters_on_a_scribe_scan(shared_data):
+    """The chart scan with 2 % of the answer's characters wrong: >= 95 % of the words answered
+    right land on their boxes as they do with a clean answer, and no word (right or wrong) is
+    placed on another word's box."""
+    root = shared_data / "scribeocr-benchmark"
+    _, clean, truth = _scribe_page(root, "chart_01")
+    answer, words, _ = _scribe_page(root, "chart_01", corrupt=0.02)
+    assert sum(a != t[4] for a, t in zip(answer, truth)) >= 3        # the corruption really happened
+    right = [k for k, (a, t) in enumerate(zip(answer, truth)) if a == t[4]
+             and clean[k].box is not None and iou(clean[k].box, t[:4]) >= 0.5]
+    kept = sum(1 for k in right if words[k].box is not None and iou(words[k].box, truth[k][:4]) >= 0.5)
+    assert kept / len(right) >= 0.95, (kept, len(right))
+    assert not [w.text for k, w in enumerate(words) if w.box and _on_another_words_box(w.box, k, truth)]
 
 
 def test_a_reflowed_answer_is_laid_over_the_page_lines():

@@ -19,7 +19,7 @@ from .align import PlacedWord, Placement, place_text
 from .inkgeom import GeoLine, ink_lines, tesseract_lines
 from .pool import decode_image
 
-METHODS = ("mix", "ink", "tesseract")
+METHODS = ("read", "mix", "ink", "tesseract")
 
 
 def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
@@ -28,11 +28,15 @@ def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
     return ink_lines(image)
 
 
-def place(image: Image.Image, text: str, method: str = "mix") -> tuple[Placement, str]:
-    """The answer placed by ``method``; ``mix`` tries both geometries and keeps the placement
+def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placement, str]:
+    """The answer placed by ``method``: ``read`` (the default, ``read_and_match``) matches it
+    by text to a cheap reading of the page; the others by widths alone: ``mix`` tries both
+    geometries and keeps the placement
     the alignment itself trusts more (the sum of its word confidences): Tesseract's layout
     wins on real scans with rules, shading and tables, the ink analysis on clean or
     degraded plain text where Tesseract drops lines."""
+    if method == "read":
+        return read_and_match(image, text), "read"
     if method != "mix":
         return place_text(text, geometry(image, method)), method
     best: tuple[float, Placement, str] | None = None
@@ -43,6 +47,31 @@ def place(image: Image.Image, text: str, method: str = "mix") -> tuple[Placement
             best = (score, placement, name)
     assert best is not None
     return best[1], best[2]
+
+
+READ_AGAIN_BELOW = 0.95   # a page with fewer of its words placed is read again
+
+
+def read_and_match(image: Image.Image, text: str) -> Placement:
+    """The answer placed by its text on a cheap recognition pass (``readwords``, ``textmatch``).
+    A page whose words are not nearly all placed is read again, and the rest placed on the new
+    words (never on a box already given): first without its ruling lines, if it has any (a
+    ruled table Tesseract's layout took for a picture), then, if still short, in Tesseract's
+    sparse-text mode (chart labels, scattered cells)."""
+    from .readwords import tesseract_words, without_rules
+    from .textmatch import place_by_text
+    read = tesseract_words(image)
+    placement = place_by_text(text, read)
+    lines = 1 + max((r.line for r in read), default=0)
+    if placement.placed < READ_AGAIN_BELOW * placement.words:
+        bare = without_rules(image)
+        if bare is not None:
+            read = tesseract_words(bare, first_line=lines)
+            lines = 1 + max((r.line for r in read), default=lines)
+            placement = place_by_text(text, read, before=placement)
+    if placement.placed < READ_AGAIN_BELOW * placement.words:
+        placement = place_by_text(text, tesseract_words(image, sparse=True, first_line=lines), before=placement)
+    return placement
 
 
 def _line(words: list[PlacedWord]) -> dict[str, Any]:
@@ -70,7 +99,7 @@ def _split_by_page_line(words: tuple[PlacedWord, ...]) -> list[list[PlacedWord]]
     return out
 
 
-def place_on_image(image: Image.Image, text: str, method: str = "mix") -> dict[str, Any]:
+def place_on_image(image: Image.Image, text: str, method: str = "read") -> dict[str, Any]:
     started = time.process_time()
     placement, used = place(image, text, method)
     blocks: list[dict[str, Any]] = [{"lines": []}]
@@ -83,10 +112,11 @@ def place_on_image(image: Image.Image, text: str, method: str = "mix") -> dict[s
         for part in _split_by_page_line(next(answer_lines)):
             blocks[-1]["lines"].append(_line(part))
     blocks = [b for b in blocks if b["lines"]]
-    return {"method": f"{used}+width-alignment", "words": placement.words, "placed": placement.placed,
+    label = "read+text-match" if used == "read" else f"{used}+width-alignment"
+    return {"method": label, "words": placement.words, "placed": placement.placed,
             "cpu_s": round(time.process_time() - started, 3), "blocks": blocks}
 
 
-def place_upload(data: bytes, text: str, method: str = "mix") -> dict[str, Any]:
+def place_upload(data: bytes, text: str, method: str = "read") -> dict[str, Any]:
     """The process pool's task: decode the upload as the server does, place ``text`` on it."""
     return place_on_image(decode_image(data), text, method)

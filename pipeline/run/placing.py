@@ -1,8 +1,10 @@
 """Word positions for text-only answers, computed off the event loop in a bounded process pool.
 
-Why processes: finding a page's lines and words (``ocr/inkgeom.py``) and aligning the answer
-to them (``ocr/align.py``) is CPU work (about 0.5 CPU-second an A4 page, both geometries), which would stall
-the event loop that keeps uploads and polls moving; threads would hold the GIL for most of it.
+Why processes: reading a page cheaply and matching the answer's words to it by text
+(``ocr/readwords.py``, ``ocr/textmatch.py``; or the width-only methods, ``ocr/inkgeom.py`` and
+``ocr/align.py``) is CPU work (about 0.8 CPU-second an A4 page by default, 0.5 with ``mix``),
+which would stall the event loop that keeps uploads and polls moving; threads would hold the
+GIL for most of it.
 ``geometry.workers`` processes (config) take the pages in turn; the pool starts on the first
 page that needs it, so a run with boxes in its answers (or without ALTO/hOCR/PDF) never starts
 one.
@@ -40,7 +42,7 @@ def _ignore_sigint() -> None:
 class Placer:
     """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record."""
 
-    def __init__(self, workers: int = 1, method: str = "mix") -> None:
+    def __init__(self, workers: int = 1, method: str = "read") -> None:
         self.workers = max(1, workers)
         self.method = method
         self._executor: ProcessPoolExecutor | None = None

@@ -138,7 +138,7 @@ class Runner:
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None)))
-                placer = Placer(self.config.geometry.workers)
+                placer = Placer(self.config.geometry.workers, self.config.geometry.method)
                 stack.callback(placer.close)
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
