@@ -20,10 +20,14 @@ How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
   stitched strips would interleave the columns: **the columns are cut apart first**, and the
   strips are read column by column, each top to bottom (reading order: bands top to bottom,
   columns left to right). A band of columns that fits the limit is never cut inside (the model
-  reads its columns in order within one image); the other bands are cut as one run. A table wide
-  and tall enough to show gutters is cut into its columns too (read column by column).
-* **Strips**: a run is cut greedily, each strip as tall as the limit allows, at the middle of
-  the lowest blank run that keeps the strip within the limit.
+  reads its columns in order within one image); the other bands are cut as one run. A table's
+  gutters are no text columns' (``_rows_aligned``: its cells start on the same rows): it is cut
+  across the full width, between its rows, never into its columns (read column by column, every
+  row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
+  a band of its own, read whole.
+* **Strips**: a run is cut at blank runs into the fewest strips the limit allows, and among those
+  cuts, the most at breaks (paragraph spaces, the space around a table) rather than between two
+  lines or two table rows (``_gap_cuts``); blank paper above and below may be left out.
 * **No gap tall enough** (a photo, a dense table, lines touching): the strip ends at its least
   inked row in the lower part of the window, and the next strip starts ``overlap`` rows above
   that cut, so a text line crossing the cut is whole in the next strip. The text read twice
@@ -91,7 +95,7 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
     height, width = ink.shape
     _panels(ink)      # dark columns: a sidebar, or a border
-    _panels(ink.T)    # dark rows: a banner, or a rule (a view: the same pixels)
+    _panels(ink.T, edges=True)    # dark rows: a banner, or a rule (a view: the same pixels)
     # Each row's ink reaches ``reach`` rows up and down: a row through the middle of a line of
     # thin type can hold no dark pixel at all (only grey stroke edges), and a "gap" that thin is
     # inside a line; gaps between lines are taller and survive, ``2 * reach`` rows shorter.
@@ -110,16 +114,23 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     return ink
 
 
-def _panels(ink: np.ndarray) -> None:
+def _panels(ink: np.ndarray, edges: bool = False) -> None:
     """Columns inked over more than ``FRAME_SHARE`` of the rows, in place: a run of them at least
     ``PANEL_FRACTION`` of the width is a dark panel (a coloured sidebar) whose text is light on
     dark, so there the light pixels become the ink, in the rows the panel covers; a narrower run
-    is a border or a rule, not text, and is left out (it would hide every gap it crosses)."""
+    is a border or a rule, not text, and is left out (it would hide every gap it crosses).
+    ``edges``: the panel's first and last columns stay ink over ``CROSSING_ROWS`` (called on the
+    page turned, for a banner: its top and bottom edges cross any gutter under its text, so a
+    banner over two columns is read whole, as one band, not cut with the columns below it)."""
     height, width = ink.shape
     for a, b in _runs(ink.sum(axis=0) > FRAME_SHARE * height):
         if b - a >= width * PANEL_FRACTION:
             rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
             ink[rows, a:b] = ~ink[rows, a:b]
+            if edges:
+                k = max(CROSSING_ROWS, height // 400)
+                ink[rows, a:a + k] = True
+                ink[rows, b - k:b] = True
         else:
             ink[:, a:b] = False
 
