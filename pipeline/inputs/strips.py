@@ -48,7 +48,8 @@ MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page h
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
 ALIGNED_ROWS = 0.65         # columns whose lines start on the same rows this often are a table's
-ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side
+ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side, unless one is line numbers:
+NUMBERS_LINES = 2.0         # ink at most this many line heights wide (two or three digits)
 MARGIN = 8                  # rows of blank paper kept above a run's first line and below its last
 BREAK_LINES = 0.6           # a blank run this many median line heights tall is a break (strips end there first)
 FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
@@ -221,7 +222,11 @@ def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) 
     heights = [b - a for column in runs for a, b in column]
     if not heights:
         return False
-    near = max(3.0, 0.25 * float(np.median(heights)))
+    line = float(np.median(heights))
+    text_line = max(float(np.median([b - a for a, b in rs])) for rs in runs if rs)   # thin digits break up
+    if any(_numbers(band[:, c0:c1], rs, text_line) for (c0, c1), rs in zip(columns, runs)):
+        return False
+    near = max(3.0, 0.25 * line)
     for left, right in zip(runs, runs[1:]):
         fewer, more = sorted(([a for a, _ in left], [a for a, _ in right]), key=len)
         if len(fewer) < ALIGNED_MIN_LINES:
@@ -231,6 +236,17 @@ def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) 
         if hits < ALIGNED_ROWS * len(fewer):
             return False
     return True
+
+
+def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> bool:
+    """A column of line numbers: its lines' ink (the median) at most ``NUMBERS_LINES`` line
+    heights wide. Numbered lines start on the same rows as their numbers, as a table's cells do,
+    but the page is read column by column (the numbers, then the text), as a list of two columns is."""
+    widths = []
+    for a, b in lines:
+        xs = np.flatnonzero(column[a:b].any(axis=0))
+        widths.append(int(xs[-1] + 1 - xs[0]) if xs.size else 0)
+    return bool(widths) and float(np.median(widths)) <= NUMBERS_LINES * line
 
 
 def _centred(band: np.ndarray) -> bool:
