@@ -8,7 +8,6 @@ sent and how often.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -405,21 +404,23 @@ async def test_lines_across_every_naive_cut_come_back_exactly_once_and_as_read_w
     assert abs(_cer(reference, text) - _cer(reference, whole)) <= 0.005, (text, whole)
 
 
-# Real multi-column scans (scribe) read by the hosted-like model with its 850 px limit, measured
-# page by page by ``python -m bench.strip_cer`` (docs/client.md, "Pages too tall for the model"):
-# the pages within 0.5 CER points of the model reading them whole. A page missing here is named
-# there with the reason it is not pinned.
-PINNED_SCANS = ("multicol_05", "multicol_08", "multicol_11")
+# Real multi-column scans (scribe) under an 850 px limit, measured page by page by
+# ``python -m bench.strip_cer`` (docs/client.md, "Pages too tall for the model", with the pages
+# not pinned and why). Each is judged by the reading that can fail: the hosted-like model's
+# Markdown, except where that model's whole page is ruined by its renderer (multicol_11: 56 %
+# CER whole, a table beside text rendered as one table), where the engine's own text is judged
+# (default model; 8.07 % in strips against 6.58 % whole with the cut before tables kept whole).
+HOSTED = "Nanonets_Ocr_S_Hosted"
+PINNED_SCANS = (("multicol_05", HOSTED), ("multicol_08", HOSTED), ("multicol_11", None))
 
 
 @pytest.mark.real_ocr
 @pytest.mark.shared_data
-@pytest.mark.parametrize("name", PINNED_SCANS)
-async def test_a_real_multi_column_scan_read_in_strips_by_the_hosted_like_model_is_as_good_as_read_whole(
-        tmp_path, shared_data, name):
-    """The whole way (``pipeline run`` against the hosted-like model, Markdown answers without
-    boxes, 850 px limit, jobs of ~0 s): the ``.txt`` of the stitched strips scores within 0.5 CER
-    points of the same engine's Markdown for the whole page, made plain by the same rule."""
+@pytest.mark.parametrize("name,model", PINNED_SCANS)
+async def test_a_real_multi_column_scan_read_in_strips_is_as_good_as_read_whole(tmp_path, shared_data, name, model):
+    """The whole way (``pipeline run`` against the server with an 850 px limit, jobs of ~0 s):
+    the ``.txt`` of the stitched strips scores within 0.5 CER points of the same engine reading
+    the whole page (for the hosted-like model, its Markdown made plain by the same rule)."""
     import shutil
 
     from pipeline.formats.markdown import plain_text
@@ -432,16 +433,17 @@ async def test_a_real_multi_column_scan_read_in_strips_by_the_hosted_like_model_
     shutil.copy(image, tmp_path / "in" / image.name)
     truth = (root / "gt_txt" / f"{name}.txt").read_text(encoding="utf-8")
     hosted = HostedSettings(job_s=(0.0, 0.01), max_input_height=LIMIT)
-    async with EmbeddedServer(ServerConfig(engine="rapidocr", tokens=(TOKEN,), hosted=hosted)) as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__model="Nanonets_Ocr_S_Hosted", api__max_input_height=LIMIT,
-                           timeouts__job_s=300)
+    config = ServerConfig(engine="rapidocr", tokens=(TOKEN,), hosted=hosted, max_input_height=LIMIT)
+    async with EmbeddedServer(config) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=LIMIT, timeouts__job_s=300,
+                           **({"api__model": model} if model else {}))
         code, report, _ = await run_pipeline(cfg, TOKEN)
         assert code == 0 and srv.counters.jobs_failed == 0, report
     text, doc = read_result(tmp_path, image.name)
     strips = doc["image"]["pages"][0]["strips"]
     assert len(strips) >= 2 and all(s["height"] <= LIMIT for s in strips)
-    page = prepare_file(image, PrecheckLimits()).pages[0]
-    whole = plain_text(render_markdown(await _whole_page(page.data)))
+    whole_page = await _whole_page(prepare_file(image, PrecheckLimits()).pages[0].data)
+    whole = plain_text(render_markdown(whole_page)) if model else whole_page.text
     assert _cer(truth, text) - _cer(truth, whole) <= 0.005, (_cer(truth, text), _cer(truth, whole))
 
 
