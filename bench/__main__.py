@@ -41,6 +41,7 @@ SUITE = [
     ("bench.polling_tail", [], ["--quick"]),
     ("bench.word_geometry", [], ["--quick"]),
     ("bench.hosted_strips", [], ["--quick"]),
+    ("bench.strip_cer", [], ["--quick"]),
     ("bench.straighten", [], ["--quick"]),
 ]
 
@@ -210,6 +211,15 @@ def figures_table(rows: list[dict]) -> list[str]:
                 f"{r['refused_per_1000_pages_after_learning']} (learning run: {r['learning_run']['refused_jobs']} "
                 f"refused, limit {r['learning_run']['learned']} px)", "<= 1",
                 r["refused_per_1000_pages_after_learning"] <= 1)
+        elif b == "strip_cer" and "skipped" in r:
+            add("strips vs whole page (CER)", r["skipped"], "–", None)
+        elif b == "strip_cer":
+            for name, what in (("hosted", "hosted-like model (Markdown)"), ("engine", "engine's own text")):
+                x = r[name]
+                add(f"scribe pages over {r['limit_px']} px read in strips ÷ whole, {what}: pages within +0.5 CER "
+                    f"points (worst)", f"{x['within_half_point']} of {r['pages']} (worst {x['worst']['page']} "
+                    f"{x['worst']['points']:+})" + (f"; over: {', '.join(x['over'])}" if x["over"] else ""),
+                    "every page", x["within_half_point"] == r["pages"])
         elif b == "price_buckets":
             add(f"price estimate by size bucket, {r['set']} ({r['pages']} pages, {r['price_requests']} price "
                 "requests): largest page error, mean, whole set", f"{r['max_abs_error']:.1%}, "

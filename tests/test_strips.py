@@ -8,7 +8,6 @@ sent and how often.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -81,6 +80,54 @@ def test_a_two_column_page_is_cut_into_its_columns_first():
     rights = [r for r in body if 250 < r.x0 < 880 and r.x1 == img.width]  # the right text starts at x 880
     assert lefts and rights and len(lefts) + len(rights) == len(body)
     assert body == lefts + rights   # column 1 top to bottom, then column 2: reading order
+
+
+def _holders(regions, box) -> list:
+    x0, y0, x1, y1 = box
+    return [r for r in regions if r.x0 <= x0 and x1 <= r.x1 and r.y0 <= y0 and y1 <= r.y1]
+
+
+def test_a_table_is_cut_across_its_full_width_between_its_rows_never_into_its_columns():
+    """A table's gutters run its whole height like text columns', but its cells start on the same
+    rows: cut into its columns it would be read column by column, so it is cut across the full
+    width, each row whole in one strip (its cells together)."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    rows = []
+    for n, y in enumerate(range(60, 2340, 48)):
+        cells = [(x, f"{word} {n}") for x, word in ((60, "item"), (620, "12.50"), (1150, "north"))]
+        for x, text in cells:
+            draw.text((x, y), text, fill=0, font=f)
+        rows.append([draw.textbbox((x, y), text, font=f) for x, text in cells])
+    regions = plan_strips(img, LIMIT)
+    assert len(regions) >= 3 and all(r.height <= LIMIT for r in regions)
+    assert all((r.x0, r.x1) == (0, img.width) for r in regions)
+    for cells in rows:
+        holders = [_holders(regions, c) for c in cells]
+        assert all(len(h) == 1 for h in holders) and holders[0] == holders[1] == holders[2], cells
+
+
+def test_a_strip_ends_at_a_paragraph_break_before_a_table_rather_than_between_its_rows():
+    """Text, a break, a table of tight rows, a break, text: two strips are needed either way, and
+    the cut falls at the break above the table (the lowest line gap within the limit would be a
+    gap between two of its rows), so the table is read whole in one strip."""
+    img = Image.new("L", (1240, 1500), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    for y in range(40, 640, 48):
+        draw.text((60, y), "running text of a paragraph that fills the line", fill=0, font=f)
+    table = []
+    for n, y in enumerate(range(720, 1150, 38)):
+        for x, text in ((60, f"row {n}"), (500, f"{n * 7}.00"), (900, "east")):
+            draw.text((x, y), text, fill=0, font=f)
+            table.append(draw.textbbox((x, y), text, font=f))
+    for y in range(1220, 1460, 48):
+        draw.text((60, y), "more running text after the table ends here", fill=0, font=f)
+    regions = plan_strips(img, LIMIT)
+    assert len(regions) == 2 and all(r.height <= LIMIT for r in regions)
+    holders = {id(h[0]) for h in (_holders(regions, b) for b in table) if len(h) == 1}
+    assert all(len(_holders(regions, b)) == 1 for b in table) and len(holders) == 1, regions
 
 
 def dense_page(size=(900, 2000)) -> Image.Image:
@@ -309,13 +356,14 @@ UNIQUE = ("apple", "bridge", "candle", "dragon", "engine", "forest", "garden", "
           "tunnel", "velvet", "walnut", "almond", "bottle", "cotton", "desert", "falcon")
 
 
-async def _whole_page_text(data: bytes) -> str:
+async def _whole_page(data: bytes):
+    """The engine's reading of the whole page (an ``OcrPage``), with no height limit."""
     from pipeline.ocr.pool import EngineRunner
 
     runner = EngineRunner("rapidocr")
     await runner.start()
     try:
-        return (await runner.recognize(data, "en")).text
+        return await runner.recognize(data, "en")
     finally:
         await runner.close()
 
@@ -351,34 +399,52 @@ async def test_lines_across_every_naive_cut_come_back_exactly_once_and_as_read_w
     assert {w: words.count(w) for _, w, _ in truth if words.count(w) != 1} == {}   # every line once, none cut
     buf = _io.BytesIO()
     page.save(buf, "PNG")
-    whole = await _whole_page_text(buf.getvalue())
+    whole = (await _whole_page(buf.getvalue())).text
     reference = "\n".join(line for line, _, _ in truth)
     assert abs(_cer(reference, text) - _cer(reference, whole)) <= 0.005, (text, whole)
 
 
+# Real multi-column scans (scribe) under an 850 px limit, measured page by page by
+# ``python -m bench.strip_cer`` (docs/client.md, "Pages too tall for the model", with the pages
+# not pinned and why). Each is judged by the reading that can fail: the hosted-like model's
+# Markdown, except where that model's whole page is ruined by its renderer (multicol_11: 56 %
+# CER whole, a table beside text rendered as one table), where the engine's own text is judged
+# (default model; 8.07 % in strips against 6.58 % whole with the cut before tables kept whole).
+HOSTED = "Nanonets_Ocr_S_Hosted"
+PINNED_SCANS = (("multicol_05", HOSTED), ("multicol_08", HOSTED), ("multicol_11", None))
+
+
 @pytest.mark.real_ocr
 @pytest.mark.shared_data
-async def test_a_real_two_column_scan_read_in_strips_is_as_good_as_read_whole(tmp_path, shared_data):
-    """scribe multicol_05 (two columns, footnotes under each, a centred title and page number),
-    1461 px tall: cut into its columns under an 850 px limit. Measured 2026-12-06: 1.19 % CER in
-    strips, 1.12 % read whole (multicol_01, a sidebar layout: 7.42 % vs 6.85 %, not pinned here)."""
+@pytest.mark.parametrize("name,model", PINNED_SCANS)
+async def test_a_real_multi_column_scan_read_in_strips_is_as_good_as_read_whole(tmp_path, shared_data, name, model):
+    """The whole way (``pipeline run`` against the server with an 850 px limit, jobs of ~0 s):
+    the ``.txt`` of the stitched strips scores within 0.5 CER points of the same engine reading
+    the whole page (for the hosted-like model, its Markdown made plain by the same rule)."""
     import shutil
 
+    from pipeline.formats.markdown import plain_text
     from pipeline.inputs.prepare import PrecheckLimits, prepare_file
+    from pipeline.server.hosted import HostedSettings, render_markdown
 
     root = shared_data / "scribeocr-benchmark"
+    image = next((root / "img").glob(name + ".*"))
     (tmp_path / "in").mkdir()
-    shutil.copy(root / "img" / "multicol_05.jpg", tmp_path / "in" / "multicol_05.jpg")
-    truth = (root / "gt_txt" / "multicol_05.txt").read_text(encoding="utf-8")
-    async with EmbeddedServer(ServerConfig(engine="rapidocr", tokens=(TOKEN,), max_input_height=LIMIT)) as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=LIMIT, timeouts__job_s=300)
+    shutil.copy(image, tmp_path / "in" / image.name)
+    truth = (root / "gt_txt" / f"{name}.txt").read_text(encoding="utf-8")
+    hosted = HostedSettings(job_s=(0.0, 0.01), max_input_height=LIMIT)
+    config = ServerConfig(engine="rapidocr", tokens=(TOKEN,), hosted=hosted, max_input_height=LIMIT)
+    async with EmbeddedServer(config) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=LIMIT, timeouts__job_s=300,
+                           **({"api__model": model} if model else {}))
         code, report, _ = await run_pipeline(cfg, TOKEN)
         assert code == 0 and srv.counters.jobs_failed == 0, report
-    text, doc = read_result(tmp_path, "multicol_05.jpg")
+    text, doc = read_result(tmp_path, image.name)
     strips = doc["image"]["pages"][0]["strips"]
-    assert len(strips) >= 3 and any(s["box"][0] > 0 for s in strips)   # the columns were cut apart
-    whole = await _whole_page_text(prepare_file(root / "img" / "multicol_05.jpg", PrecheckLimits()).pages[0].data)
-    assert abs(_cer(truth, text) - _cer(truth, whole)) <= 0.005, (_cer(truth, text), _cer(truth, whole))
+    assert len(strips) >= 2 and all(s["height"] <= LIMIT for s in strips)
+    whole_page = await _whole_page(prepare_file(image, PrecheckLimits()).pages[0].data)
+    whole = plain_text(render_markdown(whole_page)) if model else whole_page.text
+    assert _cer(truth, text) - _cer(truth, whole) <= 0.005, (_cer(truth, text), _cer(truth, whole))
 
 
 async def test_an_answer_too_long_at_every_size_ends_as_a_permanent_failure_naming_the_code(tmp_path):

@@ -20,10 +20,14 @@ How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
   stitched strips would interleave the columns: **the columns are cut apart first**, and the
   strips are read column by column, each top to bottom (reading order: bands top to bottom,
   columns left to right). A band of columns that fits the limit is never cut inside (the model
-  reads its columns in order within one image); the other bands are cut as one run. A table wide
-  and tall enough to show gutters is cut into its columns too (read column by column).
-* **Strips**: a run is cut greedily, each strip as tall as the limit allows, at the middle of
-  the lowest blank run that keeps the strip within the limit.
+  reads its columns in order within one image); the other bands are cut as one run. A table's
+  gutters are no text columns' (``_rows_aligned``: its cells start on the same rows): it is cut
+  across the full width, between its rows, never into its columns (read column by column, every
+  row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
+  a band of its own, read whole.
+* **Strips**: a run is cut at blank runs into the fewest strips the limit allows, and among those
+  cuts, the most at breaks (paragraph spaces, the space around a table) rather than between two
+  lines or two table rows (``_gap_cuts``); blank paper above and below may be left out.
 * **No gap tall enough** (a photo, a dense table, lines touching): the strip ends at its least
   inked row in the lower part of the window, and the next strip starts ``overlap`` rows above
   that cut, so a text line crossing the cut is whole in the next strip. The text read twice
@@ -43,6 +47,11 @@ GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page
 MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
+ALIGNED_ROWS = 0.65         # columns whose lines start on the same rows this often are a table's
+ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side, unless one is line numbers:
+NUMBERS_LINES = 2.0         # ink at most this many line heights wide (two or three digits)
+MARGIN = 8                  # rows of blank paper kept above a run's first line and below its last
+BREAK_LINES = 0.6           # a blank run this many median line heights tall is a break (strips end there first)
 FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
 PANEL_FRACTION = 0.05       # dark columns (rows) at least this share of the page wide (tall) are a panel
 EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
@@ -87,7 +96,7 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
     height, width = ink.shape
     _panels(ink)      # dark columns: a sidebar, or a border
-    _panels(ink.T)    # dark rows: a banner, or a rule (a view: the same pixels)
+    _panels(ink.T, edges=True)    # dark rows: a banner, or a rule (a view: the same pixels)
     # Each row's ink reaches ``reach`` rows up and down: a row through the middle of a line of
     # thin type can hold no dark pixel at all (only grey stroke edges), and a "gap" that thin is
     # inside a line; gaps between lines are taller and survive, ``2 * reach`` rows shorter.
@@ -106,16 +115,23 @@ def ink_mask(image: Image.Image) -> np.ndarray:
     return ink
 
 
-def _panels(ink: np.ndarray) -> None:
+def _panels(ink: np.ndarray, edges: bool = False) -> None:
     """Columns inked over more than ``FRAME_SHARE`` of the rows, in place: a run of them at least
     ``PANEL_FRACTION`` of the width is a dark panel (a coloured sidebar) whose text is light on
     dark, so there the light pixels become the ink, in the rows the panel covers; a narrower run
-    is a border or a rule, not text, and is left out (it would hide every gap it crosses)."""
+    is a border or a rule, not text, and is left out (it would hide every gap it crosses).
+    ``edges``: the panel's first and last columns stay ink over ``CROSSING_ROWS`` (called on the
+    page turned, for a banner: its top and bottom edges cross any gutter under its text, so a
+    banner over two columns is read whole, as one band, not cut with the columns below it)."""
     height, width = ink.shape
     for a, b in _runs(ink.sum(axis=0) > FRAME_SHARE * height):
         if b - a >= width * PANEL_FRACTION:
             rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
             ink[rows, a:b] = ~ink[rows, a:b]
+            if edges:
+                k = max(CROSSING_ROWS, height // 400)
+                ink[rows, a:a + k] = True
+                ink[rows, b - k:b] = True
         else:
             ink[:, a:b] = False
 
@@ -177,6 +193,8 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
         j = _section_end(ink, x0, x1, bands, i, page_width)
         s0, s1 = bands[i][0], bands[j][1]
         columns = _columns(ink[s0:s1, x0:x1], page_width) if j > i or not _centred(ink[s0:s1, x0:x1]) else []
+        if columns and _rows_aligned(ink[s0:s1, x0:x1], columns, speck):
+            columns = []   # a table's columns (or numbered lines): its strips go across the full width
         if columns:
             if s1 - s0 > limit:
                 if run_start is not None:
@@ -191,6 +209,44 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
     if run_start is not None:
         out += _cut_run(ink, x0, x1, run_start, y1, limit, speck, keep_whole)
     return out
+
+
+def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
+    """Whether the lines on both sides of every gutter start on the same rows: a table's cells do
+    (and numbered lines beside their numbers), text columns rarely do (their headings, paragraph
+    spaces and figures put them out of step). At least ``ALIGNED_ROWS`` of the lines of the side
+    with fewer lines (of at least ``ALIGNED_MIN_LINES``) start within a quarter of a line height
+    of a line on the other side. A table cut into its columns is read column by column, every
+    row torn apart; cut across its full width at the gaps between its rows, it is read row by row."""
+    runs = [_runs(band[:, c0:c1].sum(axis=1) > speck) for c0, c1 in columns]
+    heights = [b - a for column in runs for a, b in column]
+    if not heights:
+        return False
+    line = float(np.median(heights))
+    text_line = max(float(np.median([b - a for a, b in rs])) for rs in runs if rs)   # thin digits break up
+    if any(_numbers(band[:, c0:c1], rs, text_line) for (c0, c1), rs in zip(columns, runs)):
+        return False
+    near = max(3.0, 0.25 * line)
+    for left, right in zip(runs, runs[1:]):
+        fewer, more = sorted(([a for a, _ in left], [a for a, _ in right]), key=len)
+        if len(fewer) < ALIGNED_MIN_LINES:
+            return False
+        starts = np.asarray(more)
+        hits = sum(1 for a in fewer if np.abs(starts - a).min() <= near)
+        if hits < ALIGNED_ROWS * len(fewer):
+            return False
+    return True
+
+
+def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> bool:
+    """A column of line numbers: its lines' ink (the median) at most ``NUMBERS_LINES`` line
+    heights wide. Numbered lines start on the same rows as their numbers, as a table's cells do,
+    but the page is read column by column (the numbers, then the text), as a list of two columns is."""
+    widths = []
+    for a, b in lines:
+        xs = np.flatnonzero(column[a:b].any(axis=0))
+        widths.append(int(xs[-1] + 1 - xs[0]) if xs.size else 0)
+    return bool(widths) and float(np.median(widths)) <= NUMBERS_LINES * line
 
 
 def _centred(band: np.ndarray) -> bool:
@@ -296,13 +352,18 @@ def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
 def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
              keep_whole: list[tuple[int, int]]) -> list[Region]:
     """Rows [y0, y1) of columns [x0, x1) in strips of at most ``limit`` rows, cut at blank runs
-    (none inside a ``keep_whole`` band: its columns must stay in one strip)."""
+    (none inside a ``keep_whole`` band: its columns must stay in one strip): as ``_gap_cuts``
+    plans them, else (a stretch taller than the limit without a gap) greedily, each strip as
+    tall as the limit allows, with an overlapping seam where no gap is found."""
     rows = ink[y0:y1, x0:x1].sum(axis=1)
     gaps = [(a, b) for a, b in _blank_runs(rows, speck)
             if not any(k0 < y0 + (a + b) // 2 < k1 for k0, k1 in keep_whole)]
+    total = y1 - y0
+    planned = _gap_cuts(rows, gaps, limit, speck)
+    if planned is not None:
+        return [Region(x0, y0 + a, x1, y0 + b) for a, b in zip(planned, planned[1:])]
     out: list[Region] = []
     top, overlap = 0, 0
-    total = y1 - y0
     while total - top > limit:
         end = top + limit
         # the lowest blank run reaching into (top, end]: cut at its middle, clipped to the window
@@ -327,3 +388,53 @@ def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, sp
         top = cut - overlap
     out.append(Region(x0, y0 + top, x1, y1, overlap))
     return out
+
+
+def _gap_cuts(rows: np.ndarray, gaps: list[tuple[int, int]], limit: int, speck: int) -> list[int] | None:
+    """The bounds of the strips (cuts inside blank runs) that split ``rows`` into the fewest
+    strips of at most ``limit`` rows, and among those the cuts that fall most often at a *break*:
+    a blank run at least ``BREAK_LINES`` median line heights tall (between paragraphs, around a
+    table, under a heading), not the space between two lines or two rows of one table. A table cut
+    between two rows is read as two tables, the second without its header, and a reader (our
+    engine's layout as much as the hosted model) may take a headless fragment of a few rows for
+    columns of text. Blank paper above the first line and below the last may be left out
+    (``MARGIN`` rows of it kept) when that saves a strip. None when some stretch taller than the
+    limit holds no blank run.
+
+    A shortest path over the candidate cuts (each blank run's middle and quarter points, so a
+    tall run offers some freedom), scored (strips, cuts not at a break, margins left out)."""
+    total = len(rows)
+    start = max(0, gaps[0][1] - MARGIN) if gaps and gaps[0][0] == 0 else 0
+    stop = min(total, gaps[-1][0] + MARGIN) if gaps and gaps[-1][1] == total else total
+    if stop <= start:
+        return None
+    lines = [b - a for a, b in _runs(rows > speck)]
+    paragraph = BREAK_LINES * float(np.median(lines)) if lines else float("inf")
+    at_break: dict[int, bool] = {}
+    for a, b in gaps:
+        if a > start and b < stop:
+            q = (b - a) // 4
+            for p in (a + q, (a + b) // 2, b - q):
+                at_break[p] = at_break.get(p, False) or (b - a) >= paragraph
+    points = sorted({0, start, stop, total, *at_break})
+    best: dict[int, tuple[int, int, int]] = {0: (0, 0, 0), start: (0, 0, 1 if start else 0)}
+    back: dict[int, int] = {}
+    for i, p in enumerate(points):
+        if p <= start:
+            continue
+        miss = 0 if p >= stop else 0 if at_break.get(p) else 1
+        margin = 1 if p == stop and stop < total else 0
+        for q in points[:i]:
+            if p - q <= limit and q in best and (q >= start or q == 0) and (p <= stop or q >= stop or p == total):
+                score = (best[q][0] + 1, best[q][1] + miss, best[q][2] + margin)
+                if p not in best or score <= best[p]:   # ties: the lowest previous cut
+                    best[p], back[p] = score, q
+    ends = [p for p in (total, stop) if p in best]
+    if not ends:
+        return None
+    p = min(ends, key=lambda e: best[e])
+    bounds = [p]
+    while p in back:
+        p = back[p]
+        bounds.append(p)
+    return bounds[::-1]

@@ -173,9 +173,10 @@ def render_markdown(page: OcrPage) -> str:
     return "\n\n".join(parts)
 
 
-async def hosted_answer(engine: EngineRunner, image: bytes, language: str | None, fmt: str,
-                        settings: HostedSettings, rng: random.Random) -> str:
-    """Read the page, render it, and take the job's drawn time (never less than the reading took)."""
+async def hosted_markdown(engine: EngineRunner, image: bytes, language: str | None,
+                          settings: HostedSettings, rng: random.Random) -> str:
+    """Read the page, render it, and take the job's drawn time (never less than the reading took).
+    The Markdown itself: the caller checks its length and makes the answer (``answer_document``)."""
     started = time.monotonic()
     duration = settings.job_seconds(rng)
     page = await engine.recognize(image, language)
@@ -183,7 +184,12 @@ async def hosted_answer(engine: EngineRunner, image: bytes, language: str | None
     rest = duration - (time.monotonic() - started)
     if rest > 0:
         await asyncio.sleep(rest)
+    return markdown
+
+
+def answer_document(markdown: str, fmt: str) -> str:
+    """The result document in the job's format: the Markdown, or ``{"text": ...}`` (module doc)."""
     return json.dumps({"text": markdown}, ensure_ascii=False) if fmt == "json" else markdown
 
 
-__all__ = ["HOSTED_MODELS", "HostedSettings", "hosted_answer", "is_hosted", "page_number_line", "render_markdown"]
+__all__ = ["HOSTED_MODELS", "HostedSettings", "answer_document", "hosted_markdown", "is_hosted", "page_number_line", "render_markdown"]

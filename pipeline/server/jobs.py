@@ -23,7 +23,7 @@ from .counters import Counters
 from pipeline.ocr.base import EngineError
 from pipeline.ocr.pool import EngineRunner
 from .faults import FaultConfig
-from .hosted import HostedSettings, hosted_answer, is_hosted
+from .hosted import HostedSettings, answer_document, hosted_markdown, is_hosted
 from .ledger import Ledger
 from .lifecycle import DONE, ERROR, PENDING, PROCESSING, TERMINAL, Job, JobEvents
 from .links import ResultLinks
@@ -185,10 +185,10 @@ async def read_page(engine: EngineRunner, job: Job, hosted: HostedSettings | Non
     ``limits`` refuse too tall an image or too long an answer as the hosted model does."""
     check_input(limits, job.model, job.image or b"")
     if is_hosted(job.model):
-        answer = await hosted_answer(engine, job.image or b"", job.language, job.format,
-                                     hosted or HostedSettings(), rng or random.Random())
-        check_answer(limits, job.model, json.loads(answer)["text"] if job.format == "json" else answer)
-        return answer
+        markdown = await hosted_markdown(engine, job.image or b"", job.language,
+                                         hosted or HostedSettings(), rng or random.Random())
+        check_answer(limits, job.model, markdown)   # the Markdown, before it is serialized (once)
+        return answer_document(markdown, job.format)
     page = await engine.recognize(job.image or b"", job.language)
     check_answer(limits, job.model, page.text)
     return json.dumps(page.to_json(), ensure_ascii=False) if job.format == "json" else page.text
