@@ -326,6 +326,49 @@ async def test_sigkill_during_a_strip_run_then_rerun_pays_for_no_strip_twice(tmp
         assert code == ExitCode.OK, out
 
 
+async def test_a_resumed_page_keeps_the_cut_it_began_with(tmp_path):
+    """The cut is written ahead of the first strip: a page resumed after a crash is read in the
+    strips it began with (its stored answers are those strips' pages), not in whatever today's
+    cutting would make of it. The kept cut is altered between the runs (as a cut made by another
+    version would be): the rerun follows it."""
+    import json
+    import signal
+    import sqlite3
+
+    from test_crash_safety import run_cli
+    from pipeline.exitcodes import ExitCode
+
+    for n in range(2):
+        page, _ = lined_page(words=f"File {n} line {{n}} words here")
+        save(page, tmp_path / "in" / f"p{n}.png")
+    async with await limited_server() as srv:
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=2, api__max_input_height=LIMIT)
+        code, out = await run_cli("run", str(cfg), crashpoint="after_submit:2")
+        assert code == -signal.SIGKILL, out
+        db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+        try:
+            kept = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta WHERE key LIKE 'cut:%'")}
+            work = dict(db.execute("SELECT rel, work_key FROM files"))
+            assert kept, "no cut written ahead of the strips sent"
+            for key, rows in kept.items():
+                rows[-1][3] -= 1     # the last strip one row shorter: not what today's cut makes
+                db.execute("UPDATE meta SET value=? WHERE key=?", (json.dumps(rows), key))
+            db.commit()
+        finally:
+            db.close()
+        code, out = await run_cli("run", str(cfg))
+        assert code == ExitCode.OK, out
+    followed = 0
+    for n in range(2):
+        _, doc = read_result(tmp_path, f"p{n}.png")
+        boxes = [r["box"] for r in doc["image"]["pages"][0]["strips"]]
+        altered = [rows for key, rows in kept.items() if key.startswith(f"cut:{work[f'p{n}.png']}#p0h")]
+        if altered:
+            assert boxes == [row[:4] for row in altered[0]], (boxes, altered)
+            followed += 1
+    assert followed == len(kept)
+
+
 async def test_plan_counts_and_prices_strips_as_the_run_sends_them(tmp_path):
     import os
 

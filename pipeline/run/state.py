@@ -351,6 +351,19 @@ class StateStore:
             "result_text=excluded.result_text, result_json=excluded.result_json, finished_at=excluded.finished_at",
             (work_key, page, text, json.dumps(structured) if structured is not None else None, time.time()))
 
+    def cut_plan(self, strip_key: str) -> list[list[int]] | None:
+        """The strips a page (or a refused strip) was cut into when ``strip_key`` was begun, as
+        ``[x0, y0, x1, y1, overlap]`` rows; ``None`` for a key begun before plans were kept."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"cut:{strip_key}",)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def keep_cut_plan(self, strip_key: str, regions: list[list[int]]) -> None:
+        """Write a cut ahead of its first strip's intent: a resumed page reads the strips it began
+        with, whatever a later version's cutting would make of the page (the strip numbers are the
+        key's pages, so a different cut would put a stored answer on another strip's place)."""
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (f"cut:{strip_key}", json.dumps(regions)))
+
     def learned_height(self, model: str) -> int | None:
         """The tallest image the model was found to take (learned from its refusals), if any."""
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"max_input_height:{model}",)).fetchone()

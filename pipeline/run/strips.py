@@ -153,7 +153,7 @@ class StripReader:
             strip_key = f"{self.key}#p{page.page_index}h{limit}"
         try:
             self._image = await asyncio.to_thread(decode, page)
-            regions = await asyncio.to_thread(plan_strips, self._image, limit)
+            regions = await self._plan(strip_key, self._image, limit)
             pieces = await self._read_regions(strip_key, regions, limit)
             text, structured = await asyncio.to_thread(stitch, pieces, page.width, page.height)
         finally:
@@ -220,13 +220,25 @@ class StripReader:
                               f"the model refused a strip of {region.height} px ({code or 'INPUT_TOO_LARGE'}), and "
                               f"it cannot be cut finer than {MIN_HEIGHT} px: see docs/client.md, pages too tall",
                               code or "INPUT_TOO_LARGE")
-        crop = self._image.crop((region.x0, region.y0, region.x1, region.y1))
-        subs = await asyncio.to_thread(plan_strips, crop, sub)
+        return await self._read_regions(sub_key, await self._plan(sub_key, self._image, sub, region), sub)
+
+    async def _plan(self, key: str, image: Image.Image, limit: int, within: Any = None) -> list[Any]:
+        """The cut of the page (or of the refused strip ``within``) under ``key``: the one kept
+        when the key was begun, else planned now and kept before any strip is sent."""
         from pipeline.inputs.strips import Region
 
-        moved = [Region(region.x0 + r.x0, region.y0 + r.y0, region.x0 + r.x1, region.y0 + r.y1,
-                        r.overlap if r.y0 > 0 else region.overlap) for r in subs]
-        return await self._read_regions(sub_key, moved, sub)
+        kept = None if self.ctx.force else self.state.cut_plan(key)   # --force cuts afresh
+        if kept is not None:
+            return [Region(*row) for row in kept]
+        if within is None:
+            regions = await asyncio.to_thread(plan_strips, image, limit)
+        else:
+            crop = image.crop((within.x0, within.y0, within.x1, within.y1))
+            subs = await asyncio.to_thread(plan_strips, crop, limit)
+            regions = [Region(within.x0 + r.x0, within.y0 + r.y0, within.x0 + r.x1, within.y0 + r.y1,
+                              r.overlap if r.y0 > 0 else within.overlap) for r in subs]
+        self.state.keep_cut_plan(key, [[r.x0, r.y0, r.x1, r.y1, r.overlap] for r in regions])
+        return regions
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
         learned = finer(height, limit)
