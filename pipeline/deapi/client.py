@@ -67,7 +67,8 @@ class ClientSettings:
     poll_min_interval_s: float = 0.2
     poll_max_interval_s: float = 30.0
     poll_backoff: float = 1.5
-    status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 3)
+    status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 4)
+    poll_gap_share: float | None = 0.25        # no poll gap over this share of the job's time (polling.py)
     plan: str = "unlimited"                # unlimited | basic | premium | custom
     submit_per_minute: int | None = None
     submit_per_day: int | None = None
@@ -213,7 +214,7 @@ class DeapiClient:
         budget = s.status_calls_per_job or budget_from_limits(self.limiter.limits("submit"),
                                                               self.limiter.limits("status"))
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
-                                  backoff=s.poll_backoff, budget=budget)
+                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share)
         self.stats = ClientStats()
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -495,6 +496,7 @@ class DeapiClient:
             poller.submitted(request_id)
         submitted = poller.submitted_at(request_id) or start
         schedule = poller.schedule_for(request_id)
+        version = poller.plan_version
         step, polls, last_miss, last_poll, gap = 0, 0, 0.0, 0.0, self.settings.poll_min_interval_s
         queued = False
         while True:
@@ -533,7 +535,10 @@ class DeapiClient:
                 if planned and not st.terminal:
                     step -= 1  # woken early: the planned poll it stood for is still to come
             if st.terminal:
-                poller.finished(request_id, last_miss, seen, polls)
+                if st.ok:
+                    poller.finished(request_id, last_miss, seen, polls)
+                else:  # a failed job's time (a refusal is instant) says nothing of a page's
+                    poller.forget(request_id)
                 if not st.ok:
                     raise E.JobFailedError(st.error_code, st.error or (None if st.status in ("error", "failed")
                                                                        else f"status {st.status}"),
@@ -542,6 +547,9 @@ class DeapiClient:
             last_miss = seen
             poller.missed(request_id, seen)
             queued = queued or st.status in QUEUED
+            poller.plan()  # replanned since this job's schedule was made? it takes the new plan
+            if poller.plan_version != version:
+                schedule, step, version = poller.reschedule(last_poll), 0, poller.plan_version
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).
