@@ -128,6 +128,8 @@ async def _run(url: str, work: Path, pages: list[int], in_flight: int, job_s: fl
             "api_calls": calls(before, after), "status_polls": int(after["status_polls"]) - int(before["status_polls"]),
             "rate_limited": int(after["rate_limited"]) - int(before["rate_limited"]),
             "durations": [j["finished"] - j["created"] for j in done],
+            # the submits' own pace: (jobs - 1) / rate is the least a client at the rate limit needs
+            "submit_span_s": round(done[-1]["created"] - done[0]["created"], 2) if done else 0.0,
             "lateness_p50_s": round(pct(late, 0.5), 3), "lateness_p99_s": round(pct(late, 0.99), 3),
             "lateness_max_s": round(max(late, default=float("nan")), 3),
             "lateness_share_p99": round(pct(share, 0.99), 3), "lateness_share_max": round(max(share, default=0.0), 3),

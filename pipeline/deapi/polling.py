@@ -160,7 +160,10 @@ class PollPlanner:
         seconds after its submit: a job that started on an older plan (the prior, while the
         first jobs of a run were all in flight) switches to the newest one; the gap bound holds
         from its last poll on."""
-        rest = [t for t in self.plan() if t > last_poll]
+        # Plan points just after the last poll are left out: the new plan was made for jobs
+        # polled at its own points, and a poll a moment after this job's last one tells little
+        # (with a replan every second or two, such slivers were a poll in three).
+        rest = [t for t in self.plan() if t > last_poll + self.max_gap(last_poll) / 2]
         if not rest or self.share is None:
             return rest
         return self._bounded([last_poll, *rest])[1:]
@@ -185,12 +188,14 @@ class PollPlanner:
     def _compute_plan(self) -> tuple[float, ...]:
         if len(self.intervals) < 8:
             # The prior: a short geometric ladder around ``first``; the real plan follows
-            # from the first few jobs.
+            # from the first few jobs. It doubles, outside the gap bound: it is a guess, not a
+            # plan from measured jobs, and a bounded ladder from first/4 cost the first batch of
+            # a run (all in flight on it) ten polls each before the first plan took over.
             ladder, t = [], max(self.minimum, self.first / 4)
             while t < self.first * 4 and len(ladder) < 6:
                 ladder.append(t)
                 t *= 2
-            return tuple(self._bounded(ladder))
+            return tuple(ladder)
         # Jobs still running are evidence too: they took longer than their last "not yet".
         # Leaving them out biases the estimate to the short jobs that finished first.
         running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > 0]
@@ -205,15 +210,16 @@ class PollPlanner:
         known = [f for f in self._floors if f is not None]
         floor = min(known) if known else None
         fine = refine(edges, p)
+        budget = self.budget
         share = self.gap_share
         while True:
             first_max = None if floor is None or share is None else floor + max(self.minimum, share * floor)
             grid = split_at(*fine, first_max) if first_max is not None else fine
-            plan, polls, _ = choose_schedule(*grid, budget=self.budget, share=self.lateness_share,
+            plan, polls, _ = choose_schedule(*grid, budget=budget, share=self.lateness_share,
                                              minimum=self.minimum, gap_share=share, first_max=first_max)
             # The status budget first: a bound it cannot pay for is widened until it can (the
             # plan's limits would hold the polls back anyway: late polls and no throughput).
-            if share is None or polls <= self.budget + 0.05 or share >= MAX_SHARE:
+            if share is None or polls <= budget + 0.05 or share >= MAX_SHARE:
                 break
             share = min(MAX_SHARE, share * 1.5)
         self.share, self.first_bound = share, first_max
