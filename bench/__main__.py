@@ -98,7 +98,8 @@ def hosted_rows(r: dict, add) -> None:
             mode = (f"polling (bound {row['gap_share']}, used {used}, status calls/job "
                     f"{row.get('status_calls_per_job') or 'from the plan'})")
         add(f"hosted model, {mode}: A4 300 dpi, {r['limit_px']} px limit, premium, {r['job_s'][0]}-{r['job_s'][1]} s "
-            f"jobs, {m['pages']} pages, {r['in_flight']} in flight (pages/min ÷ an ideal client's on the same jobs)"
+            f"jobs, {m['pages']} pages, {row.get('in_flight', r['in_flight'])} in flight (pages/min ÷ an ideal "
+            f"client's on the same jobs)"
             f"{' - ' + r['note'] if r['note'] else ''}",
             f"{row['pages_per_min']} vs {row['ideal_pages_per_min']} = {row['of_ideal']} (formula min(rate, C/L): "
             f"{row['of_formula']}; client {m.get('client_cpu_s')} CPU-s)", ">= 0.95", row["of_ideal"] >= 0.95)

@@ -160,7 +160,7 @@ def one_mode(mode: str, learn_pages: int, pages: int, lo: float, hi: float, in_f
     strips_per_page = measured["strips"] / pages
     formula = min(RATE_PER_MIN, in_flight * 60 / mean) / strips_per_page
     pages_per_min = pages / measured["seconds"] * 60
-    return {"mode": mode, "gap_share": share if mode == "polling" else None,
+    return {"mode": mode, "in_flight": in_flight, "gap_share": share if mode == "polling" else None,
             "status_calls_per_job": status_calls if mode == "polling" else None, "learning_run": learn,
             "measured_run": measured, "strips_per_page": round(strips_per_page, 2),
             "pages_per_min": round(pages_per_min, 2),
