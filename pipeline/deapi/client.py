@@ -216,10 +216,12 @@ class DeapiClient:
         self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides, burst=LIMITER_BURST)
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
                                  max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
-        budget = s.status_calls_per_job or budget_from_limits(self.limiter.limits("submit"),
-                                                              self.limiter.limits("status"))
+        submit_limits, status_limits = self.limiter.limits("submit"), self.limiter.limits("status")
+        budget = s.status_calls_per_job or budget_from_limits(submit_limits, status_limits)
+        # The gap bound gives way only to a real budget: the plan's status limits or the user's.
+        limited = bool(s.status_calls_per_job) or any(st and sb for st, sb in zip(status_limits, submit_limits))
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
-                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share)
+                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share, widen=limited)
         self.stats = ClientStats()
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None

@@ -85,10 +85,11 @@ class PollPlanner:
     def __init__(self, *, first: float = 1.0, minimum: float = 0.05, maximum: float = 30.0,
                  backoff: float = 1.5, budget: float = 4.0, lateness_share: float = 0.05,
                  window: int = 256, clock=time.monotonic, seed: int = 0,
-                 gap_share: float | None = GAP_SHARE) -> None:
+                 gap_share: float | None = GAP_SHARE, widen: bool = True) -> None:
         self.first, self.minimum, self.maximum, self.backoff = first, minimum, maximum, backoff
         self.gap_share = gap_share   # None: no bound (the plan alone; benchmarks compare)
         self.share = gap_share       # the bound in use: gap_share, widened when the status budget cannot pay it
+        self.widen = widen           # False: the budget is a default, not a limit (no plan limits): never widen
         self.budget = max(1.0, float(budget))
         self.lateness_share = lateness_share
         self.clock = clock
@@ -220,7 +221,7 @@ class PollPlanner:
                                              minimum=self.minimum, gap_share=share, first_max=first_max)
             # The status budget first: a bound it cannot pay for is widened until it can (the
             # plan's limits would hold the polls back anyway: late polls and no throughput).
-            if share is None or polls <= budget + 0.05 or share >= MAX_SHARE:
+            if share is None or not self.widen or polls <= budget + 0.05 or share >= MAX_SHARE:
                 break
             share = min(MAX_SHARE, share * 1.5)
         self.share, self.first_bound = share, first_max
