@@ -66,7 +66,7 @@ async def run_client(kind: str, jobs: int, in_flight: int, mean: float, spread: 
         srv.counters.observe_status = observe_status
         async with DeapiClient(srv.base_url, TOKEN, ClientSettings()) as api:
             if kind == "unbounded":
-                api.poller.gap_share = None
+                api.poller.gap_share = api.poller.share = None
             finished = api.poller.finished
 
             def seen_finished(rid: str, lo: float, hi: float, polls: int, hinted_hit: bool = False) -> None:

@@ -77,6 +77,7 @@ COMMENTS = {
     "polling.max_interval_s": "longest pause between polls of one job",
     "polling.backoff": "once a job outlives its planned polls, each later poll waits this many times longer",
     "polling.status_calls_per_job": "poll budget a job; null: from the plan (basic: 4)",
+    "polling.max_lateness_share": "no poll gap over this share of a job's time (0.25: ~4.3 polls for 5-20 s jobs); null: none",
     "rate_limits": "pace requests to your deAPI plan instead of running into 429s",
     "rate_limits.plan": "unlimited | basic (5 submits/min, 50/day) | premium (300/min) | custom",
     "rate_limits.submit_per_minute": "custom plan (or an override): img2txt submits per minute",

@@ -183,8 +183,11 @@ def png(seed: int) -> bytes:
 async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_call():
     token = "polling-test-token"
     cfg = ServerConfig(engine="fast", tokens=(token,), faults=FaultConfig(latency=0.2))
-    # The prior (0.05 s) is far too short: the planner must find the 0.2 s job time itself.
-    settings = ClientSettings(first_poll_s=0.05, poll_min_interval_s=0.02, poll_max_interval_s=1.0)
+    # The prior (0.05 s) is far too short: the planner must find the 0.2 s job time itself. The
+    # client sees these jobs take 0.21-0.32 s (event loops, the engine's thread hop), a spread over
+    # the 25 % gap bound: lateness up to poll_min_interval_s (0.1 s) is allowed instead, as for
+    # every gap, so the first poll may wait for the spread and one call is enough.
+    settings = ClientSettings(first_poll_s=0.05, poll_min_interval_s=0.1, poll_max_interval_s=1.0)
     async with EmbeddedServer(cfg) as srv:
         async with DeapiClient(srv.base_url, token, settings) as api:
             async def job(seed: int) -> str:
@@ -213,16 +216,23 @@ async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_c
 # -- no long tail: the gap bound (a property of the planner's schedule, no clock involved) --------
 
 def assert_gaps_bounded(times: list[float], planner: PollPlanner) -> None:
+    """No gap over the bound in use: ``gap_share``, or wider where the status budget cannot pay it."""
+    assert planner.share is not None and planner.share >= planner.gap_share
     for a, b in zip(times, times[1:]):
         assert b > a
-        assert b - a <= max(planner.minimum, planner.gap_share * a) + 1e-6, (a, b, times)
+        assert b - a <= max(planner.minimum, planner.share * a) + 1e-6, (a, b, times)
         assert b - a <= planner.maximum + 1e-6
 
 
 def polls_until(planner: PollPlanner, rid: str, horizon: float) -> list[float]:
     """The poll times a job that never finishes gets, up to ``horizon`` s: its schedule, then
-    ``after_plan`` as the client calls it."""
+    ``after_plan`` as the client calls it. An exploration probe (a poll before the plan's first)
+    is left out: it is one extra look outside the bound, which the planned polls keep alone (a
+    job ending between the probe and the first planned poll is answered by that poll, as it
+    would be without the probe)."""
     times = list(planner.schedule_for(rid))
+    if len(times) > 1 and times[0] < planner.plan()[0]:
+        times = times[1:]
     gap = times[-1] - times[-2] if len(times) > 1 else planner.minimum
     while times[-1] < horizon:
         times.append(planner.after_plan(times[-1], gap))
@@ -247,8 +257,10 @@ DISTRIBUTIONS = {
 
 
 @pytest.mark.parametrize("name", list(DISTRIBUTIONS))
-@pytest.mark.parametrize("budget", [1.0, 4.0])
+@pytest.mark.parametrize("budget", [1.0, 8.0])
 def test_no_poll_gap_exceeds_a_quarter_of_the_time_since_the_submit(name, budget):
+    # budget 8: enough status calls for the 25 % bound on each of these; budget 1 (premium's
+    # 300 status calls a minute over 300 submits) cannot pay it, and the bound is widened.
     rng = random.Random(11)
     planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=budget)
     sim = Sim(planner)
@@ -262,12 +274,51 @@ def test_no_poll_gap_exceeds_a_quarter_of_the_time_since_the_submit(name, budget
     planner.missed("running", 30.0)
     planner._plan = None
     assert_gaps_bounded(polls_until(planner, "late", 400.0), planner)
+    if budget >= 8:
+        assert planner.share == planner.gap_share
+
+
+def test_a_budget_too_small_for_the_bound_widens_it_and_keeps_the_budget():
+    # The hosted model's 5-20 s jobs on premium (one status call a submit): the 25 % bound needs
+    # about 4.3 polls a job; the status limit would hold such polls back (late, and no
+    # throughput), so the bound is widened until the plan fits the budget, and says so.
+    rng = random.Random(13)
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=1.0)
+    sim = Sim(planner)
+    polls = [sim.run(rng.uniform(5.0, 20.0), f"r{k}")[0] for k in range(400)]
+    assert sum(polls[200:]) / 200 <= 1.2
+    assert planner.share > 1.0 and planner.snapshot()["gap_share_used"] == round(planner.share, 3)
+    roomy = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=8.0)
+    sim = Sim(roomy)
+    polls = [sim.run(rng.uniform(5.0, 20.0), f"q{k}")[0] for k in range(400)]
+    assert roomy.share == 0.25 and sum(polls[200:]) / 200 >= 4.0  # the arithmetic: >= 4.3 polls a job
+
+
+def test_jobs_with_a_floor_get_a_first_poll_within_the_bound_of_it():
+    # 5-20 s jobs: the first poll may be at most 6.25 s for a 5 s job to be answered within
+    # 25 % of its time; the floor is estimated (below the first poll nothing is seen), so allow
+    # it 10 % and judge every job after warm-up, those done before the first poll included.
+    rng = random.Random(14)
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=8.0)
+    sim = Sim(planner)
+    shares = []
+    for k in range(600):
+        d = rng.uniform(5.0, 20.0)
+        shares.append(sim.run(d, f"r{k}")[1] / d)
+    assert planner.plan()[0] <= 6.25 * 1.1
+    tail = sorted(shares[200:])
+    assert tail[int(0.99 * len(tail))] <= 0.3 and tail[-1] <= 0.4
+    lognormal = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=4.0)
+    sim = Sim(lognormal)
+    for k in range(300):
+        sim.run(2 * math.exp(rng.gauss(0, 0.98)), f"l{k}")
+    assert lognormal.first_bound is None  # no floor: the first poll is the plan's own
 
 
 def test_variable_jobs_are_answered_at_most_a_quarter_of_their_time_late():
     rng = random.Random(12)
     durations = [rng.uniform(1.0, 3.0) for _ in range(600)] + [rng.uniform(8.0, 60.0) for _ in range(20)]
-    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=3.0)
+    planner = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=8.0)  # enough to pay for the bound
     sim = Sim(planner)
     late = []
     for k, d in enumerate(durations):

@@ -158,3 +158,22 @@ async def test_delayed_webhooks_still_arrive_signed(http, srv):
     assert sorted(rx.events()) == ["job.completed", "job.processing"]
     for headers, raw in rx.received:
         verify(headers, raw)
+
+
+async def test_the_admin_job_record_says_when_a_client_was_told_by_webhook_or_by_status(http):
+    # bench/hosted_strips.py computes an ideal client and the lateness of every job from it.
+    cfg = ServerConfig(engine="fast", tokens=(TOKEN,), allow_http_webhooks=True, webhook_secret=SECRET,
+                       webhook_time_scale=0.0001, admin=True)
+    async with EmbeddedServer(cfg) as srv, Receiver() as rx:
+        _, pushed = await submit(http, srv.base_url, image=png(), return_result_in_response="true",
+                                 webhook_url=rx.url)
+        await rx.wait(lambda got: "job.completed" in [h["X-DeAPI-Event"] for h, _ in got])
+        _, polled = await submit(http, srv.base_url, image=png())
+        await wait_done(http, srv.base_url, polled["data"]["request_id"])
+        async with http.get(srv.base_url + "/_admin/jobs", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            rows = {j["id"]: j for j in (await r.json())["jobs"]}
+    for body in (pushed, polled):
+        job = rows[body["data"]["request_id"]]
+        assert job["status"] == "done"
+        assert job["created"] <= job["started"] <= job["finished"] <= job["told"]
+    assert srv.counters.snapshot()["lateness_s"]["n"] == 2  # told once each, however often asked

@@ -43,6 +43,8 @@ from .polling import PollPlanner, budget_from_limits
 from .ratelimit import DailyBudgetSpent, EndpointShut, RateLimiter
 from .retry import RetryPolicy, call_with_retries
 
+LIMITER_BURST = 2   # requests a rate-limited endpoint may send back to back (see DeapiClient)
+
 log = logging.getLogger("pipeline.deapi")
 
 API = "/api/v1/client"
@@ -67,7 +69,8 @@ class ClientSettings:
     poll_min_interval_s: float = 0.2
     poll_max_interval_s: float = 30.0
     poll_backoff: float = 1.5
-    status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 3)
+    status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 4)
+    poll_gap_share: float | None = 0.25        # no poll gap over this share of the job's time (polling.py)
     plan: str = "unlimited"                # unlimited | basic | premium | custom
     submit_per_minute: int | None = None
     submit_per_day: int | None = None
@@ -207,13 +210,18 @@ class DeapiClient:
             overrides["submit"] = (s.submit_per_minute, s.submit_per_day)
         if s.status_per_minute is not None or s.status_per_day is not None:
             overrides["status"] = (s.status_per_minute, s.status_per_day)
-        self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides)
+        # A burst of 2: one token of credit, so a submit the event loop wakes a few ms late does
+        # not lose those ms for good (at 5 a second, 10 ms late each time is 5 % of the rate);
+        # the limiter's sliding 60 s window still never lets more than the limit through.
+        self.limiter = limiter or RateLimiter.for_plan(s.plan, overrides, burst=LIMITER_BURST)
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
                                  max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
-        budget = s.status_calls_per_job or budget_from_limits(self.limiter.limits("submit"),
-                                                              self.limiter.limits("status"))
+        submit_limits, status_limits = self.limiter.limits("submit"), self.limiter.limits("status")
+        budget = s.status_calls_per_job or budget_from_limits(submit_limits, status_limits)
+        # The gap bound gives way only to a real budget: the plan's status limits or the user's.
+        limited = bool(s.status_calls_per_job) or any(st and sb for st, sb in zip(status_limits, submit_limits))
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
-                                  backoff=s.poll_backoff, budget=budget)
+                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share, widen=limited)
         self.stats = ClientStats()
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -495,6 +503,7 @@ class DeapiClient:
             poller.submitted(request_id)
         submitted = poller.submitted_at(request_id) or start
         schedule = poller.schedule_for(request_id)
+        version = poller.plan_version
         step, polls, last_miss, last_poll, gap = 0, 0, 0.0, 0.0, self.settings.poll_min_interval_s
         queued = False
         while True:
@@ -533,7 +542,10 @@ class DeapiClient:
                 if planned and not st.terminal:
                     step -= 1  # woken early: the planned poll it stood for is still to come
             if st.terminal:
-                poller.finished(request_id, last_miss, seen, polls)
+                if st.ok:
+                    poller.finished(request_id, last_miss, seen, polls)
+                else:  # a failed job's time (a refusal is instant) says nothing of a page's
+                    poller.forget(request_id)
                 if not st.ok:
                     raise E.JobFailedError(st.error_code, st.error or (None if st.status in ("error", "failed")
                                                                        else f"status {st.status}"),
@@ -542,6 +554,9 @@ class DeapiClient:
             last_miss = seen
             poller.missed(request_id, seen)
             queued = queued or st.status in QUEUED
+            poller.plan()  # replanned since this job's schedule was made? it takes the new plan
+            if poller.plan_version != version:
+                schedule, step, version = poller.reschedule(last_poll), 0, poller.plan_version
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).

@@ -68,6 +68,10 @@ SUBDIVIDE = 3              # candidate poll times a cell (mass spread evenly ins
 REPLAN_EVERY = 16          # new intervals before the plan is recomputed
 REPLAN_MIN_S = 1.0         # ... and at most this often (a plan costs ~20 ms of CPU)
 GAP_SHARE = 0.25           # no gap after the first poll beyond this share of the time since the submit
+FLOOR_RATIO = 0.25         # job times have a floor (the first poll is bounded) when it is >= this x the median
+FIRST_BOUND_MEMORY = 4     # plans whose job-time floors are pooled (the lowest is used)
+MAX_SHARE = 16.0           # the widest a bound is widened for the status budget
+SPAN = 0.3                 # ... estimated from the distribution function over this much probability above the first poll
 
 
 @dataclass
@@ -79,11 +83,13 @@ class _Waiting:
 
 class PollPlanner:
     def __init__(self, *, first: float = 1.0, minimum: float = 0.05, maximum: float = 30.0,
-                 backoff: float = 1.5, budget: float = 3.0, lateness_share: float = 0.05,
+                 backoff: float = 1.5, budget: float = 4.0, lateness_share: float = 0.05,
                  window: int = 256, clock=time.monotonic, seed: int = 0,
-                 gap_share: float | None = GAP_SHARE) -> None:
+                 gap_share: float | None = GAP_SHARE, widen: bool = True) -> None:
         self.first, self.minimum, self.maximum, self.backoff = first, minimum, maximum, backoff
         self.gap_share = gap_share   # None: no bound (the plan alone; benchmarks compare)
+        self.share = gap_share       # the bound in use: gap_share, widened when the status budget cannot pay it
+        self.widen = widen           # False: the budget is a default, not a limit (no plan limits): never widen
         self.budget = max(1.0, float(budget))
         self.lateness_share = lateness_share
         self.clock = clock
@@ -91,6 +97,9 @@ class PollPlanner:
         self.intervals: deque[tuple[float, float]] = deque(maxlen=window)
         self._jobs: dict[str, _Waiting] = {}
         self._plan: tuple[float, ...] | None = None
+        self.plan_version = 0                # bumped at every new plan: jobs in flight switch to it
+        self.first_bound: float | None = None  # the first poll's bound in the current plan, if any
+        self._floors: deque[float | None] = deque(maxlen=FIRST_BOUND_MEMORY)
         self._new_since_plan = 0
         self._planned_at = -1e9
         self._hints: deque[bool] = deque(maxlen=HINT_WINDOW)
@@ -128,6 +137,7 @@ class PollPlanner:
             n >= 64 and self._new_since_plan >= REPLAN_EVERY and now - self._planned_at >= REPLAN_MIN_S)
         if self._plan is None or due:
             self._plan = self._compute_plan()
+            self.plan_version += 1
             self._new_since_plan = 0
             self._planned_at = now
         return self._plan
@@ -136,23 +146,37 @@ class PollPlanner:
         """This job's poll times: the plan, with an exploration probe for one job in twenty."""
         plan = list(self.plan())
         if self.intervals and plan and self.rng.random() < EXPLORE_RATE:
-            # With the gap bound, the probe stays within one bounded gap of the first poll, so
-            # it costs one poll, not a ladder of them up to the plan.
-            low = 0.3 if self.gap_share is None else 1 / (1 + self.gap_share)
-            probe = plan[0] * self.rng.uniform(low, 0.95)
+            # The probe is one extra look, outside the gap bound: the bound's promise rests on
+            # the planned polls (a job ending between the probe and the first planned poll is
+            # answered by that poll, as without the probe), so no ladder of polls follows it.
+            # It reaches down to 0.3 of the first poll, which is how the floor of the job times
+            # (first_poll_bound) is found when the first poll lies above it.
+            probe = plan[0] * self.rng.uniform(0.3, 0.95)
             if probe > 0.005:
                 plan.insert(0, probe)
-                plan = self._bounded(plan)
         return plan
 
+    def reschedule(self, last_poll: float) -> list[float]:
+        """The rest of the current plan for a job still running after a poll ``last_poll``
+        seconds after its submit: a job that started on an older plan (the prior, while the
+        first jobs of a run were all in flight) switches to the newest one; the gap bound holds
+        from its last poll on."""
+        # Plan points just after the last poll are left out: the new plan was made for jobs
+        # polled at its own points, and a poll a moment after this job's last one tells little
+        # (with a replan every second or two, such slivers were a poll in three).
+        rest = [t for t in self.plan() if t > last_poll + self.max_gap(last_poll) / 2]
+        if not rest or self.share is None:
+            return rest
+        return self._bounded([last_poll, *rest])[1:]
+
     def _bounded(self, times: list[float]) -> list[float]:
-        if self.gap_share is None:
+        if self.share is None:
             return list(times)
-        return bounded(times, self.gap_share, self.minimum, self.maximum)
+        return bounded(times, self.share, self.minimum, self.maximum)
 
     def max_gap(self, offset: float) -> float:
         """The longest gap allowed after a poll ``offset`` seconds after the submit."""
-        share = 0.25 if self.gap_share is None else self.gap_share
+        share = GAP_SHARE if self.share is None else self.share
         return min(self.maximum, max(self.minimum, share * offset))
 
     def after_plan(self, last_offset: float, last_gap: float) -> float:
@@ -165,7 +189,10 @@ class PollPlanner:
     def _compute_plan(self) -> tuple[float, ...]:
         if len(self.intervals) < 8:
             # The prior: a short geometric ladder around ``first``; the real plan follows
-            # from the first few jobs.
+            # from the first few jobs. It keeps the gap bound, at a price: the first batch of a
+            # run (all in flight on it) pays about ten polls each for 2-10 s jobs before the
+            # first plan takes over (a doubling ladder cost 20 % fewer calls on 2 s +- 50 % jobs
+            # and answered jobs up to 59 % of their time late: bench.polling_tail --quick).
             ladder, t = [], max(self.minimum, self.first / 4)
             while t < self.first * 4 and len(ladder) < 6:
                 ladder.append(t)
@@ -174,9 +201,30 @@ class PollPlanner:
         # Jobs still running are evidence too: they took longer than their last "not yet".
         # Leaving them out biases the estimate to the short jobs that finished first.
         running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > 0]
-        edges, p = refine(*estimate_distribution(list(self.intervals) + running[-len(self.intervals):]))
-        plan, _, _ = choose_schedule(edges, p, budget=self.budget, share=self.lateness_share, minimum=self.minimum,
-                                     gap_share=self.gap_share)
+        edges, p = estimate_distribution(list(self.intervals) + running[-len(self.intervals):])
+        hits = sorted(hi for lo, hi in self.intervals if lo <= 0)
+        first = self._plan[0] if self._plan else (hits[len(hits) // 2] if hits else None)
+        floor = job_time_floor(edges, p, first) if self.gap_share is not None else None
+        # The estimate wanders by +-15 % between plans; the lowest of the last few keeps a high
+        # one from letting the fastest jobs wait (a low one costs a poll now and then), and one
+        # plan that finds no floor (a window of first-poll hits says little) does not drop it.
+        self._floors.append(floor)
+        known = [f for f in self._floors if f is not None]
+        floor = min(known) if known else None
+        fine = refine(edges, p)
+        budget = self.budget
+        share = self.gap_share
+        while True:
+            first_max = None if floor is None or share is None else floor + max(self.minimum, share * floor)
+            grid = split_at(*fine, first_max) if first_max is not None else fine
+            plan, polls, _ = choose_schedule(*grid, budget=budget, share=self.lateness_share,
+                                             minimum=self.minimum, gap_share=share, first_max=first_max)
+            # The status budget first: a bound it cannot pay for is widened until it can (the
+            # plan's limits would hold the polls back anyway: late polls and no throughput).
+            if share is None or not self.widen or polls <= budget + 0.05 or share >= MAX_SHARE:
+                break
+            share = min(MAX_SHARE, share * 1.5)
+        self.share, self.first_bound = share, first_max
         return tuple(self._bounded(sorted({min(t, self.maximum * 64) for t in plan})))
 
     # -- observations -------------------------------------------------------------------------
@@ -249,6 +297,8 @@ class PollPlanner:
         return {"jobs": self.finished_jobs, "polls_per_job": round(self.polls / n, 3),
                 "first_poll_hits": self.hits, "hint_polls": self.hint_polls,
                 "lateness_est_mean_s": round(self.lateness_sum / n, 4),
+                "gap_share": self.gap_share, "gap_share_used": None if self.share is None else round(self.share, 3),
+                "first_poll_bound_s": None if self.first_bound is None else round(self.first_bound, 3),
                 "plan": [round(t, 3) for t in (self._plan or ())][:12]}
 
 
@@ -313,8 +363,8 @@ def refine(edges: np.ndarray, p: np.ndarray, ratio: float = 1.15, parts: int = S
     return np.array(fine), np.array(mass)
 
 
-def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float, gap_share: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float, gap_share: float | None = None,
+                     first_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``C[a, b]``: expected lateness of the jobs ending in ``(edges[a], edges[b]]`` when the
     polls are at ``edges[a]`` and then ``edges[b]`` (``inf`` where ``b`` is not allowed:
     not after ``a``, closer than ``minimum`` to it except for the first poll, or, with
@@ -333,7 +383,9 @@ def _lateness_matrix(edges: np.ndarray, p: np.ndarray, minimum: float, gap_share
     if gap_share is not None:
         reach = np.maximum(minimum, gap_share * edges)[:, None] + 1e-9
         near = (edges[None, :] - edges[:, None]) <= reach
-        near[0, :] = True                               # the first poll: anywhere
+        near[0, :] = True                               # the first poll: anywhere (but see first_max)
+        if first_max is not None:                       # ... or not after the floor's bound
+            near[0, :] = edges <= first_max + 1e-9
         near |= np.eye(n + 1, k=1, dtype=bool)          # the next grid point: always
         spaced &= near
     C = np.where(ok & spaced, C, np.inf)
@@ -362,7 +414,8 @@ def _dp(C: np.ndarray, F: np.ndarray, edges: np.ndarray, lam: float) -> tuple[li
 
 
 def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: float,
-                    minimum: float, gap_share: float | None = None) -> tuple[list[float], float, float]:
+                    minimum: float, gap_share: float | None = None, first_max: float | None = None
+                    ) -> tuple[list[float], float, float]:
     """The fewest-poll schedule whose expected lateness is within ``share`` of the mean job
     time, or, when that needs more than ``budget`` polls a job, the least-late one within it.
 
@@ -371,7 +424,7 @@ def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: f
     mids = (edges[:-1] + edges[1:]) / 2
     mean = float((p * mids).sum()) or float(edges[-1]) or 1.0
     target = share * mean
-    C, F = _lateness_matrix(edges, p, minimum, gap_share)
+    C, F = _lateness_matrix(edges, p, minimum, gap_share, first_max)
     cache: dict[float, tuple[list[float], float, float]] = {}
 
     def solve(log_lam: float) -> tuple[list[float], float, float]:
@@ -405,6 +458,61 @@ def choose_schedule(edges: np.ndarray, p: np.ndarray, *, budget: float, share: f
     return solve(chosen)
 
 
+def quantile(edges: np.ndarray, p: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of the estimated distribution (mass spread evenly inside each cell)."""
+    import numpy as np  # loaded when the learner first plans, not with the client
+    cdf = np.concatenate([[0.0], np.cumsum(p)])
+    return float(np.interp(q, cdf, edges))
+
+
+def job_time_floor(edges: np.ndarray, p: np.ndarray, first: float | None) -> float | None:
+    """The floor of the job times (the shortest a job takes), when they have one: at least
+    ``FLOOR_RATIO`` of the median (a GPU model's 5-20 s, a queue); None otherwise. The first poll
+    is then planned by ``floor + max(minimum, share x floor)``, so a job at the floor is answered
+    at most the gap bound's share of its time late, as every later gap promises.
+
+    The floor lies below the first poll (``first``), where polls see nothing: the jobs a first
+    poll finds done say only "done by then" (Turnbull's estimate puts them just under the first
+    poll, and a bound from that would creep upwards plan after plan). So the floor is where the
+    estimated distribution function, measured above the first poll, reaches zero when drawn on
+    as a straight line: through its ``a`` and ``a + SPAN`` quantiles, ``a`` just above the share
+    of jobs done by the first poll (at least 0.1). When the first poll is past nearly every job,
+    the exploration probes below it are what measures those quantiles. A distribution whose
+    density rises from the floor makes the estimate high, so the fastest jobs may be answered
+    somewhat more than the share late (``bench/hosted_strips.py`` measures it).
+
+    Job times reaching down towards zero (log-normal) have no floor: bounding their first poll
+    would cost a ladder of polls from a fraction of a second for the few fastest jobs, more
+    polls than a naive poller with no better lateness, so their first poll stays where the plan
+    puts it (the bound holds from it on)."""
+    done_first = cdf_at(edges, p, first) if first else 0.0
+    a = max(0.1, done_first + 0.02)
+    if a + SPAN > 0.99:
+        a = 0.1
+    qa, qb, median = quantile(edges, p, a), quantile(edges, p, a + SPAN), quantile(edges, p, 0.5)
+    floor = qa - (qb - qa) * a / SPAN
+    if median <= 0 or floor < FLOOR_RATIO * median:
+        return None
+    return floor
+
+
+def cdf_at(edges: np.ndarray, p: np.ndarray, x: float) -> float:
+    """The estimated share of jobs done by ``x`` seconds (mass spread evenly inside each cell)."""
+    import numpy as np  # loaded when the learner first plans, not with the client
+    return float(np.interp(x, edges, np.concatenate([[0.0], np.cumsum(p)])))
+
+
+def split_at(edges: np.ndarray, p: np.ndarray, x: float) -> tuple[np.ndarray, np.ndarray]:
+    """The grid with a point at ``x`` (its cell's mass split by width), so a plan can poll there."""
+    import numpy as np  # loaded when the learner first plans, not with the client
+    k = int(np.searchsorted(edges, x))
+    if k == 0 or k >= len(edges) or abs(edges[k] - x) < 1e-9 or abs(edges[k - 1] - x) < 1e-9:
+        return edges, p
+    a, b = edges[k - 1], edges[k]
+    share = (x - a) / (b - a)
+    return (np.insert(edges, k, x), np.concatenate([p[:k - 1], [p[k - 1] * share, p[k - 1] * (1 - share)], p[k:]]))
+
+
 def bounded(times: list[float], share: float, minimum: float, maximum: float = math.inf) -> list[float]:
     """``times`` with polls inserted wherever a gap after the first poll is longer than
     ``min(maximum, max(minimum, share * t))`` after the poll at ``t`` (the gap bound, see the
@@ -422,11 +530,12 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
 
 
 def budget_from_limits(submit: tuple[int | None, int | None], status: tuple[int | None, int | None],
-                       default: float = 3.0) -> float:
+                       default: float = 4.0) -> float:
     """Status calls a job may cost: the tightest ratio of the plan's status to submit limits
     (Basic: 200/50 a day = 4; premium: 300/300 a minute = 1), else ``default``."""
     ratios = [st / sb for st, sb in zip(status, submit) if st and sb]
     return max(1.0, min(ratios)) if ratios else default
 
 
-__all__ = ["GAP_SHARE", "PollPlanner", "bounded", "budget_from_limits", "choose_schedule", "estimate_distribution"]
+__all__ = ["GAP_SHARE", "PollPlanner", "bounded", "budget_from_limits", "choose_schedule", "estimate_distribution",
+           "cdf_at", "job_time_floor", "quantile", "split_at"]

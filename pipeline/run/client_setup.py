@@ -21,7 +21,7 @@ def client_settings_from_config(config: Config) -> ClientSettings:
         max_attempts=r.max_attempts, backoff_initial_s=r.backoff_initial_s, backoff_max_s=r.backoff_max_s,
         max_retry_after_s=r.max_retry_after_s,
         first_poll_s=p.first_poll_s, poll_min_interval_s=p.min_interval_s, poll_max_interval_s=p.max_interval_s,
-        poll_backoff=p.backoff, status_calls_per_job=p.status_calls_per_job,
+        poll_backoff=p.backoff, status_calls_per_job=p.status_calls_per_job, poll_gap_share=p.max_lateness_share,
         plan=rl.plan, submit_per_minute=rl.submit_per_minute, submit_per_day=rl.submit_per_day,
         status_per_minute=rl.status_per_minute, status_per_day=rl.status_per_day,
         connections=config.concurrency.jobs_in_flight + 4,

@@ -432,6 +432,17 @@ async def admin_counters(request: web.Request) -> web.Response:
     return web.json_response(snap)
 
 
+async def admin_jobs(request: web.Request) -> web.Response:
+    """Every job the in-memory store still holds: when it was created, started and finished and
+    when a client was first told it ended (status answer or webhook), on the server's monotonic
+    clock, in creation order. The benchmarks compute an ideal client's makespan from it."""
+    st = _state(request)
+    told = st.counters.told
+    rows = [{"id": j.id, "status": j.status, "created": j.created, "started": j.started, "finished": j.finished,
+             "told": told.get(j.id)} for j in (st.jobs.store if not st.store.shared else ())]
+    return web.json_response({"now": time.monotonic(), "jobs": rows})
+
+
 async def admin_get_faults(request: web.Request) -> web.Response:
     return web.json_response(_state(request).faults.snapshot())
 
@@ -473,6 +484,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/results/{name}", download)
     if config.admin:
         app.router.add_get("/_admin/counters", admin_counters)
+        app.router.add_get("/_admin/jobs", admin_jobs)
         app.router.add_get("/_admin/faults", admin_get_faults)
         app.router.add_post("/_admin/faults", admin_set_faults)
         app.router.add_post("/_admin/release", admin_release)

@@ -39,15 +39,23 @@ class Counters:
     # Lateness: seconds from a job's end to the first status answer that told a client so
     # (the server's own clock). The benchmarks compare clients with it; no client can see it.
     lateness: deque = field(default_factory=lambda: deque(maxlen=KEEP_UPLOAD_SIZES))
-    _seen_done: set = field(default_factory=set, repr=False)
+    # job id -> when a client was first told the job ended (a terminal status answer or a
+    # delivered terminal webhook), the server's monotonic clock: ``GET /_admin/jobs``.
+    told: dict = field(default_factory=dict, repr=False)
 
     def observe_status(self, job: Any, now: float) -> None:
         """A status answer for ``job``; records its lateness the first time it says terminal."""
-        if job.finished is not None and job.id not in self._seen_done:
-            if len(self._seen_done) >= KEEP_UPLOAD_SIZES:
-                self._seen_done.clear()
-            self._seen_done.add(job.id)
-            self.lateness.append(max(0.0, now - job.finished))
+        if job.finished is not None and job.id not in self.told:
+            self.observe_told(job.id, job.finished, now)
+
+    def observe_told(self, job_id: str, finished: float, now: float) -> None:
+        """A client learnt that the job that ended at ``finished`` ended (first time only)."""
+        if job_id in self.told:
+            return
+        if len(self.told) >= KEEP_UPLOAD_SIZES:
+            self.told.pop(next(iter(self.told)))
+        self.told[job_id] = now
+        self.lateness.append(max(0.0, now - finished))
 
     @property
     def api_calls(self) -> int:
@@ -55,11 +63,13 @@ class Counters:
 
     def snapshot(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items()
-               if k not in ("submits_by_hash", "upload_sizes", "lateness", "_seen_done")}
+               if k not in ("submits_by_hash", "upload_sizes", "lateness", "told")}
         late = sorted(self.lateness)
         out["lateness_s"] = ({"n": len(late), "mean": round(sum(late) / len(late), 4),
                               "p50": round(late[len(late) // 2], 4),
-                              "p95": round(late[min(len(late) - 1, int(0.95 * len(late)))], 4)}
+                              "p95": round(late[min(len(late) - 1, int(0.95 * len(late)))], 4),
+                              "p99": round(late[min(len(late) - 1, int(0.99 * len(late)))], 4),
+                              "max": round(late[-1], 4)}
                              if late else {"n": 0})
         out["submits_by_hash"] = dict(self.submits_by_hash)
         out["api_calls"] = self.api_calls

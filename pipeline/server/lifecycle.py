@@ -53,6 +53,7 @@ class Job:
     slot_grant: int | None = None    # queueing fault: the order this job got its engine slot
     started: float | None = None     # monotonic, for processing_time_ms
     finished: float | None = None
+    created: float = field(default_factory=time.monotonic)   # benchmarks: the job's own time (/_admin/jobs)
 
     def processing_ms(self) -> int:
         if self.started is None:
