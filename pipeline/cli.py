@@ -132,6 +132,16 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _interrupted_outside_the_run() -> int:
+    """A Ctrl-C the run's own handlers did not see: it came before they were set, or after the
+    run had ended (its report written) while asyncio waited for a worker thread. Every state
+    write is a committed transaction, so nothing is lost by leaving at once: no traceback, no
+    second wait for the threads at exit."""
+    print("pipeline: second signal: stopping now (state is consistent)", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(ExitCode.STOPPED_EARLY)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -158,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.CONFIG_ERROR
         if args.command == "run":
             from pipeline.run.runner import Runner
-            return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed,
-                                                     config_path=args.config).run()))
+            try:
+                return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed,
+                                              config_path=args.config).run()))
+            except KeyboardInterrupt:
+                return _interrupted_outside_the_run()
         if args.command == "plan":
             from pipeline.run.plan import run_plan
             if args.limit is not None and args.limit < 1:
