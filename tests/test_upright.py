@@ -104,6 +104,19 @@ def test_turned_and_skewed_scans_are_found(shared_data, name):
             assert how.turn == 0 and abs(how.skew + amount) <= 0.3, (kind, amount, how)
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["chart_02.png", "table_01.png", "multicol_08.png"])
+def test_pages_osd_is_unsure_of_are_turned_by_reading_crops(shared_data, name):
+    """A chart, a sparse table and a page that is mostly a photograph: Tesseract's OSD answers
+    them below its threshold or the wrong way; reading a few crops four ways finds every turn."""
+    path = next(p for p in _scans(shared_data) if p.name == name)
+    page = _gray(path)
+    for amount in (90, 180, 270):
+        im, _ = variant(page, [], "turn", amount)
+        how = upright.measure(im)
+        assert how.turn == (360 - amount) % 360 and how.read, (amount, how)
+
+
 def test_prepare_records_the_straightening_and_off_leaves_the_page(tmp_path):
     page, _ = draw_words((1400, 1000), 36, 0, per_line=5, lines=8)
     im, _ = variant(page, [], "turn", 180)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 from PIL import Image
 
 from pipeline.ocr.languages import tesseract_data
@@ -57,6 +56,8 @@ def _api():
 
 def crops(page: Image.Image) -> list[Image.Image]:
     """The cells of the page that look like print, darkest first, doubled in size."""
+    import numpy as np  # loaded when a page is first read (the start-up loads no numpy)
+
     arr = np.asarray(page if page.mode == "L" else page.convert("L"))
     h, w = arr.shape
     ch, cw = h // GRID, w // GRID
