@@ -97,7 +97,7 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         skew = lie.angle if deskew == "auto" and clear and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
             return Straightening(skew, 0)
-        if 0 < lie.ink_points < profile.MIN_INK_POINTS:   # a few marks: nothing OSD could read
+        if lie.ink_points < profile.MIN_INK_POINTS:   # a few marks, a blank, a photo: nothing to read
             return Straightening(skew, 0)
         if clear and lie.across:
             ratio, lines = profile.ascender_ratio(small, lie.angle)
