@@ -7,7 +7,8 @@ For every page of ``../shared/data`` (or ``--data``/``$PIPELINE_SHARED_DATA``) a
   or levelled the wrong way); upright pages must never move;
 * CPU time a page costs for each step, upright and turned, measured side by side in this one
   process: ``profile`` (reduce + line profile), ``fast_check`` (ascender ratio), ``osd``
-  (Tesseract OSD, when asked), ``measure`` (all of it), ``apply`` (deskew + turn);
+  (Tesseract OSD, when asked), ``measure`` (all of it: with the four-way reading of crops when
+  OSD is unsure, counted in ``read_asked``), ``apply`` (deskew + turn);
 * with ``--ocr``: each engine reads the upright page and every variant as ``prepare`` would
   send it; the share of variants whose CER is within 1 point of the upright page's, both with
   the straightening and without it (``off``), on the scored scribe pages.
@@ -77,7 +78,8 @@ def steps(im: Image.Image) -> dict[str, float]:
     how, t_measure = cpu(lambda: upright.measure(im))
     _, t_apply = cpu(lambda: upright.apply(im, how, []))
     return {"profile": t_big + t_small + t_lie, "fast_check": t_fast, "osd": t_osd,
-            "measure": t_measure, "apply": t_apply, "osd_asked": how.osd_confidence is not None or bool(how.turn)}
+            "measure": t_measure, "apply": t_apply, "osd_asked": how.osd_confidence is not None or bool(how.turn),
+            "read_asked": how.read}
 
 
 def verdict(kind: str, amount: float, how: upright.Straightening) -> str:
@@ -95,12 +97,16 @@ def verdict(kind: str, amount: float, how: upright.Straightening) -> str:
     return "left" if how.skew == 0 else "wrong"
 
 
-def read_text(engine, im: Image.Image, straighten: bool, tmp: Path) -> str:
-    """What the engine reads from the upload ``prepare`` makes of this image."""
+def prepared(im: Image.Image, straighten: bool, tmp: Path):
+    """The upload ``prepare`` makes of this image (its bytes and recorded transforms)."""
     path = tmp / "variant.png"
     im.save(path)
     limits = PrecheckLimits() if straighten else PrecheckLimits(rotate_pages="off", deskew="off")
     (page,) = prepare_file(path, limits).pages
+    return page
+
+
+def read_upload(engine, page) -> str:
     with Image.open(io.BytesIO(page.data)) as sent:
         return engine.recognize(sent.convert("RGB") if sent.mode not in ("L", "RGB") else sent).text
 
@@ -112,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most this many pages")
     ap.add_argument("--pages", help="only these pages (file names, comma-separated)")
     ap.add_argument("--ocr", nargs="*", default=None, help="engines to score (rapidocr tesseract)")
+    ap.add_argument("--modes", default="auto,off", help="with --ocr: auto, off or both (auto,off)")
+    ap.add_argument("--cache", help="with --ocr: a JSONL file of CERs already read (reused, extended)")
+    ap.add_argument("--no-decisions", action="store_true", help="with --ocr: skip the decision and CPU pass")
     args = ap.parse_args(argv)
     data = data_dir(args.data)
     if not data.is_dir():
@@ -122,14 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         todo = todo[:: max(1, len(todo) // 3)][:3]
     elif args.limit:
         todo = todo[: args.limit]
-    if args.pages:
-        wanted = set(args.pages.split(","))
-        todo = [t for t in todo if t[0].name in wanted]
+    if args.pages:      # in the order given (a long OCR run can be stopped with its first pages read)
+        todo = [t for name in args.pages.split(",") for t in todo if t[0].name == name]
     counts = {"upright": {"right": 0, "left": 0, "wrong": 0}, "turned": {"right": 0, "left": 0, "wrong": 0},
               "skewed": {"right": 0, "left": 0, "wrong": 0}}
     cost = {"upright": [], "turned": []}
     wrong = []
-    for path, _ in todo:
+    for path, _ in ([] if args.no_decisions else todo):
         page = gray(path)
         cost["upright"].append(steps(page))
         counts["upright"][verdict("none", 0, upright.measure(page))] += 1
@@ -149,36 +157,85 @@ def main(argv: list[str] | None = None) -> int:
             result[f"cpu_ms_{what}"] = {k: round(1000 * sum(r[k] for r in rows) / len(rows), 1)
                                         for k in ("profile", "fast_check", "osd", "measure", "apply")}
             result[f"osd_asked_{what}"] = sum(r["osd_asked"] for r in rows)
+            result[f"read_asked_{what}"] = sum(r["read_asked"] for r in rows)
     if args.ocr is not None and not args.quick:
-        result["ocr"] = score_ocr(todo, args.ocr or ["tesseract", "rapidocr"])
+        result["ocr"] = score_ocr(todo, args.ocr or ["tesseract", "rapidocr"], args.modes.split(","),
+                                  args.cache)
     print(json.dumps(result))
     return 0
 
 
-def score_ocr(todo, engines: list[str]) -> dict:
-    """Share of variants within 1 CER point of the upright page, with and without straightening."""
+class ReadCache:
+    """CER of an upload already read, keyed by engine, page, variant and the upload's transforms:
+    a rerun after a change to the decision reads again only the variants whose upload changed."""
+
+    def __init__(self, path: str | None):
+        self.path = Path(path) if path else None
+        self.rows: dict[str, float] = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                row = json.loads(line)
+                self.rows[row["key"]] = row["cer"]
+
+    def cer(self, key: str, compute) -> float:
+        if key not in self.rows:
+            self.rows[key] = compute()
+            if self.path:
+                with self.path.open("a") as f:
+                    f.write(json.dumps({"key": key, "cer": self.rows[key]}) + "\n")
+        return self.rows[key]
+
+
+def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None = None) -> dict:
+    """Share of variants within 1 CER point of the upright page, with (``auto``) and without
+    (``off``) straightening, overall and for each rotation and skew; the variants that miss."""
     import tempfile
 
+    cache = ReadCache(cache_path)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in engines:
-            engine = create_engine(name)
-            ok = {"auto": 0, "off": 0}
+            engine = None
+
+            def cer_of(gt: str, key: str, page) -> float:
+                nonlocal engine
+                if key not in cache.rows and engine is None:
+                    engine = create_engine(name)
+
+                def compute() -> float:
+                    errors, length = cer_counts(gt, read_upload(engine, page))
+                    return round(errors / max(length, 1), 5)
+                return cache.cer(key, compute)
+
+            ok = {m: 0 for m in modes}
+            by = {m: {} for m in modes}
+            missed = {m: [] for m in modes}
             n = 0
             for path, gt in todo:
                 if gt is None:
                     continue
                 page = gray(path)
-                errors, length = cer_counts(gt, read_text(engine, page, True, Path(tmp)))
-                base = errors / max(length, 1)
+                up = prepared(page, True, Path(tmp))
+                base = cer_of(gt, f"{name}|{path.name}|none|{','.join(up.transforms)}", up)
                 for kind, amount in all_variants():
                     im, _ = variant(page, [], kind, amount)
                     n += 1
-                    for mode in ("auto", "off"):
-                        e, l = cer_counts(gt, read_text(engine, im, mode == "auto", Path(tmp)))
-                        ok[mode] += e / max(l, 1) <= base + 0.01
+                    label = f"{kind}{amount:+g}" if kind == "skew" else f"{kind}{amount:g}"
+                    for mode in modes:
+                        sent = prepared(im, mode == "auto", Path(tmp))
+                        cer = cer_of(gt, f"{name}|{path.name}|{label}|{','.join(sent.transforms)}", sent)
+                        good = cer <= base + 0.01
+                        ok[mode] += good
+                        cell = by[mode].setdefault(label, [0, 0])
+                        cell[0] += good
+                        cell[1] += 1
+                        if not good:
+                            missed[mode].append(f"{path.stem}:{label} {100 * cer:.1f}/{100 * base:.1f}")
+                    im.close()
                 print(f"{name} {path.name} {ok} of {n}", file=sys.stderr, flush=True)
-            out[name] = {"variants": n, "within_1pt_auto": ok["auto"], "within_1pt_off": ok["off"]}
+            out[name] = {"variants": n, **{f"within_1pt_{m}": ok[m] for m in modes},
+                         **{f"by_variant_{m}": by[m] for m in modes},
+                         **{f"missed_{m}": missed[m] for m in modes}}
     return out
 
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench.metrics import cer_counts
-from bench.page_variants import variant
+from bench.page_variants import all_variants, variant
 from conftest import TOKEN
 from formats_checks import alto_words, matched_fraction, pdf_words, render_pdf_pages, validate_alto
 from helpers import run_pipeline, write_config
@@ -104,6 +104,19 @@ def test_turned_and_skewed_scans_are_found(shared_data, name):
             assert how.turn == 0 and abs(how.skew + amount) <= 0.3, (kind, amount, how)
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["chart_02.png", "table_01.png", "multicol_08.png"])
+def test_pages_osd_is_unsure_of_are_turned_by_reading_crops(shared_data, name):
+    """A chart, a sparse table and a page that is mostly a photograph: Tesseract's OSD answers
+    them below its threshold or the wrong way; reading a few crops four ways finds every turn."""
+    path = next(p for p in _scans(shared_data) if p.name == name)
+    page = _gray(path)
+    for amount in (90, 180, 270):
+        im, _ = variant(page, [], "turn", amount)
+        how = upright.measure(im)
+        assert how.turn == (360 - amount) % 360 and how.read, (amount, how)
+
+
 def test_prepare_records_the_straightening_and_off_leaves_the_page(tmp_path):
     page, _ = draw_words((1400, 1000), 36, 0, per_line=5, lines=8)
     im, _ = variant(page, [], "turn", 180)
@@ -124,15 +137,15 @@ def test_prepare_records_the_straightening_and_off_leaves_the_page(tmp_path):
 @pytest.mark.real_ocr
 @pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
 async def test_turned_and_skewed_pages_read_like_the_upright_one(tmp_path, engine):
-    page, truth = draw_words((1500, 1100), 34, 0, per_line=5, lines=9)
+    page, truth = draw_words((1200, 900), 32, 0, per_line=4, lines=7)
     boxes = [b for _, b in truth]
     inp = tmp_path / "in"
     inp.mkdir()
     page.save(inp / "upright.png")
     expected = {"upright.png": truth}
-    for kind, amount in (("turn", 90), ("turn", 180), ("skew", -4.0)):
+    for kind, amount in all_variants():      # 90/180/270 and +-1.5, +-4, +-7 degrees
         im, moved = variant(page, boxes, kind, amount)
-        name = f"{kind}{int(amount)}.png"
+        name = f"{kind}{amount:+g}".replace(".", "p") + ".png"
         im.save(inp / name)
         expected[name] = [(w, b) for (w, _), b in zip(truth, moved)]
     async with EmbeddedServer(ServerConfig(engine=engine, tokens=(TOKEN,))) as srv:
@@ -159,3 +172,60 @@ async def test_turned_and_skewed_pages_read_like_the_upright_one(tmp_path, engin
         assert matched_fraction(truth_words, pdf_words(pdf), scale=300 / 72) >= 0.9, name
         errors, length = cer_counts(base, (out / f"{name}.txt").read_text())
         assert errors / length <= 0.01, (name, record["transforms"], errors, length)
+
+
+def _scanned_pdf_of_variants(page, truth, variants, margin=36.0, s=0.5):
+    """An image-only PDF, one page per (kind, amount) variant of ``page`` placed at ``margin``
+    points and ``s`` points a pixel, then one page with a real text layer; and the true word
+    boxes of the scanned pages in each page's displayed frame (points, top-left)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.set_auto_page_break(False)
+    pdf.set_font("helvetica", size=14)
+    boxes = [b for _, b in truth]
+    expected = []
+    for n, (kind, amount) in enumerate(variants, start=1):
+        im, moved = variant(page, boxes, kind, amount)
+        pdf.add_page(format=(im.width * s + 2 * margin, im.height * s + 2 * margin))
+        pdf.image(im, x=margin, y=margin, w=im.width * s, h=im.height * s)
+        expected += [(n, w, (margin + x0 * s, margin + y0 * s, margin + x1 * s, margin + y1 * s))
+                     for (w, _), (x0, y0, x1, y1) in zip(truth, moved)]
+    pdf.add_page(format=(400, 300))
+    pdf.text(40, 80, "A page with a real text layer is never turned")
+    return bytes(pdf.output()), expected
+
+
+@pytest.mark.real_ocr
+@pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
+async def test_scanned_pdf_pages_are_straightened_and_their_words_land_on_the_page(tmp_path, engine):
+    """A PDF of scans (one turned 90 degrees, one skewed -4 degrees, no text layer) is read like
+    the same images: straightened before upload, every box mapped back into the PDF page's own
+    frame (points), so ALTO, hOCR and the searchable PDF describe the page as stored; the page
+    with a text layer is taken from the PDF as it is."""
+    import pdfs
+    from formats_checks import hocr_words
+
+    page, truth = draw_words((1000, 700), 32, 3, per_line=4, lines=5)
+    data, expected = _scanned_pdf_of_variants(page, truth, [("turn", 90), ("skew", -4.0)])
+    pdfs.write(tmp_path / "in" / "scan.pdf", data)
+    async with EmbeddedServer(ServerConfig(engine=engine, tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto", "hocr", "pdf"],
+                           pdf__dpi=144, timeouts__job_s=300)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    pages = json.loads((out / "scan.pdf.json").read_text())["image"]["pages"]
+    transforms = {p["page_index"]: p.get("transforms") or [] for p in pages}
+    assert "turn:270" in transforms[0], transforms
+    assert any(t.startswith("deskew:") for t in transforms[1]) and not any(t.startswith("turn:") for t in transforms[1])
+    assert not any(t.startswith(("deskew:", "turn:")) for t in transforms.get(2, [])), transforms
+    alto = out / "scan.pdf.alto.xml"
+    validate_alto(alto)
+    pt = 1200 / 72     # ALTO's inch1200 units per point
+    in_pt = [(p, t, tuple(v / pt for v in b) if b else None) for p, t, b, _ in alto_words(alto)]
+    pdf = out / "scan.pdf.pdf"
+    scores = (matched_fraction(expected, in_pt), matched_fraction(expected, hocr_words(out / "scan.pdf.hocr")),
+              matched_fraction(expected, pdf_words(pdf)))
+    assert min(scores) >= 0.9, scores
+    assert "never turned" in (out / "scan.pdf.txt").read_text()

@@ -23,7 +23,8 @@ What the mapping undoes, and why it is only a scale and a clip:
   is the bounds of its four corners, so it is a little larger than the word (about
   ``h * sin(A)`` on each side for a word ``h`` high).
 * PDF pages (rendered by ``pipeline.inputs.pdf`` at ``render_dpi``) map into the page's own coordinate
-  system in PDF points: one more factor of ``72 / render_dpi``, origin top-left like the image.
+  system in PDF points: one more factor of ``72 / render_dpi``, origin top-left like the image;
+  a rendered page that was straightened is undone the same way, in points.
   "The page" is the page as a viewer shows it: its CropBox, turned by its ``/Rotate``, which is
   what pdfium renders; ``formats.pdfpage`` maps that frame onto the PDF's user space.
 """
@@ -108,14 +109,21 @@ class PageGeometry:
         writes). Per axis, submitted pixels per point are the rendered bitmap's size over the
         page size (exact for the bitmap pdfium really drew, whose sides are rounded) times the
         upload's scale. A page taken from the PDF's text layer was never rendered: the geometry
-        then only carries the page size (its boxes come from the PDF itself, ``pdf_text``)."""
+        then only carries the page size (its boxes come from the PDF itself, ``pdf_text``).
+        A rendered page that was straightened (``deskew:``/``turn:``, as an image page) is
+        undone in points: pdfium renders both axes at one resolution, so turning the bitmap
+        about its centre is turning the page about its centre."""
         src = page["source"]
         pw, ph = (float(v) for v in src["page_size_pt"])
         if "rendered_size" not in src:
             return cls(0, 0, pw, ph, 1.0, 1.0, "pt", 1)
         rw, rh = (float(v) for v in src["rendered_size"])
         scale = float(page.get("scale") or src.get("upload_scale") or 1.0)
-        return cls(int(page["width"]), int(page["height"]), pw, ph, rw / pw * scale, rh / ph * scale, "pt", 1)
+        skew, turn = straightening(page.get("transforms") or ())
+        sx, sy = rw / pw * scale, rh / ph * scale
+        if turn in (90, 270):       # the upload's x axis runs along the page's height
+            sx, sy = sy, sx
+        return cls(int(page["width"]), int(page["height"]), pw, ph, sx, sy, "pt", 1, skew, turn)
 
 
 def _orientation(transforms: Sequence[str]) -> int:

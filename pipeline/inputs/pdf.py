@@ -37,6 +37,7 @@ from typing import Protocol
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from pipeline.inputs.geometry import straightened_size, straightening
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput, prepare_image_page, stat_input
 
 
@@ -176,8 +177,10 @@ class PdfSource:
             raise PageFailed(index, exc.code, exc.reason) from None
         finally:
             image.close()
-        content_w = round(image.width * prepared.scale)
-        content_h = round(image.height * prepared.scale)
+        skew, turn = straightening(prepared.transforms)      # a scanned page may be straightened
+        drawn_w, drawn_h = straightened_size(image.width, image.height, skew, turn)
+        content_w = round(drawn_w * prepared.scale)
+        content_h = round(drawn_h * prepared.scale)
         source.update({"text_source": "ocr", "render_dpi": dpi, "px_per_pt": round(px_per_pt, 6),
                        "rendered_size": [image.width, image.height],
                        "upload_scale": prepared.scale, "upload_size": [prepared.width, prepared.height],

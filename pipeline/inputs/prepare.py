@@ -548,7 +548,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)
-    if fmt != "PDF" and limits.straightens:     # a PDF page's geometry maps no turn (yet)
+    if limits.straightens:      # rendered PDF pages too (text-layer pages never get here)
         work, ow, target = _straighten(work, straight, limits, transforms, ow, oh)
     if work.size != target:
         work = work.resize(target, resample, reducing_gap=3.0)

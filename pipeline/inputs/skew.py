@@ -32,8 +32,15 @@ MIN_CONTRAST = 64
 #: fewer ink pixels than this (on the reduced page) is not a page of text: a few marks, a stamp
 #: (a dozen scattered marks have ~2,500; the sparsest shared scan, a table, 23,000)
 MIN_INK_POINTS = 4000
-#: more of the page than this is "ink": not a page of print
+#: more of the page than this is "ink": not a page of print (once picture-like tiles are cleared)
 MAX_INK = 0.3
+#: a square of this many pixels (the reduced page: 2-3 lines of text) with more ink than this
+#: share is a picture, not print
+PICTURE_TILE = 25
+PICTURE_INK = 0.5
+#: what is left once the pictures are cleared must look like print (noise stays near 0.25;
+#: the text beside a photograph on the shared scans is 0.1)
+PRINT_BESIDE_PICTURES = 0.2
 #: a profile with fewer separate runs than this has no lines to level
 MIN_LINES = 3
 #: ink pixels used at most (a deterministic stride over the rest): enough for 0.05 degrees
@@ -89,9 +96,25 @@ def ink_mask(gray: Image.Image) -> np.ndarray:
     mask = arr <= threshold
     if mask.mean() > 0.5:       # light text on a dark ground: the minority is the ink
         mask = ~mask
-    if mask.mean() > MAX_INK:   # a picture or a gradient, not print on paper
-        return np.zeros(arr.shape, dtype=bool)
+    if mask.mean() > MAX_INK:   # a picture or a gradient, not print on paper; or print beside one
+        mask = _without_pictures(mask)
+        if mask.mean() > PRINT_BESIDE_PICTURES or mask.sum() < MIN_INK_POINTS:
+            return np.zeros(arr.shape, dtype=bool)
     return mask
+
+
+def _without_pictures(mask: np.ndarray) -> np.ndarray:
+    """The mask with its picture-like tiles cleared: ``PICTURE_TILE`` pixel squares more than
+    ``PICTURE_INK`` ink (a photograph under Otsu's threshold; print stays well below it, a bold
+    headline included), so the lines of text beside a photograph can still be measured."""
+    h, w = mask.shape
+    t = PICTURE_TILE
+    th, tw = -(-h // t), -(-w // t)
+    padded = np.zeros((th * t, tw * t), dtype=bool)
+    padded[:h, :w] = mask
+    density = padded.reshape(th, t, tw, t).mean(axis=(1, 3))
+    keep = np.repeat(np.repeat(density <= PICTURE_INK, t, axis=0), t, axis=1)[:h, :w]
+    return mask & keep
 
 
 def ink_points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,12 @@ The decision, cheapest first:
 3. the fast orientation check: lines across the page with clearly more ink above the x-height
    band than below (``ascender_ratio``) on enough lines: the page is upright, done;
 4. otherwise Tesseract's orientation detection (``pipeline.ocr.osd``) on the levelled page,
-   taken only at ``ROTATE_MIN_CONFIDENCE`` or above; below it the page is left as it is.
+   taken as it is at ``STRONG_CONFIDENCE`` or above; an OSD "upright" below it that the line
+   shapes confirm is taken too;
+5. otherwise OSD is unsure (charts, sparse tables, pages that are mostly pictures): a few crops
+   are read by Tesseract in the four quarter turns (``pipeline.ocr.readturn``) and the turn read
+   with clearly the best confidence is taken; when the reading says nothing clear, OSD's turn
+   at ``ROTATE_MIN_CONFIDENCE`` or above, checked against the line shapes; else nothing.
 
 The result is applied as two recorded transforms, ``deskew:A`` (degrees counter-clockwise
 about the centre, on a canvas of the page's size, white in the corners) then ``turn:Q`` (a
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline.inputs.geometry import deskew_frame
-from pipeline.ocr import osd
+from pipeline.ocr import osd, readturn
 from pipeline.ocr.imaging import flatten_on_white
 
 MODES = ("auto", "off")
@@ -57,11 +62,13 @@ _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
 @dataclass(frozen=True)
 class Straightening:
     """What to do to a page: ``skew`` degrees counter-clockwise, then ``turn`` (0/90/180/270).
-    ``osd_confidence`` is None when OSD was not asked (the fast check, or rotation off)."""
+    ``osd_confidence`` is None when OSD was not asked (the fast check, or rotation off);
+    ``read`` says the crops were read four ways (``pipeline.ocr.readturn``: OSD was unsure)."""
 
     skew: float = 0.0
     turn: int = 0
     osd_confidence: float | None = None
+    read: bool = False
 
     @property
     def noop(self) -> bool:
@@ -90,7 +97,7 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         skew = lie.angle if deskew == "auto" and clear and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
             return Straightening(skew, 0)
-        if 0 < lie.ink_points < profile.MIN_INK_POINTS:   # a few marks: nothing OSD could read
+        if lie.ink_points < profile.MIN_INK_POINTS:   # a few marks, a blank, a photo: nothing to read
             return Straightening(skew, 0)
         if clear and lie.across:
             ratio, lines = profile.ascender_ratio(small, lie.angle)
@@ -99,10 +106,20 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         level = _deskewed(big, skew) if skew else big
         try:
             found = osd.detect(level)
+            conf = found and round(found.confidence, 2)
+            if found is not None and found.confidence >= STRONG_CONFIDENCE:
+                return Straightening(skew, found.turn, conf)
+            level_small = profile.reduce_gray(level, profile.ANALYSIS_SIDE)
+            if (found is None or not found.turn) and clear and lie.across:
+                ratio, lines = _turned_ratio(level_small, 0)
+                if ratio >= AGREE_RATIO and lines >= MIN_RATIO_LINES:   # OSD and the shapes: upright
+                    return Straightening(skew, 0, conf)
+            read = readturn.detect(level)
+            if read is not None:
+                return Straightening(skew, read, conf, True)
             if found is None or found.confidence < ROTATE_MIN_CONFIDENCE or not found.turn:
-                return Straightening(skew, 0, found and round(found.confidence, 2))
-            turn = _checked_turn(found.turn, profile.reduce_gray(level, profile.ANALYSIS_SIDE), found.confidence)
-            return Straightening(skew, turn, round(found.confidence, 2))
+                return Straightening(skew, 0, conf, True)
+            return Straightening(skew, _checked_turn(found.turn, level_small, found.confidence), conf, True)
         finally:
             if level is not big:
                 level.close()
