@@ -16,9 +16,8 @@ the Markdown rule (``formats/markdown.py``) twice:
 Each is scored against the page's ground truth (CER as ``bench/metrics.py`` defines it); the
 figure is ``strips - whole`` in CER points (target: at most +0.5 on every page). It is given
 twice: for the hosted-like model's Markdown (``hosted``), and for the engine's own text of the same
-readings (``engine``): the renderer finds tables across a whole page that it does not find in a
-strip, so the first mixes what the cut costs with what rendering a whole page does; the second
-is the cut alone.
+readings (``engine``): on table pages the renderer's tables differ whole and in strips, so the
+first mixes what the cut costs with what rendering does; the second is the cut alone.
 
 ``python -m bench.strip_cer`` reads every tall page; ``--quick`` the multi-column pages only;
 ``--pages multicol_01 table_05`` names pages; ``--cache DIR`` keeps each image's reading (by its

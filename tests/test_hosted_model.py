@@ -65,6 +65,22 @@ def test_two_text_columns_are_no_table_and_a_number_mid_page_no_page_number():
     assert md.endswith("\n\n7")
 
 
+def test_a_sidebar_beside_running_text_and_line_numbers_are_no_table():
+    # A text column with a sidebar of short entries beside it, and a deposition's line numbers
+    # beside its lines: rows of two lines side by side, but one of them is running text, so no
+    # row is a table row (the whole page used to become one <table> of column + sidebar).
+    text = tuple(line(f"a narrow column's running text, {k}", (40, 100 + 50 * k, 420, 135 + 50 * k))
+                 for k in range(5))
+    sidebar = tuple(line(f"Item {k}", (700, 100 + 50 * k, 800, 135 + 50 * k)) for k in range(5))
+    numbers = tuple(line(f"{k + 1}", (10, 500 + 50 * k, 30, 535 + 50 * k)) for k in range(5))
+    testimony = tuple(line(f"Q. Where were you on the {k}th?", (60, 500 + 50 * k, 480, 535 + 50 * k))
+                      for k in range(5))
+    md = render_markdown(OcrPage("rapidocr", 1000, 1300, (OcrBlock(text), OcrBlock(sidebar),
+                                                          OcrBlock(numbers), OcrBlock(testimony))))
+    assert "<table>" not in md
+    assert "Item 4" in md and "Q. Where were you on the 4th?" in md
+
+
 def test_hosted_settings_refuse_a_backwards_time_range():
     with pytest.raises(ValueError, match="job_s"):
         HostedSettings(job_s=(5.0, 1.0))

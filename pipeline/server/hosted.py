@@ -12,7 +12,8 @@ lines are rendered as the hosted model would:
 * a line at least ``HEADING_RATIO`` times the page's median line height, of at most
   ``HEADING_MAX_WORDS`` words, is a heading: ``#`` (``##`` under ``H1_RATIO``), on its own line;
 * at least ``TABLE_MIN_ROWS`` consecutive rows of the page, each of two or more short lines
-  side by side (cells, not the long lines of text columns), are a table: an HTML ``<table>``
+  side by side and none of them long (cells, not the lines of a text column beside a sidebar
+  or a deposition's line numbers), are a table: an HTML ``<table>``
   with one ``<tr>`` a row and one ``<td>`` a cell, left to right, written where its first cell
   comes in reading order (the hosted model writes tables as HTML);
 * the lowest line of the page, in its bottom ``FOOT_SHARE``, that is only a page number
@@ -98,11 +99,12 @@ def _rows(lines: list[OcrLine], h: float) -> list[list[OcrLine]]:
 
 
 def _cell_row(row: list[OcrLine]) -> bool:
-    """A row of table cells: two or more lines side by side, mostly short (not running text, so
-    the two columns of a text page are no table)."""
+    """A row of table cells: two or more lines side by side, every one short. Not running text:
+    the two columns of a text page are no table, and neither is a column's line beside a
+    sidebar entry or a line number (one long line in the row is enough to say so)."""
     if len(row) < 2:
         return False
-    return median((ln.box[2] - ln.box[0]) / _height(ln) for ln in row) < TEXT_ASPECT
+    return max((ln.box[2] - ln.box[0]) / _height(ln) for ln in row) < TEXT_ASPECT
 
 
 def tables(lines: list[OcrLine], h: float) -> list[list[list[OcrLine]]]:
