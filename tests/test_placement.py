@@ -269,6 +269,22 @@ def test_a_reflowed_answer_is_laid_over_the_page_lines():
     assert right / len(truth) >= 0.95, right / len(truth)
 
 
+@pytest.mark.parametrize("language", ["de", "ja"])
+def test_the_recognition_pass_reads_in_the_answers_language_or_english_without_its_data(language):
+    """``de`` (German data ships) is read with it; ``ja`` (no Tesseract data here; a hosted model
+    reads it) falls back to English rather than failing the page's positions: the answer's
+    text is the truth, the reading only has to say which box holds a word."""
+    from pipeline.ocr.placement import place_on_image
+
+    img, text, truth = draw_page((1400, 900), 30, 11, lines=10)
+    record = place_on_image(img, text, "read", language)
+    assert record["method"] == "read+text-match" and "error" not in record
+    boxes = [w["box"] for b in record["blocks"] for ln in b["lines"] for w in ln["words"]]
+    assert len(boxes) == len(truth)
+    right = sum(1 for box, (_, want) in zip(boxes, truth) if box is not None and iou(box, want) >= 0.5)
+    assert right / len(truth) >= 0.95, right / len(truth)
+
+
 def test_answers_with_boxes_keep_them_and_text_layer_pages_are_not_placed():
     from pipeline.run.placing import needs_placement
 

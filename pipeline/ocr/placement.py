@@ -28,7 +28,7 @@ def geometry(image: Image.Image, method: str = "ink") -> list[GeoLine]:
     return ink_lines(image)
 
 
-def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placement, str]:
+def place(image: Image.Image, text: str, method: str = "read", language: str | None = "en") -> tuple[Placement, str]:
     """The answer placed by ``method``: ``read`` (the default, ``read_and_match``) matches it
     by text to a cheap reading of the page; the others by widths alone: ``mix`` tries both
     geometries and keeps the placement
@@ -36,7 +36,7 @@ def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placemen
     wins on real scans with rules, shading and tables, the ink analysis on clean or
     degraded plain text where Tesseract drops lines."""
     if method == "read":
-        return read_and_match(image, text), "read"
+        return read_and_match(image, text, language), "read"
     if method != "mix":
         return place_text(text, geometry(image, method)), method
     best: tuple[float, Placement, str] | None = None
@@ -52,7 +52,7 @@ def place(image: Image.Image, text: str, method: str = "read") -> tuple[Placemen
 READ_AGAIN_BELOW = 0.95   # a page with fewer of its words placed is read again
 
 
-def read_and_match(image: Image.Image, text: str) -> Placement:
+def read_and_match(image: Image.Image, text: str, language: str | None = "en") -> Placement:
     """The answer placed by its text on a cheap recognition pass (``readwords``, ``textmatch``).
     A page whose words are not nearly all placed is read again, and the rest placed on the new
     words (never on a box already given): first without its ruling lines, if it has any (a
@@ -60,17 +60,17 @@ def read_and_match(image: Image.Image, text: str) -> Placement:
     sparse-text mode (chart labels, scattered cells)."""
     from .readwords import tesseract_words, without_rules
     from .textmatch import place_by_text
-    read = tesseract_words(image)
+    read = tesseract_words(image, language)
     placement = place_by_text(text, read)
     lines = 1 + max((r.line for r in read), default=0)
     if placement.placed < READ_AGAIN_BELOW * placement.words:
         bare = without_rules(image)
         if bare is not None:
-            read = tesseract_words(bare, first_line=lines)
+            read = tesseract_words(bare, language, first_line=lines)
             lines = 1 + max((r.line for r in read), default=lines)
             placement = place_by_text(text, read, before=placement)
     if placement.placed < READ_AGAIN_BELOW * placement.words:
-        placement = place_by_text(text, tesseract_words(image, sparse=True, first_line=lines), before=placement)
+        placement = place_by_text(text, tesseract_words(image, language, sparse=True, first_line=lines), before=placement)
     return placement
 
 
@@ -99,9 +99,9 @@ def _split_by_page_line(words: tuple[PlacedWord, ...]) -> list[list[PlacedWord]]
     return out
 
 
-def place_on_image(image: Image.Image, text: str, method: str = "read") -> dict[str, Any]:
+def place_on_image(image: Image.Image, text: str, method: str = "read", language: str | None = "en") -> dict[str, Any]:
     started = time.process_time()
-    placement, used = place(image, text, method)
+    placement, used = place(image, text, method, language)
     blocks: list[dict[str, Any]] = [{"lines": []}]
     answer_lines = iter(placement.lines)
     for raw in text.splitlines():
@@ -117,6 +117,6 @@ def place_on_image(image: Image.Image, text: str, method: str = "read") -> dict[
             "cpu_s": round(time.process_time() - started, 3), "blocks": blocks}
 
 
-def place_upload(data: bytes, text: str, method: str = "read") -> dict[str, Any]:
+def place_upload(data: bytes, text: str, method: str = "read", language: str | None = "en") -> dict[str, Any]:
     """The process pool's task: decode the upload as the server does, place ``text`` on it."""
-    return place_on_image(decode_image(data), text, method)
+    return place_on_image(decode_image(data), text, method, language)

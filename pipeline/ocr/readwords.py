@@ -35,16 +35,21 @@ class ReadWord:
     line: int
 
 
-def tesseract_words(image: Image.Image, language: str = "en", max_side: int = LAYOUT_MAX_SIDE,
+def tesseract_words(image: Image.Image, language: str | None = "en", max_side: int = LAYOUT_MAX_SIDE,
                     sparse: bool = False, first_line: int = 0) -> list[ReadWord]:
     """Every word Tesseract reads on ``image``, in its reading order; ``sparse``: Tesseract's
     sparse-text mode (as much text as it finds, in no particular order), which reads table
     cells and chart labels its page layout takes for pictures. Lines are numbered from
-    ``first_line``."""
+    ``first_line``. ``language``: the answer's (``api.language``), read with its Tesseract data
+    when installed, else with English: the answer's text is the truth here, the reading only
+    has to say which box holds a word, and a hosted model reads languages we have no data for."""
     import tesserocr
 
-    from .languages import resolve_tesseract
-    path, lang = resolve_tesseract(language)
+    from .languages import LanguageError, resolve_tesseract
+    try:
+        path, lang = resolve_tesseract(language)
+    except LanguageError:
+        path, lang = resolve_tesseract("en")
     factor = min(1.0, max_side / max(image.size))
     gray = image.convert("L")
     if factor < 1.0:

@@ -40,7 +40,7 @@ def _ignore_sigint() -> None:
 
 
 class Placer:
-    """``await placer.place(upload_bytes, text)`` -> the page's ``placed`` record."""
+    """``await placer.place(upload_bytes, text, language)`` -> the page's ``placed`` record."""
 
     def __init__(self, workers: int = 1, method: str = "read") -> None:
         self.workers = max(1, workers)
@@ -54,14 +54,15 @@ class Placer:
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
-    async def place(self, data: bytes, text: str) -> dict[str, Any]:
+    async def place(self, data: bytes, text: str, language: str | None = "en") -> dict[str, Any]:
         """The page's record; when placement fails, one that says why (the page is then
-        written without positions, as for any answer without boxes)."""
+        written without positions, as for any answer without boxes). ``language``: the file's
+        ``api.language``, which the recognition pass of ``read`` reads with."""
         from pipeline.ocr.placement import place_upload  # numpy and OpenCV: loaded when a page first needs it
 
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method)
+            return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method, language)
         except BrokenProcessPool:
             self._executor = None  # a dead worker costs this page its positions, not the run
             reason = "the geometry worker process died (crash or out of memory)"

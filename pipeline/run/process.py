@@ -491,17 +491,19 @@ class FileProcessor:
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
         result = await StripReader(self, entry, key, item).read(stored)  # whole, or in strips when too tall
         result.facts = {**item.to_json(), **(result.facts or {})}
-        result.placed = await self._place(item.data, result)  # the whole page's geometry, strips or not
+        result.placed = await self._place(item.data, result, entry)  # the whole page's geometry, strips or not
         state.page_facts(key, item.page_index, result.facts)
         self.ctx.page_read()
         return result
 
-    async def _place(self, data: bytes, result: PageResult) -> dict | None:
-        """A text-only answer's words on the page's own lines, when ALTO/hOCR/PDF want boxes."""
+    async def _place(self, data: bytes, result: PageResult, entry: ScanEntry) -> dict | None:
+        """A text-only answer's words on the page's own lines, when ALTO/hOCR/PDF want boxes,
+        read in the file's language (``overrides`` may set it per subtree)."""
         if self.ctx.placer is None or not needs_placement(self.ctx.config.outputs, result.text_source,
                                                            result.structured, result.text):
             return None
-        return await self.ctx.placer.place(data, plain_page_text(result))  # the words of the .txt, no markup
+        language = file_config(self.ctx.config, entry.rel).api.language
+        return await self.ctx.placer.place(data, plain_page_text(result), language)  # the .txt's words, no markup
 
     async def _place_missing(self, entry: ScanEntry, pages: list, limits: PrecheckLimits | None = None) -> None:
         """Pages without their placement (done in an earlier run, or a done file given ALTO
@@ -511,7 +513,7 @@ class FileProcessor:
         else:
             opener = lambda: asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)  # noqa: E731
         await place_missing(pages, self.ctx.config.outputs if self.ctx.placer else (), opener,
-                            self._make_page, self._place)
+                            self._make_page, lambda data, page: self._place(data, page, entry))
 
     # -- submit and await ---------------------------------------------------------------------
 
