@@ -36,28 +36,28 @@ class Orientation:
     script: str = ""
 
 
-def osd_folder() -> str | None:
-    """The tessdata folder that holds ``osd.traineddata``, or None."""
-    for folder, names in tesseract_data():
-        if "osd" in names:
-            return folder
-    return None
-
-
-def _api():
-    api = getattr(_local, "api", None)
+def thread_api(name: str, psm: str, missing: str | None = None):
+    """This thread's ``PyTessBaseAPI`` for the traineddata ``name`` (``osd``, ``eng``) in page
+    segmentation mode ``psm`` (a ``tesserocr.PSM`` name), created on first use and kept; False
+    when no tessdata folder holds ``name`` (``missing`` is then logged, once a thread)."""
+    key = f"api:{name}:{psm}"
+    api = getattr(_local, key, None)
     if api is None:
         import tesserocr
 
-        folder = osd_folder()
+        folder = next((f for f, names in tesseract_data() if name in names), None)
         if folder is None:
-            _local.api = False
-            log.warning("no osd.traineddata found: pages are not checked for orientation")
-            return False
-        api = tesserocr.PyTessBaseAPI(path=folder.rstrip("/") + "/", lang="osd",
-                                      psm=tesserocr.PSM.OSD_ONLY)
-        _local.api = api
+            if missing:
+                log.warning(missing)
+            api = False
+        else:
+            api = tesserocr.PyTessBaseAPI(path=folder.rstrip("/") + "/", lang=name, psm=getattr(tesserocr.PSM, psm))
+        setattr(_local, key, api)
     return api
+
+
+def _api():
+    return thread_api("osd", "OSD_ONLY", "no osd.traineddata found: pages are not checked for orientation")
 
 
 def available() -> bool:

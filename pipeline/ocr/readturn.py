@@ -12,16 +12,14 @@ The crops: the page (long side ``OSD_SIDE`` pixels, already levelled) is cut int
 ``GRID`` x ``GRID`` grid; the cells that look like print on paper (mostly light, some dark) are
 taken, darkest first, at most ``CROPS``, doubled in size (Tesseract wants ~20 px x-heights).
 English data reads the confidence of any Latin-script page well enough (it is never the text
-kept). One ``PyTessBaseAPI`` per thread, as in ``osd``.
+kept). One ``PyTessBaseAPI`` per thread (``osd.thread_api``).
 """
 
 from __future__ import annotations
 
-import threading
-
 from PIL import Image
 
-from pipeline.ocr.languages import tesseract_data
+from pipeline.ocr.osd import thread_api
 
 GRID = 5
 CROPS = 3
@@ -36,22 +34,10 @@ MIN_CHARS = 40
 
 _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
               270: Image.Transpose.ROTATE_270}
-_local = threading.local()
 
 
 def _api():
-    api = getattr(_local, "api", None)
-    if api is None:
-        import tesserocr
-
-        folder = next((f for f, names in tesseract_data() if "eng" in names), None)
-        if folder is None:
-            _local.api = False
-            return False
-        api = tesserocr.PyTessBaseAPI(path=folder.rstrip("/") + "/", lang="eng",
-                                      psm=tesserocr.PSM.SINGLE_BLOCK)
-        _local.api = api
-    return api
+    return thread_api("eng", "SINGLE_BLOCK")
 
 
 def crops(page: Image.Image) -> list[Image.Image]:
