@@ -332,6 +332,16 @@ class StateStore:
         self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE state='done' AND "
                          "(work_key=? OR (work_key >= ? AND work_key < ?))", (work_key, *_prefix_range(work_key + "#")))
 
+    # -- the meta table: one value a key ----------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (key, value))
+
     # -- strips of pages too tall for the model (pipeline.run.strips) --------------------------
 
     def strip_keys(self, prefix: str) -> list[str]:
@@ -354,20 +364,19 @@ class StateStore:
     def cut_plan(self, strip_key: str) -> list[list[int]] | None:
         """The strips a page (or a refused strip) was cut into when ``strip_key`` was begun, as
         ``[x0, y0, x1, y1, overlap]`` rows; ``None`` for a key begun before plans were kept."""
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"cut:{strip_key}",)).fetchone()
-        return json.loads(row[0]) if row else None
+        value = self._meta(f"cut:{strip_key}")
+        return json.loads(value) if value is not None else None
 
     def keep_cut_plan(self, strip_key: str, regions: list[list[int]]) -> None:
         """Write a cut ahead of its first strip's intent: a resumed page reads the strips it began
         with, whatever a later version's cutting would make of the page (the strip numbers are the
         key's pages, so a different cut would put a stored answer on another strip's place)."""
-        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                         (f"cut:{strip_key}", json.dumps(regions)))
+        self._set_meta(f"cut:{strip_key}", json.dumps(regions))
 
     def learned_height(self, model: str) -> int | None:
         """The tallest image the model was found to take (learned from its refusals), if any."""
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"max_input_height:{model}",)).fetchone()
-        return int(row[0]) if row else None
+        value = self._meta(f"max_input_height:{model}")
+        return int(value) if value is not None else None
 
     def learn_height(self, model: str, height: int) -> None:
         """Keep the lower of the known and the newly learned limit."""
@@ -421,12 +430,11 @@ class StateStore:
 
     def set_last_plan(self, summary: dict[str, Any]) -> None:
         """What the latest ``plan`` found left to do (the run checks the balance against it)."""
-        self._db.execute("INSERT INTO meta VALUES ('last_plan', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                         (json.dumps(summary),))
+        self._set_meta("last_plan", json.dumps(summary))
 
     def last_plan(self) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key='last_plan'").fetchone()
-        return json.loads(row[0]) if row else None
+        value = self._meta("last_plan")
+        return json.loads(value) if value is not None else None
 
     def last_plan_cost(self) -> float | None:
         """The latest plan's estimate less what was spent since it was made: what is left of it."""
