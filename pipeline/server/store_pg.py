@@ -79,6 +79,15 @@ def _job(row: dict[str, Any]) -> Job:
     return job
 
 
+async def _wait_and_clear(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set (a NOTIFY came) or ``timeout`` passes, then re-arm it."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+    event.clear()
+
+
 class _Reconnect(AttemptWithBackoff):
     """psycopg_pool's reconnect schedule (1 s doubling without bound) with a short first pause and a cap."""
 
@@ -318,11 +327,7 @@ class PgStore(Store):
                 WHERE id = %s AND state = 'pending'""", (error[:300], retry_in_s, retry_in_s, delivery_id))
 
     async def wait_for_webhooks(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._hooks.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        self._hooks.clear()
+        await _wait_and_clear(self._hooks, timeout)
 
     async def exporter(self, member: str, lease_s: float) -> bool:
         async with self.pool.connection() as conn:
@@ -377,11 +382,7 @@ class PgStore(Store):
             await conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
 
     async def wait_for_work(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._work.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        self._work.clear()
+        await _wait_and_clear(self._work, timeout)
 
     # -- money and limits -----------------------------------------------------------------
     async def balance(self, token: str) -> float:
