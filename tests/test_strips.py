@@ -367,6 +367,11 @@ async def test_a_resumed_page_keeps_the_cut_it_began_with(tmp_path):
             assert boxes == [row[:4] for row in altered[0]], (boxes, altered)
             followed += 1
     assert followed == len(kept)
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:   # both files done: their kept cuts went with their stored texts (compact_work)
+        assert db.execute("SELECT key FROM meta WHERE key LIKE 'cut:%'").fetchall() == []
+    finally:
+        db.close()
 
 
 async def test_plan_counts_and_prices_strips_as_the_run_sends_them(tmp_path):

@@ -328,9 +328,12 @@ class StateStore:
 
     def compact_work(self, work_key: str) -> None:
         """Drop stored result text once every file of this work has its outputs on disk (its
-        strips' too: their keys start with the work key and ``#``, ``pipeline.run.strips``)."""
+        strips' too: their keys start with the work key and ``#``, ``pipeline.run.strips``), and
+        the cuts kept for its strips: they matter only while a page's strips are unfinished (a
+        page redone later has no stored answers left to put on the wrong strip)."""
         self._db.execute("UPDATE pages SET result_text=NULL, result_json=NULL WHERE state='done' AND "
                          "(work_key=? OR (work_key >= ? AND work_key < ?))", (work_key, *_prefix_range(work_key + "#")))
+        self._db.execute("DELETE FROM meta WHERE key >= ? AND key < ?", _prefix_range(f"cut:{work_key}#"))
 
     # -- the meta table: one value a key ----------------------------------------------------
 
