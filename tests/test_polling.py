@@ -313,7 +313,14 @@ def test_jobs_with_a_floor_get_a_first_poll_within_the_bound_of_it():
     sim = Sim(lognormal)
     for k in range(300):
         sim.run(2 * math.exp(rng.gauss(0, 0.98)), f"l{k}")
-    assert lognormal.first_bound is None  # no floor: the first poll is the plan's own
+    # No floor: the first poll is bounded from the submit, as from a poll at 0 (gap_floor, 1 s;
+    # it was left where the plan put it, and a tight budget put it at 3 s for 0.2 s jobs).
+    assert lognormal.first_bound == lognormal.gap_floor and lognormal.plan()[0] <= 1.0 + 1e-9
+    bare = PollPlanner(first=1.0, minimum=0.05, maximum=30.0, budget=4.0, gap_floor=0.0)
+    sim = Sim(bare)
+    for k in range(300):
+        sim.run(2 * math.exp(rng.gauss(0, 0.98)), f"b{k}")
+    assert bare.first_bound is None  # the share alone: nothing bounds the first poll of floorless jobs
 
 
 @pytest.mark.parametrize("floor", [0.0, 1.0])

@@ -17,14 +17,19 @@ What a poll tells us is an interval: the job finished after the last poll that s
    ``expected lateness + lambda * expected polls`` on that distribution, by dynamic programming
    over the grid (Barlow-Proschan's inspection problem). ``lambda`` is chosen so that the
    expected lateness is at most ``lateness_share`` (5 %) of the mean job time with as few polls
-   as possible, but never more polls than ``budget`` a job (the plan's status budget over its
-   submit budget, or ``polling.status_calls_per_job``).
+   as possible, but never more polls than ``budget`` a job: the plan's status budget over its
+   submit budget, or ``polling.status_calls_per_job``; with neither (no status limits), what a
+   naive poller asking every ``gap_floor`` (1 s) would spend on the same jobs, x ``NAIVE_SLACK``
+   (``naive_polls``). A fixed default (it was 4) was spent whole wherever the 5 % target was out
+   of reach, which it mostly is: 2 s +- 50 % jobs cost 6-7 calls where a 1 s poller spends 3.6.
 
 Two more sources of information:
 
 * **Exploration.** A first poll that always finds the job done says only "done by then": the
   lower part of the distribution would never be seen. So one job in twenty gets one extra poll
-  at a random point before its first planned poll; its answer narrows the estimate.
+  at a random point before its first planned poll; its answer narrows the estimate. When most
+  first polls miss (the first poll lies below the job times), the probe goes between the first
+  two polls instead, where the jobs end.
 * **Order.** Jobs submitted together tend to finish in submission order (a queue at the API).
   When a job is seen done, jobs submitted before it that are still waiting are asked at once.
   Whether this pays is measured: the hint is used while at least half of such early polls find
@@ -39,13 +44,19 @@ a job's estimated end to the poll that saw it) is estimated for every job and re
 past its last cells are few, so waiting long for them is cheap *on average* (one plan ended
 ``[..., 3.0, 63.2]`` s, and 3 of 6 runs of 2 s ± 50 % jobs saw their last job 17-41 s late).
 So every gap after the first poll is bounded by ``gap_share`` (25 %) of the time since the
-submit: a poll at ``t`` is followed by one by ``t + max(minimum, 0.25 t)`` at the latest, in
-the plan (the dynamic programme only chooses among such gaps, ``bounded`` inserts polls where
-the grid left a longer one) and after it (``after_plan``). A job is therefore answered at most
-25 % of its time late once its first poll has passed (a job done before its first poll waits
-for that poll, which the plan puts where few jobs are done). The price is polls on slow jobs,
-about ``log(T / t0) / log(1.25)`` for a job of ``T`` seconds first polled at ``t0``; the bound
-holds even when the status budget asks for fewer (``bench/polling_tail.py`` measures both).
+submit or ``gap_floor`` (1 s), whichever is longer: a poll at ``t`` is followed by one by
+``t + max(gap_floor, minimum, 0.25 t)`` at the latest, in the plan (the dynamic programme only
+chooses among such gaps, ``bounded`` inserts polls where the grid left a longer one) and after
+it (``after_plan``). A job of ``T`` seconds is therefore answered at most ``max(0.25 T, 1 s)``
+late once its first poll has passed (a job done before its first poll waits for that poll,
+which the plan puts where few jobs are done, or, when job times have a floor, by the same bound
+from the floor). The price is polls on slow jobs, about ``log(T / t0) / log(1.25)`` for a job
+of ``T`` seconds first polled at ``t0``. Why the floor: a share alone asks young jobs for polls
+closer than any naive poller's (every 0.2 s below 0.8 s), which made the planner dearer than a
+1 s poller on short jobs (2 s +- 50 %: 7 calls a job against 3.6) for a promise nobody asked of
+them; with it a naive 1 s schedule always lies within the bound, so the default budget (what
+that poller spends) always pays the bound, and for the hosted model's 5-20 s jobs (25 % of 5 s
+is 1.25 s) it never binds. ``gap_floor = 0`` is the share alone.
 """
 
 from __future__ import annotations
@@ -193,6 +204,19 @@ class PollPlanner:
             return list(times)
         return bounded(times, self.share, self.minimum, self.maximum, self.gap_floor)
 
+    def _first_max(self, floor: float | None, share: float | None) -> float | None:
+        """The latest first poll: the gap bound from the floor of the job times when they have
+        one; else from the submit, as if it were a poll at 0 (``gap_floor``, widened with the
+        share when the status budget cannot pay it): with no such cap a tight budget put the
+        first poll of log-normal jobs at 3 s, and a 0.2 s job waited for it."""
+        if share is None:
+            return None
+        if floor is not None:
+            return floor + self.max_gap_with(share, floor)
+        if self.gap_floor <= 0 or not self.gap_share:
+            return None
+        return self.gap_floor * max(1.0, share / self.gap_share)
+
     def max_gap_with(self, share: float, offset: float) -> float:
         return min(self.maximum, max(self.minimum, self.gap_floor, share * offset))
 
@@ -217,8 +241,14 @@ class PollPlanner:
             # ladder from first / 4 with 0.2 s steps cost it about ten polls a 2 s job.
             return tuple(self._bounded([self.first, self.first * 4]))
         # Jobs still running are evidence too: they took longer than their last "not yet".
-        # Leaving them out biases the estimate to the short jobs that finished first.
-        running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > 0]
+        # Leaving them out biases the estimate to the short jobs that finished first. But only
+        # those running longer than any finished job: the others are the long ones of the jobs
+        # of the last few seconds, whose short siblings are in the window already (a long job is
+        # more likely to be running at any moment), and with 64 in flight over a window of 256
+        # they tilted the estimate to long jobs (a plan for 4.7 polls a job spent 3.6 on
+        # log-normal jobs, and was late where it thought them long).
+        longest = max((hi for _, hi in self.intervals), default=0.0)
+        running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > longest]
         edges, p = estimate_distribution(list(self.intervals) + running[-len(self.intervals):])
         hits = sorted(hi for lo, hi in self.intervals if lo <= 0)
         first = self._plan[0] if self._plan else (hits[len(hits) // 2] if hits else None)
@@ -230,10 +260,13 @@ class PollPlanner:
         known = [f for f in self._floors if f is not None]
         floor = min(known) if known else None
         fine = refine(edges, p)
-        budget = self.budget if self.budget is not None else NAIVE_SLACK * naive_polls(*fine, max(self.gap_floor, self.minimum))
+        budget = self.budget
+        if budget is None:  # no status limits: what a naive poller would have spent on the recent jobs
+            budget = NAIVE_SLACK * naive_polls(*estimate_distribution(list(self.intervals)),
+                                               max(self.gap_floor, self.minimum))
         share = self.gap_share
         while True:
-            first_max = None if floor is None or share is None else floor + self.max_gap_with(share, floor)
+            first_max = self._first_max(floor, share)
             grid = split_at(*fine, first_max) if first_max is not None else fine
             plan, polls, _ = choose_schedule(*grid, budget=budget, share=self.lateness_share, minimum=self.minimum,
                                              gap_share=share, first_max=first_max, gap_floor=self.gap_floor)
@@ -556,8 +589,11 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
 
 
 def naive_polls(edges: np.ndarray, p: np.ndarray, every: float) -> float:
-    """Status calls a job costs a poller that asks every ``every`` seconds from the submit, on
-    the estimated distribution (each cell's mass at its middle): the default status budget."""
+    """Status calls a job costs a poller asking every ``every`` seconds from the submit, on an
+    estimated distribution (each cell's mass at its middle): the default status budget. The
+    caller estimates it from finished jobs only: jobs still running are the long ones (a long
+    job is more likely to be running at any moment), and with them this was a quarter too high
+    on log-normal job times (64 in flight over a window of 256)."""
     import numpy as np  # loaded when the learner first plans, not with the client
     mids = (edges[:-1] + edges[1:]) / 2
     return max(1.0, float((p * np.maximum(1.0, np.ceil(mids / every - 1e-9))).sum()))
