@@ -400,3 +400,22 @@ def test_without_status_limits_a_plan_spends_what_a_naive_poller_would_and_is_le
     else:  # it met its lateness target (5 % of the mean job time; x2: an estimate) with fewer polls
         mean = sum(durations[300:]) / 300
         assert late <= max(naive_late, 2 * planner.lateness_share * mean), (late, naive_late, mean)
+
+
+def test_when_first_polls_miss_the_probe_looks_between_the_first_two_polls():
+    # Every job missed at 0.39 s and was done at 0.59 s: the estimate spreads them evenly over
+    # that gap and finds a floor at 0.39, which keeps the first poll there. A probe below 0.39
+    # would see nothing new; one between the two polls tells where in the gap jobs end.
+    planner = PollPlanner(first=1.0, minimum=0.2, maximum=30.0, budget=4.0)
+    planner.intervals.extend([(0.39, 0.59)] * 100)
+    planner._plan = (0.39, 0.59)
+    probes = []
+    for k in range(400):
+        schedule = planner.schedule_for(f"p{k}")
+        if len(schedule) == 3:
+            probes.append(schedule[1])
+    assert probes and all(0.39 <= x <= 0.59 for x in probes)
+    planner.intervals.clear()
+    planner.intervals.extend([(0.0, 0.59)] * 100)  # first polls hit: the probe looks below the first poll
+    below = [s[0] for s in (planner.schedule_for(f"q{k}") for k in range(400)) if len(s) == 3]
+    assert below and all(x < 0.39 for x in below)

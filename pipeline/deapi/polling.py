@@ -227,8 +227,9 @@ class PollPlanner:
 
     def after_plan(self, last_offset: float, last_gap: float) -> float:
         """The next poll time once the plan is spent (a job slower than the recent ones): back
-        off from the last gap, but never beyond ``gap_share`` (a quarter) of the time the job has
-        run, so a slow job is seen at most a quarter of its time late (about 12 % on average)."""
+        off from the last gap, but never beyond the gap bound (a quarter of the time the job has
+        run, or ``gap_floor``), so a slow job is seen at most a quarter of its time (or a
+        second) late."""
         gap = min(max(self.minimum, last_gap * self.backoff), self.max_gap(last_offset))
         return last_offset + gap
 
