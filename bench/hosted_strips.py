@@ -133,7 +133,8 @@ async def _run(url: str, work: Path, pages: list[int], in_flight: int, job_s: fl
             "lateness_p50_s": round(pct(late, 0.5), 3), "lateness_p99_s": round(pct(late, 0.99), 3),
             "lateness_max_s": round(max(late, default=float("nan")), 3),
             "lateness_share_p99": round(pct(share, 0.99), 3), "lateness_share_max": round(max(share, default=0.0), 3),
-            "not_told": len(done) - len(late), "polling": report.get("api_calls", {}).get("polling")}
+            "not_told": len(done) - len(late), "polling": report.get("api_calls", {}).get("polling"),
+            "window": report.get("api_calls", {}).get("jobs_in_flight")}  # did the adaptive window cut?
 
 
 def one_mode(mode: str, learn_pages: int, pages: int, lo: float, hi: float, in_flight: int,

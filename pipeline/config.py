@@ -86,7 +86,8 @@ class PollingConfig:
     max_interval_s: float = 30.0
     backoff: float = 1.5              # growth of the fallback interval once the learnt schedule is spent
     status_calls_per_job: int | None = None  # poll budget a job; default from the plan (basic: 4)
-    max_lateness_share: float | None = 0.25  # no poll gap over this share of a job's time; null: no bound
+    max_lateness_share: float | None = 0.25  # no poll gap over this share of a job's time ...; null: no bound
+    lateness_floor_s: float = 1.0     # ... or over this many seconds, whichever is longer (a naive poller's 1 s)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "polling.backoff": (1.0, 10.0),
     "polling.status_calls_per_job": (1, 1000),
     "polling.max_lateness_share": (0.01, 100),
+    "polling.lateness_floor_s": (0, 3600),
     "rate_limits.submit_per_minute": (1, None),
     "rate_limits.submit_per_day": (1, None),
     "rate_limits.status_per_minute": (1, None),

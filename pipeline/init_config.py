@@ -78,6 +78,7 @@ COMMENTS = {
     "polling.backoff": "once a job outlives its planned polls, each later poll waits this many times longer",
     "polling.status_calls_per_job": "poll budget a job; null: from the plan (basic: 4)",
     "polling.max_lateness_share": "no poll gap over this share of a job's time (0.25: ~4.3 polls for 5-20 s jobs); null: none",
+    "polling.lateness_floor_s": "... nor over this many seconds, whichever is longer (a naive poller's spacing)",
     "rate_limits": "pace requests to your deAPI plan instead of running into 429s",
     "rate_limits.plan": "unlimited | basic (5 submits/min, 50/day) | premium (300/min) | custom",
     "rate_limits.submit_per_minute": "custom plan (or an override): img2txt submits per minute",

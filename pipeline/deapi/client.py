@@ -70,7 +70,8 @@ class ClientSettings:
     poll_max_interval_s: float = 30.0
     poll_backoff: float = 1.5
     status_calls_per_job: float | None = None  # poll budget a job; None: from the plan's limits (else 4)
-    poll_gap_share: float | None = 0.25        # no poll gap over this share of the job's time (polling.py)
+    poll_gap_share: float | None = 0.25        # no poll gap over this share of the job's time (polling.py) ...
+    poll_gap_floor_s: float = 1.0              # ... or over this many seconds, whichever is longer
     plan: str = "unlimited"                # unlimited | basic | premium | custom
     submit_per_minute: int | None = None
     submit_per_day: int | None = None
@@ -217,11 +218,13 @@ class DeapiClient:
         self.retry = RetryPolicy(max_attempts=s.max_attempts, initial=s.backoff_initial_s, maximum=s.backoff_max_s,
                                  max_retry_after=s.max_retry_after_s, max_rate_limit_waits=s.max_rate_limit_waits)
         submit_limits, status_limits = self.limiter.limits("submit"), self.limiter.limits("status")
-        budget = s.status_calls_per_job or budget_from_limits(submit_limits, status_limits)
         # The gap bound gives way only to a real budget: the plan's status limits or the user's.
+        # Without one, the planner spends what a naive poller (one every poll_gap_floor_s) would.
         limited = bool(s.status_calls_per_job) or any(st and sb for st, sb in zip(status_limits, submit_limits))
+        budget = (s.status_calls_per_job or budget_from_limits(submit_limits, status_limits)) if limited else None
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
-                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share, widen=limited)
+                                  backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share,
+                                  gap_floor=s.poll_gap_floor_s, widen=limited)
         self.stats = ClientStats()
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
