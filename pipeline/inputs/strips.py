@@ -291,14 +291,24 @@ def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> b
     A pixel column inked down more than two lines on end is a rule, not a glyph, and is no part
     of any line's width: the side of a frame drawn round a transcript page (on a skewed scan no
     one pixel column of it is inked down half the page, and ``ink_mask`` keeps it)."""
-    rule = np.zeros(column.shape[1], dtype=bool)
-    for x in np.flatnonzero(column.sum(axis=0) > 2 * line):
-        rule[x] = max(b - a for a, b in _runs(column[:, x])) > 2 * line
+    rule = _longest_down(column) > 2 * line
     widths = []
     for a, b in lines:
         xs = np.flatnonzero(column[a:b].any(axis=0) & ~rule)
         widths.append(int(xs[-1] + 1 - xs[0]) if xs.size else 0)
     return bool(widths) and float(np.median(widths)) <= NUMBERS_LINES * line
+
+
+def _longest_down(ink: np.ndarray) -> np.ndarray:
+    """For each pixel column, its longest run of consecutive inked rows (vectorised: the starts
+    and ends of all runs, column by column, paired in order)."""
+    padded = np.zeros((ink.shape[0] + 2, ink.shape[1]), dtype=np.int8)
+    padded[1:-1] = ink
+    edges = np.diff(padded, axis=0).T            # columns first: argwhere pairs rise and fall per column
+    rises, falls = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    longest = np.zeros(ink.shape[1], dtype=np.int64)
+    np.maximum.at(longest, rises[:, 0], falls[:, 1] - rises[:, 1])
+    return longest
 
 
 def _centred(band: np.ndarray) -> bool:
