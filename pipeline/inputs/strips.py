@@ -20,8 +20,12 @@ How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
   stitched strips would interleave the columns: **the columns are cut apart first**, and the
   strips are read column by column, each top to bottom (reading order: bands top to bottom,
   columns left to right). A band of columns that fits the limit is never cut inside (the model
-  reads its columns in order within one image); the other bands are cut as one run. A table's
-  gutters are no text columns' (``_rows_aligned``: its cells start on the same rows): it is cut
+  reads its columns in order within one image); the other bands are cut as one run. A band
+  with no columns whose first (last) few lines alone hide its gutter (a heading across the
+  gutter set closer to the columns than a band gap) is parted below (above) them
+  (``_spanning``). A gutter is no title's word space unless the lines on both its sides are
+  twice as tall as it is wide (a figure beside a text column is on one side only). A table's
+  gutters are no text columns' (``_rows_aligned``: its cells lie on the same rows): it is cut
   across the full width, between its rows, never into its columns (read column by column, every
   row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
   a band of its own, read whole.
@@ -366,10 +370,12 @@ def _tallest_line(band: np.ndarray, page_width: int) -> int:
 
 
 def _word_space(band: np.ndarray, a: int, b: int, page_width: int) -> bool:
-    """Whether the blank run [a, b) is narrower than half the height of the lines beside it: a
-    big title's word space is as wide as a body's gutter, but never half as wide as its letters
-    are tall (the lines are measured next to the run, so the other column's lines, on other
-    baselines, do not join them)."""
+    """Whether the blank run [a, b) is narrower than half the height of the lines on both its
+    sides: a big title's word space is as wide as a body's gutter, but never half as wide as its
+    letters are tall (the lines are measured next to the run, so the other column's lines, on
+    other baselines, do not join them). Both sides: the title's letters are on both; a figure
+    beside a text column (a chart in a sidebar) inks many rows on end on its side only, and the
+    gutter beside it is one."""
     reach = 3 * (b - a)
     tallest = min(_tallest_line(band[:, max(0, a - reach):a], page_width),
                   _tallest_line(band[:, b:b + reach], page_width))
