@@ -146,6 +146,28 @@ def test_a_figure_beside_a_text_column_does_not_hide_the_gutter():
     _columns_apart(regions, left, right, img.width)
 
 
+def test_numbered_lines_inside_a_skewed_frame_are_read_numbers_then_text():
+    """A transcript page: numbered lines, a frame's side drawn a few pixels askew down the page
+    (no one pixel column of it is inked down half the page, so it is no frame to ``ink_mask``).
+    Its pixels beside each number made every number look five line heights wide, the numbers no
+    line numbers, their rows a table's: the page was cut across. A stroke inked down more than
+    two lines on end is no part of a number: the numbers are read, then the text, as whole."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.line((120, 60, 127, 2340), fill=0, width=3)      # the frame's side, 7 px askew
+    numbers, text = [], []
+    for n, y in enumerate(range(80, 2320, 50)):
+        label, line = f"{n % 25 + 1}", f"line {n} of the witness answering"
+        draw.text((240, y), label, fill=0, font=f, anchor="ra")
+        numbers.append(draw.textbbox((240, y), label, font=f, anchor="ra"))
+        draw.text((330, y), line, fill=0, font=f)
+        text.append(draw.textbbox((330, y), line, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    _columns_apart(regions, numbers, text, img.width)
+
+
 def _holders(regions, box) -> list:
     x0, y0, x1, y1 = box
     return [r for r in regions if r.x0 <= x0 and x1 <= r.x1 and r.y0 <= y0 and y1 <= r.y1]
