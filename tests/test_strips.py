@@ -248,6 +248,11 @@ def test_text_read_twice_across_a_seam_is_kept_once():
     assert kept_upper + kept_lower == ["one", "two", "three", "four", "five", "six"]
     # nothing shared (an overlap shorter than a line): nothing dropped on a guess
     assert seam_lines(["a b c"], ["d e f"]) == (["a b c"], ["d e f"])
+    # lines alike by their markup only are not one line read twice: a strip of a table ending
+    # in page number 16 and the next strip's table ending in 57 (the lower strip was dropped whole)
+    upper = ["<table><tr><td>5</td><td>13 A</td></tr></table>", "", "<page_number>16</page_number>"]
+    lower = ["<table><tr><td>14</td><td>13 B</td></tr></table>", "", "<page_number>57</page_number>"]
+    assert seam_lines(upper, lower) == (upper, lower)
 
 
 def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():

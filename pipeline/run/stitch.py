@@ -12,7 +12,7 @@ The repeat is removed:
   below the middle, and the other way round, so each line is kept once, whole.
 * **text only** (the hosted model's answers): the longest run of consecutive lines that the end of
   the upper strip and the start of the lower strip share (compared with case and spaces folded,
-  a similarity of at least ``SAME_LINE``) is the overlap; the upper strip keeps its lines up to
+  a similarity of at least ``SAME_LINE``, markup left out) is the overlap; the upper strip keeps its lines up to
   the end of that run (what follows is the part-line cut at its bottom edge), the lower strip
   starts after it (what precedes is the part-line cut at its top edge). With no shared line
   (an overlap shorter than a text line) both are kept whole: text is never dropped on a guess.
@@ -45,7 +45,10 @@ class Piece:
 
 
 def _fold(line: str) -> str:
-    return re.sub(r"\s+", " ", line).strip().casefold()
+    """The line as compared across a seam: its text without markup (tags such as
+    ``<page_number>``, ``<td>``: two page numbers in the same tags are 85 % alike by their tags
+    alone, and a whole strip after "the same line" would be dropped), spaces and case folded."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^<>]*>", " ", line)).strip().casefold()
 
 
 def _same(a: str, b: str) -> bool:
