@@ -255,6 +255,21 @@ def test_text_read_twice_across_a_seam_is_kept_once():
     assert seam_lines(upper, lower) == (upper, lower)
 
 
+def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
+    """Text only, a table is one line of the answer (HTML): its rows read twice across a seam
+    are compared row by row, kept once, and the two strips' tables are one table."""
+    from pipeline.formats.markdown import plain_text
+
+    def table(rows):
+        return "<table>" + "".join(f"<tr><td>{n}</td><td>{w}</td></tr>" for n, w in rows) + "</table>"
+    upper = "Stock list\n\n" + table([(1, "oak"), (2, "ash"), (3, "elm")])
+    lower = table([(2, "ash"), (3, "elm"), (4, "yew")]) + "\n\nEnd of list"
+    text, _ = stitch([Piece(Region(0, 0, 800, 500), upper, None),
+                      Piece(Region(0, 400, 800, 900, overlap=100), lower, None)], 800, 900)
+    assert text.count("<table>") == 1 and text.count("</table>") == 1
+    assert plain_text(text).splitlines() == ["Stock list", "", "1\toak", "2\tash", "3\telm", "4\tyew", "", "End of list"]
+
+
 def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():
     def answer(lines):
         return {"engine": "x", "width": 100, "height": 100, "text": "\n".join(t for t, _ in lines),
