@@ -181,3 +181,14 @@ def test_only_a_page_number_at_the_foot_becomes_page_number(foot, number):
     page = OcrPage("rapidocr", 1000, 1300, (OcrBlock((body,)), OcrBlock((line(foot, (450, 1220, 560, 1255)),))))
     assert (page_number_line(page) is not None) is number
     assert (f"<page_number>{foot}</page_number>" in render_markdown(page)) is number
+
+
+def test_a_number_beside_other_cells_at_the_foot_is_no_page_number():
+    """A strip of a table often ends with a row whose last cell is a bare number: it is a cell,
+    not the page's number (a page number stands alone on its row)."""
+    from pipeline.server.hosted import page_number_line
+
+    body = line("Some running text on the page body here.", (50, 100, 700, 140))
+    row = (line("Blaine", (50, 1222, 160, 1255)), line("292", (400, 1220, 460, 1254)), line("25", (800, 1221, 840, 1256)))
+    page = OcrPage("rapidocr", 1000, 1300, (OcrBlock((body,)), OcrBlock(row)))
+    assert page_number_line(page) is None and "<page_number>" not in render_markdown(page)

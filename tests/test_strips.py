@@ -82,6 +82,92 @@ def test_a_two_column_page_is_cut_into_its_columns_first():
     assert body == lefts + rights   # column 1 top to bottom, then column 2: reading order
 
 
+def _columns_apart(regions, left_boxes, right_boxes, width):
+    """Every line whole in one strip, no strip holding lines of both columns, and the strips
+    of the left column all before those of the right one (reading order)."""
+    order = []
+    for boxes in (left_boxes, right_boxes):
+        for box in boxes:
+            holders = _holders(regions, box)
+            assert len(holders) == 1, (box, regions)
+            order.append(regions.index(holders[0]))
+    lefts = {regions.index(_holders(regions, b)[0]) for b in left_boxes}
+    rights = {regions.index(_holders(regions, b)[0]) for b in right_boxes}
+    assert not lefts & rights and max(lefts) < min(rights), regions
+
+
+def test_columns_under_a_heading_set_close_above_them_are_still_cut_apart():
+    """Two columns (transcript pages side by side, each line numbered) under a heading that
+    crosses the gutter, set closer to them than a band gap: the heading and the columns are one
+    band, and the heading's letters across the gutter hid it (the page was cut across, both
+    columns' lines interleaved in every strip). Below the heading's lines the columns are found."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.text((800, 30), "Deposition of a witness, pages 12 and 13", fill=0, font=f, anchor="mt")
+    title = draw.textbbox((800, 30), "Deposition of a witness, pages 12 and 13", font=f, anchor="mt")
+    assert title[0] < 760 and title[2] > 840      # it crosses the gutter (x 760-840)
+    left, right = [], []
+    for n, y in enumerate(range(title[3] + 12, 2340, 50)):    # 12 px under it: less than a band gap
+        for x, boxes, text in ((40, left, f"{n % 25 + 1}"), (120, left, f"left {n} words of line"),
+                               (860, right, f"{n % 25 + 1}"), (940, right, f"right {n} words here")):
+            draw.text((x, y + (0 if boxes is left else 9)), text, fill=0, font=f)
+            boxes.append(draw.textbbox((x, y + (0 if boxes is left else 9)), text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    assert len(_holders(regions, title)) == 1
+    _columns_apart(regions, left, right, img.width)
+
+
+def test_a_figure_beside_a_text_column_does_not_hide_the_gutter():
+    """A column that ends in a figure (a chart in a sidebar) beside a text column: the figure's
+    ink runs down many rows on end, and a gutter beside such a "line" was taken for the word
+    space of a huge title (no columns: the page was cut across, figure and text mixed). A word
+    space has the title's letters on both sides; here the text's lines are as tall as they are."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    left, right = [], []
+    for n, y in enumerate(range(60, 1100, 50)):
+        draw.text((60, y), f"side {n} figures", fill=0, font=f)
+        left.append(draw.textbbox((60, y), f"side {n} figures", font=f))
+    draw.rectangle((60, 1160, 660, 1900), outline=0, width=4)     # the chart: a frame and bars
+    for k in range(10):
+        draw.rectangle((100 + 55 * k, 1860 - 100 * (k % 6 + 1), 130 + 55 * k, 1890), fill=0)
+    left.append((60, 1160, 661, 1901))
+    for n, y in enumerate(range(1960, 2340, 50)):
+        draw.text((60, y), f"note {n} under it", fill=0, font=f)
+        left.append(draw.textbbox((60, y), f"note {n} under it", font=f))
+    for n, y in enumerate(range(60, 2340, 50)):
+        draw.text((760, y + 9), f"body {n} runs on in its column", fill=0, font=f)
+        right.append(draw.textbbox((760, y + 9), f"body {n} runs on in its column", font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    _columns_apart(regions, left, right, img.width)
+
+
+def test_numbered_lines_inside_a_skewed_frame_are_read_numbers_then_text():
+    """A transcript page: numbered lines, a frame's side drawn a few pixels askew down the page
+    (no one pixel column of it is inked down half the page, so it is no frame to ``ink_mask``).
+    Its pixels beside each number made every number look five line heights wide, the numbers no
+    line numbers, their rows a table's: the page was cut across. A stroke inked down more than
+    two lines on end is no part of a number: the numbers are read, then the text, as whole."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.line((120, 60, 127, 2340), fill=0, width=3)      # the frame's side, 7 px askew
+    numbers, text = [], []
+    for n, y in enumerate(range(80, 2320, 50)):
+        label, line = f"{n % 25 + 1}", f"line {n} of the witness answering"
+        draw.text((240, y), label, fill=0, font=f, anchor="ra")
+        numbers.append(draw.textbbox((240, y), label, font=f, anchor="ra"))
+        draw.text((330, y), line, fill=0, font=f)
+        text.append(draw.textbbox((330, y), line, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    _columns_apart(regions, numbers, text, img.width)
+
+
 def _holders(regions, box) -> list:
     x0, y0, x1, y1 = box
     return [r for r in regions if r.x0 <= x0 and x1 <= r.x1 and r.y0 <= y0 and y1 <= r.y1]
@@ -162,6 +248,26 @@ def test_text_read_twice_across_a_seam_is_kept_once():
     assert kept_upper + kept_lower == ["one", "two", "three", "four", "five", "six"]
     # nothing shared (an overlap shorter than a line): nothing dropped on a guess
     assert seam_lines(["a b c"], ["d e f"]) == (["a b c"], ["d e f"])
+    # lines alike by their markup only are not one line read twice: a strip of a table ending
+    # in page number 16 and the next strip's table ending in 57 (the lower strip was dropped whole)
+    upper = ["<table><tr><td>5</td><td>13 A</td></tr></table>", "", "<page_number>16</page_number>"]
+    lower = ["<table><tr><td>14</td><td>13 B</td></tr></table>", "", "<page_number>57</page_number>"]
+    assert seam_lines(upper, lower) == (upper, lower)
+
+
+def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
+    """Text only, a table is one line of the answer (HTML): its rows read twice across a seam
+    are compared row by row, kept once, and the two strips' tables are one table."""
+    from pipeline.formats.markdown import plain_text
+
+    def table(rows):
+        return "<table>" + "".join(f"<tr><td>{n}</td><td>{w}</td></tr>" for n, w in rows) + "</table>"
+    upper = "Stock list\n\n" + table([(1, "oak"), (2, "ash"), (3, "elm")])
+    lower = table([(2, "ash"), (3, "elm"), (4, "yew")]) + "\n\nEnd of list"
+    text, _ = stitch([Piece(Region(0, 0, 800, 500), upper, None),
+                      Piece(Region(0, 400, 800, 900, overlap=100), lower, None)], 800, 900)
+    assert text.count("<table>") == 1 and text.count("</table>") == 1
+    assert plain_text(text).splitlines() == ["Stock list", "", "1\toak", "2\tash", "3\telm", "4\tyew", "", "End of list"]
 
 
 def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():

@@ -20,8 +20,12 @@ How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
   stitched strips would interleave the columns: **the columns are cut apart first**, and the
   strips are read column by column, each top to bottom (reading order: bands top to bottom,
   columns left to right). A band of columns that fits the limit is never cut inside (the model
-  reads its columns in order within one image); the other bands are cut as one run. A table's
-  gutters are no text columns' (``_rows_aligned``: its cells start on the same rows): it is cut
+  reads its columns in order within one image); the other bands are cut as one run. A band
+  with no columns whose first (last) few lines alone hide its gutter (a heading across the
+  gutter set closer to the columns than a band gap) is parted below (above) them
+  (``_spanning``). A gutter is no title's word space unless the lines on both its sides are
+  twice as tall as it is wide (a figure beside a text column is on one side only). A table's
+  gutters are no text columns' (``_rows_aligned``: its cells lie on the same rows): it is cut
   across the full width, between its rows, never into its columns (read column by column, every
   row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
   a band of its own, read whole.
@@ -47,8 +51,9 @@ GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page
 MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
-ALIGNED_ROWS = 0.65         # columns whose lines start on the same rows this often are a table's
+ALIGNED_ROWS = 0.7          # columns whose lines lie on the same rows this often are a table's
 ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side, unless one is line numbers:
+LINE_SHARE = 0.1            # a row inked under this share of a full row's ink is between lines (tables' rows)
 NUMBERS_LINES = 2.0         # ink at most this many line heights wide (two or three digits)
 MARGIN = 8                  # rows of blank paper kept above a run's first line and below its last
 BREAK_LINES = 0.6           # a blank run this many median line heights tall is a break (strips end there first)
@@ -58,6 +63,7 @@ EDGE_FRACTION = 0.06        # ... and within this share of the page from a side 
 EDGE_SHARE = 0.1
 GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through) ...
 CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows (text crossing it)
+SPANNING_LINES = 3          # a band's first (last) lines this many at most may span its columns (a heading)
 MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 
 
@@ -185,6 +191,7 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
     if y1 - y0 <= limit:
         return [Region(x0, y0, x1, y1)]
     bands = [(y0 + a, y0 + b) for a, b in _bands(ink[y0:y1, x0:x1], speck)]
+    bands = [part for a, b in bands for part in _spanning(ink[:, x0:x1], a, b, speck, page_width)]
     out: list[Region] = []
     run_start: int | None = None
     keep_whole: list[tuple[int, int]] = []
@@ -211,42 +218,101 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
     return out
 
 
+def _spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> list[tuple[int, int]]:
+    """The band [a, b) parted below its first lines or above its last ones when they alone keep
+    its columns from being found: a heading across the gutter set closer to the columns than a
+    band gap (two transcript pages side by side under the deposition's title), a rule over them,
+    a footer line under them. Up to ``SPANNING_LINES`` lines are parted off a side, at the first
+    blank run that leaves columns (of at least ``ALIGNED_MIN_LINES`` lines) on the other side;
+    the band is kept whole when it has columns already or no such run exists."""
+    band = ink[a:b]
+    if _columns(band, page_width):
+        return [(a, b)]
+    lines = _runs(band.sum(axis=1) > speck)
+    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
+        return [(a, b)]
+    for k in range(1, SPANNING_LINES + 1):
+        cut = (lines[k - 1][1] + lines[k][0]) // 2           # below the first k lines
+        if _columns(band[cut:], page_width):
+            return [(a, a + cut), *_spanning(ink, a + cut, b, speck, page_width)]
+    for k in range(1, SPANNING_LINES + 1):
+        cut = (lines[-k - 1][1] + lines[-k][0]) // 2         # above the last k lines
+        if _columns(band[:cut], page_width):
+            return [(a, a + cut), (a + cut, b)]
+    return [(a, b)]
+
+
 def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
-    """Whether the lines on both sides of every gutter start on the same rows: a table's cells do
+    """Whether the lines on both sides of every gutter lie on the same rows: a table's cells do
     (and numbered lines beside their numbers), text columns rarely do (their headings, paragraph
     spaces and figures put them out of step). At least ``ALIGNED_ROWS`` of the lines of the side
-    with fewer lines (of at least ``ALIGNED_MIN_LINES``) start within a quarter of a line height
-    of a line on the other side. A table cut into its columns is read column by column, every
-    row torn apart; cut across its full width at the gaps between its rows, it is read row by row."""
-    runs = [_runs(band[:, c0:c1].sum(axis=1) > speck) for c0, c1 in columns]
-    heights = [b - a for column in runs for a, b in column]
-    if not heights:
+    with fewer lines (of at least ``ALIGNED_MIN_LINES``) have their middle within a quarter of a
+    line height of a line's middle on the other side. A table cut into its columns is read column
+    by column, every row torn apart; cut across its full width at the gaps between its rows, it
+    is read row by row.
+
+    Middles, not tops: a cell of lower-case words without ascenders ("east") starts a quarter of
+    a line lower than the figures beside it, on the same row. Lines at least half a text line
+    tall only: a dash, a dot or the tail of a name clipped by the page's edge (``ink_mask`` leaves
+    out the ink close to a side edge) is a "line" of its own, anywhere in its row."""
+    runs = [_line_runs(band[:, c0:c1], speck) for c0, c1 in columns]
+    if not any(runs):
         return False
-    line = float(np.median(heights))
     text_line = max(float(np.median([b - a for a, b in rs])) for rs in runs if rs)   # thin digits break up
     if any(_numbers(band[:, c0:c1], rs, text_line) for (c0, c1), rs in zip(columns, runs)):
         return False
-    near = max(3.0, 0.25 * line)
+    runs = [[(a, b) for a, b in rs if b - a >= 0.5 * text_line] for rs in runs]
+    heights = [b - a for column in runs for a, b in column]
+    if not heights:
+        return False
+    near = max(3.0, 0.25 * float(np.median(heights)))
     for left, right in zip(runs, runs[1:]):
-        fewer, more = sorted(([a for a, _ in left], [a for a, _ in right]), key=len)
+        fewer, more = sorted(([(a + b) / 2 for a, b in left], [(a + b) / 2 for a, b in right]), key=len)
         if len(fewer) < ALIGNED_MIN_LINES:
             return False
-        starts = np.asarray(more)
-        hits = sum(1 for a in fewer if np.abs(starts - a).min() <= near)
+        middles = np.asarray(more)
+        hits = sum(1 for m in fewer if np.abs(middles - m).min() <= near)
         if hits < ALIGNED_ROWS * len(fewer):
             return False
     return True
 
 
+def _line_runs(column: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """The column's text lines as runs of rows holding more than ``LINE_SHARE`` of a full row's
+    ink (its 90th percentile): a descender or a parenthesis reaching into the row gap of a tight
+    table inks it with a speck or two, so counting every inked row would merge rows into one."""
+    rows = column.sum(axis=1)
+    inked = rows[rows > speck]
+    if inked.size == 0:
+        return []
+    return _runs(rows > max(speck, LINE_SHARE * float(np.percentile(inked, 90))))
+
+
 def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> bool:
     """A column of line numbers: its lines' ink (the median) at most ``NUMBERS_LINES`` line
     heights wide. Numbered lines start on the same rows as their numbers, as a table's cells do,
-    but the page is read column by column (the numbers, then the text), as a list of two columns is."""
+    but the page is read column by column (the numbers, then the text), as a list of two columns is.
+    A pixel column inked down more than two lines on end is a rule, not a glyph, and is no part
+    of any line's width: the side of a frame drawn round a transcript page (on a skewed scan no
+    one pixel column of it is inked down half the page, and ``ink_mask`` keeps it)."""
+    rule = _longest_down(column) > 2 * line
     widths = []
     for a, b in lines:
-        xs = np.flatnonzero(column[a:b].any(axis=0))
+        xs = np.flatnonzero(column[a:b].any(axis=0) & ~rule)
         widths.append(int(xs[-1] + 1 - xs[0]) if xs.size else 0)
     return bool(widths) and float(np.median(widths)) <= NUMBERS_LINES * line
+
+
+def _longest_down(ink: np.ndarray) -> np.ndarray:
+    """For each pixel column, its longest run of consecutive inked rows (vectorised: the starts
+    and ends of all runs, column by column, paired in order)."""
+    padded = np.zeros((ink.shape[0] + 2, ink.shape[1]), dtype=np.int8)
+    padded[1:-1] = ink
+    edges = np.diff(padded, axis=0).T            # columns first: argwhere pairs rise and fall per column
+    rises, falls = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    longest = np.zeros(ink.shape[1], dtype=np.int64)
+    np.maximum.at(longest, rises[:, 0], falls[:, 1] - rises[:, 1])
+    return longest
 
 
 def _centred(band: np.ndarray) -> bool:
@@ -304,12 +370,14 @@ def _tallest_line(band: np.ndarray, page_width: int) -> int:
 
 
 def _word_space(band: np.ndarray, a: int, b: int, page_width: int) -> bool:
-    """Whether the blank run [a, b) is narrower than half the height of the lines beside it: a
-    big title's word space is as wide as a body's gutter, but never half as wide as its letters
-    are tall (the lines are measured next to the run, so the other column's lines, on other
-    baselines, do not join them)."""
+    """Whether the blank run [a, b) is narrower than half the height of the lines on both its
+    sides: a big title's word space is as wide as a body's gutter, but never half as wide as its
+    letters are tall (the lines are measured next to the run, so the other column's lines, on
+    other baselines, do not join them). Both sides: the title's letters are on both; a figure
+    beside a text column (a chart in a sidebar) inks many rows on end on its side only, and the
+    gutter beside it is one."""
     reach = 3 * (b - a)
-    tallest = max(_tallest_line(band[:, max(0, a - reach):a], page_width),
+    tallest = min(_tallest_line(band[:, max(0, a - reach):a], page_width),
                   _tallest_line(band[:, b:b + reach], page_width))
     return b - a < tallest // 2
 

@@ -12,9 +12,12 @@ The repeat is removed:
   below the middle, and the other way round, so each line is kept once, whole.
 * **text only** (the hosted model's answers): the longest run of consecutive lines that the end of
   the upper strip and the start of the lower strip share (compared with case and spaces folded,
-  a similarity of at least ``SAME_LINE``) is the overlap; the upper strip keeps its lines up to
+  a similarity of at least ``SAME_LINE``, markup left out) is the overlap; the upper strip keeps its lines up to
   the end of that run (what follows is the part-line cut at its bottom edge), the lower strip
-  starts after it (what precedes is the part-line cut at its top edge). With no shared line
+  starts after it (what precedes is the part-line cut at its top edge). An HTML table, one line
+  of the answer, is compared row by row (its rows on lines of their own at a seam), and when
+  the lower strip's table lost its opening rows as read twice, the upper strip's table runs on
+  into it: one table. With no shared line
   (an overlap shorter than a text line) both are kept whole: text is never dropped on a guess.
 """
 
@@ -45,7 +48,10 @@ class Piece:
 
 
 def _fold(line: str) -> str:
-    return re.sub(r"\s+", " ", line).strip().casefold()
+    """The line as compared across a seam: its text without markup (tags such as
+    ``<page_number>``, ``<td>``: two page numbers in the same tags are 85 % alike by their tags
+    alone, and a whole strip after "the same line" would be dropped), spaces and case folded."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^<>]*>", " ", line)).strip().casefold()
 
 
 def _same(a: str, b: str) -> bool:
@@ -113,11 +119,31 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         structured.update({"width": width, "height": height, "text": text,
                            "blocks": [b for m in moved for b in m.get("blocks") or []]})
         return text, structured
-    lines = [p.text.splitlines() for p in pieces]
-    for n in range(1, len(pieces)):
-        if _seam(pieces[n - 1].region, pieces[n].region) is not None:
-            lines[n - 1], lines[n] = seam_lines(lines[n - 1], lines[n])
+    seams = [n for n in range(1, len(pieces)) if _seam(pieces[n - 1].region, pieces[n].region) is not None]
+    at_seam = {m for n in seams for m in (n - 1, n)}
+    lines = [(_rows_apart(p.text) if n in at_seam else p.text).splitlines() for n, p in enumerate(pieces)]
+    for n in seams:
+        lines[n - 1], lines[n] = seam_lines(lines[n - 1], lines[n])
+        _rejoin_table(lines[n - 1], lines[n])
     return "\n".join("\n".join(ls) for ls in lines if ls), None
+
+
+_ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
+_TABLE_END = re.compile(r"</table\s*>\s*$", re.I)
+
+
+def _rows_apart(text: str) -> str:
+    """An HTML table's rows on lines of their own: a table is one line of the hosted model's
+    answer, and the rows read twice across a seam are compared row by row only so (the table
+    stays one table: the Markdown rule reads it across lines)."""
+    return _ROW_END.sub(r"\1\n", text)
+
+
+def _rejoin_table(upper: list[str], lower: list[str]) -> None:
+    """In place: when the lower strip now starts inside a table (its opening row was read twice
+    and dropped), the upper strip's table, which holds those rows, runs on into it."""
+    if upper and lower and re.match(r"\s*<tr\b", lower[0], re.I) and _TABLE_END.search(upper[-1]):
+        upper[-1] = _TABLE_END.sub("", upper[-1])
 
 
 def _text_of(structured: dict) -> str:

@@ -17,7 +17,8 @@ lines are rendered as the hosted model would:
   with one ``<tr>`` a row and one ``<td>`` a cell, left to right, written where its first cell
   comes in reading order (the hosted model writes tables as HTML);
 * the lowest line of the page, in its bottom ``FOOT_SHARE``, that is only a page number
-  (``12``, ``- 12 -``, ``xii``, ``Page 12``) is ``<page_number>12</page_number>``, last;
+  (``12``, ``- 12 -``, ``xii``, ``Page 12``) and alone on its row (not the last cell of a
+  table's row) is ``<page_number>12</page_number>``, last;
 * every other line is written as read, blocks separated by a blank line.
 
 ``format: json`` answers ``{"text": "<the same Markdown>"}``: the real JSON shape is
@@ -132,9 +133,14 @@ def page_number_line(page: OcrPage) -> OcrLine | None:
     if not lines or page.height <= 0:
         return None
     low = max(lines, key=lambda ln: ln.box[3])
-    if low.box[1] >= (1 - FOOT_SHARE) * page.height and _PAGE_NUMBER.match(low.text.strip()):
-        return low
-    return None
+    if low.box[1] < (1 - FOOT_SHARE) * page.height or not _PAGE_NUMBER.match(low.text.strip()):
+        return None
+    # alone on its row: a number with other lines beside it is a cell of a table's last row
+    # (a strip of a table often ends with one), not the page's number
+    middle = (low.box[1] + low.box[3]) / 2
+    if any(ln is not low and ln.box[1] <= middle <= ln.box[3] for ln in lines):
+        return None
+    return low
 
 
 def render_markdown(page: OcrPage) -> str:
