@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .layout import reading_order
+from .tessimage import set_image
 
 Box = tuple[int, int, int, int]
 
@@ -225,7 +226,7 @@ def tesseract_lines(image: Image.Image, api=None, max_side: int = LAYOUT_MAX_SID
     def back(b) -> Box:
         return _scaled(tuple(b), factor)
     try:
-        api.SetImage(image.convert("L") if image.mode not in ("L", "RGB") else image)
+        set_image(api, image)
         it = api.AnalyseLayout()
         out: list[GeoLine] = []
         if it is None:

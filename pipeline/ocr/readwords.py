@@ -22,6 +22,7 @@ from statistics import median
 from PIL import Image
 
 from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled
+from .tessimage import set_image
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def tesseract_words(image: Image.Image, language: str | None = "en", max_side: i
     api = _api(path, lang)
     api.SetPageSegMode(tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
     try:
-        api.SetImage(gray)
+        set_image(api, gray)
         api.Recognize()
         it = api.GetIterator()
         out: list[ReadWord] = []
