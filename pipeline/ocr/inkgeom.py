@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from .layout import reading_order
-from .tessimage import set_image
 
 Box = tuple[int, int, int, int]
 
@@ -226,7 +225,7 @@ def tesseract_lines(image: Image.Image, api=None, max_side: int = LAYOUT_MAX_SID
     def back(b) -> Box:
         return _scaled(tuple(b), factor)
     try:
-        set_image(api, image)
+        api.SetImage(image.convert("L") if image.mode not in ("L", "RGB") else image)
         it = api.AnalyseLayout()
         out: list[GeoLine] = []
         if it is None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline.ocr.languages import tesseract_data
-from pipeline.ocr.tessimage import set_image
 
 log = logging.getLogger("pipeline.ocr.osd")
 
@@ -71,7 +70,7 @@ def detect(gray: Image.Image) -> Orientation | None:
     if not api:
         return None
     try:
-        set_image(api, gray)
+        api.SetImage(gray)
         found = api.DetectOrientationScript()
     except RuntimeError:       # "no text", too few characters: nothing to say
         return None

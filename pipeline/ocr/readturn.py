@@ -20,7 +20,6 @@ from __future__ import annotations
 from PIL import Image
 
 from pipeline.ocr.osd import thread_api
-from pipeline.ocr.tessimage import set_image
 
 GRID = 5
 CROPS = 3
@@ -79,7 +78,7 @@ def scores(page: Image.Image) -> dict[int, tuple[float, int]]:
         for q in total:
             im = crop if q == 0 else crop.transpose(_TRANSPOSE[q])
             try:
-                set_image(api, im)
+                api.SetImage(im)
                 api.Recognize()
                 for word in tesserocr.iterate_level(api.GetIterator(), level):
                     try:

@@ -22,7 +22,6 @@ from statistics import median
 from PIL import Image
 
 from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled
-from .tessimage import set_image
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def tesseract_words(image: Image.Image, language: str | None = "en", max_side: i
     api = _api(path, lang)
     api.SetPageSegMode(tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
     try:
-        set_image(api, gray)
+        api.SetImage(gray)
         api.Recognize()
         it = api.GetIterator()
         out: list[ReadWord] = []
