@@ -201,6 +201,27 @@ def polling_tail_rows(r: dict, add) -> None:
         add("… the same planner unbounded", figs(rows["unbounded"]), "–", None)
 
 
+def straighten_rows(r: dict, add) -> None:
+    """Turned and skewed pages (issue 23): the decisions when measured, and per engine the
+    variants whose CER stays within 1 point of the upright page's."""
+    d = r.get("decisions") or {}
+    if any(sum(v.values()) for v in d.values()):
+        up, turned, skewed = d["upright"], d["turned"], d["skewed"]
+        add(f"straightening, {r['pages']} shared scans: upright pages moved; turned versions turned right; "
+            "skewed versions levelled (wrongly)", f"{up['wrong'] + up.get('left', 0)}; {turned['right']} of "
+            f"{sum(turned.values())}; {skewed['right']} of {sum(skewed.values())} ({skewed['wrong']})",
+            "0 upright moved", up["wrong"] == 0)
+    for engine, x in (r.get("ocr") or {}).items():
+        by = x["by_variant_auto"]
+        turned = [by[k] for k in by if k.startswith("turn")]
+        skewed = [by[k] for k in by if k.startswith("skew")]
+        share = x["within_1pt_auto"] / x["variants"]
+        add(f"turned and skewed versions of the shared scans, {engine}: CER within 1 point of the "
+            "upright page's (turned; skewed)", f"{x['within_1pt_auto']} of {x['variants']} = {share:.0%} "
+            f"({sum(a for a, _ in turned)}/{sum(b for _, b in turned)}; {sum(a for a, _ in skewed)}/"
+            f"{sum(b for _, b in skewed)})", ">= 95 %", share >= 0.95)
+
+
 def figures_table(rows: list[dict]) -> list[str]:
     """One README row per figure with its target; unknown rows are listed raw."""
     out = ["| figure | measured | target | met |", "|---|---|---|---|"]
@@ -266,6 +287,8 @@ def figures_table(rows: list[dict]) -> list[str]:
                     f"points (worst)", f"{x['within_half_point']} of {r['pages']} (worst {x['worst']['page']} "
                     f"{x['worst']['points']:+})" + (f"; over: {', '.join(x['over'])}" if x["over"] else ""),
                     "every page", x["within_half_point"] == r["pages"])
+        elif b == "straighten":
+            straighten_rows(r, add)
         elif b == "price_buckets":
             add(f"price estimate by size bucket, {r['set']} ({r['pages']} pages, {r['price_requests']} price "
                 "requests): largest page error, mean, whole set", f"{r['max_abs_error']:.1%}, "

@@ -10,8 +10,10 @@ For every page of ``../shared/data`` (or ``--data``/``$PIPELINE_SHARED_DATA``) a
   (Tesseract OSD, when asked), ``measure`` (all of it: with the four-way reading of crops when
   OSD is unsure, counted in ``read_asked``), ``apply`` (deskew + turn);
 * with ``--ocr``: each engine reads the upright page and every variant as ``prepare`` would
-  send it; the share of variants whose CER is within 1 point of the upright page's, both with
-  the straightening and without it (``off``), on the scored scribe pages.
+  send it, decoded as the server decodes it; the share of variants whose CER is within 1 point
+  of the upright page's, both with the straightening and without it (``off``), on the scored
+  pages; every variant that misses, with its cause (``miss_cause``: ``left`` as it was,
+  ``unstable``: the upright page moved by half a pixel already misses, or ``straightening``).
 
 ``--quick`` takes 3 pages and no OCR. Prints one JSON line (see bench/__main__.py).
 """
@@ -19,6 +21,7 @@ For every page of ``../shared/data`` (or ``--data``/``$PIPELINE_SHARED_DATA``) a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -34,6 +37,7 @@ from pipeline.inputs import upright
 from pipeline.inputs.prepare import PrecheckLimits, prepare_file
 from pipeline.inputs.skew import ANALYSIS_SIDE, ascender_ratio, line_lie, reduce_gray
 from pipeline.ocr import create_engine, osd
+from pipeline.ocr.pool import decode_image
 from pipeline.ocr.imaging import flatten_on_white
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +110,15 @@ def prepared(im: Image.Image, straighten: bool, tmp: Path):
     return page
 
 
-def read_upload(engine, page) -> str:
+def pixels_digest(page) -> str:
+    """SHA-256 of the upload's decoded pixels (its mode and size included): the cache key."""
     with Image.open(io.BytesIO(page.data)) as sent:
-        return engine.recognize(sent.convert("RGB") if sent.mode not in ("L", "RGB") else sent).text
+        return hashlib.sha256(f"{sent.mode}{sent.size}".encode() + sent.tobytes()).hexdigest()[:20]
+
+
+def read_upload(engine, page) -> str:
+    """The engine's text of the upload, decoded as the server decodes it (``pool.decode_image``)."""
+    return engine.recognize(decode_image(page.data)).text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class ReadCache:
-    """CER of an upload already read, keyed by engine, page, variant and the upload's transforms:
-    a rerun after a change to the decision reads again only the variants whose upload changed."""
+    """CER of an upload already read, keyed by engine, page and a digest of the upload's pixels:
+    a rerun after a change to the decision or to the variant maker reads again only the uploads
+    whose pixels changed, and a turned page turned back (the upright page's very pixels) is read
+    once."""
 
     def __init__(self, path: str | None):
         self.path = Path(path) if path else None
@@ -216,27 +228,48 @@ def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None
                     continue
                 page = gray(path)
                 up = prepared(page, True, Path(tmp))
-                base = cer_of(gt, f"{name}|{path.name}|none|{','.join(up.transforms)}", up)
+                base = cer_of(gt, f"{name}|{path.name}|{pixels_digest(up)}", up)
+
+                def control_cer(page, gt, base=base, path=path) -> float:
+                    """The upright page moved by half a pixel, nothing turned: how far the
+                    engine's reading moves for the least resampling a levelling does."""
+                    shifted = page.transform(page.size, Image.Transform.AFFINE, (1, 0, 0.5, 0, 1, 0.5),
+                                             Image.Resampling.BICUBIC, fillcolor=255)
+                    sent = prepared(shifted, False, Path(tmp))
+                    return cer_of(gt, f"{name}|{path.name}|{pixels_digest(sent)}", sent) - base
                 for kind, amount in all_variants():
                     im, _ = variant(page, [], kind, amount)
                     n += 1
                     label = f"{kind}{amount:+g}" if kind == "skew" else f"{kind}{amount:g}"
                     for mode in modes:
                         sent = prepared(im, mode == "auto", Path(tmp))
-                        cer = cer_of(gt, f"{name}|{path.name}|{label}|{','.join(sent.transforms)}", sent)
+                        cer = cer_of(gt, f"{name}|{path.name}|{pixels_digest(sent)}", sent)
                         good = cer <= base + 0.01
                         ok[mode] += good
                         cell = by[mode].setdefault(label, [0, 0])
                         cell[0] += good
                         cell[1] += 1
                         if not good:
-                            missed[mode].append(f"{path.stem}:{label} {100 * cer:.1f}/{100 * base:.1f}")
+                            cause = miss_cause(kind, sent.transforms, lambda: control_cer(page, gt))
+                            missed[mode].append(f"{path.stem}:{label} {100 * cer:.1f}/{100 * base:.1f} {cause}")
                     im.close()
                 print(f"{name} {path.name} {ok} of {n}", file=sys.stderr, flush=True)
             out[name] = {"variants": n, **{f"within_1pt_{m}": ok[m] for m in modes},
                          **{f"by_variant_{m}": by[m] for m in modes},
                          **{f"missed_{m}": missed[m] for m in modes}}
     return out
+
+
+def miss_cause(kind: str, transforms, control_drift) -> str:
+    """Why a variant reads worse than the upright page: ``left`` (auto did not straighten it:
+    the decision), ``unstable`` (the upright page itself, only moved by half a pixel, already
+    reads more than 1 point worse: the engine's page layout, not the straightening, decides the
+    reading order; ``control_drift`` is asked only then), else ``straightening`` (a loss the
+    levelling itself adds: resampling, the angle)."""
+    step = "deskew:" if kind == "skew" else "turn:"
+    if not any(t.startswith(step) for t in transforms):
+        return "left"
+    return "unstable" if control_drift() > 0.01 else "straightening"
 
 
 if __name__ == "__main__":

@@ -229,3 +229,73 @@ async def test_scanned_pdf_pages_are_straightened_and_their_words_land_on_the_pa
               matched_fraction(expected, pdf_words(pdf)))
     assert min(scores) >= 0.9, scores
     assert "never turned" in (out / "scan.pdf.txt").read_text()
+
+
+def _two_columns(size=(1400, 1000), px=24, gutter=40, lines=18):
+    """A page of two text columns (a narrow gutter, lines of equal height in both), and its
+    text in reading order: the whole left column, then the right one."""
+    from helpers import font
+    from test_formats_real_ocr import WORDS
+
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(px)
+    width = (size[0] - 120 - gutter) // 2
+    columns, k = [], 0
+    for c in range(2):
+        x0, y, rows = 60 + c * (width + gutter), 60, []
+        for _ in range(lines):
+            words, x = [], x0
+            while x + draw.textlength(WORDS[k % len(WORDS)], font=f) <= x0 + width:
+                word = WORDS[k % len(WORDS)]
+                draw.text((x, y), word, font=f, fill=0)
+                words.append(word)
+                x += draw.textlength(word + " ", font=f)
+                k += 7
+            rows.append(" ".join(words))
+            y += int(px * 1.5)
+        columns.append("\n".join(rows))
+    return img, "\n".join(columns)
+
+
+@pytest.mark.real_ocr
+@pytest.mark.parametrize("angle", [-4.0, 7.0])
+def test_a_skewed_two_column_page_is_read_column_by_column_once_levelled(tmp_path, angle):
+    """Tesseract reads a two-column page skewed by 4 or 7 degrees across the gutter (line 1 of
+    the left column, then line 1 of the right one: half the text out of place, or none of it);
+    levelled by ``prepare`` and decoded as the server decodes it, it reads each column in turn,
+    as on the upright page. That the test can fail: the same page with ``deskew: off``."""
+    from pipeline.ocr import create_engine
+    from pipeline.ocr.pool import decode_image
+
+    page, text = _two_columns()
+    im, _ = variant(page, [], "skew", angle)
+    path = tmp_path / "scan.png"
+    im.save(path)
+    engine = create_engine("tesseract")
+
+    def cer(limits: PrecheckLimits) -> float:
+        (sent,) = prepare_file(path, limits).pages
+        errors, length = cer_counts(text, engine.recognize(decode_image(sent.data)).text)
+        return errors / length
+
+    assert cer(PrecheckLimits(deskew="off")) > 0.3
+    assert cer(PrecheckLimits()) <= 0.01
+
+
+@pytest.mark.real_ocr
+def test_tesseract_reads_a_page_alike_from_a_file_or_from_memory(tmp_path):
+    """A page opened from a PNG (no resolution stored) and the same pixels made in memory are one
+    reading: Tesseract is told one resolution for both (``pipeline.ocr.tessimage``). Left to
+    estimate it from the PNG, Tesseract read this plain two-column page across the gutter."""
+    from pipeline.ocr import create_engine
+
+    page, text = _two_columns()
+    path = tmp_path / "page.png"
+    page.save(path)
+    engine = create_engine("tesseract")
+    with Image.open(path) as stored:
+        from_file = engine.recognize(stored).text
+    assert from_file == engine.recognize(page.copy()).text
+    errors, length = cer_counts(text, from_file)
+    assert errors / length <= 0.01

@@ -24,6 +24,7 @@ from PIL import Image
 from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
+from .tessimage import set_image
 from .words import attach_words
 
 log = logging.getLogger("pipeline.engines.tesseract")
@@ -90,7 +91,7 @@ class TesseractEngine(Engine):
         tess = self._tesserocr
         api = self._api(language)
         try:
-            api.SetImage(image)
+            set_image(api, image)
             api.Recognize()
             blocks: list[OcrBlock] = []
             current: list[OcrLine] = []
