@@ -191,6 +191,7 @@ def bench_daily_limit(files: int, per_day: int = 50) -> dict[str, Any]:
 def bench_rerun(files: int) -> dict[str, Any]:
     """Seed ``files`` done files through the state store's API, then time a real rerun."""
     from pipeline.config import load_config
+    from pipeline.formats.writer import SUFFIXES, output_path
     from pipeline.run.process import settings_fingerprint, work_key
     from pipeline.run.state import StateStore
 
@@ -213,8 +214,12 @@ def bench_rerun(files: int) -> dict[str, Any]:
                     p = Path(dirpath) / name
                     st = p.stat()
                     sha = f"{hash(p.name) & (2**64 - 1):064x}"
-                    store.set_file(p.relative_to(inp).as_posix(), "done", size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                   inode=st.st_ino, sha256=sha, work_key=work_key(sha, fp))
+                    rel = p.relative_to(inp).as_posix()
+                    # a done file lists its outputs (a run regenerates any it does not list)
+                    outputs = [output_path(config.output, rel, SUFFIXES[n]).relative_to(config.output).as_posix()
+                               for n in config.outputs]
+                    store.set_file(rel, "done", size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                                   sha256=sha, work_key=work_key(sha, fp), outputs=outputs)
             store._db.execute("COMMIT")
             store.close()
             before = asyncio.run(counters(url))
