@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"upright": {"right": 0, "left": 0, "wrong": 0}, "turned": {"right": 0, "left": 0, "wrong": 0},
               "skewed": {"right": 0, "left": 0, "wrong": 0}}
     cost = {"upright": [], "turned": []}
-    wrong = []
+    wrong, left = [], []
     for path, _ in ([] if args.no_decisions else todo):
         page = gray(path)
         cost["upright"].append(steps(page))
@@ -157,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                 cost["turned"].append(steps(im))
             v = verdict(kind, amount, upright.measure(im))
             counts["turned" if kind == "turn" else "skewed"][v] += 1
-            if v == "wrong":
-                wrong.append(f"{path.name}:{kind}{amount:g}")
+            if v != "right":
+                (wrong if v == "wrong" else left).append(f"{path.name}:{kind}{amount:g}")
             im.close()
     result = {"bench": "straighten", "pages": len(todo), "variants": len(todo) * len(all_variants()),
-              "decisions": counts, "wrong": wrong}
+              "decisions": counts, "wrong": wrong, "left": left}
     for what, rows in cost.items():
         if rows:
             result[f"cpu_ms_{what}"] = {k: round(1000 * sum(r[k] for r in rows) / len(rows), 1)

@@ -299,3 +299,94 @@ def test_tesseract_reads_a_page_alike_from_a_file_or_from_memory(tmp_path):
     assert from_file == engine.recognize(page.copy()).text
     errors, length = cer_counts(text, from_file)
     assert errors / length <= 0.01
+
+
+def _shaded_table(size=(1200, 1000), px=20):
+    """A table of figures whose right column is shaded solid grey, ruled, under a heading as
+    wide as the table: the shading spans every row and the heading every column, so the profile
+    has no gaps either way until the shading is set aside."""
+    from test_formats_real_ocr import WORDS
+    from helpers import font
+
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(px)
+    x_cols = (60, 420, 640, 860)
+    top, bottom = 60, size[1] - 60
+    for x in x_cols[3:]:
+        draw.rectangle((x - 10, top, x + 190, bottom), fill=120)
+    draw.rectangle((50, top, size[0] - 50, bottom), outline=0, width=3)
+    for x in x_cols[1:]:
+        draw.line((x - 15, top, x - 15, bottom), fill=0, width=2)
+    heading, k = [], 0
+    while draw.textlength(" ".join(heading), font=f) < size[0] - 180:
+        heading.append(WORDS[k % len(WORDS)])
+        k += 7
+    draw.text((x_cols[0], top + 15), " ".join(heading), font=f, fill=0)   # across every column
+    y, k = top + 20 + 2 * px, 0
+    while y + px < bottom - 10:
+        draw.text((x_cols[0], y), " ".join(WORDS[(k + i) % len(WORDS)] for i in range(3)), font=f, fill=0)
+        for x in x_cols[1:]:
+            draw.text((x, y), f"{(k * 37) % 900 + 100}.{k % 10}", font=f, fill=0)
+        y += int(px * 1.6)
+        draw.line((50, y - 6, size[0] - 50, y - 6), fill=0, width=2)     # ruled between rows
+        k += 5
+    return img
+
+
+def _on_a_ground(page: Image.Image, ground: int, frame: int = 60) -> Image.Image:
+    """The page laid on a flat ground ``frame`` pixels wide all round (a scanner's lid or a
+    black-backed feeder around the paper; a white frame around a slide's dark ground)."""
+    out = Image.new("L", (page.width + 2 * frame, page.height + 2 * frame), ground)
+    out.paste(page, (frame, frame))
+    return out
+
+
+def _slide(size=(1300, 900), px=30):
+    """Light text on a dark ground, framed in white: a presentation slide as scanned."""
+    from test_formats_real_ocr import WORDS
+    from helpers import font
+
+    img = Image.new("L", size, 40)
+    draw = ImageDraw.Draw(img)
+    f = font(px)
+    y, k = 60, 0
+    while y + px < size[1] - 60:
+        draw.text((60, y), " ".join(WORDS[(k + i) % len(WORDS)] for i in range(6)), font=f, fill=235)
+        y += int(px * 1.7)
+        k += 6
+    return _on_a_ground(img, 255, 30)
+
+
+@pytest.mark.parametrize("page", ["shaded table", "slide", "dark surround"])
+@pytest.mark.parametrize("angle", [-1.5, 4.0, -7.0])
+def test_skewed_tables_slides_and_pages_on_a_dark_ground_are_levelled(page, angle):
+    """The skew of pages whose ink is not only lines of print on paper: a table's shaded
+    columns and rules, a slide's white frame, a feeder's black surround (each left unlevelled
+    once: the profile was flat or the lines not clear enough across the page)."""
+    if page == "shaded table":
+        im = _shaded_table()
+    elif page == "slide":
+        im = _slide()
+    else:
+        im = _on_a_ground(draw_words((1100, 900), 28, 0, per_line=5, lines=12)[0], 20)
+    assert upright.measure(im).noop
+    skewed, _ = variant(im, [], "skew", angle)
+    if page == "dark surround":     # the feeder's ground, not white, fills the corners too
+        skewed, _ = variant(im.point(lambda v: 255 - v), [], "skew", angle)
+        skewed = skewed.point(lambda v: 255 - v)
+    how = upright.measure(skewed)
+    assert how.turn == 0 and abs(how.skew + angle) <= 0.3, how
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name,angle", [("table_01.png", -4.0), ("table_04.png", 4.0), ("table_04.png", -1.5),
+                                        ("multicol_03.png", 1.5), ("multicol_10.png", -1.5),
+                                        ("slide_01.png", 1.5)])
+def test_skewed_scans_whose_lines_were_unclear_are_levelled(shared_data, name, angle):
+    """Scans the profile once left skewed: ruled tables (as spiky down the page as across),
+    shaded columns, a dark sidebar, a slide in a white frame."""
+    path = next(p for p in _scans(shared_data) if p.name == name)
+    im, _ = variant(_gray(path), [], "skew", angle)
+    how = upright.measure(im)
+    assert how.turn == 0 and abs(how.skew + angle) <= 0.5, how

@@ -38,6 +38,8 @@ MAX_INK = 0.3
 #: share is a picture, not print
 PICTURE_TILE = 25
 PICTURE_INK = 0.5
+#: a square beside a picture with more ink than this is the picture's edge (print: 0.1-0.3)
+PICTURE_EDGE_INK = 0.35
 #: what is left once the pictures are cleared must look like print (noise stays near 0.25;
 #: the text beside a photograph on the shared scans is 0.1)
 PRINT_BESIDE_PICTURES = 0.2
@@ -96,24 +98,45 @@ def ink_mask(gray: Image.Image) -> np.ndarray:
     mask = arr <= threshold
     if mask.mean() > 0.5:       # light text on a dark ground: the minority is the ink
         mask = ~mask
+    mask &= ~_from_the_edges(mask)
     if mask.mean() > MAX_INK:   # a picture or a gradient, not print on paper; or print beside one
         mask = _without_pictures(mask)
         if mask.mean() > PRINT_BESIDE_PICTURES or mask.sum() < MIN_INK_POINTS:
             return np.zeros(arr.shape, dtype=bool)
-    return mask
+    return _without_pictures(mask)
+
+
+def _from_the_edges(mask: np.ndarray) -> np.ndarray:
+    """The ink reached from the page's edges without crossing paper: along every row and
+    column, the run of ink that starts at either end. That is what lies around the paper, not
+    print on it: a black-backed feeder's dark surround, the white frame around a slide's dark
+    ground, the corners a skewed scan was filled with. Left in, its long straight edges and
+    the rows it fills from end to end outweigh the text lines in the profile (a slide skewed
+    by 1.5 degrees was left unlevelled for it); print that touches an edge loses a stroke."""
+    m = mask.astype(np.uint8)
+    runs = np.cumprod(m, axis=1) | np.cumprod(m[:, ::-1], axis=1)[:, ::-1]
+    runs |= np.cumprod(m, axis=0) | np.cumprod(m[::-1], axis=0)[::-1]
+    return runs.astype(bool)
 
 
 def _without_pictures(mask: np.ndarray) -> np.ndarray:
     """The mask with its picture-like tiles cleared: ``PICTURE_TILE`` pixel squares more than
-    ``PICTURE_INK`` ink (a photograph under Otsu's threshold; print stays well below it, a bold
-    headline included), so the lines of text beside a photograph can still be measured."""
+    ``PICTURE_INK`` ink (a photograph under Otsu's threshold, a table's shaded columns, a solid
+    title bar; print stays well below it, a bold headline included), so the lines of text beside
+    them can still be measured: left in, a shaded column spans every row of its table and the
+    profile finds no lines in it."""
     h, w = mask.shape
     t = PICTURE_TILE
     th, tw = -(-h // t), -(-w // t)
     padded = np.zeros((th * t, tw * t), dtype=bool)
     padded[:h, :w] = mask
     density = padded.reshape(th, t, tw, t).mean(axis=(1, 3))
-    keep = np.repeat(np.repeat(density <= PICTURE_INK, t, axis=0), t, axis=1)[:h, :w]
+    picture = density > PICTURE_INK
+    near = np.zeros((th + 2, tw + 2), dtype=bool)
+    near[1:-1, 1:-1] = picture
+    near = near[:-2, 1:-1] | near[2:, 1:-1] | near[1:-1, :-2] | near[1:-1, 2:]
+    picture |= near & (density > PICTURE_EDGE_INK)   # the picture's cut edge, in part of a square
+    keep = np.repeat(np.repeat(~picture, t, axis=0), t, axis=1)[:h, :w]
     return mask & keep
 
 

@@ -8,8 +8,9 @@ The decision, cheapest first:
 
 1. the page reduced to ``OSD_SIDE`` and then ``ANALYSIS_SIDE`` pixels (``pipeline.inputs.skew``):
    the lines' skew from a projection profile (tens of milliseconds);
-2. deskew when ``DESKEW_MIN_ANGLE <= |angle|`` and the lines are clear (``MIN_CLARITY``), and
-   the angle is not at the edge of the search (a page of pictures, not lines);
+2. deskew when ``DESKEW_MIN_ANGLE <= |angle|`` and the lines are clear (``MIN_CLARITY``) or
+   the profile is clearly spikier at the angle than level (``MIN_GAIN``: tables), and the angle
+   is not at the edge of the search (a page of pictures, not lines);
 3. the fast orientation check: lines across the page with clearly more ink above the x-height
    band than below (``ascender_ratio``) on enough lines: the page is upright, done;
 4. otherwise Tesseract's orientation detection (``pipeline.ocr.osd``) on the levelled page,
@@ -42,6 +43,9 @@ MODES = ("auto", "off")
 DESKEW_MIN_ANGLE = 1.0
 #: the best axis' profile score over the other's below which the page has no clear lines
 MIN_CLARITY = 1.15
+#: or else the profile's score at the skew over its score level at least this (upright pages of
+#: the shared scans: at most 1.01 beyond 0.1 degree; their skewed versions 1.25-3.5)
+MIN_GAIN = 1.2
 #: Tesseract OSD confidence needed to turn a page (OCRmyPDF's default is 14; see the docs)
 ROTATE_MIN_CONFIDENCE = 2.0
 #: OSD confidence taken without the line shapes' agreement (no wrong turn seen at or above it)
@@ -93,8 +97,13 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
     try:
         small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
         lie = profile.line_lie(small)
-        clear = lie.clarity >= MIN_CLARITY and abs(lie.angle) <= profile.MAX_ANGLE - profile.COARSE_STEP
-        skew = lie.angle if deskew == "auto" and clear and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
+        inside = abs(lie.angle) <= profile.MAX_ANGLE - profile.COARSE_STEP
+        clear = lie.clarity >= MIN_CLARITY and inside
+        # a table's columns and rules, a multi-column page's gutters also make a profile down the
+        # page, so the lines are less clear across; that the profile is much spikier at the angle
+        # than level says the lines lie at that angle all the same
+        level_it = inside and (lie.clarity >= MIN_CLARITY or lie.gain >= MIN_GAIN)
+        skew = lie.angle if deskew == "auto" and level_it and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
             return Straightening(skew, 0)
         if lie.ink_points < profile.MIN_INK_POINTS:   # a few marks, a blank, a photo: nothing to read
