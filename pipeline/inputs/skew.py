@@ -99,11 +99,11 @@ def ink_mask(gray: Image.Image) -> np.ndarray:
     if mask.mean() > 0.5:       # light text on a dark ground: the minority is the ink
         mask = ~mask
     mask &= ~_from_the_edges(mask)
-    if mask.mean() > MAX_INK:   # a picture or a gradient, not print on paper; or print beside one
-        mask = _without_pictures(mask)
-        if mask.mean() > PRINT_BESIDE_PICTURES or mask.sum() < MIN_INK_POINTS:
-            return np.zeros(arr.shape, dtype=bool)
-    return _without_pictures(mask)
+    heavy = mask.mean() > MAX_INK   # a picture or a gradient, not print on paper; or print beside one
+    mask = _without_pictures(mask)
+    if heavy and (mask.mean() > PRINT_BESIDE_PICTURES or mask.sum() < MIN_INK_POINTS):
+        return np.zeros(arr.shape, dtype=bool)
+    return mask
 
 
 def _from_the_edges(mask: np.ndarray) -> np.ndarray:
@@ -182,9 +182,10 @@ def _search(xs: np.ndarray, ys: np.ndarray, across: bool) -> tuple[float, float]
     return float(fine[i]), float(fine_scores[i])
 
 
-def line_lie(gray: Image.Image) -> LineLie:
-    """The direction and skew of the text lines of a reduced grayscale page."""
-    mask = ink_mask(gray)
+def line_lie(gray: Image.Image, mask: np.ndarray | None = None) -> LineLie:
+    """The direction and skew of the text lines of a reduced grayscale page (``mask``: its
+    ``ink_mask``, when the caller has it already)."""
+    mask = ink_mask(gray) if mask is None else mask
     xs, ys = ink_points(mask)
     if len(xs) < MIN_INK_POINTS:
         return LineLie(0.0, True, 1.0, int(len(xs)))
@@ -199,7 +200,7 @@ def line_lie(gray: Image.Image) -> LineLie:
     return LineLie(round(a_down, 2), False, s_down / max(s_across, 1.0), int(len(xs)), gain)
 
 
-def ascender_ratio(gray: Image.Image, angle: float) -> tuple[float, int]:
+def ascender_ratio(gray: Image.Image, angle: float, mask: np.ndarray | None = None) -> tuple[float, int]:
     """Ink above the x-height band of each text line over ink below it, and the lines counted.
 
     Latin text has more ascenders and capitals (b d f h k l t, A-Z, i's dot) than descenders
@@ -207,7 +208,7 @@ def ascender_ratio(gray: Image.Image, angle: float) -> tuple[float, int]:
     a page upside down well below. It is the fast check that lets an upright page skip
     Tesseract's orientation detection; it never turns a page by itself.
     """
-    xs, ys = ink_points(ink_mask(gray))
+    xs, ys = ink_points(ink_mask(gray) if mask is None else mask)
     if len(xs) < 200:
         return 1.0, 0
     a = np.deg2rad(angle)

@@ -96,7 +96,8 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         flat.close()
     try:
         small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
-        lie = profile.line_lie(small)
+        mask = profile.ink_mask(small)   # one mask for the profile and the fast check
+        lie = profile.line_lie(small, mask)
         inside = abs(lie.angle) <= profile.MAX_ANGLE - profile.COARSE_STEP
         clear = lie.clarity >= MIN_CLARITY and inside
         # a table's columns and rules, a multi-column page's gutters also make a profile down the
@@ -109,7 +110,7 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         if lie.ink_points < profile.MIN_INK_POINTS:   # a few marks, a blank, a photo: nothing to read
             return Straightening(skew, 0)
         if clear and lie.across:
-            ratio, lines = profile.ascender_ratio(small, lie.angle)
+            ratio, lines = profile.ascender_ratio(small, lie.angle, mask)
             if ratio >= UPRIGHT_RATIO and lines >= UPRIGHT_MIN_LINES:
                 return Straightening(skew, 0)
         level = _deskewed(big, skew) if skew else big
