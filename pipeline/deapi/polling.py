@@ -580,9 +580,11 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
     that would leave less than ``minimum`` to the next planned one."""
     out: list[float] = []
     for t in times:
-        while out and t - out[-1] > min(maximum, max(minimum, floor, share * out[-1])) + 1e-9:
+        while out:
             step = min(maximum, max(minimum, floor, share * out[-1]))
             gap = t - out[-1]
+            if gap <= step + 1e-9:
+                break
             out.append(out[-1] + (step if gap - step >= minimum else gap / 2))
         if not out or t > out[-1]:
             out.append(t)
