@@ -261,6 +261,33 @@ async def test_verify_flags_a_pdf_whose_text_layer_lost_words(tmp_path, server):
     assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
 
 
+async def test_a_changed_pdfa_flavour_is_found_by_verify_and_rewritten_for_free(tmp_path, server):
+    from test_crash_safety import run_cli
+
+    save(text_page("flavour"), tmp_path / "in" / "a.png")
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=["txt", "json", "pdf"])
+    assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+    pdf_path = tmp_path / "out" / "a.png.pdf"
+    for flavour, declared in (("3b", "3B"), ("off", "")):
+        cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=["txt", "json", "pdf"],
+                           pdf__pdfa=flavour)
+        before = server.counters.snapshot()
+        written = pdf_path.read_bytes()
+        assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.OK
+        assert pdf_path.read_bytes() == written                 # a run alone does not rewrite it
+        code, text = await run_cli("verify", str(cfg), "--json")
+        assert code == ExitCode.FILES_FAILED
+        [problem] = json.loads(text)["problems"]
+        assert problem["remedy"] == "regenerate" and "pdf.pdfa" in problem["problem"]
+        await run_cli("verify", str(cfg), "--requeue")
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK and report["outputs_regenerated"] == 1
+        assert server.counters.snapshot() == before             # no API call
+        with pikepdf.open(pdf_path) as pdf:
+            assert pdf.open_metadata().pdfa_status == declared
+        assert (await run_cli("verify", str(cfg)))[0] == ExitCode.OK
+
+
 async def test_one_mets_a_folder_makes_its_files_one_object(tmp_path, server):
     inp = tmp_path / "in"
     for n in (1, 2, 3):

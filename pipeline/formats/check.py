@@ -154,6 +154,38 @@ def check_pdf(path: Path, doc: dict[str, Any]) -> str | None:
     return _pages_problem("the PDF", found, _page_count(doc)) or pdf_lost_words(texts, doc)
 
 
+def pdf_flavour_problem(path: Path, flavour: str) -> str | None:
+    """None when the PDF declares the PDF/A flavour ``pdf.pdfa`` asks for (``off``: none), else why.
+
+    A run does not rewrite the PDFs of done files when ``pdf.pdfa`` changes (that would read
+    every PDF of the archive at every run); ``verify`` finds them by the conformance the PDF's
+    XMP metadata declares, and ``--requeue`` has them written again from the ``.json``, free.
+    A plain PDF where PDF/A is asked is fine when it cannot conform (the ``pdfa_fallback: plain``
+    files of the run report): writing it again would change nothing, so it is tried first.
+    """
+    import pikepdf
+
+    from .pdfa import PdfaRefused, to_pdfa
+
+    try:
+        with pikepdf.open(path) as pdf:
+            declared = pdf.open_metadata().pdfa_status.lower()
+    except (pikepdf.PdfError, OSError) as exc:
+        return f"the PDF does not open ({exc})"
+    wanted = "" if flavour == "off" else flavour
+    if declared == wanted:
+        return None
+    if wanted and not declared:
+        try:
+            to_pdfa(path.read_bytes(), wanted)
+        except PdfaRefused:
+            return None                                 # the fallback: it cannot be PDF/A
+    def name(f: str) -> str:
+        return f"PDF/A-{f}" if f else "a plain PDF"
+    return (f"the PDF is {name(declared)} where pdf.pdfa asks for {name(wanted)} "
+            "(written before the setting changed)")
+
+
 def check_md(path: Path, doc: dict[str, Any]) -> str | None:
     """The ``md`` output: UTF-8 text with one ``<!-- page N -->`` mark per page after the first."""
     try:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.formats import SUFFIXES
-from pipeline.formats.check import CHECKS
+from pipeline.formats.check import CHECKS, pdf_flavour_problem
 from pipeline.formats.writer import expected_outputs
 from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
@@ -131,6 +131,8 @@ def _check_archival(config: Config, rel: str, doc: dict) -> dict[str, str]:
         path = output_path(config.output, rel, SUFFIXES[name])
         problem = (f"missing {name} output ({path.name})" if not path.exists()
                    else CHECKS[name](path, doc))
+        if problem is None and name == "pdf":
+            problem = pdf_flavour_problem(path, config.pdf.pdfa)
         if problem:
             problems[name] = problem
     return problems
