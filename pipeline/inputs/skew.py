@@ -96,14 +96,20 @@ def ink_mask(gray: Image.Image) -> np.ndarray:
     if light - dark < MIN_CONTRAST:     # a flat page, its noise or compression blocks: no ink
         return np.zeros(arr.shape, dtype=bool)
     mask = arr <= threshold
-    if mask.mean() > 0.5:       # light text on a dark ground: the minority is the ink
-        mask = ~mask
+    if mask.mean() > 0.5 and _centre(mask).mean() > 0.5:   # light text on a dark ground: the minority is the ink
+        mask = ~mask            # (not a page lying on a wider dark bed: its middle is paper)
     mask &= ~_from_the_edges(mask)
     heavy = mask.mean() > MAX_INK   # a picture or a gradient, not print on paper; or print beside one
     mask = _without_pictures(mask)
     if heavy and (mask.mean() > PRINT_BESIDE_PICTURES or mask.sum() < MIN_INK_POINTS):
         return np.zeros(arr.shape, dtype=bool)
     return mask
+
+
+def _centre(mask: np.ndarray) -> np.ndarray:
+    """The middle half of the image each way, where the paper of a scan lies, whatever its bed."""
+    h, w = mask.shape
+    return mask[h // 4: h - h // 4, w // 4: w - w // 4]
 
 
 def _from_the_edges(mask: np.ndarray) -> np.ndarray:
