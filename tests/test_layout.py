@@ -204,3 +204,16 @@ def test_a_key_value_block_under_two_text_columns_is_read_after_both_columns():
     boxes = [(left + right + kv)[i] for i in rows]
     order = [rows[i] for i in flatten(reading_order(boxes, [texts[i] for i in rows]))]
     assert order == list(range(len(boxes)))  # left column, right column, then the block row by row
+
+
+def test_paragraphs_over_a_table_beside_a_sidebar_of_words_stay_columns():
+    # The left column is 10 lines of running text over a table of 20 short rows (its median
+    # line is short), the right one a sidebar of 20 labels on the same pitch: most lines pair
+    # up by chance, but a column with paragraphs in it is running text, and a sidebar of words
+    # beside running text is a column (multicol_06 levelled read them interleaved).
+    text = [line(50, 100 + 30 * r, 600) for r in range(10)]
+    table = [line(50, 430 + 30 * r, 200) for r in range(20)]
+    side = [line(700, 100 + 30 * r + 3, 820) for r in range(20)]
+    texts = ["long running text line"] * 10 + ["Net sales"] * 20 + ["Market value"] * 20
+    order = flatten(reading_order(text + table + side, texts))
+    assert order == list(range(50))

@@ -48,6 +48,8 @@ TABLE_MIN_ROWS = 3      # ... and rows ...
 TABLE_ROW_SHARE = 0.5   # ... and at least this share of them has cells in 2+ columns
 SPANNING_SHARE = 0.2   # lines bridging a gutter (titles, footers) are at most this share
 TEXT_ASPECT = 8.0       # running text: median line at least this many heights long (~16 chars)
+TEXT_SHARE = 0.3        # a column pairs as running text when this share of its lines is that long
+TEXT_MIN_LINES = 8      # ... and at least this many (a paragraph or two, not a table's long labels)
 ROW_TOLERANCE = 0.5     # lines whose centres differ by less than this many heights share a row
 ROW_OVERLAP = 0.6       # ... or share at least this much of the shorter one's height
 PAIR_SHARE = 0.6        # a gap between label and value columns: this share of lines pair up row by row
@@ -112,6 +114,14 @@ def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
 def _text_like(indices: list[int], boxes: Sequence[Box]) -> bool:
     """Running text: its lines are long (median width at least ``TEXT_ASPECT`` line heights)."""
     return median((boxes[i][2] - boxes[i][0]) / max(boxes[i][3] - boxes[i][1], 1.0) for i in indices) >= TEXT_ASPECT
+
+
+def _carries_text(indices: list[int], boxes: Sequence[Box]) -> bool:
+    """Running text in some of it: at least ``TEXT_SHARE`` of its lines, and ``TEXT_MIN_LINES``
+    or more, are long (paragraphs over a table are still text to pair with, however short the
+    column's median line; a table's few long labels are not)."""
+    long = sum((boxes[i][2] - boxes[i][0]) / max(boxes[i][3] - boxes[i][1], 1.0) >= TEXT_ASPECT for i in indices)
+    return _text_like(indices, boxes) or long >= max(TEXT_SHARE * len(indices), TEXT_MIN_LINES)
 
 
 def _is_table(indices: list[int], boxes: Sequence[Box], col_gaps: list[tuple[float, float]],
@@ -244,7 +254,7 @@ class _Cutter:
         (twice the lines) does not.
         """
         boxes = self.boxes
-        left_text, right_text = _text_like(left, boxes), _text_like(right, boxes)
+        left_text, right_text = _carries_text(left, boxes), _carries_text(right, boxes)
         if left_text and right_text:
             return False
         if left_text or right_text:  # running text beside a column of short lines
