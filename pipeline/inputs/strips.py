@@ -228,18 +228,53 @@ def _spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> l
     band = ink[a:b]
     if _columns(band, page_width):
         return [(a, b)]
-    lines = _runs(band.sum(axis=1) > speck)
+    lines = _text_lines(band, speck)
     if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
         return [(a, b)]
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[k - 1][1] + lines[k][0]) // 2           # below the first k lines
-        if _columns(band[cut:], page_width):
+        below = _columns(band[cut:], page_width)
+        if below and _text_across(band[:cut], below, speck, page_width):
             return [(a, a + cut), *_spanning(ink, a + cut, b, speck, page_width)]
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[-k - 1][1] + lines[-k][0]) // 2         # above the last k lines
         if _columns(band[:cut], page_width):
             return [(a, a + cut), (a + cut, b)]
     return [(a, b)]
+
+
+def _text_across(part: np.ndarray, columns: list[tuple[int, int]], speck: int, page_width: int) -> bool:
+    """Whether a line of text in ``part`` crosses a gutter between ``columns``: ink within half a
+    gutter's width of the gutter's middle, on a line that is no rule (no row of it inked on end
+    over ``MIN_COLUMN_FRACTION`` of the page; letters leave gaps). A heading across the gutter is
+    parted off the columns under it; a table's header row, whose cells lie in the table's
+    columns, is not: its rules alone hid the columns (a ruled table is one section, cut across)."""
+    reach = max(4, int(page_width * GUTTER_FRACTION) // 2)
+    longest = MIN_COLUMN_FRACTION * page_width
+    lines = [(a, b) for a, b in _text_lines(part, speck) if _longest_down(part[a:b].T).max() < longest]
+    return any(part[a:b, max(0, x - reach):x + reach].any() for a, b in lines for _, x in columns[:-1])
+
+
+def _text_lines(band: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """The band's lines as runs of inked rows, its rules down the page left out
+    (``_without_rules``): the sides of a frame drawn round the columns join a rule over them
+    (the frame's top edge) to the lines under it with no blank row between, so the heading above
+    the rule could not be parted off with the rule, which crosses the gutter, and the columns'
+    first lines went with the heading. A cut between two such lines goes through the frame's
+    sides only."""
+    return _runs(_without_rules(band).sum(axis=1) > speck)
+
+
+def _without_rules(band: np.ndarray) -> np.ndarray:
+    """The band without its pixel columns inked down more than two lines on end (as in
+    ``_numbers``; a line's height taken from the glyphs, the tallest runs down most pixel
+    columns): the sides of a frame, a table's column rules. They are no text, and they join
+    the lines they pass into one run of inked rows."""
+    strokes = _longest_down(band)
+    if not strokes.any():
+        return band
+    rule = strokes > 2 * float(np.percentile(strokes[strokes > 0], 90))
+    return band & ~rule if rule.any() else band
 
 
 def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
