@@ -180,6 +180,25 @@ def test_a_ruled_table_is_not_parted_below_its_header_into_columns():
         assert _holders(regions, row), (row, regions)
 
 
+def test_a_rule_set_close_over_two_columns_is_parted_off():
+    """A rule across the gutter (drawn askew, as scanned) set closer over two text columns than a
+    band gap: no text crosses the gutter, yet the rule hides it; it is parted off as before
+    (the lines as they are), and the columns are cut apart."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.line((60, 40, 1540, 48), fill=0, width=4)
+    left, right = [], []
+    for n, y in enumerate(range(62, 2340, 50)):
+        for x, boxes, text in ((60, left, f"left {n} words of line"), (830, right, f"right {n} words here")):
+            at = (x, y + (0 if boxes is left else 9))
+            draw.text(at, text, fill=0, font=f)
+            boxes.append(draw.textbbox(at, text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    _columns_apart(regions, left, right, img.width)
+
+
 def test_a_figure_beside_a_text_column_does_not_hide_the_gutter():
     """A column that ends in a figure (a chart in a sidebar) beside a text column: the figure's
     ink runs down many rows on end, and a gutter beside such a "line" was taken for the word

@@ -224,23 +224,45 @@ def _spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> l
     band gap (two transcript pages side by side under the deposition's title), a rule over them,
     a footer line under them. Up to ``SPANNING_LINES`` lines are parted off a side, at the first
     blank run that leaves columns (of at least ``ALIGNED_MIN_LINES`` lines) on the other side;
-    the band is kept whole when it has columns already or no such run exists."""
+    the band is kept whole when it has columns already or no such run exists.
+
+    The lines are looked for first without the band's rules down the page (``_text_lines``: a
+    frame's sides join the frame's top edge to the columns' first lines, and the parting fell
+    under those), and a parting so found below the first lines is taken when a line of text
+    among them crosses a gutter below (``_text_across``: a heading); else (a ruled table's
+    header row lies in its columns: the table stays whole, cut across; a rule alone over the
+    columns) the lines are the runs of inked rows as they are."""
     band = ink[a:b]
     if _columns(band, page_width):
         return [(a, b)]
-    lines = _text_lines(band, speck)
-    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
+    parted = _parted(band, _text_lines(band, speck), page_width, top_only=True)
+    if parted is not None and not _text_across(band[:parted], _columns(band[parted:], page_width), speck, page_width):
+        parted = None
+    if parted is None:
+        parted = _parted(band, _runs(band.sum(axis=1) > speck), page_width)
+    if parted is None:
         return [(a, b)]
+    if _columns(band[parted:], page_width):      # parted below a heading: the rest may hold another
+        return [(a, a + parted), *_spanning(ink, a + parted, b, speck, page_width)]
+    return [(a, a + parted), (a + parted, b)]
+
+
+def _parted(band: np.ndarray, lines: list[tuple[int, int]], page_width: int, top_only: bool = False) -> int | None:
+    """The row parting the band below its first lines (up to ``SPANNING_LINES``) or, failing
+    that, above its last ones, the first that leaves columns on the other side (None: none)."""
+    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
+        return None
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[k - 1][1] + lines[k][0]) // 2           # below the first k lines
-        below = _columns(band[cut:], page_width)
-        if below and _text_across(band[:cut], below, speck, page_width):
-            return [(a, a + cut), *_spanning(ink, a + cut, b, speck, page_width)]
+        if _columns(band[cut:], page_width):
+            return cut
+    if top_only:
+        return None
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[-k - 1][1] + lines[-k][0]) // 2         # above the last k lines
         if _columns(band[:cut], page_width):
-            return [(a, a + cut), (a + cut, b)]
-    return [(a, b)]
+            return cut
+    return None
 
 
 def _text_across(part: np.ndarray, columns: list[tuple[int, int]], speck: int, page_width: int) -> bool:
