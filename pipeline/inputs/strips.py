@@ -361,14 +361,17 @@ def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> b
 
 
 def _longest_down(ink: np.ndarray) -> np.ndarray:
-    """For each pixel column, its longest run of consecutive inked rows (vectorised: the starts
-    and ends of all runs, column by column, paired in order)."""
-    padded = np.zeros((ink.shape[0] + 2, ink.shape[1]), dtype=np.int8)
-    padded[1:-1] = ink
-    edges = np.diff(padded, axis=0).T            # columns first: argwhere pairs rise and fall per column
-    rises, falls = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    """For each pixel column, its longest run of consecutive inked rows (vectorised: the rises
+    and falls of all runs, column after column, their lengths' maximum taken per column)."""
+    padded = np.zeros((ink.shape[1], ink.shape[0] + 2), dtype=np.int8)
+    padded[:, 1:-1] = ink.T
+    edges = np.diff(padded, axis=1).ravel()      # columns one after the other, never joined: 0s between
+    rises, falls = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     longest = np.zeros(ink.shape[1], dtype=np.int64)
-    np.maximum.at(longest, rises[:, 0], falls[:, 1] - rises[:, 1])
+    if rises.size:
+        columns = rises // (ink.shape[0] + 1)
+        first = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
+        longest[columns[first]] = np.maximum.reduceat(falls - rises, first)
     return longest
 
 
