@@ -119,6 +119,86 @@ def test_columns_under_a_heading_set_close_above_them_are_still_cut_apart():
     _columns_apart(regions, left, right, img.width)
 
 
+def test_columns_in_a_frame_under_a_heading_are_cut_apart_below_the_frames_top_edge():
+    """A heading, then two transcript pages side by side in frames whose sides run from the top
+    edge (a rule across the gutter) down past every line: each row holds a speck of the sides'
+    ink, so the rule and the lines under it were one "line", the heading could be parted off
+    only with the rule, which crosses the gutter, and the page was cut across (scribe
+    ``deposition_01``: each page's number and first line in the heading's strip). Lines are found
+    without the frame's sides: the heading and the rule are parted off, the columns cut apart."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    heading = "Deposition of a witness, pages 12 and 13"
+    draw.text((800, 30), heading, fill=0, font=f, anchor="mt")
+    title = draw.textbbox((800, 30), heading, font=f, anchor="mt")
+    top = title[3] + 12                               # closer than a band gap
+    # drawn askew, as scanned: no one row or pixel column of the frame is inked over half the
+    # page, so ``ink_mask`` keeps it (a straight frame is left out as the scan's border)
+    draw.line((30, top, 1570, top + 8), fill=0, width=3)    # the frames' top edge, across the gutter
+    for x in (30, 790, 1570):                               # their sides, joined to it
+        draw.line((x, top + x * 8 // 1540, x + 7, 2360), fill=0, width=2)
+    assert title[0] < 790 < title[2]                  # the heading crosses the gutter too
+    left, right = [], []
+    for n, y in enumerate(range(top + 10, 2320, 50)):
+        for x, boxes, text in ((60, left, f"left {n} words of line"), (830, right, f"right {n} words here")):
+            at = (x, y + (0 if boxes is left else 9))   # out of step: text columns, no table
+            draw.text(at, text, fill=0, font=f)
+            boxes.append(draw.textbbox(at, text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    assert len(_holders(regions, title)) == 1
+    _columns_apart(regions, left, right, img.width)
+
+
+def test_a_ruled_table_is_not_parted_below_its_header_into_columns():
+    """A ruled table (rules drawn askew, as scanned, so ``ink_mask`` keeps them) whose first
+    column holds part numbers: with its rules down the page left out, its rows are lines, and
+    below its header the columns are clear of the rules across. Its header's cells lie in its
+    columns, no text crosses a gutter: it is not parted off, and the table is cut across, each row
+    whole in one strip (scribe ``table_05``), never into its columns."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    xs = (100, 450, 800, 1150, 1500)
+    for y in (80, 150):                                     # the rules over and under the header
+        draw.line((xs[0], y, xs[-1], y + 8), fill=0, width=4)
+    for x in xs:                                            # the rules down, joining every row
+        draw.line((x, 80, x + 8, 2330), fill=0, width=2)
+    for x, label in zip(xs, ("Part No.", "Table No.", "Part No.", "Table No.")):
+        draw.text((x + 40, 100), label, fill=0, font=f)
+    rows = []
+    for n, y in enumerate(range(175, 2300, 46)):
+        cells = (f"{n + 1}", "13 A", f"{n + 88}", "14 B")
+        for x, cell in zip(xs, cells):
+            draw.text((x + 40, y), cell, fill=0, font=f)
+        rows.append((xs[0] + 40, y, draw.textbbox((xs[3] + 40, y), cells[3], font=f)[2], y + 32))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    assert all((r.x0, r.x1) == (0, img.width) for r in regions), regions
+    for row in rows:
+        assert _holders(regions, row), (row, regions)
+
+
+def test_a_rule_set_close_over_two_columns_is_parted_off():
+    """A rule across the gutter (drawn askew, as scanned) set closer over two text columns than a
+    band gap: no text crosses the gutter, yet the rule hides it; it is parted off as before
+    (the lines as they are), and the columns are cut apart."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    draw.line((60, 40, 1540, 48), fill=0, width=4)
+    left, right = [], []
+    for n, y in enumerate(range(62, 2340, 50)):
+        for x, boxes, text in ((60, left, f"left {n} words of line"), (830, right, f"right {n} words here")):
+            at = (x, y + (0 if boxes is left else 9))
+            draw.text(at, text, fill=0, font=f)
+            boxes.append(draw.textbbox(at, text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions)
+    _columns_apart(regions, left, right, img.width)
+
+
 def test_a_figure_beside_a_text_column_does_not_hide_the_gutter():
     """A column that ends in a figure (a chart in a sidebar) beside a text column: the figure's
     ink runs down many rows on end, and a gutter beside such a "line" was taken for the word

@@ -224,22 +224,79 @@ def _spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> l
     band gap (two transcript pages side by side under the deposition's title), a rule over them,
     a footer line under them. Up to ``SPANNING_LINES`` lines are parted off a side, at the first
     blank run that leaves columns (of at least ``ALIGNED_MIN_LINES`` lines) on the other side;
-    the band is kept whole when it has columns already or no such run exists."""
+    the band is kept whole when it has columns already or no such run exists.
+
+    The lines are looked for first without the band's rules down the page (``_text_lines``: a
+    frame's sides join the frame's top edge to the columns' first lines, and the parting fell
+    under those), and a parting so found below the first lines is taken when a line of text
+    among them crosses a gutter below (``_text_across``: a heading); else (a ruled table's
+    header row lies in its columns: the table stays whole, cut across; a rule alone over the
+    columns) the lines are the runs of inked rows as they are."""
     band = ink[a:b]
     if _columns(band, page_width):
         return [(a, b)]
-    lines = _runs(band.sum(axis=1) > speck)
-    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
+    parted = _parted(band, _text_lines(band, speck), page_width, top_only=True)
+    if parted is not None and not _text_across(band[:parted], _columns(band[parted:], page_width), speck, page_width):
+        parted = None
+    if parted is None:
+        parted = _parted(band, _runs(band.sum(axis=1) > speck), page_width)
+    if parted is None:
         return [(a, b)]
+    if _columns(band[parted:], page_width):      # parted below a heading: the rest may hold another
+        return [(a, a + parted), *_spanning(ink, a + parted, b, speck, page_width)]
+    return [(a, a + parted), (a + parted, b)]
+
+
+def _parted(band: np.ndarray, lines: list[tuple[int, int]], page_width: int, top_only: bool = False) -> int | None:
+    """The row parting the band below its first lines (up to ``SPANNING_LINES``) or, failing
+    that, above its last ones, the first that leaves columns on the other side (None: none)."""
+    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
+        return None
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[k - 1][1] + lines[k][0]) // 2           # below the first k lines
         if _columns(band[cut:], page_width):
-            return [(a, a + cut), *_spanning(ink, a + cut, b, speck, page_width)]
+            return cut
+    if top_only:
+        return None
     for k in range(1, SPANNING_LINES + 1):
         cut = (lines[-k - 1][1] + lines[-k][0]) // 2         # above the last k lines
         if _columns(band[:cut], page_width):
-            return [(a, a + cut), (a + cut, b)]
-    return [(a, b)]
+            return cut
+    return None
+
+
+def _text_across(part: np.ndarray, columns: list[tuple[int, int]], speck: int, page_width: int) -> bool:
+    """Whether a line of text in ``part`` crosses a gutter between ``columns``: ink within half a
+    gutter's width of the gutter's middle, on a line that is no rule (no row of it inked on end
+    over ``MIN_COLUMN_FRACTION`` of the page; letters leave gaps). A heading across the gutter is
+    parted off the columns under it; a table's header row, whose cells lie in the table's
+    columns, is not: its rules alone hid the columns (a ruled table is one section, cut across)."""
+    reach = max(4, int(page_width * GUTTER_FRACTION) // 2)
+    longest = MIN_COLUMN_FRACTION * page_width
+    lines = [(a, b) for a, b in _text_lines(part, speck) if _longest_down(part[a:b].T).max() < longest]
+    return any(part[a:b, max(0, x - reach):x + reach].any() for a, b in lines for _, x in columns[:-1])
+
+
+def _text_lines(band: np.ndarray, speck: int) -> list[tuple[int, int]]:
+    """The band's lines as runs of inked rows, its rules down the page left out
+    (``_without_rules``): the sides of a frame drawn round the columns join a rule over them
+    (the frame's top edge) to the lines under it with no blank row between, so the heading above
+    the rule could not be parted off with the rule, which crosses the gutter, and the columns'
+    first lines went with the heading. A cut between two such lines goes through the frame's
+    sides only."""
+    return _runs(_without_rules(band).sum(axis=1) > speck)
+
+
+def _without_rules(band: np.ndarray) -> np.ndarray:
+    """The band without its pixel columns inked down more than two lines on end (as in
+    ``_numbers``; a line's height taken from the glyphs, the tallest runs down most pixel
+    columns): the sides of a frame, a table's column rules. They are no text, and they join
+    the lines they pass into one run of inked rows."""
+    strokes = _longest_down(band)
+    if not strokes.any():
+        return band
+    rule = strokes > 2 * float(np.percentile(strokes[strokes > 0], 90))
+    return band & ~rule if rule.any() else band
 
 
 def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
@@ -304,14 +361,17 @@ def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> b
 
 
 def _longest_down(ink: np.ndarray) -> np.ndarray:
-    """For each pixel column, its longest run of consecutive inked rows (vectorised: the starts
-    and ends of all runs, column by column, paired in order)."""
-    padded = np.zeros((ink.shape[0] + 2, ink.shape[1]), dtype=np.int8)
-    padded[1:-1] = ink
-    edges = np.diff(padded, axis=0).T            # columns first: argwhere pairs rise and fall per column
-    rises, falls = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    """For each pixel column, its longest run of consecutive inked rows (vectorised: the rises
+    and falls of all runs, column after column, their lengths' maximum taken per column)."""
+    padded = np.zeros((ink.shape[1], ink.shape[0] + 2), dtype=np.int8)
+    padded[:, 1:-1] = ink.T
+    edges = np.diff(padded, axis=1).ravel()      # columns one after the other, never joined: 0s between
+    rises, falls = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     longest = np.zeros(ink.shape[1], dtype=np.int64)
-    np.maximum.at(longest, rises[:, 0], falls[:, 1] - rises[:, 1])
+    if rises.size:
+        columns = rises // (ink.shape[0] + 1)
+        first = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
+        longest[columns[first]] = np.maximum.reduceat(falls - rises, first)
     return longest
 
 
