@@ -39,7 +39,7 @@ from typing import Sequence
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
-COLUMN_GAP_LINES = 0.4  # a column gap is at least this many median line heights wide
+COLUMN_GAP_LINES = 0.33 # a column gap is at least this many median line heights wide (a levelled page: 0.36)
 ROW_GAP_LINES = 0.25    # a row gap is at least this many median line heights high
 PARAGRAPH_GAP = 1.5    # evenly spaced lines stay one block: cut only where a gap is this much wider
 MAX_TEXT_COLUMNS = 5    # more columns than this side by side: a table
