@@ -148,7 +148,7 @@ async def test_a_job_seen_done_wakes_the_jobs_submitted_before_it():
     sleeper = asyncio.create_task(planner.sleep("early", 30.0))
     await asyncio.sleep(0)
     planner.finished("late", 0.0, 0.5, polls=1)
-    assert await asyncio.wait_for(sleeper, 5) is True  # woken, long before 30 s
+    assert await asyncio.wait_for(sleeper, 5) == "hint"  # woken, long before 30 s
 
 
 async def test_order_hints_switch_off_when_they_do_not_pay():
@@ -160,7 +160,7 @@ async def test_order_hints_switch_off_when_they_do_not_pay():
     sleeper = asyncio.create_task(planner.sleep("early", 0.05))
     await asyncio.sleep(0)
     planner.finished("late", 0.0, 0.5, polls=1)
-    assert await sleeper is False  # slept its time: hints are off
+    assert await sleeper is None  # slept its time: hints are off
 
 
 def test_jobs_that_never_report_are_forgotten():
@@ -419,3 +419,58 @@ def test_when_first_polls_miss_the_probe_looks_between_the_first_two_polls():
     planner.intervals.extend([(0.0, 0.59)] * 100)  # first polls hit: the probe looks below the first poll
     below = [s[0] for s in (planner.schedule_for(f"q{k}") for k in range(400)) if len(s) == 3]
     assert below and all(x < 0.39 for x in below)
+
+
+# -- the status limit's spare calls, and a change of job times -----------------------------------
+
+async def test_a_spare_status_call_goes_to_the_job_likeliest_done_and_only_to_one_worth_it():
+    now = [0.0]
+    planner = PollPlanner(first=1.0, budget=1.0, clock=lambda: now[0])
+    rng = random.Random(5)
+    for i in range(64):                      # jobs of 5-20 s, seen within a second of their end
+        t = rng.uniform(5.0, 20.0)
+        planner.submitted(f"old{i}", at=-100.0)
+        planner.finished(f"old{i}", t - 1.0, t, polls=2)
+    planner.plan()
+    assert planner.wake_spare() is None      # nobody sleeping
+    for rid, at in (("young", -2.0), ("missed", -15.0), ("old", -12.0)):
+        planner.submitted(rid, at=at)
+    planner.missed("missed", 14.5)           # polled half a second ago: barely any chance yet
+    sleepers = {rid: asyncio.create_task(planner.sleep(rid, 8.0)) for rid in ("young", "missed", "old")}
+    await asyncio.sleep(0)
+    assert planner.done_chance("young") == 0.0          # below every job time seen
+    assert planner.done_chance("old") > planner.done_chance("missed")
+    assert planner.wake_spare() == "old"
+    assert await asyncio.wait_for(sleepers["old"], 5) == "spare"
+    # the others are not worth a call: "young" cannot be done, "missed" was just asked
+    assert planner.wake_spare() is None
+    for task in (sleepers["young"], sleepers["missed"]):
+        task.cancel()
+    planner.spare_result(True)
+    assert planner.snapshot()["spare_polls"] == 1 and planner.snapshot()["spare_hits"] == 1
+
+
+def test_a_change_of_job_times_drops_the_jobs_before_it():
+    # A queueing server: the first batch's times climb with their place in the queue (0.15 s to
+    # 9.6 s), every later job waits ~9.5 s. The plan must follow the later jobs, not keep the
+    # ladder the climb called for (10-11 polls a job for two hundred jobs).
+    rng = random.Random(2)
+    climb = [0.15 * (i + 1) for i in range(64)]
+    steady = [rng.uniform(9.0, 9.8) for _ in range(80)]
+    planner = PollPlanner(first=1.0, minimum=0.2, maximum=30.0, budget=None, widen=False)
+    sim = Sim(planner)
+    for i, d in enumerate(climb + steady):
+        sim.run(d, f"r{i}")
+    assert planner.shifts >= 1
+    assert len(planner.intervals) < len(climb + steady) - 32  # the climb is forgotten
+    assert planner.plan()[0] >= 8.0           # the first poll where the steady jobs end, not at 1-5 s
+    polls = [sim.run(rng.uniform(9.0, 9.8), f"s{i}")[0] for i in range(32)]
+    assert sum(polls) / len(polls) <= 4.0
+
+
+def test_steady_jobs_seen_at_a_moving_first_poll_are_not_a_change():
+    # The intervals' upper ends are poll times: a new plan moves them with no change in the jobs
+    # (at most once at the start: the first jobs seen at the prior's 1 s poll, now at 0.5 s).
+    polls, _, planner = simulate([0.5] * 600)
+    assert planner.shifts <= 1
+    assert len(planner.intervals) == 256      # the window fills again and is not cut

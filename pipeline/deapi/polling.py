@@ -62,6 +62,7 @@ is 1.25 s) it never binds. ``gap_floor = 0`` is the share alone.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 import time
@@ -85,6 +86,10 @@ FIRST_BOUND_MEMORY = 4     # plans whose job-time floors are pooled (the lowest 
 NAIVE_SLACK = 1.1          # without status limits, a plan may spend this x what a naive poller would
 MAX_SHARE = 16.0           # the widest a bound is widened for the status budget
 SPAN = 0.3                 # ... estimated from the distribution function over this much probability above the first poll
+SHIFT_RECENT = 16          # the last jobs compared with the window's older ones (a change of job times)
+SHIFT_KS = 1.95            # ... Kolmogorov-Smirnov's critical value at 0.1 %
+SHIFT_MIN = 0.25           # ... and their median moved by more than this share
+SPARE_MIN_P = 0.2         # a spare poll (idle status capacity) goes to a job at least this likely done
 
 
 @dataclass
@@ -92,6 +97,8 @@ class _Waiting:
     submitted: float
     wake: asyncio.Event | None = None
     last_miss: float = 0.0        # seconds after submit of the last poll that said "not yet"
+    woken_by: str | None = None   # why the sleep ended early: "hint" or "spare"
+    wake_at: float = 0.0          # clock time its current sleep ends (the next planned poll)
 
 
 class PollPlanner:
@@ -124,7 +131,10 @@ class PollPlanner:
         self.hits = self.misses = 0          # jobs seen done at their first poll / later
         self.polls = 0
         self.hint_polls = 0
+        self.spare_polls = self.spare_hits = 0  # polls on the status limit's idle capacity, and those that found the job done
+        self._dist: tuple[list[float], list[float]] | None = None  # the last estimate: grid, distribution function
         self.finished_jobs = 0
+        self.shifts = 0                      # times the window was cut at a change of job times
         self.lateness_sum = 0.0              # estimated lateness of finished jobs (s)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -241,6 +251,7 @@ class PollPlanner:
             # flight on it) pays what a naive poller would until the first plan takes over; a
             # ladder from first / 4 with 0.2 s steps cost it about ten polls a 2 s job.
             return tuple(self._bounded([self.first, self.first * 4]))
+        self._forget_before_a_shift()
         # Jobs still running are evidence too: they took longer than their last "not yet".
         # Leaving them out biases the estimate to the short jobs that finished first. But only
         # those running longer than any finished job: the others are the long ones of the jobs
@@ -251,6 +262,7 @@ class PollPlanner:
         longest = max((hi for _, hi in self.intervals), default=0.0)
         running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > longest]
         edges, p = estimate_distribution(list(self.intervals) + running[-len(self.intervals):])
+        self._dist = ([float(e) for e in edges], [0.0, *map(float, p.cumsum())])
         hits = sorted(hi for lo, hi in self.intervals if lo <= 0)
         first = self._plan[0] if self._plan else (hits[len(hits) // 2] if hits else None)
         floor = job_time_floor(edges, p, first) if self.gap_share is not None else None
@@ -279,6 +291,30 @@ class PollPlanner:
         self.share, self.first_bound, self.budget_used = share, first_max, budget
         return tuple(self._bounded(sorted({min(t, self.maximum * 64) for t in plan})))
 
+    def _forget_before_a_shift(self) -> None:
+        """Drop the window's older intervals when the last ``SHIFT_RECENT`` jobs' times differ
+        from them beyond chance (two-sample Kolmogorov-Smirnov on the intervals' upper ends,
+        ``SHIFT_KS`` x the usual scale: about a 0.1 % false alarm) and by more than
+        ``SHIFT_MIN`` of the median: the upper ends are poll times, so a new plan moves them a
+        little with no change in the jobs (steady jobs all seen at a first poll that moved from
+        0.55 to 0.52 s differ "beyond chance"). Why: a window of 256 past
+        jobs predicts the next one only while job times are steady; on a queueing server the
+        first batch's times climb from 0.3 s to 9.6 s (its position in the queue) and every later
+        job takes ~9 s, and a plan drawn from the whole window kept ladders of polls for the
+        climb (10-11 polls a job, lateness like a 1 s poller's) for two hundred jobs."""
+        n, m = len(self.intervals) - SHIFT_RECENT, SHIFT_RECENT
+        if n < SHIFT_RECENT:
+            return
+        his = [hi for _, hi in self.intervals]
+        old, new = sorted(his[:n]), sorted(his[n:])
+        d = max(abs(bisect.bisect_right(old, x) / n - bisect.bisect_right(new, x) / m) for x in his)
+        med_old, med_new = old[n // 2], new[m // 2]
+        moved = abs(med_new - med_old) > SHIFT_MIN * max(med_old, 1e-9)
+        if moved and d > SHIFT_KS * math.sqrt((n + m) / (n * m)):
+            for _ in range(n):
+                self.intervals.popleft()
+            self.shifts += 1
+
     # -- observations -------------------------------------------------------------------------
 
     def finished(self, request_id: str, lo: float, hi: float, polls: int, hinted_hit: bool = False) -> None:
@@ -300,9 +336,9 @@ class PollPlanner:
             self._hint_off_until = 0
             self._hints.clear()
         if self._hints_on():
-            for rid, other in self._jobs.items():
-                if other.submitted < job.submitted and other.wake is not None:
-                    other.wake.set()
+            for other in self._jobs.values():
+                if other.submitted < job.submitted:
+                    self._wake(other, "hint")
 
     def _lateness_of_first_hit(self, hi: float) -> float:
         """Expected lateness of a job seen done at its first poll: half the first cell at most."""
@@ -329,25 +365,83 @@ class PollPlanner:
     def _hints_on(self) -> bool:
         return not self._hint_off_until
 
-    async def sleep(self, request_id: str, seconds: float) -> bool:
-        """Sleep ``seconds``, or less when an order hint says the job is likely done (True)."""
+    async def sleep(self, request_id: str, seconds: float) -> str | None:
+        """Sleep ``seconds``, or less: ``"hint"`` when an order hint says the job is likely done,
+        ``"spare"`` when the status limit had idle capacity and this job was the likeliest to be
+        done (``wake_spare``); None when it slept its time."""
         job = self._jobs.get(request_id)
-        if job is None or not self._hints_on():
+        if job is None:
             await asyncio.sleep(max(0.0, seconds))
-            return False
-        job.wake = wake = asyncio.Event()
+            return None
+        job.wake, job.woken_by, job.wake_at = asyncio.Event(), None, self.clock() + max(0.0, seconds)
         try:
-            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
-            return True
+            await asyncio.wait_for(job.wake.wait(), max(0.0, seconds))
+            return job.woken_by
         except asyncio.TimeoutError:
-            return False
+            return None
         finally:
             job.wake = None
+
+    def _wake(self, job: _Waiting, reason: str) -> None:
+        if job.wake is not None and not job.wake.is_set():
+            job.woken_by = reason
+            job.wake.set()
+
+    def sleeping(self) -> int:
+        """Jobs waiting for their next poll now."""
+        return sum(1 for job in self._jobs.values() if job.wake is not None and not job.wake.is_set())
+
+    def wake_spare(self) -> str | None:
+        """The status limit has a call nobody is using (``RateLimiter.idle``): give it to the
+        sleeping job whose poll now saves the most expected lateness, ``P(done by now | running
+        at its last poll) x (time to its next planned poll)``, if that job is at least
+        ``SPARE_MIN_P`` likely done. Returns its id (None: nobody worth it).
+
+        Why: the plan's budget is status calls a job at the submit rate (premium: one). Once
+        the submits thin out (the run's tail, a slow walk) the limit's calls go unused while
+        the last jobs wait for their planned polls, up to 17 s on 5-20 s jobs; this spends
+        exactly what the limit leaves over, never more (the poll still waits in the limiter),
+        and only where a poll is likely to find something."""
+        if self._dist is None:
+            return None
+        now = self.clock()
+        best, best_gain = None, 0.0
+        for job in self._jobs.values():
+            if job.wake is None or job.wake.is_set():
+                continue
+            done = self._done_chance(job, now)
+            gain = done * max(0.0, job.wake_at - now)
+            if done >= SPARE_MIN_P and gain > best_gain:
+                best, best_gain = job, gain
+        if best is None:
+            return None
+        self._wake(best, "spare")
+        return next(rid for rid, job in self._jobs.items() if job is best)
+
+    def _done_chance(self, job: _Waiting, now: float) -> float:
+        if self._dist is None:
+            return 0.0
+        grid, cdf = self._dist
+        alive = 1.0 - _interp(job.last_miss, grid, cdf)
+        if alive <= 1e-6:
+            return 1.0
+        return max(0.0, _interp(now - job.submitted, grid, cdf) - (1.0 - alive)) / alive
+
+    def done_chance(self, request_id: str) -> float:
+        """The chance the job is done now, given it was running at its last poll: how status
+        polls queue in the limiter (the likeliest first), and where spare calls go."""
+        job = self._jobs.get(request_id)
+        return 0.0 if job is None else self._done_chance(job, self.clock())
+
+    def spare_result(self, done: bool) -> None:
+        self.spare_polls += 1
+        self.spare_hits += int(done)
 
     def snapshot(self) -> dict[str, float]:
         n = max(1, self.finished_jobs)
         return {"jobs": self.finished_jobs, "polls_per_job": round(self.polls / n, 3),
                 "first_poll_hits": self.hits, "hint_polls": self.hint_polls,
+                "spare_polls": self.spare_polls, "shifts": self.shifts, "spare_hits": self.spare_hits,
                 "lateness_est_mean_s": round(self.lateness_sum / n, 4),
                 "gap_share": self.gap_share, "gap_share_used": None if self.share is None else round(self.share, 3),
                 "gap_floor_s": self.gap_floor,
@@ -589,6 +683,17 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
         if not out or t > out[-1]:
             out.append(t)
     return out
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """``np.interp`` for one point on short lists (called for every sleeping job, 5 times a second)."""
+    k = bisect.bisect_right(xs, x)
+    if k <= 0:
+        return ys[0]
+    if k >= len(xs):
+        return ys[-1]
+    x0, x1 = xs[k - 1], xs[k]
+    return ys[k - 1] + (ys[k] - ys[k - 1]) * ((x - x0) / (x1 - x0) if x1 > x0 else 1.0)
 
 
 def naive_polls(edges: np.ndarray, p: np.ndarray, every: float) -> float:

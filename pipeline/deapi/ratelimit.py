@@ -80,6 +80,24 @@ def _int(value: object) -> int | None:
         return None
 
 
+class _Gate:
+    """Ranked waiters of one endpoint (``RateLimiter.acquire(rank=...)``)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: list[tuple[Callable[[], float], asyncio.Future]] = []
+
+    def pass_on(self) -> None:
+        """The holder is through: the best-ranked waiter goes next (it keeps ``busy``)."""
+        while self.waiters:
+            best = max(self.waiters, key=lambda e: e[0]())  # first of equals: arrival order
+            self.waiters.remove(best)
+            if not best[1].done():
+                best[1].set_result(None)
+                return
+        self.busy = False
+
+
 class RateLimiter:
     def __init__(self, limits: Mapping[str, Limit] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
@@ -88,6 +106,7 @@ class RateLimiter:
         self.burst = max(1, burst)
         self._buckets: dict[str, _Bucket] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._gates: dict[str, _Gate] = {}
         self._shut: dict[str, str] = {}                  # endpoint -> why it was shut
         self._shut_events: dict[str, asyncio.Event] = {}
         for endpoint, (pm, pd) in (limits or {}).items():
@@ -141,10 +160,66 @@ class RateLimiter:
         b = self._buckets.get(endpoint)
         return b.waited if b else 0.0
 
+    def idle(self, endpoint: str) -> bool:
+        """A per-minute limited ``endpoint`` whose capacity is going unused: nobody waits for it,
+        its bucket holds a call, its sliding window has room, no pause, not closed. Capacity
+        not used now is lost (the bucket holds no more than the burst): the poller spends it on
+        jobs likely done (``PollPlanner.wake_spare``). A planned call arriving just after a
+        spare one waits at most one interval (0.2 s on premium)."""
+        b = self._buckets.get(endpoint)
+        if b is None or b.per_minute is None or b.day_closed or endpoint in self._shut:
+            return False
+        lock = self._locks.get(endpoint)
+        if lock is not None and lock.locked():
+            return False
+        now = self.clock()
+        if now < b.paused_until:
+            return False
+        while b.recent and b.recent[0] <= now - WINDOW + EPS:
+            b.recent.popleft()
+        if len(b.recent) >= b.per_minute:
+            return False
+        return b.tokens + max(now - b.updated, 0.0) * b.per_minute / WINDOW >= 1.0 - EPS
+
     # -- acquire ------------------------------------------------------------------------------
 
-    async def acquire(self, endpoint: str) -> None:
-        """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today."""
+    async def acquire(self, endpoint: str, rank: Callable[[], float] | None = None) -> None:
+        """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today.
+
+        ``rank``: the callers that pass one queue by it instead of by arrival: whenever the
+        next call may go, the waiter whose ``rank()`` is highest *then* goes (ties: first come).
+        Why: status polls wait here when the status limit is the tight resource (premium: one
+        call a job at the submit rate), and first come first served then answers the polls in
+        the order they were planned, not the order the jobs are likely done; the poller ranks
+        each by the chance its job is done now (``PollPlanner.done_chance``)."""
+        if rank is not None and self._buckets.get(endpoint) is not None:
+            await self._ranked(endpoint, rank)
+            return
+        await self._acquire(endpoint)
+
+    async def _ranked(self, endpoint: str, rank: Callable[[], float]) -> None:
+        """One ranked waiter at a time goes on to the limiter; the others wait here, and the
+        best of them is chosen when it leaves."""
+        gate = self._gates.setdefault(endpoint, _Gate())
+        if gate.busy or gate.waiters:
+            entry = (rank, asyncio.get_running_loop().create_future())
+            gate.waiters.append(entry)
+            try:
+                await entry[1]
+            except asyncio.CancelledError:
+                if entry in gate.waiters:
+                    gate.waiters.remove(entry)
+                elif entry[1].done() and not entry[1].cancelled():
+                    gate.pass_on()  # chosen, then cancelled: the next one goes
+                raise
+        else:
+            gate.busy = True
+        try:
+            await self._acquire(endpoint)
+        finally:
+            gate.pass_on()
+
+    async def _acquire(self, endpoint: str) -> None:
         if endpoint in self._shut:
             raise EndpointShut(endpoint, self._shut[endpoint])
         b = self._buckets.get(endpoint)
