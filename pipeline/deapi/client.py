@@ -225,11 +225,6 @@ class DeapiClient:
         self.poller = PollPlanner(first=s.first_poll_s, minimum=s.poll_min_interval_s, maximum=s.poll_max_interval_s,
                                   backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share,
                                   gap_floor=s.poll_gap_floor_s, widen=limited)
-        # Spare polls (the status limit's unused calls to the likeliest done jobs, polling.py)
-        # only where that capacity is truly free: a per-minute limit and no daily one (Basic's
-        # 200 status calls a day would be spent by the minute's spare capacity).
-        self._spare_every = (60.0 / status_limits[0]) if status_limits[0] and not status_limits[1] else None
-        self._spare_task: asyncio.Task | None = None
         self.stats = ClientStats()
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -251,9 +246,6 @@ class DeapiClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._spare_task is not None:
-            self._spare_task.cancel()
-            self._spare_task = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -537,9 +529,7 @@ class DeapiClient:
             if polls:
                 target = max(target, last_poll + self.settings.poll_min_interval_s)
             gap, last_poll = target - last_poll, target
-            self._start_spare_polls()
-            woken = await poller.sleep(request_id, min(target - elapsed, remaining))
-            hinted = woken is not None
+            hinted = await poller.sleep(request_id, min(target - elapsed, remaining))
             sent = time.monotonic()
             try:
                 st = await self.get_status(request_id, rank=lambda: poller.done_chance(request_id))
@@ -551,11 +541,8 @@ class DeapiClient:
             # the next gap (bounded by a share of the time, polling.py) counts from the real one.
             last_poll = seen if hinted else max(last_poll, seen)
             polls += 1
-            if woken == "hint":
-                poller.hint_result(st.terminal)
-            elif woken == "spare":
-                poller.spare_result(st.terminal)
             if hinted:
+                poller.hint_result(st.terminal)
                 if planned and not st.terminal:
                     step -= 1  # woken early: the planned poll it stood for is still to come
             if st.terminal:
@@ -574,20 +561,6 @@ class DeapiClient:
             poller.plan()  # replanned since this job's schedule was made? it takes the new plan
             if poller.plan_version != version:
                 schedule, step, version = poller.reschedule(last_poll), 0, poller.plan_version
-
-    def _start_spare_polls(self) -> None:
-        if self._spare_every is not None and (self._spare_task is None or self._spare_task.done()):
-            self._spare_task = asyncio.get_running_loop().create_task(self._spare_polls())
-
-    async def _spare_polls(self) -> None:
-        """Once a status-limit interval, while jobs wait for polls: if the status limiter is idle
-        (nobody waiting, its bucket full), wake the job a poll is worth most on
-        (``PollPlanner.wake_spare``). Its poll then goes through the limiter like any other, so
-        this can never cause a 429; it ends when no job is waiting (the next wait restarts it)."""
-        while self.poller.sleeping():
-            await asyncio.sleep(self._spare_every)
-            if self.limiter.idle("status"):
-                self.poller.wake_spare()
 
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).

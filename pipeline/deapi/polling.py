@@ -89,7 +89,6 @@ SPAN = 0.3                 # ... estimated from the distribution function over t
 SHIFT_RECENT = 16          # the last jobs compared with the window's older ones (a change of job times)
 SHIFT_KS = 1.95            # ... Kolmogorov-Smirnov's critical value at 0.1 %
 SHIFT_MIN = 0.25           # ... and their median moved by more than this share
-SPARE_MIN_P = 0.2         # a spare poll (idle status capacity) goes to a job at least this likely done
 
 
 @dataclass
@@ -97,8 +96,6 @@ class _Waiting:
     submitted: float
     wake: asyncio.Event | None = None
     last_miss: float = 0.0        # seconds after submit of the last poll that said "not yet"
-    woken_by: str | None = None   # why the sleep ended early: "hint" or "spare"
-    wake_at: float = 0.0          # clock time its current sleep ends (the next planned poll)
 
 
 class PollPlanner:
@@ -131,7 +128,6 @@ class PollPlanner:
         self.hits = self.misses = 0          # jobs seen done at their first poll / later
         self.polls = 0
         self.hint_polls = 0
-        self.spare_polls = self.spare_hits = 0  # polls on the status limit's idle capacity, and those that found the job done
         self._dist: tuple[list[float], list[float]] | None = None  # the last estimate: grid, distribution function
         self.finished_jobs = 0
         self.shifts = 0                      # times the window was cut at a change of job times
@@ -336,9 +332,9 @@ class PollPlanner:
             self._hint_off_until = 0
             self._hints.clear()
         if self._hints_on():
-            for other in self._jobs.values():
-                if other.submitted < job.submitted:
-                    self._wake(other, "hint")
+            for rid, other in self._jobs.items():
+                if other.submitted < job.submitted and other.wake is not None:
+                    other.wake.set()
 
     def _lateness_of_first_hit(self, hi: float) -> float:
         """Expected lateness of a job seen done at its first poll: half the first cell at most."""
@@ -365,58 +361,20 @@ class PollPlanner:
     def _hints_on(self) -> bool:
         return not self._hint_off_until
 
-    async def sleep(self, request_id: str, seconds: float) -> str | None:
-        """Sleep ``seconds``, or less: ``"hint"`` when an order hint says the job is likely done,
-        ``"spare"`` when the status limit had idle capacity and this job was the likeliest to be
-        done (``wake_spare``); None when it slept its time."""
+    async def sleep(self, request_id: str, seconds: float) -> bool:
+        """Sleep ``seconds``, or less when an order hint says the job is likely done (True)."""
         job = self._jobs.get(request_id)
-        if job is None:
+        if job is None or not self._hints_on():
             await asyncio.sleep(max(0.0, seconds))
-            return None
-        job.wake, job.woken_by, job.wake_at = asyncio.Event(), None, self.clock() + max(0.0, seconds)
+            return False
+        job.wake = wake = asyncio.Event()
         try:
-            await asyncio.wait_for(job.wake.wait(), max(0.0, seconds))
-            return job.woken_by
+            await asyncio.wait_for(wake.wait(), max(0.0, seconds))
+            return True
         except asyncio.TimeoutError:
-            return None
+            return False
         finally:
             job.wake = None
-
-    def _wake(self, job: _Waiting, reason: str) -> None:
-        if job.wake is not None and not job.wake.is_set():
-            job.woken_by = reason
-            job.wake.set()
-
-    def sleeping(self) -> int:
-        """Jobs waiting for their next poll now."""
-        return sum(1 for job in self._jobs.values() if job.wake is not None and not job.wake.is_set())
-
-    def wake_spare(self) -> str | None:
-        """The status limit has a call nobody is using (``RateLimiter.idle``): give it to the
-        sleeping job whose poll now saves the most expected lateness, ``P(done by now | running
-        at its last poll) x (time to its next planned poll)``, if that job is at least
-        ``SPARE_MIN_P`` likely done. Returns its id (None: nobody worth it).
-
-        Why: the plan's budget is status calls a job at the submit rate (premium: one). Once
-        the submits thin out (the run's tail, a slow walk) the limit's calls go unused while
-        the last jobs wait for their planned polls, up to 17 s on 5-20 s jobs; this spends
-        exactly what the limit leaves over, never more (the poll still waits in the limiter),
-        and only where a poll is likely to find something."""
-        if self._dist is None:
-            return None
-        now = self.clock()
-        best, best_gain = None, 0.0
-        for job in self._jobs.values():
-            if job.wake is None or job.wake.is_set():
-                continue
-            done = self._done_chance(job, now)
-            gain = done * max(0.0, job.wake_at - now)
-            if done >= SPARE_MIN_P and gain > best_gain:
-                best, best_gain = job, gain
-        if best is None:
-            return None
-        self._wake(best, "spare")
-        return next(rid for rid, job in self._jobs.items() if job is best)
 
     def _done_chance(self, job: _Waiting, now: float) -> float:
         if self._dist is None:
@@ -428,20 +386,17 @@ class PollPlanner:
         return max(0.0, _interp(now - job.submitted, grid, cdf) - (1.0 - alive)) / alive
 
     def done_chance(self, request_id: str) -> float:
-        """The chance the job is done now, given it was running at its last poll: how status
-        polls queue in the limiter (the likeliest first), and where spare calls go."""
+        """The chance the job is done now, given it was running at its last poll (from the last
+        plan's estimate; 0 before one): status polls queue by it in the status limiter, the
+        likeliest first (``RateLimiter.acquire``)."""
         job = self._jobs.get(request_id)
         return 0.0 if job is None else self._done_chance(job, self.clock())
-
-    def spare_result(self, done: bool) -> None:
-        self.spare_polls += 1
-        self.spare_hits += int(done)
 
     def snapshot(self) -> dict[str, float]:
         n = max(1, self.finished_jobs)
         return {"jobs": self.finished_jobs, "polls_per_job": round(self.polls / n, 3),
                 "first_poll_hits": self.hits, "hint_polls": self.hint_polls,
-                "spare_polls": self.spare_polls, "shifts": self.shifts, "spare_hits": self.spare_hits,
+                "shifts": self.shifts,
                 "lateness_est_mean_s": round(self.lateness_sum / n, 4),
                 "gap_share": self.gap_share, "gap_share_used": None if self.share is None else round(self.share, 3),
                 "gap_floor_s": self.gap_floor,
@@ -686,7 +641,7 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
 
 
 def _interp(x: float, xs: list[float], ys: list[float]) -> float:
-    """``np.interp`` for one point on short lists (called for every sleeping job, 5 times a second)."""
+    """``np.interp`` for one point on short lists (called for every waiting status poll whenever one may go)."""
     k = bisect.bisect_right(xs, x)
     if k <= 0:
         return ys[0]

@@ -160,27 +160,6 @@ class RateLimiter:
         b = self._buckets.get(endpoint)
         return b.waited if b else 0.0
 
-    def idle(self, endpoint: str) -> bool:
-        """A per-minute limited ``endpoint`` whose capacity is going unused: nobody waits for it,
-        its bucket holds a call, its sliding window has room, no pause, not closed. Capacity
-        not used now is lost (the bucket holds no more than the burst): the poller spends it on
-        jobs likely done (``PollPlanner.wake_spare``). A planned call arriving just after a
-        spare one waits at most one interval (0.2 s on premium)."""
-        b = self._buckets.get(endpoint)
-        if b is None or b.per_minute is None or b.day_closed or endpoint in self._shut:
-            return False
-        lock = self._locks.get(endpoint)
-        if lock is not None and lock.locked():
-            return False
-        now = self.clock()
-        if now < b.paused_until:
-            return False
-        while b.recent and b.recent[0] <= now - WINDOW + EPS:
-            b.recent.popleft()
-        if len(b.recent) >= b.per_minute:
-            return False
-        return b.tokens + max(now - b.updated, 0.0) * b.per_minute / WINDOW >= 1.0 - EPS
-
     # -- acquire ------------------------------------------------------------------------------
 
     async def acquire(self, endpoint: str, rank: Callable[[], float] | None = None) -> None:
