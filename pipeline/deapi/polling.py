@@ -57,6 +57,11 @@ closer than any naive poller's (every 0.2 s below 0.8 s), which made the planner
 them; with it a naive 1 s schedule always lies within the bound, so the default budget (what
 that poller spends) always pays the bound, and for the hosted model's 5-20 s jobs (25 % of 5 s
 is 1.25 s) it never binds. ``gap_floor = 0`` is the share alone.
+
+**When the status limit holds the polls back** (premium: one call a job at the submit rate),
+they wait in the limiter, and there they queue by ``done_chance`` (the likeliest done first),
+not by arrival: see ``RateLimiter.acquire``. **When job times change** (a queue filling), the
+window forgets the jobs before the change (``_forget_before_a_shift``).
 """
 
 from __future__ import annotations
