@@ -21,7 +21,8 @@ Per endpoint (``submit``, ``status``, ``download``, ...):
   closes it (``close_day``).
 
 Waiters queue on one lock per endpoint (FIFO), so a new worker cannot overtake one that has
-waited. The clock and the sleep function are injectable: tests drive a fake clock, never the
+waited; except callers that pass a ``rank`` (status polls): they queue among themselves by it,
+the best-ranked one taking the next call (``acquire``). The clock and the sleep function are injectable: tests drive a fake clock, never the
 wall clock.
 """
 
