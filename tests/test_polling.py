@@ -180,6 +180,13 @@ def png(seed: int) -> bytes:
     return buf.getvalue()
 
 
+async def ocr_job(api: DeapiClient, seed: int, deadline_s: float) -> str:
+    """One small page through the real client: submit, poll, the inline text."""
+    rid = await api.submit_ocr(png(seed), "p.png", "image/png", model="Nanonets_Ocr_S_F16",
+                               return_result_in_response=True)
+    return await api.fetch_result(rid, await api.wait_for_job(rid, deadline_s))
+
+
 async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_call():
     token = "polling-test-token"
     cfg = ServerConfig(engine="fast", tokens=(token,), faults=FaultConfig(latency=0.2))
@@ -190,13 +197,8 @@ async def test_once_warmed_up_a_job_with_inline_results_costs_about_one_status_c
     settings = ClientSettings(first_poll_s=0.05, poll_min_interval_s=0.1, poll_max_interval_s=1.0)
     async with EmbeddedServer(cfg) as srv:
         async with DeapiClient(srv.base_url, token, settings) as api:
-            async def job(seed: int) -> str:
-                rid = await api.submit_ocr(png(seed), "p.png", "image/png", model="Nanonets_Ocr_S_F16",
-                                           return_result_in_response=True)
-                return await api.fetch_result(rid, await api.wait_for_job(rid, 10))
-
             async def batch(seeds: range) -> None:
-                texts = await asyncio.gather(*(job(s) for s in seeds))
+                texts = await asyncio.gather(*(ocr_job(api, s, 10) for s in seeds))
                 assert all(t.startswith("FAST-OCR 150x150") for t in texts)
 
             for r in range(6):  # warm-up: 6 rounds of 4 jobs
@@ -419,3 +421,73 @@ def test_when_first_polls_miss_the_probe_looks_between_the_first_two_polls():
     planner.intervals.extend([(0.0, 0.59)] * 100)  # first polls hit: the probe looks below the first poll
     below = [s[0] for s in (planner.schedule_for(f"q{k}") for k in range(400)) if len(s) == 3]
     assert below and all(x < 0.39 for x in below)
+
+
+# -- the status limit's spare calls, and a change of job times -----------------------------------
+
+def test_the_chance_a_job_is_done_ranks_the_jobs_waiting_for_a_status_call():
+    # What status polls queue by in the limiter: given it ran at its last poll, how likely a job
+    # is done now, on the estimate of the last plan.
+    now = [0.0]
+    planner = PollPlanner(first=1.0, budget=1.0, clock=lambda: now[0])
+    rng = random.Random(5)
+    for i in range(64):                      # jobs of 5-20 s, seen within a second of their end
+        t = rng.uniform(5.0, 20.0)
+        planner.submitted(f"old{i}", at=-100.0)
+        planner.finished(f"old{i}", t - 1.0, t, polls=2)
+    for rid, at in (("young", -2.0), ("missed", -15.0), ("old", -12.0), ("older", -21.0)):
+        planner.submitted(rid, at=at)
+    assert planner.done_chance("old") == 0.0   # no plan yet: no estimate, all alike (first come first served)
+    planner.plan()
+    planner.missed("missed", 14.5)           # asked half a second ago: barely any chance yet
+    chance = {rid: planner.done_chance(rid) for rid in ("young", "missed", "old", "older", "unknown")}
+    assert chance["young"] == 0.0 and chance["unknown"] == 0.0   # below every job time seen; not ours
+    assert chance["older"] > chance["old"] > chance["missed"] > 0.0
+    assert chance["older"] > 0.9             # past nearly every job seen
+    now[0] += 4.0                            # the chance grows while a job waits
+    assert planner.done_chance("missed") > chance["missed"]
+
+
+def test_a_change_of_job_times_drops_the_jobs_before_it():
+    # A queueing server: the first batch's times climb with their place in the queue (0.15 s to
+    # 9.6 s), every later job waits ~9.5 s. The plan must follow the later jobs, not keep the
+    # ladder the climb called for (10-11 polls a job for two hundred jobs).
+    rng = random.Random(2)
+    climb = [0.15 * (i + 1) for i in range(64)]
+    steady = [rng.uniform(9.0, 9.8) for _ in range(80)]
+    planner = PollPlanner(first=1.0, minimum=0.2, maximum=30.0, budget=None, widen=False)
+    sim = Sim(planner)
+    for i, d in enumerate(climb + steady):
+        sim.run(d, f"r{i}")
+    assert planner.shifts >= 1
+    assert len(planner.intervals) < len(climb + steady) - 32  # the climb is forgotten
+    assert planner.plan()[0] >= 8.0           # the first poll where the steady jobs end, not at 1-5 s
+    polls = [sim.run(rng.uniform(9.0, 9.8), f"s{i}")[0] for i in range(32)]
+    assert sum(polls) / len(polls) <= 4.0
+
+
+def test_steady_jobs_seen_at_a_moving_first_poll_are_not_a_change():
+    # The intervals' upper ends are poll times: a new plan moves them with no change in the jobs
+    # (at most once at the start: the first jobs seen at the prior's 1 s poll, now at 0.5 s).
+    polls, _, planner = simulate([0.5] * 600)
+    assert planner.shifts <= 1
+    assert len(planner.intervals) == 256      # the window fills again and is not cut
+
+
+async def test_status_polls_queued_by_rank_in_a_tight_status_limit_all_get_through_without_429():
+    # The real client with a status limit that the jobs' polls overrun (12 jobs at once, 2 calls
+    # a second): the polls wait in the limiter ranked by the chance their job is done, every job
+    # is answered, none twice, and the server never says 429.
+    token = "polling-rank-token"
+    cfg = ServerConfig(engine="fast", tokens=(token,), faults=FaultConfig(latency=0.2))
+    settings = ClientSettings(first_poll_s=0.1, poll_min_interval_s=0.1, poll_max_interval_s=1.0,
+                              status_per_minute=120, submit_per_minute=600)
+    async with EmbeddedServer(cfg) as srv:
+        async with DeapiClient(srv.base_url, token, settings) as api:
+            texts = await asyncio.gather(*(ocr_job(api, s, 60) for s in range(12)))
+            texts += await asyncio.gather(*(ocr_job(api, s, 60) for s in range(12, 24)))  # ranked by a plan now
+        counters = srv.counters.snapshot()
+    assert all(t.startswith("FAST-OCR 150x150") for t in texts)
+    assert api.poller.finished_jobs == 24
+    assert counters["rate_limited"] == 0
+    assert counters["jobs_done"] == 24 and counters["submits"] == 24

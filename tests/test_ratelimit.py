@@ -126,6 +126,30 @@ async def test_waiters_are_served_first_come_first_served():
     assert order == list(range(6))
 
 
+async def test_ranked_waiters_go_likeliest_first():
+    # Status polls queue by the chance their job is done (the poller's rank), not by arrival:
+    # on premium the status limit is the tight resource and first come first served answered
+    # the polls in planned order. Unranked callers keep their place in the FIFO.
+    t = FakeTime()
+    limiter = RateLimiter({"status": (60, None)}, clock=t.clock, sleep=t.sleep)
+    await limiter.acquire("status")        # the bucket's one call is spent
+    order: list[float] = []
+
+    stamps: list[float] = []
+
+    async def one(chance: float) -> None:
+        await limiter.acquire("status", rank=lambda: chance)
+        order.append(chance)
+        stamps.append(t.now)
+
+    tasks = [asyncio.create_task(one(chance)) for chance in (0.1, 0.2, 0.9, 0.5, 0.5)]
+    await asyncio.sleep(0)                 # all five queued (the first waits for its token)
+    await asyncio.gather(*tasks)
+    # the first one arrived at an empty queue and went at once; the rest by rank
+    assert order == [0.1, 0.9, 0.5, 0.5, 0.2]
+    assert max_in_any_window(stamps, 60.0) <= 60   # the limit holds as for any waiter
+
+
 async def test_server_headers_correct_the_plan():
     t = FakeTime()
     limiter = RateLimiter.for_plan("premium", clock=t.clock, sleep=t.sleep)

@@ -279,7 +279,7 @@ class DeapiClient:
     async def _request(self, method: str, path: str, endpoint: str | None, *, data: Any = None,
                        params: dict | None = None, is_submit: bool = False, subject: str | None = None,
                        before_send: Callable[[int], None] | None = None,
-                       sent_at: dict[str, float] | None = None) -> Any:
+                       sent_at: dict[str, float] | None = None, rank: Callable[[], float] | None = None) -> Any:
         """One API call with retries; ``data`` may be a callable making a fresh body per attempt.
 
         ``before_send(attempt)`` runs after the rate limiter let the attempt go and right before
@@ -295,7 +295,7 @@ class DeapiClient:
             nonlocal attempts
             if endpoint is not None:
                 try:
-                    await self.limiter.acquire(endpoint)
+                    await self.limiter.acquire(endpoint, rank=rank)
                 except DailyBudgetSpent as exc:
                     raise E.DailyLimitError(f"{exc}: the plan's daily budget is reached, the rest waits for the "
                                             f"next run", retry_after=0, limit_type="daily", status=None) from None
@@ -488,9 +488,10 @@ class DeapiClient:
         self.poller.submitted(str(rid), at=sent_at.get("t"))
         return str(rid)
 
-    async def get_status(self, request_id: str) -> JobStatus:
+    async def get_status(self, request_id: str, rank: Callable[[], float] | None = None) -> JobStatus:
+        """``rank``: where this call queues in the status limiter (``RateLimiter.acquire``)."""
         body = await self._request("GET", f"{API}/request-status/{request_id}", "status",
-                                   subject=f"request id {request_id}")
+                                   subject=f"request id {request_id}", rank=rank)
         return parse_status(body)
 
     async def wait_for_job(self, request_id: str, deadline_s: float) -> JobStatus:
@@ -531,7 +532,7 @@ class DeapiClient:
             hinted = await poller.sleep(request_id, min(target - elapsed, remaining))
             sent = time.monotonic()
             try:
-                st = await self.get_status(request_id)
+                st = await self.get_status(request_id, rank=lambda: poller.done_chance(request_id))
             except E.NotFoundError:
                 poller.forget(request_id)
                 raise

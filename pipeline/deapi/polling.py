@@ -57,11 +57,17 @@ closer than any naive poller's (every 0.2 s below 0.8 s), which made the planner
 them; with it a naive 1 s schedule always lies within the bound, so the default budget (what
 that poller spends) always pays the bound, and for the hosted model's 5-20 s jobs (25 % of 5 s
 is 1.25 s) it never binds. ``gap_floor = 0`` is the share alone.
+
+**When the status limit holds the polls back** (premium: one call a job at the submit rate),
+they wait in the limiter, and there they queue by ``done_chance`` (the likeliest done first),
+not by arrival: see ``RateLimiter.acquire``. **When job times change** (a queue filling), the
+window forgets the jobs before the change (``_forget_before_a_shift``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 import time
@@ -85,6 +91,9 @@ FIRST_BOUND_MEMORY = 4     # plans whose job-time floors are pooled (the lowest 
 NAIVE_SLACK = 1.1          # without status limits, a plan may spend this x what a naive poller would
 MAX_SHARE = 16.0           # the widest a bound is widened for the status budget
 SPAN = 0.3                 # ... estimated from the distribution function over this much probability above the first poll
+SHIFT_RECENT = 16          # the last jobs compared with the window's older ones (a change of job times)
+SHIFT_KS = 1.95            # ... Kolmogorov-Smirnov's critical value at 0.1 %
+SHIFT_MIN = 0.25           # ... and their median moved by more than this share
 
 
 @dataclass
@@ -124,7 +133,9 @@ class PollPlanner:
         self.hits = self.misses = 0          # jobs seen done at their first poll / later
         self.polls = 0
         self.hint_polls = 0
+        self._dist: tuple[list[float], list[float]] | None = None  # the last estimate: grid, distribution function
         self.finished_jobs = 0
+        self.shifts = 0                      # times the window was cut at a change of job times
         self.lateness_sum = 0.0              # estimated lateness of finished jobs (s)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -241,6 +252,7 @@ class PollPlanner:
             # flight on it) pays what a naive poller would until the first plan takes over; a
             # ladder from first / 4 with 0.2 s steps cost it about ten polls a 2 s job.
             return tuple(self._bounded([self.first, self.first * 4]))
+        self._forget_before_a_shift()
         # Jobs still running are evidence too: they took longer than their last "not yet".
         # Leaving them out biases the estimate to the short jobs that finished first. But only
         # those running longer than any finished job: the others are the long ones of the jobs
@@ -251,6 +263,7 @@ class PollPlanner:
         longest = max((hi for _, hi in self.intervals), default=0.0)
         running = [(job.last_miss, math.inf) for job in self._jobs.values() if job.last_miss > longest]
         edges, p = estimate_distribution(list(self.intervals) + running[-len(self.intervals):])
+        self._dist = ([float(e) for e in edges], [0.0, *map(float, p.cumsum())])
         hits = sorted(hi for lo, hi in self.intervals if lo <= 0)
         first = self._plan[0] if self._plan else (hits[len(hits) // 2] if hits else None)
         floor = job_time_floor(edges, p, first) if self.gap_share is not None else None
@@ -278,6 +291,30 @@ class PollPlanner:
             share = min(MAX_SHARE, share * 1.5)
         self.share, self.first_bound, self.budget_used = share, first_max, budget
         return tuple(self._bounded(sorted({min(t, self.maximum * 64) for t in plan})))
+
+    def _forget_before_a_shift(self) -> None:
+        """Drop the window's older intervals when the last ``SHIFT_RECENT`` jobs' times differ
+        from them beyond chance (two-sample Kolmogorov-Smirnov on the intervals' upper ends,
+        ``SHIFT_KS`` x the usual scale: about a 0.1 % false alarm) and by more than
+        ``SHIFT_MIN`` of the median: the upper ends are poll times, so a new plan moves them a
+        little with no change in the jobs (steady jobs all seen at a first poll that moved from
+        0.55 to 0.52 s differ "beyond chance"). Why: a window of 256 past
+        jobs predicts the next one only while job times are steady; on a queueing server the
+        first batch's times climb from 0.3 s to 9.6 s (its position in the queue) and every later
+        job takes ~9 s, and a plan drawn from the whole window kept ladders of polls for the
+        climb (10-11 polls a job, lateness like a 1 s poller's) for two hundred jobs."""
+        n, m = len(self.intervals) - SHIFT_RECENT, SHIFT_RECENT
+        if n < SHIFT_RECENT:
+            return
+        his = [hi for _, hi in self.intervals]
+        old, new = sorted(his[:n]), sorted(his[n:])
+        d = max(abs(bisect.bisect_right(old, x) / n - bisect.bisect_right(new, x) / m) for x in his)
+        med_old, med_new = old[n // 2], new[m // 2]
+        moved = abs(med_new - med_old) > SHIFT_MIN * max(med_old, 1e-9)
+        if moved and d > SHIFT_KS * math.sqrt((n + m) / (n * m)):
+            for _ in range(n):
+                self.intervals.popleft()
+            self.shifts += 1
 
     # -- observations -------------------------------------------------------------------------
 
@@ -344,10 +381,27 @@ class PollPlanner:
         finally:
             job.wake = None
 
+    def _done_chance(self, job: _Waiting, now: float) -> float:
+        if self._dist is None:
+            return 0.0
+        grid, cdf = self._dist
+        alive = 1.0 - _interp(job.last_miss, grid, cdf)
+        if alive <= 1e-6:
+            return 1.0
+        return max(0.0, _interp(now - job.submitted, grid, cdf) - (1.0 - alive)) / alive
+
+    def done_chance(self, request_id: str) -> float:
+        """The chance the job is done now, given it was running at its last poll (from the last
+        plan's estimate; 0 before one): status polls queue by it in the status limiter, the
+        likeliest first (``RateLimiter.acquire``)."""
+        job = self._jobs.get(request_id)
+        return 0.0 if job is None else self._done_chance(job, self.clock())
+
     def snapshot(self) -> dict[str, float]:
         n = max(1, self.finished_jobs)
         return {"jobs": self.finished_jobs, "polls_per_job": round(self.polls / n, 3),
                 "first_poll_hits": self.hits, "hint_polls": self.hint_polls,
+                "shifts": self.shifts,
                 "lateness_est_mean_s": round(self.lateness_sum / n, 4),
                 "gap_share": self.gap_share, "gap_share_used": None if self.share is None else round(self.share, 3),
                 "gap_floor_s": self.gap_floor,
@@ -589,6 +643,17 @@ def bounded(times: list[float], share: float, minimum: float, maximum: float = m
         if not out or t > out[-1]:
             out.append(t)
     return out
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """``np.interp`` for one point on short lists (called for every waiting status poll whenever one may go)."""
+    k = bisect.bisect_right(xs, x)
+    if k <= 0:
+        return ys[0]
+    if k >= len(xs):
+        return ys[-1]
+    x0, x1 = xs[k - 1], xs[k]
+    return ys[k - 1] + (ys[k] - ys[k - 1]) * ((x - x0) / (x1 - x0) if x1 > x0 else 1.0)
 
 
 def naive_polls(edges: np.ndarray, p: np.ndarray, every: float) -> float:

@@ -21,7 +21,8 @@ Per endpoint (``submit``, ``status``, ``download``, ...):
   closes it (``close_day``).
 
 Waiters queue on one lock per endpoint (FIFO), so a new worker cannot overtake one that has
-waited. The clock and the sleep function are injectable: tests drive a fake clock, never the
+waited; except callers that pass a ``rank`` (status polls): they queue among themselves by it,
+the best-ranked one taking the next call (``acquire``). The clock and the sleep function are injectable: tests drive a fake clock, never the
 wall clock.
 """
 
@@ -80,6 +81,24 @@ def _int(value: object) -> int | None:
         return None
 
 
+class _Gate:
+    """Ranked waiters of one endpoint (``RateLimiter.acquire(rank=...)``)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: list[tuple[Callable[[], float], asyncio.Future]] = []
+
+    def pass_on(self) -> None:
+        """The holder is through: the best-ranked waiter goes next (it keeps ``busy``)."""
+        while self.waiters:
+            best = max(self.waiters, key=lambda e: e[0]())  # first of equals: arrival order
+            self.waiters.remove(best)
+            if not best[1].done():
+                best[1].set_result(None)
+                return
+        self.busy = False
+
+
 class RateLimiter:
     def __init__(self, limits: Mapping[str, Limit] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
@@ -88,6 +107,7 @@ class RateLimiter:
         self.burst = max(1, burst)
         self._buckets: dict[str, _Bucket] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._gates: dict[str, _Gate] = {}
         self._shut: dict[str, str] = {}                  # endpoint -> why it was shut
         self._shut_events: dict[str, asyncio.Event] = {}
         for endpoint, (pm, pd) in (limits or {}).items():
@@ -143,8 +163,43 @@ class RateLimiter:
 
     # -- acquire ------------------------------------------------------------------------------
 
-    async def acquire(self, endpoint: str) -> None:
-        """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today."""
+    async def acquire(self, endpoint: str, rank: Callable[[], float] | None = None) -> None:
+        """Wait until one request to ``endpoint`` may go; raise ``DailyBudgetSpent`` if never today.
+
+        ``rank``: the callers that pass one queue by it instead of by arrival: whenever the
+        next call may go, the waiter whose ``rank()`` is highest *then* goes (ties: first come).
+        Why: status polls wait here when the status limit is the tight resource (premium: one
+        call a job at the submit rate), and first come first served then answers the polls in
+        the order they were planned, not the order the jobs are likely done; the poller ranks
+        each by the chance its job is done now (``PollPlanner.done_chance``)."""
+        if rank is not None and self._buckets.get(endpoint) is not None:
+            await self._ranked(endpoint, rank)
+            return
+        await self._acquire(endpoint)
+
+    async def _ranked(self, endpoint: str, rank: Callable[[], float]) -> None:
+        """One ranked waiter at a time goes on to the limiter; the others wait here, and the
+        best of them is chosen when it leaves."""
+        gate = self._gates.setdefault(endpoint, _Gate())
+        if gate.busy or gate.waiters:
+            entry = (rank, asyncio.get_running_loop().create_future())
+            gate.waiters.append(entry)
+            try:
+                await entry[1]
+            except asyncio.CancelledError:
+                if entry in gate.waiters:
+                    gate.waiters.remove(entry)
+                elif entry[1].done() and not entry[1].cancelled():
+                    gate.pass_on()  # chosen, then cancelled: the next one goes
+                raise
+        else:
+            gate.busy = True
+        try:
+            await self._acquire(endpoint)
+        finally:
+            gate.pass_on()
+
+    async def _acquire(self, endpoint: str) -> None:
         if endpoint in self._shut:
             raise EndpointShut(endpoint, self._shut[endpoint])
         b = self._buckets.get(endpoint)
