@@ -198,6 +198,12 @@ class ReadCache:
         return self.rows[key]
 
 
+#: a tag in the cache key for an engine whose readings changed: cache rows of its earlier
+#: readings are not reused (Tesseract reads a page set in columns column by column since
+#: 2026-12-06, ``pipeline.ocr.columns.text_columns``)
+READING = {"tesseract": "tesseract/columns"}
+
+
 def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None = None) -> dict:
     """Share of variants within 1 CER point of the upright page, with (``auto``) and without
     (``off``) straightening, overall and for each rotation and skew; the variants that miss."""
@@ -211,6 +217,7 @@ def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None
 
             def cer_of(gt: str, key: str, page) -> float:
                 nonlocal engine
+                key = key.replace(f"{name}|", f"{READING.get(name, name)}|", 1)
                 if key not in cache.rows and engine is None:
                     engine = create_engine(name)
 
