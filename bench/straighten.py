@@ -198,10 +198,17 @@ class ReadCache:
         return self.rows[key]
 
 
-#: a tag in the cache key for an engine whose readings changed: cache rows of its earlier
-#: readings are not reused (Tesseract reads a page set in columns column by column since
-#: 2026-12-06, ``pipeline.ocr.columns.text_columns``)
-READING = {"tesseract": "tesseract/columns"}
+def reading(name: str, page) -> str:
+    """How the engine reads this upload, the first part of its cache key: Tesseract reads a page
+    set in columns column by column since 2026-12-06 (``pipeline.ocr.columns.text_columns``;
+    those rows are ``tesseract/columns``), any other page whole, exactly as before (``tesseract``
+    rows of earlier runs stay valid)."""
+    if name == "tesseract":
+        from pipeline.ocr.columns import text_columns
+
+        if text_columns(decode_image(page.data)) is not None:
+            return "tesseract/columns"
+    return name
 
 
 def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None = None) -> dict:
@@ -217,7 +224,7 @@ def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None
 
             def cer_of(gt: str, key: str, page) -> float:
                 nonlocal engine
-                key = key.replace(f"{name}|", f"{READING.get(name, name)}|", 1)
+                key = key.replace(f"{name}|", f"{reading(name, page)}|", 1)
                 if key not in cache.rows and engine is None:
                     engine = create_engine(name)
 

@@ -140,8 +140,9 @@ def text_columns(image: Image.Image) -> list[tuple[str, tuple[int, int, int, int
     each column of a section of columns (left to right), ``("across", box)`` for the full-width
     stretch between such sections (a title, a full-width paragraph, a table); boxes
     ``(x0, y0, x1, y1)`` in pixels. None for a page not set in columns: no section of columns at
-    least ``COLUMN_PAGE_SHARE`` of the page tall (a form or a chart whose heading has two
-    parts, a table, a single column), which is read whole, as Tesseract lays it out.
+    least ``COLUMN_PAGE_SHARE`` of the page tall with ``ALIGNED_MIN_LINES`` lines or more in
+    each column (a form or a chart whose heading has two parts, a table, a single column, a few
+    lines of words set far apart), which is read whole, as Tesseract lays it out.
 
     Why: Tesseract's own column finding decides a multi-column page's reading order, and a
     half-pixel shift of the page changes it (multicol_04: 7.1 % CER, 10.6-60.3 % shifted);
@@ -166,7 +167,8 @@ def _regions(ink: np.ndarray, box: tuple[int, int, int, int], speck: int,
         if across is not None:
             out.append(("across", (x0, across, x1, s0)))
             across = None
-        tallest = max(tallest, s1 - s0)
+        if all(len(_line_runs(ink[s0:s1, x0 + c0:x0 + c1], speck)) >= ALIGNED_MIN_LINES for c0, c1 in columns):
+            tallest = max(tallest, s1 - s0)    # columns of text, not words set apart on a few lines
         out += [("column", (x0 + c0, s0, x0 + c1, s1)) for c0, c1 in columns]
     if across is not None:
         out.append(("across", (x0, across, x1, y1)))

@@ -5,8 +5,8 @@ worker processes, and it has language packs RapidOCR's bundled model lacks (``Fr
 best model we measured on German blackletter). Its weak spots are receipts, forms and some tables.
 
 Reading order: a page set in columns (``columns.text_columns``: a section of columns at least
-half the page tall, found from white gutters) is read region by region, each column and each
-full-width stretch on its own (``SetRectangle``), in that order; Tesseract's own column finding
+half the page tall, 5 lines or more in each, found from white gutters) is read region by
+region, each column and each full-width stretch on its own (``SetRectangle``), in that order; Tesseract's own column finding
 moves under a half-pixel shift of such a page (multicol_04: 7.1 % CER upright, 10.6-60.3 %
 moved by a quarter or half pixel; docs/configuration.md, "Turned and skewed pages"), white
 gutters do not. Any other page is read whole, as Tesseract lays it out. Within a region its
