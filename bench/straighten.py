@@ -198,6 +198,19 @@ class ReadCache:
         return self.rows[key]
 
 
+def reading(name: str, page) -> str:
+    """How the engine reads this upload, the first part of its cache key: Tesseract reads a page
+    set in columns column by column since 2026-12-06 (``pipeline.ocr.columns.text_columns``;
+    those rows are ``tesseract/columns``), any other page whole, exactly as before (``tesseract``
+    rows of earlier runs stay valid)."""
+    if name == "tesseract":
+        from pipeline.ocr.columns import text_columns
+
+        if text_columns(decode_image(page.data)) is not None:
+            return "tesseract/columns"
+    return name
+
+
 def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None = None) -> dict:
     """Share of variants within 1 CER point of the upright page, with (``auto``) and without
     (``off``) straightening, overall and for each rotation and skew; the variants that miss."""
@@ -211,6 +224,7 @@ def score_ocr(todo, engines: list[str], modes: list[str], cache_path: str | None
 
             def cer_of(gt: str, key: str, page) -> float:
                 nonlocal engine
+                key = key.replace(f"{name}|", f"{reading(name, page)}|", 1)
                 if key not in cache.rows and engine is None:
                     engine = create_engine(name)
 

@@ -7,28 +7,13 @@ read as two half-lines of garbage, or not at all.
 
 How, from the ink alone (Pillow + numpy, at the page's own resolution, no OCR):
 
-* **Ink**: dark pixels (Otsu's threshold on the grey histogram, never above mid-grey, so a clean
-  white page is not split on paper texture), without the scan's frame; in a dark panel (a
-  coloured sidebar) the light pixels are the ink. A row is *blank* when it holds at most a speck
-  of ink (``speck`` pixels: dust, not a descender), and each row's ink counts for its neighbours
-  (a row through the middle of thin type may hold only grey: no gap). A gutter may hold dust, never a run of
-  consecutive inked rows down its middle (a title crossing it).
-* **Bands and columns** (a recursive XY cut of depth two): the page is split at full-width blank
-  runs into bands; a band with a vertical white gutter (no ink over the band's height, wide at
-  least ``GUTTER_FRACTION`` of the page, with ink on both sides) is cut into its columns. A
-  horizontal strip of a two-column page would be answered column 1's lines, then column 2's, so
-  stitched strips would interleave the columns: **the columns are cut apart first**, and the
-  strips are read column by column, each top to bottom (reading order: bands top to bottom,
-  columns left to right). A band of columns that fits the limit is never cut inside (the model
-  reads its columns in order within one image); the other bands are cut as one run. A band
-  with no columns whose first (last) few lines alone hide its gutter (a heading across the
-  gutter set closer to the columns than a band gap) is parted below (above) them
-  (``_spanning``). A gutter is no title's word space unless the lines on both its sides are
-  twice as tall as it is wide (a figure beside a text column is on one side only). A table's
-  gutters are no text columns' (``_rows_aligned``: its cells lie on the same rows): it is cut
-  across the full width, between its rows, never into its columns (read column by column, every
-  row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
-  a band of its own, read whole.
+* **Ink, bands and columns** (``pipeline.ocr.columns``, shared with the Tesseract engine,
+  which reads a page set in columns column by column): dark pixels without the scan's frame,
+  the page split at full-width blank runs into bands, a band cut at its white gutters. The
+  recursive XY cut here goes to depth two: **the columns are cut apart first**, and the strips
+  are read column by column, each top to bottom (bands top to bottom, columns left to right).
+  A band of columns that fits the limit is never cut inside (the model reads its columns in
+  order within one image); the other bands are cut as one run.
 * **Strips**: a run is cut at blank runs into the fewest strips the limit allows, and among those
   cuts, the most at breaks (paragraph spaces, the space around a table) rather than between two
   lines or two table rows (``_gap_cuts``); blank paper above and below may be left out.
@@ -47,24 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page width wide
-MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
+from pipeline.ocr.columns import blank_runs, ink_mask, sections, true_runs
+
 OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
-ALIGNED_ROWS = 0.7          # columns whose lines lie on the same rows this often are a table's
-ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side, unless one is line numbers:
-LINE_SHARE = 0.1            # a row inked under this share of a full row's ink is between lines (tables' rows)
-NUMBERS_LINES = 2.0         # ink at most this many line heights wide (two or three digits)
 MARGIN = 8                  # rows of blank paper kept above a run's first line and below its last
 BREAK_LINES = 0.6           # a blank run this many median line heights tall is a break (strips end there first)
-FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
-PANEL_FRACTION = 0.05       # dark columns (rows) at least this share of the page wide (tall) are a panel
-EDGE_FRACTION = 0.06        # ... and within this share of the page from a side edge, over EDGE_SHARE
-EDGE_SHARE = 0.1
-GUTTER_INK = 0.02           # a gutter column may hold this share of inked rows (dust, bleed-through) ...
-CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows (text crossing it)
-SPANNING_LINES = 3          # a band's first (last) lines this many at most may span its columns (a heading)
-MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 
 
 @dataclass(frozen=True)
@@ -91,72 +64,6 @@ class Region:
         if self.overlap:
             out["overlap"] = self.overlap
         return out
-
-
-def ink_mask(image: Image.Image) -> np.ndarray:
-    """Dark pixels as a boolean array (rows, columns), without the scan's frame: a row or column
-    inked over more than ``FRAME_SHARE`` of the page is a black border, a fold or a rule, not text,
-    and would hide every gap it crosses."""
-    grey_image = image.convert("L")
-    grey = np.asarray(grey_image, dtype=np.uint8)
-    ink = grey < _otsu(np.asarray(grey_image.histogram(), dtype=np.float64))
-    height, width = ink.shape
-    _panels(ink)      # dark columns: a sidebar, or a border
-    _panels(ink.T, edges=True)    # dark rows: a banner, or a rule (a view: the same pixels)
-    # Each row's ink reaches ``reach`` rows up and down: a row through the middle of a line of
-    # thin type can hold no dark pixel at all (only grey stroke edges), and a "gap" that thin is
-    # inside a line; gaps between lines are taller and survive, ``2 * reach`` rows shorter.
-    reach = max(1, height // 1000)
-    grown = ink.copy()
-    for shift in range(1, reach + 1):
-        grown[shift:] |= ink[:-shift]
-        grown[:-shift] |= ink[shift:]
-    ink = grown
-    # near the left and right edges a scan's shadow or torn border inks fewer rows: a lower bar
-    # there (not at the top and bottom, where a running head's line inks rows just as densely)
-    edge_x = int(width * EDGE_FRACTION)
-    cols = ink.sum(axis=0) > EDGE_SHARE * height
-    cols[edge_x:width - edge_x] = False
-    ink[:, cols] = False
-    return ink
-
-
-def _panels(ink: np.ndarray, edges: bool = False) -> None:
-    """Columns inked over more than ``FRAME_SHARE`` of the rows, in place: a run of them at least
-    ``PANEL_FRACTION`` of the width is a dark panel (a coloured sidebar) whose text is light on
-    dark, so there the light pixels become the ink, in the rows the panel covers; a narrower run
-    is a border or a rule, not text, and is left out (it would hide every gap it crosses).
-    ``edges``: the panel's first and last columns stay ink over ``CROSSING_ROWS`` (called on the
-    page turned, for a banner: its top and bottom edges cross any gutter under its text, so a
-    banner over two columns is read whole, as one band, not cut with the columns below it)."""
-    height, width = ink.shape
-    for a, b in _runs(ink.sum(axis=0) > FRAME_SHARE * height):
-        if b - a >= width * PANEL_FRACTION:
-            rows = ink[:, a:b].mean(axis=1) > FRAME_SHARE
-            ink[rows, a:b] = ~ink[rows, a:b]
-            if edges:
-                k = max(CROSSING_ROWS, height // 400)
-                ink[rows, a:a + k] = True
-                ink[rows, b - k:b] = True
-        else:
-            ink[:, a:b] = False
-
-
-def _otsu(hist: np.ndarray) -> int:
-    """Otsu's threshold from a 256-bin grey histogram (Pillow's, computed in C)."""
-    total = hist.sum()
-    if total == 0:
-        return 128
-    levels = np.arange(256)
-    w0 = np.cumsum(hist)
-    m0 = np.cumsum(hist * levels)
-    w1 = total - w0
-    mean_all = m0[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mean_all * w0 / total - m0) ** 2 / (w0 * w1 / total)
-    between = np.nan_to_num(between)
-    threshold = int(np.argmax(between)) + 1
-    return min(threshold, 128) if between.max() > 0 else 128
 
 
 def plan_strips(image: Image.Image, limit: int) -> list[Region]:
@@ -190,291 +97,22 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
     """
     if y1 - y0 <= limit:
         return [Region(x0, y0, x1, y1)]
-    bands = [(y0 + a, y0 + b) for a, b in _bands(ink[y0:y1, x0:x1], speck)]
-    bands = [part for a, b in bands for part in _spanning(ink[:, x0:x1], a, b, speck, page_width)]
     out: list[Region] = []
     run_start: int | None = None
     keep_whole: list[tuple[int, int]] = []
-    i = 0
-    while i < len(bands):
-        j = _section_end(ink, x0, x1, bands, i, page_width)
-        s0, s1 = bands[i][0], bands[j][1]
-        columns = _columns(ink[s0:s1, x0:x1], page_width) if j > i or not _centred(ink[s0:s1, x0:x1]) else []
-        if columns and _rows_aligned(ink[s0:s1, x0:x1], columns, speck):
-            columns = []   # a table's columns (or numbered lines): its strips go across the full width
+    for s0, s1, columns in sections(ink, x0, x1, y0, y1, speck, page_width):
         if columns:
             if s1 - s0 > limit:
                 if run_start is not None:
                     out += _cut_run(ink, x0, x1, run_start, s0, limit, speck, keep_whole)
                     run_start, keep_whole = None, []
                 out += [r for c0, c1 in columns for r in _layout(ink, x0 + c0, x0 + c1, s0, s1, limit, speck, page_width)]
-                i = j + 1
                 continue
             keep_whole.append((s0, s1))
         run_start = s0 if run_start is None else run_start
-        i = j + 1
     if run_start is not None:
         out += _cut_run(ink, x0, x1, run_start, y1, limit, speck, keep_whole)
     return out
-
-
-def _spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> list[tuple[int, int]]:
-    """The band [a, b) parted below its first lines or above its last ones when they alone keep
-    its columns from being found: a heading across the gutter set closer to the columns than a
-    band gap (two transcript pages side by side under the deposition's title), a rule over them,
-    a footer line under them. Up to ``SPANNING_LINES`` lines are parted off a side, at the first
-    blank run that leaves columns (of at least ``ALIGNED_MIN_LINES`` lines) on the other side;
-    the band is kept whole when it has columns already or no such run exists.
-
-    The lines are looked for first without the band's rules down the page (``_text_lines``: a
-    frame's sides join the frame's top edge to the columns' first lines, and the parting fell
-    under those), and a parting so found below the first lines is taken when a line of text
-    among them crosses a gutter below (``_text_across``: a heading); else (a ruled table's
-    header row lies in its columns: the table stays whole, cut across; a rule alone over the
-    columns) the lines are the runs of inked rows as they are."""
-    band = ink[a:b]
-    if _columns(band, page_width):
-        return [(a, b)]
-    parted = _parted(band, _text_lines(band, speck), page_width, top_only=True)
-    if parted is not None and not _text_across(band[:parted], _columns(band[parted:], page_width), speck, page_width):
-        parted = None
-    if parted is None:
-        parted = _parted(band, _runs(band.sum(axis=1) > speck), page_width)
-    if parted is None:
-        return [(a, b)]
-    if _columns(band[parted:], page_width):      # parted below a heading: the rest may hold another
-        return [(a, a + parted), *_spanning(ink, a + parted, b, speck, page_width)]
-    return [(a, a + parted), (a + parted, b)]
-
-
-def _parted(band: np.ndarray, lines: list[tuple[int, int]], page_width: int, top_only: bool = False) -> int | None:
-    """The row parting the band below its first lines (up to ``SPANNING_LINES``) or, failing
-    that, above its last ones, the first that leaves columns on the other side (None: none)."""
-    if len(lines) < SPANNING_LINES + ALIGNED_MIN_LINES:
-        return None
-    for k in range(1, SPANNING_LINES + 1):
-        cut = (lines[k - 1][1] + lines[k][0]) // 2           # below the first k lines
-        if _columns(band[cut:], page_width):
-            return cut
-    if top_only:
-        return None
-    for k in range(1, SPANNING_LINES + 1):
-        cut = (lines[-k - 1][1] + lines[-k][0]) // 2         # above the last k lines
-        if _columns(band[:cut], page_width):
-            return cut
-    return None
-
-
-def _text_across(part: np.ndarray, columns: list[tuple[int, int]], speck: int, page_width: int) -> bool:
-    """Whether a line of text in ``part`` crosses a gutter between ``columns``: ink within half a
-    gutter's width of the gutter's middle, on a line that is no rule (no row of it inked on end
-    over ``MIN_COLUMN_FRACTION`` of the page; letters leave gaps). A heading across the gutter is
-    parted off the columns under it; a table's header row, whose cells lie in the table's
-    columns, is not: its rules alone hid the columns (a ruled table is one section, cut across)."""
-    reach = max(4, int(page_width * GUTTER_FRACTION) // 2)
-    longest = MIN_COLUMN_FRACTION * page_width
-    lines = [(a, b) for a, b in _text_lines(part, speck) if _longest_down(part[a:b].T).max() < longest]
-    return any(part[a:b, max(0, x - reach):x + reach].any() for a, b in lines for _, x in columns[:-1])
-
-
-def _text_lines(band: np.ndarray, speck: int) -> list[tuple[int, int]]:
-    """The band's lines as runs of inked rows, its rules down the page left out
-    (``_without_rules``): the sides of a frame drawn round the columns join a rule over them
-    (the frame's top edge) to the lines under it with no blank row between, so the heading above
-    the rule could not be parted off with the rule, which crosses the gutter, and the columns'
-    first lines went with the heading. A cut between two such lines goes through the frame's
-    sides only."""
-    return _runs(_without_rules(band).sum(axis=1) > speck)
-
-
-def _without_rules(band: np.ndarray) -> np.ndarray:
-    """The band without its pixel columns inked down more than two lines on end (as in
-    ``_numbers``; a line's height taken from the glyphs, the tallest runs down most pixel
-    columns): the sides of a frame, a table's column rules. They are no text, and they join
-    the lines they pass into one run of inked rows."""
-    strokes = _longest_down(band)
-    if not strokes.any():
-        return band
-    rule = strokes > 2 * float(np.percentile(strokes[strokes > 0], 90))
-    return band & ~rule if rule.any() else band
-
-
-def _rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
-    """Whether the lines on both sides of every gutter lie on the same rows: a table's cells do
-    (and numbered lines beside their numbers), text columns rarely do (their headings, paragraph
-    spaces and figures put them out of step). At least ``ALIGNED_ROWS`` of the lines of the side
-    with fewer lines (of at least ``ALIGNED_MIN_LINES``) have their middle within a quarter of a
-    line height of a line's middle on the other side. A table cut into its columns is read column
-    by column, every row torn apart; cut across its full width at the gaps between its rows, it
-    is read row by row.
-
-    Middles, not tops: a cell of lower-case words without ascenders ("east") starts a quarter of
-    a line lower than the figures beside it, on the same row. Lines at least half a text line
-    tall only: a dash, a dot or the tail of a name clipped by the page's edge (``ink_mask`` leaves
-    out the ink close to a side edge) is a "line" of its own, anywhere in its row."""
-    runs = [_line_runs(band[:, c0:c1], speck) for c0, c1 in columns]
-    if not any(runs):
-        return False
-    text_line = max(float(np.median([b - a for a, b in rs])) for rs in runs if rs)   # thin digits break up
-    if any(_numbers(band[:, c0:c1], rs, text_line) for (c0, c1), rs in zip(columns, runs)):
-        return False
-    runs = [[(a, b) for a, b in rs if b - a >= 0.5 * text_line] for rs in runs]
-    heights = [b - a for column in runs for a, b in column]
-    if not heights:
-        return False
-    near = max(3.0, 0.25 * float(np.median(heights)))
-    for left, right in zip(runs, runs[1:]):
-        fewer, more = sorted(([(a + b) / 2 for a, b in left], [(a + b) / 2 for a, b in right]), key=len)
-        if len(fewer) < ALIGNED_MIN_LINES:
-            return False
-        middles = np.asarray(more)
-        hits = sum(1 for m in fewer if np.abs(middles - m).min() <= near)
-        if hits < ALIGNED_ROWS * len(fewer):
-            return False
-    return True
-
-
-def _line_runs(column: np.ndarray, speck: int) -> list[tuple[int, int]]:
-    """The column's text lines as runs of rows holding more than ``LINE_SHARE`` of a full row's
-    ink (its 90th percentile): a descender or a parenthesis reaching into the row gap of a tight
-    table inks it with a speck or two, so counting every inked row would merge rows into one."""
-    rows = column.sum(axis=1)
-    inked = rows[rows > speck]
-    if inked.size == 0:
-        return []
-    return _runs(rows > max(speck, LINE_SHARE * float(np.percentile(inked, 90))))
-
-
-def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> bool:
-    """A column of line numbers: its lines' ink (the median) at most ``NUMBERS_LINES`` line
-    heights wide. Numbered lines start on the same rows as their numbers, as a table's cells do,
-    but the page is read column by column (the numbers, then the text), as a list of two columns is.
-    A pixel column inked down more than two lines on end is a rule, not a glyph, and is no part
-    of any line's width: the side of a frame drawn round a transcript page (on a skewed scan no
-    one pixel column of it is inked down half the page, and ``ink_mask`` keeps it)."""
-    rule = _longest_down(column) > 2 * line
-    widths = []
-    for a, b in lines:
-        xs = np.flatnonzero(column[a:b].any(axis=0) & ~rule)
-        widths.append(int(xs[-1] + 1 - xs[0]) if xs.size else 0)
-    return bool(widths) and float(np.median(widths)) <= NUMBERS_LINES * line
-
-
-def _longest_down(ink: np.ndarray) -> np.ndarray:
-    """For each pixel column, its longest run of consecutive inked rows (vectorised: the rises
-    and falls of all runs, column after column, their lengths' maximum taken per column)."""
-    padded = np.zeros((ink.shape[1], ink.shape[0] + 2), dtype=np.int8)
-    padded[:, 1:-1] = ink.T
-    edges = np.diff(padded, axis=1).ravel()      # columns one after the other, never joined: 0s between
-    rises, falls = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    longest = np.zeros(ink.shape[1], dtype=np.int64)
-    if rises.size:
-        columns = rises // (ink.shape[0] + 1)
-        first = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
-        longest[columns[first]] = np.maximum.reduceat(falls - rises, first)
-    return longest
-
-
-def _centred(band: np.ndarray) -> bool:
-    """Ink narrower than half the box and centred in it: a title or a page number, which spans
-    the columns (its letter gaps are no gutter)."""
-    inked = np.flatnonzero(band.sum(axis=0))
-    if inked.size == 0:
-        return False
-    width = band.shape[1]
-    left, right = int(inked[0]), int(inked[-1]) + 1
-    return right - left < width * 0.5 and abs((left + right) / 2 - width / 2) < width * 0.1
-
-
-def _section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, page_width: int) -> int:
-    """The last band j >= i such that a gutter runs over all of bands i..j (i when none): a band
-    of one column only (a footnote under its column) extends the section, a centred page number
-    or title stops it."""
-    best = i
-    if _centred(ink[bands[i][0]:bands[i][1], x0:x1]):
-        return i
-    for j in range(i + 1, len(bands)):
-        if _centred(ink[bands[j][0]:bands[j][1], x0:x1]) or not _columns(ink[bands[i][0]:bands[j][1], x0:x1],
-                                                                            page_width):
-            break
-        best = j
-    return best
-
-
-def _blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
-    """Runs [a, b) of rows holding at most a speck of ink."""
-    return _runs(rows_ink <= speck)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """The runs [a, b) of consecutive True in a 1-d mask."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
-def _bands(ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
-    """The page cut at full-width blank runs at least ``MIN_BAND_GAP_FRACTION`` of its height:
-    consecutive bands cover the page, each boundary in the middle of such a run."""
-    height = ink.shape[0]
-    min_gap = max(8, int(height * MIN_BAND_GAP_FRACTION))
-    cuts = [(a + b) // 2 for a, b in _blank_runs(ink.sum(axis=1), speck)
-            if b - a >= min_gap and a > 0 and b < height]
-    bounds = [0, *cuts, height]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-def _tallest_line(band: np.ndarray, page_width: int) -> int:
-    """The tallest run of consecutive rows holding more than a speck of ink: a line's height
-    (or several touching lines')."""
-    return max((b - a for a, b in _runs(band.sum(axis=1) > max(2, page_width // 500))), default=0)
-
-
-def _word_space(band: np.ndarray, a: int, b: int, page_width: int) -> bool:
-    """Whether the blank run [a, b) is narrower than half the height of the lines on both its
-    sides: a big title's word space is as wide as a body's gutter, but never half as wide as its
-    letters are tall (the lines are measured next to the run, so the other column's lines, on
-    other baselines, do not join them). Both sides: the title's letters are on both; a figure
-    beside a text column (a chart in a sidebar) inks many rows on end on its side only, and the
-    gutter beside it is one."""
-    reach = 3 * (b - a)
-    tallest = min(_tallest_line(band[:, max(0, a - reach):a], page_width),
-                  _tallest_line(band[:, b:b + reach], page_width))
-    return b - a < tallest // 2
-
-
-def _crossed(middle: np.ndarray, page_width: int) -> bool:
-    """Whether ink runs down the middle third of a gutter over consecutive rows, as a title or a
-    line of text crossing it does (dust and bleed-through are specks, scattered): such a "gutter"
-    is no gutter, and a cut there would go through that text."""
-    longest = max((b - a for a, b in _runs(middle.any(axis=1))), default=0)
-    return longest >= max(CROSSING_ROWS, page_width // 400)
-
-
-def _columns(band: np.ndarray, page_width: int) -> list[tuple[int, int]]:
-    """The band's columns [x0, x1) split at white gutters with ink on both sides; [] if none."""
-    cols_ink = band.sum(axis=0)
-    inked = np.flatnonzero(cols_ink > 0)
-    if inked.size == 0:
-        return []
-    left, right = int(inked[0]), int(inked[-1]) + 1
-    min_gutter = max(8, int(page_width * GUTTER_FRACTION))
-    tolerance = int(band.shape[0] * GUTTER_INK)
-    gutters = [(a, b) for a, b in _blank_runs(cols_ink[left:right], tolerance)
-               if b - a >= min_gutter and a > 0 and b < right - left
-               and not _crossed(band[:, left + a + (b - a) // 3:left + b - (b - a) // 3], page_width)
-               and not _word_space(band, left + a, left + b, page_width)]
-    if not gutters:
-        return []
-    bounds = [0] + [left + (a + b) // 2 for a, b in gutters] + [band.shape[1]]
-    columns = list(zip(bounds, bounds[1:]))
-    narrow = max(16, int(page_width * MIN_COLUMN_FRACTION))
-    merged: list[tuple[int, int]] = []
-    for x0, x1 in columns:   # a rule between two columns is no column: it joins the one on its left
-        if merged and (x1 - x0 < narrow or merged[-1][1] - merged[-1][0] < narrow):
-            merged[-1] = (merged[-1][0], x1)
-        else:
-            merged.append((x0, x1))
-    return merged if len(merged) >= 2 else []
 
 
 def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
@@ -484,7 +122,7 @@ def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, sp
     plans them, else (a stretch taller than the limit without a gap) greedily, each strip as
     tall as the limit allows, with an overlapping seam where no gap is found."""
     rows = ink[y0:y1, x0:x1].sum(axis=1)
-    gaps = [(a, b) for a, b in _blank_runs(rows, speck)
+    gaps = [(a, b) for a, b in blank_runs(rows, speck)
             if not any(k0 < y0 + (a + b) // 2 < k1 for k0, k1 in keep_whole)]
     total = y1 - y0
     planned = _gap_cuts(rows, gaps, limit, speck)
@@ -536,7 +174,7 @@ def _gap_cuts(rows: np.ndarray, gaps: list[tuple[int, int]], limit: int, speck: 
     stop = min(total, gaps[-1][0] + MARGIN) if gaps and gaps[-1][1] == total else total
     if stop <= start:
         return None
-    lines = [b - a for a, b in _runs(rows > speck)]
+    lines = [b - a for a, b in true_runs(rows > speck)]
     paragraph = BREAK_LINES * float(np.median(lines)) if lines else float("inf")
     at_break: dict[int, bool] = {}
     for a, b in gaps:
