@@ -413,6 +413,24 @@ def test_text_columns_are_found_on_a_page_set_in_columns_only():
     assert text_columns(table) is None
     spaced, _ = draw_words((1200, 900), 32, 0, per_line=4, lines=7)   # word spaces, no columns
     assert text_columns(spaced) is None
+    assert text_columns(_lists_side_by_side()) is None   # short entries: a receipt's, a form's
+
+
+def _lists_side_by_side(size=(1000, 900), px=20):
+    """Three columns of short entries (an item, a count, a price) on pitches of their own, so
+    their rows do not line up as a table's do: no running text in any of them."""
+    from helpers import font
+
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    f = font(px)
+    for x, pitch, entry in ((60, 34, "Item {k}"), (430, 41, "{k} pcs"), (760, 37, "{k}.50 EUR")):
+        y, k = 60, 1
+        while y + px < size[1] - 40:
+            draw.text((x, y), entry.format(k=k * 7 % 90 + 3), font=f, fill=0)
+            y += pitch
+            k += 1
+    return img
 
 
 @pytest.mark.real_ocr

@@ -46,6 +46,7 @@ CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows
 SPANNING_LINES = 3          # a band's first (last) lines this many at most may span its columns (a heading)
 MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 COLUMN_PAGE_SHARE = 0.5     # a page is set in columns when one section of columns is this share of its height
+TEXT_ASPECT = 8.0           # running text: its median line this many times as long as tall (~16 characters)
 
 
 def ink_mask(image: Image.Image) -> np.ndarray:
@@ -167,7 +168,7 @@ def _regions(ink: np.ndarray, box: tuple[int, int, int, int], speck: int,
         if across is not None:
             out.append(("across", (x0, across, x1, s0)))
             across = None
-        if all(len(_line_runs(ink[s0:s1, x0 + c0:x0 + c1], speck)) >= ALIGNED_MIN_LINES for c0, c1 in columns):
+        if _text_columns(ink[s0:s1, x0:x1], columns, speck):
             tallest = max(tallest, s1 - s0)    # columns of text, not words set apart on a few lines
         out += [("column", (x0 + c0, s0, x0 + c1, s1)) for c0, c1 in columns]
     if across is not None:
@@ -288,6 +289,26 @@ def rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -
         if hits < ALIGNED_ROWS * len(fewer):
             return False
     return True
+
+
+def _text_columns(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
+    """Whether the section's columns are columns of text: each of ``ALIGNED_MIN_LINES`` lines or
+    more (not words set apart on a few lines), and at least half of them running text, their
+    median line ``TEXT_ASPECT`` times as long as it is tall (line numbers beside a transcript's
+    text count; a receipt's items, quantities and prices, a form's labels and values do not:
+    Tesseract reads those across, as rows, and read column by column they lost words)."""
+    running = 0
+    for c0, c1 in columns:
+        column = section[:, c0:c1]
+        lines = _line_runs(column, speck)
+        if len(lines) < ALIGNED_MIN_LINES:
+            return False
+        aspects = []
+        for a, b in lines:
+            xs = np.flatnonzero(column[a:b].any(axis=0))
+            aspects.append((xs[-1] + 1 - xs[0]) / max(b - a, 1) if xs.size else 0.0)
+        running += float(np.median(aspects)) >= TEXT_ASPECT
+    return 2 * running >= len(columns)
 
 
 def _line_runs(column: np.ndarray, speck: int) -> list[tuple[int, int]]:
