@@ -381,21 +381,18 @@ class PollPlanner:
         finally:
             job.wake = None
 
-    def _done_chance(self, job: _Waiting, now: float) -> float:
-        if self._dist is None:
-            return 0.0
-        grid, cdf = self._dist
-        alive = 1.0 - _interp(job.last_miss, grid, cdf)
-        if alive <= 1e-6:
-            return 1.0
-        return max(0.0, _interp(now - job.submitted, grid, cdf) - (1.0 - alive)) / alive
-
     def done_chance(self, request_id: str) -> float:
         """The chance the job is done now, given it was running at its last poll (from the last
         plan's estimate; 0 before one): status polls queue by it in the status limiter, the
         likeliest first (``RateLimiter.acquire``)."""
         job = self._jobs.get(request_id)
-        return 0.0 if job is None else self._done_chance(job, self.clock())
+        if job is None or self._dist is None:
+            return 0.0
+        grid, cdf = self._dist
+        alive = 1.0 - _interp(job.last_miss, grid, cdf)
+        if alive <= 1e-6:
+            return 1.0
+        return max(0.0, _interp(self.clock() - job.submitted, grid, cdf) - (1.0 - alive)) / alive
 
     def snapshot(self) -> dict[str, float]:
         n = max(1, self.finished_jobs)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .layout import TEXT_ASPECT   # running text, as the reading order judges it from line boxes
+
 GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page width wide
 MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
 ALIGNED_ROWS = 0.7          # columns whose lines lie on the same rows this often are a table's
@@ -46,7 +48,6 @@ CROSSING_ROWS = 6           # ... but no run of this many consecutive inked rows
 SPANNING_LINES = 3          # a band's first (last) lines this many at most may span its columns (a heading)
 MIN_COLUMN_FRACTION = 0.1   # a "column" narrower than this share of the page (a rule, a margin) joins its neighbour
 COLUMN_PAGE_SHARE = 0.5     # a page is set in columns when one section of columns is this share of its height
-TEXT_ASPECT = 8.0           # running text: its median line this many times as long as tall (~16 characters)
 
 
 def ink_mask(image: Image.Image) -> np.ndarray:

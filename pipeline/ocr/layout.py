@@ -111,16 +111,21 @@ def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
     return [i for _, row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
 
 
+def _aspect(box: Box) -> float:
+    """A line's length in line heights."""
+    return (box[2] - box[0]) / max(box[3] - box[1], 1.0)
+
+
 def _text_like(indices: list[int], boxes: Sequence[Box]) -> bool:
     """Running text: its lines are long (median width at least ``TEXT_ASPECT`` line heights)."""
-    return median((boxes[i][2] - boxes[i][0]) / max(boxes[i][3] - boxes[i][1], 1.0) for i in indices) >= TEXT_ASPECT
+    return median(_aspect(boxes[i]) for i in indices) >= TEXT_ASPECT
 
 
 def _carries_text(indices: list[int], boxes: Sequence[Box]) -> bool:
     """Running text in some of it: at least ``TEXT_SHARE`` of its lines, and ``TEXT_MIN_LINES``
     or more, are long (paragraphs over a table are still text to pair with, however short the
     column's median line; a table's few long labels are not)."""
-    long = sum((boxes[i][2] - boxes[i][0]) / max(boxes[i][3] - boxes[i][1], 1.0) >= TEXT_ASPECT for i in indices)
+    long = sum(_aspect(boxes[i]) >= TEXT_ASPECT for i in indices)
     return _text_like(indices, boxes) or long >= max(TEXT_SHARE * len(indices), TEXT_MIN_LINES)
 
 
