@@ -13,6 +13,7 @@ from pipeline.deapi import ClientSettings, DeapiClient, PixelLimits
 from pipeline.deapi.client import parse_balance, parse_models_page, parse_retry_after, parse_status
 from pipeline.deapi.errors import (DeapiError, JobFailedError, ServerError, SubmitOutcomeUnknown, ValidationError,
                                    normalize_errors)
+from pipeline.formats.model import answer_text
 from pipeline.server import EmbeddedServer, ServerConfig
 
 
@@ -154,3 +155,24 @@ async def test_the_submit_body_parses_back_field_for_field_in_aiohttp():
         assert resp.status == 200
     assert seen == {"model": "Nanonets_Ocr_S_F16", "flag": "true", "filename": 'scan %22č%22%0A.png',
                     "content_type": "image/png", "data": data}
+
+
+@pytest.mark.parametrize("answer, text", [
+    ({"text": "# Title\nbody", "blocks": [{"lines": [{"text": "ignored"}]}]}, "# Title\nbody"),  # our server's
+    ({"markdown": "# Title"}, "# Title"),
+    ({"content": "a line"}, "a line"),
+    ({"result": {"text": "nested"}}, "nested"),
+    ({"data": {"pages": [{"text": "page one"}, {"text": "page two"}]}}, "page one\n\npage two"),
+    ({"blocks": [{"lines": [{"text": "l1"}, {"text": "l2"}]}, {"lines": [{"text": "l3"}]}]}, "l1\nl2\n\nl3"),
+    ({"lines": [{"words": [{"text": "two"}, {"text": "words"}]}]}, "two words"),
+    ([{"text": "a"}, {"text": "b"}], "a\nb"),
+])
+def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
+    """deAPI's ``format: json`` shape is unpublished (deapi-api.md §1.4): the text is found
+    under the usual names, nested or in parts, so a ``.txt`` never holds the JSON itself."""
+    assert answer_text(answer) == text
+
+
+@pytest.mark.parametrize("answer", [{"engine": "x", "width": 3}, [], {"pages": []}, 7])
+def test_a_json_answer_without_text_says_so(answer):
+    assert answer_text(answer) is None

@@ -80,6 +80,48 @@ def has_positions(result: Any) -> bool:
                for b in result["blocks"] if isinstance(b, dict) for ln in b.get("lines") or [])
 
 
+# Where a structured answer may keep its text, most specific first, and the lists of parts it may
+# give instead (deAPI has not published its JSON shape, deapi-api.md §1.4).
+_TEXT_KEYS = ("text", "markdown", "md", "content", "ocr_text", "transcription", "result", "output", "data")
+_PART_KEYS = {"pages": "\n\n", "blocks": "\n\n", "paragraphs": "\n\n", "regions": "\n\n",
+              "lines": "\n", "results": "\n", "items": "\n", "data": "\n", "words": " "}
+
+
+def answer_text(result: Any, _depth: int = 0) -> str | None:
+    """The text a structured (``format: json``) answer carries, whatever its shape.
+
+    Why: the hosted model's JSON is unpublished. Our server puts the whole text under ``text``;
+    another server may name it ``markdown`` or ``content``, nest it (``{"result": {"text": ..}}``)
+    or give only parts (pages, blocks, lines, each with its text), which are joined in order
+    (pages and blocks by a blank line, lines by a newline, words by a space). ``None`` when no
+    text is found anywhere: the caller keeps the raw answer rather than lose it.
+    """
+    if isinstance(result, str):
+        return result
+    if _depth > 8:
+        return None
+    if isinstance(result, list):
+        parts = [t for t in (answer_text(item, _depth + 1) for item in result) if t]
+        return "\n".join(parts) if parts else None
+    if not isinstance(result, dict):
+        return None
+    for key in _TEXT_KEYS:
+        value = result.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            found = answer_text(value, _depth + 1)
+            if found is not None:
+                return found
+    for key, separator in _PART_KEYS.items():
+        value = result.get(key)
+        if isinstance(value, list):
+            parts = [t for t in (answer_text(item, _depth + 1) for item in value) if t]
+            if parts:
+                return separator.join(parts)
+    return None
+
+
 def union(boxes: list[Box]) -> Box | None:
     if not boxes:
         return None

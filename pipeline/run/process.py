@@ -43,7 +43,7 @@ from pipeline.run.placing import (document_pages, limits_for_regeneration, needs
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.markdown import plain_text
-from pipeline.formats.model import has_positions
+from pipeline.formats.model import answer_text, has_positions
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
@@ -681,9 +681,13 @@ class FileProcessor:
                 structured = json.loads(text) if isinstance(text, str) else text
             except ValueError:
                 structured = None
-            if isinstance(structured, dict) and isinstance(structured.get("text"), str):
-                text = structured["text"]
-            elif not isinstance(structured, (dict, list)):
+            if isinstance(structured, (dict, list)):
+                found = answer_text(structured)
+                if found is not None:
+                    text = found
+                elif not isinstance(text, str):
+                    text = json.dumps(structured, ensure_ascii=False)   # no text in it: kept whole
+            else:
                 structured = None
         if text is None:
             text = ""

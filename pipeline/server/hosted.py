@@ -26,9 +26,9 @@ unpublished (deapi-api.md §1.4); we assume an object carrying the Markdown unde
 nothing positional, which is the least a client can rely on (docs/server.md, "The hosted-like
 model").
 
-``HostedSettings`` holds what is configurable about the model. It is where the hosted model's
-other limits attach (the height above which a job fails ``INPUT_TOO_LARGE``, the answer length
-above which it fails ``CONTEXT_LENGTH_EXCEEDED``: issue 27 part B) as more fields.
+``HostedSettings`` holds what is configurable about the model: its job times and its size
+limits (the height above which a job fails ``INPUT_TOO_LARGE``, the answer length above which it
+fails ``CONTEXT_LENGTH_EXCEEDED``; ``size_limits.py`` turns them into job errors).
 """
 
 from __future__ import annotations
