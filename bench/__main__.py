@@ -41,7 +41,7 @@ SUITE = [
     ("bench.polling_tail", [], ["--quick"]),
     ("bench.word_geometry", [], ["--quick"]),
     ("bench.hosted_strips", [], ["--quick"]),
-    ("bench.strip_cer", [], ["--quick"]),
+    ("bench.strip_cer", [], ["--quick", "--dev", "2"]),
     ("bench.straighten", [], ["--quick"]),
 ]
 
@@ -281,9 +281,12 @@ def figures_table(rows: list[dict]) -> list[str]:
         elif b == "strip_cer" and "skipped" in r:
             add("strips vs whole page (CER)", r["skipped"], "–", None)
         elif b == "strip_cer":
+            rendered = sum(1 for row in r.get("rows", []) if row["page"].startswith("dev_"))
+            kind = ("rendered pages (bench/devset.py)" if rendered == r["pages"] else
+                    f"pages ({rendered} rendered)" if rendered else "scribe pages")
             for name, what in (("hosted", "hosted-like model (Markdown)"), ("engine", "engine's own text")):
                 x = r[name]
-                add(f"scribe pages over {r['limit_px']} px read in strips ÷ whole, {what}: pages within +0.5 CER "
+                add(f"{kind} over {r['limit_px']} px read in strips ÷ whole, {what}: pages within +0.5 CER "
                     f"points (worst)", f"{x['within_half_point']} of {r['pages']} (worst {x['worst']['page']} "
                     f"{x['worst']['points']:+})" + (f"; over: {', '.join(x['over'])}" if x["over"] else ""),
                     "every page", x["within_half_point"] == r["pages"])

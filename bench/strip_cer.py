@@ -20,7 +20,9 @@ readings (``engine``): on table pages the renderer's tables differ whole and in 
 first mixes what the cut costs with what rendering does; the second is the cut alone.
 
 ``python -m bench.strip_cer`` reads every tall page; ``--quick`` the multi-column pages only;
-``--pages multicol_01 table_05`` names pages; ``--cache DIR`` keeps each image's reading (by its
+``--pages multicol_01 table_05`` names pages; ``--dev N`` adds N rendered pages of each
+multi-column class of ``bench/devset.py`` (known text, nobody tuned the cut on them;
+``--no-scribe`` for those alone); ``--cache DIR`` keeps each image's reading (by its
 bytes' sha256) so a rerun after a change to the cut reads only the strips that changed.
 RapidOCR runs in this process, one page at a time (about 10-20 CPU-s a page, whole and strips).
 """
@@ -32,6 +34,7 @@ import hashlib
 import json
 import pickle
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -62,7 +65,7 @@ def _reader(cache: Path | None) -> Callable[[bytes], Any]:
 
 def measure_page(image_path: Path, truth: str, read: Callable[[bytes], Any], limit: int = LIMIT) -> dict[str, Any]:
     """Whole and strips CER of one page, and what the cut was."""
-    from bench.metrics import cer_counts
+    from bench.metrics import bag_f1, cer_counts
     from pipeline.formats.markdown import plain_text
     from pipeline.inputs.prepare import PrecheckLimits, prepare_file
     from pipeline.run.stitch import Piece, stitch
@@ -87,7 +90,10 @@ def measure_page(image_path: Path, truth: str, read: Callable[[bytes], Any], lim
         e_strips, _ = cer_counts(truth, plain_text(joined))
         cer_whole, cer_strips = 100 * e_whole / n, 100 * e_strips / n
         row[name] = {"whole_cer_pct": round(cer_whole, 2), "strips_cer_pct": round(cer_strips, 2),
-                     "points": round(cer_strips - cer_whole, 2)}
+                     "points": round(cer_strips - cer_whole, 2),
+                     # words found, order aside: tells a cut that loses text from one that reorders it
+                     "whole_bag_f1": round(bag_f1(truth, plain_text(answer(whole))), 4),
+                     "strips_bag_f1": round(bag_f1(truth, plain_text(joined)), 4)}
     row["cpu_s"] = round(time.process_time() - cpu, 1)
     return row
 
@@ -108,12 +114,30 @@ def tall_pages(names: list[str] | None, limit: int, multicol_only: bool) -> list
     return sorted(found, key=lambda p: (not p.stem.startswith("multicol"), p.stem))
 
 
+def dev_pages(per_class: int, classes: tuple[str, ...], folder: Path) -> list[tuple[Path, str]]:
+    """Rendered pages of known text (``bench/devset.py``, 1240 x 1754 px: an A4 page at 150 dpi,
+    so taller than the limit), written as the JPEGs a scanner would hand over. Nobody tuned the cut
+    on them: the check on classes of layout beside the scribe pages."""
+    from bench import devset
+
+    found = []
+    for page in devset.pages(per_class, classes):
+        path = folder / f"dev_{page.name}.jpg"
+        path.write_bytes(page.jpeg)
+        found.append((path, page.gt))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="the multi-column pages only")
     p.add_argument("--pages", nargs="*", help="page names (file stems), e.g. multicol_01")
     p.add_argument("--limit", type=int, default=LIMIT)
     p.add_argument("--cache", type=Path, help="a folder keeping each image's reading between runs")
+    p.add_argument("--dev", type=int, default=0, metavar="N",
+                   help="also N rendered pages of each multi-column class of bench/devset.py (known text)")
+    p.add_argument("--dev-classes", nargs="*", default=["article2", "article3", "mixed"])
+    p.add_argument("--no-scribe", action="store_true", help="only the rendered pages")
     args = p.parse_args(argv)
     if not (DATA / "img").is_dir():
         print(json.dumps({"bench": "strip_cer", "skipped": f"no scribe data at {DATA}"}))
@@ -122,19 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache:
         args.cache.mkdir(parents=True, exist_ok=True)
     read = _reader(args.cache)
+    pages: list[tuple[Path, str]] = []
+    if not args.no_scribe:
+        for path in tall_pages(args.pages, args.limit, args.quick):
+            truth_path = DATA / "gt_txt" / f"{path.stem}.txt"
+            if truth_path.exists():   # multicol_10 has no ground truth
+                pages.append((path, truth_path.read_text(encoding="utf-8")))
     rows = []
-    for path in tall_pages(args.pages, args.limit, args.quick):
-        truth_path = DATA / "gt_txt" / f"{path.stem}.txt"
-        if not truth_path.exists():   # multicol_10 has no ground truth
-            continue
-        truth = truth_path.read_text(encoding="utf-8")
-        row = measure_page(path, truth, read, args.limit)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-        rows.append(row)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.dev:
+            pages += dev_pages(args.dev, tuple(args.dev_classes), Path(folder))
+        for path, truth in pages:
+            row = measure_page(path, truth, read, args.limit)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            rows.append(row)
     out: dict[str, Any] = {"bench": "strip_cer", "limit_px": args.limit, "pages": len(rows), "rows": rows}
     for name in ("hosted", "engine"):
         worst = max(rows, key=lambda r: r[name]["points"], default=None)
         out[name] = {"within_half_point": sum(1 for r in rows if r[name]["points"] <= 0.5),
+                     "words_kept": sum(1 for r in rows if r[name]["strips_bag_f1"] >= r[name]["whole_bag_f1"] - 0.01),
                      "over": [r["page"] for r in rows if r[name]["points"] > 0.5],
                      "worst": worst and {"page": worst["page"], "points": worst[name]["points"]}}
     print(json.dumps(out), flush=True)

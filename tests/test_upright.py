@@ -18,7 +18,7 @@ from bench.metrics import cer_counts
 from bench.page_variants import all_variants, variant
 from conftest import TOKEN
 from formats_checks import alto_words, matched_fraction, pdf_words, render_pdf_pages, validate_alto
-from helpers import run_pipeline, write_config
+from helpers import font, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import PageGeometry
@@ -397,8 +397,9 @@ def test_skewed_scans_whose_lines_were_unclear_are_levelled(shared_data, name, a
 
 def test_text_columns_are_found_on_a_page_set_in_columns_only():
     """``text_columns`` gives a page set in columns its two columns, left then right, split in
-    the gutter; a single column, the same columns set on shared rows (a table's cells), and a
-    few lines of words set far apart (their spaces are no gutters) are read whole (None)."""
+    the gutter, and so does prose whose columns share rows (an article on a baseline grid); a
+    single column, a table (short cells on shared rows), and a few lines of words set far apart
+    (their spaces are no gutters) are read whole (None)."""
     from pipeline.ocr.columns import text_columns
 
     page, _ = _two_columns(size=(1000, 700), px=20, gutter=24, lines=18, para=15)
@@ -409,7 +410,13 @@ def test_text_columns_are_found_on_a_page_set_in_columns_only():
     single = Image.new("L", (1000, 700), 255)
     single.paste(page.crop((0, 0, 500, 700)), (250, 0))
     assert text_columns(single) is None
-    table, _ = _two_columns()
+    grid, _ = _two_columns()
+    assert [kind for kind, _ in text_columns(grid)] == ["column", "column"]
+    table = Image.new("L", (1400, 1000), 255)
+    draw = ImageDraw.Draw(table)
+    for n, y in enumerate(range(60, 940, 40)):
+        for x, cell in ((60, f"item {n}"), (330, f"{n * 3}.50"), (760, f"north {n}"), (1060, f"{n} kg")):
+            draw.text((x, y), cell, font=font(24), fill=0)
     assert text_columns(table) is None
     spaced, _ = draw_words((1200, 900), 32, 0, per_line=4, lines=7)   # word spaces, no columns
     assert text_columns(spaced) is None

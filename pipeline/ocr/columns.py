@@ -22,8 +22,10 @@ resolution, no OCR.
   twice as tall as it is wide (a figure beside a text column is on one side only). A table's
   gutters are no text columns' (``rows_aligned``: its cells lie on the same rows): it is cut
   across the full width, between its rows, never into its columns (read column by column, every
-  row would be torn apart). A dark banner's edges count as ink, so a banner over two columns is
-  a band of its own, read whole.
+  row would be torn apart), unless every column is prose (``_prose``: an article on a baseline
+  grid). Bands under the first column(s) only, after a break, below the columns are a block of
+  their own, read after them (``_before_a_block_below``). A dark banner's edges count as ink, so
+  a banner over two columns is a band of its own, read whole.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ GUTTER_FRACTION = 0.015     # a column gutter is at least this share of the page
 MIN_BAND_GAP_FRACTION = 0.008  # a full-width blank run this share of the page height splits bands
 ALIGNED_ROWS = 0.7          # columns whose lines lie on the same rows this often are a table's
 ALIGNED_MIN_LINES = 5       # ... judged on at least this many lines a side, unless one is line numbers:
+BLOCK_BREAK_LINES = 1.5     # a block under column 1 after both columns end follows a blank this many lines tall
+PROSE_GAP_LINES = 1.0       # ... or prose: no blank inside its lines this many line heights wide (cells')
 LINE_SHARE = 0.1            # a row inked under this share of a full row's ink is between lines (tables' rows)
 NUMBERS_LINES = 2.0         # ink at most this many line heights wide (two or three digits)
 FRAME_SHARE = 0.5           # a row/column inked over more than this share of the page is a frame
@@ -131,7 +135,7 @@ def sections(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, speck: int,
         s0, s1 = bands[i][0], bands[j][1]
         box = ink[s0:s1, x0:x1]
         columns = find_columns(box, page_width) if j > i or not centred(box) else []
-        if columns and rows_aligned(box, columns, speck):
+        if columns and rows_aligned(box, columns, speck) and not _prose(box, columns, speck):
             columns = []   # a table's columns (or numbered lines): read across the full width
         yield s0, s1, columns
         i = j + 1
@@ -298,18 +302,41 @@ def _text_columns(section: np.ndarray, columns: list[tuple[int, int]], speck: in
     median line ``TEXT_ASPECT`` times as long as it is tall (line numbers beside a transcript's
     text count; a receipt's items, quantities and prices, a form's labels and values do not:
     Tesseract reads those across, as rows, and read column by column they lost words)."""
-    running = 0
+    shapes = _line_shapes(section, columns, speck)
+    return shapes is not None and 2 * sum(aspect >= TEXT_ASPECT for aspect, _ in shapes) >= len(columns)
+
+
+def _prose(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
+    """Whether every column is prose: running text (median line ``TEXT_ASPECT`` times as long as
+    tall) whose widest blank inside a line is a word space (the median line's under
+    ``PROSE_GAP_LINES`` line heights), not the space between a table's cells.
+
+    Why: an article set on a baseline grid has its columns' lines on the same rows, as a table's
+    cells are (``rows_aligned``), and read across the full width it would interleave its columns
+    line by line. A gutter of a table separates groups of cells, and a line of such a group still
+    holds cell gaps (the scribe tables: 1.5-8 line heights; rendered two- and three-column
+    articles: 0.5-0.8)."""
+    shapes = _line_shapes(section, columns, speck)
+    return shapes is not None and all(aspect >= TEXT_ASPECT and gap < PROSE_GAP_LINES for aspect, gap in shapes)
+
+
+def _line_shapes(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> list[tuple[float, float]] | None:
+    """For each column, its median line's length and widest inner blank, both in line heights;
+    None when a column has fewer than ``ALIGNED_MIN_LINES`` lines."""
+    shapes = []
     for c0, c1 in columns:
         column = section[:, c0:c1]
         lines = _line_runs(column, speck)
         if len(lines) < ALIGNED_MIN_LINES:
-            return False
-        aspects = []
+            return None
+        aspects, gaps = [], []
         for a, b in lines:
             xs = np.flatnonzero(column[a:b].any(axis=0))
-            aspects.append((xs[-1] + 1 - xs[0]) / max(b - a, 1) if xs.size else 0.0)
-        running += float(np.median(aspects)) >= TEXT_ASPECT
-    return 2 * running >= len(columns)
+            height = max(b - a, 1)
+            aspects.append((xs[-1] + 1 - xs[0]) / height if xs.size else 0.0)
+            gaps.append(float(np.diff(xs).max() - 1) / height if xs.size > 1 else 0.0)
+        shapes.append((float(np.median(aspects)), float(np.median(gaps))))
+    return shapes
 
 
 def _line_runs(column: np.ndarray, speck: int) -> list[tuple[int, int]]:
@@ -376,7 +403,40 @@ def section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]],
                                                                             page_width):
             break
         best = j
-    return best
+    return _before_a_block_below(ink, x0, x1, bands, i, best, page_width)
+
+
+def _before_a_block_below(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, j: int,
+                          page_width: int) -> int:
+    """The section's last band once a block set below its columns is left out: the section's
+    last bands hold ink under its first column(s) only (none under the last), and the first of
+    them starts after a blank at least ``BLOCK_BREAK_LINES`` of the section's line heights tall.
+
+    Why: such bands extend the section as the tail of column 1 (read before column 2) when they
+    follow it at a line or paragraph gap (the scribe pages: 0.3-1.0 line heights), but a block
+    set under column 1 after both columns end (a key/value list, a footer set left: 1.6-4.9) is
+    read after the columns, as the whole page is."""
+    if j == i:
+        return j
+    columns = find_columns(ink[bands[i][0]:bands[j][1], x0:x1], page_width)
+    if not columns:
+        return j
+    last = slice(x0 + columns[-1][0], x0 + columns[-1][1])
+    k = j
+    while k > i and not ink[bands[k][0]:bands[k][1], last].any():
+        k -= 1
+    if k == j:
+        return j
+    body = ink[bands[i][0]:bands[k][1], x0:x1]
+    heights = [b - a for a, b in _line_runs(body, 0)]
+    if not heights:
+        return j
+    line = float(np.median(heights))
+    for m in range(k + 1, j + 1):
+        rows = np.flatnonzero(ink[bands[m][0]:bands[m][1], x0:x1].any(axis=1))
+        if rows.size and rows[0] >= BLOCK_BREAK_LINES * line:
+            return m - 1
+    return j
 
 
 def blank_runs(rows_ink: np.ndarray, speck: int) -> list[tuple[int, int]]:
