@@ -37,7 +37,7 @@ class EmbeddedConfig:
 
     engine: str = "rapidocr"          # rapidocr | tesseract | fast
     workers: int = 2                  # OCR worker processes (two on one thread each beat one on two: docs/engines.md)
-    max_input_height: int | None = None   # refuse taller uploads with INPUT_TOO_LARGE, as the hosted model (docs/strips.md)
+    max_input_height: int | None = None   # refuse taller uploads with INPUT_TOO_LARGE, as the hosted model (docs/client.md)
     max_answer_chars: int | None = None   # refuse longer answers with CONTEXT_LENGTH_EXCEEDED
 
 
@@ -49,7 +49,7 @@ class ApiConfig:
     language: str | None = "en"
     format: str = "text"              # text | json
     return_result_in_response: bool = True
-    # The model's tallest image (px): taller pages are cut into strips at line gaps (docs/strips.md).
+    # The model's tallest image (px): taller pages are cut into strips at line gaps (docs/client.md).
     # None: no limit known; an INPUT_TOO_LARGE refusal teaches one (kept in the state store).
     max_input_height: int | None = None
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)

@@ -333,6 +333,25 @@ def test_a_block_under_the_first_column_after_both_columns_end_is_read_after_the
     _columns_apart(regions, left + block, right, img.width)
 
 
+def test_a_short_form_on_a_tall_page_is_kept_whole_not_cut_into_its_columns():
+    """A form of labels and values (columns under one gutter, rows not quite on one pitch, so no
+    table) fills 700 px of a 1750 px page: its section reaches the page's foot in blank paper,
+    but its ink fits the limit, so it is one strip, read row by row as the whole page is (cut
+    into its columns, each label column was read before its values: +60 CER points on rendered
+    forms)."""
+    img = Image.new("L", (1240, 1750), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(28)
+    cells = []
+    for n, y in enumerate(range(80, 760, 44)):
+        for x, text in ((80, f"Label {n}"), (420, f"value {n} here"), (760, f"Field {n}"), (1000, f"{n}/03")):
+            draw.text((x, y + (n % 3) * 4 * (x > 400)), text, fill=0, font=f)
+            cells.append(draw.textbbox((x, y + (n % 3) * 4 * (x > 400)), text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert len(regions) == 1 and regions[0].height <= LIMIT, regions
+    assert all(len(_holders(regions, c)) == 1 for c in cells)
+
+
 def test_a_strip_ends_at_a_paragraph_break_before_a_table_rather_than_between_its_rows():
     """Text, a break, a table of tight rows, a break, text: two strips are needed either way, and
     the cut falls at the break above the table (the lowest line gap within the limit would be a

@@ -102,17 +102,26 @@ def _layout(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, spe
     keep_whole: list[tuple[int, int]] = []
     for s0, s1, columns in sections(ink, x0, x1, y0, y1, speck, page_width):
         if columns:
-            if s1 - s0 > limit:
+            # its ink, not the blank paper below it, says whether it fits: a short form on a
+            # tall page is kept whole (cut into its columns, it was read label column first)
+            t0, t1 = _inked(ink, x0, x1, s0, s1, speck)
+            if t1 - t0 > limit:
                 if run_start is not None:
                     out += _cut_run(ink, x0, x1, run_start, s0, limit, speck, keep_whole)
                     run_start, keep_whole = None, []
                 out += [r for c0, c1 in columns for r in _layout(ink, x0 + c0, x0 + c1, s0, s1, limit, speck, page_width)]
                 continue
-            keep_whole.append((s0, s1))
+            keep_whole.append((t0, t1))
         run_start = s0 if run_start is None else run_start
     if run_start is not None:
         out += _cut_run(ink, x0, x1, run_start, y1, limit, speck, keep_whole)
     return out
+
+
+def _inked(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, speck: int) -> tuple[int, int]:
+    """Rows [y0, y1) without the blank rows above the first inked row and below the last."""
+    rows = np.flatnonzero(ink[y0:y1, x0:x1].sum(axis=1) > speck)
+    return (y0 + int(rows[0]), y0 + int(rows[-1]) + 1) if rows.size else (y0, y1)
 
 
 def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, speck: int,
