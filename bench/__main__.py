@@ -282,7 +282,8 @@ def figures_table(rows: list[dict]) -> list[str]:
             add("strips vs whole page (CER)", r["skipped"], "–", None)
         elif b == "strip_cer":
             rendered = sum(1 for row in r.get("rows", []) if row["page"].startswith("dev_"))
-            kind = ("rendered pages (bench/devset.py)" if rendered == r["pages"] else
+            scaled = any(row["page"].endswith("_x2") for row in r.get("rows", []))
+            kind = (f"rendered pages (bench/devset.py{', at 300 dpi' if scaled else ''})" if rendered == r["pages"] else
                     f"pages ({rendered} rendered)" if rendered else "scribe pages")
             for name, what in (("hosted", "hosted-like model (Markdown)"), ("engine", "engine's own text")):
                 x = r[name]

@@ -114,16 +114,23 @@ def tall_pages(names: list[str] | None, limit: int, multicol_only: bool) -> list
     return sorted(found, key=lambda p: (not p.stem.startswith("multicol"), p.stem))
 
 
-def dev_pages(per_class: int, classes: tuple[str, ...], folder: Path) -> list[tuple[Path, str]]:
+def dev_pages(per_class: int, classes: tuple[str, ...], folder: Path, scale: int = 1) -> list[tuple[Path, str]]:
     """Rendered pages of known text (``bench/devset.py``, 1240 x 1754 px: an A4 page at 150 dpi,
-    so taller than the limit), written as the JPEGs a scanner would hand over. Nobody tuned the cut
-    on them: the check on classes of layout beside the scribe pages."""
+    so taller than the limit; ``scale`` 2 makes it 300 dpi, 2480 x 3508, as archives scan),
+    written as the JPEGs a scanner would hand over. Nobody tuned the cut on them: the check on
+    classes of layout beside the scribe pages."""
+    from PIL import Image
+
     from bench import devset
 
     found = []
     for page in devset.pages(per_class, classes):
-        path = folder / f"dev_{page.name}.jpg"
-        path.write_bytes(page.jpeg)
+        path = folder / f"dev_{page.name}{'' if scale == 1 else f'_x{scale}'}.jpg"
+        if scale == 1:
+            path.write_bytes(page.jpeg)
+        else:
+            image = page.image.resize((page.image.width * scale, page.image.height * scale), Image.LANCZOS)
+            image.save(path, "JPEG", quality=90, dpi=(150 * scale, 150 * scale))
         found.append((path, page.gt))
     return found
 
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev", type=int, default=0, metavar="N",
                    help="also N rendered pages of each multi-column class of bench/devset.py (known text)")
     p.add_argument("--dev-classes", nargs="*", default=["article2", "article3", "mixed"])
+    p.add_argument("--dev-scale", type=int, default=1, help="2: the rendered pages at 300 dpi (2480 x 3508)")
     p.add_argument("--no-scribe", action="store_true", help="only the rendered pages")
     args = p.parse_args(argv)
     if not (DATA / "img").is_dir():
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         if args.dev:
-            pages += dev_pages(args.dev, tuple(args.dev_classes), Path(folder))
+            pages += dev_pages(args.dev, tuple(args.dev_classes), Path(folder), args.dev_scale)
         for path, truth in pages:
             row = measure_page(path, truth, read, args.limit)
             print(json.dumps(row), file=sys.stderr, flush=True)

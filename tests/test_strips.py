@@ -352,6 +352,57 @@ def test_a_short_form_on_a_tall_page_is_kept_whole_not_cut_into_its_columns():
     assert all(len(_holders(regions, c)) == 1 for c in cells)
 
 
+def test_a_table_with_a_quantity_column_is_still_cut_across_not_into_its_columns():
+    """A column of small numbers (quantities) is as narrow as a column of line numbers, but the
+    cells after it are short (prices), not running text: it is a table's column, and the table is
+    cut across its full width between its rows, each row whole in one strip."""
+    img = Image.new("L", (1600, 2400), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(30)
+    rows = []
+    for n, y in enumerate(range(60, 2340, 48)):
+        cells = [(x, text) for x, text in ((60, f"item {n}"), (560, f"{n % 9 + 1}"), (860, f"{n}.50"), (1250, "north"))]
+        for x, text in cells:
+            draw.text((x, y), text, fill=0, font=f)
+        rows.append([draw.textbbox((x, y), text, font=f) for x, text in cells])
+    regions = plan_strips(img, LIMIT)
+    assert len(regions) >= 3 and all(r.height <= LIMIT for r in regions)
+    assert all((r.x0, r.x1) == (0, img.width) for r in regions), regions
+    for cells in rows:
+        holders = [_holders(regions, c) for c in cells]
+        assert all(len(h) == 1 for h in holders) and len({id(h[0]) for h in holders}) == 1, cells
+
+
+def test_a_tall_form_with_a_second_field_on_a_few_rows_is_cut_across_between_its_rows():
+    """A form of labels and values, a second field beside them on only three rows (its label and
+    value a little taller: an address with descenders), and a key/value block over an item table
+    with a quantity column: each a table by its rows, whose sparse column is too short to judge a
+    gutter by but lies on its rows. Cut across, each row whole in one strip (cut into its
+    columns, rendered forms at 300 dpi scored +60 CER points)."""
+    img = Image.new("L", (2400, 2700), 255)
+    draw = ImageDraw.Draw(img)
+    f = font(44)
+    rows = []
+    for n, y in enumerate(range(80, 1500, 72)):
+        cells = [(100, f"Label {n}"), (700, f"value {n}")]
+        if n in (3, 9, 15):
+            cells += [(1400, "Email"), (1800, f"q{n}@example.org")]
+        rows.append(cells)
+    for n, y in enumerate(range(1600, 2620, 72)):
+        rows.append([(100, f"item {n}"), (900, f"{n % 9 + 1}"), (1400, f"{n}.50"), (1900, f"{n * 3}.00")])
+    boxes = []
+    for cells, y in zip(rows, list(range(80, 1500, 72)) + list(range(1600, 2620, 72))):
+        boxes.append([])
+        for x, text in cells:
+            draw.text((x, y), text, fill=0, font=f)
+            boxes[-1].append(draw.textbbox((x, y), text, font=f))
+    regions = plan_strips(img, LIMIT)
+    assert all(r.height <= LIMIT for r in regions) and all((r.x0, r.x1) == (0, img.width) for r in regions), regions
+    for cells in boxes:
+        holders = [_holders(regions, c) for c in cells]
+        assert all(len(h) == 1 for h in holders) and len({id(h[0]) for h in holders}) == 1, cells
+
+
 def test_a_strip_ends_at_a_paragraph_break_before_a_table_rather_than_between_its_rows():
     """Text, a break, a table of tight rows, a break, text: two strips are needed either way, and
     the cut falls at the break above the table (the lowest line gap within the limit would be a

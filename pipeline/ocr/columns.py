@@ -266,7 +266,8 @@ def rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -
     (and numbered lines beside their numbers), text columns rarely do (their headings, paragraph
     spaces and figures put them out of step). At least ``ALIGNED_ROWS`` of the lines of the side
     with fewer lines (of at least ``ALIGNED_MIN_LINES``) have their middle within a quarter of a
-    line height of a line's middle on the other side. A table cut into its columns is read column
+    line height of a line's middle in another column; a sparser column's lines each lie within
+    half a line of one, and at least one gutter is judged on enough lines. A table cut into its columns is read column
     by column, every row torn apart; cut across its full width at the gaps between its rows, it
     is read row by row.
 
@@ -278,22 +279,36 @@ def rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -
     if not any(runs):
         return False
     text_line = max(float(np.median([b - a for a, b in rs])) for rs in runs if rs)   # thin digits break up
-    if any(_numbers(band[:, c0:c1], rs, text_line) for (c0, c1), rs in zip(columns, runs)):
+    if any(_numbers(band[:, c0:c1], rs, text_line) and _numbering(band, columns[k + 1:k + 2], speck)
+           for k, ((c0, c1), rs) in enumerate(zip(columns, runs))):
         return False
     runs = [[(a, b) for a, b in rs if b - a >= 0.5 * text_line] for rs in runs]
     heights = [b - a for column in runs for a, b in column]
     if not heights:
         return False
     near = max(3.0, 0.25 * float(np.median(heights)))
-    for left, right in zip(runs, runs[1:]):
-        fewer, more = sorted(([(a + b) / 2 for a, b in left], [(a + b) / 2 for a, b in right]), key=len)
+    middles = [np.asarray([(a + b) / 2 for a, b in column]) for column in runs]
+    if any(m.size == 0 for m in middles):
+        return False
+    judged = 0
+    for k in range(len(middles) - 1):
+        i = min((k, k + 1), key=lambda j: len(middles[j]))
+        fewer = middles[i]
+        # a row of the table: a line of some other column on it (a key/value block over a
+        # table's item rows leaves the quantities' neighbour empty on the key/value rows)
+        others = np.concatenate([m for j, m in enumerate(middles) if j != i])
         if len(fewer) < ALIGNED_MIN_LINES:
-            return False
-        middles = np.asarray(more)
-        hits = sum(1 for m in fewer if np.abs(middles - m).min() <= near)
+            # a sparse column (a form's second field, on a few of its rows): too few lines to
+            # judge the gutter by, but each lies on a row (within half a line: its line may
+            # hold a taller value than its label's)
+            if any(np.abs(others - m).min() > 2 * near for m in fewer):
+                return False
+            continue
+        hits = sum(1 for m in fewer if np.abs(others - m).min() <= near)
         if hits < ALIGNED_ROWS * len(fewer):
             return False
-    return True
+        judged += 1
+    return judged > 0
 
 
 def _text_columns(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
@@ -316,7 +331,8 @@ def _prose(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> b
     line by line. A gutter of a table separates groups of cells, and a line of such a group still
     holds cell gaps (the scribe tables: 1.5-8 line heights; rendered two- and three-column
     articles: 0.5-0.8)."""
-    shapes = _line_shapes(section, columns, speck)
+    dense = [c for c in columns if len(_line_runs(section[:, c[0]:c[1]], speck)) >= ALIGNED_MIN_LINES]
+    shapes = _line_shapes(section, dense, speck) if dense else None   # a sparse column is judged by its neighbours
     return shapes is not None and all(aspect >= TEXT_ASPECT and gap < PROSE_GAP_LINES for aspect, gap in shapes)
 
 
@@ -348,6 +364,15 @@ def _line_runs(column: np.ndarray, speck: int) -> list[tuple[int, int]]:
     if inked.size == 0:
         return []
     return true_runs(rows > max(speck, LINE_SHARE * float(np.percentile(inked, 90))))
+
+
+def _numbering(band: np.ndarray, following: list[tuple[int, int]], speck: int) -> bool:
+    """Whether a column of numbers numbers lines: the column after it is running text (a
+    transcript's lines). A table's quantities are numbers too, but the cells after them are
+    short (a price, an amount), and read column by column the table would be torn apart (a
+    rendered invoice at 300 dpi, whose item table was cut into columns: +57 CER points)."""
+    shapes = _line_shapes(band, following, speck) if following else None
+    return bool(shapes) and shapes[0][0] >= TEXT_ASPECT
 
 
 def _numbers(column: np.ndarray, lines: list[tuple[int, int]], line: float) -> bool:
