@@ -29,7 +29,7 @@ from PIL import Image
 from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
-from .columns import text_columns
+from .columns import page_layout
 from .tessimage import set_image
 from .words import attach_words
 
@@ -39,6 +39,13 @@ MAX_APIS = 3  # one PyTessBaseAPI per language combination seen, at most this ma
 #: Tesseract's page segmentation mode for each kind of region of a page set in columns
 #: (``columns.text_columns``): 3 (automatic) lays out what a region holds itself
 REGION_PSM = {"column": 3, "across": 3}
+#: ... and for a page read whole (not set in columns), by what columns it holds
+#: (``columns.page_layout``): a form's, a receipt's or a table's cells and no running text: 4 (one
+#: column of lines across the page: a label and its value, an item and its price, a row's cells
+#: stay one line; Tesseract's own columns tore them apart and moved under a half-pixel shift);
+#: anything else 3 (rendered articles whose columns share one baseline grid; a levelled page
+#: whose gutter was not found, which PSM 4 would read across)
+WHOLE_PSM = {"cells": 4}
 
 
 class TesseractEngine(Engine):
@@ -116,7 +123,7 @@ class TesseractEngine(Engine):
 
     def recognize(self, image: Image.Image, language: str | None = None) -> OcrPage:
         api = self._api(language)
-        regions = text_columns(image)
+        regions, holds = page_layout(image)
         blocks: list[OcrBlock] = []
         try:
             set_image(api, image)
@@ -125,6 +132,7 @@ class TesseractEngine(Engine):
                 api.SetRectangle(x0, y0, x1 - x0, y1 - y0)
                 self._read(api, blocks)
             if regions is None:
+                api.SetPageSegMode(WHOLE_PSM.get(holds, 3))
                 self._read(api, blocks)
         except RuntimeError as exc:
             raise EngineError(f"tesseract failed on a {image.width}x{image.height} image: {exc}") from exc
