@@ -9,8 +9,12 @@ half the page tall, 5 lines or more in each, found from white gutters) is read r
 region, each column and each full-width stretch on its own (``SetRectangle``), in that order; Tesseract's own column finding
 moves under a half-pixel shift of such a page (multicol_04: 7.1 % CER upright, 10.6-60.3 %
 moved by a quarter or half pixel; docs/configuration.md, "Turned and skewed pages"), white
-gutters do not. Any other page is read whole, as Tesseract lays it out. Within a region its
-blocks (``RIL.BLOCK``) and lines (``RIL.TEXTLINE``) are kept as they come.
+gutters do not. Any other page is read whole: as lines across the page (PSM 4) when its
+columns are a form's, a receipt's or a table's cells and none is running text
+(``columns.page_layout``: a label stays with its value, an item with its price; Tesseract's own
+layout read them as columns, the rendered forms at 49.9 % CER, 9.6 % so), else as Tesseract lays
+it out (PSM 3). Within a region its blocks (``RIL.BLOCK``) and lines (``RIL.TEXTLINE``) are kept
+as they come.
 
 ``language`` may be an ISO 639-1 code (``en``, ``de``, ``la``), a traineddata name (``eng``,
 ``Fraktur``, ``script/Fraktur``) or several joined by ``+`` (``deu+frk``); ``pipeline.ocr.languages``
