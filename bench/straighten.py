@@ -199,15 +199,20 @@ class ReadCache:
 
 
 def reading(name: str, page) -> str:
-    """How the engine reads this upload, the first part of its cache key: Tesseract reads a page
-    set in columns column by column since 2026-12-06 (``pipeline.ocr.columns.text_columns``;
-    those rows are ``tesseract/columns``), any other page whole, exactly as before (``tesseract``
-    rows of earlier runs stay valid)."""
+    """How the engine reads this upload, the first part of its cache key. Tesseract
+    (``pipeline.ocr.columns.page_layout``): a page set in columns region by region since
+    2026-12-06, keyed by its regions (``tesseract/columns:<digest>``: a change to the column
+    finding reads such a page again); a page read whole that holds a form's or a table's cells
+    and no running text as lines across (PSM 4, ``tesseract/psm4``); any other page read whole
+    in Tesseract's own layout (PSM 3), exactly as before (``tesseract`` rows of earlier runs stay
+    valid)."""
     if name == "tesseract":
-        from pipeline.ocr.columns import text_columns
+        from pipeline.ocr.columns import page_layout
 
-        if text_columns(decode_image(page.data)) is not None:
-            return "tesseract/columns"
+        regions, kind = page_layout(decode_image(page.data))
+        if regions is not None:
+            return "tesseract/columns:" + hashlib.sha256(repr(regions).encode()).hexdigest()[:8]
+        return "tesseract/psm4" if kind == "cells" else "tesseract"
     return name
 
 

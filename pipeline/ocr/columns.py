@@ -121,21 +121,27 @@ def _otsu(hist: np.ndarray) -> int:
 
 
 def sections(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, speck: int,
-             page_width: int):
+             page_width: int, tables: list | None = None, on_print: bool = False):
     """``(s0, s1, columns)`` for the box's sections, top to bottom: the bands (split at full-width
     blank runs, a heading spanning the columns parted off) grouped into the longest runs of
     consecutive bands under one gutter (a two-column body with its footnotes); ``columns`` are
     the section's text columns (x ranges relative to ``x0``), [] for a section of one column, a
-    centred title, or a table (its cells lie on the same rows: read across, row by row)."""
+    centred title, or a table (its cells lie on the same rows: read across, row by row; its
+    ``(s0, s1, columns)`` appended to ``tables`` when given). ``on_print``: a title is centred on
+    the printed width (``centred``; the column reading), else on the box (the strip cutter, whose
+    cuts were measured so)."""
     bands = [(y0 + a, y0 + b) for a, b in split_bands(ink[y0:y1, x0:x1], speck)]
     bands = [part for a, b in bands for part in spanning(ink[:, x0:x1], a, b, speck, page_width)]
+    span = ink_span(ink[y0:y1, x0:x1]) if on_print else None
     i = 0
     while i < len(bands):
-        j = section_end(ink, x0, x1, bands, i, page_width)
+        j = section_end(ink, x0, x1, bands, i, page_width, span)
         s0, s1 = bands[i][0], bands[j][1]
         box = ink[s0:s1, x0:x1]
-        columns = find_columns(box, page_width) if j > i or not centred(box) else []
+        columns = find_columns(box, page_width) if j > i or not centred(box, span) else []
         if columns and rows_aligned(box, columns, speck) and not _prose(box, columns, speck):
+            if tables is not None:
+                tables.append((s0, s1, columns))
             columns = []   # a table's columns (or numbered lines): read across the full width
         yield s0, s1, columns
         i = j + 1
@@ -153,32 +159,52 @@ def text_columns(image: Image.Image) -> list[tuple[str, tuple[int, int, int, int
     Why: Tesseract's own column finding decides a multi-column page's reading order, and a
     half-pixel shift of the page changes it (multicol_04: 7.1 % CER, 10.6-60.3 % shifted);
     these gutters, found from white space alone, stay where they are."""
+    return page_layout(image)[0]
+
+
+def page_layout(image: Image.Image) -> tuple[list[tuple[str, tuple[int, int, int, int]]] | None, str | None]:
+    """``text_columns(image)``, and what columns the page holds (a table's included; one ink
+    mask for both): ``"text"`` when any section's columns are running text (``_column_kind``),
+    else ``"cells"`` when some section's are a form's, a receipt's or a table's (5 lines or more
+    each, short), else None (one column, or no columns found). What a page read whole needs to
+    know (``tesseract.py``): cells are read as lines across the page (a label with its value, a
+    row with its cells), anything else in Tesseract's own layout (rendered articles whose
+    columns share one baseline grid pass the table test and are read in their columns; a
+    levelled page whose gutter was not found must not be read across it)."""
     ink = ink_mask(image)
     height, width = ink.shape
-    out, tallest = _regions(ink, (0, 0, width, height), max(2, width // 500), width)
-    return out if tallest >= COLUMN_PAGE_SHARE * height else None
+    out, tallest, kinds = _regions(ink, (0, 0, width, height), max(2, width // 500), width)
+    kind = "text" if "text" in kinds else "cells" if "cells" in kinds else None
+    return (out if tallest >= COLUMN_PAGE_SHARE * height else None), kind
 
 
 def _regions(ink: np.ndarray, box: tuple[int, int, int, int], speck: int,
-             page_width: int) -> tuple[list[tuple[str, tuple[int, int, int, int]]], int]:
-    """``text_columns`` of one box, and the height of its tallest section of columns (0: none)."""
+             page_width: int) -> tuple[list[tuple[str, tuple[int, int, int, int]]], int, set]:
+    """``text_columns`` of one box, the height of its tallest section of columns (0: none), and
+    the kinds of its sections' columns, a table's included (``_column_kind``, ``page_layout``)."""
     x0, y0, x1, y1 = box
     out: list[tuple[str, tuple[int, int, int, int]]] = []
     across: int | None = None
     tallest = 0
-    for s0, s1, columns in sections(ink, x0, x1, y0, y1, speck, page_width):
+    tables: list = []
+    kinds: set = set()
+    for s0, s1, columns in sections(ink, x0, x1, y0, y1, speck, page_width, tables, on_print=True):
         if not columns:
             across = s0 if across is None else across
             continue
         if across is not None:
             out.append(("across", (x0, across, x1, s0)))
             across = None
-        if _text_columns(ink[s0:s1, x0:x1], columns, speck):
+        kind = _column_kind(ink[s0:s1, x0:x1], columns, speck)
+        kinds.add(kind)
+        if kind == "text":
             tallest = max(tallest, s1 - s0)    # columns of text, not words set apart on a few lines
         out += [("column", (x0 + c0, s0, x0 + c1, s1)) for c0, c1 in columns]
     if across is not None:
         out.append(("across", (x0, across, x1, y1)))
-    return out, tallest
+    kinds |= {_column_kind(ink[s0:s1, x0:x1], columns, speck) for s0, s1, columns in tables}
+    return out, tallest, kinds
+
 
 def spanning(ink: np.ndarray, a: int, b: int, speck: int, page_width: int) -> list[tuple[int, int]]:
     """The band [a, b) parted below its first lines or above its last ones when they alone keep
@@ -317,8 +343,18 @@ def _text_columns(section: np.ndarray, columns: list[tuple[int, int]], speck: in
     median line ``TEXT_ASPECT`` times as long as it is tall (line numbers beside a transcript's
     text count; a receipt's items, quantities and prices, a form's labels and values do not:
     Tesseract reads those across, as rows, and read column by column they lost words)."""
+    return _column_kind(section, columns, speck) == "text"
+
+
+def _column_kind(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> str | None:
+    """``"text"`` for columns of text (``_text_columns``), ``"cells"`` for columns of
+    ``ALIGNED_MIN_LINES`` lines or more each, fewer than half of them running text (a form's
+    labels and values, a receipt's items and prices, a table's cells), None when a column holds
+    fewer lines (words set apart, or a "column" that is a page edge's remnant)."""
     shapes = _line_shapes(section, columns, speck)
-    return shapes is not None and 2 * sum(aspect >= TEXT_ASPECT for aspect, _ in shapes) >= len(columns)
+    if shapes is None:
+        return None
+    return "text" if 2 * sum(aspect >= TEXT_ASPECT for aspect, _ in shapes) >= len(columns) else "cells"
 
 
 def _prose(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
@@ -405,27 +441,39 @@ def _longest_down(ink: np.ndarray) -> np.ndarray:
     return longest
 
 
-def centred(band: np.ndarray) -> bool:
-    """Ink narrower than half the box and centred in it: a title or a page number, which spans
-    the columns (its letter gaps are no gutter)."""
+def ink_span(box: np.ndarray) -> tuple[int, int]:
+    """The first and last inked pixel columns of the box, + 1 (the whole box when it holds no ink)."""
+    inked = np.flatnonzero(box.any(axis=0))
+    return (int(inked[0]), int(inked[-1]) + 1) if inked.size else (0, box.shape[1])
+
+
+def centred(band: np.ndarray, span: tuple[int, int] | None = None) -> bool:
+    """Ink narrower than half the box and centred on the printed width ``span`` (``ink_span``
+    of the page or box the band lies in; the box when None), within a tenth of that width: a
+    title or a page number, which spans the columns (its letter gaps are no gutter). The printed
+    width, not the canvas: a levelled page's canvas grows by white margins, and a transcript's
+    line that was off centre on the scan (its centre 201 px from the middle, a tenth of the 2000 px
+    canvas is 200) came out "centred" once levelled (a tenth of 2068 px) and ended its section of
+    columns (deposition_02: the page cut into seven regions instead of three)."""
     inked = np.flatnonzero(band.sum(axis=0))
     if inked.size == 0:
         return False
-    width = band.shape[1]
+    a, b = span or (0, band.shape[1])
     left, right = int(inked[0]), int(inked[-1]) + 1
-    return right - left < width * 0.5 and abs((left + right) / 2 - width / 2) < width * 0.1
+    return right - left < band.shape[1] * 0.5 and abs((left + right) / 2 - (a + b) / 2) < (b - a) * 0.1
 
 
-def section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, page_width: int) -> int:
+def section_end(ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], i: int, page_width: int,
+                span: tuple[int, int] | None = None) -> int:
     """The last band j >= i such that a gutter runs over all of bands i..j (i when none): a band
     of one column only (a footnote under its column) extends the section, a centred page number
-    or title stops it."""
+    or title stops it (``centred`` within ``span``)."""
     best = i
-    if centred(ink[bands[i][0]:bands[i][1], x0:x1]):
+    if centred(ink[bands[i][0]:bands[i][1], x0:x1], span):
         return i
     for j in range(i + 1, len(bands)):
-        if centred(ink[bands[j][0]:bands[j][1], x0:x1]) or not find_columns(ink[bands[i][0]:bands[j][1], x0:x1],
-                                                                            page_width):
+        if centred(ink[bands[j][0]:bands[j][1], x0:x1], span) or not find_columns(ink[bands[i][0]:bands[j][1], x0:x1],
+                                                                                  page_width):
             break
         best = j
     return _before_a_block_below(ink, x0, x1, bands, i, best, page_width)

@@ -9,8 +9,12 @@ half the page tall, 5 lines or more in each, found from white gutters) is read r
 region, each column and each full-width stretch on its own (``SetRectangle``), in that order; Tesseract's own column finding
 moves under a half-pixel shift of such a page (multicol_04: 7.1 % CER upright, 10.6-60.3 %
 moved by a quarter or half pixel; docs/configuration.md, "Turned and skewed pages"), white
-gutters do not. Any other page is read whole, as Tesseract lays it out. Within a region its
-blocks (``RIL.BLOCK``) and lines (``RIL.TEXTLINE``) are kept as they come.
+gutters do not. Any other page is read whole: as lines across the page (PSM 4) when its
+columns are a form's, a receipt's or a table's cells and none is running text
+(``columns.page_layout``: a label stays with its value, an item with its price; Tesseract's own
+layout read them as columns, the rendered forms at 49.9 % CER, 9.6 % so), else as Tesseract lays
+it out (PSM 3). Within a region its blocks (``RIL.BLOCK``) and lines (``RIL.TEXTLINE``) are kept
+as they come.
 
 ``language`` may be an ISO 639-1 code (``en``, ``de``, ``la``), a traineddata name (``eng``,
 ``Fraktur``, ``script/Fraktur``) or several joined by ``+`` (``deu+frk``); ``pipeline.ocr.languages``
@@ -29,7 +33,7 @@ from PIL import Image
 from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
-from .columns import text_columns
+from .columns import page_layout
 from .tessimage import set_image
 from .words import attach_words
 
@@ -39,6 +43,13 @@ MAX_APIS = 3  # one PyTessBaseAPI per language combination seen, at most this ma
 #: Tesseract's page segmentation mode for each kind of region of a page set in columns
 #: (``columns.text_columns``): 3 (automatic) lays out what a region holds itself
 REGION_PSM = {"column": 3, "across": 3}
+#: ... and for a page read whole (not set in columns), by what columns it holds
+#: (``columns.page_layout``): a form's, a receipt's or a table's cells and no running text: 4 (one
+#: column of lines across the page: a label and its value, an item and its price, a row's cells
+#: stay one line; Tesseract's own columns tore them apart and moved under a half-pixel shift);
+#: anything else 3 (rendered articles whose columns share one baseline grid; a levelled page
+#: whose gutter was not found, which PSM 4 would read across)
+WHOLE_PSM = {"cells": 4}
 
 
 class TesseractEngine(Engine):
@@ -116,7 +127,7 @@ class TesseractEngine(Engine):
 
     def recognize(self, image: Image.Image, language: str | None = None) -> OcrPage:
         api = self._api(language)
-        regions = text_columns(image)
+        regions, holds = page_layout(image)
         blocks: list[OcrBlock] = []
         try:
             set_image(api, image)
@@ -125,6 +136,7 @@ class TesseractEngine(Engine):
                 api.SetRectangle(x0, y0, x1 - x0, y1 - y0)
                 self._read(api, blocks)
             if regions is None:
+                api.SetPageSegMode(WHOLE_PSM.get(holds, 3))
                 self._read(api, blocks)
         except RuntimeError as exc:
             raise EngineError(f"tesseract failed on a {image.width}x{image.height} image: {exc}") from exc
