@@ -168,9 +168,9 @@ def page_layout(image: Image.Image) -> tuple[list[tuple[str, tuple[int, int, int
     else ``"cells"`` when some section's are a form's, a receipt's or a table's (5 lines or more
     each, short), else None (one column, or no columns found). What a page read whole needs to
     know (``tesseract.py``): cells are read as lines across the page (a label with its value, a
-    row with its cells), anything else in Tesseract's own layout (rendered articles whose
-    columns share one baseline grid pass the table test and are read in their columns; a
-    levelled page whose gutter was not found must not be read across it)."""
+    row with its cells), anything else in Tesseract's own layout (a levelled page whose gutter
+    was not found must not be read across it; rendered articles whose columns share one baseline
+    grid are prose, no table, ``_prose``, and are read in their columns)."""
     ink = ink_mask(image)
     height, width = ink.shape
     out, tallest, kinds = _regions(ink, (0, 0, width, height), max(2, width // 500), width)
@@ -293,9 +293,9 @@ def rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -
     spaces and figures put them out of step). At least ``ALIGNED_ROWS`` of the lines of the side
     with fewer lines (of at least ``ALIGNED_MIN_LINES``) have their middle within a quarter of a
     line height of a line's middle in another column; a sparser column's lines each lie within
-    half a line of one, and at least one gutter is judged on enough lines. A table cut into its columns is read column
-    by column, every row torn apart; cut across its full width at the gaps between its rows, it
-    is read row by row.
+    half a line of one, and at least one gutter is judged on enough lines. A table cut into its
+    columns is read column by column, every row torn apart; cut across its full width at the
+    gaps between its rows, it is read row by row.
 
     Middles, not tops: a cell of lower-case words without ascenders ("east") starts a quarter of
     a line lower than the figures beside it, on the same row. Lines at least half a text line
