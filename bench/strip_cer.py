@@ -86,14 +86,15 @@ def measure_page(image_path: Path, truth: str, read: Callable[[bytes], Any], lim
     # tells what the cut costs apart from what the Markdown rendering does with a whole page
     for name, answer in (("hosted", render_markdown), ("engine", lambda ocr: ocr.text)):
         joined, _ = stitch([Piece(r, answer(o), None) for r, o in zip(regions, readings)], page.width, page.height)
-        e_whole, n = cer_counts(truth, plain_text(answer(whole)))
-        e_strips, _ = cer_counts(truth, plain_text(joined))
+        whole_text, strips_text = plain_text(answer(whole)), plain_text(joined)
+        e_whole, n = cer_counts(truth, whole_text)
+        e_strips, _ = cer_counts(truth, strips_text)
         cer_whole, cer_strips = 100 * e_whole / n, 100 * e_strips / n
         row[name] = {"whole_cer_pct": round(cer_whole, 2), "strips_cer_pct": round(cer_strips, 2),
                      "points": round(cer_strips - cer_whole, 2),
                      # words found, order aside: tells a cut that loses text from one that reorders it
-                     "whole_bag_f1": round(bag_f1(truth, plain_text(answer(whole))), 4),
-                     "strips_bag_f1": round(bag_f1(truth, plain_text(joined)), 4)}
+                     "whole_bag_f1": round(bag_f1(truth, whole_text), 4),
+                     "strips_bag_f1": round(bag_f1(truth, strips_text), 4)}
     row["cpu_s"] = round(time.process_time() - cpu, 1)
     return row
 

@@ -337,20 +337,14 @@ def rows_aligned(band: np.ndarray, columns: list[tuple[int, int]], speck: int) -
     return judged > 0
 
 
-def _text_columns(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> bool:
-    """Whether the section's columns are columns of text: each of ``ALIGNED_MIN_LINES`` lines or
-    more (not words set apart on a few lines), and at least half of them running text, their
-    median line ``TEXT_ASPECT`` times as long as it is tall (line numbers beside a transcript's
-    text count; a receipt's items, quantities and prices, a form's labels and values do not:
-    Tesseract reads those across, as rows, and read column by column they lost words)."""
-    return _column_kind(section, columns, speck) == "text"
-
-
 def _column_kind(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> str | None:
-    """``"text"`` for columns of text (``_text_columns``), ``"cells"`` for columns of
-    ``ALIGNED_MIN_LINES`` lines or more each, fewer than half of them running text (a form's
-    labels and values, a receipt's items and prices, a table's cells), None when a column holds
-    fewer lines (words set apart, or a "column" that is a page edge's remnant)."""
+    """``"text"`` for columns of text: each of ``ALIGNED_MIN_LINES`` lines or more, and at least
+    half of them running text, their median line ``TEXT_ASPECT`` times as long as it is tall (line
+    numbers beside a transcript's text count). ``"cells"`` for columns of as many lines, fewer
+    than half of them running text (a form's labels and values, a receipt's items and prices, a
+    table's cells: Tesseract reads those across, as rows, and read column by column they lost
+    words). None when a column holds fewer lines (words set apart, or a "column" that is a page
+    edge's remnant)."""
     shapes = _line_shapes(section, columns, speck)
     if shapes is None:
         return None
@@ -367,20 +361,28 @@ def _prose(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> b
     line by line. A gutter of a table separates groups of cells, and a line of such a group still
     holds cell gaps (the scribe tables: 1.5-8 line heights; rendered two- and three-column
     articles: 0.5-0.8)."""
-    dense = [c for c in columns if len(_line_runs(section[:, c[0]:c[1]], speck)) >= ALIGNED_MIN_LINES]
-    shapes = _line_shapes(section, dense, speck) if dense else None   # a sparse column is judged by its neighbours
-    return shapes is not None and all(aspect >= TEXT_ASPECT and gap < PROSE_GAP_LINES for aspect, gap in shapes)
+    # a sparse column (under ALIGNED_MIN_LINES lines) is judged by its neighbours
+    shapes = [shape for shape in _column_shapes(section, columns, speck) if shape is not None]
+    return bool(shapes) and all(aspect >= TEXT_ASPECT and gap < PROSE_GAP_LINES for aspect, gap in shapes)
 
 
 def _line_shapes(section: np.ndarray, columns: list[tuple[int, int]], speck: int) -> list[tuple[float, float]] | None:
+    """``_column_shapes``, or None when a column has fewer than ``ALIGNED_MIN_LINES`` lines."""
+    shapes = _column_shapes(section, columns, speck)
+    return None if None in shapes else shapes
+
+
+def _column_shapes(section: np.ndarray, columns: list[tuple[int, int]],
+                   speck: int) -> list[tuple[float, float] | None]:
     """For each column, its median line's length and widest inner blank, both in line heights;
-    None when a column has fewer than ``ALIGNED_MIN_LINES`` lines."""
-    shapes = []
+    None for a column of fewer than ``ALIGNED_MIN_LINES`` lines."""
+    shapes: list[tuple[float, float] | None] = []
     for c0, c1 in columns:
         column = section[:, c0:c1]
         lines = _line_runs(column, speck)
         if len(lines) < ALIGNED_MIN_LINES:
-            return None
+            shapes.append(None)
+            continue
         aspects, gaps = [], []
         for a, b in lines:
             xs = np.flatnonzero(column[a:b].any(axis=0))

@@ -684,9 +684,7 @@ class FileProcessor:
             if isinstance(structured, (dict, list)):
                 found = answer_text(structured)
                 if found is not None:
-                    text = found
-                elif not isinstance(text, str):
-                    text = json.dumps(structured, ensure_ascii=False)   # no text in it: kept whole
+                    text = found   # else the answer is kept as it came
             else:
                 structured = None
         if text is None:
