@@ -19,6 +19,23 @@ The repeat is removed:
   the lower strip's table lost its opening rows as read twice, the upper strip's table runs on
   into it: one table. With no shared line
   (an overlap shorter than a text line) both are kept whole: text is never dropped on a guess.
+
+A seam need not join two strips of one column that follow each other. When a strip with a seam
+is refused and cut finer (``pipeline.run.strips``), its own cut may part its columns, and so may
+the strip above it: the rows the two shared are then in a column of the one and a column of the
+other, with other strips read between them (a condensed transcript, four pages to a sheet, whose
+first cut found no gutter: the lines of the rows read twice came back twice). So every strip
+with a seam at its top (``overlap``) is matched with each strip read before it that shares rows
+with it over a good part of the narrower width (``SHARED_WIDTH``; strips of one cut share rows
+only at a seam), however many and wherever they come:
+
+* with boxes, the seam is the middle of the rows it shares with them (down to the lowest of
+  their bottoms); each keeps only its lines on its own side, and only the lines inside the
+  other's width are judged;
+* text only, a run of lines both read is looked for anywhere in either, anchored at the upper
+  strip's end or the lower strip's start (``_seam_across``), and dropped from the lower strip
+  when it holds at least ``MIN_SEAM_CHARS`` letters (one short line such as "A. Yes." is no
+  proof).
 """
 
 from __future__ import annotations
@@ -35,6 +52,9 @@ if TYPE_CHECKING:
 
 SAME_LINE = 0.85   # difflib ratio above which two lines are one line read twice
 SEAM_WINDOW = 12   # lines looked at on each side of a seam
+SHARED_WIDTH = 0.5  # strips share a seam when one's top lies in the other over this share of the narrower width
+MIN_SEAM_CHARS = 20  # a seam between strips of different cuts drops lines only on a run of this many characters
+SHORT_LINE = 3       # ... in which lines this short (line numbers) are passed over
 
 
 @dataclass
@@ -103,15 +123,16 @@ def _centre_y(line: dict) -> float:
 
 def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | None]:
     """The page's text and (when every strip has boxes) its structured result on the page's upload."""
+    seams = _seams([p.region for p in pieces])
     boxed = bool(pieces) and all(_has_boxes(p.structured) for p in pieces)
     if boxed:
         moved = [StripOffset(p.region.x0, p.region.y0).shift_result(p.structured) for p in pieces]
-        for n in range(1, len(pieces)):
-            seam = _seam(pieces[n - 1].region, pieces[n].region)
-            if seam is None:
-                continue
-            moved[n - 1] = _keep_lines(moved[n - 1], lambda ln, s=seam: _centre_y(ln) < s)
-            moved[n] = _keep_lines(moved[n], lambda ln, s=seam: _centre_y(ln) >= s)
+        for n, uppers in seams.items():
+            seam = (pieces[n].region.y0 + max(pieces[m].region.y1 for m in uppers)) / 2
+            for m in uppers:
+                moved[m] = _keep_lines(moved[m], lambda ln, s=seam, r=pieces[n].region: not _below(ln, s, r))
+            moved[n] = _keep_lines(moved[n], lambda ln, s=seam, rs=[pieces[m].region for m in uppers]:
+                                   not any(_above(ln, s, r) for r in rs))
         texts = [_text_of(m) for m in moved]
         text = "\n".join(t for t in texts if t)
         first = moved[0] if moved else {}
@@ -119,13 +140,88 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         structured.update({"width": width, "height": height, "text": text,
                            "blocks": [b for m in moved for b in m.get("blocks") or []]})
         return text, structured
-    seams = [n for n in range(1, len(pieces)) if _seam(pieces[n - 1].region, pieces[n].region) is not None]
-    at_seam = {m for n in seams for m in (n - 1, n)}
+    at_seam = {m for n, uppers in seams.items() for m in (n, *uppers)}
     lines = [(_rows_apart(p.text) if n in at_seam else p.text).splitlines() for n, p in enumerate(pieces)]
-    for n in seams:
-        lines[n - 1], lines[n] = seam_lines(lines[n - 1], lines[n])
-        _rejoin_table(lines[n - 1], lines[n])
+    for n, uppers in seams.items():
+        if uppers == [n - 1] and (pieces[n - 1].region.x0, pieces[n - 1].region.x1) == (pieces[n].region.x0, pieces[n].region.x1):
+            lines[n - 1], lines[n] = seam_lines(lines[n - 1], lines[n])
+            _rejoin_table(lines[n - 1], lines[n])
+        else:
+            for m in uppers:
+                lines[m], lines[n] = _seam_across(lines[m], lines[n])
     return "\n".join("\n".join(ls) for ls in lines if ls), None
+
+
+def _seams(regions: list[Region]) -> dict[int, list[int]]:
+    """For each strip with a seam at its top, the earlier strips (in reading order) it shares rows
+    with, over at least ``SHARED_WIDTH`` of the narrower width (strips of one cut never share
+    any: only a seam's rows are read twice; a strip of a finer cut may lie wholly in them)."""
+    out: dict[int, list[int]] = {}
+    for n, low in enumerate(regions):
+        if low.overlap <= 0:
+            continue
+        uppers = [m for m, up in enumerate(regions[:n])
+                  if low.y0 < up.y1 and up.y0 < low.y1
+                  and min(up.x1, low.x1) - max(up.x0, low.x0) >= SHARED_WIDTH * min(up.width, low.width)]
+        if uppers:
+            out[n] = uppers
+    return out
+
+
+def _centre(line: dict) -> tuple[float, float]:
+    return (float(line["box"][0]) + float(line["box"][2])) / 2, _centre_y(line)
+
+
+def _below(line: dict, seam: float, region: Region) -> bool:
+    """The line (on the page) lies below the seam, inside ``region``'s width."""
+    x, y = _centre(line)
+    return y >= seam and region.x0 <= x < region.x1
+
+
+def _above(line: dict, seam: float, region: Region) -> bool:
+    x, y = _centre(line)
+    return y < seam and region.x0 <= x < region.x1
+
+
+def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
+    """``upper`` and ``lower`` without the lines read twice where the lower strip's top lies in
+    the upper one and they come from different cuts (text only).
+
+    Either strip may hold several columns read one after the other (a strip the model read
+    whole, before or after the other was cut finer into its columns), so the run of lines read
+    twice is looked for anywhere, anchored at one end at least: it ends at the upper strip's last
+    line or the one before it (a part-line cut at its bottom edge; that one goes too), or it
+    starts at the lower strip's first line or the one after it (a part-line cut at its top edge;
+    that one goes too). Lines of no more than ``SHORT_LINE`` characters (a transcript's line
+    numbers, which one cut reads between the lines and the other in a column of their own) are
+    passed over in the comparison and go with the run they lie in. Among such runs the one with
+    the most lines read exactly alike wins, then the longest: rows of a table or numbered lines
+    differ by a digit and are 85 % alike, and the longest run alone would match rows 1-9 to rows
+    10-19. It must hold ``MIN_SEAM_CHARS`` characters, or nothing is dropped; the run itself is
+    dropped from the lower strip."""
+    up = [i for i, line in enumerate(upper) if len(_fold(line)) > SHORT_LINE]
+    low = [i for i, line in enumerate(lower) if len(_fold(line)) > SHORT_LINE]
+    best: tuple[int, int, int, int, int] | None = None   # (exact lines, chars, end in up, start, stop in low)
+    for p in range(len(low)):
+        for i in range(len(up)):
+            size = 0
+            while size < min(i + 1, p + 1, SEAM_WINDOW) and _same(upper[up[i - size]], lower[low[p - size]]):
+                size += 1
+            if not size or not (i >= len(up) - 2 or p - size + 1 <= 1):
+                continue
+            run = [(upper[up[i - t]], lower[low[p - t]]) for t in range(size)]
+            exact = sum(_fold(a) == _fold(b) for a, b in run)
+            chars = sum(len(_fold(b)) for _, b in run)
+            if chars >= MIN_SEAM_CHARS and (best is None or (exact, chars) > best[:2]):
+                best = (exact, chars, i + 1, p - size + 1, p + 1)
+    if best is None:
+        return upper, lower
+    _, _, end, start, stop = best
+    if end == len(up) - 1:     # the part-line after the run, at the upper strip's bottom edge
+        upper = upper[:up[end]]
+    first = low[0] if start <= 1 else low[start]   # with the part-line at the top edge; short lines before it stay
+    lower = lower[:first] + lower[low[stop - 1] + 1:]
+    return upper, lower
 
 
 _ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
@@ -149,10 +245,3 @@ def _rejoin_table(upper: list[str], lower: list[str]) -> None:
 def _text_of(structured: dict) -> str:
     text = structured.get("text")
     return text.strip("\n") if isinstance(text, str) else ""
-
-
-def _seam(upper: Region, lower: Region) -> float | None:
-    """The middle of the rows two strips of one column share, or None when they share none."""
-    if lower.overlap <= 0 or (upper.x0, upper.x1) != (lower.x0, lower.x1) or lower.y0 >= upper.y1:
-        return None
-    return (lower.y0 + upper.y1) / 2
