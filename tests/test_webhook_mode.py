@@ -32,12 +32,12 @@ async def wh_server():
         yield srv
 
 
-def webhook_config(tmp_path, srv, wait_s: float = 5.0, **kw):
+def webhook_config(tmp_path, srv, wait_s: float = 5.0, path: str = "/deapi/webhook", **kw):
     port = free_port()
     import os
     os.environ["PIPELINE_TEST_WEBHOOK_SECRET"] = SECRET
     return write_config(tmp_path, srv.base_url, webhook__enabled=True, webhook__listen_port=port,
-                        webhook__public_url=f"http://127.0.0.1:{port}/deapi/webhook",
+                        webhook__public_url=f"http://127.0.0.1:{port}{path}",
                         webhook__secret_env="PIPELINE_TEST_WEBHOOK_SECRET", webhook__wait_s=wait_s, **kw)
 
 
@@ -76,3 +76,35 @@ async def test_duplicated_reordered_and_late_webhooks_change_nothing(tmp_path, w
     assert wh_server.counters.jobs_created == 4
     assert sorted(wh_server.counters.submits_by_hash.values()) == [1] * 4
     assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
+
+
+async def test_the_public_urls_own_path_is_served(tmp_path, wh_server):
+    """A proxy that forwards ``public_url``'s path unchanged reaches the receiver: pushes
+    arrive, no job is polled (before, only /deapi/webhook was served: every delivery got a 404
+    and every job waited ``wait_s`` for nothing)."""
+    make(tmp_path, 3)
+    code, report, _ = await run_pipeline(webhook_config(tmp_path, wh_server, path="/hooks/ocr-jobs"), TOKEN)
+    assert code == ExitCode.OK
+    assert wh_server.counters.status_polls == 0
+    assert report["api_calls"]["webhooks"]["receiver"]["accepted"] >= 3
+
+
+async def test_pushes_that_never_arrive_are_reported_and_the_run_stops_waiting_for_them(tmp_path, wh_server):
+    """Every delivery lost (a proxy, a firewall): after 3 waits come back empty with nothing
+    accepted, the run says so once, naming public_url and the receiver, and polls the other
+    jobs without waiting (before: each of them waited wait_s, silently)."""
+    from pipeline.deapi.push_watch import MISSES_BEFORE_POLLING
+
+    names = make(tmp_path, 7)
+    wh_server.faults.webhook_lose = FaultRule(rate=1.0)
+    cfg = webhook_config(tmp_path, wh_server, wait_s=0.5, path="/hook", concurrency__jobs_in_flight=1,
+                         concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK
+    assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
+    hooks = report["api_calls"]["webhooks"]
+    assert hooks["stopped_waiting"] is True
+    assert hooks["waits_timed_out"] == MISSES_BEFORE_POLLING < len(names)   # one job at a time: the rest never waited
+    assert hooks["receiver"]["accepted"] == 0
+    warnings = [ln for ln in out.splitlines() if "no webhook push arrived" in ln]
+    assert len(warnings) == 1 and "/hook" in warnings[0] and "webhook.public_url" in warnings[0]

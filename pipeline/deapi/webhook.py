@@ -297,7 +297,8 @@ OnEvent = Callable[[WebhookEvent], "Awaitable[None] | None"]
 
 
 class WebhookReceiver:
-    """HTTP endpoint for deAPI webhooks (an aiohttp app on ``host:port``, route ``path``).
+    """HTTP endpoint for deAPI webhooks (an aiohttp app on ``host:port``, route ``path``, and the
+    routes ``also``: the path of ``webhook.public_url``, for a proxy that forwards it unchanged).
 
     In production it listens on loopback behind a TLS reverse proxy (deAPI only calls HTTPS
     URLs); :attr:`url` is the local address actually bound, for tests and for the embedded
@@ -311,6 +312,7 @@ class WebhookReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/deapi/webhook",
+        also: tuple[str, ...] = (),
         tolerance_s: float | None = DEFAULT_TOLERANCE_S,
         clock: Callable[[], float] = time.time,
         on_event: OnEvent | None = None,
@@ -319,8 +321,9 @@ class WebhookReceiver:
         drain_timeout_s: float = 5.0,
     ) -> None:
         self._secret = _secret_bytes(secret)
-        if not path.startswith("/"):
-            raise WebhookConfigError(f"webhook path must start with '/': {path!r}")
+        for p in (path, *also):
+            if not p.startswith("/"):
+                raise WebhookConfigError(f"webhook path must start with '/': {p!r}")
         self.host = host
         self._requested_port = port
         self.path = path
@@ -337,7 +340,9 @@ class WebhookReceiver:
         self.counters = ReceiverCounters()
         # client_max_size backs up our own cap; +1 so our check (and its 413 text) wins.
         self.app = web.Application(client_max_size=max_body_bytes + 1)
-        self.app.router.add_post(path, self._handle)
+        self.paths = tuple(dict.fromkeys((path, *also)))   # the default route, and public_url's path
+        for p in self.paths:
+            self.app.router.add_post(p, self._handle)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

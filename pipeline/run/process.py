@@ -113,7 +113,7 @@ class RunContext:
     run_id: int
     force: bool = False
     retry_failed: bool = False
-    webhook_events: Any | None = None        # JobEvents when webhook mode is on
+    webhook_events: Any | None = None        # PushWatch over JobEvents when webhook mode is on
     webhook_url: str | None = None
     job_slots: Any | None = None             # AdaptiveLimit (or a semaphore) around submit+await
     prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))

@@ -19,6 +19,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any, Callable, TextIO
+from urllib.parse import urlsplit
 
 from pipeline import __version__
 from pipeline.run.placing import Placer
@@ -278,6 +279,7 @@ class Runner:
         self.say(f"pipeline: warning: {message}; submissions stop when it is spent")
 
     async def _start_webhooks(self, stack: AsyncExitStack, ctx: RunContext) -> None:
+        from pipeline.deapi.push_watch import PushWatch
         from pipeline.deapi.webhook import JobEvents, WebhookReceiver
 
         wh = self.config.webhook
@@ -296,11 +298,13 @@ class Runner:
             events.deliver(event)
 
         embedded_only = self.config.embedded and not wh.enabled
+        # the public URL's own path is served too: a proxy that forwards it unchanged reaches us
+        also = () if embedded_only else tuple(p for p in (urlsplit(wh.public_url or "").path,) if p.startswith("/"))
         receiver = WebhookReceiver(secret, host="127.0.0.1" if embedded_only else wh.listen_host,
-                                   port=0 if embedded_only else wh.listen_port, on_event=on_event)
+                                   port=0 if embedded_only else wh.listen_port, also=also, on_event=on_event)
         await stack.enter_async_context(receiver)
-        ctx.webhook_events = events
         ctx.webhook_url = receiver.url if embedded_only else wh.public_url
+        ctx.webhook_events = PushWatch(events, receiver, ctx.webhook_url, lambda m: self.say(f"pipeline: {m}"))
 
     # -- the pool -----------------------------------------------------------------------------
 
@@ -485,6 +489,8 @@ class Runner:
                 "adaptive": hasattr(slots, "on_success")}
         if ctx is not None:
             api_stats["strips"] = ctx.strips.snapshot()   # pages cut for the model's height limit
+            if hasattr(ctx.webhook_events, "snapshot"):
+                api_stats["webhooks"] = ctx.webhook_events.snapshot()   # pushes received, waits that came back empty
         counters = server.counters.snapshot() if server is not None else None
         self.stats.regenerated = ctx.regenerated if ctx else 0
         self.stats.pages_read = ctx.pages_read if ctx else 0
