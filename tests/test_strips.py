@@ -554,6 +554,30 @@ def test_a_seam_between_strips_cut_finer_into_columns_keeps_each_line_once(boxed
     assert stitch(short, 800, 900)[0].splitlines() == ["A. Yes.", "Q. Go on.", "right", "A. Yes.", "next"]
 
 
+def test_the_hosted_models_known_limit_is_taken_on_the_real_service_when_none_is_set(tmp_path):
+    """On api.deapi.ai the hosted model's known limit (800 px) cuts pages before the first is
+    sent (no refused job, no 0.75-times learned limit: up to a third more strips); a configured
+    limit, a lower learned one, another model or another server (ours answers any size) win."""
+    from pipeline.config import load_config
+    from pipeline.run.state import StateStore
+    from pipeline.run.strips import current_limit
+
+    (tmp_path / "in").mkdir()
+    state = StateStore(tmp_path / "s.sqlite")
+
+    def limit(base_url, **kw):
+        return current_limit(load_config(write_config(tmp_path, base_url, **kw)), state)
+
+    hosted = "Nanonets_Ocr_S_F16"
+    assert limit("https://api.deapi.ai", api__model=hosted) == 800
+    assert limit("https://api.deapi.ai", api__model=hosted, api__max_input_height=700) == 700
+    assert limit("https://api.deapi.ai", api__model="LightOnOcr_3_4B_Q8") is None
+    assert limit("http://127.0.0.1:8000", api__model=hosted) is None
+    assert limit("embedded", api__model=hosted) is None
+    state.learn_height(hosted, 640)
+    assert limit("https://api.deapi.ai", api__model=hosted) == 640
+
+
 def test_ink_mask_sees_grey_text_on_grey_paper():
     img = Image.new("L", (200, 100), 200)
     ImageDraw.Draw(img).rectangle((60, 40, 120, 50), fill=90)   # (a rule across the page would be a frame)

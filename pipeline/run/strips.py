@@ -15,8 +15,8 @@ of one refused strip ``n`` lives under ``<strip key>/s<n>h<limit>``. So:
   its ``.json`` facts list the strips (their box on the upload, their rows in the source page,
   request ids).
 
-The limit: ``api.max_input_height`` (per model, since a config names one model), lowered by what
-refusals taught (``StateStore.learned_height``). A job refused with ``INPUT_TOO_LARGE`` or
+The limit: ``api.max_input_height`` (per model, since a config names one model; unset, the limit
+known for the model on the real service, ``KNOWN_HEIGHTS``), lowered by what refusals taught (``StateStore.learned_height``). A job refused with ``INPUT_TOO_LARGE`` or
 ``CONTEXT_LENGTH_EXCEEDED`` is counted (``refused_jobs`` in the run report), the learned limit is
 set to ``LEARN_FACTOR`` times the refused image's height (we know only that it was too tall), and
 that image alone is cut finer and retried; later pages are cut before they are sent.
@@ -29,6 +29,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -68,9 +69,24 @@ class StripStats:
                 "learned_max_input_height": self.learned_height, "limit_used": self.limit_used, "refusals": self.refusals[:20]}
 
 
+#: The height limits known of models of the real service, taken when ``api.max_input_height`` is
+#: unset: Nanonets-OCR-s behind deAPI refuses images taller than about 850 px (a third party's
+#: measurement, October 2026, which cuts at 800: ../shared/deapi-api.md §2.3, §8). Learning it from
+#: refusals instead costs a refused job for every page in flight and lands at 0.75 times the
+#: height refused, 638-850 px: up to a third more strips, paid, on every later page.
+KNOWN_HEIGHTS = {("api.deapi.ai", "Nanonets_Ocr_S_F16"): 800}
+
+
+def known_height(config: Any) -> int | None:
+    """The limit known for the configured model on the configured service, if any."""
+    host = urlsplit(config.api.base_url).hostname if "://" in str(config.api.base_url) else None
+    return KNOWN_HEIGHTS.get((host or "", config.api.model))
+
+
 def current_limit(config: Any, state: Any) -> int | None:
-    """The tallest image to send: the configured limit, lowered by what refusals taught."""
-    configured = config.api.max_input_height
+    """The tallest image to send: the configured limit (else the one known for the model on the
+    real service), lowered by what refusals taught."""
+    configured = config.api.max_input_height or known_height(config)
     learned = state.learned_height(config.api.model)
     known = [h for h in (configured, learned) if h]
     return min(known) if known else None
