@@ -72,6 +72,20 @@ def test_table_rows_reads_cells_and_skips_empty_rows():
     assert rows == [["A", "B x"], ["1", ""]]
 
 
+def test_spanning_cells_keep_every_row_under_its_columns_heads():
+    """A cell over two columns or two rows leaves empty cells where it lies, so the tab-separated
+    rows stay on the table's grid (before: the row under a colspan or beside a rowspan was
+    shifted one column left, its figures under the wrong heads)."""
+    html = ('<table><tr><th rowspan="2">Parish</th><th colspan="2">Baptisms</th><th>Burials</th></tr>'
+            '<tr><th>male</th><th>female</th><th>all</th></tr>'
+            '<tr><td>St Mary</td><td>12</td><td>9</td><td>14</td></tr></table>')
+    assert table_rows(html) == [["Parish", "Baptisms", "", "Burials"], ["", "male", "female", "all"],
+                                ["St Mary", "12", "9", "14"]]
+    lines = plain_text(html).split("\n")
+    assert [ln.split("\t")[3] for ln in lines] == ["Burials", "all", "14"]
+    assert table_rows('<table><tr><td colspan="x">a</td><td colspan=99999>b</td></tr></table>')[0][:2] == ["a", "b"]
+
+
 def test_the_md_output_keeps_each_page_answer_and_marks_pages():
     doc = {"pages": [{"index": 0, "text": "Title", "answer": "# Title"},
                      {"index": 1, "text": "plain page"}]}

@@ -14,7 +14,8 @@ The rule (docs/formats.md, "Markdown answers"):
 * emphasis marks are removed: ``**b**``, ``__b__``, ``*i*``, ``_i_``, ``~~s~~`` (only when they
   pair up around text, so a lone ``*`` or ``snake_case`` stays as printed);
 * a table (HTML ``<table>`` or Markdown ``| a | b |`` rows) becomes one line per row, cells
-  separated by a tab; the ``|---|`` separator row is dropped;
+  separated by a tab, a spanning cell's other places left empty (on the table's grid); the
+  ``|---|`` separator row is dropped;
 * the model's own tags follow **one rule: keep what is printed on the page, drop what
   describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
   printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
@@ -59,12 +60,14 @@ _EMPHASIS = (
 
 
 class _Cells(HTMLParser):
-    """An HTML table's rows of cell texts (``<br>`` inside a cell becomes a space)."""
+    """An HTML table's rows of cells, each ``(text, colspan, rowspan)`` (``<br>`` inside a cell
+    becomes a space)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.rows: list[list[str]] = []
+        self.rows: list[list[tuple[str, int, int]]] = []
         self._cell: list[str] | None = None
+        self._span = (1, 1)
 
     def handle_starttag(self, tag: str, attrs) -> None:
         if tag == "tr":
@@ -73,12 +76,14 @@ class _Cells(HTMLParser):
             if not self.rows:
                 self.rows.append([])
             self._cell = []
+            found = dict(attrs)
+            self._span = (_span(found.get("colspan")), _span(found.get("rowspan")))
         elif tag == "br" and self._cell is not None:
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
             self._cell = None
 
     def handle_data(self, data: str) -> None:
@@ -86,12 +91,48 @@ class _Cells(HTMLParser):
             self._cell.append(data)
 
 
+MAX_SPAN = 100   # a span beyond this is a typo in the answer, not a table that wide
+
+
+def _span(value: str | None) -> int:
+    try:
+        return min(MAX_SPAN, max(1, int(str(value).strip())))
+    except ValueError:
+        return 1
+
+
 def table_rows(table_html: str) -> list[list[str]]:
-    """The rows of one HTML ``<table>``, each a list of cell texts (empty rows dropped)."""
+    """The rows of one HTML ``<table>``, each a list of cell texts (empty rows dropped), laid on
+    the table's grid: a cell spanning columns (``colspan``) or rows (``rowspan``) is followed by,
+    or stands above, empty cells in the places it covers, so that every row's cells stay under
+    their column's head (a tab-separated ``.txt`` read as columns, or pasted into a sheet)."""
     parser = _Cells()
     parser.feed(table_html)
     parser.close()
-    return [row for row in parser.rows if row]
+    out: list[list[str]] = []
+    below: dict[int, int] = {}   # column -> rows a cell above still covers
+    for row in parser.rows:
+        if not row:
+            continue
+        cells: list[str] = []
+        col = 0
+
+        def fill() -> None:
+            nonlocal col
+            while below.get(col, 0) > 0:
+                cells.append("")
+                below[col] -= 1
+                col += 1
+        for text, colspan, rowspan in row:
+            fill()
+            for k in range(colspan):
+                cells.append(text if k == 0 else "")
+                if rowspan > 1:
+                    below[col] = rowspan - 1
+                col += 1
+        fill()
+        out.append(cells)
+    return out
 
 
 def _table_text(match: re.Match) -> str:
