@@ -61,3 +61,22 @@ def test_a_reader_closing_the_pipe_is_not_a_crash(tmp_path):
     assert proc.wait(timeout=60) == ExitCode.OK, err
     assert "internal error" not in err and "Traceback" not in err
     assert not list((tmp_path / "out").rglob("crash-*.log"))
+
+
+def test_an_image_over_the_pixel_limit_is_refused_once_without_pillows_warning(tmp_path):
+    """Between Pillow's limit and twice it, Pillow only warns; our own check refuses the file
+    with a reason. The cron log must carry that reason, not Pillow's warning and its source line
+    as well (before: ``DecompressionBombWarning: Image size ...`` and ``warnings.warn(``)."""
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("1", (15000, 15000), 1).save(tmp_path / "in" / "big.png")    # 225 Mpx: over 100, and over the 200 the OCR pool sets
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: in\noutput: out\nprogress: off\napi: {base_url: embedded, embedded: {engine: fast}}\n"
+                   "precheck: {max_source_pixels: 100000000}\n")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(cfg)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.FILES_FAILED
+    assert "big.png: decompression_bomb" in log and "225,000,000 pixels" in log
+    assert "DecompressionBombWarning" not in log and "warnings.warn" not in log

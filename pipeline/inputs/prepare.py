@@ -37,6 +37,7 @@ import os
 import stat as stat_mod
 import struct
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,10 @@ REJECTION_CODES = {
 
 _ORIENTATION_TAG = 0x0112
 _PIL_LOCK = threading.Lock()
+# Pillow warns (on stderr, into a cron log) of an image over its process-wide limit, which we
+# raise to ``max_source_pixels`` (``_raise_pillow_bomb_limit``); our own check after ``open``
+# rejects such a file with a reason the user can act on, so the warning only said it twice.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
