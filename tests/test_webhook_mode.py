@@ -108,3 +108,21 @@ async def test_pushes_that_never_arrive_are_reported_and_the_run_stops_waiting_f
     assert hooks["receiver"]["accepted"] == 0
     warnings = [ln for ln in out.splitlines() if "no webhook push arrived" in ln]
     assert len(warnings) == 1 and "/hook" in warnings[0] and "webhook.public_url" in warnings[0]
+
+
+async def test_waiting_resumes_once_a_push_is_accepted_after_all():
+    """Jobs that all outlast wait_s look like pushes that never arrive; when a delivery is
+    accepted later, the run waits for pushes again (one warning each way)."""
+    from pipeline.deapi.push_watch import MISSES_BEFORE_POLLING, PushWatch
+    from pipeline.deapi.webhook import JobEvents, WebhookReceiver
+
+    said: list[str] = []
+    async with WebhookReceiver(SECRET, port=0) as receiver:
+        watch = PushWatch(JobEvents(), receiver, "https://hooks.example.org/deapi/webhook", said.append)
+        for n in range(MISSES_BEFORE_POLLING):
+            assert await watch.wait(f"job-{n}", 0.01) is None
+        assert watch.polling_only and len(said) == 1 and "nothing reached it" in said[0]
+        receiver.counters.received = receiver.counters.accepted = 1      # the first job's push, late
+        assert await watch.wait("job-late", 0.01) is None
+        assert not watch.polling_only and watch.snapshot()["stopped_waiting"] is False
+        assert len(said) == 2 and "after all" in said[1]

@@ -6,8 +6,9 @@ account's: deliveries never arrive (or are all refused), and every job waits ``w
 of the hosted model's 5-20 s jobs went a hundred times slower than it should. So the waits are
 watched: once ``MISSES_BEFORE_POLLING`` waits have timed out while the receiver has accepted no
 delivery at all this run, the run says so once (what the receiver saw, where deAPI was told to
-push) and polls ``request-status`` without waiting for the rest of the run. One delivery accepted
-is enough to keep waiting: pushes that arrive only sometimes are what ``wait_s`` is for.
+push) and polls ``request-status`` without waiting, until a delivery is accepted after all (jobs
+that all outlasted ``wait_s``: then it waits again). One delivery accepted is enough to keep
+waiting: pushes that arrive only sometimes are what ``wait_s`` is for.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class PushWatch:
 
     async def wait(self, request_id: str, timeout: float | None) -> Any:
         """The job's terminal event, or None (then: poll); at once when pushes never arrive."""
+        if self.polling_only and self.receiver.counters.accepted:
+            self.polling_only = False   # a push came after all (the first jobs outlasted wait_s): wait again
+            self.warn("webhook pushes arrive after all: waiting for them again")
         event = await self.events.wait(request_id, 0 if self.polling_only else timeout)
         if event is None and not self.polling_only and (timeout is None or timeout > 0):
             self.timed_out += 1
