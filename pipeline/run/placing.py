@@ -117,13 +117,26 @@ def document_pages(document: dict, page_result: Any) -> list:
             for p in document.get("pages") or []]
 
 
-def record_placements(document: dict, pages: list) -> bool:
-    """New placements into the stored result's pages; True when the ``.json`` changed."""
+def without_positions(outputs: Sequence[str], page: Any) -> bool:
+    """Whether a page (``process.PageResult``) gets ``"positions": false`` in its ``.json``
+    (docs/formats.md, "Pages without boxes"): ALTO, hOCR or PDF configured, an OCR page whose
+    answer has no line boxes and none of whose words could be placed."""
+    return (any(n in NEEDS_BOXES for n in outputs) and page.text_source != "text_layer"
+            and not has_positions(page.structured) and not (page.placed or {}).get("placed"))
+
+
+def record_placements(document: dict, pages: list, outputs: Sequence[str]) -> bool:
+    """New placements into the stored result's pages, and each page's ``positions`` flag as a
+    first run with ``outputs`` would have written it; True when the ``.json`` changed."""
     changed = False
     for doc_page, p in zip(document.get("pages") or [], pages):
         if p.placed and not doc_page.get("placed"):
             doc_page["placed"] = p.placed
-            if p.placed.get("placed"):
-                doc_page.pop("positions", None)
+            changed = True
+        if without_positions(outputs, p):
+            changed |= doc_page.get("positions") is not False
+            doc_page["positions"] = False
+        elif "positions" in doc_page:
+            doc_page.pop("positions")
             changed = True
     return changed

@@ -39,11 +39,11 @@ from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
 from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
-                                  record_placements)
+                                  record_placements, without_positions)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.markdown import plain_text
-from pipeline.formats.model import answer_text, has_positions
+from pipeline.formats.model import answer_text
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
@@ -721,7 +721,7 @@ class FileProcessor:
         if any(n in NEEDS_BOXES for n in missing):
             pages = document_pages(document, PageResult)
             await self._place_missing(entry, pages, limits_for_regeneration(ctx.config.precheck))
-            if record_placements(document, pages):
+            if record_placements(document, pages, ctx.config.outputs):
                 missing = [*missing, "json"]   # the record now says where the words were placed
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
@@ -750,8 +750,6 @@ class FileProcessor:
         api = file_config(ctx.config, entry.rel).api
         pages = sorted(pages, key=lambda p: p.index)
         await self._place_missing(entry, pages)
-        boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
-        # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
         plain = {p.index: plain_page_text(p) for p in pages}  # Markdown answers -> plain (formats/markdown.py)
         text = PAGE_SEPARATOR.join(plain[p.index] for p in pages)
         document = {
@@ -766,8 +764,7 @@ class FileProcessor:
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
                        **({"placed": p.placed} if p.placed else {}),
-                       **({"positions": False} if boxed and p.text_source != "text_layer"
-                          and not has_positions(p.structured) and not (p.placed or {}).get("placed") else {})}
+                       **({"positions": False} if without_positions(ctx.config.outputs, p) else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},
