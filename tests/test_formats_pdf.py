@@ -121,6 +121,29 @@ async def test_pdf_page_over_the_pixel_limit_maps_back_through_the_lowered_dpi(t
     assert iou(lines[0][1], (0, 0, 3000, 100)) > 0.99 and iou(lines[1][1], (0, 100, 3000, 200)) > 0.99, lines
 
 
+async def test_a_page_size_inherited_from_the_page_tree_frames_the_words(tmp_path, server):
+    """fpdf2 (and older scanners' software) put a one-size document's MediaBox on the page
+    tree's root, which the pages inherit; pdfium's own box getters do not look there and
+    pypdfium2 then answers US Letter (612 x 792). The frame must be the page's real one: the
+    text-layer page's words at the boxes poppler reads, the scanned page's layer on the page
+    (drawn for a 792 pt page, it lay 492 pt above a 300 pt one, where poppler found none)."""
+    data = pdfs.build([("text", SENTENCE), ("scan", "scanned")], size=(400, 300))
+    assert data.count(b"/MediaBox") == 1                          # on /Pages only, as fpdf2 writes it
+    src = pdfs.write(tmp_path / "in" / "tree.pdf", data)
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    doc = json.loads((out / "tree.pdf.json").read_text())
+    assert [p["source"]["mediabox_pt"] for p in doc["pages"]] == [[0, 0, 400, 300]] * 2
+    truth = [(1, t, b) for p, t, b in pdf_words(src, cropbox=True) if p == 1]
+    assert [t for _, t, _ in truth] == SENTENCE.split()
+    found = [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in alto_words(out / "tree.pdf.alto.xml")]
+    assert matched_fraction(truth, found) == 1.0, found
+    fast = [b for p, t, b in pdf_words(out / "tree.pdf.pdf", cropbox=True) if p == 2 and t == "FAST-OCR"]
+    assert len(fast) == 1 and fast[0][1] < 30 and fast[0][3] < 151, fast   # the page's upper half
+
+
 def test_pdf_record_geometry_undoes_render_scale_and_padding():
     from pipeline.inputs.geometry import PageGeometry
 

@@ -7,12 +7,15 @@ gets no box, so no place in the PDF's text layer), a ruled table Tesseract's spa
 reads no word of (tesserocr raises "No text returned"; the placement of the words the earlier
 readings placed must survive it), and a blank page (nothing placed: ``"positions": false``, also
 when ALTO/PDF are added to a done tree later). A fresh tree's ``verify`` must find nothing wrong.
+And the searchable PDF's layer for placed words: at the angle the text runs on a page read
+turned, and kept in order where two placed boxes overlap.
 """
 
 from __future__ import annotations
 
 import json
 
+import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 
 from conftest import TOKEN
@@ -100,3 +103,78 @@ async def test_verify_finds_a_fresh_tree_sound_when_words_are_hyphenated_or_unpl
     code, text = await run_cli("verify", str(cfg))
     assert code == ExitCode.OK, text
     assert "0 problems" in text
+
+
+def _register(tmp_path, answers: dict[str, str]) -> None:
+    for rel, text in answers.items():
+        source = open_source(tmp_path / "in" / rel, PrecheckLimits(), PdfConfig())
+        try:
+            for i in range(source.page_count):
+                register(tmp_path / "truth", decode_image(source.page(i).data), text)
+        finally:
+            source.close()
+
+
+async def test_placed_words_of_a_turned_page_run_along_its_text_in_the_pdf(tmp_path):
+    """A page scanned sideways is read turned upright; a text-only answer's words are placed on
+    the upright upload and mapped back, and the searchable PDF must draw each at the angle its
+    text runs on the page as stored (docs/formats.md, Coordinates), as it does for an engine's
+    boxes: then pdfium's extraction (what ``verify`` and Chromium read) gives the answer's lines
+    back. Drawn level in their tall narrow boxes, the words came back in another order. An
+    image and a PDF page alike."""
+    from fpdf import FPDF
+
+    lines = ["The parish council of the harbour district", "met on the morning of the survey and",
+             "agreed that the treasury report be approved", "by the members present at the meeting",
+             "and the clerk will write to the county", "surveyor about the new quay wall this week"]
+    sideways = lines_page(lines, px=36).rotate(90, expand=True)     # stored turned a quarter
+    save(sideways, tmp_path / "in" / "turned.png", dpi=(300, 300))
+    pdf = FPDF(unit="pt", format=(sideways.width * 72 / 300, sideways.height * 72 / 300))
+    pdf.add_page()
+    pdf.image(sideways, x=0, y=0, w=pdf.w, h=pdf.h)
+    (tmp_path / "in" / "turned.pdf").write_bytes(bytes(pdf.output()))
+    answer = "\n".join(lines)
+    _register(tmp_path, {"turned.png": answer, "turned.pdf": answer})
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "pdf"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    for rel in ("turned.png", "turned.pdf"):
+        doc = json.loads((tmp_path / "out" / f"{rel}.json").read_text())
+        assert "turn:270" in doc["image"]["pages"][0]["transforms"], doc["image"]["pages"][0]
+        assert doc["pages"][0]["placed"]["placed"] == doc["pages"][0]["placed"]["words"]
+        pdf = pdfium.PdfDocument(str(tmp_path / "out" / f"{rel}.pdf"))
+        try:
+            text = pdf[0].get_textpage().get_text_range()
+        finally:
+            pdf.close()
+        got = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+        assert got == lines, (rel, got)
+
+
+def test_words_whose_boxes_overlap_keep_their_space_and_order_in_the_pdf(tmp_path):
+    """A placed answer can give a word a box running into the next word's ("Document:" over
+    the "28" of "28-1", seen on a court filing's header). Extractors order glyphs by position,
+    so the space drawn after the first word's box came after the second word: "Document:28-1",
+    and ``verify`` reported both words lost. The layer ends such a word where the next begins."""
+    import pdfs
+    from pipeline.formats.check import pdf_lost_words
+    from pipeline.formats.model import Block, FileLayout, Line, PageLayout, Word
+    from pipeline.formats.pdf_overlay import render_pdf_over_original
+    from pipeline.formats.pdf_text import read_pdf
+
+    src = pdfs.write(tmp_path / "in.pdf", pdfs.build([("scan", "x")], size=(400, 300)))
+    frames, _ = read_pdf(src)
+    words = (Word("Case", (40.0, 30.0, 70.0, 42.0), 0.9), Word("Document:", (76.0, 30.0, 140.0, 42.0), 0.9),
+             Word("28-1", (128.0, 30.0, 152.0, 42.0), 0.9), Word("Filed", (160.0, 30.0, 185.0, 42.0), 0.9))
+    line = Line("Case Document: 28-1 Filed", (40.0, 30.0, 185.0, 42.0), 0.9, words)
+    page = PageLayout(0, *frames[0].size, "pt", (Block(line.box, (line,)),), True, "placed:read")
+    out = tmp_path / "out.pdf"
+    out.write_bytes(render_pdf_over_original(FileLayout("in.pdf", "in.pdf", (page,)), src, frames))
+    pdf = pdfium.PdfDocument(str(out))
+    try:
+        text = pdf[0].get_textpage().get_text_range()
+    finally:
+        pdf.close()
+    assert text.split() == ["Case", "Document:", "28-1", "Filed"], text
+    assert pdf_lost_words([text], {"pages": [{"text": line.text}]}) is None

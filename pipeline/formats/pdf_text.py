@@ -22,7 +22,7 @@ from typing import Iterable
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.inputs.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK, displayed_box
 
 from .model import Block, Line, PageLayout, Word, union
 from .pdfpage import PdfFrame
@@ -42,7 +42,7 @@ def read_pdf(path: Path, text_pages: Iterable[int] = ()) -> tuple[list[PdfFrame]
             for i in range(len(doc)):
                 page = doc[i]
                 try:
-                    frame = PdfFrame(tuple(float(v) for v in page.get_cropbox()), int(page.get_rotation()))
+                    frame = PdfFrame(displayed_box(page), int(page.get_rotation()))
                     frames.append(frame)
                     if i in wanted:
                         layouts[i] = _text_layout(page, i, frame)
