@@ -144,6 +144,34 @@ async def test_a_page_size_inherited_from_the_page_tree_frames_the_words(tmp_pat
     assert len(fast) == 1 and fast[0][1] < 30 and fast[0][3] < 151, fast   # the page's upper half
 
 
+async def test_a_text_layer_line_ending_in_a_hyphen_keeps_the_hyphen_and_the_line(tmp_path, server):
+    """pdfium joins a line ending in a hyphen to the next: its text has one U+FFFE (a Unicode
+    noncharacter) for the hyphen and the line break, per character the hyphen is U+0002. The
+    .txt of a born-digital page had "con\\ufffesider" and ALTO one word "consider" with a box
+    over both lines (and verify reported it lost); both keep the page as printed now."""
+    from helpers import FONT
+
+    text = ("The harbour board met on Tuesday to con-\nsider the survey of the quay wall and\n"
+            "its repair before the winter storms.")
+    src = pdfs.write(tmp_path / "in" / "born.pdf", pdfs.build([("text", text)], font=FONT))
+    cfg = write_config(tmp_path, server.base_url, outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.jobs_created == 0                     # the page's own text
+    out = tmp_path / "out"
+    assert (out / "born.pdf.txt").read_text().splitlines() == text.splitlines()
+    validate_alto(out / "born.pdf.alto.xml")
+    truth = [(p, t, b) for p, t, b in pdf_words(src, cropbox=True)]
+    assert [t for _, t, _ in truth] == text.split()              # poppler: "con-", then "sider"
+    found = [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in alto_words(out / "born.pdf.alto.xml")]
+    # pdfium's boxes are the ink, poppler's the font's height: "on" and "con-" overlap by 0.44
+    assert matched_fraction(truth, found, min_iou=0.4) == 1.0, found
+    assert matched_fraction(truth, hocr_words(out / "born.pdf.hocr"), min_iou=0.4) == 1.0
+    from test_crash_safety import run_cli
+    code, said = await run_cli("verify", str(cfg))
+    assert code == ExitCode.OK, said
+
+
 def test_pdf_record_geometry_undoes_render_scale_and_padding():
     from pipeline.inputs.geometry import PageGeometry
 

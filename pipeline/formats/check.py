@@ -24,7 +24,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from pipeline.inputs.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK, LINE_END_HYPHEN
 
 from .alto import NS as ALTO_NS
 from .mets import NS as METS_NS
@@ -130,11 +130,6 @@ def _layer_words(page: dict[str, Any]) -> list[str]:
     return _words(str(page.get("text") or ""))
 
 
-# pdfium's text of a line that ends in a hyphen: the hyphen and the line break become U+FFFE
-# ("cop-" / "ying" reads "cop\ufffeying"); put them back so the words compare as written.
-_PDFIUM_LINE_HYPHEN = "\ufffe"
-
-
 def pdf_lost_words(pdf_pages: list[str], doc: dict[str, Any]) -> str | None:
     """Words of the result missing from the PDF's text (``pdf_pages``, one string a page).
 
@@ -144,7 +139,7 @@ def pdf_lost_words(pdf_pages: list[str], doc: dict[str, Any]) -> str | None:
     for i, page in enumerate(doc.get("pages") or []):
         if not isinstance(page, dict) or i >= len(pdf_pages):
             continue
-        found = _words(pdf_pages[i].replace(_PDFIUM_LINE_HYPHEN, "-\n"))
+        found = _words(pdf_pages[i].replace(LINE_END_HYPHEN, "-\n"))   # as printed
         missing = Counter(_layer_words(page)) - Counter(found)
         if missing:
             lost.append((i + 1, list(missing.elements())))

@@ -63,6 +63,11 @@ PDF_REJECTION_CODES = {
 }
 
 _PDFIUM_LOCK = threading.Lock()
+# pdfium's text of a line that ends in a hyphen: the hyphen and the line break become one U+FFFE
+# (a Unicode noncharacter, which XML cannot hold) joining the two lines ("con-" / "sider" reads
+# "con\ufffesider"); per character (FPDFText_GetUnicode) that hyphen is U+0002. Put back as printed.
+LINE_END_HYPHEN = "\ufffe"
+LINE_END_HYPHEN_CHAR = "\x02"
 _TAIL_BYTES = 4096          # where a complete PDF's last %%EOF marker must be
 _MIN_PRINTABLE = 0.9        # share of printable characters for a text layer to count as text
 
@@ -226,7 +231,7 @@ def _text_layer(page: pdfium.PdfPage, settings: PdfSettings) -> tuple[str | None
         text = textpage.get_text_range()
     finally:
         textpage.close()
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    text = text.replace(LINE_END_HYPHEN, "-\n").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     chars = [c for c in text if not c.isspace()]
     if not chars:
         return None, "none"
