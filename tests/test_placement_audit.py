@@ -178,3 +178,32 @@ def test_words_whose_boxes_overlap_keep_their_space_and_order_in_the_pdf(tmp_pat
         pdf.close()
     assert text.split() == ["Case", "Document:", "28-1", "Filed"], text
     assert pdf_lost_words([text], {"pages": [{"text": line.text}]}) is None
+
+
+async def test_alto_and_pdf_added_when_the_state_store_was_lost_are_placed_too(tmp_path):
+    """A done text-only tree whose state store is lost is adopted from its ``.json`` files (no
+    API call); outputs configured since are written from them as when a done file is given new
+    outputs: its words placed on the page, the placement recorded. They were written without
+    positions (ALTO ``positions=none``, a PDF without a text layer) and ``verify`` then
+    reported every word of the layer lost."""
+    answers = {rel: text for rel, text in make_inputs(tmp_path / "in").items() if rel in ("extra.png", "blank.png")}
+    for rel in ("hyphen.png", "table.png"):
+        (tmp_path / "in" / rel).unlink()
+    _register(tmp_path, answers)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url), TOKEN)
+        assert code == ExitCode.OK, report
+        jobs = srv.counters.jobs_created
+        for f in (tmp_path / "out" / ".pipeline").glob("state.sqlite*"):
+            f.unlink()
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "alto", "pdf"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK and report["this_run"] == {"adopted": 2}, report
+        assert srv.counters.jobs_created == jobs
+    extra = json.loads((tmp_path / "out" / "extra.png.json").read_text())["pages"][0]
+    assert extra["placed"]["placed"] == extra["placed"]["words"] - 2
+    assert "positions" not in extra
+    assert "positions=none" not in (tmp_path / "out" / "extra.png.alto.xml").read_text()
+    assert json.loads((tmp_path / "out" / "blank.png.json").read_text())["pages"][0]["positions"] is False
+    code, said = await run_cli("verify", str(cfg))
+    assert code == ExitCode.OK, said

@@ -712,17 +712,25 @@ class FileProcessor:
 
     # -- write and record ---------------------------------------------------------------------
 
+    async def _place_stored(self, entry: ScanEntry, document: dict, missing: list[str]) -> list[str]:
+        """Before ALTO/hOCR/PDF/PAGE are written from a stored ``.json`` (regenerated or adopted):
+        its text-only pages placed on the page made again from the source (no API call) and
+        recorded in it; the outputs to write, with ``json`` when the record changed."""
+        if not any(n in NEEDS_BOXES for n in missing):
+            return missing
+        pages = document_pages(document, PageResult)
+        await self._place_missing(entry, pages, limits_for_regeneration(self.ctx.config.precheck))
+        if record_placements(document, pages, self.ctx.config.outputs):
+            return [*missing, "json"]   # the record now says where the words were placed
+        return missing
+
     async def _regenerate(self, entry: ScanEntry, recorded: tuple[str, ...], missing: list[str]) -> bool:
         """Write the outputs a done file lacks from its stored ``.json`` (no API call)."""
         ctx = self.ctx
         document = await asyncio.to_thread(read_document, ctx.config.output, entry.rel)
         if document is None:
             return False
-        if any(n in NEEDS_BOXES for n in missing):
-            pages = document_pages(document, PageResult)
-            await self._place_missing(entry, pages, limits_for_regeneration(ctx.config.precheck))
-            if record_placements(document, pages, ctx.config.outputs):
-                missing = [*missing, "json"]   # the record now says where the words were placed
+        missing = await self._place_stored(entry, document, missing)
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
@@ -737,8 +745,9 @@ class FileProcessor:
         ctx = self.ctx
         written: list[str] = []
         if found.missing:
+            missing = await self._place_stored(entry, found.document, list(found.missing))
             try:
-                written = await ctx.write_outputs(entry.rel, found.missing, found.document, entry.path)
+                written = await ctx.write_outputs(entry.rel, missing, found.document, entry.path)
             except OutputError as exc:
                 raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
