@@ -33,10 +33,14 @@ def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, t
             and not has_positions(structured) and bool(text.strip()))
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     """A Ctrl-C at a terminal reaches the whole process group: the parent owns shutdown, so a
-    geometry worker must not die of it mid-page (as the engine workers, ``ocr/pool.py``)."""
+    geometry worker must not die of it mid-page; but it must not outlive a parent killed
+    outright either (both as the engine workers, ``ocr/pool.py``)."""
+    from pipeline.ocr.pool import exit_with_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
 
 
 class Placer:
@@ -50,7 +54,7 @@ class Placer:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
