@@ -121,6 +121,57 @@ async def test_pdf_page_over_the_pixel_limit_maps_back_through_the_lowered_dpi(t
     assert iou(lines[0][1], (0, 0, 3000, 100)) > 0.99 and iou(lines[1][1], (0, 100, 3000, 200)) > 0.99, lines
 
 
+async def test_a_page_size_inherited_from_the_page_tree_frames_the_words(tmp_path, server):
+    """fpdf2 (and older scanners' software) put a one-size document's MediaBox on the page
+    tree's root, which the pages inherit; pdfium's own box getters do not look there and
+    pypdfium2 then answers US Letter (612 x 792). The frame must be the page's real one: the
+    text-layer page's words at the boxes poppler reads, the scanned page's layer on the page
+    (drawn for a 792 pt page, it lay 492 pt above a 300 pt one, where poppler found none)."""
+    data = pdfs.build([("text", SENTENCE), ("scan", "scanned")], size=(400, 300))
+    assert data.count(b"/MediaBox") == 1                          # on /Pages only, as fpdf2 writes it
+    src = pdfs.write(tmp_path / "in" / "tree.pdf", data)
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL, pdf__dpi=100)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    doc = json.loads((out / "tree.pdf.json").read_text())
+    assert [p["source"]["mediabox_pt"] for p in doc["pages"]] == [[0, 0, 400, 300]] * 2
+    truth = [(1, t, b) for p, t, b in pdf_words(src, cropbox=True) if p == 1]
+    assert [t for _, t, _ in truth] == SENTENCE.split()
+    found = [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in alto_words(out / "tree.pdf.alto.xml")]
+    assert matched_fraction(truth, found) == 1.0, found
+    fast = [b for p, t, b in pdf_words(out / "tree.pdf.pdf", cropbox=True) if p == 2 and t == "FAST-OCR"]
+    assert len(fast) == 1 and fast[0][1] < 30 and fast[0][3] < 151, fast   # the page's upper half
+
+
+async def test_a_text_layer_line_ending_in_a_hyphen_keeps_the_hyphen_and_the_line(tmp_path, server):
+    """pdfium joins a line ending in a hyphen to the next: its text has one U+FFFE (a Unicode
+    noncharacter) for the hyphen and the line break, per character the hyphen is U+0002. The
+    .txt of a born-digital page had "con\\ufffesider" and ALTO one word "consider" with a box
+    over both lines (and verify reported it lost); both keep the page as printed now."""
+    from helpers import FONT
+
+    text = ("The harbour board met on Tuesday to con-\nsider the survey of the quay wall and\n"
+            "its repair before the winter storms.")
+    src = pdfs.write(tmp_path / "in" / "born.pdf", pdfs.build([("text", text)], font=FONT))
+    cfg = write_config(tmp_path, server.base_url, outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.jobs_created == 0                     # the page's own text
+    out = tmp_path / "out"
+    assert (out / "born.pdf.txt").read_text().splitlines() == text.splitlines()
+    validate_alto(out / "born.pdf.alto.xml")
+    truth = [(p, t, b) for p, t, b in pdf_words(src, cropbox=True)]
+    assert [t for _, t, _ in truth] == text.split()              # poppler: "con-", then "sider"
+    found = [(p, t, tuple(v / PT for v in b) if b else None, c) for p, t, b, c in alto_words(out / "born.pdf.alto.xml")]
+    # pdfium's boxes are the ink, poppler's the font's height: "on" and "con-" overlap by 0.44
+    assert matched_fraction(truth, found, min_iou=0.4) == 1.0, found
+    assert matched_fraction(truth, hocr_words(out / "born.pdf.hocr"), min_iou=0.4) == 1.0
+    from test_crash_safety import run_cli
+    code, said = await run_cli("verify", str(cfg))
+    assert code == ExitCode.OK, said
+
+
 def test_pdf_record_geometry_undoes_render_scale_and_padding():
     from pipeline.inputs.geometry import PageGeometry
 

@@ -24,11 +24,12 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from pipeline.inputs.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK, LINE_END_HYPHEN
 
 from .alto import NS as ALTO_NS
 from .mets import NS as METS_NS
 from .mets import USE_NAMES, XLINK
+from .model import has_positions
 from .page import NS as PAGE_NS
 
 _XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -114,16 +115,32 @@ def _words(text: str) -> list[str]:
     return unicodedata.normalize("NFKC", text).split()
 
 
+def _layer_words(page: dict[str, Any]) -> list[str]:
+    """The words of a stored page the searchable PDF's text layer carries (``pdf.py`` writes a
+    word only where it has a box): a text-only answer's *placed* words (an unplaced one has
+    nowhere true to go), none when no word was placed; every word of a page with boxes or
+    taken from the PDF's own text layer."""
+    placed = page.get("placed")
+    if page.get("positions") is False:
+        return []
+    if page.get("text_source") != "text_layer" and not has_positions(page.get("result")) and isinstance(placed, dict):
+        boxed = [str(w.get("text") or "") for b in placed.get("blocks") or [] for ln in b.get("lines") or []
+                 for w in ln.get("words") or [] if isinstance(w, dict) and isinstance(w.get("box"), list)]
+        return _words(" ".join(boxed))
+    return _words(str(page.get("text") or ""))
+
+
 def pdf_lost_words(pdf_pages: list[str], doc: dict[str, Any]) -> str | None:
     """Words of the result missing from the PDF's text (``pdf_pages``, one string a page).
 
-    Pages the PDF cannot carry text for are not counted: no positions (a text-only result gets
-    no layer) and pages that read no text."""
+    Only the words the layer is written with count (``_layer_words``): no positions (a
+    text-only result gets no layer), unplaced words, and pages that read no text are left out."""
     lost: list[tuple[int, list[str]]] = []
     for i, page in enumerate(doc.get("pages") or []):
-        if not isinstance(page, dict) or page.get("positions") is False or i >= len(pdf_pages):
+        if not isinstance(page, dict) or i >= len(pdf_pages):
             continue
-        missing = Counter(_words(str(page.get("text") or ""))) - Counter(_words(pdf_pages[i]))
+        found = _words(pdf_pages[i].replace(LINE_END_HYPHEN, "-\n"))   # as printed
+        missing = Counter(_layer_words(page)) - Counter(found)
         if missing:
             lost.append((i + 1, list(missing.elements())))
     if not lost:

@@ -167,6 +167,13 @@ def _placed_blocks(placed: dict[str, Any], geometry: PageGeometry) -> list[Block
     return blocks
 
 
+def _text_angle(geometry: PageGeometry) -> float:
+    """Degrees counter-clockwise the text runs on the source: the page was read straightened
+    (``deskew:A``, ``turn:Q``), so its words run at minus that on the page as stored. Placed
+    words were found on the straightened upload too, so they run the same way."""
+    return -(geometry.skew + geometry.turn) % 360.0
+
+
 def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> PageLayout:
     result = page_doc.get("result")
     index = int(page_doc.get("index", 0))
@@ -176,7 +183,8 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
     if not has_positions(result) and isinstance(placed, dict) and placed.get("placed") and geometry is not None:
         engine = f"placed:{placed.get('method')}"
         blocks = _placed_blocks(placed, geometry)
-        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine)
+        return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine,
+                          _text_angle(geometry))
     if isinstance(result, dict) and isinstance(result.get("blocks"), list) and geometry is not None:
         engine = result.get("engine")
         for b in result["blocks"]:
@@ -195,7 +203,7 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
     if blocks:
         assert geometry is not None
         return PageLayout(index, geometry.source_width, geometry.source_height, geometry.unit, tuple(blocks), True, engine,
-                          -(geometry.skew + geometry.turn) % 360.0)
+                          _text_angle(geometry))
     # Text only: paragraphs split at blank lines, no positions.
     text = str(page_doc.get("text") or "")
     for para in text.split("\n\n"):

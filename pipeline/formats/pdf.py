@@ -125,13 +125,19 @@ def page_text(layer: TextLayer, page: PageLayout, fx: float = 1.0, fy: float = 1
             words = [w for w in line.words if w.box is not None and w.text]
             for i, word in enumerate(words):
                 b = word.box
-                layer.place(word.text, (b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy))
-                if i + 1 < len(words):
+                nxt = words[i + 1].box if i + 1 < len(words) else None
+                end = b[2]
+                if nxt is not None and b[0] < nxt[0] < end:
+                    # The next word's box starts inside this one's (a placed answer's boxes can
+                    # overlap): extractors order glyphs by position, so drawn whole this word
+                    # would swallow the space ("Document:28-1"); it ends where the next begins.
+                    end = max(b[0] + (nxt[0] - b[0]) / 2, nxt[0] - 0.5)
+                layer.place(word.text, (b[0] * fx, b[1] * fy, end * fx, b[3] * fy))
+                if nxt is not None:
                     # A real space between words, stretched over the gap, so that extraction
                     # and copy give "a b", not "ab", whatever the viewer's word-gap heuristics.
-                    nxt = words[i + 1].box
-                    gap_end = max(nxt[0], b[2] + 0.5)
-                    layer.place(" ", (b[2] * fx, b[1] * fy, gap_end * fx, b[3] * fy))
+                    gap_end = max(nxt[0], end + 0.5)
+                    layer.place(" ", (end * fx, b[1] * fy, gap_end * fx, b[3] * fy))
 
 
 def turned_page_text(layer: TextLayer, page: PageLayout, fx: float, fy: float) -> None:

@@ -22,7 +22,7 @@ from typing import Iterable
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.inputs.pdf import _PDFIUM_LOCK
+from pipeline.inputs.pdf import _PDFIUM_LOCK, LINE_END_HYPHEN_CHAR, displayed_box
 
 from .model import Block, Line, PageLayout, Word, union
 from .pdfpage import PdfFrame
@@ -42,7 +42,7 @@ def read_pdf(path: Path, text_pages: Iterable[int] = ()) -> tuple[list[PdfFrame]
             for i in range(len(doc)):
                 page = doc[i]
                 try:
-                    frame = PdfFrame(tuple(float(v) for v in page.get_cropbox()), int(page.get_rotation()))
+                    frame = PdfFrame(displayed_box(page), int(page.get_rotation()))
                     frames.append(frame)
                     if i in wanted:
                         layouts[i] = _text_layout(page, i, frame)
@@ -96,6 +96,10 @@ def _lines(textpage: pdfium.PdfTextPage, frame: PdfFrame) -> list[Line]:
                 box = textpage.get_charbox(i, loose=True)   # the font's ascent to descent
             if box[2] > box[0] or box[3] > box[1]:
                 boxes.append(frame.user_box_to_display(box))
+            if ch == LINE_END_HYPHEN_CHAR:         # a hyphen ending a line pdfium joined to the next:
+                chars.append("-")                  # the word and the line end here, as printed
+                end_line()
+                continue
             chars.append(ch)
     end_line()
     return [ln for ln in lines if ln.box is not None]
@@ -103,7 +107,8 @@ def _lines(textpage: pdfium.PdfTextPage, frame: PdfFrame) -> list[Line]:
 
 def _clean(text: str) -> str:
     """pdfium hands out UTF-16 code units: join surrogate pairs (characters beyond the BMP),
-    and drop control characters (a soft hyphen comes as U+0002), which XML cannot hold."""
+    and drop control characters, which XML cannot hold (a hyphen ending a line comes as
+    U+0002: ``_lines`` has made it a hyphen already)."""
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return "".join(c for c in text if unicodedata.category(c) != "Cc")
 

@@ -63,8 +63,22 @@ PDF_REJECTION_CODES = {
 }
 
 _PDFIUM_LOCK = threading.Lock()
+# pdfium's text of a line that ends in a hyphen: the hyphen and the line break become one U+FFFE
+# (a Unicode noncharacter, which XML cannot hold) joining the two lines ("con-" / "sider" reads
+# "con\ufffesider"); per character (FPDFText_GetUnicode) that hyphen is U+0002. Put back as printed.
+LINE_END_HYPHEN = "\ufffe"
+LINE_END_HYPHEN_CHAR = "\x02"
 _TAIL_BYTES = 4096          # where a complete PDF's last %%EOF marker must be
 _MIN_PRINTABLE = 0.9        # share of printable characters for a text layer to count as text
+
+
+def displayed_box(page: pdfium.PdfPage) -> tuple[float, float, float, float]:
+    """The page's CropBox clipped to its MediaBox, in user space (before ``/Rotate``): what pdfium
+    renders and ``get_size`` measures. Not ``get_cropbox()``/``get_mediabox()``: pdfium reads
+    those only from the page itself, not inherited from the page tree (crbug.com/pdfium/1786),
+    and pypdfium2 then answers US Letter; fpdf2, for one, puts a single-size document's MediaBox
+    on the tree's root, so every word was mapped with a 792 pt tall page."""
+    return tuple(float(v) for v in page.get_bbox())  # type: ignore[return-value]
 
 
 def is_pdf(head: bytes) -> bool:
@@ -156,7 +170,7 @@ class PdfSource:
                 width_pt, height_pt = page.get_size()          # as displayed, /Rotate applied
                 source = {"kind": "pdf_page", "page_number": index + 1,
                           "page_size_pt": [round(width_pt, 3), round(height_pt, 3)],
-                          "mediabox_pt": [round(v, 3) for v in page.get_mediabox()],
+                          "mediabox_pt": [round(v, 3) for v in page.get_mediabox(fallback_ok=False) or displayed_box(page)],
                           "rotation": page.get_rotation()}
                 if settings.text_layer != "ocr":
                     text, verdict = _text_layer(page, settings)
@@ -217,7 +231,7 @@ def _text_layer(page: pdfium.PdfPage, settings: PdfSettings) -> tuple[str | None
         text = textpage.get_text_range()
     finally:
         textpage.close()
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    text = text.replace(LINE_END_HYPHEN, "-\n").replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     chars = [c for c in text if not c.isspace()]
     if not chars:
         return None, "none"

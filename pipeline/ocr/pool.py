@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -42,6 +43,30 @@ _worker_engine: Engine | None = None
 _worker_error: str | None = None
 
 
+PARENT_CHECK_S = 1.0  # how often a worker process looks whether its parent is still there
+
+
+def exit_with_parent() -> None:
+    """In a worker process: exit as soon as the process that started it is gone.
+
+    Why: a pool worker waits for its next task on a pipe whose write end it holds itself, so it
+    never sees its parent die. After a ``kill -9`` of a run (or the OOM killer, or a power cut of
+    the parent alone) its engine and geometry workers lived on as orphans, each holding its
+    memory (~100 MB with Tesseract, 1-1.5 GB with RapidOCR), one more set per killed run. A
+    daemon thread looks every ``PARENT_CHECK_S`` whether the parent's process id is still this
+    process's parent (an orphan is re-parented to init or a subreaper)."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return                                   # not a child of a multiprocessing parent
+
+    def watch() -> None:
+        while os.getppid() == parent.pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(engine_name: str, threads: int | None = None, options: dict | None = None) -> None:
     """Build this worker's one engine; remember a failure so every task reports it clearly.
 
@@ -51,6 +76,7 @@ def _init_worker(engine_name: str, threads: int | None = None, options: dict | N
     global _worker_engine, _worker_error
     if threading.current_thread() is threading.main_thread():  # a worker process (``fast`` runs in threads)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        exit_with_parent()
     if threads:
         from .rapid import THREADS_ENV
 

@@ -68,7 +68,10 @@ def tesseract_words(image: Image.Image, language: str | None = "en", max_side: i
             if it.IsAtBeginningOf(RIL.TEXTLINE):
                 line += 1
             bb = it.BoundingBox(RIL.WORD)
-            text = (it.GetUTF8Text(RIL.WORD) or "").strip()
+            try:
+                text = (it.GetUTF8Text(RIL.WORD) or "").strip()
+            except RuntimeError:   # tesserocr's "No text returned": a reading that found no word
+                text = ""
             if bb and text:
                 out.append(ReadWord(_scaled(tuple(bb), factor), text, max(0.0, it.Confidence(RIL.WORD)) / 100.0,
                                     max(first_line, line)))

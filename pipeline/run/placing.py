@@ -33,10 +33,14 @@ def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, t
             and not has_positions(structured) and bool(text.strip()))
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     """A Ctrl-C at a terminal reaches the whole process group: the parent owns shutdown, so a
-    geometry worker must not die of it mid-page (as the engine workers, ``ocr/pool.py``)."""
+    geometry worker must not die of it mid-page; but it must not outlive a parent killed
+    outright either (both as the engine workers, ``ocr/pool.py``)."""
+    from pipeline.ocr.pool import exit_with_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
 
 
 class Placer:
@@ -50,7 +54,7 @@ class Placer:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
@@ -117,13 +121,26 @@ def document_pages(document: dict, page_result: Any) -> list:
             for p in document.get("pages") or []]
 
 
-def record_placements(document: dict, pages: list) -> bool:
-    """New placements into the stored result's pages; True when the ``.json`` changed."""
+def without_positions(outputs: Sequence[str], page: Any) -> bool:
+    """Whether a page (``process.PageResult``) gets ``"positions": false`` in its ``.json``
+    (docs/formats.md, "Pages without boxes"): ALTO, hOCR or PDF configured, an OCR page whose
+    answer has no line boxes and none of whose words could be placed."""
+    return (any(n in NEEDS_BOXES for n in outputs) and page.text_source != "text_layer"
+            and not has_positions(page.structured) and not (page.placed or {}).get("placed"))
+
+
+def record_placements(document: dict, pages: list, outputs: Sequence[str]) -> bool:
+    """New placements into the stored result's pages, and each page's ``positions`` flag as a
+    first run with ``outputs`` would have written it; True when the ``.json`` changed."""
     changed = False
     for doc_page, p in zip(document.get("pages") or [], pages):
         if p.placed and not doc_page.get("placed"):
             doc_page["placed"] = p.placed
-            if p.placed.get("placed"):
-                doc_page.pop("positions", None)
+            changed = True
+        if without_positions(outputs, p):
+            changed |= doc_page.get("positions") is not False
+            doc_page["positions"] = False
+        elif "positions" in doc_page:
+            doc_page.pop("positions")
             changed = True
     return changed

@@ -39,11 +39,11 @@ from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
 from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
-                                  record_placements)
+                                  record_placements, without_positions)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.markdown import plain_text
-from pipeline.formats.model import answer_text, has_positions
+from pipeline.formats.model import answer_text
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
@@ -712,17 +712,25 @@ class FileProcessor:
 
     # -- write and record ---------------------------------------------------------------------
 
+    async def _place_stored(self, entry: ScanEntry, document: dict, missing: list[str]) -> list[str]:
+        """Before ALTO/hOCR/PDF/PAGE are written from a stored ``.json`` (regenerated or adopted):
+        its text-only pages placed on the page made again from the source (no API call) and
+        recorded in it; the outputs to write, with ``json`` when the record changed."""
+        if not any(n in NEEDS_BOXES for n in missing):
+            return missing
+        pages = document_pages(document, PageResult)
+        await self._place_missing(entry, pages, limits_for_regeneration(self.ctx.config.precheck))
+        if record_placements(document, pages, self.ctx.config.outputs):
+            return [*missing, "json"]   # the record now says where the words were placed
+        return missing
+
     async def _regenerate(self, entry: ScanEntry, recorded: tuple[str, ...], missing: list[str]) -> bool:
         """Write the outputs a done file lacks from its stored ``.json`` (no API call)."""
         ctx = self.ctx
         document = await asyncio.to_thread(read_document, ctx.config.output, entry.rel)
         if document is None:
             return False
-        if any(n in NEEDS_BOXES for n in missing):
-            pages = document_pages(document, PageResult)
-            await self._place_missing(entry, pages, limits_for_regeneration(ctx.config.precheck))
-            if record_placements(document, pages):
-                missing = [*missing, "json"]   # the record now says where the words were placed
+        missing = await self._place_stored(entry, document, missing)
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
@@ -737,8 +745,9 @@ class FileProcessor:
         ctx = self.ctx
         written: list[str] = []
         if found.missing:
+            missing = await self._place_stored(entry, found.document, list(found.missing))
             try:
-                written = await ctx.write_outputs(entry.rel, found.missing, found.document, entry.path)
+                written = await ctx.write_outputs(entry.rel, missing, found.document, entry.path)
             except OutputError as exc:
                 raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
@@ -750,8 +759,6 @@ class FileProcessor:
         api = file_config(ctx.config, entry.rel).api
         pages = sorted(pages, key=lambda p: p.index)
         await self._place_missing(entry, pages)
-        boxed = any(n in NEEDS_BOXES for n in ctx.config.outputs)  # flag pages ALTO/hOCR/PDF cannot place
-        # (a PDF text-layer page is placed from the PDF itself: formats/pdf_text.py)
         plain = {p.index: plain_page_text(p) for p in pages}  # Markdown answers -> plain (formats/markdown.py)
         text = PAGE_SEPARATOR.join(plain[p.index] for p in pages)
         document = {
@@ -766,8 +773,7 @@ class FileProcessor:
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),
                        **({"placed": p.placed} if p.placed else {}),
-                       **({"positions": False} if boxed and p.text_source != "text_layer"
-                          and not has_positions(p.structured) and not (p.placed or {}).get("placed") else {})}
+                       **({"positions": False} if without_positions(ctx.config.outputs, p) else {})}
                       for p in pages],
             "text": text,
             "tool": {"name": "pipeline", "version": __version__},

@@ -1,0 +1,89 @@
+"""A run killed outright (``kill -9``, the OOM killer) leaves no worker processes behind.
+
+The embedded server's engine workers and the client's geometry workers are pool processes that
+wait for their next task on a pipe whose write end they hold themselves, so they never saw their
+parent die: after each killed run they lived on, each with its engine's memory. Found by killing
+a PDF run with the hosted-like model and counting ``spawn_main`` processes re-parented to init.
+Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import pdfs
+from conftest import TOKEN
+from helpers import write_config
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+
+def _state_and_ppid(pid: int) -> tuple[str, int] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _workers_of(parent: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        got = _state_and_ppid(int(entry.name))
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if got is not None and got[1] == parent and b"spawn_main" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    got = _state_and_ppid(pid)
+    return got is not None and got[0] != "Z"
+
+
+async def _until(condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+async def test_workers_of_a_run_killed_outright_exit_with_it(tmp_path):
+    pdfs.write(tmp_path / "in" / "book.pdf", pdfs.build([("scan", "harbour"), ("scan", "parish")], size=(400, 300)))
+    cfg = write_config(tmp_path, "embedded", outputs=["txt", "json", "alto"],
+                       api__model="Nanonets_Ocr_S_Hosted", api__embedded={"engine": "tesseract", "workers": 1},
+                       timeouts__job_s=120)
+    env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", "run", str(cfg), env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        workers = await _until(lambda: _workers_of(proc.pid), 60)   # the engine worker, started with the run
+        assert workers, "the run started no worker process"
+        assert proc.returncode is None                               # hosted-like jobs take 5-20 s
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    left = await _until(lambda: not any(_alive(pid) for pid in workers), 15)
+    try:
+        assert left, [pid for pid in workers if _alive(pid)]
+    finally:
+        for pid in workers:          # never leave them running, whatever the outcome
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
