@@ -124,9 +124,15 @@ class Planner:
         tasks: set[asyncio.Task] = set()
         total_files = 0
 
+        errors: list[Exception] = []
+
         async def one(entry: ScanEntry) -> None:
+            # A task ends (and leaves ``tasks``) before the final gather can see it: its error is
+            # kept here, or the plan would print counts that silently lack the file.
             try:
                 await self._file(processor, entry, limits, pricing, seen_keys)
+            except Exception as exc:   # noqa: BLE001 - re-raised after the walk
+                errors.append(exc)
             finally:
                 slots.release()
 
@@ -149,6 +155,8 @@ class Planner:
             for result in await asyncio.gather(*list(tasks), return_exceptions=True):
                 if isinstance(result, BaseException):
                     raise result
+            if errors:
+                raise errors[0]
         finally:
             for task in tasks:
                 task.cancel()

@@ -41,11 +41,11 @@ from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
                                   record_placements)
 from pipeline.deapi import errors as api_errors
-from pipeline.formats import NEEDS_BOXES
+from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import answer_text, has_positions
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
-from pipeline.formats.output import PAGE_SEPARATOR, output_paths
+from pipeline.formats.output import PAGE_SEPARATOR, output_paths, too_long
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
@@ -256,6 +256,8 @@ class FileProcessor:
         self.ctx = ctx
         self.fingerprint = settings_fingerprint(ctx.config)
         self.pdf_fingerprint = pdf_settings_fingerprint(ctx.config)
+        outputs = ctx.config.outputs
+        self.suffixes = [SUFFIXES[n] for n in outputs] + ([".page-999.xml"] if "page" in outputs else [])
 
     def _fingerprints(self, rel: str) -> tuple[str, str]:
         """(image, PDF) fingerprints of ``rel``'s settings, its ``overrides:`` applied."""
@@ -274,6 +276,12 @@ class FileProcessor:
         ctx, state = self.ctx, self.ctx.state
         fingerprint, pdf_fingerprint = self._fingerprints(entry.rel)
         rec = state.get_file(entry.rel)
+        too_long_why = too_long(ctx.config.output, entry.rel, self.suffixes)
+        if too_long_why is not None:  # refused before anything is paid, not after the write fails
+            if rec and rec.state == "rejected_input" and rec.error_code == "name_too_long" and not ctx.retry_failed:
+                return Decision(Verdict.STILL_FAILED, rec)
+            return Decision(Verdict.FAILED, rec, failure=FileFailure(
+                "rejected_input", "rejected_input", too_long_why, "name_too_long"))
         same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
                          and rec.inode == entry.inode)
         if same_stat and not ctx.force:
