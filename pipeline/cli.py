@@ -196,7 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at /dev/null so the interpreter's final flush does not fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
-    except Exception:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
+    except Exception as exc:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
+        from pipeline.run.writable import cannot_write, cannot_write_advice
+        why = cannot_write(exc)
+        if why is not None:   # a full disk or a read-only file system: a person's fix, not a bug
+            print(f"pipeline: {cannot_write_advice(why)}", file=sys.stderr)
+            return ExitCode.CONFIG_ERROR
         from pipeline.crashlog import report_crash
         return report_crash(config.control_dir if config is not None else None, args.command)
     return ExitCode.CONFIG_ERROR
