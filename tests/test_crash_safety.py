@@ -186,6 +186,10 @@ async def test_sigterm_parks_in_flight_jobs_and_the_next_run_resumes(tmp_path, s
     assert parked == 2
     report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
     assert report["stop_reason"] == "signal SIGTERM"
+    # every file is accounted for: the parked ones too are left for the next run (they were in
+    # no count at all, so "0 left for next run" followed a stop that parked 3 pages)
+    assert report["this_run"] == {"deferred": len(names)}, report["this_run"]
+    assert f"{len(names)} left for next run" in out.decode()
     server.faults.job_never_finish = FaultRule()
     server.release_stuck_jobs()  # the parked jobs finish on the server while nobody watches
     code, out = await run_cli("run", str(cfg))

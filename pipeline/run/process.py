@@ -552,7 +552,8 @@ class FileProcessor:
                               stored.request_id, stored.submits, reused=True)
         if stored is not None and stored.state == "submitted" and stored.request_id:
             try:
-                return await self._await(entry, key, page.page_index, stored.request_id, stored.submits)
+                return await self._await(entry, key, page.page_index, stored.request_id, stored.submits,
+                                         reattached=True)
             except api_errors.NotFoundError:
                 reason = "the server no longer knew the request id on re-attach; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
@@ -656,12 +657,17 @@ class FileProcessor:
             ctx.close_submissions(exc.reason)
             raise StopSubmitting(exc.reason) from None
 
-    async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int) -> PageResult:
+    async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int,
+                     reattached: bool = False) -> PageResult:
+        """The job's result. A job this run submitted waits for its webhook (when on) before
+        polling; a re-attached one, submitted by an earlier run, is polled at once: its push may
+        have come while no run listened, and an embedded server (new each run) never knew it,
+        so waiting ``webhook.wait_s`` for it would only delay the rerun."""
         ctx = self.ctx
         started = time.monotonic()
         try:
             status = None
-            if ctx.webhook_events is not None:
+            if ctx.webhook_events is not None and not reattached:
                 event = await ctx.webhook_events.wait(request_id, ctx.config.webhook.wait_s)
                 if event is not None and event.event == "job.completed":
                     if event.result:

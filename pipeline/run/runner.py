@@ -400,6 +400,9 @@ class Runner:
                 return
             try:
                 outcome = await processor.process(item)
+            except asyncio.CancelledError:  # parked after the grace: the next run re-attaches it
+                self.stats.add(Outcome.DEFERRED)
+                raise
             except Exception as exc:  # a bug while handling one file: record it, keep the run going
                 why = cannot_write(exc)
                 if why is None:
