@@ -5,10 +5,11 @@
 truncated (the ``.txt`` differs from the text recorded in the ``.json``) or unparsable, and
 outputs whose source file is gone. Every configured output is checked: the ``.txt`` and
 ``.json`` as above, ALTO, hOCR, PDF, PAGE and METS by ``formats.check`` (present, parseable,
-one page per page of the result; the PDF's text layer holds every word of the result). With ``requeue`` (it takes the lock) a file whose ``.txt``/``.json`` is
-broken goes back to ``pending`` (the next run redoes it, an API call per page); a file whose
-``.json`` is sound but an archival output is broken keeps ``done`` and loses that output from
-its record, so the next run regenerates it from the ``.json`` with no API call.
+one page per page of the result; the PDF's text layer holds every word of the result). With ``requeue`` (it takes the lock) a file whose ``.json`` is
+missing or broken goes back to ``pending`` (the next run redoes it, an API call per page: the
+answers are kept in the ``.json``); a file whose ``.json`` is a complete record but whose ``.txt``
+or an archival output is missing or broken keeps ``done`` and loses that output from its record,
+so the next run rewrites it from the ``.json`` with no API call.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.formats import SUFFIXES
 from pipeline.formats.check import CHECKS, pdf_flavour_problem
 from pipeline.formats.writer import expected_outputs
 from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
+from pipeline.run.adopt import sound_record
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
 
 
@@ -148,6 +150,17 @@ def verify(config: Config, state: StateStore, *, requeue: bool = False) -> Verif
         if problem is None and not (config.input / rec.rel).exists():
             problem = "source file is gone (outputs kept)"
             result.problems.append({"path": rec.rel, "problem": problem})
+            continue
+        if problem is not None and sound_record(config.output, rec.rel) is not None:
+            # only the .txt is lost or altered: the .json holds the result, so it is rewritten
+            # from it, free (requeued, the file was paid for again: the pages' answers are kept
+            # in the .json, not in the state store)
+            result.problems.append({"path": rec.rel, "problem": problem, "remedy": "regenerate"})
+            if requeue:
+                drop = set(expected_outputs(config.output, rec.rel, ["txt"]))
+                state.set_file(rec.rel, "done", outputs=[o for o in rec.outputs if o not in drop],
+                               done_at=rec.done_at)
+                result.regenerate += 1
             continue
         if problem is not None:
             result.problems.append({"path": rec.rel, "problem": problem, "remedy": "redo"})
