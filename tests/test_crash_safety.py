@@ -75,6 +75,10 @@ async def test_sigkill_at_any_step_then_rerun_finishes_every_file_exactly_once(t
     code, out = await run_cli("run", str(cfg), crashpoint=point)
     assert code == -signal.SIGKILL, out
     recorded, unknown = pages_at_crash(tmp_path)
+    if point == "after_submit:1":   # what status says of a run that never wrote its end (was "exit None")
+        code, status = await run_cli("status", str(cfg))
+        assert "last run: #1 started " in status and "no exit recorded: still running, or it was killed" in status
+        assert "exit None" not in status
     code, out = await run_cli("run", str(cfg))
     assert code == ExitCode.OK, out
     for name in names:

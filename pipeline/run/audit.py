@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,11 @@ def format_status(report: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines.append(f"files: {report['total']}  " + "  ".join(f"{k}={v}" for k, v in report["files_by_state"].items()))
     run = report.get("last_run")
-    if run:
+    if run and run.get("exit_code") is None:   # not "exit None": say what it can mean
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run["started_at"]))
+        lines.append(f"last run: #{run['id']} started {started}, no exit recorded: still running, or it was "
+                     "killed (kill -9, out of memory, power) before it could finish; the next run resumes it")
+    elif run:
         lines.append(f"last run: #{run['id']} exit {run['exit_code']} outcomes {((run.get('summary') or {}).get('outcomes'))}")
     if report["failures_total"]:
         lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
