@@ -15,7 +15,9 @@ from pathlib import Path
 from conftest import TOKEN
 from helpers import distinct_png, failures, run_pipeline, write_config
 from test_plan import plan
+from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
+from pipeline.run.audit import format_status, status_report
 
 LONG = "y" * 250 + ".png"            # fits the input folder (254 bytes); its .json would not
 
@@ -49,6 +51,9 @@ async def test_a_run_over_awkward_names_pays_only_for_what_it_can_write(tmp_path
     assert server.counters.submits == 1                 # ok.png only: the long name was never sent
     assert "rejected: new\\nline.png: empty_file: " in log
     assert not any(line.startswith("line.png") for line in log.splitlines())
+
+    status = format_status(status_report(load_config(cfg)))
+    assert "  new\\nline.png: rejected_input [empty_file]" in status   # one line a failure there too
 
     code, report, log = await run_pipeline(cfg, TOKEN)  # the next night: nothing paid, nothing new
     assert code == ExitCode.FILES_FAILED and server.counters.submits == 1

@@ -27,6 +27,7 @@ from pipeline.formats.check import CHECKS, pdf_flavour_problem
 from pipeline.formats.writer import expected_outputs
 from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
 from pipeline.run.adopt import sound_record
+from pipeline.run.cronlog import one_line
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
 
 
@@ -69,7 +70,8 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"last run: #{run['id']} exit {run['exit_code']} outcomes {((run.get('summary') or {}).get('outcomes'))}")
     if report["failures_total"]:
         lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
-        lines += [f"  {f['path']}: {f['state']} [{f['code']}] {f['reason']}" for f in report["failures"]]
+        lines += [f"  {one_line(f['path'])}: {f['state']} [{f['code']}] {one_line(str(f['reason']))}"
+                  for f in report["failures"]]
     if report["quarantined"]:
         lines.append(f"quarantined ({len(report['quarantined'])}): rerun with --retry-failed to try them again")
     if report["possible_duplicate_submits"]:
