@@ -445,6 +445,9 @@ def _validate(config: Config, base: Path) -> Config:
                           f"(e.g. {state / 'state.sqlite'})")
     if state is not None and state.parent.exists() and not state.parent.is_dir():
         raise ConfigError(f"state_path: {state.parent} is not a directory")
+    if not config.include:   # a run that can never take a file would exit 0 night after night
+        raise ConfigError("include: an empty list takes no file at all; leave the key out for the image "
+                          "extensions, or write [\"**/*\"] for every file")
     for key in ("include", "exclude"):
         for pattern in getattr(config, key):
             try:
