@@ -11,6 +11,7 @@ the same from cron (whose working directory is ``$HOME``) and from ``make run``.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -311,6 +312,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):   # .nan passes every range check (max_runtime_s: .nan stopped at once)
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if key == "progress" and value is False:
@@ -442,6 +445,9 @@ def _validate(config: Config, base: Path) -> Config:
                           f"(e.g. {state / 'state.sqlite'})")
     if state is not None and state.parent.exists() and not state.parent.is_dir():
         raise ConfigError(f"state_path: {state.parent} is not a directory")
+    if not config.include:   # a run that can never take a file would exit 0 night after night
+        raise ConfigError("include: an empty list takes no file at all; leave the key out for the image "
+                          "extensions, or write [\"**/*\"] for every file")
     for key in ("include", "exclude"):
         for pattern in getattr(config, key):
             try:

@@ -34,6 +34,10 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\nconcurency: {jobs_in_flight: 4}\n", "unknown key 'concurency' (did you mean 'concurrency'?)"),
     ("input: in\noutput: out\napi: {modle: x}\n", "unknown key 'api.modle' (did you mean 'api.model'?)"),
     ("input: in\noutput: out\nconcurrency: {jobs_in_flight: many}\n", "concurrency.jobs_in_flight: expected a whole number"),
+    ("input: in\noutput: out\ninclude: []\n", "include: an empty list takes no file at all"),
+    # NaN passes every range check: max_runtime_s: .nan stopped each run at once (exit 3)
+    ("input: in\noutput: out\nmax_runtime_s: .nan\n", "max_runtime_s: expected a finite number, got nan"),
+    ("input: in\noutput: out\nshutdown_grace_s: .inf\n", "shutdown_grace_s: expected a finite number, got inf"),
     ("input: in\noutput: out\nconcurrency: {jobs_in_flight: 0}\n", "concurrency.jobs_in_flight: must be at least 1"),
     ("input: in\noutput: out\ninclude: ['[abc']\n", "include: invalid glob '[abc': unclosed '['"),
     ("input: in\noutput: out\napi: {base_url: 'http://'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),

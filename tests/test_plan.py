@@ -135,6 +135,36 @@ async def test_plan_names_the_caps_the_planned_work_would_hit(tmp_path, server):
     assert report["balance_lasts"] is True
 
 
+async def test_the_page_cap_the_plan_names_is_the_one_the_run_meets_when_pages_are_cut(tmp_path, server):
+    """A page taller than ``api.max_input_height`` is sent as strips, each a job the run's budget
+    admits against ``max_pages_per_run``. Before, the plan compared the cap with the pages (2)
+    and said no cap would be hit, while the run stopped at it with no file done; and after that
+    stop it priced every strip of the page begun in strips again, though the run sends only the
+    strips not yet done."""
+    from test_strips import lined_page
+
+    for name in ("a.png", "b.png"):
+        save(lined_page(words=name + " line {n} with words")[0], tmp_path / "in" / name)
+    cfg = write_config(tmp_path, server.base_url, api__max_input_height=850)
+    jobs = (await plan(cfg))["estimated"]["uploads_to_send"]
+    assert jobs > 2 * 2                                   # both pages cut into several strips
+
+    capped = write_config(tmp_path, server.base_url, api__max_input_height=850, budget__max_pages_per_run=jobs - 1)
+    report = await plan(capped)
+    assert report["estimated"]["pages_to_send"] == 2
+    assert report["caps_hit"] == [{"cap": "budget.max_pages_per_run", "limit": jobs - 1, "planned": jobs}]
+    assert f"{jobs} jobs in all" in format_plan(report)
+    code, run_report, _ = await run_pipeline(capped, TOKEN)
+    assert code == ExitCode.STOPPED_EARLY and run_report["cost"]["cap_reached"] == "budget.max_pages_per_run"
+    assert server.counters.jobs_created == jobs - 1
+
+    exact = write_config(tmp_path, server.base_url, api__max_input_height=850, budget__max_pages_per_run=jobs)
+    left = await plan(exact)     # one page done, the other begun in strips: only its last strip is left
+    assert left["caps_hit"] == [] and left["estimated"]["uploads_to_send"] == 1, left["estimated"]
+    code, run_report, _ = await run_pipeline(exact, TOKEN)
+    assert code == ExitCode.OK and server.counters.jobs_created == jobs     # nothing paid twice
+
+
 def test_plan_command_prints_text_and_json(tmp_path, capsys):
     from pipeline.cli import main
 

@@ -115,6 +115,12 @@ def test_every_option_reaches_the_config(monkeypatch):
     (("--role", "api"), "needs --store postgresql://"),
     (("--store", "mysql://x/y"), "--store must be a postgresql:// URL"),
     (("--store", "postgresql://x/y", "--lease", "0"), "--lease must be above 0"),
+    # these started a server that failed every job, or crashed it with exit 70 (truth, no folder)
+    (("--max-input-height", "0"), "--max-input-height must be at least 1"),
+    (("--max-answer-chars", "-3"), "--max-answer-chars must be at least 1"),
+    (("--engine", "truth"), "--engine truth needs --truth-dir DIR"),
+    (("--engine", "truth", "--truth-dir", "/nonexistent/truth"), "/nonexistent/truth is not one"),
+    (("--truth-corrupt", "5"), "--truth-corrupt must be a share between 0 and 1"),
 ])
 def test_bad_options_are_refused_with_the_option_named(argv, words, capsys):
     args = parse("--token", "t", *argv)

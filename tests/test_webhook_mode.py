@@ -6,6 +6,7 @@ fault injection loses, delays, duplicates and reorders deliveries. Polling stays
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -126,3 +127,24 @@ async def test_waiting_resumes_once_a_push_is_accepted_after_all():
         assert await watch.wait("job-late", 0.01) is None
         assert not watch.polling_only and watch.snapshot()["stopped_waiting"] is False
         assert len(said) == 2 and "after all" in said[1]
+
+
+async def test_a_job_an_earlier_run_left_is_polled_at_once_not_awaited_as_a_push(tmp_path, wh_server):
+    """The push for a job an earlier run submitted came while no run listened (and an embedded
+    server, new each run, never knew the job at all): the rerun polls it at once. Before, every
+    re-attached page first waited ``webhook.wait_s`` (120 s by default) for a push that could not
+    come: a Ctrl-C'd run of the hosted-like model took 174 s to rerun 3 pages. Here the wait is an
+    hour, so before the fix the rerun hangs and the guard below fails it."""
+    names = make(tmp_path, 2)
+    wh_server.faults.job_never_finish = FaultRule(count=1000)
+    code, _, log = await run_pipeline(webhook_config(tmp_path, wh_server, wait_s=0.1, timeouts__job_s=0.3), TOKEN)
+    assert code == ExitCode.FILES_FAILED, log            # past the job deadline: request ids kept
+    assert wh_server.counters.jobs_created == 2
+    wh_server.faults.job_never_finish = FaultRule()
+    wh_server.release_stuck_jobs()   # they finish now; their pushes go to a receiver that is gone
+
+    cfg = webhook_config(tmp_path, wh_server, wait_s=3600)   # a new receiver, on another port
+    code, report, log = await asyncio.wait_for(run_pipeline(cfg, TOKEN), 60)
+    assert code == ExitCode.OK, log
+    assert wh_server.counters.jobs_created == 2          # re-attached, not paid again
+    assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)

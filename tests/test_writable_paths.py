@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,10 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import distinct_png, run_as_nobody
+from conftest import TOKEN
+from helpers import distinct_png, failures, run_as_nobody, run_pipeline, write_config
 from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
-from pipeline.run.writable import PathNotWritable, check_writable
+from pipeline.run.writable import PathNotWritable, cannot_write, check_writable
 
 
 def config(tmp_path: Path, **extra) -> Path:
@@ -109,3 +111,55 @@ def test_permission_bits_deny_the_output_and_the_state_file_with_a_clear_message
     assert denied_state == f"state_path: cannot write the file {state}: permission denied", denied_state
     # and root, for whom the bits do not count, is let through: the check asks the system, not the bits
     assert attempt() == ["writable", "writable"]
+
+
+# -- a disk that fills during the run ------------------------------------------------------------
+
+
+def test_cannot_write_knows_a_full_disk_and_a_full_state_store_and_nothing_else(tmp_path):
+    """Real errors, not made-up ones: a write to /dev/full (ENOSPC), and SQLite refusing a row
+    past ``max_page_count`` (SQLITE_FULL, the same "database or disk is full" a full disk gives)."""
+    with pytest.raises(OSError) as enospc:
+        with open("/dev/full", "wb") as fh:
+            fh.write(b"x" * 65536)
+            fh.flush()
+    assert cannot_write(enospc.value).startswith("no space left on the device")
+    db = sqlite3.connect(tmp_path / "s.sqlite")
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        for _ in range(100):
+            db.execute("INSERT INTO t VALUES (?)", ("x" * 4000,))
+    assert "state store cannot be written" in cannot_write(full.value)
+    try:
+        raise RuntimeError("wrapped") from full.value
+    except RuntimeError as exc:
+        assert cannot_write(exc) is not None         # found behind the exception it caused
+    assert cannot_write(ValueError("a bug")) is None
+    assert cannot_write(PermissionError(13, "Permission denied")) is None
+
+
+async def test_a_full_disk_mid_run_stops_with_exit_2_and_the_rerun_pays_nothing_twice(tmp_path, server):
+    """The first output write meets ENOSPC (its temp file is a link to /dev/full, which is how a
+    full disk answers a write). Before: that file and every later one was paid for, failed as an
+    "internal error" with a crash log, and the run ended with exit 70 "please report it"."""
+    names = [f"{c}.png" for c in "abc"]
+    for i, name in enumerate(names):
+        distinct_png(tmp_path / "in" / name, 40 + i)
+    cfg = write_config(tmp_path, server.base_url, concurrency__jobs_in_flight=1)
+    trap = tmp_path / "out" / ".a.png.txt.tmp"
+    trap.parent.mkdir(parents=True)
+    trap.symlink_to("/dev/full")
+
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.CONFIG_ERROR, log
+    assert "cannot write: no space left on the device" in report["stop_reason"]
+    assert "free space" in log and "internal error" not in log
+    assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log"))
+    assert "a.png" not in failures(tmp_path)          # not the file's fault: it waits, unmarked
+
+    code, report, log = await run_pipeline(cfg, TOKEN)  # space freed (the trap is gone)
+    assert code == ExitCode.OK, log
+    for name in names:
+        assert (tmp_path / "out" / (name + ".txt")).read_text().startswith("FAST-OCR")
+    assert sorted(server.counters.submits_by_hash.values()) == [1, 1, 1]   # no page paid twice

@@ -13,10 +13,11 @@ Writes go to a temporary file in the same directory and are renamed into place, 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Sequence
 
 import aiofiles.os
 
@@ -45,6 +46,36 @@ def source_rel_for(output_root: Path, output_path: Path) -> str | None:
         return None
     rel = output_path.relative_to(output_root).as_posix()
     return rel[: -len(JSON_SUFFIX)]
+
+
+def too_long(output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None:
+    """Why the outputs of ``rel`` cannot be named in ``output_root`` (a name over the file
+    system's NAME_MAX, 255 bytes on most, or a path over PATH_MAX, counting the longest suffix and
+    the temp file's ``.``/``.tmp``), or None. Asked before a page is paid for: otherwise the OS
+    refuses the write only after the API has read the page."""
+    longest = max(suffixes, key=lambda sfx: len(sfx.encode("utf-8")))
+    path = temp_path(output_path(output_root, rel, longest))
+    name_max, path_max = _limits(output_root)
+    name, full = len(os.fsencode(path.name)), len(os.fsencode(str(path)))
+    if name > name_max:
+        return (f"its output {longest} would need a {name}-byte file name (with the temp file's "
+                f"'.' and '.tmp'); the file system takes {name_max}: rename the file")
+    if full >= path_max:
+        return (f"its output {longest} would need a {full}-byte path; the system takes {path_max - 1}: "
+                "shorten its folders or the output path")
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(output_root: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX where the outputs go (asked of the nearest existing folder)."""
+    probe = output_root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
 
 
 def temp_path(path: Path) -> Path:

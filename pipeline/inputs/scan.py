@@ -33,6 +33,10 @@ Rules (in the order applied):
 * Files modified less than ``min_age_s`` seconds ago are ``still_being_written``: the next run
   picks them up.
 * FIFOs, sockets and devices are ``special_file`` (opening a FIFO would hang the run).
+* A file or directory whose name is not valid UTF-8 (bytes from an old Latin-1 or CP437 share)
+  is ``undecodable_name`` and skipped (a directory is not entered): the state store, the ``.json``
+  and every report hold names as UTF-8 text, so such a name cannot be recorded faithfully; the
+  problem's ``rel`` shows the bad bytes as ``\\xNN`` escapes, for the person who renames it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ PROBLEM_CODES = {
     "unreadable": "the OS refused to list or stat the entry (see the reason for the OS error)",
     "still_being_written": "modified less than min_age_s ago; picked up by a later run",
     "special_file": "a FIFO, socket or device: not a file that can hold an image",
+    "undecodable_name": "a name that is not valid UTF-8 (skipped; a directory is not entered)",
 }
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
@@ -236,6 +241,9 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
                                   f"directory leads back to its parent {_ancestor_rel(ancestors, key, stack)!r}; "
                                   "not entered")
                 continue
+            if not _decodable(rel):
+                yield _undecodable(full, rel, "a folder")
+                continue
             listing = _list(full, rel)
             if isinstance(listing, ScanProblem):
                 yield listing
@@ -244,6 +252,9 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
             stack.append((full, rel + "/", listing))
         elif stat_mod.S_ISREG(mode):
             if not inc.match(rel) or exc.match(rel):
+                continue
+            if not _decodable(rel):
+                yield _undecodable(full, rel, "a file")
                 continue
             if cutoff_ns is not None and st.st_mtime_ns > cutoff_ns:
                 age = max(0.0, (time.time_ns() - st.st_mtime_ns) / 1e9)
@@ -267,6 +278,23 @@ def _list(path, rel: str):
     except OSError as e:
         return ScanProblem(Path(path), rel, "unreadable", f"cannot list directory: {e.strerror or e}")
     return iter(names)
+
+
+def _decodable(rel: str) -> bool:
+    """False when the name came from bytes that are not UTF-8 (``os`` decodes them to lone
+    surrogates, which SQLite, JSON files and XML cannot hold)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _undecodable(full: str, rel: str, kind: str) -> ScanProblem:
+    shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return ScanProblem(Path(full), shown, "undecodable_name",
+                       f"{kind} whose name is not valid UTF-8 (the \\xNN bytes); skipped: rename it "
+                       "(convmv -f latin1 -t utf8 converts a tree of old names)")
 
 
 def _is_symlink(path: str) -> bool:

@@ -79,6 +79,16 @@ def examine(output_root: Path, rel: str, sha256: str, fingerprint: str,
     return Adoption(document, present, missing, len(document["pages"]))
 
 
+def sound_record(output_root: Path, rel: str) -> dict[str, Any] | None:
+    """The ``.json`` of ``rel`` when it is a complete record (``verify`` rewrites a lost or
+    altered ``.txt`` from it, free), else None."""
+    try:
+        document = _parse(output_path(output_root, rel, SUFFIXES["json"]).read_bytes())
+    except OSError:
+        return None
+    return None if isinstance(document, Refusal) else document
+
+
 def _parse(raw: bytes) -> dict[str, Any] | Refusal:
     try:
         document = json.loads(raw.decode("utf-8"))

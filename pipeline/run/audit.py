@@ -5,16 +5,18 @@
 truncated (the ``.txt`` differs from the text recorded in the ``.json``) or unparsable, and
 outputs whose source file is gone. Every configured output is checked: the ``.txt`` and
 ``.json`` as above, ALTO, hOCR, PDF, PAGE and METS by ``formats.check`` (present, parseable,
-one page per page of the result; the PDF's text layer holds every word of the result). With ``requeue`` (it takes the lock) a file whose ``.txt``/``.json`` is
-broken goes back to ``pending`` (the next run redoes it, an API call per page); a file whose
-``.json`` is sound but an archival output is broken keeps ``done`` and loses that output from
-its record, so the next run regenerates it from the ``.json`` with no API call.
+one page per page of the result; the PDF's text layer holds every word of the result). With ``requeue`` (it takes the lock) a file whose ``.json`` is
+missing or broken goes back to ``pending`` (the next run redoes it, an API call per page: the
+answers are kept in the ``.json``); a file whose ``.json`` is a complete record but whose ``.txt``
+or an archival output is missing or broken keeps ``done`` and loses that output from its record,
+so the next run rewrites it from the ``.json`` with no API call.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from pipeline.formats import SUFFIXES
 from pipeline.formats.check import CHECKS, pdf_flavour_problem
 from pipeline.formats.writer import expected_outputs
 from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
+from pipeline.run.adopt import sound_record
+from pipeline.run.cronlog import one_line
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
 
 
@@ -58,11 +62,16 @@ def format_status(report: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines.append(f"files: {report['total']}  " + "  ".join(f"{k}={v}" for k, v in report["files_by_state"].items()))
     run = report.get("last_run")
-    if run:
+    if run and run.get("exit_code") is None:   # not "exit None": say what it can mean
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run["started_at"]))
+        lines.append(f"last run: #{run['id']} started {started}, no exit recorded: still running, or it was "
+                     "killed (kill -9, out of memory, power) before it could finish; the next run resumes it")
+    elif run:
         lines.append(f"last run: #{run['id']} exit {run['exit_code']} outcomes {((run.get('summary') or {}).get('outcomes'))}")
     if report["failures_total"]:
         lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
-        lines += [f"  {f['path']}: {f['state']} [{f['code']}] {f['reason']}" for f in report["failures"]]
+        lines += [f"  {one_line(f['path'])}: {f['state']} [{f['code']}] {one_line(str(f['reason']))}"
+                  for f in report["failures"]]
     if report["quarantined"]:
         lines.append(f"quarantined ({len(report['quarantined'])}): rerun with --retry-failed to try them again")
     if report["possible_duplicate_submits"]:
@@ -148,6 +157,17 @@ def verify(config: Config, state: StateStore, *, requeue: bool = False) -> Verif
         if problem is None and not (config.input / rec.rel).exists():
             problem = "source file is gone (outputs kept)"
             result.problems.append({"path": rec.rel, "problem": problem})
+            continue
+        if problem is not None and sound_record(config.output, rec.rel) is not None:
+            # only the .txt is lost or altered: the .json holds the result, so it is rewritten
+            # from it, free (requeued, the file was paid for again: the pages' answers are kept
+            # in the .json, not in the state store)
+            result.problems.append({"path": rec.rel, "problem": problem, "remedy": "regenerate"})
+            if requeue:
+                drop = set(expected_outputs(config.output, rec.rel, ["txt"]))
+                state.set_file(rec.rel, "done", outputs=[o for o in rec.outputs if o not in drop],
+                               done_at=rec.done_at)
+                result.regenerate += 1
             continue
         if problem is not None:
             result.problems.append({"path": rec.rel, "problem": problem, "remedy": "redo"})

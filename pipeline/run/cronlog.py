@@ -87,4 +87,12 @@ def start_line(config, config_path: str | None, version: str) -> str:
 
 def file_line(rel: str, outcome: str, code: str | None, reason: str | None) -> str:
     """``rejected: scans/a.pdf: not_a_pdf: ...``: the file, its code and the reason."""
-    return f"{outcome}: {rel}: {code or outcome}: {reason or 'no reason recorded'}"
+    return f"{outcome}: {one_line(rel)}: {code or outcome}: {one_line(reason or 'no reason recorded')}"
+
+
+def one_line(name: str) -> str:
+    """``name`` with its control characters escaped (``new\\nline.png``): a file name may hold a
+    newline or a tab, and a log line must stay one line, or the rest reads as another event."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)

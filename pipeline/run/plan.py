@@ -34,7 +34,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.inputs.pages import PageFailed, TextLayerPage, open_source
 from pipeline.inputs.prepare import RejectedInput
 from pipeline.run.pricing import BUCKET_ERROR, bucket, price_book
-from pipeline.run.strips import current_limit, strip_sizes
+from pipeline.run.strips import current_limit, strip_sizes, uploads_left
 from pipeline.run.process import FileProcessor, RunContext, Verdict
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
@@ -64,6 +64,7 @@ class PlanCounts:
     scan_problems: Counter = field(default_factory=Counter)
     buckets: Counter = field(default_factory=Counter)            # "WxH" -> uploads (pages and strips)
     strips_to_send: int = 0             # uploads of pages too tall for the model, cut (run/strips.py)
+    uploads_to_send: int = 0            # jobs: a page whole, or each of its strips (what the caps count)
 
 
 class Planner:
@@ -124,9 +125,15 @@ class Planner:
         tasks: set[asyncio.Task] = set()
         total_files = 0
 
+        errors: list[Exception] = []
+
         async def one(entry: ScanEntry) -> None:
+            # A task ends (and leaves ``tasks``) before the final gather can see it: its error is
+            # kept here, or the plan would print counts that silently lack the file.
             try:
                 await self._file(processor, entry, limits, pricing, seen_keys)
+            except Exception as exc:   # noqa: BLE001 - re-raised after the walk
+                errors.append(exc)
             finally:
                 slots.release()
 
@@ -149,6 +156,8 @@ class Planner:
             for result in await asyncio.gather(*list(tasks), return_exceptions=True):
                 if isinstance(result, BaseException):
                     raise result
+            if errors:
+                raise errors[0]
         finally:
             for task in tasks:
                 task.cancel()
@@ -206,12 +215,22 @@ class Planner:
                 if isinstance(page, TextLayerPage):
                     c.text_layer_pages += 1
                     continue
+                # a page taller than the model's limit is sent as strips (run/strips.py): price each
+                # strip still to send (a page begun in strips resumes with its cut: its done strips
+                # are not paid again, its submitted ones are collected; --force cuts afresh)
+                limit = current_limit(self.config, state)
+                if self.force:
+                    uploads, collect = await asyncio.to_thread(strip_sizes, page, limit), 0
+                else:
+                    uploads, collect = await asyncio.to_thread(uploads_left, state, d.key, page, limit)
+                c.pages_reattached += collect
+                if not uploads:
+                    continue
                 sent += 1
                 c.pages_to_send += 1
                 c.bytes_to_upload += len(page.data)
-                # a page taller than the model's limit is sent as strips (run/strips.py): price each
-                uploads = await asyncio.to_thread(strip_sizes, page, current_limit(self.config, state))
                 c.strips_to_send += len(uploads) if len(uploads) > 1 else 0
+                c.uploads_to_send += len(uploads)
                 for width, height in uploads:
                     price = await pricing.quote(width, height)   # (not `+= await`: other files add meanwhile)
                     c.estimated_cost += price
@@ -225,6 +244,7 @@ class Planner:
         c = self.counts
         sample = {k: (sum(v.values()) if isinstance(v, Counter) else v) for k, v in
                   (("files_to_send", c.files_to_send), ("pages_to_send", c.pages_to_send),
+                   ("uploads_to_send", c.uploads_to_send),
                    ("bytes_to_upload", c.bytes_to_upload), ("estimated_cost", round(c.estimated_cost, 6)),
                    ("files_skipped_done", c.files_skipped_done), ("pages_skipped_done", c.pages_skipped_done),
                    ("duplicates", c.duplicates), ("text_layer_pages", c.text_layer_pages),
@@ -241,9 +261,10 @@ class Planner:
         today_pages, today_cost = budget.state.spend_on_day(budget.day())
         caps = []
         b = self.config.budget
-        if b.max_pages_per_run is not None and estimated["pages_to_send"] > b.max_pages_per_run:
+        # the run's budget admits each job: a page cut into strips takes one of the cap per strip
+        if b.max_pages_per_run is not None and estimated["uploads_to_send"] > b.max_pages_per_run:
             caps.append({"cap": "budget.max_pages_per_run", "limit": b.max_pages_per_run,
-                         "planned": estimated["pages_to_send"]})
+                         "planned": estimated["uploads_to_send"]})
         if b.max_cost_per_run is not None and cost > b.max_cost_per_run:
             caps.append({"cap": "budget.max_cost_per_run", "limit": b.max_cost_per_run, "planned": cost})
         if b.max_cost_per_day is not None and today_cost + cost > b.max_cost_per_day:
@@ -304,7 +325,8 @@ def format_plan(report: dict[str, Any]) -> str:
     ]
     if c.get("strips_to_send"):
         lines.append(f"strips:               {c['strips_to_send']} uploads for pages taller than the model's limit "
-                     "(cut at line gaps; each strip priced)")
+                     f"(cut at line gaps; each strip priced, each a job: {mark}{e['uploads_to_send']} jobs in all, "
+                     "as budget.max_pages_per_run counts them)")
     if c["pages_reattached"]:
         lines.append(f"jobs to collect:      {c['pages_reattached']} pages submitted by an earlier run (not paid again)")
     if c["adoption_refused"]:

@@ -41,11 +41,11 @@ from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
                                   record_placements, without_positions)
 from pipeline.deapi import errors as api_errors
-from pipeline.formats import NEEDS_BOXES
+from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import answer_text
 from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
-from pipeline.formats.output import PAGE_SEPARATOR, output_paths
+from pipeline.formats.output import PAGE_SEPARATOR, output_paths, too_long
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
@@ -256,6 +256,8 @@ class FileProcessor:
         self.ctx = ctx
         self.fingerprint = settings_fingerprint(ctx.config)
         self.pdf_fingerprint = pdf_settings_fingerprint(ctx.config)
+        outputs = ctx.config.outputs
+        self.suffixes = [SUFFIXES[n] for n in outputs] + ([".page-999.xml"] if "page" in outputs else [])
 
     def _fingerprints(self, rel: str) -> tuple[str, str]:
         """(image, PDF) fingerprints of ``rel``'s settings, its ``overrides:`` applied."""
@@ -274,6 +276,12 @@ class FileProcessor:
         ctx, state = self.ctx, self.ctx.state
         fingerprint, pdf_fingerprint = self._fingerprints(entry.rel)
         rec = state.get_file(entry.rel)
+        too_long_why = too_long(ctx.config.output, entry.rel, self.suffixes)
+        if too_long_why is not None:  # refused before anything is paid, not after the write fails
+            if rec and rec.state == "rejected_input" and rec.error_code == "name_too_long" and not ctx.retry_failed:
+                return Decision(Verdict.STILL_FAILED, rec)
+            return Decision(Verdict.FAILED, rec, failure=FileFailure(
+                "rejected_input", "rejected_input", too_long_why, "name_too_long"))
         same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
                          and rec.inode == entry.inode)
         if same_stat and not ctx.force:
@@ -544,7 +552,8 @@ class FileProcessor:
                               stored.request_id, stored.submits, reused=True)
         if stored is not None and stored.state == "submitted" and stored.request_id:
             try:
-                return await self._await(entry, key, page.page_index, stored.request_id, stored.submits)
+                return await self._await(entry, key, page.page_index, stored.request_id, stored.submits,
+                                         reattached=True)
             except api_errors.NotFoundError:
                 reason = "the server no longer knew the request id on re-attach; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
@@ -648,12 +657,17 @@ class FileProcessor:
             ctx.close_submissions(exc.reason)
             raise StopSubmitting(exc.reason) from None
 
-    async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int) -> PageResult:
+    async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int,
+                     reattached: bool = False) -> PageResult:
+        """The job's result. A job this run submitted waits for its webhook (when on) before
+        polling; a re-attached one, submitted by an earlier run, is polled at once: its push may
+        have come while no run listened, and an embedded server (new each run) never knew it,
+        so waiting ``webhook.wait_s`` for it would only delay the rerun."""
         ctx = self.ctx
         started = time.monotonic()
         try:
             status = None
-            if ctx.webhook_events is not None:
+            if ctx.webhook_events is not None and not reattached:
                 event = await ctx.webhook_events.wait(request_id, ctx.config.webhook.wait_s)
                 if event is not None and event.event == "job.completed":
                     if event.result:

@@ -41,7 +41,7 @@ from pipeline.run.report import PageCount, Progress, RunStats, progress_line, wr
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
 from pipeline.run.state import FAILED_STATES, StateStore
-from pipeline.run.writable import PathNotWritable, check_writable
+from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_advice, check_writable
 
 log = logging.getLogger("pipeline")
 
@@ -82,6 +82,7 @@ class Runner:
         self._embedded_webhook_secret = ""
         self._startup_error: StartupError | None = None
         self._token: str | None = None
+        self.write_problem: str | None = None   # a full disk met mid-run (exit 2)
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -116,6 +117,12 @@ class Runner:
                 return ExitCode.LOCKED
             try:
                 return await self._run_locked()
+            except Exception as exc:
+                why = cannot_write(exc)
+                if why is None:
+                    raise
+                self._say_cannot_write(why)   # even the report could not be written
+                return ExitCode.CONFIG_ERROR
             finally:
                 lock.release()
         finally:
@@ -294,7 +301,10 @@ class Runner:
         events = JobEvents()
 
         async def on_event(event: Any) -> None:
-            ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
+            try:
+                ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
+            except Exception:  # noqa: BLE001 - the record is an audit; the waiting job still hears
+                log.debug("webhook delivery %s not recorded", event.delivery_id, exc_info=True)
             events.deliver(event)
 
         embedded_only = self.config.embedded and not wh.enabled
@@ -394,8 +404,16 @@ class Runner:
                 return
             try:
                 outcome = await processor.process(item)
-            except Exception:  # a bug while handling one file: record it, keep the run going
-                outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
+            except asyncio.CancelledError:  # parked after the grace: the next run re-attaches it
+                self.stats.add(Outcome.DEFERRED)
+                raise
+            except Exception as exc:  # a bug while handling one file: record it, keep the run going
+                why = cannot_write(exc)
+                if why is None:
+                    outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
+                else:  # a full disk: neither this file's fault nor a bug; the run stops, the file waits
+                    self._cannot_write(why, ctx)
+                    outcome = Outcome.DEFERRED
             self.stats.add(outcome)
             if outcome in (Outcome.FAILED, Outcome.REJECTED):
                 self._say_file(ctx, item.rel, outcome)
@@ -411,6 +429,17 @@ class Runner:
 
         path = write_traceback(self.config.control_dir, f"while processing {rel!r}:")
         return f"internal error; traceback in {path}" if path else "internal error (the traceback could not be written)"
+
+    def _cannot_write(self, why: str, ctx: RunContext) -> None:
+        """The disk of the outputs or the state is full (or read-only): every later file would
+        be paid for and then not written, so the run stops as for a signal and exits 2."""
+        if self.write_problem is None:
+            self.write_problem = why
+            self.request_stop(cannot_write_advice(why), ctx)
+
+    def _say_cannot_write(self, why: str) -> None:
+        self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
+                 f"({ExitCode.CONFIG_ERROR.name})")
 
     def _stopping(self, ctx: RunContext) -> bool:
         return self._stop_event.is_set() or ctx.fatal is not None
@@ -464,6 +493,8 @@ class Runner:
         if ctx.fatal is not None:
             self.say(f"pipeline: {getattr(ctx.fatal, 'reason', ctx.fatal)}")
             return ExitCode.AUTH_OR_BALANCE
+        if self.write_problem is not None:   # its stop reason says what to do
+            return ExitCode.CONFIG_ERROR
         if ctx.submissions_closed and self.stop_reason is None:
             self.stop_reason = ctx.submissions_closed
         if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED]:

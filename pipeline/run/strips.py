@@ -131,6 +131,38 @@ def strip_sizes(page: PreparedPage, limit: int | None) -> list[tuple[int, int]]:
         return [(max(r.width, MIN_WIDTH), max(r.height, MIN_HEIGHT)) for r in plan_strips(image, limit)]
 
 
+def uploads_left(state: Any, work_key: str, page: PreparedPage, limit: int | None) -> tuple[list[tuple[int, int]], int]:
+    """What ``plan`` prices for a page not yet done, and how many strip jobs an earlier run left
+    to collect: a page whose strips were begun resumes with the cut it began with (as
+    ``StripReader`` does), so its done strips cost nothing and its submitted ones are collected."""
+    begun = state.strip_keys(f"{work_key}#p{page.page_index}h")
+    kept = state.cut_plan(begun[0]) if begun else None
+    if kept is None:
+        return strip_sizes(page, limit), 0
+    return _left_in(state, begun[0], kept)
+
+
+def _left_in(state: Any, key: str, kept: list[list[int]]) -> tuple[list[tuple[int, int]], int]:
+    stored = state.get_pages(key)
+    sizes: list[tuple[int, int]] = []
+    collect = 0
+    for n, (x0, y0, x1, y1, _overlap) in enumerate(kept):
+        finer_keys = state.strip_keys(f"{key}/s{n}h")
+        finer_kept = state.cut_plan(finer_keys[0]) if finer_keys else None
+        rec = stored.get(n)
+        if finer_kept is not None:          # this strip was refused and cut finer
+            more, more_collect = _left_in(state, finer_keys[0], finer_kept)
+            sizes += more
+            collect += more_collect
+        elif rec is not None and rec.state == "done":
+            continue
+        elif rec is not None and rec.state == "submitted" and rec.request_id:
+            collect += 1
+        else:
+            sizes.append((max(x1 - x0, MIN_WIDTH), max(y1 - y0, MIN_HEIGHT)))
+    return sizes, collect
+
+
 class StripReader:
     """Reads one page: whole when it fits the limit, else (or once refused) in strips."""
 

@@ -7,12 +7,18 @@ what is a setting or a permission. Here each folder is created if missing and a 
 written and removed in it, so the message names the key, the path and what was denied, and the
 exit code is ``CONFIG_ERROR`` (2): the fix is the setting or the folder's permissions, as for
 any other bad setting, and nothing was started.
+
+The same holds when the disk fills *during* a run (or the file system turns read-only, or a
+quota is reached): :func:`cannot_write` recognises those errors wherever they surface (an
+output's write, the state store's SQLite, the run report), and the runner stops, leaves the file
+for the next run and exits 2 with the message instead of crashing with exit 70.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -70,3 +76,27 @@ def check_writable(config: Config) -> None:
     _folder(state_key, config.state_file.parent)
     for path in (config.state_file, config.state_file.with_name(config.state_file.name + ".lock")):
         _file(state_key, path)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def cannot_write(exc: BaseException | None) -> str | None:
+    """What a person must fix, when ``exc`` (or an exception it was raised from) is a full disk,
+    a reached quota or a read-only file system; None for anything else (a bug stays a bug)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            where = f" ({exc.filename})" if exc.filename else ""
+            return f"{_what(exc) if exc.errno != errno.EDQUOT else 'the disk quota is used up'}{where}"
+        if isinstance(exc, sqlite3.OperationalError) and (
+                getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY)
+                or "disk is full" in str(exc)):
+            return f"the state store cannot be written: {exc}"
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def cannot_write_advice(why: str) -> str:
+    return (f"cannot write: {why}: free space (or fix the file system), then run again; the next run "
+            "resumes where this one stopped, without paying again")

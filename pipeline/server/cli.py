@@ -118,6 +118,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                          "with the in-memory store one process must be API and worker both")
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
+    for name in ("max_input_height", "max_answer_chars"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 (every job would fail)")
+    if args.engine == "truth" and not (args.truth_dir and os.path.isdir(args.truth_dir)):
+        raise ValueError("--engine truth needs --truth-dir DIR, an existing folder of registered texts"
+                         + (f" ({args.truth_dir} is not one)" if args.truth_dir else ""))
+    if not 0 <= args.truth_corrupt <= 1:
+        raise ValueError("--truth-corrupt must be a share between 0 and 1")
     faults = FaultConfig(latency=args.latency, latency_jitter=args.latency_jitter,
                          engine_slots=args.fault_engine_slots, engine_seconds=args.fault_engine_seconds)
     for spec in args.fault:
