@@ -75,8 +75,20 @@ def _fold(line: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    a, b = _fold(a), _fold(b)
-    return bool(a) and bool(b) and (a == b or difflib.SequenceMatcher(None, a, b).ratio() >= SAME_LINE)
+    return _alike(_fold(a), _fold(b))
+
+
+def _alike(a: str, b: str) -> bool:
+    """Two folded lines are one line read twice: equal, or difflib-alike (the cheap upper bounds
+    first: lengths too far apart, or too few letters in common, can never reach ``SAME_LINE``)."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    if 2 * min(len(a), len(b)) < SAME_LINE * (len(a) + len(b)):
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return matcher.quick_ratio() >= SAME_LINE and matcher.ratio() >= SAME_LINE
 
 
 def seam_lines(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
@@ -199,19 +211,22 @@ def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[st
     differ by a digit and are 85 % alike, and the longest run alone would match rows 1-9 to rows
     10-19. It must hold ``MIN_SEAM_CHARS`` characters, or nothing is dropped; the run itself is
     dropped from the lower strip."""
-    up = [i for i, line in enumerate(upper) if len(_fold(line)) > SHORT_LINE]
-    low = [i for i, line in enumerate(lower) if len(_fold(line)) > SHORT_LINE]
+    fu, fl = [_fold(line) for line in upper], [_fold(line) for line in lower]
+    up = [i for i, f in enumerate(fu) if len(f) > SHORT_LINE]
+    low = [i for i, f in enumerate(fl) if len(f) > SHORT_LINE]
     best: tuple[int, int, int, int, int] | None = None   # (exact lines, chars, end in up, start, stop in low)
     for p in range(len(low)):
         for i in range(len(up)):
+            if not (i >= len(up) - 2 or p <= 1 + SEAM_WINDOW):
+                continue   # neither anchor can be reached from here
             size = 0
-            while size < min(i + 1, p + 1, SEAM_WINDOW) and _same(upper[up[i - size]], lower[low[p - size]]):
+            while size < min(i + 1, p + 1, SEAM_WINDOW) and _alike(fu[up[i - size]], fl[low[p - size]]):
                 size += 1
             if not size or not (i >= len(up) - 2 or p - size + 1 <= 1):
                 continue
-            run = [(upper[up[i - t]], lower[low[p - t]]) for t in range(size)]
-            exact = sum(_fold(a) == _fold(b) for a, b in run)
-            chars = sum(len(_fold(b)) for _, b in run)
+            run = [(fu[up[i - t]], fl[low[p - t]]) for t in range(size)]
+            exact = sum(a == b for a, b in run)
+            chars = sum(len(b) for _, b in run)
             if chars >= MIN_SEAM_CHARS and (best is None or (exact, chars) > best[:2]):
                 best = (exact, chars, i + 1, p - size + 1, p + 1)
     if best is None:
