@@ -115,22 +115,21 @@ def table_rows(table_html: str) -> list[list[str]]:
         if not row:
             continue
         cells: list[str] = []
-        col = 0
-
-        def fill() -> None:
-            nonlocal col
-            while below.get(col, 0) > 0:
-                cells.append("")
+        todo = iter(row)
+        while True:
+            col = len(cells)
+            if below.get(col, 0) > 0:          # a place a cell above spans: left empty
                 below[col] -= 1
-                col += 1
-        for text, colspan, rowspan in row:
-            fill()
+                cells.append("")
+                continue
+            cell = next(todo, None)
+            if cell is None:
+                break
+            text, colspan, rowspan = cell
             for k in range(colspan):
-                cells.append(text if k == 0 else "")
                 if rowspan > 1:
-                    below[col] = rowspan - 1
-                col += 1
-        fill()
+                    below[col + k] = rowspan - 1
+                cells.append(text if k == 0 else "")
         out.append(cells)
     return out
 

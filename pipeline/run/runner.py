@@ -309,7 +309,8 @@ class Runner:
 
         embedded_only = self.config.embedded and not wh.enabled
         # the public URL's own path is served too: a proxy that forwards it unchanged reaches us
-        also = () if embedded_only else tuple(p for p in (urlsplit(wh.public_url or "").path,) if p.startswith("/"))
+        public_path = urlsplit(wh.public_url or "").path
+        also = (public_path,) if public_path.startswith("/") and not embedded_only else ()
         receiver = WebhookReceiver(secret, host="127.0.0.1" if embedded_only else wh.listen_host,
                                    port=0 if embedded_only else wh.listen_port, also=also, on_event=on_event)
         await stack.enter_async_context(receiver)
@@ -520,7 +521,7 @@ class Runner:
                 "adaptive": hasattr(slots, "on_success")}
         if ctx is not None:
             api_stats["strips"] = ctx.strips.snapshot()   # pages cut for the model's height limit
-            if hasattr(ctx.webhook_events, "snapshot"):
+            if ctx.webhook_events is not None:
                 api_stats["webhooks"] = ctx.webhook_events.snapshot()   # pushes received, waits that came back empty
         counters = server.counters.snapshot() if server is not None else None
         self.stats.regenerated = ctx.regenerated if ctx else 0

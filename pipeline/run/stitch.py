@@ -141,10 +141,11 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         moved = [StripOffset(p.region.x0, p.region.y0).shift_result(p.structured) for p in pieces]
         for n, uppers in seams.items():
             seam = (pieces[n].region.y0 + max(pieces[m].region.y1 for m in uppers)) / 2
-            for m in uppers:
-                moved[m] = _keep_lines(moved[m], lambda ln, s=seam, r=pieces[n].region: not _below(ln, s, r))
+            for m in uppers:   # each keeps its own side of the seam, judged within the other's width
+                moved[m] = _keep_lines(moved[m], lambda ln, s=seam, r=pieces[n].region:
+                                       _centre_y(ln) < s or not _within(ln, r))
             moved[n] = _keep_lines(moved[n], lambda ln, s=seam, rs=[pieces[m].region for m in uppers]:
-                                   not any(_above(ln, s, r) for r in rs))
+                                   _centre_y(ln) >= s or not any(_within(ln, r) for r in rs))
         texts = [_text_of(m) for m in moved]
         text = "\n".join(t for t in texts if t)
         first = moved[0] if moved else {}
@@ -180,19 +181,9 @@ def _seams(regions: list[Region]) -> dict[int, list[int]]:
     return out
 
 
-def _centre(line: dict) -> tuple[float, float]:
-    return (float(line["box"][0]) + float(line["box"][2])) / 2, _centre_y(line)
-
-
-def _below(line: dict, seam: float, region: Region) -> bool:
-    """The line (on the page) lies below the seam, inside ``region``'s width."""
-    x, y = _centre(line)
-    return y >= seam and region.x0 <= x < region.x1
-
-
-def _above(line: dict, seam: float, region: Region) -> bool:
-    x, y = _centre(line)
-    return y < seam and region.x0 <= x < region.x1
+def _within(line: dict, region: Region) -> bool:
+    """The line's centre (on the page) lies inside ``region``'s width."""
+    return region.x0 <= (float(line["box"][0]) + float(line["box"][2])) / 2 < region.x1
 
 
 def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]]:

@@ -79,8 +79,7 @@ KNOWN_HEIGHTS = {("api.deapi.ai", "Nanonets_Ocr_S_F16"): 800}
 
 def known_height(config: Any) -> int | None:
     """The limit known for the configured model on the configured service, if any."""
-    host = urlsplit(config.api.base_url).hostname if "://" in str(config.api.base_url) else None
-    return KNOWN_HEIGHTS.get((host or "", config.api.model))
+    return KNOWN_HEIGHTS.get((urlsplit(str(config.api.base_url)).hostname or "", config.api.model))
 
 
 def current_limit(config: Any, state: Any) -> int | None:
