@@ -113,7 +113,7 @@ class PrecheckConfig:
 class PdfConfig:
     """How PDF pages become uploads (see docs/pdf.md)."""
 
-    dpi: int = 300                    # render resolution (lowered per page only to fit max_width/height)
+    dpi: int = 300                    # render resolution (lowered per page only to fit max_width)
     text_layer: str = "auto"          # auto | ocr | use
     max_pages: int = 1000             # a PDF with more pages is rejected as a whole (too_many_pages)
     min_text_chars: int = 20          # auto: fewer non-space characters on a page means "no real text"

@@ -975,3 +975,42 @@ def test_serve_takes_the_size_limits_for_every_model_and_per_model():
     assert limits.for_model("Other_Model") == (1200, None) and limits.for_model("Third") == (None, 500)
     with pytest.raises(ValueError, match="MODEL=PX"):
         config_from_args(p.parse_args(["--token", "t", "--model-limit", "NoEquals"]))
+
+
+@pytest.mark.parametrize("kind", ["png", "pdf"])
+async def test_a_page_taller_than_the_models_4096_px_is_cut_not_shrunk(tmp_path, kind):
+    """No height limit set, the model's own is 4096 px (``/models``): a long receipt of 520 x 9000 px
+    used to go whole, shrunk to 237 x 4096 (letters a third of their size). Now it keeps its scale
+    and goes as strips no taller than 4096 px, each job seeing the page's own width; ``plan``
+    prices exactly those strips. A PDF page as tall is rendered at ``pdf.dpi`` and cut the same way."""
+    import os
+
+    from pipeline.config import load_config
+    from pipeline.run.plan import Planner
+
+    page, _ = lined_page(size=(520, 9000), pitch=60, size_pt=22, words="receipt line {n} 9.99")
+    if kind == "png":
+        save(page, tmp_path / "in" / "receipt.png")
+    else:   # 520 x 9000 px at 300 dpi: the page size in points, the scan as its image
+        from fpdf import FPDF
+
+        pdf = FPDF(unit="pt", format=(520 * 72 / 300, 9000 * 72 / 300))
+        pdf.add_page()
+        pdf.image(page, x=0, y=0, w=pdf.w, h=pdf.h)
+        (tmp_path / "in").mkdir(parents=True)
+        pdf.output(str(tmp_path / "in" / "receipt.pdf"))
+    name = f"receipt.{kind}"
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited")) as srv:
+        cfg = write_config(tmp_path, srv.base_url, pdf__dpi=300, pdf__text_layer="ocr")
+        os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+        _, plan_report, _ = await Planner(load_config(cfg)).plan()
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 0, report
+    text, doc = read_result(tmp_path, name)
+    facts = doc["image"]["pages"][0]
+    assert facts["height"] >= 8990 and not any(t.startswith("downscale:") for t in facts.get("transforms", ()))
+    strips = facts["strips"]
+    assert len(strips) >= 3 and all(r["height"] <= 4096 for r in strips)
+    assert srv.counters.jobs_created == len(strips) == plan_report["counted"]["uploads_to_send"]
+    seen = [line.split()[1] for line in text.splitlines() if line.startswith("FAST-OCR")]
+    assert len(seen) == len(strips) and all(int(s.split("x")[0]) >= 500 for s in seen), seen  # full width

@@ -6,8 +6,8 @@ turns *one* page into either
 
 * a :class:`TextLayerPage` — the page's embedded text is real text, so no API call is needed; or
 * a :class:`~pipeline.inputs.prepare.PreparedPage` — the page rendered at ``pdf.dpi`` (lowered only so the
-  bitmap fits ``max_width``/``max_height``; rendering at the target size is sharper than rendering
-  big and downscaling) and then prepared exactly like a TIFF frame.
+  bitmap fits ``max_width``, as for an image; a page taller than ``max_height`` is cut into strips by
+  the run; rendering at the target size is sharper than rendering big and downscaling) and then prepared exactly like a TIFF frame.
 
 The caller asks for pages in order and keeps only a few at a time, so memory does not grow with
 the page count (``bench/pdf_render.py``).
@@ -212,7 +212,7 @@ class PdfSource:
                              f"the page is {width_pt:.0f}x{height_pt:.0f} pt, {full_w:.0f}x{full_h:.0f} = "
                              f"{full_w * full_h:,.0f} pixels at {dpi} dpi, over max_source_pixels="
                              f"{limits.max_source_pixels:,}; nothing was rendered")
-        px_per_pt = min(dpi / 72, limits.max_width / width_pt, limits.max_height / height_pt)
+        px_per_pt = dpi / 72 * limits.fit(full_w, full_h)
         if width_pt * px_per_pt < 1 or height_pt * px_per_pt < 1:
             raise PageFailed(index, "page_render_failed", f"the page is {width_pt:.0f}x{height_pt:.0f} pt: "
                                                           "too thin to render within the pixel limits")

@@ -16,13 +16,15 @@ What happens to a file, in order (each step that changes pixels or bytes is reco
    within the byte and pixel limits and with no EXIF rotation to apply, is sent as the original
    bytes (``transforms == ()``): cheapest, and lossless.
 3. **Otherwise** per page: EXIF orientation applied; multi-page TIFF split into pages (other
-   animated formats: first frame only); downscale to fit ``max_width``/``max_height`` (big JPEGs
+   animated formats: first frame only); downscale to fit ``max_width`` (a page taller than
+   ``max_height`` keeps its scale: the run cuts it into strips, ``run/strips.py``; big JPEGs
    are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling — ``Image.draft`` — which is
    several times faster than a full decode); pad with white at the right/bottom up to
    ``min_width``/``min_height`` (padding keeps the text at the size it was written and keeps
    coordinates identical to the source, where upscaling would blur small text and change the
    scale); encode by content: bilevel/grayscale/palette → PNG, colour → JPEG with a short quality
-   ladder, then further downscaling until the bytes fit ``max_upload_bytes``.
+   ladder, then further downscaling until the bytes fit ``max_upload_bytes`` (times the strips a
+   tall page becomes).
 
 Rejection codes (``RejectedInput.code``): ``empty_file``, ``unreadable``, ``not_an_image``, ``not_a_pdf``,
 ``truncated``, ``corrupt``, ``decompression_bomb``, ``too_many_pages``, ``cannot_fit``.
@@ -135,6 +137,17 @@ class PrecheckLimits:
     @property
     def straightens(self) -> bool:
         return "auto" in (self.rotate_pages, self.deskew)
+
+    def fit(self, width: float, height: float) -> float:
+        """The scale a page of ``width`` x ``height`` is prepared at: its width must fit an upload,
+        its height need not. A page taller than ``max_height`` keeps the size of its text: the run
+        cuts it into strips no taller than that (``run/strips.py``), where shrinking a long receipt
+        or a scroll of 700 x 12000 px to 4096 px high would leave letters 3 px tall."""
+        return min(1.0, self.max_width / width)
+
+    def byte_budget(self, height: int) -> int:
+        """The bytes a prepared page may take: one upload's worth for each strip it will be cut into."""
+        return self.max_upload_bytes * max(1, math.ceil(height / self.max_height))
 
 
 @dataclass(frozen=True)
@@ -497,7 +510,7 @@ def _orientation(im: Image.Image) -> int:
 def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limits: PrecheckLimits) -> bool:
     w, h = im.size
     return (fmt in ACCEPTED_FORMATS and n_frames == 1 and size <= limits.max_upload_bytes
-            and limits.min_width <= w <= limits.max_width and limits.min_height <= h <= limits.max_height
+            and limits.min_width <= w <= limits.max_width and limits.min_height <= h   # taller: cut, not shrunk
             and im.mode in _PASSTHROUGH_MODES and _orientation(im) == 1)
 
 
@@ -530,7 +543,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     swap = orientation in (5, 6, 7, 8)
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
-    fit = min(1.0, limits.max_width / ow, limits.max_height / oh)
+    fit = limits.fit(ow, oh)
     target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
 
     work = im
@@ -582,7 +595,7 @@ def _straighten(work: Image.Image, straight: upright.Straightening | None, limit
     if not straight.noop:
         work = upright.apply(work, straight, transforms)
     sw, sh = straightened_size(ow, oh, straight.skew, straight.turn)
-    fit = min(1.0, limits.max_width / sw, limits.max_height / sh)
+    fit = limits.fit(sw, sh)
     return work, int(sw), (max(1, round(sw * fit)), max(1, round(sh * fit)))
 
 
@@ -659,7 +672,7 @@ def _encode_to_fit(im: Image.Image, kind: str, scale: float, ow: int, limits: Pr
     pixels instead, by sqrt(limit/size) with a margin — bytes scale about with pixel count — so it
     usually converges in one or two further encodes.
     """
-    limit = limits.max_upload_bytes
+    limit = limits.byte_budget(im.size[1])
     quality = limits.jpeg_quality
     fmt = "PNG" if kind == "png" else "JPEG"
     attempts = 0

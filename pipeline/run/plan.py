@@ -218,7 +218,7 @@ class Planner:
                 # a page taller than the model's limit is sent as strips (run/strips.py): price each
                 # strip still to send (a page begun in strips resumes with its cut: its done strips
                 # are not paid again, its submitted ones are collected; --force cuts afresh)
-                limit = current_limit(self.config, state)
+                limit = current_limit(self.config, state, limits.max_height)
                 if self.force:
                     uploads, collect = await asyncio.to_thread(strip_sizes, page, limit), 0
                 else:

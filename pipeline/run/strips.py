@@ -82,12 +82,13 @@ def known_height(config: Any) -> int | None:
     return KNOWN_HEIGHTS.get((urlsplit(str(config.api.base_url)).hostname or "", config.api.model))
 
 
-def current_limit(config: Any, state: Any) -> int | None:
+def current_limit(config: Any, state: Any, upload_height: int | None = None) -> int | None:
     """The tallest image to send: the configured limit (else the one known for the model on the
-    real service), lowered by what refusals taught."""
+    real service), lowered by what refusals taught, and never over ``upload_height``, the model's
+    own ``max_height`` (``/models``): ``prepare`` keeps a taller page at its scale to be cut here."""
     configured = config.api.max_input_height or known_height(config)
     learned = state.learned_height(config.api.model)
-    known = [h for h in (configured, learned) if h]
+    known = [h for h in (configured, learned, upload_height) if h]
     return min(known) if known else None
 
 
@@ -179,7 +180,8 @@ class StripReader:
         force = self.ctx.force   # --force redoes the strips too
         begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
-        limit = current_limit(self.ctx.config, state)
+        upload_height = (await self.ctx.api_ready()).max_height
+        limit = current_limit(self.ctx.config, state, upload_height)
         # a page already sent whole (request id recorded, or its POST's outcome unknown) is
         # re-attached whole, never cut and paid again, whatever the limit is now
         in_flight = stored is not None and stored.state in ("submitted", "submitting")
@@ -196,7 +198,8 @@ class StripReader:
             limit = int(strip_key.rsplit("h", 1)[1])
         else:
             if refused:
-                limit = min(current_limit(self.ctx.config, state) or page.height, finer(page.height, limit))
+                limit = min(current_limit(self.ctx.config, state, upload_height) or page.height,
+                            finer(page.height, limit))
             strip_key = f"{self.key}#p{page.page_index}h{limit}"
         try:
             self._image = await asyncio.to_thread(decode, page)
