@@ -269,6 +269,20 @@ def test_a_reflowed_answer_is_laid_over_the_page_lines():
     assert right / len(truth) >= 0.95, right / len(truth)
 
 
+def test_a_long_thin_page_is_read_for_placement_at_a_size_its_letters_survive():
+    """A till receipt 400 x 6000 px (a page the run cuts into strips, placed whole): read scaled
+    to 2600 px long its letters were 8 px tall and most words found no box; read at the pixels an
+    A4 page gets (``inkgeom.analysis_factor``), nearly all land on their own."""
+    from pipeline.ocr.placement import place_on_image
+
+    img, text, truth = draw_page((400, 6000), 18, 5, lines=205, margin=20)
+    record = place_on_image(img, text)
+    boxes = [w["box"] for b in record["blocks"] for ln in b["lines"] for w in ln["words"]]
+    assert len(boxes) == len(truth)
+    right = sum(1 for box, (_, want) in zip(boxes, truth) if box is not None and iou(box, want) >= 0.5)
+    assert right / len(truth) >= 0.95, right / len(truth)
+
+
 @pytest.mark.parametrize("language", ["de", "ja"])
 def test_the_recognition_pass_reads_in_the_answers_language_or_english_without_its_data(language):
     """``de`` (German data ships) is read with it; ``ja`` (no Tesseract data here; a hosted model

@@ -8,8 +8,8 @@ recognition need not be good: the answer's text is the truth, the page's text on
 close enough to say *which* box holds a word.
 
 Tesseract with the shipped LSTM model (``eng``, the small "fast" net), its own layout analysis
-(``PSM.AUTO``); a page larger than ``inkgeom.LAYOUT_MAX_SIDE`` is read scaled down and its boxes
-scaled back. Tesseract's inverted-text pass stays on: it reads white-on-dark slides and
+(``PSM.AUTO``); a page of more pixels than ``inkgeom.analysis_factor`` allows is read scaled down
+and its boxes scaled back. Tesseract's inverted-text pass stays on: it reads white-on-dark slides and
 headings, at little cost.
 """
 
@@ -21,7 +21,7 @@ from statistics import median
 
 from PIL import Image
 
-from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled
+from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled, analysis_factor
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def tesseract_words(image: Image.Image, language: str | None = "en", max_side: i
         path, lang = resolve_tesseract(language)
     except LanguageError:
         path, lang = resolve_tesseract("en")
-    factor = min(1.0, max_side / max(image.size))
+    factor = analysis_factor(image.width, image.height, max_side)
     gray = image.convert("L")
     if factor < 1.0:
         gray = gray.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
