@@ -1014,3 +1014,21 @@ async def test_a_page_taller_than_the_models_4096_px_is_cut_not_shrunk(tmp_path,
     assert srv.counters.jobs_created == len(strips) == plan_report["counted"]["uploads_to_send"]
     seen = [line.split()[1] for line in text.splitlines() if line.startswith("FAST-OCR")]
     assert len(seen) == len(strips) and all(int(s.split("x")[0]) >= 500 for s in seen), seen  # full width
+
+
+async def test_a_strip_whose_png_would_pass_the_upload_limit_goes_as_a_jpeg_never_shrunk(tmp_path):
+    """A colour photograph of a page 1400 x 5000 px (taller than the model's 4096 px) is cut into
+    strips; lossless PNG strips of its grain would be over 10 MB each and refused. A strip goes
+    as PNG when it fits the byte limit, else as JPEG down the quality ladder, at the page's scale."""
+    from helpers import noise_image
+
+    save(noise_image((1400, 5000), seed=3), tmp_path / "in" / "photo.jpg", "JPEG", quality=95)
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited")) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == 0, report
+        assert srv.counters.jobs_failed == 0
+    _, doc = read_result(tmp_path, "photo.jpg")
+    strips = doc["image"]["pages"][0]["strips"]
+    assert len(strips) == 2 == srv.counters.jobs_created
+    assert all(r["height"] <= 4096 and r["width"] == 1400 for r in strips)   # the page's own scale

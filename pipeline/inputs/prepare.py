@@ -56,6 +56,7 @@ __all__ = [
     "RejectedInput",
     "prepare_file",
     "prepare_image_page",
+    "encode_unscaled",
     "stat_input",
     "ACCEPTED_FORMATS",
     "REJECTION_CODES",
@@ -651,6 +652,29 @@ def _pad(im: Image.Image, limits: PrecheckLimits, transforms: list[str] | None) 
     if transforms is not None:
         transforms.append(f"pad:{pw}x{ph}")
     return canvas
+
+
+def encode_unscaled(im: Image.Image, max_bytes: int, quality: int = 90,
+                    min_quality: int = 50) -> tuple[bytes, str, int | None]:
+    """``(bytes, "PNG" | "JPEG", JPEG quality or None)``: lossless PNG when it fits ``max_bytes``,
+    else JPEG from ``quality`` down by 10 to ``min_quality``; never resized.
+
+    For a strip of a page too tall for the model (``run/strips.py``): it must keep the page's
+    scale (its boxes are the page's), and the page's bytes were only fitted for all its strips
+    together (``PrecheckLimits.byte_budget``), so a strip of a colour photograph can be over the
+    limit as PNG."""
+    data = _encode(im, "PNG", quality)
+    if len(data) <= max_bytes:
+        return data, "PNG", None
+    rgb = im if im.mode in ("L", "RGB") else im.convert("L" if im.mode == "1" else "RGB")
+    q, floor = quality, min(min_quality, quality)
+    while q >= floor:
+        data = _encode(rgb, "JPEG", q)
+        if len(data) <= max_bytes:
+            return data, "JPEG", q
+        q -= 10
+    raise RejectedInput("cannot_fit", f"a strip of {im.width}x{im.height} px is over {max_bytes:,} bytes "
+                                      f"even as JPEG at quality {floor}")
 
 
 def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from pipeline.inputs.prepare import PreparedPage
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, encode_unscaled
 from pipeline.run.stitch import Piece, stitch
 
 if TYPE_CHECKING:
@@ -96,22 +96,26 @@ def finer(height: int, limit: int | None) -> int:
     return max(MIN_HEIGHT, int(min(height, limit or height) * LEARN_FACTOR))
 
 
-def strip_upload(image: Image.Image, region: Region, page: PreparedPage, index: int) -> PreparedPage:
+def strip_upload(image: Image.Image, region: Region, page: PreparedPage, index: int,
+                 max_bytes: int = PrecheckLimits.max_upload_bytes, quality: int = 90) -> PreparedPage:
     """One strip as an upload: the region's pixels as PNG (lossless; a JPEG page is not re-compressed
-    twice), padded with white at the right/bottom to the API's minimum size (moves no coordinate)."""
+    twice) or, when that is over ``max_bytes`` (a colour photograph), JPEG from ``quality`` down
+    (``prepare.encode_unscaled``: never shrunk), padded with white at the right/bottom to the API's
+    minimum size (moves no coordinate)."""
     crop = image.crop((region.x0, region.y0, region.x1, region.y1))
     if crop.width < MIN_WIDTH or crop.height < MIN_HEIGHT:
         padded = Image.new(crop.mode, (max(crop.width, MIN_WIDTH), max(crop.height, MIN_HEIGHT)),
                            255 if crop.mode in ("L", "1") else (255,) * len(crop.getbands()))
         padded.paste(crop, (0, 0))
         crop = padded
-    buf = io.BytesIO()
-    crop.save(buf, "PNG", optimize=False)
-    data = buf.getvalue()
+    data, fmt, jpeg_quality = encode_unscaled(crop, max_bytes, quality)
     stem = page.filename.rsplit(".", 1)[0]
-    return PreparedPage(data=data, filename=f"{stem}-s{index + 1:02d}.png", content_type="image/png",
-                        format="PNG", width=crop.width, height=crop.height, page_index=index,
-                        scale=page.scale, transforms=(f"strip:{region.x0},{region.y0},{region.x1},{region.y1}",),
+    transforms = (f"strip:{region.x0},{region.y0},{region.x1},{region.y1}",) + (
+        (f"jpeg_quality:{jpeg_quality}",) if jpeg_quality else ())
+    ext, content_type = (".png", "image/png") if fmt == "PNG" else (".jpg", "image/jpeg")
+    return PreparedPage(data=data, filename=f"{stem}-s{index + 1:02d}{ext}", content_type=content_type,
+                        format=fmt, width=crop.width, height=crop.height, page_index=index,
+                        scale=page.scale, transforms=transforms,
                         sha256=hashlib.sha256(data).hexdigest(), source=page.source)
 
 
@@ -239,7 +243,9 @@ class StripReader:
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
         if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
             return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
-        upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n)
+        limits = await self.ctx.api_ready()
+        upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n,
+                                         limits.max_upload_bytes, limits.jpeg_quality)
         try:
             result = await self.proc._page(self.entry, key, upload, stored)
         except FileFailure as exc:
