@@ -232,8 +232,9 @@ async def test_a_gateway_timeout_after_the_upload_is_a_possible_duplicate_not_a_
     fix the submit was retried like any 5xx: the page was paid twice and no report said so."""
     names = pages(tmp_path, 2)
     la.faults.gateway_after_create = 1
-    code, report, _ = await run_pipeline(write_config(tmp_path, la.base_url), TOKEN)
+    code, report, out = await run_pipeline(write_config(tmp_path, la.base_url), TOKEN)
     assert code == ExitCode.OK
+    assert "1 submits had an unknown outcome" in out and "paid twice" in out   # the cron log says it
     twice = [n for n in names if la.submits[_sha(tmp_path, n)] == 2]
     assert len(twice) == 1 and sorted(la.submits.values()) == [1, 2]
     assert [d["rel"] for d in report["possible_duplicates"]] == twice
