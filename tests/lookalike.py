@@ -58,6 +58,7 @@ class Faults:
     balance_error: bool = False         # /balance answers 500
     not_found_polls: int = 0            # every job answers 404 to its first N polls
     text_file_as_json: bool = False     # a format=text result file is a JSON-encoded string
+    reject_submits: int = 0             # the next N submits answer 422 (the errors page's list form)
 
 
 def text_for(image: bytes) -> str:
@@ -207,6 +208,9 @@ class LookAlike:
         if (r := self._throttle("submit_429")) is not None:
             return r
         form = await request.post()
+        if self.faults.reject_submits > 0:
+            self.faults.reject_submits -= 1
+            return self._invalid("image", "The image must be at least 128 pixels wide.")
         image = form.get("image")
         if not isinstance(image, web.FileField):
             return self._invalid("image", "The image field must be a file.")

@@ -140,6 +140,16 @@ async def test_a_daily_429_stops_the_run_with_exit_3_and_pays_nothing_twice(tmp_
     assert all(n == 1 for n in la.submits.values()) and len(la.submits) <= 2
 
 
+async def test_a_422_in_the_errors_pages_list_form_fails_the_file_with_the_apis_words(tmp_path, la):
+    pages(tmp_path, 2)
+    la.faults.reject_submits = 1
+    code, _, _ = await run_pipeline(write_config(tmp_path, la.base_url), TOKEN)
+    assert code == ExitCode.FILES_FAILED
+    [row] = failures(tmp_path).values()
+    assert row["state"] == "failed_permanent" and "image: The image must be at least 128 pixels wide." in row["reason"]
+    assert list(la.submits.values()) == [1]              # the refused one made no job; the other read once
+
+
 async def test_laravels_unauthenticated_is_exit_5_naming_the_variable(tmp_path, la):
     pages(tmp_path, 1)
     code, _, out = await run_pipeline(write_config(tmp_path, la.base_url), "not-the-token")
