@@ -59,6 +59,7 @@ class Faults:
     not_found_polls: int = 0            # every job answers 404 to its first N polls
     text_file_as_json: bool = False     # a format=text result file is a JSON-encoded string
     reject_submits: int = 0             # the next N submits answer 422 (the errors page's list form)
+    linkless_done_polls: int = 0        # a done job shows neither result nor result_url to its first N polls
 
 
 def text_for(image: bytes) -> str:
@@ -83,6 +84,7 @@ class Job:
     fail: str | None = None             # None: done; "" failed without message; else the message
     not_found_left: int = 0
     downloads: int = 0
+    linkless_left: int | None = None
 
     def status(self, faults: Faults, now: float) -> str:
         age = now - self.created
@@ -306,7 +308,11 @@ class LookAlike:
             "result": None, "progress": {"queued": "0.00", "running": "45.50"}.get(status, "100.00"),
             "cost_credits": 0.0012, "queue_position": 3 if status == "queued" else None,
         }
-        if status == "done":
+        if status == "done" and job.linkless_left is None:
+            job.linkless_left = self.faults.linkless_done_polls
+        if status == "done" and job.linkless_left:       # the result not yet in storage
+            job.linkless_left -= 1
+        elif status == "done":
             data["result_url"] = self._result_url(job)
             if job.inline:
                 data["result"] = self._result_body(job)   # format=json: a JSON-encoded string

@@ -248,3 +248,14 @@ async def test_a_gateway_timeout_after_the_upload_is_a_possible_duplicate_not_a_
     twice = [n for n in names if la.submits[_sha(tmp_path, n)] == 2]
     assert len(twice) == 1 and sorted(la.submits.values()) == [1, 2]
     assert [d["rel"] for d in report["possible_duplicates"]] == twice
+
+
+async def test_a_done_job_whose_link_is_not_there_yet_is_asked_again_after_a_pause(tmp_path, la):
+    """``result_url`` "only when done" (deapi-api.md 2.1) may lag "done" while storage is
+    written. Before the fix the second link-less answer failed the file for this run (asked again
+    at once, then given up while the refreshes were still unspent)."""
+    names = pages(tmp_path, 2)
+    la.faults.linkless_done_polls = 2
+    code, _, _ = await run_pipeline(write_config(tmp_path, la.base_url, api__return_result_in_response=False), TOKEN)
+    assert code == ExitCode.OK
+    assert_read_once(tmp_path, la, names)

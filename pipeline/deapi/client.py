@@ -624,24 +624,33 @@ class DeapiClient:
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).
 
-        An expired link (401/403/404/410) is replaced by a fresh one from ``request-status``, at
-        most ``settings.link_refreshes`` times; then ``ResultExpiredError``."""
+        An expired link (401/403/404/410), or a done job with no link yet, is replaced by a fresh
+        one from ``request-status``, at most ``settings.link_refreshes`` times, each after a
+        backoff pause (1 s, 2 s by default): right after "done" the result may not have reached
+        storage yet, and asking again at once would only see the same. Then
+        ``ResultExpiredError`` (or ``ServerError`` when no link ever came)."""
         if getattr(status, "result", None) is not None:
             return status.result
         url = getattr(status, "result_url", None)
-        for refresh in range(self.settings.link_refreshes + 1):
+        s = self.settings
+        for refresh in range(s.link_refreshes + 1):
             if refresh or not url:
                 if refresh:
                     self.stats.link_refreshes += 1
+                    await asyncio.sleep(min(s.backoff_max_s, s.backoff_initial_s * 2 ** (refresh - 1)))
                 status = await self.get_status(request_id)
                 if status.result is not None:
                     return status.result
                 url = status.result_url
                 if not url:
-                    raise E.ServerError(f"job {request_id} is {status.status} but has neither result nor result_url")
+                    continue   # done before its result reached storage: ask again
             text = await self._download(url)
             if text is not None:
                 return text
+        if not url:
+            raise E.ServerError(f"job {request_id} is {status.status} but has neither result nor result_url "
+                                f"({s.link_refreshes + 1} status calls); its request id is kept and the next run "
+                                f"asks again")
         raise E.ResultExpiredError(f"the result link of job {request_id} kept failing after "
                                    f"{self.settings.link_refreshes} fresh links; its request id is kept and the "
                                    f"next run fetches it again")
