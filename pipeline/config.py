@@ -89,6 +89,7 @@ class PollingConfig:
     status_calls_per_job: int | None = None  # poll budget a job; default from the plan (basic: 4)
     max_lateness_share: float | None = 0.25  # no poll gap over this share of a job's time ...; null: no bound
     lateness_floor_s: float = 1.0     # ... or over this many seconds, whichever is longer (a naive poller's 1 s)
+    not_found_grace_s: float = 30.0   # a 404 on a job this run just submitted is asked again this long
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "polling.status_calls_per_job": (1, 1000),
     "polling.max_lateness_share": (0.01, 100),
     "polling.lateness_floor_s": (0, 3600),
+    "polling.not_found_grace_s": (0, 3600),
     "rate_limits.submit_per_minute": (1, None),
     "rate_limits.submit_per_day": (1, None),
     "rate_limits.status_per_minute": (1, None),

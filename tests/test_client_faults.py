@@ -9,6 +9,8 @@ import hashlib
 import io
 import socket
 
+from dataclasses import replace
+
 import pytest
 from PIL import Image
 
@@ -210,13 +212,25 @@ async def test_a_job_that_never_finishes_times_out_at_the_deadline_and_keeps_its
 
 async def test_a_lost_request_id_is_not_found(srv):
     srv.faults.lose_request_id = FaultRule(count=1)
-    async with DeapiClient(srv.base_url, TOKEN, FAST) as api:
+    async with DeapiClient(srv.base_url, TOKEN, replace(FAST, not_found_grace_s=0.0)) as api:
         rid = await submit(api, png(11))
         with pytest.raises(NotFoundError) as info:
             await api.wait_for_job(rid, 10)
     assert info.value.status == 404 and info.value.failure_class == "permanent"
     assert rid in info.value.reason and "Request not found." in info.value.reason
-    assert srv.counters.status_polls == 1  # a 404 is not retried
+    assert srv.counters.status_polls == 1  # without a grace a 404 is not retried
+
+
+async def test_a_404_on_a_fresh_job_is_asked_again_for_the_grace_then_lost(srv):
+    """The status side may lag the submit (tests/test_lookalike.py has the lag that ends); a
+    404 that outlasts the grace is a lost job as before."""
+    srv.faults.lose_request_id = FaultRule(count=1)
+    async with DeapiClient(srv.base_url, TOKEN, replace(FAST, not_found_grace_s=0.3)) as api:
+        rid = await submit(api, png(11))
+        with pytest.raises(NotFoundError):
+            await api.wait_for_job(rid, 10)
+        assert api.stats.not_found_waits >= 2
+    assert srv.counters.status_polls == api.stats.not_found_waits + 1
 
 
 async def test_an_expired_result_link_is_replaced_by_a_fresh_one_from_status(srv):

@@ -176,3 +176,15 @@ def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
 @pytest.mark.parametrize("answer", [{"engine": "x", "width": 3}, [], {"pages": []}, 7])
 def test_a_json_answer_without_text_says_so(answer):
     assert answer_text(answer) is None
+
+
+@pytest.mark.parametrize("error,code", [
+    ("INPUT_TOO_LARGE", "INPUT_TOO_LARGE"), ("CONTEXT_LENGTH_EXCEEDED: 9000 tokens", "CONTEXT_LENGTH_EXCEEDED"),
+    (" INVALID_INPUT - bad image", "INVALID_INPUT"), ("Worker failed to respond", None), ("GPU out of memory", None),
+    ("see INPUT_TOO_LARGE docs", None), ("INPUT_TOO_LARGEness", None),
+])
+def test_a_v1_error_string_that_starts_with_a_code_gives_the_code(error, code):
+    st = parse_status({"data": {"status": "failed", "error": error}})
+    assert st.error_code == code and st.error == error
+    assert parse_status({"data": {"status": "error", "error": error, "error_code": "WORKER_TIMEOUT"}}).error_code \
+        == "WORKER_TIMEOUT"   # a real code field always wins

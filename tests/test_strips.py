@@ -464,6 +464,18 @@ def test_text_read_twice_across_a_seam_is_kept_once():
     assert seam_lines(upper, lower) == (upper, lower)
 
 
+def test_a_seam_drops_no_more_than_the_part_lines_beside_the_lines_read_twice():
+    """Found with the look-alike's strips (tests/test_lookalike.py): alike lines well inside
+    the strips (a ledger's totals differ by one digit) are no seam. Before, the lower strip lost
+    every line up to its match, and the upper strip every line after it."""
+    upper = ["Total: 1,234.00", "Rent 400.00", "Coal 12.50", "Wages 80.00"]
+    lower = ["Bread 3.10", "Milk 1.20", "Total: 1,284.00", "Signed"]
+    assert seam_lines(upper, lower) == (upper, lower)
+    # the part-line at each edge may still go, beside a run read twice ("" lines are no text)
+    assert seam_lines(["one", "two", "three", "", "thr"], ["tw", "three", "four"]) == (
+        ["one", "two", "three"], ["four"])
+
+
 def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
     """Text only, a table is one line of the answer (HTML): its rows read twice across a seam
     are compared row by row, kept once, and the two strips' tables are one table."""

@@ -10,8 +10,10 @@ What it promises:
   connection errors back off with jitter, other 4xx never retry;
 * a submit is resent only when the failure proves the API never saw it (no connection, or
   the request headers were never written - found out with an aiohttp trace hook); if the
-  connection drops or times out *after* the request went out, ``SubmitOutcomeUnknown`` is
-  raised instead and counted in ``stats.possible_duplicates``;
+  connection drops or times out *after* the request went out, or a gateway answers 504,
+  ``SubmitOutcomeUnknown`` is raised instead and counted in ``stats.possible_duplicates``;
+* a 404 on a job this client just submitted and never saw a status for is asked again for
+  ``not_found_grace_s`` (the status side may lag the submit) before it means "lost";
 * the token goes only to ``base_url``: it is added per request (never a session default),
   API calls do not follow redirects, result links are fetched with explicit headers and no
   ``Authorization``, cookies are never stored, and the token is kept in a wrapper whose repr
@@ -43,6 +45,10 @@ from .polling import PollPlanner, budget_from_limits
 from .ratelimit import DailyBudgetSpent, EndpointShut, RateLimiter
 from .retry import RetryPolicy, call_with_retries
 
+# A submit answered 504 Gateway Timeout: the proxy in front gave up waiting on the API, which
+# may well have made (and charged) the job meanwhile, so the answer proves nothing. (A 502 is
+# mostly an API that was down or restarting, the request never taken: retried as other 5xx.)
+GATEWAY_GAVE_UP = frozenset({504})
 LIMITER_BURST = 2   # requests a rate-limited endpoint may send back to back (see DeapiClient)
 
 log = logging.getLogger("pipeline.deapi")
@@ -79,6 +85,7 @@ class ClientSettings:
     status_per_day: int | None = None
     connections: int = 64                  # TCPConnector limit (and per host)
     link_refreshes: int = 2                # fresh result links asked for when one expired
+    not_found_grace_s: float = 30.0        # a 404 this soon after our own submit is asked again
     max_result_bytes: int = 64 * 1024 * 1024
     user_agent: str = "pipeline-ocr/0.1"
     token_source: str = "the DEAPI_API_KEY environment variable"  # named in AuthError messages
@@ -137,6 +144,7 @@ class ClientStats:
     rate_limited: int = 0         # 429 answers received
     possible_duplicates: int = 0  # submits whose outcome is unknown
     link_refreshes: int = 0       # status re-polls for a fresh result link
+    not_found_waits: int = 0      # 404s on a job just submitted, asked again (not yet visible)
 
     def snapshot(self) -> dict[str, int]:
         return dict(vars(self))
@@ -226,6 +234,7 @@ class DeapiClient:
                                   backoff=s.poll_backoff, budget=budget, gap_share=s.poll_gap_share,
                                   gap_floor=s.poll_gap_floor_s, widen=limited)
         self.stats = ClientStats()
+        self._unseen: dict[str, float] = {}  # request id -> when its upload left, until a status is seen
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -314,6 +323,11 @@ class DeapiClient:
                     raw = await resp.read()
                     if endpoint is not None:
                         self.limiter.observe(endpoint, resp.headers)
+                    if is_submit and resp.status in GATEWAY_GAVE_UP:
+                        self.stats.possible_duplicates += 1
+                        raise E.SubmitOutcomeUnknown(
+                            f"a gateway in front of {self.base_url} timed out ({resp.status}) after the upload was "
+                            f"sent: the API behind it may have made the job, so it is not resent automatically")
                     return self._decode(resp, raw, endpoint, subject)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, aiohttp.ClientResponseError):
@@ -486,13 +500,58 @@ class DeapiClient:
         # Job times are counted from the moment the upload left, not from when its answer
         # arrived: a slow answer must not make jobs look faster than they are.
         self.poller.submitted(str(rid), at=sent_at.get("t"))
+        self._note_unseen(str(rid), sent_at.get("t", time.monotonic()))
         return str(rid)
 
     async def get_status(self, request_id: str, rank: Callable[[], float] | None = None) -> JobStatus:
         """``rank``: where this call queues in the status limiter (``RateLimiter.acquire``)."""
-        body = await self._request("GET", f"{API}/request-status/{request_id}", "status",
-                                   subject=f"request id {request_id}", rank=rank)
-        return parse_status(body)
+        while True:
+            try:
+                body = await self._request("GET", f"{API}/request-status/{request_id}", "status",
+                                           subject=f"request id {request_id}", rank=rank)
+            except E.NotFoundError:
+                wait = self._not_yet_visible(request_id)
+                if wait is None:
+                    raise
+                self.stats.not_found_waits += 1
+                await asyncio.sleep(wait)
+                continue
+            self._unseen.pop(request_id, None)
+            return parse_status(body)
+
+    def _note_unseen(self, request_id: str, sent: float) -> None:
+        """Remember a job this client just created until a status answer shows it (ids past
+        the grace are dropped oldest first, so webhook runs that never poll keep none)."""
+        unseen, grace = self._unseen, self.settings.not_found_grace_s
+        now = time.monotonic()
+        while unseen:
+            oldest = next(iter(unseen))
+            if unseen[oldest] + grace > now:
+                break
+            del unseen[oldest]
+        if grace > 0:
+            unseen[request_id] = sent
+
+    def _not_yet_visible(self, request_id: str) -> float | None:
+        """How long to wait before asking again about a job that answered 404, or None when
+        the 404 means the job is gone.
+
+        Why: the API answered our submit with this id, so the job exists; a "Request not
+        found." before any status was ever seen is the status side not having caught up yet
+        (a read replica, a queue not yet written), not a lost job. Treating it as lost would
+        pay for the page again at once. So within ``not_found_grace_s`` of the upload it is
+        asked again, each wait as long as the time since the upload (a few calls in all); a
+        404 after a status was seen, past the grace, or for an id an earlier run submitted,
+        is a lost job as before."""
+        sent = self._unseen.get(request_id)
+        if sent is None:
+            return None
+        now = time.monotonic()
+        left = sent + self.settings.not_found_grace_s - now
+        if left <= 0:
+            del self._unseen[request_id]
+            return None
+        return min(left, max(self.settings.poll_min_interval_s, now - sent))
 
     async def wait_for_job(self, request_id: str, deadline_s: float) -> JobStatus:
         """Poll until the job is terminal (``done``), at most ``deadline_s`` from now.
@@ -565,24 +624,33 @@ class DeapiClient:
     async def fetch_result(self, request_id: str, status: Any) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).
 
-        An expired link (401/403/404/410) is replaced by a fresh one from ``request-status``, at
-        most ``settings.link_refreshes`` times; then ``ResultExpiredError``."""
+        An expired link (401/403/404/410), or a done job with no link yet, is replaced by a fresh
+        one from ``request-status``, at most ``settings.link_refreshes`` times, each after a
+        backoff pause (1 s, 2 s by default): right after "done" the result may not have reached
+        storage yet, and asking again at once would only see the same. Then
+        ``ResultExpiredError`` (or ``ServerError`` when no link ever came)."""
         if getattr(status, "result", None) is not None:
             return status.result
         url = getattr(status, "result_url", None)
-        for refresh in range(self.settings.link_refreshes + 1):
+        s = self.settings
+        for refresh in range(s.link_refreshes + 1):
             if refresh or not url:
                 if refresh:
                     self.stats.link_refreshes += 1
+                    await asyncio.sleep(min(s.backoff_max_s, s.backoff_initial_s * 2 ** (refresh - 1)))
                 status = await self.get_status(request_id)
                 if status.result is not None:
                     return status.result
                 url = status.result_url
                 if not url:
-                    raise E.ServerError(f"job {request_id} is {status.status} but has neither result nor result_url")
+                    continue   # done before its result reached storage: ask again
             text = await self._download(url)
             if text is not None:
                 return text
+        if not url:
+            raise E.ServerError(f"job {request_id} is {status.status} but has neither result nor result_url "
+                                f"({s.link_refreshes + 1} status calls); its request id is kept and the next run "
+                                f"asks again")
         raise E.ResultExpiredError(f"the result link of job {request_id} kept failing after "
                                    f"{self.settings.link_refreshes} fresh links; its request id is kept and the "
                                    f"next run fetches it again")
@@ -625,9 +693,10 @@ class DeapiClient:
                         if len(raw) > limit:
                             raise E.ServerError(f"the result is over the {limit}-byte cap")
                     try:
-                        return bytes(raw).decode(resp.charset or "utf-8", "replace")
+                        text = bytes(raw).decode(resp.charset or "utf-8", "replace")
                     except LookupError:  # a charset Python does not know
-                        return bytes(raw).decode("utf-8", "replace")
+                        text = bytes(raw).decode("utf-8", "replace")
+                    return _unwrap_json_string(text, resp.content_type)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise E.TransportError(f"the result download failed ({type(exc).__name__})") from None
             finally:
@@ -635,6 +704,24 @@ class DeapiClient:
                     self.stats.downloads += 1
 
         return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+
+
+def _unwrap_json_string(text: str, content_type: str) -> str:
+    """A result file served as JSON whose whole body is one JSON string is that string.
+
+    Why: the result file's type is not documented (deapi-api.md 1.3); storage that says
+    ``application/json`` and holds ``"line one\\nline two"`` means the text, not the quotes and
+    escapes. Anything else (an object for ``format=json``, a text file) is returned as it came."""
+    if not (content_type == "application/json" or content_type.endswith("+json")):
+        return text
+    stripped = text.strip()
+    if not (stripped.startswith('"') and stripped.endswith('"')):
+        return text
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
 
 
 def parse_balance(body: Any) -> float:
@@ -657,9 +744,27 @@ def parse_status(body: Any) -> JobStatus:
     if isinstance(error, dict):  # {"code": .., "message": ..}
         code = code or error.get("code")
         error = error.get("message")
+    if not code and isinstance(error, str):
+        code = _code_in_message(error)
     return JobStatus(status=status, progress=_as_float(data.get("progress")), result=_as_str(data.get("result")),
                      result_url=data.get("result_url") or None, error=_as_str(error or data.get("error_message")),
                      error_code=str(code) if code else None, raw=data)
+
+
+ERROR_CODE_AT_START = re.compile(r"\s*([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\s*(?:$|[:;,.(\[-])")
+
+
+def _code_in_message(message: str) -> str | None:
+    """The code a bare v1 ``error`` string starts with (``"INPUT_TOO_LARGE"``,
+    ``"CONTEXT_LENGTH_EXCEEDED: ..."``), else None.
+
+    Why: v1's status documents only ``error`` (a string); the codes (``error_code``) are
+    documented for webhooks and v2. A code that arrives only inside the message must still
+    decide what happens: a refusal for size cuts the page into strips, ``INVALID_INPUT`` is
+    not retried. Only an upper-case word with an underscore, first and alone or followed by
+    punctuation, counts, so ordinary prose never becomes a code."""
+    m = ERROR_CODE_AT_START.match(message)
+    return m.group(1) if m else None
 
 
 def parse_models_page(body: Any, page: int = 1) -> tuple[list[ModelInfo], bool]:

@@ -22,7 +22,7 @@ def client_settings_from_config(config: Config) -> ClientSettings:
         max_retry_after_s=r.max_retry_after_s,
         first_poll_s=p.first_poll_s, poll_min_interval_s=p.min_interval_s, poll_max_interval_s=p.max_interval_s,
         poll_backoff=p.backoff, status_calls_per_job=p.status_calls_per_job, poll_gap_share=p.max_lateness_share,
-        poll_gap_floor_s=p.lateness_floor_s,
+        poll_gap_floor_s=p.lateness_floor_s, not_found_grace_s=p.not_found_grace_s,
         plan=rl.plan, submit_per_minute=rl.submit_per_minute, submit_per_day=rl.submit_per_day,
         status_per_minute=rl.status_per_minute, status_per_day=rl.status_per_day,
         connections=config.concurrency.jobs_in_flight + 4,

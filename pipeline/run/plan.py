@@ -109,6 +109,7 @@ class Planner:
                     return _api_exit(exc), None, exc.reason
                 budget = Budget(self.config.budget, state, None, now=self.now)
                 report = self._report(total_files, balance, budget, pricing)
+                report["balance_unknown"] = None if balance is not None or report["free"] else runner.balance_problem
                 state.set_last_plan({"estimated_cost": report["estimated"]["estimated_cost"],
                                      "pages_to_send": report["estimated"]["pages_to_send"],
                                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
@@ -349,6 +350,8 @@ def format_plan(report: dict[str, Any]) -> str:
     if report["balance"] is not None:
         lasts = "lasts" if report["balance_lasts"] else "DOES NOT last"
         lines.append(f"balance:              {report['balance']:.4f} {report['currency']}: {lasts} for this plan")
+    elif report.get("balance_unknown"):
+        lines.append(f"balance:              unknown: {report['balance_unknown']}; not checked against this plan")
     return "\n".join(lines)
 
 

@@ -626,7 +626,8 @@ class FileProcessor:
                 reason = "the server lost the request id while the job ran; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
                 if unknown_retry_used:
-                    raise FileFailure("failed_transient", "transient", reason + " twice; retried next run") from None
+                    raise FileFailure("failed_transient", "transient",
+                                      "the server lost the request id twice (resubmitted once); retried next run") from None
                 unknown_retry_used = True
 
     async def _quote(self, page: PreparedPage) -> float | None:

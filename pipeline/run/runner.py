@@ -73,6 +73,7 @@ class Runner:
         self.stats = RunStats()
         self.stop_reason: str | None = None
         self.balance: float | None = None   # the account balance the start-up checks read
+        self.balance_problem: str | None = None  # why the balance could not be read (plan and run say it)
         self._stop_event = asyncio.Event()
         self._now_event = asyncio.Event()   # a second signal: cancel in-flight work at once
         self._signals = 0
@@ -250,8 +251,9 @@ class Runner:
             balance = await api.balance()
         except api_errors.AuthError as exc:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
-        except api_errors.DeapiError:
-            balance = None  # the balance route is informative only
+        except api_errors.DeapiError as exc:
+            balance = None  # the balance route is informative only: said, never fatal
+            self.balance_problem = exc.reason
         self.balance = balance
         if balance is not None and balance <= 0:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, f"the account balance is {balance}: top it up first")
@@ -277,6 +279,9 @@ class Runner:
             return
         budget.set_balance(balance)
         planned = [x for x in (self._ctx.state.last_plan_cost(), budget.planned_limit()) if x is not None]
+        if balance is None and self.balance_problem and self.config.budget.refuse_short_balance:
+            self.say(f"pipeline: warning: the account balance could not be read ({self.balance_problem}); "
+                     "budget.refuse_short_balance cannot check it this run")
         if balance is None or not planned or min(planned) <= balance:
             return
         message = (f"the account balance ({balance:.4f}) will not last this run's planned cost "
@@ -537,6 +542,10 @@ class Runner:
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
             self.say(f"pipeline: stopped early: {self.stop_reason}")
+        if ctx is not None and ctx.possible_duplicates:   # money: said in the log, not only in the report
+            self.say(f"pipeline: {ctx.possible_duplicates} submits had an unknown outcome (connection lost or gateway "
+                     "timeout after the upload) and were sent again: those pages may be paid twice; see "
+                     "possible_duplicates in the report")
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")

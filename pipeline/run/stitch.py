@@ -14,7 +14,9 @@ The repeat is removed:
   the upper strip and the start of the lower strip share (compared with case and spaces folded,
   a similarity of at least ``SAME_LINE``, markup left out) is the overlap; the upper strip keeps its lines up to
   the end of that run (what follows is the part-line cut at its bottom edge), the lower strip
-  starts after it (what precedes is the part-line cut at its top edge). An HTML table, one line
+  starts after it (what precedes is the part-line cut at its top edge); a run with more than
+  one line of text beyond it on either side is no seam (alike lines further in, such as totals
+  differing by a digit, are different lines). An HTML table, one line
   of the answer, is compared row by row (its rows on lines of their own at a seam), and when
   the lower strip's table lost its opening rows as read twice, the upper strip's table runs on
   into it: one table. With no shared line
@@ -98,9 +100,13 @@ def seam_lines(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]
     best = (0, 0, 0)   # (run length, index in tail, index in head)
     for i in range(len(tail)):
         for j in range(len(head)):
+            if _inked(head[:j]) > 1:
+                break   # more than the part-line cut at the lower strip's top edge would be dropped
             k = 0
             while i + k < len(tail) and j + k < len(head) and _same(tail[i + k], head[j + k]):
                 k += 1
+            if k and _inked(tail[i + k:]) > 1:
+                continue   # ... or more than the part-line at the upper strip's bottom edge
             if k > best[0] or (k == best[0] and k and i > best[1]):
                 best = (k, i, j)
     k, i, j = best
@@ -108,6 +114,16 @@ def seam_lines(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]
         return upper, lower
     cut_upper = len(upper) - len(tail) + i + k
     return upper[:cut_upper], lower[j + k:]
+
+
+def _inked(lines: list[str]) -> int:
+    """Lines with text among ``lines``: what a seam would drop besides the lines read twice.
+
+    Why: the rows two strips share hold a line or two; the run read twice must sit at the upper
+    strip's end and the lower strip's start, with at most the one part-line each edge cuts
+    beside it. A run matched further in (a ledger's "Total: 1,234" and "Total: 1,284" are
+    difflib-alike) would drop every line before it in the lower strip, or after it in the upper."""
+    return sum(1 for line in lines if line.strip())
 
 
 def _lines_of(structured: dict) -> list[tuple[dict, dict]]:
