@@ -193,4 +193,6 @@ def test_the_rapidocr_engine_hands_its_settings_to_rapidocr(monkeypatch):
     cfg = engine._ocr.cfg  # RapidOCR's own parsed configuration: what it will really run with
     assert cfg.Global.use_cls is False
     assert cfg.EngineConfig.onnxruntime.intra_op_num_threads == 1
+    # the detector never enlarges: a wide strip 564 px tall is not raised to 736 px (engines.md)
+    assert cfg.Det.limit_type == "max" and cfg.Det.limit_side_len == cfg.Global.max_side_len == 2000
     assert cfg.Rec.rec_batch_num == 3 and engine.settings["Rec.rec_batch_num"] == 3

@@ -33,6 +33,12 @@ THREADS_ENV = "PIPELINE_OCR_THREADS"
 #: by side on scribe pages by ``bench/ocr_speed.py`` (figures in docs/engines.md "Speed"):
 #: * no angle classifier: pages arrive upright (EXIF applied) and the classifier turned some
 #:   upright lines upside down (CER 18.5 -> 17.2 % without it), for ~2 % of the time.
+#: * the detector never enlarges an image (``Det.limit_type: max`` at the 2000 px the page is
+#:   already fitted to), where RapidOCR's default raises the shorter side to 736 px: a strip of a
+#:   page cut for the hosted model's height limit (2000 x 564 px) went to the detector at 1.3x and
+#:   half its lines were not found (scribe form_01 read in strips: 42.2 % CER against 20.9 % whole;
+#:   24.2 % now, the whole page unchanged); small pages read as well (``bench/strip_cer.py``,
+#:   docs/engines.md "Speed").
 #: Threads: see ``THREADS_ENV`` (two workers of one thread each on 2 cores).
 #: Not taken: ONNX Runtime's CPU memory arena (~13 % less CPU a page, but a worker's peak RSS
 #: 1.1 -> 2.0 GB), larger recognition batches (slower: more padding), ``max_side_len`` 1600
@@ -40,6 +46,8 @@ THREADS_ENV = "PIPELINE_OCR_THREADS"
 DEFAULT_SETTINGS: dict = {
     "Global.log_level": "warning",
     "Global.use_cls": False,
+    "Det.limit_type": "max",
+    "Det.limit_side_len": 2000,
 }
 
 
