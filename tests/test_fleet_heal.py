@@ -17,6 +17,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -30,6 +31,9 @@ from pipeline.server.config import ServerConfig
 from pipeline.server.embedded import EmbeddedServer
 from pipeline.server.faults import FaultRule
 from pipeline.server.outbox import next_pause
+from pipeline.server.store import StoreUnavailable
+from pipeline.server.store_pg import PgStore
+from pipeline.server.store_pg_schema import MIGRATIONS
 from pipeline.server.webhooks import RETRY_SCHEDULE_S, sign
 
 pytestmark = pytest.mark.fleet
@@ -255,3 +259,45 @@ async def test_members_without_ddl_rights_serve_a_database_the_migration_job_set
         assert (await wait_done(http, api.base_url, rid))["status"] == "done"
     finally:
         members.stop()
+
+
+# -- what an operator is told at start-up -----------------------------------------------------------
+
+def migrate_only(store: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", "serve", "--migrate-only", "--store", store],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_migrate_only_says_which_migrations_it_applied(dsn):
+    """Found on a tour: the first --migrate-only on a new database said "nothing to apply", because
+    opening the store had already applied them and the second look found none missing."""
+    first, again = migrate_only(dsn), migrate_only(dsn)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert f"applied {', '.join(str(v) for v, _ in MIGRATIONS)}" in first.stderr
+    assert "nothing to apply" in again.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_a_store_that_cannot_be_opened_says_why_not_only_that_the_pool_timed_out(cluster):
+    """Found on a tour: a wrong password or database name waited 30 s and then said only
+    "PoolTimeout: pool initialization incomplete"; the reason was in the pool's log lines alone."""
+    store = PgStore(cluster.dsn("no_such_database"), (TOKEN,), 1.0, {}, time.time)
+    with pytest.raises(StoreUnavailable, match='cannot reach .*database "no_such_database" does not exist'):
+        await store.open(timeout=0.5)
+
+
+def test_a_user_without_rights_is_told_which_rights_a_member_needs(dsn):
+    """Found on a tour: a member whose user may not create tables exited 6 with "cannot reach the
+    PostgreSQL store" (it had reached it) and PostgreSQL's bare "permission denied"."""
+    db = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS plain_{db}")
+        conn.execute(f"CREATE ROLE plain_{db} LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    user = dsn.replace("postgresql://fleet@", f"postgresql://plain_{db}@")
+    r = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--store", user, "--role", "api",
+                        "--token", TOKEN, "--port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 6, r.stderr
+    assert "refuses this user: permission denied for schema public" in r.stderr
+    assert "cannot reach" not in r.stderr and "docs/fleet.md#kubernetes" in r.stderr

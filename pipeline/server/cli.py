@@ -189,11 +189,9 @@ async def migrate_only(store_url: str) -> list[int]:
     from .store_pg import PgStore
 
     store = PgStore(store_url, (), 0.0, {}, time.time)
-    await store.open()
-    try:
-        return await store.migrate()
-    finally:
-        await store.close()
+    await store.open()          # opening applies them
+    await store.close()
+    return store.migrations_applied
 
 
 def migrate_from_args(args: argparse.Namespace) -> int:

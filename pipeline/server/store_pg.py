@@ -64,6 +64,11 @@ def safe_dsn(dsn: str) -> str:
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """A database error's message on one line (libpq's span several), cut to a readable length."""
+    return " ".join(str(exc).split())[:300]
+
+
 # what a status poll or a download reads: everything but the upload itself
 READ_COLUMNS = ", ".join([c for c in JOB_COLUMNS if c != "image"] + [
     "status", "progress", "text", "error", "error_code", "started_at", "finished_at"])
@@ -123,24 +128,50 @@ class PgStore(Store):
         self._work = asyncio.Event()
         self._hooks = asyncio.Event()
         self._listener: asyncio.Task | None = None
+        self.migrations_applied: list[int] = []      # what ``open`` applied (``--migrate-only`` reports it)
 
     # -- set-up ---------------------------------------------------------------------------
     async def open(self, timeout: float = 30.0) -> None:
+        """Connect (waiting up to ``timeout`` for a database that is still starting), then apply the
+        missing migrations (``migrations_applied`` says which) or, without ``auto_migrate``, check them.
+
+        The errors say what an operator can act on: why no connection came (the pool itself only
+        times out, so one direct attempt asks the server), or which rights the user lacks."""
         try:
             await self.pool.open(wait=True, timeout=timeout)
             if self.auto_migrate:
-                await self.migrate()
+                self.migrations_applied = await self.migrate()
             else:
                 await self.check_schema()
-        except (psycopg.Error, PoolTimeout) as exc:
+        except PoolTimeout:
             await self.pool.close()
-            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)}: "
-                                   f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)} "
+                                   f"(tried {timeout:g} s): {await self._connect_error()}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"the PostgreSQL store at {safe_dsn(self.dsn)} refuses this user: {_one_line(exc)}. "
+                                   "Setting the schema up (the default) needs a user that may create tables (the "
+                                   "database's owner); a member started with --no-migrate, after `pipeline serve "
+                                   "--migrate-only`, needs SELECT, INSERT, UPDATE, DELETE on the tables and USAGE, "
+                                   "UPDATE on the sequences (docs/fleet.md#kubernetes)") from None
+        except psycopg.Error as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"cannot use the PostgreSQL store at {safe_dsn(self.dsn)}: "
+                                   f"{type(exc).__name__}: {_one_line(exc)}") from None
         async with self.pool.connection() as conn:
             for token in self.tokens:
                 await conn.execute("INSERT INTO balances (token, balance) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                                    (token, self.initial_balance))
         self._listener = asyncio.create_task(self._listen(), name="pg-listen")
+
+    async def _connect_error(self) -> str:
+        """Why the pool got no connection: libpq's own reason (refused, password, no such database)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+        except psycopg.Error as exc:
+            return _one_line(exc)
+        await conn.close()
+        return "no connection came in time, though the server answers now"
 
     async def applied_versions(self) -> set[int]:
         """The migrations this database has (read-only: a member without DDL rights may ask)."""
