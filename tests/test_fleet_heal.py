@@ -90,6 +90,10 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
         assert await code_of(http, api.base_url + "/readyz") == 503      # out of the Service's rotation ...
         for m in [api, *workers]:
             assert await code_of(http, m.base_url + "/livez") == 200     # ... but alive: no restart
+        # a scrape still answers (a failed one reads as "the pod is down"): counters kept, the store down
+        (during,) = await scrape(http, [api])
+        assert during["pipeline_store_up"] == 0 and during['pipeline_submits_total{role="api"}'] >= 3
+        assert during["pipeline_fleet_exporter"] == 0 and "pipeline_jobs_queued" not in during
         # every worker has read its page and keeps trying to save it
         await until(lambda: all("cannot save the result yet" in w.output() for w in workers))
     finally:
@@ -109,6 +113,7 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
     for w in workers:   # every worker claimed again, within a few seconds of the restart
         first = min(r[5] for r in rows if r[4] == w.name and r[0] in later)
         assert (first - restarted).total_seconds() < 8, (w.name, first, restarted)
+    assert (await scrape(http, [api]))[0]["pipeline_store_up"] == 1
     async with http.get(api.base_url + "/healthz") as r:
         assert r.status == 200 and (await r.json())["workers"] == 3
 
