@@ -259,7 +259,11 @@ async def test_members_without_ddl_rights_serve_a_database_the_migration_job_set
             conn.execute("CREATE TABLE probe (x int)")                      # really no DDL
     members = Fleet(member)
     try:
-        (api,), _ = await members.start(http, 1, 1, "--no-migrate")
+        (api,), (worker,) = await members.start(http, 1, 1, "--no-migrate")
+        # each banner says what the member serves: an operator must not point the client at a worker
+        await until(lambda: f"deAPI-compatible API replica on {api.base_url} (no engine" in api.output())
+        await until(lambda: f"fleet worker on {worker.base_url} (/healthz, /livez, /readyz and /metrics only"
+                    in worker.output())
         rid = await submit(http, api.base_url)
         assert (await wait_done(http, api.base_url, rid))["status"] == "done"
     finally:

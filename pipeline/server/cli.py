@@ -175,7 +175,11 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
         if srv.faults.engine_slots:
             active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
-        print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine} x{config.engine_workers}, "
+        engine = f"engine {config.engine} x{config.engine_workers}"
+        what = {"api": ("deAPI-compatible API replica", "no engine: the fleet's workers read the pages"),
+                "worker": ("fleet worker", f"/healthz, /livez, /readyz and /metrics only, not the API; {engine}")
+                }.get(config.role, ("deAPI-compatible server", engine))
+        print(f"{what[0]} on {srv.base_url} ({what[1]}, "
               f"profile {config.profile}, {len(config.tokens)} token(s), admin {'on' if config.admin else 'off'}"
               f"{where}{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)
         await stop.wait()
