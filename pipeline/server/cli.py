@@ -93,6 +93,32 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
 
 
+# Options read by one kind of fleet member only: given to the other they would change nothing, without
+# a word (a --max-input-height on the API replicas, where uploads arrive, refused no page).
+READ_BY = {
+    "worker": ("hosted_job_s", "max_input_height", "model_limit", "max_answer_chars", "truth_dir", "truth_corrupt",
+               "fault_engine_slots", "fault_engine_seconds"),
+    "api": ("profile", *(f"limit_{ep}_per_{w}" for ep in LIMITED_ENDPOINTS for w in ("min", "day"))),
+}
+WHY = {"worker": "the workers read the pages: give {} to every worker",
+       "api": "the API replicas count the rate limits: give {} to every API replica"}
+
+
+def check_role_options(args: argparse.Namespace) -> None:
+    """A fleet member given options only the other kind reads: ``ValueError`` naming them and where they go."""
+    other = {"api": "worker", "worker": "api"}.get(args.role)
+    if other is None:
+        return
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    defaults = vars(p.parse_args([]))
+    given = [f"--{name.replace('_', '-')}" for name in READ_BY[other] if getattr(args, name) != defaults[name]]
+    if given:
+        one = len(given) == 1
+        raise ValueError(f"{', '.join(given)} {'does' if one else 'do'} nothing on --role {args.role}: "
+                         + WHY[other].format("it" if one else "them"))
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """A checked ``ServerConfig``; ``ValueError`` with a message naming the option otherwise."""
     tokens = tuple(t for t in args.token if t.strip())
@@ -116,6 +142,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.role != "all" and not store:
         raise ValueError(f"--role {args.role} needs --store postgresql://... (or ${STORE_ENV}): "
                          "with the in-memory store one process must be API and worker both")
+    check_role_options(args)
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
     for name in ("max_input_height", "max_answer_chars"):
