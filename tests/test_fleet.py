@@ -272,7 +272,13 @@ async def test_kill_9_of_an_api_replica_loses_no_job(http, fleet):
     (api0, api1), _ = await fleet.start(http, apis=2, workers=2)
     ids = [await submit(http, (api0 if i % 2 else api1).base_url, image=png(text=f"k{i}")) for i in range(6)]
     api0.kill()
-    assert [(await wait_done(http, api1.base_url, rid))["status"] for rid in ids] == ["done"] * 6
+    done = [await wait_done(http, api1.base_url, rid) for rid in ids]
+    assert [d["status"] for d in done] == ["done"] * 6
+    # found on a tour: polled on api1, the jobs submitted on api0 linked their results to the dead api0
+    for d in done:
+        assert d["result_url"].startswith(api1.base_url + "/results/")
+        async with http.get(d["result_url"]) as r:
+            assert r.status == 200 and (await r.text()).startswith("FAST-OCR")
 
 
 async def test_with_every_worker_killed_jobs_wait_then_finish_when_one_returns(http, fleet, dsn):

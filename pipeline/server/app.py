@@ -111,8 +111,8 @@ class ServerState:
     def release_stuck_jobs(self) -> int:
         return self.jobs.release_stuck()
 
-    def result_url(self, job: Job) -> str:
-        return self.jobs.result_url(job)
+    def result_url(self, job: Job, base_url: str | None = None) -> str:
+        return self.jobs.result_url(job, base_url)
 
     async def start(self) -> None:
         await self.store.open()
@@ -312,7 +312,7 @@ async def status(request: web.Request) -> web.Response:
         return envelope(404, "Request not found.", gate)
     st.counters.observe_status(job, time.monotonic())
     expired_once = job.expire_link and job.status == DONE
-    body = status_body(job, st.result_url)
+    body = status_body(job, lambda j: st.result_url(j, str(request.url.origin())))   # the replica asked, not the submit's
     if expired_once:
         await st.store.link_expired_once(job.id)
     return web.json_response({"data": body}, headers=gate)
