@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +117,27 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
     assert (await scrape(http, [api]))[0]["pipeline_store_up"] == 1
     async with http.get(api.base_url + "/healthz") as r:
         assert r.status == 200 and (await r.json())["workers"] == 3
+
+
+async def test_a_second_signal_ends_a_drain_that_waits_for_the_database(http, cluster, fleet, dsn):
+    """Found on a tour: a worker told to stop (SIGTERM, Ctrl-C) during a database outage waited to
+    save its page for as long as the outage lasted, and a second SIGTERM or SIGINT changed nothing:
+    only kill -9 ended it. A stop must always end; the page goes back to the queue after the lease."""
+    api, worker = await fleet.api_and_slow_worker(http, 1.0, "stuck")
+    rid = await submit(http, api.base_url)
+    await until(lambda: sql(dsn, "SELECT status FROM jobs WHERE id = %s", rid) == [("processing",)])
+    cluster.stop("fast")
+    try:
+        worker.proc.send_signal(signal.SIGTERM)
+        await until(lambda: "cannot save the result yet" in worker.output())   # read, and draining into the outage
+        worker.log.seek(0)
+        assert worker.proc.poll() is None and b"draining: 1 job(s) in hand" in worker.log.read()
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0
+        assert "second signal: stopping now; 1 job(s) in hand go back to the queue after the lease" in worker.output()
+    finally:
+        cluster.start_again()
+    assert sql(dsn, "SELECT status, worker_id FROM jobs WHERE id = %s", rid) == [("processing", "stuck")]
 
 
 async def test_a_dead_claim_loop_fails_liveness_and_stops_counting_as_a_worker(http, dsn):

@@ -192,11 +192,12 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
     """Serve until ``stop`` is set (or SIGINT/SIGTERM when none is given)."""
     from .embedded import EmbeddedServer
 
+    hurry = asyncio.Event()      # a second signal: stop draining, leave now
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
     async with EmbeddedServer(config) as srv:
         where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
         active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
@@ -212,7 +213,25 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         await stop.wait()
         if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
             print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
-        await srv.state.drain()
+        await drain_unless_hurried(srv.state, hurry)
+
+
+async def drain_unless_hurried(state, hurry: asyncio.Event) -> None:
+    """Drain (the pages in hand finished and saved, due webhooks sent), unless a second signal
+    comes first: a drain waits for the database to save a page, so during an outage it would
+    never end, and a stop must always end. Pages left in hand go back to the queue after the lease."""
+    drain = asyncio.create_task(state.drain())
+    second = asyncio.create_task(hurry.wait())
+    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+    second.cancel()
+    if drain.done():
+        drain.result()
+        return
+    in_hand = len(state.worker.in_hand) if state.worker is not None else 0
+    print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
+          file=sys.stderr, flush=True)
+    drain.cancel()
+    await asyncio.gather(drain, return_exceptions=True)
 
 
 async def migrate_only(store_url: str) -> list[int]:
