@@ -78,7 +78,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
                         f"and workers share them (default: ${STORE_ENV}, else this process's memory)")
     p.add_argument("--role", choices=ROLES, default="all",
-                   help="all (default: API and engine), api (routes only), worker (claims jobs; needs --store)")
+                   help="all (default: API and engine), api (the deAPI routes, no engine), worker (claims jobs "
+                        "and reads them; serves only /healthz, /livez, /readyz, /metrics); api and worker need --store")
     p.add_argument("--lease", type=float, default=30.0, metavar="S",
                    help="fleet: seconds before a dead worker's job goes back to the queue (default 30)")
     p.add_argument("--worker-id", help="fleet: this process's name in leases and metrics (default host-pid-random)")
