@@ -337,3 +337,31 @@ def test_a_user_without_rights_is_told_which_rights_a_member_needs(dsn):
     assert r.returncode == 6, r.stderr
     assert "refuses this user: permission denied for schema public" in r.stderr
     assert "cannot reach" not in r.stderr and "docs/fleet.md#kubernetes" in r.stderr
+
+
+# -- the ledger ----------------------------------------------------------------------------------------
+
+async def test_a_submit_whose_job_cannot_be_written_charges_nothing(http, dsn):
+    """Found on a tour: the submit charged the balance in one statement and inserted the job in
+    another, on whichever pooled connection came; when the insert failed (a stale connection after
+    a database restart, here a user that may not insert jobs) the client got an error and no job,
+    and the balance kept the charge: paid for a page never read, and again when the client retried."""
+    assert migrate_only(dsn).returncode == 0
+    db = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS ledger_{db}")
+        conn.execute(f"CREATE ROLE ledger_{db} LOGIN")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_{db}")
+        conn.execute(f"GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ledger_{db}")
+        conn.execute(f"REVOKE INSERT ON jobs FROM ledger_{db}")          # the job's insert fails, the charge would not
+    members = Fleet(dsn.replace("postgresql://fleet@", f"postgresql://ledger_{db}@"))
+    try:
+        api = members.add("api", "--no-migrate", name="api-0")
+        await api.ready(http)
+        before = sql(dsn, "SELECT balance FROM balances WHERE token = %s", TOKEN)
+        code, _ = await post_submit(http, api.base_url, "never written")
+        assert code == 500
+        assert sql(dsn, "SELECT count(*) FROM jobs") == [(0,)]
+        assert sql(dsn, "SELECT balance FROM balances WHERE token = %s", TOKEN) == before   # nothing charged
+    finally:
+        members.stop()

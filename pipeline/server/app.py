@@ -283,16 +283,17 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return not_enough_balance()
     if st.faults.drop_before_create.fire(st.rng):
         return await _drop(request)
-    if not await st.store.charge(token, price):   # another replica spent it meanwhile
-        return not_enough_balance()
     job = Job(id=str(uuid.uuid4()), token=token, model=sub.model, language=sub.language, format=sub.format,
               inline=sub.inline, webhook_url=sub.webhook_url, image=sub.image, price=price,
               base_url=str(request.url.origin()))
-    if st.store.shared:   # a fleet: queued in the database, a worker claims it
+    if st.store.shared:   # a fleet: charged and queued in one transaction, a worker claims it
         decide_faults(job, st.faults, st.rng)
-        await st.store.add(job)
-    else:
+        if not await st.store.add_charged(job):   # another replica spent the balance meanwhile
+            return not_enough_balance()
+    elif await st.store.charge(token, price):
         st.jobs.create(job)
+    else:
+        return not_enough_balance()
     st.counters.jobs_created += 1
     st.counters.submits_by_hash[hashlib.sha256(sub.image).hexdigest()] += 1
     st.counters.upload_sizes.append(len(sub.image))

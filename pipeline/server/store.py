@@ -83,6 +83,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add(self, job: Job) -> None: ...
 
+    async def add_charged(self, job: Job) -> bool:
+        """A fleet's submit: charge ``job.price`` to ``job.token`` and queue the job, both or neither;
+        ``False`` when the balance is short (the memory store charges, then its runner starts the job)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def load(self, job_id: str) -> Job | None: ...
 

@@ -69,6 +69,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+# the price taken from a balance that covers it (a short one: no row changes)
+CHARGE_SQL = "UPDATE balances SET balance = balance - %s WHERE token = %s AND balance + 1e-12 >= %s"
+
 # what a status poll or a download reads: everything but the upload itself
 READ_COLUMNS = ", ".join([c for c in JOB_COLUMNS if c != "image"] + [
     "status", "progress", "text", "error", "error_code", "started_at", "finished_at"])
@@ -249,11 +252,24 @@ class PgStore(Store):
 
     # -- jobs -----------------------------------------------------------------------------
     async def add(self, job: Job) -> None:
-        cols = ", ".join(JOB_COLUMNS)
-        marks = ", ".join(["%s"] * len(JOB_COLUMNS))
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", [getattr(job, c) for c in JOB_COLUMNS])
-            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            await self._queue(conn, job)
+
+    async def add_charged(self, job: Job) -> bool:
+        """Charge ``job.price`` and queue the job in one transaction; ``False`` (nothing done) when
+        the balance is short. Two statements on two pooled connections could fail between them (a
+        stale connection after a restart) and leave a charge without its job."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if (await conn.execute(CHARGE_SQL, (job.price, job.token, job.price))).rowcount != 1:
+                return False
+            await self._queue(conn, job)
+        return True
+
+    @staticmethod
+    async def _queue(conn: Any, job: Job) -> None:
+        await conn.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))})",
+                           [getattr(job, c) for c in JOB_COLUMNS])
+        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
 
     async def load(self, job_id: str) -> Job | None:
         async with self.pool.connection() as conn:
@@ -423,8 +439,7 @@ class PgStore(Store):
 
     async def charge(self, token: str, amount: float) -> bool:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("UPDATE balances SET balance = balance - %s WHERE token = %s "
-                                     "AND balance + 1e-12 >= %s", (amount, token, amount))
+            cur = await conn.execute(CHARGE_SQL, (amount, token, amount))
             return cur.rowcount == 1
 
     async def refund(self, token: str, amount: float) -> None:
