@@ -22,7 +22,7 @@ from pipeline.server.store_pg import MAX_ATTEMPTS, PgStore
 from pipeline.server.store_pg_schema import MIGRATIONS
 from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, scrape, start_cluster, unavailable
 from test_server_support import Receiver, form, png
-from pipeline.server.webhooks import sign
+from pipeline.server.webhooks import outbox_delivery, sign
 
 pytestmark = pytest.mark.fleet
 V1 = "/api/v1/client"
@@ -180,6 +180,28 @@ async def test_a_job_that_kills_every_worker_fails_after_the_attempts_and_is_ref
             await store.requeue_expired()
         assert sql(dsn, "SELECT status, error_code FROM jobs") == [("error", "WORKER_TIMEOUT")]
         assert await store.balance(TOKEN) == 10.0
+    finally:
+        await store.close()
+
+
+async def test_a_job_failed_by_the_sweeper_still_sends_job_failed(dsn):
+    """Found on a tour: a job failed with WORKER_TIMEOUT by the sweeper (every worker that took it
+    died) put no job.failed in the outbox, so a client waiting for pushes learnt of it only when its
+    webhook.wait_s ran out. The sweeper's failure goes through the outbox like a worker's."""
+    store = store_for(dsn)
+    await store.open()
+    try:
+        job = new_job(TOKEN, 0)
+        job.webhook_url = "https://receiver.example/hook"
+        await store.add(job)
+        for _ in range(MAX_ATTEMPTS):
+            assert await store.claim("doomed", 0.05) is not None
+            await until(lambda: sql(dsn, "SELECT 1 FROM jobs WHERE lease_until < now()"))
+            await store.requeue_expired(lambda j: outbox_delivery(j, "job.failed"))
+        (event,) = await store.outbox_claim("member", 10, 15.0)
+        body = json.loads(event.body)
+        assert (event.event, event.url, body["data"]["job_request_id"]) == ("job.failed", job.webhook_url, job.id)
+        assert (body["data"]["status"], body["data"]["error_code"]) == ("error", "WORKER_TIMEOUT")
     finally:
         await store.close()
 

@@ -389,18 +389,18 @@ class PgStore(Store):
         async with self.pool.connection() as conn:
             await conn.execute("DELETE FROM exporter WHERE member = %s", (member,))
 
-    async def requeue_expired(self) -> int:
+    async def requeue_expired(self, failed: Callable[[Job], Delivery | None] = lambda job: None) -> int:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("""
-                WITH dead AS (
-                    UPDATE jobs SET status = 'error', error_code = 'WORKER_TIMEOUT', progress = 100,
-                           error = 'every worker that took this job stopped before finishing it',
-                           image = NULL, finished_at = now(), lease_until = NULL
-                    WHERE status = 'processing' AND lease_until < now() AND attempts >= %s
-                    RETURNING token, price)
-                UPDATE balances b SET balance = b.balance + d.total
-                FROM (SELECT token, sum(price) AS total FROM dead GROUP BY token) d WHERE b.token = d.token""",
-                               (MAX_ATTEMPTS,))
+            dead = await (await conn.execute(f"""
+                UPDATE jobs SET status = 'error', error_code = 'WORKER_TIMEOUT', progress = 100,
+                       error = 'every worker that took this job stopped before finishing it',
+                       image = NULL, finished_at = now(), lease_until = NULL
+                WHERE status = 'processing' AND lease_until < now() AND attempts >= %s
+                RETURNING {READ_COLUMNS}, image, worker_id""", (MAX_ATTEMPTS,))).fetchall()
+            for row in dead:   # refunded, and job.failed in the outbox, as a worker's failure
+                job = _job(row)
+                await conn.execute("UPDATE balances SET balance = balance + %s WHERE token = %s", (job.price, job.token))
+                await self._outbox_insert(conn, job, "job.failed", row["worker_id"], failed(job))
             cur = await conn.execute("UPDATE jobs SET status = 'pending', progress = 0, worker_id = NULL, "
                                      "lease_until = NULL WHERE status = 'processing' AND lease_until < now()")
             if cur.rowcount:
