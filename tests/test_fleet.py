@@ -22,7 +22,7 @@ from pipeline.server.store_pg import MAX_ATTEMPTS, PgStore
 from pipeline.server.store_pg_schema import MIGRATIONS
 from test_fleet_support import OTHER, SECRET, TOKEN, AlternatingProxy, Fleet, auth, scrape, start_cluster, unavailable
 from test_server_support import Receiver, form, png
-from pipeline.server.webhooks import sign
+from pipeline.server.webhooks import outbox_delivery, sign
 
 pytestmark = pytest.mark.fleet
 V1 = "/api/v1/client"
@@ -184,6 +184,28 @@ async def test_a_job_that_kills_every_worker_fails_after_the_attempts_and_is_ref
         await store.close()
 
 
+async def test_a_job_failed_by_the_sweeper_still_sends_job_failed(dsn):
+    """Found on a tour: a job failed with WORKER_TIMEOUT by the sweeper (every worker that took it
+    died) put no job.failed in the outbox, so a client waiting for pushes learnt of it only when its
+    webhook.wait_s ran out. The sweeper's failure goes through the outbox like a worker's."""
+    store = store_for(dsn)
+    await store.open()
+    try:
+        job = new_job(TOKEN, 0)
+        job.webhook_url = "https://receiver.example/hook"
+        await store.add(job)
+        for _ in range(MAX_ATTEMPTS):
+            assert await store.claim("doomed", 0.05) is not None
+            await until(lambda: sql(dsn, "SELECT 1 FROM jobs WHERE lease_until < now()"))
+            await store.requeue_expired(lambda j: outbox_delivery(j, "job.failed"))
+        (event,) = await store.outbox_claim("member", 10, 15.0)
+        body = json.loads(event.body)
+        assert (event.event, event.url, body["data"]["job_request_id"]) == ("job.failed", job.webhook_url, job.id)
+        assert (body["data"]["status"], body["data"]["error_code"]) == ("error", "WORKER_TIMEOUT")
+    finally:
+        await store.close()
+
+
 async def test_rate_limits_and_balance_are_shared_by_replicas(dsn):
     a, b = store_for(dsn), store_for(dsn)
     await a.open()
@@ -272,7 +294,13 @@ async def test_kill_9_of_an_api_replica_loses_no_job(http, fleet):
     (api0, api1), _ = await fleet.start(http, apis=2, workers=2)
     ids = [await submit(http, (api0 if i % 2 else api1).base_url, image=png(text=f"k{i}")) for i in range(6)]
     api0.kill()
-    assert [(await wait_done(http, api1.base_url, rid))["status"] for rid in ids] == ["done"] * 6
+    done = [await wait_done(http, api1.base_url, rid) for rid in ids]
+    assert [d["status"] for d in done] == ["done"] * 6
+    # found on a tour: polled on api1, the jobs submitted on api0 linked their results to the dead api0
+    for d in done:
+        assert d["result_url"].startswith(api1.base_url + "/results/")
+        async with http.get(d["result_url"]) as r:
+            assert r.status == 200 and (await r.text()).startswith("FAST-OCR")
 
 
 async def test_with_every_worker_killed_jobs_wait_then_finish_when_one_returns(http, fleet, dsn):

@@ -214,3 +214,6 @@ def test_systemd_units_run_a_command_the_server_accepts(unit, monkeypatch):
     assert cfg.port == (8101 if cfg.role == "worker" else 8000) and cfg.host == "0.0.0.0"   # fixed, documented
     assert cfg.migrate == (cfg.role == "api")
     assert parser["Install"]["WantedBy"] == "multi-user.target"
+    # found on a tour: systemctl stop's default SIGTERM to the whole unit killed a worker's OCR engine
+    # processes with the page in hand (the job failed WORKER_TIMEOUT); the drain needs the main one alone
+    assert service["KillMode"] == "mixed"

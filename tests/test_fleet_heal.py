@@ -15,8 +15,10 @@ import hashlib
 import hmac
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -30,6 +32,9 @@ from pipeline.server.config import ServerConfig
 from pipeline.server.embedded import EmbeddedServer
 from pipeline.server.faults import FaultRule
 from pipeline.server.outbox import next_pause
+from pipeline.server.store import StoreUnavailable
+from pipeline.server.store_pg import PgStore
+from pipeline.server.store_pg_schema import MIGRATIONS
 from pipeline.server.webhooks import RETRY_SCHEDULE_S, sign
 
 pytestmark = pytest.mark.fleet
@@ -49,6 +54,12 @@ async def submit_through_503(http, base_url: str, text: str) -> str:
                 return (await r.json())["data"]["request_id"]
             assert r.status == 503 and "Retry-After" in r.headers, await r.text()
     raise AssertionError("the API never came back after the restart")
+
+
+def whole_log(member) -> str:
+    """A member's whole output (``output()`` keeps the last 3000 characters; an outage's warnings push lines out)."""
+    member.log.seek(0)
+    return member.log.read().decode(errors="replace")
 
 
 async def livez_fails(http, base_url: str) -> bool:
@@ -86,6 +97,10 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
         assert await code_of(http, api.base_url + "/readyz") == 503      # out of the Service's rotation ...
         for m in [api, *workers]:
             assert await code_of(http, m.base_url + "/livez") == 200     # ... but alive: no restart
+        # a scrape still answers (a failed one reads as "the pod is down"): counters kept, the store down
+        (during,) = await scrape(http, [api])
+        assert during["pipeline_store_up"] == 0 and during['pipeline_submits_total{role="api"}'] >= 3
+        assert during["pipeline_fleet_exporter"] == 0 and "pipeline_jobs_queued" not in during
         # every worker has read its page and keeps trying to save it
         await until(lambda: all("cannot save the result yet" in w.output() for w in workers))
     finally:
@@ -105,8 +120,29 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
     for w in workers:   # every worker claimed again, within a few seconds of the restart
         first = min(r[5] for r in rows if r[4] == w.name and r[0] in later)
         assert (first - restarted).total_seconds() < 8, (w.name, first, restarted)
+    assert (await scrape(http, [api]))[0]["pipeline_store_up"] == 1
     async with http.get(api.base_url + "/healthz") as r:
         assert r.status == 200 and (await r.json())["workers"] == 3
+
+
+async def test_a_second_signal_ends_a_drain_that_waits_for_the_database(http, cluster, fleet, dsn):
+    """Found on a tour: a worker told to stop (SIGTERM, Ctrl-C) during a database outage waited to
+    save its page for as long as the outage lasted, and a second SIGTERM or SIGINT changed nothing:
+    only kill -9 ended it. A stop must always end; the page goes back to the queue after the lease."""
+    api, worker = await fleet.api_and_slow_worker(http, 1.0, "stuck")
+    rid = await submit(http, api.base_url)
+    await until(lambda: sql(dsn, "SELECT status FROM jobs WHERE id = %s", rid) == [("processing",)])
+    cluster.stop("fast")
+    try:
+        worker.proc.send_signal(signal.SIGTERM)
+        await until(lambda: "cannot save the result yet" in worker.output())   # read, and draining into the outage
+        assert worker.proc.poll() is None and "draining: 1 job(s) in hand" in whole_log(worker)
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0
+        assert "second signal: stopping now; 1 job(s) in hand go back to the queue after the lease" in whole_log(worker)
+    finally:
+        cluster.start_again()
+    assert sql(dsn, "SELECT status, worker_id FROM jobs WHERE id = %s", rid) == [("processing", "stuck")]
 
 
 async def test_a_dead_claim_loop_fails_liveness_and_stops_counting_as_a_worker(http, dsn):
@@ -250,8 +286,82 @@ async def test_members_without_ddl_rights_serve_a_database_the_migration_job_set
             conn.execute("CREATE TABLE probe (x int)")                      # really no DDL
     members = Fleet(member)
     try:
-        (api,), _ = await members.start(http, 1, 1, "--no-migrate")
+        (api,), (worker,) = await members.start(http, 1, 1, "--no-migrate")
+        # each banner says what the member serves: an operator must not point the client at a worker
+        await until(lambda: f"deAPI-compatible API replica on {api.base_url} (no engine" in api.output())
+        await until(lambda: f"fleet worker on {worker.base_url} (/healthz, /livez, /readyz and /metrics only"
+                    in worker.output())
         rid = await submit(http, api.base_url)
         assert (await wait_done(http, api.base_url, rid))["status"] == "done"
+    finally:
+        members.stop()
+
+
+# -- what an operator is told at start-up -----------------------------------------------------------
+
+def migrate_only(store: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", "serve", "--migrate-only", "--store", store],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_migrate_only_says_which_migrations_it_applied(dsn):
+    """Found on a tour: the first --migrate-only on a new database said "nothing to apply", because
+    opening the store had already applied them and the second look found none missing."""
+    first, again = migrate_only(dsn), migrate_only(dsn)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert f"applied {', '.join(str(v) for v, _ in MIGRATIONS)}" in first.stderr
+    assert "nothing to apply" in again.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_a_store_that_cannot_be_opened_says_why_not_only_that_the_pool_timed_out(cluster):
+    """Found on a tour: a wrong password or database name waited 30 s and then said only
+    "PoolTimeout: pool initialization incomplete"; the reason was in the pool's log lines alone."""
+    store = PgStore(cluster.dsn("no_such_database"), (TOKEN,), 1.0, {}, time.time)
+    with pytest.raises(StoreUnavailable, match='cannot reach .*database "no_such_database" does not exist'):
+        await store.open(timeout=0.5)
+
+
+def test_a_user_without_rights_is_told_which_rights_a_member_needs(dsn):
+    """Found on a tour: a member whose user may not create tables exited 6 with "cannot reach the
+    PostgreSQL store" (it had reached it) and PostgreSQL's bare "permission denied"."""
+    db = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS plain_{db}")
+        conn.execute(f"CREATE ROLE plain_{db} LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    user = dsn.replace("postgresql://fleet@", f"postgresql://plain_{db}@")
+    r = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--store", user, "--role", "api",
+                        "--token", TOKEN, "--port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 6, r.stderr
+    assert "refuses this user: permission denied for schema public" in r.stderr
+    assert "cannot reach" not in r.stderr and "docs/fleet.md#kubernetes" in r.stderr
+
+
+# -- the ledger ----------------------------------------------------------------------------------------
+
+async def test_a_submit_whose_job_cannot_be_written_charges_nothing(http, dsn):
+    """Found on a tour: the submit charged the balance in one statement and inserted the job in
+    another, on whichever pooled connection came; when the insert failed (a stale connection after
+    a database restart, here a user that may not insert jobs) the client got an error and no job,
+    and the balance kept the charge: paid for a page never read, and again when the client retried."""
+    assert migrate_only(dsn).returncode == 0
+    db = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS ledger_{db}")
+        conn.execute(f"CREATE ROLE ledger_{db} LOGIN")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_{db}")
+        conn.execute(f"GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO ledger_{db}")
+        conn.execute(f"REVOKE INSERT ON jobs FROM ledger_{db}")          # the job's insert fails, the charge would not
+    members = Fleet(dsn.replace("postgresql://fleet@", f"postgresql://ledger_{db}@"))
+    try:
+        api = members.add("api", "--no-migrate", name="api-0")
+        await api.ready(http)
+        before = sql(dsn, "SELECT balance FROM balances WHERE token = %s", TOKEN)
+        code, _ = await post_submit(http, api.base_url, "never written")
+        assert code == 500
+        assert sql(dsn, "SELECT count(*) FROM jobs") == [(0,)]
+        assert sql(dsn, "SELECT balance FROM balances WHERE token = %s", TOKEN) == before   # nothing charged
     finally:
         members.stop()

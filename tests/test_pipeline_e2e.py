@@ -183,6 +183,17 @@ async def test_unreachable_api_has_its_exit_code(tmp_path):
     assert code == ExitCode.API_UNREACHABLE
 
 
+async def test_a_base_url_that_is_not_the_apis_root_is_a_config_error_not_a_crash(tmp_path, server):
+    """Found on a tour: the client pointed at a fleet worker's port (it serves only the probes) got
+    404 for the models list, and every file failed as internal_error with a crash log (and counted
+    a transient run: three cron runs would have quarantined them)."""
+    tree_of(tmp_path, ["a.png", "b.png"])
+    code, report, out = await run_pipeline(write_config(tmp_path, server.base_url + "/not-the-root"), TOKEN)
+    assert code == ExitCode.CONFIG_ERROR and "api.base_url" in out and "404" in out
+    assert report["failures"] == 0 and report["files_by_state"] == {"pending": 2}
+    assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log")) and server.counters.submits == 0
+
+
 async def test_daily_limit_stops_submitting_and_leaves_files_for_the_next_run(tmp_path, server):
     tree_of(tmp_path, [f"f{i}.png" for i in range(5)])
     server.faults.http_429 = FaultRule(count=1000)

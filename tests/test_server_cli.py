@@ -115,6 +115,11 @@ def test_every_option_reaches_the_config(monkeypatch):
     (("--role", "api"), "needs --store postgresql://"),
     (("--store", "mysql://x/y"), "--store must be a postgresql:// URL"),
     (("--store", "postgresql://x/y", "--lease", "0"), "--lease must be above 0"),
+    # found on a tour: an option the other kind of fleet member reads was ignored without a word
+    (("--store", "postgresql://x/y", "--role", "api", "--max-input-height", "850"),
+     "--max-input-height does nothing on --role api: the workers read the pages: give it to every worker"),
+    (("--store", "postgresql://x/y", "--role", "worker", "--profile", "custom", "--limit-submit-per-min", "5"),
+     "--profile, --limit-submit-per-min do nothing on --role worker: the API replicas count the rate limits"),
     # these started a server that failed every job, or crashed it with exit 70 (truth, no folder)
     (("--max-input-height", "0"), "--max-input-height must be at least 1"),
     (("--max-answer-chars", "-3"), "--max-answer-chars must be at least 1"),

@@ -242,6 +242,11 @@ class Runner:
         except (api_errors.TransportError, api_errors.ServerError) as exc:
             raise StartupError(ExitCode.API_UNREACHABLE,
                                f"the API at {self.config.api.base_url} cannot be reached: {exc.reason}") from None
+        except api_errors.DeapiError as exc:  # 404, a redirect, another 4xx: not deAPI's routes at this URL
+            raise StartupError(ExitCode.CONFIG_ERROR,
+                               f"api.base_url: {self.config.api.base_url} does not answer deAPI's routes "
+                               f"({exc.reason}); it must be the API's root (a fleet's load balancer or API "
+                               "replica, not a worker's port)") from None
         match = next((m for m in models if m.slug == model), None)
         if match is None:
             names = ", ".join(sorted(m.slug for m in models)) or "none"

@@ -111,8 +111,8 @@ class ServerState:
     def release_stuck_jobs(self) -> int:
         return self.jobs.release_stuck()
 
-    def result_url(self, job: Job) -> str:
-        return self.jobs.result_url(job)
+    def result_url(self, job: Job, base_url: str | None = None) -> str:
+        return self.jobs.result_url(job, base_url)
 
     async def start(self) -> None:
         await self.store.open()
@@ -283,16 +283,17 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return not_enough_balance()
     if st.faults.drop_before_create.fire(st.rng):
         return await _drop(request)
-    if not await st.store.charge(token, price):   # another replica spent it meanwhile
-        return not_enough_balance()
     job = Job(id=str(uuid.uuid4()), token=token, model=sub.model, language=sub.language, format=sub.format,
               inline=sub.inline, webhook_url=sub.webhook_url, image=sub.image, price=price,
               base_url=str(request.url.origin()))
-    if st.store.shared:   # a fleet: queued in the database, a worker claims it
+    if st.store.shared:   # a fleet: charged and queued in one transaction, a worker claims it
         decide_faults(job, st.faults, st.rng)
-        await st.store.add(job)
-    else:
+        if not await st.store.add_charged(job):   # another replica spent the balance meanwhile
+            return not_enough_balance()
+    elif await st.store.charge(token, price):
         st.jobs.create(job)
+    else:
+        return not_enough_balance()
     st.counters.jobs_created += 1
     st.counters.submits_by_hash[hashlib.sha256(sub.image).hexdigest()] += 1
     st.counters.upload_sizes.append(len(sub.image))
@@ -312,7 +313,7 @@ async def status(request: web.Request) -> web.Response:
         return envelope(404, "Request not found.", gate)
     st.counters.observe_status(job, time.monotonic())
     expired_once = job.expire_link and job.status == DONE
-    body = status_body(job, st.result_url)
+    body = status_body(job, lambda j: st.result_url(j, str(request.url.origin())))   # the replica asked, not the submit's
     if expired_once:
         await st.store.link_expired_once(job.id)
     return web.json_response({"data": body}, headers=gate)
@@ -413,9 +414,9 @@ async def metrics(request: web.Request) -> web.Response:
     st = _state(request)
     try:
         stats = await st.store.stats()
-    except Exception as exc:
+    except Exception as exc:  # still a scrape: this process's counters and pipeline_store_up 0 (metrics.py)
         log.warning("metrics: store unreachable: %s", exc)
-        return web.Response(status=503, text="store unreachable\n", headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+        stats = None
     return web.Response(body=render(stats, st.counters, st.config.role, fleet=st.exporting).encode(),
                         headers={"Content-Type": CONTENT_TYPE})
 

@@ -78,7 +78,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"postgresql://user:pass@host/db: keep jobs, balances and limits in PostgreSQL so replicas "
                         f"and workers share them (default: ${STORE_ENV}, else this process's memory)")
     p.add_argument("--role", choices=ROLES, default="all",
-                   help="all (default: API and engine), api (routes only), worker (claims jobs; needs --store)")
+                   help="all (default: API and engine), api (the deAPI routes, no engine), worker (claims jobs "
+                        "and reads them; serves only /healthz, /livez, /readyz, /metrics); api and worker need --store")
     p.add_argument("--lease", type=float, default=30.0, metavar="S",
                    help="fleet: seconds before a dead worker's job goes back to the queue (default 30)")
     p.add_argument("--worker-id", help="fleet: this process's name in leases and metrics (default host-pid-random)")
@@ -91,6 +92,32 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="test only: run this process's clock S seconds ahead (a skewed machine); default 0")
     p.add_argument("--admin", action="store_true",
                    help="enable GET /_admin/counters, GET|POST /_admin/faults, POST /_admin/release")
+
+
+# Options read by one kind of fleet member only: given to the other they would change nothing, without
+# a word (a --max-input-height on the API replicas, where uploads arrive, refused no page).
+READ_BY = {
+    "worker": ("hosted_job_s", "max_input_height", "model_limit", "max_answer_chars", "truth_dir", "truth_corrupt",
+               "fault_engine_slots", "fault_engine_seconds"),
+    "api": ("profile", *(f"limit_{ep}_per_{w}" for ep in LIMITED_ENDPOINTS for w in ("min", "day"))),
+}
+WHY = {"worker": "the workers read the pages: give {} to every worker",
+       "api": "the API replicas count the rate limits: give {} to every API replica"}
+
+
+def check_role_options(args: argparse.Namespace) -> None:
+    """A fleet member given options only the other kind reads: ``ValueError`` naming them and where they go."""
+    other = {"api": "worker", "worker": "api"}.get(args.role)
+    if other is None:
+        return
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    defaults = vars(p.parse_args([]))
+    given = [f"--{name.replace('_', '-')}" for name in READ_BY[other] if getattr(args, name) != defaults[name]]
+    if given:
+        one = len(given) == 1
+        raise ValueError(f"{', '.join(given)} {'does' if one else 'do'} nothing on --role {args.role}: "
+                         + WHY[other].format("it" if one else "them"))
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -116,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.role != "all" and not store:
         raise ValueError(f"--role {args.role} needs --store postgresql://... (or ${STORE_ENV}): "
                          "with the in-memory store one process must be API and worker both")
+    check_role_options(args)
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
     for name in ("max_input_height", "max_answer_chars"):
@@ -165,23 +193,46 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
     """Serve until ``stop`` is set (or SIGINT/SIGTERM when none is given)."""
     from .embedded import EmbeddedServer
 
+    hurry = asyncio.Event()      # a second signal: stop draining, leave now
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
     async with EmbeddedServer(config) as srv:
         where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
         active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
         if srv.faults.engine_slots:
             active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
-        print(f"deAPI-compatible server on {srv.base_url} (engine {config.engine} x{config.engine_workers}, "
+        engine = f"engine {config.engine} x{config.engine_workers}"
+        what = {"api": ("deAPI-compatible API replica", "no engine: the fleet's workers read the pages"),
+                "worker": ("fleet worker", f"/healthz, /livez, /readyz and /metrics only, not the API; {engine}")
+                }.get(config.role, ("deAPI-compatible server", engine))
+        print(f"{what[0]} on {srv.base_url} ({what[1]}, "
               f"profile {config.profile}, {len(config.tokens)} token(s), admin {'on' if config.admin else 'off'}"
               f"{where}{', faults: ' + ', '.join(active) if active else ''})", file=sys.stderr, flush=True)
         await stop.wait()
         if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
             print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
-        await srv.state.drain()
+        await drain_unless_hurried(srv.state, hurry)
+
+
+async def drain_unless_hurried(state, hurry: asyncio.Event) -> None:
+    """Drain (the pages in hand finished and saved, due webhooks sent), unless a second signal
+    comes first: a drain waits for the database to save a page, so during an outage it would
+    never end, and a stop must always end. Pages left in hand go back to the queue after the lease."""
+    drain = asyncio.create_task(state.drain())
+    second = asyncio.create_task(hurry.wait())
+    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+    second.cancel()
+    if drain.done():
+        drain.result()
+        return
+    in_hand = len(state.worker.in_hand) if state.worker is not None else 0
+    print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
+          file=sys.stderr, flush=True)
+    drain.cancel()
+    await asyncio.gather(drain, return_exceptions=True)
 
 
 async def migrate_only(store_url: str) -> list[int]:
@@ -189,11 +240,9 @@ async def migrate_only(store_url: str) -> list[int]:
     from .store_pg import PgStore
 
     store = PgStore(store_url, (), 0.0, {}, time.time)
-    await store.open()
-    try:
-        return await store.migrate()
-    finally:
-        await store.close()
+    await store.open()          # opening applies them
+    await store.close()
+    return store.migrations_applied
 
 
 def migrate_from_args(args: argparse.Namespace) -> int:

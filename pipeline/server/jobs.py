@@ -89,9 +89,13 @@ class JobRunner:
         task.add_done_callback(self.tasks.discard)
         return job
 
-    def result_url(self, job: Job) -> str:
-        """A signed link; the first one is already expired when the job drew ``expire_result_link``."""
-        url = self.links.make(self.public_base_url or job.base_url, job.id, job.format, expired=job.expire_link)
+    def result_url(self, job: Job, base_url: str | None = None) -> str:
+        """A signed link; the first one is already expired when the job drew ``expire_result_link``.
+
+        ``base_url``: the origin the status poll came in through. In a fleet the replica that took
+        the submit may be gone since; the link must point where the client can reach now."""
+        url = self.links.make(self.public_base_url or base_url or job.base_url, job.id, job.format,
+                              expired=job.expire_link)
         job.expire_link = False  # expired once: the next status poll hands out a fresh link
         return url
 

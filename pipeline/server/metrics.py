@@ -12,6 +12,12 @@ its cap. So the fleet-wide gauges (queue, workers, job times, webhook outbox) co
 member holding the exporter lease in the database (``pipeline_fleet_exporter 1``); the others
 export their own counters and ``pipeline_fleet_exporter 0``. Summed, averaged-by-exporter or
 maxed over pods, the queue is counted once. ``/healthz`` still reports the fleet from any member.
+
+Why a scrape during a database outage still answers 200: a failed scrape reads as "this pod is
+down" (``up == 0`` on every member at once) while the processes are alive and ``/livez`` says so,
+and it loses their counters for the outage. So the scrape keeps this process's counters and says
+what is wrong in ``pipeline_store_up 0``; the fleet-wide gauges, which only the store knows, are
+left out (an HPA holds while its metric is absent).
 """
 
 from __future__ import annotations
@@ -45,9 +51,13 @@ def health_body(stats: Stats, store_kind: str, role: str, worker_id: str) -> dic
     return {"status": "ok", "store": store_kind, "role": role, "id": worker_id, **stats.as_dict()}
 
 
-def render(stats: Stats, counters: Counters, role: str, fleet: bool = True) -> str:
-    """The Prometheus text for one scrape; the fleet-wide gauges only when ``fleet`` (the exporter)."""
-    lines: list[str] = ["# HELP pipeline_fleet_exporter 1 if this member exports the fleet-wide gauges.",
+def render(stats: Stats | None, counters: Counters, role: str, fleet: bool = True) -> str:
+    """The Prometheus text for one scrape; the fleet-wide gauges only when ``fleet`` (the exporter)
+    and the store answered (``stats`` is None during an outage)."""
+    fleet = fleet and stats is not None
+    lines: list[str] = ["# HELP pipeline_store_up 1 if this member reached its store for this scrape.",
+                        "# TYPE pipeline_store_up gauge", f"pipeline_store_up {int(stats is not None)}",
+                        "# HELP pipeline_fleet_exporter 1 if this member exports the fleet-wide gauges.",
                         "# TYPE pipeline_fleet_exporter gauge", f"pipeline_fleet_exporter {int(fleet)}"]
     if fleet:
         for name, attr, help_text in GAUGES:

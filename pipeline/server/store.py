@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from .lifecycle import Job
 from .ratelimit import Verdict
@@ -83,6 +84,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add(self, job: Job) -> None: ...
 
+    async def add_charged(self, job: Job) -> bool:
+        """A fleet's submit: charge ``job.price`` to ``job.token`` and queue the job, both or neither;
+        ``False`` when the balance is short (the memory store charges, then its runner starts the job)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def load(self, job_id: str) -> Job | None: ...
 
@@ -141,8 +147,9 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise when the store cannot be reached (readiness)."""
 
-    async def requeue_expired(self) -> int:
-        """Jobs whose worker stopped renewing go back to the queue; returns how many."""
+    async def requeue_expired(self, failed: Callable[[Job], Delivery | None] = lambda job: None) -> int:
+        """Jobs whose worker stopped renewing go back to the queue; returns how many. Those claimed too
+        often fail (refunded) with the event ``failed(job)`` makes (its ``job.failed`` webhook)."""
         return 0
 
     async def purge_expired(self, result_ttl_s: float) -> int:

@@ -64,6 +64,14 @@ def safe_dsn(dsn: str) -> str:
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """A database error's message on one line (libpq's span several), cut to a readable length."""
+    return " ".join(str(exc).split())[:300]
+
+
+# the price taken from a balance that covers it (a short one: no row changes)
+CHARGE_SQL = "UPDATE balances SET balance = balance - %s WHERE token = %s AND balance + 1e-12 >= %s"
+
 # what a status poll or a download reads: everything but the upload itself
 READ_COLUMNS = ", ".join([c for c in JOB_COLUMNS if c != "image"] + [
     "status", "progress", "text", "error", "error_code", "started_at", "finished_at"])
@@ -123,24 +131,50 @@ class PgStore(Store):
         self._work = asyncio.Event()
         self._hooks = asyncio.Event()
         self._listener: asyncio.Task | None = None
+        self.migrations_applied: list[int] = []      # what ``open`` applied (``--migrate-only`` reports it)
 
     # -- set-up ---------------------------------------------------------------------------
     async def open(self, timeout: float = 30.0) -> None:
+        """Connect (waiting up to ``timeout`` for a database that is still starting), then apply the
+        missing migrations (``migrations_applied`` says which) or, without ``auto_migrate``, check them.
+
+        The errors say what an operator can act on: why no connection came (the pool itself only
+        times out, so one direct attempt asks the server), or which rights the user lacks."""
         try:
             await self.pool.open(wait=True, timeout=timeout)
             if self.auto_migrate:
-                await self.migrate()
+                self.migrations_applied = await self.migrate()
             else:
                 await self.check_schema()
-        except (psycopg.Error, PoolTimeout) as exc:
+        except PoolTimeout:
             await self.pool.close()
-            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)}: "
-                                   f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {safe_dsn(self.dsn)} "
+                                   f"(tried {timeout:g} s): {await self._connect_error()}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"the PostgreSQL store at {safe_dsn(self.dsn)} refuses this user: {_one_line(exc)}. "
+                                   "Setting the schema up (the default) needs a user that may create tables (the "
+                                   "database's owner); a member started with --no-migrate, after `pipeline serve "
+                                   "--migrate-only`, needs SELECT, INSERT, UPDATE, DELETE on the tables and USAGE, "
+                                   "UPDATE on the sequences (docs/fleet.md#kubernetes)") from None
+        except psycopg.Error as exc:
+            await self.pool.close()
+            raise StoreUnavailable(f"cannot use the PostgreSQL store at {safe_dsn(self.dsn)}: "
+                                   f"{type(exc).__name__}: {_one_line(exc)}") from None
         async with self.pool.connection() as conn:
             for token in self.tokens:
                 await conn.execute("INSERT INTO balances (token, balance) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                                    (token, self.initial_balance))
         self._listener = asyncio.create_task(self._listen(), name="pg-listen")
+
+    async def _connect_error(self) -> str:
+        """Why the pool got no connection: libpq's own reason (refused, password, no such database)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+        except psycopg.Error as exc:
+            return _one_line(exc)
+        await conn.close()
+        return "no connection came in time, though the server answers now"
 
     async def applied_versions(self) -> set[int]:
         """The migrations this database has (read-only: a member without DDL rights may ask)."""
@@ -218,11 +252,24 @@ class PgStore(Store):
 
     # -- jobs -----------------------------------------------------------------------------
     async def add(self, job: Job) -> None:
-        cols = ", ".join(JOB_COLUMNS)
-        marks = ", ".join(["%s"] * len(JOB_COLUMNS))
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", [getattr(job, c) for c in JOB_COLUMNS])
-            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            await self._queue(conn, job)
+
+    async def add_charged(self, job: Job) -> bool:
+        """Charge ``job.price`` and queue the job in one transaction; ``False`` (nothing done) when
+        the balance is short. Two statements on two pooled connections could fail between them (a
+        stale connection after a restart) and leave a charge without its job."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if (await conn.execute(CHARGE_SQL, (job.price, job.token, job.price))).rowcount != 1:
+                return False
+            await self._queue(conn, job)
+        return True
+
+    @staticmethod
+    async def _queue(conn: Any, job: Job) -> None:
+        await conn.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))})",
+                           [getattr(job, c) for c in JOB_COLUMNS])
+        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
 
     async def load(self, job_id: str) -> Job | None:
         async with self.pool.connection() as conn:
@@ -342,18 +389,18 @@ class PgStore(Store):
         async with self.pool.connection() as conn:
             await conn.execute("DELETE FROM exporter WHERE member = %s", (member,))
 
-    async def requeue_expired(self) -> int:
+    async def requeue_expired(self, failed: Callable[[Job], Delivery | None] = lambda job: None) -> int:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("""
-                WITH dead AS (
-                    UPDATE jobs SET status = 'error', error_code = 'WORKER_TIMEOUT', progress = 100,
-                           error = 'every worker that took this job stopped before finishing it',
-                           image = NULL, finished_at = now(), lease_until = NULL
-                    WHERE status = 'processing' AND lease_until < now() AND attempts >= %s
-                    RETURNING token, price)
-                UPDATE balances b SET balance = b.balance + d.total
-                FROM (SELECT token, sum(price) AS total FROM dead GROUP BY token) d WHERE b.token = d.token""",
-                               (MAX_ATTEMPTS,))
+            dead = await (await conn.execute(f"""
+                UPDATE jobs SET status = 'error', error_code = 'WORKER_TIMEOUT', progress = 100,
+                       error = 'every worker that took this job stopped before finishing it',
+                       image = NULL, finished_at = now(), lease_until = NULL
+                WHERE status = 'processing' AND lease_until < now() AND attempts >= %s
+                RETURNING {READ_COLUMNS}, image, worker_id""", (MAX_ATTEMPTS,))).fetchall()
+            for row in dead:   # refunded, and job.failed in the outbox, as a worker's failure
+                job = _job(row)
+                await conn.execute("UPDATE balances SET balance = balance + %s WHERE token = %s", (job.price, job.token))
+                await self._outbox_insert(conn, job, "job.failed", row["worker_id"], failed(job))
             cur = await conn.execute("UPDATE jobs SET status = 'pending', progress = 0, worker_id = NULL, "
                                      "lease_until = NULL WHERE status = 'processing' AND lease_until < now()")
             if cur.rowcount:
@@ -392,8 +439,7 @@ class PgStore(Store):
 
     async def charge(self, token: str, amount: float) -> bool:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("UPDATE balances SET balance = balance - %s WHERE token = %s "
-                                     "AND balance + 1e-12 >= %s", (amount, token, amount))
+            cur = await conn.execute(CHARGE_SQL, (amount, token, amount))
             return cur.rowcount == 1
 
     async def refund(self, token: str, amount: float) -> None:

@@ -236,7 +236,7 @@ async def sweep_forever(store: Store, *, worker_id: str, role: str, lease_s: flo
                 await store.heartbeat(worker_id, role)
             asked = time.monotonic()
             exporting(asked + export_s if await store.exporter(worker_id, export_s) else 0.0)
-            await store.requeue_expired()
+            await store.requeue_expired(lambda job: outbox_delivery(job, "job.failed"))
             if since_purge >= PURGE_EVERY_S:
                 await store.purge_expired(result_ttl_s)
                 since_purge = 0.0
