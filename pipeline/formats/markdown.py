@@ -15,7 +15,9 @@ The rule (docs/formats.md, "Markdown answers"):
   pair up around text, so a lone ``*`` or ``snake_case`` stays as printed);
 * a table (HTML ``<table>`` or Markdown ``| a | b |`` rows) becomes one line per row, cells
   separated by a tab, a spanning cell's other places left empty (on the table's grid); the
-  ``|---|`` separator row is dropped;
+  ``|---|`` separator row is dropped. An HTML table is read as a browser reads it, losing no
+  cell: end tags left out (``<td>a<td>b``), a table never closed (an answer cut off in it: the
+  rest of the answer is the table), a table inside a cell (read into that cell);
 * the model's own tags follow **one rule: keep what is printed on the page, drop what
   describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
   printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
@@ -38,7 +40,7 @@ from html.parser import HTMLParser
 PRINTED_TAGS = ("page_number", "watermark")   # content is text on the page: kept, own line
 DESCRIBING_TAGS = ("img",)                    # content describes the page: dropped
 
-_TABLE = re.compile(r"<table\b.*?</table\s*>", re.I | re.S)
+_TABLE_TAG = re.compile(r"<(/?)table\b[^>]*>", re.I)
 _DESCRIBING = re.compile(r"<(%s)\b[^>]*>.*?</\1\s*>|<(%s)\b[^>]*/?>" % ("|".join(DESCRIBING_TAGS),
                                                                        "|".join(DESCRIBING_TAGS)), re.I | re.S)
 _PRINTED = re.compile(r"<(%s)\b[^>]*>(.*?)</\1\s*>" % "|".join(PRINTED_TAGS), re.I | re.S)
@@ -61,18 +63,32 @@ _EMPHASIS = (
 
 class _Cells(HTMLParser):
     """An HTML table's rows of cells, each ``(text, colspan, rowspan)`` (``<br>`` inside a cell
-    becomes a space)."""
+    becomes a space).
+
+    The answer's HTML is taken as a browser would take it, never losing a cell's text: a ``<td>``
+    or ``<tr>`` opened while a cell is open closes it (HTML lets ``</td>`` and ``</tr>`` be left
+    out), a cell still open at the end (an answer cut off in a table) is kept, and a table inside
+    a cell is read into that cell, its cells separated by spaces."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.rows: list[list[tuple[str, int, int]]] = []
         self._cell: list[str] | None = None
         self._span = (1, 1)
+        self._depth = 0   # tables open; inside a nested one, its cells are the outer cell's text
 
     def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "table":
+            self._depth += 1
+        if self._depth > 1:
+            if self._cell is not None and tag in ("td", "th", "tr", "br"):
+                self._cell.append(" ")
+            return
         if tag == "tr":
+            self._end_cell()
             self.rows.append([])
         elif tag in ("td", "th"):
+            self._end_cell()
             if not self.rows:
                 self.rows.append([])
             self._cell = []
@@ -82,13 +98,29 @@ class _Cells(HTMLParser):
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
-            self._cell = None
+        if self._depth > 1:
+            if tag == "table":
+                self._depth -= 1
+            if self._cell is not None:
+                self._cell.append(" ")
+            return
+        if tag in ("td", "th", "tr", "table"):
+            self._end_cell()
+        if tag == "table":
+            self._depth = max(0, self._depth - 1)
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._end_cell()
+
+    def _end_cell(self) -> None:
+        if self._cell is not None:
+            self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
+            self._cell = None
 
 
 MAX_SPAN = 100   # a span beyond this is a typo in the answer, not a table that wide
@@ -134,10 +166,34 @@ def table_rows(table_html: str) -> list[list[str]]:
     return out
 
 
-def _table_text(match: re.Match) -> str:
-    rows = table_rows(match.group(0))
+def _table_text(table_html: str) -> str:
+    rows = table_rows(table_html)
     # cells come unescaped; escape them again so the one unescape at the end is not a second one
     return "\n" + "\n".join("\t".join(html.escape(_inline(c), quote=False) for c in row) for row in rows) + "\n"
+
+
+def _tables_as_text(text: str) -> str:
+    """Each outermost HTML table replaced by its rows as text. A table nested in a cell belongs to
+    the table around it (a non-greedy ``<table>.*?</table>`` stopped at the inner end and lost the
+    outer cell's text), and a table never closed (an answer cut off inside it) runs to the end of
+    the answer (before, its cells were glued together: ``alphabeta``)."""
+    out, depth, start, pos = [], 0, 0, 0
+    for tag in _TABLE_TAG.finditer(text):
+        if not tag.group(1):
+            if depth == 0:
+                out.append(text[pos:tag.start()])
+                start = tag.start()
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0:
+                out.append(_table_text(text[start:tag.end()]))
+                pos = tag.end()
+    if depth > 0:
+        out.append(_table_text(text[start:]))
+    else:
+        out.append(text[pos:])
+    return "".join(out)
 
 
 def _inline(text: str) -> str:
@@ -168,7 +224,7 @@ def plain_text(answer: str) -> str:
         return ""
     text = answer.replace("\r\n", "\n").replace("\r", "\n")
     text = _DESCRIBING.sub("", text)
-    text = _TABLE.sub(_table_text, text)
+    text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
     text = _BR.sub("\n", text)
     text = _TAG.sub("", text)
