@@ -112,7 +112,10 @@ ODD_ANSWERS = {
     # cut off inside a table (the answer ran out): before, the open cells were glued ("ash7")
     "cut.png": ("Stock list\n\n<table><tr><td>oak</td><td>12</td></tr><tr><td>ash</td><td>7",
                 "Stock list\n\noak\t12\nash\t7"),
-    # end tags left out, as HTML allows: before, every cell but the last of a row was lost
+    # a </table> left out, text after it: it stays, after the table's rows
+    "unclosed.png": ("<table><tr><td>oak</td><td>12</td></tr>\n\nSigned at the office.",
+                     "oak\t12\nSigned at the office."),
+    # end tags left out, as HTML allows: before, the whole table was lost
     "loose.png": ("<table><tr><td>Name<td>Born<tr><td>Anna<td>1901</table>", "Name\tBorn\nAnna\t1901"),
     # a table inside a cell: before, the outer cell's own words were lost
     "nested.png": ("<table><tr><td>Total<table><tr><td>net</td><td>40</td></tr></table></td><td>52</td></tr></table>",

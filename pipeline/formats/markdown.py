@@ -17,7 +17,8 @@ The rule (docs/formats.md, "Markdown answers"):
   separated by a tab, a spanning cell's other places left empty (on the table's grid); the
   ``|---|`` separator row is dropped. An HTML table is read as a browser reads it, losing no
   cell: end tags left out (``<td>a<td>b``), a table never closed (an answer cut off in it: the
-  rest of the answer is the table), a table inside a cell (read into that cell);
+  rest of the answer is the table, its text outside cells a row of its own), a table inside a
+  cell (read into that cell);
 * the model's own tags follow **one rule: keep what is printed on the page, drop what
   describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
   printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
@@ -65,23 +66,23 @@ class _Cells(HTMLParser):
     """An HTML table's rows of cells, each ``(text, colspan, rowspan)`` (``<br>`` inside a cell
     becomes a space).
 
-    The answer's HTML is taken as a browser would take it, never losing a cell's text: a ``<td>``
-    or ``<tr>`` opened while a cell is open closes it (HTML lets ``</td>`` and ``</tr>`` be left
-    out), a cell still open at the end (an answer cut off in a table) is kept, and a table inside
-    a cell is read into that cell, its cells separated by spaces."""
+    The answer's HTML is taken as a browser would take it, never losing text: a ``<td>`` or
+    ``<tr>`` opened while a cell is open closes it (HTML lets ``</td>`` and ``</tr>`` be left out),
+    a cell still open at the end (an answer cut off in a table) is kept, a table inside a cell is
+    read into that cell (its cells separated by spaces), and text outside any cell (after a
+    ``<table>`` never closed, the rest of the answer) is a row of its own."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.rows: list[list[tuple[str, int, int]]] = []
         self._cell: list[str] | None = None
         self._span = (1, 1)
-        self._depth = 0   # tables open; inside a nested one, its cells are the outer cell's text
+        self._inner = 0   # tables open inside the open cell: their cells are that cell's text
 
     def handle_starttag(self, tag: str, attrs) -> None:
-        if tag == "table":
-            self._depth += 1
-        if self._depth > 1:
-            if self._cell is not None and tag in ("td", "th", "tr", "br"):
+        if self._cell is not None and (self._inner or tag == "table"):
+            self._inner += tag == "table"
+            if tag in ("table", "td", "th", "tr", "br"):
                 self._cell.append(" ")
             return
         if tag == "tr":
@@ -98,20 +99,17 @@ class _Cells(HTMLParser):
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if self._depth > 1:
-            if tag == "table":
-                self._depth -= 1
-            if self._cell is not None:
-                self._cell.append(" ")
-            return
-        if tag in ("td", "th", "tr", "table"):
+        if self._inner:
+            self._inner -= tag == "table"
+            self._cell.append(" ")
+        elif tag in ("td", "th", "tr", "table"):
             self._end_cell()
-        if tag == "table":
-            self._depth = max(0, self._depth - 1)
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
+        elif data.strip():
+            self.rows += [[(" ".join(data.split()), 1, 1)], []]   # its own row; later cells on a new one
 
     def close(self) -> None:
         super().close()
@@ -121,6 +119,7 @@ class _Cells(HTMLParser):
         if self._cell is not None:
             self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
             self._cell = None
+            self._inner = 0
 
 
 MAX_SPAN = 100   # a span beyond this is a typo in the answer, not a table that wide
