@@ -120,6 +120,10 @@ ODD_ANSWERS = {
     # a table inside a cell: before, the outer cell's own words were lost
     "nested.png": ("<table><tr><td>Total<table><tr><td>net</td><td>40</td></tr></table></td><td>52</td></tr></table>",
                    "Total net 40\t52"),
+    # backslash escapes: the character alone (before: "\\only\\", the marks read as emphasis), but
+    # LaTeX keeps its backslashes, and an escaped "|" is no pipe table's cell separator
+    "escaped.png": ("Total \\$5.00, \\*only\\* today; $\\{x\\}$ as written\n\n| a \\| b | c |",
+                    "Total $5.00, *only* today; $\\{x\\}$ as written\n\na | b\tc"),
     # only a picture's description: nothing printed, so a page with no text (before: no "no_text")
     "picture.png": ("<img>A photograph of a harbour crane.</img>", ""),
 }

@@ -26,6 +26,8 @@ The rule (docs/formats.md, "Markdown answers"):
   (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line);
 * HTML entities are decoded (``&amp;`` -> ``&``); LaTeX is kept as its source text (``$x^2$``):
   it is what the page says, in the only plain form there is;
+* a backslash escape (``\\*``, ``\\$``, ``\\#``: a backslash before ASCII punctuation) is the
+  character alone, never read as a mark; inside LaTeX the backslashes are its source and stay;
 * runs of blank lines shrink to one, trailing spaces go.
 
 Plain text with no markup passes through unchanged (apart from trailing spaces), so the rule
@@ -51,6 +53,12 @@ _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _QUOTE = re.compile(r"^[ \t]{0,3}>[ \t]?")
 _PIPE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
 _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+# A backslash escape (CommonMark: a backslash before ASCII punctuation makes it literal: ``\*``,
+# ``\$``, ``\#``, ``\|``), and LaTeX math, where a backslash belongs to the LaTeX source
+# (``$\{x\}$``, ``\(a\)``, ``$$..$$``) and is kept as written.
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_MATH = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]|(?<![\\$])\$(?=\S)[^$\n]*?(?<![\s\\])\$", re.S)
+_HELD = 0xE000   # escaped characters wait in the Private Use Area (U+E000 + code) until the end
 # Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
 # underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
 _EMPHASIS = (
@@ -217,11 +225,26 @@ def _line(line: str) -> str:
     return _inline(line).rstrip()
 
 
+def _hold_escapes(text: str) -> str:
+    """Each backslash-escaped character outside LaTeX math set aside (no mark, tag or table
+    separator is read in it), to come back as the character alone (``_release``)."""
+    out, pos = [], 0
+    for math in _MATH.finditer(text):
+        out += [_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:math.start()]), math.group(0)]
+        pos = math.end()
+    out.append(_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:]))
+    return "".join(out)
+
+
+def _release(text: str) -> str:
+    return re.sub("[\uE021-\uE07E]", lambda m: chr(ord(m.group(0)) - _HELD), text)
+
+
 def plain_text(answer: str) -> str:
     """A raw answer (Markdown or plain) as plain text, by the rule in the module docstring."""
     if not answer:
         return ""
-    text = answer.replace("\r\n", "\n").replace("\r", "\n")
+    text = _hold_escapes(answer.replace("\r\n", "\n").replace("\r", "\n"))
     text = _DESCRIBING.sub("", text)
     text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
@@ -229,7 +252,7 @@ def plain_text(answer: str) -> str:
     text = _TAG.sub("", text)
     lines = [_line(ln) for ln in text.split("\n")]
     text = "\n".join(ln for ln in lines if ln != "\0")
-    text = html.unescape(text)
+    text = _release(html.unescape(text))
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip("\n")
 
