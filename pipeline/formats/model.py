@@ -93,8 +93,10 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
     Why: the hosted model's JSON is unpublished. Our server puts the whole text under ``text``;
     another server may name it ``markdown`` or ``content``, nest it (``{"result": {"text": ..}}``)
     or give only parts (pages, blocks, lines, each with its text), which are joined in order
-    (pages and blocks by a blank line, lines by a newline, words by a space). ``None`` when no
-    text is found anywhere: the caller keeps the raw answer rather than lose it.
+    (pages and blocks by a blank line, lines by a newline, words by a space); a text key may
+    hold a list of parts too (``{"content": [{"type": "text", "text": ..}]}``, the content blocks
+    of chat-style APIs), and an empty one (``"text": ""``) does not hide text under another key.
+    ``None`` when no text is found anywhere: the caller keeps the raw answer rather than lose it.
     """
     if isinstance(result, str):
         return result
@@ -105,21 +107,20 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
         return "\n".join(parts) if parts else None
     if not isinstance(result, dict):
         return None
+    empty = False   # a text key said "" (no text): the answer, unless another key holds text
     for key in _TEXT_KEYS:
         value = result.get(key)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict):
-            found = answer_text(value, _depth + 1)
-            if found is not None:
-                return found
+        found = answer_text(value, _depth + 1) if isinstance(value, (str, dict, list)) else None
+        if found and found.strip():
+            return found
+        empty = empty or found is not None
     for key, separator in _PART_KEYS.items():
         value = result.get(key)
         if isinstance(value, list):
             parts = [t for t in (answer_text(item, _depth + 1) for item in value) if t]
             if parts:
                 return separator.join(parts)
-    return None
+    return "" if empty else None
 
 
 def union(boxes: list[Box]) -> Box | None:
