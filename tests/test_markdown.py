@@ -124,6 +124,10 @@ ODD_ANSWERS = {
     # LaTeX keeps its backslashes, and an escaped "|" is no pipe table's cell separator
     "escaped.png": ("Total \\$5.00, \\*only\\* today; $\\{x\\}$ as written\n\n| a \\| b | c |",
                     "Total $5.00, *only* today; $\\{x\\}$ as written\n\na | b\tc"),
+    # super- and subscripts of figures: their Unicode forms (before: "m2", "10-3", a footnote mark glued on)
+    "scripts.png": ("Area 12 m<sup>2</sup>, 10<sup>-3</sup> mol of H<sub>2</sub>O<sup>1</sup>, the 5<sup>th</sup>"
+                    "\n\n<table><tr><td>10<sup>3</sup></td></tr></table>",
+                    "Area 12 m\u00b2, 10\u207b\u00b3 mol of H\u2082O\u00b9, the 5th\n\n10\u00b3"),
     # only a picture's description: nothing printed, so a page with no text (before: no "no_text")
     "picture.png": ("<img>A photograph of a harbour crane.</img>", ""),
 }

@@ -23,7 +23,8 @@ The rule (docs/formats.md, "Markdown answers"):
   describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
   printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
   the model's description of a picture, not text on the page: dropped whole. Any other tag
-  (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line);
+  (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line),
+  a ``<sup>`` or ``<sub>`` of figures and signs in its Unicode form (``m²``, ``10⁻³``, ``H₂O``);
 * HTML entities are decoded (``&amp;`` -> ``&``); LaTeX is kept as its source text (``$x^2$``):
   it is what the page says, in the only plain form there is;
 * a backslash escape (``\\*``, ``\\$``, ``\\#``: a backslash before ASCII punctuation) is the
@@ -58,6 +59,10 @@ _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 # (``$\{x\}$``, ``\(a\)``, ``$$..$$``) and is kept as written.
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _MATH = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]|(?<![\\$])\$(?=\S)[^$\n]*?(?<![\s\\])\$", re.S)
+# <sup>/<sub> of figures and signs: their Unicode forms, so "10<sup>-3</sup>" does not read "10-3"
+_SCRIPT = re.compile(r"<(sup|sub)\b[^>]*>([^<]*)</\1\s*>", re.I)
+_SCRIPTS = {"sup": str.maketrans("0123456789+-\u2212=()", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u207b\u207c\u207d\u207e"),
+            "sub": str.maketrans("0123456789+-\u2212=()", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u208a\u208b\u208b\u208c\u208d\u208e")}
 _HELD = 0xE000   # escaped characters wait in the Private Use Area (U+E000 + code) until the end
 # Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
 # underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
@@ -236,6 +241,15 @@ def _hold_escapes(text: str) -> str:
     return "".join(out)
 
 
+def _script(match: re.Match) -> str:
+    """A superscript or subscript of figures and signs in its Unicode form (``m²``, ``10⁻³``,
+    ``H₂O``); any other (``x<sup>th</sup>``) keeps its content as printed, as every tag does."""
+    content = match.group(2).strip()
+    if content and all(c in "0123456789+-\u2212=()" for c in content):
+        return content.translate(_SCRIPTS[match.group(1).lower()])
+    return match.group(2)
+
+
 def _release(text: str) -> str:
     return re.sub("[\uE021-\uE07E]", lambda m: chr(ord(m.group(0)) - _HELD), text)
 
@@ -246,6 +260,7 @@ def plain_text(answer: str) -> str:
         return ""
     text = _hold_escapes(answer.replace("\r\n", "\n").replace("\r", "\n"))
     text = _DESCRIBING.sub("", text)
+    text = _SCRIPT.sub(_script, text)
     text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
     text = _BR.sub("\n", text)
