@@ -161,3 +161,37 @@ def page_pixels(path):
     from pipeline.ocr.pool import decode_image
 
     return decode_image(path.read_bytes())
+
+
+async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output_well_formed(tmp_path):
+    """A stray control character in an answer (a form feed, a bell, a NUL), a noncharacter, or a
+    bell in an old file name: before, ALTO, hOCR and PAGE-XML were not well-formed XML (verify
+    said so after a run that exited 0), the answer's form feed split the .txt into two pages,
+    and the file name failed the upload (the server refused a multipart header holding it)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from conftest import TOKEN
+    from formats_checks import validate_alto, validate_page
+    from helpers import run_pipeline, save, text_page, write_config
+    from pipeline.exitcodes import ExitCode
+    from pipeline.ocr.truth import register
+    from pipeline.server import EmbeddedServer, ServerConfig
+
+    answers = {"ctrl.png": "Hello\x0cWorld\x07 bell\x00ringer \uffff end",
+               "bell\x07name.png": "# Parish\n\nA plain line"}
+    for n, (name, answer) in enumerate(answers.items()):
+        page = save(text_page(f"page {n}", size=(300, 140)), tmp_path / "in" / name, "PNG")
+        register(tmp_path / "truth", page_pixels(page), answer)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "alto", "hocr", "page"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    assert (out / "ctrl.png.txt").read_text(encoding="utf-8") == "Hello\nWorld bellringer  end"   # one page
+    assert json.loads((out / "bell\x07name.png.json").read_text(encoding="utf-8"))["text"] == "Parish\n\nA plain line"
+    for name in answers:
+        validate_alto(out / f"{name}.alto.xml")
+        validate_page(out / f"{name}.page.xml")
+        ET.parse(out / f"{name}.hocr")                      # well-formed XHTML
+    assert "bell\ufffdname.png" in (out / "bell\x07name.png.alto.xml").read_text(encoding="utf-8")

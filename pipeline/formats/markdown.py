@@ -29,6 +29,8 @@ The rule (docs/formats.md, "Markdown answers"):
   it is what the page says, in the only plain form there is;
 * a backslash escape (``\\*``, ``\\$``, ``\\#``: a backslash before ASCII punctuation) is the
   character alone, never read as a mark; inside LaTeX the backslashes are its source and stay;
+* control characters are no text on the page: a vertical tab or form feed (the ``.txt``'s page
+  separator) ends a line, the others go, and so do lone surrogates, U+FFFE and U+FFFF;
 * runs of blank lines shrink to one, trailing spaces go.
 
 Plain text with no markup passes through unchanged (apart from trailing spaces), so the rule
@@ -63,6 +65,9 @@ _MATH = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]|(?<![\\$])\$(?=\S)[^$\n
 _SCRIPT = re.compile(r"<(sup|sub)\b[^>]*>([^<]*)</\1\s*>", re.I)
 _SCRIPTS = {"sup": str.maketrans("0123456789+-\u2212=()", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u207b\u207c\u207d\u207e"),
             "sub": str.maketrans("0123456789+-\u2212=()", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u208a\u208b\u208b\u208c\u208d\u208e")}
+# No text on a page: control characters (a form feed is the .txt's page separator), lone
+# surrogates, U+FFFE/U+FFFF (and XML cannot carry them: ALTO, hOCR, PAGE-XML)
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _HELD = 0xE000   # escaped characters wait in the Private Use Area (U+E000 + code) until the end
 # Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
 # underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
@@ -258,7 +263,8 @@ def plain_text(answer: str) -> str:
     """A raw answer (Markdown or plain) as plain text, by the rule in the module docstring."""
     if not answer:
         return ""
-    text = _hold_escapes(answer.replace("\r\n", "\n").replace("\r", "\n"))
+    text = answer.replace("\r\n", "\n").replace("\r", "\n").replace("\v", "\n").replace("\f", "\n")
+    text = _hold_escapes(_CONTROL.sub("", text))
     text = _DESCRIBING.sub("", text)
     text = _SCRIPT.sub(_script, text)
     text = _tables_as_text(text)

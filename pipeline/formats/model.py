@@ -16,10 +16,21 @@ order, unplaced ones with ``box=None``. Where a page has no boxes at all, its li
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.inputs.geometry import Box, PageGeometry
+
+# What XML 1.0 cannot carry: C0 controls but tab, newline and carriage return, lone surrogates,
+# U+FFFE and U+FFFF. An answer, a PDF's own text layer or a file name holding one (a stray
+# control character, a bell in an old file name) made ALTO, hOCR and PAGE-XML not well-formed.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str, replacement: str = "") -> str:
+    """``text`` without the characters XML cannot carry (or with ``replacement`` for each)."""
+    return NOT_XML.sub(replacement, text)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,9 @@ class Word:
     confidence: float | None
     estimated: bool = False   # box split from the line's box, not reported by the engine
 
+    def __post_init__(self) -> None:   # every renderer writes XML or a PDF text layer from it
+        object.__setattr__(self, "text", xml_safe(self.text))
+
 
 @dataclass(frozen=True)
 class Line:
@@ -36,6 +50,9 @@ class Line:
     box: Box | None
     confidence: float | None
     words: tuple[Word, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", xml_safe(self.text))
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,10 @@ class FileLayout:
     settings: dict[str, Any] = field(default_factory=dict)
     tool: dict[str, Any] = field(default_factory=dict)
     processed_at: str | None = None
+
+    def __post_init__(self) -> None:   # a character XML cannot carry shows as U+FFFD in the name
+        object.__setattr__(self, "source_name", xml_safe(self.source_name, "\ufffd"))
+        object.__setattr__(self, "source_rel", xml_safe(self.source_rel, "\ufffd"))
 
     @property
     def engines(self) -> tuple[str, ...]:
