@@ -128,6 +128,9 @@ ODD_ANSWERS = {
     "scripts.png": ("Area 12 m<sup>2</sup>, 10<sup>-3</sup> mol of H<sub>2</sub>O<sup>1</sup>, the 5<sup>th</sup>"
                     "\n\n<table><tr><td>10<sup>3</sup></td></tr></table>",
                     "Area 12 m\u00b2, 10\u207b\u00b3 mol of H\u2082O\u00b9, the 5th\n\n10\u00b3"),
+    # emphasis over the lines of one paragraph (a bold title wrapped as printed): before, "**" left in the .txt
+    "wrapped.png": ("**ANNUAL REPORT\nOF THE COUNCIL**\n\nBody *quoted\npassage* ends; a *star\n\nstays.",
+                    "ANNUAL REPORT\nOF THE COUNCIL\n\nBody quoted\npassage ends; a *star\n\nstays."),
     # only a picture's description: nothing printed, so a page with no text (before: no "no_text")
     "picture.png": ("<img>A photograph of a harbour crane.</img>", ""),
 }

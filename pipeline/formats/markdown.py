@@ -12,7 +12,8 @@ The rule (docs/formats.md, "Markdown answers"):
 * heading marks (``#`` .. ``######`` and a space at the start of a line) are removed, the
   heading's words stay; so are block quote marks (``> ``);
 * emphasis marks are removed: ``**b**``, ``__b__``, ``*i*``, ``_i_``, ``~~s~~`` (only when they
-  pair up around text, so a lone ``*`` or ``snake_case`` stays as printed);
+  pair up around text, so a lone ``*`` or ``snake_case`` stays as printed), also over the lines
+  of one paragraph, never across a blank line;
 * a table (HTML ``<table>`` or Markdown ``| a | b |`` rows) becomes one line per row, cells
   separated by a tab, a spanning cell's other places left empty (on the table's grid); the
   ``|---|`` separator row is dropped. An HTML table is read as a browser reads it, losing no
@@ -70,14 +71,19 @@ _SCRIPTS = {"sup": str.maketrans("0123456789+-\u2212=()", "\u2070\u00b9\u00b2\u0
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _HELD = 0xE000   # escaped characters wait in the Private Use Area (U+E000 + code) until the end
 # Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
-# underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
-_EMPHASIS = (
-    re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
-    re.compile(r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)"),
-    re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"),
-    re.compile(r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])"),
-    re.compile(r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)"),
-)
+# underscores only at word boundaries, so snake_case and file_name_v2 stay as printed. A span
+# is at most EMPHASIS_CHARS long: each mark that opens none was searched to the end of its line
+# (its paragraph, across lines), so a looping answer of "*word *word ..." cost time growing with
+# its square (30 kB: 1.6 CPU-s); bounded, it grows with its length.
+EMPHASIS_CHARS = 1000
+_SPAN = "(.{1,%d}?)" % EMPHASIS_CHARS
+_EMPHASIS = tuple(re.compile(p.replace("(.+?)", _SPAN)) for p in (
+    r"\*\*(?=\S)(.+?)(?<=\S)\*\*",
+    r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)",
+    r"~~(?=\S)(.+?)(?<=\S)~~",
+    r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])",
+    r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)",
+))
 
 
 class _Cells(HTMLParser):
@@ -212,9 +218,15 @@ def _tables_as_text(text: str) -> str:
         out.append(text[pos:])
     return "".join(out)
 
+# The same marks around text running over lines of one paragraph (a bold title wrapped as
+# printed: "**ANNUAL REPORT\nOF THE COUNCIL**"), never across a blank line: looked for after
+# each line's own pairs are gone.
+_EMPHASIS_ACROSS = tuple(re.compile(p.pattern.replace(_SPAN, r"((?:[^\n]|\n(?![ \t]*\n)){1,%d}?)" % EMPHASIS_CHARS))
+                         for p in _EMPHASIS)
 
-def _inline(text: str) -> str:
-    for pattern in _EMPHASIS:
+
+def _inline(text: str, patterns: tuple[re.Pattern, ...] = _EMPHASIS) -> str:
+    for pattern in patterns:
         previous = None
         while previous != text:  # nested marks (***b***) peel one layer a pass
             previous, text = text, pattern.sub(r"\1", text)
@@ -272,7 +284,7 @@ def plain_text(answer: str) -> str:
     text = _BR.sub("\n", text)
     text = _TAG.sub("", text)
     lines = [_line(ln) for ln in text.split("\n")]
-    text = "\n".join(ln for ln in lines if ln != "\0")
+    text = _inline("\n".join(ln for ln in lines if ln != "\0"), _EMPHASIS_ACROSS)
     text = _release(html.unescape(text))
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip("\n")
