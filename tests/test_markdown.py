@@ -131,6 +131,9 @@ ODD_ANSWERS = {
     # emphasis over the lines of one paragraph (a bold title wrapped as printed): before, "**" left in the .txt
     "wrapped.png": ("**ANNUAL REPORT\nOF THE COUNCIL**\n\nBody *quoted\npassage* ends; a *star\n\nstays.",
                     "ANNUAL REPORT\nOF THE COUNCIL\n\nBody quoted\npassage ends; a *star\n\nstays."),
+    # a <br> inside a pipe table's cell: before, the row was torn in two, its bars left in the .txt
+    "pipes.png": ("| Name | Notes |\n|---|---|\n| Anna | born 1901<br>died 1950 |\n| Ben | none |",
+                  "Name\tNotes\nAnna\tborn 1901 died 1950\nBen\tnone"),
     # only a picture's description: nothing printed, so a page with no text (before: no "no_text")
     "picture.png": ("<img>A photograph of a harbour crane.</img>", ""),
 }

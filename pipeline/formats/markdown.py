@@ -281,6 +281,9 @@ def plain_text(answer: str) -> str:
     text = _SCRIPT.sub(_script, text)
     text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
+    # a <br> in a pipe table's row is a line break inside its cell (the only one a pipe table
+    # has): a space, as in an HTML table's cell, not the end of the row (its cells were torn)
+    text = "\n".join(_BR.sub(" ", ln) if _PIPE_ROW.match(ln) else ln for ln in text.split("\n"))
     text = _BR.sub("\n", text)
     text = _TAG.sub("", text)
     lines = [_line(ln) for ln in text.split("\n")]
