@@ -84,6 +84,11 @@ _EMPHASIS = tuple(re.compile(p.replace("(.+?)", _SPAN)) for p in (
     r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])",
     r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)",
 ))
+# The same marks around text running over lines of one paragraph (a bold title wrapped as
+# printed: "**ANNUAL REPORT\nOF THE COUNCIL**"), never across a blank line: looked for after
+# each line's own pairs are gone.
+_EMPHASIS_ACROSS = tuple(re.compile(p.pattern.replace(_SPAN, r"((?:[^\n]|\n(?![ \t]*\n)){1,%d}?)" % EMPHASIS_CHARS))
+                         for p in _EMPHASIS)
 
 
 class _Cells(HTMLParser):
@@ -217,12 +222,6 @@ def _tables_as_text(text: str) -> str:
     else:
         out.append(text[pos:])
     return "".join(out)
-
-# The same marks around text running over lines of one paragraph (a bold title wrapped as
-# printed: "**ANNUAL REPORT\nOF THE COUNCIL**"), never across a blank line: looked for after
-# each line's own pairs are gone.
-_EMPHASIS_ACROSS = tuple(re.compile(p.pattern.replace(_SPAN, r"((?:[^\n]|\n(?![ \t]*\n)){1,%d}?)" % EMPHASIS_CHARS))
-                         for p in _EMPHASIS)
 
 
 def _inline(text: str, patterns: tuple[re.Pattern, ...] = _EMPHASIS) -> str:
