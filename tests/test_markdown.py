@@ -171,14 +171,15 @@ def page_pixels(path):
 
 async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output_well_formed(tmp_path):
     """A stray control character in an answer (a form feed, a bell, a NUL), a noncharacter, or a
-    bell in an old file name: before, ALTO, hOCR and PAGE-XML were not well-formed XML (verify
+    bell in an old file name: before, ALTO, hOCR, PAGE-XML and METS were not well-formed XML (verify
     said so after a run that exited 0), the answer's form feed split the .txt into two pages,
     and the file name failed the upload (the server refused a multipart header holding it)."""
     import json
     import xml.etree.ElementTree as ET
 
     from conftest import TOKEN
-    from formats_checks import validate_alto, validate_page
+    from formats_checks import validate_alto, validate_mets, validate_page
+    from pipeline.formats.check import check_mets
     from helpers import run_pipeline, save, text_page, write_config
     from pipeline.exitcodes import ExitCode
     from pipeline.ocr.truth import register
@@ -190,7 +191,7 @@ async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output
         page = save(text_page(f"page {n}", size=(300, 140)), tmp_path / "in" / name, "PNG")
         register(tmp_path / "truth", page_pixels(page), answer)
     async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
-        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "alto", "hocr", "page"])
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "alto", "hocr", "page", "mets"])
         code, report, _ = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK, report
     out = tmp_path / "out"
@@ -200,4 +201,8 @@ async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output
         validate_alto(out / f"{name}.alto.xml")
         validate_page(out / f"{name}.page.xml")
         ET.parse(out / f"{name}.hocr")                      # well-formed XHTML
+        validate_mets(out / f"{name}.mets.xml")
+        doc = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        assert check_mets(out / f"{name}.mets.xml", doc) is None, name   # its hrefs lead to the files
     assert "bell\ufffdname.png" in (out / "bell\x07name.png.alto.xml").read_text(encoding="utf-8")
+    assert 'href="bell%07name.png.txt"' in (out / "bell\x07name.png.mets.xml").read_text(encoding="utf-8")
