@@ -134,6 +134,11 @@ ODD_ANSWERS = {
     # a <br> inside a pipe table's cell: before, the row was torn in two, its bars left in the .txt
     "pipes.png": ("| Name | Notes |\n|---|---|\n| Anna | born 1901<br>died 1950 |\n| Ben | none |",
                   "Name\tNotes\nAnna\tborn 1901 died 1950\nBen\tnone"),
+    # links are their text, autolinks their address, an image's alt text a description (dropped):
+    # before, the .txt held "[the register](http://..)" and "<https://..>"
+    "links.png": ("See [the register](http://example.org/reg) and <https://example.org/a?b=1>, "
+                  "write to <clerk@example.org>; a[i](j) stays.\n\n![a crane](crane.png)\n\nEnd",
+                  "See the register and https://example.org/a?b=1, write to clerk@example.org; a[i](j) stays.\n\nEnd"),
     # only a picture's description: nothing printed, so a page with no text (before: no "no_text")
     "picture.png": ("<img>A photograph of a harbour crane.</img>", ""),
 }

@@ -26,6 +26,9 @@ The rule (docs/formats.md, "Markdown answers"):
   the model's description of a picture, not text on the page: dropped whole. Any other tag
   (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line),
   a ``<sup>`` or ``<sub>`` of figures and signs in its Unicode form (``m²``, ``10⁻³``, ``H₂O``);
+* a Markdown link is its text (``[the register](http://..)`` -> ``the register``), an
+  autolink or address in angle brackets its address; a Markdown image (``![a crane](x.png)``)
+  describes a picture, as ``<img>`` does: dropped;
 * HTML entities are decoded (``&amp;`` -> ``&``); LaTeX is kept as its source text (``$x^2$``):
   it is what the page says, in the only plain form there is;
 * a backslash escape (``\\*``, ``\\$``, ``\\#``: a backslash before ASCII punctuation) is the
@@ -62,6 +65,11 @@ _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 # (``$\{x\}$``, ``\(a\)``, ``$$..$$``) and is kept as written.
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _MATH = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]|(?<![\\$])\$(?=\S)[^$\n]*?(?<![\s\\])\$", re.S)
+# Markdown links and images: a link's text is what the page prints ("[www.kiel.de](http://www.kiel.de)"
+# printed once), an image's alt text describes a picture (dropped, as <img>); an autolink or an
+# address in angle brackets is its text (not a tag)
+_LINK = re.compile(r"(!?)\[([^\[\]\n]*)\]\(\s*<?([^()<>\s]*(?:\([^()\s]*\)[^()<>\s]*)*)>?(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
+_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^\s<>]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>", re.I)
 # <sup>/<sub> of figures and signs: their Unicode forms, so "10<sup>-3</sup>" does not read "10-3"
 _SCRIPT = re.compile(r"<(sup|sub)\b[^>]*>([^<]*)</\1\s*>", re.I)
 _SCRIPTS = {"sup": str.maketrans("0123456789+-\u2212=()", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u207b\u207c\u207d\u207e"),
@@ -266,6 +274,14 @@ def _script(match: re.Match) -> str:
     return match.group(2)
 
 
+def _link(match: re.Match) -> str:
+    if not re.search(r"[./:#]", match.group(3)):
+        return match.group(0)                       # "a[i](j)": no address, so no link
+    if match.group(1):
+        return ""                                   # an image: its alt text describes it
+    return match.group(2) or match.group(3)        # the text, or the address when it has none
+
+
 def _release(text: str) -> str:
     return re.sub("[\uE021-\uE07E]", lambda m: chr(ord(m.group(0)) - _HELD), text)
 
@@ -280,6 +296,7 @@ def plain_text(answer: str) -> str:
     text = _SCRIPT.sub(_script, text)
     text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
+    text = _AUTOLINK.sub(r"\1", _LINK.sub(_link, text))
     # a <br> in a pipe table's row is a line break inside its cell (the only one a pipe table
     # has): a space, as in an HTML table's cell, not the end of the row (its cells were torn)
     text = "\n".join(_BR.sub(" ", ln) if _PIPE_ROW.match(ln) else ln for ln in text.split("\n"))
