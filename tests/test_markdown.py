@@ -115,6 +115,9 @@ ODD_ANSWERS = {
     # a </table> left out, text after it: it stays, after the table's rows
     "unclosed.png": ("<table><tr><td>oak</td><td>12</td></tr>\n\nSigned at the office.",
                      "oak\t12\nSigned at the office."),
+    # a table's <caption> is printed text outside its cells: before, it was lost
+    "caption.png": ("<table><caption>Table 1: Births</caption><tr><th>Year</th><th>Count</th></tr>"
+                    "<tr><td>1901</td><td>12</td></tr></table>", "Table 1: Births\nYear\tCount\n1901\t12"),
     # end tags left out, as HTML allows: before, the whole table was lost
     "loose.png": ("<table><tr><td>Name<td>Born<tr><td>Anna<td>1901</table>", "Name\tBorn\nAnna\t1901"),
     # a table inside a cell: before, the outer cell's own words were lost
