@@ -3,6 +3,8 @@ and the ``md`` output that keeps the raw answers."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.formats.markdown import markdown_document, plain_text, table_rows
@@ -162,7 +164,6 @@ async def test_odd_answers_lose_no_text_through_the_real_client(tmp_path):
         code, report, _ = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK, report
     out = tmp_path / "out"
-    import json
     for name, (answer, text) in ODD_ANSWERS.items():
         assert (out / f"{name}.txt").read_text(encoding="utf-8") == text, name
         assert (out / f"{name}.md").read_text(encoding="utf-8") == answer + "\n", name   # the raw answer, kept
@@ -182,7 +183,6 @@ async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output
     bell in an old file name: before, ALTO, hOCR, PAGE-XML and METS were not well-formed XML (verify
     said so after a run that exited 0), the answer's form feed split the .txt into two pages,
     and the file name failed the upload (the server refused a multipart header holding it)."""
-    import json
     import xml.etree.ElementTree as ET
 
     from conftest import TOKEN
@@ -214,3 +214,40 @@ async def test_control_characters_in_an_answer_or_a_file_name_leave_every_output
         assert check_mets(out / f"{name}.mets.xml", doc) is None, name   # its hrefs lead to the files
     assert "bell\ufffdname.png" in (out / "bell\x07name.png.alto.xml").read_text(encoding="utf-8")
     assert 'href="bell%07name.png.txt"' in (out / "bell\x07name.png.mets.xml").read_text(encoding="utf-8")
+
+
+# format=json answers in shapes not our server's (deAPI's is unpublished), each registered with
+# the truth engine as the job's JSON answer: (answer, the page's .txt)
+JSON_ANSWERS = {
+    # chat-style content blocks (before: no text found, the .txt held the raw JSON)
+    "blocks.png": ({"content": [{"type": "text", "text": "# Title"}, {"type": "text", "text": "Body **b**"}]},
+                   "Title\nBody b"),
+    # an empty text beside the parts holding it (before: the page came out blank)
+    "empty.png": ({"text": "", "pages": [{"markdown": "Page *one*"}]}, "Page one"),
+    # a JSON string: the Markdown itself (before: kept with its quotes and \n escapes)
+    "string.png": ("# Title\n\nBody", "Title\n\nBody"),
+    # a JSON document encoded twice, as a string (before: the .txt held the JSON)
+    "twice.png": (json.dumps({"markdown": "## Two"}), "Two"),
+}
+
+
+async def test_json_answers_of_other_shapes_give_their_text(tmp_path):
+    from conftest import TOKEN
+    from helpers import run_pipeline, save, text_page, write_config
+    from pipeline.exitcodes import ExitCode
+    from pipeline.ocr.truth import register
+    from pipeline.server import EmbeddedServer, ServerConfig
+
+    for n, (name, (answer, _)) in enumerate(JSON_ANSWERS.items()):
+        page = save(text_page(f"json {n}", size=(300, 140)), tmp_path / "in" / name, "PNG")
+        register(tmp_path / "truth", page_pixels(page), "unused: the JSON answer is given", json_answer=answer)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    for name, (answer, text) in JSON_ANSWERS.items():
+        assert (out / f"{name}.txt").read_text(encoding="utf-8") == text, name
+        page = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))["pages"][0]
+        if isinstance(answer, dict):
+            assert page["result"] == answer, name                 # the raw answer, kept

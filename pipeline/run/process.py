@@ -688,6 +688,11 @@ class FileProcessor:
         if ctx.config.api.format == "json":
             try:
                 structured = json.loads(text) if isinstance(text, str) else text
+                if isinstance(structured, str):
+                    # a JSON string: the text itself ("\"# Title\\n..\""; before, kept with its
+                    # quotes and escapes), or a JSON document encoded twice
+                    text, structured = structured, None
+                    structured = json.loads(text)
             except ValueError:
                 structured = None
             if isinstance(structured, (dict, list)):
