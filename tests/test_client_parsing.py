@@ -166,6 +166,11 @@ async def test_the_submit_body_parses_back_field_for_field_in_aiohttp():
     ({"blocks": [{"lines": [{"text": "l1"}, {"text": "l2"}]}, {"lines": [{"text": "l3"}]}]}, "l1\nl2\n\nl3"),
     ({"lines": [{"words": [{"text": "two"}, {"text": "words"}]}]}, "two words"),
     ([{"text": "a"}, {"text": "b"}], "a\nb"),
+    # chat-style content blocks under a text key (was None: the .txt held the raw JSON)
+    ({"content": [{"type": "text", "text": "# Title"}, {"type": "text", "text": "body"}]}, "# Title\nbody"),
+    # an empty text beside the parts that hold it (was "": the page's text lost)
+    ({"text": "", "pages": [{"markdown": "page one"}]}, "page one"),
+    ({"text": ""}, ""),                                            # no text, said so: a blank page
 ])
 def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
     """deAPI's ``format: json`` shape is unpublished (deapi-api.md §1.4): the text is found

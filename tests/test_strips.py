@@ -491,6 +491,38 @@ def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
     assert plain_text(text).splitlines() == ["Stock list", "", "1\toak", "2\tash", "3\telm", "4\tyew", "", "End of list"]
 
 
+async def test_a_strip_ending_in_a_table_is_followed_by_a_blank_line_in_the_md(tmp_path):
+    """Markdown's HTML block (a ``<table>``) runs on to the next blank line: strips joined by one
+    newline put the next strip's heading and emphasis inside the table's block, shown as raw
+    text in the ``md`` output. Each strip is answered its Markdown by the ``truth`` engine (its
+    text registered for the strip's pixels), through the real client."""
+    from pipeline.formats.markdown import plain_text
+    from pipeline.ocr.truth import register
+
+    img = Image.new("L", (700, 560), 255)
+    draw = ImageDraw.Draw(img)
+    for k in range(4):
+        draw.text((40, 30 + 50 * k), f"Table row {k} with figures {k * 7}", font=font(30), fill=0)
+    for k in range(3):
+        draw.text((40, 360 + 50 * k), f"Section text line {k} after the gap", font=font(30), fill=0)
+    save(img, tmp_path / "in" / "page.png")
+    answers = ["<table><tr><td>Roof</td><td>12</td></tr><tr><td>Bell</td><td>3</td></tr></table>",
+               "## Burials\n\nSigned **by** the wardens."]
+    regions = plan_strips(img, 300)
+    assert len(regions) == 2 and all(r.overlap == 0 for r in regions)
+    for region, answer in zip(regions, answers):
+        register(tmp_path / "truth", img.crop((region.x0, region.y0, region.x1, region.y1)), answer)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=300, outputs=["txt", "json", "md"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == 0, report
+    text, doc = read_result(tmp_path, "page.png")
+    assert len(doc["image"]["pages"][0]["strips"]) == 2
+    md = (tmp_path / "out" / "page.png.md").read_text(encoding="utf-8")
+    assert md == answers[0] + "\n\n" + answers[1] + "\n"           # the heading starts a block of its own
+    assert text == plain_text(answers[0] + "\n\n" + answers[1]) == "Roof\t12\nBell\t3\n\nBurials\n\nSigned by the wardens."
+
+
 def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():
     def answer(lines):
         return {"engine": "x", "width": 100, "height": 100, "text": "\n".join(t for t, _ in lines),

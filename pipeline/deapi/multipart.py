@@ -8,7 +8,7 @@ it from disk, and the 10 MB API limit bounds the copy.
 
 Encoding follows the HTML standard's form encoding (what browsers send and Laravel parses):
 names and file names in UTF-8, with ``"``, CR and LF percent-escaped in the quoted header
-values.
+values (and the other control characters, which no header may carry).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import secrets
 
 from aiohttp import BytesPayload
 
-_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
+# The standard escapes only '"', CR and LF; every other control character (a bell or an escape
+# in an old file name) is escaped the same way, as no HTTP header may carry one: the server
+# refused the whole body (422), and the file failed for its name.
+_ESCAPES = str.maketrans({'"': "%22", **{chr(c): f"%{c:02X}" for c in [*range(0x20), 0x7F]}})
 
 
 def _quoted(value: str) -> str:

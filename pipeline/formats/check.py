@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pypdfium2 as pdfium
 
@@ -103,7 +104,7 @@ def check_mets(path: Path, doc: dict[str, Any]) -> str | None:
         for f in grp.iter(f"{{{METS_NS}}}file"):
             loc = f.find(f"{{{METS_NS}}}FLocat")
             href = loc.get(f"{{{XLINK}}}href") if loc is not None else None
-            target = path.parent / href if href else None
+            target = path.parent / unquote(href) if href else None   # written by mets.url_path
             if target is None or not target.is_file():
                 return f"METS points at {href}, which is missing"
             if f.get("CHECKSUM") and hashlib.sha256(target.read_bytes()).hexdigest() != f.get("CHECKSUM"):

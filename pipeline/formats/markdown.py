@@ -12,17 +12,29 @@ The rule (docs/formats.md, "Markdown answers"):
 * heading marks (``#`` .. ``######`` and a space at the start of a line) are removed, the
   heading's words stay; so are block quote marks (``> ``);
 * emphasis marks are removed: ``**b**``, ``__b__``, ``*i*``, ``_i_``, ``~~s~~`` (only when they
-  pair up around text, so a lone ``*`` or ``snake_case`` stays as printed);
+  pair up around text, so a lone ``*`` or ``snake_case`` stays as printed), also over the lines
+  of one paragraph, never across a blank line;
 * a table (HTML ``<table>`` or Markdown ``| a | b |`` rows) becomes one line per row, cells
   separated by a tab, a spanning cell's other places left empty (on the table's grid); the
-  ``|---|`` separator row is dropped;
+  ``|---|`` separator row is dropped. An HTML table is read as a browser reads it, losing no
+  cell: end tags left out (``<td>a<td>b``), a table never closed (an answer cut off in it: the
+  rest of the answer is the table, its text outside cells a row of its own), a table inside a
+  cell (read into that cell);
 * the model's own tags follow **one rule: keep what is printed on the page, drop what
   describes it**. ``<page_number>12</page_number>`` and ``<watermark>DRAFT</watermark>`` are
   printed text: their content stays, on a line of its own. ``<img>a photo of ...</img>`` is
   the model's description of a picture, not text on the page: dropped whole. Any other tag
-  (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line);
+  (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line),
+  a ``<sup>`` or ``<sub>`` of figures and signs in its Unicode form (``m²``, ``10⁻³``, ``H₂O``);
+* a Markdown link is its text (``[the register](http://..)`` -> ``the register``), an
+  autolink or address in angle brackets its address; a Markdown image (``![a crane](x.png)``)
+  describes a picture, as ``<img>`` does: dropped;
 * HTML entities are decoded (``&amp;`` -> ``&``); LaTeX is kept as its source text (``$x^2$``):
   it is what the page says, in the only plain form there is;
+* a backslash escape (``\\*``, ``\\$``, ``\\#``: a backslash before ASCII punctuation) is the
+  character alone, never read as a mark; inside LaTeX the backslashes are its source and stay;
+* control characters are no text on the page: a vertical tab or form feed (the ``.txt``'s page
+  separator) ends a line, the others go, and so do lone surrogates, U+FFFE and U+FFFF;
 * runs of blank lines shrink to one, trailing spaces go.
 
 Plain text with no markup passes through unchanged (apart from trailing spaces), so the rule
@@ -38,7 +50,7 @@ from html.parser import HTMLParser
 PRINTED_TAGS = ("page_number", "watermark")   # content is text on the page: kept, own line
 DESCRIBING_TAGS = ("img",)                    # content describes the page: dropped
 
-_TABLE = re.compile(r"<table\b.*?</table\s*>", re.I | re.S)
+_TABLE_TAG = re.compile(r"<(/?)table\b[^>]*>", re.I)
 _DESCRIBING = re.compile(r"<(%s)\b[^>]*>.*?</\1\s*>|<(%s)\b[^>]*/?>" % ("|".join(DESCRIBING_TAGS),
                                                                        "|".join(DESCRIBING_TAGS)), re.I | re.S)
 _PRINTED = re.compile(r"<(%s)\b[^>]*>(.*?)</\1\s*>" % "|".join(PRINTED_TAGS), re.I | re.S)
@@ -48,31 +60,73 @@ _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _QUOTE = re.compile(r"^[ \t]{0,3}>[ \t]?")
 _PIPE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
 _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+# A backslash escape (CommonMark: a backslash before ASCII punctuation makes it literal: ``\*``,
+# ``\$``, ``\#``, ``\|``), and LaTeX math, where a backslash belongs to the LaTeX source
+# (``$\{x\}$``, ``\(a\)``, ``$$..$$``) and is kept as written.
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_MATH = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]|(?<![\\$])\$(?=\S)[^$\n]*?(?<![\s\\])\$", re.S)
+# Markdown links and images: a link's text is what the page prints ("[www.kiel.de](http://www.kiel.de)"
+# printed once), an image's alt text describes a picture (dropped, as <img>); an autolink or an
+# address in angle brackets is its text (not a tag)
+_LINK = re.compile(r"(!?)\[([^\[\]\n]*)\]\(\s*<?([^()<>\s]*(?:\([^()\s]*\)[^()<>\s]*)*)>?(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
+_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^\s<>]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>", re.I)
+# <sup>/<sub> of figures and signs: their Unicode forms, so "10<sup>-3</sup>" does not read "10-3"
+_SCRIPT = re.compile(r"<(sup|sub)\b[^>]*>([^<]*)</\1\s*>", re.I)
+_SCRIPTS = {"sup": str.maketrans("0123456789+-\u2212=()", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u207b\u207c\u207d\u207e"),
+            "sub": str.maketrans("0123456789+-\u2212=()", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u208a\u208b\u208b\u208c\u208d\u208e")}
+# No text on a page: control characters (a form feed is the .txt's page separator), lone
+# surrogates, U+FFFE/U+FFFF (and XML cannot carry them: ALTO, hOCR, PAGE-XML)
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_HELD = 0xE000   # escaped characters wait in the Private Use Area (U+E000 + code) until the end
 # Emphasis: the marks must hug text on both sides (CommonMark's flanking rule, simplified);
-# underscores only at word boundaries, so snake_case and file_name_v2 stay as printed.
-_EMPHASIS = (
-    re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
-    re.compile(r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)"),
-    re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"),
-    re.compile(r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])"),
-    re.compile(r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)"),
-)
+# underscores only at word boundaries, so snake_case and file_name_v2 stay as printed. A span
+# is at most EMPHASIS_CHARS long: each mark that opens none was searched to the end of its line
+# (its paragraph, across lines), so a looping answer of "*word *word ..." cost time growing with
+# its square (30 kB: 1.6 CPU-s); bounded, it grows with its length.
+EMPHASIS_CHARS = 1000
+_SPAN = "(.{1,%d}?)" % EMPHASIS_CHARS
+_EMPHASIS = tuple(re.compile(p.replace("(.+?)", _SPAN)) for p in (
+    r"\*\*(?=\S)(.+?)(?<=\S)\*\*",
+    r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)",
+    r"~~(?=\S)(.+?)(?<=\S)~~",
+    r"(?<![\*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\*\w])",
+    r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)",
+))
+# The same marks around text running over lines of one paragraph (a bold title wrapped as
+# printed: "**ANNUAL REPORT\nOF THE COUNCIL**"), never across a blank line: looked for after
+# each line's own pairs are gone.
+_EMPHASIS_ACROSS = tuple(re.compile(p.pattern.replace(_SPAN, r"((?:[^\n]|\n(?![ \t]*\n)){1,%d}?)" % EMPHASIS_CHARS))
+                         for p in _EMPHASIS)
 
 
 class _Cells(HTMLParser):
     """An HTML table's rows of cells, each ``(text, colspan, rowspan)`` (``<br>`` inside a cell
-    becomes a space)."""
+    becomes a space).
+
+    The answer's HTML is taken as a browser would take it, never losing text: a ``<td>`` or
+    ``<tr>`` opened while a cell is open closes it (HTML lets ``</td>`` and ``</tr>`` be left out),
+    a cell still open at the end (an answer cut off in a table) is kept, a table inside a cell is
+    read into that cell (its cells separated by spaces), and text outside any cell (after a
+    ``<table>`` never closed, the rest of the answer) is a row of its own."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.rows: list[list[tuple[str, int, int]]] = []
         self._cell: list[str] | None = None
         self._span = (1, 1)
+        self._inner = 0   # tables open inside the open cell: their cells are that cell's text
 
     def handle_starttag(self, tag: str, attrs) -> None:
+        if self._cell is not None and (self._inner or tag == "table"):
+            self._inner += tag == "table"
+            if tag in ("table", "td", "th", "tr", "br"):
+                self._cell.append(" ")
+            return
         if tag == "tr":
+            self._end_cell()
             self.rows.append([])
         elif tag in ("td", "th"):
+            self._end_cell()
             if not self.rows:
                 self.rows.append([])
             self._cell = []
@@ -82,13 +136,27 @@ class _Cells(HTMLParser):
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
-            self._cell = None
+        if self._inner:
+            self._inner -= tag == "table"
+            self._cell.append(" ")
+        elif tag in ("td", "th", "tr", "table"):
+            self._end_cell()
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
+        elif data.strip():
+            self.rows += [[(" ".join(data.split()), 1, 1)], []]   # its own row; later cells on a new one
+
+    def close(self) -> None:
+        super().close()
+        self._end_cell()
+
+    def _end_cell(self) -> None:
+        if self._cell is not None:
+            self.rows[-1].append((" ".join("".join(self._cell).split()), *self._span))
+            self._cell = None
+            self._inner = 0
 
 
 MAX_SPAN = 100   # a span beyond this is a typo in the answer, not a table that wide
@@ -134,14 +202,38 @@ def table_rows(table_html: str) -> list[list[str]]:
     return out
 
 
-def _table_text(match: re.Match) -> str:
-    rows = table_rows(match.group(0))
+def _table_text(table_html: str) -> str:
+    rows = table_rows(table_html)
     # cells come unescaped; escape them again so the one unescape at the end is not a second one
     return "\n" + "\n".join("\t".join(html.escape(_inline(c), quote=False) for c in row) for row in rows) + "\n"
 
 
-def _inline(text: str) -> str:
-    for pattern in _EMPHASIS:
+def _tables_as_text(text: str) -> str:
+    """Each outermost HTML table replaced by its rows as text. A table nested in a cell belongs to
+    the table around it (a non-greedy ``<table>.*?</table>`` stopped at the inner end and lost the
+    outer cell's text), and a table never closed (an answer cut off inside it) runs to the end of
+    the answer (before, its cells were glued together: ``alphabeta``)."""
+    out, depth, start, pos = [], 0, 0, 0
+    for tag in _TABLE_TAG.finditer(text):
+        if not tag.group(1):
+            if depth == 0:
+                out.append(text[pos:tag.start()])
+                start = tag.start()
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0:
+                out.append(_table_text(text[start:tag.end()]))
+                pos = tag.end()
+    if depth > 0:
+        out.append(_table_text(text[start:]))
+    else:
+        out.append(text[pos:])
+    return "".join(out)
+
+
+def _inline(text: str, patterns: tuple[re.Pattern, ...] = _EMPHASIS) -> str:
+    for pattern in patterns:
         previous = None
         while previous != text:  # nested marks (***b***) peel one layer a pass
             previous, text = text, pattern.sub(r"\1", text)
@@ -162,19 +254,57 @@ def _line(line: str) -> str:
     return _inline(line).rstrip()
 
 
+def _hold_escapes(text: str) -> str:
+    """Each backslash-escaped character outside LaTeX math set aside (no mark, tag or table
+    separator is read in it), to come back as the character alone (``_release``)."""
+    out, pos = [], 0
+    for math in _MATH.finditer(text):
+        out += [_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:math.start()]), math.group(0)]
+        pos = math.end()
+    out.append(_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:]))
+    return "".join(out)
+
+
+def _script(match: re.Match) -> str:
+    """A superscript or subscript of figures and signs in its Unicode form (``m²``, ``10⁻³``,
+    ``H₂O``); any other (``x<sup>th</sup>``) keeps its content as printed, as every tag does."""
+    content = match.group(2).strip()
+    if content and all(c in "0123456789+-\u2212=()" for c in content):
+        return content.translate(_SCRIPTS[match.group(1).lower()])
+    return match.group(2)
+
+
+def _link(match: re.Match) -> str:
+    if not re.search(r"[./:#]", match.group(3)):
+        return match.group(0)                       # "a[i](j)": no address, so no link
+    if match.group(1):
+        return ""                                   # an image: its alt text describes it
+    return match.group(2) or match.group(3)        # the text, or the address when it has none
+
+
+def _release(text: str) -> str:
+    return re.sub("[\uE021-\uE07E]", lambda m: chr(ord(m.group(0)) - _HELD), text)
+
+
 def plain_text(answer: str) -> str:
     """A raw answer (Markdown or plain) as plain text, by the rule in the module docstring."""
     if not answer:
         return ""
-    text = answer.replace("\r\n", "\n").replace("\r", "\n")
+    text = answer.replace("\r\n", "\n").replace("\r", "\n").replace("\v", "\n").replace("\f", "\n")
+    text = _hold_escapes(_CONTROL.sub("", text))
     text = _DESCRIBING.sub("", text)
-    text = _TABLE.sub(_table_text, text)
+    text = _SCRIPT.sub(_script, text)
+    text = _tables_as_text(text)
     text = _PRINTED.sub(lambda m: "\n" + " ".join(m.group(2).split()) + "\n", text)
+    text = _AUTOLINK.sub(r"\1", _LINK.sub(_link, text))
+    # a <br> in a pipe table's row is a line break inside its cell (the only one a pipe table
+    # has): a space, as in an HTML table's cell, not the end of the row (its cells were torn)
+    text = "\n".join(_BR.sub(" ", ln) if _PIPE_ROW.match(ln) else ln for ln in text.split("\n"))
     text = _BR.sub("\n", text)
     text = _TAG.sub("", text)
     lines = [_line(ln) for ln in text.split("\n")]
-    text = "\n".join(ln for ln in lines if ln != "\0")
-    text = html.unescape(text)
+    text = _inline("\n".join(ln for ln in lines if ln != "\0"), _EMPHASIS_ACROSS)
+    text = _release(html.unescape(text))
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip("\n")
 

@@ -18,6 +18,7 @@ A pure function: the layout and the files' facts in, bytes out (``writer`` gathe
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -58,6 +59,13 @@ def agent_note(layout: FileLayout) -> str:
             f"language {s.get('language')}; batch OCR through the deAPI img2txt API")
 
 
+def url_path(path: str) -> str:
+    """A relative path as an ``href`` holds it: ``%`` and the control characters (which neither
+    a URL nor XML may carry: a bell in an old file name made the METS not well-formed)
+    percent-encoded, the rest as it is; ``check_mets`` reads it back with ``unquote``."""
+    return re.sub(r"[\x00-\x1f\x7f%]", lambda m: f"%{ord(m.group()):02X}", path)
+
+
 def render_mets(layout: FileLayout, files: list[MetsFile]) -> bytes:
     """The METS of one input file."""
     return render_mets_parts(layout.source_rel or layout.source_name, layout.source_name, [(layout, files)])
@@ -96,7 +104,7 @@ def render_mets_parts(objid: str, label: str, parts: list[tuple[FileLayout, list
                 if f.sha256:
                     attrs.update(CHECKSUM=f.sha256, CHECKSUMTYPE="SHA-256")
                 el = ET.SubElement(grp, _q("file"), attrs)
-                ET.SubElement(el, _q("FLocat"), {"LOCTYPE": "URL", _q("href", XLINK): f.href})
+                ET.SubElement(el, _q("FLocat"), {"LOCTYPE": "URL", _q("href", XLINK): url_path(f.href)})
 
     smap = ET.SubElement(root, _q("structMap"), {"TYPE": "PHYSICAL"})
     seq = ET.SubElement(smap, _q("div"), {"ID": "PHYS_0000", "TYPE": "physSequence", "LABEL": label})

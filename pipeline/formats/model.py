@@ -16,10 +16,21 @@ order, unplaced ones with ``box=None``. Where a page has no boxes at all, its li
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.inputs.geometry import Box, PageGeometry
+
+# What XML 1.0 cannot carry: C0 controls but tab, newline and carriage return, lone surrogates,
+# U+FFFE and U+FFFF. An answer, a PDF's own text layer or a file name holding one (a stray
+# control character, a bell in an old file name) made ALTO, hOCR and PAGE-XML not well-formed.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str, replacement: str = "") -> str:
+    """``text`` without the characters XML cannot carry (or with ``replacement`` for each)."""
+    return NOT_XML.sub(replacement, text)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,9 @@ class Word:
     confidence: float | None
     estimated: bool = False   # box split from the line's box, not reported by the engine
 
+    def __post_init__(self) -> None:   # every renderer writes XML or a PDF text layer from it
+        object.__setattr__(self, "text", xml_safe(self.text))
+
 
 @dataclass(frozen=True)
 class Line:
@@ -36,6 +50,9 @@ class Line:
     box: Box | None
     confidence: float | None
     words: tuple[Word, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", xml_safe(self.text))
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,10 @@ class FileLayout:
     tool: dict[str, Any] = field(default_factory=dict)
     processed_at: str | None = None
 
+    def __post_init__(self) -> None:   # a character XML cannot carry shows as U+FFFD in the name
+        object.__setattr__(self, "source_name", xml_safe(self.source_name, "\ufffd"))
+        object.__setattr__(self, "source_rel", xml_safe(self.source_rel, "\ufffd"))
+
     @property
     def engines(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.engine for p in self.pages if p.engine))
@@ -93,8 +114,10 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
     Why: the hosted model's JSON is unpublished. Our server puts the whole text under ``text``;
     another server may name it ``markdown`` or ``content``, nest it (``{"result": {"text": ..}}``)
     or give only parts (pages, blocks, lines, each with its text), which are joined in order
-    (pages and blocks by a blank line, lines by a newline, words by a space). ``None`` when no
-    text is found anywhere: the caller keeps the raw answer rather than lose it.
+    (pages and blocks by a blank line, lines by a newline, words by a space); a text key may
+    hold a list of parts too (``{"content": [{"type": "text", "text": ..}]}``, the content blocks
+    of chat-style APIs), and an empty one (``"text": ""``) does not hide text under another key.
+    ``None`` when no text is found anywhere: the caller keeps the raw answer rather than lose it.
     """
     if isinstance(result, str):
         return result
@@ -105,21 +128,20 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
         return "\n".join(parts) if parts else None
     if not isinstance(result, dict):
         return None
+    empty = False   # a text key said "" (no text): the answer, unless another key holds text
     for key in _TEXT_KEYS:
         value = result.get(key)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict):
-            found = answer_text(value, _depth + 1)
-            if found is not None:
-                return found
+        found = answer_text(value, _depth + 1) if isinstance(value, (str, dict, list)) else None
+        if found and found.strip():
+            return found
+        empty = empty or found is not None
     for key, separator in _PART_KEYS.items():
         value = result.get(key)
         if isinstance(value, list):
             parts = [t for t in (answer_text(item, _depth + 1) for item in value) if t]
             if parts:
                 return separator.join(parts)
-    return None
+    return "" if empty else None
 
 
 def union(boxes: list[Box]) -> Box | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -56,6 +56,9 @@ class OcrPage:
     height: int
     blocks: tuple[OcrBlock, ...] = field(default_factory=tuple)
     text_only: str | None = None      # an engine that answers text without boxes (``truth``)
+    # test only: the ``format=json`` answer as registered with the ``truth`` engine (any JSON
+    # value), so a test can make the server answer a JSON shape not its own (docs/server.md)
+    answer_json: Any = None
 
     @property
     def lines(self) -> tuple[OcrLine, ...]:
@@ -68,9 +71,11 @@ class OcrPage:
             return self.text_only
         return "\n\n".join("\n".join(line.text for line in block.lines) for block in self.blocks)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Any:
         """The documented ``format=json`` result shape (README, "JSON result"); a text-only
         engine's page has no ``blocks`` (a structured answer without positions)."""
+        if self.answer_json is not None:
+            return self.answer_json
         if self.text_only is not None:
             return {"engine": self.engine, "width": self.width, "height": self.height, "text": self.text}
         return {

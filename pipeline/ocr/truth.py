@@ -17,8 +17,10 @@ were answered correctly by comparing word for word.
 from __future__ import annotations
 
 import hashlib
+import json
 import string
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -26,13 +28,19 @@ from .base import Engine, EngineError, OcrPage
 from .fast import pixel_digest
 
 SUFFIX = ".txt"
+JSON_SUFFIX = ".json"   # a format=json answer of another shape (``register``)
 
 
-def register(folder: Path, image: Image.Image, text: str) -> str:
-    """File ``text`` as the answer for ``image`` (as the server will decode it); its digest."""
+def register(folder: Path, image: Image.Image, text: str, json_answer: Any = None) -> str:
+    """File ``text`` as the answer for ``image`` (as the server will decode it); its digest.
+    ``json_answer`` (any JSON value), when given, is the job's answer with ``format=json``
+    instead of the server's own shape: a test makes the server answer a JSON shape deAPI might
+    (its shape is unpublished) to the real client."""
     folder.mkdir(parents=True, exist_ok=True)
     digest = pixel_digest(image)
     (folder / (digest + SUFFIX)).write_text(text, encoding="utf-8")
+    if json_answer is not None:
+        (folder / (digest + JSON_SUFFIX)).write_text(json.dumps(json_answer), encoding="utf-8")
     return digest
 
 
@@ -75,4 +83,9 @@ class TruthEngine(Engine):
         except OSError:
             raise EngineError(f"no text registered for pixels {digest}", code="INVALID_INPUT") from None
         w, h = image.size
-        return OcrPage(engine=self.name, width=w, height=h, text_only=corrupt_text(text, self.corrupt, digest))
+        try:
+            answer = json.loads((self.folder / (digest + JSON_SUFFIX)).read_text(encoding="utf-8"))
+        except OSError:
+            answer = None
+        return OcrPage(engine=self.name, width=w, height=h, text_only=corrupt_text(text, self.corrupt, digest),
+                       answer_json=answer)

@@ -239,11 +239,6 @@ class PageResult:
     facts: dict | None = None          # how the page was prepared (the .json "image.pages" entry)
     placed: dict | None = None         # a text-only answer's words on the page's geometry (placing.py)
 
-    @property
-    def no_text(self) -> bool:
-        """The engine found no text on the page: a result (a blank page), not a failure."""
-        return not self.text.strip()
-
 
 class FileFailure(Exception):
     def __init__(self, state: str, error_class: str, reason: str, code: str | None = None) -> None:
@@ -694,6 +689,11 @@ class FileProcessor:
         if ctx.config.api.format == "json":
             try:
                 structured = json.loads(text) if isinstance(text, str) else text
+                if isinstance(structured, str):
+                    # a JSON string: the text itself ("\"# Title\\n..\""; before, kept with its
+                    # quotes and escapes), or a JSON document encoded twice
+                    text, structured = structured, None
+                    structured = json.loads(text)
             except ValueError:
                 structured = None
             if isinstance(structured, (dict, list)):
@@ -783,7 +783,9 @@ class FileProcessor:
                          "return_result_in_response": api.return_result_in_response,
                          "fingerprint": fingerprint_of(key)},
             "pages": [{"index": p.index, "request_id": p.request_id, "submits": p.submits, "reused": p.reused,
-                       "text_source": p.text_source, "text": plain[p.index], **({"no_text": True} if p.no_text else {}),
+                       "text_source": p.text_source, "text": plain[p.index],
+                       # judged on the plain text: an answer of only an <img> description has none either
+                       **({"no_text": True} if not plain[p.index].strip() else {}),
                        **({"answer": p.text} if plain[p.index] != p.text else {}),
                        **({"source": p.facts["source"]} if p.facts and "source" in p.facts else {}),
                        **({"result": p.structured} if p.structured is not None else {}),

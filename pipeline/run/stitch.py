@@ -178,7 +178,7 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         else:
             for m in uppers:
                 lines[m], lines[n] = _seam_across(lines[m], lines[n])
-    return "\n".join("\n".join(ls) for ls in lines if ls), None
+    return _joined(["\n".join(ls) for ls in lines if ls]), None
 
 
 def _seams(regions: list[Region]) -> dict[int, list[int]]:
@@ -244,6 +244,20 @@ def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[st
     first = low[0] if start <= 1 else low[start]   # with the part-line at the top edge; short lines before it stay
     lower = lower[:first] + lower[low[stop - 1] + 1:]
     return upper, lower
+
+
+_BLOCK_END = re.compile(r"</table\s*>\s*$", re.I)
+
+
+def _joined(texts: list[str]) -> str:
+    """The strips' texts in reading order, joined by a newline (a strip may end inside a
+    paragraph), but by a blank line after a strip that ends with an HTML table: in Markdown such
+    a block runs on to the next blank line, so the next strip's heading, emphasis or list was
+    shown as raw text inside it (the ``md`` output; the plain text does not change)."""
+    out = ""
+    for text in texts:
+        out += ("\n\n" if _BLOCK_END.search(out) else "\n") + text if out else text
+    return out
 
 
 _ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
