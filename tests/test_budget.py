@@ -153,6 +153,7 @@ async def test_a_balance_running_out_stops_submissions_before_the_api_refuses(tm
         assert srv.counters.validation_errors == 0      # never a submit into "Not enough balance."
         assert report["cost"]["balance_at_start"] == pytest.approx(0.0075)
         assert report["this_run"]["done"] == 3
+        assert "balance" in (report["stop_reason"] or "")   # the report says why, as the log does
 
 
 async def test_a_balance_the_api_refuses_mid_run_stops_every_later_submit(tmp_path):
@@ -170,6 +171,7 @@ async def test_a_balance_the_api_refuses_mid_run_stops_every_later_submit(tmp_pa
         assert srv.counters.validation_errors == 1       # the one refusal that told us, no more
         assert report["cost"]["balance_at_start"] is None
         assert report["this_run"]["done"] == 2
+        assert "balance" in (report["stop_reason"] or "").lower()
 
 
 async def test_a_short_balance_warns_or_refuses_to_start(tmp_path):

@@ -502,7 +502,11 @@ class Runner:
 
     def _exit_code(self, ctx: RunContext, state: StateStore) -> ExitCode:
         if ctx.fatal is not None:
-            self.say(f"pipeline: {getattr(ctx.fatal, 'reason', ctx.fatal)}")
+            reason = str(getattr(ctx.fatal, "reason", ctx.fatal))
+            if self.stop_reason is None:   # the report says why, and the log's "stopped early:" line
+                self.stop_reason = reason
+            else:
+                self.say(f"pipeline: {reason}")
             return ExitCode.AUTH_OR_BALANCE
         if self.write_problem is not None:   # its stop reason says what to do
             return ExitCode.CONFIG_ERROR
