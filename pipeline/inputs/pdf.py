@@ -212,7 +212,7 @@ class PdfSource:
                              f"the page is {width_pt:.0f}x{height_pt:.0f} pt, {full_w:.0f}x{full_h:.0f} = "
                              f"{full_w * full_h:,.0f} pixels at {dpi} dpi, over max_source_pixels="
                              f"{limits.max_source_pixels:,}; nothing was rendered")
-        px_per_pt = dpi / 72 * limits.fit(full_w, full_h)
+        px_per_pt = dpi / 72 * limits.fit(full_w)
         if width_pt * px_per_pt < 1 or height_pt * px_per_pt < 1:
             raise PageFailed(index, "page_render_failed", f"the page is {width_pt:.0f}x{height_pt:.0f} pt: "
                                                           "too thin to render within the pixel limits")

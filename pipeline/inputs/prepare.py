@@ -139,9 +139,9 @@ class PrecheckLimits:
     def straightens(self) -> bool:
         return "auto" in (self.rotate_pages, self.deskew)
 
-    def fit(self, width: float, height: float) -> float:
-        """The scale a page of ``width`` x ``height`` is prepared at: its width must fit an upload,
-        its height need not. A page taller than ``max_height`` keeps the size of its text: the run
+    def fit(self, width: float) -> float:
+        """The scale a page ``width`` wide is prepared at: its width must fit an upload, its height
+        need not. A page taller than ``max_height`` keeps the size of its text: the run
         cuts it into strips no taller than that (``run/strips.py``), where shrinking a long receipt
         or a scroll of 700 x 12000 px to 4096 px high would leave letters 3 px tall."""
         return min(1.0, self.max_width / width)
@@ -544,7 +544,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     swap = orientation in (5, 6, 7, 8)
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
-    fit = limits.fit(ow, oh)
+    fit = limits.fit(ow)
     target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
 
     work = im
@@ -596,7 +596,7 @@ def _straighten(work: Image.Image, straight: upright.Straightening | None, limit
     if not straight.noop:
         work = upright.apply(work, straight, transforms)
     sw, sh = straightened_size(ow, oh, straight.skew, straight.turn)
-    fit = limits.fit(sw, sh)
+    fit = limits.fit(sw)
     return work, int(sw), (max(1, round(sw * fit)), max(1, round(sh * fit)))
 
 

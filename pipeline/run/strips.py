@@ -176,6 +176,7 @@ class StripReader:
         self.state = processor.ctx.state
         self.stats: StripStats = processor.ctx.strips
         self._image: Image.Image | None = None
+        self._limits: PrecheckLimits | None = None   # the model's upload limits, read once in ``read``
 
     async def read(self, stored: Any) -> Any:
         from pipeline.run.process import FileFailure, PageResult   # the caller's types (no import circle)
@@ -184,8 +185,8 @@ class StripReader:
         force = self.ctx.force   # --force redoes the strips too
         begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
-        upload_height = (await self.ctx.api_ready()).max_height
-        limit = current_limit(self.ctx.config, state, upload_height)
+        self._limits = limits = await self.ctx.api_ready()
+        limit = current_limit(self.ctx.config, state, limits.max_height)
         # a page already sent whole (request id recorded, or its POST's outcome unknown) is
         # re-attached whole, never cut and paid again, whatever the limit is now
         in_flight = stored is not None and stored.state in ("submitted", "submitting")
@@ -202,7 +203,7 @@ class StripReader:
             limit = int(strip_key.rsplit("h", 1)[1])
         else:
             if refused:
-                limit = min(current_limit(self.ctx.config, state, upload_height) or page.height,
+                limit = min(current_limit(self.ctx.config, state, limits.max_height) or page.height,
                             finer(page.height, limit))
             strip_key = f"{self.key}#p{page.page_index}h{limit}"
         try:
@@ -243,7 +244,8 @@ class StripReader:
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
         if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
             return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
-        limits = await self.ctx.api_ready()
+        limits = self._limits
+        assert limits is not None   # set by ``read``, the only way here
         upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n,
                                          limits.max_upload_bytes, limits.jpeg_quality)
         try:
