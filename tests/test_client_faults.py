@@ -132,6 +132,32 @@ async def test_5xx_that_never_ends_gives_up_with_a_transient_server_error(srv):
     assert srv.counters.submits == 3 and srv.counters.jobs_created == 0
 
 
+async def test_a_503_in_maintenance_is_waited_out_as_its_retry_after_asks(srv):
+    """An API in maintenance (Laravel's ``artisan down``) answers 503 with Retry-After: the client
+    waits that long (in the shared limiter, for every worker), not its short backoff, so a few
+    minutes of maintenance do not use up the attempts and fail the files."""
+    srv.faults.http_5xx = FaultRule(count=2)
+    srv.faults.retry_after_5xx = 30
+    t = FakeTime()
+    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
+        data = png(8)
+        rid = await submit(api, data)
+        assert (await api.wait_for_job(rid, 10)).ok
+        assert api.stats.retries == 2
+    assert t.slept == [30.0, 30.0]  # Retry-After, once per 503
+    assert srv.counters.server_errors == 2 and srv.counters.submits_by_hash == {sha(data): 1}
+
+
+async def test_a_5xx_retry_after_is_capped_like_a_429s(srv):
+    srv.faults.http_5xx = FaultRule(count=1)
+    srv.faults.retry_after_5xx = 3600
+    t = FakeTime()
+    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
+        rid = await submit(api, png(9))
+        assert (await api.wait_for_job(rid, 10)).ok
+    assert t.slept == [FAST.max_retry_after_s]
+
+
 async def test_connection_refused_before_sending_is_retried_and_makes_exactly_one_job():
     with socket.socket() as s:  # a free port with nobody listening yet
         s.bind(("127.0.0.1", 0))

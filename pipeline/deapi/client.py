@@ -6,8 +6,9 @@ What it promises:
   ``{"balance"}`` and ``{"data": {"balance"}}``; both 422 shapes; ``error``/``failed``
   statuses and the many "still waiting" spellings; progress as a number or a string;
   ``inference_types`` as a list or an object; ``info`` as ``[]``; non-JSON (HTML) error pages;
-* retries follow the failure's class (``retry.py``): 429 honours ``Retry-After``, 5xx and
-  connection errors back off with jitter, other 4xx never retry;
+* retries follow the failure's class (``retry.py``): 429 honours ``Retry-After`` (so does a
+  5xx that sends one: a 503 in maintenance), 5xx and connection errors back off with jitter,
+  other 4xx never retry;
 * a submit is resent only when the failure proves the API never saw it (no connection, or
   the request headers were never written - found out with an aiohttp trace hook); if the
   connection drops or times out *after* the request went out, or a gateway answers 504,
@@ -411,8 +412,19 @@ class DeapiClient:
                                status=status, failure_class="fatal")
         if status >= 500:
             shape = "an HTML page" if raw and body is None else "an error"
-            raise E.ServerError(f"the API answered {status} ({shape}: {message or 'no message'}); retried with "
-                                f"backoff", status=status)
+            header = resp.headers.get("Retry-After")
+            if header is None:
+                raise E.ServerError(f"the API answered {status} ({shape}: {message or 'no message'}); retried with "
+                                    f"backoff", status=status)
+            # An API in maintenance (Laravel's ``artisan down``) answers 503 with Retry-After: the
+            # whole endpoint is down, so everyone waits it out, as after a 429 (capped likewise).
+            wait = min(parse_retry_after(header), self.settings.max_retry_after_s)
+            exc = E.ServerError(f"the API answered {status} ({shape}: {message or 'no message'}); retried after "
+                                f"{wait:.0f}s as Retry-After asks", status=status, retry_after=wait)
+            if endpoint is not None:
+                self.limiter.pause(endpoint, wait)
+                exc.waited_in_limiter = True
+            raise exc
         raise E.ValidationError(message or f"HTTP {status}", E.laravel_errors(body), status=status)
 
     # -- the API ------------------------------------------------------------------------------

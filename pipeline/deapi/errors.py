@@ -108,7 +108,13 @@ class NotFoundError(DeapiError):
 
 
 class ServerError(DeapiError):
-    pass
+    """A 5xx (or an answer that makes no sense). ``retry_after``: the answer's ``Retry-After``
+    (a 503 from an API in maintenance says when to come back), else None: backoff alone."""
+
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason, status=status)
+        self.retry_after = retry_after
+        self.waited_in_limiter = False  # True: the shared limiter holds the pause
 
 
 class TransportError(DeapiError):

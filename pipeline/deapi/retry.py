@@ -10,7 +10,9 @@
   (``max_rate_limit_waits``): a busy API is not a broken one, and the shared rate limiter
   already paces everybody after the first 429.
 * ``ServerError`` (5xx, HTML gateway pages) and ``TransportError``: full-jitter exponential
-  backoff (``initial`` doubling up to ``maximum``), at most ``max_attempts`` attempts.
+  backoff (``initial`` doubling up to ``maximum``), at most ``max_attempts`` attempts. A 5xx
+  with ``Retry-After`` (a 503 from an API in maintenance) waits at least that long, capped at
+  ``max_retry_after``: in the shared limiter when the endpoint has one, here otherwise.
 * everything else (other 4xx, ``SubmitOutcomeUnknown``, job failures): no retry.
 
 Whether a *submit* may be retried is decided before an error reaches this module: the client
@@ -78,6 +80,8 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
             # The shared limiter already holds the endpoint paused for everyone: the retry
             # waits there (once), not here as well.
             return 0.0 if exc.waited_in_limiter else rate_limit_wait(exc, policy)
+        if isinstance(exc, E.ServerError) and exc.retry_after is not None and not exc.waited_in_limiter:
+            return max(backoff(state), min(exc.retry_after, policy.max_retry_after))
         return backoff(state)
 
     return wait

@@ -253,6 +253,8 @@ async def _gate(request: web.Request, endpoint: str) -> web.Response | dict[str,
                          "X-RateLimit-Daily-Remaining": "0" if kind == "daily" else "1"})
     if endpoint in f.endpoints and f.http_5xx.fire(st.rng):
         st.counters.server_errors += 1
+        if f.retry_after_5xx:   # a Laravel app in maintenance mode: 503 with Retry-After
+            return gateway_error(503, {"Retry-After": str(f.retry_after_5xx)})
         return gateway_error(st.rng.choice((500, 502, 503)))
     return verdict.headers
 

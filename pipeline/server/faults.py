@@ -80,6 +80,7 @@ class FaultConfig:
     retry_after: int = 1                 # Retry-After of injected 429s (seconds)
     endpoints: tuple[str, ...] = ("submit", "status")  # where http_429 / http_5xx apply
     http_5xx: FaultRule = field(default_factory=FaultRule)       # 500/502/503 with an HTML body
+    retry_after_5xx: int = 0             # > 0: injected 5xx are 503s with this Retry-After (maintenance)
     drop_before_create: FaultRule = field(default_factory=FaultRule)  # submit: close, no job
     drop_after_create: FaultRule = field(default_factory=FaultRule)   # submit: job made, answer lost
     job_error: FaultRule = field(default_factory=FaultRule)      # job ends in status "error"
@@ -136,7 +137,7 @@ class FaultConfig:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{key} must be a non-empty string, not {value!r}")
             return value.strip()
-        # numbers: latency, jitter, retry_after, webhook_delay_s, engine_slots, engine_seconds
+        # numbers: latency, jitter, retry_after(_5xx), webhook_delay_s, engine_slots, engine_seconds
         try:
             number = type(current)(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):

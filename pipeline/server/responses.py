@@ -37,8 +37,8 @@ def too_many(headers: dict[str, str]) -> web.Response:
     return web.json_response({"message": "Too Many Attempts."}, status=429, headers=headers)
 
 
-def gateway_error(status: int) -> web.Response:
+def gateway_error(status: int, headers: dict[str, str] | None = None) -> web.Response:
     title = GATEWAY_PAGES.get(status, f"{status} Error")
     html = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
             f"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
-    return web.Response(status=status, text=html, content_type="text/html")
+    return web.Response(status=status, text=html, content_type="text/html", headers=headers)
