@@ -25,7 +25,8 @@ from pipeline.formats import DEFAULT_OUTPUTS, FORMATS, REQUIRED
 
 
 IMAGE_GLOBS = ("**/*.jpg", "**/*.jpeg", "**/*.png", "**/*.tif", "**/*.tiff", "**/*.gif", "**/*.bmp",
-               "**/*.webp", "**/*.jp2", "**/*.pbm", "**/*.pgm", "**/*.ppm", "**/*.pdf")
+               "**/*.webp", "**/*.jp2", "**/*.jpf", "**/*.jpx", "**/*.j2k", "**/*.pbm", "**/*.pgm", "**/*.ppm",
+               "**/*.pdf")
 
 
 class ConfigError(Exception):

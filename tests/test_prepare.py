@@ -403,6 +403,23 @@ def test_ppm_is_converted(tmp_path):
     assert page.format == "JPEG" and "convert:PPM->JPEG" in page.transforms
 
 
+@pytest.mark.parametrize("name", ["master.jp2", "master.jpf", "master.jpx", "master.j2k"])
+def test_jpeg_2000_masters_are_found_and_converted(tmp_path, name):
+    """JPEG 2000, the format of many archives' masters, in each of its file extensions: found by
+    the default globs, and converted (the API takes no JPEG 2000)."""
+    from pipeline.config import IMAGE_GLOBS
+    from pipeline.inputs.scan import ScanEntry, scan_tree
+
+    (tmp_path / "in").mkdir()
+    p = tmp_path / "in" / name
+    _noise_rgb(300, 200).save(p, "JPEG2000")
+    found = list(scan_tree(tmp_path / "in", include=IMAGE_GLOBS, min_age_s=0))
+    assert [e.rel for e in found if isinstance(e, ScanEntry)] == [name]
+    (page,) = prepare_file(p, LIMITS).pages
+    assert page.format in ("PNG", "JPEG") and any(t.startswith("convert:JPEG2000->") for t in page.transforms)
+    assert _decode(page).size == (300, 200)
+
+
 def test_to_json_has_the_facts_and_no_bytes(tmp_path):
     p = tmp_path / "doc.tif"
     Image.new("L", (300, 200), 255).save(p)
