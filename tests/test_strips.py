@@ -491,13 +491,25 @@ def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
     assert plain_text(text).splitlines() == ["Stock list", "", "1\toak", "2\tash", "3\telm", "4\tyew", "", "End of list"]
 
 
+async def _run_strips_answered(tmp_path: Path, img: Image.Image, regions: list, answers: list[str]) -> None:
+    """Run ``in/`` with a 300 px limit against the ``truth`` engine answering each strip's pixels
+    its text from ``answers`` (txt, json and md out); the run must exit 0."""
+    from pipeline.ocr.truth import register
+
+    for region, answer in zip(regions, answers):
+        register(tmp_path / "truth", img.crop((region.x0, region.y0, region.x1, region.y1)), answer)
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=300, outputs=["txt", "json", "md"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == 0, report
+
+
 async def test_a_strip_ending_in_a_table_is_followed_by_a_blank_line_in_the_md(tmp_path):
     """Markdown's HTML block (a ``<table>``) runs on to the next blank line: strips joined by one
     newline put the next strip's heading and emphasis inside the table's block, shown as raw
     text in the ``md`` output. Each strip is answered its Markdown by the ``truth`` engine (its
     text registered for the strip's pixels), through the real client."""
     from pipeline.formats.markdown import plain_text
-    from pipeline.ocr.truth import register
 
     img = Image.new("L", (700, 560), 255)
     draw = ImageDraw.Draw(img)
@@ -510,17 +522,56 @@ async def test_a_strip_ending_in_a_table_is_followed_by_a_blank_line_in_the_md(t
                "## Burials\n\nSigned **by** the wardens."]
     regions = plan_strips(img, 300)
     assert len(regions) == 2 and all(r.overlap == 0 for r in regions)
-    for region, answer in zip(regions, answers):
-        register(tmp_path / "truth", img.crop((region.x0, region.y0, region.x1, region.y1)), answer)
-    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
-        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=300, outputs=["txt", "json", "md"])
-        code, report, _ = await run_pipeline(cfg, TOKEN)
-    assert code == 0, report
+    await _run_strips_answered(tmp_path, img, regions, answers)
     text, doc = read_result(tmp_path, "page.png")
     assert len(doc["image"]["pages"][0]["strips"]) == 2
     md = (tmp_path / "out" / "page.png.md").read_text(encoding="utf-8")
     assert md == answers[0] + "\n\n" + answers[1] + "\n"           # the heading starts a block of its own
     assert text == plain_text(answers[0] + "\n\n" + answers[1]) == "Roof\t12\nBell\t3\n\nBurials\n\nSigned by the wardens."
+
+
+def _paragraph_page(line_gap: int, paragraph_gap: int, indent: int = 0) -> Image.Image:
+    """Two paragraphs of five lines (``line_gap`` px between them), ``paragraph_gap`` px apart;
+    the second paragraph's first line indented by ``indent`` px."""
+    img = Image.new("L", (700, 2 * 5 * (30 + line_gap) + paragraph_gap + 40), 255)
+    draw = ImageDraw.Draw(img)
+    y = 20
+    for para in range(2):
+        for k in range(5):
+            draw.text((40 + (indent if para and not k else 0), y), f"Paragraph {para} says line {k} here",
+                      font=font(26), fill=0)
+            y += 30 + line_gap
+        y += paragraph_gap - line_gap
+    return img
+
+
+@pytest.mark.parametrize("spacing", ["single", "double"])
+async def test_a_cut_at_a_paragraph_break_keeps_the_blank_line_between_the_paragraphs(tmp_path, spacing):
+    """A strip that begins a paragraph is joined to the one above by a blank line, as the model
+    separates paragraphs within one image: joined by a newline, the two paragraphs ran into one in
+    the ``md`` output (and in the ``.txt``). Double-spaced typescript, whose paragraphs are marked
+    by an indent and whose every line gap is tall, is joined by a newline: a line gap is not a
+    paragraph break. Each strip is answered by the ``truth`` engine, through the real client."""
+    img = _paragraph_page(8, 60) if spacing == "single" else _paragraph_page(34, 34, indent=60)
+    save(img, tmp_path / "in" / "page.png")
+    regions = plan_strips(img, 300)
+    assert len(regions) >= 2 and all(r.overlap == 0 for r in regions)
+    assert [r.paragraph for r in regions[1:]].count(True) == (1 if spacing == "single" else 0), regions
+    answers = [f"Strip {n} first line\nStrip {n} last line" for n in range(len(regions))]
+    await _run_strips_answered(tmp_path, img, regions, answers)
+    expected = answers[0]
+    for region, answer in zip(regions[1:], answers[1:]):
+        expected += ("\n\n" if region.paragraph else "\n") + answer
+    text, _doc = read_result(tmp_path, "page.png")
+    assert (tmp_path / "out" / "page.png.md").read_text(encoding="utf-8") == expected + "\n"
+    assert text == expected
+    assert ("\n\n" in text) == (spacing == "single")
+
+
+def test_a_kept_cut_plan_reads_back_its_paragraph_breaks_and_an_older_plan_has_none():
+    region = Region(0, 300, 700, 600, 0, paragraph=True)
+    assert Region.from_row(region.row()) == region
+    assert Region.from_row([0, 300, 700, 600, 0]) == Region(0, 300, 700, 600)   # kept before paragraph
 
 
 def test_boxes_are_moved_onto_the_page_and_a_seam_keeps_each_line_once():

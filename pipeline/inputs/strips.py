@@ -38,18 +38,23 @@ OVERLAP_FRACTION = 0.15     # share of the limit a seam without a gap overlaps
 MIN_STRIP_FRACTION = 0.5    # a cut without a gap is looked for in the lower half of the window
 MARGIN = 8                  # rows of blank paper kept above a run's first line and below its last
 BREAK_LINES = 0.6           # a blank run this many median line heights tall is a break (strips end there first)
+PARAGRAPH_SPACING = 1.5     # ... and a paragraph break too when it is this many times the run's usual line gap
 
 
 @dataclass(frozen=True)
 class Region:
     """A strip of the page: its box on the upload (pixels) and the rows it shares with the strip
-    above it (``overlap`` > 0 only for a seam cut where no gap was tall enough)."""
+    above it (``overlap`` > 0 only for a seam cut where no gap was tall enough). ``paragraph``:
+    the strip begins after a paragraph break (the cut above it lies in a blank run clearly taller
+    than the lines' usual spacing), so its text is joined to the one above by a blank line, as the
+    model separates paragraphs within one image (a cut between two lines of a paragraph: a newline)."""
 
     x0: int
     y0: int
     x1: int
     y1: int
     overlap: int = 0
+    paragraph: bool = False
 
     @property
     def height(self) -> int:
@@ -64,6 +69,15 @@ class Region:
         if self.overlap:
             out["overlap"] = self.overlap
         return out
+
+    def row(self) -> list[int]:
+        """As the state store keeps a cut plan (``from_row`` reads it back)."""
+        return [self.x0, self.y0, self.x1, self.y1, self.overlap, int(self.paragraph)]
+
+    @classmethod
+    def from_row(cls, row: list[int]) -> "Region":
+        """A kept row; one kept before ``paragraph`` existed has five numbers (no break known)."""
+        return cls(*row[:5], paragraph=bool(row[5]) if len(row) > 5 else False)
 
 
 def plan_strips(image: Image.Image, limit: int) -> list[Region]:
@@ -135,8 +149,10 @@ def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, sp
             if not any(k0 < y0 + (a + b) // 2 < k1 for k0, k1 in keep_whole)]
     total = y1 - y0
     planned = _gap_cuts(rows, gaps, limit, speck)
+    paragraph = _paragraph_gaps(rows, gaps, speck)
     if planned is not None:
-        return [Region(x0, y0 + a, x1, y0 + b) for a, b in zip(planned, planned[1:])]
+        return [Region(x0, y0 + a, x1, y0 + b, paragraph=n > 0 and _in_gap(a, paragraph))
+                for n, (a, b) in enumerate(zip(planned, planned[1:]))]
     out: list[Region] = []
     top, overlap = 0, 0
     while total - top > limit:
@@ -150,7 +166,7 @@ def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, sp
                     break
                 cut = None
         if cut is not None:
-            out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+            out.append(Region(x0, y0 + top, x1, y0 + cut, overlap, paragraph=bool(out) and _in_gap(top, paragraph)))
             top, overlap = cut, 0
             continue
         # no gap: the least inked row in the lower part of the window, then overlap the next strip
@@ -158,11 +174,27 @@ def _cut_run(ink: np.ndarray, x0: int, x1: int, y0: int, y1: int, limit: int, sp
         cut = lo + int(np.argmin(rows[lo:end]))
         if cut <= top:
             cut = end
-        out.append(Region(x0, y0 + top, x1, y0 + cut, overlap))
+        out.append(Region(x0, y0 + top, x1, y0 + cut, overlap, paragraph=bool(out) and _in_gap(top, paragraph)))
         overlap = min(int(limit * OVERLAP_FRACTION), cut - top - 1)
         top = cut - overlap
-    out.append(Region(x0, y0 + top, x1, y1, overlap))
+    out.append(Region(x0, y0 + top, x1, y1, overlap, paragraph=bool(out) and not overlap and _in_gap(top, paragraph)))
     return out
+
+
+def _paragraph_gaps(rows: np.ndarray, gaps: list[tuple[int, int]], speck: int) -> list[tuple[int, int]]:
+    """The blank runs between paragraphs: at least ``BREAK_LINES`` median line heights tall and
+    ``PARAGRAPH_SPACING`` times the median blank run between lines (double-spaced typescript has
+    tall line gaps everywhere and paragraphs marked by an indent: no break is taken from those)."""
+    inner = [(a, b) for a, b in gaps if a > 0 and b < len(rows)]
+    lines = [b - a for a, b in true_runs(rows > speck)]
+    if not inner or not lines:
+        return []
+    tall = max(BREAK_LINES * float(np.median(lines)), PARAGRAPH_SPACING * float(np.median([b - a for a, b in inner])))
+    return [(a, b) for a, b in inner if b - a >= tall]
+
+
+def _in_gap(y: int, gaps: list[tuple[int, int]]) -> bool:
+    return any(a <= y <= b for a, b in gaps)
 
 
 def _gap_cuts(rows: np.ndarray, gaps: list[tuple[int, int]], limit: int, speck: int) -> list[int] | None:

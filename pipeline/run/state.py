@@ -366,7 +366,8 @@ class StateStore:
 
     def cut_plan(self, strip_key: str) -> list[list[int]] | None:
         """The strips a page (or a refused strip) was cut into when ``strip_key`` was begun, as
-        ``[x0, y0, x1, y1, overlap]`` rows; ``None`` for a key begun before plans were kept."""
+        ``[x0, y0, x1, y1, overlap, paragraph]`` rows (``Region.row``; five numbers when kept
+        before ``paragraph``); ``None`` for a key begun before plans were kept."""
         value = self._meta(f"cut:{strip_key}")
         return json.loads(value) if value is not None else None
 

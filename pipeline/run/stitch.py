@@ -178,7 +178,7 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         else:
             for m in uppers:
                 lines[m], lines[n] = _seam_across(lines[m], lines[n])
-    return _joined(["\n".join(ls) for ls in lines if ls]), None
+    return _joined([("\n".join(ls), pieces[n].region.paragraph) for n, ls in enumerate(lines) if ls]), None
 
 
 def _seams(regions: list[Region]) -> dict[int, list[int]]:
@@ -249,14 +249,16 @@ def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[st
 _BLOCK_END = re.compile(r"</table\s*>\s*$", re.I)
 
 
-def _joined(texts: list[str]) -> str:
+def _joined(texts: list[tuple[str, bool]]) -> str:
     """The strips' texts in reading order, joined by a newline (a strip may end inside a
-    paragraph), but by a blank line after a strip that ends with an HTML table: in Markdown such
-    a block runs on to the next blank line, so the next strip's heading, emphasis or list was
-    shown as raw text inside it (the ``md`` output; the plain text does not change)."""
+    paragraph), but by a blank line where the strip begins after a paragraph break (``Region.
+    paragraph``: in Markdown, and in the ``.txt``, a newline alone ran the two paragraphs into
+    one), or after a strip that ends with an HTML table: in Markdown such a block runs on to the
+    next blank line, so the next strip's heading, emphasis or list was shown as raw text inside
+    it."""
     out = ""
-    for text in texts:
-        out += ("\n\n" if _BLOCK_END.search(out) else "\n") + text if out else text
+    for text, paragraph in texts:
+        out += ("\n\n" if paragraph or _BLOCK_END.search(out) else "\n") + text if out else text
     return out
 
 

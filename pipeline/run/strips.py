@@ -150,7 +150,7 @@ def _left_in(state: Any, key: str, kept: list[list[int]]) -> tuple[list[tuple[in
     stored = state.get_pages(key)
     sizes: list[tuple[int, int]] = []
     collect = 0
-    for n, (x0, y0, x1, y1, _overlap) in enumerate(kept):
+    for n, (x0, y0, x1, y1, *_overlap_paragraph) in enumerate(kept):
         finer_keys = state.strip_keys(f"{key}/s{n}h")
         finer_kept = state.cut_plan(finer_keys[0]) if finer_keys else None
         rec = stored.get(n)
@@ -287,15 +287,16 @@ class StripReader:
 
         kept = None if self.ctx.force else self.state.cut_plan(key)   # --force cuts afresh
         if kept is not None:
-            return [Region(*row) for row in kept]
+            return [Region.from_row(row) for row in kept]
         if within is None:
             regions = await asyncio.to_thread(plan_strips, image, limit)
         else:
             crop = image.crop((within.x0, within.y0, within.x1, within.y1))
             subs = await asyncio.to_thread(plan_strips, crop, limit)
             regions = [Region(within.x0 + r.x0, within.y0 + r.y0, within.x0 + r.x1, within.y0 + r.y1,
-                              r.overlap if r.y0 > 0 else within.overlap) for r in subs]
-        self.state.keep_cut_plan(key, [[r.x0, r.y0, r.x1, r.y1, r.overlap] for r in regions])
+                              r.overlap if r.y0 > 0 else within.overlap,
+                              r.paragraph if r.y0 > 0 else within.paragraph) for r in subs]
+        self.state.keep_cut_plan(key, [r.row() for r in regions])
         return regions
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
