@@ -205,6 +205,48 @@ async def test_alto_added_to_a_done_text_only_tree_is_placed_without_an_api_call
         assert matched_fraction(flat_truth(pages), alto_words(tmp_path / "out" / f"{rel}.alto.xml"), scale=scale) >= 0.95
 
 
+async def test_a_placement_whose_worker_died_is_reported_and_placed_again_when_rewritten(tmp_path, monkeypatch):
+    """A geometry worker killed mid-page (the OOM killer's way) costs the page its positions, not
+    the run; the run report says which page and why (it said nothing: the ALTO just had no
+    positions), and the placement is tried again when the ALTO is written again (no API call)."""
+    from pipeline.config import load_config
+    from pipeline.run.audit import verify
+    from pipeline.run.state import StateStore
+
+    inputs = {rel: v for rel, v in make_inputs(tmp_path / "in").items() if rel == "turned.jpg"}
+    for extra in ("pages.tif", "wide.png", "columns.png", "page.pdf"):
+        (tmp_path / "in" / extra).unlink()
+    register_truth(tmp_path / "truth", tmp_path / "in", inputs)
+    out = tmp_path / "out"
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="text", outputs=["txt", "json", "alto"])
+        monkeypatch.setenv("PIPELINE_CRASHPOINT", "in_placement:1")   # read by the spawned worker
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        monkeypatch.delenv("PIPELINE_CRASHPOINT")
+        assert code == ExitCode.OK, report
+        page = json.loads((out / "turned.jpg.json").read_text())["pages"][0]
+        assert "died" in page["placed"]["error"] and page["positions"] is False
+        assert [n["path"] for n in report["output_notes"]] == ["turned.jpg"]
+        assert "page 1: its words could not be placed" in report["output_notes"][0]["note"]
+        assert all(w[2] is None for w in alto_words(out / "turned.jpg.alto.xml"))
+        jobs = srv.counters.jobs_created
+        (out / "turned.jpg.alto.xml").unlink()   # as the note says: delete, verify --requeue, rerun
+        config = load_config(cfg)
+        state = StateStore(config.state_file)
+        try:
+            assert verify(config, state, requeue=True).regenerate == 1
+        finally:
+            state.close()
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK and report["output_notes"] == [], report
+        assert srv.counters.jobs_created == jobs
+    page = json.loads((out / "turned.jpg.json").read_text())["pages"][0]
+    assert "error" not in page["placed"] and "positions" not in page
+    pages, _ = inputs["turned.jpg"]
+    assert page["placed"]["placed"] == len(pages[0][1])
+    assert matched_fraction(flat_truth(pages), alto_words(out / "turned.jpg.alto.xml")) >= 0.95
+
+
 def _scribe_page(root, name: str, corrupt: float = 0.0):
     """(answered words, placed words, truth boxes) of one scribe scan, its truth text as the
     answer (``corrupt``: that share of its characters replaced)."""

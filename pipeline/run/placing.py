@@ -11,6 +11,11 @@ one.
 
 ``needs_placement`` says which pages want it: ALTO, hOCR or PDF configured, an OCR page (not a
 PDF text-layer page) whose answer carries no line boxes. Pages whose answer has boxes keep them.
+
+A placement that fails (an odd page, a worker killed by the kernel's OOM killer) costs the page
+its positions, not the run: it is recorded in the ``.json`` with its ``error``, named in the run
+report's ``output_notes`` (``placement_notes``), and tried again whenever the file's ALTO, hOCR or
+PDF are written again from the stored ``.json`` (delete them, ``verify --requeue``, run: no API call).
 """
 
 from __future__ import annotations
@@ -26,11 +31,35 @@ from pipeline.formats import NEEDS_BOXES
 from pipeline.formats.model import has_positions
 from pipeline.inputs.pages import PageFailed
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
+from pipeline.run.crashpoints import crashpoint
 
 
 def needs_placement(outputs: Sequence[str], text_source: str, structured: Any, text: str) -> bool:
     return (any(n in NEEDS_BOXES for n in outputs) and text_source != "text_layer"
             and not has_positions(structured) and bool(text.strip()))
+
+
+def failed_placement(placed: Any) -> bool:
+    """A page's ``placed`` record says its placement failed (it is tried again)."""
+    return isinstance(placed, dict) and bool(placed.get("error"))
+
+
+def placement_notes(document: dict, names: Sequence[str]) -> list[str]:
+    """For the run report: each page of ``document`` whose words could not be placed, when
+    ``names`` (the outputs being written) include one that needs positions."""
+    if not any(n in NEEDS_BOXES for n in names):
+        return []
+    return [f"page {int(page.get('index', 0)) + 1}: its words could not be placed ({page['placed']['error']}); "
+            f"ALTO, hOCR and PDF carry its text without positions (to try again, no API call: delete "
+            f"them, run `pipeline verify --requeue`, then run)"
+            for page in document.get("pages") or [] if failed_placement(page.get("placed"))]
+
+
+def _place_in_worker(data: bytes, text: str, method: str, language: str | None) -> dict[str, Any]:
+    from pipeline.ocr.placement import place_upload  # numpy and OpenCV: loaded in the worker
+
+    crashpoint("in_placement")   # tests: a worker killed mid-page (PIPELINE_CRASHPOINT)
+    return place_upload(data, text, method, language)
 
 
 def _init_worker() -> None:
@@ -62,11 +91,9 @@ class Placer:
         """The page's record; when placement fails, one that says why (the page is then
         written without positions, as for any answer without boxes). ``language``: the file's
         ``api.language``, which the recognition pass of ``read`` reads with."""
-        from pipeline.ocr.placement import place_upload  # numpy and OpenCV: loaded when a page first needs it
-
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool(), place_upload, data, text, self.method, language)
+            return await loop.run_in_executor(self._pool(), _place_in_worker, data, text, self.method, language)
         except BrokenProcessPool:
             self._executor = None  # a dead worker costs this page its positions, not the run
             reason = "the geometry worker process died (crash or out of memory)"
@@ -85,7 +112,8 @@ async def place_missing(pages: list, outputs: Sequence[str], open_source, make_p
     """Place the ``pages`` (``process.PageResult``) that need it and have no placement: their
     source is opened (``open_source()``), each page made again (``make_page(source, index)``)
     and placed (``place(data, page)``) only if it comes out the size that was sent."""
-    missing = [p for p in pages if p.placed is None and needs_placement(outputs, p.text_source, p.structured, p.text)]
+    missing = [p for p in pages if (p.placed is None or failed_placement(p.placed))
+               and needs_placement(outputs, p.text_source, p.structured, p.text)]
     if not missing:
         return
     try:
@@ -134,8 +162,9 @@ def record_placements(document: dict, pages: list, outputs: Sequence[str]) -> bo
     first run with ``outputs`` would have written it; True when the ``.json`` changed."""
     changed = False
     for doc_page, p in zip(document.get("pages") or [], pages):
-        if p.placed and not doc_page.get("placed"):
-            doc_page["placed"] = p.placed
+        if p.placed and p.placed != doc_page.get("placed") and (
+                not doc_page.get("placed") or failed_placement(doc_page["placed"])):
+            doc_page["placed"] = p.placed   # new, or a failed one tried again
             changed = True
         if without_positions(outputs, p):
             changed |= doc_page.get("positions") is not False

@@ -39,7 +39,7 @@ from pipeline.config import Config
 from pipeline.run.crashpoints import crashpoint
 from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
-                                  record_placements, without_positions)
+                                  placement_notes, record_placements, without_positions)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
@@ -155,6 +155,7 @@ class RunContext:
         try:
             return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
         finally:
+            notes += placement_notes(document, names)
             self.output_notes += [{"path": rel, "note": n} for n in notes]
     placer: Any | None = None                # placing.Placer: word positions for text-only answers
     strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
