@@ -187,10 +187,13 @@ class StripReader:
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
         self._limits = limits = await self.ctx.api_ready()
         limit = current_limit(self.ctx.config, state, limits.max_height)
-        # a page already sent whole (request id recorded, or its POST's outcome unknown) is
-        # re-attached whole, never cut and paid again, whatever the limit is now
-        in_flight = stored is not None and stored.state in ("submitted", "submitting")
-        if not begun and not refused and (limit is None or page.height <= limit or in_flight):
+        # a page already sent whole (read: its answer stored; request id recorded; or its POST's
+        # outcome unknown) is taken or re-attached whole, never cut and paid again, whatever the
+        # limit is now (a page read whole whose facts a kill or a stop kept from being recorded
+        # was cut at a limit learned since, and every strip paid again)
+        sent_whole = stored is not None and (stored.state in ("submitted", "submitting")
+                                             or (stored.state == "done" and stored.result_text is not None))
+        if not begun and not refused and (limit is None or page.height <= limit or sent_whole):
             try:
                 return await self.proc._page(self.entry, self.key, page, stored)
             except FileFailure as exc:
