@@ -146,25 +146,27 @@ async def test_a_page_read_whole_is_not_cut_and_paid_again_when_the_limit_fell_b
 
 # -- a page begun in strips ------------------------------------------------------------------------
 
-CASES = [   # (crash point, limit in run 1, what changed before the rerun, transport)
-    ("before_submit:3", SERVER_LIMIT, "config", "polling"),
-    ("after_submit:2", SERVER_LIMIT, "learned", "polling"),
-    ("after_poll:3", 600, "raised", "polling"),
-    ("page_read:1", SERVER_LIMIT, "learned", "polling"),
-    ("after_submit:3", SERVER_LIMIT, "config", "webhook"),
-    ("after_submit:10", None, "config", "polling"),    # learning: whole pages and strips refused, cut finer
-    ("after_submit:7", None, "learned", "webhook"),
+CASES = [   # (crash point, limit in run 1, what changed before the rerun, transport, input)
+    ("before_submit:3", SERVER_LIMIT, "config", "polling", "png"),
+    ("after_submit:2", SERVER_LIMIT, "learned", "polling", "png"),
+    ("after_poll:3", 600, "raised", "polling", "png"),
+    ("page_read:1", SERVER_LIMIT, "learned", "polling", "png"),
+    ("after_submit:3", SERVER_LIMIT, "config", "webhook", "png"),
+    ("after_submit:2", SERVER_LIMIT, "config", "polling", "pdf"),
+    ("after_submit:10", None, "config", "polling", "png"),    # learning: whole pages and strips refused, cut finer
+    ("after_submit:7", None, "learned", "webhook", "png"),
 ]
 
 
-@pytest.mark.parametrize("point,first,change,transport", CASES)
+@pytest.mark.parametrize("point,first,change,transport,kind", CASES)
 async def test_a_page_begun_in_strips_keeps_its_cut_and_pays_no_strip_twice_when_the_limit_moved(
-        tmp_path, point, first, change, transport):
-    names = [put_page(tall_page(f"File {n}"), tmp_path / "in", f"p{n}", "png") for n in range(2)]
+        tmp_path, point, first, change, transport, kind):
+    names = [put_page(tall_page(f"File {n}"), tmp_path / "in", f"p{n}", kind) for n in range(2)]
     ledger = Ledger()
 
     def config(srv, limit):
-        kw = {"concurrency__jobs_in_flight": 2, **({"api__max_input_height": limit} if limit else {})}
+        kw = {"concurrency__jobs_in_flight": 2, "pdf__dpi": 300, "pdf__text_layer": "ocr",
+              **({"api__max_input_height": limit} if limit else {})}
         if transport == "webhook":
             return webhook_config(tmp_path, srv, wait_s=2.0, **kw)
         return write_config(tmp_path, srv.base_url, **kw)
@@ -203,3 +205,84 @@ async def test_a_page_begun_in_strips_keeps_its_cut_and_pays_no_strip_twice_when
         assert code != ExitCode.OK and ", 1 problems" in out and "c.png: source file is gone" in out, out
     else:
         assert code == ExitCode.OK, out
+
+
+# -- a refusal not yet recorded, a cut begun with no strip sent ---------------------------------
+
+@pytest.mark.parametrize("point", ["after_submit:1", "refused:1"])
+async def test_a_refusal_the_kill_kept_from_being_recorded_or_learned_costs_no_upload_twice(tmp_path, point):
+    """Killed with the whole page submitted and refused by the server, the client not yet told
+    (``after_submit``), or told and the refusal on the page's row but no limit learned from it
+    (``refused``); the configured limit is lowered before the rerun. The rerun collects the
+    refusal (or takes the recorded one), cuts the page once, and sends the whole page no more."""
+    names = [put_page(tall_page(f"Refused {n}"), tmp_path / "in", f"r{n}", "png") for n in range(2)]
+    ledger = Ledger()
+    async with limited() as srv:
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=2)
+        code, out = await run_cli("run", str(cfg), crashpoint=point)
+        assert code == -signal.SIGKILL, out
+        ledger.killed(tmp_path)
+        assert learned(tmp_path) is None   # nothing learned before the kill
+        code, out = await run_cli("run", str(write_config(tmp_path, srv.base_url, api__max_input_height=500)))
+        assert code == ExitCode.OK, out
+        assert ledger.overpaid(srv.counters.submits_by_hash) == {}
+        read = {name: strips_of(tmp_path, name) for name in names}
+        assert ledger.unread(srv, sum(len(recs) for recs, _ in read.values())) <= 0, read
+    assert all(recs and all(r["height"] <= 500 for r in recs) for recs, _ in read.values())
+
+
+async def test_a_cut_kept_with_no_strip_sent_is_cut_again_at_the_lower_limit_and_paid_once(tmp_path):
+    """One job slot: killed when the first page's first strip was sent, the second page's cut was
+    kept and none of its strips sent (they waited for the slot). With the limit lowered, the
+    rerun may cut that page afresh (nothing of it was paid), keeps the first page's cut, and
+    pays for each strip once."""
+    names = [put_page(tall_page(f"Waiting {n}"), tmp_path / "in", f"w{n}", "png") for n in range(2)]
+    ledger = Ledger()
+    async with limited() as srv:
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=1, api__max_input_height=SERVER_LIMIT)
+        code, out = await run_cli("run", str(cfg), crashpoint="after_submit:1")
+        assert code == -signal.SIGKILL, out
+        ledger.killed(tmp_path)
+        kept = {k.split(":", 1)[1] for (k,) in state_rows(tmp_path, "SELECT key FROM meta WHERE key LIKE 'cut:%'")}
+        sent = {k for (k,) in state_rows(tmp_path, "SELECT DISTINCT work_key FROM pages")}
+        assert kept & sent and kept - sent, (kept, sent)   # one page begun, one cut with nothing sent
+        code, out = await run_cli("run", str(write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=1,
+                                                          api__max_input_height=500)))
+        assert code == ExitCode.OK, out
+        assert ledger.overpaid(srv.counters.submits_by_hash) == {}
+        read = {name: strips_of(tmp_path, name) for name in names}
+        assert ledger.unread(srv, sum(len(recs) for recs, _ in read.values())) <= 0, read
+    assert sorted(limit for _, limit in read.values()) == [500, SERVER_LIMIT]
+
+
+# -- --force ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("point", ["before_submit:1", "after_submit:1"])
+async def test_a_forced_run_killed_early_is_resumed_in_its_own_cut_not_the_earlier_one(tmp_path, point):
+    """Done at 850 px, then ``--force`` with the limit at 500, killed at its first strip (intent
+    written; sent or not). The rerun (no --force) finishes the forced redo in the cut it began
+    (500), once, and does not go back to the earlier cut, whose stored answers are gone."""
+    names = [put_page(tall_page(f"Forced {n}"), tmp_path / "in", f"f{n}", "png") for n in range(2)]
+    async with limited() as srv:
+        code, report, _ = await run_pipeline(write_config(tmp_path, srv.base_url, api__max_input_height=SERVER_LIMIT),
+                                             TOKEN)
+        assert code == ExitCode.OK, report
+        first = Counter(srv.counters.submits_by_hash)
+        done_before = srv.counters.jobs_done
+        cfg = write_config(tmp_path, srv.base_url, concurrency__jobs_in_flight=2, api__max_input_height=500)
+        code, out = await run_cli("run", str(cfg), "--force", crashpoint=point)
+        assert code == -signal.SIGKILL, out
+        ledger = Ledger()
+        ledger.killed(tmp_path)
+        forced = {k.split("#")[0] for (k,) in state_rows(tmp_path, "SELECT work_key FROM pages WHERE work_key LIKE '%#p0h500'")}
+        assert forced, "the forced cut was not begun before the kill"
+        code, out = await run_cli("run", str(cfg))
+        assert code == ExitCode.OK, out
+        since = Counter({sha: n - first[sha] for sha, n in srv.counters.submits_by_hash.items() if n > first[sha]})
+        assert ledger.overpaid(since) == {}
+        read = {name: strips_of(tmp_path, name) for name in names}
+        redone = sum(len(recs) for recs, _ in read.values())
+        dup = sum(max(0, since[sha] - 1) for sha in ledger.allowed)
+        assert srv.counters.jobs_done - done_before - dup <= redone, (srv.counters.jobs_done, done_before, read)
+    work = dict(state_rows(tmp_path, "SELECT rel, work_key FROM files"))
+    assert {name for name in names if read[name][1] == 500} >= {name for name in names if work[name] in forced}

@@ -8,6 +8,8 @@ of one refused strip ``n`` lives under ``<strip key>/s<n>h<limit>``. So:
 * every strip's intent and request id are written ahead, like any page's; a crash at any moment
   pays for no strip twice, and a rerun re-attaches submitted strips and takes done ones as they
   are (a partly done page resumes with its missing strips only);
+* a page read whole (its answer stored) or sent whole (its request id, or an unknown outcome) is
+  taken or re-attached whole, never cut and paid again at a limit learned since;
 * the cut is a pure function of the page's pixels and the limit, and a rerun takes the limit from
   the strip keys already begun for the page (``StateStore.strip_keys``), not from today's limit,
   so it cuts the same strips again, whatever was learned meanwhile;
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, encode_unscaled
+from pipeline.run.crashpoints import crashpoint
 from pipeline.run.stitch import Piece, stitch
 
 if TYPE_CHECKING:
@@ -302,6 +305,7 @@ class StripReader:
         return regions
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
+        crashpoint("refused")   # the refusal is on the page's row, the limit not yet learned from it
         learned = finer(height, limit)
         self.state.learn_height(self.ctx.config.api.model, learned)
         self.stats.refused_jobs += 1
