@@ -13,7 +13,7 @@ paid whole and again in strips (a different upload, so counted by jobs).
 
 from __future__ import annotations
 
-import json
+import random
 import signal
 import sqlite3
 from collections import Counter
@@ -53,8 +53,16 @@ def put_page(img: Image.Image, folder: Path, stem: str, kind: str) -> str:
     return f"{stem}.{kind}"
 
 
+WORDS = ("archive", "ledger", "parish", "record", "deed", "folio", "index", "census", "charter", "roll",
+         "estate", "tithe", "survey", "map", "letter", "minute", "court", "will", "grant", "lease")
+
+
 def tall_page(tag: str, height: int = 2000) -> Image.Image:
-    return lined_page(size=(800, height), pitch=60, size_pt=28, words=f"{tag} line {{n}} words here")[0]
+    """Lines of words drawn at random for ``tag``: no two pages share a strip's pixels, not even a
+    column of one (the same upload twice would be two pages, not one paid twice)."""
+    rnd = random.Random(tag)
+    return lined_page(size=(800, height), pitch=60, size_pt=28,
+                      words=lambda n: " ".join([tag, *rnd.choices(WORDS, k=3)]))[0]
 
 
 class Ledger:
@@ -209,12 +217,13 @@ async def test_a_page_begun_in_strips_keeps_its_cut_and_pays_no_strip_twice_when
 
 # -- a refusal not yet recorded, a cut begun with no strip sent ---------------------------------
 
-@pytest.mark.parametrize("point", ["after_submit:1", "refused:1"])
+@pytest.mark.parametrize("point", ["after_submit:1", "refused:1", "refused:3"])
 async def test_a_refusal_the_kill_kept_from_being_recorded_or_learned_costs_no_upload_twice(tmp_path, point):
     """Killed with the whole page submitted and refused by the server, the client not yet told
     (``after_submit``), or told and the refusal on the page's row but no limit learned from it
-    (``refused``); the configured limit is lowered before the rerun. The rerun collects the
-    refusal (or takes the recorded one), cuts the page once, and sends the whole page no more."""
+    (``refused:1``; ``refused:3``: a strip's refusal, after the two whole pages'); the configured
+    limit is lowered before the rerun. The rerun collects the refusal (or takes the recorded one),
+    cuts the page (or the strip) once, and sends the refused upload no more."""
     names = [put_page(tall_page(f"Refused {n}"), tmp_path / "in", f"r{n}", "png") for n in range(2)]
     ledger = Ledger()
     async with limited() as srv:
@@ -222,13 +231,17 @@ async def test_a_refusal_the_kill_kept_from_being_recorded_or_learned_costs_no_u
         code, out = await run_cli("run", str(cfg), crashpoint=point)
         assert code == -signal.SIGKILL, out
         ledger.killed(tmp_path)
-        assert learned(tmp_path) is None   # nothing learned before the kill
+        if point == "refused:3":   # a strip refused and recorded, no finer cut begun
+            assert state_rows(tmp_path, "SELECT 1 FROM pages WHERE work_key LIKE '%#p0h%' AND error_code=?",
+                              "INPUT_TOO_LARGE")
+        else:
+            assert learned(tmp_path) is None   # nothing learned before the kill
         code, out = await run_cli("run", str(write_config(tmp_path, srv.base_url, api__max_input_height=500)))
         assert code == ExitCode.OK, out
         assert ledger.overpaid(srv.counters.submits_by_hash) == {}
         read = {name: strips_of(tmp_path, name) for name in names}
         assert ledger.unread(srv, sum(len(recs) for recs, _ in read.values())) <= 0, read
-    assert all(recs and all(r["height"] <= 500 for r in recs) for recs, _ in read.values())
+    assert all(recs and all(r["height"] <= SERVER_LIMIT for r in recs) for recs, _ in read.values())
 
 
 async def test_a_cut_kept_with_no_strip_sent_is_cut_again_at_the_lower_limit_and_paid_once(tmp_path):
