@@ -223,7 +223,10 @@ async def test_a_refusal_the_kill_kept_from_being_recorded_or_learned_costs_no_u
     (``after_submit``), or told and the refusal on the page's row but no limit learned from it
     (``refused:1``; ``refused:3``: a strip's refusal, after the two whole pages'); the configured
     limit is lowered before the rerun. The rerun collects the refusal (or takes the recorded one),
-    cuts the page (or the strip) once, and sends the refused upload no more."""
+    cuts the page (or the strip) once, and sends the refused upload no more. A whole page refused
+    says only that its own height was too much: the page is cut at the configured limit, and the
+    limit learned from it is 0.75 of its height; before, both were 0.75 of the limit set since
+    (375 px: every later page cut in a third more strips)."""
     names = [put_page(tall_page(f"Refused {n}"), tmp_path / "in", f"r{n}", "png") for n in range(2)]
     ledger = Ledger()
     async with limited() as srv:
@@ -236,12 +239,18 @@ async def test_a_refusal_the_kill_kept_from_being_recorded_or_learned_costs_no_u
                               "INPUT_TOO_LARGE")
         else:
             assert learned(tmp_path) is None   # nothing learned before the kill
+        begun = {k.split("#")[0]: int(k.rsplit("h", 1)[1]) for (k,) in state_rows(
+            tmp_path, "SELECT DISTINCT work_key FROM pages WHERE work_key LIKE '%#p0h%' AND work_key NOT LIKE '%/%'")}
         code, out = await run_cli("run", str(write_config(tmp_path, srv.base_url, api__max_input_height=500)))
         assert code == ExitCode.OK, out
         assert ledger.overpaid(srv.counters.submits_by_hash) == {}
         read = {name: strips_of(tmp_path, name) for name in names}
         assert ledger.unread(srv, sum(len(recs) for recs, _ in read.values())) <= 0, read
     assert all(recs and all(r["height"] <= SERVER_LIMIT for r in recs) for recs, _ in read.values())
+    work = dict(state_rows(tmp_path, "SELECT rel, work_key FROM files"))
+    assert {name: limit for name, (_, limit) in read.items()} == {name: begun.get(work[name], 500) for name in names}
+    if point != "refused:3":   # (there, a strip in flight at the kill is refused on the rerun: 0.75 of its height)
+        assert learned(tmp_path) == 1500   # 0.75 x the whole page's 2000 px, not 0.75 x 500
 
 
 async def test_a_cut_kept_with_no_strip_sent_is_cut_again_at_the_lower_limit_and_paid_once(tmp_path):

@@ -202,15 +202,15 @@ class StripReader:
             except FileFailure as exc:
                 if exc.code not in REFUSALS:
                     raise
-                self._refused(page.height, exc.code, limit)
+                self._refused(page.height, exc.code, None)
                 refused = True
         if begun:
             strip_key = begun[0]
             limit = int(strip_key.rsplit("h", 1)[1])
         else:
-            if refused:
+            if refused:   # the whole page was too tall: that says nothing of a limit set since it was sent
                 limit = min(current_limit(self.ctx.config, state, limits.max_height) or page.height,
-                            finer(page.height, limit))
+                            finer(page.height, None))
             strip_key = f"{self.key}#p{page.page_index}h{limit}"
         try:
             self._image = await asyncio.to_thread(decode, page)
