@@ -7,8 +7,9 @@ whatever the limit is now. Each test kills the real CLI (``kill -9`` at a named 
 then changes what a fresh cut would be (the configured limit lowered or raised, a lower limit
 learned from another page's refusal, ``--force``), reruns, and counts the server's jobs by the
 bytes uploaded (``counters.submits_by_hash``): no upload twice, but one whose POST was in flight at
-a kill (intent written, no request id: it may or may not have reached the server); and no page
-paid whole and again in strips (a different upload, so counted by jobs).
+a kill (intent written, no request id: it may or may not have reached the server); and no job
+done whose answer is not in the outputs (a page cut again sends new uploads, each once: only the
+count of jobs done against strips read sees it, ``Ledger.unread``).
 """
 
 from __future__ import annotations
