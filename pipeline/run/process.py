@@ -495,6 +495,7 @@ class FileProcessor:
             return PageResult(item.page_index, item.text, None, None, 0, text_source="text_layer", facts=facts)
         result = await StripReader(self, entry, key, item).read(stored)  # whole, or in strips when too tall
         result.facts = {**item.to_json(), **(result.facts or {})}
+        crashpoint("page_read")   # its text is stored, its facts not yet (placement may take a while)
         result.placed = await self._place(item.data, result, entry)  # the whole page's geometry, strips or not
         state.page_facts(key, item.page_index, result.facts)
         self.ctx.page_read()

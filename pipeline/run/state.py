@@ -348,11 +348,19 @@ class StateStore:
     # -- strips of pages too tall for the model (pipeline.run.strips) --------------------------
 
     def strip_keys(self, prefix: str) -> list[str]:
-        """The strip work keys begun under ``prefix`` (one per cut limit tried), most recent first;
-        a key with a ``/`` after the prefix belongs to a finer cut of one strip, not listed."""
+        """The strip work keys begun under ``prefix`` (one per cut limit tried), the one to resume
+        first; a key with a ``/`` after the prefix belongs to a finer cut of one strip, not listed.
+
+        Two keys for one page come only from ``--force`` cutting a done page afresh at another
+        limit. The one to resume is the unfinished one: its cut still kept (``compact_work`` drops
+        a finished page's cuts with its stored texts), else the one begun last (its first row
+        inserted last: a strip's intent has no time yet, and a forced cut killed before any
+        request id came back lost to the old, finished cut, whose strips were all sent again
+        while the forced strip in flight was neither resent nor counted a possible duplicate)."""
         rows = self._db.execute(   # a range on the primary key: an index seek, not a scan of every page
-            "SELECT work_key, MAX(COALESCE(submitted_at, finished_at, 0)) AS at FROM pages "
-            "WHERE work_key >= ? AND work_key < ? GROUP BY work_key ORDER BY at DESC",
+            "SELECT work_key, MAX(rowid) AS last, "
+            "EXISTS(SELECT 1 FROM meta WHERE meta.key = 'cut:' || work_key) AS kept FROM pages "
+            "WHERE work_key >= ? AND work_key < ? GROUP BY work_key ORDER BY kept DESC, last DESC",
             _prefix_range(prefix)).fetchall()
         return [r[0] for r in rows if "/" not in r[0][len(prefix):]]
 

@@ -8,6 +8,8 @@ of one refused strip ``n`` lives under ``<strip key>/s<n>h<limit>``. So:
 * every strip's intent and request id are written ahead, like any page's; a crash at any moment
   pays for no strip twice, and a rerun re-attaches submitted strips and takes done ones as they
   are (a partly done page resumes with its missing strips only);
+* a page read whole (its answer stored) or sent whole (its request id, or an unknown outcome) is
+  taken or re-attached whole, never cut and paid again at a limit learned since;
 * the cut is a pure function of the page's pixels and the limit, and a rerun takes the limit from
   the strip keys already begun for the page (``StateStore.strip_keys``), not from today's limit,
   so it cuts the same strips again, whatever was learned meanwhile;
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, encode_unscaled
+from pipeline.run.crashpoints import crashpoint
 from pipeline.run.stitch import Piece, stitch
 
 if TYPE_CHECKING:
@@ -187,24 +190,27 @@ class StripReader:
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
         self._limits = limits = await self.ctx.api_ready()
         limit = current_limit(self.ctx.config, state, limits.max_height)
-        # a page already sent whole (request id recorded, or its POST's outcome unknown) is
-        # re-attached whole, never cut and paid again, whatever the limit is now
-        in_flight = stored is not None and stored.state in ("submitted", "submitting")
-        if not begun and not refused and (limit is None or page.height <= limit or in_flight):
+        # a page already sent whole (read: its answer stored; request id recorded; or its POST's
+        # outcome unknown) is taken or re-attached whole, never cut and paid again, whatever the
+        # limit is now (a page read whole whose facts a kill or a stop kept from being recorded
+        # was cut at a limit learned since, and every strip paid again)
+        sent_whole = stored is not None and (stored.state in ("submitted", "submitting")
+                                             or (stored.state == "done" and stored.result_text is not None))
+        if not begun and not refused and (limit is None or page.height <= limit or sent_whole):
             try:
                 return await self.proc._page(self.entry, self.key, page, stored)
             except FileFailure as exc:
                 if exc.code not in REFUSALS:
                     raise
-                self._refused(page.height, exc.code, limit)
+                self._refused(page.height, exc.code, None)
                 refused = True
         if begun:
             strip_key = begun[0]
             limit = int(strip_key.rsplit("h", 1)[1])
         else:
-            if refused:
+            if refused:   # the whole page was too tall: that says nothing of a limit set since it was sent
                 limit = min(current_limit(self.ctx.config, state, limits.max_height) or page.height,
-                            finer(page.height, limit))
+                            finer(page.height, None))
             strip_key = f"{self.key}#p{page.page_index}h{limit}"
         try:
             self._image = await asyncio.to_thread(decode, page)
@@ -300,6 +306,7 @@ class StripReader:
         return regions
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
+        crashpoint("refused")   # the refusal is on the page's row, the limit not yet learned from it
         learned = finer(height, limit)
         self.state.learn_height(self.ctx.config.api.model, learned)
         self.stats.refused_jobs += 1
