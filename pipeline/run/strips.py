@@ -303,6 +303,7 @@ class StripReader:
                               r.overlap if r.y0 > 0 else within.overlap,
                               r.paragraph if r.y0 > 0 else within.paragraph) for r in subs]
         self.state.keep_cut_plan(key, [r.row() for r in regions])
+        crashpoint("cut_kept")   # tests: a cut kept, none of its strips' intents written yet
         return regions
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
