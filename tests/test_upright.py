@@ -527,3 +527,48 @@ def test_tesseract_reads_a_multi_column_scan_alike_when_moved_by_a_quarter_pixel
         errors, length = cer_counts(truth, engine.recognize(im).text)
         cers.append(errors / length)
     assert max(cers) < 0.2 and abs(cers[0] - cers[1]) <= 0.01, cers
+
+
+LONG_WORDS = ("constituent correspondence administration interrogatories photographic "
+              "ecclesiastical parliamentary transcription").split()
+
+
+@pytest.mark.real_ocr
+async def test_the_pdf_of_a_levelled_page_gives_its_long_words_whole_to_pdftotext(tmp_path):
+    """poppler (pdftotext, and the viewers built on it) breaks a word drawn at a slant into
+    pieces ("constitue nt") and leaves text lines of it in the wrong order: the searchable PDF of
+    a page levelled by a few degrees draws its words level in the page's quarter-turn frame,
+    each centred on its box, as long as the word and as high as its line (solved from the
+    box). A turned page still draws them along its quarter turn."""
+    img = Image.new("L", (1300, 560), 255)
+    draw, f = ImageDraw.Draw(img), font(34)
+    y, k = 60, 0
+    for _ in range(5):
+        x = 60
+        for _ in range(3):
+            word = LONG_WORDS[k % len(LONG_WORDS)]
+            draw.text((x, y), word, font=f, fill=0)
+            x += draw.textlength(word + "  ", font=f)
+            k += 1
+        y += 90
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for kind, amount in (("skew", 7.0), ("skew", -4.0), ("turn", 90)):
+        im, _ = variant(img, [], kind, amount)
+        if kind == "turn":
+            im, _ = variant(im, [], "skew", 4.0)
+        im.save(inp / f"{kind}{amount:+g}.png")
+    async with EmbeddedServer(ServerConfig(engine="tesseract", tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"],
+                           timeouts__job_s=120)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    for name in ("skew+7.png", "skew-4.png", "turn+90.png"):
+        transforms = json.loads((out / f"{name}.json").read_text())["image"]["pages"][0]["transforms"]
+        assert any(t.startswith("deskew:") for t in transforms), (name, transforms)
+        read = [w for _, w, _, _ in alto_words(out / f"{name}.alto.xml") if w in LONG_WORDS]
+        assert len(read) >= 12, (name, read)          # Tesseract reads them on the levelled page
+        extracted = [w for _, w, _ in pdf_words(out / f"{name}.pdf")]
+        whole = [w for w in read if w in extracted]
+        assert len(whole) == len(read), (name, sorted(set(read) - set(whole)), extracted)
