@@ -9,6 +9,7 @@ on their boxes in the variant's own pixel frame and whose text must match the up
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -572,3 +573,31 @@ async def test_the_pdf_of_a_levelled_page_gives_its_long_words_whole_to_pdftotex
         extracted = [w for _, w, _ in pdf_words(out / f"{name}.pdf")]
         whole = [w for w in read if w in extracted]
         assert len(whole) == len(read), (name, sorted(set(read) - set(whole)), extracted)
+
+
+def test_a_big_jpeg_found_sideways_is_decoded_at_the_scale_it_is_sent_at(tmp_path):
+    """A JPEG twice as wide as an upload is decoded at a DCT scale (``jpeg_draft``) chosen for
+    its width; a tall page stored sideways (a receipt, a scroll) is sent turned, its stored
+    height as its width: it was decoded at 1/2 and blown up again to its full size. Now its turn
+    is measured first, so it is decoded whole and sent pixel for pixel; a page that is wide as
+    printed keeps its fast decode."""
+    from helpers import font
+
+    page = Image.new("L", (1400, 9000), 255)
+    draw, f = ImageDraw.Draw(page), font(40)
+    words = "archive record letter parish harbour winter garden market bridge castle river".split()
+    for k, y in enumerate(range(60, 8900, 70)):
+        draw.text((60, y), " ".join(words[(k + i) % len(words)] for i in range(5)), font=f, fill=0)
+    sideways = tmp_path / "sideways.jpg"
+    page.transpose(Image.Transpose.ROTATE_90).convert("RGB").save(sideways, quality=90)
+    (prepared,) = prepare_file(sideways).pages
+    assert "turn:270" in prepared.transforms, prepared.transforms
+    assert not any(t.startswith(("jpeg_draft", "downscale")) for t in prepared.transforms), prepared.transforms
+    with Image.open(sideways) as stored:
+        expected = stored.convert("RGB").split()[0].transpose(Image.Transpose.ROTATE_270)
+    with Image.open(io.BytesIO(prepared.data)) as sent:
+        assert sent.size == (1400, 9000) and sent.tobytes() == expected.tobytes()
+    wide = tmp_path / "wide.jpg"
+    page.crop((0, 0, 1400, 1400)).resize((9000, 1400)).convert("RGB").save(wide, quality=90)
+    (prepared,) = prepare_file(wide).pages
+    assert "jpeg_draft:1/2" in prepared.transforms and not any(t.startswith("turn:") for t in prepared.transforms)

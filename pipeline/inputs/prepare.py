@@ -450,15 +450,17 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
     straight = None
     if not multipage and data is not None and _can_pass_through(im, fmt, frames_sent, size, limits):
         straight = _verify_and_measure(im, limits)
-    if straight is not None and straight.noop:
-        page = PreparedPage(
-            data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
-            width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
-            sha256=hashlib.sha256(data).hexdigest())
-        return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+        if straight.noop:
+            page = PreparedPage(
+                data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
+                width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
+                sha256=hashlib.sha256(data).hexdigest())
+            return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+    elif frames_sent == 1 and limits.straightens and _decoded_at_a_dct_scale(im, limits):
+        straight = _measure_oriented(im, limits)
     if straight is not None:      # measured on a reduced decode: start again from the bytes
         im.close()
-        im = Image.open(io.BytesIO(data), formats=_open_formats())
+        im = Image.open(io.BytesIO(data) if data is not None else path, formats=_open_formats())
 
     pages = []
     count = n_frames if multipage else 1
@@ -529,6 +531,32 @@ def _verify_and_measure(im: Image.Image, limits: PrecheckLimits) -> upright.Stra
     return upright.measure(im, limits.rotate_pages, limits.deskew)
 
 
+def _decoded_at_a_dct_scale(im: Image.Image, limits: PrecheckLimits) -> bool:
+    """A JPEG at least twice as wide as an upload (after its EXIF turn) is decoded at 1/2-1/8
+    scale (``_prepare_page``), a scale chosen for its width as stored."""
+    if im.format not in ("JPEG", "MPO"):
+        return False
+    w, h = im.size
+    return limits.fit(h if _orientation(im) in (5, 6, 7, 8) else w) <= 0.5
+
+
+def _measure_oriented(im: Image.Image, limits: PrecheckLimits) -> upright.Straightening:
+    """The straightening of a big JPEG, measured on a small DCT decode turned by its EXIF tag
+    (as ``_prepare_page`` turns it), before the decode that is sent: a page found sideways is
+    sent with its stored height as its width, and the scale it is decoded at must be chosen
+    for that (decoded at 1/2 for its stored width, a 9000 x 1400 sideways receipt was sent
+    blown up from 700 px wide to 1400)."""
+    factor = min(1.0, upright.OSD_SIDE / max(im.size))
+    im.draft(im.mode, (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor))))
+    im.load()
+    oriented = ImageOps.exif_transpose(im)
+    try:
+        return upright.measure(oriented, limits.rotate_pages, limits.deskew)
+    finally:
+        if oriented is not im:
+            oriented.close()
+
+
 def _verify_decodes(im: Image.Image) -> None:
     """Decode every byte of the stream so truncated/corrupt files are rejected, not uploaded.
     For JPEG, decoding at 1/8 scale still entropy-decodes the whole stream, at a fraction of
@@ -544,7 +572,8 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     swap = orientation in (5, 6, 7, 8)
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
-    fit = limits.fit(ow)
+    # the width it is sent at: the stored height for a page found sideways (measured already)
+    fit = limits.fit(oh if straight is not None and straight.turn in (90, 270) else ow)
     target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
 
     work = im
