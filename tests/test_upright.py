@@ -601,3 +601,41 @@ def test_a_big_jpeg_found_sideways_is_decoded_at_the_scale_it_is_sent_at(tmp_pat
     page.crop((0, 0, 1400, 1400)).resize((9000, 1400)).convert("RGB").save(wide, quality=90)
     (prepared,) = prepare_file(wide).pages
     assert "jpeg_draft:1/2" in prepared.transforms and not any(t.startswith("turn:") for t in prepared.transforms)
+
+
+@pytest.mark.parametrize("compression", ["raw", "tiff_deflate"])
+async def test_a_tiff_page_with_an_orientation_tag_is_turned_once(tmp_path, server, compression):
+    """Pillow turns a TIFF frame by its Orientation tag as it loads it (and garbles an
+    uncompressed one turned 5-8); the pipeline turned it as well, by the tag it had read first:
+    page 2 of this TIFF, stored sideways with Orientation 6 (upright as a viewer shows it), was
+    sent stretched to its stored 1294 x 1000. Now it is sent upright, pixel for pixel the page
+    it shows, and ALTO and the PDF describe it as shown; page 3, upright with a wrong
+    Orientation 3, is shown upside down and so turned back (``turn:180``)."""
+    from PIL import TiffImagePlugin
+
+    from formats_checks import pdf_page_sizes
+    from pipeline.ocr.fast import pixel_digest
+    from test_formats import alto_pages
+
+    page, _ = draw_words((1000, 1294), 36, 0, per_line=4, lines=12)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    with TiffImagePlugin.AppendingTiffWriter(inp / "mixed.tif", True) as tf:
+        for im, orientation in ((page, 1), (page.transpose(Image.Transpose.ROTATE_90), 6), (page, 3)):
+            tags = TiffImagePlugin.ImageFileDirectory_v2()
+            tags[274] = orientation
+            im.save(tf, format="TIFF", tiffinfo=tags, compression=compression, dpi=(150, 150))
+            tf.newFrame()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"])
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    record = json.loads((out / "mixed.tif.json").read_text())["image"]
+    assert (record["source_width"], record["source_height"]) == (1000, 1294)
+    transforms = [p["transforms"] for p in record["pages"]]
+    assert "exif_transpose:6" in transforms[1] and not any(t.startswith("turn:") for t in transforms[1]), transforms
+    assert "exif_transpose:3" in transforms[2] and "turn:180" in transforms[2], transforms
+    text = (out / "mixed.tif.txt").read_text()
+    assert text.count(f"FAST-OCR 1000x1294 L\npixels:{pixel_digest(page)}") == 3, text
+    assert alto_pages(out / "mixed.tif.alto.xml") == [(1000, 1294)] * 3
+    assert pdf_page_sizes(out / "mixed.tif.pdf") == [(480.0, 621.12)] * 3

@@ -47,7 +47,7 @@ from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import straightened_size
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
 
 __all__ = [
     "PrecheckLimits",
@@ -436,6 +436,8 @@ def _decode_error(exc: BaseException) -> RejectedInput:
 def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: int,
                         limits: PrecheckLimits) -> PreparedFile:
     fmt = _FORMAT_ALIASES.get(im.format or "", im.format or "UNKNOWN")
+    if fmt == "TIFF":
+        _orientation(im)          # before its size is read: the stored size, not Pillow's turned one
     src_w, src_h = im.size
     _check_pixels(src_w, src_h, limits, "the image")
     n_frames = getattr(im, "n_frames", 1) or 1
@@ -468,6 +470,7 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         transforms: list[str] = []
         if index:
             im.seek(index)
+            _orientation(im)
             _check_pixels(im.size[0], im.size[1], limits, f"page {index + 1}")
         elif frames_sent > 1 and not multipage:
             transforms.append(f"first_frame_of:{n_frames}")
@@ -503,11 +506,7 @@ def _orientation(im: Image.Image) -> int:
         # PNG may store eXIf after the pixels, so Pillow decodes the image to find it. Do that
         # here, outside the guard below: a decode error must reject the file, not be swallowed.
         im.load()
-    try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
-        return int(value) if int(value) in range(1, 9) else 1
-    except Exception:   # a broken EXIF block must not lose the image; treat as upright
-        return 1
+    return held_orientation(im)   # a TIFF frame's tag is taken from Pillow: it loads as stored
 
 
 def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limits: PrecheckLimits) -> bool:
@@ -592,7 +591,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     work.load()
 
     if orientation != 1:
-        work = ImageOps.exif_transpose(work)
+        work = orient(work, orientation)
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)
