@@ -319,8 +319,14 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
-        if key == "progress" and value is False:
-            return "off"  # YAML 1.1 reads a bare `off` as false
+        if value is False and "off" in _CHOICES.get(key, ()):
+            # YAML 1.1 reads a bare `off` as false: every key whose choices include the word
+            # means the word (progress, pdf.pdfa, precheck.rotate_pages, precheck.deskew)
+            return "off"
+        if isinstance(value, bool) and key in _CHOICES:
+            bare = "on, yes or true as true" if value else "no or false as false"
+            raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r} "
+                              f"(YAML reads a bare {bare}; quote the word)")
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected text, got {value!r}")
         return str(value)

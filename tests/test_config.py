@@ -137,3 +137,15 @@ def test_the_token_is_stripped_and_checked(tmp_path, monkeypatch, value, ok):
 def test_progress_off_unquoted_is_off(tmp_path):
     # YAML reads a bare `off` as false; the key means the word.
     assert load_config(write(tmp_path, "input: in\noutput: out\nprogress: off\n")).progress == "off"
+
+
+def test_every_off_choice_unquoted_is_off(tmp_path):
+    """The docs write `rotate_pages: off`, `deskew: off`, `pdfa: off`; YAML 1.1 reads that bare
+    `off` as false, which was refused ("expected text, got False") for all but `progress`."""
+    cfg = load_config(write(tmp_path, "input: in\noutput: out\nprecheck:\n  rotate_pages: off\n"
+                                      "  deskew: off\npdf:\n  pdfa: off\n"))
+    assert (cfg.precheck.rotate_pages, cfg.precheck.deskew, cfg.pdf.pdfa) == ("off", "off", "off")
+    with pytest.raises(ConfigError, match=r"precheck.deskew: must be one of auto, off, got True"):
+        load_config(write(tmp_path, "input: in\noutput: out\nprecheck:\n  deskew: on\n"))
+    with pytest.raises(ConfigError, match=r"api.format: must be one of text, json, got False"):
+        load_config(write(tmp_path, "input: in\noutput: out\napi:\n  format: off\n"))

@@ -194,3 +194,22 @@ async def test_a_job_left_by_an_earlier_run_is_collected_not_paid_again(tmp_path
     c = report["counted"]
     assert c["pages_reattached"] == 1 and c["pages_to_send"] == 0
     assert "jobs to collect:      1 pages" in format_plan(report)
+
+
+async def test_a_setting_changed_and_changed_back_is_planned_as_the_run_sends_it(tmp_path, server):
+    """Settings A, then B (``precheck.deskew: off``), then A again: the pages done under A had
+    their answers dropped from the state store once their outputs were on disk
+    (``StateStore.compact_work``), and B's outputs replaced A's, so the third run sends them
+    again. The plan counted them "skipped as done" and said nothing was to be sent."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1, size=(400, 300))
+    distinct_png(tmp_path / "in" / "b.png", seed=2, size=(400, 300))
+    await run_pipeline(write_config(tmp_path, server.base_url), TOKEN)
+    await run_pipeline(write_config(tmp_path, server.base_url, precheck__deskew="off"), TOKEN)
+    cfg = write_config(tmp_path, server.base_url)
+    before = server.counters.jobs_created
+    c = (await plan(cfg))["counted"]
+    code, _, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK
+    sent = server.counters.jobs_created - before
+    assert sent == 2, sent
+    assert (c["files_to_send"], c["pages_to_send"], c["pages_skipped_done"]) == (2, sent, 0), c

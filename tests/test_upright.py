@@ -9,6 +9,7 @@ on their boxes in the variant's own pixel frame and whose text must match the up
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -527,3 +528,114 @@ def test_tesseract_reads_a_multi_column_scan_alike_when_moved_by_a_quarter_pixel
         errors, length = cer_counts(truth, engine.recognize(im).text)
         cers.append(errors / length)
     assert max(cers) < 0.2 and abs(cers[0] - cers[1]) <= 0.01, cers
+
+
+LONG_WORDS = ("constituent correspondence administration interrogatories photographic "
+              "ecclesiastical parliamentary transcription").split()
+
+
+@pytest.mark.real_ocr
+async def test_the_pdf_of_a_levelled_page_gives_its_long_words_whole_to_pdftotext(tmp_path):
+    """poppler (pdftotext, and the viewers built on it) breaks a word drawn at a slant into
+    pieces ("constitue nt") and leaves text lines of it in the wrong order: the searchable PDF of
+    a page levelled by a few degrees draws its words level in the page's quarter-turn frame,
+    each centred on its box, as long as the word and as high as its line (solved from the
+    box). A turned page still draws them along its quarter turn."""
+    img = Image.new("L", (1300, 560), 255)
+    draw, f = ImageDraw.Draw(img), font(34)
+    y, k = 60, 0
+    for _ in range(5):
+        x = 60
+        for _ in range(3):
+            word = LONG_WORDS[k % len(LONG_WORDS)]
+            draw.text((x, y), word, font=f, fill=0)
+            x += draw.textlength(word + "  ", font=f)
+            k += 1
+        y += 90
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for kind, amount in (("skew", 7.0), ("skew", -4.0), ("turn", 90)):
+        im, _ = variant(img, [], kind, amount)
+        if kind == "turn":
+            im, _ = variant(im, [], "skew", 4.0)
+        im.save(inp / f"{kind}{amount:+g}.png")
+    async with EmbeddedServer(ServerConfig(engine="tesseract", tokens=(TOKEN,))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"],
+                           timeouts__job_s=120)
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    for name in ("skew+7.png", "skew-4.png", "turn+90.png"):
+        transforms = json.loads((out / f"{name}.json").read_text())["image"]["pages"][0]["transforms"]
+        assert any(t.startswith("deskew:") for t in transforms), (name, transforms)
+        read = [w for _, w, _, _ in alto_words(out / f"{name}.alto.xml") if w in LONG_WORDS]
+        assert len(read) >= 12, (name, read)          # Tesseract reads them on the levelled page
+        extracted = [w for _, w, _ in pdf_words(out / f"{name}.pdf")]
+        whole = [w for w in read if w in extracted]
+        assert len(whole) == len(read), (name, sorted(set(read) - set(whole)), extracted)
+
+
+def test_a_big_jpeg_found_sideways_is_decoded_at_the_scale_it_is_sent_at(tmp_path):
+    """A JPEG twice as wide as an upload is decoded at a DCT scale (``jpeg_draft``) chosen for
+    its width; a tall page stored sideways (a receipt, a scroll) is sent turned, its stored
+    height as its width: it was decoded at 1/2 and blown up again to its full size. Now its turn
+    is measured first, so it is decoded whole and sent pixel for pixel; a page that is wide as
+    printed keeps its fast decode."""
+    from helpers import font
+
+    page = Image.new("L", (1400, 9000), 255)
+    draw, f = ImageDraw.Draw(page), font(40)
+    words = "archive record letter parish harbour winter garden market bridge castle river".split()
+    for k, y in enumerate(range(60, 8900, 70)):
+        draw.text((60, y), " ".join(words[(k + i) % len(words)] for i in range(5)), font=f, fill=0)
+    sideways = tmp_path / "sideways.jpg"
+    page.transpose(Image.Transpose.ROTATE_90).convert("RGB").save(sideways, quality=90)
+    (prepared,) = prepare_file(sideways).pages
+    assert "turn:270" in prepared.transforms, prepared.transforms
+    assert not any(t.startswith(("jpeg_draft", "downscale")) for t in prepared.transforms), prepared.transforms
+    with Image.open(sideways) as stored:
+        expected = stored.convert("RGB").split()[0].transpose(Image.Transpose.ROTATE_270)
+    with Image.open(io.BytesIO(prepared.data)) as sent:
+        assert sent.size == (1400, 9000) and sent.tobytes() == expected.tobytes()
+    wide = tmp_path / "wide.jpg"
+    page.crop((0, 0, 1400, 1400)).resize((9000, 1400)).convert("RGB").save(wide, quality=90)
+    (prepared,) = prepare_file(wide).pages
+    assert "jpeg_draft:1/2" in prepared.transforms and not any(t.startswith("turn:") for t in prepared.transforms)
+
+
+@pytest.mark.parametrize("compression", ["raw", "tiff_deflate"])
+async def test_a_tiff_page_with_an_orientation_tag_is_turned_once(tmp_path, server, compression):
+    """Pillow turns a TIFF frame by its Orientation tag as it loads it (and garbles an
+    uncompressed one turned 5-8); the pipeline turned it as well, by the tag it had read first:
+    page 2 of this TIFF, stored sideways with Orientation 6 (upright as a viewer shows it), was
+    sent stretched to its stored 1294 x 1000. Now it is sent upright, pixel for pixel the page
+    it shows, and ALTO and the PDF describe it as shown; page 3, upright with a wrong
+    Orientation 3, is shown upside down and so turned back (``turn:180``)."""
+    from PIL import TiffImagePlugin
+
+    from formats_checks import pdf_page_sizes
+    from pipeline.ocr.fast import pixel_digest
+    from test_formats import alto_pages
+
+    page, _ = draw_words((1000, 1294), 36, 0, per_line=4, lines=12)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    with TiffImagePlugin.AppendingTiffWriter(inp / "mixed.tif", True) as tf:
+        for im, orientation in ((page, 1), (page.transpose(Image.Transpose.ROTATE_90), 6), (page, 3)):
+            tags = TiffImagePlugin.ImageFileDirectory_v2()
+            tags[274] = orientation
+            im.save(tf, format="TIFF", tiffinfo=tags, compression=compression, dpi=(150, 150))
+            tf.newFrame()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=["txt", "json", "alto", "pdf"])
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    record = json.loads((out / "mixed.tif.json").read_text())["image"]
+    assert (record["source_width"], record["source_height"]) == (1000, 1294)
+    transforms = [p["transforms"] for p in record["pages"]]
+    assert "exif_transpose:6" in transforms[1] and not any(t.startswith("turn:") for t in transforms[1]), transforms
+    assert "exif_transpose:3" in transforms[2] and "turn:180" in transforms[2], transforms
+    text = (out / "mixed.tif.txt").read_text()
+    assert text.count(f"FAST-OCR 1000x1294 L\npixels:{pixel_digest(page)}") == 3, text
+    assert alto_pages(out / "mixed.tif.alto.xml") == [(1000, 1294)] * 3
+    assert pdf_page_sizes(out / "mixed.tif.pdf") == [(480.0, 621.12)] * 3

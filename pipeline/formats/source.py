@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
 
 DEFAULT_DPI = 300.0          # when the file states none (or an aspect ratio only): a usual scan
-_ORIENTATION_TAG = 0x0112
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,7 @@ def _dpi(im: Image.Image, orientation: int) -> tuple[float, float]:
 
 
 def _orientation(im: Image.Image) -> int:
-    try:
-        value = int(im.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block: upright, as prepare treats it
-        return 1
-    return value if value in range(1, 9) else 1
+    return held_orientation(im)   # as prepare reads it (a TIFF frame's tag taken from Pillow)
 
 
 def _frames(im: Image.Image) -> Iterator[int]:
@@ -80,8 +75,9 @@ def read_source_pages(path: Path) -> list[SourcePage]:
 
 def upright_image(im: Image.Image) -> Image.Image:
     """The current frame decoded, EXIF-rotated and in a mode a PDF image can hold."""
+    orientation = _orientation(im)
     im.load()
-    out = ImageOps.exif_transpose(im) if _orientation(im) != 1 else im.copy()
+    out = orient(im, orientation)
     if out.mode in WIDE_GRAY_MODES:
         out = wide_gray_to_l(out)
     elif out.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (out.mode == "P" and "transparency" in out.info):

@@ -47,7 +47,7 @@ from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import straightened_size
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, wide_gray_to_l
+from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
 
 __all__ = [
     "PrecheckLimits",
@@ -436,6 +436,8 @@ def _decode_error(exc: BaseException) -> RejectedInput:
 def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: int,
                         limits: PrecheckLimits) -> PreparedFile:
     fmt = _FORMAT_ALIASES.get(im.format or "", im.format or "UNKNOWN")
+    if fmt == "TIFF":
+        _orientation(im)          # before its size is read: the stored size, not Pillow's turned one
     src_w, src_h = im.size
     _check_pixels(src_w, src_h, limits, "the image")
     n_frames = getattr(im, "n_frames", 1) or 1
@@ -450,15 +452,17 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
     straight = None
     if not multipage and data is not None and _can_pass_through(im, fmt, frames_sent, size, limits):
         straight = _verify_and_measure(im, limits)
-    if straight is not None and straight.noop:
-        page = PreparedPage(
-            data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
-            width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
-            sha256=hashlib.sha256(data).hexdigest())
-        return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+        if straight.noop:
+            page = PreparedPage(
+                data=data, filename=stem + _EXTENSIONS[fmt], content_type=_CONTENT_TYPES[fmt], format=fmt,
+                width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
+                sha256=hashlib.sha256(data).hexdigest())
+            return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
+    elif frames_sent == 1 and limits.straightens and _decoded_at_a_dct_scale(im, limits):
+        straight = _measure_oriented(im, limits)
     if straight is not None:      # measured on a reduced decode: start again from the bytes
         im.close()
-        im = Image.open(io.BytesIO(data), formats=_open_formats())
+        im = Image.open(io.BytesIO(data) if data is not None else path, formats=_open_formats())
 
     pages = []
     count = n_frames if multipage else 1
@@ -466,6 +470,7 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         transforms: list[str] = []
         if index:
             im.seek(index)
+            _orientation(im)
             _check_pixels(im.size[0], im.size[1], limits, f"page {index + 1}")
         elif frames_sent > 1 and not multipage:
             transforms.append(f"first_frame_of:{n_frames}")
@@ -501,11 +506,7 @@ def _orientation(im: Image.Image) -> int:
         # PNG may store eXIf after the pixels, so Pillow decodes the image to find it. Do that
         # here, outside the guard below: a decode error must reject the file, not be swallowed.
         im.load()
-    try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
-        return int(value) if int(value) in range(1, 9) else 1
-    except Exception:   # a broken EXIF block must not lose the image; treat as upright
-        return 1
+    return held_orientation(im)   # a TIFF frame's tag is taken from Pillow: it loads as stored
 
 
 def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limits: PrecheckLimits) -> bool:
@@ -529,6 +530,32 @@ def _verify_and_measure(im: Image.Image, limits: PrecheckLimits) -> upright.Stra
     return upright.measure(im, limits.rotate_pages, limits.deskew)
 
 
+def _decoded_at_a_dct_scale(im: Image.Image, limits: PrecheckLimits) -> bool:
+    """A JPEG at least twice as wide as an upload (after its EXIF turn) is decoded at 1/2-1/8
+    scale (``_prepare_page``), a scale chosen for its width as stored."""
+    if im.format not in ("JPEG", "MPO"):
+        return False
+    w, h = im.size
+    return limits.fit(h if _orientation(im) in (5, 6, 7, 8) else w) <= 0.5
+
+
+def _measure_oriented(im: Image.Image, limits: PrecheckLimits) -> upright.Straightening:
+    """The straightening of a big JPEG, measured on a small DCT decode turned by its EXIF tag
+    (as ``_prepare_page`` turns it), before the decode that is sent: a page found sideways is
+    sent with its stored height as its width, and the scale it is decoded at must be chosen
+    for that (decoded at 1/2 for its stored width, a 9000 x 1400 sideways receipt was sent
+    blown up from 700 px wide to 1400)."""
+    factor = min(1.0, upright.OSD_SIDE / max(im.size))
+    im.draft(im.mode, (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor))))
+    im.load()
+    oriented = ImageOps.exif_transpose(im)
+    try:
+        return upright.measure(oriented, limits.rotate_pages, limits.deskew)
+    finally:
+        if oriented is not im:
+            oriented.close()
+
+
 def _verify_decodes(im: Image.Image) -> None:
     """Decode every byte of the stream so truncated/corrupt files are rejected, not uploaded.
     For JPEG, decoding at 1/8 scale still entropy-decodes the whole stream, at a fraction of
@@ -544,7 +571,8 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     swap = orientation in (5, 6, 7, 8)
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
-    fit = limits.fit(ow)
+    # the width it is sent at: the stored height for a page found sideways (measured already)
+    fit = limits.fit(oh if straight is not None and straight.turn in (90, 270) else ow)
     target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
 
     work = im
@@ -563,7 +591,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     work.load()
 
     if orientation != 1:
-        work = ImageOps.exif_transpose(work)
+        work = orient(work, orientation)
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)

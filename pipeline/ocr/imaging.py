@@ -28,3 +28,44 @@ def wide_gray_to_l(im: Image.Image) -> Image.Image:
     src = im.convert("F") if im.mode != "F" else im
     span = (hi - lo) or 1
     return src.point(lambda v: (v - lo) * 255.0 / span).convert("L")
+
+
+_ORIENTATION_TAG = 0x0112
+#: the transposition that shows a frame of each EXIF/TIFF orientation upright (as ImageOps')
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def held_orientation(im: Image.Image) -> int:
+    """The EXIF (or TIFF) orientation of the current frame, 1 when none or broken; call it
+    before the frame's size or pixels are used, and turn the frame with :func:`orient`.
+
+    Why a TIFF frame's tag is taken away: Pillow (13) turns a TIFF frame by its Orientation
+    tag while loading it, reports the turned size before the load, drops the tag after it, and
+    garbles an uncompressed frame turned 5-8. The pipeline reads the orientation, swaps the size
+    and turns the page itself, as for a JPEG's EXIF; with Pillow also turning it, a TIFF stored
+    300 x 100 with Orientation 6 was sent stretched back to 300 x 100. Taken away (the frame's
+    cached EXIF, its tag, its stored size), the frame loads as stored under every Pillow.
+    The value is kept in ``im.info`` for the frame, so asking again gives it again."""
+    held = im.info.get("pipeline_held_orientation")
+    if held is not None and held[0] == im.tell():
+        return held[1]
+    try:
+        value = int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:   # a broken EXIF block must not lose the image: upright
+        value = 1
+    value = value if value in _UPRIGHT else 1
+    tags = getattr(im, "tag_v2", None)
+    if im.format == "TIFF" and value != 1 and tags is not None:
+        im.getexif().pop(_ORIENTATION_TAG, None)
+        tags.pop(_ORIENTATION_TAG, None)
+        im._size = (int(tags[256]), int(tags[257]))   # Pillow set the turned size
+        im.info["pipeline_held_orientation"] = (im.tell(), value)
+    return value
+
+
+def orient(im: Image.Image, orientation: int) -> Image.Image:
+    """The loaded frame turned as its ``orientation`` (from :func:`held_orientation`) says; a new image."""
+    method = _UPRIGHT.get(orientation)
+    return im.transpose(method) if method is not None else im.copy()

@@ -202,7 +202,10 @@ class Planner:
             sent = 0
             for index in range(source.page_count):
                 done = stored.get(index)
-                if done is not None and done.state == "done":
+                if done is not None and done.state == "done" and done.result_text is not None:
+                    # as the run (``process._done_page``): a done page whose answer was dropped
+                    # once its outputs were written (``StateStore.compact_work``) and whose file
+                    # is redone now (settings changed and changed back) is sent again
                     c.pages_skipped_done += 1
                     continue
                 if done is not None and done.state == "submitted" and done.request_id:
