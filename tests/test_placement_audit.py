@@ -187,7 +187,10 @@ def test_a_word_set_over_another_keeps_its_glyphs_in_the_pdf(tmp_path):
     same glyph already is for a fake-bold stroke and drop it (pdfium: within 7 % of the font
     size), and order the rest by position: the "," was lost, "same"/"spot" came out "samepot".
     The layer now cuts words of one row apart (``formats/pdf_spans.py``), and draws a word whose
-    box has no width (a cut share of a narrow word) in a sliver, where it was left out."""
+    box has no width (a cut share of a narrow word) in a sliver, where it was left out. The
+    space after a line's last word ("Removal", set between "as" and "true,") is the word's own
+    character: drawn apart, a few points wide after the like one ending "the", pdfium dropped it
+    ("Removaltrue,"; a court filing placed by ink)."""
     from pipeline.formats.check import pdf_lost_words
     from pipeline.formats.model import Block, FileLayout, Line, PageLayout, Word
     from pipeline.formats.pdf import render_pdf
@@ -196,7 +199,9 @@ def test_a_word_set_over_another_keeps_its_glyphs_in_the_pdf(tmp_path):
     lines = [[("lium", (304, 55, 439, 112)), (",", (1883, 48, 1909, 123)), ("Hominem.", (474, 55, 723, 112))],
              [("Civitas", (1464, 54, 1627, 112)), ("appellatur,", (1643, 55, 1906, 119))],
              [("same", (300, 300, 400, 340)), ("spot", (300, 300, 400, 340)), ("over", (500, 300, 700, 340))],
-             [("lap", (550, 300, 650, 340)), ("nil", (800, 300, 800, 340))]]
+             [("lap", (550, 300, 650, 340)), ("nil", (800, 300, 800, 340))],
+             [("as", (877, 446, 910, 464)), ("true,", (922, 440, 998, 469)), ("the", (1011, 437, 1063, 464))],
+             [("Removal", (877, 440, 998, 469))]]
     layout_lines = tuple(Line(" ".join(t for t, _ in ws), None, None, tuple(Word(t, b, 0.9) for t, b in ws))
                          for ws in lines)
     page = PageLayout(0, 2000, 600, "pixel", (Block(None, layout_lines),), True, "placed:read")
