@@ -180,6 +180,40 @@ def test_words_whose_boxes_overlap_keep_their_space_and_order_in_the_pdf(tmp_pat
     assert pdf_lost_words([text], {"pages": [{"text": line.text}]}) is None
 
 
+def test_a_word_set_over_another_keeps_its_glyphs_in_the_pdf(tmp_path):
+    """Placed boxes can overlap across lines, or coincide: an answer's lone "," set on the comma
+    that ends "appellatur," of another line (two readings of the page saw the comma apart and
+    within the word; a 1668 scan), two words in one box. Extractors take a glyph drawn where the
+    same glyph already is for a fake-bold stroke and drop it (pdfium: within 7 % of the font
+    size), and order the rest by position: the "," was lost, "same"/"spot" came out "samepot".
+    The layer now cuts words of one row apart (``formats/pdf_spans.py``), and draws a word whose
+    box has no width (a cut share of a narrow word) in a sliver, where it was left out. The
+    space after a line's last word ("Removal", set between "as" and "true,") is the word's own
+    character: drawn apart, a few points wide after the like one ending "the", pdfium dropped it
+    ("Removaltrue,"; a court filing placed by ink)."""
+    from pipeline.formats.check import pdf_lost_words
+    from pipeline.formats.model import Block, FileLayout, Line, PageLayout, Word
+    from pipeline.formats.pdf import render_pdf
+
+    src = save(Image.new("L", (2000, 600), 255), tmp_path / "page.png", dpi=(96, 96))
+    lines = [[("lium", (304, 55, 439, 112)), (",", (1883, 48, 1909, 123)), ("Hominem.", (474, 55, 723, 112))],
+             [("Civitas", (1464, 54, 1627, 112)), ("appellatur,", (1643, 55, 1906, 119))],
+             [("same", (300, 300, 400, 340)), ("spot", (300, 300, 400, 340)), ("over", (500, 300, 700, 340))],
+             [("lap", (550, 300, 650, 340)), ("nil", (800, 300, 800, 340))],
+             [("as", (877, 446, 910, 464)), ("true,", (922, 440, 998, 469)), ("the", (1011, 437, 1063, 464))],
+             [("Removal", (877, 440, 998, 469))]]
+    layout_lines = tuple(Line(" ".join(t for t, _ in ws), None, None, tuple(Word(t, b, 0.9) for t, b in ws))
+                         for ws in lines)
+    page = PageLayout(0, 2000, 600, "pixel", (Block(None, layout_lines),), True, "placed:read")
+    pdf = pdfium.PdfDocument(render_pdf(FileLayout("page.png", "page.png", (page,)), src))
+    try:
+        text = pdf[0].get_textpage().get_text_range()
+    finally:
+        pdf.close()
+    assert sorted(text.split()) == sorted(t for ws in lines for t, _ in ws), text
+    assert pdf_lost_words([text], {"pages": [{"text": "\n".join(ln.text for ln in layout_lines)}]}) is None
+
+
 async def test_alto_and_pdf_added_when_the_state_store_was_lost_are_placed_too(tmp_path):
     """A done text-only tree whose state store is lost is adopted from its ``.json`` files (no
     API call); outputs configured since are written from them as when a done file is given new
@@ -207,3 +241,26 @@ async def test_alto_and_pdf_added_when_the_state_store_was_lost_are_placed_too(t
     assert json.loads((tmp_path / "out" / "blank.png.json").read_text())["pages"][0]["positions"] is False
     code, said = await run_cli("verify", str(cfg))
     assert code == ExitCode.OK, said
+
+
+async def test_words_of_two_answer_lines_set_side_by_side_stay_apart_in_the_pdf(tmp_path):
+    """An answer can break a line where the page does not: here inside a word the page prints
+    closed up ("harbourmen"), so the placement cuts that one recognised word between the two
+    answer lines ("harbour" ends where "men" begins). The layer drew spaces only between the
+    words of one line, and extractors, ordering a row's glyphs by position, read one word
+    "harbourmen": ``verify`` reported "harbour" and "men" lost (seen on a 1668 scan: "Levirit.e").
+    Every word is now followed by a space."""
+    printed = ["The harbourmen signed the ledger", "before the council met that morning"]
+    answer = "The harbour\nmen signed the ledger\nbefore the council met that morning"
+    save(lines_page(printed), tmp_path / "in" / "split.png", dpi=(300, 300))
+    _register(tmp_path, {"split.png": answer})
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "pdf"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    lines = json.loads((tmp_path / "out" / "split.png.json").read_text())["pages"][0]["placed"]["blocks"][0]["lines"]
+    harbour, men = lines[0]["words"][-1], lines[1]["words"][0]
+    assert (harbour["text"], men["text"]) == ("harbour", "men")
+    assert harbour["box"][2] == men["box"][0], lines[:2]        # one recognised word, cut in two
+    code, said = await run_cli("verify", str(cfg))
+    assert code == ExitCode.OK and "0 problems" in said, said

@@ -30,7 +30,7 @@ from pipeline.inputs.pdf import _PDFIUM_LOCK, LINE_END_HYPHEN
 from .alto import NS as ALTO_NS
 from .mets import NS as METS_NS
 from .mets import USE_NAMES, XLINK
-from .model import has_positions
+from .model import has_positions, result_line
 from .page import NS as PAGE_NS
 
 _XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -119,12 +119,18 @@ def _words(text: str) -> list[str]:
 def _layer_words(page: dict[str, Any]) -> list[str]:
     """The words of a stored page the searchable PDF's text layer carries (``pdf.py`` writes a
     word only where it has a box): a text-only answer's *placed* words (an unplaced one has
-    nowhere true to go), none when no word was placed; every word of a page with boxes or
-    taken from the PDF's own text layer."""
+    nowhere true to go), none when no word was placed; the words of a structured result's lines
+    as the layer is written with them (``model.result_line``: not the ``.txt``'s, which the
+    Markdown rule may have changed, "Total***" -> "Total*"); every word of a page taken from the
+    PDF's own text layer."""
     placed = page.get("placed")
     if page.get("positions") is False:
         return []
-    if page.get("text_source") != "text_layer" and not has_positions(page.get("result")) and isinstance(placed, dict):
+    result = page.get("result")
+    if page.get("text_source") != "text_layer" and has_positions(result):
+        lines = [result_line(ln) for b in result["blocks"] if isinstance(b, dict) for ln in b.get("lines") or []]
+        return _words(" ".join(w.text for ln in lines if ln is not None for w in ln.words))
+    if page.get("text_source") != "text_layer" and isinstance(placed, dict):
         boxed = [str(w.get("text") or "") for b in placed.get("blocks") or [] for ln in b.get("lines") or []
                  for w in ln.get("words") or [] if isinstance(w, dict) and isinstance(w.get("box"), list)]
         return _words(" ".join(boxed))

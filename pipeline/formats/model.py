@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.inputs.geometry import Box, PageGeometry
 
@@ -173,6 +173,62 @@ def _split_line(text: str, box: Box, confidence: float | None) -> tuple[Word, ..
     return tuple(words)
 
 
+def _text_words(text: str, words: tuple[Word, ...]) -> tuple[Word, ...]:
+    """An engine's words of a line cut as the line's text is (its whitespace), when the words'
+    characters are the text's but cut elsewhere: RapidOCR gives "ELECTIO" "N" for the line
+    "ELECTION" and "DateM" "me" for "Release DateMme" (a wide gap inside a word). The ``.txt``
+    holds the line's text, so ALTO, hOCR and the PDF's layer must hold its words too, else a
+    search for "ELECTION" finds nothing in the PDF (``verify`` reported it lost). A word holding
+    parts of two of the text's words gives each its share of the box, by characters (flagged
+    ``estimated``). Words whose characters are not the text's are kept as the engine gave them."""
+    tokens = text.split()
+    if [w.text for w in words] == tokens:
+        return words
+    chars = "".join("".join(w.text.split()) for w in words)
+    if chars != "".join(tokens) or any(w.box is None for w in words):
+        return words
+    spans, pos = [], 0                        # each word's characters in the joined text
+    for w in words:
+        n = len("".join(w.text.split()))
+        spans.append((pos, pos + n))
+        pos += n
+    out, start = [], 0
+    for token in tokens:
+        end = start + len(token)
+        boxes, confs, cut = [], [], False
+        for w, (s, e) in zip(words, spans):
+            if e <= start or s >= end or e == s:
+                continue
+            x0, y0, x1, y1 = w.box
+            a, b = max(s, start), min(e, end)
+            cut = cut or (a, b) != (s, e)
+            boxes.append((x0 + (x1 - x0) * (a - s) / (e - s), y0, x0 + (x1 - x0) * (b - s) / (e - s), y1))
+            if w.confidence is not None:
+                confs.append(w.confidence)
+        box = union(boxes)
+        out.append(Word(token, tuple(round(v, 2) for v in box) if box else None, min(confs) if confs else None,
+                        estimated=cut))
+        start = end
+    return tuple(out)
+
+
+def result_line(ln: Any, to_source: Callable[[Any], Box] = tuple) -> Line | None:
+    """A structured result's line as the outputs take it (``to_source`` maps its boxes), or None
+    when it gives them nothing (no text or no box). ``check.pdf_lost_words`` reads the words the
+    PDF's layer is written with from here, so it judges the layer by what it was given."""
+    if not isinstance(ln, dict):
+        return None
+    text = str(ln.get("text") or "").strip()
+    if not text or not isinstance(ln.get("box"), list):
+        return None
+    lbox = to_source(ln["box"])
+    lconf = _conf(ln.get("confidence"))
+    words = tuple(Word(str(w.get("text", "")).strip(), to_source(w["box"]), _conf(w.get("confidence")))
+                  for w in ln.get("words") or [] if isinstance(w, dict) and str(w.get("text", "")).strip()
+                  and isinstance(w.get("box"), list))
+    return Line(text, lbox, lconf, _text_words(text, words) if words else _split_line(text, lbox, lconf))
+
+
 def _placed_blocks(placed: dict[str, Any], geometry: PageGeometry) -> list[Block]:
     """A text-only answer placed on the page's own geometry (``ocr/placement.py``): the answer's
     lines and words in its order; a word that could not be placed keeps ``box=None``."""
@@ -212,14 +268,9 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
         for b in result["blocks"]:
             lines = []
             for ln in b.get("lines") or []:
-                text = str(ln.get("text") or "").strip()
-                if not text or not isinstance(ln.get("box"), list):
-                    continue
-                lbox = geometry.to_source(ln["box"])
-                lconf = _conf(ln.get("confidence"))
-                words = tuple(Word(str(w.get("text", "")).strip(), geometry.to_source(w["box"]), _conf(w.get("confidence")))
-                              for w in ln.get("words") or [] if str(w.get("text", "")).strip() and isinstance(w.get("box"), list))
-                lines.append(Line(text, lbox, lconf, words or _split_line(text, lbox, lconf)))
+                line = result_line(ln, geometry.to_source)
+                if line is not None:
+                    lines.append(line)
             if lines:
                 blocks.append(Block(union([ln.box for ln in lines if ln.box]), tuple(lines)))
     if blocks:

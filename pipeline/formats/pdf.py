@@ -13,8 +13,10 @@ Ghostscript, no hand-written content-stream operators).
   are decoded and stored losslessly as well.
 * Text: each word at its box (from the layout, source pixels -> points), the font size set so
   the font's ascent-to-descent spans the box height and the text stretched to the box width, so
-  a viewer's highlight covers the word on the image. Pages without boxes get no text layer
-  (there is nowhere true to put it); docs/formats.md says so.
+  a viewer's highlight covers the word on the image, and a space after every word. Boxes that overlap
+  or touch on a row (a placed answer's can) are cut apart first (``pdf_spans``): extractors
+  would join or drop their glyphs. Pages without boxes get no text layer (there is nowhere
+  true to put it); docs/formats.md says so.
 * Font: a glyphless font built for the file's characters (``glyphless``), so words of every
   script are in the layer and copy gives them back; right-to-left words are written in the
   order they are shown (``bidi``), as extraction expects.
@@ -38,6 +40,7 @@ from .bidi import visual_order
 from .glyphless import ASCENT, DESCENT, UNITS_PER_EM, glyphless_font
 from .langtag import bcp47
 from .model import FileLayout, PageLayout
+from .pdf_spans import same_row, word_spans
 from .source import SourcePage, read_source_pages, upright_image
 
 log = logging.getLogger("pipeline.formats.pdf")
@@ -70,7 +73,11 @@ class TextLayer:
         self.ascent = ASCENT / UNITS_PER_EM
         self.descent = -DESCENT / UNITS_PER_EM
 
-    def place(self, word: str, box_pt: tuple[float, float, float, float]) -> None:
+    def place(self, word: str, box_pt: tuple[float, float, float, float], space_after: bool = False) -> None:
+        """``word`` stretched over the box; ``space_after``: and a space in the same text object,
+        one character wide beyond the box. A space drawn on its own a few points wide, after
+        another one so (a line's last word), was taken by pdfium for a copy of that one and
+        dropped ("Removaltrue,"); inside the word it is read as the word's own character."""
         x0, y0, x1, y1 = box_pt
         height, width = y1 - y0, x1 - x0
         if height <= 0 or width <= 0:
@@ -84,7 +91,7 @@ class TextLayer:
         if natural <= 0:
             return
         pdf.set_stretching(max(1.0, min(1000.0, 100.0 * width / natural)))
-        pdf.text(x0, y1 - self.descent * size, text)
+        pdf.text(x0, y1 - self.descent * size, text + " " if space_after else text)
 
 
 def _draw_image(pdf: FPDF, path: Path, im: Image.Image, src: SourcePage, w_pt: float, h_pt: float) -> None:
@@ -114,30 +121,29 @@ def _page_text(layer: TextLayer, page: PageLayout, src: SourcePage) -> None:
 
 
 def page_text(layer: TextLayer, page: PageLayout, fx: float = 1.0, fy: float = 1.0) -> None:
-    """Every word of ``page`` invisibly at its box (layout units times ``fx``/``fy`` = points)."""
+    """Every word of ``page`` invisibly at its box (layout units times ``fx``/``fy`` = points),
+    along the span ``pdf_spans`` gives it (boxes that overlap or touch on a row are cut apart),
+    and a space after it, so that extraction and copy give "a b", not "ab", whatever the
+    viewer's word-gap heuristics: stretched over the gap to the next word of its line, or, after
+    a line's last word (or before a word closer than a character), the word's own trailing
+    space, so that a word another line set right beside it stays apart."""
     if not page.has_boxes:
         return
     if page.text_angle:
         turned_page_text(layer, page, fx, fy)
         return
-    for block in page.blocks:
-        for line in block.lines:
-            words = [w for w in line.words if w.box is not None and w.text]
-            for i, word in enumerate(words):
-                b = word.box
-                nxt = words[i + 1].box if i + 1 < len(words) else None
-                end = b[2]
-                if nxt is not None and b[0] < nxt[0] < end:
-                    # The next word's box starts inside this one's (a placed answer's boxes can
-                    # overlap): extractors order glyphs by position, so drawn whole this word
-                    # would swallow the space ("Document:28-1"); it ends where the next begins.
-                    end = max(b[0] + (nxt[0] - b[0]) / 2, nxt[0] - 0.5)
-                layer.place(word.text, (b[0] * fx, b[1] * fy, end * fx, b[3] * fy))
-                if nxt is not None:
-                    # A real space between words, stretched over the gap, so that extraction
-                    # and copy give "a b", not "ab", whatever the viewer's word-gap heuristics.
-                    gap_end = max(nxt[0], end + 0.5)
-                    layer.place(" ", (end * fx, b[1] * fy, gap_end * fx, b[3] * fy))
+    lines = [[w for w in line.words if w.box is not None and w.text] for block in page.blocks for line in block.lines]
+    spans = iter(word_spans([w.box for words in lines for w in words]))
+    for words in lines:
+        placed = [(w.text, w.box, next(spans)) for w in words]
+        for i, (text, b, (x0, x1)) in enumerate(placed):
+            nxt = placed[i + 1] if i + 1 < len(placed) else None
+            # the next word of the line, on this row, a character or more to the right: a space
+            # stretched over the gap; else the word's own trailing space (``TextLayer.place``)
+            gap = nxt is not None and same_row(b, nxt[1]) and nxt[2][0] - x1 >= (x1 - x0) / len(text)
+            layer.place(text, (x0 * fx, b[1] * fy, x1 * fx, b[3] * fy), space_after=not gap)
+            if gap:
+                layer.place(" ", (x1 * fx, b[1] * fy, nxt[2][0] * fx, b[3] * fy))
 
 
 def turned_page_text(layer: TextLayer, page: PageLayout, fx: float, fy: float) -> None:
