@@ -64,13 +64,22 @@ async def submit(api: DeapiClient, data: bytes, inline: bool = True) -> str:
     return await api.submit_ocr(data, "p.png", "image/png", model=MODEL, return_result_in_response=inline)
 
 
+async def read_once(api: DeapiClient, data: bytes) -> None:
+    """Submit ``data`` and wait for its job, which must end done."""
+    assert (await api.wait_for_job(await submit(api, data), 10)).ok
+
+
+def clocked(srv, t: FakeTime, settings: ClientSettings = FAST) -> DeapiClient:
+    """A client of ``srv`` whose shared rate limiter waits on the fake clock ``t``."""
+    return DeapiClient(srv.base_url, TOKEN, settings, limiter=RateLimiter(clock=t.clock, sleep=t.sleep))
+
+
 async def test_a_429_burst_is_waited_out_as_retry_after_asks_then_succeeds(srv):
     srv.faults.http_429 = FaultRule(count=3)
     srv.faults.retry_after = 7
     t = FakeTime()
-    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
-        rid = await submit(api, png(1))
-        assert (await api.wait_for_job(rid, 10)).ok
+    async with clocked(srv, t) as api:
+        await read_once(api, png(1))
         stats = api.stats.snapshot()
     assert srv.counters.rate_limited == 3 == stats["rate_limited"]
     assert stats["retries"] == 3 and stats["submits"] == 4
@@ -83,7 +92,7 @@ async def test_a_retry_after_longer_than_the_cap_stops_submitting_instead_of_sle
     srv.faults.retry_after = 600  # a "minute" 429 asking for ten minutes
     t = FakeTime()
     settings = ClientSettings(backoff_initial_s=0.01, max_retry_after_s=45, first_poll_s=0.02)
-    async with DeapiClient(srv.base_url, TOKEN, settings, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
+    async with clocked(srv, t, settings) as api:
         with pytest.raises(DailyLimitError) as info:
             await submit(api, png(2))
         assert api.limiter.closed("submit")
@@ -96,7 +105,7 @@ async def test_a_daily_429_stops_submitting_without_sleeping(srv):
     srv.faults.http_429_daily = True
     srv.faults.retry_after = 80_000
     t = FakeTime()
-    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
+    async with clocked(srv, t) as api:
         with pytest.raises(DailyLimitError) as info:
             await submit(api, png(3))
         assert api.limiter.closed("submit")
@@ -139,10 +148,9 @@ async def test_a_503_in_maintenance_is_waited_out_as_its_retry_after_asks(srv):
     srv.faults.http_5xx = FaultRule(count=2)
     srv.faults.retry_after_5xx = 30
     t = FakeTime()
-    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
+    async with clocked(srv, t) as api:
         data = png(8)
-        rid = await submit(api, data)
-        assert (await api.wait_for_job(rid, 10)).ok
+        await read_once(api, data)
         assert api.stats.retries == 2
     assert t.slept == [30.0, 30.0]  # Retry-After, once per 503
     assert srv.counters.server_errors == 2 and srv.counters.submits_by_hash == {sha(data): 1}
@@ -152,9 +160,8 @@ async def test_a_5xx_retry_after_is_capped_like_a_429s(srv):
     srv.faults.http_5xx = FaultRule(count=1)
     srv.faults.retry_after_5xx = 3600
     t = FakeTime()
-    async with DeapiClient(srv.base_url, TOKEN, FAST, limiter=RateLimiter(clock=t.clock, sleep=t.sleep)) as api:
-        rid = await submit(api, png(9))
-        assert (await api.wait_for_job(rid, 10)).ok
+    async with clocked(srv, t) as api:
+        await read_once(api, png(9))
     assert t.slept == [FAST.max_retry_after_s]
 
 
@@ -204,8 +211,7 @@ async def test_a_connection_dropped_after_the_upload_is_an_unknown_outcome_never
         assert srv.counters.submits == 1 and srv.counters.dropped == 1
         assert srv.counters.submits_by_hash.get(sha(data), 0) == jobs
         # The caller may resubmit knowingly; the fault is gone, so this makes exactly one more job.
-        rid = await submit(api, data)
-        assert (await api.wait_for_job(rid, 10)).ok
+        await read_once(api, data)
     assert srv.counters.submits_by_hash[sha(data)] == jobs + 1
 
 

@@ -272,9 +272,10 @@ class DeapiClient:
     def _count_retry(self, exc: E.DeapiError) -> None:
         self.stats.retries += 1
 
-    def _pause_everyone(self, endpoint: str, exc: E.RateLimitError) -> None:
-        """A 429: every worker waits out ``Retry-After`` in the shared limiter (capped), so the
-        retry of this call waits nothing more itself."""
+    def _pause_everyone(self, endpoint: str, exc: E.RateLimitError | E.ServerError) -> None:
+        """A 429 (or a 5xx with Retry-After: an API in maintenance): every worker waits out
+        ``Retry-After`` in the shared limiter (capped), so the retry of this call waits nothing
+        more for it itself."""
         self.limiter.pause(endpoint, min(exc.retry_after, self.settings.max_retry_after_s))
         exc.waited_in_limiter = True
 
@@ -422,8 +423,7 @@ class DeapiClient:
             exc = E.ServerError(f"the API answered {status} ({shape}: {message or 'no message'}); retried after "
                                 f"{wait:.0f}s as Retry-After asks", status=status, retry_after=wait)
             if endpoint is not None:
-                self.limiter.pause(endpoint, wait)
-                exc.waited_in_limiter = True
+                self._pause_everyone(endpoint, exc)
             raise exc
         raise E.ValidationError(message or f"HTTP {status}", E.laravel_errors(body), status=status)
 

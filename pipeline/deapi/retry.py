@@ -50,7 +50,8 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, (E.RateLimitError, E.ServerError, E.TransportError))
 
 
-def rate_limit_wait(exc: E.RateLimitError, policy: RetryPolicy) -> float:
+def rate_limit_wait(exc: E.RateLimitError | E.ServerError, policy: RetryPolicy) -> float:
+    """The wait ``Retry-After`` asks for (a 429's, or a 5xx's that sent one), capped."""
     return max(0.0, min(exc.retry_after, policy.max_retry_after))
 
 
@@ -81,7 +82,7 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
             # waits there (once), not here as well.
             return 0.0 if exc.waited_in_limiter else rate_limit_wait(exc, policy)
         if isinstance(exc, E.ServerError) and exc.retry_after is not None and not exc.waited_in_limiter:
-            return max(backoff(state), min(exc.retry_after, policy.max_retry_after))
+            return max(backoff(state), rate_limit_wait(exc, policy))
         return backoff(state)
 
     return wait

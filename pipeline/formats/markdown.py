@@ -257,11 +257,14 @@ def _line(line: str) -> str:
 def _hold_escapes(text: str) -> str:
     """Each backslash-escaped character outside LaTeX math set aside (no mark, tag or table
     separator is read in it), to come back as the character alone (``_release``)."""
+    def held(part: str) -> str:
+        return _ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), part)
+
     out, pos = [], 0
     for math in _MATH.finditer(text):
-        out += [_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:math.start()]), math.group(0)]
+        out += [held(text[pos:math.start()]), math.group(0)]
         pos = math.end()
-    out.append(_ESCAPE.sub(lambda m: chr(_HELD + ord(m.group(1))), text[pos:]))
+    out.append(held(text[pos:]))
     return "".join(out)
 
 

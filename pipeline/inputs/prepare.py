@@ -43,10 +43,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pipeline.inputs import upright
-from pipeline.inputs.geometry import straightened_size
+from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
 from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
 
 __all__ = [
@@ -530,13 +530,17 @@ def _verify_and_measure(im: Image.Image, limits: PrecheckLimits) -> upright.Stra
     return upright.measure(im, limits.rotate_pages, limits.deskew)
 
 
+def _dct_scaled(im: Image.Image, fit: float) -> bool:
+    """Whether ``_prepare_page`` decodes ``im`` at 1/2-1/8 scale (libjpeg's DCT scaling) for a
+    page prepared at ``fit``: a JPEG shrunk to half or less."""
+    return im.format in ("JPEG", "MPO") and fit <= 0.5
+
+
 def _decoded_at_a_dct_scale(im: Image.Image, limits: PrecheckLimits) -> bool:
-    """A JPEG at least twice as wide as an upload (after its EXIF turn) is decoded at 1/2-1/8
-    scale (``_prepare_page``), a scale chosen for its width as stored."""
-    if im.format not in ("JPEG", "MPO"):
-        return False
+    """A JPEG at least twice as wide as an upload (after its EXIF turn) is decoded at a DCT scale
+    (``_dct_scaled``), a scale chosen for its width as stored."""
     w, h = im.size
-    return limits.fit(h if _orientation(im) in (5, 6, 7, 8) else w) <= 0.5
+    return _dct_scaled(im, limits.fit(h if _orientation(im) in SWAPPING_ORIENTATIONS else w))
 
 
 def _measure_oriented(im: Image.Image, limits: PrecheckLimits) -> upright.Straightening:
@@ -548,12 +552,11 @@ def _measure_oriented(im: Image.Image, limits: PrecheckLimits) -> upright.Straig
     factor = min(1.0, upright.OSD_SIDE / max(im.size))
     im.draft(im.mode, (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor))))
     im.load()
-    oriented = ImageOps.exif_transpose(im)
+    oriented = orient(im, _orientation(im))   # a new image, as _prepare_page turns it
     try:
         return upright.measure(oriented, limits.rotate_pages, limits.deskew)
     finally:
-        if oriented is not im:
-            oriented.close()
+        oriented.close()
 
 
 def _verify_decodes(im: Image.Image) -> None:
@@ -568,7 +571,7 @@ def _verify_decodes(im: Image.Image) -> None:
 def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: list[str],
                   limits: PrecheckLimits, straight: upright.Straightening | None = None) -> PreparedPage:
     orientation = _orientation(im)
-    swap = orientation in (5, 6, 7, 8)
+    swap = orientation in SWAPPING_ORIENTATIONS
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
     # the width it is sent at: the stored height for a page found sideways (measured already)
@@ -577,7 +580,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
 
     work = im
     resample = Image.Resampling.LANCZOS
-    if im.format in ("JPEG", "MPO") and fit <= 0.5:
+    if _dct_scaled(im, fit):
         # libjpeg DCT scaling: decode at 1/2, 1/4 or 1/8 directly (never below the target).
         req = (target[1], target[0]) if swap else target
         before = im.size

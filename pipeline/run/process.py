@@ -694,7 +694,7 @@ class FileProcessor:
                 if isinstance(structured, str):
                     # a JSON string: the text itself ("\"# Title\\n..\""; before, kept with its
                     # quotes and escapes), or a JSON document encoded twice
-                    text, structured = structured, None
+                    text = structured
                     structured = json.loads(text)
             except ValueError:
                 structured = None

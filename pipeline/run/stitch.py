@@ -98,10 +98,11 @@ def seam_lines(upper: list[str], lower: list[str]) -> tuple[list[str], list[str]
     tail = upper[-SEAM_WINDOW:]
     head = lower[:SEAM_WINDOW]
     best = (0, 0, 0)   # (run length, index in tail, index in head)
+    # a run may start in the lower strip only after at most one line with text: more than the
+    # part-line cut at its top edge would be dropped
+    starts = next((j for j in range(len(head)) if _inked(head[:j]) > 1), len(head))
     for i in range(len(tail)):
-        for j in range(len(head)):
-            if _inked(head[:j]) > 1:
-                break   # more than the part-line cut at the lower strip's top edge would be dropped
+        for j in range(starts):
             k = 0
             while i + k < len(tail) and j + k < len(head) and _same(tail[i + k], head[j + k]):
                 k += 1
@@ -246,7 +247,8 @@ def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[st
     return upper, lower
 
 
-_BLOCK_END = re.compile(r"</table\s*>\s*$", re.I)
+_ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
+_TABLE_END = re.compile(r"</table\s*>\s*$", re.I)
 
 
 def _joined(texts: list[tuple[str, bool]]) -> str:
@@ -258,12 +260,8 @@ def _joined(texts: list[tuple[str, bool]]) -> str:
     it."""
     out = ""
     for text, paragraph in texts:
-        out += ("\n\n" if paragraph or _BLOCK_END.search(out) else "\n") + text if out else text
+        out += ("\n\n" if paragraph or _TABLE_END.search(out) else "\n") + text if out else text
     return out
-
-
-_ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
-_TABLE_END = re.compile(r"</table\s*>\s*$", re.I)
 
 
 def _rows_apart(text: str) -> str:

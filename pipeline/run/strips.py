@@ -100,7 +100,8 @@ def finer(height: int, limit: int | None) -> int:
 
 
 def strip_upload(image: Image.Image, region: Region, page: PreparedPage, index: int,
-                 max_bytes: int = PrecheckLimits.max_upload_bytes, quality: int = 90) -> PreparedPage:
+                 max_bytes: int = PrecheckLimits.max_upload_bytes,
+                 quality: int = PrecheckLimits.jpeg_quality) -> PreparedPage:
     """One strip as an upload: the region's pixels as PNG (lossless; a JPEG page is not re-compressed
     twice) or, when that is over ``max_bytes`` (a colour photograph), JPEG from ``quality`` down
     (``prepare.encode_unscaled``: never shrunk), padded with white at the right/bottom to the API's
