@@ -141,22 +141,30 @@ def progress_line(stats: RunStats) -> str:
             f" in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
 
 
-def failures(state: StateStore, stats: RunStats) -> list[dict[str, Any]]:
-    """Every file not done because of an error, plus this run's scan problems."""
-    rows = [{"path": rec.rel, "state": rec.state, "class": rec.error_class or rec.state,
-             "code": rec.error_code, "reason": rec.error, "failed_runs": rec.failures}
-            for rec in state.iter_files(FAILED_STATES)]
+def failures(state: StateStore, stats: RunStats,
+             in_tree: Callable[[str], bool] = lambda rel: True) -> tuple[list[dict[str, Any]], int]:
+    """Every file of the tree not done because of an error, plus this run's scan problems; and
+    how many failed files the state store remembers that are no longer in the tree (deleted,
+    renamed, excluded: ``pipeline.run.tree``), which are not failures of this tree."""
+    rows, gone = [], 0
+    for rec in state.iter_files(FAILED_STATES):
+        if not in_tree(rec.rel):
+            gone += 1
+            continue
+        rows.append({"path": rec.rel, "state": rec.state, "class": rec.error_class or rec.state,
+                     "code": rec.error_code, "reason": rec.error, "failed_runs": rec.failures})
     rows += [{"path": p["path"], "state": "scan_problem", "class": "scan", "code": p["code"], "reason": p["reason"]}
              for p in stats.scan_problems]
-    return rows
+    return rows, gone
 
 
 def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, stats: RunStats,
                      state: StateStore, stop_reason: str | None, api_stats: dict[str, Any],
                      possible_duplicates: int, resubmitted: int, server_counters: dict | None,
                      adoption_refused: list[dict[str, str]] | None = None,
-                     cost: dict | None = None, output_notes: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    fail_rows = failures(state, stats)
+                     cost: dict | None = None, output_notes: list[dict[str, str]] | None = None,
+                     in_tree: Callable[[str], bool] = lambda rel: True) -> dict[str, Any]:
+    fail_rows, gone = failures(state, stats, in_tree)
     report = {
         "run_id": run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.started)),
@@ -170,6 +178,8 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "scan_problems": len(stats.scan_problems),
         "failures": len(fail_rows),
         "failures_file": str(control_dir / "failures.json"),
+        # failed files remembered from earlier runs whose path is no longer in the tree: not counted
+        "failures_gone_from_tree": gone,
         "api_calls": api_stats,
         "possible_duplicate_submits": possible_duplicates,
         "possible_duplicates": state.possible_duplicates(),

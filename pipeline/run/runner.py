@@ -39,18 +39,12 @@ from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
 from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
 from pipeline.inputs.feed import ScanFeed, TreeCount
-from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
+from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import FAILED_STATES, StateStore
+from pipeline.run.tree import in_tree, walk
 from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_advice, check_writable
 
 log = logging.getLogger("pipeline")
-
-
-def walk(cfg: Config):
-    """The run's scan of the input tree (``plan`` walks the same one)."""
-    skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
-    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
-                     min_age_s=cfg.min_file_age_s, ignore_case=True)
 
 
 class StartupError(Exception):
@@ -514,8 +508,8 @@ class Runner:
             self.stop_reason = ctx.submissions_closed
         if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED]:
             return ExitCode.STOPPED_EARLY
-        counts = state.count_by_state()
-        if any(counts.get(s, 0) for s in FAILED_STATES) or self.stats.scan_problems:
+        member = in_tree(self.config)   # a failed file since deleted or renamed is no failure of the tree
+        if self.stats.scan_problems or any(member(rec.rel) for rec in state.iter_files(FAILED_STATES)):
             return ExitCode.FILES_FAILED
         return ExitCode.OK
 
@@ -546,7 +540,8 @@ class Runner:
             possible_duplicates=ctx.possible_duplicates if ctx else 0,
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
             adoption_refused=ctx.adoption_refused if ctx else None,
-            cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None)
+            cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None,
+            in_tree=in_tree(self.config))
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
