@@ -46,3 +46,16 @@ async def test_a_failed_file_deleted_or_excluded_since_is_no_failure_of_the_tree
     cfg.write_text(yaml.safe_dump(data))
     code, report, _ = await run_pipeline(cfg, None)
     assert code == ExitCode.OK and report["failures_gone_from_tree"] == 1
+
+
+async def test_the_run_report_does_not_grow_with_the_uploads_of_the_night(tmp_path):
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", seed=i)
+    distinct_png(tmp_path / "in" / "copy.png", seed=0)     # same content: one upload for both
+    code, report, _ = await run_pipeline(_fast(tmp_path), None)
+    assert code == ExitCode.OK
+    counters = report["embedded_server_counters"]
+    # before: every upload's hash was listed, a report as large as the night (80 MB a million scans)
+    assert "submits_by_hash" not in counters
+    assert counters["distinct_uploads"] == counters["jobs_created"] == 3
+    assert counters["uploads_sent_more_than_once"] == {} and counters["uploads_sent_more_than_once_count"] == 0
