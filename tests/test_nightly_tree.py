@@ -59,3 +59,46 @@ async def test_the_run_report_does_not_grow_with_the_uploads_of_the_night(tmp_pa
     assert "submits_by_hash" not in counters
     assert counters["distinct_uploads"] == counters["jobs_created"] == 3
     assert counters["uploads_sent_more_than_once"] == {} and counters["uploads_sent_more_than_once_count"] == 0
+
+
+class _WalkedThenMoved:
+    """The walk as it stood a moment before ``rel`` was moved away: its entry (the stat the walk
+    took) comes out after the file is gone, as when a scan is moved while a run is under way."""
+
+    def __init__(self, cfg, rel):
+        self.cfg, self.rel = cfg, rel
+
+    def __call__(self):
+        from pipeline.inputs.scan import ScanEntry
+        from pipeline.run.tree import walk
+
+        for item in walk(self.cfg):
+            if isinstance(item, ScanEntry) and item.rel == self.rel:
+                item.path.rename(item.path.with_name(".moved-away"))   # hidden: no longer in the tree
+            yield item
+
+
+async def test_a_scan_moved_away_while_the_run_reads_it_is_not_failed_for_good(tmp_path):
+    import io
+
+    from pipeline.run.runner import Runner
+
+    scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    distinct_png(tmp_path / "in" / "b.png", seed=2)
+    cfg_path = _fast(tmp_path)
+    assert (await run_pipeline(cfg_path, None))[0] == ExitCode.OK
+    os.utime(scan, ns=(scan.stat().st_atime_ns, scan.stat().st_mtime_ns + 10**9))  # touched: hashed again
+    cfg = load_config(cfg_path)
+    runner = Runner(cfg, stream=io.StringIO())
+    runner._walk = _WalkedThenMoved(cfg, "a.png")
+    code = await runner.run()
+    log = runner.stream.getvalue()
+    assert code == ExitCode.OK, log                    # before: rejected (unreadable), exit 1
+    assert failures(tmp_path) == {} and "a.png: vanished" in log, log
+    assert runner.report["this_run"] == {"vanished": 1, "skipped": 1}
+
+    scan.with_name(".moved-away").rename(scan)          # back, content unchanged
+    code, report, log = await run_pipeline(cfg_path, None)
+    # before: "failed earlier" for good (rejected_input for this content), until --retry-failed
+    assert code == ExitCode.OK and report["this_run"] == {"skipped": 2}, log
+    assert report["embedded_server_counters"]["submits"] == 0

@@ -62,6 +62,7 @@ class Outcome:
     STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
     DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
     ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
+    VANISHED = "vanished"         # moved or deleted while this run read it: nothing recorded, the next run looks again
 
 
 class Verdict:
@@ -247,6 +248,19 @@ class FileFailure(Exception):
         self.state, self.error_class, self.reason, self.code = state, error_class, reason, code
 
 
+def _unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
+    """A file that could not be read, or not as an image: a rejected input, unless it is no longer
+    there. A scan moved, renamed or deleted after the walk found it (a scanner station tidying up
+    during the night) is no fault of its content: recorded as rejected, the content's row said
+    "failed earlier" for good when the scan came back (or stayed so under its old name, a done
+    file's row with it), until ``--retry-failed``. Such a file is ``vanished``: a transient
+    failure that ``_fail`` does not even record while the path is empty (``Outcome.VANISHED``)."""
+    if entry.path.exists():
+        return FileFailure("rejected_input", "rejected_input", reason, code)
+    return FileFailure("failed_transient", "transient", f"the file vanished while the run read it ({reason}): "
+                       "moved, renamed or deleted during the run; the next run looks again", "vanished")
+
+
 class FileProcessor:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -292,8 +306,8 @@ class FileProcessor:
             except HashAbandoned:
                 return Decision(Verdict.DEFERRED, rec)
             except OSError as exc:
-                return Decision(Verdict.FAILED, rec, failure=FileFailure(
-                    "rejected_input", "rejected_input", f"cannot read the file: {exc.strerror or exc}", "unreadable"))
+                return Decision(Verdict.FAILED, rec, failure=_unreadable(
+                    entry, f"cannot read the file: {exc.strerror or exc}", "unreadable"))
         key = work_key(sha, pdf_fingerprint if pdf_content else fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
         decision = Decision(Verdict.WORK, rec, sha=sha, key=key, stat=stat, same_stat=same_stat, pdf=pdf_content)
@@ -371,6 +385,8 @@ class FileProcessor:
             return Outcome.FAILED
 
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
+        if failure.code == "vanished" and not entry.path.exists():
+            return Outcome.VANISHED   # its row is left as it was: a done file stays done, its outputs kept
         self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
                                  error_code=failure.code, run_id=self.ctx.run_id,
                                  max_transient_runs=self.ctx.config.retries.max_transient_runs)
@@ -428,7 +444,7 @@ class FileProcessor:
             try:
                 return await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
-                raise FileFailure("rejected_input", "rejected_input", exc.reason, exc.code) from None
+                raise _unreadable(entry, exc.reason, exc.code) from None
             except MemoryError:
                 raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
                                   "too_large") from None

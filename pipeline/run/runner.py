@@ -46,6 +46,8 @@ from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_ad
 
 log = logging.getLogger("pipeline")
 
+VANISHED_WHY = "moved, renamed or deleted while the run read it; not failed: the next run looks again"
+
 
 class StartupError(Exception):
     def __init__(self, code: ExitCode, message: str) -> None:
@@ -422,6 +424,8 @@ class Runner:
             self.stats.add(outcome)
             if outcome in (Outcome.FAILED, Outcome.REJECTED):
                 self._say_file(ctx, item.rel, outcome)
+            elif outcome == Outcome.VANISHED:   # not failed, but a cron log says which file and why
+                self.say(f"pipeline: {file_line(item.rel, outcome, None, VANISHED_WHY)}")
             progress.update(self.stats, ctx.in_flight)
 
     def _say_file(self, ctx: RunContext, rel: str, outcome: str) -> None:
