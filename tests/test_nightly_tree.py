@@ -102,3 +102,24 @@ async def test_a_scan_moved_away_while_the_run_reads_it_is_not_failed_for_good(t
     # before: "failed earlier" for good (rejected_input for this content), until --retry-failed
     assert code == ExitCode.OK and report["this_run"] == {"skipped": 2}, log
     assert report["embedded_server_counters"]["submits"] == 0
+
+
+async def test_a_possible_duplicate_is_in_the_report_of_its_night_not_of_every_night_after(tmp_path, server):
+    from conftest import TOKEN
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "p.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url)
+    server.faults.drop_after_create = FaultRule(count=1)     # the answer to the submit is lost
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and [d["rel"] for d in report["possible_duplicates"]] == ["p.png"]
+    assert [r["rel"] for r in report["resubmissions"]] == ["p.png"]
+
+    distinct_png(tmp_path / "in" / "q.png", seed=2)          # the next night: one new scan, no fault
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}
+    # before: p.png again, in this and every later night's report (the state store's whole history)
+    assert report["possible_duplicates"] == [] and report["resubmissions"] == []
+    assert report["possible_duplicate_submits"] == 0
+    status = status_report(load_config(cfg))                # the history stays in status
+    assert [d["rel"] for d in status["possible_duplicate_submits"]] == ["p.png"]

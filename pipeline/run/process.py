@@ -126,6 +126,9 @@ class RunContext:
     in_run_works: dict[str, asyncio.Future] = field(default_factory=dict)
     possible_duplicates: int = 0
     resubmitted: int = 0
+    # (work key, page) of the pages this run resubmitted or met with an unknown outcome: the run
+    # report lists these, not every such page of every earlier night
+    resubmitted_pages: set[tuple[str, int]] = field(default_factory=set)
     in_flight: int = 0                       # pages submitted (or being submitted) and not finished
     stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
     regenerated: int = 0                     # done files given missing outputs from their .json
@@ -573,6 +576,7 @@ class FileProcessor:
         elif stored is not None and stored.state == "submitting":
             state.page_outcome_unknown(key, page.page_index)
             ctx.possible_duplicates += 1
+            ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
         unknown_retry_used = False
         cost = await self._quote(page)
@@ -581,6 +585,7 @@ class FileProcessor:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
             if reason:
                 ctx.resubmitted += 1
+                ctx.resubmitted_pages.add((key, page.page_index))
             intent_written = False
             admitted = False
 
@@ -613,6 +618,7 @@ class FileProcessor:
                     ctx.budget.commit(cost)   # the job may exist and be charged
                 state.page_outcome_unknown(key, page.page_index)
                 ctx.possible_duplicates += 1
+                ctx.resubmitted_pages.add((key, page.page_index))
                 if unknown_retry_used:
                     raise FileFailure("failed_transient", "transient",
                                       f"submit outcome unknown twice ({exc.reason}); retried next run") from None

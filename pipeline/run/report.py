@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Collection, TextIO
 
 from tqdm import tqdm
 
@@ -164,7 +164,8 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
                      possible_duplicates: int, resubmitted: int, server_counters: dict | None,
                      adoption_refused: list[dict[str, str]] | None = None,
                      cost: dict | None = None, output_notes: list[dict[str, str]] | None = None,
-                     in_tree: Callable[[str], bool] = lambda rel: True) -> dict[str, Any]:
+                     in_tree: Callable[[str], bool] = lambda rel: True,
+                     resubmitted_pages: Collection[tuple[str, int]] = ()) -> dict[str, Any]:
     fail_rows, gone = failures(state, stats, in_tree)
     report = {
         "run_id": run_id,
@@ -183,9 +184,10 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "failures_gone_from_tree": gone,
         "api_calls": api_stats,
         "possible_duplicate_submits": possible_duplicates,
-        "possible_duplicates": state.possible_duplicates(),
+        # this run's pages (status lists every night's): a report must not carry one crash for ever
+        "possible_duplicates": state.possible_duplicates(resubmitted_pages),
         "resubmitted_pages": resubmitted,
-        "resubmissions": state.resubmissions(),
+        "resubmissions": state.resubmissions(resubmitted_pages),
         # outputs found on disk for files the state store did not know, and not taken over
         "adoption_refused_count": len(adoption_refused or ()),
         "adoption_refused": (adoption_refused or [])[:REPORT_LIST_LIMIT],

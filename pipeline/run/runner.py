@@ -545,7 +545,7 @@ class Runner:
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
             adoption_refused=ctx.adoption_refused if ctx else None,
             cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None,
-            in_tree=in_tree(self.config))
+            in_tree=in_tree(self.config), resubmitted_pages=ctx.resubmitted_pages if ctx else ())
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
