@@ -551,9 +551,10 @@ class Runner:
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
             self.say(f"pipeline: stopped early: {self.stop_reason}")
         if ctx is not None and ctx.possible_duplicates:   # money: said in the log, not only in the report
-            self.say(f"pipeline: {ctx.possible_duplicates} submits had an unknown outcome (connection lost or gateway "
-                     "timeout after the upload) and were sent again: those pages may be paid twice; see "
-                     "possible_duplicates in the report")
+            self.say(f"pipeline: {ctx.possible_duplicates} submits had an unknown outcome (an earlier run ended between "
+                     "an upload and recording its request id: killed, crashed or its disk full; or the connection was "
+                     "lost or a gateway timed out after the upload) and were sent again: those pages may be paid "
+                     "twice; see possible_duplicates in the report")
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
