@@ -123,3 +123,38 @@ async def test_a_possible_duplicate_is_in_the_report_of_its_night_not_of_every_n
     assert report["possible_duplicate_submits"] == 0
     status = status_report(load_config(cfg))                # the history stays in status
     assert [d["rel"] for d in status["possible_duplicate_submits"]] == ["p.png"]
+
+
+async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to_its_copies(tmp_path, monkeypatch):
+    """A scan station re-exports a.png (other content, same name) after the run hashed it and
+    before it read the pixels. b.png is a copy of the old a.png: it must not get the new text."""
+    from PIL import Image
+
+    import pipeline.run.process as process
+    from pipeline.ocr.fast import pixel_digest
+
+    old = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    copy = (tmp_path / "in" / "b.png")
+    copy.write_bytes(old.read_bytes())
+    new = distinct_png(tmp_path / "new.png", seed=2, size=(320, 200))
+    real_open, replaced = process.open_source, []
+
+    def open_after_replacing(path, *args):   # the other program's write lands here: after the hash
+        if path.name == "a.png" and not replaced:
+            os.replace(new, path)
+            replaced.append(path)
+        return real_open(path, *args)
+
+    monkeypatch.setattr(process, "open_source", open_after_replacing)
+    cfg = _fast(tmp_path, concurrency__jobs_in_flight=1)
+    code, report, log = await run_pipeline(cfg, None)
+    assert replaced, log
+    with Image.open(copy) as im:
+        digest = pixel_digest(im)
+    text = (tmp_path / "out" / "b.png.txt").read_text()
+    assert f"pixels:{digest}" in text, text   # before: b.png got the text of the new a.png
+    assert "a.png: changed" in log and failures(tmp_path) == {}, log
+    code, report, log = await run_pipeline(cfg, None)          # the next night reads the new a.png
+    with Image.open(tmp_path / "in" / "a.png") as im:
+        assert f"pixels:{pixel_digest(im)}" in (tmp_path / "out" / "a.png.txt").read_text()
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}, log

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,11 @@ class Outcome:
     DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
     ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
     VANISHED = "vanished"         # moved or deleted while this run read it: nothing recorded, the next run looks again
+    CHANGED = "changed"           # written to while this run read it (replaced, still being copied): likewise
+
+# What a file may do under a run (codes of the FileFailure, names of the Outcome): not its content's
+# fault, so ``_fail`` records nothing while the file is still gone or changed.
+IN_FLUX = ("vanished", "changed")
 
 
 class Verdict:
@@ -260,8 +266,22 @@ def _unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
     failure that ``_fail`` does not even record while the path is empty (``Outcome.VANISHED``)."""
     if entry.path.exists():
         return FileFailure("rejected_input", "rejected_input", reason, code)
+    return _vanished(reason)
+
+
+def _vanished(reason: str) -> FileFailure:
     return FileFailure("failed_transient", "transient", f"the file vanished while the run read it ({reason}): "
                        "moved, renamed or deleted during the run; the next run looks again", "vanished")
+
+
+def _changed_since_walk(entry: ScanEntry) -> bool:
+    """Whether the file is not what the walk saw (size, mtime or inode moved, or gone): its hash,
+    taken after the walk, may then be of other bytes than the pages read from it."""
+    try:
+        st = os.stat(entry.path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns, st.st_ino) != (entry.size, entry.mtime_ns, entry.inode)
 
 
 class FileProcessor:
@@ -388,8 +408,8 @@ class FileProcessor:
             return Outcome.FAILED
 
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
-        if failure.code == "vanished" and not entry.path.exists():
-            return Outcome.VANISHED   # its row is left as it was: a done file stays done, its outputs kept
+        if failure.code in IN_FLUX and _changed_since_walk(entry):
+            return failure.code   # its row is left as it was: a done file stays done, its outputs kept
         self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
                                  error_code=failure.code, run_id=self.ctx.run_id,
                                  max_transient_runs=self.ctx.config.retries.max_transient_runs)
@@ -398,9 +418,13 @@ class FileProcessor:
     async def _results_for_work(self, entry: ScanEntry, key: str) -> tuple[list[PageResult], dict]:
         """Page results for this content+settings, computed once per run for identical files."""
         ctx = self.ctx
-        existing = ctx.in_run_works.get(key)
-        if existing is not None:
-            pages, prepared = await asyncio.shield(existing)
+        while (existing := ctx.in_run_works.get(key)) is not None:
+            try:
+                pages, prepared = await asyncio.shield(existing)
+            except FileFailure as exc:
+                if exc.code not in IN_FLUX:
+                    raise
+                continue   # the file read for this content changed or vanished under the run: read this one
             return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True,
                                text_source=p.text_source, facts=p.facts, placed=p.placed) for p in pages], prepared
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -445,12 +469,22 @@ class FileProcessor:
         limits = await self.ctx.api_ready()
         async with self.ctx.prepare_slots:
             try:
-                return await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
+                source = await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
                 raise _unreadable(entry, exc.reason, exc.code) from None
             except MemoryError:
                 raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
                                   "too_large") from None
+        if _changed_since_walk(entry):
+            # Replaced (a re-export, a copy still under way) after the walk and the hash: the pages
+            # read may be other bytes than the hash's, and their text would be stored under that
+            # hash's work key, for every copy of the old content to reuse. Read next run instead.
+            source.close()
+            if not entry.path.exists():
+                raise _vanished("gone after the walk")
+            raise FileFailure("failed_transient", "transient", "the file changed while the run read it "
+                              "(replaced, or still being copied); the next run reads it again", "changed")
+        return source
 
     async def _page_loop(self, entry: ScanEntry, key: str, source: PageSource, stored: dict) -> list:
         """Every page's result or exception, in page order.

@@ -139,6 +139,7 @@ def progress_line(stats: RunStats) -> str:
             f"{len(stats.scan_problems)} scan problems"
             f"{f', {adopted} adopted from existing outputs' if (adopted := o['adopted']) else ''}"
             f"{f', {vanished} vanished during the run' if (vanished := o['vanished']) else ''}"
+            f"{f', {changed} changed during the run' if (changed := o['changed']) else ''}"
             f" in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
 
 

@@ -46,7 +46,11 @@ from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_ad
 
 log = logging.getLogger("pipeline")
 
-VANISHED_WHY = "moved, renamed or deleted while the run read it; not failed: the next run looks again"
+IN_FLUX_WHY = {   # files that moved under the run: not failed, but a cron log says which and why
+    Outcome.VANISHED: "moved, renamed or deleted while the run read it; not failed: the next run looks again",
+    Outcome.CHANGED: "written to while the run read it (replaced, or still being copied); not failed: the next "
+                     "run reads it again",
+}
 
 
 class StartupError(Exception):
@@ -424,8 +428,8 @@ class Runner:
             self.stats.add(outcome)
             if outcome in (Outcome.FAILED, Outcome.REJECTED):
                 self._say_file(ctx, item.rel, outcome)
-            elif outcome == Outcome.VANISHED:   # not failed, but a cron log says which file and why
-                self.say(f"pipeline: {file_line(item.rel, outcome, None, VANISHED_WHY)}")
+            elif outcome in IN_FLUX_WHY:
+                self.say(f"pipeline: {file_line(item.rel, outcome, None, IN_FLUX_WHY[outcome])}")
             progress.update(self.stats, ctx.in_flight)
 
     def _say_file(self, ctx: RunContext, rel: str, outcome: str) -> None:
