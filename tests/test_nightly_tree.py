@@ -158,3 +158,28 @@ async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to
     with Image.open(tmp_path / "in" / "a.png") as im:
         assert f"pixels:{pixel_digest(im)}" in (tmp_path / "out" / "a.png.txt").read_text()
     assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}, log
+
+
+async def test_a_scan_moved_away_before_its_searchable_pdf_is_written_is_not_failed_for_good(tmp_path, monkeypatch):
+    """The searchable PDF is made from the source's pixels after the OCR: a scan moved away in
+    between failed as output_error (permanent), and back again it stayed "failed earlier"."""
+    import pipeline.run.process as process
+
+    scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    real_write, moved = process.write_outputs, []
+
+    async def write_after_moving(output, rel, names, document, source_path, *args):
+        if not moved:
+            source_path.rename(tmp_path / "aside.png")
+            moved.append(rel)
+        return await real_write(output, rel, names, document, source_path, *args)
+
+    monkeypatch.setattr(process, "write_outputs", write_after_moving)
+    cfg = _fast(tmp_path, outputs=["txt", "json", "pdf"], pdf={"pdfa": "off"}, api__format="json")
+    code, report, log = await run_pipeline(cfg, None)
+    assert moved and "a.png: vanished" in log and failures(tmp_path) == {}, log
+    (tmp_path / "aside.png").rename(scan)
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1}, log   # before: still_failed
+    assert report["embedded_server_counters"]["submits"] == 0             # its page was read already
+    assert (tmp_path / "out" / "a.png.pdf").exists()

@@ -274,6 +274,23 @@ def _vanished(reason: str) -> FileFailure:
                        "moved, renamed or deleted during the run; the next run looks again", "vanished")
 
 
+def _output_failure(entry: ScanEntry, exc: OutputError) -> FileFailure:
+    """An output that cannot be written: permanent, unless the source moved under the run (the
+    searchable PDF is made from its pixels after the OCR). Moved, the file is in flux, its pages'
+    answers stay stored, and the next run writes it without paying again."""
+    if not _changed_since_walk(entry):
+        return FileFailure("failed_permanent", "permanent", str(exc), "output_error")
+    return _in_flux(entry, f"before its outputs were written: {exc}")
+
+
+def _in_flux(entry: ScanEntry, when: str) -> FileFailure:
+    """The failure of a file found moved under the run: ``vanished`` when gone, else ``changed``."""
+    if not entry.path.exists():
+        return _vanished(when)
+    return FileFailure("failed_transient", "transient", f"the file changed while the run read it ({when}): "
+                       "replaced, or still being copied; the next run reads it again", "changed")
+
+
 def _changed_since_walk(entry: ScanEntry) -> bool:
     """Whether the file is not what the walk saw (size, mtime or inode moved, or gone): its hash,
     taken after the walk, may then be of other bytes than the pages read from it."""
@@ -480,10 +497,7 @@ class FileProcessor:
             # read may be other bytes than the hash's, and their text would be stored under that
             # hash's work key, for every copy of the old content to reuse. Read next run instead.
             source.close()
-            if not entry.path.exists():
-                raise _vanished("gone after the walk")
-            raise FileFailure("failed_transient", "transient", "the file changed while the run read it "
-                              "(replaced, or still being copied); the next run reads it again", "changed")
+            raise _in_flux(entry, "after the walk found it")
         return source
 
     async def _page_loop(self, entry: ScanEntry, key: str, source: PageSource, stored: dict) -> list:
@@ -807,7 +821,7 @@ class FileProcessor:
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
-            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+            raise _output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
         ctx.regenerated += 1
         return True
@@ -822,7 +836,7 @@ class FileProcessor:
             try:
                 written = await ctx.write_outputs(entry.rel, missing, found.document, entry.path)
             except OutputError as exc:
-                raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+                raise _output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
                            outputs=list(dict.fromkeys([*found.present, *written])), **stat)
         return Outcome.ADOPTED
@@ -858,7 +872,7 @@ class FileProcessor:
         try:
             outputs = await ctx.write_outputs(entry.rel, ctx.config.outputs, document, entry.path)
         except OutputError as exc:
-            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+            raise _output_failure(entry, exc) from None
         crashpoint("after_write")
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, outputs=outputs, error=None,
                            error_class=None, error_code=None, failures=0)
