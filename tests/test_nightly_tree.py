@@ -154,6 +154,7 @@ async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to
     text = (tmp_path / "out" / "b.png.txt").read_text()
     assert f"pixels:{digest}" in text, text   # before: b.png got the text of the new a.png
     assert "a.png: changed" in log and failures(tmp_path) == {}, log
+    assert code == ExitCode.STOPPED_EARLY, log                  # work is left: the new a.png
     code, report, log = await run_pipeline(cfg, None)          # the next night reads the new a.png
     with Image.open(tmp_path / "in" / "a.png") as im:
         assert f"pixels:{pixel_digest(im)}" in (tmp_path / "out" / "a.png.txt").read_text()

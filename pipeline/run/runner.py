@@ -514,7 +514,8 @@ class Runner:
             return ExitCode.CONFIG_ERROR
         if ctx.submissions_closed and self.stop_reason is None:
             self.stop_reason = ctx.submissions_closed
-        if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED]:
+        # work left: files deferred, and files that changed under this run (a copy still under way)
+        if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED] or self.stats.outcomes[Outcome.CHANGED]:
             return ExitCode.STOPPED_EARLY
         member = in_tree(self.config)   # a failed file since deleted or renamed is no failure of the tree
         if self.stats.scan_problems or any(member(rec.rel) for rec in state.iter_files(FAILED_STATES)):
