@@ -184,3 +184,17 @@ async def test_a_scan_moved_away_before_its_searchable_pdf_is_written_is_not_fai
     assert code == ExitCode.OK and report["this_run"] == {"done": 1}, log   # before: still_failed
     assert report["embedded_server_counters"]["submits"] == 0             # its page was read already
     assert (tmp_path / "out" / "a.png.pdf").exists()
+
+
+async def test_the_embedded_servers_pushes_leave_no_rows_in_the_state_store(tmp_path):
+    import sqlite3
+
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", seed=i)
+    code, report, _ = await run_pipeline(_fast(tmp_path), None)
+    assert code == ExitCode.OK and report["embedded_server_counters"]["webhooks_delivered"] >= 3
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:   # before: two rows a page, every night, for ever (a third of the store)
+        assert db.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0] == 0
+    finally:
+        db.close()

@@ -46,6 +46,8 @@ from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_ad
 
 log = logging.getLogger("pipeline")
 
+WEBHOOK_AUDIT_DAYS = 7   # webhook deliveries kept in the state store (webhook_events) this long
+
 IN_FLUX_WHY = {   # files that moved under the run: not failed, but a cron log says which and why
     Outcome.VANISHED: "moved, renamed or deleted while the run read it; not failed: the next run looks again",
     Outcome.CHANGED: "written to while the run read it (replaced, or still being copied); not failed: the next "
@@ -309,15 +311,17 @@ class Runner:
             raise StartupError(ExitCode.CONFIG_ERROR,
                                f"webhook.secret_env: the environment variable {wh.secret_env} is empty or unset")
         events = JobEvents()
+        embedded_only = self.config.embedded and not wh.enabled
+        if not embedded_only:   # an audit of the last week's deliveries, not of every night's
+            ctx.state.forget_webhooks(time.time() - WEBHOOK_AUDIT_DAYS * 86400)
 
         async def on_event(event: Any) -> None:
-            try:
-                ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
-            except Exception:  # noqa: BLE001 - the record is an audit; the waiting job still hears
-                log.debug("webhook delivery %s not recorded", event.delivery_id, exc_info=True)
+            if not embedded_only:   # the embedded server's pushes on loopback are no one's to audit
+                try:
+                    ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
+                except Exception:  # noqa: BLE001 - the record is an audit; the waiting job still hears
+                    log.debug("webhook delivery %s not recorded", event.delivery_id, exc_info=True)
             events.deliver(event)
-
-        embedded_only = self.config.embedded and not wh.enabled
         # the public URL's own path is served too: a proxy that forwards it unchanged reaches us
         public_path = urlsplit(wh.public_url or "").path
         also = (public_path,) if public_path.startswith("/") and not embedded_only else ()
