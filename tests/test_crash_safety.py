@@ -97,6 +97,8 @@ async def test_sigkill_at_any_step_then_rerun_finishes_every_file_exactly_once(t
     report = json.loads((tmp_path / "out" / ".pipeline" / "run-report.json").read_text())
     reported = {row["work_key"].split("-")[0] for row in report["possible_duplicates"]}
     assert unknown <= reported  # every unknown outcome is listed for a person to check
+    if unknown:   # the log says where the unknown outcome came from (it said "connection lost" after a kill)
+        assert "an earlier run ended between an upload and recording its request id: killed" in out, out
     code, out = await run_cli("verify", str(cfg))
     assert code == ExitCode.OK, out
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,6 +75,16 @@ def test_webhook_deliveries_are_recorded_once(tmp_path):
     store = StateStore(tmp_path / "s.sqlite")
     assert store.record_webhook("d1", "r1", "job.completed") is True
     assert store.record_webhook("d1", "r1", "job.completed") is False
+
+
+def test_webhook_deliveries_older_than_the_cutoff_are_forgotten(tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    store.record_webhook("old", "r1", "job.completed")
+    cutoff = time.time()
+    store.record_webhook("new", "r2", "job.completed")
+    assert store.forget_webhooks(cutoff) == 1
+    assert store.record_webhook("old", "r1", "job.completed") is True    # gone
+    assert store.record_webhook("new", "r2", "job.completed") is False   # kept
 
 
 def test_run_lock_refuses_a_second_holder_and_is_released_by_a_dying_process(tmp_path):

@@ -88,7 +88,7 @@ _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEB
 
 REJECTION_CODES = {
     "empty_file": "the file has zero bytes",
-    "unreadable": "the operating system refused to read it (permissions, vanished, not a regular file)",
+    "unreadable": "the operating system refused to read it (permissions, not a regular file)",
     "not_an_image": "the content is not an image format Pillow can read",
     "not_a_pdf": "named .pdf, but the content is not a PDF (no %PDF- header)",
     "truncated": "the image data ends early (incomplete copy or download)",

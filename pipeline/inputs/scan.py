@@ -48,10 +48,10 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-__all__ = ["ScanEntry", "ScanProblem", "scan_tree", "GlobSet", "glob_to_regex", "is_ignored_name",
-           "PROBLEM_CODES"]
+__all__ = ["ScanEntry", "ScanProblem", "scan_tree", "tree_member", "GlobSet", "glob_to_regex",
+           "is_ignored_name", "PROBLEM_CODES"]
 
 PROBLEM_CODES = {
     "symlink_loop": "a symlinked directory leads back to one of its own parents (not entered)",
@@ -197,6 +197,28 @@ def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequen
         skip.add((s.st_dev, s.st_ino))
     return _walk(root, (st.st_dev, st.st_ino), inc, exc, frozenset(skip), frozenset(pending),
                  float(min_age_s))
+
+
+def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
+                ignore_case: bool = False) -> Callable[[str], bool]:
+    """``rel -> bool``: whether a walk of ``root`` with these globs would come to ``rel`` (a
+    regular file there, matched by ``include`` and no ``exclude``, no hidden or temporary name on
+    the way). One ``stat`` a question, for paths already known (the state store's), never a walk."""
+    inc = GlobSet(include, ignore_case=ignore_case)
+    exc = GlobSet(exclude, ignore_case=ignore_case)
+
+    def member(rel: str) -> bool:
+        parts = rel.split("/")
+        if any(is_ignored_name(p) for p in parts) or not inc.match(rel) or exc.match(rel):
+            return False
+        if any(exc.covers_dir("/".join(parts[:i])) for i in range(1, len(parts))):
+            return False
+        try:
+            return stat_mod.S_ISREG(os.stat(os.path.join(root, *parts)).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    return member
 
 
 def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float):

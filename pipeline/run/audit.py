@@ -29,6 +29,7 @@ from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, sour
 from pipeline.run.adopt import sound_record
 from pipeline.run.cronlog import one_line
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
+from pipeline.run.tree import in_tree
 
 
 def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]:
@@ -37,8 +38,10 @@ def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]
     state = StateStore(config.state_file)
     try:
         counts = state.count_by_state()
+        member = in_tree(config)   # a failed file since deleted, renamed or excluded is no failure of the tree
+        recorded = list(state.iter_files(FAILED_STATES))
         failed = [{"path": r.rel, "state": r.state, "code": r.error_code, "reason": r.error, "failed_runs": r.failures}
-                  for r in state.iter_files(FAILED_STATES)]
+                  for r in recorded if member(r.rel)]
         return {
             "state_file": str(config.state_file),
             "files_by_state": {s: counts.get(s, 0) for s in FILE_STATES if counts.get(s, 0)},
@@ -46,6 +49,7 @@ def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]
             "last_run": state.last_run(),
             "failures": failed[:failures_limit],
             "failures_total": len(failed),
+            "failures_gone_from_tree": len(recorded) - len(failed),
             "quarantined": [f["path"] for f in failed if f["state"] == "quarantined"],
             "possible_duplicate_submits": state.possible_duplicates(),
             "cost": {"by_run": state.spend_by_run(), "by_day": state.spend_by_day(),
@@ -72,6 +76,9 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
         lines += [f"  {one_line(f['path'])}: {f['state']} [{f['code']}] {one_line(str(f['reason']))}"
                   for f in report["failures"]]
+    if report.get("failures_gone_from_tree"):
+        lines.append(f"failed earlier, no longer in the input tree (deleted, renamed or excluded; not counted): "
+                     f"{report['failures_gone_from_tree']}")
     if report["quarantined"]:
         lines.append(f"quarantined ({len(report['quarantined'])}): rerun with --retry-failed to try them again")
     if report["possible_duplicate_submits"]:

@@ -76,7 +76,8 @@ class Planner:
     async def plan(self) -> tuple[ExitCode, dict[str, Any] | None, str | None]:
         """(exit code, the plan as a dict, an error message)."""
         from pipeline.run.budget import Budget
-        from pipeline.run.runner import Runner, StartupError, walk
+        from pipeline.run.runner import Runner, StartupError
+        from pipeline.run.tree import walk
 
         runner = Runner(self.config, stream=io.StringIO())
         try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,12 @@ class Outcome:
     STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
     DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
     ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
+    VANISHED = "vanished"         # moved or deleted while this run read it: nothing recorded, the next run looks again
+    CHANGED = "changed"           # written to while this run read it (replaced, still being copied): likewise
+
+# What a file may do under a run (codes of the FileFailure, names of the Outcome): not its content's
+# fault, so ``_fail`` records nothing while the file is still gone or changed.
+IN_FLUX = ("vanished", "changed")
 
 
 class Verdict:
@@ -125,6 +132,9 @@ class RunContext:
     in_run_works: dict[str, asyncio.Future] = field(default_factory=dict)
     possible_duplicates: int = 0
     resubmitted: int = 0
+    # (work key, page) of the pages this run resubmitted or met with an unknown outcome: the run
+    # report lists these, not every such page of every earlier night
+    resubmitted_pages: set[tuple[str, int]] = field(default_factory=set)
     in_flight: int = 0                       # pages submitted (or being submitted) and not finished
     stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
     regenerated: int = 0                     # done files given missing outputs from their .json
@@ -247,6 +257,50 @@ class FileFailure(Exception):
         self.state, self.error_class, self.reason, self.code = state, error_class, reason, code
 
 
+def _unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
+    """A file that could not be read, or not as an image: a rejected input, unless it is no longer
+    there. A scan moved, renamed or deleted after the walk found it (a scanner station tidying up
+    during the night) is no fault of its content: recorded as rejected, the content's row said
+    "failed earlier" for good when the scan came back (or stayed so under its old name, a done
+    file's row with it), until ``--retry-failed``. Such a file is ``vanished``: a transient
+    failure that ``_fail`` does not even record while the path is empty (``Outcome.VANISHED``)."""
+    if entry.path.exists():
+        return FileFailure("rejected_input", "rejected_input", reason, code)
+    return _vanished(reason)
+
+
+def _vanished(reason: str) -> FileFailure:
+    return FileFailure("failed_transient", "transient", f"the file vanished while the run read it ({reason}): "
+                       "moved, renamed or deleted during the run; the next run looks again", "vanished")
+
+
+def _output_failure(entry: ScanEntry, exc: OutputError) -> FileFailure:
+    """An output that cannot be written: permanent, unless the source moved under the run (the
+    searchable PDF is made from its pixels after the OCR). Moved, the file is in flux, its pages'
+    answers stay stored, and the next run writes it without paying again."""
+    if not _changed_since_walk(entry):
+        return FileFailure("failed_permanent", "permanent", str(exc), "output_error")
+    return _in_flux(entry, f"before its outputs were written: {exc}")
+
+
+def _in_flux(entry: ScanEntry, when: str) -> FileFailure:
+    """The failure of a file found moved under the run: ``vanished`` when gone, else ``changed``."""
+    if not entry.path.exists():
+        return _vanished(when)
+    return FileFailure("failed_transient", "transient", f"the file changed while the run read it ({when}): "
+                       "replaced, or still being copied; the next run reads it again", "changed")
+
+
+def _changed_since_walk(entry: ScanEntry) -> bool:
+    """Whether the file is not what the walk saw (size, mtime or inode moved, or gone): its hash,
+    taken after the walk, may then be of other bytes than the pages read from it."""
+    try:
+        st = os.stat(entry.path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns, st.st_ino) != (entry.size, entry.mtime_ns, entry.inode)
+
+
 class FileProcessor:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -292,8 +346,8 @@ class FileProcessor:
             except HashAbandoned:
                 return Decision(Verdict.DEFERRED, rec)
             except OSError as exc:
-                return Decision(Verdict.FAILED, rec, failure=FileFailure(
-                    "rejected_input", "rejected_input", f"cannot read the file: {exc.strerror or exc}", "unreadable"))
+                return Decision(Verdict.FAILED, rec, failure=_unreadable(
+                    entry, f"cannot read the file: {exc.strerror or exc}", "unreadable"))
         key = work_key(sha, pdf_fingerprint if pdf_content else fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
         decision = Decision(Verdict.WORK, rec, sha=sha, key=key, stat=stat, same_stat=same_stat, pdf=pdf_content)
@@ -371,6 +425,8 @@ class FileProcessor:
             return Outcome.FAILED
 
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
+        if failure.code in IN_FLUX and _changed_since_walk(entry):
+            return failure.code   # its row is left as it was: a done file stays done, its outputs kept
         self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
                                  error_code=failure.code, run_id=self.ctx.run_id,
                                  max_transient_runs=self.ctx.config.retries.max_transient_runs)
@@ -379,9 +435,13 @@ class FileProcessor:
     async def _results_for_work(self, entry: ScanEntry, key: str) -> tuple[list[PageResult], dict]:
         """Page results for this content+settings, computed once per run for identical files."""
         ctx = self.ctx
-        existing = ctx.in_run_works.get(key)
-        if existing is not None:
-            pages, prepared = await asyncio.shield(existing)
+        while (existing := ctx.in_run_works.get(key)) is not None:
+            try:
+                pages, prepared = await asyncio.shield(existing)
+            except FileFailure as exc:
+                if exc.code not in IN_FLUX:
+                    raise
+                continue   # the file read for this content changed or vanished under the run: read this one
             return [PageResult(p.index, p.text, p.structured, p.request_id, 0, reused=True,
                                text_source=p.text_source, facts=p.facts, placed=p.placed) for p in pages], prepared
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -426,12 +486,19 @@ class FileProcessor:
         limits = await self.ctx.api_ready()
         async with self.ctx.prepare_slots:
             try:
-                return await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
+                source = await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
-                raise FileFailure("rejected_input", "rejected_input", exc.reason, exc.code) from None
+                raise _unreadable(entry, exc.reason, exc.code) from None
             except MemoryError:
                 raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
                                   "too_large") from None
+        if _changed_since_walk(entry):
+            # Replaced (a re-export, a copy still under way) after the walk and the hash: the pages
+            # read may be other bytes than the hash's, and their text would be stored under that
+            # hash's work key, for every copy of the old content to reuse. Read next run instead.
+            source.close()
+            raise _in_flux(entry, "after the walk found it")
+        return source
 
     async def _page_loop(self, entry: ScanEntry, key: str, source: PageSource, stored: dict) -> list:
         """Every page's result or exception, in page order.
@@ -557,6 +624,7 @@ class FileProcessor:
         elif stored is not None and stored.state == "submitting":
             state.page_outcome_unknown(key, page.page_index)
             ctx.possible_duplicates += 1
+            ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
         unknown_retry_used = False
         cost = await self._quote(page)
@@ -565,6 +633,7 @@ class FileProcessor:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
             if reason:
                 ctx.resubmitted += 1
+                ctx.resubmitted_pages.add((key, page.page_index))
             intent_written = False
             admitted = False
 
@@ -597,6 +666,7 @@ class FileProcessor:
                     ctx.budget.commit(cost)   # the job may exist and be charged
                 state.page_outcome_unknown(key, page.page_index)
                 ctx.possible_duplicates += 1
+                ctx.resubmitted_pages.add((key, page.page_index))
                 if unknown_retry_used:
                     raise FileFailure("failed_transient", "transient",
                                       f"submit outcome unknown twice ({exc.reason}); retried next run") from None
@@ -751,7 +821,7 @@ class FileProcessor:
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
-            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+            raise _output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
         ctx.regenerated += 1
         return True
@@ -766,7 +836,7 @@ class FileProcessor:
             try:
                 written = await ctx.write_outputs(entry.rel, missing, found.document, entry.path)
             except OutputError as exc:
-                raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+                raise _output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
                            outputs=list(dict.fromkeys([*found.present, *written])), **stat)
         return Outcome.ADOPTED
@@ -802,7 +872,7 @@ class FileProcessor:
         try:
             outputs = await ctx.write_outputs(entry.rel, ctx.config.outputs, document, entry.path)
         except OutputError as exc:
-            raise FileFailure("failed_permanent", "permanent", str(exc), "output_error") from None
+            raise _output_failure(entry, exc) from None
         crashpoint("after_write")
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, outputs=outputs, error=None,
                            error_class=None, error_code=None, failures=0)

@@ -39,18 +39,20 @@ from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
 from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
 from pipeline.inputs.feed import ScanFeed, TreeCount
-from pipeline.inputs.scan import ScanEntry, ScanProblem, scan_tree
+from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import FAILED_STATES, StateStore
+from pipeline.run.tree import in_tree, walk
 from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_advice, check_writable
 
 log = logging.getLogger("pipeline")
 
+WEBHOOK_AUDIT_DAYS = 7   # webhook deliveries kept in the state store (webhook_events) this long
 
-def walk(cfg: Config):
-    """The run's scan of the input tree (``plan`` walks the same one)."""
-    skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
-    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
-                     min_age_s=cfg.min_file_age_s, ignore_case=True)
+IN_FLUX_WHY = {   # files that moved under the run: not failed, but a cron log says which and why
+    Outcome.VANISHED: "moved, renamed or deleted while the run read it; not failed: the next run looks again",
+    Outcome.CHANGED: "written to while the run read it (replaced, or still being copied); not failed: the next "
+                     "run reads it again",
+}
 
 
 class StartupError(Exception):
@@ -309,15 +311,17 @@ class Runner:
             raise StartupError(ExitCode.CONFIG_ERROR,
                                f"webhook.secret_env: the environment variable {wh.secret_env} is empty or unset")
         events = JobEvents()
+        embedded_only = self.config.embedded and not wh.enabled
+        if not embedded_only:   # an audit of the last week's deliveries, not of every night's
+            ctx.state.forget_webhooks(time.time() - WEBHOOK_AUDIT_DAYS * 86400)
 
         async def on_event(event: Any) -> None:
-            try:
-                ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
-            except Exception:  # noqa: BLE001 - the record is an audit; the waiting job still hears
-                log.debug("webhook delivery %s not recorded", event.delivery_id, exc_info=True)
+            if not embedded_only:   # the embedded server's pushes on loopback are no one's to audit
+                try:
+                    ctx.state.record_webhook(event.delivery_id, event.request_id, event.event)
+                except Exception:  # noqa: BLE001 - the record is an audit; the waiting job still hears
+                    log.debug("webhook delivery %s not recorded", event.delivery_id, exc_info=True)
             events.deliver(event)
-
-        embedded_only = self.config.embedded and not wh.enabled
         # the public URL's own path is served too: a proxy that forwards it unchanged reaches us
         public_path = urlsplit(wh.public_url or "").path
         also = (public_path,) if public_path.startswith("/") and not embedded_only else ()
@@ -428,6 +432,8 @@ class Runner:
             self.stats.add(outcome)
             if outcome in (Outcome.FAILED, Outcome.REJECTED):
                 self._say_file(ctx, item.rel, outcome)
+            elif outcome in IN_FLUX_WHY:
+                self.say(f"pipeline: {file_line(item.rel, outcome, None, IN_FLUX_WHY[outcome])}")
             progress.update(self.stats, ctx.in_flight)
 
     def _say_file(self, ctx: RunContext, rel: str, outcome: str) -> None:
@@ -512,10 +518,11 @@ class Runner:
             return ExitCode.CONFIG_ERROR
         if ctx.submissions_closed and self.stop_reason is None:
             self.stop_reason = ctx.submissions_closed
-        if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED]:
+        # work left: files deferred, and files that changed under this run (a copy still under way)
+        if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED] or self.stats.outcomes[Outcome.CHANGED]:
             return ExitCode.STOPPED_EARLY
-        counts = state.count_by_state()
-        if any(counts.get(s, 0) for s in FAILED_STATES) or self.stats.scan_problems:
+        member = in_tree(self.config)   # a failed file since deleted or renamed is no failure of the tree
+        if self.stats.scan_problems or any(member(rec.rel) for rec in state.iter_files(FAILED_STATES)):
             return ExitCode.FILES_FAILED
         return ExitCode.OK
 
@@ -546,15 +553,17 @@ class Runner:
             possible_duplicates=ctx.possible_duplicates if ctx else 0,
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
             adoption_refused=ctx.adoption_refused if ctx else None,
-            cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None)
+            cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None,
+            in_tree=in_tree(self.config), resubmitted_pages=ctx.resubmitted_pages if ctx else ())
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
             self.say(f"pipeline: stopped early: {self.stop_reason}")
         if ctx is not None and ctx.possible_duplicates:   # money: said in the log, not only in the report
-            self.say(f"pipeline: {ctx.possible_duplicates} submits had an unknown outcome (connection lost or gateway "
-                     "timeout after the upload) and were sent again: those pages may be paid twice; see "
-                     "possible_duplicates in the report")
+            self.say(f"pipeline: {ctx.possible_duplicates} submits had an unknown outcome (an earlier run ended between "
+                     "an upload and recording its request id: killed, crashed or its disk full; or the connection was "
+                     "lost or a gateway timed out after the upload) and were sent again: those pages may be paid "
+                     "twice; see possible_duplicates in the report")
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")

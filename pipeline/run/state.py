@@ -35,7 +35,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 SCHEMA_VERSION = 2
 
@@ -396,19 +396,22 @@ class StateStore:
                          "WHERE CAST(excluded.value AS INTEGER) < CAST(value AS INTEGER)",
                          (f"max_input_height:{model}", str(int(height))))
 
-    def possible_duplicates(self) -> list[dict[str, Any]]:
+    def possible_duplicates(self, only: Collection[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
+        """Pages submitted with an unknown outcome (maybe paid twice), ever or, with ``only``,
+        among those (work key, page) pairs."""
         rows = self._db.execute(
             "SELECT p.work_key, p.page, p.unknown_outcomes, p.submits, p.request_id, "
             "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
             "FROM pages p WHERE p.unknown_outcomes > 0 ORDER BY rel, p.page").fetchall()
-        return [dict(r) for r in rows]
+        return _among(rows, only)
 
-    def resubmissions(self) -> list[dict[str, Any]]:
+    def resubmissions(self, only: Collection[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
+        """Pages submitted again, and why, ever or, with ``only``, among those pairs."""
         rows = self._db.execute(
             "SELECT p.work_key, p.page, p.submits, p.resubmitted_reason, "
             "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
             "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.page").fetchall()
-        return [dict(r) for r in rows]
+        return _among(rows, only)
 
     # -- prices and spend (pipeline.run.pricing, pipeline.run.budget) ----------------------------------
 
@@ -464,6 +467,16 @@ class StateStore:
         cur = self._db.execute("INSERT OR IGNORE INTO webhook_events VALUES (?, ?, ?, ?)",
                                (delivery_id, request_id, event, time.time()))
         return cur.rowcount == 1
+
+    def forget_webhooks(self, before: float) -> int:
+        """Drop the deliveries received before ``before`` (a time.time()): the record is an audit
+        for a person, and a replay that old is refused by its signed timestamp anyway, so a row
+        kept for ever only grew the store by two rows a page every night."""
+        return self._db.execute("DELETE FROM webhook_events WHERE received_at < ?", (before,)).rowcount
+
+
+def _among(rows: list[sqlite3.Row], only: Collection[tuple[str, int]] | None) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows if only is None or (r["work_key"], r["page"]) in only]
 
 
 def _prefix_range(prefix: str) -> tuple[str, str]:

@@ -1,0 +1,30 @@
+"""The input tree as a run sees it: the walk, and whether a path the state store remembers is
+still in it.
+
+Why the second: the state store keeps a row for every path it ever met, and a scan that failed
+(a broken file, an unreadable one) keeps its failed row after the scan is deleted, renamed, or
+left out by a new ``exclude``. Counted as it stood, such a row made every later night exit 1 and
+list it in ``failures.json``, with nothing the archive could do about it (the path is not walked
+again, so neither a fix nor ``--retry-failed`` reaches it). The row itself is kept (were the path
+to come back unchanged, it is not paid for again); only what is *in the tree* counts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pipeline.config import Config
+from pipeline.inputs.scan import scan_tree, tree_member
+
+
+def walk(cfg: Config):
+    """The run's scan of the input tree (``plan`` walks the same one)."""
+    skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
+    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
+                     min_age_s=cfg.min_file_age_s, ignore_case=True)
+
+
+def in_tree(cfg: Config) -> Callable[[str], bool]:
+    """``rel -> bool``: would the walk still come to this recorded path (a file there, matched
+    by ``include`` and no ``exclude``, no hidden or temporary name on the way)?"""
+    return tree_member(cfg.input, include=cfg.include, exclude=cfg.exclude, ignore_case=True)

@@ -1,0 +1,200 @@
+"""Night after night over a tree that changes between runs, as an archive's cron runs it: what
+a file deleted, renamed or excluded since an earlier night does to the exit code, the failures
+list and ``status``."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from helpers import distinct_png, failures, run_pipeline, write_config
+from pipeline.config import load_config
+from pipeline.exitcodes import ExitCode
+from pipeline.run.audit import format_status, status_report
+
+
+def _fast(tmp_path, **kw):
+    return write_config(tmp_path, "embedded", api__embedded={"engine": "fast", "workers": 1}, **kw)
+
+
+async def test_a_failed_file_deleted_or_excluded_since_is_no_failure_of_the_tree(tmp_path):
+    distinct_png(tmp_path / "in" / "good.png", seed=1)
+    broken = tmp_path / "in" / "box" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(os.urandom(3000))
+    cfg = _fast(tmp_path)
+    code, _, _ = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED and set(failures(tmp_path)) == {"box/broken.png"}
+
+    aside = tmp_path / "aside.png"
+    broken.rename(aside)                              # taken out of the tree by the archive
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK, log            # before: exit 1 every night, for a file no longer there
+    assert failures(tmp_path) == {} and report["failures"] == 0
+    assert report["failures_gone_from_tree"] == 1
+    status = status_report(load_config(cfg))
+    assert status["failures_total"] == 0 and status["failures_gone_from_tree"] == 1
+    assert "no longer in the input tree" in format_status(status)
+
+    aside.rename(broken)                              # back again: its row was kept, not read anew
+    code, report, _ = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED and report["this_run"] == {"skipped": 1, "still_failed": 1}
+
+    data = yaml.safe_load(cfg.read_text())
+    data["exclude"] = ["box/**"]                      # left out of the tree by a new exclude
+    cfg.write_text(yaml.safe_dump(data))
+    code, report, _ = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK and report["failures_gone_from_tree"] == 1
+
+
+async def test_the_run_report_does_not_grow_with_the_uploads_of_the_night(tmp_path):
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", seed=i)
+    distinct_png(tmp_path / "in" / "copy.png", seed=0)     # same content: one upload for both
+    code, report, _ = await run_pipeline(_fast(tmp_path), None)
+    assert code == ExitCode.OK
+    counters = report["embedded_server_counters"]
+    # before: every upload's hash was listed, a report as large as the night (80 MB a million scans)
+    assert "submits_by_hash" not in counters
+    assert counters["distinct_uploads"] == counters["jobs_created"] == 3
+    assert counters["uploads_sent_more_than_once"] == {} and counters["uploads_sent_more_than_once_count"] == 0
+
+
+class _WalkedThenMoved:
+    """The walk as it stood a moment before ``rel`` was moved away: its entry (the stat the walk
+    took) comes out after the file is gone, as when a scan is moved while a run is under way."""
+
+    def __init__(self, cfg, rel):
+        self.cfg, self.rel = cfg, rel
+
+    def __call__(self):
+        from pipeline.inputs.scan import ScanEntry
+        from pipeline.run.tree import walk
+
+        for item in walk(self.cfg):
+            if isinstance(item, ScanEntry) and item.rel == self.rel:
+                item.path.rename(item.path.with_name(".moved-away"))   # hidden: no longer in the tree
+            yield item
+
+
+async def test_a_scan_moved_away_while_the_run_reads_it_is_not_failed_for_good(tmp_path):
+    import io
+
+    from pipeline.run.runner import Runner
+
+    scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    distinct_png(tmp_path / "in" / "b.png", seed=2)
+    cfg_path = _fast(tmp_path)
+    assert (await run_pipeline(cfg_path, None))[0] == ExitCode.OK
+    os.utime(scan, ns=(scan.stat().st_atime_ns, scan.stat().st_mtime_ns + 10**9))  # touched: hashed again
+    cfg = load_config(cfg_path)
+    runner = Runner(cfg, stream=io.StringIO())
+    runner._walk = _WalkedThenMoved(cfg, "a.png")
+    code = await runner.run()
+    log = runner.stream.getvalue()
+    assert code == ExitCode.OK, log                    # before: rejected (unreadable), exit 1
+    assert failures(tmp_path) == {} and "a.png: vanished" in log, log
+    assert runner.report["this_run"] == {"vanished": 1, "skipped": 1}
+
+    scan.with_name(".moved-away").rename(scan)          # back, content unchanged
+    code, report, log = await run_pipeline(cfg_path, None)
+    # before: "failed earlier" for good (rejected_input for this content), until --retry-failed
+    assert code == ExitCode.OK and report["this_run"] == {"skipped": 2}, log
+    assert report["embedded_server_counters"]["submits"] == 0
+
+
+async def test_a_possible_duplicate_is_in_the_report_of_its_night_not_of_every_night_after(tmp_path, server):
+    from conftest import TOKEN
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "p.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url)
+    server.faults.drop_after_create = FaultRule(count=1)     # the answer to the submit is lost
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and [d["rel"] for d in report["possible_duplicates"]] == ["p.png"]
+    assert [r["rel"] for r in report["resubmissions"]] == ["p.png"]
+
+    distinct_png(tmp_path / "in" / "q.png", seed=2)          # the next night: one new scan, no fault
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}
+    # before: p.png again, in this and every later night's report (the state store's whole history)
+    assert report["possible_duplicates"] == [] and report["resubmissions"] == []
+    assert report["possible_duplicate_submits"] == 0
+    status = status_report(load_config(cfg))                # the history stays in status
+    assert [d["rel"] for d in status["possible_duplicate_submits"]] == ["p.png"]
+
+
+async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to_its_copies(tmp_path, monkeypatch):
+    """A scan station re-exports a.png (other content, same name) after the run hashed it and
+    before it read the pixels. b.png is a copy of the old a.png: it must not get the new text."""
+    from PIL import Image
+
+    import pipeline.run.process as process
+    from pipeline.ocr.fast import pixel_digest
+
+    old = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    copy = (tmp_path / "in" / "b.png")
+    copy.write_bytes(old.read_bytes())
+    new = distinct_png(tmp_path / "new.png", seed=2, size=(320, 200))
+    real_open, replaced = process.open_source, []
+
+    def open_after_replacing(path, *args):   # the other program's write lands here: after the hash
+        if path.name == "a.png" and not replaced:
+            os.replace(new, path)
+            replaced.append(path)
+        return real_open(path, *args)
+
+    monkeypatch.setattr(process, "open_source", open_after_replacing)
+    cfg = _fast(tmp_path, concurrency__jobs_in_flight=1)
+    code, report, log = await run_pipeline(cfg, None)
+    assert replaced, log
+    with Image.open(copy) as im:
+        digest = pixel_digest(im)
+    text = (tmp_path / "out" / "b.png.txt").read_text()
+    assert f"pixels:{digest}" in text, text   # before: b.png got the text of the new a.png
+    assert "a.png: changed" in log and failures(tmp_path) == {}, log
+    assert code == ExitCode.STOPPED_EARLY, log                  # work is left: the new a.png
+    code, report, log = await run_pipeline(cfg, None)          # the next night reads the new a.png
+    with Image.open(tmp_path / "in" / "a.png") as im:
+        assert f"pixels:{pixel_digest(im)}" in (tmp_path / "out" / "a.png.txt").read_text()
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}, log
+
+
+async def test_a_scan_moved_away_before_its_searchable_pdf_is_written_is_not_failed_for_good(tmp_path, monkeypatch):
+    """The searchable PDF is made from the source's pixels after the OCR: a scan moved away in
+    between failed as output_error (permanent), and back again it stayed "failed earlier"."""
+    import pipeline.run.process as process
+
+    scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    real_write, moved = process.write_outputs, []
+
+    async def write_after_moving(output, rel, names, document, source_path, *args):
+        if not moved:
+            source_path.rename(tmp_path / "aside.png")
+            moved.append(rel)
+        return await real_write(output, rel, names, document, source_path, *args)
+
+    monkeypatch.setattr(process, "write_outputs", write_after_moving)
+    cfg = _fast(tmp_path, outputs=["txt", "json", "pdf"], pdf={"pdfa": "off"}, api__format="json")
+    code, report, log = await run_pipeline(cfg, None)
+    assert moved and "a.png: vanished" in log and failures(tmp_path) == {}, log
+    (tmp_path / "aside.png").rename(scan)
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1}, log   # before: still_failed
+    assert report["embedded_server_counters"]["submits"] == 0             # its page was read already
+    assert (tmp_path / "out" / "a.png.pdf").exists()
+
+
+async def test_the_embedded_servers_pushes_leave_no_rows_in_the_state_store(tmp_path):
+    import sqlite3
+
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", seed=i)
+    code, report, _ = await run_pipeline(_fast(tmp_path), None)
+    assert code == ExitCode.OK and report["embedded_server_counters"]["webhooks_delivered"] >= 3
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:   # before: two rows a page, every night, for ever (a third of the store)
+        assert db.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0] == 0
+    finally:
+        db.close()
