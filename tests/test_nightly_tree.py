@@ -5,6 +5,7 @@ list and ``status``."""
 from __future__ import annotations
 
 import os
+import threading
 
 import yaml
 
@@ -137,18 +138,26 @@ async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to
     copy = (tmp_path / "in" / "b.png")
     copy.write_bytes(old.read_bytes())
     new = distinct_png(tmp_path / "new.png", seed=2, size=(320, 200))
-    real_open, replaced = process.open_source, []
+    real_open, real_hash, replaced = process.open_source, process.hash_and_sniff, threading.Event()
 
     def open_after_replacing(path, *args):   # the other program's write lands here: after the hash
-        if path.name == "a.png" and not replaced:
+        if path.name == "a.png" and not replaced.is_set():
             os.replace(new, path)
-            replaced.append(path)
+            replaced.set()
         return real_open(path, *args)
 
+    def hash_b_after_the_replacement(path, *args):
+        # b.png's hash waits for a.png's reading to begin: a.png is the one read for the old
+        # content (else b.png, hashed first, would do the work and a.png wait for it: no test)
+        if path.name == "b.png":
+            assert replaced.wait(30)
+        return real_hash(path, *args)
+
     monkeypatch.setattr(process, "open_source", open_after_replacing)
+    monkeypatch.setattr(process, "hash_and_sniff", hash_b_after_the_replacement)
     cfg = _fast(tmp_path, concurrency__jobs_in_flight=1)
     code, report, log = await run_pipeline(cfg, None)
-    assert replaced, log
+    assert replaced.is_set(), log
     with Image.open(copy) as im:
         digest = pixel_digest(im)
     text = (tmp_path / "out" / "b.png.txt").read_text()
