@@ -67,6 +67,36 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def owned_by_parent() -> None:
+    """In a worker process, first thing: ignore SIGINT (the parent owns shutdown) and exit with
+    the parent (``exit_with_parent``). SIGINT was blocked since the process began
+    (``run_in_worker``); ignoring it discards a Ctrl-C that came meanwhile, then it is unblocked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    exit_with_parent()
+
+
+def run_in_worker(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
+    """``loop.run_in_executor``, with SIGINT blocked in this thread while the executor may start a
+    worker process (``ProcessPoolExecutor.submit`` spawns it here, on demand).
+
+    Why: a Ctrl-C at a terminal reaches the whole process group. A spawned worker ignores SIGINT
+    only once its initializer runs, after a fresh interpreter has started and imported the
+    parent's main module (half a second or more); a Ctrl-C in that window killed it, the pool
+    broke, and the page it was given failed: a geometry worker's page was written without word
+    positions for good (found by a random Ctrl-C tour). A blocked signal stays blocked across
+    ``exec``, so the child starts deaf to it; this thread's pending SIGINT is delivered the moment
+    the mask is restored (CPython's resource tracker is started the same way)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return loop.run_in_executor(executor, fn, *args)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return loop.run_in_executor(executor, fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker(engine_name: str, threads: int | None = None, options: dict | None = None) -> None:
     """Build this worker's one engine; remember a failure so every task reports it clearly.
 
@@ -75,8 +105,7 @@ def _init_worker(engine_name: str, threads: int | None = None, options: dict | N
     pool). A worker killed by that SIGINT would fail its page and break the pool mid-stop."""
     global _worker_engine, _worker_error
     if threading.current_thread() is threading.main_thread():  # a worker process (``fast`` runs in threads)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        exit_with_parent()
+        owned_by_parent()
     if threads:
         from .rapid import THREADS_ENV
 
@@ -179,7 +208,7 @@ class EngineRunner:
             self._pages_on_executor = 0
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _ping)
+            await run_in_worker(loop, self._executor, _ping)
         except (EngineError, BrokenProcessPool) as exc:
             await self.close()
             message = str(exc) if isinstance(exc, EngineError) else f"the {self.engine} worker process died on start-up"
@@ -189,7 +218,7 @@ class EngineRunner:
         """What a worker's engine was built with (threads, models, switches): for logs and tests."""
         if self._executor is None:
             await self.start()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _settings)
+        return await run_in_worker(asyncio.get_running_loop(), self._executor, _settings)
 
     async def _executor_for_next_page(self) -> Executor:
         async with self._lock:
@@ -208,7 +237,7 @@ class EngineRunner:
         executor = await self._executor_for_next_page()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, _recognize_in_worker, image_bytes, language)
+            return await run_in_worker(loop, executor, _recognize_in_worker, image_bytes, language)
         except BrokenProcessPool as exc:
             async with self._lock:  # replace the dead pool so later jobs still run
                 if self._executor is executor:
