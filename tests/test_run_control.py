@@ -159,6 +159,37 @@ async def test_a_crash_exits_70_with_one_line_and_the_traceback_in_a_log(tmp_pat
     assert report(tmp_path)["exit_code"] == 70
 
 
+async def test_a_ctrl_c_as_the_run_begins_stops_it_with_the_report_and_the_run_closed(tmp_path, server):
+    """Found by random Ctrl-Cs: one that came before the run had set its handlers met asyncio's
+    own, which cancelled the run: 'second signal' for the first, no report, the run never closed."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "run_begins:1:SIGINT"})
+    code, err = await finish(proc)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "stopping (signal SIGINT)" in err and "second signal" not in err
+    assert not any(noise in err for noise in NOISE), err
+    assert report(tmp_path)["stop_reason"] == "signal SIGINT"
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        assert db.execute("SELECT exit_code FROM runs WHERE ended_at IS NOT NULL").fetchall() == [(3,)]
+    finally:
+        db.close()
+    assert server.counters.submits == 0
+
+
+async def test_a_sigterm_while_the_command_starts_exits_3_not_by_the_signal(tmp_path):
+    """Before, a SIGTERM before the run's handlers (the interpreter importing the run's modules
+    takes a second or more on a loaded machine) ended the process by the signal: exit -15 (143)."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "cli_start:1:SIGTERM"})
+    code, err = await finish(proc)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # stopped before anything was created
+
+
 @pytest.mark.parametrize("token, message", [("has a space", "whitespace"), ("", "is empty or unset")])
 async def test_a_bad_token_exits_2_before_anything_is_created(tmp_path, token, message):
     (tmp_path / "in").mkdir()

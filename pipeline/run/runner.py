@@ -94,6 +94,19 @@ class Runner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
+        # The run's signal handlers come first: until they are set, asyncio.run's own SIGINT
+        # handler cancels the main task, and a Ctrl-C during the checks below ended the run with
+        # no report and its row in the state store never closed.
+        installed = self._install_signals()
+        try:
+            crashpoint("run_begins")
+            return await self._checked_run()
+        finally:
+            loop = asyncio.get_running_loop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _checked_run(self) -> ExitCode:
         # Everything that can be wrong with the settings is found before anything is created
         # on disk (output folder, state, lock).
         if not self.config.embedded:
@@ -108,28 +121,22 @@ class Runner:
             self.say(f"pipeline: config error: {exc}")
             return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
-        installed = self._install_signals()
+        lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
         try:
-            lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
-            try:
-                lock.acquire()
-            except LockHeld as exc:
-                self.say(f"pipeline: {exc}")
-                return ExitCode.LOCKED
-            try:
-                return await self._run_locked()
-            except Exception as exc:
-                why = cannot_write(exc)
-                if why is None:
-                    raise
-                self._say_cannot_write(why)   # even the report could not be written
-                return ExitCode.CONFIG_ERROR
-            finally:
-                lock.release()
+            lock.acquire()
+        except LockHeld as exc:
+            self.say(f"pipeline: {exc}")
+            return ExitCode.LOCKED
+        try:
+            return await self._run_locked()
+        except Exception as exc:
+            why = cannot_write(exc)
+            if why is None:
+                raise
+            self._say_cannot_write(why)   # even the report could not be written
+            return ExitCode.CONFIG_ERROR
         finally:
-            loop = asyncio.get_running_loop()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            lock.release()
 
     async def _run_locked(self) -> ExitCode:
         state = StateStore(self.config.state_file)
