@@ -77,6 +77,15 @@ def owned_by_parent() -> None:
     exit_with_parent()
 
 
+def pool_processes(executor: Executor) -> list:
+    """The worker processes of a process pool (none for a thread pool), to kill one that will
+    not finish. Taken before ``shutdown()``, which forgets them even with ``wait=False`` (and
+    forgets its manager thread, so a later ``shutdown(wait=True)`` waits for nothing: a close
+    that shut down first, then waited with a timeout, returned at once and left the page in
+    progress to hold the process's exit, then found no processes to kill)."""
+    return list((getattr(executor, "_processes", None) or {}).values())
+
+
 def run_in_worker(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
     """``loop.run_in_executor``, with SIGINT blocked in this thread while the executor may start a
     worker process (``ProcessPoolExecutor.submit`` spawns it here, on demand).
@@ -249,13 +258,14 @@ class EngineRunner:
                               code="WORKER_TIMEOUT") from exc
 
     async def close(self) -> None:
-        """Cancel queued pages, let a running one finish (up to ``CLOSE_TIMEOUT_S``), reap workers."""
+        """Cancel queued pages, let a running one finish (up to ``close_timeout_s``), reap workers."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        executor.shutdown(wait=False, cancel_futures=True)
+        workers = pool_processes(executor)
         try:
-            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True), self.close_timeout_s)
+            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True, cancel_futures=True),
+                                   self.close_timeout_s)
         except asyncio.TimeoutError:
-            for proc in list(getattr(executor, "_processes", {}).values()):
+            for proc in workers:
                 proc.kill()

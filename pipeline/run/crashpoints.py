@@ -4,7 +4,8 @@
 the ``after_submit`` point; ``...:3:raise`` raises ``InjectedCrash`` there instead (a bug
 stand-in, to test that an unexpected exception exits 70 with its traceback in the crash log), and
 ``...:1:SIGINT`` (or ``SIGTERM``) sends the process that signal there and goes on (a Ctrl-C or a
-stop landing at that exact step). Unset (always, in production) it costs one dict lookup. This is
+stop landing at that exact step), and ``...:1:stall`` blocks there for good (a step that never
+ends, e.g. a geometry worker on a page, to test that a stop does not wait for it). Unset (always, in production) it costs one dict lookup. This is
 fault injection on the client side, the counterpart of the server's: it lets tests kill the
 pipeline at an exact step (before submit, right after submit, after polling, while writing)
 instead of hoping a timer lands there.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _spec = os.environ.get("PIPELINE_CRASHPOINT", "")
 _name, _, _rest = _spec.partition(":")
@@ -33,6 +35,8 @@ def crashpoint(name: str) -> None:
         if _hits >= _target:
             if _action == "raise":
                 raise InjectedCrash(f"injected crash at {name}")
+            if _action == "stall":
+                threading.Event().wait()
             if _action in ("SIGINT", "SIGTERM"):
                 if _hits == _target:
                     os.kill(os.getpid(), getattr(signal, _action))

@@ -102,10 +102,20 @@ class Placer:
         self.failures += 1
         return {"method": self.method, "words": len(text.split()), "placed": 0, "error": reason, "blocks": []}
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def close(self, stopped: bool = False) -> None:
+        """Reap the workers. ``stopped``: the run was stopped, so a page still being placed belongs
+        to a file it gave up (parked after the grace, or a second signal): its worker is killed,
+        not waited for (on a loaded machine a placement takes seconds; a stop waited for it after
+        writing its report)."""
+        from pipeline.ocr.pool import pool_processes
+
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if stopped:
+            for proc in pool_processes(executor):
+                proc.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 async def place_missing(pages: list, outputs: Sequence[str], open_source, make_page, place) -> None:

@@ -155,7 +155,7 @@ class Runner:
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None)))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
-                stack.callback(placer.close)
+                stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
