@@ -215,3 +215,47 @@ def test_a_ctrl_c_while_a_worker_process_starts_does_not_kill_it(tmp_path, kind)
         assert got["placed"] >= 3
     else:
         assert "Ctrl" in got["text"] or "spawn" in got["text"], got
+
+
+# A stop sent to the whole group (systemd's `systemctl stop` with its default KillMode, `kill -TERM
+# -PGID`) reaches the engine workers too. The script starts the engine pool, gives its worker a
+# two-second stand-in page, has `kill` send SIGTERM to its group once the page has begun, and takes
+# the answer; then ends the worker as a broken pool does (SIGTERM from the parent).
+_GROUP_SIGTERM = '''
+import asyncio, json, os, signal, subprocess, sys
+from helpers import mark_then_sleep
+from pipeline.ocr.pool import EngineRunner, pool_processes, run_in_worker
+
+async def main(marker):
+    loop = asyncio.get_running_loop()
+    stops = []
+    loop.add_signal_handler(signal.SIGTERM, stops.append, "SIGTERM")   # the parent owns shutdown
+    runner = EngineRunner("tesseract")
+    await runner.start()
+    page = run_in_worker(loop, runner._executor, mark_then_sleep, marker, 2.0)
+    while not os.path.exists(marker):
+        await asyncio.sleep(0.01)
+    subprocess.run(["kill", "-s", "TERM", "--", f"-{os.getpgid(0)}"])   # from outside, as systemd's
+    try:
+        answer = await page
+    except Exception as exc:
+        answer = f"{type(exc).__name__}: {exc}"
+    worker = pool_processes(runner._executor)[0]
+    worker.terminate()                       # from the parent: obeyed
+    worker.join(30)
+    print(json.dumps({"stops": stops, "answer": answer, "ended_by_parent": not worker.is_alive()}))
+    await runner.close()
+
+asyncio.run(main(sys.argv[1]))
+'''
+
+
+def test_a_sigterm_to_the_whole_group_lets_the_engine_worker_finish_its_page(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _GROUP_SIGTERM, str(tmp_path / "begun")], capture_output=True,
+                          text=True, timeout=120, start_new_session=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["stops"] == ["SIGTERM"]           # the signal did reach the group
+    assert got["answer"] == "slept", got         # before: BrokenProcessPool (the worker died of it)
+    assert got["ended_by_parent"]

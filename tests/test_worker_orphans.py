@@ -20,7 +20,7 @@ import pytest
 
 import pdfs
 from conftest import TOKEN
-from helpers import write_config
+from helpers import mark_then_sleep, write_config
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -89,12 +89,6 @@ async def test_workers_of_a_run_killed_outright_exit_with_it(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
-def _mark_then_sleep(marker: str, seconds: float) -> None:
-    """A page that will not finish in time (runs in the engine's worker process)."""
-    Path(marker).touch()
-    time.sleep(seconds)
-
-
 async def test_closing_the_engine_pool_kills_a_page_that_outlives_the_close_timeout(tmp_path):
     """A stopping embedded run closes its engine pool with 1 s for the page in progress. The close
     shut the pool down first, which made it forget its workers and its manager thread: it waited
@@ -106,7 +100,7 @@ async def test_closing_the_engine_pool_kills_a_page_that_outlives_the_close_time
     await runner.start()
     workers = pool_processes(runner._executor)
     marker = tmp_path / "reading"
-    runner._executor.submit(_mark_then_sleep, str(marker), 600)
+    runner._executor.submit(mark_then_sleep, str(marker), 600)   # a page that will not end in time
     try:
         assert await _until(marker.exists, 30), "the worker never took the page"
         runner.close_timeout_s = 0.5

@@ -68,13 +68,34 @@ def exit_with_parent() -> None:
 
 
 def owned_by_parent() -> None:
-    """In a worker process, first thing: ignore SIGINT (the parent owns shutdown) and exit with
-    the parent (``exit_with_parent``). SIGINT was blocked since the process began
-    (``run_in_worker``); ignoring it discards a Ctrl-C that came meanwhile, then it is unblocked."""
+    """In a worker process, first thing: the parent owns shutdown. SIGINT is ignored; SIGTERM is
+    obeyed only from the parent (a broken pool's workers are ended with it), and every other
+    sender's is ignored; and the worker exits with the parent (``exit_with_parent``).
+
+    Why SIGTERM too: a stop of the whole process group (systemd's ``systemctl stop`` with its
+    default KillMode=control-group, ``kill -TERM -PGID``) killed the page in OCR, which the run
+    then recorded as failed (``WORKER_TIMEOUT``, a failed run towards quarantine) instead of
+    letting it finish in the grace. Both signals were blocked since the process began
+    (``run_in_worker``): ignoring SIGINT discards one that came meanwhile, and SIGTERM stays
+    blocked in every thread (threads inherit the mask) for one thread that asks who sent it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if not hasattr(signal, "pthread_sigmask"):
+        return exit_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    parent = multiprocessing.parent_process()
+    if hasattr(signal, "sigwaitinfo") and parent is not None and parent.pid is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        threading.Thread(target=_sigterm_from_parent_only, args=(parent.pid,), name="sigterm-from-parent",
+                         daemon=True).start()
+    else:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     exit_with_parent()
+
+
+def _sigterm_from_parent_only(parent: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(128 + signal.SIGTERM)
 
 
 def pool_processes(executor: Executor) -> list:
@@ -87,8 +108,9 @@ def pool_processes(executor: Executor) -> list:
 
 
 def run_in_worker(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
-    """``loop.run_in_executor``, with SIGINT blocked in this thread while the executor may start a
-    worker process (``ProcessPoolExecutor.submit`` spawns it here, on demand).
+    """``loop.run_in_executor``, with SIGINT (and SIGTERM, ``owned_by_parent``) blocked in this
+    thread while the executor may start a worker process (``ProcessPoolExecutor.submit`` spawns it
+    here, on demand).
 
     Why: a Ctrl-C at a terminal reaches the whole process group. A spawned worker ignores SIGINT
     only once its initializer runs, after a fresh interpreter has started and imported the
@@ -99,7 +121,7 @@ def run_in_worker(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args
     the mask is restored (CPython's resource tracker is started the same way)."""
     if not hasattr(signal, "pthread_sigmask"):
         return loop.run_in_executor(executor, fn, *args)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         return loop.run_in_executor(executor, fn, *args)
     finally:
