@@ -17,6 +17,7 @@ from typing import Sequence
 from pipeline import __version__
 from pipeline.config import ConfigError, load_config
 from pipeline.exitcodes import ExitCode
+from pipeline.run.crashpoints import crashpoint
 
 
 # Two or three examples at the end of each command's --help (argparse epilog, kept as written).
@@ -148,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
         return int(exc.code or 0)
+    crashpoint("cli_start")
     if args.command == "run":  # a cron log: every line with its time and the run's id (not on a terminal)
         from pipeline.run.cronlog import for_stderr
         sys.stderr = for_stderr(sys.stderr)

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,11 @@ def run_as_nobody(fn) -> list[str]:
         out = fh.read().splitlines()
     os.waitpid(pid, 0)
     return out
+
+
+def mark_then_sleep(marker: str, seconds: float) -> str:
+    """A stand-in for a page that takes a while, run in a pool's worker process: says when it has
+    begun (the marker file), then sleeps."""
+    Path(marker).touch()
+    time.sleep(seconds)
+    return "slept"

@@ -159,6 +159,63 @@ async def test_a_crash_exits_70_with_one_line_and_the_traceback_in_a_log(tmp_pat
     assert report(tmp_path)["exit_code"] == 70
 
 
+async def test_a_ctrl_c_as_the_run_begins_stops_it_with_the_report_and_the_run_closed(tmp_path, server):
+    """Found by random Ctrl-Cs: one that came before the run had set its handlers met asyncio's
+    own, which cancelled the run: 'second signal' for the first, no report, the run never closed."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "run_begins:1:SIGINT"})
+    code, err = await finish(proc)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "stopping (signal SIGINT)" in err and "second signal" not in err
+    assert not any(noise in err for noise in NOISE), err
+    assert report(tmp_path)["stop_reason"] == "signal SIGINT"
+    db = sqlite3.connect(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        assert db.execute("SELECT exit_code FROM runs WHERE ended_at IS NOT NULL").fetchall() == [(3,)]
+    finally:
+        db.close()
+    assert server.counters.submits == 0
+
+
+async def test_a_sigterm_while_the_command_starts_exits_3_not_by_the_signal(tmp_path):
+    """Before, a SIGTERM before the run's handlers (the interpreter importing the run's modules
+    takes a second or more on a loaded machine) ended the process by the signal: exit -15 (143)."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "cli_start:1:SIGTERM"})
+    code, err = await finish(proc)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # stopped before anything was created
+
+
+async def test_a_stop_does_not_wait_for_a_geometry_worker_still_placing_a_page_it_gave_up(tmp_path):
+    """Found by random stops against the hosted-like model: after the report, the run waited for
+    the geometry worker to finish placing a page of a file it had parked (seconds on a loaded
+    machine; a second Ctrl-C did not cut it short). The placement here never ends."""
+    from helpers import save, text_page
+    from pipeline.server.hosted import HostedSettings
+
+    save(text_page("Harbour parish ledger"), tmp_path / "in" / "a.png")
+    hosted = HostedSettings(job_s=(0.01, 0.02), max_input_height=None)
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), hosted=hosted)) as srv:
+        cfg = write_config(tmp_path, srv.base_url, outputs=["txt", "json", "alto"], shutdown_grace_s=1,
+                           api__model="Nanonets_Ocr_S_Hosted")
+        proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "in_placement:1:stall"})
+        try:
+            await until(lambda: srv.counters.jobs_done == 1)
+            proc.send_signal(signal.SIGTERM)
+            code, err = await finish(proc, timeout=60)   # before: never (the worker never finishes)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert report(tmp_path)["stop_reason"] == "signal SIGTERM"
+    assert parked(tmp_path) == 0 and not (tmp_path / "out" / "a.png.txt").exists()
+
+
 @pytest.mark.parametrize("token, message", [("has a space", "whitespace"), ("", "is empty or unset")])
 async def test_a_bad_token_exits_2_before_anything_is_created(tmp_path, token, message):
     (tmp_path / "in").mkdir()

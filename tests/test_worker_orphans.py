@@ -20,7 +20,7 @@ import pytest
 
 import pdfs
 from conftest import TOKEN
-from helpers import write_config
+from helpers import mark_then_sleep, write_config
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -87,3 +87,26 @@ async def test_workers_of_a_run_killed_outright_exit_with_it(tmp_path):
         for pid in workers:          # never leave them running, whatever the outcome
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_closing_the_engine_pool_kills_a_page_that_outlives_the_close_timeout(tmp_path):
+    """A stopping embedded run closes its engine pool with 1 s for the page in progress. The close
+    shut the pool down first, which made it forget its workers and its manager thread: it waited
+    for nothing, killed nothing, and the page held the process's exit until it ended (found by
+    random stops: the run exited seconds after its last line)."""
+    from pipeline.ocr.pool import EngineRunner, pool_processes
+
+    runner = EngineRunner("tesseract")
+    await runner.start()
+    workers = pool_processes(runner._executor)
+    marker = tmp_path / "reading"
+    runner._executor.submit(mark_then_sleep, str(marker), 600)   # a page that will not end in time
+    try:
+        assert await _until(marker.exists, 30), "the worker never took the page"
+        runner.close_timeout_s = 0.5
+        await runner.close()
+        assert await _until(lambda: not any(p.is_alive() for p in workers), 10), "a worker outlived close()"
+    finally:
+        for proc in workers:        # never leave a sleeping worker to hold pytest's exit
+            if proc.is_alive():
+                proc.kill()

@@ -67,6 +67,67 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def owned_by_parent() -> None:
+    """In a worker process, first thing: the parent owns shutdown. SIGINT is ignored; SIGTERM is
+    obeyed only from the parent (a broken pool's workers are ended with it), and every other
+    sender's is ignored; and the worker exits with the parent (``exit_with_parent``).
+
+    Why SIGTERM too: a stop of the whole process group (systemd's ``systemctl stop`` with its
+    default KillMode=control-group, ``kill -TERM -PGID``) killed the page in OCR, which the run
+    then recorded as failed (``WORKER_TIMEOUT``, a failed run towards quarantine) instead of
+    letting it finish in the grace. Both signals were blocked since the process began
+    (``run_in_worker``): ignoring SIGINT discards one that came meanwhile, and SIGTERM stays
+    blocked in every thread (threads inherit the mask) for one thread that asks who sent it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):
+        return exit_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    parent = multiprocessing.parent_process()
+    if hasattr(signal, "sigwaitinfo") and parent is not None and parent.pid is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        threading.Thread(target=_sigterm_from_parent_only, args=(parent.pid,), name="sigterm-from-parent",
+                         daemon=True).start()
+    else:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    exit_with_parent()
+
+
+def _sigterm_from_parent_only(parent: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(128 + signal.SIGTERM)
+
+
+def pool_processes(executor: Executor) -> list:
+    """The worker processes of a process pool (none for a thread pool), to kill one that will
+    not finish. Taken before ``shutdown()``, which forgets them even with ``wait=False`` (and
+    forgets its manager thread, so a later ``shutdown(wait=True)`` waits for nothing: a close
+    that shut down first, then waited with a timeout, returned at once and left the page in
+    progress to hold the process's exit, then found no processes to kill)."""
+    return list((getattr(executor, "_processes", None) or {}).values())
+
+
+def run_in_worker(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
+    """``loop.run_in_executor``, with SIGINT (and SIGTERM, ``owned_by_parent``) blocked in this
+    thread while the executor may start a worker process (``ProcessPoolExecutor.submit`` spawns it
+    here, on demand).
+
+    Why: a Ctrl-C at a terminal reaches the whole process group. A spawned worker ignores SIGINT
+    only once its initializer runs, after a fresh interpreter has started and imported the
+    parent's main module (half a second or more); a Ctrl-C in that window killed it, the pool
+    broke, and the page it was given failed: a geometry worker's page was written without word
+    positions for good (found by a random Ctrl-C tour). A blocked signal stays blocked across
+    ``exec``, so the child starts deaf to it; this thread's pending SIGINT is delivered the moment
+    the mask is restored (CPython's resource tracker is started the same way)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return loop.run_in_executor(executor, fn, *args)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return loop.run_in_executor(executor, fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker(engine_name: str, threads: int | None = None, options: dict | None = None) -> None:
     """Build this worker's one engine; remember a failure so every task reports it clearly.
 
@@ -75,8 +136,7 @@ def _init_worker(engine_name: str, threads: int | None = None, options: dict | N
     pool). A worker killed by that SIGINT would fail its page and break the pool mid-stop."""
     global _worker_engine, _worker_error
     if threading.current_thread() is threading.main_thread():  # a worker process (``fast`` runs in threads)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        exit_with_parent()
+        owned_by_parent()
     if threads:
         from .rapid import THREADS_ENV
 
@@ -179,7 +239,7 @@ class EngineRunner:
             self._pages_on_executor = 0
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _ping)
+            await run_in_worker(loop, self._executor, _ping)
         except (EngineError, BrokenProcessPool) as exc:
             await self.close()
             message = str(exc) if isinstance(exc, EngineError) else f"the {self.engine} worker process died on start-up"
@@ -189,7 +249,7 @@ class EngineRunner:
         """What a worker's engine was built with (threads, models, switches): for logs and tests."""
         if self._executor is None:
             await self.start()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _settings)
+        return await run_in_worker(asyncio.get_running_loop(), self._executor, _settings)
 
     async def _executor_for_next_page(self) -> Executor:
         async with self._lock:
@@ -208,7 +268,7 @@ class EngineRunner:
         executor = await self._executor_for_next_page()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, _recognize_in_worker, image_bytes, language)
+            return await run_in_worker(loop, executor, _recognize_in_worker, image_bytes, language)
         except BrokenProcessPool as exc:
             async with self._lock:  # replace the dead pool so later jobs still run
                 if self._executor is executor:
@@ -220,13 +280,14 @@ class EngineRunner:
                               code="WORKER_TIMEOUT") from exc
 
     async def close(self) -> None:
-        """Cancel queued pages, let a running one finish (up to ``CLOSE_TIMEOUT_S``), reap workers."""
+        """Cancel queued pages, let a running one finish (up to ``close_timeout_s``), reap workers."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        executor.shutdown(wait=False, cancel_futures=True)
+        workers = pool_processes(executor)
         try:
-            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True), self.close_timeout_s)
+            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True, cancel_futures=True),
+                                   self.close_timeout_s)
         except asyncio.TimeoutError:
-            for proc in list(getattr(executor, "_processes", {}).values()):
+            for proc in workers:
                 proc.kill()

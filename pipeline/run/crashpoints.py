@@ -2,7 +2,10 @@
 
 ``PIPELINE_CRASHPOINT=after_submit:3`` kills the process the third time the runner passes
 the ``after_submit`` point; ``...:3:raise`` raises ``InjectedCrash`` there instead (a bug
-stand-in, to test that an unexpected exception exits 70 with its traceback in the crash log). Unset (always, in production) it costs one dict lookup. This is
+stand-in, to test that an unexpected exception exits 70 with its traceback in the crash log), and
+``...:1:SIGINT`` (or ``SIGTERM``) sends the process that signal there and goes on (a Ctrl-C or a
+stop landing at that exact step), and ``...:1:stall`` blocks there for good (a step that never
+ends, e.g. a geometry worker on a page, to test that a stop does not wait for it). Unset (always, in production) it costs one dict lookup. This is
 fault injection on the client side, the counterpart of the server's: it lets tests kill the
 pipeline at an exact step (before submit, right after submit, after polling, while writing)
 instead of hoping a timer lands there.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _spec = os.environ.get("PIPELINE_CRASHPOINT", "")
 _name, _, _rest = _spec.partition(":")
@@ -31,4 +35,10 @@ def crashpoint(name: str) -> None:
         if _hits >= _target:
             if _action == "raise":
                 raise InjectedCrash(f"injected crash at {name}")
+            if _action == "stall":
+                threading.Event().wait()
+            if _action in ("SIGINT", "SIGTERM"):
+                if _hits == _target:
+                    os.kill(os.getpid(), getattr(signal, _action))
+                return
             os.kill(os.getpid(), signal.SIGKILL)

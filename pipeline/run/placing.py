@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Sequence
@@ -66,10 +65,9 @@ def _init_worker() -> None:
     """A Ctrl-C at a terminal reaches the whole process group: the parent owns shutdown, so a
     geometry worker must not die of it mid-page; but it must not outlive a parent killed
     outright either (both as the engine workers, ``ocr/pool.py``)."""
-    from pipeline.ocr.pool import exit_with_parent
+    from pipeline.ocr.pool import owned_by_parent
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_parent()
+    owned_by_parent()
 
 
 class Placer:
@@ -91,9 +89,11 @@ class Placer:
         """The page's record; when placement fails, one that says why (the page is then
         written without positions, as for any answer without boxes). ``language``: the file's
         ``api.language``, which the recognition pass of ``read`` reads with."""
+        from pipeline.ocr.pool import run_in_worker  # as _init_worker: the client loads no engine code up front
+
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool(), _place_in_worker, data, text, self.method, language)
+            return await run_in_worker(loop, self._pool(), _place_in_worker, data, text, self.method, language)
         except BrokenProcessPool:
             self._executor = None  # a dead worker costs this page its positions, not the run
             reason = "the geometry worker process died (crash or out of memory)"
@@ -102,10 +102,20 @@ class Placer:
         self.failures += 1
         return {"method": self.method, "words": len(text.split()), "placed": 0, "error": reason, "blocks": []}
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def close(self, stopped: bool = False) -> None:
+        """Reap the workers. ``stopped``: the run was stopped, so a page still being placed belongs
+        to a file it gave up (parked after the grace, or a second signal): its worker is killed,
+        not waited for (on a loaded machine a placement takes seconds; a stop waited for it after
+        writing its report)."""
+        from pipeline.ocr.pool import pool_processes
+
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if stopped:
+            for proc in pool_processes(executor):
+                proc.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 async def place_missing(pages: list, outputs: Sequence[str], open_source, make_page, place) -> None:

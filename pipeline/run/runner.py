@@ -96,6 +96,19 @@ class Runner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
+        # The run's signal handlers come first: until they are set, asyncio.run's own SIGINT
+        # handler cancels the main task, and a Ctrl-C during the checks below ended the run with
+        # no report and its row in the state store never closed.
+        installed = self._install_signals()
+        try:
+            crashpoint("run_begins")
+            return await self._checked_run()
+        finally:
+            loop = asyncio.get_running_loop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _checked_run(self) -> ExitCode:
         # Everything that can be wrong with the settings is found before anything is created
         # on disk (output folder, state, lock).
         if not self.config.embedded:
@@ -110,28 +123,22 @@ class Runner:
             self.say(f"pipeline: config error: {exc}")
             return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
-        installed = self._install_signals()
+        lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
         try:
-            lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
-            try:
-                lock.acquire()
-            except LockHeld as exc:
-                self.say(f"pipeline: {exc}")
-                return ExitCode.LOCKED
-            try:
-                return await self._run_locked()
-            except Exception as exc:
-                why = cannot_write(exc)
-                if why is None:
-                    raise
-                self._say_cannot_write(why)   # even the report could not be written
-                return ExitCode.CONFIG_ERROR
-            finally:
-                lock.release()
+            lock.acquire()
+        except LockHeld as exc:
+            self.say(f"pipeline: {exc}")
+            return ExitCode.LOCKED
+        try:
+            return await self._run_locked()
+        except Exception as exc:
+            why = cannot_write(exc)
+            if why is None:
+                raise
+            self._say_cannot_write(why)   # even the report could not be written
+            return ExitCode.CONFIG_ERROR
         finally:
-            loop = asyncio.get_running_loop()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            lock.release()
 
     async def _run_locked(self) -> ExitCode:
         state = StateStore(self.config.state_file)
@@ -150,7 +157,7 @@ class Runner:
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None)))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
-                stack.callback(placer.close)
+                stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
