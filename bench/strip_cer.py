@@ -23,7 +23,10 @@ first mixes what the cut costs with what rendering does; the second is the cut a
 ``--pages multicol_01 table_05`` names pages; ``--dev N`` adds N rendered pages of each
 multi-column class of ``bench/devset.py`` (known text, nobody tuned the cut on them;
 ``--no-scribe`` for those alone); ``--cache DIR`` keeps each image's reading (by its
-bytes' sha256) so a rerun after a change to the cut reads only the strips that changed.
+bytes' sha256) so a rerun after a change to the cut reads only the strips that changed. A
+cached reading keeps the reading order it was made with: after a change to ``ocr/layout.py``
+use a fresh folder (or re-lay out the cached lines, as the 2026-12-07 note in
+``bench/results.json`` says was done).
 RapidOCR runs in this process, one page at a time (about 10-20 CPU-s a page, whole and strips).
 """
 

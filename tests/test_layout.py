@@ -227,3 +227,56 @@ def test_a_narrow_gutter_is_a_gutter():
     right = [line(477, 100 + 30 * r, 900) for r in range(8)]
     boxes = [b for pair in zip(left, right) for b in pair]       # RapidOCR's row order
     assert flatten(reading_order(boxes)) == list(range(0, 16, 2)) + list(range(1, 16, 2))
+
+
+def _table_rows_without_a_gap(pitch=24):
+    """A table's rows under its header, cut off (a strip of a tall page): name | phone | email |
+    coverage, a record of two people on two lines and one coverage cell centred between them, so
+    no blank row lies across the table anywhere. Returns boxes, texts and the order row by row
+    (a centred cell after its record's first line, as the whole table is read)."""
+    boxes, texts, expected = [], [], []
+    y = 0
+    for people, coverage in ((1, "Generalist, Distressed, High-Yield"), (1, "Generalist, Distressed, High-Yield"),
+                             (2, "Media and Telecom"), (2, "Utilities")):
+        for k in range(people):
+            row = []
+            for x0, x1, text in ((50, 560, f"Person {y} {k}, Managing Director"), (600, 710, "(203) 569-4337"),
+                                 (820, 1100, f"p{y}{k}@example.com")):
+                row.append(len(boxes))
+                boxes.append(line(x0, y + k * pitch, x1))
+                texts.append(text)
+            if k == 0:   # on the row, or centred on the record's two lines: read after its first
+                row.append(len(boxes))
+                boxes.append(line(1150, y + (pitch // 2 if people == 2 else 0), 1700 if people == 1 else 1500))
+                texts.append(coverage)
+            expected += row
+        y += people * pitch
+    return boxes, texts, expected
+
+
+def test_a_table_cut_below_its_header_whose_rows_touch_is_still_read_row_by_row():
+    """A table's fragment with no row gap (its rows touch: two-line records, a cell centred
+    between their lines) was no table, its three columns of long cells "text": the coverage
+    column was read after all the others (scribe ``table_07``'s lower strip, +5.5 CER points
+    against the whole page). Its lines share their rows' baselines: a table, read row by row."""
+    boxes, texts, expected = _table_rows_without_a_gap()
+    rows = sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0]))   # RapidOCR's row order
+    order = [rows[i] for i in flatten(reading_order([boxes[i] for i in rows], [texts[i] for i in rows]))]
+    assert [texts[i] for i in order] == [texts[i] for i in expected]
+
+
+def test_two_numbered_pages_side_by_side_without_a_row_gap_stay_columns():
+    """Text, line numbers, text on every row (two transcript pages side by side on one
+    baseline grid, the left page's numbers cut off: scribe ``deposition_01``): rows of three
+    columns on one baseline too, but numbered lines; the right page is read after the left
+    one, never across as a table's rows (the numbers go with the text on their left, as
+    amounts beside running text do, as before)."""
+    boxes, texts = [], []
+    for r in range(12):
+        y = r * 22   # 20 px lines 2 px apart: no row gap of a quarter line
+        for x0, x1, text in ((50, 560, f"left page line {r} of the answer given"), (600, 630, str(r + 1)),
+                             (660, 1160, f"right page line {r} of the question")):
+            boxes.append(line(x0, y, x1))
+            texts.append(text)
+    order = [texts[i] for i in flatten(reading_order(boxes, texts))]
+    assert order[-12:] == [f"right page line {r} of the question" for r in range(12)]

@@ -10,7 +10,8 @@ median line height ``h`` (so the same rules hold at any resolution):
   it has at least three columns, not all of running text (short cells), and its row gaps cut
   it into at least ``TABLE_MIN_ROWS`` rows of which most have cells in two or more columns
   (text columns rarely pause at the same height; table rows do), or it has more than
-  ``MAX_TEXT_COLUMNS`` columns. A table is read row by row, each row cell by cell
+  ``MAX_TEXT_COLUMNS`` columns. Rows without a gap between them are judged on the lines' own
+  rows, when those lie on one baseline and no column is line numbers (``_is_table``). A table is read row by row, each row cell by cell
   (left to right), each cell top to bottom - the order a person (and Tesseract) reads it;
 * neighbouring columns whose lines pair up one to one on the same rows are one group read row by
   row (a receipt's labels and amounts, a form's fields and values); a sparse column pairs only
@@ -100,15 +101,21 @@ def _same_row(a: Box, b: Box, tol: float) -> bool:
     return overlap >= ROW_OVERLAP * min(a[3] - a[1], b[3] - b[1])
 
 
-def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
-    """Top to bottom; lines on the same row as a row's first line (``_same_row``) read left to right."""
-    rows: list[tuple[int, list[int]]] = []
+def _row_sets(indices: list[int], boxes: Sequence[Box], tol: float) -> list[list[int]]:
+    """The lines grouped into rows, top to bottom: lines on the same row as a row's first line
+    (``_same_row``), each row in the order the lines were found (its first line first)."""
+    rows: list[list[int]] = []
     for i in sorted(indices, key=lambda i: (boxes[i][1] + boxes[i][3]) / 2):
         if rows and _same_row(boxes[rows[-1][0]], boxes[i], tol):
-            rows[-1][1].append(i)
+            rows[-1].append(i)
         else:
-            rows.append((i, [i]))
-    return [i for _, row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
+            rows.append([i])
+    return rows
+
+
+def _rows(indices: list[int], boxes: Sequence[Box], tol: float) -> list[int]:
+    """Top to bottom; lines on the same row as a row's first line (``_same_row``) read left to right."""
+    return [i for row in _row_sets(indices, boxes, tol) for i in sorted(row, key=lambda i: boxes[i][0])]
 
 
 def _aspect(box: Box) -> float:
@@ -130,21 +137,55 @@ def _carries_text(indices: list[int], boxes: Sequence[Box]) -> bool:
 
 
 def _is_table(indices: list[int], boxes: Sequence[Box], col_gaps: list[tuple[float, float]],
-              row_gaps: list[tuple[float, float]]) -> bool:
+              row_gaps: list[tuple[float, float]], tol: float, texts: Sequence[str] | None = None) -> bool:
+    """Whether the region is a table (see the module's docstring). Rows set without a gap between
+    them (fewer than ``TABLE_MIN_ROWS`` bands) are judged on the lines' own rows instead, when
+    the lines sharing a row lie on one baseline (``_one_baseline``): a table's rows touch where
+    its cells span two lines and a third column's cell is centred between them, and a table cut
+    below its header (a strip of a page too tall for the hosted model, docs/client.md) has no
+    row gap left at all; it was read column by column (scribe ``table_07``'s lower strip: +5.5
+    CER points against the whole page, which reads those rows row by row). Only with the lines'
+    texts known, and never beside a column of line numbers: a transcript's numbered lines lie on
+    their numbers' rows, and two transcript pages side by side on one baseline grid (scribe
+    ``deposition_01``) are text, numbers, text on every row, read page by page."""
     if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:
         return True
-    if len(col_gaps) + 1 < TABLE_MIN_COLUMNS or len(row_gaps) + 1 < TABLE_MIN_ROWS:
+    if len(col_gaps) + 1 < TABLE_MIN_COLUMNS:
         return False
     if all(_text_like(col, boxes) for col in _split(indices, boxes, col_gaps, axis=0)):
         return False
     cuts = [(g0 + g1) / 2 for g0, g1 in col_gaps]
-    bands = _split(indices, boxes, row_gaps, axis=1)
+    if len(row_gaps) + 1 >= TABLE_MIN_ROWS:
+        bands, cells = _split(indices, boxes, row_gaps, axis=1), 2
+    else:
+        # a row of a table of three columns or more, not a numbered line (its number and its
+        # text: a transcript's two pages side by side, their lines offset, have no row gap)
+        bands, cells = _row_sets(indices, boxes, tol), TABLE_MIN_COLUMNS
+        if (texts is None or len(bands) < TABLE_MIN_ROWS or not _one_baseline(bands, boxes, tol)
+                or any(_line_numbers(col, texts) for col in _split(indices, boxes, col_gaps, axis=0))):
+            return False
     multi = sum(1 for band in bands
-                if len({sum((boxes[i][0] + boxes[i][2]) / 2 > c for c in cuts) for i in band}) > 1)
+                if len({sum((boxes[i][0] + boxes[i][2]) / 2 > c for c in cuts) for i in band}) >= cells)
     return multi >= TABLE_ROW_SHARE * len(bands)
 
 
+def _one_baseline(rows: list[list[int]], boxes: Sequence[Box], tol: float) -> bool:
+    """The lines sharing a row lie on one baseline: their centres' median distance from the
+    row's first line is within ``PAIR_ALIGN`` line heights (``tol`` is half a line height). A
+    table's cells are set on their row's baseline; the lines of independent columns whose line
+    gaps fill each other's (so no row gap is left) only come near, anywhere within the row
+    tolerance, and those columns must never be read across as rows."""
+    offsets = [abs((boxes[i][1] + boxes[i][3]) - (boxes[row[0]][1] + boxes[row[0]][3])) / 2
+               for row in rows for i in row[1:]]
+    return bool(offsets) and median(offsets) <= PAIR_ALIGN * 2 * tol
+
+
 _LINE_NUMBER = re.compile(r"\d{1,3}")
+
+
+def _line_numbers(indices: list[int], texts: Sequence[str]) -> bool:
+    """A column of line numbers: at least 80 % of its lines a number of up to three digits."""
+    return sum(_LINE_NUMBER.fullmatch(texts[i].strip()) is not None for i in indices) >= 0.8 * len(indices)
 _NUMERIC_CHARS = set("0123456789.,:;/-+%$€£*()x ")
 
 
@@ -179,13 +220,13 @@ class _Cutter:
         col_gaps = _gaps([(boxes[i][0], boxes[i][2]) for i in indices], self.col_gap)
         row_gaps = _gaps([(boxes[i][1], boxes[i][3]) for i in indices], self.row_gap)
         if col_gaps:
-            if in_table or _is_table(indices, boxes, col_gaps, row_gaps):
+            if in_table or _is_table(indices, boxes, col_gaps, row_gaps, self.tol, self.texts):
                 if row_gaps:  # table rows, each then cut into its cells
                     return [b for band in _split(indices, boxes, row_gaps, 1) for b in self.blocks(band, True)]
                 if len(col_gaps) + 1 > MAX_TEXT_COLUMNS:  # rows touch: plain row-by-row reading
                     return [_rows(indices, boxes, self.tol)]
                 cells = _split(indices, boxes, col_gaps, 0)
-                if in_table and self._multi_cell_rows(cells) >= 2:  # rows set without a gap between them
+                if self._multi_cell_rows(cells) >= 2:  # rows set without a gap between them
                     return [_rows(indices, boxes, self.tol)]
             columns = _split(indices, boxes, col_gaps, 0)
             tail = [] if in_table else self._tail_below(columns)
@@ -267,8 +308,7 @@ class _Cutter:
             if self.texts is None:
                 return False  # boxes alone cannot tell a label column from a sidebar
             share_numeric = sum(_numeric(self.texts[i]) for i in short) / len(short)
-            line_numbers = sum(_LINE_NUMBER.fullmatch(self.texts[i].strip()) is not None for i in short)
-            if on_left and line_numbers >= 0.8 * len(short):
+            if on_left and _line_numbers(short, self.texts):
                 return False  # a deposition's line numbers: a column of their own
             if not on_left and share_numeric < 0.6:
                 return False  # a sidebar of words beside the text
