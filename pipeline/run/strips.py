@@ -189,6 +189,8 @@ class StripReader:
         force = self.ctx.force   # --force redoes the strips too
         begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
+        if refused:   # recorded by a run stopped before it learned from it: learned now (only lowers)
+            self._learn(finer(page.height, None))
         self._limits = limits = await self.ctx.api_ready()
         limit = current_limit(self.ctx.config, state, limits.max_height)
         # a page already sent whole (read: its answer stored; request id recorded; or its POST's
@@ -307,11 +309,14 @@ class StripReader:
         crashpoint("cut_kept")   # tests: a cut kept, none of its strips' intents written yet
         return regions
 
+    def _learn(self, height: int) -> None:
+        """Lower the model's learned limit to ``height`` (kept in the state store; never raised)."""
+        self.state.learn_height(self.ctx.config.api.model, height)
+        self.stats.learned_height = self.state.learned_height(self.ctx.config.api.model)
+
     def _refused(self, height: int, code: str, limit: int | None) -> None:
         crashpoint("refused")   # the refusal is on the page's row, the limit not yet learned from it
-        learned = finer(height, limit)
-        self.state.learn_height(self.ctx.config.api.model, learned)
+        self._learn(finer(height, limit))
         self.stats.refused_jobs += 1
-        self.stats.learned_height = self.state.learned_height(self.ctx.config.api.model)
         self.stats.refusals.append({"path": self.entry.rel, "page": self.page.page_index, "height": height,
                                     "code": code})
