@@ -84,6 +84,7 @@ class Runner:
         self.report: dict[str, Any] | None = None
         self._embedded_webhook_secret = ""
         self._startup_error: StartupError | None = None
+        self._tree_member: Callable[[str], bool] | None = None
         self._token: str | None = None
         self.write_problem: str | None = None   # a full disk met mid-run (exit 2)
 
@@ -513,6 +514,13 @@ class Runner:
 
     # -- the end ------------------------------------------------------------------------------
 
+    def _in_tree(self) -> Callable[[str], bool]:
+        """The run's one ``in_tree`` question, asked at its end by the exit code and the report:
+        each failed path is looked at once, not once for each."""
+        if self._tree_member is None:
+            self._tree_member = in_tree(self.config)
+        return self._tree_member
+
     def _exit_code(self, ctx: RunContext, state: StateStore) -> ExitCode:
         if ctx.fatal is not None:
             reason = str(getattr(ctx.fatal, "reason", ctx.fatal))
@@ -528,7 +536,7 @@ class Runner:
         # work left: files deferred, and files that changed under this run (a copy still under way)
         if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED] or self.stats.outcomes[Outcome.CHANGED]:
             return ExitCode.STOPPED_EARLY
-        member = in_tree(self.config)   # a failed file since deleted or renamed is no failure of the tree
+        member = self._in_tree()   # a failed file since deleted or renamed is no failure of the tree
         if self.stats.scan_problems or any(member(rec.rel) for rec in state.iter_files(FAILED_STATES)):
             return ExitCode.FILES_FAILED
         return ExitCode.OK
@@ -561,7 +569,7 @@ class Runner:
             resubmitted=ctx.resubmitted if ctx else 0, server_counters=counters,
             adoption_refused=ctx.adoption_refused if ctx else None,
             cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None,
-            in_tree=in_tree(self.config), resubmitted_pages=ctx.resubmitted_pages if ctx else ())
+            in_tree=self._in_tree(), resubmitted_pages=ctx.resubmitted_pages if ctx else ())
         state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did

@@ -11,6 +11,7 @@ to come back unchanged, it is not paid for again); only what is *in the tree* co
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 from pipeline.config import Config
@@ -26,5 +27,7 @@ def walk(cfg: Config):
 
 def in_tree(cfg: Config) -> Callable[[str], bool]:
     """``rel -> bool``: would the walk still come to this recorded path (a file there, matched
-    by ``include`` and no ``exclude``, no hidden or temporary name on the way)?"""
-    return tree_member(cfg.input, include=cfg.include, exclude=cfg.exclude, ignore_case=True)
+    by ``include`` and no ``exclude``, no hidden or temporary name on the way)? Each path is
+    looked at once: a run's end asks for its exit code and again for its report."""
+    return lru_cache(maxsize=None)(tree_member(cfg.input, include=cfg.include, exclude=cfg.exclude,
+                                               ignore_case=True))
