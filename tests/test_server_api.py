@@ -221,3 +221,17 @@ async def test_submit_counters_key_jobs_by_the_sha256_of_the_upload(http, srv):
     assert srv.counters.submits_by_hash == {hashlib.sha256(a).hexdigest(): 2, hashlib.sha256(b).hexdigest(): 1}
     snap = srv.counters.snapshot()
     assert snap["api_calls"] == srv.counters.api_calls == 3 and snap["submits_by_hash"][hashlib.sha256(b).hexdigest()] == 1
+
+
+async def test_the_upload_hash_counter_keeps_the_newest_uploads_only(http, srv):
+    """A server that reads for months must not keep a key per page it ever read: past ``keep``
+    distinct uploads the oldest hash is forgotten, and counted as forgotten."""
+    import hashlib
+    srv.counters.keep = 2
+    images = [png(text=t) for t in "abc"]
+    for image in images + images[-1:]:
+        assert (await submit(http, srv.base_url, image=image))[0] == 200
+    sha = [hashlib.sha256(i).hexdigest() for i in images]
+    assert srv.counters.submits_by_hash == {sha[1]: 1, sha[2]: 2}
+    assert srv.counters.hashes_forgotten == 1 and srv.counters.jobs_created == 4
+    assert srv.counters.snapshot()["hashes_forgotten"] == 1 and "keep" not in srv.counters.snapshot()

@@ -14,7 +14,6 @@ windows in ``ratelimit``, fault switches in ``faults``, deliveries in ``webhooks
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -297,8 +296,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     else:
         return not_enough_balance()
     st.counters.jobs_created += 1
-    st.counters.submits_by_hash[hashlib.sha256(sub.image).hexdigest()] += 1
-    st.counters.upload_sizes.append(len(sub.image))
+    st.counters.note_upload(sub.image)
     if st.faults.drop_after_create.fire(st.rng):
         return await _drop(request)
     return web.json_response({"data": {"request_id": job.id}}, headers=gate)

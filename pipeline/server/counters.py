@@ -1,11 +1,14 @@
 """What the server received, so tests and benchmarks can assert "each file paid once".
 
 The counters are plain integers on one object that lives as long as the server; the handlers
-bump them and ``GET /_admin/counters`` serves ``snapshot()``.
+bump them and ``GET /_admin/counters`` serves ``snapshot()``. What grows with every job (the
+upload hashes, sizes, latenesses, told jobs) keeps the last ``KEEP_UPLOAD_SIZES``: a
+self-hosted server reads for months, and a key per page it ever read would grow without end.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +21,7 @@ class Counters:
     submits: int = 0                 # POSTs to img2txt that reached the handler (after auth)
     jobs_created: int = 0
     submits_by_hash: Counter = field(default_factory=Counter)  # sha256(upload bytes) -> jobs created
+    hashes_forgotten: int = 0        # distinct uploads dropped from submits_by_hash, oldest first
     upload_sizes: deque = field(default_factory=lambda: deque(maxlen=KEEP_UPLOAD_SIZES))  # bytes per job
     status_polls: int = 0
     downloads: int = 0
@@ -42,6 +46,18 @@ class Counters:
     # job id -> when a client was first told the job ended (a terminal status answer or a
     # delivered terminal webhook), the server's monotonic clock: ``GET /_admin/jobs``.
     told: dict = field(default_factory=dict, repr=False)
+    keep: int = field(default=KEEP_UPLOAD_SIZES, repr=False)  # distinct upload hashes kept
+
+    def note_upload(self, image: bytes) -> None:
+        """A job was created for ``image``: count it by the sha256 of its bytes (the judge of
+        "each file paid once") and keep its size. Past ``keep`` distinct uploads the oldest hash
+        is forgotten (``hashes_forgotten``): a second submit of that upload counts 1 again."""
+        key = hashlib.sha256(image).hexdigest()
+        if key not in self.submits_by_hash and len(self.submits_by_hash) >= self.keep:
+            self.submits_by_hash.pop(next(iter(self.submits_by_hash)))
+            self.hashes_forgotten += 1
+        self.submits_by_hash[key] += 1
+        self.upload_sizes.append(len(image))
 
     def observe_status(self, job: Any, now: float) -> None:
         """A status answer for ``job``; records its lateness the first time it says terminal."""
@@ -63,7 +79,7 @@ class Counters:
 
     def snapshot(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items()
-               if k not in ("submits_by_hash", "upload_sizes", "lateness", "told")}
+               if k not in ("submits_by_hash", "upload_sizes", "lateness", "told", "keep")}
         late = sorted(self.lateness)
         out["lateness_s"] = ({"n": len(late), "mean": round(sum(late) / len(late), 4),
                               "p50": round(late[len(late) // 2], 4),
