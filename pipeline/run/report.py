@@ -212,7 +212,7 @@ def _bounded_counters(counters: dict[str, Any]) -> dict[str, Any]:
     by_hash = counters.get("submits_by_hash") or {}
     repeated = sorted((h, n) for h, n in by_hash.items() if n > 1)
     out = {k: v for k, v in counters.items() if k != "submits_by_hash"}
-    out["distinct_uploads"] = len(by_hash)
+    out["distinct_uploads"] = len(by_hash) + int(counters.get("hashes_forgotten") or 0)  # past 100k kept
     out["uploads_sent_more_than_once_count"] = len(repeated)
     out["uploads_sent_more_than_once"] = dict(repeated[:REPORT_LIST_LIMIT])
     return out
