@@ -129,7 +129,9 @@ def _overrides(args: argparse.Namespace) -> dict:
                       ("max_cost", "budget.max_cost_per_run"), ("max_cost_per_day", "budget.max_cost_per_day")):
         value = getattr(args, flag, None)
         if value is not None:
-            out[key] = value
+            # A folder typed on the command line is the shell's: relative to where the command
+            # runs, as `init --input` takes it (the file's own paths are against the file's folder).
+            out[key] = os.path.abspath(os.path.expanduser(value)) if flag in ("input", "output") else value
     return out
 
 

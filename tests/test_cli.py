@@ -24,6 +24,22 @@ def test_config_error_names_the_key_and_exits_2(tmp_path, capsys):
     assert "unknown key 'retries.max_attemps' (did you mean 'retries.max_attempts'?)" in err
 
 
+def test_input_and_output_flags_are_relative_to_where_the_command_runs(tmp_path, monkeypatch):
+    from pipeline.cli import _overrides, _parser
+    from pipeline.config import load_config
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "scans" / "letters").mkdir(parents=True)
+    cfg = tmp_path / "conf" / "c.yaml"
+    cfg.write_text("input: ../scans\noutput: out\n")      # the file's paths: against its folder
+    monkeypatch.chdir(tmp_path)
+    args = _parser().parse_args(["run", "conf/c.yaml", "--input", "scans/letters", "--output", "night"])
+    config = load_config(cfg, _overrides(args))
+    assert Path(config.input) == tmp_path / "scans" / "letters"
+    assert Path(config.output) == tmp_path / "night"
+    assert Path(load_config(cfg).input).resolve() == (tmp_path / "scans").resolve()
+
+
 def test_status_before_any_run(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     cfg = tmp_path / "c.yaml"
