@@ -1,5 +1,6 @@
 """The command line as cron sees it: arguments, config errors and exit codes."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,15 @@ def test_input_and_output_flags_are_relative_to_where_the_command_runs(tmp_path,
     assert Path(config.input) == tmp_path / "scans" / "letters"
     assert Path(config.output) == tmp_path / "night"
     assert Path(load_config(cfg).input).resolve() == (tmp_path / "scans").resolve()
+
+
+def test_every_argument_of_every_command_says_what_it_is_in_help():
+    from pipeline.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {action.dest}" for name, parser in sub.choices.items() for action in parser._actions
+            if not action.help]
+    assert bare == []
 
 
 def test_status_before_any_run(tmp_path, capsys):
