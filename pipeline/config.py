@@ -471,12 +471,13 @@ def _validate(config: Config, base: Path) -> Config:
     if c.min_jobs_in_flight > c.jobs_in_flight:
         raise ConfigError("concurrency.min_jobs_in_flight: must not exceed concurrency.jobs_in_flight")
     if config.api.base_url != "embedded":
-        split = urlsplit(config.api.base_url)
-        try:
-            port_ok = split.port is None or 0 < split.port < 65536
+        try:   # urlsplit itself refuses some URLs (an unclosed IPv6 bracket), .port others
+            split = urlsplit(config.api.base_url)
+            url_ok = split.scheme in ("http", "https") and bool(split.hostname)
+            url_ok = url_ok and (split.port is None or 0 < split.port < 65536)
         except ValueError:
-            port_ok = False
-        if split.scheme not in ("http", "https") or not split.hostname or not port_ok:
+            url_ok = False
+        if not url_ok:
             raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL such as "
                               f"https://api.deapi.ai, got {config.api.base_url!r}")
     if not config.api.token_env.strip() or any(c.isspace() or c == "=" for c in config.api.token_env):
@@ -494,7 +495,10 @@ def _validate(config: Config, base: Path) -> Config:
         url = config.webhook.public_url
         if not url:
             raise ConfigError("webhook.public_url: required when webhook.enabled is true")
-        host = urlsplit(url).hostname or ""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:
+            raise ConfigError(f"webhook.public_url: not a URL ({exc}), got {url!r}") from None
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         if not url.startswith("https://") and not (url.startswith("http://") and loopback):
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "

@@ -42,6 +42,9 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\ninclude: ['[abc']\n", "include: invalid glob '[abc': unclosed '['"),
     ("input: in\noutput: out\napi: {base_url: 'http://'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
     ("input: in\noutput: out\napi: {base_url: 'https://host:99999'}\n", "api.base_url"),
+    # urlsplit raises on an unclosed IPv6 bracket: it was exit 70 (a crash), not exit 2
+    ("input: in\noutput: out\napi: {base_url: 'http://[::1:8000'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
+    ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'https://[fe80::1/hook'}\n", "webhook.public_url: not a URL"),
     ("input: in\noutput: out\nprecheck: {jpeg_quality: 500}\n", "precheck.jpeg_quality: must be at most 100"),
     ("input: in\noutput: out\npolling: {min_interval_s: -1}\n", "polling.min_interval_s: must be greater than 0"),
     ("input: in\noutput: out\npolling: {backoff: 0}\n", "polling.backoff: must be at least 1"),
