@@ -193,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(config, args)
         if args.command == "models":
             return asyncio.run(_models(config))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # a Ctrl-C or SIGTERM in plan, status, verify or models: nothing half done
+        print(f"pipeline: {args.command} stopped by a signal"
+              + ("; nothing was submitted, no plan printed" if args.command == "plan" else ""), file=sys.stderr)
         return ExitCode.STOPPED_EARLY
     except BrokenPipeError:
         # The reader closed our output (`pipeline plan cfg | head`): its choice, not a bug. Point
