@@ -360,6 +360,30 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**values)
 
 
+class _DuplicateKey(ValueError):
+    """A mapping of the config file names one key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping. YAML keeps the last
+    one silently: a second ``api:`` block (the README's lines pasted under ``init``'s file)
+    replaced the first one whole, its keys back at their defaults, with no word."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise _DuplicateKey(f"the key {key!r} is given twice (lines {seen[key]} and {line}); "
+                                        "YAML would keep only the last one: merge them into one")
+                seen.setdefault(key, line)
+        return super().construct_mapping(node, deep)
+
+
 def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
@@ -381,9 +405,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if "\x00" in text:
         raise ConfigError(f"{path} is not a YAML file (it contains NUL bytes); is it the right file?")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -64,6 +64,10 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\nwebhook: {enabled: true}\n", "webhook.public_url: required"),
     ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'http://example.org/hook'}\n", "https://"),
     ("input: [in\n", "not valid YAML"),
+    # YAML keeps the last of two keys silently: a second api: block dropped the first one's keys
+    ("input: in\noutput: out\napi: {model: x}\nmax_runtime_s: 5\napi: {language: de}\n",
+     "the key 'api' is given twice (lines 3 and 5)"),
+    ("input: in\noutput: out\napi:\n  language: de\n  language: fr\n", "the key 'language' is given twice (lines 4 and 5)"),
     ("- a\n- b\n", "top level must be a mapping"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
