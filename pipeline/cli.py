@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="try permanently failed, rejected and quarantined files again")
     run.add_argument("--max-runtime", type=float, metavar="SECONDS",
                      help="stop taking new files after this long (overrides max_runtime_s)")
-    run.add_argument("--input", metavar="DIR", help="override the config's input directory")
-    run.add_argument("--output", metavar="DIR", help="override the config's output directory")
+    run.add_argument("--input", metavar="DIR", help="override the config's input directory (relative: to this folder)")
+    run.add_argument("--output", metavar="DIR", help="override the config's output directory (relative: to this folder)")
     run.add_argument("--progress", choices=("auto", "bar", "log", "off"), help="override progress")
     _cap_arguments(run)
 
@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--limit", type=int, metavar="N", help="prepare only the first N files and scale up")
     plan.add_argument("--force", action="store_true", help="plan as run --force would (redo everything)")
     plan.add_argument("--retry-failed", action="store_true", help="plan as run --retry-failed would")
-    plan.add_argument("--input", metavar="DIR", help="override the config's input directory")
-    plan.add_argument("--output", metavar="DIR", help="override the config's output directory")
+    plan.add_argument("--input", metavar="DIR", help="override the config's input directory (relative: to this folder)")
+    plan.add_argument("--output", metavar="DIR", help="override the config's output directory (relative: to this folder)")
     _cap_arguments(plan)
 
     serve = _sub(sub, "serve", help="run the deAPI-compatible OCR server")
@@ -96,16 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
 
     status = _sub(sub, "status", help="counts per state, last run, failures and quarantine")
-    status.add_argument("config")
+    status.add_argument("config", help="path to config.yaml")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     verify = _sub(sub, "verify", help="audit the output tree against the state")
-    verify.add_argument("config")
+    verify.add_argument("config", help="path to config.yaml")
     verify.add_argument("--requeue", action="store_true", help="set broken files back to pending")
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--json", action="store_true", help="one JSON document for scripts")
 
     models = _sub(sub, "models", help="list the API's img2txt models and their limits")
-    models.add_argument("config")
+    models.add_argument("config", help="path to config.yaml")
 
     init = _sub(sub, "init", help="write a commented config.yaml for a new archive")
     init.add_argument("dir", nargs="?", default=".", metavar="DIR",
@@ -129,7 +129,9 @@ def _overrides(args: argparse.Namespace) -> dict:
                       ("max_cost", "budget.max_cost_per_run"), ("max_cost_per_day", "budget.max_cost_per_day")):
         value = getattr(args, flag, None)
         if value is not None:
-            out[key] = value
+            # A folder typed on the command line is the shell's: relative to where the command
+            # runs, as `init --input` takes it (the file's own paths are against the file's folder).
+            out[key] = os.path.abspath(os.path.expanduser(value)) if flag in ("input", "output") else value
     return out
 
 
@@ -191,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(config, args)
         if args.command == "models":
             return asyncio.run(_models(config))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # a Ctrl-C or SIGTERM in plan, status, verify or models: nothing half done
+        print(f"pipeline: {args.command} stopped by a signal"
+              + ("; nothing was submitted, no plan printed" if args.command == "plan" else ""), file=sys.stderr)
         return ExitCode.STOPPED_EARLY
     except BrokenPipeError:
         # The reader closed our output (`pipeline plan cfg | head`): its choice, not a bug. Point

@@ -360,6 +360,30 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**values)
 
 
+class _DuplicateKey(ValueError):
+    """A mapping of the config file names one key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping. YAML keeps the last
+    one silently: a second ``api:`` block (the README's lines pasted under ``init``'s file)
+    replaced the first one whole, its keys back at their defaults, with no word."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise _DuplicateKey(f"the key {key!r} is given twice (lines {seen[key]} and {line}); "
+                                        "YAML would keep only the last one: merge them into one")
+                seen.setdefault(key, line)
+        return super().construct_mapping(node, deep)
+
+
 def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
@@ -381,9 +405,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if "\x00" in text:
         raise ConfigError(f"{path} is not a YAML file (it contains NUL bytes); is it the right file?")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -471,12 +497,13 @@ def _validate(config: Config, base: Path) -> Config:
     if c.min_jobs_in_flight > c.jobs_in_flight:
         raise ConfigError("concurrency.min_jobs_in_flight: must not exceed concurrency.jobs_in_flight")
     if config.api.base_url != "embedded":
-        split = urlsplit(config.api.base_url)
-        try:
-            port_ok = split.port is None or 0 < split.port < 65536
+        try:   # urlsplit itself refuses some URLs (an unclosed IPv6 bracket), .port others
+            split = urlsplit(config.api.base_url)
+            url_ok = split.scheme in ("http", "https") and bool(split.hostname)
+            url_ok = url_ok and (split.port is None or 0 < split.port < 65536)
         except ValueError:
-            port_ok = False
-        if split.scheme not in ("http", "https") or not split.hostname or not port_ok:
+            url_ok = False
+        if not url_ok:
             raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL such as "
                               f"https://api.deapi.ai, got {config.api.base_url!r}")
     if not config.api.token_env.strip() or any(c.isspace() or c == "=" for c in config.api.token_env):
@@ -494,7 +521,10 @@ def _validate(config: Config, base: Path) -> Config:
         url = config.webhook.public_url
         if not url:
             raise ConfigError("webhook.public_url: required when webhook.enabled is true")
-        host = urlsplit(url).hostname or ""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError as exc:
+            raise ConfigError(f"webhook.public_url: not a URL ({exc}), got {url!r}") from None
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         if not url.startswith("https://") and not (url.startswith("http://") and loopback):
             raise ConfigError("webhook.public_url: deAPI only calls https:// URLs "

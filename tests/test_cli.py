@@ -1,5 +1,6 @@
 """The command line as cron sees it: arguments, config errors and exit codes."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,31 @@ def test_config_error_names_the_key_and_exits_2(tmp_path, capsys):
     assert main(["run", str(cfg)]) == ExitCode.CONFIG_ERROR
     err = capsys.readouterr().err
     assert "unknown key 'retries.max_attemps' (did you mean 'retries.max_attempts'?)" in err
+
+
+def test_input_and_output_flags_are_relative_to_where_the_command_runs(tmp_path, monkeypatch):
+    from pipeline.cli import _overrides, _parser
+    from pipeline.config import load_config
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "scans" / "letters").mkdir(parents=True)
+    cfg = tmp_path / "conf" / "c.yaml"
+    cfg.write_text("input: ../scans\noutput: out\n")      # the file's paths: against its folder
+    monkeypatch.chdir(tmp_path)
+    args = _parser().parse_args(["run", "conf/c.yaml", "--input", "scans/letters", "--output", "night"])
+    config = load_config(cfg, _overrides(args))
+    assert Path(config.input) == tmp_path / "scans" / "letters"
+    assert Path(config.output) == tmp_path / "night"
+    assert Path(load_config(cfg).input).resolve() == (tmp_path / "scans").resolve()
+
+
+def test_every_argument_of_every_command_says_what_it_is_in_help():
+    from pipeline.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {action.dest}" for name, parser in sub.choices.items() for action in parser._actions
+            if not action.help]
+    assert bare == []
 
 
 def test_status_before_any_run(tmp_path, capsys):

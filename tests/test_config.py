@@ -42,6 +42,9 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\ninclude: ['[abc']\n", "include: invalid glob '[abc': unclosed '['"),
     ("input: in\noutput: out\napi: {base_url: 'http://'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
     ("input: in\noutput: out\napi: {base_url: 'https://host:99999'}\n", "api.base_url"),
+    # urlsplit raises on an unclosed IPv6 bracket: it was exit 70 (a crash), not exit 2
+    ("input: in\noutput: out\napi: {base_url: 'http://[::1:8000'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
+    ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'https://[fe80::1/hook'}\n", "webhook.public_url: not a URL"),
     ("input: in\noutput: out\nprecheck: {jpeg_quality: 500}\n", "precheck.jpeg_quality: must be at most 100"),
     ("input: in\noutput: out\npolling: {min_interval_s: -1}\n", "polling.min_interval_s: must be greater than 0"),
     ("input: in\noutput: out\npolling: {backoff: 0}\n", "polling.backoff: must be at least 1"),
@@ -61,6 +64,10 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\nwebhook: {enabled: true}\n", "webhook.public_url: required"),
     ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'http://example.org/hook'}\n", "https://"),
     ("input: [in\n", "not valid YAML"),
+    # YAML keeps the last of two keys silently: a second api: block dropped the first one's keys
+    ("input: in\noutput: out\napi: {model: x}\nmax_runtime_s: 5\napi: {language: de}\n",
+     "the key 'api' is given twice (lines 3 and 5)"),
+    ("input: in\noutput: out\napi:\n  language: de\n  language: fr\n", "the key 'language' is given twice (lines 4 and 5)"),
     ("- a\n- b\n", "top level must be a mapping"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):

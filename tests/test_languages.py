@@ -43,6 +43,19 @@ def test_an_uninstalled_language_names_itself_and_how_to_install_it():
         check_language("rapidocr", "en+ru")
 
 
+def test_a_languages_name_instead_of_its_code_is_told_the_code_not_to_change_engine():
+    # A new user's first try, `language: english`: rapidocr reads English, so "use the tesseract
+    # engine" was the wrong advice; the code is the right one, for either engine.
+    for engine in ("rapidocr", "tesseract"):
+        with pytest.raises(LanguageError) as exc:
+            check_language(engine, "English")
+        assert "write 'en'" in str(exc.value), str(exc.value)
+        assert "tesseract engine with" not in str(exc.value)
+    with pytest.raises(LanguageError, match=r"'xyz' is not a language") as exc:
+        check_language("rapidocr", "de+xyz")
+    assert "tesseract engine with" not in str(exc.value)
+
+
 def test_tessdata_prefix_and_script_subfolders_are_searched(tmp_path, monkeypatch):
     # A folder laid out as Debian lays Fraktur out: script/Fraktur.traineddata (a real model file).
     deu = next(d for d, names in tesseract_data() if "deu" in names)

@@ -29,6 +29,21 @@ async def plan(cfg, **kw):
     return report
 
 
+def test_a_stopped_plan_says_so_and_exits_3_without_a_partial_plan(tmp_path):
+    # Before, a Ctrl-C (or a stop: SIGTERM takes the same way out) ended `plan` with exit 3 and
+    # not a word: nothing told the user whether the numbers were complete or what was sent.
+    import subprocess
+    import sys
+    distinct_png(tmp_path / "in" / "a.png", seed=1, size=(300, 200))
+    distinct_png(tmp_path / "in" / "b.png", seed=2, size=(300, 200))
+    cfg = write_config(tmp_path, "embedded", api__embedded__engine="fast")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "plan", str(cfg)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PIPELINE_CRASHPOINT": "plan_file:2:SIGINT"})
+    assert proc.returncode == ExitCode.STOPPED_EARLY, proc.stderr
+    assert "plan stopped by a signal; nothing was submitted" in proc.stderr
+    assert "files in tree" not in proc.stdout and "Traceback" not in proc.stderr
+
+
 def mixed_tree(tmp_path):
     inp = tmp_path / "in"
     distinct_png(inp / "a.png", seed=1, size=(300, 200))

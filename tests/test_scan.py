@@ -89,6 +89,19 @@ def test_glob_semantics():
         glob_to_regex("[abc")
 
 
+def test_every_pattern_of_a_set_matches_the_whole_path_not_a_prefix(tmp_path):
+    # The default include is a set of patterns: each must end at the name's end, or a sidecar
+    # (`page.tif.md5`, an output `.png.json` under the input) is taken as a scan and rejected
+    # every night, and `exclude: [a/**, b/**]` must not prune a folder `abc`.
+    for rel in ["a.tif", "a.tif.md5", "p.png.json", "q.jpg.bak", "abc/k.tif", "a/k.tif"]:
+        touch(tmp_path, rel)
+    taken = entries(scan_tree(tmp_path, include=["**/*.png", "**/*.jpg", "**/*.tif"]))
+    assert sorted(taken) == ["a.tif", "a/k.tif", "abc/k.tif"]
+    assert sorted(entries(scan_tree(tmp_path, include=["*.tif"], exclude=["a/**", "b/**"]))) == ["a.tif", "abc/k.tif"]
+    assert not GlobSet(["*.tif", "*.pdf"]).match("x.tiff")
+    assert not GlobSet(["a/**", "b/**"]).covers_dir("abc")
+
+
 def test_excluded_directory_is_not_entered(tmp_path):
     touch(tmp_path, "keep/a.png")
     (tmp_path / "old").mkdir()

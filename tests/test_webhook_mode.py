@@ -59,6 +59,16 @@ async def test_fault_free_webhook_run_costs_one_submit_and_no_polls(tmp_path, wh
         assert read_result(tmp_path, name)[0].startswith("FAST-OCR")
 
 
+async def test_a_missing_secret_is_exit_2_saying_where_the_secret_comes_from(tmp_path, wh_server, monkeypatch):
+    make(tmp_path, 1)
+    cfg = webhook_config(tmp_path, wh_server)
+    monkeypatch.setenv("PIPELINE_TEST_WEBHOOK_SECRET", "")
+    code, _, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.CONFIG_ERROR and wh_server.counters.submits == 0
+    assert "PIPELINE_TEST_WEBHOOK_SECRET is empty or unset" in out
+    assert "secret from your deAPI settings" in out and "webhook.enabled: false" in out, out
+
+
 async def test_lost_webhooks_fall_back_to_polling(tmp_path, wh_server):
     names = make(tmp_path, 3)
     wh_server.faults.webhook_lose = FaultRule(rate=1.0)

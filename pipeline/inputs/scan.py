@@ -141,6 +141,11 @@ def _segment_regex(seg: str, pattern: str) -> str:
     return "".join(out)
 
 
+def _any_of(regexes: list[str]) -> str:
+    """One regular expression matching a whole path that any of ``regexes`` matches."""
+    return "(?:" + "|".join(f"(?:{r})" for r in regexes) + r")\Z"
+
+
 class GlobSet:
     """A set of globs matched against relative POSIX paths; built once, matched many times."""
 
@@ -150,10 +155,12 @@ class GlobSet:
         self.patterns = tuple(patterns)
         flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
         regexes = [glob_to_regex(p) for p in self.patterns]
-        self._rx = re.compile("|".join(f"(?:{r})" for r in regexes) + r"\Z", flags) if regexes else None
+        # The alternation is grouped before \Z: ungrouped, \Z bound to the last pattern only and
+        # every other one matched a prefix (`**/*.png` took `a.png.json`, `a/**` pruned `abc/`).
+        self._rx = re.compile(_any_of(regexes), flags) if regexes else None
         # "<dir>/**" patterns let us prune a whole directory without listing it.
         prunes = [r[:-3] for r in regexes if r.endswith("/.*")]
-        self._prune = re.compile("|".join(f"(?:{r})" for r in prunes) + r"\Z", flags) if prunes else None
+        self._prune = re.compile(_any_of(prunes), flags) if prunes else None
 
     def match(self, rel: str) -> bool:
         return bool(self._rx and self._rx.match(rel))

@@ -208,8 +208,23 @@ def _install_hint(name: str) -> str:
         also = f" or {iso!r}" if iso else ""
         return (f"{name!r} is the ISO 639-2/B code; Tesseract names its data by the /T code: write {real!r}{also} "
                 f"(package tesseract-ocr-{real.replace('_', '-')})")
+    return _unknown_hint(name)
+
+
+def _unknown_hint(name: str) -> str:
+    """Advice for a name that is no language code at all; a language's English name (``english``,
+    what a new user types first) gets its code."""
+    code = next((c for c, n in LANGUAGE_NAMES.items() if n.lower() == name.strip().lower()), None)
+    if code:
+        return f"{name!r} is a language's name, not its code: write {code!r} (ISO 639-1, several joined by +)"
     return (f"{name!r} is not a language Tesseract knows: use an ISO 639-1 code such as 'de' or a Tesseract "
             "name such as 'deu' or 'frk'")
+
+
+def _known(part: str) -> bool:
+    """Whether ``part`` names a language some engine could read (an ISO, Tesseract or 639-2/B code)."""
+    name = tesseract_name(part)
+    return name in TESSERACT_LANGUAGES or name in ("Fraktur", "script/Fraktur") or name.lower() in BIBLIOGRAPHIC
 
 
 def installed(engine: str) -> list[str]:
@@ -237,6 +252,9 @@ def check_language(engine: str, language: str | None) -> None:
         return
     if engine == "rapidocr":
         unread = [p for p in split(language) if iso_code(p) not in RAPIDOCR_LANGUAGES]
+        unknown = [p for p in unread if not _known(p)]
+        if unknown:   # a typo or a name, not a language rapidocr lacks: no engine advice
+            raise LanguageError(f"{'; '.join(_unknown_hint(p) for p in unknown)}")
         if unread:
             names = ", ".join(f"{p!r}" + (f" ({LANGUAGE_NAMES[p.lower()]})" if p.lower() in LANGUAGE_NAMES else "")
                               for p in unread)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pipeline.run.client_setup import client_settings_from_config
+from pipeline.run.crashpoints import crashpoint
 from pipeline.config import Config
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
@@ -151,6 +152,7 @@ class Planner:
                 if self.limit is not None and self.counts.files_seen >= self.limit:
                     continue   # the rest of the tree is only counted
                 self.counts.files_seen += 1
+                crashpoint("plan_file")   # tests: a Ctrl-C or a stop landing mid-plan
                 await slots.acquire()
                 task = asyncio.create_task(one(item))
                 tasks.add(task)

@@ -317,7 +317,9 @@ class Runner:
         secret = self._embedded_webhook_secret if self.config.embedded else os.environ.get(wh.secret_env, "")
         if not secret:
             raise StartupError(ExitCode.CONFIG_ERROR,
-                               f"webhook.secret_env: the environment variable {wh.secret_env} is empty or unset")
+                               f"webhook.secret_env: the environment variable {wh.secret_env} is empty or unset; "
+                               "export the webhook secret from your deAPI settings there (or set "
+                               "webhook.enabled: false to poll instead)")
         events = JobEvents()
         embedded_only = self.config.embedded and not wh.enabled
         if not embedded_only:   # an audit of the last week's deliveries, not of every night's
