@@ -281,8 +281,10 @@ MARKUP_CLASSES = {
     # printed text in angle brackets is no tag: before, "<Name of person>" was lost
     "angle text": ("Sign here: <Name of person> <b>now</b> <x y=\"1\">z</x> <Unterschrift>; if a<b and c>d",
                    "Sign here: <Name of person> now z <Unterschrift>; if a<b and c>d"),
-    # an HTML checkbox is its state: before, "<input type=checkbox checked>" left nothing
-    "checkbox": ('<input type="checkbox" checked> Yes <input type=checkbox> No', "\u2611 Yes \u2610 No"),
+    # an HTML checkbox or a task list's box is its state, as the model's own marks (before:
+    # "<input type=checkbox checked>" left nothing, "- [x]" stayed as brackets)
+    "checkbox": ('<input type="checkbox" checked> Yes <input type=checkbox> No\n\n- [x] done\n- [ ] open\n\nsee [x] here',
+                 "\u2611 Yes \u2610 No\n\n- \u2611 done\n- \u2610 open\n\nsee [x] here"),
     # a picture's printed caption, which the model's prompt puts in <img> when there is one: before,
     # dropped with the descriptions (the caption printed on the page was lost)
     "caption": ("<img>A photo of a crane.</img>\n<img>Figure 2: The harbour crane</img>\nText <img>a hook</img> on",

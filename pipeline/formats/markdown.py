@@ -87,6 +87,8 @@ _ATTRIBUTES = re.compile(r"""(?:\s+(?:[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"]*"|'[^']*
                          % _BARE_ATTRIBUTES, re.I)
 # An HTML checkbox is its state, as the model's preferred marks show it (``☐``, ``☑``)
 _CHECKBOX = re.compile(r"<input\b[^<>]*\btype\s*=\s*[\"']?checkbox\b[^<>]*>", re.I)
+# ... and so is a task list's box (GFM: "- [x] done", "1. [ ] open"), after its list marker only
+_TASK = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+)\[([ xX])\](?=[ \t])", re.M)
 _CLOSED = re.compile(r"</([A-Za-z][A-Za-z0-9_:-]*)\s*>")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
@@ -413,6 +415,7 @@ def plain_text(answer: str) -> str:
     text = "\n".join(_BR.sub(" ", ln) if _PIPE_ROW.match(ln) else ln for ln in text.split("\n"))
     text = _BR.sub("\n", _BLOCK.sub("\n", text))
     text = _CHECKBOX.sub(lambda m: "\u2611" if re.search(r"\schecked\b", m.group(0), re.I) else "\u2610", text)
+    text = _TASK.sub(lambda m: m.group(1) + ("\u2610" if m.group(2) == " " else "\u2611"), text)
     text = _untag(text)
     lines = [_line(ln) for ln in _pipe_tables(text.split("\n"))]
     text = _inline("\n".join(ln for ln in lines if ln != "\0"), _EMPHASIS_ACROSS)
