@@ -32,7 +32,8 @@ The rule (docs/formats.md, "Markdown answers"):
   (``<br>``, ``<sup>``, ``<u>`` ...) is removed and its content kept (``<br>`` ends a line),
   a ``<sup>`` or ``<sub>`` of figures and signs in its Unicode form (``m²``, ``10⁻³``, ``H₂O``);
   HTML's block elements (``<p>``, ``<div>``, ``<li>`` ...) end a line (in a cell: a space);
-  HTML comments go; text in angle brackets that is no tag (``<Name of person>``) stays;
+  HTML comments go; text in angle brackets that is no tag (``<Name of person>``, ``a<b and c>d``)
+  stays, in a table's cell too;
 * a footnote's mark (``[^1]``, and ``[^1]:`` starting its note) is the mark as printed: ``¹``;
 * a Markdown link is its text (``[the register](http://..)`` -> ``the register``), an
   autolink or address in angle brackets its address; a Markdown image (``![a crane](x.png)``)
@@ -89,12 +90,17 @@ _ATTRIBUTES = re.compile(r"""(?:\s+(?:[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"]*"|'[^']*
 _CHECKBOX = re.compile(r"<input\b[^<>]*\btype\s*=\s*[\"']?checkbox\b[^<>]*>", re.I)
 # ... and so is a task list's box (GFM: "- [x] done", "1. [ ] open"), after its list marker only
 _TASK = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+)\[([ xX])\](?=[ \t])", re.M)
+# A table's own tags take any attributes, bare ones too (``<td data-x>``): no printed text is
+# written "<td ...>"
+_STRUCTURE = frozenset("table tr td th thead tbody tfoot caption col colgroup".split())
+_ANY_ATTRIBUTES = re.compile(r"""(?:\s+[A-Za-z_:][\w:.-]*(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?""")
 _CLOSED = re.compile(r"</([A-Za-z][A-Za-z0-9_:-]*)\s*>")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _QUOTE = re.compile(r"^(?:[ \t]{0,3}>[ \t]?)+")
-# A code fence (a line of ``` or ~~~, an info string after it): no text; the code between stays
-_FENCE = re.compile(r"^ {0,3}(?:`{3,}[^`\n]*|~{3,}[^\n]*)$", re.M)
+# A code fence (a line of ``` or ~~~, a language's name after it): no text; the code between
+# stays. A line going on with other text ("```Wort ...") is text: it stays
+_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})[ \t]*[\w+#.-]*[ \t]*$", re.M)
 # An inline code span: its text, literal (no mark, tag or entity read in it), without the backticks;
 # its backticks not inside a word, as OCR's apostrophes are ("don`t know what`s" is no code)
 _CODE = re.compile(r"(?<![`\w])(`+)(?!`)((?:[^\n]|\n(?![ \t]*\n))+?)(?<!`)\1(?![`\w])")
@@ -221,7 +227,7 @@ def table_rows(table_html: str) -> list[list[str]]:
     or stands above, empty cells in the places it covers, so that every row's cells stay under
     their column's head (a tab-separated ``.txt`` read as columns, or pasted into a sheet)."""
     parser = _Cells()
-    parser.feed(table_html)
+    parser.feed(_printed_brackets(table_html))
     parser.close()
     out: list[list[str]] = []
     below: dict[int, int] = {}   # column -> rows a cell above still covers
@@ -350,18 +356,42 @@ def _hold_escapes(text: str) -> str:
     return "".join(out)
 
 
+def _is_tag(match: re.Match, closed: set[str]) -> bool:
+    """Whether a ``_TAG`` match is markup, not printed text in angle brackets (``_ATTRIBUTES``);
+    ``closed``: the names the answer closes somewhere."""
+    name, attributes = match.group(1).lower(), match.group(2) or ""
+    if name in _STRUCTURE:
+        return bool(_ANY_ATTRIBUTES.fullmatch(attributes))
+    if not _ATTRIBUTES.fullmatch(attributes):
+        return False
+    return (name in _HTML_NAMES or name in closed or attributes.strip() not in ("", "/")
+            or match.group(0).endswith("/>"))
+
+
+def _closed(text: str) -> set[str]:
+    return {name.lower() for name in _CLOSED.findall(text)}
+
+
 def _untag(text: str) -> str:
-    """Tags gone (their content stays); printed text in angle brackets stays (``_ATTRIBUTES``)."""
-    closed = {name.lower() for name in _CLOSED.findall(text)}
+    """Tags gone (their content stays); printed text in angle brackets stays."""
+    closed = _closed(text)
+    return _TAG.sub(lambda m: "" if _is_tag(m, closed) else m.group(0), text)
 
-    def tag(match: re.Match) -> str:
-        name, attributes = match.group(1).lower(), match.group(2) or ""
-        if not _ATTRIBUTES.fullmatch(attributes):
-            return match.group(0)
-        known = name in _HTML_NAMES or name in closed or attributes.strip() not in ("", "/")
-        return "" if known or match.group(0).endswith("/>") else match.group(0)
 
-    return _TAG.sub(tag, text)
+def _printed_brackets(table_html: str) -> str:
+    """Each ``<`` that begins no tag by ``_is_tag`` escaped, so the HTML parser reads it as text:
+    it took "a<b and c>d" in a cell for a tag (the cell read "ad"), and "<b zehn" before a cell's
+    end for a tag never closed (its words lost)."""
+    closed, out, pos = _closed(table_html), [], 0
+    while (at := table_html.find("<", pos)) >= 0:
+        tag = _TAG.match(table_html, at)
+        if tag and _is_tag(tag, closed):
+            out.append(table_html[pos:tag.end()])
+            pos = tag.end()
+        else:
+            out.append(table_html[pos:at] + "&lt;")
+            pos = at + 1
+    return "".join(out) + table_html[pos:]
 
 
 def _described(match: re.Match) -> str:
