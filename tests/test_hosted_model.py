@@ -192,3 +192,27 @@ def test_a_number_beside_other_cells_at_the_foot_is_no_page_number():
     row = (line("Blaine", (50, 1222, 160, 1255)), line("292", (400, 1220, 460, 1254)), line("25", (800, 1221, 840, 1256)))
     page = OcrPage("rapidocr", 1000, 1300, (OcrBlock((body,)), OcrBlock(row)))
     assert page_number_line(page) is None and "<page_number>" not in render_markdown(page)
+
+
+async def test_the_hosted_model_answers_a_given_markdown_registered_with_the_truth_engine(tmp_path):
+    """With the ``truth`` engine, the hosted-like model answers the Markdown a test registered for
+    the page (its job times, its JSON wrapping and its size limits stay the model's), in both
+    formats: before, a text-only page had no lines to render and every answer was empty."""
+    from pipeline.formats.markdown import plain_text
+    from pipeline.ocr.pool import decode_image
+    from pipeline.ocr.truth import register
+
+    answer = "# Harbour Report\n\n<table><tr><th>Vessel</th><td>Anna</td></tr></table>\n<page_number>4</page_number>"
+    page = distinct_png(tmp_path / "in" / "page.png", 3)
+    register(tmp_path / "truth", decode_image(page.read_bytes()), answer)
+    for fmt in ("text", "json"):
+        async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), hosted=QUICK,
+                                               truth_dir=str(tmp_path / "truth"))) as srv:
+            cfg = write_config(tmp_path, srv.base_url, api__model=HOSTED, api__format=fmt,
+                               output=str(tmp_path / fmt), outputs=["txt", "json", "md"])
+            code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK, report
+        assert (tmp_path / fmt / "page.png.txt").read_text(encoding="utf-8") == plain_text(answer) != ""
+        assert (tmp_path / fmt / "page.png.md").read_text(encoding="utf-8") == answer + "\n"
+        page_json = json.loads((tmp_path / fmt / "page.png.json").read_text(encoding="utf-8"))["pages"][0]
+        assert page_json.get("result") == ({"text": answer} if fmt == "json" else None)

@@ -1128,3 +1128,18 @@ async def test_a_strip_whose_png_would_pass_the_upload_limit_goes_as_a_jpeg_neve
     strips = doc["image"]["pages"][0]["strips"]
     assert len(strips) == 2 == srv.counters.jobs_created
     assert all(r["height"] <= 4096 and r["width"] == 1400 for r in strips)   # the page's own scale
+
+
+def test_a_watermark_every_strip_shows_is_in_the_page_text_once():
+    """A watermark stamped across the page is in every strip it crosses: text only, each strip's
+    answer gave it again, and the page's text said it once a strip (three times here, where the
+    page read whole says it once). A watermark the model gave twice within one strip stays."""
+    from pipeline.formats.markdown import plain_text
+
+    texts = ["<watermark>DRAFT</watermark>\nFirst part of the letter.",
+             "Second part <watermark>draft</watermark> of the letter.\n<watermark>COPY</watermark> <watermark>COPY</watermark>",
+             "<watermark>DRAFT</watermark>\nThird part.\n<watermark>COPY</watermark>"]
+    regions = [Region(0, 0, 800, 300), Region(0, 300, 800, 600), Region(0, 600, 800, 900)]
+    text, _ = stitch([Piece(r, t, None) for r, t in zip(regions, texts)], 800, 900)
+    assert [ln for ln in plain_text(text).split("\n") if ln] == [
+        "DRAFT", "First part of the letter.", "Second part  of the letter.", "COPY", "COPY", "Third part."]

@@ -21,6 +21,7 @@ The repeat is removed:
   the lower strip's table lost its opening rows as read twice, the upper strip's table runs on
   into it: one table. With no shared line
   (an overlap shorter than a text line) both are kept whole: text is never dropped on a guess.
+  A ``<watermark>`` an earlier strip already gave is left out (``_watermarks_once``).
 
 A seam need not join two strips of one column that follow each other. When a strip with a seam
 is refused and cut finer (``pipeline.run.strips``), its own cut may part its columns, and so may
@@ -179,7 +180,8 @@ def stitch(pieces: list[Piece], width: int, height: int) -> tuple[str, Any | Non
         else:
             for m in uppers:
                 lines[m], lines[n] = _seam_across(lines[m], lines[n])
-    return _joined([("\n".join(ls), pieces[n].region.paragraph) for n, ls in enumerate(lines) if ls]), None
+    texts = _watermarks_once(["\n".join(ls) for ls in lines])
+    return _joined([(text, pieces[n].region.paragraph) for n, text in enumerate(texts) if text]), None
 
 
 def _seams(regions: list[Region]) -> dict[int, list[int]]:
@@ -247,6 +249,7 @@ def _seam_across(upper: list[str], lower: list[str]) -> tuple[list[str], list[st
     return upper, lower
 
 
+_WATERMARK = re.compile(r"(^[ \t]*)?<watermark\b[^>]*>((?:(?!</?watermark\b).)*)</watermark\s*>((?(1)[ \t]*(?:\n|$)|))", re.I | re.S | re.M)
 _ROW_END = re.compile(r"(</tr\s*>)\s*(?=<tr\b)", re.I)
 _TABLE_END = re.compile(r"</table\s*>\s*$", re.I)
 
@@ -261,6 +264,28 @@ def _joined(texts: list[tuple[str, bool]]) -> str:
     out = ""
     for text, paragraph in texts:
         out += ("\n\n" if paragraph or _TABLE_END.search(out) else "\n") + text if out else text
+    return out
+
+
+def _watermarks_once(texts: list[str]) -> list[str]:
+    """The strips' texts, a ``<watermark>`` that an earlier strip already gave (the same words,
+    case and spaces aside) left out: a watermark is stamped across the page, so every strip it
+    crosses shows it, and a page cut in five said "DRAFT" five times where the page read whole
+    says it once. Within one strip, a watermark given twice stays (the model saw it twice)."""
+    def key(match: re.Match) -> str:
+        return " ".join(match.group(2).split()).casefold()
+
+    def drop(match: re.Match) -> str:
+        if key(match) not in seen:
+            return match.group(0)
+        return ""
+
+    seen: set[str] = set()
+    out = []
+    for text in texts:
+        own = {key(m) for m in _WATERMARK.finditer(text)}
+        out.append(_WATERMARK.sub(drop, text).strip("\n"))
+        seen |= own
     return out
 
 

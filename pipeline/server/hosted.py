@@ -7,7 +7,8 @@ model, not a line detector. It answers Markdown-like text (``#`` headings, table
 boxes, so without this one no test would ever meet the answers the client exists for.
 
 The page is read by the server's real engine (any of ours; ``fast`` for quick tests) and its
-lines are rendered as the hosted model would:
+lines are rendered as the hosted model would (the ``truth`` engine's registered text is taken as
+the Markdown itself: a test's given answer):
 
 * a line at least ``HEADING_RATIO`` times the page's median line height, of at most
   ``HEADING_MAX_WORDS`` words, is a heading: ``#`` (``##`` under ``H1_RATIO``), on its own line;
@@ -144,7 +145,12 @@ def page_number_line(page: OcrPage) -> OcrLine | None:
 
 
 def render_markdown(page: OcrPage) -> str:
-    """The page as the hosted model answers it: Markdown headings, HTML tables, the page number."""
+    """The page as the hosted model answers it: Markdown headings, HTML tables, the page number.
+    A text-only engine's page (``truth``: the answer a test registered for the pixels) is the
+    answer as it is, so a test can make this model answer any given Markdown, with its job
+    times and size limits (before, it had no lines and the answer was empty)."""
+    if page.text_only is not None:
+        return page.text_only
     lines = [ln for ln in page.lines if ln.text.strip()]
     if not lines:
         return ""
