@@ -50,8 +50,11 @@ MIN_CLARITY = 1.15
 MIN_GAIN = 1.2
 #: the share of the gain over level (``gain - 1``) that must remain with the profile's highest
 #: peak set aside, or the skew is a stroke's or two (a drawing's long lines), not the page's lines:
-#: each of a page's N lines holds about 1/N of it (rendered drawings keep -0.6 to 0.36 of it;
-#: skewed text, ledgers, staves, title pages of three lines 0.97 or more)
+#: each of a page's N lines holds about 1/N of it (rendered drawings keep -0.77 to 0.36 of it;
+#: skewed text, ledgers, staves, title pages of three lines 0.97 or more); unless what remains
+#: is still ``MIN_GAIN`` times as spiky at the skew as level (an index card's heavy top rule, a
+#: photo's edge, a scanner lid's band hold most of the gain over the lines beside them; drawings
+#: keep at most 1.13)
 MIN_GAIN_KEPT = 0.5
 #: a page with too little ink at ``ANALYSIS_SIDE`` is measured again at ``OSD_SIDE`` when it
 #: is at least this long (very small type); ``ascender_ratio``'s line heights (4-80 px) hold
@@ -121,7 +124,8 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         # page, so the lines are less clear across; that the profile is much spikier at the angle
         # than level says the lines lie at that angle all the same; unless the lie is one straight
         # stroke's (a drawing's long line: no longer spikier than level once its peak is set aside)
-        strokes = lie.gain_beside_peak - 1.0 < MIN_GAIN_KEPT * (lie.gain - 1.0)
+        strokes = (lie.gain_beside_peak - 1.0 < MIN_GAIN_KEPT * (lie.gain - 1.0)
+                   and lie.gain_beside_peak < MIN_GAIN)
         level_it = inside and (lie.clarity >= MIN_CLARITY or lie.gain >= MIN_GAIN) and not strokes
         skew = lie.angle if deskew == "auto" and level_it and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
