@@ -45,6 +45,9 @@ PICTURE_EDGE_INK = 0.35
 PRINT_BESIDE_PICTURES = 0.2
 #: a profile with fewer separate runs than this has no lines to level
 MIN_LINES = 3
+#: the highest peak of a profile set aside (this many bins either side, on the reduced page: wider
+#: than a drawn line, narrower than a text line's x-height) to tell lines from a single stroke
+PEAK_HALF = 3
 #: ink pixels used at most (a deterministic stride over the rest): enough for 0.05 degrees
 MAX_POINTS = 120_000
 
@@ -60,6 +63,9 @@ class LineLie:
     clarity: float
     ink_points: int
     gain: float = 1.0       # the score at ``angle`` over the score level (0 degrees), same axis
+    #: the same with each profile's highest peak set aside (``PEAK_HALF``): text lines or rules
+    #: keep most of the gain, a drawing's long straight stroke or two do not
+    gain_beside_peak: float = 1.0
 
 
 def reduce_gray(im: Image.Image, side: int = ANALYSIS_SIDE) -> Image.Image:
@@ -154,9 +160,9 @@ def ink_points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs[::stride].astype(np.float64) - w / 2.0, ys[::stride].astype(np.float64) - h / 2.0
 
 
-def _score(xs: np.ndarray, ys: np.ndarray, angle: float, across: bool) -> float:
+def _score(xs: np.ndarray, ys: np.ndarray, angle: float, across: bool, beside_peak: bool = False) -> float:
     """Sum of squares of the ink profile on the normal of lines at ``angle`` (counter-clockwise
-    turn that would level them)."""
+    turn that would level them); ``beside_peak``: without the profile's highest peak."""
     a = np.deg2rad(angle)
     if across:   # level after a counter-clockwise turn by a: y' = x sin a + y cos a (image y down)
         proj = ys * np.cos(a) - xs * np.sin(a)
@@ -164,6 +170,9 @@ def _score(xs: np.ndarray, ys: np.ndarray, angle: float, across: bool) -> float:
         proj = xs * np.cos(a) + ys * np.sin(a)
     bins = np.floor(proj - proj.min()).astype(np.int64)
     profile = np.bincount(bins).astype(np.float64)
+    if beside_peak:
+        top = int(np.argmax(profile))
+        profile[max(0, top - PEAK_HALF): top + PEAK_HALF + 1] = 0.0
     # times the profile's length: ink without any line structure then scores about 1.0 * n^2
     # on either axis, whatever the page's proportions
     return float(np.dot(profile, profile)) * len(profile)
@@ -201,9 +210,12 @@ def line_lie(gray: Image.Image, mask: np.ndarray | None = None) -> LineLie:
     if _runs(xs, ys, angle, across) < MIN_LINES:
         return LineLie(0.0, True, 1.0, int(len(xs)))
     gain = max(s_across, s_down) / max(_score(xs, ys, 0.0, across), 1.0)
+    # a drawing's one long straight line near an axis makes the profile spiky at its angle; text
+    # lines and a ledger's rules are many: the page's lie still beats level without the highest peak
+    beside = _score(xs, ys, angle, across, True) / max(_score(xs, ys, 0.0, across, True), 1.0)
     if s_across >= s_down:
-        return LineLie(round(a_across, 2), True, s_across / max(s_down, 1.0), int(len(xs)), gain)
-    return LineLie(round(a_down, 2), False, s_down / max(s_across, 1.0), int(len(xs)), gain)
+        return LineLie(round(a_across, 2), True, s_across / max(s_down, 1.0), int(len(xs)), gain, beside)
+    return LineLie(round(a_down, 2), False, s_down / max(s_across, 1.0), int(len(xs)), gain, beside)
 
 
 def ascender_ratio(gray: Image.Image, angle: float, mask: np.ndarray | None = None) -> tuple[float, int]:

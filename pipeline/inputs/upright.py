@@ -7,10 +7,12 @@ the one image sent is the one they all read, so it is straightened once, here.
 The decision, cheapest first:
 
 1. the page reduced to ``OSD_SIDE`` and then ``ANALYSIS_SIDE`` pixels (``pipeline.inputs.skew``):
-   the lines' skew from a projection profile (tens of milliseconds);
+   the lines' skew from a projection profile (tens of milliseconds); measured again at
+   ``OSD_SIDE`` when there is too little ink at ``ANALYSIS_SIDE`` (very small type);
 2. deskew when ``DESKEW_MIN_ANGLE <= |angle|`` and the lines are clear (``MIN_CLARITY``) or
    the profile is clearly spikier at the angle than level (``MIN_GAIN``: tables), and the angle
-   is not at the edge of the search (a page of pictures, not lines);
+   is not at the edge of the search (a page of pictures, not lines) nor one straight stroke's
+   (``MIN_GAIN_KEPT``: a drawing's long lines);
 3. the fast orientation check: lines across the page with clearly more ink above the x-height
    band than below (``ascender_ratio``) on enough lines: the page is upright, done;
 4. otherwise Tesseract's orientation detection (``pipeline.ocr.osd``) on the levelled page,
@@ -46,6 +48,17 @@ MIN_CLARITY = 1.15
 #: or else the profile's score at the skew over its score level at least this (upright pages of
 #: the shared scans: at most 1.01 beyond 0.1 degree; their skewed versions 1.25-3.5)
 MIN_GAIN = 1.2
+#: the share of the gain over level (``gain - 1``) that must remain with the profile's highest
+#: peak set aside, or the skew is a stroke's or two (a drawing's long lines), not the page's lines:
+#: each of a page's N lines holds about 1/N of it (rendered drawings keep -0.77 to 0.36 of it;
+#: skewed text, ledgers, staves, title pages of three lines 0.97 or more); unless what remains
+#: is still ``MIN_GAIN`` times as spiky at the skew as level (an index card's heavy top rule, a
+#: photo's edge, a scanner lid's band hold most of the gain over the lines beside them; drawings
+#: keep at most 1.13)
+MIN_GAIN_KEPT = 0.5
+#: a page with too little ink at ``ANALYSIS_SIDE`` is measured again at ``OSD_SIDE`` when it
+#: is at least this long (very small type); ``ascender_ratio``'s line heights (4-80 px) hold
+SMALL_TYPE_SIDE = 1500
 #: Tesseract OSD confidence needed to turn a page (OCRmyPDF's default is 14; see the docs)
 ROTATE_MIN_CONFIDENCE = 2.0
 #: OSD confidence taken without the line shapes' agreement (no wrong turn seen at or above it)
@@ -98,12 +111,22 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
         mask = profile.ink_mask(small)   # one mask for the profile and the fast check
         lie = profile.line_lie(small, mask)
+        if lie.ink_points < profile.MIN_INK_POINTS and max(big.size) >= SMALL_TYPE_SIDE:
+            # very small type fades to a light grey at 1000 px (no ink by Otsu's contrast) or to
+            # a few specks: the page OSD reads, 1.6 times finer, resolves its strokes
+            small.close()
+            small = big.copy()
+            mask = profile.ink_mask(small)
+            lie = profile.line_lie(small, mask)
         inside = abs(lie.angle) <= profile.MAX_ANGLE - profile.COARSE_STEP
         clear = lie.clarity >= MIN_CLARITY and inside
         # a table's columns and rules, a multi-column page's gutters also make a profile down the
         # page, so the lines are less clear across; that the profile is much spikier at the angle
-        # than level says the lines lie at that angle all the same
-        level_it = inside and (lie.clarity >= MIN_CLARITY or lie.gain >= MIN_GAIN)
+        # than level says the lines lie at that angle all the same; unless the lie is one straight
+        # stroke's (a drawing's long line: no longer spikier than level once its peak is set aside)
+        strokes = (lie.gain_beside_peak - 1.0 < MIN_GAIN_KEPT * (lie.gain - 1.0)
+                   and lie.gain_beside_peak < MIN_GAIN)
+        level_it = inside and (lie.clarity >= MIN_CLARITY or lie.gain >= MIN_GAIN) and not strokes
         skew = lie.angle if deskew == "auto" and level_it and abs(lie.angle) >= DESKEW_MIN_ANGLE else 0.0
         if rotate_pages != "auto":
             return Straightening(skew, 0)
