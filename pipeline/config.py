@@ -175,6 +175,7 @@ class Config:
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # txt json md alto hocr pdf page mets (docs/formats.md)
     mets_per_folder: bool = False     # with mets: also one folder.mets.xml a folder (its files as one object)
     state_path: Path | None = None    # default: <output>/.pipeline/state.sqlite
+    min_free_mb: int = 64             # free space kept on the outputs' and the state's disks (run.diskfloor); 0: off
     min_file_age_s: float = 0.0       # younger files are "still being written": next run
     max_runtime_s: float | None = None
     shutdown_grace_s: float = 30.0    # after a stop signal, in-flight jobs get this long
@@ -224,6 +225,7 @@ _CHOICES = {
 # because an unchecked number is how "polling.backoff: 0" silently polls in a busy loop.
 _RANGES: dict[str, tuple[float | None, float | None]] = {
     "min_file_age_s": (0, None),
+    "min_free_mb": (0, None),
     "max_runtime_s": (0.001, None),
     "shutdown_grace_s": (0, 3600),
     "log_interval_s": (0.1, None),

@@ -41,6 +41,7 @@ COMMENTS = {
     "include": "globs on the path relative to input, matched case-insensitively",
     "exclude": "globs to leave out, e.g. [\"drafts/**\"]",
     "state_path": "the state store; null: <output>/.pipeline/state.sqlite",
+    "min_free_mb": "stop submitting while the output's or the state's disk has less free (MB); 0: off",
     "min_file_age_s": "files modified more recently are left for the next run (still being copied)",
     "max_runtime_s": "stop taking new files after this many seconds (a cron window); null: no limit",
     "shutdown_grace_s": "after a stop signal, in-flight jobs get this long to finish",

@@ -126,6 +126,8 @@ class RunContext:
     prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     submissions_closed: str | None = None    # why new submissions stopped (daily quota, signal, ...)
     fatal: BaseException | None = None       # auth or balance: the run must stop
+    # asked before each upload: under the min_free_mb floor it closes submissions (run.diskfloor)
+    check_disk: Callable[[], None] = lambda: None
     # Works being computed right now, so that identical files in flight together pay once. A
     # finished work leaves nothing here (its results live in the outputs and the state store,
     # where an identical file finds them): memory stays flat in the number of files.
@@ -642,6 +644,7 @@ class FileProcessor:
                 # only from here on may the API have seen it (a kill while waiting for the
                 # limiter is not a possible duplicate). The budget admits the page here.
                 nonlocal intent_written, admitted
+                ctx.check_disk()   # room to record this page's request id, or submissions close here
                 if ctx.submissions_closed or ctx.fatal:
                     if intent_written:
                         state.page_withdraw(key, page.page_index, "not sent: the run stopped submitting")

@@ -18,6 +18,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, TextIO
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ from pipeline.run.budget import Budget
 from pipeline.run.cronlog import file_line, set_run_id, start_line
 from pipeline.config import Config, ConfigError, token_from_env
 from pipeline.run.crashpoints import crashpoint
+from pipeline.run.diskfloor import EVERY_S, DiskFloor, free_bytes, short_at_start, short_mid_run
 from pipeline.deapi import DeapiClient
 from pipeline.deapi import errors as api_errors
 from pipeline.run.client_setup import client_settings_from_config, job_slots_from_config
@@ -64,7 +66,8 @@ class StartupError(Exception):
 class Runner:
     def __init__(self, config: Config, *, force: bool = False, retry_failed: bool = False,
                  stream: TextIO | None = None, now: Callable[[], float] = time.time,
-                 config_path: str | None = None) -> None:
+                 config_path: str | None = None, free_space: Callable[[Path], int] = free_bytes,
+                 free_space_every_s: float = EVERY_S) -> None:
         self.config = config
         self.config_path = config_path     # for the start line
         self.run_id: int | None = None
@@ -87,6 +90,9 @@ class Runner:
         self._tree_member: Callable[[str], bool] | None = None
         self._token: str | None = None
         self.write_problem: str | None = None   # a full disk met mid-run (exit 2)
+        # the min_free_mb floor's reading of the free space, and how long one is trusted (tests inject both)
+        self._free_space, self._free_space_every_s = free_space, free_space_every_s
+        self._disk_floor: DiskFloor | None = None
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -122,6 +128,12 @@ class Runner:
             check_writable(self.config)
         except PathNotWritable as exc:
             self.say(f"pipeline: config error: {exc}")
+            return ExitCode.CONFIG_ERROR
+        self._disk_floor = DiskFloor(self.config, free=self._free_space, every_s=self._free_space_every_s)
+        short = self._disk_floor.check()
+        if short is not None:   # nothing it submitted could be sure to be recorded
+            self.say(f"pipeline: {short_at_start(short)}; exit {int(ExitCode.CONFIG_ERROR)} "
+                     f"({ExitCode.CONFIG_ERROR.name})")
             return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
         lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
@@ -164,7 +176,8 @@ class Runner:
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
-                    budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer)
+                    budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer,
+                    check_disk=lambda: self._check_disk(ctx))
                 if self.stop_reason is not None:  # a signal came while the endpoint was starting
                     ctx.close_submissions(self.stop_reason)
                 if self.config.webhook.enabled or self.config.embedded:
@@ -457,12 +470,19 @@ class Runner:
         path = write_traceback(self.config.control_dir, f"while processing {rel!r}:")
         return f"internal error; traceback in {path}" if path else "internal error (the traceback could not be written)"
 
-    def _cannot_write(self, why: str, ctx: RunContext) -> None:
+    def _cannot_write(self, why: str, ctx: RunContext, advice: Callable[[str], str] = cannot_write_advice) -> None:
         """The disk of the outputs or the state is full (or read-only): every later file would
         be paid for and then not written, so the run stops as for a signal and exits 2."""
         if self.write_problem is None:
             self.write_problem = why
-            self.request_stop(cannot_write_advice(why), ctx)
+            self.request_stop(advice(why), ctx)
+
+    def _check_disk(self, ctx: RunContext) -> None:
+        """Before each upload: under the ``min_free_mb`` floor the run stops as for a full disk,
+        while the request ids of the pages in flight can still be recorded (``diskfloor``)."""
+        short = self._disk_floor.check() if self._disk_floor is not None else None
+        if short is not None:
+            self._cannot_write(short, ctx, short_mid_run)
 
     def _say_cannot_write(self, why: str) -> None:
         self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
