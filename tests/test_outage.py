@@ -3,6 +3,7 @@ a brief blip of 5xx does not, and a file the API refuses while others succeed st
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from conftest import TOKEN
@@ -10,6 +11,7 @@ from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
 from pipeline.run.outage import OutageBreaker
 from pipeline.run.state import FAILED_STATES, StateStore
+from pipeline.server import EmbeddedServer, ServerConfig
 from pipeline.server.faults import FAULT_ENDPOINTS, FaultRule
 from pipeline.deapi import errors as E
 
@@ -70,6 +72,39 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert {r.rel for r in file_rows(tmp_path) if r.state == "done"} == set(names)
     assert server.counters.jobs_created == len(names)          # the server's job record: none paid twice
     assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
+
+
+@dataclass
+class StopServer(FaultRule):
+    """Not a fault of its own: at its ``at``-th event the server shuts down (its port closed:
+    connections refused or cut), as a server process that dies mid-run; counted by the server."""
+
+    at: int = 1
+    server: EmbeddedServer | None = None
+    stopped: asyncio.Task | None = None
+
+    def fire(self, rng) -> bool:
+        self.at -= 1
+        if self.at == 0:
+            self.stopped = asyncio.get_running_loop().create_task(self.server.stop())
+        return False
+
+
+async def test_a_server_that_stops_mid_run_is_an_outage_not_failed_files(tmp_path):
+    names = tree(tmp_path, 40)
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited")) as srv:
+        srv.faults.endpoints = ("submit",)
+        srv.faults.http_5xx = rule = StopServer(at=6, server=srv)
+        cfg = write_config(tmp_path, srv.base_url, retries__max_attempts=2, retries__outage_failures=4,
+                           retries__outage_min_s=0, retries__max_transient_runs=1,
+                           concurrency__jobs_in_flight=2, concurrency__adaptive=False)
+        code, report, out = await run_pipeline(cfg, TOKEN)
+        await rule.stopped
+    assert code == ExitCode.API_UNREACHABLE, out
+    assert "went away mid-run" in report["stop_reason"] and "cannot reach the API" in report["stop_reason"]
+    rows = file_rows(tmp_path)
+    assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
+    assert len(names) - len([r for r in rows if r.state == "done"]) >= 30
 
 
 async def test_blips_of_5xx_between_answers_do_not_trip_and_their_files_count_as_today(tmp_path, server):
