@@ -79,6 +79,8 @@ class RetryConfig:
     backoff_max_s: float = 60.0
     max_retry_after_s: float = 300.0  # longer Retry-After (daily limit) stops the run instead
     max_transient_runs: int = 3       # runs a file may fail transiently before quarantine
+    outage_failures: int = 10         # API calls failed in a row (after their retries): the API is gone, exit 6; 0: off
+    outage_min_s: float = 60.0        # ... and over at least this long (a blip is not an outage)
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "retries.backoff_max_s": (0, 24 * 3600),
     "retries.max_retry_after_s": (0, 7 * 24 * 3600),
     "retries.max_transient_runs": (1, 1000),
+    "retries.outage_failures": (0, 100000),
+    "retries.outage_min_s": (0, 24 * 3600),
     "polling.first_poll_s": (0.001, 3600),
     "polling.min_interval_s": (0.001, 3600),
     "polling.max_interval_s": (0.001, 24 * 3600),

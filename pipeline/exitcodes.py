@@ -14,5 +14,5 @@ class ExitCode(IntEnum):
     STOPPED_EARLY = 3       # signal, deadline or daily quota: work is left for the next run
     LOCKED = 4              # another run holds the lock on this state store
     AUTH_OR_BALANCE = 5     # the API refused the token, or the balance is exhausted
-    API_UNREACHABLE = 6     # the API could not be reached at start-up
+    API_UNREACHABLE = 6     # the API could not be reached at start-up, or went away mid-run: work is left, retry later
     INTERNAL_ERROR = 70     # a bug: please report it (EX_SOFTWARE)

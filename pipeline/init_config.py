@@ -72,6 +72,8 @@ COMMENTS = {
     "retries.backoff_max_s": "longest pause of the backoff",
     "retries.max_retry_after_s": "a longer Retry-After (a daily limit) stops submitting for this run",
     "retries.max_transient_runs": "runs a file may fail transiently before it is quarantined",
+    "retries.outage_failures": "API calls failed in a row (after their retries) that mean the API went away: exit 6, no strike; 0: off",
+    "retries.outage_min_s": "... over at least this many seconds (a brief blip is not an outage)",
     "polling": "how job status is polled (the first poll learns from recent job times)",
     "polling.first_poll_s": "first poll before any job time has been learnt",
     "polling.min_interval_s": "shortest pause between polls of one job",

@@ -204,7 +204,8 @@ def _html_title(raw: bytes) -> str | None:
 
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
-                 limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None) -> None:
+                 limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None,
+                 on_outcome: Callable[[E.DeapiError | None], None] | None = None) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("the deAPI token is empty: set it in the environment variable named by api.token_env")
         if any(c in token.strip() for c in "\r\n\t "):
@@ -237,6 +238,9 @@ class DeapiClient:
         self.stats = ClientStats()
         self._unseen: dict[str, float] = {}  # request id -> when its upload left, until a status is seen
         self.on_overload = on_overload  # called on every minute-limit 429 of a submit (adaptive concurrency)
+        # Told each API call's final outcome (None: answered; else the error, after the retries):
+        # the run's outage breaker (pipeline/run/outage.py) tells an API gone from a file refused.
+        self.on_outcome = on_outcome
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -350,7 +354,15 @@ class DeapiClient:
                 if sent["sent"]:
                     self._count(endpoint)
 
-        return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+        try:
+            body = await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+        except E.DeapiError as exc:
+            if self.on_outcome is not None:
+                self.on_outcome(exc)
+            raise
+        if self.on_outcome is not None:
+            self.on_outcome(None)
+        return body
 
     def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None, subject: str | None) -> Any:
         status = resp.status

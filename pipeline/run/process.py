@@ -51,6 +51,7 @@ from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf,
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
 from pipeline.run.state import StateStore
+from pipeline.run.outage import NOT_COUNTED, api_side
 from pipeline.run.strips import StripReader, StripStats
 
 
@@ -143,6 +144,7 @@ class RunContext:
     adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
     pricing: Any | None = None               # PriceBook: a page's quote by its upload size
     budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
+    outage: Any | None = None                # outage.OutageBreaker: an API gone mid-run is no file's strike
     # Pages, for the progress line and its ETA (a 200-page PDF must not look stalled): pages of the
     # files opened this run, and those of them read (OCR or text layer) this run.
     files_opened: int = 0
@@ -254,9 +256,11 @@ class PageResult:
 
 
 class FileFailure(Exception):
-    def __init__(self, state: str, error_class: str, reason: str, code: str | None = None) -> None:
+    def __init__(self, state: str, error_class: str, reason: str, code: str | None = None,
+                 api_side: bool = False) -> None:
         super().__init__(reason)
         self.state, self.error_class, self.reason, self.code = state, error_class, reason, code
+        self.api_side = api_side   # the API failed (nothing answered, a 5xx), not this file: see run.outage
 
 
 def _unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
@@ -429,9 +433,16 @@ class FileProcessor:
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
         if failure.code in IN_FLUX and _changed_since_walk(entry):
             return failure.code   # its row is left as it was: a done file stays done, its outputs kept
-        self.ctx.state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
-                                 error_code=failure.code, run_id=self.ctx.run_id,
-                                 max_transient_runs=self.ctx.config.retries.max_transient_runs)
+        state, outage = self.ctx.state, self.ctx.outage
+        if failure.api_side and outage is not None:
+            if outage.open:   # the API is gone: no strike, the next run takes the file again
+                state.forgive_failure(entry.rel, f"{NOT_COUNTED}: {failure.reason}")
+                return Outcome.DEFERRED
+            rec = state.get_file(entry.rel)
+            outage.file_failed(entry.rel, rec.failures if rec else 0, failure.reason)
+        state.fail_file(entry.rel, failure.state, error_class=failure.error_class, error=failure.reason,
+                        error_code=failure.code, run_id=self.ctx.run_id,
+                        max_transient_runs=self.ctx.config.retries.max_transient_runs)
         return Outcome.REJECTED if failure.state == "rejected_input" else Outcome.FAILED
 
     async def _results_for_work(self, entry: ScanEntry, key: str) -> tuple[list[PageResult], dict]:
@@ -672,7 +683,8 @@ class FileProcessor:
                 ctx.resubmitted_pages.add((key, page.page_index))
                 if unknown_retry_used:
                     raise FileFailure("failed_transient", "transient",
-                                      f"submit outcome unknown twice ({exc.reason}); retried next run") from None
+                                      f"submit outcome unknown twice ({exc.reason}); retried next run",
+                                      api_side=True) from None
                 unknown_retry_used = True
                 reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
                 continue
@@ -798,7 +810,7 @@ class FileProcessor:
         code = getattr(exc, "code", None) or type(exc).__name__
         if exc.failure_class == "permanent":
             return FileFailure("failed_permanent", "permanent", exc.reason, code)
-        return FileFailure("failed_transient", "transient", exc.reason, code)
+        return FileFailure("failed_transient", "transient", exc.reason, code, api_side=api_side(exc))
 
     # -- write and record ---------------------------------------------------------------------
 

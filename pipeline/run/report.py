@@ -28,7 +28,7 @@ EXIT_MEANING = {
     ExitCode.STOPPED_EARLY: "stopped early; work is left for the next run",
     ExitCode.LOCKED: "another run holds the lock",
     ExitCode.AUTH_OR_BALANCE: "the API refused the token or the balance is exhausted",
-    ExitCode.API_UNREACHABLE: "the API could not be reached",
+    ExitCode.API_UNREACHABLE: "the API could not be reached, or went away mid-run; work is left for the next run",
     ExitCode.CONFIG_ERROR: "bad configuration",
     ExitCode.INTERNAL_ERROR: "internal error",
 }

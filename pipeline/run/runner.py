@@ -36,6 +36,7 @@ from pipeline.run.folder_mets import write_folder_mets
 from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
+from pipeline.run.outage import NOT_COUNTED, OutageBreaker, Suspect
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -93,6 +94,7 @@ class Runner:
         # the min_free_mb floor's reading of the free space, and how long one is trusted (tests inject both)
         self._free_space, self._free_space_every_s = free_space, free_space_every_s
         self._disk_floor: DiskFloor | None = None
+        self.outage: str | None = None          # the API went away mid-run (exit 6; run.outage)
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -166,9 +168,12 @@ class Runner:
             async with AsyncExitStack() as stack:
                 base_url, token, server = await self.open_api_endpoint(stack)
                 slots = job_slots_from_config(self.config)
+                r = self.config.retries
+                outage = OutageBreaker(r.outage_failures, r.outage_min_s,
+                                       on_trip=lambda reason, suspects: self._api_gone(reason, suspects, state))
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
-                                on_overload=getattr(slots, "on_overload", None)))
+                                on_overload=getattr(slots, "on_overload", None), on_outcome=outage.observe))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
                 stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
                 self._ctx = ctx = RunContext(
@@ -177,7 +182,7 @@ class Runner:
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
                     budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer,
-                    check_disk=lambda: self._check_disk(ctx))
+                    check_disk=lambda: self._check_disk(ctx), outage=outage)
                 if self.stop_reason is not None:  # a signal came while the endpoint was starting
                     ctx.close_submissions(self.stop_reason)
                 if self.config.webhook.enabled or self.config.embedded:
@@ -484,6 +489,22 @@ class Runner:
         if short is not None:
             self._cannot_write(short, ctx, short_mid_run)
 
+    def _api_gone(self, reason: str, suspects: list[Suspect], state: StateStore) -> None:
+        """The API went away mid-run (``run.outage``): the run stops as for a signal and exits 6.
+        The files that failed on it since its last answer take back their strike: they were
+        counted failed in this run's tally, and now wait for the next run instead."""
+        self.outage = reason
+        for s in suspects:
+            state.forgive_failure(s.rel, f"{NOT_COUNTED}: {s.reason}", s.failures)
+        if suspects:
+            self.stats.outcomes[Outcome.FAILED] -= len(suspects)
+            self.stats.outcomes[Outcome.DEFERRED] += len(suspects)
+            if not self.stats.outcomes[Outcome.FAILED]:
+                del self.stats.outcomes[Outcome.FAILED]   # the report's this_run lists no "failed: 0"
+            self.say(f"pipeline: {len(suspects)} files that failed on the API since its last answer are not "
+                     "counted as failed: they wait for the next run")
+        self.request_stop(reason, self._ctx)
+
     def _say_cannot_write(self, why: str) -> None:
         self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
                  f"({ExitCode.CONFIG_ERROR.name})")
@@ -553,6 +574,8 @@ class Runner:
             return ExitCode.AUTH_OR_BALANCE
         if self.write_problem is not None:   # its stop reason says what to do
             return ExitCode.CONFIG_ERROR
+        if self.outage is not None:   # the API went away mid-run: work is left, retry later
+            return ExitCode.API_UNREACHABLE
         if ctx.submissions_closed and self.stop_reason is None:
             self.stop_reason = ctx.submissions_closed
         # work left: files deferred, and files that changed under this run (a copy still under way)
@@ -578,6 +601,8 @@ class Runner:
                 "maximum": getattr(slots, "maximum", None), "decreases": getattr(slots, "decreases", 0),
                 "adaptive": hasattr(slots, "on_success")}
         if ctx is not None:
+            if ctx.outage is not None:
+                api_stats["outage"] = ctx.outage.snapshot()   # an API gone mid-run, the longest failure streak
             api_stats["strips"] = ctx.strips.snapshot()   # pages cut for the model's height limit
             if ctx.webhook_events is not None:
                 api_stats["webhooks"] = ctx.webhook_events.snapshot()   # pushes received, waits that came back empty

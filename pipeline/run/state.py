@@ -245,6 +245,13 @@ class StateStore:
                       error=error, error_code=error_code)
         return state
 
+    def forgive_failure(self, rel: str, error: str, failures: int | None = None) -> None:
+        """A failure that was the API's, not the file's (it went away mid-run, ``run.outage``):
+        the file is ``pending`` again, its failed runs as before this run (``failures``, else kept),
+        so the next run takes it with no strike towards quarantine; the reason is kept for ``status``."""
+        self._db.execute("UPDATE files SET state='pending', failures=COALESCE(?, failures), error=?, "
+                         "error_class='transient' WHERE rel=?", (failures, error, rel))
+
     def iter_files(self, states: tuple[str, ...] | None = None) -> Iterator[FileRecord]:
         if states:
             marks = ", ".join("?" for _ in states)

@@ -1,0 +1,103 @@
+"""The run's circuit breaker: an API that went away mid-run stops the run (exit 6), not the files.
+
+Why: the client retries each call (``retries.max_attempts``), then the file fails transiently
+and the run takes the next one. When the API itself is gone (a server down, a gateway
+answering 502/503 for hours, the network cut), that turns every remaining file of the tree into
+a ``failed_transient`` at about one a second, the run exits 1 as if the files were at fault,
+and each such night is a strike towards ``retries.max_transient_runs``: a few nights of outage
+quarantined the whole tree.
+
+How the two are told apart: every API call's final outcome (after the client's own retries) is
+seen here. A call that ends in a transport error, a 5xx or a lost answer
+(``API_SIDE``) is a failure of the API; any answer from it (2xx, and also a 4xx, a 404, a 429:
+the API is there and speaking) is a success and ends the streak. The breaker opens when
+``retries.outage_failures`` failures come in a row, with no success in between, over at least
+``retries.outage_min_s`` seconds. A page the API refuses (its 5xx) while other calls succeed
+breaks no streak's rule: the successes in between reset it, and that file's failure counts as
+today. A brief blip (a few 5xx, then success) is absorbed by the client's retries or ends the
+streak short of the threshold.
+
+What opening does: the run stops as for a signal (no new files, in-flight jobs polled for
+``shutdown_grace_s``, request ids kept), and files whose attempt failed on the API during the
+streak, or after it opened, are put back to ``pending`` without a strike (``forgive``): the
+next run takes them again as if this one had not reached them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pipeline.deapi import errors as api_errors
+
+NOT_COUNTED = "not counted as a failed run: the API went away mid-run"
+
+API_SIDE = (api_errors.TransportError, api_errors.ServerError, api_errors.SubmitOutcomeUnknown)
+
+
+def api_side(exc: BaseException) -> bool:
+    """A failure of the API as a whole (nothing answered, a 5xx, an answer lost), not of a file."""
+    return isinstance(exc, API_SIDE)
+
+
+@dataclass
+class Suspect:
+    rel: str
+    failures: int          # the file's failed runs before this run's strike (given back on a trip)
+    reason: str            # why its attempt failed
+
+
+@dataclass
+class OutageBreaker:
+    """Counts API failures in a row; ``on_trip(reason, suspects)`` is called once when it opens."""
+
+    failures_to_trip: int                  # retries.outage_failures; 0: never trips
+    min_s: float                           # retries.outage_min_s
+    on_trip: Callable[[str, list[Suspect]], None] = lambda reason, suspects: None
+    clock: Callable[[], float] = time.monotonic
+    streak: int = 0
+    longest: int = 0                       # the longest streak seen (the run report says it)
+    reason: str | None = None              # why it opened; None while closed
+    _first_failure: float | None = None
+    _last_error: str = ""
+    _suspects: list[Suspect] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.reason is not None
+
+    def observe(self, exc: BaseException | None) -> None:
+        """One API call's final outcome: ``None`` for an answer, else its error."""
+        if exc is not None and not api_side(exc):
+            if getattr(exc, "status", None) is None:
+                return   # decided on this side (the run stopping, a local daily budget): says nothing
+            exc = None   # a 4xx/429 answer: the API is there
+        if exc is None:
+            if not self.open:
+                self.streak, self._first_failure = 0, None
+                self._suspects.clear()   # their failures stand: the API answered others meanwhile
+            return
+        now = self.clock()
+        self.streak += 1
+        self.longest = max(self.longest, self.streak)
+        if self._first_failure is None:
+            self._first_failure = now
+        self._last_error = getattr(exc, "reason", str(exc))
+        if (not self.open and self.failures_to_trip and self.streak >= self.failures_to_trip
+                and now - self._first_failure >= self.min_s):
+            self.reason = (f"the API went away mid-run: {self.streak} calls in a row failed over "
+                           f"{now - self._first_failure:.0f}s with no answer in between (last: {self._last_error}); "
+                           "the files not done wait for the next run, none counted as failed")
+            suspects, self._suspects = self._suspects, []
+            self.on_trip(self.reason, suspects)
+
+    def file_failed(self, rel: str, failures_before: int, reason: str) -> None:
+        """A file just failed on an API-side error and took a strike: given back if the breaker opens
+        before the API answers again."""
+        if self.streak and self.failures_to_trip:   # off: nothing to give back, nothing kept
+            self._suspects.append(Suspect(rel, failures_before, reason))
+
+    def snapshot(self) -> dict:
+        return {"outage": self.reason, "longest_failure_streak": self.longest,
+                "failures_to_trip": self.failures_to_trip, "min_s": self.min_s}

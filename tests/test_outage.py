@@ -1,0 +1,147 @@
+"""An API that goes away mid-run stops the run with exit 6 and no file's strike (run/outage.py);
+a brief blip of 5xx does not, and a file the API refuses while others succeed still counts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from conftest import TOKEN
+from helpers import distinct_png, run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.run.outage import OutageBreaker
+from pipeline.run.state import FAILED_STATES, StateStore
+from pipeline.server import EmbeddedServer, ServerConfig
+from pipeline.server.faults import FAULT_ENDPOINTS, FaultRule
+from pipeline.deapi import errors as E
+
+
+@dataclass
+class Script(FaultRule):
+    """The server's 5xx fault scripted by event order: "." lets an event through, "x" answers it
+    with a 5xx; past the script's end every event passes (or fails, with ``then_fail``)."""
+
+    script: str = ""
+    then_fail: bool = False
+
+    def fire(self, rng) -> bool:
+        if not self.script:
+            return self.then_fail
+        step, self.script = self.script[0], self.script[1:]
+        return step == "x"
+
+
+def tree(tmp_path, n: int) -> list[str]:
+    names = [f"box{i // 10}/p{i:02d}.png" for i in range(n)]
+    for i, rel in enumerate(names):
+        distinct_png(tmp_path / "in" / rel, i, (120, 80))
+    return names
+
+
+def file_rows(tmp_path):
+    store = StateStore(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        return list(store.iter_files())
+    finally:
+        store.close()
+
+
+async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_pays_once(tmp_path, server):
+    names = tree(tmp_path, 40)
+    # a gateway in front of the API starts answering 5xx to everything after the first few calls
+    server.faults.endpoints = FAULT_ENDPOINTS
+    server.faults.http_5xx = Script(script="." * 8, then_fail=True)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=4,
+                       retries__outage_min_s=0, retries__max_transient_runs=1)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.API_UNREACHABLE, out
+    assert "went away mid-run" in report["stop_reason"] and "went away mid-run" in out
+    # bounded: the streak that opened the breaker, plus calls already under way (4 jobs in flight)
+    assert server.counters.server_errors <= 4 + 4
+    rows = file_rows(tmp_path)
+    assert not [r.rel for r in rows if r.state in FAILED_STATES]   # max_transient_runs=1: would be quarantined
+    assert all(r.failures == 0 for r in rows)
+    done = {r.rel for r in rows if r.state == "done"}
+    assert len(names) - len(done) >= 30 and len(done) <= server.counters.jobs_created   # most wait
+    # jobs made but not fetched before the outage keep their request ids for the rerun to re-attach
+    assert report["this_run"].get("failed", 0) == 0
+
+    server.faults.http_5xx = FaultRule()   # the API is back
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert {r.rel for r in file_rows(tmp_path) if r.state == "done"} == set(names)
+    assert server.counters.jobs_created == len(names)          # the server's job record: none paid twice
+    assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
+
+
+@dataclass
+class StopServer(FaultRule):
+    """Not a fault of its own: at its ``at``-th event the server shuts down (its port closed:
+    connections refused or cut), as a server process that dies mid-run; counted by the server."""
+
+    at: int = 1
+    server: EmbeddedServer | None = None
+    stopped: asyncio.Task | None = None
+
+    def fire(self, rng) -> bool:
+        self.at -= 1
+        if self.at == 0:
+            self.stopped = asyncio.get_running_loop().create_task(self.server.stop())
+        return False
+
+
+async def test_a_server_that_stops_mid_run_is_an_outage_not_failed_files(tmp_path):
+    names = tree(tmp_path, 40)
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited")) as srv:
+        srv.faults.endpoints = ("submit",)
+        srv.faults.http_5xx = rule = StopServer(at=6, server=srv)
+        cfg = write_config(tmp_path, srv.base_url, retries__max_attempts=2, retries__outage_failures=4,
+                           retries__outage_min_s=0, retries__max_transient_runs=1,
+                           concurrency__jobs_in_flight=2, concurrency__adaptive=False)
+        code, report, out = await run_pipeline(cfg, TOKEN)
+        await rule.stopped
+    assert code == ExitCode.API_UNREACHABLE, out
+    assert "went away mid-run" in report["stop_reason"] and "cannot reach the API" in report["stop_reason"]
+    rows = file_rows(tmp_path)
+    assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
+    assert len(names) - len([r for r in rows if r.state == "done"]) >= 30
+
+
+async def test_blips_of_5xx_between_answers_do_not_trip_and_their_files_count_as_today(tmp_path, server):
+    tree(tmp_path, 20)
+    # two blips of 3 failed submits each, with answers in between: 6 failures, never 4 in a row
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = Script(script="..." + "xxx" + "....." + "xxx")
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=4,
+                       retries__outage_min_s=0, concurrency__jobs_in_flight=1, concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert server.counters.server_errors == 6
+    assert code == ExitCode.FILES_FAILED, out                  # the files refused while others succeeded
+    assert report["api_calls"]["outage"]["outage"] is None and report["stop_reason"] is None
+    assert report["api_calls"]["outage"]["longest_failure_streak"] == 3
+    assert report["this_run"] == {"done": 14, "failed": 6}
+    failed = [r for r in file_rows(tmp_path) if r.state in FAILED_STATES]
+    assert len(failed) == 6 and all(r.state == "failed_transient" and r.failures == 1 for r in failed)
+
+
+def test_the_breaker_wants_both_the_count_and_the_time_window():
+    now = [0.0]
+    trips = []
+    b = OutageBreaker(3, 60.0, on_trip=lambda reason, suspects: trips.append((reason, suspects)),
+                      clock=lambda: now[0])
+    down = E.TransportError("cannot reach the API")
+    for _ in range(5):                         # many failures in a few seconds: not yet an outage
+        b.observe(down)
+        now[0] += 1.0
+    b.file_failed("a.png", 2, "cannot reach the API")
+    assert not b.open and not trips
+    b.observe(E.ValidationError("bad", {}, status=422))   # an answer, even a refusal: the API is there
+    assert b.streak == 0
+    b.observe(down)
+    b.file_failed("b.png", 0, "cannot reach the API")
+    b.observe(E.SubmissionsShut("not sent: the run is stopping"))   # decided on our side: neutral
+    now[0] += 61.0
+    b.observe(down)
+    b.observe(down)
+    assert b.open and len(trips) == 1
+    assert [(s.rel, s.failures) for s in trips[0][1]] == [("b.png", 0)]   # a.png's failure stands
