@@ -5,6 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config.yaml
+# Test processes (pytest-xdist): most tests wait on a server, a subprocess or a grace period,
+# so two processes on two cores halve the suite's time; `make test TEST_WORKERS=0` runs it in one.
+TEST_WORKERS ?= 2
 
 .PHONY: install run test serve bench clean
 
@@ -20,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/python -m pipeline run $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 serve: $(STAMP)
 	$(BIN)/python -m pipeline serve --port 8000 --engine rapidocr --token dev-token
