@@ -74,6 +74,23 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
 
 
+async def test_a_status_endpoint_gone_while_uploads_are_taken_is_an_outage(tmp_path, server):
+    # Before the streak was kept per endpoint, every new file's accepted submit ended the status
+    # calls' streak: all 40 files were paid, failed on their polls and took a strike (36 quarantined).
+    names = tree(tmp_path, 40)
+    server.faults.endpoints = ("status",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, api__return_result_in_response=False, retries__max_attempts=1,
+                       retries__outage_failures=4, retries__outage_min_s=0, retries__max_transient_runs=1)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.API_UNREACHABLE, out
+    assert "status calls in a row failed" in report["stop_reason"]
+    rows = file_rows(tmp_path)
+    assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
+    assert report["this_run"] == {"deferred": len(names)}
+    assert server.counters.jobs_created <= 4 + 4   # the streak, plus uploads already under way
+
+
 @dataclass
 class StopServer(FaultRule):
     """Not a fault of its own: at its ``at``-th event the server shuts down (its port closed:
@@ -145,3 +162,20 @@ def test_the_breaker_wants_both_the_count_and_the_time_window():
     b.observe(down)
     assert b.open and len(trips) == 1
     assert [(s.rel, s.failures) for s in trips[0][1]] == [("b.png", 0)]   # a.png's failure stands
+
+
+def test_an_endpoint_failing_while_others_answer_trips_on_its_own_streak_but_a_price_route_does_not():
+    trips = []
+    b = OutageBreaker(3, 0.0, on_trip=lambda reason, suspects: trips.append((reason, suspects)))
+    gone = E.ServerError("the API answered 502", status=502)
+    for i in range(5):                        # the price route is gone; a quote is only not known
+        b.observe(gone, "price")
+        b.observe(None, "submit")
+    assert not b.open
+    for i in range(3):                        # each new upload is taken; its polls all fail
+        b.observe(None, "submit")
+        b.observe(gone, "status")
+        if not b.open:                        # after it opens, the run forgives a failure at once
+            b.file_failed(f"p{i}.png", 1, "the API answered 502")
+    assert b.open and "3 status calls in a row failed" in trips[0][0]
+    assert [(s.rel, s.failures) for s in trips[0][1]] == [("p0.png", 1), ("p1.png", 1)]

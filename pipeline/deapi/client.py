@@ -205,7 +205,7 @@ def _html_title(raw: bytes) -> str | None:
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
                  limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None,
-                 on_outcome: Callable[[E.DeapiError | None], None] | None = None) -> None:
+                 on_outcome: Callable[[E.DeapiError | None, str | None], None] | None = None) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("the deAPI token is empty: set it in the environment variable named by api.token_env")
         if any(c in token.strip() for c in "\r\n\t "):
@@ -358,10 +358,10 @@ class DeapiClient:
             body = await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
         except E.DeapiError as exc:
             if self.on_outcome is not None:
-                self.on_outcome(exc)
+                self.on_outcome(exc, endpoint)
             raise
         if self.on_outcome is not None:
-            self.on_outcome(None)
+            self.on_outcome(None, endpoint)
         return body
 
     def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None, subject: str | None) -> Any:
