@@ -110,3 +110,23 @@ def test_the_free_space_is_read_at_most_once_a_period_on_each_disk_once_and_neve
     off = DiskFloor(load_config(tmp_path / "c.yaml"), free=free, every_s=0)
     left["bytes"] = 0
     assert off.check() is None and len(reads) == 2           # 0: off, not even read
+
+
+async def test_plan_says_a_run_would_not_start_under_the_floor_and_nothing_when_over_it(tmp_path, server):
+    from pipeline.run.plan import Planner, format_plan
+
+    _pages(tmp_path, 1)
+    (tmp_path / "out").mkdir()
+    real_mb = free_bytes(tmp_path / "out") // MB
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=real_mb + 100_000)
+
+    code, plan, _ = await Planner(load_config(cfg)).plan()
+
+    assert code == ExitCode.OK   # still a plan: what the run would send once there is room
+    assert plan["free_space_short"].startswith(f"min_free_mb: ") and f"under the floor of {real_mb + 100_000} MB" \
+        in plan["free_space_short"]
+    assert "a run would not start (exit 2)" in format_plan(plan)
+
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=1)
+    code, plan, _ = await Planner(load_config(cfg)).plan()
+    assert plan["free_space_short"] is None and "free space:" not in format_plan(plan)
