@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
-from pipeline.run.outage import OutageBreaker
+from pipeline.config import load_config
+from pipeline.run.audit import format_status, status_report
+from pipeline.run.outage import NOT_COUNTED, OutageBreaker
 from pipeline.run.state import FAILED_STATES, StateStore
 from pipeline.server import EmbeddedServer, ServerConfig
 from pipeline.server.faults import FAULT_ENDPOINTS, FaultRule
@@ -65,6 +67,14 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert len(names) - len(done) >= 30 and len(done) <= server.counters.jobs_created   # most wait
     # jobs made but not fetched before the outage keep their request ids for the rerun to re-attach
     assert report["this_run"].get("failed", 0) == 0
+    # a cron user is told which "failed:" lines are taken back, and status says why the run stopped
+    logged_failed = [line.split(": ")[2] for line in out.splitlines() if line.startswith("pipeline: failed: ")]
+    taken_back = out.split("not counted as failed (nor quarantined): they wait for the next run: ")[1].split("\n")[0]
+    assert logged_failed and sorted(taken_back.split(", ")) == sorted(logged_failed), out
+    forgiven = [r.rel for r in rows if r.error and r.error.startswith(NOT_COUNTED)]
+    status = format_status(status_report(load_config(cfg)))
+    assert "  stopped early: the API went away mid-run" in status, status
+    assert f"not counted as failed: {len(forgiven)} files failed on the API while it was away" in status, status
 
     server.faults.http_5xx = FaultRule()   # the API is back
     code, report, out = await run_pipeline(cfg, TOKEN)
