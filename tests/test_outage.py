@@ -101,6 +101,19 @@ async def test_a_status_endpoint_gone_while_uploads_are_taken_is_an_outage(tmp_p
     assert server.counters.jobs_created <= 4 + 4   # the streak, plus uploads already under way
 
 
+async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):
+    # Before: with outage_failures 1 the start-up check's one failure opened the breaker, and the
+    # log and report said "the API went away mid-run" of an API the run never reached.
+    tree(tmp_path, 3)
+    server.faults.endpoints = ("models",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=1,
+                       retries__outage_min_s=0)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.API_UNREACHABLE and "cannot be reached" in out, out
+    assert "went away mid-run" not in out and report["api_calls"]["outage"]["outage"] is None
+
+
 @dataclass
 class StopServer(FaultRule):
     """Not a fault of its own: at its ``at``-th event the server shuts down (its port closed:
@@ -157,6 +170,10 @@ def test_the_breaker_wants_both_the_count_and_the_time_window():
     b = OutageBreaker(3, 60.0, on_trip=lambda reason, suspects: trips.append((reason, suspects)),
                       clock=lambda: now[0])
     down = E.TransportError("cannot reach the API")
+    for _ in range(5):                         # never reached yet: the start-up check's to say, not a trip
+        b.observe(down)
+    assert b.streak == 0 and not b.open
+    b.observe(None, "models")                  # the start-up check answered
     for _ in range(5):                         # many failures in a few seconds: not yet an outage
         b.observe(down)
         now[0] += 1.0

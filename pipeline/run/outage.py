@@ -85,6 +85,7 @@ class OutageBreaker:
     _last_error: str = ""
     _suspects: list[Suspect] = field(default_factory=list)
     _dropped: int = 0                      # suspects ever dropped from the list's front (their failures stand)
+    _answered: bool = False                # the API has answered once: only then can it go away mid-run
 
     @property
     def open(self) -> bool:
@@ -102,9 +103,12 @@ class OutageBreaker:
             if getattr(exc, "status", None) is None:
                 return   # decided on this side (the run stopping, a local daily budget): says nothing
             exc = None   # a 4xx/429 answer: the API is there
+        if exc is not None and not self._answered:
+            return   # never reached: the start-up check says so (exit 6), not "went away mid-run"
         # every call's streak, and its endpoint's when a failure there fails the file
         keys = (ANY, endpoint) if endpoint in OWN_STREAK else (ANY,)
         if exc is None:
+            self._answered = True
             if not self.open and any([self._streaks.pop(key, None) for key in keys]):
                 self._forget_old_suspects()
             return
