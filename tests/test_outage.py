@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import pytest
+
 from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
@@ -84,17 +86,20 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
 
 
-async def test_a_status_endpoint_gone_while_uploads_are_taken_is_an_outage(tmp_path, server):
+@pytest.mark.parametrize("endpoint, calls", [("status", "status calls"), ("download", "result downloads")])
+async def test_a_status_route_or_result_storage_gone_while_uploads_are_taken_is_an_outage(tmp_path, server,
+                                                                                        endpoint, calls):
     # Before the streak was kept per endpoint, every new file's accepted submit ended the status
     # calls' streak: all 40 files were paid, failed on their polls and took a strike (36 quarantined).
+    # Result downloads (the links' storage) were not seen at all: 20 of 20 files failed, exit 1.
     names = tree(tmp_path, 40)
-    server.faults.endpoints = ("status",)
+    server.faults.endpoints = (endpoint,)
     server.faults.http_5xx = FaultRule(rate=1.0)
     cfg = write_config(tmp_path, server.base_url, api__return_result_in_response=False, retries__max_attempts=1,
                        retries__outage_failures=4, retries__outage_min_s=0, retries__max_transient_runs=1)
     code, report, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE, out
-    assert "status calls in a row failed" in report["stop_reason"]
+    assert f"{calls} in a row failed" in report["stop_reason"]
     rows = file_rows(tmp_path)
     assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
     assert report["this_run"] == {"deferred": len(names)}

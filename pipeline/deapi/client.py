@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -354,8 +354,12 @@ class DeapiClient:
                 if sent["sent"]:
                     self._count(endpoint)
 
+        return await self._told(endpoint, call_with_retries(attempt, self.retry, on_retry=self._count_retry))
+
+    async def _told(self, endpoint: str | None, call: Awaitable[Any]) -> Any:
+        """``call``'s final outcome (after its retries) told to ``on_outcome``, then returned or raised."""
         try:
-            body = await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+            body = await call
         except E.DeapiError as exc:
             if self.on_outcome is not None:
                 self.on_outcome(exc, endpoint)
@@ -727,7 +731,8 @@ class DeapiClient:
                 if sent["sent"]:
                     self.stats.downloads += 1
 
-        return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+        # told too: result storage gone fails every file as surely as the API's routes (run.outage)
+        return await self._told("download", call_with_retries(attempt, self.retry, on_retry=self._count_retry))
 
 
 def _unwrap_json_string(text: str, content_type: str) -> str:

@@ -34,8 +34,10 @@ from pipeline.deapi import errors as api_errors
 
 ANY = "*"   # the streak over every call, whatever its endpoint
 # the endpoints with a streak of their own: a failure there fails the file (a price quote that
-# fails is only not known, so a price route gone must not stop a run that uploads and polls well)
-OWN_STREAK = ("submit", "status")
+# fails is only not known, so a price route gone must not stop a run that uploads and polls well);
+# "download" is the result links' storage, which may be another host than the API's
+OWN_STREAK = ("submit", "status", "download")
+CALLS_OF = {"download": "result downloads"}   # the stop reason's words for an endpoint's calls
 
 NOT_COUNTED = "not counted as a failed run: the API went away mid-run"
 
@@ -122,7 +124,7 @@ class OutageBreaker:
             self.longest = max(self.longest, run.count)
             if (not self.open and self.failures_to_trip and run.count >= self.failures_to_trip
                     and now - run.first >= self.min_s):
-                self._trip(run, now, "calls" if key == ANY else f"{key} calls")
+                self._trip(run, now, "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls"))
 
     def _trip(self, run: _Streak, now: float, what: str) -> None:
         self.reason = (f"the API went away mid-run: {run.count} {what} in a row failed over "
