@@ -106,6 +106,9 @@ def test_the_free_space_is_read_at_most_once_a_period_on_each_disk_once_and_neve
     clock["t"] += 5
     assert floor.check() is not None and len(reads) == 2     # the run is stopping: it stays so
 
+    almost = DiskFloor(load_config(tmp_path / "c.yaml"), free=lambda folder: 10 * MB - 1, every_s=0)
+    assert almost.check().startswith("min_free_mb: 9.9 MB free")   # not "10.0 MB free ..., under ... 10 MB"
+
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**data, "min_free_mb": 0}))
     off = DiskFloor(load_config(tmp_path / "c.yaml"), free=free, every_s=0)
     left["bytes"] = 0

@@ -17,6 +17,7 @@ byte written.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -79,7 +80,9 @@ class DiskFloor:
                                f"{exc.strerror or exc}")
                 break
             if free < self.floor:
-                self._short = (f"min_free_mb: {free / MB:.1f} MB free on the disk of {key} ({path}), under the floor "
+                # rounded down: a byte short of 64 MB read "64.0 MB free ..., under the floor of 64 MB"
+                shown = math.floor(free * 10 / MB) / 10
+                self._short = (f"min_free_mb: {shown:.1f} MB free on the disk of {key} ({path}), under the floor "
                                f"of {self.floor // MB} MB")
                 break
         return self._short
