@@ -12,11 +12,12 @@ seen here. A call that ends in a transport error, a 5xx or a lost answer
 (``API_SIDE``) is a failure of the API; any answer from it (2xx, and also a 4xx, a 404, a 429:
 the API is there and speaking) is a success and ends the streak. The breaker opens when
 ``retries.outage_failures`` failures come in a row, with no success in between, over at least
-``retries.outage_min_s`` seconds, over all calls or over the submit or the status calls alone
-(see ``OutageBreaker``). A page the API refuses (its 5xx) while other calls succeed
-breaks no streak's rule: the successes in between reset it, and that file's failure counts as
-today. A brief blip (a few 5xx, then success) is absorbed by the client's retries or ends the
-streak short of the threshold.
+``retries.outage_min_s`` seconds, over all calls or over the submit calls, the status calls or
+the result downloads alone (see ``OutageBreaker``); failures before the API first answered are
+the start-up check's (exit 6, "cannot be reached"), not an outage mid-run. A page the API
+refuses (its 5xx) while other calls succeed breaks no streak's rule: the successes in between
+reset it, and that file's failure counts as today. A brief blip (a few 5xx, then success) is
+absorbed by the client's retries or ends the streak short of the threshold.
 
 What opening does: the run stops as for a signal (no new files, in-flight jobs polled for
 ``shutdown_grace_s``, request ids kept), and files whose attempt failed on the API during the
