@@ -4,6 +4,7 @@ a brief blip of 5xx does not, and a file the API refuses while others succeed st
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -99,7 +100,8 @@ async def test_a_status_route_or_result_storage_gone_while_uploads_are_taken_is_
                        retries__outage_failures=4, retries__outage_min_s=0, retries__max_transient_runs=1)
     code, report, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE, out
-    assert f"{calls} in a row failed" in report["stop_reason"]
+    # the endpoint's own streak, or the one over all calls when a burst of its failures came first
+    assert re.search(rf"\d+ ({calls}|calls) in a row failed", report["stop_reason"]), report["stop_reason"]
     rows = file_rows(tmp_path)
     assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
     assert report["this_run"] == {"deferred": len(names)}
