@@ -106,7 +106,59 @@ def test_the_free_space_is_read_at_most_once_a_period_on_each_disk_once_and_neve
     clock["t"] += 5
     assert floor.check() is not None and len(reads) == 2     # the run is stopping: it stays so
 
+    almost = DiskFloor(load_config(tmp_path / "c.yaml"), free=lambda folder: 10 * MB - 1, every_s=0)
+    assert almost.check().startswith("min_free_mb: 9.9 MB free")   # not "10.0 MB free ..., under ... 10 MB"
+
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**data, "min_free_mb": 0}))
     off = DiskFloor(load_config(tmp_path / "c.yaml"), free=free, every_s=0)
     left["bytes"] = 0
     assert off.check() is None and len(reads) == 2           # 0: off, not even read
+
+
+async def test_plan_says_a_run_would_not_start_under_the_floor_and_nothing_when_over_it(tmp_path, server):
+    from pipeline.run.plan import Planner, format_plan
+
+    _pages(tmp_path, 1)
+    (tmp_path / "out").mkdir()
+    real_mb = free_bytes(tmp_path / "out") // MB
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=real_mb + 100_000)
+
+    code, plan, _ = await Planner(load_config(cfg)).plan()
+
+    assert code == ExitCode.OK   # still a plan: what the run would send once there is room
+    assert plan["free_space_short"].startswith(f"min_free_mb: ") and f"under the floor of {real_mb + 100_000} MB" \
+        in plan["free_space_short"]
+    assert "a run would not start (exit 2)" in format_plan(plan)
+
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=1)
+    code, plan, _ = await Planner(load_config(cfg)).plan()
+    assert plan["free_space_short"] is None and "free space:" not in format_plan(plan)
+
+
+async def test_a_free_space_that_cannot_be_read_stops_the_run_naming_the_path_not_every_file_as_a_crash(tmp_path, server):
+    # Before: statvfs failing mid-run (a stale NFS handle) reached each upload, and every file left
+    # failed as an internal error, a strike and a traceback each, exit 1.
+    import errno
+
+    _pages(tmp_path, 6)
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=1, concurrency__jobs_in_flight=2)
+    stale = {"from_job": 0}
+
+    def free(folder: Path) -> int:
+        if server.counters.jobs_created < stale["from_job"]:
+            return free_bytes(folder)
+        raise OSError(errno.ESTALE, "Stale file handle", str(folder))
+
+    code, report, log = await run_pipeline(cfg, TOKEN, free_space=free, free_space_every_s=0)
+    assert code == ExitCode.CONFIG_ERROR, log
+    assert (f"min_free_mb: cannot read the free space on the disk of output ({tmp_path / 'out'}): Stale file "
+            "handle: check that file system is mounted") in log and "nothing was submitted" in log, log
+    assert server.counters.submits == 0
+
+    stale["from_job"] = 1   # readable until the server has taken a job
+    code, report, log = await run_pipeline(cfg, TOKEN, free_space=free, free_space_every_s=0)
+    assert code == ExitCode.CONFIG_ERROR, log
+    assert report["stop_reason"].startswith(f"min_free_mb: cannot read the free space on the disk of output"), log
+    assert "internal_error" not in log and "failed" not in report["this_run"], report["this_run"]
+    paid = server.counters.jobs_created
+    assert 1 <= paid <= 2 and _page_states(tmp_path) == {"done": paid}

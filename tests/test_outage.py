@@ -4,12 +4,17 @@ a brief blip of 5xx does not, and a file the API refuses while others succeed st
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
+
+import pytest
 
 from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
-from pipeline.run.outage import OutageBreaker
+from pipeline.config import load_config
+from pipeline.run.audit import format_status, status_report
+from pipeline.run.outage import NOT_COUNTED, OutageBreaker
 from pipeline.run.state import FAILED_STATES, StateStore
 from pipeline.server import EmbeddedServer, ServerConfig
 from pipeline.server.faults import FAULT_ENDPOINTS, FaultRule
@@ -65,6 +70,14 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert len(names) - len(done) >= 30 and len(done) <= server.counters.jobs_created   # most wait
     # jobs made but not fetched before the outage keep their request ids for the rerun to re-attach
     assert report["this_run"].get("failed", 0) == 0
+    # a cron user is told which "failed:" lines are taken back, and status says why the run stopped
+    logged_failed = [line.split(": ")[2] for line in out.splitlines() if line.startswith("pipeline: failed: ")]
+    taken_back = out.split("not counted as failed (nor quarantined): they wait for the next run: ")[1].split("\n")[0]
+    assert logged_failed and sorted(taken_back.split(", ")) == sorted(logged_failed), out
+    forgiven = [r.rel for r in rows if r.error and r.error.startswith(NOT_COUNTED)]
+    status = format_status(status_report(load_config(cfg)))
+    assert "  stopped early: the API went away mid-run" in status, status
+    assert f"not counted as failed: {len(forgiven)} files failed on the API while it was away" in status, status
 
     server.faults.http_5xx = FaultRule()   # the API is back
     code, report, out = await run_pipeline(cfg, TOKEN)
@@ -72,6 +85,40 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert {r.rel for r in file_rows(tmp_path) if r.state == "done"} == set(names)
     assert server.counters.jobs_created == len(names)          # the server's job record: none paid twice
     assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
+
+
+@pytest.mark.parametrize("endpoint, calls", [("status", "status calls"), ("download", "result downloads")])
+async def test_a_status_route_or_result_storage_gone_while_uploads_are_taken_is_an_outage(tmp_path, server,
+                                                                                        endpoint, calls):
+    # Before the streak was kept per endpoint, every new file's accepted submit ended the status
+    # calls' streak: all 40 files were paid, failed on their polls and took a strike (36 quarantined).
+    # Result downloads (the links' storage) were not seen at all: 20 of 20 files failed, exit 1.
+    names = tree(tmp_path, 40)
+    server.faults.endpoints = (endpoint,)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, api__return_result_in_response=False, retries__max_attempts=1,
+                       retries__outage_failures=4, retries__outage_min_s=0, retries__max_transient_runs=1)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.API_UNREACHABLE, out
+    # the endpoint's own streak, or the one over all calls when a burst of its failures came first
+    assert re.search(rf"\d+ ({calls}|calls) in a row failed", report["stop_reason"]), report["stop_reason"]
+    rows = file_rows(tmp_path)
+    assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
+    assert report["this_run"] == {"deferred": len(names)}
+    assert server.counters.jobs_created <= 4 + 4   # the streak, plus uploads already under way
+
+
+async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):
+    # Before: with outage_failures 1 the start-up check's one failure opened the breaker, and the
+    # log and report said "the API went away mid-run" of an API the run never reached.
+    tree(tmp_path, 3)
+    server.faults.endpoints = ("models",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=1,
+                       retries__outage_min_s=0)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.API_UNREACHABLE and "cannot be reached" in out, out
+    assert "went away mid-run" not in out and report["api_calls"]["outage"]["outage"] is None
 
 
 @dataclass
@@ -130,6 +177,10 @@ def test_the_breaker_wants_both_the_count_and_the_time_window():
     b = OutageBreaker(3, 60.0, on_trip=lambda reason, suspects: trips.append((reason, suspects)),
                       clock=lambda: now[0])
     down = E.TransportError("cannot reach the API")
+    for _ in range(5):                         # never reached yet: the start-up check's to say, not a trip
+        b.observe(down)
+    assert b.streak == 0 and not b.open
+    b.observe(None, "models")                  # the start-up check answered
     for _ in range(5):                         # many failures in a few seconds: not yet an outage
         b.observe(down)
         now[0] += 1.0
@@ -145,3 +196,20 @@ def test_the_breaker_wants_both_the_count_and_the_time_window():
     b.observe(down)
     assert b.open and len(trips) == 1
     assert [(s.rel, s.failures) for s in trips[0][1]] == [("b.png", 0)]   # a.png's failure stands
+
+
+def test_an_endpoint_failing_while_others_answer_trips_on_its_own_streak_but_a_price_route_does_not():
+    trips = []
+    b = OutageBreaker(3, 0.0, on_trip=lambda reason, suspects: trips.append((reason, suspects)))
+    gone = E.ServerError("the API answered 502", status=502)
+    for i in range(5):                        # the price route is gone; a quote is only not known
+        b.observe(gone, "price")
+        b.observe(None, "submit")
+    assert not b.open
+    for i in range(3):                        # each new upload is taken; its polls all fail
+        b.observe(None, "submit")
+        b.observe(gone, "status")
+        if not b.open:                        # after it opens, the run forgives a failure at once
+            b.file_failed(f"p{i}.png", 1, "the API answered 502")
+    assert b.open and "3 status calls in a row failed" in trips[0][0]
+    assert [(s.rel, s.failures) for s in trips[0][1]] == [("p0.png", 1), ("p1.png", 1)]

@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -205,7 +205,7 @@ def _html_title(raw: bytes) -> str | None:
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
                  limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None,
-                 on_outcome: Callable[[E.DeapiError | None], None] | None = None) -> None:
+                 on_outcome: Callable[[E.DeapiError | None, str | None], None] | None = None) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("the deAPI token is empty: set it in the environment variable named by api.token_env")
         if any(c in token.strip() for c in "\r\n\t "):
@@ -354,14 +354,18 @@ class DeapiClient:
                 if sent["sent"]:
                     self._count(endpoint)
 
+        return await self._told(endpoint, call_with_retries(attempt, self.retry, on_retry=self._count_retry))
+
+    async def _told(self, endpoint: str | None, call: Awaitable[Any]) -> Any:
+        """``call``'s final outcome (after its retries) told to ``on_outcome``, then returned or raised."""
         try:
-            body = await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+            body = await call
         except E.DeapiError as exc:
             if self.on_outcome is not None:
-                self.on_outcome(exc)
+                self.on_outcome(exc, endpoint)
             raise
         if self.on_outcome is not None:
-            self.on_outcome(None)
+            self.on_outcome(None, endpoint)
         return body
 
     def _decode(self, resp: aiohttp.ClientResponse, raw: bytes, endpoint: str | None, subject: str | None) -> Any:
@@ -727,7 +731,8 @@ class DeapiClient:
                 if sent["sent"]:
                     self.stats.downloads += 1
 
-        return await call_with_retries(attempt, self.retry, on_retry=self._count_retry)
+        # told too: result storage gone fails every file as surely as the API's routes (run.outage)
+        return await self._told("download", call_with_retries(attempt, self.retry, on_retry=self._count_retry))
 
 
 def _unwrap_json_string(text: str, content_type: str) -> str:

@@ -28,6 +28,7 @@ from pipeline.formats.writer import expected_outputs
 from pipeline.formats.output import JSON_SUFFIX, output_path, output_paths, source_rel_for
 from pipeline.run.adopt import sound_record
 from pipeline.run.cronlog import one_line
+from pipeline.run.outage import NOT_COUNTED
 from pipeline.run.state import FAILED_STATES, FILE_STATES, StateStore
 from pipeline.run.tree import in_tree
 
@@ -47,6 +48,7 @@ def status_report(config: Config, *, failures_limit: int = 20) -> dict[str, Any]
             "files_by_state": {s: counts.get(s, 0) for s in FILE_STATES if counts.get(s, 0)},
             "total": sum(counts.values()),
             "last_run": state.last_run(),
+            "not_counted_outage": state.count_forgiven(NOT_COUNTED),
             "failures": failed[:failures_limit],
             "failures_total": len(failed),
             "failures_gone_from_tree": len(recorded) - len(failed),
@@ -72,6 +74,11 @@ def format_status(report: dict[str, Any]) -> str:
                      "killed (kill -9, out of memory, power) before it could finish; the next run resumes it")
     elif run:
         lines.append(f"last run: #{run['id']} exit {run['exit_code']} outcomes {((run.get('summary') or {}).get('outcomes'))}")
+        if (run.get("summary") or {}).get("stop_reason"):
+            lines.append(f"  stopped early: {one_line(run['summary']['stop_reason'])}")
+    if report.get("not_counted_outage"):
+        lines.append(f"not counted as failed: {report['not_counted_outage']} files failed on the API while it was "
+                     "away (pending, no strike; the next run takes them)")
     if report["failures_total"]:
         lines.append(f"failures ({report['failures_total']}, first {len(report['failures'])}):")
         lines += [f"  {one_line(f['path'])}: {f['state']} [{f['code']}] {one_line(str(f['reason']))}"

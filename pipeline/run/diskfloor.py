@@ -17,6 +17,7 @@ byte written.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from pipeline.config import Config
 
 MB = 1024 * 1024
 EVERY_S = 1.0   # the longest a reading of the free space is trusted
+UNREADABLE = "cannot read the free space"
 
 
 def free_bytes(path: Path) -> int:
@@ -39,7 +41,10 @@ class DiskFloor:
     short (the key, the path, the free space), for the run's stop message.
 
     The file systems are the output folder's and the state store's, each once (the default state
-    store lives under the output). Once under the floor the answer stays: the run is stopping."""
+    store lives under the output). Once under the floor the answer stays: the run is stopping.
+    A free space that cannot be read (``statvfs`` failing: a stale NFS handle, an I/O error, the
+    folder removed) is short too: before, the error reached each file's upload, and every file
+    left failed as an internal error, with a strike and a traceback each."""
 
     def __init__(self, config: Config, *, free: Callable[[Path], int] = free_bytes, every_s: float = EVERY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -47,11 +52,14 @@ class DiskFloor:
         self._free, self._every_s, self._clock = free, every_s, clock
         state_key = "state_path" if config.state_path is not None else "output"
         self.places: list[tuple[str, Path, Path]] = []   # (key, the path named, a folder on its disk)
-        devices: set[int] = set()
+        devices: set[int | None] = set()
         for key, named, folder in (("output", config.output, config.output),
                                    (state_key, config.state_file, config.state_file.parent)):
-            device = folder.stat().st_dev   # both folders exist: check_writable made them
-            if device not in devices:
+            try:
+                device: int | None = folder.stat().st_dev   # both folders exist: check_writable made them
+            except OSError:
+                device = None   # gone since (a mount lost): check() says so
+            if device is None or device not in devices:
                 devices.add(device)
                 self.places.append((key, named, folder))
         self._read_at: float | None = None
@@ -65,20 +73,32 @@ class DiskFloor:
             return None
         self._read_at = now
         for key, path, folder in self.places:
-            free = self._free(folder)
+            try:
+                free = self._free(folder)
+            except OSError as exc:   # a stale NFS handle, an I/O error, the folder removed: no room known
+                self._short = (f"min_free_mb: {UNREADABLE} on the disk of {key} ({path}): "
+                               f"{exc.strerror or exc}")
+                break
             if free < self.floor:
-                self._short = (f"min_free_mb: {free / MB:.1f} MB free on the disk of {key} ({path}), under the floor "
+                # rounded down: a byte short of 64 MB read "64.0 MB free ..., under the floor of 64 MB"
+                shown = math.floor(free * 10 / MB) / 10
+                self._short = (f"min_free_mb: {shown:.1f} MB free on the disk of {key} ({path}), under the floor "
                                f"of {self.floor // MB} MB")
                 break
         return self._short
 
 
+def _remedy(why: str, lower: str) -> str:
+    if UNREADABLE in why:   # no figure to lower a floor under: the file system itself is in doubt
+        return "check that file system is mounted and readable (min_free_mb: 0 skips the reading)"
+    return f"free space (or lower min_free_mb{lower})"
+
+
 def short_at_start(why: str) -> str:
-    return (f"{why}: free space (or lower min_free_mb; 0 turns the floor off), then run again; "
-            "nothing was submitted")
+    return f"{why}: {_remedy(why, '; 0 turns the floor off')}, then run again; nothing was submitted"
 
 
 def short_mid_run(why: str) -> str:
     return (f"{why}: no new pages are submitted (the request ids of those in flight are kept and their "
-            "results written); free space (or lower min_free_mb), then run again; the next run resumes where "
+            f"results written); {_remedy(why, '')}, then run again; the next run resumes where "
             "this one stopped, without paying again")

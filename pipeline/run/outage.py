@@ -12,10 +12,12 @@ seen here. A call that ends in a transport error, a 5xx or a lost answer
 (``API_SIDE``) is a failure of the API; any answer from it (2xx, and also a 4xx, a 404, a 429:
 the API is there and speaking) is a success and ends the streak. The breaker opens when
 ``retries.outage_failures`` failures come in a row, with no success in between, over at least
-``retries.outage_min_s`` seconds. A page the API refuses (its 5xx) while other calls succeed
-breaks no streak's rule: the successes in between reset it, and that file's failure counts as
-today. A brief blip (a few 5xx, then success) is absorbed by the client's retries or ends the
-streak short of the threshold.
+``retries.outage_min_s`` seconds, over all calls or over the submit calls, the status calls or
+the result downloads alone (see ``OutageBreaker``); failures before the API first answered are
+the start-up check's (exit 6, "cannot be reached"), not an outage mid-run. A page the API
+refuses (its 5xx) while other calls succeed breaks no streak's rule: the successes in between
+reset it, and that file's failure counts as today. A brief blip (a few 5xx, then success) is
+absorbed by the client's retries or ends the streak short of the threshold.
 
 What opening does: the run stops as for a signal (no new files, in-flight jobs polled for
 ``shutdown_grace_s``, request ids kept), and files whose attempt failed on the API during the
@@ -30,6 +32,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pipeline.deapi import errors as api_errors
+
+ANY = "*"   # the streak over every call, whatever its endpoint
+# the endpoints with a streak of their own: a failure there fails the file (a price quote that
+# fails is only not known, so a price route gone must not stop a run that uploads and polls well);
+# "download" is the result links' storage, which may be another host than the API's
+OWN_STREAK = ("submit", "status", "download")
+CALLS_OF = {"download": "result downloads"}   # the stop reason's words for an endpoint's calls
 
 NOT_COUNTED = "not counted as a failed run: the API went away mid-run"
 
@@ -49,53 +58,97 @@ class Suspect:
 
 
 @dataclass
+class _Streak:
+    """One endpoint's failures in a row (after their retries), since its last answer."""
+
+    count: int = 0
+    first: float | None = None     # when its first failure ended
+    since: int = 0                 # the file failures recorded before it began (later ones are its suspects)
+
+
+@dataclass
 class OutageBreaker:
-    """Counts API failures in a row; ``on_trip(reason, suspects)`` is called once when it opens."""
+    """Counts API failures in a row, over all calls and per endpoint; ``on_trip(reason,
+    suspects)`` is called once when either streak opens it.
+
+    Why per endpoint too: an API whose status endpoint fails while uploads are still taken (a
+    broken route, a read replica gone) answers every new file's submit, and one streak over all
+    calls was ended by each of them: every file was paid, failed on its polls and took a strike,
+    and the breaker never opened (40 files, the status route answering 5xx: 36 quarantined with
+    ``max_transient_runs: 1``). An answer ends the streak over all calls and its own endpoint's;
+    the one over all calls still opens as soon as before when every endpoint fails."""
 
     failures_to_trip: int                  # retries.outage_failures; 0: never trips
     min_s: float                           # retries.outage_min_s
     on_trip: Callable[[str, list[Suspect]], None] = lambda reason, suspects: None
     clock: Callable[[], float] = time.monotonic
-    streak: int = 0
     longest: int = 0                       # the longest streak seen (the run report says it)
     reason: str | None = None              # why it opened; None while closed
-    _first_failure: float | None = None
+    _streaks: dict[str, _Streak] = field(default_factory=dict)
     _last_error: str = ""
     _suspects: list[Suspect] = field(default_factory=list)
+    _dropped: int = 0                      # suspects ever dropped from the list's front (their failures stand)
+    _answered: bool = False                # the API has answered once: only then can it go away mid-run
 
     @property
     def open(self) -> bool:
         return self.reason is not None
 
-    def observe(self, exc: BaseException | None) -> None:
-        """One API call's final outcome: ``None`` for an answer, else its error."""
+    @property
+    def streak(self) -> int:
+        """The longest streak running now, over the endpoints."""
+        return max((s.count for s in self._streaks.values()), default=0)
+
+    def observe(self, exc: BaseException | None, endpoint: str | None = None) -> None:
+        """One API call's final outcome: ``None`` for an answer, else its error; ``endpoint``
+        the call's ("submit", "status", ...; None for the rest)."""
         if exc is not None and not api_side(exc):
             if getattr(exc, "status", None) is None:
                 return   # decided on this side (the run stopping, a local daily budget): says nothing
             exc = None   # a 4xx/429 answer: the API is there
+        if exc is not None and not self._answered:
+            return   # never reached: the start-up check says so (exit 6), not "went away mid-run"
+        # every call's streak, and its endpoint's when a failure there fails the file
+        keys = (ANY, endpoint) if endpoint in OWN_STREAK else (ANY,)
         if exc is None:
-            if not self.open:
-                self.streak, self._first_failure = 0, None
-                self._suspects.clear()   # their failures stand: the API answered others meanwhile
+            self._answered = True
+            if not self.open and any([self._streaks.pop(key, None) for key in keys]):
+                self._forget_old_suspects()
             return
         now = self.clock()
-        self.streak += 1
-        self.longest = max(self.longest, self.streak)
-        if self._first_failure is None:
-            self._first_failure = now
         self._last_error = getattr(exc, "reason", str(exc))
-        if (not self.open and self.failures_to_trip and self.streak >= self.failures_to_trip
-                and now - self._first_failure >= self.min_s):
-            self.reason = (f"the API went away mid-run: {self.streak} calls in a row failed over "
-                           f"{now - self._first_failure:.0f}s with no answer in between (last: {self._last_error}); "
-                           "the files not done wait for the next run, none counted as failed")
-            suspects, self._suspects = self._suspects, []
-            self.on_trip(self.reason, suspects)
+        for key in keys:
+            run = self._streaks.get(key)
+            if run is None:
+                run = self._streaks[key] = _Streak(first=now, since=self._dropped + len(self._suspects))
+            run.count += 1
+            self.longest = max(self.longest, run.count)
+            if (not self.open and self.failures_to_trip and run.count >= self.failures_to_trip
+                    and now - run.first >= self.min_s):
+                self._trip(run, now, "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls"))
+
+    def _trip(self, run: _Streak, now: float, what: str) -> None:
+        self.reason = (f"the API went away mid-run: {run.count} {what} in a row failed over "
+                       f"{now - run.first:.0f}s with no answer in between (last: {self._last_error}); "
+                       "the files not done wait for the next run, none counted as failed")
+        # every file kept failed while some endpoint had not answered since (older ones are dropped)
+        suspects, self._suspects = self._suspects, []
+        self._dropped += len(suspects)
+        self.on_trip(self.reason, suspects)
+
+    def _forget_old_suspects(self) -> None:
+        """Files that failed before every streak still running began: their failures stand (the
+        API answered on that endpoint meanwhile)."""
+        keep_from = min((s.since for s in self._streaks.values()), default=self._dropped + len(self._suspects))
+        cut = keep_from - self._dropped
+        if cut > 0:
+            del self._suspects[:cut]
+            self._dropped += cut
 
     def file_failed(self, rel: str, failures_before: int, reason: str) -> None:
         """A file just failed on an API-side error and took a strike: given back if the breaker opens
         before the API answers again."""
-        if self.streak and self.failures_to_trip:   # off: nothing to give back, nothing kept
+        if self._streaks and self.failures_to_trip:   # off: nothing to give back, nothing kept
             self._suspects.append(Suspect(rel, failures_before, reason))
 
     def snapshot(self) -> dict:

@@ -39,6 +39,7 @@ from pipeline.run.strips import current_limit, strip_sizes, uploads_left
 from pipeline.run.process import FileProcessor, RunContext, Verdict
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
+from pipeline.run.diskfloor import DiskFloor
 from pipeline.run.writable import PathNotWritable, check_writable
 
 
@@ -85,6 +86,8 @@ class Planner:
             check_writable(self.config)
         except PathNotWritable as exc:
             return ExitCode.CONFIG_ERROR, None, f"config error: {exc}"
+        # a run under the min_free_mb floor would not start: the plan says so (it still plans)
+        disk_short = DiskFloor(self.config).check()
         state = StateStore(self.config.state_file)
         try:
             async with AsyncExitStack() as stack:
@@ -112,6 +115,7 @@ class Planner:
                 budget = Budget(self.config.budget, state, None, now=self.now)
                 report = self._report(total_files, balance, budget, pricing)
                 report["balance_unknown"] = None if balance is not None or report["free"] else runner.balance_problem
+                report["free_space_short"] = disk_short
                 state.set_last_plan({"estimated_cost": report["estimated"]["estimated_cost"],
                                      "pages_to_send": report["estimated"]["pages_to_send"],
                                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
@@ -344,6 +348,9 @@ def format_plan(report: dict[str, Any]) -> str:
     if c["still_being_written"] or c["scan_problems"]:
         lines.append(f"left out:             {c['still_being_written']} still being written, "
                      f"{sum(c['scan_problems'].values())} scan problems")
+    if report.get("free_space_short"):
+        lines.append(f"free space:           {report['free_space_short']}: a run would not start (exit 2) "
+                     "until there is more room or a lower min_free_mb")
     if report.get("free"):
         return "\n".join(lines + [FREE_LINE] + _caps_lines(report))
     lines.append(f"estimated cost:       {mark}{e['estimated_cost']:.4f} {report['currency']} "

@@ -37,6 +37,8 @@ from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
 from pipeline.run.outage import NOT_COUNTED, OutageBreaker, Suspect
+
+NAMED_SUSPECTS = 20   # files named in the log line that takes back their failures (the rest counted)
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -501,8 +503,12 @@ class Runner:
             self.stats.outcomes[Outcome.DEFERRED] += len(suspects)
             if not self.stats.outcomes[Outcome.FAILED]:
                 del self.stats.outcomes[Outcome.FAILED]   # the report's this_run lists no "failed: 0"
+            # named: their "failed: ... (quarantined ...)" lines above are taken back, and a cron mail
+            # with real failures too must say which
+            names = ", ".join(s.rel for s in suspects[:NAMED_SUSPECTS])
+            more = f" and {len(suspects) - NAMED_SUSPECTS} more" if len(suspects) > NAMED_SUSPECTS else ""
             self.say(f"pipeline: {len(suspects)} files that failed on the API since its last answer are not "
-                     "counted as failed: they wait for the next run")
+                     f"counted as failed (nor quarantined): they wait for the next run: {names}{more}")
         self.request_stop(reason, self._ctx)
 
     def _say_cannot_write(self, why: str) -> None:
@@ -617,7 +623,8 @@ class Runner:
             adoption_refused=ctx.adoption_refused if ctx else None,
             cost=_cost_report(ctx), output_notes=ctx.output_notes if ctx else None,
             in_tree=self._in_tree(), resubmitted_pages=ctx.resubmitted_pages if ctx else ())
-        state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes)})
+        # the stop reason too: ``status`` says why the last run stopped (an outage's exit 6, a cap's 3)
+        state.finish_run(run_id, int(exit_code), {"outcomes": dict(self.stats.outcomes), "stop_reason": self.stop_reason})
         self.say(f"pipeline: {progress_line(self.stats)}")
         if self.stop_reason is not None:  # a cron mail says why the run stopped, not only that it did
             self.say(f"pipeline: stopped early: {self.stop_reason}")

@@ -261,6 +261,12 @@ class StateStore:
         for row in cur:
             yield _file(row)
 
+    def count_forgiven(self, prefix: str) -> int:
+        """Pending files whose recorded error starts with ``prefix`` (``run.outage``'s NOT_COUNTED)."""
+        row = self._db.execute("SELECT COUNT(*) FROM files WHERE state='pending' AND substr(error, 1, ?) = ?",
+                               (len(prefix), prefix)).fetchone()
+        return int(row[0])
+
     def count_by_state(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state")}
 
