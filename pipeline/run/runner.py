@@ -37,8 +37,6 @@ from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
 from pipeline.run.outage import NOT_COUNTED, OutageBreaker, Suspect
-
-NAMED_SUSPECTS = 20   # files named in the log line that takes back their failures (the rest counted)
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -58,6 +56,9 @@ IN_FLUX_WHY = {   # files that moved under the run: not failed, but a cron log s
     Outcome.CHANGED: "written to while the run read it (replaced, or still being copied); not failed: the next "
                      "run reads it again",
 }
+
+
+NAMED_SUSPECTS = 20   # files named in the log line that takes back their failures (the rest counted)
 
 
 class StartupError(Exception):
