@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pipeline.run.lock import LockHeld, RunLock
-from pipeline.formats.output import output_paths, source_rel_for, write_results
+from pipeline.formats.output import output_path, output_paths, output_rel, source_rel_for, write_results
 from pipeline.run.state import StateStore
 
 
@@ -107,9 +107,15 @@ def test_output_paths_mirror_the_input_and_never_collide(tmp_path):
     assert js == tmp_path / "a b" / "ünï" / "scan.jpg.json"
     assert output_paths(tmp_path, "x/scan.png")[0] != output_paths(tmp_path, "x/scan.jpg")[0]
     assert source_rel_for(tmp_path, js) == "a b/ünï/scan.jpg"
-    for bad in ("../escape.png", "/abs.png", ""):
+    for bad in ("../escape.png", "/abs.png", "", "a/../../b.png", "//net/share.png", "./"):
         with pytest.raises(ValueError):
             output_paths(tmp_path, bad)
+        with pytest.raises(ValueError):
+            output_rel(bad, ".txt")
+    # the state store's names for outputs, built without paths: the same as the paths' own
+    for rel in ("a b/ünï/scan.jpg", "a//b.png", "./a/./b.png", "d/e/f.tif", "x", "a/...b"):
+        for suffix in (".txt", ".alto.xml", ".page-2.xml"):
+            assert output_rel(rel, suffix) == output_path(tmp_path, rel, suffix).relative_to(tmp_path).as_posix()
 
 
 async def test_write_results_is_atomic_and_leaves_no_temp_files(tmp_path):

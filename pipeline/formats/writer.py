@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import aiofiles.os
 
-from pipeline.formats.output import output_path, write_atomic_sync
+from pipeline.formats.output import output_path, output_rel, write_atomic_sync
 
 from . import SUFFIXES
 from .mets import MIMETYPES, POINTS_AT, MetsFile, render_mets, render_mets_parts  # ElementTree only
@@ -68,14 +68,13 @@ def page_file(output_root: Path, rel: str, index: int) -> Path:
 
 def expected_outputs(output_root: Path, rel: str, names: Sequence[str]) -> list[str]:
     """Output paths (relative to ``output_root``) that ``names`` mean for input ``rel``."""
-    return [output_path(output_root, rel, SUFFIXES[n]).relative_to(output_root).as_posix() for n in ordered(names)]
+    return [output_rel(rel, SUFFIXES[n]) for n in ordered(names)]
 
 
 def missing_outputs(recorded: Iterable[str], output_root: Path, rel: str, names: Sequence[str]) -> list[str]:
     """Format names configured for ``rel`` whose file the state does not list as written."""
     have = set(recorded)
-    return [n for n in ordered(names)
-            if output_path(output_root, rel, SUFFIXES[n]).relative_to(output_root).as_posix() not in have]
+    return [n for n in ordered(names) if output_rel(rel, SUFFIXES[n]) not in have]
 
 
 def _is_pdf_input(document: dict[str, Any]) -> bool:
