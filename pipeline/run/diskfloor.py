@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.config import Config
+from pipeline.run.writable import state_key
 
 MB = 1024 * 1024
 EVERY_S = 1.0   # the longest a reading of the free space is trusted
@@ -50,11 +51,10 @@ class DiskFloor:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.floor = config.min_free_mb * MB
         self._free, self._every_s, self._clock = free, every_s, clock
-        state_key = "state_path" if config.state_path is not None else "output"
         self.places: list[tuple[str, Path, Path]] = []   # (key, the path named, a folder on its disk)
         devices: set[int | None] = set()
         for key, named, folder in (("output", config.output, config.output),
-                                   (state_key, config.state_file, config.state_file.parent)):
+                                   (state_key(config), config.state_file, config.state_file.parent)):
             try:
                 device: int | None = folder.stat().st_dev   # both folders exist: check_writable made them
             except OSError:

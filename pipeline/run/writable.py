@@ -67,15 +67,21 @@ def _file(key: str, path: Path) -> None:
         raise PathNotWritable(f"{key}: cannot write the file {path}: {_what(exc)}") from None
 
 
+def state_key(config: Config) -> str:
+    """The config key that names the state store's place, for messages: ``state_path`` when set,
+    else ``output`` (the store then lives under it)."""
+    return "state_path" if config.state_path is not None else "output"
+
+
 def check_writable(config: Config) -> None:
     """Raise ``PathNotWritable`` unless the output folder, its control folder and the state
     store (with its lock beside it) can be written."""
     _folder("output", config.output)
     _folder("output", config.control_dir)
-    state_key = "state_path" if config.state_path is not None else "output"
-    _folder(state_key, config.state_file.parent)
+    key = state_key(config)
+    _folder(key, config.state_file.parent)
     for path in (config.state_file, config.state_file.with_name(config.state_file.name + ".lock")):
-        _file(state_key, path)
+        _file(key, path)
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
