@@ -38,6 +38,40 @@ def test_transient_failures_are_quarantined_after_the_limit(tmp_path):
     assert store.get_file("x.png").state == "pending" and store.get_file("x.png").failures == 0
 
 
+def test_records_read_ahead_are_never_older_than_the_database(tmp_path):
+    """A rerun reads the next rows in one query (``_ReadAhead``); every write in the stretch
+    already read must still be seen, a row new there too, and "no record" must stay true only
+    until one is written."""
+    store = StateStore(tmp_path / "s.sqlite")
+    for i in range(0, 20, 2):                          # f00, f02, ..., f18: the odd ones unknown
+        store.set_file(f"f{i:02d}", "done", outputs=(f"f{i:02d}.txt",))
+    assert store.get_file("f00").state == "done"       # reads f00..f18 ahead
+    assert store.get_file("f03") is None               # between two rows read: no record
+    store.set_file("f04", "failed_transient", failures=1)
+    store.set_file("f03", "pending")                   # a row new inside the stretch
+    store.forgive_failure("f06", "not counted", 0)
+    store.set_file("f08", "quarantined")
+    store.reset_for_retry("f08")
+    assert store.get_file("f04").state == "failed_transient"
+    assert store.get_file("f03").state == "pending"
+    assert store.get_file("f06").state == "pending" and store.get_file("f06").error == "not counted"
+    assert store.get_file("f08").state == "pending"
+    assert store.get_file("f18").outputs == ("f18.txt",) and store.get_file("f19") is None
+    # beyond the rows one query reads, and from another thread (which asks the database itself)
+    many = [f"g{i:04d}" for i in range(300)]
+    for rel in many:
+        store.set_file(rel, "done")
+    assert [store.get_file(rel).rel for rel in many] == many
+    store.set_file("g0299", "pending")
+    import threading
+    seen = []
+    threading.Thread(target=lambda: seen.append(store.get_file("g0299").state)).start()
+    while not seen:
+        time.sleep(0.01)
+    assert seen == ["pending"] and store.get_file("g0299").state == "pending"
+    store.close()
+
+
 def test_page_write_ahead_intent_and_unknown_outcomes(tmp_path):
     store = StateStore(tmp_path / "s.sqlite")
     store.set_file("a.png", "submitting", work_key="k")
@@ -116,6 +150,26 @@ def test_output_paths_mirror_the_input_and_never_collide(tmp_path):
     for rel in ("a b/ünï/scan.jpg", "a//b.png", "./a/./b.png", "d/e/f.tif", "x", "a/...b"):
         for suffix in (".txt", ".alto.xml", ".page-2.xml"):
             assert output_rel(rel, suffix) == output_path(tmp_path, rel, suffix).relative_to(tmp_path).as_posix()
+
+
+def test_the_quick_name_length_check_agrees_with_the_full_one(tmp_path, monkeypatch):
+    """``too_long`` answers most paths from a bound (``_headroom``); around the bound, for ASCII
+    and multi-byte names, deep and flat, its answer is the full computation's."""
+    from pipeline.formats import output
+    suffixes = (".txt", ".alto.xml", ".page-999.xml")
+    room = output._headroom(tmp_path, suffixes)
+    rels = []
+    for n in range(room - 4, room + 8):
+        rels += ["a" * n, "d/" * (n // 4) + "x" * (n - 2 * (n // 4)), ("é" * n)[: n // 2]]
+    name_max, path_max = output._limits(tmp_path)
+    deep = path_max - len(str(tmp_path)) - 20          # folders of short names near PATH_MAX
+    for n in range(deep - 12, deep + 12):
+        rels.append(("ab/" * n)[: n - 5] + "x.png")
+    quick = [output.too_long(tmp_path, rel, list(suffixes)) for rel in rels]
+    monkeypatch.setattr(output, "_headroom", lambda *a: -1)      # the full computation for all
+    full = [output.too_long(tmp_path, rel, list(suffixes)) for rel in rels]
+    assert quick == full
+    assert any(q is None for q in quick) and any(q is not None for q in quick)
 
 
 async def test_write_results_is_atomic_and_leaves_no_temp_files(tmp_path):

@@ -72,8 +72,10 @@ def too_long(output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None
     system's NAME_MAX, 255 bytes on most, or a path over PATH_MAX, counting the longest suffix and
     the temp file's ``.``/``.tmp``), or None. Asked before a page is paid for: otherwise the OS
     refuses the write only after the API has read the page."""
-    longest = max(suffixes, key=lambda sfx: len(sfx.encode("utf-8")))
     parts = _safe_parts(rel)
+    if len(os.fsencode(rel)) <= _headroom(output_root, tuple(suffixes)):
+        return None   # no name or path of its outputs can reach a limit (most files: cheap)
+    longest = max(suffixes, key=lambda sfx: len(sfx.encode("utf-8")))
     temp_name = f".{parts[-1]}{longest}.tmp"     # temp_path's name for output_path(..., longest)
     name_max, path_max = _limits(output_root)
     root = str(output_root)
@@ -86,6 +88,17 @@ def too_long(output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None
         return (f"its output {longest} would need a {full}-byte path; the system takes {path_max - 1}: "
                 "shorten its folders or the output path")
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _headroom(output_root: Path, suffixes: tuple[str, ...]) -> int:
+    """The longest relative path (bytes) whose outputs' names and paths are surely within the
+    limits: a temp file's name is at most ``.`` + the whole path + the longest suffix + ``.tmp``,
+    its path the root, a ``/`` and that."""
+    name_max, path_max = _limits(output_root)
+    longest = max(len(sfx.encode("utf-8")) for sfx in suffixes) + len(".") + len(".tmp")
+    root = len(os.fsencode(str(output_root))) + len("/")
+    return min(name_max - longest, path_max - 1 - root - longest)
 
 
 @functools.lru_cache(maxsize=8)

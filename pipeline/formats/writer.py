@@ -74,7 +74,8 @@ def expected_outputs(output_root: Path, rel: str, names: Sequence[str]) -> list[
 def missing_outputs(recorded: Iterable[str], output_root: Path, rel: str, names: Sequence[str]) -> list[str]:
     """Format names configured for ``rel`` whose file the state does not list as written."""
     have = set(recorded)
-    return [n for n in ordered(names) if output_rel(rel, SUFFIXES[n]) not in have]
+    base = output_rel(rel, "")
+    return [n for n in ordered(names) if base + SUFFIXES[n] not in have]
 
 
 def _is_pdf_input(document: dict[str, Any]) -> bool:
