@@ -69,5 +69,5 @@ def test_with_the_embedded_server_plan_and_status_say_the_run_is_free_and_show_n
     assert code == 0
     assert main(["status", str(cfg)]) == 0
     status = capsys.readouterr().out
-    assert "cost: free: the embedded server" in status and "3 pages read so far" in status
+    assert "cost: free: the embedded server" in status and "3 pages sent to it so far" in status
     assert "USD" not in status

@@ -100,7 +100,7 @@ def _format_cost(cost: dict[str, Any]) -> list[str]:
     if cost.get("free"):  # the embedded server: no money to show, only what it read
         pages = sum(d["pages"] for d in cost.get("by_day") or ())
         return [f"cost: free: the embedded server reads the pages on this machine (no account, nothing is charged)"
-                f"{f'; {pages} pages read so far' if pages else ''}"]
+                f"{f'; {pages} pages sent to it so far (pages taken from a PDF text layer are not sent)' if pages else ''}"]
     if cost.get("by_day"):
         lines.append("spent by day (pages, quoted USD): " + ", ".join(
             f"{d['day']} {d['pages']} pages {d['cost']:.4f}" for d in cost["by_day"]))
