@@ -4,7 +4,10 @@ a brief blip of 5xx does not, and a file the API refuses while others succeed st
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import re
+import signal
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +18,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.config import load_config
 from pipeline.run.audit import format_status, status_report
 from pipeline.run.outage import NOT_COUNTED, OutageBreaker
+from pipeline.run.runner import Runner
 from pipeline.run.state import FAILED_STATES, StateStore
 from pipeline.server import EmbeddedServer, ServerConfig
 from pipeline.server.faults import FAULT_ENDPOINTS, FaultRule
@@ -51,10 +55,12 @@ def file_rows(tmp_path):
         store.close()
 
 
-async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_pays_once(tmp_path, server):
+@pytest.mark.parametrize("gateway", ["everything", "uploads"])
+async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_pays_once(tmp_path, server, gateway):
     names = tree(tmp_path, 40)
-    # a gateway in front of the API starts answering 5xx to everything after the first few calls
-    server.faults.endpoints = FAULT_ENDPOINTS
+    # a gateway in front of the API starts answering 5xx to everything (or to every upload) after
+    # the first few calls
+    server.faults.endpoints = FAULT_ENDPOINTS if gateway == "everything" else ("submit",)
     server.faults.http_5xx = Script(script="." * 8, then_fail=True)
     cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=4,
                        retries__outage_min_s=0, retries__max_transient_runs=1)
@@ -70,14 +76,23 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     assert len(names) - len(done) >= 30 and len(done) <= server.counters.jobs_created   # most wait
     # jobs made but not fetched before the outage keep their request ids for the rerun to re-attach
     assert report["this_run"].get("failed", 0) == 0
-    # a cron user is told which "failed:" lines are taken back, and status says why the run stopped
     logged_failed = [line.split(": ")[2] for line in out.splitlines() if line.startswith("pipeline: failed: ")]
-    taken_back = out.split("not counted as failed (nor quarantined): they wait for the next run: ")[1].split("\n")[0]
-    assert logged_failed and sorted(taken_back.split(", ")) == sorted(logged_failed), out
     forgiven = [r.rel for r in rows if r.error and r.error.startswith(NOT_COUNTED)]
     status = format_status(status_report(load_config(cfg)))
     assert "  stopped early: the API went away mid-run" in status, status
-    assert f"not counted as failed: {len(forgiven)} files failed on the API while it was away" in status, status
+    # a cron user is told which "failed:" lines are taken back, and status says so
+    if logged_failed or gateway == "uploads":
+        taken_back = out.split("not counted as failed (nor quarantined): they wait for the next run: ")[1]
+        assert logged_failed and sorted(taken_back.split("\n")[0].split(", ")) == sorted(logged_failed), out
+        assert f"not counted as failed: {len(forgiven)} files failed on the API while it was away" in status, status
+    if gateway == "everything":
+        # the jobs in flight were paid: their polls failing was the API's doing, not the files',
+        # so they were asked again until the breaker stopped the run and parked, never failed
+        # (before, each was logged "failed:" and struck, then taken back when the breaker opened);
+        # a file that failed is one whose upload the gateway refused (nothing paid)
+        parked = {r.rel for r in rows if r.state == "submitted"}
+        assert parked and len(parked) == server.counters.jobs_created - len(done), (parked, out)
+        assert not parked & set(logged_failed), out
 
     server.faults.http_5xx = FaultRule()   # the API is back
     code, report, out = await run_pipeline(cfg, TOKEN)
@@ -106,6 +121,68 @@ async def test_a_status_route_or_result_storage_gone_while_uploads_are_taken_is_
     assert not [r.rel for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
     assert report["this_run"] == {"deferred": len(names)}
     assert server.counters.jobs_created <= 4 + 4   # the streak, plus uploads already under way
+    # every file here was paid: its calls were held until the breaker stopped the run, none was
+    # logged failed (before the hold, each was, and taken back when the breaker opened)
+    assert "pipeline: failed:" not in out and report["api_calls"]["held_calls"] >= 1, out
+
+
+@pytest.mark.parametrize("endpoint", ["status", "download"])
+async def test_a_paid_job_rides_out_api_failures_longer_than_the_retries_and_short_of_an_outage(tmp_path, server,
+                                                                                              endpoint):
+    # A fleet's database restarting (every call a 503 for a minute) outlasts one call's retries but
+    # not the breaker. Before, the first status call (or result download) that ran out of retries
+    # failed its file, with a strike, although its job was paid and done: exit 1, the text left
+    # for the next run.
+    names = tree(tmp_path, 6)
+    server.faults.endpoints = (endpoint,)
+    server.faults.http_5xx = Script(script="x" * 8)   # the next 8 such calls fail, then the API is back
+    cfg = write_config(tmp_path, server.base_url, api__return_result_in_response=endpoint == "status",
+                       retries__max_attempts=2, retries__outage_failures=10, retries__outage_min_s=0,
+                       concurrency__jobs_in_flight=2, concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert server.counters.server_errors == 8 and report["api_calls"]["held_calls"] >= 3   # calls out of retries
+    assert report["api_calls"]["outage"]["outage"] is None
+    rows = file_rows(tmp_path)
+    assert {r.rel for r in rows if r.state == "done"} == set(names) and all(r.failures == 0 for r in rows)
+    assert server.counters.jobs_created == len(names)              # the server's record: each paid once
+    assert sorted(server.counters.submits_by_hash.values()) == [1] * len(names)
+
+
+@dataclass
+class SignalAt(FaultRule):
+    """Every matching call fails; the ``at``-th also brings the run a SIGTERM (its handler's call)."""
+
+    at: int = 1
+    runner: Runner | None = None
+
+    def fire(self, rng) -> bool:
+        self.at -= 1
+        if self.at == 0:
+            self.runner._on_signal(signal.SIGTERM)
+        return True
+
+
+async def test_a_stop_while_the_api_fails_held_jobs_parks_them_at_once_unstruck(tmp_path, server):
+    tree(tmp_path, 8)
+    server.faults.endpoints = ("status",)
+    # no breaker, a job deadline and a grace far beyond the test's: only the stop can end the hold
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=2, retries__outage_failures=0,
+                       timeouts__job_s=3000, shutdown_grace_s=3000, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False)
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    runner = Runner(load_config(cfg), stream=io.StringIO())
+    # 12 failed attempts among at most 4 jobs: some job's poll has run out of its 2 attempts and been held
+    server.faults.http_5xx = SignalAt(at=12, runner=runner)
+    code = await asyncio.wait_for(runner.run(), 60)
+    out = runner.stream.getvalue()
+    assert code == ExitCode.STOPPED_EARLY and runner.report["stop_reason"] == "signal SIGTERM", out
+    # before, each job's first failed poll failed its file, with a strike, long before the stop
+    assert "failed" not in runner.report["this_run"] and runner.report["api_calls"]["held_calls"] >= 1, out
+    rows = file_rows(tmp_path)
+    assert not [r for r in rows if r.state in FAILED_STATES] and all(r.failures == 0 for r in rows)
+    parked = [r for r in rows if r.state == "submitted"]   # request ids kept: the next run re-attaches
+    assert len(parked) == server.counters.jobs_created == 4
 
 
 async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):

@@ -107,7 +107,7 @@ class ApiPort(Protocol):  # what this module needs of the deAPI client
     async def submit_ocr(self, data: bytes, filename: str, content_type: str, **kw: Any) -> str: ...
     async def wait_for_job(self, request_id: str, deadline_s: float) -> Any: ...
     async def get_status(self, request_id: str) -> Any: ...
-    async def fetch_result(self, request_id: str, status: Any) -> str: ...
+    async def fetch_result(self, request_id: str, status: Any, deadline_s: float | None = None) -> str: ...
 
 
 @dataclass
@@ -177,6 +177,11 @@ class RunContext:
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
             self.submissions_closed = reason
+
+    def stopping(self) -> bool:
+        """The run is ending (a signal, the outage breaker, max_runtime_s, a full disk, or a
+        fatal error): in-flight jobs get the grace; a cap or a daily limit only stops submits."""
+        return self.stop_flag() or self.fatal is not None
 
 
 def settings_fingerprint(config: Config) -> str:
@@ -759,10 +764,11 @@ class FileProcessor:
                         status = _InlineStatus(None, event.result_url)
                 elif event is not None and event.event == "job.failed":
                     status = None  # polling confirms the failure (the webhook is a hint)
+            job_s, waited = ctx.config.timeouts.job_s, time.monotonic()
             if status is None:
-                status = await ctx.api.wait_for_job(request_id, ctx.config.timeouts.job_s)
+                status = await ctx.api.wait_for_job(request_id, job_s)
             crashpoint("after_poll")
-            text = await ctx.api.fetch_result(request_id, status)
+            text = await ctx.api.fetch_result(request_id, status, deadline_s=job_s - (time.monotonic() - waited))
         except api_errors.NotFoundError:
             raise
         except api_errors.JobFailedError as exc:
@@ -771,6 +777,11 @@ class FileProcessor:
         except api_errors.DeapiError as exc:
             # Timeouts, expired links, transport errors: the request id stays recorded, so the
             # next run re-attaches to the job instead of paying for it again.
+            if api_side(exc) and ctx.stopping():
+                # the client held this paid job through the API's failures until the stop came:
+                # parked as the grace would park it, no strike (a breaker's stop forgives it too)
+                raise StopSubmitting(f"the run is stopping and the API did not answer job {request_id}: "
+                                     f"{exc.reason}") from None
             raise self._classify(exc) from None
         structured = None
         if ctx.config.api.format == "json":
