@@ -62,13 +62,15 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     # the first few calls
     server.faults.endpoints = FAULT_ENDPOINTS if gateway == "everything" else ("submit",)
     server.faults.http_5xx = Script(script="." * 8, then_fail=True)
-    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=4,
+    # 8 in a row: 4 jobs in flight, each refused upload sent once more, so some file fails before
+    # the breaker opens (a resend meets the outage too) and its "failed:" line is taken back
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=8,
                        retries__outage_min_s=0, retries__max_transient_runs=1)
     code, report, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE, out
     assert "went away mid-run" in report["stop_reason"] and "went away mid-run" in out
     # bounded: the streak that opened the breaker, plus calls already under way (4 jobs in flight)
-    assert server.counters.server_errors <= 4 + 4
+    assert server.counters.server_errors <= 8 + 4
     rows = file_rows(tmp_path)
     assert not [r.rel for r in rows if r.state in FAILED_STATES]   # max_transient_runs=1: would be quarantined
     assert all(r.failures == 0 for r in rows)
@@ -185,6 +187,44 @@ async def test_a_stop_while_the_api_fails_held_jobs_parks_them_at_once_unstruck(
     assert len(parked) == server.counters.jobs_created == 4
 
 
+async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_the_api_answers(tmp_path, server):
+    # Before, the file failed with a strike: a fleet's database restart failed every upload it
+    # met (2 of 12 files on a tour), though no job was made and nothing paid.
+    names = tree(tmp_path, 6)
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = Script(script="x" * 4)   # both first uploads run out of their 2 tries
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=2, retries__outage_failures=10,
+                       retries__outage_min_s=0.5, concurrency__jobs_in_flight=2, concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert server.counters.server_errors == 4 and report["api_calls"]["outage"]["longest_failure_streak"] == 2
+    rows = file_rows(tmp_path)
+    assert {r.rel for r in rows if r.state == "done"} == set(names) and all(r.failures == 0 for r in rows)
+    assert server.counters.jobs_created == len(names)   # a 5xx answer made no job: paid once
+
+
+async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, server):
+    tree(tmp_path, 6)
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    # no breaker, and a wait for the API's answer far beyond the test's: only the stop ends it
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=2, retries__outage_failures=0,
+                       retries__outage_min_s=3000, shutdown_grace_s=3000, concurrency__jobs_in_flight=1,
+                       concurrency__adaptive=False)
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    runner = Runner(load_config(cfg), stream=io.StringIO())
+    run = asyncio.create_task(runner.run())
+    while runner._ctx is None or runner._ctx.outage._next is None:   # the first upload waits to be resent
+        assert not run.done(), runner.stream.getvalue()
+        await asyncio.sleep(0.01)
+    runner._on_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(run, 60)
+    out = runner.stream.getvalue()
+    assert code == ExitCode.STOPPED_EARLY and runner.report["this_run"] == {"deferred": 6}, out
+    assert all(r.failures == 0 and r.state not in FAILED_STATES for r in file_rows(tmp_path))
+    assert server.counters.jobs_created == 0 and server.counters.server_errors == 2
+
+
 async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):
     # Before: with outage_failures 1 the start-up check's one failure opened the breaker, and the
     # log and report said "the API went away mid-run" of an API the run never reached.
@@ -243,9 +283,12 @@ async def test_blips_of_5xx_between_answers_do_not_trip_and_their_files_count_as
     assert code == ExitCode.FILES_FAILED, out                  # the files refused while others succeeded
     assert report["api_calls"]["outage"]["outage"] is None and report["stop_reason"] is None
     assert report["api_calls"]["outage"]["longest_failure_streak"] == 3
-    assert report["this_run"] == {"done": 14, "failed": 6}
+    # each refused upload is sent once more (nothing was paid): in each blip the first file's
+    # second upload meets the blip too and fails, with its strike (before the resend: 6 failed);
+    # the second file's is answered
+    assert report["this_run"] == {"done": 18, "failed": 2}
     failed = [r for r in file_rows(tmp_path) if r.state in FAILED_STATES]
-    assert len(failed) == 6 and all(r.state == "failed_transient" and r.failures == 1 for r in failed)
+    assert len(failed) == 2 and all(r.state == "failed_transient" and r.failures == 1 for r in failed)
 
 
 def test_the_breaker_wants_both_the_count_and_the_time_window():

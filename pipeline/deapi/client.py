@@ -201,13 +201,6 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
         return default
 
 
-def api_failure(exc: BaseException) -> bool:
-    """A failure of the API rather than of the call: a 5xx answer or no answer at all. Not an
-    answer that makes no sense (a result over the size cap, a done job with no result): asking
-    again would only meet it again."""
-    return isinstance(exc, E.TransportError) or (isinstance(exc, E.ServerError) and (exc.status or 0) >= 500)
-
-
 def _html_title(raw: bytes) -> str | None:
     m = re.search(rb"<title>(.*?)</title>", raw[:4096], re.I | re.S)
     return m.group(1).decode("utf-8", "replace").strip() if m else None
@@ -690,7 +683,7 @@ class DeapiClient:
         the retries (15-30 s), struck the file and left the result for the next run. The
         failure was still told to ``on_outcome`` (the run's outage breaker counts it), so an
         API that is really gone still stops the run."""
-        if not api_failure(exc) or (self.hold is not None and not self.hold()):
+        if not E.api_failure(exc) or (self.hold is not None and not self.hold()):
             return False
         if left_s > 0:
             self.stats.held_calls += 1

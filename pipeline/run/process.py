@@ -177,6 +177,8 @@ class RunContext:
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
             self.submissions_closed = reason
+        if self.outage is not None:   # uploads waiting to be resent give up now (outage.next_answer)
+            self.outage.wake()
 
     def stopping(self) -> bool:
         """The run is ending (a signal, the outage breaker, max_runtime_s, a full disk, or a
@@ -644,7 +646,7 @@ class FileProcessor:
             ctx.possible_duplicates += 1
             ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
-        unknown_retry_used = False
+        unknown_retry_used = api_resent = False
         cost = await self._quote(page)
         while True:
             if ctx.submissions_closed or ctx.fatal:
@@ -700,6 +702,15 @@ class FileProcessor:
                     raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
+                if (not api_resent and api_errors.api_failure(exc) and ctx.outage is not None
+                        and not (ctx.submissions_closed or ctx.fatal)):
+                    # The API failed the upload after its retries (nothing paid): sent once more
+                    # when it answers another call (or after outage_min_s), so an outage shorter
+                    # than the breaker's strikes nobody; a page that fails again while the API
+                    # answers the others takes its strike. A stop meanwhile: the loop's top.
+                    api_resent = True
+                    await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
+                    continue
                 raise self._classify(exc) from None
             if ctx.budget is not None:
                 ctx.budget.commit(cost)
