@@ -1,5 +1,7 @@
 """An API that goes away mid-run stops the run with exit 6 and no file's strike (run/outage.py);
-a brief blip of 5xx does not, and a file the API refuses while others succeed still counts."""
+a brief blip of 5xx does not, and a file the API refuses while others succeed still counts. A
+paid job's polls outlast the API's failures, and an upload it failed is sent once more when it
+answers again (deapi/client.py ``_holds``, run/process.py)."""
 
 from __future__ import annotations
 
@@ -189,7 +191,7 @@ async def test_a_stop_while_the_api_fails_held_jobs_parks_them_at_once_unstruck(
 
 async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_the_api_answers(tmp_path, server):
     # Before, the file failed with a strike: a fleet's database restart failed every upload it
-    # met (2 of 12 files on a tour), though no job was made and nothing paid.
+    # met (3 of 8 files on a tour, the jobs' polls held), though no job was made and nothing paid.
     names = tree(tmp_path, 6)
     server.faults.endpoints = ("submit",)
     server.faults.http_5xx = Script(script="x" * 4)   # both first uploads run out of their 2 tries
