@@ -242,6 +242,29 @@ async def test_a_job_that_never_finishes_times_out_at_the_deadline_and_keeps_its
     assert st.ok and srv.counters.jobs_created == 1
 
 
+async def test_a_status_route_failing_past_the_retries_holds_the_paid_job_until_its_deadline(srv):
+    """Before, the first poll that ran out of retries raised ServerError: the file failed though
+    its job was paid and running. Now it is asked again later, as after a "not yet"; a status
+    route that never comes back ends at the deadline as a job that never finishes does."""
+    srv.faults.endpoints = ("status",)
+    async with DeapiClient(srv.base_url, TOKEN, replace(FAST, max_attempts=2)) as api:
+        rid = await submit(api, png(14))
+        srv.faults.http_5xx = FaultRule(count=5)           # two calls' retries, and one more failure
+        assert (await api.wait_for_job(rid, 10)).ok
+        assert api.stats.held_calls == 2 and srv.counters.server_errors == 5
+        srv.faults.http_5xx = FaultRule(rate=1.0)
+        rid = await submit(api, png(15))
+        with pytest.raises(JobTimeoutError) as info:
+            await api.wait_for_job(rid, deadline_s=0.3)
+        assert rid in info.value.reason and "the API failed" in info.value.reason
+        api.hold = lambda: False                           # the run is stopping: raised as before
+        with pytest.raises(ServerError):
+            await api.wait_for_job(rid, 10)
+        srv.faults.http_5xx = FaultRule()
+        assert (await api.wait_for_job(rid, 10)).ok        # the same id, later: the job is there
+    assert srv.counters.jobs_created == 2
+
+
 async def test_a_lost_request_id_is_not_found(srv):
     srv.faults.lose_request_id = FaultRule(count=1)
     async with DeapiClient(srv.base_url, TOKEN, replace(FAST, not_found_grace_s=0.0)) as api:

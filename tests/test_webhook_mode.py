@@ -78,6 +78,25 @@ async def test_lost_webhooks_fall_back_to_polling(tmp_path, wh_server):
     assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
 
 
+@pytest.mark.parametrize("endpoint", ["status", "download"])
+async def test_fallback_polls_and_pushed_links_outlast_api_failures_past_the_retries(tmp_path, wh_server, endpoint):
+    # the polls after lost pushes, or the download of a pushed result_url, fail for 6 calls (3 calls'
+    # 2 tries): before, each such file failed with a strike though its job was paid and done
+    names = make(tmp_path, 3)
+    if endpoint == "status":
+        wh_server.faults.webhook_lose = FaultRule(rate=1.0)
+    wh_server.faults.endpoints = (endpoint,)
+    wh_server.faults.http_5xx = FaultRule(count=6)
+    cfg = webhook_config(tmp_path, wh_server, wait_s=0.2, retries__max_attempts=2,
+                         api__return_result_in_response=endpoint == "status", concurrency__jobs_in_flight=1,
+                         concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert wh_server.counters.server_errors == 6 and report["api_calls"]["held_calls"] == 3
+    assert wh_server.counters.jobs_created == 3
+    assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
+
+
 @pytest.mark.parametrize("fault", ["webhook_duplicate", "webhook_reorder", "webhook_delay"])
 async def test_duplicated_reordered_and_late_webhooks_change_nothing(tmp_path, wh_server, fault):
     names = make(tmp_path, 4)

@@ -15,6 +15,9 @@ What it promises:
   ``SubmitOutcomeUnknown`` is raised instead and counted in ``stats.possible_duplicates``;
 * a 404 on a job this client just submitted and never saw a status for is asked again for
   ``not_found_grace_s`` (the status side may lag the submit) before it means "lost";
+* a status poll or result download of an accepted job (paid) that fails on the API side after
+  its retries (a 5xx, nothing answered) is asked again later, while the job's deadline lasts and
+  ``hold()`` says the run is not stopping (``_holds``), instead of failing the job's file;
 * the token goes only to ``base_url``: it is added per request (never a session default),
   API calls do not follow redirects, result links are fetched with explicit headers and no
   ``Authorization``, cookies are never stored, and the token is kept in a wrapper whose repr
@@ -146,6 +149,7 @@ class ClientStats:
     possible_duplicates: int = 0  # submits whose outcome is unknown
     link_refreshes: int = 0       # status re-polls for a fresh result link
     not_found_waits: int = 0      # 404s on a job just submitted, asked again (not yet visible)
+    held_calls: int = 0           # calls about an accepted job that failed on the API side, asked again later
 
     def snapshot(self) -> dict[str, int]:
         return dict(vars(self))
@@ -205,7 +209,8 @@ def _html_title(raw: bytes) -> str | None:
 class DeapiClient:
     def __init__(self, base_url: str, token: str, settings: ClientSettings | None = None, *,
                  limiter: RateLimiter | None = None, on_overload: Callable[[], None] | None = None,
-                 on_outcome: Callable[[E.DeapiError | None, str | None], None] | None = None) -> None:
+                 on_outcome: Callable[[E.DeapiError | None, str | None], None] | None = None,
+                 hold: Callable[[], bool] | None = None) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("the deAPI token is empty: set it in the environment variable named by api.token_env")
         if any(c in token.strip() for c in "\r\n\t "):
@@ -241,6 +246,9 @@ class DeapiClient:
         # Told each API call's final outcome (None: answered; else the error, after the retries):
         # the run's outage breaker (pipeline/run/outage.py) tells an API gone from a file refused.
         self.on_outcome = on_outcome
+        # Asked when a call about an accepted job failed on the API side: False (the run is
+        # stopping) raises it as before; None holds until the job's deadline (see _holds).
+        self.hold = hold
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -585,9 +593,11 @@ class DeapiClient:
         """Poll until the job is terminal (``done``), at most ``deadline_s`` from now.
 
         The poll times come from the planner (``polling.py``): planned from recent jobs, one
-        probe now and then, early when a job submitted after this one was seen done. Raises
-        ``JobFailedError`` for a failed job, ``JobTimeoutError`` at the deadline (the job may
-        still finish: the caller keeps its id), ``NotFoundError`` if the id is unknown."""
+        probe now and then, early when a job submitted after this one was seen done. A poll the
+        API fails (after its retries) is, while ``_holds`` allows, a poll that said nothing: the
+        next one comes when a "not yet" would have brought it. Raises ``JobFailedError`` for a
+        failed job, ``JobTimeoutError`` at the deadline (the job may still finish: the caller
+        keeps its id), ``NotFoundError`` if the id is unknown."""
         poller = self.poller
         start = time.monotonic()
         if poller.submitted_at(request_id) is None:  # re-attached from an earlier run
@@ -596,14 +606,16 @@ class DeapiClient:
         schedule = poller.schedule_for(request_id)
         version = poller.plan_version
         step, polls, last_miss, last_poll, gap = 0, 0, 0.0, 0.0, self.settings.poll_min_interval_s
-        queued = False
+        queued, unanswered = False, 0
         while True:
             now = time.monotonic()
             remaining = deadline_s - (now - start)
             if remaining <= 0:
                 poller.forget(request_id)
+                failed = f", {unanswered} more the API failed" if unanswered else ""
                 raise E.JobTimeoutError(f"job {request_id} did not finish within {deadline_s:g}s ({polls} status "
-                                        f"calls); its request id is kept, so the next run polls it again")
+                                        f"calls answered{failed}); its request id is kept, so the next run polls "
+                                        f"it again")
             elapsed = now - submitted
             while step < len(schedule) and schedule[step] <= elapsed:
                 step += 1  # planned times already past (a re-attach, a slow answer)
@@ -613,7 +625,7 @@ class DeapiClient:
                 step += 1
             else:
                 target = max(poller.after_plan(last_poll, gap), elapsed)
-            if polls:
+            if polls or unanswered:
                 target = max(target, last_poll + self.settings.poll_min_interval_s)
             gap, last_poll = target - last_poll, target
             hinted = await poller.sleep(request_id, min(target - elapsed, remaining))
@@ -623,6 +635,17 @@ class DeapiClient:
             except E.NotFoundError:
                 poller.forget(request_id)
                 raise
+            except (E.ServerError, E.TransportError) as exc:
+                if not self._holds(exc, request_id, deadline_s - (time.monotonic() - start)):
+                    raise
+                # Said nothing of the job's time: the planner learns nothing from it, and the
+                # next poll is planned from now, as after a "not yet" (past the deadline, the
+                # loop's top ends the wait in JobTimeoutError).
+                unanswered += 1
+                last_poll = max(last_poll, time.monotonic() - submitted)
+                if hinted and planned:
+                    step -= 1
+                continue
             seen = (sent + time.monotonic()) / 2 - submitted  # when the server looked, about
             # The poll that happened, not the one planned: an order hint wakes a poll early, and
             # the next gap (bounded by a share of the time, polling.py) counts from the real one.
@@ -649,30 +672,64 @@ class DeapiClient:
             if poller.plan_version != version:
                 schedule, step, version = poller.reschedule(last_poll), 0, poller.plan_version
 
-    async def fetch_result(self, request_id: str, status: Any) -> str:
+    def _holds(self, exc: E.DeapiError, request_id: str, left_s: float) -> bool:
+        """Whether a call about an accepted job that failed on the API side after its retries is
+        made again later instead of raised: while the run is not stopping (``hold``) and, for the
+        caller to check, the job's deadline lasts (``left_s``; past it a poll ends in
+        ``JobTimeoutError``, as for a job that never finishes).
+
+        Why: the job is paid and may well be done; failing its file for a status route that was
+        down for a minute (a fleet's database restarting, every call a 503 meanwhile) outlasted
+        the retries (15-30 s), struck the file and left the result for the next run. The
+        failure was still told to ``on_outcome`` (the run's outage breaker counts it), so an
+        API that is really gone still stops the run."""
+        if not E.api_failure(exc) or (self.hold is not None and not self.hold()):
+            return False
+        if left_s > 0:
+            self.stats.held_calls += 1
+            log.info("deAPI: job %s not answered (%s); asked again later, %.0fs of its deadline left",
+                     request_id, exc.reason, left_s)
+        return True
+
+    async def _held(self, call: Callable[[], Awaitable[Any]], request_id: str, until: float | None) -> Any:
+        """``call()``, made again ``poll_max_interval_s`` after each API-side failure that
+        ``_holds`` lets wait, up to ``until`` (a ``time.monotonic()``; None: never held)."""
+        while True:
+            try:
+                return await call()
+            except (E.ServerError, E.TransportError) as exc:
+                left = -1.0 if until is None else until - time.monotonic()
+                if left <= 0 or not self._holds(exc, request_id, left):
+                    raise
+                await asyncio.sleep(min(left, self.settings.poll_max_interval_s))
+
+    async def fetch_result(self, request_id: str, status: Any, deadline_s: float | None = None) -> str:
         """The job's text: inline ``result``, else a download of ``result_url`` (no token sent).
 
         An expired link (401/403/404/410), or a done job with no link yet, is replaced by a fresh
         one from ``request-status``, at most ``settings.link_refreshes`` times, each after a
         backoff pause (1 s, 2 s by default): right after "done" the result may not have reached
         storage yet, and asking again at once would only see the same. Then
-        ``ResultExpiredError`` (or ``ServerError`` when no link ever came)."""
+        ``ResultExpiredError`` (or ``ServerError`` when no link ever came). A status call or a
+        download the API fails is made again for up to ``deadline_s`` (what is left of the job's
+        deadline; None: not at all), as ``_holds`` allows."""
         if getattr(status, "result", None) is not None:
             return status.result
         url = getattr(status, "result_url", None)
         s = self.settings
+        until = None if deadline_s is None else time.monotonic() + deadline_s
         for refresh in range(s.link_refreshes + 1):
             if refresh or not url:
                 if refresh:
                     self.stats.link_refreshes += 1
                     await asyncio.sleep(min(s.backoff_max_s, s.backoff_initial_s * 2 ** (refresh - 1)))
-                status = await self.get_status(request_id)
+                status = await self._held(lambda: self.get_status(request_id), request_id, until)
                 if status.result is not None:
                     return status.result
                 url = status.result_url
                 if not url:
                     continue   # done before its result reached storage: ask again
-            text = await self._download(url)
+            text = await self._held(lambda u=url: self._download(u), request_id, until)
             if text is not None:
                 return text
         if not url:

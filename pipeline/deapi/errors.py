@@ -162,6 +162,13 @@ class ResultExpiredError(DeapiError):
     pass
 
 
+def api_failure(exc: BaseException) -> bool:
+    """A failure of the API rather than of the call: a 5xx answer or no answer at all (for a
+    submit, one that provably never left). Not an answer that makes no sense (a result over the
+    size cap, a done job with no result): asking again would only meet it again."""
+    return isinstance(exc, TransportError) or (isinstance(exc, ServerError) and (exc.status or 0) >= 500)
+
+
 def normalize_errors(errors: Any) -> dict[str, list[str]]:
     """Both documented 422 shapes as ``{field: [messages]}``: Laravel's ``{field: [..]}`` object
     and the errors page's ``[{"field": .., "messages": [..]}]`` list (deapi-api.md §4.2)."""

@@ -27,6 +27,7 @@ next run takes them again as if this one had not reached them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -89,6 +90,7 @@ class OutageBreaker:
     _suspects: list[Suspect] = field(default_factory=list)
     _dropped: int = 0                      # suspects ever dropped from the list's front (their failures stand)
     _answered: bool = False                # the API has answered once: only then can it go away mid-run
+    _next: asyncio.Event | None = None     # set at the next answer, or by wake(): uploads waiting to resend
 
     @property
     def open(self) -> bool:
@@ -112,6 +114,7 @@ class OutageBreaker:
         keys = (ANY, endpoint) if endpoint in OWN_STREAK else (ANY,)
         if exc is None:
             self._answered = True
+            self.wake()
             if not self.open and any([self._streaks.pop(key, None) for key in keys]):
                 self._forget_old_suspects()
             return
@@ -126,6 +129,28 @@ class OutageBreaker:
             if (not self.open and self.failures_to_trip and run.count >= self.failures_to_trip
                     and now - run.first >= self.min_s):
                 self._trip(run, now, "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls"))
+
+    async def next_answer(self, timeout_s: float) -> None:
+        """Return once some API call is answered, ``wake()`` is called (the run stops
+        submitting), or ``timeout_s`` has passed; whichever comes first.
+
+        Why: an upload the API failed after its retries made no job, and a 5xx alone cannot
+        tell a page the API chokes on from an API down for a minute. Waiting here for the API
+        to answer something, then sending it once more (``FileProcessor._page_in_slot``), rides
+        the outage without a strike and still strikes the page that fails again while the API
+        answers the others."""
+        if self._next is None:
+            self._next = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._next.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    def wake(self) -> None:
+        """Ends every ``next_answer`` wait now."""
+        if self._next is not None:
+            self._next.set()
+            self._next = None
 
     def _trip(self, run: _Streak, now: float, what: str) -> None:
         self.reason = (f"the API went away mid-run: {run.count} {what} in a row failed over "

@@ -107,7 +107,7 @@ class ApiPort(Protocol):  # what this module needs of the deAPI client
     async def submit_ocr(self, data: bytes, filename: str, content_type: str, **kw: Any) -> str: ...
     async def wait_for_job(self, request_id: str, deadline_s: float) -> Any: ...
     async def get_status(self, request_id: str) -> Any: ...
-    async def fetch_result(self, request_id: str, status: Any) -> str: ...
+    async def fetch_result(self, request_id: str, status: Any, deadline_s: float | None = None) -> str: ...
 
 
 @dataclass
@@ -177,6 +177,13 @@ class RunContext:
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:
             self.submissions_closed = reason
+        if self.outage is not None:   # uploads waiting to be resent give up now (outage.next_answer)
+            self.outage.wake()
+
+    def stopping(self) -> bool:
+        """The run is ending (a signal, the outage breaker, max_runtime_s, a full disk, or a
+        fatal error): in-flight jobs get the grace; a cap or a daily limit only stops submits."""
+        return self.stop_flag() or self.fatal is not None
 
 
 def settings_fingerprint(config: Config) -> str:
@@ -639,7 +646,7 @@ class FileProcessor:
             ctx.possible_duplicates += 1
             ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
-        unknown_retry_used = False
+        unknown_retry_used = api_resent = False
         cost = await self._quote(page)
         while True:
             if ctx.submissions_closed or ctx.fatal:
@@ -695,6 +702,15 @@ class FileProcessor:
                     raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
+                if (not api_resent and api_errors.api_failure(exc) and ctx.outage is not None
+                        and not (ctx.submissions_closed or ctx.fatal)):
+                    # The API failed the upload after its retries (nothing paid): sent once more
+                    # when it answers another call (or after outage_min_s), so an outage shorter
+                    # than the breaker's strikes nobody; a page that fails again while the API
+                    # answers the others takes its strike. A stop meanwhile: the loop's top.
+                    api_resent = True
+                    await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
+                    continue
                 raise self._classify(exc) from None
             if ctx.budget is not None:
                 ctx.budget.commit(cost)
@@ -759,10 +775,11 @@ class FileProcessor:
                         status = _InlineStatus(None, event.result_url)
                 elif event is not None and event.event == "job.failed":
                     status = None  # polling confirms the failure (the webhook is a hint)
+            job_s, waited = ctx.config.timeouts.job_s, time.monotonic()
             if status is None:
-                status = await ctx.api.wait_for_job(request_id, ctx.config.timeouts.job_s)
+                status = await ctx.api.wait_for_job(request_id, job_s)
             crashpoint("after_poll")
-            text = await ctx.api.fetch_result(request_id, status)
+            text = await ctx.api.fetch_result(request_id, status, deadline_s=job_s - (time.monotonic() - waited))
         except api_errors.NotFoundError:
             raise
         except api_errors.JobFailedError as exc:
@@ -771,6 +788,11 @@ class FileProcessor:
         except api_errors.DeapiError as exc:
             # Timeouts, expired links, transport errors: the request id stays recorded, so the
             # next run re-attaches to the job instead of paying for it again.
+            if api_side(exc) and ctx.stopping():
+                # the client held this paid job through the API's failures until the stop came:
+                # parked as the grace would park it, no strike (a breaker's stop forgives it too)
+                raise StopSubmitting(f"the run is stopping and the API did not answer job {request_id}: "
+                                     f"{exc.reason}") from None
             raise self._classify(exc) from None
         structured = None
         if ctx.config.api.format == "json":

@@ -176,7 +176,8 @@ class Runner:
                                        on_trip=lambda reason, suspects: self._api_gone(reason, suspects, state))
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
-                                on_overload=getattr(slots, "on_overload", None), on_outcome=outage.observe))
+                                on_overload=getattr(slots, "on_overload", None), on_outcome=outage.observe,
+                                hold=lambda: self._ctx is None or not self._ctx.stopping()))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
                 stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
                 self._ctx = ctx = RunContext(
@@ -433,7 +434,7 @@ class Runner:
 
     async def _worker(self, feed: ScanFeed, processor: FileProcessor, ctx: RunContext,
                       progress: Progress) -> None:
-        while not self._stopping(ctx):
+        while not ctx.stopping():
             item = await feed.get()
             if item is None:
                 return
@@ -445,7 +446,7 @@ class Runner:
                     self.say(f"pipeline: {file_line(item.rel, 'scan problem', item.code, item.reason)}")
                 continue
             self.stats.seen += 1
-            if self._stopping(ctx):  # taken just as the stop came: it waits for the next run
+            if ctx.stopping():  # taken just as the stop came: it waits for the next run
                 self.stats.add(Outcome.DEFERRED)
                 return
             try:
@@ -515,9 +516,6 @@ class Runner:
     def _say_cannot_write(self, why: str) -> None:
         self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
                  f"({ExitCode.CONFIG_ERROR.name})")
-
-    def _stopping(self, ctx: RunContext) -> bool:
-        return self._stop_event.is_set() or ctx.fatal is not None
 
     def request_stop(self, reason: str, ctx: RunContext | None) -> None:
         if self.stop_reason is None:
