@@ -108,13 +108,15 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
     if flat is not im:
         flat.close()
     try:
-        small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
+        side = profile.ANALYSIS_SIDE     # the line shapes are measured where the profile was
+        small = profile.reduce_gray(big, side)
         mask = profile.ink_mask(small)   # one mask for the profile and the fast check
         lie = profile.line_lie(small, mask)
         if lie.ink_points < profile.MIN_INK_POINTS and max(big.size) >= SMALL_TYPE_SIDE:
             # very small type fades to a light grey at 1000 px (no ink by Otsu's contrast) or to
             # a few specks: the page OSD reads, 1.6 times finer, resolves its strokes
             small.close()
+            side = OSD_SIDE
             small = big.copy()
             mask = profile.ink_mask(small)
             lie = profile.line_lie(small, mask)
@@ -142,7 +144,9 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
             conf = found and round(found.confidence, 2)
             if found is not None and found.confidence >= STRONG_CONFIDENCE:
                 return Straightening(skew, found.turn, conf)
-            level_small = profile.reduce_gray(level, profile.ANALYSIS_SIDE)
+            # at the side the profile found the print (not at 1000 px where it had faded: the
+            # line shapes of that grey were a few specks, and agreed with a wrong turn of OSD's)
+            level_small = profile.reduce_gray(level, side)
             if (found is None or not found.turn) and clear and lie.across:
                 ratio, lines = _turned_ratio(level_small, 0)
                 if ratio >= AGREE_RATIO and lines >= MIN_RATIO_LINES:   # OSD and the shapes: upright
