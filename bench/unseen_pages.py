@@ -12,8 +12,8 @@ shadow), and runs the decision on each page and on its turned and skewed version
 
 Scripts and hands beyond those (Chinese and Japanese across and in vertical columns, Korean,
 Devanagari, Thai, Ethiopic, Fraktur, a handwriting-like hand, a page of mixed scripts) are drawn
-in Debian font packages beyond the CI's (``EXTRA_FONTS``); a class whose font is missing is
-skipped, its row naming the package.
+in Debian font packages beyond the CI's (``EXTRA_FONTS``; CI installs fonts-wqy-microhei only,
+for a Korean test); a class whose font is missing is skipped, its row naming the package.
 
 ``python -m bench.unseen_pages [--per-class N] [--classes ...] [--write DIR]`` prints one JSON
 line: per class, upright pages moved, turned versions right/left/wrong, skewed right/left/wrong,
