@@ -21,7 +21,8 @@ The decision, cheapest first:
 5. otherwise OSD is unsure (charts, sparse tables, pages that are mostly pictures): a few crops
    are read by Tesseract in the four quarter turns (``pipeline.ocr.readturn``) and the turn read
    with clearly the best confidence is taken; when the reading says nothing clear, OSD's turn
-   at ``ROTATE_MIN_CONFIDENCE`` or above, checked against the line shapes; else nothing.
+   at ``ROTATE_MIN_CONFIDENCE`` or above, checked against the line shapes where they mean
+   something (a script OSD names with ascenders: ``ASCENDER_SCRIPTS``); else nothing.
 
 The result is applied as two recorded transforms, ``deskew:A`` (degrees counter-clockwise
 about the centre, on a canvas of the page's size, white in the corners) then ``turn:Q`` (a
@@ -66,6 +67,13 @@ STRONG_CONFIDENCE = 10.0
 #: below it, the ascender ratio of the turned page must reach this, on at least so many lines
 AGREE_RATIO = 1.2
 MIN_RATIO_LINES = 5
+#: and, short of ``UPRIGHT_RATIO``, the crops must read this many points better in OSD's turn
+#: than in the opposite one (``pipeline.ocr.readturn``)
+READ_MARGIN = 10.0
+#: the scripts OSD names whose letters rise above the x-height more than they hang below it, so
+#: that the line shapes can check OSD's turn (Latin pages are also named Cyrillic, even Tamil, by
+#: OSD's guess on charts and tables; a page named otherwise below ``STRONG_CONFIDENCE`` is left)
+ASCENDER_SCRIPTS = frozenset({"Latin", "Cyrillic", "Greek", "Fraktur"})
 #: the fast check: ascender ratio and line count that say "upright" without asking OSD
 UPRIGHT_RATIO = 2.0
 UPRIGHT_MIN_LINES = 15
@@ -108,13 +116,15 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
     if flat is not im:
         flat.close()
     try:
-        small = profile.reduce_gray(big, profile.ANALYSIS_SIDE)
+        side = profile.ANALYSIS_SIDE     # the line shapes are measured where the profile was
+        small = profile.reduce_gray(big, side)
         mask = profile.ink_mask(small)   # one mask for the profile and the fast check
         lie = profile.line_lie(small, mask)
         if lie.ink_points < profile.MIN_INK_POINTS and max(big.size) >= SMALL_TYPE_SIDE:
             # very small type fades to a light grey at 1000 px (no ink by Otsu's contrast) or to
             # a few specks: the page OSD reads, 1.6 times finer, resolves its strokes
             small.close()
+            side = OSD_SIDE
             small = big.copy()
             mask = profile.ink_mask(small)
             lie = profile.line_lie(small, mask)
@@ -142,17 +152,20 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
             conf = found and round(found.confidence, 2)
             if found is not None and found.confidence >= STRONG_CONFIDENCE:
                 return Straightening(skew, found.turn, conf)
-            level_small = profile.reduce_gray(level, profile.ANALYSIS_SIDE)
+            # at the side the profile found the print (not at 1000 px where it had faded: the
+            # line shapes of that grey were a few specks, and agreed with a wrong turn of OSD's)
+            level_small = profile.reduce_gray(level, side)
             if (found is None or not found.turn) and clear and lie.across:
                 ratio, lines = _turned_ratio(level_small, 0)
                 if ratio >= AGREE_RATIO and lines >= MIN_RATIO_LINES:   # OSD and the shapes: upright
                     return Straightening(skew, 0, conf)
-            read = readturn.detect(level)
+            reading = readturn.scores(level)
+            read = readturn.clear_turn(reading)
             if read is not None:
                 return Straightening(skew, read, conf, True)
             if found is None or found.confidence < ROTATE_MIN_CONFIDENCE or not found.turn:
                 return Straightening(skew, 0, conf, True)
-            return Straightening(skew, _checked_turn(found.turn, level_small, found.confidence), conf, True)
+            return Straightening(skew, _checked_turn(found, level_small, reading), conf, True)
         finally:
             if level is not big:
                 level.close()
@@ -160,22 +173,27 @@ def measure(im: Image.Image, rotate_pages: str = "auto", deskew: str = "auto") -
         big.close()
 
 
-def _checked_turn(turn: int, level_small: Image.Image, confidence: float) -> int:
-    """OSD's turn, checked against the line shapes: once turned, the page should have more ink
-    above its lines' x-height than below. At ``STRONG_CONFIDENCE`` OSD is taken as it is (the
-    shapes mislead on charts and 17th-century type); below it OSD must agree with the shapes.
-    OSD often finds the axis but not the direction of a sideways page: then the opposite turn
-    is taken if the shapes say so clearly, and otherwise the page is left as it is."""
-    if confidence >= STRONG_CONFIDENCE:
-        return turn
-    ratio, lines = _turned_ratio(level_small, turn)
-    if ratio >= AGREE_RATIO and lines >= MIN_RATIO_LINES:
-        return turn
-    opposite = (turn + 180) % 360
-    ratio, lines = _turned_ratio(level_small, opposite)
-    if ratio >= UPRIGHT_RATIO and lines >= MIN_RATIO_LINES:
-        return opposite
-    return 0
+def _checked_turn(found: osd.Orientation, level_small: Image.Image,
+                  reading: dict[int, tuple[float, int]]) -> int:
+    """OSD's turn below ``STRONG_CONFIDENCE``, checked against the line shapes: once turned, the
+    page should have more ink above its lines' x-height than below. The shapes are a Latin cue:
+    they are asked only of a page OSD finds in a script of ascenders and descenders
+    (``ASCENDER_SCRIPTS``; Hangul and Ethiopic carry more ink below the middle of a line than
+    above, and their shapes agreed with OSD's wrong turns: an upright Ethiopic page turned upside
+    down at 2.8, Korean pages turned the wrong way round), and they never choose a turn
+    themselves (taking the opposite of OSD's turn when they said so turned those Korean pages).
+    Shapes that agree only weakly (``AGREE_RATIO`` to ``UPRIGHT_RATIO``: a few lines of lowercase
+    words, but also an Ethiopic page OSD named Cyrillic) must have the four-way reading on their
+    side too: the turn read ``READ_MARGIN`` points better than its opposite, as Latin text was
+    where it came to this step (28-36 points) and a script ``eng`` cannot read is not (0-8)."""
+    ratio, lines = _turned_ratio(level_small, found.turn)
+    if found.script not in ASCENDER_SCRIPTS or ratio < AGREE_RATIO or lines < MIN_RATIO_LINES:
+        return 0
+    if ratio >= UPRIGHT_RATIO:
+        return found.turn
+    turn_read = reading.get(found.turn, (0.0, 0))[0]
+    opposite_read = reading.get((found.turn + 180) % 360, (0.0, 0))[0]
+    return found.turn if turn_read - opposite_read >= READ_MARGIN else 0
 
 
 def _turned_ratio(im: Image.Image, turn: int) -> tuple[float, int]:

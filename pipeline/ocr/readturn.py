@@ -100,7 +100,11 @@ def scores(page: Image.Image) -> dict[int, tuple[float, int]]:
 def detect(page: Image.Image) -> int | None:
     """The quarter turn that puts a levelled grayscale page upright, or None when the reading
     does not say so clearly."""
-    found = scores(page)
+    return clear_turn(scores(page))
+
+
+def clear_turn(found: dict[int, tuple[float, int]]) -> int | None:
+    """The turn ``scores`` read clearly best (``MIN_CONFIDENCE``, ``MIN_MARGIN``, ``MIN_CHARS``)."""
     if not found:
         return None
     ranked = sorted(found.items(), key=lambda kv: kv[1][0], reverse=True)
