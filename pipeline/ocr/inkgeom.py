@@ -28,6 +28,7 @@ from statistics import median
 import numpy as np
 from PIL import Image
 
+from . import tess
 from .layout import reading_order
 
 Box = tuple[int, int, int, int]
@@ -225,7 +226,7 @@ def tesseract_lines(image: Image.Image, api=None, max_side: int = LAYOUT_MAX_SID
 
     A page of more pixels than ``analysis_factor`` allows is analysed scaled down (an A4 page at 300 dpi at about
     220 dpi: about half the CPU time, word boxes within a pixel or two) and the boxes scaled back."""
-    import tesserocr
+    tesserocr = tess.tesserocr()
 
     from .languages import resolve_tesseract
     own = api is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from pipeline.ocr import tess
 from pipeline.ocr.languages import tesseract_data
 
 log = logging.getLogger("pipeline.ocr.osd")
@@ -43,7 +44,7 @@ def thread_api(name: str, psm: str, missing: str | None = None):
     key = f"api:{name}:{psm}"
     api = getattr(_local, key, None)
     if api is None:
-        import tesserocr
+        tesserocr = tess.tesserocr()
 
         folder = next((f for f, names in tesseract_data() if name in names), None)
         if folder is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from pipeline.ocr import tess
 from pipeline.ocr.osd import thread_api
 
 GRID = 5
@@ -70,7 +71,7 @@ def scores(page: Image.Image) -> dict[int, tuple[float, int]]:
     api = _api()
     if not api:
         return {}
-    import tesserocr
+    tesserocr = tess.tesserocr()
 
     level = tesserocr.RIL.WORD
     total = {q: [0.0, 0] for q in (0, 90, 180, 270)}

@@ -21,6 +21,7 @@ from statistics import median
 
 from PIL import Image
 
+from . import tess
 from .inkgeom import LAYOUT_MAX_SIDE, Box, _scaled, analysis_factor
 
 
@@ -43,7 +44,7 @@ def tesseract_words(image: Image.Image, language: str | None = "en", max_side: i
     ``first_line``. ``language``: the answer's (``api.language``), read with its Tesseract data
     when installed, else with English: the answer's text is the truth here, the reading only
     has to say which box holds a word, and a hosted model reads languages we have no data for."""
-    import tesserocr
+    tesserocr = tess.tesserocr()
 
     from .languages import LanguageError, resolve_tesseract
     try:
@@ -112,7 +113,7 @@ _APIS: dict[tuple[str, str], object] = {}
 def _api(path: str, lang: str):
     """One Tesseract per language in this process, kept: loading the model costs about 0.07
     CPU-second, a tenth of reading a page (a geometry worker reads one page at a time)."""
-    import tesserocr
+    tesserocr = tess.tesserocr()
 
     key = (path, lang)
     if key not in _APIS:

@@ -30,6 +30,7 @@ from collections import OrderedDict
 
 from PIL import Image
 
+from . import tess
 from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data
 
 from .base import Engine, EngineError, OcrBlock, OcrLine, OcrPage, OcrWord
@@ -56,7 +57,7 @@ class TesseractEngine(Engine):
     name = "tesseract"
 
     def __init__(self) -> None:
-        import tesserocr
+        tesserocr = tess.tesserocr()
 
         self._tesserocr = tesserocr
         self._data = tesseract_data()
