@@ -98,14 +98,9 @@ def scores(page: Image.Image) -> dict[int, tuple[float, int]]:
     return {q: (s / n if n else 0.0, n) for q, (s, n) in total.items()}
 
 
-def detect(page: Image.Image) -> int | None:
-    """The quarter turn that puts a levelled grayscale page upright, or None when the reading
-    does not say so clearly."""
-    return clear_turn(scores(page))
-
-
 def clear_turn(found: dict[int, tuple[float, int]]) -> int | None:
-    """The turn ``scores`` read clearly best (``MIN_CONFIDENCE``, ``MIN_MARGIN``, ``MIN_CHARS``)."""
+    """The quarter turn that puts the page ``scores`` read upright, when it read clearly best
+    (``MIN_CONFIDENCE``, ``MIN_MARGIN``, ``MIN_CHARS``); else None."""
     if not found:
         return None
     ranked = sorted(found.items(), key=lambda kv: kv[1][0], reverse=True)

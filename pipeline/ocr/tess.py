@@ -13,17 +13,14 @@ Imported lazily by every caller, so that start-up loads no Tesseract.
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 
-_loaded: ModuleType | None = None
 
-
+@functools.cache
 def tesserocr() -> ModuleType:
     """The ``tesserocr`` module, Leptonica's messages off in this process (once)."""
-    global _loaded
-    if _loaded is None:
-        import tesserocr as module
+    import tesserocr as module
 
-        module.set_leptonica_log_level(module.LeptLogLevel.NONE)
-        _loaded = module
-    return _loaded
+    module.set_leptonica_log_level(module.LeptLogLevel.NONE)
+    return module

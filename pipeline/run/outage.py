@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pipeline.deapi import errors as api_errors
+from pipeline.run.state import StateStore
 
 ANY = "*"   # the streak over every call, whatever its endpoint
 # the endpoints with a streak of their own: a failure there fails the file (a price quote that
@@ -44,6 +45,12 @@ CALLS_OF = {"download": "result downloads"}   # the stop reason's words for an e
 NOT_COUNTED = "not counted as a failed run: the API went away mid-run"
 
 API_SIDE = (api_errors.TransportError, api_errors.ServerError, api_errors.SubmitOutcomeUnknown)
+
+
+def forgive(state: StateStore, rel: str, reason: str, failures: int | None = None) -> None:
+    """``rel``'s failure taken back: ``pending``, no strike, its error saying why (``status``
+    counts such files by ``NOT_COUNTED``)."""
+    state.forgive_failure(rel, f"{NOT_COUNTED}: {reason}", failures)
 
 
 def api_side(exc: BaseException) -> bool:

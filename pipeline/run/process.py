@@ -51,7 +51,7 @@ from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf,
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
 from pipeline.run.state import StateStore
-from pipeline.run.outage import NOT_COUNTED, api_side
+from pipeline.run.outage import api_side, forgive
 from pipeline.run.strips import StripReader, StripStats
 
 
@@ -443,7 +443,7 @@ class FileProcessor:
         state, outage = self.ctx.state, self.ctx.outage
         if failure.api_side and outage is not None:
             if outage.open:   # the API is gone: no strike, the next run takes the file again
-                state.forgive_failure(entry.rel, f"{NOT_COUNTED}: {failure.reason}")
+                forgive(state, entry.rel, failure.reason)
                 return Outcome.DEFERRED
             rec = state.get_file(entry.rel)
             outage.file_failed(entry.rel, rec.failures if rec else 0, failure.reason)

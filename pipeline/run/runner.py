@@ -36,7 +36,7 @@ from pipeline.run.folder_mets import write_folder_mets
 from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
-from pipeline.run.outage import NOT_COUNTED, OutageBreaker, Suspect
+from pipeline.run.outage import OutageBreaker, Suspect, forgive
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -499,7 +499,7 @@ class Runner:
         counted failed in this run's tally, and now wait for the next run instead."""
         self.outage = reason
         for s in suspects:
-            state.forgive_failure(s.rel, f"{NOT_COUNTED}: {s.reason}", s.failures)
+            forgive(state, s.rel, s.reason, s.failures)
         if suspects:
             self.stats.outcomes[Outcome.FAILED] -= len(suspects)
             self.stats.outcomes[Outcome.DEFERRED] += len(suspects)

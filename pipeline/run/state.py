@@ -215,13 +215,15 @@ class StateStore:
     # -- files --------------------------------------------------------------------------------
 
     def get_file(self, rel: str) -> FileRecord | None:
-        if threading.get_ident() != self._owner:   # another thread: the database itself
-            row = self._db.execute("SELECT * FROM files WHERE rel=?", (rel,)).fetchone()
-            return _file(row) if row else None
-        ahead = self._ahead
-        if ahead is None or not ahead.covers(rel):
-            self._ahead = ahead = _ReadAhead.read(self._db, rel)
-        return ahead.get(self._db, rel)
+        if threading.get_ident() == self._owner:   # another thread asks the database itself
+            ahead = self._ahead
+            if ahead is None or not ahead.covers(rel):
+                self._ahead = ahead = _ReadAhead.read(self._db, rel)
+            if rel not in ahead.stale:   # else written since it was read: asked again
+                row = ahead.rows.get(rel)
+                return _file(row) if row else None
+        row = self._db.execute("SELECT * FROM files WHERE rel=?", (rel,)).fetchone()
+        return _file(row) if row else None
 
     def _changed(self, rel: str) -> None:
         """A file's row was written: its record read ahead, if any, is asked of the database again."""
@@ -546,13 +548,6 @@ class _ReadAhead:
     def forget(self, rel: str) -> None:
         if self.covers(rel):
             self.stale.add(rel)
-
-    def get(self, db: sqlite3.Connection, rel: str) -> FileRecord | None:
-        if rel in self.stale:
-            row = db.execute("SELECT * FROM files WHERE rel=?", (rel,)).fetchone()
-        else:
-            row = self.rows.get(rel)
-        return _file(row) if row else None
 
 
 def _file(row: sqlite3.Row) -> FileRecord:
