@@ -71,8 +71,15 @@ async def test_an_api_gone_mid_run_exits_6_counts_no_file_failed_and_the_rerun_p
     code, report, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE, out
     assert "went away mid-run" in report["stop_reason"] and "went away mid-run" in out
-    # bounded: the streak that opened the breaker, plus calls already under way (4 jobs in flight)
-    assert server.counters.server_errors <= 8 + 4
+    # bounded: the streak that opened the breaker, plus calls already under way (4 jobs in flight);
+    # a streak of failed uploads first sends a test page (refused as well here), and while it is
+    # out each slot may still fail an upload and its one resend
+    outage = report["api_calls"]["outage"]
+    assert outage["probes_taken"] == 0
+    # (a test page only when every failure of the streak was an upload's: always with uploads
+    # alone failing, by chance when everything fails)
+    assert outage["probes"] == 1 if gateway == "uploads" else outage["probes"] <= 1
+    assert server.counters.server_errors <= 8 + 4 + outage["probes"] * (1 + 2 * 4)
     rows = file_rows(tmp_path)
     assert not [r.rel for r in rows if r.state in FAILED_STATES]   # max_transient_runs=1: would be quarantined
     assert all(r.failures == 0 for r in rows)
@@ -205,6 +212,56 @@ async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_t
     assert server.counters.jobs_created == len(names)   # a 5xx answer made no job: paid once
 
 
+def red_marked_png(path, seed: int):
+    """A page the server's ``poison_red`` fault chokes on (500 to every upload of it)."""
+    distinct_png(path, seed, (120, 80))
+    from PIL import Image, ImageDraw
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    ImageDraw.Draw(im).rectangle((0, 0, 30, 30), fill=(255, 0, 0))
+    im.save(path)
+
+
+@pytest.mark.parametrize("api", ["up", "gone"])
+async def test_a_block_of_pages_the_api_chokes_on_is_told_from_an_outage_by_a_test_page(tmp_path, server, api):
+    # 12 pages the API answers 500 to, first in walk order, fill every job slot: every upload
+    # fails and nothing else is answered. Before, that was taken for an outage every time (exit 6,
+    # the pages forgiven), so a nightly run stopped at the same place each night and never
+    # reached the 8 good pages after them. A test page now tells the two apart.
+    bad = [f"a_bad/p{i:02d}.png" for i in range(12)]
+    good = [f"b_good/p{i:02d}.png" for i in range(8)]
+    for i, rel in enumerate(bad):
+        red_marked_png(tmp_path / "in" / rel, i)
+    for i, rel in enumerate(good):
+        distinct_png(tmp_path / "in" / rel, 100 + i, (120, 80))
+    server.faults.poison_red = True
+    server.faults.endpoints = ("submit",)
+    if api == "gone":   # ... and an API whose uploads all fail once the bad pages are met
+        server.faults.http_5xx = Script(script="." * 0, then_fail=True)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=4,
+                       retries__outage_min_s=0, retries__max_transient_runs=1, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    outage = report["api_calls"]["outage"]
+    rows = {r.rel: r for r in file_rows(tmp_path)}
+    if api == "gone":   # the test page failed too: an outage, as before, and nobody struck
+        assert code == ExitCode.API_UNREACHABLE, out
+        assert outage["probes"] == 1 and outage["probes_taken"] == 0, outage
+        assert server.counters.jobs_created == 0
+        assert all(r.failures == 0 and r.state not in FAILED_STATES for r in rows.values()), out
+        return
+    assert code == ExitCode.FILES_FAILED, out
+    assert outage["outage"] is None and outage["probes_taken"] == outage["probes"] >= 1, outage
+    assert {rel for rel, r in rows.items() if r.state == "done"} == set(good)
+    failed = {rel for rel, r in rows.items() if r.state in FAILED_STATES}
+    assert failed == set(bad), out
+    assert all("500" in rows[rel].error for rel in bad), [rows[rel].error for rel in bad]
+    # the good pages once each (each done needs a job), plus the test pages the API took (paid,
+    # never polled)
+    assert server.counters.jobs_created == len(good) + outage["probes_taken"]
+    assert "the pages whose uploads failed are the API's to refuse" in out   # the log says why they count
+
+
 async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, server):
     tree(tmp_path, 6)
     server.faults.endpoints = ("submit",)
@@ -335,3 +392,43 @@ def test_an_endpoint_failing_while_others_answer_trips_on_its_own_streak_but_a_p
             b.file_failed(f"p{i}.png", 1, "the API answered 502")
     assert b.open and "3 status calls in a row failed" in trips[0][0]
     assert [(s.rel, s.failures) for s in trips[0][1]] == [("p0.png", 1), ("p1.png", 1)]
+
+
+@pytest.mark.parametrize("verdict", ["taken", "refused"])
+async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_opens(verdict):
+    now = [0.0]
+    trips = []
+    down = E.ServerError("the API answered 502", status=502)
+    sent = asyncio.Event()
+
+    async def test_page() -> bool:   # as RunProbe: its upload's outcome goes through observe
+        await sent.wait()
+        b.observe(None if verdict == "taken" else down, "submit")
+        return verdict == "taken"
+
+    b = OutageBreaker(3, 60.0, on_trip=lambda reason, suspects: trips.append(suspects),
+                      clock=lambda: now[0], probe=test_page)
+    b.observe(None, "models")
+    for _ in range(4):
+        b.observe(down, "submit")
+        now[0] += 30.0
+    b.file_failed("a.png", 0, "502")
+    assert b.probes == 1 and not b.open       # the count and the window are met: the test page first
+    b.observe(down, "submit")                 # more failed uploads while it is out decide nothing
+    assert b.probes == 1 and not b.open
+    waiting = asyncio.create_task(b.next_answer(0))   # an upload to be sent once more waits for its verdict
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    sent.set()
+    await asyncio.wait_for(waiting, 5)
+    if verdict == "refused":                  # the API is gone: open, and a.png's strike given back
+        assert b.open and [[s.rel for s in t] for t in trips] == [["a.png"]]
+        return
+    assert not b.open and b.streak == 0 and b.probes_taken == 1
+    now[0] += 59.0                            # within outage_min_s of it, a failed upload waits for nothing
+    await asyncio.wait_for(b.next_answer(1000), 5)
+    for _ in range(4):                        # a new streak of failed uploads: a test page of its own
+        b.observe(down, "submit")
+        now[0] += 30.0
+    assert b.probes == 2
+    b.close()

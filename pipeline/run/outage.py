@@ -19,6 +19,11 @@ refuses (its 5xx) while other calls succeed breaks no streak's rule: the success
 reset it, and that file's failure counts as today. A brief blip (a few 5xx, then success) is
 absorbed by the client's retries or ends the streak short of the threshold.
 
+A streak whose every failure was an upload can also be a block of pages the API chokes on,
+filling every job slot: before opening on it, one test page is uploaded (``RunProbe``,
+``pipeline/run/probe.py``); taken, the streak ends and the pages take their strikes; not taken,
+the breaker opens.
+
 What opening does: the run stops as for a signal (no new files, in-flight jobs polled for
 ``shutdown_grace_s``, request ids kept), and files whose attempt failed on the API during the
 streak, or after it opened, are put back to ``pending`` without a strike (``forgive``): the
@@ -30,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from pipeline.deapi import errors as api_errors
 from pipeline.run.state import StateStore
@@ -72,6 +77,7 @@ class _Streak:
     count: int = 0
     first: float | None = None     # when its first failure ended
     since: int = 0                 # the file failures recorded before it began (later ones are its suspects)
+    probed: bool = False           # a test page was sent for it: its next verdict is final
 
 
 @dataclass
@@ -98,6 +104,14 @@ class OutageBreaker:
     _dropped: int = 0                      # suspects ever dropped from the list's front (their failures stand)
     _answered: bool = False                # the API has answered once: only then can it go away mid-run
     _next: asyncio.Event | None = None     # set at the next answer, or by wake(): uploads waiting to resend
+    # Sends one page the API must take (``RunProbe``); True when the API answered it. None: no probe,
+    # a streak of failed uploads opens the breaker as it is.
+    probe: Callable[[], Awaitable[bool]] | None = None
+    probes: int = 0                        # test pages sent (each a paid job when taken)
+    probes_taken: int = 0                  # ... that the API took while the streak's uploads failed
+    taken_size: tuple[int, int] | None = None   # the last page the API took this run: the test page's size
+    _probing: asyncio.Task | None = None
+    _taken_at: float | None = None         # when the API last took a test page
 
     @property
     def open(self) -> bool:
@@ -133,9 +147,56 @@ class OutageBreaker:
                 run = self._streaks[key] = _Streak(first=now, since=self._dropped + len(self._suspects))
             run.count += 1
             self.longest = max(self.longest, run.count)
+        for key in keys:
+            run = self._streaks[key]
             if (not self.open and self.failures_to_trip and run.count >= self.failures_to_trip
                     and now - run.first >= self.min_s):
-                self._trip(run, now, "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls"))
+                what = "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls")
+                if self._probing is not None:
+                    continue   # a test page is out: its answer decides
+                uploads = self._streaks.get("submit")
+                if (uploads is not None and uploads.count >= run.count and not uploads.probed
+                        and self._send_probe(uploads)):
+                    continue   # every failure of the streak was an upload's: first, a test page
+                self._trip(run, now, what)
+
+    def _send_probe(self, uploads: _Streak) -> bool:
+        """Asks the API to take a test page before opening on a streak of failed uploads, the
+        case a block of pages it chokes on looks like an outage (see ``RunProbe``); False when
+        there is no probe (or no loop to send it from)."""
+        if self.probe is None:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        uploads.probed = True   # one test page a streak of failed uploads: the next verdict is final
+        self.probes += 1
+        self._probing = loop.create_task(self._await_probe(uploads))
+        return True
+
+    async def _await_probe(self, uploads: _Streak) -> None:
+        """The test page's verdict. Taken: the API is there (its answer, seen by ``observe``,
+        ended the streaks and woke the uploads waiting to resend: the pages that fail again take
+        their strike). Not taken: the API is gone, and the breaker opens as it would have."""
+        try:
+            taken = await self.probe()
+        except Exception:   # a bug of the probe's own must not hide an outage
+            taken = False
+        finally:
+            self._probing = None
+        if taken:
+            self.probes_taken += 1
+            self._taken_at = self.clock()
+            self.wake()
+        elif not self.open and self._streaks.get("submit") is uploads:
+            self._trip(uploads, self.clock(), CALLS_OF.get("submit", "submit calls"))
+
+    def close(self) -> None:
+        """The run is over: a test page still out is not waited for."""
+        if self._probing is not None:
+            self._probing.cancel()
+            self._probing = None
 
     async def next_answer(self, timeout_s: float) -> None:
         """Return once some API call is answered, ``wake()`` is called (the run stops
@@ -145,13 +206,19 @@ class OutageBreaker:
         tell a page the API chokes on from an API down for a minute. Waiting here for the API
         to answer something, then sending it once more (``FileProcessor._page_in_slot``), rides
         the outage without a strike and still strikes the page that fails again while the API
-        answers the others."""
+        answers the others. Within ``min_s`` of a test page the API took, there is nothing to
+        wait for: the API is there, and the uploads failing are a block of pages it chokes on
+        (sent once more at once, struck if they fail again; an outage that begins meanwhile
+        still opens the breaker at the next test page, and gives those strikes back)."""
+        if self._taken_at is not None and self.clock() - self._taken_at < self.min_s:
+            return   # the API took a test page within the window: uploads failing now are the pages'
         if self._next is None:
             self._next = asyncio.Event()
         try:
             await asyncio.wait_for(self._next.wait(), timeout_s)
         except asyncio.TimeoutError:
-            pass
+            if self._probing is not None:   # a test page is out: its verdict first (taken: send; not: the stop)
+                await asyncio.wait({self._probing})
 
     def wake(self) -> None:
         """Ends every ``next_answer`` wait now."""
@@ -185,4 +252,5 @@ class OutageBreaker:
 
     def snapshot(self) -> dict:
         return {"outage": self.reason, "longest_failure_streak": self.longest,
-                "failures_to_trip": self.failures_to_trip, "min_s": self.min_s}
+                "failures_to_trip": self.failures_to_trip, "min_s": self.min_s,
+                "probes": self.probes, "probes_taken": self.probes_taken}

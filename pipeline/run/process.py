@@ -716,6 +716,8 @@ class FileProcessor:
                 ctx.budget.commit(cost)
             state.page_submitted(key, page.page_index, request_id)
             state.set_file(entry.rel, "submitted", run_id=ctx.run_id)
+            if ctx.outage is not None:
+                ctx.outage.taken_size = (page.width, page.height)   # the breaker's test page is made so
             crashpoint("after_submit")
             stored_submits = (stored.submits if stored is not None else 0) + 1
             try:

@@ -37,6 +37,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
 from pipeline.run.outage import OutageBreaker, Suspect, forgive
+from pipeline.run.probe import RunProbe
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
@@ -187,6 +188,8 @@ class Runner:
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
                     budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer,
                     check_disk=lambda: self._check_disk(ctx), outage=outage)
+                outage.probe = RunProbe(ctx, self.say)   # a test page before a streak of failed uploads stops the run
+                stack.callback(outage.close)
                 if self.stop_reason is not None:  # a signal came while the endpoint was starting
                     ctx.close_submissions(self.stop_reason)
                 if self.config.webhook.enabled or self.config.embedded:

@@ -25,7 +25,7 @@ from aiohttp import web
 from .config import ServerConfig
 from .counters import Counters
 from pipeline.ocr.pool import EngineRunner
-from .faults import FaultConfig
+from .faults import FaultConfig, red_marked
 from .jobs import JobRunner, JobStore, decide_faults, status_body
 from .lifecycle import DONE, Job, JobEvents
 from .ledger import Ledger
@@ -278,6 +278,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
     sub, errors = validate_submit(form, st.config.allow_http_webhooks, st.config.engine)
     if sub is None:
         return validation_error(errors)
+    if st.faults.poison_red and red_marked(sub.image):   # a page the API chokes on, every time
+        st.counters.server_errors += 1
+        return gateway_error(500)
     token = request[TOKEN]
     price = st.ledger.quote(sub.width, sub.height)
     if await st.store.balance(token) + 1e-12 < price:

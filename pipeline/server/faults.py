@@ -13,9 +13,12 @@ scheduler's timing.
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from PIL import Image, ImageChops
 
 # Where injected 429/5xx may apply (``FaultConfig.endpoints``).
 FAULT_ENDPOINTS = ("submit", "status", "price", "download", "models", "balance")
@@ -81,6 +84,7 @@ class FaultConfig:
     endpoints: tuple[str, ...] = ("submit", "status")  # where http_429 / http_5xx apply
     http_5xx: FaultRule = field(default_factory=FaultRule)       # 500/502/503 with an HTML body
     retry_after_5xx: int = 0             # > 0: injected 5xx are 503s with this Retry-After (maintenance)
+    poison_red: bool = False             # an upload marked red (>= 1 % of pixels pure red) answers 500, every time
     drop_before_create: FaultRule = field(default_factory=FaultRule)  # submit: close, no job
     drop_after_create: FaultRule = field(default_factory=FaultRule)   # submit: job made, answer lost
     job_error: FaultRule = field(default_factory=FaultRule)      # job ends in status "error"
@@ -153,6 +157,22 @@ class FaultConfig:
             out[f.name] = ({"count": v.count, "rate": v.rate} if isinstance(v, FaultRule)
                            else list(v) if isinstance(v, tuple) else v)
         return out
+
+
+def red_marked(image: bytes) -> bool:
+    """The ``poison_red`` fault's mark: at least 1 % of the image's pixels pure red (R >= 200,
+    G and B <= 60), a mark that survives the client's turn, levelling and re-encoding, so a
+    test can name the pages the API chokes on from inside the image, whatever the client
+    calls them."""
+    try:
+        with Image.open(io.BytesIO(image)) as im:
+            im.thumbnail((200, 200))
+            r, g, b = (band.point(lambda v, lo=lo: 255 if (v >= 200 if lo else v <= 60) else 0)
+                       for band, lo in zip(im.convert("RGB").split(), (True, False, False)))
+            marked = ImageChops.multiply(ImageChops.multiply(r, g), b)
+            return marked.histogram()[255] * 100 >= marked.width * marked.height
+    except Exception:   # unreadable: validation already answered; not this fault's page
+        return False
 
 
 def parse_fault_option(spec: str) -> dict[str, Any]:
