@@ -394,15 +394,17 @@ def test_an_endpoint_failing_while_others_answer_trips_on_its_own_streak_but_a_p
     assert [(s.rel, s.failures) for s in trips[0][1]] == [("p0.png", 1), ("p1.png", 1)]
 
 
-@pytest.mark.parametrize("verdict", ["taken", "refused"])
+@pytest.mark.parametrize("verdict", ["taken", "refused", "not sent"])
 async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_opens(verdict):
     now = [0.0]
     trips = []
     down = E.ServerError("the API answered 502", status=502)
     sent = asyncio.Event()
 
-    async def test_page() -> bool:   # as RunProbe: its upload's outcome goes through observe
+    async def test_page() -> bool | None:   # as RunProbe: its upload's outcome goes through observe
         await sent.wait()
+        if verdict == "not sent":   # the run began to stop while it waited
+            return None
         b.observe(None if verdict == "taken" else down, "submit")
         return verdict == "taken"
 
@@ -423,6 +425,9 @@ async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_op
     await asyncio.wait_for(waiting, 5)
     if verdict == "refused":                  # the API is gone: open, and a.png's strike given back
         assert b.open and [[s.rel for s in t] for t in trips] == [["a.png"]]
+        return
+    if verdict == "not sent":                 # nothing learnt: the stop under way decides, not an outage
+        assert not b.open and not trips and b.probes_taken == 0
         return
     assert not b.open and b.streak == 0 and b.probes_taken == 1
     now[0] += 59.0                            # within outage_min_s of it, a failed upload waits for nothing

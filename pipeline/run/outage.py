@@ -104,9 +104,10 @@ class OutageBreaker:
     _dropped: int = 0                      # suspects ever dropped from the list's front (their failures stand)
     _answered: bool = False                # the API has answered once: only then can it go away mid-run
     _next: asyncio.Event | None = None     # set at the next answer, or by wake(): uploads waiting to resend
-    # Sends one page the API must take (``RunProbe``); True when the API answered it. None: no probe,
-    # a streak of failed uploads opens the breaker as it is.
-    probe: Callable[[], Awaitable[bool]] | None = None
+    # Sends one page the API must take (``RunProbe``): True when the API answered it, False when it
+    # failed it, None when it was not sent (the run stopping). None here: a streak of failed uploads
+    # opens the breaker as it is.
+    probe: Callable[[], Awaitable[bool | None]] | None = None
     probes: int = 0                        # test pages sent (each a paid job when taken)
     probes_taken: int = 0                  # ... that the API took while the streak's uploads failed
     taken_size: tuple[int, int] | None = None   # the last page the API took this run: the test page's size
@@ -185,6 +186,8 @@ class OutageBreaker:
             taken = False
         finally:
             self._probing = None
+        if taken is None:
+            return   # not sent: the run is stopping anyway, and the stop decides
         if taken:
             self.probes_taken += 1
             self._taken_at = self.clock()
@@ -214,11 +217,13 @@ class OutageBreaker:
             return   # the API took a test page within the window: uploads failing now are the pages'
         if self._next is None:
             self._next = asyncio.Event()
+        answered = asyncio.ensure_future(self._next.wait())
         try:
-            await asyncio.wait_for(self._next.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            if self._probing is not None:   # a test page is out: its verdict first (taken: send; not: the stop)
-                await asyncio.wait({self._probing})
+            done, _ = await asyncio.wait({answered}, timeout=timeout_s)
+            if not done and self._probing is not None:   # a test page is out: its verdict first
+                await asyncio.wait({answered, self._probing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
 
     def wake(self) -> None:
         """Ends every ``next_answer`` wait now."""

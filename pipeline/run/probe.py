@@ -58,10 +58,20 @@ class RunProbe:
     ctx: "RunContext"
     say: Callable[[str], None] = lambda message: None
 
-    async def __call__(self) -> bool:
+    async def __call__(self) -> bool | None:
+        """True: the API took the test page; False: it failed it (or the budget would not pay for
+        it: the breaker opens as before); None: not sent, the run is stopping."""
         ctx = self.ctx
-        if ctx.stopping() or ctx.submissions_closed or ctx.fatal:
-            return False   # no more uploads this run: the breaker opens as before
+
+        def closed() -> bool:
+            return bool(ctx.stopping() or ctx.submissions_closed or ctx.fatal)
+
+        def before_send(attempt: int) -> None:   # a stop while it waited for the rate limiter
+            if closed():
+                raise api_errors.SubmissionsShut("not sent: the run is stopping")
+
+        if closed():
+            return None
         width, height = (ctx.outage.taken_size if ctx.outage is not None else None) or self._default_size()
         data = test_page(width, height)
         cost = None
@@ -79,7 +89,8 @@ class RunProbe:
         try:
             await ctx.api.submit_ocr(data, "outage-test-page.png", "image/png", model=api.model,
                                      language=api.language, format=api.format,
-                                     return_result_in_response=api.return_result_in_response)
+                                     return_result_in_response=api.return_result_in_response,
+                                     before_send=before_send)
         except api_errors.SubmitOutcomeUnknown:
             if ctx.budget is not None:
                 ctx.budget.commit(cost)   # the job may exist and be charged
@@ -87,6 +98,8 @@ class RunProbe:
         except api_errors.DeapiError as exc:
             if ctx.budget is not None:
                 ctx.budget.release(cost)
+            if getattr(exc, "status", None) is None and closed():
+                return None
             # an answer that is not a 5xx (a 4xx, a 429) is the API there and speaking
             return getattr(exc, "status", None) is not None and not api_errors.api_failure(exc)
         except BaseException:
