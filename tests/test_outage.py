@@ -212,6 +212,30 @@ async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_t
     assert server.counters.jobs_created == len(names)   # a 5xx answer made no job: paid once
 
 
+async def test_an_upload_the_api_fails_as_the_run_stops_waits_unstruck_for_the_next_run(tmp_path, server):
+    # Before, the stop denied the upload its one resend (sent when the API answers again) and the
+    # file took a strike for it anyway: quarantined here, with max_transient_runs 1.
+    from test_crash_safety import run_cli
+
+    names = tree(tmp_path, 3)
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=1,
+                       concurrency__jobs_in_flight=1, concurrency__adaptive=False)
+    # SIGTERM lands as the first upload leaves: it is sent, the API fails it, and the run is stopping
+    code, out = await run_cli("run", str(cfg), crashpoint="before_submit:1:SIGTERM")
+    assert code == ExitCode.STOPPED_EARLY, out
+    assert server.counters.server_errors == 1 and server.counters.jobs_created == 0
+    rows = file_rows(tmp_path)
+    assert all(r.failures == 0 and r.state not in FAILED_STATES for r in rows), [(r.rel, r.state, r.error) for r in rows]
+    assert "failed:" not in out, out
+    server.faults.http_5xx = FaultRule()   # the API answers again: the next run reads all three
+    code, out = await run_cli("run", str(cfg))
+    assert code == ExitCode.OK, out
+    assert {r.rel for r in file_rows(tmp_path) if r.state == "done"} == set(names)
+    assert server.counters.jobs_created == len(names)
+
+
 def red_marked_png(path, seed: int):
     """A page the server's ``poison_red`` fault chokes on (500 to every upload of it)."""
     distinct_png(path, seed, (120, 80))

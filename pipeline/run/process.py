@@ -702,14 +702,15 @@ class FileProcessor:
                     raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
-                if (not api_resent and api_errors.api_failure(exc) and ctx.outage is not None
-                        and not (ctx.submissions_closed or ctx.fatal)):
+                if not api_resent and api_errors.api_failure(exc) and ctx.outage is not None:
                     # The API failed the upload after its retries (nothing paid): sent once more
                     # when it answers another call (or after outage_min_s), so an outage shorter
                     # than the breaker's strikes nobody; a page that fails again while the API
-                    # answers the others takes its strike. A stop meanwhile: the loop's top.
+                    # answers the others takes its strike. A stop meanwhile (or already: the
+                    # stop denies the resend, so no strike either): the loop's top.
                     api_resent = True
-                    await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
+                    if not (ctx.submissions_closed or ctx.fatal):
+                        await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
                     continue
                 raise self._classify(exc) from None
             if ctx.budget is not None:
