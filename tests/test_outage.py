@@ -10,6 +10,7 @@ import io
 import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -282,6 +283,29 @@ async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, serv
     assert code == ExitCode.STOPPED_EARLY and runner.report["this_run"] == {"deferred": 6}, out
     assert all(r.failures == 0 and r.state not in FAILED_STATES for r in file_rows(tmp_path))
     assert server.counters.jobs_created == 0 and server.counters.server_errors == 2
+
+
+async def test_an_upload_the_api_fails_after_a_ctrl_c_waits_for_the_next_run_unstruck(tmp_path, server):
+    # A Ctrl-C lands while an upload is out (the crash point: right before its bytes leave) and
+    # the API fails it (a 5xx after its retries). Before, that upload's file took a strike at
+    # once (failed_transient, quarantined with max_transient_runs 1), though it had failed only
+    # once and a stop is what kept it from being sent once more; an upload that the stop caught
+    # waiting to be resent was parked unstruck. Found by Ctrl-Cs through a terminal during a
+    # block of pages the API chokes on. Now both wait for the next run, no strike.
+    tree(tmp_path, 1)
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=1)
+    env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN, PIPELINE_CRASHPOINT="before_submit:1:SIGINT")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", "run", str(cfg), env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    out = err.decode()
+    assert proc.returncode == ExitCode.STOPPED_EARLY, out
+    assert server.counters.submits == 1 and server.counters.server_errors == 1   # it was sent, and failed
+    rows = file_rows(tmp_path)
+    assert [(r.failures, r.state in FAILED_STATES) for r in rows] == [(0, False)], [(r.state, r.error) for r in rows]
+    assert "stopping (signal SIGINT)" in out and "failed:" not in out, out
 
 
 async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):
