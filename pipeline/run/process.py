@@ -702,13 +702,15 @@ class FileProcessor:
                     raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
-                if not api_resent and api_errors.api_failure(exc) and ctx.outage is not None:
+                if (not api_resent and api_errors.api_failure(exc) and ctx.outage is not None
+                        and not ctx.outage.open):
                     # The API failed the upload after its retries (nothing paid): sent once more
                     # when it answers another call (or after outage_min_s), so an outage shorter
                     # than the breaker's strikes nobody; a page that fails again while the API
                     # answers the others takes its strike. A stop meanwhile: the loop's top; a
                     # stop that came while this upload was out: the same, the next run sends it
-                    # (it failed once, and only the stop keeps it from its second sending).
+                    # (it failed once, and only the stop keeps it from its second sending). The
+                    # breaker open: _fail forgives it, saying why.
                     if ctx.submissions_closed or ctx.fatal:
                         raise StopSubmitting(ctx.submissions_closed or "fatal error") from None
                     api_resent = True
