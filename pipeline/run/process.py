@@ -442,8 +442,8 @@ class FileProcessor:
             return failure.code   # its row is left as it was: a done file stays done, its outputs kept
         state, outage = self.ctx.state, self.ctx.outage
         if failure.api_side and outage is not None:
-            if outage.open:   # the API is gone: no strike, the next run takes the file again
-                forgive(state, entry.rel, failure.reason)
+            if outage.gives_back:   # the API is gone (or no verdict): no strike, the next run takes the file again
+                forgive(state, entry.rel, failure.reason, why=outage.gives_back)
                 return Outcome.DEFERRED
             rec = state.get_file(entry.rel)
             outage.file_failed(entry.rel, rec.failures if rec else 0, failure.reason)
