@@ -10,6 +10,7 @@ import io
 import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -19,7 +20,7 @@ from helpers import distinct_png, run_pipeline, write_config
 from pipeline.exitcodes import ExitCode
 from pipeline.config import load_config
 from pipeline.run.audit import format_status, status_report
-from pipeline.run.outage import NOT_COUNTED, OutageBreaker
+from pipeline.run.outage import NOT_COUNTED, NOT_DECIDED, OutageBreaker
 from pipeline.run.runner import Runner
 from pipeline.run.state import FAILED_STATES, StateStore
 from pipeline.server import EmbeddedServer, ServerConfig
@@ -47,6 +48,19 @@ def tree(tmp_path, n: int) -> list[str]:
     for i, rel in enumerate(names):
         distinct_png(tmp_path / "in" / rel, i, (120, 80))
     return names
+
+
+def fail_uploads(server) -> None:
+    """Every upload answered 5xx (the other calls answered)."""
+    server.faults.endpoints = ("submit",)
+    server.faults.http_5xx = FaultRule(rate=1.0)
+
+
+def start_runner(cfg) -> tuple[Runner, asyncio.Task]:
+    """The real Runner in this loop, for a test that stops it (``_on_signal``) at a known step."""
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    runner = Runner(load_config(cfg), stream=io.StringIO())
+    return runner, asyncio.create_task(runner.run())
 
 
 def file_rows(tmp_path):
@@ -212,30 +226,6 @@ async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_t
     assert server.counters.jobs_created == len(names)   # a 5xx answer made no job: paid once
 
 
-async def test_an_upload_the_api_fails_as_the_run_stops_waits_unstruck_for_the_next_run(tmp_path, server):
-    # Before, the stop denied the upload its one resend (sent when the API answers again) and the
-    # file took a strike for it anyway: quarantined here, with max_transient_runs 1.
-    from test_crash_safety import run_cli
-
-    names = tree(tmp_path, 3)
-    server.faults.endpoints = ("submit",)
-    server.faults.http_5xx = FaultRule(rate=1.0)
-    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=1,
-                       concurrency__jobs_in_flight=1, concurrency__adaptive=False)
-    # SIGTERM lands as the first upload leaves: it is sent, the API fails it, and the run is stopping
-    code, out = await run_cli("run", str(cfg), crashpoint="before_submit:1:SIGTERM")
-    assert code == ExitCode.STOPPED_EARLY, out
-    assert server.counters.server_errors == 1 and server.counters.jobs_created == 0
-    rows = file_rows(tmp_path)
-    assert all(r.failures == 0 and r.state not in FAILED_STATES for r in rows), [(r.rel, r.state, r.error) for r in rows]
-    assert "failed:" not in out, out
-    server.faults.http_5xx = FaultRule()   # the API answers again: the next run reads all three
-    code, out = await run_cli("run", str(cfg))
-    assert code == ExitCode.OK, out
-    assert {r.rel for r in file_rows(tmp_path) if r.state == "done"} == set(names)
-    assert server.counters.jobs_created == len(names)
-
-
 def red_marked_png(path, seed: int):
     """A page the server's ``poison_red`` fault chokes on (500 to every upload of it)."""
     distinct_png(path, seed, (120, 80))
@@ -288,15 +278,12 @@ async def test_a_block_of_pages_the_api_chokes_on_is_told_from_an_outage_by_a_te
 
 async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, server):
     tree(tmp_path, 6)
-    server.faults.endpoints = ("submit",)
-    server.faults.http_5xx = FaultRule(rate=1.0)
+    fail_uploads(server)
     # no breaker, and a wait for the API's answer far beyond the test's: only the stop ends it
     cfg = write_config(tmp_path, server.base_url, retries__max_attempts=2, retries__outage_failures=0,
                        retries__outage_min_s=3000, shutdown_grace_s=3000, concurrency__jobs_in_flight=1,
                        concurrency__adaptive=False)
-    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
-    runner = Runner(load_config(cfg), stream=io.StringIO())
-    run = asyncio.create_task(runner.run())
+    runner, run = start_runner(cfg)
     while runner._ctx is None or runner._ctx.outage._next is None:   # the first upload waits to be resent
         assert not run.done(), runner.stream.getvalue()
         await asyncio.sleep(0.01)
@@ -306,6 +293,62 @@ async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, serv
     assert code == ExitCode.STOPPED_EARLY and runner.report["this_run"] == {"deferred": 6}, out
     assert all(r.failures == 0 and r.state not in FAILED_STATES for r in file_rows(tmp_path))
     assert server.counters.jobs_created == 0 and server.counters.server_errors == 2
+
+
+async def test_an_upload_the_api_fails_after_a_ctrl_c_waits_for_the_next_run_unstruck(tmp_path, server):
+    # A Ctrl-C lands while an upload is out (the crash point: right before its bytes leave) and
+    # the API fails it (a 5xx after its retries). Before, that upload's file took a strike at
+    # once (failed_transient, quarantined with max_transient_runs 1), though it had failed only
+    # once and a stop is what kept it from being sent once more; an upload that the stop caught
+    # waiting to be resent was parked unstruck. Found by Ctrl-Cs through a terminal during a
+    # block of pages the API chokes on. Now both wait for the next run, no strike.
+    tree(tmp_path, 1)
+    fail_uploads(server)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=1)
+    env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN, PIPELINE_CRASHPOINT="before_submit:1:SIGINT")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", "run", str(cfg), env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    out = err.decode()
+    assert proc.returncode == ExitCode.STOPPED_EARLY, out
+    assert server.counters.submits == 1 and server.counters.server_errors == 1   # it was sent, and failed
+    rows = file_rows(tmp_path)
+    assert [(r.failures, r.state in FAILED_STATES) for r in rows] == [(0, False)], [(r.state, r.error) for r in rows]
+    assert "stopping (signal SIGINT)" in out and "failed:" not in out, out
+
+
+async def test_a_stop_while_the_test_page_is_out_strikes_none_of_the_streaks_files(tmp_path, server):
+    # Every upload fails (503, Retry-After 1: each try of the test page waits a second). A file
+    # fails twice in a streak that meets the breaker's count and window, and the test page goes
+    # out; a Ctrl-C comes while it is out, so there is no verdict. Before, the files failed in
+    # that streak kept their strikes (quarantined with max_transient_runs 1), though without
+    # the test page the breaker would have opened and given them back, and a stop that keeps
+    # the test page from its answer says nothing about them. Found by a Ctrl-C during an
+    # outage: exit 3, a file quarantined. Now they wait for the next run, the stop's exit kept.
+    tree(tmp_path, 2)
+    fail_uploads(server)
+    server.faults.retry_after_5xx = 1
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=2, retries__outage_failures=3,
+                       retries__outage_min_s=0, retries__max_transient_runs=1, concurrency__jobs_in_flight=2,
+                       concurrency__adaptive=False)
+    runner, run = start_runner(cfg)
+    struck: set[str] = set()
+    while not struck or runner._ctx.outage._probing is None:   # the test page out, a file struck
+        assert not run.done(), (run.result(), struck, runner.stream.getvalue())
+        await asyncio.sleep(0.01)
+        if runner._ctx is not None:
+            struck = {r.rel for r in file_rows(tmp_path) if r.failures}
+    runner._on_signal(signal.SIGINT)
+    code = await asyncio.wait_for(run, 60)
+    out = runner.stream.getvalue()
+    assert code == ExitCode.STOPPED_EARLY and "went away" not in out, out
+    assert runner.report["api_calls"]["outage"]["probes"] == 1, runner.report["api_calls"]["outage"]
+    rows = file_rows(tmp_path)
+    assert [(r.failures, r.state in FAILED_STATES) for r in rows] == [(0, False)] * 2, out
+    assert all(r.error.startswith(NOT_DECIDED) for r in rows if r.rel in struck), [r.error for r in rows]
+    assert "not counted as failed (nor quarantined)" in out, out
+    assert runner.report["this_run"] == {"deferred": 2}, out
+    assert server.counters.jobs_created == 0
 
 
 async def test_an_api_failing_from_the_start_is_unreachable_not_gone_mid_run(tmp_path, server):
@@ -432,7 +475,9 @@ async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_op
         b.observe(None if verdict == "taken" else down, "submit")
         return verdict == "taken"
 
+    given_back = []
     b = OutageBreaker(3, 60.0, on_trip=lambda reason, suspects: trips.append(suspects),
+                      on_undecided=lambda suspects: given_back.append([s.rel for s in suspects]),
                       clock=lambda: now[0], probe=test_page)
     b.observe(None, "models")
     for _ in range(4):
@@ -448,11 +493,13 @@ async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_op
     sent.set()
     await asyncio.wait_for(waiting, 5)
     if verdict == "refused":                  # the API is gone: open, and a.png's strike given back
-        assert b.open and [[s.rel for s in t] for t in trips] == [["a.png"]]
+        assert b.open and [[s.rel for s in t] for t in trips] == [["a.png"]] and b.gives_back == NOT_COUNTED
         return
-    if verdict == "not sent":                 # nothing learnt: the stop under way decides, not an outage
+    if verdict == "not sent":                 # nothing learnt: the stop under way decides, not an outage,
         assert not b.open and not trips and b.probes_taken == 0
+        assert given_back == [["a.png"]] and b.gives_back == NOT_DECIDED   # and strikes nobody
         return
+    assert not given_back and b.gives_back is None
     assert not b.open and b.streak == 0 and b.probes_taken == 1
     now[0] += 59.0                            # within outage_min_s of it, a failed upload waits for nothing
     await asyncio.wait_for(b.next_answer(1000), 5)

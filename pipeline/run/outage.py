@@ -22,7 +22,8 @@ absorbed by the client's retries or ends the streak short of the threshold.
 A streak whose every failure was an upload can also be a block of pages the API chokes on,
 filling every job slot: before opening on it, one test page is uploaded (``RunProbe``,
 ``pipeline/run/probe.py``); taken, the streak ends and the pages take their strikes; not taken,
-the breaker opens.
+the breaker opens; no verdict because the run stopped first (``undecided``), the stop keeps its
+exit code and the streak's files take no strike.
 
 What opening does: the run stops as for a signal (no new files, in-flight jobs polled for
 ``shutdown_grace_s``, request ids kept), and files whose attempt failed on the API during the
@@ -48,14 +49,16 @@ OWN_STREAK = ("submit", "status", "download")
 CALLS_OF = {"download": "result downloads"}   # the stop reason's words for an endpoint's calls
 
 NOT_COUNTED = "not counted as a failed run: the API went away mid-run"
+# ... and when the run stopped while the streak's test page was out (no verdict, see OutageBreaker.undecided)
+NOT_DECIDED = "not counted as a failed run: the run stopped before its test page told an outage from pages the API refuses"
 
 API_SIDE = (api_errors.TransportError, api_errors.ServerError, api_errors.SubmitOutcomeUnknown)
 
 
-def forgive(state: StateStore, rel: str, reason: str, failures: int | None = None) -> None:
+def forgive(state: StateStore, rel: str, reason: str, failures: int | None = None, why: str = NOT_COUNTED) -> None:
     """``rel``'s failure taken back: ``pending``, no strike, its error saying why (``status``
     counts such files by ``NOT_COUNTED``)."""
-    state.forgive_failure(rel, f"{NOT_COUNTED}: {reason}", failures)
+    state.forgive_failure(rel, f"{why}: {reason}", failures)
 
 
 def api_side(exc: BaseException) -> bool:
@@ -95,6 +98,8 @@ class OutageBreaker:
     failures_to_trip: int                  # retries.outage_failures; 0: never trips
     min_s: float                           # retries.outage_min_s
     on_trip: Callable[[str, list[Suspect]], None] = lambda reason, suspects: None
+    # called once when the run stops before a test page's verdict (``undecided``): the streak's files to give back
+    on_undecided: Callable[[list[Suspect]], None] = lambda suspects: None
     clock: Callable[[], float] = time.monotonic
     longest: int = 0                       # the longest streak seen (the run report says it)
     reason: str | None = None              # why it opened; None while closed
@@ -113,6 +118,10 @@ class OutageBreaker:
     taken_size: tuple[int, int] | None = None   # the last page the API took this run: the test page's size
     _probing: asyncio.Task | None = None
     _taken_at: float | None = None         # when the API last took a test page
+    # The run stopped while a test page was out (or before it could go): a streak the breaker
+    # would have opened on, with no verdict. Its files, and those failing on the API from here
+    # on, are given back (``NOT_DECIDED``); the stop keeps its own exit code.
+    undecided: bool = False
 
     @property
     def open(self) -> bool:
@@ -186,8 +195,9 @@ class OutageBreaker:
             taken = False
         finally:
             self._probing = None
-        if taken is None:
-            return   # not sent: the run is stopping anyway, and the stop decides
+        if taken is None:   # not sent: the run is stopping anyway, and the stop decides (no outage)
+            self._undecide()
+            return
         if taken:
             self.probes_taken += 1
             self._taken_at = self.clock()
@@ -196,10 +206,29 @@ class OutageBreaker:
             self._trip(uploads, self.clock(), CALLS_OF.get("submit", "submit calls"))
 
     def close(self) -> None:
-        """The run is over: a test page still out is not waited for."""
+        """The run is over: a test page still out is not waited for (no verdict: ``undecided``)."""
         if self._probing is not None:
             self._probing.cancel()
             self._probing = None
+            self._undecide()
+
+    def _undecide(self) -> None:
+        """The run stops with no verdict on a streak the breaker would have opened on before it
+        had test pages. Why its files are given back: without the test page they were (the
+        breaker opened), and a Ctrl-C while the test page is out (a slow API: each try waits
+        for its timeout) says nothing about them; before, it left them struck, quarantined
+        with ``max_transient_runs: 1``."""
+        if self.open:
+            return
+        self.undecided = True
+        suspects = self._take_suspects()
+        if suspects:
+            self.on_undecided(suspects)
+
+    def _take_suspects(self) -> list[Suspect]:
+        suspects, self._suspects = self._suspects, []
+        self._dropped += len(suspects)
+        return suspects
 
     async def next_answer(self, timeout_s: float) -> None:
         """Return once some API call is answered, ``wake()`` is called (the run stops
@@ -236,9 +265,7 @@ class OutageBreaker:
                        f"{now - run.first:.0f}s with no answer in between (last: {self._last_error}); "
                        "the files not done wait for the next run, none counted as failed")
         # every file kept failed while some endpoint had not answered since (older ones are dropped)
-        suspects, self._suspects = self._suspects, []
-        self._dropped += len(suspects)
-        self.on_trip(self.reason, suspects)
+        self.on_trip(self.reason, self._take_suspects())
 
     def _forget_old_suspects(self) -> None:
         """Files that failed before every streak still running began: their failures stand (the
@@ -248,6 +275,11 @@ class OutageBreaker:
         if cut > 0:
             del self._suspects[:cut]
             self._dropped += cut
+
+    @property
+    def gives_back(self) -> str | None:
+        """Why a file failing on the API now takes no strike (its error's words), or None."""
+        return NOT_COUNTED if self.open else NOT_DECIDED if self.undecided else None
 
     def file_failed(self, rel: str, failures_before: int, reason: str) -> None:
         """A file just failed on an API-side error and took a strike: given back if the breaker opens

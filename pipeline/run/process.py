@@ -442,8 +442,8 @@ class FileProcessor:
             return failure.code   # its row is left as it was: a done file stays done, its outputs kept
         state, outage = self.ctx.state, self.ctx.outage
         if failure.api_side and outage is not None:
-            if outage.open:   # the API is gone: no strike, the next run takes the file again
-                forgive(state, entry.rel, failure.reason)
+            if outage.gives_back:   # the API is gone (or no verdict): no strike, the next run takes the file again
+                forgive(state, entry.rel, failure.reason, why=outage.gives_back)
                 return Outcome.DEFERRED
             rec = state.get_file(entry.rel)
             outage.file_failed(entry.rel, rec.failures if rec else 0, failure.reason)
@@ -702,15 +702,19 @@ class FileProcessor:
                     raise
                 if intent_written:  # answered (4xx/5xx/429) or never sent: no job was created
                     state.page_withdraw(key, page.page_index, exc.reason)
-                if not api_resent and api_errors.api_failure(exc) and ctx.outage is not None:
+                if (not api_resent and api_errors.api_failure(exc) and ctx.outage is not None
+                        and not ctx.outage.open):
                     # The API failed the upload after its retries (nothing paid): sent once more
                     # when it answers another call (or after outage_min_s), so an outage shorter
                     # than the breaker's strikes nobody; a page that fails again while the API
-                    # answers the others takes its strike. A stop meanwhile (or already: the
-                    # stop denies the resend, so no strike either): the loop's top.
+                    # answers the others takes its strike. A stop meanwhile: the loop's top; a
+                    # stop that came while this upload was out: the same, the next run sends it
+                    # (it failed once, and only the stop keeps it from its second sending). The
+                    # breaker open: _fail forgives it, saying why.
+                    if ctx.submissions_closed or ctx.fatal:
+                        raise StopSubmitting(ctx.submissions_closed or "fatal error") from None
                     api_resent = True
-                    if not (ctx.submissions_closed or ctx.fatal):
-                        await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
+                    await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
                     continue
                 raise self._classify(exc) from None
             if ctx.budget is not None:

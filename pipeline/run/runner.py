@@ -36,7 +36,7 @@ from pipeline.run.folder_mets import write_folder_mets
 from pipeline.exitcodes import ExitCode
 from pipeline.ocr.languages import LanguageError, check_language
 from pipeline.run.lock import LockHeld, RunLock
-from pipeline.run.outage import OutageBreaker, Suspect, forgive
+from pipeline.run.outage import NOT_COUNTED, NOT_DECIDED, OutageBreaker, Suspect, forgive
 from pipeline.run.probe import RunProbe
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
@@ -174,7 +174,9 @@ class Runner:
                 slots = job_slots_from_config(self.config)
                 r = self.config.retries
                 outage = OutageBreaker(r.outage_failures, r.outage_min_s,
-                                       on_trip=lambda reason, suspects: self._api_gone(reason, suspects, state))
+                                       on_trip=lambda reason, suspects: self._api_gone(reason, suspects, state),
+                                       on_undecided=lambda suspects: self._give_back(
+                                           suspects, state, NOT_DECIDED, "before the run stopped with its test page unanswered"))
                 api = await stack.enter_async_context(
                     DeapiClient(base_url, token, client_settings_from_config(self.config),
                                 on_overload=getattr(slots, "on_overload", None), on_outcome=outage.observe,
@@ -195,6 +197,7 @@ class Runner:
                 if self.config.webhook.enabled or self.config.embedded:
                     await self._start_webhooks(stack, ctx)
                 await self._work(ctx)
+                outage.close()   # a test page still out has no verdict now: its streak's files are given back
                 if self._startup_error is not None:
                     raise self._startup_error
                 await write_folder_mets(ctx)
@@ -501,8 +504,14 @@ class Runner:
         The files that failed on it since its last answer take back their strike: they were
         counted failed in this run's tally, and now wait for the next run instead."""
         self.outage = reason
+        self._give_back(suspects, state, NOT_COUNTED, "since its last answer")
+        self.request_stop(reason, self._ctx)
+
+    def _give_back(self, suspects: list[Suspect], state: StateStore, why: str, when: str) -> None:
+        """``suspects`` take back their strike (``run.outage``; ``why``: the words their error
+        starts with), and the run's tally and log say so."""
         for s in suspects:
-            forgive(state, s.rel, s.reason, s.failures)
+            forgive(state, s.rel, s.reason, s.failures, why=why)
         if suspects:
             self.stats.outcomes[Outcome.FAILED] -= len(suspects)
             self.stats.outcomes[Outcome.DEFERRED] += len(suspects)
@@ -512,9 +521,8 @@ class Runner:
             # with real failures too must say which
             names = ", ".join(s.rel for s in suspects[:NAMED_SUSPECTS])
             more = f" and {len(suspects) - NAMED_SUSPECTS} more" if len(suspects) > NAMED_SUSPECTS else ""
-            self.say(f"pipeline: {len(suspects)} files that failed on the API since its last answer are not "
+            self.say(f"pipeline: {len(suspects)} files that failed on the API {when} are not "
                      f"counted as failed (nor quarantined): they wait for the next run: {names}{more}")
-        self.request_stop(reason, self._ctx)
 
     def _say_cannot_write(self, why: str) -> None:
         self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
