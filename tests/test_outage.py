@@ -508,3 +508,35 @@ async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_op
         now[0] += 30.0
     assert b.probes == 2
     b.close()
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+async def test_a_run_whose_files_are_through_waits_for_the_test_pages_verdict_unless_it_stops(stopping):
+    # A block of refused pages at the end of the tree: the last uploads fail while the test page
+    # is out and the files are through before its verdict. Closing then (no verdict) gave the
+    # block back every night, never struck; the run now waits for the verdict, unless it stops.
+    down = E.ServerError("the API answered 502", status=502)
+    answer = asyncio.Event()
+
+    async def test_page() -> bool:
+        await answer.wait()
+        b.observe(None, "submit")
+        return True
+
+    given_back = []
+    b = OutageBreaker(3, 0.0, on_undecided=lambda suspects: given_back.append([s.rel for s in suspects]),
+                      probe=test_page)
+    b.observe(None, "models")
+    for _ in range(3):
+        b.observe(down, "submit")
+    b.file_failed("last.png", 0, "502")
+    assert b.probes == 1
+    settled = asyncio.create_task(b.settle(lambda: stopping))
+    await asyncio.sleep(0.05)
+    assert settled.done() == stopping          # a stop does not wait for it
+    answer.set()
+    await asyncio.wait_for(settled, 5)
+    if stopping:                               # no verdict: last.png is given back, as for a Ctrl-C
+        assert given_back == [["last.png"]] and b.probes_taken == 0
+    else:                                      # taken: the API is there, and last.png's strike stands
+        assert given_back == [] and b.probes_taken == 1 and not b.undecided

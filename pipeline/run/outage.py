@@ -205,6 +205,17 @@ class OutageBreaker:
         elif not self.open and self._streaks.get("submit") is uploads:
             self._trip(uploads, self.clock(), CALLS_OF.get("submit", "submit calls"))
 
+    async def settle(self, stopping: Callable[[], bool]) -> None:
+        """The run's files are through: a test page still out is waited for, unless the run is
+        stopping (checked every 0.2 s), then ``close()``.
+
+        Why: a block of pages the API refuses at the end of the tree fails its last uploads
+        while the test page is out, and with nothing left to do the run would end before its
+        verdict: given back as ``undecided`` every night, such pages would never be struck."""
+        while self._probing is not None and not stopping():
+            await asyncio.wait({self._probing}, timeout=0.2)
+        self.close()
+
     def close(self) -> None:
         """The run is over: a test page still out is not waited for (no verdict: ``undecided``)."""
         if self._probing is not None:

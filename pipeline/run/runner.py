@@ -197,7 +197,9 @@ class Runner:
                 if self.config.webhook.enabled or self.config.embedded:
                     await self._start_webhooks(stack, ctx)
                 await self._work(ctx)
-                outage.close()   # a test page still out has no verdict now: its streak's files are given back
+                # a test page still out is waited for, unless the run is stopping: then it has no
+                # verdict, and its streak's files are given back
+                await outage.settle(ctx.stopping)
                 if self._startup_error is not None:
                     raise self._startup_error
                 await write_folder_mets(ctx)
