@@ -38,7 +38,7 @@ DEFAULT_SIZE = (1240, 800)   # no page taken yet this run: a page of A4's width 
 LINE = "The API took this test page: the pages whose uploads failed are the API's to refuse."
 
 
-def test_page(width: int, height: int) -> bytes:
+def probe_page(width: int, height: int) -> bytes:
     """A white page of ``width`` x ``height`` with three lines of printed words, as PNG."""
     im = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(im)
@@ -73,7 +73,7 @@ class RunProbe:
         if closed():
             return None
         width, height = (ctx.outage.taken_size if ctx.outage is not None else None) or self._default_size()
-        data = test_page(width, height)
+        data = probe_page(width, height)
         cost = None
         if ctx.pricing is not None:
             try:
