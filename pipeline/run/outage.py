@@ -56,9 +56,15 @@ API_SIDE = (api_errors.TransportError, api_errors.ServerError, api_errors.Submit
 
 
 def forgive(state: StateStore, rel: str, reason: str, failures: int | None = None, why: str = NOT_COUNTED) -> None:
-    """``rel``'s failure taken back: ``pending``, no strike, its error saying why (``status``
-    counts such files by ``NOT_COUNTED``)."""
+    """``rel``'s failure taken back: ``pending``, no strike, its error starting with ``why``
+    (``status`` counts the outage's by ``NOT_COUNTED``; a stop before a test page's verdict
+    says ``NOT_DECIDED``)."""
     state.forgive_failure(rel, f"{why}: {reason}", failures)
+
+
+def calls_of(key: str) -> str:
+    """The stop reason's words for a streak's calls: all of them, or one endpoint's."""
+    return "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls")
 
 
 def api_side(exc: BaseException) -> bool:
@@ -161,14 +167,13 @@ class OutageBreaker:
             run = self._streaks[key]
             if (not self.open and self.failures_to_trip and run.count >= self.failures_to_trip
                     and now - run.first >= self.min_s):
-                what = "calls" if key == ANY else CALLS_OF.get(key, f"{key} calls")
                 if self._probing is not None:
                     continue   # a test page is out: its answer decides
                 uploads = self._streaks.get("submit")
                 if (uploads is not None and uploads.count >= run.count and not uploads.probed
                         and self._send_probe(uploads)):
                     continue   # every failure of the streak was an upload's: first, a test page
-                self._trip(run, now, what)
+                self._trip(run, now, calls_of(key))
 
     def _send_probe(self, uploads: _Streak) -> bool:
         """Asks the API to take a test page before opening on a streak of failed uploads, the
@@ -203,7 +208,7 @@ class OutageBreaker:
             self._taken_at = self.clock()
             self.wake()
         elif not self.open and self._streaks.get("submit") is uploads:
-            self._trip(uploads, self.clock(), CALLS_OF.get("submit", "submit calls"))
+            self._trip(uploads, self.clock(), calls_of("submit"))
 
     async def settle(self, stopping: Callable[[], bool]) -> None:
         """The run's files are through: a test page still out is waited for, unless the run is

@@ -167,10 +167,14 @@ def red_marked(image: bytes) -> bool:
     try:
         with Image.open(io.BytesIO(image)) as im:
             im.thumbnail((200, 200))
-            r, g, b = (band.point(lambda v, lo=lo: 255 if (v >= 200 if lo else v <= 60) else 0)
-                       for band, lo in zip(im.convert("RGB").split(), (True, False, False)))
-            marked = ImageChops.multiply(ImageChops.multiply(r, g), b)
-            return marked.histogram()[255] * 100 >= marked.width * marked.height
+            r, g, b = im.convert("RGB").split()
+        high = r.point(lambda v: 255 if v >= 200 else 0)
+
+        def low(band: Image.Image) -> Image.Image:
+            return band.point(lambda v: 255 if v <= 60 else 0)
+
+        marked = ImageChops.multiply(ImageChops.multiply(high, low(g)), low(b))   # 255 where all three hold
+        return marked.histogram()[255] * 100 >= marked.width * marked.height
     except Exception:   # unreadable: validation already answered; not this fault's page
         return False
 
