@@ -276,6 +276,33 @@ async def test_a_block_of_pages_the_api_chokes_on_is_told_from_an_outage_by_a_te
     assert "the pages whose uploads failed are the API's to refuse" in out   # the log says why they count
 
 
+async def test_a_budget_that_cannot_pay_the_test_page_stops_the_run_as_a_cap_not_an_outage(tmp_path, server):
+    # Three uploads the API refuses (500, each counted as spent: the job may exist) meet the
+    # breaker's count, and the test page (1240x800, no page taken yet) costs more than
+    # budget.max_cost_per_run has left, though small pages would still fit. Before, a test page
+    # the budget would not pay for opened the breaker: exit 6, "the API went away", for a spent
+    # budget. Now the cap stops the run's uploads as it would at a page: exit 3, the cap named,
+    # the streak's files given back unstruck.
+    for i in range(6):
+        red_marked_png(tmp_path / "in" / f"a_bad/p{i:02d}.png", i)
+    server.faults.poison_red = True
+    server.faults.endpoints = ("submit",)
+    small = server.state.ledger.quote(120, 80)
+    assert server.state.ledger.quote(1240, 800) > 2 * small
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__outage_failures=3,
+                       retries__outage_min_s=0, retries__max_transient_runs=1, concurrency__jobs_in_flight=3,
+                       concurrency__adaptive=False, budget__max_cost_per_run=round(5 * small, 6))
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    outage = report["api_calls"]["outage"]
+    assert code == ExitCode.STOPPED_EARLY, out
+    assert report["cost"]["cap_reached"] == "budget.max_cost_per_run", report["cost"]
+    assert outage["outage"] is None and outage["probes"] == 1 and outage["probes_taken"] == 0, outage
+    assert "went away" not in out, out
+    rows = file_rows(tmp_path)
+    assert all(r.failures == 0 and r.state not in FAILED_STATES for r in rows), [(r.rel, r.state, r.error) for r in rows]
+    assert server.counters.jobs_created == 0
+
+
 async def test_a_stop_ends_the_wait_of_an_upload_to_be_sent_again(tmp_path, server):
     tree(tmp_path, 6)
     fail_uploads(server)
@@ -498,6 +525,10 @@ async def test_a_streak_of_failed_uploads_asks_a_test_page_before_the_breaker_op
     if verdict == "not sent":                 # nothing learnt: the stop under way decides, not an outage,
         assert not b.open and not trips and b.probes_taken == 0
         assert given_back == [["a.png"]] and b.gives_back == NOT_DECIDED   # and strikes nobody
+        b.observe(down, "submit")             # an upload already out fails after it: still the stop's
+        assert not b.open and not trips
+        b.observe(down, "status")             # ... but polls failing too are the API gone
+        assert b.open and trips == [[]]
         return
     assert not given_back and b.gives_back is None
     assert not b.open and b.streak == 0 and b.probes_taken == 1

@@ -170,9 +170,11 @@ class OutageBreaker:
                 if self._probing is not None:
                     continue   # a test page is out: its answer decides
                 uploads = self._streaks.get("submit")
-                if (uploads is not None and uploads.count >= run.count and not uploads.probed
-                        and self._send_probe(uploads)):
-                    continue   # every failure of the streak was an upload's: first, a test page
+                if uploads is not None and uploads.count >= run.count:   # every failure an upload's
+                    if self.undecided:
+                        continue   # the run stops with no verdict on them: the stop decides (exit 3 or 5)
+                    if not uploads.probed and self._send_probe(uploads):
+                        continue   # first, a test page
                 self._trip(run, now, calls_of(key))
 
     def _send_probe(self, uploads: _Streak) -> bool:

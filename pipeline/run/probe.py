@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.deapi import errors as api_errors
-from pipeline.run.budget import BalanceShort, CapReached
+from pipeline.run.process import StopSubmitting
 
 if TYPE_CHECKING:
     from pipeline.run.process import RunContext
@@ -59,8 +59,8 @@ class RunProbe:
     say: Callable[[str], None] = lambda message: None
 
     async def __call__(self) -> bool | None:
-        """True: the API took the test page; False: it failed it (or the budget would not pay for
-        it: the breaker opens as before); None: not sent, the run is stopping."""
+        """True: the API took the test page; False: it failed it; None: not sent, the run is
+        stopping (a signal, or the budget would not pay for it: the run stops submitting)."""
         ctx = self.ctx
 
         def closed() -> bool:
@@ -80,11 +80,12 @@ class RunProbe:
                 cost = await ctx.pricing.quote(width, height)
             except api_errors.DeapiError:
                 cost = None
-        if ctx.budget is not None:
-            try:
-                ctx.budget.admit(cost)
-            except (CapReached, BalanceShort):
-                return False   # not paid for: the breaker opens as before
+        try:
+            ctx.admit(cost)
+        except StopSubmitting:
+            # A cap or the balance stops the run's uploads as it would at a page's (exit 3 or 5),
+            # which decides; before, the breaker opened on it, calling a spent budget an outage.
+            return None
         api = ctx.config.api
         try:
             await ctx.api.submit_ocr(data, "outage-test-page.png", "image/png", model=api.model,

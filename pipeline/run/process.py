@@ -180,6 +180,22 @@ class RunContext:
         if self.outage is not None:   # uploads waiting to be resent give up now (outage.next_answer)
             self.outage.wake()
 
+    def admit(self, cost: float | None) -> None:
+        """The budget's yes to one upload (a page's, or the outage breaker's test page), or the
+        run stops submitting: a cap (exit 3) or the balance (exit 5)."""
+        if self.budget is None:
+            return
+        try:
+            self.budget.admit(cost)
+        except CapReached as exc:
+            self.close_submissions(exc.reason)
+            raise StopSubmitting(exc.reason) from None
+        except BalanceShort as exc:
+            if self.fatal is None:
+                self.fatal = api_errors.InsufficientBalanceError(exc.reason)
+            self.close_submissions(exc.reason)
+            raise StopSubmitting(exc.reason) from None
+
     def stopping(self) -> bool:
         """The run is ending (a signal, the outage breaker, max_runtime_s, a full disk, or a
         fatal error): in-flight jobs get the grace; a cap or a daily limit only stops submits."""
@@ -668,7 +684,7 @@ class FileProcessor:
                         state.page_withdraw(key, page.page_index, "not sent: the run stopped submitting")
                     raise StopSubmitting(ctx.submissions_closed or "fatal error")
                 if not admitted:
-                    self._admit(cost)
+                    ctx.admit(cost)
                     admitted = True
                 if not intent_written:
                     state.page_intent(key, page.page_index, page.sha256, reason)
@@ -745,23 +761,6 @@ class FileProcessor:
             raise self._classify(exc) from None
         except api_errors.DeapiError:
             return None   # the budget decides whether an unknown price may be sent
-
-    def _admit(self, cost: float | None) -> None:
-        """The budget's yes to one page, or the run stops submitting: a cap (exit 3) or the
-        balance (exit 5)."""
-        ctx = self.ctx
-        if ctx.budget is None:
-            return
-        try:
-            ctx.budget.admit(cost)
-        except CapReached as exc:
-            ctx.close_submissions(exc.reason)
-            raise StopSubmitting(exc.reason) from None
-        except BalanceShort as exc:
-            if ctx.fatal is None:
-                ctx.fatal = api_errors.InsufficientBalanceError(exc.reason)
-            ctx.close_submissions(exc.reason)
-            raise StopSubmitting(exc.reason) from None
 
     async def _await(self, entry: ScanEntry, key: str, index: int, request_id: str, submits: int,
                      reattached: bool = False) -> PageResult:
