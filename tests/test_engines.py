@@ -196,3 +196,16 @@ def test_the_rapidocr_engine_hands_its_settings_to_rapidocr(monkeypatch):
     # the detector never enlarges: a wide strip 564 px tall is not raised to 736 px (engines.md)
     assert cfg.Det.limit_type == "max" and cfg.Det.limit_side_len == cfg.Global.max_side_len == 2000
     assert cfg.Rec.rec_batch_num == 3 and engine.settings["Rec.rec_batch_num"] == 3
+
+
+def test_rapidocr_prints_nothing_for_a_page_without_text(capfd):
+    """RapidOCR logged "[WARNING] ... The text detection result is empty" in colour on stderr
+    for every blank page, photo or margin strip, a line naming no file in each cron mail (found
+    running blank and photo-only pages through `pipeline run`). It is filtered where the engine
+    is built (``pipeline/ocr/rapid.py``); the page still reads as empty."""
+    from pipeline.ocr.rapid import RapidOcrEngine
+
+    engine = RapidOcrEngine()
+    capfd.readouterr()
+    page = engine.recognize(Image.new("L", (400, 300), 255))
+    assert page.text == "" and "result is empty" not in capfd.readouterr().err

@@ -230,6 +230,49 @@ def test_a_rotated_jpeg_is_embedded_byte_for_byte_and_shows_upright(tmp_path):
     assert same < 1.5 and flipped > 4 * same, (same, flipped)
 
 
+def _pdf_python_peak(src, size) -> tuple[bytes, int]:
+    """The searchable PDF of ``src`` and the peak of Python's allocations while it was written."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        pdf = render(["pdf"], _document(src.name, size, None, ""), src)["pdf"]
+        return pdf, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_big_decoded_page_goes_into_the_pdf_without_whole_image_copies(tmp_path, mode):
+    """A PNG or TIFF page is decoded and stored losslessly; fpdf2 made about four whole copies
+    of the decoded pixels as Python bytes on the way (a 12000 x 16000 colour scan took 3.2 GB
+    to write its PDF). Now it is compressed band by band: a page of 12 MB decoded adds
+    under half of that to the Python allocations of writing a tiny page's PDF (it added over 3
+    times it), and the pixels, the page size and the ICC profile come out as before."""
+    import io
+
+    import pikepdf
+    from PIL import ImageCms
+
+    size = (4000, 3000) if mode == "L" else (2400, 1700)     # 12 MB decoded
+    page = text_page("Parish register\n1871 baptisms", size, mode)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() if mode == "RGB" else None
+    src = save(page, tmp_path / "p.png", dpi=(200, 200), **({"icc_profile": icc} if icc else {}))
+    small = save(text_page("x", (100, 100), mode), tmp_path / "small.png", dpi=(200, 200))
+    render(["pdf"], _document(small.name, (100, 100), None, ""), small)    # imports, untraced
+    _, base = _pdf_python_peak(small, (100, 100))
+    pdf, peak = _pdf_python_peak(src, page.size)
+    decoded = page.width * page.height * len(mode)
+    assert peak - base < decoded / 2, (peak, base, decoded)
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        [raw] = doc.pages[0].get_images().values()
+        assert [float(v) for v in doc.pages[0].MediaBox] == [0, 0, size[0] * 72 / 200, size[1] * 72 / 200]
+        shown = pikepdf.PdfImage(raw).as_pil_image()
+        assert shown.mode == mode and ImageChops.difference(shown, page).getbbox() is None
+        space = raw.ColorSpace
+        assert (space[0] == "/ICCBased" and space[1].read_bytes() == icc) if icc else space == "/DeviceGray"
+
+
 def test_geometry_undoes_downscale_clips_padding_and_maps_pdf_pages():
     image = {"source_width": 5000, "source_height": 300, "pages": [
         {"page_index": 0, "width": 4096, "height": 246, "scale": 0.8192, "transforms": ["downscale:0.8192"]}]}

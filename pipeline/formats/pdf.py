@@ -9,7 +9,8 @@ Ghostscript, no hand-written content-stream operators).
   in points, so the PDF prints at the scan's real size.
 * Images: a JPEG source is embedded byte for byte (EXIF-rotated JPEGs too: the page draws the
   stored image rotated, rather than re-encoding rotated pixels); other formats (TIFF frames,
-  PNG, ...) are decoded and stored losslessly (Flate). Mirrored EXIF orientations (2, 4, 5, 7)
+  PNG, ...) are decoded and stored losslessly (Flate; grey and RGB pages band by band, in
+  bounded memory: ``pdf_image``). Mirrored EXIF orientations (2, 4, 5, 7)
   are decoded and stored losslessly as well.
 * Text: each word at its box (from the layout, source pixels -> points), the font size set so
   the font's ascent-to-descent spans the box height and the text stretched to the box width, so
@@ -40,6 +41,7 @@ from .bidi import visual_order
 from .glyphless import ASCENT, DESCENT, UNITS_PER_EM, glyphless_font
 from .langtag import bcp47
 from .model import FileLayout, PageLayout
+from .pdf_image import add_image, can_stream
 from .pdf_spans import same_row, word_spans
 from .source import SourcePage, read_source_pages, upright_image
 
@@ -108,9 +110,13 @@ def _draw_image(pdf: FPDF, path: Path, im: Image.Image, src: SourcePage, w_pt: f
         return
     upright = upright_image(im)
     try:
-        pdf.image(upright, x=0, y=0, w=w_pt, h=h_pt)
+        if can_stream(upright):     # in bounded memory (pdf_image: fpdf2 copies it five times)
+            pdf.image(add_image(pdf, upright, f"pipeline-page-{src.index}"), x=0, y=0, w=w_pt, h=h_pt)
+        else:
+            pdf.image(upright, x=0, y=0, w=w_pt, h=h_pt)
     finally:
-        upright.close()
+        if upright is not im:
+            upright.close()
 
 
 def _page_text(layer: TextLayer, page: PageLayout, src: SourcePage) -> None:

@@ -74,10 +74,11 @@ def read_source_pages(path: Path) -> list[SourcePage]:
 
 
 def upright_image(im: Image.Image) -> Image.Image:
-    """The current frame decoded, EXIF-rotated and in a mode a PDF image can hold."""
+    """The current frame decoded, EXIF-rotated and in a mode a PDF image can hold: ``im`` itself
+    when it is all that already (no copy of a big page), else a new image."""
     orientation = _orientation(im)
     im.load()
-    out = orient(im, orientation)
+    out = im if orientation == 1 else orient(im, orientation)
     if out.mode in WIDE_GRAY_MODES:
         out = wide_gray_to_l(out)
     elif out.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (out.mode == "P" and "transparency" in out.info):

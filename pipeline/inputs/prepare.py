@@ -658,15 +658,33 @@ def _normalise_mode(im: Image.Image, transforms: list[str]) -> tuple[Image.Image
         transforms.append(f"mode:{mode}->RGB")
         im = im.convert("RGB")
     if im.mode == "RGB":
-        r, g, b = im.split()
-        gray = ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
-        b.close(), g.close()
-        if gray:
+        if _channels_equal(im):
             transforms.append("mode:RGB->L")
-            return r, "png"
-        r.close()
+            return im.getchannel("R"), "png"
         return im, "jpeg"
     return im, "png"
+
+
+#: bytes of an RGB page compared at a time for grey-as-RGB (a band's three channels and their
+#: differences are held at once, never the whole page's: a 576 MB colour scan split whole took
+#: three more 192 MB images)
+GRAY_BAND_BYTES = 4 << 20
+
+
+def _channels_equal(im: Image.Image) -> bool:
+    """Whether the RGB image's three channels are identical (grey saved as RGB), band by band;
+    a colour page is usually told by its first band."""
+    w, h = im.size
+    rows = max(1, GRAY_BAND_BYTES // (3 * w))
+    for y in range(0, h, rows):
+        with im.crop((0, y, w, min(h, y + rows))) as band:
+            r, g, b = band.split()
+            try:
+                if ImageChops.difference(r, g).getbbox() or ImageChops.difference(g, b).getbbox():
+                    return False
+            finally:
+                r.close(), g.close(), b.close()
+    return True
 
 
 def _pad(im: Image.Image, limits: PrecheckLimits, transforms: list[str] | None) -> Image.Image:

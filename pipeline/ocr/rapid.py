@@ -13,6 +13,7 @@ instance is not thread-safe (models load lazily, ``__call__`` mutates shared sta
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -97,6 +98,17 @@ def line_words(entries, gray) -> tuple[OcrWord, ...]:
     return tuple(words)
 
 
+def _not_an_empty_page(record: logging.LogRecord) -> bool:
+    """RapidOCR logs "The text detection result is empty" (and its classifier's and recogniser's
+    like it) as a warning, in colour, on stderr, for every page or strip without text: under cron a
+    line naming no file for each blank page, photo and margin strip of a run. That page's empty
+    text is in its outputs and ``.json``; RapidOCR's other warnings (e.g. about its ONNX
+    providers) still print."""
+    from rapidocr.main import RapidOCRError
+
+    return not isinstance(record.msg, RapidOCRError)
+
+
 class RapidOcrEngine(Engine):
     name = "rapidocr"
 
@@ -106,6 +118,9 @@ class RapidOcrEngine(Engine):
         #: the RapidOCR parameters this engine was built with (reported, and checked by the tests)
         self.settings = _params(overrides)
         self._ocr = RapidOCR(params=dict(self.settings))
+        rapid_log = logging.getLogger("RapidOCR")
+        if _not_an_empty_page not in rapid_log.filters:
+            rapid_log.addFilter(_not_an_empty_page)
         self.last_elapse: tuple = ()  # (detection, classifier, recognition) seconds of the last page
 
     def read_lines(self, image: Image.Image) -> list[OcrLine]:
