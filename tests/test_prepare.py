@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from helpers import run_as_nobody
-from pipeline.inputs.prepare import PrecheckLimits, PreparedFile, RejectedInput, prepare_file
+from helpers import run_as_nobody, text_page
+from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS
+from pipeline.inputs.prepare import PrecheckLimits, PreparedFile, RejectedInput, pixel_stretch, prepare_file
 
 LIMITS = PrecheckLimits()
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -487,3 +488,33 @@ def test_bad_limits_are_refused():
         PrecheckLimits(min_width=5000)
     with pytest.raises(ValueError):
         PrecheckLimits(jpeg_quality=50, min_jpeg_quality=70)
+
+
+@pytest.mark.parametrize("dpi,orientation,want", [
+    ((204, 98), 1, (1.0, 204 / 98)),        # a fax at standard resolution: rows stretched
+    ((204, 98), 6, (204 / 98, 1.0)),        # ... stored sideways: its rows are the page's columns
+    ((98, 204), 1, (204 / 98, 1.0)),
+    ((204, 196), 1, (1.0, 1.0)),            # fine resolution: within a rounding, left alone
+    ((300, 1), 1, (1.0, 1.0)),              # a broken header, not a scanner's
+    ((0, 98), 1, (1.0, 1.0)),
+    (None, 1, (1.0, 1.0))])
+def test_pixels_are_made_square_by_the_stated_resolution(dpi, orientation, want):
+    im = Image.new("1", (1728, 1100), 1)
+    if dpi is not None:
+        im.info["dpi"] = dpi
+    swap = orientation in SWAPPING_ORIENTATIONS
+    assert pixel_stretch(im, swap) == pytest.approx(want)
+    # a page that would be too big stretched shrinks its sharper axis instead
+    assert pixel_stretch(im, swap, 1728 * 1100 * 2) == pytest.approx(tuple(v / max(want) for v in want))
+
+
+def test_a_fax_tiff_is_sent_with_square_pixels_and_says_so(tmp_path):
+    im = text_page("Fax line one: the shipment leaves on Monday", (1728, 200), mode="L").convert("1")
+    p = tmp_path / "fax.tif"
+    im.save(p, compression="group4", dpi=(204, 98))
+    (page,) = prepare_file(p, PrecheckLimits()).pages
+    assert "square_pixels:1.0000x2.0800" in page.transforms and (page.width, page.height) == (1728, 416)
+    q = tmp_path / "fine.tif"
+    im.save(q, compression="group4", dpi=(204, 196))
+    (page,) = prepare_file(q, PrecheckLimits()).pages
+    assert not any(t.startswith("square_pixels") for t in page.transforms) and page.height == 200

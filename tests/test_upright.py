@@ -63,6 +63,21 @@ def test_a_box_on_the_straightened_page_maps_back_onto_the_source(skew, turn):
     assert abs((x0 + x1) / 2 - 700) <= 3 and abs((y0 + y1) / 2 - 120) <= 3, (x0, y0, x1, y1)
 
 
+@pytest.mark.parametrize("skew,turn", [(0.0, 0), (4.0, 0), (-3.0, 90), (0.0, 270)])
+def test_a_box_on_a_fax_made_square_then_straightened_maps_back_onto_the_fax(skew, turn):
+    """A fax's pixels are made square first (``square_pixels:``: 900 x 300 stretched to 900 x
+    600), then the page is levelled and turned on that frame: the mapping undoes the stretch last."""
+    square = upright.apply(_dot_page(), upright.Straightening(skew, turn), transforms := [])
+    cx, cy = _dot_centre(square)
+    record = {"source_width": 900, "source_height": 300,
+              "pages": [{"page_index": 0, "width": square.width, "height": square.height, "scale": 1.0,
+                         "transforms": ["convert:TIFF->PNG", "square_pixels:1.0000x2.0000", *transforms]}]}
+    geo = PageGeometry.from_prepared(record, 0)
+    x0, y0, x1, y1 = geo.to_source((cx - 1, cy - 1, cx + 1, cy + 1))
+    assert abs((x0 + x1) / 2 - 700) <= 1.5 and abs((y0 + y1) / 2 - 60) <= 1.5, (x0, y0, x1, y1)
+    assert geo.to_source((0, 0, square.width, square.height))[2:] == (900, 300)
+
+
 def test_blank_flat_and_noisy_pages_are_left_alone():
     for im in (Image.new("L", (800, 1000), 255), Image.new("RGB", (800, 600), (200, 10, 10)),
                Image.linear_gradient("L").resize((1200, 400))):

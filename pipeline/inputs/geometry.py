@@ -14,6 +14,9 @@ What the mapping undoes, and why it is only a scale and a clip:
   stored size with width and height swapped for orientations 5-8).
 * Downscaling (``downscale:``, ``jpeg_draft:``, the re-encode ladder) is a uniform scale of the
   oriented page: source = submitted / scale, per axis (the two axes are rounded separately).
+* Square pixels (``square_pixels:FXxFY``): a page whose stated resolution differs by axis (a
+  fax at 204 x 98 dpi) was stretched by those factors before anything below; every other step
+  happened on that square-pixel frame, which is undone last, per axis.
 * Padding (``pad:``) adds white at the right and bottom only, so it never moves a coordinate;
   a box in the padding is clipped to the page.
 * Straightening (``deskew:A``, then ``turn:Q``, both from ``pipeline.inputs.upright``) turns the
@@ -55,6 +58,8 @@ class PageGeometry:
     orientation: int = 1      # the EXIF orientation prepare applied (1 = none)
     skew: float = 0.0         # deskew: degrees turned counter-clockwise about the centre
     turn: int = 0             # then a quarter turn counter-clockwise: 0, 90, 180 or 270
+    stretch_x: float = 1.0    # square_pixels: the source stretched by these before the rest
+    stretch_y: float = 1.0
 
     def to_source(self, box: Sequence[float]) -> Box:
         """A submitted-image box in source units, clipped to the page (pixels rounded to int)."""
@@ -62,8 +67,10 @@ class PageGeometry:
         x0, x1 = sorted((x0 / self.scale_x, x1 / self.scale_x))
         y0, y1 = sorted((y0 / self.scale_y, y1 / self.scale_y))
         if self.skew or self.turn:
-            x0, y0, x1, y1 = unstraighten((x0, y0, x1, y1), self.source_width, self.source_height,
-                                          self.skew, self.turn)
+            x0, y0, x1, y1 = unstraighten((x0, y0, x1, y1), self.source_width * self.stretch_x,
+                                          self.source_height * self.stretch_y, self.skew, self.turn)
+        x0, x1 = x0 / self.stretch_x, x1 / self.stretch_x
+        y0, y1 = y0 / self.stretch_y, y1 / self.stretch_y
         w, h = self.source_width, self.source_height
         out = (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
         if self.unit == "pixel":
@@ -93,15 +100,19 @@ class PageGeometry:
         transforms = page.get("transforms") or ()
         orientation = _orientation(transforms)
         skew, turn = straightening(transforms)
+        kx, ky = square_pixels(transforms)
         if source_size is None:
             source_size = _derived_source_size(image, page, scale, orientation)
             if (skew or turn) and page.get("page_index", 0) != 0:
                 source_size = unstraightened_size(source_size, skew, turn)
+            if page.get("page_index", 0) != 0:   # derived from the upload: the square-pixel frame
+                source_size = (round(source_size[0] / kx), round(source_size[1] / ky))
         ow, oh = float(source_size[0]), float(source_size[1])
-        fw, fh = straightened_size(ow, oh, skew, turn)   # the frame that was scaled (ow, oh if none)
+        # the frame that was scaled (ow, oh if neither square pixels nor straightening)
+        fw, fh = straightened_size(round(ow * kx), round(oh * ky), skew, turn)
         sx = sub_w / fw if abs(sub_w - fw * scale) <= 1.0 else scale   # else: that axis was padded
         sy = sub_h / fh if abs(sub_h - fh * scale) <= 1.0 else scale
-        return cls(sub_w, sub_h, ow, oh, sx, sy, "pixel", orientation, skew, turn)
+        return cls(sub_w, sub_h, ow, oh, sx, sy, "pixel", orientation, skew, turn, kx, ky)
 
     @classmethod
     def from_pdf_record(cls, page: dict[str, Any]) -> "PageGeometry":
@@ -178,6 +189,20 @@ class StripOffset:
 
 
 # -- straightening (deskew, then a quarter turn) -------------------------------------------------
+
+
+def square_pixels(transforms: Sequence[str]) -> tuple[float, float]:
+    """The stretch (x, y) that made the page's pixels square (``square_pixels:1.0000x2.0816``), or (1, 1)."""
+    for t in transforms:
+        kind, _, value = t.partition(":")
+        if kind == "square_pixels":
+            try:
+                x, y = (float(v) for v in value.split("x"))
+            except ValueError:
+                break
+            if x > 0 and y > 0:
+                return x, y
+    return 1.0, 1.0
 
 
 def straightening(transforms: Sequence[str]) -> tuple[float, int]:

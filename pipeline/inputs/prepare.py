@@ -15,8 +15,9 @@ What happens to a file, in order (each step that changes pixels or bytes is reco
 2. **Pass-through** — a single-page file in a format the API takes (JPEG, PNG, GIF, BMP, WebP),
    within the byte and pixel limits and with no EXIF rotation to apply, is sent as the original
    bytes (``transforms == ()``): cheapest, and lossless.
-3. **Otherwise** per page: EXIF orientation applied; multi-page TIFF split into pages (other
-   animated formats: first frame only); downscale to fit ``max_width`` (a page taller than
+3. **Otherwise** per page: EXIF orientation applied; pixels made square when the stated
+   resolution differs by axis (a fax at 204 x 98 dpi: ``square_pixels:FXxFY``, :func:`pixel_stretch`);
+   multi-page TIFF split into pages (other animated formats: first frame only); downscale to fit ``max_width`` (a page taller than
    ``max_height`` keeps its scale: the run cuts it into strips, ``run/strips.py``; big JPEGs
    are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling — ``Image.draft`` — which is
    several times faster than a full decode); pad with white at the right/bottom up to
@@ -450,7 +451,8 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
     # An MPO's extra frames are camera previews; its byte stream is a plain JPEG of the main image.
     frames_sent = 1 if im.format == "MPO" else n_frames
     straight = None
-    if not multipage and data is not None and _can_pass_through(im, fmt, frames_sent, size, limits):
+    square = pixel_stretch(im) == (1.0, 1.0)   # else the page is made square first (_prepare_page)
+    if not multipage and data is not None and square and _can_pass_through(im, fmt, frames_sent, size, limits):
         straight = _verify_and_measure(im, limits)
         if straight.noop:
             page = PreparedPage(
@@ -458,7 +460,7 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
                 width=src_w, height=src_h, page_index=0, scale=1.0, transforms=(),
                 sha256=hashlib.sha256(data).hexdigest())
             return PreparedFile(fmt, src_w, src_h, 1, (page,), size)
-    elif frames_sent == 1 and limits.straightens and _decoded_at_a_dct_scale(im, limits):
+    elif frames_sent == 1 and square and limits.straightens and _decoded_at_a_dct_scale(im, limits):
         straight = _measure_oriented(im, limits)
     if straight is not None:      # measured on a reduced decode: start again from the bytes
         im.close()
@@ -507,6 +509,35 @@ def _orientation(im: Image.Image) -> int:
         # here, outside the guard below: a decode error must reject the file, not be swallowed.
         im.load()
     return held_orientation(im)   # a TIFF frame's tag is taken from Pillow: it loads as stored
+
+
+def pixel_stretch(im: Image.Image, swap: bool = False, max_pixels: int | None = None) -> tuple[float, float]:
+    """The factors (x, y) that make the page's pixels square, from its stated resolution: (1, 1)
+    when they are square already, unstated, or absurd.
+
+    Why: a fax at its standard 204 x 98 dpi stores each pixel twice as tall as it is wide, so its
+    text is half as tall in pixels as it is wide. Engines read it, but the reading that places a
+    text-only answer's words on the page's lines found 26 of 97 words on such a page (96 of 96
+    at 204 x 196 dpi), and the straightening's angles are only angles in square pixels.
+    OCRmyPDF likewise renders such pages at one resolution. The lower resolution's axis is
+    stretched up to the higher one's (never shrinking the sharper axis), unless the page would
+    then exceed ``max_pixels``: then the sharper axis is shrunk instead. Ratios under 1.1 (a
+    rounding in the header) and over 4 (not a real scanner's: a broken header) are left alone.
+    ``swap``: the page is turned a quarter by its EXIF orientation, so its axes trade places."""
+    dpi = im.info.get("dpi")
+    try:
+        x, y = (float(v) for v in dpi)   # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return 1.0, 1.0
+    if not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
+        return 1.0, 1.0
+    ratio = max(x, y) / min(x, y)
+    if ratio < 1.1 or ratio > 4.0:
+        return 1.0, 1.0
+    fx, fy = (1.0, ratio) if x > y else (ratio, 1.0)
+    if max_pixels is not None and im.size[0] * im.size[1] * ratio > max_pixels:
+        fx, fy = fx / ratio, fy / ratio
+    return (fy, fx) if swap else (fx, fy)
 
 
 def _can_pass_through(im: Image.Image, fmt: str, n_frames: int, size: int, limits: PrecheckLimits) -> bool:
@@ -574,13 +605,17 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     swap = orientation in SWAPPING_ORIENTATIONS
     w0, h0 = im.size
     ow, oh = (h0, w0) if swap else (w0, h0)          # oriented source size
+    fx, fy = pixel_stretch(im, swap, limits.max_source_pixels)
+    stored = (ow, oh)
+    if (fx, fy) != (1.0, 1.0):   # from here on "the source" is the page with square pixels
+        ow, oh, straight = max(1, round(ow * fx)), max(1, round(oh * fy)), None
     # the width it is sent at: the stored height for a page found sideways (measured already)
     fit = limits.fit(oh if straight is not None and straight.turn in (90, 270) else ow)
     target = (max(1, round(ow * fit)), max(1, round(oh * fit)))
 
     work = im
     resample = Image.Resampling.LANCZOS
-    if _dct_scaled(im, fit):
+    if fx == fy == 1.0 and _dct_scaled(im, fit):
         # libjpeg DCT scaling: decode at 1/2, 1/4 or 1/8 directly (never below the target).
         req = (target[1], target[0]) if swap else target
         before = im.size
@@ -598,6 +633,9 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)
+    if work.size != (ow, oh):
+        work = work.resize((ow, oh), Image.Resampling.BICUBIC)
+        transforms.append(f"square_pixels:{ow / stored[0]:.4f}x{oh / stored[1]:.4f}")
     if limits.straightens:      # rendered PDF pages too (text-layer pages never get here)
         work, ow, target = _straighten(work, straight, limits, transforms, ow, oh)
     if work.size != target:
