@@ -226,6 +226,56 @@ async def test_an_upload_the_api_fails_past_its_retries_is_sent_once_more_when_t
     assert server.counters.jobs_created == len(names)   # a 5xx answer made no job: paid once
 
 
+@dataclass
+class ApiAway(FaultRule):
+    """The API going away at the second upload (the connection closed after the upload, as a
+    balancer with no replica left does) until another call comes: as ``drop_before_create`` it
+    cuts the uploads while away; as ``http_5xx`` (on status and balance calls) it fails none and
+    is back from the first such call after the cut."""
+
+    away: list = None
+    cuts: int = 0
+
+    def fire(self, rng) -> bool:
+        return False
+
+
+class Cut(ApiAway):
+    def fire(self, rng) -> bool:
+        self.cuts += 1
+        if self.cuts == 2:     # the first upload is taken; the API goes away at the second
+            self.away.append(True)
+        return bool(self.away)
+
+
+class Back(ApiAway):
+    def fire(self, rng) -> bool:
+        self.away.clear()
+        return False
+
+
+async def test_an_upload_cut_off_by_an_api_going_away_is_resent_when_it_answers_not_struck(tmp_path, server):
+    # Found on a fleet chaos tour: both replicas killed for 10-40 s, a balancer taking uploads and
+    # closing; the knowing resend after an unknown outcome went at once, met the same outage and
+    # the file failed "submit outcome unknown twice" with a strike (exit 1).
+    names = tree(tmp_path, 2)
+    away: list = []
+    server.faults.drop_before_create = Cut(away=away)
+    server.faults.endpoints = ("status", "balance")
+    server.faults.http_5xx = Back(away=away)
+    server.faults.latency = 1.5   # the first file's job is still polled when the second upload is cut
+    cfg = write_config(tmp_path, server.base_url, retries__outage_min_s=60, concurrency__jobs_in_flight=2,
+                       concurrency__adaptive=False, polling__first_poll_s=0.3, polling__min_interval_s=0.3,
+                       polling__max_interval_s=0.5)
+    code, report, out = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, out
+    assert server.faults.drop_before_create.cuts == 3      # two first uploads (one cut), the resend
+    assert server.counters.jobs_created == len(names)    # the cut upload made no job: paid once
+    assert all(r.state == "done" and r.failures == 0 for r in file_rows(tmp_path))
+    assert [d["rel"] for d in report["possible_duplicates"]] == [d["rel"] for d in report["resubmissions"]]
+    assert len(report["possible_duplicates"]) == 1        # said, though nothing was paid twice
+
+
 def red_marked_png(path, seed: int):
     """A page the server's ``poison_red`` fault chokes on (500 to every upload of it)."""
     distinct_png(path, seed, (120, 80))

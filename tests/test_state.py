@@ -91,6 +91,23 @@ def test_page_write_ahead_intent_and_unknown_outcomes(tmp_path):
     assert store.get_pages("k")[0].result_text is None
 
 
+def test_a_strip_paid_maybe_twice_is_listed_under_its_file_and_page(tmp_path):
+    """Found on a fleet chaos tour: a strip resubmitted after the database lost its job was listed
+    in the run report with ``rel: null`` and its strip number as the page."""
+    store = StateStore(tmp_path / "s.sqlite")
+    store.set_file("tall.png", "submitting", work_key="k")
+    store.set_file("b.png", "submitting", work_key="k2")
+    for key, n in (("k#p2h1350", 1), ("k#p2h1350/s1h640", 0), ("k2", 0)):
+        store.page_intent(key, n, f"up-{key}-{n}", None)
+        store.page_outcome_unknown(key, n)
+        store.page_intent(key, n, f"up-{key}-{n}", "resubmitted knowingly")
+    listed = [(d["rel"], d["page"], d.get("strip"), d.get("cut")) for d in store.possible_duplicates()]
+    assert listed == [("b.png", 0, None, None), ("tall.png", 2, 2, "p2h1350"), ("tall.png", 2, 1, "p2h1350/s1h640")]
+    assert [(r["rel"], r["page"], r.get("strip")) for r in store.resubmissions([("k#p2h1350", 1)])] == [
+        ("tall.png", 2, 2)]
+    store.close()
+
+
 def test_committed_state_survives_sigkill(tmp_path):
     """Each call is its own transaction: what returned before a SIGKILL is on disk after it."""
     db = tmp_path / "s.sqlite"

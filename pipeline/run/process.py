@@ -642,6 +642,15 @@ class FileProcessor:
                 slots.on_success(result.job_seconds, queued=result.queued)
             return result
 
+    async def _api_answers(self) -> bool:
+        """Whether the API answers a free call (``/balance``, after the client's retries): any
+        answer, a 4xx too, says it is there; no answer or a 5xx says it is away."""
+        try:
+            await self.ctx.api.balance()
+        except api_errors.DeapiError as exc:
+            return not api_errors.api_failure(exc)
+        return True
+
     async def _page_in_slot(self, entry: ScanEntry, key: str, page: PreparedPage, stored: Any) -> PageResult:
         ctx, state = self.ctx, self.ctx.state
         api_cfg = file_config(ctx.config, entry.rel).api   # overrides: e.g. this subtree's language
@@ -710,6 +719,15 @@ class FileProcessor:
                                       api_side=True) from None
                 unknown_retry_used = True
                 reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
+                if ctx.outage is not None and not ctx.outage.open and not await self._api_answers():
+                    # A connection cut after the upload can be the API going away (a replica
+                    # killed, a balancer with no replica left, which takes the upload and
+                    # closes). Resent at once, the page met the same outage and failed "unknown
+                    # twice" with a strike (2 files of 36 on a fleet chaos tour, both replicas
+                    # killed for 10-40 s). So the API is asked something free first; when it does
+                    # not answer, the knowing resend waits, as an upload the API failed does,
+                    # for the API to answer another call (or outage_min_s).
+                    await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
                 continue
             except BaseException as exc:
                 if admitted and ctx.budget is not None:

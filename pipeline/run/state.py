@@ -431,17 +431,15 @@ class StateStore:
         """Pages submitted with an unknown outcome (maybe paid twice), ever or, with ``only``,
         among those (work key, page) pairs."""
         rows = self._db.execute(
-            "SELECT p.work_key, p.page, p.unknown_outcomes, p.submits, p.request_id, "
-            "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
-            "FROM pages p WHERE p.unknown_outcomes > 0 ORDER BY rel, p.page").fetchall()
+            "SELECT p.work_key, p.page, p.unknown_outcomes, p.submits, p.request_id, " + _REL_OF_PAGE +
+            "FROM pages p WHERE p.unknown_outcomes > 0 ORDER BY rel, p.work_key, p.page").fetchall()
         return _among(rows, only)
 
     def resubmissions(self, only: Collection[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
         """Pages submitted again, and why, ever or, with ``only``, among those pairs."""
         rows = self._db.execute(
-            "SELECT p.work_key, p.page, p.submits, p.resubmitted_reason, "
-            "(SELECT rel FROM files f WHERE f.work_key=p.work_key ORDER BY rel LIMIT 1) AS rel "
-            "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.page").fetchall()
+            "SELECT p.work_key, p.page, p.submits, p.request_id, p.resubmitted_reason, " + _REL_OF_PAGE +
+            "FROM pages p WHERE p.resubmitted_reason IS NOT NULL ORDER BY rel, p.work_key, p.page").fetchall()
         return _among(rows, only)
 
     # -- prices and spend (pipeline.run.pricing, pipeline.run.budget) ----------------------------------
@@ -506,8 +504,31 @@ class StateStore:
         return self._db.execute("DELETE FROM webhook_events WHERE received_at < ?", (before,)).rowcount
 
 
+# The file a ``pages`` row belongs to: a strip's work key is its file's work key, ``#`` and the
+# cut (``pipeline.run.strips``), so an exact match would find no file for it.
+_REL_OF_PAGE = ("(SELECT rel FROM files f WHERE f.work_key = CASE WHEN instr(p.work_key, '#') > 0 "
+                "THEN substr(p.work_key, 1, instr(p.work_key, '#') - 1) ELSE p.work_key END "
+                "ORDER BY rel LIMIT 1) AS rel ")
+
+
 def _among(rows: list[sqlite3.Row], only: Collection[tuple[str, int]] | None) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows if only is None or (r["work_key"], r["page"]) in only]
+    return [_page_entry(dict(r)) for r in rows if only is None or (r["work_key"], r["page"]) in only]
+
+
+def _page_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A report's line about one upload, in the file's terms: for a strip (its row's ``page`` is
+    the strip's number within its cut), the file's page, the strip (1-based, in reading order
+    within its cut, as ``image.pages[].strips`` and the upload's ``-sNN`` name count) and the cut
+    (``p<page>h<limit>``, ``/s<n>h<limit>`` for a refused strip cut finer). Before, a strip was
+    listed with ``rel: null`` and its strip number as the page: a person could not tell which
+    scan may have been paid twice (found by a fleet chaos tour: a strip resubmitted after the
+    database lost its job)."""
+    key = row["work_key"]
+    if "#" in key:
+        cut = key.split("#", 1)[1]
+        row["strip"], row["cut"] = row["page"] + 1, cut
+        row["page"] = int(cut[1:cut.index("h")])
+    return row
 
 
 def _prefix_range(prefix: str) -> tuple[str, str]:
