@@ -233,7 +233,8 @@ async def test_permanent_failures_are_not_retried_unless_asked(tmp_path, server)
 async def test_transient_failures_are_quarantined_after_the_limit(tmp_path, server):
     make_tree(tmp_path, 1)
     server.faults.http_5xx = FaultRule(rate=1.0)
-    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=2)
+    cfg = write_config(tmp_path, server.base_url, retries__max_attempts=1, retries__max_transient_runs=2,
+                       retries__outage_min_s=1)   # a failed upload waits 1 s, not 60, for an answer before its resend
     for expected in ("failed_transient", "quarantined"):
         assert (await run_pipeline(cfg, TOKEN))[0] == ExitCode.FILES_FAILED
         assert failures(tmp_path)["batch/00.png"]["state"] == expected
