@@ -20,9 +20,13 @@ import zlib
 
 import numpy as np
 from fpdf import FPDF
-from fpdf.image_datastructures import RasterImageInfo
-from fpdf.image_parsing import is_iccp_valid
 from PIL import Image
+
+try:   # fpdf2's image cache is not its public API: another version may move it
+    from fpdf.image_datastructures import RasterImageInfo
+    from fpdf.image_parsing import is_iccp_valid
+except ImportError:   # pragma: no cover - then every page goes through fpdf2 as before
+    RasterImageInfo = None
 
 #: bytes of decoded rows compressed at a time (Pillow's tobytes and the padded copy hold a band
 #: two or three times over, whatever the page's size)
@@ -33,7 +37,7 @@ _SPACES = {"L": (1, "DeviceGray"), "RGB": (3, "DeviceRGB")}
 
 def can_stream(im: Image.Image) -> bool:
     """Whether ``im`` is put band by band (grey or RGB), not through fpdf2's whole-image copies."""
-    return im.mode in _SPACES
+    return RasterImageInfo is not None and im.mode in _SPACES
 
 
 def flate_rows(im: Image.Image) -> bytes:
