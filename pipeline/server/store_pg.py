@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any, Callable
 
 import psycopg
@@ -213,11 +214,15 @@ class PgStore(Store):
         return applied
 
     async def _listen(self) -> None:
+        lost_at: float | None = None   # when the LISTEN connection was lost (the log says when it is back)
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    if lost_at is not None:   # the outage's warnings are said once a minute (quietlog): its end too
+                        log.warning("database reachable again (LISTEN restored after %.0f s)", time.monotonic() - lost_at)
+                        lost_at = None
                     self._work.set()  # look once after (re)connecting: a NOTIFY may have been missed
                     self._hooks.set()
                     async for note in conn.notifies():
@@ -226,6 +231,8 @@ class PgStore(Store):
                 raise
             except Exception as exc:  # the database restarted: listen again shortly
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                if lost_at is None:
+                    lost_at = time.monotonic()
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:
