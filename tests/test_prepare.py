@@ -261,7 +261,8 @@ def test_big_jpeg_uses_dct_scaling(tmp_path):
     p = tmp_path / "wide.jpg"
     Image.linear_gradient("L").resize((8400, 600)).convert("RGB").save(p, "JPEG", quality=90)
     (page,) = prepare_file(p, LIMITS).pages
-    assert "jpeg_draft:1/2" in page.transforms
+    # decoded at half size and only shrunk from there: never brought back to full size first
+    assert page.transforms == ("convert:JPEG->PNG", "jpeg_draft:1/2", "mode:RGB->L", "downscale:0.4876")
     assert (page.width, page.height) == (4096, 293)
 
 

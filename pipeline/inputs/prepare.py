@@ -633,7 +633,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         transforms.append(f"exif_transpose:{orientation}")
 
     work, kind = _normalise_mode(work, transforms)
-    if work.size != (ow, oh):
+    if (ow, oh) != stored:   # square_pixels (a DCT-scaled decode is smaller, and stays so)
         work = work.resize((ow, oh), Image.Resampling.BICUBIC)
         transforms.append(f"square_pixels:{ow / stored[0]:.4f}x{oh / stored[1]:.4f}")
     if limits.straightens:      # rendered PDF pages too (text-layer pages never get here)
