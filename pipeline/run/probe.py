@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.deapi import errors as api_errors
-from pipeline.run.process import StopSubmitting
-
-if TYPE_CHECKING:
-    from pipeline.run.process import RunContext
+from pipeline.run.process import RunContext, StopSubmitting
 
 DEFAULT_SIZE = (1240, 800)   # no page taken yet this run: a page of A4's width at 150 dpi, under the hosted model's 850 px
 LINE = "The API took this test page: the pages whose uploads failed are the API's to refuse."
@@ -55,7 +52,7 @@ def probe_page(width: int, height: int) -> bytes:
 class RunProbe:
     """``OutageBreaker.probe`` for one run: sends the test page through the run's client."""
 
-    ctx: "RunContext"
+    ctx: RunContext
     say: Callable[[str], None] = lambda message: None
 
     async def __call__(self) -> bool | None:
