@@ -155,8 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":  # a cron log: every line with its time and the run's id (not on a terminal)
         from pipeline.run.cronlog import for_stderr
         sys.stderr = for_stderr(sys.stderr)
+    handler = logging.StreamHandler()
+    if args.command == "serve":   # a database outage's retries are said once a minute (server/quietlog.py)
+        from pipeline.server.quietlog import RepeatFilter
+        handler.addFilter(RepeatFilter())
+    # the process's own handler: a no-op when logging is already set up (pytest's handlers stay as they are)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
     config = None
     try:
         if args.command == "serve":

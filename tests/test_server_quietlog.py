@@ -48,3 +48,30 @@ def test_a_critical_record_is_never_dropped():
     for _ in range(3):
         log.critical("the store refuses this user")
     assert out.getvalue().count("the store refuses this user") == 3
+
+
+def test_serve_quiets_its_own_log_handler_and_no_one_elses(capsys):
+    """``python -m pipeline serve`` puts the filter on the handler it sets up; ``serve_from_args``
+    called in a process whose logging is set up already (here: pytest's) leaves its handlers
+    alone. Before, the filter went onto whatever handlers the root logger had, pytest's too, and
+    a later test's log capture lost a line said in the same minute."""
+    import socket
+    import subprocess
+    import sys
+
+    from pipeline.server.cli import serve_from_args
+    from test_server_cli import parse
+
+    with socket.socket() as busy:   # a busy port: serve stops at once (exit 2) once logging is set
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        before = [list(h.filters) for h in logging.getLogger().handlers]
+        assert serve_from_args(parse("--token", "t", "--engine", "fast", "--port", str(port))) == 2
+        assert [list(h.filters) for h in logging.getLogger().handlers] == before
+        probe = ("import logging, sys\n"
+                 "from pipeline.cli import main\n"
+                 f"code = main(['serve', '--token', 't', '--engine', 'fast', '--port', '{port}'])\n"
+                 "print(code, [type(f).__name__ for h in logging.getLogger().handlers for f in h.filters])\n")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60).stdout
+    assert out.split(None, 1) == ["2", "['RepeatFilter']\n"], out

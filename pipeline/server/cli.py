@@ -22,7 +22,6 @@ from .config import LIMITED_ENDPOINTS, PROFILES, ROLES, ServerConfig
 from pipeline.ocr import ENGINE_NAMES
 from .faults import FaultConfig, parse_fault_option
 from .hosted import HostedSettings
-from .quietlog import quiet_repeats
 from .store import StoreUnavailable
 
 TOKEN_ENV = "DEAPI_API_KEY"
@@ -285,7 +284,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         return int(ExitCode.CONFIG_ERROR)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_repeats(logging.getLogger().handlers)   # a database outage's retries: once a minute
     try:
         asyncio.run(run_server(config))
     except OSError as exc:  # address in use, permission denied, unknown host

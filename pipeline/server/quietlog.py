@@ -7,7 +7,7 @@ webhook outbox, the store's maintenance), and each retry logged a warning: a 30 
 two members), so a ten-minute outage buried each log under thousands of lines saying the same,
 and the line that says what started it scrolled away. ``RepeatFilter`` lets the first record of
 a kind through, drops the repeats for ``window_s`` and then lets one through that says how many
-it dropped. A kind is the logger and the message with its numbers taken out ("trying again in
+it dropped (``pipeline.cli`` puts it on the ``serve`` process's log handler). A kind is the logger and the message with its numbers taken out ("trying again in
 0.4 s", "port 39871", "at 0x7f40193df690"), so messages about different jobs (their ids differ) are never merged.
 """
 
@@ -48,9 +48,3 @@ class RepeatFilter(logging.Filter):
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
         return True
 
-
-def quiet_repeats(handlers: list[logging.Handler], window_s: float = WINDOW_S) -> None:
-    """Put one ``RepeatFilter`` on each of ``handlers`` (the process's own, set up by ``serve``)."""
-    repeat = RepeatFilter(window_s)
-    for handler in handlers:
-        handler.addFilter(repeat)
