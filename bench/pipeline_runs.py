@@ -192,7 +192,7 @@ def bench_rerun(files: int) -> dict[str, Any]:
     """Seed ``files`` done files through the state store's API, then time a real rerun."""
     from pipeline.config import load_config
     from pipeline.formats.writer import SUFFIXES, output_path
-    from pipeline.run.process import settings_fingerprint, work_key
+    from pipeline.run.workkeys import settings_fingerprint, work_key
     from pipeline.run.state import StateStore
 
     with tempfile.TemporaryDirectory(prefix="bench-rerun-") as tmp:

@@ -173,10 +173,10 @@ async def test_a_scan_replaced_between_its_hash_and_its_reading_lends_no_text_to
 async def test_a_scan_moved_away_before_its_searchable_pdf_is_written_is_not_failed_for_good(tmp_path, monkeypatch):
     """The searchable PDF is made from the source's pixels after the OCR: a scan moved away in
     between failed as output_error (permanent), and back again it stayed "failed earlier"."""
-    import pipeline.run.process as process
+    import pipeline.run.context as context   # where a file's outputs are written
 
     scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
-    real_write, moved = process.write_outputs, []
+    real_write, moved = context.write_outputs, []
 
     async def write_after_moving(output, rel, names, document, source_path, *args):
         if not moved:
@@ -184,7 +184,7 @@ async def test_a_scan_moved_away_before_its_searchable_pdf_is_written_is_not_fai
             moved.append(rel)
         return await real_write(output, rel, names, document, source_path, *args)
 
-    monkeypatch.setattr(process, "write_outputs", write_after_moving)
+    monkeypatch.setattr(context, "write_outputs", write_after_moving)
     cfg = _fast(tmp_path, outputs=["txt", "json", "pdf"], pdf={"pdfa": "off"}, api__format="json")
     code, report, log = await run_pipeline(cfg, None)
     assert moved and "a.png: vanished" in log and failures(tmp_path) == {}, log

@@ -3,7 +3,7 @@
 Why here and not in ``config``: a file's settings are asked for by the stages that act on a
 file (its work key, its submit, its ``.json``), which live in ``run/``; ``config`` only reads
 and checks them. Every setting an override changes goes into that file's settings fingerprint
-(``process.settings_fingerprint`` of the file's own config), so changing an override redoes the
+(``workkeys.settings_fingerprint`` of the file's own config), so changing an override redoes the
 files under its glob and no others.
 """
 

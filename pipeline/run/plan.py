@@ -36,7 +36,8 @@ from pipeline.inputs.pages import PageFailed, TextLayerPage, open_source
 from pipeline.inputs.prepare import RejectedInput
 from pipeline.run.pricing import BUCKET_ERROR, bucket, price_book
 from pipeline.run.strips import current_limit, strip_sizes, uploads_left
-from pipeline.run.process import FileProcessor, RunContext, Verdict
+from pipeline.run.context import RunContext
+from pipeline.run.process import FileProcessor, Verdict
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import StateStore
 from pipeline.run.diskfloor import DiskFloor

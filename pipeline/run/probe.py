@@ -29,7 +29,7 @@ from typing import Callable
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.deapi import errors as api_errors
-from pipeline.run.process import RunContext, StopSubmitting
+from pipeline.run.context import RunContext, StopSubmitting
 
 DEFAULT_SIZE = (1240, 800)   # no page taken yet this run: a page of A4's width at 150 dpi, under the hosted model's 850 px
 LINE = "The API took this test page: the pages whose uploads failed are the API's to refuse."

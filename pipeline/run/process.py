@@ -19,57 +19,41 @@ from which the next run continues without paying twice:
   atomically; only then is the file ``done``. A done file missing an output the config now asks
   for gets it rendered from its stored ``.json``, with no API call (``_regenerate``).
 
-The module knows nothing of the worker pool (``runner``) or of HTTP details (``deapi``).
+The module knows nothing of the worker pool (``runner``) or of HTTP details (``deapi``). What it
+shares with the run is ``context.RunContext``; what makes work the same, ``workkeys``; how a file
+fails, ``failures``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any
 
 from pipeline import __version__
 from pipeline.run.adopt import Adoption, Refusal, examine
-from pipeline.run.budget import BalanceShort, CapReached
-from pipeline.config import Config
+from pipeline.run.context import Outcome, RunContext, StopSubmitting
 from pipeline.run.crashpoints import crashpoint
+from pipeline.run.failures import IN_FLUX, FileFailure, changed_since_walk, in_flux, output_failure, unreadable
 from pipeline.run.overrides import file_config
 from pipeline.run.placing import (document_pages, limits_for_regeneration, needs_placement, place_missing,
-                                  placement_notes, record_placements, without_positions)
+                                  record_placements, without_positions)
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import answer_text
-from pipeline.formats.writer import OutputError, OutputOptions, missing_outputs, read_document, write_outputs
+from pipeline.formats.writer import OutputError, missing_outputs, read_document
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths, too_long
-from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, is_pdf, open_source, sniff_pdf
+from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
-from pipeline.run.state import StateStore
 from pipeline.run.outage import api_side, forgive
-from pipeline.run.strips import StripReader, StripStats
-
-
-
-class Outcome:
-    DONE = "done"                 # processed (or reused) this run, outputs written
-    SKIPPED = "skipped"           # already done with the same content and settings
-    FAILED = "failed"             # failed this run (transient or permanent)
-    REJECTED = "rejected"         # not a usable image
-    STILL_FAILED = "still_failed"  # failed in an earlier run; not retried (see --retry-failed)
-    DEFERRED = "deferred"         # left for the next run (stop requested, daily quota)
-    ADOPTED = "adopted"           # unknown to the state store, its outputs on disk taken over (free)
-    VANISHED = "vanished"         # moved or deleted while this run read it: nothing recorded, the next run looks again
-    CHANGED = "changed"           # written to while this run read it (replaced, still being copied): likewise
-
-# What a file may do under a run (codes of the FileFailure, names of the Outcome): not its content's
-# fault, so ``_fail`` records nothing while the file is still gone or changed.
-IN_FLUX = ("vanished", "changed")
+from pipeline.run.strips import StripReader
+from pipeline.run.workkeys import (HashAbandoned, fingerprint_of, hash_and_sniff, pdf_settings_fingerprint,
+                                   settings_fingerprint, work_key)
 
 
 class Verdict:
@@ -99,169 +83,6 @@ class Decision:
     refusal: str | None = None     # why outputs found on disk were not adopted
 
 
-class StopSubmitting(Exception):
-    """Raised inside a file's processing when the run no longer submits new work."""
-
-
-class ApiPort(Protocol):  # what this module needs of the deAPI client
-    async def submit_ocr(self, data: bytes, filename: str, content_type: str, **kw: Any) -> str: ...
-    async def wait_for_job(self, request_id: str, deadline_s: float) -> Any: ...
-    async def get_status(self, request_id: str) -> Any: ...
-    async def fetch_result(self, request_id: str, status: Any, deadline_s: float | None = None) -> str: ...
-
-
-@dataclass
-class RunContext:
-    """Everything the per-file code shares with the rest of the run."""
-
-    config: Config
-    state: StateStore
-    api: ApiPort
-    api_ready: Callable[[], Awaitable[PrecheckLimits]]  # start-up checks, run once before the first prepare
-    run_id: int
-    force: bool = False
-    retry_failed: bool = False
-    webhook_events: Any | None = None        # PushWatch over JobEvents when webhook mode is on
-    webhook_url: str | None = None
-    job_slots: Any | None = None             # AdaptiveLimit (or a semaphore) around submit+await
-    prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    submissions_closed: str | None = None    # why new submissions stopped (daily quota, signal, ...)
-    fatal: BaseException | None = None       # auth or balance: the run must stop
-    # asked before each upload: under the min_free_mb floor it closes submissions (run.diskfloor)
-    check_disk: Callable[[], None] = lambda: None
-    # Works being computed right now, so that identical files in flight together pay once. A
-    # finished work leaves nothing here (its results live in the outputs and the state store,
-    # where an identical file finds them): memory stays flat in the number of files.
-    in_run_works: dict[str, asyncio.Future] = field(default_factory=dict)
-    possible_duplicates: int = 0
-    resubmitted: int = 0
-    # (work key, page) of the pages this run resubmitted or met with an unknown outcome: the run
-    # report lists these, not every such page of every earlier night
-    resubmitted_pages: set[tuple[str, int]] = field(default_factory=set)
-    in_flight: int = 0                       # pages submitted (or being submitted) and not finished
-    stop_flag: Callable[[], bool] = lambda: False  # the run was asked to stop (hashing checks it)
-    regenerated: int = 0                     # done files given missing outputs from their .json
-    adoption_refused: list[dict[str, str]] = field(default_factory=list)  # outputs found, not taken over
-    pricing: Any | None = None               # PriceBook: a page's quote by its upload size
-    budget: Any | None = None                # Budget: caps and balance, checked as a page is admitted
-    outage: Any | None = None                # outage.OutageBreaker: an API gone mid-run is no file's strike
-    # Pages, for the progress line and its ETA (a 200-page PDF must not look stalled): pages of the
-    # files opened this run, and those of them read (OCR or text layer) this run.
-    files_opened: int = 0
-    pages_found: int = 0
-    pages_read: int = 0
-    on_page: Callable[[], None] | None = None   # the runner's progress, told of each page read
-    output_notes: list[dict[str, str]] = field(default_factory=list)  # e.g. a PDF that could not be PDF/A
-    mets_folders: set[str] = field(default_factory=set)  # folders whose files' METS were written this run
-
-    def page_read(self) -> None:
-        self.pages_read += 1
-        if self.on_page is not None:
-            self.on_page()
-
-    async def write_outputs(self, rel: str, names: Any, document: dict, source_path: Path) -> list[str]:
-        """``formats.writer.write_outputs`` with this run's output options; its notes are kept
-        for the run report."""
-        notes: list[str] = []
-        options = OutputOptions(pdfa=self.config.pdf.pdfa, pdfa_fallback=self.config.pdf.pdfa_fallback)
-        if "mets" in names:
-            self.mets_folders.add(rel.rpartition("/")[0])
-        try:
-            return await write_outputs(self.config.output, rel, names, document, source_path, options, notes)
-        finally:
-            notes += placement_notes(document, names)
-            self.output_notes += [{"path": rel, "note": n} for n in notes]
-    placer: Any | None = None                # placing.Placer: word positions for text-only answers
-    strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
-
-    def close_submissions(self, reason: str) -> None:
-        if self.submissions_closed is None:
-            self.submissions_closed = reason
-        if self.outage is not None:   # uploads waiting to be resent give up now (outage.next_answer)
-            self.outage.wake()
-
-    def admit(self, cost: float | None) -> None:
-        """The budget's yes to one upload (a page's, or the outage breaker's test page), or the
-        run stops submitting: a cap (exit 3) or the balance (exit 5)."""
-        if self.budget is None:
-            return
-        try:
-            self.budget.admit(cost)
-        except CapReached as exc:
-            self.close_submissions(exc.reason)
-            raise StopSubmitting(exc.reason) from None
-        except BalanceShort as exc:
-            if self.fatal is None:
-                self.fatal = api_errors.InsufficientBalanceError(exc.reason)
-            self.close_submissions(exc.reason)
-            raise StopSubmitting(exc.reason) from None
-
-    def stopping(self) -> bool:
-        """The run is ending (a signal, the outage breaker, max_runtime_s, a full disk, or a
-        fatal error): in-flight jobs get the grace; a cap or a daily limit only stops submits."""
-        return self.stop_flag() or self.fatal is not None
-
-
-def settings_fingerprint(config: Config) -> str:
-    """Every setting that changes the result; part of the work key.
-
-    It is computed from the config alone (the model's pixel limits come with the model name),
-    so deciding that a file is already done needs no API call at all.
-    """
-    api, pre = config.api, config.precheck
-    parts = {
-        "model": api.model, "language": api.language, "format": api.format,
-        "precheck": [pre.max_upload_bytes, pre.max_source_pixels, pre.jpeg_quality],
-        "engine": api.embedded.engine if config.embedded else None,
-    }
-    if [pre.rotate_pages, pre.deskew] != ["auto", "auto"]:
-        # Only a setting away from the default enters the key: the default keeps the work keys of
-        # the versions before straightening, so an upgrade never pays for a finished archive again
-        # (upright pages are sent byte for byte as before; docs/configuration.md).
-        parts["straighten"] = [pre.rotate_pages, pre.deskew]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def pdf_settings_fingerprint(config: Config) -> str:
-    """The fingerprint of PDF files: the image settings plus the PDF ones (changing ``pdf.dpi``
-    redoes the PDFs, not every image)."""
-    pdf = config.pdf
-    parts = [settings_fingerprint(config), pdf.dpi, pdf.text_layer, pdf.min_text_chars, pdf.trust_invisible_text]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def work_key(content_sha256: str, fingerprint: str) -> str:
-    return f"{content_sha256[:32]}-{fingerprint}"
-
-
-def fingerprint_of(key: str) -> str:
-    """The settings fingerprint inside a work key (recorded in the ``.json`` for adoption)."""
-    return key.rsplit("-", 1)[1]
-
-
-class HashAbandoned(Exception):
-    """The run was asked to stop while this file was being hashed."""
-
-
-def hash_file(path: Path, stop: Callable[[], bool] = lambda: False) -> str:
-    return hash_and_sniff(path, stop)[0]
-
-
-def hash_and_sniff(path: Path, stop: Callable[[], bool] = lambda: False) -> tuple[str, bool]:
-    """The content hash, and whether the content is a PDF (seen in the first chunk, for free).
-    ``stop`` is checked between 1 MiB chunks, so that a stop never waits for a multi-gigabyte
-    file to be read to its end."""
-    h = hashlib.sha256()
-    pdf = False
-    with open(path, "rb") as fh:
-        for n, chunk in enumerate(iter(lambda: fh.read(1 << 20), b"")):
-            if stop():
-                raise HashAbandoned(str(path))
-            if n == 0:
-                pdf = is_pdf(chunk)
-            h.update(chunk)
-    return h.hexdigest(), pdf
-
 
 @dataclass
 class PageResult:
@@ -277,57 +98,6 @@ class PageResult:
     facts: dict | None = None          # how the page was prepared (the .json "image.pages" entry)
     placed: dict | None = None         # a text-only answer's words on the page's geometry (placing.py)
 
-
-class FileFailure(Exception):
-    def __init__(self, state: str, error_class: str, reason: str, code: str | None = None,
-                 api_side: bool = False) -> None:
-        super().__init__(reason)
-        self.state, self.error_class, self.reason, self.code = state, error_class, reason, code
-        self.api_side = api_side   # the API failed (nothing answered, a 5xx), not this file: see run.outage
-
-
-def _unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
-    """A file that could not be read, or not as an image: a rejected input, unless it is no longer
-    there. A scan moved, renamed or deleted after the walk found it (a scanner station tidying up
-    during the night) is no fault of its content: recorded as rejected, the content's row said
-    "failed earlier" for good when the scan came back (or stayed so under its old name, a done
-    file's row with it), until ``--retry-failed``. Such a file is ``vanished``: a transient
-    failure that ``_fail`` does not even record while the path is empty (``Outcome.VANISHED``)."""
-    if entry.path.exists():
-        return FileFailure("rejected_input", "rejected_input", reason, code)
-    return _vanished(reason)
-
-
-def _vanished(reason: str) -> FileFailure:
-    return FileFailure("failed_transient", "transient", f"the file vanished while the run read it ({reason}): "
-                       "moved, renamed or deleted during the run; the next run looks again", "vanished")
-
-
-def _output_failure(entry: ScanEntry, exc: OutputError) -> FileFailure:
-    """An output that cannot be written: permanent, unless the source moved under the run (the
-    searchable PDF is made from its pixels after the OCR). Moved, the file is in flux, its pages'
-    answers stay stored, and the next run writes it without paying again."""
-    if not _changed_since_walk(entry):
-        return FileFailure("failed_permanent", "permanent", str(exc), "output_error")
-    return _in_flux(entry, f"before its outputs were written: {exc}")
-
-
-def _in_flux(entry: ScanEntry, when: str) -> FileFailure:
-    """The failure of a file found moved under the run: ``vanished`` when gone, else ``changed``."""
-    if not entry.path.exists():
-        return _vanished(when)
-    return FileFailure("failed_transient", "transient", f"the file changed while the run read it ({when}): "
-                       "replaced, or still being copied; the next run reads it again", "changed")
-
-
-def _changed_since_walk(entry: ScanEntry) -> bool:
-    """Whether the file is not what the walk saw (size, mtime or inode moved, or gone): its hash,
-    taken after the walk, may then be of other bytes than the pages read from it."""
-    try:
-        st = os.stat(entry.path)
-    except OSError:
-        return True
-    return (st.st_size, st.st_mtime_ns, st.st_ino) != (entry.size, entry.mtime_ns, entry.inode)
 
 
 class FileProcessor:
@@ -375,7 +145,7 @@ class FileProcessor:
             except HashAbandoned:
                 return Decision(Verdict.DEFERRED, rec)
             except OSError as exc:
-                return Decision(Verdict.FAILED, rec, failure=_unreadable(
+                return Decision(Verdict.FAILED, rec, failure=unreadable(
                     entry, f"cannot read the file: {exc.strerror or exc}", "unreadable"))
         key = work_key(sha, pdf_fingerprint if pdf_content else fingerprint)
         stat = {"size": entry.size, "mtime_ns": entry.mtime_ns, "inode": entry.inode, "sha256": sha}
@@ -454,7 +224,7 @@ class FileProcessor:
             return Outcome.FAILED
 
     def _fail(self, entry: ScanEntry, failure: FileFailure) -> str:
-        if failure.code in IN_FLUX and _changed_since_walk(entry):
+        if failure.code in IN_FLUX and changed_since_walk(entry):
             return failure.code   # its row is left as it was: a done file stays done, its outputs kept
         state, outage = self.ctx.state, self.ctx.outage
         if failure.api_side and outage is not None:
@@ -524,16 +294,16 @@ class FileProcessor:
             try:
                 source = await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
-                raise _unreadable(entry, exc.reason, exc.code) from None
+                raise unreadable(entry, exc.reason, exc.code) from None
             except MemoryError:
                 raise FileFailure("failed_permanent", "permanent", "out of memory while decoding the image",
                                   "too_large") from None
-        if _changed_since_walk(entry):
+        if changed_since_walk(entry):
             # Replaced (a re-export, a copy still under way) after the walk and the hash: the pages
             # read may be other bytes than the hash's, and their text would be stored under that
             # hash's work key, for every copy of the old content to reuse. Read next run instead.
             source.close()
-            raise _in_flux(entry, "after the walk found it")
+            raise in_flux(entry, "after the walk found it")
         return source
 
     async def _page_loop(self, entry: ScanEntry, key: str, source: PageSource, stored: dict) -> list:
@@ -882,7 +652,7 @@ class FileProcessor:
         try:
             written = await ctx.write_outputs(entry.rel, missing, document, entry.path)
         except OutputError as exc:
-            raise _output_failure(entry, exc) from None
+            raise output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", outputs=list(dict.fromkeys([*recorded, *written])))
         ctx.regenerated += 1
         return True
@@ -897,7 +667,7 @@ class FileProcessor:
             try:
                 written = await ctx.write_outputs(entry.rel, missing, found.document, entry.path)
             except OutputError as exc:
-                raise _output_failure(entry, exc) from None
+                raise output_failure(entry, exc) from None
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, work_key=key,
                            outputs=list(dict.fromkeys([*found.present, *written])), **stat)
         return Outcome.ADOPTED
@@ -933,7 +703,7 @@ class FileProcessor:
         try:
             outputs = await ctx.write_outputs(entry.rel, ctx.config.outputs, document, entry.path)
         except OutputError as exc:
-            raise _output_failure(entry, exc) from None
+            raise output_failure(entry, exc) from None
         crashpoint("after_write")
         ctx.state.set_file(entry.rel, "done", run_id=ctx.run_id, outputs=outputs, error=None,
                            error_class=None, error_code=None, failures=0)

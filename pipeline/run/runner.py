@@ -40,7 +40,8 @@ from pipeline.run.outage import NOT_COUNTED, NOT_DECIDED, OutageBreaker, Suspect
 from pipeline.run.probe import RunProbe
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
-from pipeline.run.process import FileProcessor, Outcome, RunContext, StopSubmitting
+from pipeline.run.context import Outcome, RunContext, StopSubmitting
+from pipeline.run.process import FileProcessor
 from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem

@@ -37,6 +37,7 @@ from PIL import Image
 
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, encode_unscaled
 from pipeline.run.crashpoints import crashpoint
+from pipeline.run.failures import FileFailure
 from pipeline.run.stitch import Piece, stitch
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ class StripReader:
         self._limits: PrecheckLimits | None = None   # the model's upload limits, read once in ``read``
 
     async def read(self, stored: Any) -> Any:
-        from pipeline.run.process import FileFailure, PageResult   # the caller's types (no import circle)
+        from pipeline.run.process import PageResult   # the caller's type (no import circle)
 
         page, state = self.page, self.state
         force = self.ctx.force   # --force redoes the strips too
@@ -237,7 +238,7 @@ class StripReader:
 
     async def _read_regions(self, key: str, regions: list[Region], limit: int) -> list[Piece]:
         """Every region's answer, in order; a refused one cut finer under a key of its own."""
-        from pipeline.run.process import StopSubmitting
+        from pipeline.run.context import StopSubmitting   # (context holds StripStats: no import circle)
 
         stored = {} if self.ctx.force else self.state.get_pages(key)
         results = await asyncio.gather(*(self._region(key, n, r, stored.get(n), limit)
@@ -248,7 +249,6 @@ class StripReader:
         return [piece for part in results for piece in part]   # type: ignore[union-attr]
 
     async def _region(self, key: str, n: int, region: Region, stored: Any, limit: int) -> list[Piece]:
-        from pipeline.run.process import FileFailure
 
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
         if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
@@ -273,7 +273,6 @@ class StripReader:
 
     async def _finer(self, key: str, n: int, region: Region, begun: list[str], limit: int,
                      code: str | None) -> list[Piece]:
-        from pipeline.run.process import FileFailure
 
         if begun:
             sub_key = begun[0]
