@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline.deapi import ClientSettings, DeapiClient, PixelLimits
-from pipeline.deapi.client import parse_balance, parse_models_page, parse_retry_after, parse_status
+from pipeline.deapi.bodies import parse_balance, parse_models_page, parse_retry_after, parse_status
 from pipeline.deapi.errors import (DeapiError, JobFailedError, ServerError, SubmitOutcomeUnknown, ValidationError,
                                    normalize_errors)
 from pipeline.formats.model import answer_text

@@ -2,10 +2,8 @@
 
 What it promises:
 
-* every response shape the public sources disagree on is accepted (deapi-api.md):
-  ``{"balance"}`` and ``{"data": {"balance"}}``; both 422 shapes; ``error``/``failed``
-  statuses and the many "still waiting" spellings; progress as a number or a string;
-  ``inference_types`` as a list or an object; ``info`` as ``[]``; non-JSON (HTML) error pages;
+* every response shape the public sources disagree on is accepted (deapi-api.md; read by
+  ``bodies.py``), non-JSON (HTML) error pages and both 422 shapes included;
 * retries follow the failure's class (``retry.py``): 429 honours ``Retry-After`` (so does a
   5xx that sends one: a 503 in maintenance), 5xx and connection errors back off with jitter,
   other 4xx never retry;
@@ -33,10 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -44,6 +40,8 @@ import aiohttp
 from aiohttp import BytesPayload
 
 from . import errors as E
+from .bodies import (QUEUED, JobStatus, ModelInfo, as_float, html_title, parse_balance, parse_models_page,
+                     parse_retry_after, parse_status, unwrap_json_string)
 from .multipart import MultipartForm
 from .polling import PollPlanner, budget_from_limits
 from .ratelimit import DailyBudgetSpent, EndpointShut, RateLimiter
@@ -58,11 +56,6 @@ LIMITER_BURST = 2   # requests a rate-limited endpoint may send back to back (se
 log = logging.getLogger("pipeline.deapi")
 
 API = "/api/v1/client"
-TERMINAL_OK = frozenset({"done", "completed", "complete", "success", "succeeded", "finished"})
-TERMINAL_FAIL = frozenset({"error", "failed", "failure", "cancelled", "canceled", "expired"})
-QUEUED = frozenset({"pending", "queued", "in_queue", "waiting"})   # not yet on a worker
-# Everything else (pending, processing, queued, in_queue, waiting, running, in_progress, ...)
-# means "keep waiting": an unknown spelling must not end a job the API is still running.
 
 
 @dataclass(frozen=True)
@@ -93,46 +86,6 @@ class ClientSettings:
     max_result_bytes: int = 64 * 1024 * 1024
     user_agent: str = "pipeline-ocr/0.1"
     token_source: str = "the DEAPI_API_KEY environment variable"  # named in AuthError messages
-
-
-@dataclass(frozen=True)
-class PixelLimits:
-    min_width: int | None = None
-    max_width: int | None = None
-    min_height: int | None = None
-    max_height: int | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    slug: str
-    name: str
-    inference_types: tuple[str, ...]
-    limits: PixelLimits | None
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    status: str
-    progress: float | None = None
-    result: str | None = None
-    result_url: str | None = None
-    error: str | None = None
-    error_code: str | None = None
-    raw: dict = field(default_factory=dict, repr=False)
-    queued: bool = False   # wait_for_job: some poll saw the job still queued (pending) at the API
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_OK or self.status in TERMINAL_FAIL
-
-    @property
-    def ok(self) -> bool:
-        return self.status in TERMINAL_OK
-
-    @property
-    def failed(self) -> bool:
-        return self.status in TERMINAL_FAIL
 
 
 @dataclass
@@ -171,39 +124,6 @@ class _Secret:
         return "<token hidden>"
 
     __str__ = __repr__
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time, default: float = 1.0) -> float:
-    """``Retry-After`` as seconds: a number of seconds or an HTTP date (RFC 9110)."""
-    if value is None or not str(value).strip():
-        return default
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return default
-
-
-def _html_title(raw: bytes) -> str | None:
-    m = re.search(rb"<title>(.*?)</title>", raw[:4096], re.I | re.S)
-    return m.group(1).decode("utf-8", "replace").strip() if m else None
 
 
 class DeapiClient:
@@ -384,7 +304,7 @@ class DeapiClient:
             body = None
         message = body.get("message") if isinstance(body, dict) and isinstance(body.get("message"), str) else None
         if message is None and raw and body is None:
-            message = _html_title(raw)
+            message = html_title(raw)
         message = self._scrub((message or resp.reason or "").strip())[:300]
         if 200 <= status < 300:
             if body is None:
@@ -496,7 +416,7 @@ class DeapiClient:
         body = await self._request("POST", f"{API}/img2txt/price-calculation", "price", data=form,
                                    subject=f"the price of model {model!r}")
         data_ = body.get("data") if isinstance(body, dict) else None
-        value = _as_float((data_ if isinstance(data_, dict) else body or {}).get("price"))
+        value = as_float((data_ if isinstance(data_, dict) else body or {}).get("price"))
         if value is None:
             raise E.ServerError(f"the price answer has no price: {str(body)[:200]}")
         return value
@@ -781,7 +701,7 @@ class DeapiClient:
                         text = bytes(raw).decode(resp.charset or "utf-8", "replace")
                     except LookupError:  # a charset Python does not know
                         text = bytes(raw).decode("utf-8", "replace")
-                    return _unwrap_json_string(text, resp.content_type)
+                    return unwrap_json_string(text, resp.content_type)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise E.TransportError(f"the result download failed ({type(exc).__name__})") from None
             finally:
@@ -792,114 +712,8 @@ class DeapiClient:
         return await self._told("download", call_with_retries(attempt, self.retry, on_retry=self._count_retry))
 
 
-def _unwrap_json_string(text: str, content_type: str) -> str:
-    """A result file served as JSON whose whole body is one JSON string is that string.
-
-    Why: the result file's type is not documented (deapi-api.md 1.3); storage that says
-    ``application/json`` and holds ``"line one\\nline two"`` means the text, not the quotes and
-    escapes. Anything else (an object for ``format=json``, a text file) is returned as it came."""
-    if not (content_type == "application/json" or content_type.endswith("+json")):
-        return text
-    stripped = text.strip()
-    if not (stripped.startswith('"') and stripped.endswith('"')):
-        return text
-    try:
-        value = json.loads(stripped)
-    except ValueError:
-        return text
-    return value if isinstance(value, str) else text
-
-
-def parse_balance(body: Any) -> float:
-    """``{"balance": x}`` (the docs) or ``{"data": {"balance": x}}`` (SDK, v2)."""
-    for holder in (body.get("data") if isinstance(body, dict) else None, body):
-        if isinstance(holder, dict) and "balance" in holder:
-            value = _as_float(holder["balance"])
-            if value is not None:
-                return value
-    raise E.ServerError(f"the balance answer has no balance field: {str(body)[:200]}")
-
-
-def parse_status(body: Any) -> JobStatus:
-    """A ``request-status`` answer (``{"data": {...}}`` or the bare object) as a ``JobStatus``."""
-    data = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
-    if not isinstance(data, dict) or not str(data.get("status") or "").strip():
-        raise E.ServerError(f"the status answer has no status: {str(body)[:200]}")
-    status = str(data["status"]).strip().lower()
-    error, code = data.get("error"), data.get("error_code")
-    if isinstance(error, dict):  # {"code": .., "message": ..}
-        code = code or error.get("code")
-        error = error.get("message")
-    if not code and isinstance(error, str):
-        code = _code_in_message(error)
-    return JobStatus(status=status, progress=_as_float(data.get("progress")), result=_as_str(data.get("result")),
-                     result_url=data.get("result_url") or None, error=_as_str(error or data.get("error_message")),
-                     error_code=str(code) if code else None, raw=data)
-
-
-ERROR_CODE_AT_START = re.compile(r"\s*([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\s*(?:$|[:;,.(\[-])")
-
-
-def _code_in_message(message: str) -> str | None:
-    """The code a bare v1 ``error`` string starts with (``"INPUT_TOO_LARGE"``,
-    ``"CONTEXT_LENGTH_EXCEEDED: ..."``), else None.
-
-    Why: v1's status documents only ``error`` (a string); the codes (``error_code``) are
-    documented for webhooks and v2. A code that arrives only inside the message must still
-    decide what happens: a refusal for size cuts the page into strips, ``INVALID_INPUT`` is
-    not retried. Only an upper-case word with an underscore, first and alone or followed by
-    punctuation, counts, so ordinary prose never becomes a code."""
-    m = ERROR_CODE_AT_START.match(message)
-    return m.group(1) if m else None
-
-
-def parse_models_page(body: Any, page: int = 1) -> tuple[list[ModelInfo], bool]:
-    """One ``/models`` page: its models and whether another page follows. Accepts the Laravel
-    paginator (``data`` + ``meta`` + ``links``), ``{"data": {"data": [...]}}`` and a bare list."""
-    items: Any = body.get("data") if isinstance(body, dict) else body
-    meta = body.get("meta") if isinstance(body, dict) else None
-    links = body.get("links") if isinstance(body, dict) else None
-    if isinstance(items, dict) and "data" in items:
-        meta, links, items = items.get("meta", meta), items.get("links", links), items["data"]
-    if not isinstance(items, list):
-        raise E.ServerError(f"the models answer has no list of models: {str(body)[:200]}")
-    models = [m for m in (_model_info(i) for i in items) if m is not None]
-    return models, bool(items) and _has_next_page(meta, links, page)
-
-
 async def _mark_sent(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
     """Trace hook: the request's headers were written, so the server may have acted on it."""
     holder = getattr(ctx, "trace_request_ctx", None)
     if isinstance(holder, dict):
         holder["sent"] = True
-
-
-def _model_info(m: Any) -> ModelInfo | None:
-    if not isinstance(m, dict) or not m.get("slug"):
-        return None
-    types = m.get("inference_types") or []
-    if isinstance(types, dict):  # v2: an object keyed by inference type
-        types = list(types.keys())
-    elif isinstance(types, str):
-        types = [t.strip() for t in types.split(",")]
-    info = m.get("info") if isinstance(m.get("info"), dict) else {}  # PHP sends [] for an empty object
-    lim = info.get("limits") if isinstance(info.get("limits"), dict) else None
-    limits = None
-    if lim:
-        def num(key: str) -> int | None:
-            v = _as_float(lim.get(key))
-            return int(v) if v is not None else None
-        limits = PixelLimits(num("min_width"), num("max_width"), num("min_height"), num("max_height"))
-    return ModelInfo(slug=str(m["slug"]), name=str(m.get("name") or m["slug"]),
-                     inference_types=tuple(str(t) for t in types), limits=limits)
-
-
-def _has_next_page(meta: Any, links: Any, page: int) -> bool:
-    if isinstance(meta, dict) and meta.get("last_page") is not None:
-        try:
-            return int(meta.get("current_page", page)) < int(meta["last_page"])
-        except (TypeError, ValueError):
-            pass
-    if isinstance(links, dict):
-        return bool(links.get("next"))
-    return False
