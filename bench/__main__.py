@@ -195,7 +195,7 @@ def polling_tail_rows(r: dict, add) -> None:
                                    n["api_calls_per_job"], n.get("lateness_p95_s")))
     if "share only" in rows:
         s = rows["share only"]
-        add(f"… share only (`lateness_floor_s: 0`, gap <= 25 % of the time)", figs(s), "max ÷ job time <= 0.25",
+        add("… share only (`lateness_floor_s: 0`, gap <= 25 % of the time)", figs(s), "max ÷ job time <= 0.25",
             s["lateness_max_share_past_first_poll"] <= 0.25)
     if "unbounded" in rows:
         add("… the same planner unbounded", figs(rows["unbounded"]), "–", None)

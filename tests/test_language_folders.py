@@ -19,7 +19,6 @@ from conftest import TOKEN
 from helpers import distinct_png, run_pipeline, save, text_page, write_config
 from pipeline.config import ConfigError, load_config
 from pipeline.exitcodes import ExitCode
-from pipeline.ocr import languages
 from pipeline.ocr.languages import LanguageError, resolve_tesseract, tesseract_data, what_engine_does
 
 
