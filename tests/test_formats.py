@@ -337,3 +337,59 @@ async def test_an_engines_words_cut_inside_the_lines_words_follow_the_line_text(
     from test_crash_safety import run_cli
     code, said = await run_cli("verify", str(cfg))
     assert code == ExitCode.OK and "0 problems" in said, said
+
+
+def _png_with_chunk_before_end(im: Image.Image, kind: bytes, data: bytes) -> bytes:
+    """``im`` as PNG bytes with one more chunk put just before IEND (after the pixels)."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    png = buf.getvalue()
+    end = png.rindex(b"IEND") - 4
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png[:end] + chunk + png[end:]
+
+
+def test_a_pngs_orientation_is_read_from_its_chunk_headers_not_its_pixels():
+    """ALTO and hOCR need a page's size and orientation only; Pillow's getexif of a PNG with no
+    eXIf before its pixels decoded the whole image to look behind them."""
+    import io
+    import random
+
+    from pipeline.ocr.imaging import held_orientation
+
+    class CountingReader(io.BytesIO):
+        taken = 0
+
+        def read(self, n=-1):
+            data = super().read(n)
+            self.taken += len(data)
+            return data
+
+    rnd = random.Random(7)
+    noisy = Image.frombytes("L", (1500, 1500), bytes(rnd.choice((0, 255)) for _ in range(1500 * 1500)))
+    png = _png_with_chunk_before_end(noisy, b"tEXt", b"Comment\x00after the pixels")
+    fp = CountingReader(png)
+    with Image.open(fp) as im:
+        assert held_orientation(im) == 1
+        assert fp.taken < len(png) / 20, (fp.taken, len(png))   # before: the whole file was read
+        im.load()                                                # and the pixels still load after
+        assert im.size == (1500, 1500)
+
+
+def test_a_pngs_exif_after_its_pixels_still_turns_the_page(tmp_path):
+    from pipeline.formats.source import read_source_pages
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tiff = exif.tobytes()
+    tiff = tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
+    path = tmp_path / "late-exif.png"
+    path.write_bytes(_png_with_chunk_before_end(text_page("late", (300, 100), "L"), b"eXIf", tiff))
+    with Image.open(path) as im:
+        assert "exif" not in im.info   # Pillow has not seen it at open
+    (page,) = read_source_pages(path)
+    assert (page.orientation, page.width, page.height) == (6, 100, 300)
