@@ -128,6 +128,18 @@ def test_decompression_bomb_uses_our_configured_limit(tmp_path):
     assert exc.code == "decompression_bomb" and "3000x3000" in exc.reason
 
 
+def test_a_bomb_caught_by_pillow_is_told_in_the_words_of_one_caught_by_us(tmp_path):
+    """Pillow's own guard (at open, past twice its process-wide limit) and ours (on the header)
+    say the same thing, apart from what the file declares."""
+    ours, pillows = tmp_path / "ours.png", tmp_path / "pillows.png"
+    ours.write_bytes(_png_header_only(3000, 3000))
+    pillows.write_bytes(_png_header_only(100_000, 100_000))
+    by_us = _reject(ours, PrecheckLimits(max_source_pixels=5_000_000)).reason
+    by_pillow = _reject(pillows, PrecheckLimits(max_source_pixels=5_000_000)).reason
+    assert by_pillow.startswith("the image declares 10,000,000,000 pixels, over max_source_pixels=5,000,000")
+    assert by_us.split(" pixels, ", 1)[1] == by_pillow.split(" pixels, ", 1)[1]
+
+
 def test_image_between_pillow_default_and_our_limit_is_not_called_a_bomb(tmp_path):
     # 12000 x 16000 = 192 Mpx: over Pillow's default error threshold (2 x 89 Mpx) but under our
     # 250 Mpx limit. It must not be rejected as a bomb; a header alone is then "truncated".

@@ -312,14 +312,13 @@ def _open_formats() -> tuple[str, ...]:
 
 
 def _bomb(exc: Exception, limits: PrecheckLimits) -> RejectedInput:
-    """Pillow's own bomb error quotes Pillow's process-wide limit; the user can only act on ours."""
+    """Pillow's own bomb error quotes Pillow's process-wide limit; the user can only act on ours,
+    and is told so in the words of ``_check_pixels`` (Pillow gives the count, not the sides)."""
     import re
 
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{int(found.group(1)):,} pixels" if found else "more pixels than allowed"
-    return RejectedInput("decompression_bomb",
-                         f"the image declares {size}, over precheck.max_source_pixels="
-                         f"{limits.max_source_pixels:,}; raise it if this is a real image")
+    return _too_many_pixels(f"the image declares {size}", limits)
 
 
 def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Image.Image:
@@ -496,11 +495,13 @@ def _check_pixels(w: int, h: int, limits: PrecheckLimits, what: str) -> None:
     if w <= 0 or h <= 0:
         raise RejectedInput("corrupt", f"{what} declares an impossible size {w}x{h}")
     if w * h > limits.max_source_pixels:
-        raise RejectedInput(
-            "decompression_bomb",
-            f"{what} declares {w}x{h} = {w * h:,} pixels, over max_source_pixels={limits.max_source_pixels:,} "
-            "(possible decompression bomb); nothing was decoded. Raise precheck.max_source_pixels "
-            "if this is a genuine huge scan")
+        raise _too_many_pixels(f"{what} declares {w}x{h} = {w * h:,} pixels", limits)
+
+
+def _too_many_pixels(declared: str, limits: PrecheckLimits) -> RejectedInput:
+    return RejectedInput("decompression_bomb", f"{declared}, over max_source_pixels={limits.max_source_pixels:,} "
+                         "(possible decompression bomb); nothing was decoded. Raise precheck.max_source_pixels "
+                         "if this is a genuine huge scan")
 
 
 def _orientation(im: Image.Image) -> int:
