@@ -209,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
     except Exception as exc:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
         from pipeline.run.writable import cannot_write, cannot_write_advice
-        why = cannot_write(exc)
-        if why is not None:   # a full disk or a read-only file system: a person's fix, not a bug
+        why = cannot_write(exc, config)
+        if why is not None:   # a full disk, a read-only file system, a denied folder: a person's fix, not a bug
             print(f"pipeline: {cannot_write_advice(why)}", file=sys.stderr)
             return ExitCode.CONFIG_ERROR
         from pipeline.crashlog import report_crash

@@ -151,7 +151,7 @@ class Runner:
         try:
             return await self._run_locked()
         except Exception as exc:
-            why = cannot_write(exc)
+            why = cannot_write(exc, self.config)
             if why is None:
                 raise
             self._say_cannot_write(why)   # even the report could not be written
@@ -463,10 +463,10 @@ class Runner:
                 self.stats.add(Outcome.DEFERRED)
                 raise
             except Exception as exc:  # a bug while handling one file: record it, keep the run going
-                why = cannot_write(exc)
+                why = cannot_write(exc, self.config)
                 if why is None:
                     outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
-                else:  # a full disk: neither this file's fault nor a bug; the run stops, the file waits
+                else:  # a full disk, a denied folder: neither this file's fault nor a bug; the run stops, the file waits
                     self._cannot_write(why, ctx)
                     outcome = Outcome.DEFERRED
             self.stats.add(outcome)
