@@ -37,11 +37,12 @@ def test_python_m_pipeline_serve_answers_the_documented_curl(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DEAPI_API_KEY"}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--engine", "fast",
-                             "--token", "dev-token", "--admin"], cwd=ROOT, env=env,
+                             "--token", "dev-token", "--admin", "--fault", "poison_red=true"], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stderr.readline()
         assert f"deAPI-compatible server on http://127.0.0.1:{port}" in banner and "dev-token" not in banner
+        assert "faults: poison_red" in banner, banner  # a switch fault is said too (the page is not red)
         page = tmp_path / "page.png"
         page.write_bytes(png())
         out = subprocess.run(["curl", "-s", "-H", "Authorization: Bearer dev-token", "-H", "Accept: application/json",

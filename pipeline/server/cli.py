@@ -201,7 +201,10 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
     async with EmbeddedServer(config) as srv:
         where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
-        active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
+        # rules that will fire, and the faults that are a switch (poison_red, no_price_route): an
+        # operator must see from the banner that the server answers wrong on purpose
+        active = [name for name, v in srv.faults.snapshot().items()
+                  if (isinstance(v, dict) and (v["count"] or v["rate"])) or v is True]
         if srv.faults.engine_slots:
             active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
         engine = f"engine {config.engine} x{config.engine_workers}"
