@@ -179,8 +179,10 @@ async def test_bad_token_stops_with_its_exit_code(tmp_path, server):
 async def test_unreachable_api_has_its_exit_code(tmp_path):
     tree_of(tmp_path, ["a.png"])
     cfg = write_config(tmp_path, "http://127.0.0.1:9", retries__max_attempts=1)
-    code, _, _ = await run_pipeline(cfg, TOKEN)
+    code, _, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE
+    # said once: it read "the API at URL cannot be reached: cannot reach the API at URL (...)"
+    assert out.count("http://127.0.0.1:9 ") == 1 and "cannot reach the API at http://127.0.0.1:9 (" in out, out
 
 
 async def test_a_base_url_that_is_not_the_apis_root_is_a_config_error_not_a_crash(tmp_path, server):

@@ -279,7 +279,9 @@ class Runner:
             models = await api.list_models("img2txt")
         except api_errors.AuthError as exc:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
-        except (api_errors.TransportError, api_errors.ServerError) as exc:
+        except api_errors.TransportError as exc:   # its reason names the URL and what to check
+            raise StartupError(ExitCode.API_UNREACHABLE, exc.reason) from None
+        except api_errors.ServerError as exc:
             raise StartupError(ExitCode.API_UNREACHABLE,
                                f"the API at {self.config.api.base_url} cannot be reached: {exc.reason}") from None
         except api_errors.DeapiError as exc:  # 404, a redirect, another 4xx: not deAPI's routes at this URL
