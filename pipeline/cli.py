@@ -156,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.run.cronlog import for_stderr
         sys.stderr = for_stderr(sys.stderr)
     handler = logging.StreamHandler()
-    if args.command == "serve":   # a database outage's retries are said once a minute (server/quietlog.py)
+    if args.command in ("serve", "run"):
+        # A repeated warning is said once a minute (server/quietlog.py): in serve, a database
+        # outage's retries; in run, the webhook receiver refusing every delivery (a wrong secret:
+        # 76 lines in 7 s for 5 files, each of deAPI's retries of each job a line)
         from pipeline.server.quietlog import RepeatFilter
         handler.addFilter(RepeatFilter())
     # the process's own handler: a no-op when logging is already set up (pytest's handlers stay as they are)
