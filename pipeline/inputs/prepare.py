@@ -46,7 +46,6 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, UnidentifiedImageError
 
-from pipeline.config import IMAGE_GLOBS
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
 from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
@@ -394,8 +393,8 @@ def _describe_non_pdf(head: bytes) -> str:
 
 def _describe_non_image(head: bytes, suffix: str = "") -> str:
     """Say what the bytes look like, so a person knows what landed in the input folder; text in
-    a file named as an image (``suffix``) is said to be misnamed, a ``notes.txt`` taken by an
-    ``include: ["**/*"]`` is not (it said "the extension lies" of a ``.txt``)."""
+    a file named as an image (``suffix``, one Pillow knows; ``.pdf`` too) is said to be misnamed,
+    a ``notes.txt`` taken by an ``include: ["**/*"]`` is not (it said "the extension lies")."""
     for magic, hint in _MAGIC_HINTS:
         if head.startswith(magic):
             return f"not an image: the content is {hint}"
@@ -416,7 +415,7 @@ def _describe_non_image(head: bytes, suffix: str = "") -> str:
         text = None
     if text is not None and text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
         preview = text[:40].replace("\n", "\\n").replace("\r", "\\r")
-        lies = "; the extension lies" if f"**/*{suffix.lower()}" in IMAGE_GLOBS else ""
+        lies = "; the extension lies" if suffix.lower() in Image.registered_extensions() else ""
         return f"not an image: the file contains text (starts with {preview!r}){lies}"
     return (f"not an image format Pillow can read (first bytes: {head[:8].hex(' ')}); "
             "convert it to PNG or JPEG")
