@@ -152,9 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
         return int(exc.code or 0)
     crashpoint("cli_start")
+    stamped = False
     if args.command == "run":  # a cron log: every line with its time and the run's id (not on a terminal)
-        from pipeline.run.cronlog import for_stderr
+        from pipeline.run.cronlog import StampedStream, for_stderr
         sys.stderr = for_stderr(sys.stderr)
+        stamped = isinstance(sys.stderr, StampedStream)
     handler = logging.StreamHandler()
     if args.command in ("serve", "run"):
         # A repeated warning is said once a minute (server/quietlog.py): in serve, a database
@@ -163,8 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.server.quietlog import RepeatFilter
         handler.addFilter(RepeatFilter())
     # the process's own handler: a no-op when logging is already set up (pytest's handlers stay as they are)
+    # a stamped cron log has its UTC time at the start of each line already: not a second, local one
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+                        format=("" if stamped else "%(asctime)s ") + "%(levelname)s %(name)s: %(message)s",
+                        handlers=[handler])
     config = None
     try:
         if args.command == "serve":

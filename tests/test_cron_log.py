@@ -63,6 +63,8 @@ def test_a_webhook_secret_that_refuses_every_delivery_is_said_once_a_minute_not_
     refused = re.search(r"received (\d+) deliveries and refused them all \(signature (\d+)", text)
     assert refused and int(refused.group(2)) >= 4, text        # every job's push was refused, and counted
     assert text.count("signature mismatch") == 1, text         # and said once
+    warning = next(line for line in text.splitlines() if "signature mismatch" in line)
+    assert STAMPED.match(warning) and re.search(r"run \d+ WARNING pipeline\.deapi\.webhook: ", warning), warning
 
 
 def test_a_cron_log_has_a_start_line_and_stamped_lines_with_the_run_id_and_names_rejected_files(tmp_path):
