@@ -192,7 +192,9 @@ async def test_a_base_url_that_is_not_the_apis_root_is_a_config_error_not_a_cras
     tree_of(tmp_path, ["a.png", "b.png"])
     code, report, out = await run_pipeline(write_config(tmp_path, server.base_url + "/not-the-root"), TOKEN)
     assert code == ExitCode.CONFIG_ERROR and "api.base_url" in out and "404" in out
-    assert report["failures"] == 0 and report["files_by_state"] == {"pending": 2}
+    # every file the run met stays pending (the stop may come before the walk hands it the
+    # second: {"pending": 1} in a full suite on a loaded machine), none failed
+    assert report["failures"] == 0 and set(report["files_by_state"]) == {"pending"}, report["files_by_state"]
     assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log")) and server.counters.submits == 0
 
 
