@@ -4,6 +4,7 @@ and clear refusals (no token, bad fault, busy port) instead of tracebacks."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -145,6 +146,19 @@ def test_an_unreachable_store_is_a_clear_error_without_the_password(capsys, monk
     assert serve_from_args(args) == 6
     err = capsys.readouterr().err
     assert f"cannot reach the PostgreSQL store at 127.0.0.1:{port}/db" in err and "hunter2" not in err
+
+
+async def test_a_stop_while_the_store_is_not_reached_yet_ends_at_once(capsys):
+    """A SIGTERM (here: the stop event, set before the start) while serve waits for a database
+    that is not up: before, it was held until the 30 s wait ended, then exit 6."""
+    from pipeline.server.cli import run_server
+
+    config = config_from_args(parse("--token", "t", "--engine", "fast", "--port", "0",
+                                    "--store", f"postgresql://u@127.0.0.1:{free_port()}/db"))
+    stop = asyncio.Event()
+    stop.set()
+    await asyncio.wait_for(run_server(config, stop), 10)   # the store's own wait is 30 s
+    assert "stopped by a signal while starting" in capsys.readouterr().err
 
 
 def test_a_busy_port_is_a_clear_error_not_a_traceback(capsys):

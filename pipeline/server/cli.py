@@ -199,7 +199,12 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
-    async with EmbeddedServer(config) as srv:
+    srv = EmbeddedServer(config)
+    if not await started_unless_stopped(srv, stop):
+        print("serve: stopped by a signal while starting (the store not reached yet); nothing was served",
+              file=sys.stderr, flush=True)
+        return
+    try:
         where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
         # rules that will fire, and the faults that are a switch (poison_red, no_price_route): an
         # operator must see from the banner that the server answers wrong on purpose
@@ -218,6 +223,25 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
             print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
         await drain_unless_hurried(srv.state, hurry)
+    finally:
+        await srv.stop()
+
+
+async def started_unless_stopped(srv, stop: asyncio.Event) -> bool:
+    """Start ``srv`` unless ``stop`` comes first. Why: the start waits up to 30 s for a
+    PostgreSQL store that is not up yet, and a SIGTERM then (systemd's stop, a pod deleted) was
+    held until that wait ended, and the process then exited 6 for a stop it had been asked for.
+    Starting errors (the store unreachable, the port busy) are raised as before."""
+    starting = asyncio.ensure_future(srv.start())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if starting.done():
+        starting.result()
+        return True
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    return False
 
 
 async def drain_unless_hurried(state, hurry: asyncio.Event) -> None:
