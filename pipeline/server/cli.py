@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 from pipeline.exitcodes import ExitCode
 
@@ -227,39 +228,40 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         await srv.stop()
 
 
+async def done_unless(work: Awaitable, event: asyncio.Event, before_cancel: Callable[[], None] = lambda: None) -> bool:
+    """Await ``work`` unless ``event`` is set first: True when it ended (its error raised),
+    False when the event came first (``before_cancel`` is called, then it is cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()
+        return True
+    before_cancel()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
 async def started_unless_stopped(srv, stop: asyncio.Event) -> bool:
     """Start ``srv`` unless ``stop`` comes first. Why: the start waits up to 30 s for a
     PostgreSQL store that is not up yet, and a SIGTERM then (systemd's stop, a pod deleted) was
     held until that wait ended, and the process then exited 6 for a stop it had been asked for.
     Starting errors (the store unreachable, the port busy) are raised as before."""
-    starting = asyncio.ensure_future(srv.start())
-    stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if starting.done():
-        starting.result()
-        return True
-    starting.cancel()
-    await asyncio.gather(starting, return_exceptions=True)
-    return False
+    return await done_unless(srv.start(), stop)
 
 
 async def drain_unless_hurried(state, hurry: asyncio.Event) -> None:
     """Drain (the pages in hand finished and saved, due webhooks sent), unless a second signal
     comes first: a drain waits for the database to save a page, so during an outage it would
     never end, and a stop must always end. Pages left in hand go back to the queue after the lease."""
-    drain = asyncio.create_task(state.drain())
-    second = asyncio.create_task(hurry.wait())
-    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
-    second.cancel()
-    if drain.done():
-        drain.result()
-        return
-    in_hand = len(state.worker.in_hand) if state.worker is not None else 0
-    print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
-          file=sys.stderr, flush=True)
-    drain.cancel()
-    await asyncio.gather(drain, return_exceptions=True)
+    def say() -> None:   # before the drain is cancelled: the count of jobs it still held
+        in_hand = len(state.worker.in_hand) if state.worker is not None else 0
+        print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
+              file=sys.stderr, flush=True)
+
+    await done_unless(state.drain(), hurry, say)
 
 
 async def migrate_only(store_url: str) -> list[int]:
