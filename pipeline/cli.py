@@ -152,16 +152,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
         return int(exc.code or 0)
     crashpoint("cli_start")
+    stamped = False
     if args.command == "run":  # a cron log: every line with its time and the run's id (not on a terminal)
-        from pipeline.run.cronlog import for_stderr
+        from pipeline.run.cronlog import StampedStream, for_stderr
         sys.stderr = for_stderr(sys.stderr)
+        stamped = isinstance(sys.stderr, StampedStream)
     handler = logging.StreamHandler()
-    if args.command == "serve":   # a database outage's retries are said once a minute (server/quietlog.py)
+    if args.command in ("serve", "run"):
+        # A repeated warning is said once a minute (server/quietlog.py): in serve, a database
+        # outage's retries; in run, the webhook receiver refusing every delivery (a wrong secret:
+        # 76 lines in 7 s for 5 files, each of deAPI's retries of each job a line)
         from pipeline.server.quietlog import RepeatFilter
         handler.addFilter(RepeatFilter())
     # the process's own handler: a no-op when logging is already set up (pytest's handlers stay as they are)
+    # a stamped cron log has its UTC time at the start of each line already: not a second, local one
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
+                        format=("" if stamped else "%(asctime)s ") + "%(levelname)s %(name)s: %(message)s",
+                        handlers=[handler])
     config = None
     try:
         if args.command == "serve":
@@ -209,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
     except Exception as exc:  # a bug: exit 70 with the traceback in a file, never 1 (cron reads 1 as routine)
         from pipeline.run.writable import cannot_write, cannot_write_advice
-        why = cannot_write(exc)
-        if why is not None:   # a full disk or a read-only file system: a person's fix, not a bug
+        why = cannot_write(exc, config)
+        if why is not None:   # a full disk, a read-only file system, a denied folder: a person's fix, not a bug
             print(f"pipeline: {cannot_write_advice(why)}", file=sys.stderr)
             return ExitCode.CONFIG_ERROR
         from pipeline.crashlog import report_crash

@@ -260,9 +260,11 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "rate_limits.submit_per_day": (1, None),
     "rate_limits.status_per_minute": (1, None),
     "rate_limits.status_per_day": (1, None),
-    "precheck.max_upload_bytes": (1000, None),
+    # The pre-check's own floors (inputs.prepare.PrecheckLimits): below them it refused to start,
+    # and a config let through here ended every run and plan as an internal error (exit 70).
+    "precheck.max_upload_bytes": (10_000, None),
     "precheck.max_source_pixels": (1, None),
-    "precheck.jpeg_quality": (1, 100),
+    "precheck.jpeg_quality": (70, 100),         # below 70 the ladder shrinks a page instead
     "webhook.listen_port": (0, 65535),
     "pdf.dpi": (36, 1200),
     "pdf.max_pages": (1, 1_000_000),

@@ -46,6 +46,9 @@ def test_shipped_config_is_valid():
     ("input: in\noutput: out\napi: {base_url: 'http://[::1:8000'}\n", "api.base_url: expected 'embedded' or an http(s) URL"),
     ("input: in\noutput: out\nwebhook: {enabled: true, public_url: 'https://[fe80::1/hook'}\n", "webhook.public_url: not a URL"),
     ("input: in\noutput: out\nprecheck: {jpeg_quality: 500}\n", "precheck.jpeg_quality: must be at most 100"),
+    # below the pre-check's own floors: let through, every run and plan ended in exit 70
+    ("input: in\noutput: out\nprecheck: {jpeg_quality: 50}\n", "precheck.jpeg_quality: must be at least 70"),
+    ("input: in\noutput: out\nprecheck: {max_upload_bytes: 5000}\n", "precheck.max_upload_bytes: must be at least 10000"),
     ("input: in\noutput: out\npolling: {min_interval_s: -1}\n", "polling.min_interval_s: must be greater than 0"),
     ("input: in\noutput: out\npolling: {backoff: 0}\n", "polling.backoff: must be at least 1"),
     ("input: in\noutput: out\nshutdown_grace_s: -5\n", "shutdown_grace_s: must be at least 0"),
@@ -127,6 +130,20 @@ def test_every_number_in_the_config_has_a_range():
 
     missing = [k for k in numeric_keys(C.Config) if k not in C._RANGES]
     assert missing == []
+
+
+def test_the_precheck_ranges_are_ones_the_precheck_takes():
+    """Every value the config lets through builds the pre-check's limits (as the run and plan
+    do at start-up): jpeg_quality 50 and max_upload_bytes 1000 passed the config and then raised
+    ValueError there, an internal error (exit 70) for a setting."""
+    from pipeline import config as C
+    from pipeline.inputs.prepare import PrecheckLimits
+
+    lo_bytes = C._RANGES["precheck.max_upload_bytes"][0]
+    lo_q, hi_q = C._RANGES["precheck.jpeg_quality"]
+    for quality in (lo_q, hi_q):
+        PrecheckLimits(max_upload_bytes=lo_bytes, jpeg_quality=quality,
+                       max_source_pixels=C._RANGES["precheck.max_source_pixels"][0])
 
 
 @pytest.mark.parametrize("value, ok", [("tok3n\n", True), ("  tok3n  ", True), ("tok en", False),

@@ -179,8 +179,10 @@ async def test_bad_token_stops_with_its_exit_code(tmp_path, server):
 async def test_unreachable_api_has_its_exit_code(tmp_path):
     tree_of(tmp_path, ["a.png"])
     cfg = write_config(tmp_path, "http://127.0.0.1:9", retries__max_attempts=1)
-    code, _, _ = await run_pipeline(cfg, TOKEN)
+    code, _, out = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.API_UNREACHABLE
+    # said once: it read "the API at URL cannot be reached: cannot reach the API at URL (...)"
+    assert out.count("http://127.0.0.1:9 ") == 1 and "cannot reach the API at http://127.0.0.1:9 (" in out, out
 
 
 async def test_a_base_url_that_is_not_the_apis_root_is_a_config_error_not_a_crash(tmp_path, server):
@@ -190,7 +192,9 @@ async def test_a_base_url_that_is_not_the_apis_root_is_a_config_error_not_a_cras
     tree_of(tmp_path, ["a.png", "b.png"])
     code, report, out = await run_pipeline(write_config(tmp_path, server.base_url + "/not-the-root"), TOKEN)
     assert code == ExitCode.CONFIG_ERROR and "api.base_url" in out and "404" in out
-    assert report["failures"] == 0 and report["files_by_state"] == {"pending": 2}
+    # every file the run met stays pending (the stop may come before the walk hands it the
+    # second: {"pending": 1} in a full suite on a loaded machine), none failed
+    assert report["failures"] == 0 and set(report["files_by_state"]) == {"pending"}, report["files_by_state"]
     assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log")) and server.counters.submits == 0
 
 

@@ -69,7 +69,11 @@ def test_text_file_named_jpg_is_not_an_image_and_says_it_is_text(tmp_path):
     p.write_text("Shopping list:\nmilk, eggs\n")
     exc = _reject(p)
     assert exc.code == "not_an_image"
-    assert "text" in exc.reason and "Shopping list" in exc.reason
+    assert "text" in exc.reason and "Shopping list" in exc.reason and "the extension lies" in exc.reason
+    named_as_text = tmp_path / "notes.txt"   # taken by include: ["**/*"]: its name is no lie
+    named_as_text.write_text("Shopping list:\nmilk, eggs\n")
+    exc = _reject(named_as_text)
+    assert exc.code == "not_an_image" and "Shopping list" in exc.reason and "lies" not in exc.reason
 
 
 def test_pdf_is_not_an_image_with_a_hint(tmp_path):

@@ -4,6 +4,7 @@ and clear refusals (no token, bad fault, busy port) instead of tracebacks."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -37,11 +38,12 @@ def test_python_m_pipeline_serve_answers_the_documented_curl(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DEAPI_API_KEY"}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--engine", "fast",
-                             "--token", "dev-token", "--admin"], cwd=ROOT, env=env,
+                             "--token", "dev-token", "--admin", "--fault", "poison_red=true"], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stderr.readline()
         assert f"deAPI-compatible server on http://127.0.0.1:{port}" in banner and "dev-token" not in banner
+        assert "faults: poison_red" in banner, banner  # a switch fault is said too (the page is not red)
         page = tmp_path / "page.png"
         page.write_bytes(png())
         out = subprocess.run(["curl", "-s", "-H", "Authorization: Bearer dev-token", "-H", "Accept: application/json",
@@ -144,6 +146,19 @@ def test_an_unreachable_store_is_a_clear_error_without_the_password(capsys, monk
     assert serve_from_args(args) == 6
     err = capsys.readouterr().err
     assert f"cannot reach the PostgreSQL store at 127.0.0.1:{port}/db" in err and "hunter2" not in err
+
+
+async def test_a_stop_while_the_store_is_not_reached_yet_ends_at_once(capsys):
+    """A SIGTERM (here: the stop event, set before the start) while serve waits for a database
+    that is not up: before, it was held until the 30 s wait ended, then exit 6."""
+    from pipeline.server.cli import run_server
+
+    config = config_from_args(parse("--token", "t", "--engine", "fast", "--port", "0",
+                                    "--store", f"postgresql://u@127.0.0.1:{free_port()}/db"))
+    stop = asyncio.Event()
+    stop.set()
+    await asyncio.wait_for(run_server(config, stop), 10)   # the store's own wait is 30 s
+    assert "stopped by a signal while starting" in capsys.readouterr().err
 
 
 def test_a_busy_port_is_a_clear_error_not_a_traceback(capsys):

@@ -139,6 +139,59 @@ def test_cannot_write_knows_a_full_disk_and_a_full_state_store_and_nothing_else(
     assert cannot_write(PermissionError(13, "Permission denied")) is None
 
 
+async def stops_for_a_write(tmp_path: Path, cfg: Path, rel: str, why: str) -> None:
+    """A run that meets a write it cannot make stops with exit 2 saying ``why``, with no crash
+    log and no strike for ``rel`` (not the file's fault: it waits for the next run)."""
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.CONFIG_ERROR, log
+    assert f"cannot write: {why}" in report["stop_reason"], report["stop_reason"]
+    assert "free space" in log and "internal error" not in log and "internal_error" not in log
+    assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log"))
+    assert rel not in failures(tmp_path)
+
+
+async def test_a_folder_of_the_output_tree_denied_mid_run_stops_with_exit_2_naming_it(tmp_path, server):
+    """The start-up check probes only the output's top; a folder further down that cannot be
+    made (here a file stands where it must go: ENOTDIR, which root meets too; a subfolder made
+    read-only or owned by someone else is EACCES, the same path through the code) was met at
+    the first result's write. Before: every file under it failed as "internal error" with a
+    crash log, each taking a strike, exit 1. Now the run stops as for a full disk, exit 2, names
+    the path, and after the fix the rerun writes the results without paying again."""
+    distinct_png(tmp_path / "in" / "box" / "deeper" / "a.png", 50)
+    distinct_png(tmp_path / "in" / "b.png", 51)
+    cfg = write_config(tmp_path, server.base_url, concurrency__jobs_in_flight=1)
+    blocker = tmp_path / "out" / "box"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the folder box/ must go")
+
+    await stops_for_a_write(tmp_path, cfg, "box/deeper/a.png",
+                            f"a part of the path is a file, not a folder ({blocker / 'deeper'})")
+
+    blocker.unlink()                                       # the operator fixes the folder
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, log
+    assert (tmp_path / "out" / "box" / "deeper" / "a.png.txt").read_text().startswith("FAST-OCR")
+    assert sorted(server.counters.submits_by_hash.values()) == [1, 1]   # no page paid twice
+
+
+def test_a_denial_counts_as_a_setting_only_in_the_trees_the_run_writes(tmp_path):
+    """An input file the run may not read is that file's problem (prepare reports it), never a
+    reason to stop the run: only paths under the output, or the state store's own files, count;
+    and a state store kept beside the scans does not make the scans' folder the run's."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "input": str(tmp_path / "in"), "output": str(tmp_path / "out"),
+        "state_path": str(tmp_path / "state.sqlite")}))
+    cfg = load_config(tmp_path / "cfg.yaml")
+    denied = lambda path: PermissionError(13, "Permission denied", str(path))  # noqa: E731
+    assert cannot_write(denied(tmp_path / "out" / "x" / ".a.txt.tmp"), cfg) == (
+        f"permission denied ({tmp_path / 'out' / 'x' / '.a.txt.tmp'})")
+    assert cannot_write(denied(tmp_path / "state.sqlite-wal"), cfg) is not None
+    assert cannot_write(denied(tmp_path / "in" / "a.png"), cfg) is None
+    assert cannot_write(denied(tmp_path / "other.txt"), cfg) is None
+    assert cannot_write(denied(tmp_path / "out" / "a.txt")) is None    # no config: not judged
+
+
 async def test_a_full_disk_mid_run_stops_with_exit_2_and_the_rerun_pays_nothing_twice(tmp_path, server):
     """The first output write meets ENOSPC (its temp file is a link to /dev/full, which is how a
     full disk answers a write). Before: that file and every later one was paid for, failed as an
@@ -151,12 +204,7 @@ async def test_a_full_disk_mid_run_stops_with_exit_2_and_the_rerun_pays_nothing_
     trap.parent.mkdir(parents=True)
     trap.symlink_to("/dev/full")
 
-    code, report, log = await run_pipeline(cfg, TOKEN)
-    assert code == ExitCode.CONFIG_ERROR, log
-    assert "cannot write: no space left on the device" in report["stop_reason"]
-    assert "free space" in log and "internal error" not in log
-    assert not list((tmp_path / "out" / ".pipeline").glob("crash-*.log"))
-    assert "a.png" not in failures(tmp_path)          # not the file's fault: it waits, unmarked
+    await stops_for_a_write(tmp_path, cfg, "a.png", "no space left on the device")
 
     code, report, log = await run_pipeline(cfg, TOKEN)  # space freed (the trap is gone)
     assert code == ExitCode.OK, log

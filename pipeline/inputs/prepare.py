@@ -335,7 +335,7 @@ def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Ima
                                            "or cut short; copy or export it again") from None
         if path.suffix.lower() == ".pdf":  # named a PDF: say it is not one, not "convert it to PNG"
             raise RejectedInput("not_a_pdf", _describe_non_pdf(head)) from None
-        raise RejectedInput("not_an_image", _describe_non_image(head)) from None
+        raise RejectedInput("not_an_image", _describe_non_image(head, path.suffix)) from None
     except PermissionError as exc:
         raise RejectedInput("unreadable", f"permission denied reading the file ({exc.strerror})") from None
     except FileNotFoundError:
@@ -383,15 +383,17 @@ def _image_magic(head: bytes) -> str | None:
 
 def _describe_non_pdf(head: bytes) -> str:
     """A file named ``.pdf`` whose content is neither a PDF nor an image."""
-    what = _describe_non_image(head)
+    what = _describe_non_image(head, ".pdf")
     if not what.startswith("not an image format"):  # it recognised the content (HTML, a ZIP, text...)
         return f"not a PDF, though named .pdf: {what.removeprefix('not an image: ')}"
     return (f"not a PDF, though named .pdf: the content has no %PDF- header (first bytes: {head[:8].hex(' ')}); "
             "the file is damaged or something else; copy, download or export it again")
 
 
-def _describe_non_image(head: bytes) -> str:
-    """Say what the bytes look like, so a person knows what landed in the input folder."""
+def _describe_non_image(head: bytes, suffix: str = "") -> str:
+    """Say what the bytes look like, so a person knows what landed in the input folder; text in
+    a file named as an image (``suffix``, one Pillow knows; ``.pdf`` too) is said to be misnamed,
+    a ``notes.txt`` taken by an ``include: ["**/*"]`` is not (it said "the extension lies")."""
     for magic, hint in _MAGIC_HINTS:
         if head.startswith(magic):
             return f"not an image: the content is {hint}"
@@ -412,7 +414,8 @@ def _describe_non_image(head: bytes) -> str:
         text = None
     if text is not None and text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
         preview = text[:40].replace("\n", "\\n").replace("\r", "\\r")
-        return f"not an image: the file contains text (starts with {preview!r}); the extension lies"
+        lies = "; the extension lies" if suffix.lower() in Image.registered_extensions() else ""
+        return f"not an image: the file contains text (starts with {preview!r}){lies}"
     return (f"not an image format Pillow can read (first bytes: {head[:8].hex(' ')}); "
             "convert it to PNG or JPEG")
 

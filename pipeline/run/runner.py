@@ -152,7 +152,7 @@ class Runner:
         try:
             return await self._run_locked()
         except Exception as exc:
-            why = cannot_write(exc)
+            why = cannot_write(exc, self.config)
             if why is None:
                 raise
             self._say_cannot_write(why)   # even the report could not be written
@@ -280,7 +280,9 @@ class Runner:
             models = await api.list_models("img2txt")
         except api_errors.AuthError as exc:
             raise StartupError(ExitCode.AUTH_OR_BALANCE, exc.reason) from None
-        except (api_errors.TransportError, api_errors.ServerError) as exc:
+        except api_errors.TransportError as exc:   # its reason names the URL and what to check
+            raise StartupError(ExitCode.API_UNREACHABLE, exc.reason) from None
+        except api_errors.ServerError as exc:
             raise StartupError(ExitCode.API_UNREACHABLE,
                                f"the API at {self.config.api.base_url} cannot be reached: {exc.reason}") from None
         except api_errors.DeapiError as exc:  # 404, a redirect, another 4xx: not deAPI's routes at this URL
@@ -464,10 +466,10 @@ class Runner:
                 self.stats.add(Outcome.DEFERRED)
                 raise
             except Exception as exc:  # a bug while handling one file: record it, keep the run going
-                why = cannot_write(exc)
+                why = cannot_write(exc, self.config)
                 if why is None:
                     outcome = processor.internal_failure(item, self._log_internal_error(item.rel))
-                else:  # a full disk: neither this file's fault nor a bug; the run stops, the file waits
+                else:  # a full disk, a denied folder: neither this file's fault nor a bug; the run stops, the file waits
                     self._cannot_write(why, ctx)
                     outcome = Outcome.DEFERRED
             self.stats.add(outcome)

@@ -11,7 +11,10 @@ any other bad setting, and nothing was started.
 The same holds when the disk fills *during* a run (or the file system turns read-only, or a
 quota is reached): :func:`cannot_write` recognises those errors wherever they surface (an
 output's write, the state store's SQLite, the run report), and the runner stops, leaves the file
-for the next run and exits 2 with the message instead of crashing with exit 70.
+for the next run and exits 2 with the message instead of crashing with exit 70. So does a
+folder inside the output tree (or the state's) that the run is denied mid-run (a subfolder
+made read-only or owned by another user, a file where a folder must go): the check above only
+probes the top, and such a denial had every file under it fail as an "internal error".
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class PathNotWritable(Exception):
 def _what(exc: OSError) -> str:
     if exc.errno == errno.ENOTDIR:
         return "a part of the path is a file, not a folder"
+    if exc.errno == errno.EEXIST:
+        return "a file of that name is in the way of a folder"
+    if exc.errno == errno.EISDIR:
+        return "a folder of that name is in the way of a file"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if exc.errno == errno.EROFS:
@@ -85,16 +92,33 @@ def check_writable(config: Config) -> None:
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_DENIED = (errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.EISDIR)
 
 
-def cannot_write(exc: BaseException | None) -> str | None:
+def _ours(filename: object, config: Config | None) -> bool:
+    """Whether ``filename`` is one the run writes (in the output tree, or the state store and the
+    files SQLite keeps beside it): a denial there is a setting; elsewhere (an input file, a
+    library's cache) it is not ours to call one. The state's folder as a whole is not taken: it
+    may hold the input tree."""
+    if config is None or not isinstance(filename, (str, os.PathLike)):
+        return False
+    path = Path(os.path.abspath(filename))
+    state = config.state_file
+    return path.is_relative_to(config.output) or (path.parent == state.parent
+                                                 and path.name.startswith(state.name))
+
+
+def cannot_write(exc: BaseException | None, config: Config | None = None) -> str | None:
     """What a person must fix, when ``exc`` (or an exception it was raised from) is a full disk,
-    a reached quota or a read-only file system; None for anything else (a bug stays a bug)."""
+    a reached quota or a read-only file system, or (given the run's ``config``) a folder or file
+    in the output or state tree the run is denied; None for anything else (a bug stays a bug)."""
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in _FULL:
             where = f" ({exc.filename})" if exc.filename else ""
             return f"{_what(exc) if exc.errno != errno.EDQUOT else 'the disk quota is used up'}{where}"
+        if isinstance(exc, OSError) and exc.errno in _DENIED and _ours(exc.filename, config):
+            return f"{_what(exc)} ({exc.filename})"
         if isinstance(exc, sqlite3.OperationalError) and (
                 getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY)
                 or "disk is full" in str(exc)):
@@ -104,5 +128,6 @@ def cannot_write(exc: BaseException | None) -> str | None:
 
 
 def cannot_write_advice(why: str) -> str:
-    return (f"cannot write: {why}: free space (or fix the file system), then run again; the next run "
+    return (f"cannot write: {why}: free space (or fix the folder's permissions or the file system), then "
+            "run again; the next run "
             "resumes where this one stopped, without paying again")

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 from pipeline.exitcodes import ExitCode
 
@@ -199,9 +200,17 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
-    async with EmbeddedServer(config) as srv:
+    srv = EmbeddedServer(config)
+    if not await started_unless_stopped(srv, stop):
+        print("serve: stopped by a signal while starting (the store not reached yet); nothing was served",
+              file=sys.stderr, flush=True)
+        return
+    try:
         where = f", store {srv.state.store.kind}, role {config.role}" if config.store_url else ""
-        active = [name for name, v in srv.faults.snapshot().items() if isinstance(v, dict) and (v["count"] or v["rate"])]
+        # rules that will fire, and the faults that are a switch (poison_red, no_price_route): an
+        # operator must see from the banner that the server answers wrong on purpose
+        active = [name for name, v in srv.faults.snapshot().items()
+                  if (isinstance(v, dict) and (v["count"] or v["rate"])) or v is True]
         if srv.faults.engine_slots:
             active.append(f"engine_slots={srv.faults.engine_slots}x{srv.faults.engine_seconds:g}s")
         engine = f"engine {config.engine} x{config.engine_workers}"
@@ -215,24 +224,44 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None) ->
         if srv.state.worker is not None:   # SIGTERM: finish the jobs in hand, take no new one
             print(f"draining: {len(srv.state.worker.in_hand)} job(s) in hand", file=sys.stderr, flush=True)
         await drain_unless_hurried(srv.state, hurry)
+    finally:
+        await srv.stop()
+
+
+async def done_unless(work: Awaitable, event: asyncio.Event, before_cancel: Callable[[], None] = lambda: None) -> bool:
+    """Await ``work`` unless ``event`` is set first: True when it ended (its error raised),
+    False when the event came first (``before_cancel`` is called, then it is cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()
+        return True
+    before_cancel()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+async def started_unless_stopped(srv, stop: asyncio.Event) -> bool:
+    """Start ``srv`` unless ``stop`` comes first. Why: the start waits up to 30 s for a
+    PostgreSQL store that is not up yet, and a SIGTERM then (systemd's stop, a pod deleted) was
+    held until that wait ended, and the process then exited 6 for a stop it had been asked for.
+    Starting errors (the store unreachable, the port busy) are raised as before."""
+    return await done_unless(srv.start(), stop)
 
 
 async def drain_unless_hurried(state, hurry: asyncio.Event) -> None:
     """Drain (the pages in hand finished and saved, due webhooks sent), unless a second signal
     comes first: a drain waits for the database to save a page, so during an outage it would
     never end, and a stop must always end. Pages left in hand go back to the queue after the lease."""
-    drain = asyncio.create_task(state.drain())
-    second = asyncio.create_task(hurry.wait())
-    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
-    second.cancel()
-    if drain.done():
-        drain.result()
-        return
-    in_hand = len(state.worker.in_hand) if state.worker is not None else 0
-    print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
-          file=sys.stderr, flush=True)
-    drain.cancel()
-    await asyncio.gather(drain, return_exceptions=True)
+    def say() -> None:   # before the drain is cancelled: the count of jobs it still held
+        in_hand = len(state.worker.in_hand) if state.worker is not None else 0
+        print(f"serve: second signal: stopping now; {in_hand} job(s) in hand go back to the queue after the lease",
+              file=sys.stderr, flush=True)
+
+    await done_unless(state.drain(), hurry, say)
 
 
 async def migrate_only(store_url: str) -> list[int]:

@@ -7,7 +7,8 @@ webhook outbox, the store's maintenance), and each retry logged a warning: a 30 
 two members), so a ten-minute outage buried each log under thousands of lines saying the same,
 and the line that says what started it scrolled away. ``RepeatFilter`` lets the first record of
 a kind through, drops the repeats for ``window_s`` and then lets one through that says how many
-it dropped (``pipeline.cli`` puts it on the ``serve`` process's log handler). A kind is the logger and the message with its numbers taken out ("trying again in
+it dropped (``pipeline.cli`` puts it on the ``serve`` process's log handler, and on ``run``'s,
+where a webhook secret that refuses every push logged each retry of each job). A kind is the logger and the message with its numbers taken out ("trying again in
 0.4 s", "port 39871", "at 0x7f40193df690"), so messages about different jobs (their ids differ) are never merged.
 """
 
