@@ -159,10 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stamped = isinstance(sys.stderr, StampedStream)
     handler = logging.StreamHandler()
     if args.command in ("serve", "run"):
-        # A repeated warning is said once a minute (server/quietlog.py): in serve, a database
+        # A repeated warning is said once a minute (pipeline/quietlog.py): in serve, a database
         # outage's retries; in run, the webhook receiver refusing every delivery (a wrong secret:
         # 76 lines in 7 s for 5 files, each of deAPI's retries of each job a line)
-        from pipeline.server.quietlog import RepeatFilter
+        from pipeline.quietlog import RepeatFilter
         handler.addFilter(RepeatFilter())
     # the process's own handler: a no-op when logging is already set up (pytest's handlers stay as they are)
     # a stamped cron log has its UTC time at the start of each line already: not a second, local one

@@ -106,7 +106,7 @@ async def test_a_database_restart_while_workers_hold_jobs_loses_nothing_and_ever
     finally:
         cluster.start_again()
     restarted = pg_clock(dsn, "SELECT pg_postmaster_start_time()")
-    # the log says the outage is over (its repeated warnings are said once a minute: server/quietlog.py)
+    # the log says the outage is over (its repeated warnings are said once a minute: pipeline/quietlog.py)
     await until(lambda: all("database reachable again" in m.output() for m in [api, *workers]))
 
     for rid in held:

@@ -1,4 +1,4 @@
-"""A served member's log says a repeated problem once a minute (server/quietlog.py): a database
+"""A served member's log says a repeated problem once a minute (pipeline/quietlog.py): a database
 outage made every member log each retry of each of its loops, 184 lines in 30 s for an API
 replica; measured again with the filter on: 13."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import logging
 
-from pipeline.server.quietlog import RepeatFilter
+from pipeline.quietlog import RepeatFilter
 
 
 def logger_with_filter(now: list[float]) -> tuple[logging.Logger, io.StringIO]:

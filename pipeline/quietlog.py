@@ -1,4 +1,5 @@
-"""A served member's log says a repeated problem once a minute, not several times a second.
+"""A process's log says a repeated problem once a minute, not several times a second (``serve``
+and ``run``; here, beside ``cli``, as both use it).
 
 Why: while the fleet's database is down, every member retries it from several loops at once
 (the connection pool every 0.25-2 s, the LISTEN connection, the worker's claim loop, the
