@@ -1,9 +1,13 @@
 """Entry point for ``python -m pipeline`` and the installed ``pipeline`` command."""
 
+import logging
+import os
 import signal
 import sys
+from typing import NoReturn
 
 from pipeline.exitcodes import ExitCode
+from pipeline.run.crashpoints import crashpoint
 
 
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:
@@ -27,10 +31,31 @@ def _main() -> int:
         return ExitCode.STOPPED_EARLY
 
 
+def _leave(code: int) -> NoReturn:
+    """The command has ended and said its outcome: the process leaves now, with its code, and a
+    signal can no longer change it. Found by killing runs at random moments: a Ctrl-C (or a
+    SIGTERM) in the interpreter's own teardown after ``main`` returned (joining threads, atexit
+    hooks, freeing modules: 0.1-0.9 s after a run's last line) met the handler the interpreter
+    resets to the default there, and the process died of the signal (exit 130 or 143, no word)
+    after its log had said ``exit 1 (FILES_FAILED)``. Every file the command wrote is closed by
+    now (the state store, the reports, the outputs), so the teardown has nothing left to do but
+    cost that time; the standard streams and log handlers are flushed first."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    crashpoint("process_exit")   # tests: a signal after the outcome was said
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe or stream: nothing more can be said on it
+            pass
+    logging.shutdown()
+    os._exit(int(code or 0))
+
+
 def console() -> None:
     """The ``pipeline`` command installed with the package ([project.scripts] in pyproject.toml)."""
-    sys.exit(_main())
+    _leave(_main())
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    _leave(_main())

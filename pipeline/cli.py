@@ -135,14 +135,18 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _interrupted_outside_the_run() -> int:
+def _interrupted_outside_the_run(said: ExitCode | None) -> int:
     """A Ctrl-C the run's own handlers did not see: it came before they were set, or after the
     run had ended (its report written) while asyncio waited for a worker thread. Every state
     write is a committed transaction, so nothing is lost by leaving at once: no traceback, no
-    second wait for the threads at exit."""
-    print("pipeline: second signal: stopping now (state is consistent)", file=sys.stderr, flush=True)
+    second wait for the threads at exit. A run that has said its exit code (``said``: its last
+    line, ``exit 1 (FILES_FAILED)``) leaves with that code: its outcome is decided and reported,
+    and a scheduler must read what the log says (before, it got 3 for a run whose log said 1)."""
+    if said is None:
+        print("pipeline: second signal: stopping now (state is consistent)", file=sys.stderr, flush=True)
     sys.stdout.flush()
-    os._exit(ExitCode.STOPPED_EARLY)
+    sys.stderr.flush()
+    os._exit(int(said) if said is not None else ExitCode.STOPPED_EARLY)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,11 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.CONFIG_ERROR
         if args.command == "run":
             from pipeline.run.runner import Runner
+            runner = Runner(config, force=args.force, retry_failed=args.retry_failed, config_path=args.config)
             try:
-                return int(asyncio.run(Runner(config, force=args.force, retry_failed=args.retry_failed,
-                                              config_path=args.config).run()))
+                return int(asyncio.run(runner.run()))
             except KeyboardInterrupt:
-                return _interrupted_outside_the_run()
+                return _interrupted_outside_the_run(runner.exit_said)
         if args.command == "plan":
             from pipeline.run.plan import run_plan
             if args.limit is not None and args.limit < 1:

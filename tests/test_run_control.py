@@ -178,6 +178,25 @@ async def test_a_ctrl_c_as_the_run_begins_stops_it_with_the_report_and_the_run_c
     assert server.counters.submits == 0
 
 
+@pytest.mark.parametrize("point,sig", [("run_handlers_removed", "SIGINT"), ("process_exit", "SIGINT"),
+                                       ("process_exit", "SIGTERM")])
+async def test_a_signal_after_the_run_said_its_exit_code_does_not_change_it(tmp_path, server, point, sig):
+    """Found by Ctrl-C at random moments: a run whose last line said ``exit 1 (FILES_FAILED)``
+    exited 3 with 'second signal' when the Ctrl-C came while asyncio closed down (its handlers
+    gone: ``run_handlers_removed``), or died of the signal with no word (exit 130) in the
+    interpreter's teardown after ``main`` returned (``process_exit``, where the interpreter puts
+    the default handler back). A scheduler must get the code the log says."""
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a reject: exit 1
+    cfg = write_config(tmp_path, server.base_url)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": f"{point}:1:{sig}"})
+    code, err = await finish(proc)
+    assert "exit 1 (FILES_FAILED)" in err, err
+    assert code == ExitCode.FILES_FAILED, err
+    assert "second signal" not in err and not any(noise in err for noise in NOISE), err
+    assert report(tmp_path)["exit_code"] == 1
+
+
 async def test_a_sigterm_while_the_command_starts_exits_3_not_by_the_signal(tmp_path):
     """Before, a SIGTERM before the run's handlers (the interpreter importing the run's modules
     takes a second or more on a loaded machine) ended the process by the signal: exit -15 (143)."""

@@ -91,6 +91,7 @@ class Runner:
         self._feed: ScanFeed | None = None
         self._ctx: RunContext | None = None
         self.report: dict[str, Any] | None = None
+        self.exit_said: ExitCode | None = None   # the exit code the last line said (pipeline.cli keeps to it)
         self._embedded_webhook_secret = ""
         self._startup_error: StartupError | None = None
         self._tree_member: Callable[[str], bool] | None = None
@@ -121,6 +122,7 @@ class Runner:
             loop = asyncio.get_running_loop()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            crashpoint("run_handlers_removed")   # tests: a Ctrl-C after the run said its exit code
 
     async def _checked_run(self) -> ExitCode:
         # Everything that can be wrong with the settings is found before anything is created
@@ -656,6 +658,7 @@ class Runner:
                      "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")
         self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
                  f"report {self.config.control_dir / 'run-report.json'}")
+        self.exit_said = exit_code
 
 
 def _cost_report(ctx: RunContext | None) -> dict[str, Any] | None:
