@@ -197,6 +197,21 @@ async def test_a_signal_after_the_run_said_its_exit_code_does_not_change_it(tmp_
     assert report(tmp_path)["exit_code"] == 1
 
 
+async def test_a_signal_after_a_run_said_exit_2_at_its_start_does_not_change_it(tmp_path, server):
+    """The same for a run that ends at its start with its own exit line (the disk under the
+    ``min_free_mb`` floor): it said ``exit 2 (CONFIG_ERROR)`` and exited 3, 'second signal'."""
+    import shutil
+
+    distinct_png(tmp_path / "in" / "a.png", seed=1)
+    (tmp_path / "out").mkdir()
+    floor_mb = shutil.disk_usage(tmp_path / "out").free // (1 << 20) + 100_000
+    cfg = write_config(tmp_path, server.base_url, min_free_mb=floor_mb)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "run_handlers_removed:1:SIGINT"})
+    code, err = await finish(proc)
+    assert "exit 2 (CONFIG_ERROR)" in err, err
+    assert code == ExitCode.CONFIG_ERROR and "second signal" not in err, err
+
+
 async def test_a_sigterm_while_the_command_starts_exits_3_not_by_the_signal(tmp_path):
     """Before, a SIGTERM before the run's handlers (the interpreter importing the run's modules
     takes a second or more on a loaded machine) ended the process by the signal: exit -15 (143)."""

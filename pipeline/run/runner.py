@@ -143,6 +143,7 @@ class Runner:
         if short is not None:   # nothing it submitted could be sure to be recorded
             self.say(f"pipeline: {short_at_start(short)}; exit {int(ExitCode.CONFIG_ERROR)} "
                      f"({ExitCode.CONFIG_ERROR.name})")
+            self.exit_said = ExitCode.CONFIG_ERROR
             return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
         lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
@@ -534,6 +535,7 @@ class Runner:
     def _say_cannot_write(self, why: str) -> None:
         self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
                  f"({ExitCode.CONFIG_ERROR.name})")
+        self.exit_said = ExitCode.CONFIG_ERROR
 
     def request_stop(self, reason: str, ctx: RunContext | None) -> None:
         if self.stop_reason is None:
