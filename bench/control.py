@@ -22,7 +22,8 @@ Scenarios (``--only NAME`` runs one; ``--quick`` shrinks them):
   oracle, lateness p95 <= 0.5 s;
 * ``storm``: 20 % random 429 + 5 % 5xx: adaptive >= 0.8 of the fixed window;
 * ``premium``: the premium profile (300 submits/min): >= 0.95 of the limit, <= 1 % of calls 429;
-* ``stop``: SIGTERM to a 20,000-file run with 30 s jobs: exits within ``shutdown_grace_s`` + 5 s;
+* ``stop``: SIGTERM to a 20,000-file run with 30 s jobs: exits within ``shutdown_grace_s`` + 5 s
+  (the issue's target), and within ``shutdown_grace_s`` itself (the README's promise);
 * ``memory``: peak RSS of runs of N and 4N files (0.05 s jobs) and the first submit on a
   1,000,000-entry tree with 100 images (< 1 s);
 * ``embedded``: the embedded default on real pages (``../shared/data``) beside the engine alone.
@@ -315,7 +316,7 @@ def scenario_stop(n: int, work: Path, grace: float = 5.0) -> dict[str, Any]:
             code = None
         seconds = time.perf_counter() - t0
     return {"scenario": "stop", "files": n, "grace_s": grace, "exit": code, "seconds_to_exit": round(seconds, 2),
-            "within_grace_plus_5": seconds <= grace + 5}
+            "within_grace_plus_5": seconds <= grace + 5, "within_grace": seconds <= grace}
 
 
 def scenario_embedded(pages: int, work: Path) -> dict[str, Any]:

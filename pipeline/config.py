@@ -180,7 +180,7 @@ class Config:
     min_free_mb: int = 64             # free space kept on the outputs' and the state's disks (run.diskfloor); 0: off
     min_file_age_s: float = 0.0       # younger files are "still being written": next run
     max_runtime_s: float | None = None
-    shutdown_grace_s: float = 30.0    # after a stop signal, in-flight jobs get this long
+    shutdown_grace_s: float = 30.0    # a stop ends within this long (runner.in_flight_grace)
     progress: str = "auto"            # auto | bar | log | off
     log_interval_s: float = 60.0
     api: ApiConfig = field(default_factory=ApiConfig)

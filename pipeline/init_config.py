@@ -44,7 +44,7 @@ COMMENTS = {
     "min_free_mb": "stop submitting while the output's or the state's disk has less free (MB); 0: off",
     "min_file_age_s": "files modified more recently are left for the next run (still being copied)",
     "max_runtime_s": "stop taking new files after this many seconds (a cron window); null: no limit",
-    "shutdown_grace_s": "after a stop signal, in-flight jobs get this long to finish",
+    "shutdown_grace_s": "a stop ends within this long (in-flight jobs get it less a tenth, at most 1 s)",
     "progress": "auto (bar on a terminal, log lines under cron) | bar | log | off",
     "log_interval_s": "seconds between progress log lines under cron",
     "api": "where the OCR jobs go",
