@@ -207,3 +207,25 @@ async def test_the_embedded_servers_pushes_leave_no_rows_in_the_state_store(tmp_
         assert db.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0] == 0
     finally:
         db.close()
+
+
+async def test_a_job_lost_on_the_last_night_is_admitted_by_the_night_that_pays_it_again(tmp_path, server):
+    """The server lost a page's job and the run ended before sending it again (here its second
+    job lost too: the file fails, "retried next run"; a stop or a kill between the 404 and the
+    resend leaves the page the same). Found by the faultkill tour (a SIGTERM while the server
+    was restarted mid-run): the next night paid the page again and its report said
+    ``resubmitted_pages: 0``, no ``resubmissions`` row: a paid job no report admitted."""
+    from conftest import TOKEN
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "p.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url, polling__not_found_grace_s=0)
+    server.faults.lose_request_id = FaultRule(count=2)
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.FILES_FAILED and "lost the request id twice" in log, log
+    assert report["resubmitted_pages"] == 1 and server.counters.jobs_created == 2
+
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and server.counters.jobs_created == 3, log
+    assert report["resubmitted_pages"] == 1, report["resubmissions"]    # before: 0
+    assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]

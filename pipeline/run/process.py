@@ -441,6 +441,8 @@ class FileProcessor:
             ctx.possible_duplicates += 1
             ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
+        elif stored is not None and stored.lost_job:
+            reason = stored.resubmitted_reason   # an earlier run lost the job, then stopped before resending
         unknown_retry_used = api_resent = False
         cost = await self._quote(page)
         while True:

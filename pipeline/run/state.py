@@ -161,6 +161,13 @@ class PageRecord:
         """The page's recorded prepare/render facts, if any."""
         return json.loads(self.page_json) if self.page_json else None
 
+    @property
+    def lost_job(self) -> bool:
+        """The server lost this page's job (``page_forget_request``) and no run has sent the
+        page since: its next submit pays a second job, a resubmission that run must admit even
+        when the run that lost the job stopped before resending (a stop, a kill)."""
+        return self.state == "failed" and self.error is not None and self.error == self.resubmitted_reason
+
 
 class StateStore:
     """Per-file and per-page state in one SQLite database (WAL)."""
