@@ -88,6 +88,8 @@ class RunContext:
     on_page: Callable[[], None] | None = None   # the runner's progress, told of each page read
     output_notes: list[dict[str, str]] = field(default_factory=list)  # e.g. a PDF that could not be PDF/A
     mets_folders: set[str] = field(default_factory=set)  # folders whose files' METS were written this run
+    placer: Any | None = None                # placing.Placer: word positions for text-only answers
+    strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
 
     def page_read(self) -> None:
         self.pages_read += 1
@@ -106,8 +108,6 @@ class RunContext:
         finally:
             notes += placement_notes(document, names)
             self.output_notes += [{"path": rel, "note": n} for n in notes]
-    placer: Any | None = None                # placing.Placer: word positions for text-only answers
-    strips: StripStats = field(default_factory=StripStats)  # pages too tall for the model, cut (run.strips)
 
     def close_submissions(self, reason: str) -> None:
         if self.submissions_closed is None:

@@ -154,9 +154,7 @@ class Runner:
         self._disk_floor = DiskFloor(self.config, free=self._free_space, every_s=self._free_space_every_s)
         short = self._disk_floor.check()
         if short is not None:   # nothing it submitted could be sure to be recorded
-            self.say(f"pipeline: {short_at_start(short)}; exit {int(ExitCode.CONFIG_ERROR)} "
-                     f"({ExitCode.CONFIG_ERROR.name})")
-            self.exit_said = ExitCode.CONFIG_ERROR
+            self._say_exit(ExitCode.CONFIG_ERROR, before=f"{short_at_start(short)}; ")
             return ExitCode.CONFIG_ERROR
         self._quiet_asyncio()
         lock = RunLock(self.config.state_file.with_name(self.config.state_file.name + ".lock"))
@@ -546,9 +544,13 @@ class Runner:
                      f"counted as failed (nor quarantined): they wait for the next run: {names}{more}")
 
     def _say_cannot_write(self, why: str) -> None:
-        self.say(f"pipeline: {cannot_write_advice(why)}; exit {int(ExitCode.CONFIG_ERROR)} "
-                 f"({ExitCode.CONFIG_ERROR.name})")
-        self.exit_said = ExitCode.CONFIG_ERROR
+        self._say_exit(ExitCode.CONFIG_ERROR, before=f"{cannot_write_advice(why)}; ")
+
+    def _say_exit(self, code: ExitCode, before: str = "", after: str = "") -> None:
+        """The run's last line, which says its exit code, and the code kept (``exit_said``): a
+        signal after this line no longer changes what the process exits with (``pipeline.cli``)."""
+        self.say(f"pipeline: {before}exit {int(code)} ({code.name}){after}")
+        self.exit_said = code
 
     def request_stop(self, reason: str, ctx: RunContext | None) -> None:
         if self.stop_reason is None:
@@ -671,9 +673,8 @@ class Runner:
         if ctx is not None and ctx.output_notes:
             self.say(f"pipeline: {len(ctx.output_notes)} outputs were written in a lesser form than configured "
                      "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")
-        self.say(f"pipeline: exit {int(exit_code)} ({exit_code.name}); results in {self.config.output}; "
-                 f"report {self.config.control_dir / 'run-report.json'}")
-        self.exit_said = exit_code
+        self._say_exit(exit_code, after=f"; results in {self.config.output}; "
+                                        f"report {self.config.control_dir / 'run-report.json'}")
 
 
 def _cost_report(ctx: RunContext | None) -> dict[str, Any] | None:
