@@ -122,17 +122,30 @@ def _cap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cost-per-day", type=float, metavar="USD", help="override budget.max_cost_per_day")
 
 
+# command-line flag (argparse's dest) -> the config key it overrides
+FLAG_KEYS = (("max_runtime", "max_runtime_s"), ("input", "input"), ("output", "output"),
+             ("progress", "progress"), ("max_pages", "budget.max_pages_per_run"),
+             ("max_cost", "budget.max_cost_per_run"), ("max_cost_per_day", "budget.max_cost_per_day"))
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     out = {}
-    for flag, key in (("max_runtime", "max_runtime_s"), ("input", "input"), ("output", "output"),
-                      ("progress", "progress"), ("max_pages", "budget.max_pages_per_run"),
-                      ("max_cost", "budget.max_cost_per_run"), ("max_cost_per_day", "budget.max_cost_per_day")):
+    for flag, key in FLAG_KEYS:
         value = getattr(args, flag, None)
         if value is not None:
             # A folder typed on the command line is the shell's: relative to where the command
             # runs, as `init --input` takes it (the file's own paths are against the file's folder).
             out[key] = os.path.abspath(os.path.expanduser(value)) if flag in ("input", "output") else value
     return out
+
+
+def _named_by_flag(message: str, args: argparse.Namespace) -> str:
+    """A config error about a value the command line gave names the flag that gave it: a user who
+    typed ``--max-cost -1`` looks for ``--max-cost``, not for a key their file does not have."""
+    for flag, key in FLAG_KEYS:
+        if getattr(args, flag, None) is not None and message.startswith(f"{key}:"):
+            return f"--{flag.replace('_', '-')} ({key}){message[len(key):]}"
+    return message
 
 
 def _interrupted_outside_the_run(said: ExitCode | None) -> int:
@@ -184,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = load_config(args.config, _overrides(args))
         except ConfigError as exc:
-            print(f"pipeline: config error: {exc}", file=sys.stderr)
+            print(f"pipeline: config error: {_named_by_flag(str(exc), args)}", file=sys.stderr)
             return ExitCode.CONFIG_ERROR
         if args.command == "run":
             from pipeline.run.runner import Runner
@@ -237,7 +250,7 @@ def _verify(config, args) -> int:
     if not config.state_file.exists():
         print(f"pipeline: no state at {config.state_file}: nothing to verify")
         return ExitCode.OK
-    lock = RunLock(config.state_file.with_name(config.state_file.name + ".lock"))
+    lock = RunLock(config.state_file.with_name(config.state_file.name + ".lock"), who="verify --requeue")
     try:
         if args.requeue:
             lock.acquire()

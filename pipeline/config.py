@@ -514,6 +514,10 @@ def _validate(config: Config, base: Path) -> Config:
         if not url_ok:
             raise ConfigError(f"api.base_url: expected 'embedded' or an http(s) URL such as "
                               f"https://api.deapi.ai, got {config.api.base_url!r}")
+    if config.api.language is not None and not config.api.language.strip():
+        # an empty language is sent as none at all: the model's default, not what was meant
+        raise ConfigError("api.language: is empty; leave the key out for en, write a code such as "
+                          "de or de+frk, or null to send no language")
     if not config.api.token_env.strip() or any(c.isspace() or c == "=" for c in config.api.token_env):
         raise ConfigError(f"api.token_env: expected the name of an environment variable, got "
                           f"{config.api.token_env!r}")
@@ -552,8 +556,10 @@ def _validate_outputs(config: Config) -> None:
             raise ConfigError(f"outputs: unknown format {name!r}{hint}; choose from {', '.join(FORMATS)}")
     missing = [n for n in REQUIRED if n not in config.outputs]
     if missing:
+        wanted = [*missing, *(n for n in config.outputs if n not in missing)]
         raise ConfigError(f"outputs: must include {' and '.join(missing)} (the .json is the stored result "
-                          "the other outputs are regenerated from; verify checks the .txt against it)")
+                          "the other outputs are regenerated from; verify checks the .txt against it), "
+                          f"e.g. outputs: [{', '.join(wanted)}]")
     if config.mets_per_folder and "mets" not in config.outputs:
         raise ConfigError("mets_per_folder: needs mets in outputs (the folder METS points at the files' outputs)")
     # alto/hocr/pdf with api.format: text: the answer's words are placed on the page's own

@@ -140,6 +140,14 @@ async def test_caps_from_the_command_line_override_the_config(tmp_path):
     assert (b.max_pages_per_run, b.max_cost_per_run, b.max_cost_per_day) == (3, 1.5, 4.0)
 
 
+def test_a_bad_cap_on_the_command_line_is_named_by_its_flag(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["plan", str(cfg), "--max-cost", "-1"]) == ExitCode.CONFIG_ERROR
+    assert "config error: --max-cost (budget.max_cost_per_run): must be at least 0" in capsys.readouterr().err
+
+
 async def test_a_balance_running_out_stops_submissions_before_the_api_refuses(tmp_path):
     async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited",
                                            balance=0.0075)) as srv:

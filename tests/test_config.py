@@ -72,6 +72,10 @@ def test_shipped_config_is_valid():
      "the key 'api' is given twice (lines 3 and 5)"),
     ("input: in\noutput: out\napi:\n  language: de\n  language: fr\n", "the key 'language' is given twice (lines 4 and 5)"),
     ("- a\n- b\n", "top level must be a mapping"),
+    # an empty language was sent as none (the model's default), with no word
+    ("input: in\noutput: out\napi: {language: ''}\n", "api.language: is empty"),
+    # a format written as a word, not a list: the message shows the list it needs
+    ("input: in\noutput: out\noutputs: alto\n", "e.g. outputs: [txt, json, alto]"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:

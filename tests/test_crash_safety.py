@@ -166,6 +166,19 @@ async def test_overlapping_run_exits_at_once_with_the_locked_code(tmp_path, serv
     assert server.counters.submits == 0
 
 
+async def test_verify_requeue_under_a_run_says_that_it_is_what_exits(tmp_path, server):
+    make_tree(tmp_path, 1)
+    cfg = write_config(tmp_path, server.base_url)
+    await run_pipeline(cfg, TOKEN)
+    lock = RunLock(tmp_path / "out" / ".pipeline" / "state.sqlite.lock")
+    lock.acquire()
+    try:
+        code, out = await run_cli("verify", str(cfg), "--requeue")
+    finally:
+        lock.release()
+    assert code == ExitCode.LOCKED and "verify --requeue exits without touching anything" in out, out
+
+
 async def wait_until(predicate, timeout: float = 20.0) -> None:
     """Wait on a condition (polled), never on a guess of how long something takes."""
     loop = asyncio.get_running_loop()

@@ -39,6 +39,9 @@ def test_an_uninstalled_language_names_itself_and_how_to_install_it():
         resolve_tesseract("fr", [(d, n) for d, n in tesseract_data() if "fra" not in n])
     message = str(exc.value)
     assert "'fr'" in message and "fra.traineddata" in message and "apt-get install tesseract-ocr-fra" in message
+    with pytest.raises(LanguageError) as exc:   # only the missing part is named as missing
+        resolve_tesseract("de+fr", [(d, n) for d, n in tesseract_data() if "fra" not in n])
+    assert "language 'fr' (of 'de+fr') is not installed" in str(exc.value), str(exc.value)
     with pytest.raises(LanguageError, match=r"'ru' \(Russian\).*rapidocr.*Latin-script.*tesseract-ocr-rus"):
         check_language("rapidocr", "en+ru")
 

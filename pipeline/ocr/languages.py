@@ -161,7 +161,11 @@ def resolve_tesseract(language: str | None, data: list[tuple[str, set[str]]] | N
         names = [p if p in sources else f"script/{p}" for p in parts]
         return joined_folder(sources), "+".join(names)
     looked = ", ".join(d for d, _ in data) or "no tessdata folder found"
-    wanted = " + ".join(f"{p!r}" for p in split(language)) or "'en'"
+    asked = split(language) or ["en"]
+    lacking = [a for a, t in zip(asked, parts) if t in missing] or asked
+    wanted = " + ".join(f"{p!r}" for p in lacking)
+    if len(asked) > len(lacking):   # name the missing part, and what it was asked with
+        wanted += f" (of {'+'.join(asked)!r})"
     hints = "; ".join(_install_hint(p) for p in missing)
     raise LanguageError(f"language {wanted} is not installed for the tesseract engine "
                         f"(no {', '.join(m + '.traineddata' for m in missing)} in {looked}): {hints}")

@@ -19,8 +19,9 @@ class LockHeld(Exception):
 
 
 class RunLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, who: str = "this run") -> None:
         self.path = Path(path)
+        self.who = who   # what the refusal says exits: the run, or `verify --requeue`
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -32,7 +33,7 @@ class RunLock:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
             raise LockHeld(f"another run holds the lock {self.path} ({holder}); "
-                           f"this run exits without touching anything") from None
+                           f"{self.who} exits without touching anything") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self._fd = fd

@@ -355,7 +355,7 @@ def format_plan(report: dict[str, Any]) -> str:
     if report.get("free"):
         return "\n".join(lines + [FREE_LINE] + _caps_lines(report))
     lines.append(f"estimated cost:       {mark}{e['estimated_cost']:.4f} {report['currency']} "
-                 f"(size buckets, each page within {report['estimate_error_max']:.1%}; "
+                 f"(size buckets, each page within {report['estimate_error_max']:.2%}; "
                  f"{report['price_requests']} price requests, {report['quote_cache_hits']} from the cache)")
     t = report["today"]
     lines.append(f"spent today:          {t['quoted_cost']:.4f} {report['currency']}, {t['pages_submitted']} pages "
