@@ -73,6 +73,10 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # numpy is imported where the learner first plans, not with the client
+    import numpy as np
 
 
 EXPLORE_RATE = 0.05        # share of jobs that get one extra, earlier probe poll
