@@ -741,6 +741,10 @@ async def test_a_tall_page_is_cut_learned_and_the_next_run_is_cut_before_sending
         recs = doc["image"]["pages"][0]["strips"]
         assert len(recs) >= 4 and all(r["height"] <= LIMIT for r in recs)
         assert all(r["request_id"] and r["submits"] == 1 for r in recs)
+        # the refused jobs were submits too: the page's count and its facts say so (they left them out)
+        refused = doc["image"]["pages"][0]["refused"]
+        assert len(refused) == strips["refused_jobs"] and refused[0] == {"height": page.height, "code": "INPUT_TOO_LARGE"}
+        assert doc["pages"][0]["submits"] == len(recs) + len(refused) == srv.counters.jobs_created
         ys = sorted((r["source_y"][0], r["source_y"][1]) for r in recs)
         assert ys[0][0] == 0 and ys[-1][1] == page.height
         assert all(a[1] == b[0] for a, b in zip(ys, ys[1:]))       # the strips tile the page
@@ -812,6 +816,10 @@ async def test_sigkill_during_a_strip_run_then_rerun_pays_for_no_strip_twice(tmp
             text, doc = read_result(tmp_path, f"p{n}.png")
             recs = doc["image"]["pages"][0]["strips"]
             assert text.count("FAST-OCR") == len(recs) >= 4 and all(r["height"] <= LIMIT for r in recs)
+            if configured is None:   # the whole page's refusal, made by the killed run, is still told
+                refused = doc["image"]["pages"][0]["refused"]
+                assert refused and {r["code"] for r in refused} == {"INPUT_TOO_LARGE"}
+                assert doc["pages"][0]["submits"] >= len(recs) + len(refused)
         # once each; twice only for a strip whose POST was in flight at the kill (it may or may
         # not have reached the server), never for one whose request id was recorded
         allowed = {sha: 2 if sha in unknown and sha not in recorded else 1 for sha in srv.counters.submits_by_hash}

@@ -182,6 +182,9 @@ class StripReader:
         self.stats: StripStats = processor.ctx.strips
         self._image: Image.Image | None = None
         self._limits: PrecheckLimits | None = None   # the model's upload limits, read once in ``read``
+        # the page's refused uploads, this run's and those a stored row records from an earlier
+        # one: each was a job submitted (and counted in ``submits``) though no strip came of it
+        self._refusals: list[dict[str, Any]] = []
 
     async def read(self, stored: Any) -> Any:
         from pipeline.run.process import PageResult   # the caller's type (no import circle)
@@ -192,6 +195,7 @@ class StripReader:
         refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
         if refused:   # recorded by a run stopped before it learned from it: learned now (only lowers)
             self._learn(finer(page.height, None))
+            self._refusals.append({"height": page.height, "code": stored.error_code})
         self._limits = limits = await self.ctx.api_ready()
         limit = current_limit(self.ctx.config, state, limits.max_height)
         # a page already sent whole (read: its answer stored; request id recorded; or its POST's
@@ -232,8 +236,8 @@ class StripReader:
             x0, y0, x1, y1 = rec["box"]
             rec["source_y"] = [round(y0 / scale, 2), round(y1 / scale, 2)]
         records = [p.record for p in pieces if p.record is not None]
-        facts = {"strips": records, "strip_limit": limit}
-        submits = sum(r["submits"] for r in records)
+        facts = {"strips": records, "strip_limit": limit, **({"refused": self._refusals} if self._refusals else {})}
+        submits = sum(r["submits"] for r in records) + len(self._refusals)
         return PageResult(page.page_index, text, structured, None, submits, facts=facts)
 
     async def _read_regions(self, key: str, regions: list[Region], limit: int) -> list[Piece]:
@@ -251,7 +255,10 @@ class StripReader:
     async def _region(self, key: str, n: int, region: Region, stored: Any, limit: int) -> list[Piece]:
 
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
-        if sub_begun or (stored is not None and stored.state == "failed" and stored.error_code in REFUSALS):
+        refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
+        if refused:
+            self._refusals.append({"height": region.height, "code": stored.error_code})
+        if sub_begun or refused:
             return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         limits = self._limits
         assert limits is not None   # set by ``read``, the only way here
@@ -317,5 +324,6 @@ class StripReader:
         crashpoint("refused")   # the refusal is on the page's row, the limit not yet learned from it
         self._learn(finer(height, limit))
         self.stats.refused_jobs += 1
+        self._refusals.append({"height": height, "code": code})
         self.stats.refusals.append({"path": self.entry.rel, "page": self.page.page_index, "height": height,
                                     "code": code})
