@@ -103,6 +103,22 @@ async def test_a_stop_with_thousands_of_files_waiting_ends_within_the_grace_peri
     assert "in-flight jobs still running after 0.9s of the 1s grace; parking them" in err, err
 
 
+async def test_the_grace_is_counted_from_the_signal_not_from_when_the_loop_got_to_it(tmp_path, slow_server):
+    # The SIGTERM comes while a step holds the event loop for 1.5 s (as an import does on a loaded
+    # machine): the run's handler runs after that, and the grace counted from there gave the jobs
+    # their 0.9 s on top, so the process outlived its 1 s grace by the time the loop was held.
+    many_files(tmp_path, 20)
+    cfg = write_config(tmp_path, slow_server.base_url, shutdown_grace_s=1, concurrency__jobs_in_flight=4,
+                       concurrency__adaptive=False, polling__max_interval_s=1)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "after_submit:4:SIGTERM:busy=1.5"})
+    code, err = await finish(proc, timeout=60)
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert "stopping (signal SIGTERM)" in err, err
+    # the jobs' share of the grace (0.9 s) was spent while the loop was held: they get no more
+    assert "in-flight jobs still running after 0s of the 1s grace; parking them" in err, err
+    assert parked(tmp_path) == slow_server.counters.jobs_created >= 1
+
+
 async def test_a_second_signal_stops_at_once_with_the_report_written(tmp_path, slow_server):
     many_files(tmp_path, 50)
     cfg = write_config(tmp_path, slow_server.base_url, shutdown_grace_s=3000, concurrency__jobs_in_flight=4,

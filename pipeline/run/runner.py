@@ -101,6 +101,8 @@ class Runner:
         self._stop_event = asyncio.Event()
         self._now_event = asyncio.Event()   # a second signal: cancel in-flight work at once
         self._signals = 0
+        self._signal_times: list[float] = []   # when each signal came (monotonic), before its callback ran
+        self._stop_at: float | None = None      # when the stop came: the grace is counted from here
         self._feed: ScanFeed | None = None
         self._ctx: RunContext | None = None
         self.report: dict[str, Any] | None = None
@@ -426,11 +428,12 @@ class Runner:
         try:
             await asyncio.wait([all_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
             if not all_done.done():  # a stop (request_stop closed the feed): in-flight jobs get the grace
-                wait_s = in_flight_grace(cfg.shutdown_grace_s)
+                since = time.monotonic() - (self._stop_at or time.monotonic())
+                wait_s = max(0.0, in_flight_grace(cfg.shutdown_grace_s) - since)
                 await asyncio.wait([all_done, now_wait], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
                 if not all_done.done():
                     if not self._now_event.is_set():
-                        self.say(f"pipeline: in-flight jobs still running after {wait_s:g}s of the "
+                        self.say(f"pipeline: in-flight jobs still running after {round(wait_s, 1):g}s of the "
                                  f"{cfg.shutdown_grace_s:g}s grace; parking them (request ids kept for the next run)")
                     for task in workers:
                         task.cancel()
@@ -552,7 +555,10 @@ class Runner:
         self.say(f"pipeline: {before}exit {int(code)} ({code.name}){after}")
         self.exit_said = code
 
-    def request_stop(self, reason: str, ctx: RunContext | None) -> None:
+    def request_stop(self, reason: str, ctx: RunContext | None, at: float | None = None) -> None:
+        """``at``: when the stop came (monotonic; default now), from which the grace is counted."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic() if at is None else at
         if self.stop_reason is None:
             self.stop_reason = reason
             self.say(f"pipeline: stopping ({reason}): no new files; in-flight jobs may finish "
@@ -569,12 +575,16 @@ class Runner:
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals == 1:
-            self.request_stop(f"signal {signal.Signals(sig).name}", self._ctx)
+            at = self._signal_times[0] if self._signal_times else None
+            self.request_stop(f"signal {signal.Signals(sig).name}", self._ctx, at)
             return
         if not self._now_event.is_set():
             self.say("pipeline: second signal: stopping now (state is consistent; in-flight jobs are parked)")
         self._now_event.set()
         self._stop_event.set()
+
+    def _note_signal(self, signum: int, frame: object) -> None:
+        self._signal_times.append(time.monotonic())
 
     def _install_signals(self) -> list[signal.Signals]:
         loop = asyncio.get_running_loop()
@@ -582,6 +592,12 @@ class Runner:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig)
+                # asyncio runs ``_on_signal`` when the loop next gets control, which can be a
+                # second or more after the signal while a step holds the loop (importing a module
+                # on a loaded machine); the grace counted from there ended the stop after it.
+                # Its Python-level handler (a no-op; the wake-up goes through the wakeup fd, set
+                # apart from it) is replaced by one that notes when the signal came.
+                signal.signal(sig, self._note_signal)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handlers
                 pass
