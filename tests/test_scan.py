@@ -161,6 +161,22 @@ def test_symlinks_followed_loops_and_broken_links_reported(tmp_path):
     assert "missing.png" in broken.reason
 
 
+def test_a_link_to_a_folder_holding_the_input_is_not_walked(tmp_path):
+    # ``ln -s .. up`` in the input folder (or ``ln -s / all``): followed, it walked the folders
+    # beside the input, reading (and paying for) files that are not the input's, before it met the
+    # loop at the input folder itself
+    touch(tmp_path, "archive/in/a.png")
+    touch(tmp_path, "archive/private/secret.png")
+    root = tmp_path / "archive" / "in"
+    os.symlink("..", root / "up")
+    os.symlink("/", root / "everything")
+    items = list(scan_tree(root))
+    assert entries(items) == ["a.png"]
+    assert problems(items) == {"up": "symlink_loop", "everything": "symlink_loop"}
+    up = next(i for i in items if i.rel == "up")
+    assert str(tmp_path / "archive") in up.reason and "holds the input folder" in up.reason
+
+
 def test_files_still_being_written_are_reported_not_yielded(tmp_path):
     touch(tmp_path, "old.png", age_s=600)
     touch(tmp_path, "new.png", age_s=None)                   # mtime = now

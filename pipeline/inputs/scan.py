@@ -24,7 +24,8 @@ Rules (in the order applied):
   and no ``exclude``. Directories matched by an ``exclude`` ending in ``/**`` are not entered at
   all. Matching is case-sensitive unless ``ignore_case=True``.
 * **Symlinks are followed**, to files and to directories. A directory whose ``(dev, inode)`` is
-  already on the current path is reported as ``symlink_loop`` (and not entered); a link whose
+  already on the current path, or is a folder above the root (it holds the input folder: ``ln -s
+  .. up``), is reported as ``symlink_loop`` (and not entered); a link whose
   target is missing is ``broken_symlink``; a link that loops on itself (ELOOP) is
   ``symlink_loop``. A directory reachable through two different links is walked twice (once per
   path): keeping every visited directory would cost memory proportional to the tree.
@@ -203,7 +204,26 @@ def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequen
             continue
         skip.add((s.st_dev, s.st_ino))
     return _walk(root, (st.st_dev, st.st_ino), inc, exc, frozenset(skip), frozenset(pending),
-                 float(min_age_s))
+                 float(min_age_s), _holders(root))
+
+
+def _holders(root: Path) -> dict[tuple[int, int], str]:
+    """``(dev, inode) -> path`` of every folder above the root's real path, up to ``/``. A link
+    inside the tree to one of them (``ln -s .. up``, ``ln -s / everything``) holds the input
+    folder itself: followed, it walked the input's sibling folders (the whole disk for ``/``),
+    reading and paying for files outside the input, before it met the loop at the input."""
+    out: dict[tuple[int, int], str] = {}
+    here = os.path.realpath(root)
+    while True:
+        parent = os.path.dirname(here)
+        if parent == here:
+            return out
+        here = parent
+        try:
+            s = os.stat(here)
+        except OSError:   # a parent we may not stat: a link to it is walked as any other
+            continue
+        out[(s.st_dev, s.st_ino)] = here
 
 
 def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
@@ -228,7 +248,8 @@ def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequ
     return member
 
 
-def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float):
+def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float,
+          holders: dict[tuple[int, int], str]):
     # Explicit stack of (dir path, rel prefix, iterator over sorted names, ancestor keys): no
     # recursion limit on deep trees, and only one sorted name list per open directory level.
     ancestors = [root_key]
@@ -269,6 +290,11 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
                 yield ScanProblem(Path(full), rel, "symlink_loop",
                                   f"directory leads back to its parent {_ancestor_rel(ancestors, key, stack)!r}; "
                                   "not entered")
+                continue
+            if key in holders:
+                yield ScanProblem(Path(full), rel, "symlink_loop",
+                                  f"directory {holders[key]!r} holds the input folder itself; not entered "
+                                  "(it would walk the folders beside the input)")
                 continue
             if not _decodable(rel):
                 yield _undecodable(full, rel, "a folder")
