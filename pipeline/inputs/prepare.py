@@ -508,11 +508,12 @@ def _too_many_pixels(declared: str, limits: PrecheckLimits) -> RejectedInput:
 
 
 def _orientation(im: Image.Image) -> int:
+    # first: a PNG's orientation is read from its chunks while its file is open (a load closes
+    # it); a TIFF frame's tag is taken from Pillow, so it loads as stored
+    value = held_orientation(im)
     if im.format == "PNG":
-        # PNG may store eXIf after the pixels, so Pillow decodes the image to find it. Do that
-        # here, outside the guard below: a decode error must reject the file, not be swallowed.
-        im.load()
-    return held_orientation(im)   # a TIFF frame's tag is taken from Pillow: it loads as stored
+        im.load()   # here, not in a guard: a decode error must reject the file, not be swallowed
+    return value
 
 
 def pixel_stretch(im: Image.Image, swap: bool = False, max_pixels: int | None = None) -> tuple[float, float]:
