@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pikepdf
 import pytest
 from PIL import Image
 
@@ -89,6 +90,34 @@ def test_invisible_ocr_layer_is_not_trusted_unless_configured(tmp_path):
     assert isinstance(page, PreparedPage) and page.source["text_layer"] == "invisible"
     with _open(tmp_path, data, PdfConfig(trust_invisible_text=True)) as src:
         assert src.page(0).text == SENTENCE
+
+
+def test_a_scan_with_a_stamped_line_of_text_is_ocred(tmp_path):
+    """A page-sized scan with one line of real text stamped on it (a court's filing header)
+    passed as real text: the stamp was the page's whole text, the scan's words never read.
+    A page of text (a dozen lines) over a page-sized picture keeps its layer."""
+    data = pdfs.build([("stamped", "Witness statement\nof Mary Brown"), ("text", "\n".join([SENTENCE] * 12))])
+    data = pdfs.edit(data, _picture_under_page(1))
+    with _open(tmp_path, data) as src:
+        stamped, covered = src.page(0), src.page(1)
+    assert isinstance(stamped, PreparedPage), stamped
+    assert stamped.source["text_layer"].startswith("scanned_page:")
+    assert 0 < float(stamped.source["text_layer"].split(":")[1]) < 0.05
+    assert isinstance(covered, TextLayerPage) and covered.source["text_layer"] == "used"
+    with _open(tmp_path, data, PdfConfig(text_layer="use")) as src:
+        assert src.page(0).text.startswith("Case 1:19-cv-01234")   # `use` takes any layer
+
+
+def _picture_under_page(index: int):
+    """An edit putting a page-sized picture under page ``index``'s text (a slide's background)."""
+    def edit(pdf):
+        page = pdf.pages[index]
+        bg = pdf.make_stream(b"\xc0" * (40 * 50), Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Image,
+                             Width=40, Height=50, ColorSpace=pikepdf.Name.DeviceGray, BitsPerComponent=8)
+        page.add_resource(bg, pikepdf.Name.XObject, pikepdf.Name.Bg)
+        page.contents_add(pdf.make_stream(b"q 612 0 0 792 0 0 cm /Bg Do Q"), prepend=True)
+        page.contents_coalesce()
+    return edit
 
 
 def test_text_layer_modes_use_and_ocr(tmp_path):
