@@ -48,7 +48,8 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
+from pipeline.ocr.imaging import (PNG_MAX_CHUNK, WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient,
+                                  wide_gray_to_l)
 
 __all__ = [
     "PrecheckLimits",
@@ -428,6 +429,11 @@ def _decode_error(exc: BaseException) -> RejectedInput:
                                           "copy or download it again")
     if isinstance(exc, PermissionError):
         return RejectedInput("unreadable", f"permission denied while reading ({exc.strerror})")
+    if "decompressed data too large" in low:   # Pillow's words for a metadata chunk past its limit
+        return RejectedInput("corrupt", f"a metadata chunk (a colour profile or text) unpacks to more than "
+                                        f"{PNG_MAX_CHUNK >> 20} MB, the limit for one chunk ({msg}); the "
+                                        "pixels may be fine: export the image again without that "
+                                        "profile or metadata")
     return RejectedInput("corrupt", f"the image data is damaged and cannot be decoded ({msg}); "
                                     "re-export or re-scan it")
 

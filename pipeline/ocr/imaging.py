@@ -11,9 +11,17 @@ from __future__ import annotations
 import os
 import struct
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+#: how far one compressed PNG chunk (a colour profile, a zTXt/iTXt) may unpack. Why: Pillow's
+#: 1 MB refused a PNG with a larger ICC profile (a printer's or a LUT profile, a few MB) as a
+#: whole, and the pipeline called its image data damaged; the pixels are never in such a chunk,
+#: and 16 MB (Pillow's 64 MB for all text chunks still holds) is nothing beside a decoded page.
+#: Set here, where both the client's pre-checks and the embedded server's engines read PNGs.
+PNG_MAX_CHUNK = 16 << 20
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
 
 
 def flatten_on_white(im: Image.Image) -> Image.Image:
