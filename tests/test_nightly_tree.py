@@ -9,6 +9,7 @@ import threading
 
 import yaml
 
+from conftest import TOKEN
 from helpers import distinct_png, failures, run_pipeline, write_config
 from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
@@ -229,3 +230,19 @@ async def test_a_job_lost_on_the_last_night_is_admitted_by_the_night_that_pays_i
     assert code == ExitCode.OK and server.counters.jobs_created == 3, log
     assert report["resubmitted_pages"] == 1, report["resubmissions"]    # before: 0
     assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]
+
+
+async def test_images_the_default_include_passes_by_are_counted_and_said(tmp_path, server):
+    """A new user's phone photos (.heic), a DjVu book and a Photoshop file were left out by the
+    default include without a word: the run said '1 done' and exit 0, as if the folder held
+    nothing else. They are counted by suffix in the report and the run says so; an image the
+    user excluded is their choice and is not counted."""
+    cfg = write_config(tmp_path, server.base_url, exclude=["**/*.psd"])
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    for name in ("phone.HEIC", "sub/book.djvu", "sub/book2.djvu", "layers.psd", "notes.txt"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"not read")
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1}
+    assert report["left_out_images"] == {".djvu": 2, ".heic": 1}
+    assert "3 image files no include pattern matches were left out (.djvu 2, .heic 1)" in log
