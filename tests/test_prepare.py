@@ -83,6 +83,15 @@ def test_pdf_is_not_an_image_with_a_hint(tmp_path):
     assert exc.code == "not_an_image" and "PDF" in exc.reason
 
 
+def test_a_djvu_book_is_named_with_the_way_to_convert_it(tmp_path):
+    """A DjVu book (include: ["**/*"]) was 'not an image format Pillow can read (first bytes:
+    41 54 26 54 ...)'; its owner is told what it is and how to make TIFF pages of it."""
+    p = tmp_path / "book.djvu"
+    p.write_bytes(b"AT&TFORM\x00\x00\x00\x64DJVMDIRM" + bytes(90))
+    rejected = _reject(p)
+    assert rejected.code == "not_an_image" and "DjVu document" in rejected.reason and "ddjvu" in rejected.reason
+
+
 def test_binary_garbage_is_not_an_image(tmp_path):
     p = tmp_path / "blob.bmp"
     p.write_bytes(bytes(range(256)) * 4)

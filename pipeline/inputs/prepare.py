@@ -362,6 +362,8 @@ _MAGIC_HINTS = (
     (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document; export the images first"),
     (b"Rar!", "a RAR archive; extract the images first"),
     (b"7z\xbc\xaf", "a 7-Zip archive; extract the images first"),
+    (b"AT&TFORM", "a DjVu document (scanned books' format); convert its pages to TIFF first "
+                  "(e.g. ddjvu -format=tiff book.djvu book.tif)"),
 )
 
 
