@@ -120,6 +120,29 @@ def _picture_under_page(index: int):
     return edit
 
 
+def test_a_filled_form_field_is_drawn_for_the_ocr(tmp_path):
+    """A page whose only text is a filled form field (a widget with its appearance) was
+    rendered blank: pdfium draws form fields only in a form environment, which was never
+    made, so the value never reached the OCR."""
+    def field(pdf):
+        page = pdf.pages[0]
+        font = pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica)
+        look = pdf.make_stream(b"0 g 0 0 300 40 re f", Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Form,
+                               BBox=[0, 0, 300, 40], Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(Helv=font)))
+        widget = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Tx, T=pikepdf.String("name"),
+            V=pikepdf.String("Mary Brown"), Rect=[100, 600, 400, 640], F=4, P=page.obj,
+            AP=pikepdf.Dictionary(N=look)))
+        page.obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=pikepdf.Array([widget]))
+    data = pdfs.edit(pdfs.build([("text", "")]), field)
+    with _open(tmp_path, data, PdfConfig(dpi=72)) as src:
+        page = src.page(0)
+    assert isinstance(page, PreparedPage)
+    image = Image.open(io.BytesIO(page.data)).convert("L")
+    assert image.crop((110, 162, 390, 182)).getextrema() == (0, 0)   # the field's black box, drawn
+
+
 def test_text_layer_modes_use_and_ocr(tmp_path):
     data = pdfs.build([("text", "Short"), ("scan", "no text")])
     with _open(tmp_path, data, PdfConfig(text_layer="use")) as src:

@@ -122,6 +122,10 @@ class PdfSource:
                 raise _open_error(exc, self.path) from None
             self.page_count = len(self._doc)
             self.version = self._doc.get_version()
+            # Before any page is loaded: without a form environment pdfium draws no form field,
+            # and ``may_draw_forms`` alone drew nothing, so a filled-in field's value (a name
+            # typed into a form, a page of fields only) never reached the OCR, silently.
+            self._doc.init_forms()
         if self.page_count == 0:
             self.close()
             raise RejectedInput("no_pages", "the PDF opens but has no pages; nothing to OCR")
