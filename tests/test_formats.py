@@ -431,3 +431,35 @@ def test_a_png_is_turned_alike_for_the_upload_and_for_its_outputs(tmp_path):
         sent = prepare_file(path).pages[0].transforms
         assert (source.orientation, source.width, source.height) == (6, 100, 300), path.name
         assert "exif_transpose:6" in sent, (path.name, sent)
+
+
+async def test_a_tiffs_thumbnail_frames_are_no_pages(tmp_path, server):
+    """A TIFF storing a reduced-resolution copy of its page as a frame of its own (NewSubfileType
+    1) was read as one page more: a job paid for the thumbnail, and the outputs had a page the
+    volume has not. The pages are the other frames, each described by its own frame."""
+    from PIL import TiffImagePlugin
+
+    one, two = text_page("one", (600, 300)), text_page("two", (400, 700))
+    path = tmp_path / "in" / "thumbs.tif"
+    path.parent.mkdir(parents=True)
+    reduced = TiffImagePlugin.ImageFileDirectory_v2()
+    reduced[254] = 1
+    with TiffImagePlugin.AppendingTiffWriter(path, new=True) as tf:
+        for frame, info in ((one.resize((60, 30)), reduced), (one, None), (two, None), (two.resize((40, 70)), reduced)):
+            frame.save(tf, "TIFF", dpi=(300, 300), **({"tiffinfo": info} if info else {}))
+            tf.newFrame()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.jobs_created == 2                      # before: 4, two for thumbnails
+    out = tmp_path / "out"
+    record = json.loads((out / "thumbs.tif.json").read_text())
+    assert record["image"]["page_count"] == 2 and "thumbnails_skipped:2" in record["image"]["pages"][0]["transforms"]
+    assert alto_pages(out / "thumbs.tif.alto.xml") == [(600, 300), (400, 700)]
+    assert pdf_page_sizes(out / "thumbs.tif.pdf") == [pytest.approx((144, 72), abs=0.01), pytest.approx((96, 168), abs=0.01)]
+    lines = [b for page, b in alto_lines(out / "thumbs.tif.alto.xml") if page == 2]
+    assert iou(lines[0], (0, 0, 400, 350)) > 0.97, lines    # page 2's lines on page 2's frame
+    # a record made when every frame was a page keeps its pages in the outputs written from it
+    from pipeline.formats.source import read_source_pages
+    assert [(p.frame, p.width) for p in read_source_pages(path, 2)] == [(1, 600), (2, 400)]
+    assert [(p.frame, p.width) for p in read_source_pages(path, 4)] == [(0, 60), (1, 600), (2, 400), (3, 40)]

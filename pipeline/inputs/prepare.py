@@ -49,7 +49,7 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
 from pipeline.ocr.imaging import (PNG_MAX_CHUNK, WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient,
-                                  wide_gray_to_l)
+                                  page_frames, wide_gray_to_l)
 
 __all__ = [
     "PrecheckLimits",
@@ -447,14 +447,17 @@ def _decode_error(exc: BaseException) -> RejectedInput:
 def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: int,
                         limits: PrecheckLimits) -> PreparedFile:
     fmt = _FORMAT_ALIASES.get(im.format or "", im.format or "UNKNOWN")
+    n_frames = getattr(im, "n_frames", 1) or 1
+    frames = page_frames(im)      # a TIFF's thumbnail frames are no pages
+    if frames[0]:
+        im.seek(frames[0])
     if fmt == "TIFF":
         _orientation(im)          # before its size is read: the stored size, not Pillow's turned one
     src_w, src_h = im.size
     _check_pixels(src_w, src_h, limits, "the image")
-    n_frames = getattr(im, "n_frames", 1) or 1
-    multipage = fmt in MULTIPAGE_FORMATS and n_frames > 1
-    if multipage and n_frames > limits.max_pages:
-        raise RejectedInput("too_many_pages", f"{n_frames} pages exceed precheck max_pages={limits.max_pages}; "
+    multipage = fmt in MULTIPAGE_FORMATS and len(frames) > 1
+    if multipage and len(frames) > limits.max_pages:
+        raise RejectedInput("too_many_pages", f"{len(frames)} pages exceed precheck max_pages={limits.max_pages}; "
                                               "split the document")
     stem = path.stem or "image"
 
@@ -477,13 +480,15 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         im = Image.open(io.BytesIO(data) if data is not None else path, formats=_open_formats())
 
     pages = []
-    count = n_frames if multipage else 1
+    count = len(frames) if multipage else 1
     for index in range(count):
         transforms: list[str] = []
         if index:
-            im.seek(index)
+            im.seek(frames[index])
             _orientation(im)
             _check_pixels(im.size[0], im.size[1], limits, f"page {index + 1}")
+        elif fmt == "TIFF" and len(frames) < n_frames:
+            transforms.append(f"thumbnails_skipped:{n_frames - len(frames)}")
         elif frames_sent > 1 and not multipage:
             transforms.append(f"first_frame_of:{n_frames}")
         name = f"{stem}-p{index + 1:03d}" if multipage else stem

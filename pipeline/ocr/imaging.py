@@ -147,6 +147,31 @@ class _borrowed:
         self.fp.seek(self.where)
 
 
+_NEW_SUBFILE_TYPE = 254
+_REDUCED_RESOLUTION = 1   # its bit 0: "a reduced-resolution version of another image in this file"
+
+
+def page_frames(im: Image.Image) -> list[int]:
+    """The frames of a TIFF that are pages: every frame but its reduced-resolution copies (a
+    thumbnail or preview, ``NewSubfileType`` bit 0), unless every frame is one; ``[0]`` for
+    other formats. The file is left at frame 0.
+
+    Why: a TIFF that stores a thumbnail of its page as a frame of its own (first or last) was
+    read as one more page: an API call paid for a stamp-sized picture, an empty or garbled page
+    in the ``.txt``, ALTO, PDF and METS, and a page count the volume does not have."""
+    n = getattr(im, "n_frames", 1) or 1
+    if im.format != "TIFF" or n == 1:
+        return [0]
+    pages = []
+    for i in range(n):
+        im.seek(i)
+        kind = im.tag_v2.get(_NEW_SUBFILE_TYPE, 0)
+        if not (isinstance(kind, int) and kind & _REDUCED_RESOLUTION):
+            pages.append(i)
+    im.seek(0)
+    return pages or list(range(n))
+
+
 def orient(im: Image.Image, orientation: int) -> Image.Image:
     """The loaded frame turned as its ``orientation`` (from :func:`held_orientation`) says; a new image."""
     method = _UPRIGHT.get(orientation)
