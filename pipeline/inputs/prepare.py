@@ -455,6 +455,8 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         _orientation(im)          # before its size is read: the stored size, not Pillow's turned one
     src_w, src_h = im.size
     _check_pixels(src_w, src_h, limits, "the image")
+    if fmt == "PNG":
+        _orientation(im)          # its chunks walked while its file is open: any later load closes it
     multipage = fmt in MULTIPAGE_FORMATS and len(frames) > 1
     if multipage and len(frames) > limits.max_pages:
         raise RejectedInput("too_many_pages", f"{len(frames)} pages exceed precheck max_pages={limits.max_pages}; "
