@@ -1,7 +1,8 @@
 """Test PDFs built on the fly: fpdf2 writes them (real text, scanned images, invisible OCR
 layers), pikepdf edits them into what archives also hold (rotated pages, passwords, broken page
-trees). Every kind of page is a list item: ``("text", "...")``, ``("scan", "...")`` or
-``("ocrlayer", "...")`` (a scan with an invisible text layer over it)."""
+trees). Every kind of page is a list item: ``("text", "...")``, ``("scan", "...")``,
+``("ocrlayer", "...")`` (a scan with an invisible text layer over it) or ``("stamped", "...")``
+(a scan filling the page with a line of visible text stamped over it, as courts file them)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def build(pages: list[tuple[str, str]], size: tuple[float, float] = LETTER, font
         if kind in ("scan", "ocrlayer"):
             img = text_page(text, size=(1200, 400))
             pdf.image(img, x=36, y=36, w=size[0] - 72)
+        if kind == "stamped":
+            pdf.image(text_page(text, size=(850, 1100)), x=0, y=0, w=size[0], h=size[1])
+            pdf.text(36, 24, "Case 1:19-cv-01234 Document 12 Filed 03/04/19 Page 1 of 1")
         if kind in ("text", "ocrlayer"):
             pdf.text_mode = TextMode.INVISIBLE if kind == "ocrlayer" else TextMode.FILL
             for n, line in enumerate(text.split("\n")):

@@ -342,15 +342,19 @@ async def test_an_engines_words_cut_inside_the_lines_words_follow_the_line_text(
 def _png_with_chunk_before_end(im: Image.Image, kind: bytes, data: bytes) -> bytes:
     """``im`` as PNG bytes with one more chunk put just before IEND (after the pixels)."""
     import io
-    import struct
-    import zlib
 
     buf = io.BytesIO()
     im.save(buf, "PNG")
     png = buf.getvalue()
     end = png.rindex(b"IEND") - 4
-    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return png[:end] + chunk + png[end:]
+    return png[:end] + _png_chunk(kind, data) + png[end:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def test_a_pngs_orientation_is_read_from_its_chunk_headers_not_its_pixels():
@@ -393,3 +397,69 @@ def test_a_pngs_exif_after_its_pixels_still_turns_the_page(tmp_path):
         assert "exif" not in im.info   # Pillow has not seen it at open
     (page,) = read_source_pages(path)
     assert (page.orientation, page.width, page.height) == (6, 100, 300)
+
+
+def test_a_png_is_turned_alike_for_the_upload_and_for_its_outputs(tmp_path):
+    """Pillow gave a PNG's orientation by when it was asked: before the pixels were loaded, the
+    first of two eXIf chunks (or none, for ImageMagick's zTXt 'Raw profile type exif'), after,
+    the last one's. prepare (loaded) sent the page turned one way, the outputs (headers only)
+    described it turned another, and every box of ALTO, hOCR and the PDF missed its word
+    (found by `verify`: 'the PDF's text layer lost 3 word(s)'). The first eXIf counts, as libpng's."""
+    from PIL import PngImagePlugin
+
+    from pipeline.formats.source import read_source_pages
+    from pipeline.inputs.prepare import prepare_file
+
+    def exif_of(value: int) -> bytes:
+        exif = Image.Exif()
+        exif[0x0112] = value
+        raw = exif.tobytes()
+        return raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+
+    page = text_page("two", (300, 100), "L")
+    two = tmp_path / "two-exif.png"
+    late = _png_with_chunk_before_end(page, b"eXIf", exif_of(3))
+    ihdr_end = 8 + 8 + 13 + 4   # the signature and IHDR: the first eXIf goes before the pixels
+    two.write_bytes(late[:ihdr_end] + _png_chunk(b"eXIf", exif_of(6)) + late[ihdr_end:])
+    raw_hex = exif_of(6).hex()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", f"\nexif\n{len(raw_hex) // 2:8d}\n{raw_hex}\n", zip=True)
+    ztxt = tmp_path / "ztxt-exif.png"
+    page.save(ztxt, pnginfo=info)
+    for path in (two, ztxt):
+        (source,) = read_source_pages(path)
+        sent = prepare_file(path).pages[0].transforms
+        assert (source.orientation, source.width, source.height) == (6, 100, 300), path.name
+        assert "exif_transpose:6" in sent, (path.name, sent)
+
+
+async def test_a_tiffs_thumbnail_frames_are_no_pages(tmp_path, server):
+    """A TIFF storing a reduced-resolution copy of its page as a frame of its own (NewSubfileType
+    1) was read as one page more: a job paid for the thumbnail, and the outputs had a page the
+    volume has not. The pages are the other frames, each described by its own frame."""
+    from PIL import TiffImagePlugin
+
+    one, two = text_page("one", (600, 300)), text_page("two", (400, 700))
+    path = tmp_path / "in" / "thumbs.tif"
+    path.parent.mkdir(parents=True)
+    reduced = TiffImagePlugin.ImageFileDirectory_v2()
+    reduced[254] = 1
+    with TiffImagePlugin.AppendingTiffWriter(path, new=True) as tf:
+        for frame, info in ((one.resize((60, 30)), reduced), (one, None), (two, None), (two.resize((40, 70)), reduced)):
+            frame.save(tf, "TIFF", dpi=(300, 300), **({"tiffinfo": info} if info else {}))
+            tf.newFrame()
+    cfg = write_config(tmp_path, server.base_url, api__format="json", outputs=ALL)
+    code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    assert server.counters.jobs_created == 2                      # before: 4, two for thumbnails
+    out = tmp_path / "out"
+    record = json.loads((out / "thumbs.tif.json").read_text())
+    assert record["image"]["page_count"] == 2 and "thumbnails_skipped:2" in record["image"]["pages"][0]["transforms"]
+    assert alto_pages(out / "thumbs.tif.alto.xml") == [(600, 300), (400, 700)]
+    assert pdf_page_sizes(out / "thumbs.tif.pdf") == [pytest.approx((144, 72), abs=0.01), pytest.approx((96, 168), abs=0.01)]
+    lines = [b for page, b in alto_lines(out / "thumbs.tif.alto.xml") if page == 2]
+    assert iou(lines[0], (0, 0, 400, 350)) > 0.97, lines    # page 2's lines on page 2's frame
+    # a record made when every frame was a page keeps its pages in the outputs written from it
+    from pipeline.formats.source import read_source_pages
+    assert [(p.frame, p.width) for p in read_source_pages(path, 2)] == [(1, 600), (2, 400)]
+    assert [(p.frame, p.width) for p in read_source_pages(path, 4)] == [(0, 60), (1, 600), (2, 400), (3, 40)]

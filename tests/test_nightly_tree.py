@@ -9,6 +9,7 @@ import threading
 
 import yaml
 
+from conftest import TOKEN
 from helpers import distinct_png, failures, run_pipeline, write_config
 from pipeline.config import load_config
 from pipeline.exitcodes import ExitCode
@@ -229,3 +230,59 @@ async def test_a_job_lost_on_the_last_night_is_admitted_by_the_night_that_pays_i
     assert code == ExitCode.OK and server.counters.jobs_created == 3, log
     assert report["resubmitted_pages"] == 1, report["resubmissions"]    # before: 0
     assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]
+
+
+async def test_images_the_default_include_passes_by_are_counted_and_said(tmp_path, server):
+    """A new user's phone photos (.heic), a DjVu book and a Photoshop file were left out by the
+    default include without a word: the run said '1 done' and exit 0, as if the folder held
+    nothing else. They are counted by suffix in the report and the run says so; an image the
+    user excluded is their choice and is not counted."""
+    cfg = write_config(tmp_path, server.base_url, exclude=["**/*.psd"])
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    for name in ("phone.HEIC", "sub/book.djvu", "sub/book2.djvu", "layers.psd", "notes.txt"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"not read")
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1}
+    assert report["left_out_images"] == {".djvu": 2, ".heic": 1}
+    assert "3 image files no include pattern matches were left out (.djvu 2, .heic 1)" in log
+
+
+class _WalkedThenWritten(_WalkedThenMoved):
+    """The walk of a tree where ``rel`` is still being copied: more of it is written after the
+    walk's stat, before the run reads it (the copy not finished when it is read)."""
+
+    def __call__(self):
+        from pipeline.inputs.scan import ScanEntry
+        from pipeline.run.tree import walk
+
+        for item in walk(self.cfg):
+            if isinstance(item, ScanEntry) and item.rel == self.rel:
+                with open(item.path, "ab") as f:
+                    f.write(self.more)
+            yield item
+
+
+async def test_a_scan_still_being_copied_when_read_is_left_for_the_next_run_not_rejected(tmp_path):
+    """A scan read while its copy was under way (min_file_age_s at its default 0) was rejected
+    'truncated: ... copy or download it again', exit 1, though the copy was only unfinished."""
+    import io
+
+    from pipeline.run.runner import Runner
+
+    whole = distinct_png(tmp_path / "in" / "a.png", seed=1).read_bytes()
+    distinct_png(tmp_path / "in" / "b.png", seed=2)
+    scan = tmp_path / "in" / "a.png"
+    scan.write_bytes(whole[: len(whole) // 3])               # the first third is there at the walk
+    cfg = load_config(_fast(tmp_path))
+    runner = Runner(cfg, stream=io.StringIO())
+    runner._walk = _WalkedThenWritten(cfg, "a.png")
+    runner._walk.more = whole[len(whole) // 3: len(whole) * 2 // 3]   # the next third when it is read
+    code = await runner.run()
+    log = runner.stream.getvalue()
+    assert code == ExitCode.STOPPED_EARLY, log                # before: rejected (truncated), exit 1
+    assert failures(tmp_path) == {} and runner.report["this_run"] == {"changed": 1, "done": 1}, log
+
+    scan.write_bytes(whole)                                   # the copy has finished
+    code, report, log = await run_pipeline(_fast(tmp_path), None)
+    assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}, log

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pikepdf
 import pytest
 from PIL import Image
 
@@ -89,6 +90,57 @@ def test_invisible_ocr_layer_is_not_trusted_unless_configured(tmp_path):
     assert isinstance(page, PreparedPage) and page.source["text_layer"] == "invisible"
     with _open(tmp_path, data, PdfConfig(trust_invisible_text=True)) as src:
         assert src.page(0).text == SENTENCE
+
+
+def test_a_scan_with_a_stamped_line_of_text_is_ocred(tmp_path):
+    """A page-sized scan with one line of real text stamped on it (a court's filing header)
+    passed as real text: the stamp was the page's whole text, the scan's words never read.
+    A page of text (a dozen lines) over a page-sized picture keeps its layer."""
+    data = pdfs.build([("stamped", "Witness statement\nof Mary Brown"), ("text", "\n".join([SENTENCE] * 12))])
+    data = pdfs.edit(data, _picture_under_page(1))
+    with _open(tmp_path, data) as src:
+        stamped, covered = src.page(0), src.page(1)
+    assert isinstance(stamped, PreparedPage), stamped
+    assert stamped.source["text_layer"].startswith("scanned_page:")
+    assert 0 < float(stamped.source["text_layer"].split(":")[1]) < 0.05
+    assert isinstance(covered, TextLayerPage) and covered.source["text_layer"] == "used"
+    with _open(tmp_path, data, PdfConfig(text_layer="use")) as src:
+        assert src.page(0).text.startswith("Case 1:19-cv-01234")   # `use` takes any layer
+
+
+def _picture_under_page(index: int):
+    """An edit putting a page-sized picture under page ``index``'s text (a slide's background)."""
+    def edit(pdf):
+        page = pdf.pages[index]
+        bg = pdf.make_stream(b"\xc0" * (40 * 50), Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Image,
+                             Width=40, Height=50, ColorSpace=pikepdf.Name.DeviceGray, BitsPerComponent=8)
+        page.add_resource(bg, pikepdf.Name.XObject, pikepdf.Name.Bg)
+        page.contents_add(pdf.make_stream(b"q 612 0 0 792 0 0 cm /Bg Do Q"), prepend=True)
+        page.contents_coalesce()
+    return edit
+
+
+def test_a_filled_form_field_is_drawn_for_the_ocr(tmp_path):
+    """A page whose only text is a filled form field (a widget with its appearance) was
+    rendered blank: pdfium draws form fields only in a form environment, which was never
+    made, so the value never reached the OCR."""
+    def field(pdf):
+        page = pdf.pages[0]
+        font = pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica)
+        look = pdf.make_stream(b"0 g 0 0 300 40 re f", Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Form,
+                               BBox=[0, 0, 300, 40], Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(Helv=font)))
+        widget = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Tx, T=pikepdf.String("name"),
+            V=pikepdf.String("Mary Brown"), Rect=[100, 600, 400, 640], F=4, P=page.obj,
+            AP=pikepdf.Dictionary(N=look)))
+        page.obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=pikepdf.Array([widget]))
+    data = pdfs.edit(pdfs.build([("text", "")]), field)
+    with _open(tmp_path, data, PdfConfig(dpi=72)) as src:
+        page = src.page(0)
+    assert isinstance(page, PreparedPage)
+    image = Image.open(io.BytesIO(page.data)).convert("L")
+    assert image.crop((110, 162, 390, 182)).getextrema() == (0, 0)   # the field's black box, drawn
 
 
 def test_text_layer_modes_use_and_ocr(tmp_path):

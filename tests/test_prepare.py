@@ -83,6 +83,15 @@ def test_pdf_is_not_an_image_with_a_hint(tmp_path):
     assert exc.code == "not_an_image" and "PDF" in exc.reason
 
 
+def test_a_djvu_book_is_named_with_the_way_to_convert_it(tmp_path):
+    """A DjVu book (include: ["**/*"]) was 'not an image format Pillow can read (first bytes:
+    41 54 26 54 ...)'; its owner is told what it is and how to make TIFF pages of it."""
+    p = tmp_path / "book.djvu"
+    p.write_bytes(b"AT&TFORM\x00\x00\x00\x64DJVMDIRM" + bytes(90))
+    rejected = _reject(p)
+    assert rejected.code == "not_an_image" and "DjVu document" in rejected.reason and "ddjvu" in rejected.reason
+
+
 def test_binary_garbage_is_not_an_image(tmp_path):
     p = tmp_path / "blob.bmp"
     p.write_bytes(bytes(range(256)) * 4)
@@ -115,6 +124,30 @@ def test_corrupt_png_data_is_rejected(tmp_path):
     p = tmp_path / "bad.png"
     p.write_bytes(bytes(data))
     assert _reject(p).code in ("corrupt", "truncated")
+
+
+def _png_with_icc_of(size: int) -> bytes:
+    """A small grey PNG carrying an ICC profile chunk that unpacks to ``size`` bytes."""
+    buf = io.BytesIO()
+    text_page("profiled", (300, 100)).save(buf, "PNG")
+    png = buf.getvalue()
+    body = b"printer\x00\x00" + zlib.compress(bytes(size), 9)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    return png[:33] + chunk + png[33:]   # after the signature and IHDR
+
+
+def test_a_png_with_a_colour_profile_of_a_few_mb_is_read(tmp_path):
+    """Pillow's 1 MB limit for a compressed PNG chunk refused a PNG with a 2 MB ICC profile
+    whole, and the rejection said its image data was damaged."""
+    ok = tmp_path / "profiled.png"
+    ok.write_bytes(_png_with_icc_of(2 << 20))
+    prepared = prepare_file(ok)
+    assert (prepared.source_width, prepared.source_height) == (300, 100)
+    too_big = tmp_path / "huge-profile.png"
+    too_big.write_bytes(_png_with_icc_of(20 << 20))
+    rejected = _reject(too_big)
+    assert rejected.code == "corrupt" and "metadata chunk" in rejected.reason
+    assert "image data is damaged" not in rejected.reason
 
 
 def test_decompression_bomb_header_is_rejected_before_decoding(tmp_path):

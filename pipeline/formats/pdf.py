@@ -199,8 +199,8 @@ def render_pdf(layout: FileLayout, source_path: Path, sources: list[SourcePage] 
     pages = {p.index: p for p in layout.pages}
     with Image.open(source_path) as im:
         for src in sources:
-            if src.index:
-                im.seek(src.index)
+            if src.frame:
+                im.seek(src.frame)
             w_pt, h_pt = src.size_pt
             pdf.add_page(format=(w_pt, h_pt))
             _draw_image(pdf, source_path, im, src, w_pt, h_pt)

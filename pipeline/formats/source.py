@@ -16,7 +16,8 @@ from typing import Iterator
 from PIL import Image
 
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
+from pipeline.ocr.imaging import (WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, page_frames,
+                                  wide_gray_to_l)
 
 DEFAULT_DPI = 300.0          # when the file states none (or an aspect ratio only): a usual scan
 
@@ -29,6 +30,7 @@ class SourcePage:
     dpi: tuple[float, float]
     orientation: int         # EXIF orientation of the stored pixels (1 = upright)
     format: str              # Pillow's format name of the file (JPEG, TIFF, PNG, ...)
+    frame: int = 0           # the file's frame holding the page (a TIFF's thumbnail frames are no pages)
 
     @property
     def size_pt(self) -> tuple[float, float]:
@@ -50,26 +52,32 @@ def _orientation(im: Image.Image) -> int:
     return held_orientation(im)   # as prepare reads it (a TIFF frame's tag taken from Pillow)
 
 
-def _frames(im: Image.Image) -> Iterator[int]:
-    if (im.format or "") in ("TIFF",):
-        for i in range(getattr(im, "n_frames", 1) or 1):
-            im.seek(i)
-            yield i
-    else:
-        yield 0  # prepare sends only the first frame of GIF/WebP animations
+def _frames(im: Image.Image, recorded: int | None) -> Iterator[tuple[int, int]]:
+    """(page, frame) of every page, ``im`` at that frame: a TIFF's page frames (as prepare
+    takes them, ``page_frames``); prepare sends only the first frame of GIF/WebP animations.
+    A record of ``recorded`` pages, one a frame, was made before thumbnail frames were no
+    pages: its pages are every frame still, so its outputs describe the pages it holds."""
+    frames = page_frames(im)
+    n = getattr(im, "n_frames", 1) or 1
+    if recorded is not None and im.format == "TIFF" and len(frames) != recorded == n:
+        frames = list(range(n))
+    for page, frame in enumerate(frames):
+        im.seek(frame)
+        yield page, frame
 
 
-def read_source_pages(path: Path) -> list[SourcePage]:
-    """Every page's oriented size and resolution, from the headers only."""
+def read_source_pages(path: Path, recorded: int | None = None) -> list[SourcePage]:
+    """Every page's oriented size and resolution, from the headers only; ``recorded``: the
+    page count of the record the outputs are written from, when there is one."""
     pages = []
     with Image.open(path) as im:
         fmt = "JPEG" if im.format == "MPO" else (im.format or "")
-        for i in _frames(im):
+        for i, frame in _frames(im, recorded):
             o = _orientation(im)
             w, h = im.size
             if o in SWAPPING_ORIENTATIONS:
                 w, h = h, w
-            pages.append(SourcePage(i, w, h, _dpi(im, o), o, fmt))
+            pages.append(SourcePage(i, w, h, _dpi(im, o), o, fmt, frame))
     return pages
 
 

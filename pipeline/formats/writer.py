@@ -108,7 +108,7 @@ def _layout(document: dict[str, Any], source_path: Path | None) -> tuple[FileLay
     sources = None
     if source_path is not None:
         try:
-            sources = read_source_pages(source_path)
+            sources = read_source_pages(source_path, len(document.get("pages") or ()) or None)
         except (OSError, ValueError):
             sources = None  # the record's own sizes are used (exact for page 1)
     sizes = {p.index: (p.width, p.height) for p in sources} if sources else None

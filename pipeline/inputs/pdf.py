@@ -70,6 +70,8 @@ LINE_END_HYPHEN = "\ufffe"
 LINE_END_HYPHEN_CHAR = "\x02"
 _TAIL_BYTES = 4096          # where a complete PDF's last %%EOF marker must be
 _MIN_PRINTABLE = 0.9        # share of printable characters for a text layer to count as text
+_SCAN_SHARE = 0.5           # an image over at least this share of the page is a scanned page ...
+_STAMP_SHARE = 0.05         # ... unless text covers at least this share: else its text is a stamp
 
 
 def displayed_box(page: pdfium.PdfPage) -> tuple[float, float, float, float]:
@@ -120,6 +122,10 @@ class PdfSource:
                 raise _open_error(exc, self.path) from None
             self.page_count = len(self._doc)
             self.version = self._doc.get_version()
+            # Before any page is loaded: without a form environment pdfium draws no form field,
+            # and ``may_draw_forms`` alone drew nothing, so a filled-in field's value (a name
+            # typed into a form, a page of fields only) never reached the OCR, silently.
+            self._doc.init_forms()
         if self.page_count == 0:
             self.close()
             raise RejectedInput("no_pages", "the PDF opens but has no pages; nothing to OCR")
@@ -244,7 +250,36 @@ def _text_layer(page: pdfium.PdfPage, settings: PdfSettings) -> tuple[str | None
         return None, f"unprintable:{printable:.2f}"
     if not settings.trust_invisible_text and _mostly_invisible(page):
         return None, "invisible"    # an OCR layer of unknown quality: OCR the page ourselves
+    stamp = _text_share_over_a_scan(page)
+    if stamp is not None:
+        return None, f"scanned_page:{stamp:.3f}"   # a header stamped on a scan: OCR the scan
     return text, "used"
+
+
+def _text_share_over_a_scan(page: pdfium.PdfPage) -> float | None:
+    """The share of the page its text covers, when the page is a scan (an image over half of it
+    or more) whose text covers under 5 % of it; else None.
+
+    Why: a scanned page with a line of real text added (a court's filing stamp, a "downloaded
+    from" footer, an archive's cover heading, a Bates number) passed every test of real text, so
+    the stamp was the page's whole text and the scan's words were never read, silently. A page
+    of born-digital text covers far more (a sparse one, three lines, about 4 %); a page whose
+    text lies over a page-sized picture (a slide, a form on a background) keeps its layer."""
+    x0, y0, x1, y1 = page.get_cropbox()
+    area = (x1 - x0) * (y1 - y0)
+    if area <= 0:
+        return None
+    images, texts = 0.0, 0.0
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_TEXT]):
+        left, bottom, right, top = obj.get_bounds()
+        shown = max(0.0, min(right, x1) - max(left, x0)) * max(0.0, min(top, y1) - max(bottom, y0))
+        if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            images = max(images, shown)
+        else:
+            texts += shown
+    if images < _SCAN_SHARE * area or texts >= _STAMP_SHARE * area:
+        return None
+    return texts / area
 
 
 def _mostly_invisible(page: pdfium.PdfPage) -> bool:

@@ -48,7 +48,8 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pipeline.inputs import upright
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
-from pipeline.ocr.imaging import WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient, wide_gray_to_l
+from pipeline.ocr.imaging import (PNG_MAX_CHUNK, WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient,
+                                  page_frames, wide_gray_to_l)
 
 __all__ = [
     "PrecheckLimits",
@@ -361,6 +362,8 @@ _MAGIC_HINTS = (
     (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document; export the images first"),
     (b"Rar!", "a RAR archive; extract the images first"),
     (b"7z\xbc\xaf", "a 7-Zip archive; extract the images first"),
+    (b"AT&TFORM", "a DjVu document (scanned books' format); convert its pages to TIFF first "
+                  "(e.g. ddjvu -format=tiff book.djvu book.tif)"),
 )
 
 
@@ -428,6 +431,11 @@ def _decode_error(exc: BaseException) -> RejectedInput:
                                           "copy or download it again")
     if isinstance(exc, PermissionError):
         return RejectedInput("unreadable", f"permission denied while reading ({exc.strerror})")
+    if "decompressed data too large" in low:   # Pillow's words for a metadata chunk past its limit
+        return RejectedInput("corrupt", f"a metadata chunk (a colour profile or text) unpacks to more than "
+                                        f"{PNG_MAX_CHUNK >> 20} MB, the limit for one chunk ({msg}); the "
+                                        "pixels may be fine: export the image again without that "
+                                        "profile or metadata")
     return RejectedInput("corrupt", f"the image data is damaged and cannot be decoded ({msg}); "
                                     "re-export or re-scan it")
 
@@ -439,14 +447,19 @@ def _decode_error(exc: BaseException) -> RejectedInput:
 def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: int,
                         limits: PrecheckLimits) -> PreparedFile:
     fmt = _FORMAT_ALIASES.get(im.format or "", im.format or "UNKNOWN")
+    n_frames = getattr(im, "n_frames", 1) or 1
+    frames = page_frames(im)      # a TIFF's thumbnail frames are no pages
+    if frames[0]:
+        im.seek(frames[0])
     if fmt == "TIFF":
         _orientation(im)          # before its size is read: the stored size, not Pillow's turned one
     src_w, src_h = im.size
     _check_pixels(src_w, src_h, limits, "the image")
-    n_frames = getattr(im, "n_frames", 1) or 1
-    multipage = fmt in MULTIPAGE_FORMATS and n_frames > 1
-    if multipage and n_frames > limits.max_pages:
-        raise RejectedInput("too_many_pages", f"{n_frames} pages exceed precheck max_pages={limits.max_pages}; "
+    if fmt == "PNG":
+        _orientation(im)          # its chunks walked while its file is open: any later load closes it
+    multipage = fmt in MULTIPAGE_FORMATS and len(frames) > 1
+    if multipage and len(frames) > limits.max_pages:
+        raise RejectedInput("too_many_pages", f"{len(frames)} pages exceed precheck max_pages={limits.max_pages}; "
                                               "split the document")
     stem = path.stem or "image"
 
@@ -469,13 +482,15 @@ def _prepare_open_image(path: Path, im: Image.Image, data: bytes | None, size: i
         im = Image.open(io.BytesIO(data) if data is not None else path, formats=_open_formats())
 
     pages = []
-    count = n_frames if multipage else 1
+    count = len(frames) if multipage else 1
     for index in range(count):
         transforms: list[str] = []
         if index:
-            im.seek(index)
+            im.seek(frames[index])
             _orientation(im)
             _check_pixels(im.size[0], im.size[1], limits, f"page {index + 1}")
+        elif fmt == "TIFF" and len(frames) < n_frames:
+            transforms.append(f"thumbnails_skipped:{n_frames - len(frames)}")
         elif frames_sent > 1 and not multipage:
             transforms.append(f"first_frame_of:{n_frames}")
         name = f"{stem}-p{index + 1:03d}" if multipage else stem
@@ -508,11 +523,12 @@ def _too_many_pixels(declared: str, limits: PrecheckLimits) -> RejectedInput:
 
 
 def _orientation(im: Image.Image) -> int:
+    # first: a PNG's orientation is read from its chunks while its file is open (a load closes
+    # it); a TIFF frame's tag is taken from Pillow, so it loads as stored
+    value = held_orientation(im)
     if im.format == "PNG":
-        # PNG may store eXIf after the pixels, so Pillow decodes the image to find it. Do that
-        # here, outside the guard below: a decode error must reject the file, not be swallowed.
-        im.load()
-    return held_orientation(im)   # a TIFF frame's tag is taken from Pillow: it loads as stored
+        im.load()   # here, not in a guard: a decode error must reject the file, not be swallowed
+    return value
 
 
 def pixel_stretch(im: Image.Image, swap: bool = False, max_pixels: int | None = None) -> tuple[float, float]:

@@ -47,6 +47,7 @@ import os
 import re
 import stat as stat_mod
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -178,10 +179,21 @@ class GlobSet:
 # the walk
 
 
+#: image formats no default ``include`` names (Pillow reads none of them, or only a flattened
+#: copy): a walk counts those ``include`` passes by, so a run can say so instead of nothing
+LEFT_OUT_IMAGE_SUFFIXES = frozenset({
+    ".heic", ".heif", ".avif", ".jxl", ".djvu", ".djv", ".psd", ".psb", ".svg", ".svgz", ".eps", ".xcf",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".raf", ".rw2", ".jpm"})
+
+
 def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
               skip_dirs: Iterable[Path] = (), min_age_s: float = 0.0,
-              ignore_case: bool = False) -> Iterator[ScanEntry | ScanProblem]:
+              ignore_case: bool = False, left_out: Counter | None = None) -> Iterator[ScanEntry | ScanProblem]:
     """Walk ``root`` lazily; see the module docstring for the rules.
+
+    ``left_out``: counts, by suffix (lower case), the files of :data:`LEFT_OUT_IMAGE_SUFFIXES`
+    that no ``include`` matches and no ``exclude`` names (an ``exclude`` is a choice; a
+    default ``include`` that never took a ``.heic`` is not).
 
     Validation happens at call time (not at the first ``next()``): a missing root or a bad glob
     raises ``FileNotFoundError``/``NotADirectoryError``/``ValueError`` here, so the caller can
@@ -204,7 +216,7 @@ def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequen
             continue
         skip.add((s.st_dev, s.st_ino))
     return _walk(root, (st.st_dev, st.st_ino), inc, exc, frozenset(skip), frozenset(pending),
-                 float(min_age_s), _holders(root))
+                 float(min_age_s), _holders(root), left_out)
 
 
 def _holders(root: Path) -> dict[tuple[int, int], str]:
@@ -249,7 +261,7 @@ def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequ
 
 
 def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float,
-          holders: dict[tuple[int, int], str]):
+          holders: dict[tuple[int, int], str], left_out: Counter | None):
     # Explicit stack of (dir path, rel prefix, iterator over sorted names, ancestor keys): no
     # recursion limit on deep trees, and only one sorted name list per open directory level.
     ancestors = [root_key]
@@ -307,6 +319,9 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
             stack.append((full, rel + "/", listing))
         elif stat_mod.S_ISREG(mode):
             if not inc.match(rel) or exc.match(rel):
+                suffix = os.path.splitext(name)[1].lower()
+                if left_out is not None and suffix in LEFT_OUT_IMAGE_SUFFIXES and not exc.match(rel):
+                    left_out[suffix] += 1
                 continue
             if not _decodable(rel):
                 yield _undecodable(full, rel, "a file")

@@ -11,9 +11,17 @@ from __future__ import annotations
 import os
 import struct
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+#: how far one compressed PNG chunk (a colour profile, a zTXt/iTXt) may unpack. Why: Pillow's
+#: 1 MB refused a PNG with a larger ICC profile (a printer's or a LUT profile, a few MB) as a
+#: whole, and the pipeline called its image data damaged; the pixels are never in such a chunk,
+#: and 16 MB (Pillow's 64 MB for all text chunks still holds) is nothing beside a decoded page.
+#: Set here, where both the client's pre-checks and the embedded server's engines read PNGs.
+PNG_MAX_CHUNK = 16 << 20
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
 
 
 def flatten_on_white(im: Image.Image) -> Image.Image:
@@ -50,15 +58,24 @@ def held_orientation(im: Image.Image) -> int:
     and turns the page itself, as for a JPEG's EXIF; with Pillow also turning it, a TIFF stored
     300 x 100 with Orientation 6 was sent stretched back to 300 x 100. Taken away (the frame's
     cached EXIF, its tag, its stored size), the frame loads as stored under every Pillow.
-    The value is kept in ``im.info`` for the frame, so asking again gives it again."""
+    The value is kept in ``im.info`` for the frame (a TIFF's or a PNG's), so asking again gives
+    it again (a loaded PNG's file is closed: its chunks can no longer be walked).
+    A PNG whose orientation is not in its chunk headers is loaded here: a decode error is the
+    caller's."""
     held = im.info.get("pipeline_held_orientation")
     if held is not None and held[0] == im.tell():
         return held[1]
-    try:
-        value = 1 if _png_without_exif(im) else int(im.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:   # a broken EXIF block must not lose the image: upright
-        value = 1
+    value = _png_orientation(im)
+    if value is None:
+        if im.format == "PNG":
+            im.load()   # Pillow's answer for a PNG changes with loading: ask it loaded, always
+        try:
+            value = int(im.getexif().get(_ORIENTATION_TAG, 1))
+        except Exception:   # a broken EXIF block must not lose the image: upright
+            value = 1
     value = value if value in _UPRIGHT else 1
+    if im.format == "PNG":   # its chunks are walked while its file is open: before a load closes it
+        im.info["pipeline_held_orientation"] = (im.tell(), value)
     tags = getattr(im, "tag_v2", None)
     if im.format == "TIFF" and value != 1 and tags is not None:
         im.getexif().pop(_ORIENTATION_TAG, None)
@@ -68,35 +85,91 @@ def held_orientation(im: Image.Image) -> int:
     return value
 
 
-def _png_without_exif(im: Image.Image) -> bool:
-    """Whether ``im`` is a PNG with no ``eXIf`` chunk at all, told from its chunk headers alone.
+#: text chunks Pillow also takes an orientation from, when a PNG has no ``eXIf`` (ImageMagick
+#: writes EXIF as a zTXt "Raw profile type exif"; XMP's ``tiff:Orientation``)
+_PNG_EXIF_TEXTS = (b"Raw profile type exif\x00", b"XML:com.adobe.xmp\x00")
+_PNG_MAX_EXIF = 1 << 20
 
-    Why: Pillow reads a PNG's chunks up to the pixels at open; an ``eXIf`` chunk may also come
-    after them, so its ``getexif`` decodes the whole image to look (0.3 s and the decoded page
-    for a 30 Mpx scan) whenever none came before. Writing ALTO or hOCR needs only the page's
-    size and orientation (``formats/source.py``: "from the headers only"). Walking the chunk
-    headers costs a read of 8 bytes a chunk; a PNG that has an ``eXIf`` after its pixels, or one
-    whose chunks cannot be walked, is left to Pillow."""
-    fp = getattr(im, "fp", None)
-    if im.format != "PNG" or "exif" in im.info or fp is None:
-        return False
-    where = fp.tell()
+
+def _png_orientation(im: Image.Image) -> int | None:
+    """A PNG's orientation told from its chunks without decoding its pixels: its first ``eXIf``
+    chunk's, 1 when it has none; ``None`` (ask Pillow, loaded) when it is no PNG, its chunks
+    cannot be walked, or it has no ``eXIf`` but a text chunk Pillow reads an orientation from.
+
+    Why walk: Pillow reads a PNG's chunks up to the pixels at open; an ``eXIf`` chunk may also
+    come after them, so its ``getexif`` decodes the whole image to look (0.3 s and the decoded
+    page for a 30 Mpx scan) whenever none came before. Writing ALTO or hOCR needs only the
+    page's size and orientation (``formats/source.py``: "from the headers only").
+    Why the first ``eXIf``: Pillow's answer depended on when it was asked. Before the pixels are
+    loaded it gives the first ``eXIf``'s, after, the last one's; a zTXt EXIF or an XMP
+    orientation it sees only after loading when they follow the pixels. The upload (prepare
+    loads first) and the outputs (headers only) then turned one page two ways, and every box
+    of its ALTO, hOCR and PDF landed on the wrong frame. A PNG may hold one ``eXIf`` (PNG
+    spec); libpng keeps the first of two and ignores the rest, and so does this."""
+    if im.format != "PNG":
+        return None
     try:
-        fp.seek(8)   # the signature
-        while True:
-            head = fp.read(8)
-            if len(head) < 8:
-                return True
-            length, kind = struct.unpack(">I4s", head)
-            if kind == b"eXIf":
-                return False
-            if kind == b"IEND":
-                return True
-            fp.seek(length + 4, os.SEEK_CUR)   # the data and its CRC
-    except (OSError, ValueError, struct.error):
-        return False
-    finally:
-        fp.seek(where)
+        with open(im.filename, "rb") if getattr(im, "filename", None) else _borrowed(im.fp) as fp:
+            fp.seek(8)   # the signature
+            texts = False
+            while True:
+                head = fp.read(8)
+                if len(head) < 8:
+                    return None if texts else 1
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"eXIf":
+                    if length > _PNG_MAX_EXIF:
+                        return None
+                    exif = Image.Exif()
+                    exif.load(fp.read(length))
+                    return int(exif.get(_ORIENTATION_TAG, 1))
+                if kind in (b"tEXt", b"zTXt", b"iTXt"):
+                    key = fp.read(min(22, length))
+                    texts = texts or key.startswith(_PNG_EXIF_TEXTS)
+                    fp.seek(-len(key), os.SEEK_CUR)
+                if kind == b"IEND":
+                    return None if texts else 1
+                fp.seek(length + 4, os.SEEK_CUR)   # the data and its CRC
+    except (OSError, ValueError, TypeError, AttributeError, struct.error):
+        return None
+
+
+class _borrowed:
+    """``im``'s own open file, its position put back afterwards (an image opened from a stream)."""
+
+    def __init__(self, fp):
+        self.fp, self.where = fp, fp.tell()
+
+    def __enter__(self):
+        return self.fp
+
+    def __exit__(self, *exc):
+        self.fp.seek(self.where)
+
+
+_NEW_SUBFILE_TYPE = 254
+_REDUCED_RESOLUTION = 1   # its bit 0: "a reduced-resolution version of another image in this file"
+
+
+def page_frames(im: Image.Image) -> list[int]:
+    """The frames of a TIFF that are pages: every frame but its reduced-resolution copies (a
+    thumbnail or preview, ``NewSubfileType`` bit 0), unless every frame is one; ``[0]`` for
+    other formats. The file is left at frame 0.
+
+    Why: a TIFF that stores a thumbnail of its page as a frame of its own (first or last) was
+    read as one more page: an API call paid for a stamp-sized picture, an empty or garbled page
+    in the ``.txt``, ALTO, PDF and METS, and a page count the volume does not have."""
+    n = getattr(im, "n_frames", 1) or 1
+    if im.format != "TIFF" or n == 1:
+        return [0]
+    pages = []
+    for i in range(n):
+        im.seek(i)
+        kind = im.tag_v2.get(_NEW_SUBFILE_TYPE, 0)
+        if not (isinstance(kind, int) and kind & _REDUCED_RESOLUTION):
+            pages.append(i)
+    im.seek(0)
+    return pages or list(range(n))
 
 
 def orient(im: Image.Image, orientation: int) -> Image.Image:

@@ -32,10 +32,14 @@ def unreadable(entry: ScanEntry, reason: str, code: str) -> FileFailure:
     during the night) is no fault of its content: recorded as rejected, the content's row said
     "failed earlier" for good when the scan came back (or stayed so under its old name, a done
     file's row with it), until ``--retry-failed``. Such a file is ``vanished``: a transient
-    failure that ``FileProcessor._fail`` does not even record while the path is empty (``Outcome.VANISHED``)."""
-    if entry.path.exists():
-        return FileFailure("rejected_input", "rejected_input", reason, code)
-    return vanished(reason)
+    failure that ``FileProcessor._fail`` does not even record while the path is empty (``Outcome.VANISHED``).
+    Likewise a file written to since the walk (a copy still under way, with ``min_file_age_s``
+    at its default 0): the bytes read were not the file's; it was rejected as ``truncated`` or
+    ``corrupt`` ("copy it again") and exit 1, though the copy was fine and only unfinished.
+    Such a file is ``changed``: the next run reads it whole."""
+    if changed_since_walk(entry):
+        return in_flux(entry, f"while it was read: {reason}")
+    return FileFailure("rejected_input", "rejected_input", reason, code)
 
 
 def vanished(reason: str) -> FileFailure:

@@ -45,6 +45,7 @@ class RunStats:
     seen: int = 0
     regenerated: int = 0     # of the done files: only given missing outputs from their .json, no API call
     pages_read: int = 0      # pages read this run (OCR or a PDF's text layer)
+    left_out: Counter = field(default_factory=Counter)   # images include passed by, by suffix
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -179,6 +180,8 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "outputs_regenerated": stats.regenerated,
         "files_by_state": state.count_by_state(),
         "scan_problems": len(stats.scan_problems),
+        # images of formats no include pattern matches (.heic, .djvu, ...), by suffix: not read
+        "left_out_images": dict(sorted(stats.left_out.items())),
         "failures": len(fail_rows),
         "failures_file": str(control_dir / "failures.json"),
         # failed files remembered from earlier runs whose path is no longer in the tree: not counted

@@ -46,7 +46,7 @@ from pipeline.run.report import PageCount, Progress, RunStats, progress_line, wr
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import FAILED_STATES, StateStore
-from pipeline.run.tree import in_tree, walk
+from pipeline.run.tree import in_tree, left_out_line, walk
 from pipeline.run.writable import PathNotWritable, cannot_write, cannot_write_advice, check_writable
 
 log = logging.getLogger("pipeline")
@@ -393,7 +393,7 @@ class Runner:
     # -- the pool -----------------------------------------------------------------------------
 
     def _walk(self):
-        return walk(self.config)
+        return walk(self.config, left_out=self.stats.left_out)
 
     async def _work(self, ctx: RunContext) -> None:
         """Workers pull files from the scan feed until it ends or a stop is requested.
@@ -412,7 +412,7 @@ class Runner:
         self._feed = feed = ScanFeed(self._walk, capacity=max(64, 2 * n_workers)).start()
         counter = None
         if cfg.progress != "off":
-            counter = TreeCount(self._walk, lambda item: isinstance(item, ScanEntry)).start()
+            counter = TreeCount(lambda: walk(cfg), lambda item: isinstance(item, ScanEntry)).start()
         progress = Progress(cfg.progress, cfg.log_interval_s, self.stream,
                             total=(lambda: counter.total) if counter else None,
                             pages=lambda: PageCount(ctx.files_opened, ctx.pages_found, ctx.pages_read))
@@ -686,6 +686,8 @@ class Runner:
         if ctx is not None and ctx.adoption_refused:
             self.say(f"pipeline: {len(ctx.adoption_refused)} files had outputs on disk that were not taken over "
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
+        if (left_out := left_out_line(self.stats.left_out)) is not None:
+            self.say(f"pipeline: {left_out}")
         if ctx is not None and ctx.output_notes:
             self.say(f"pipeline: {len(ctx.output_notes)} outputs were written in a lesser form than configured "
                      "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")

@@ -11,6 +11,7 @@ to come back unchanged, it is not paid for again); only what is *in the tree* co
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import Callable
 
@@ -18,11 +19,22 @@ from pipeline.config import Config
 from pipeline.inputs.scan import scan_tree, tree_member
 
 
-def walk(cfg: Config):
-    """The run's scan of the input tree (``plan`` walks the same one)."""
+def walk(cfg: Config, left_out: Counter | None = None):
+    """The run's scan of the input tree (``plan`` walks the same one); ``left_out`` counts the
+    images of formats ``include`` passed by (``scan.LEFT_OUT_IMAGE_SUFFIXES``)."""
     skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
     return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
-                     min_age_s=cfg.min_file_age_s, ignore_case=True)
+                     min_age_s=cfg.min_file_age_s, ignore_case=True, left_out=left_out)
+
+
+def left_out_line(left_out: Counter) -> str | None:
+    """The run's line on the images ``include`` passed by, or None when there were none."""
+    if not left_out:
+        return None
+    kinds = ", ".join(f"{suffix} {n}" for suffix, n in sorted(left_out.items()))
+    return (f"{sum(left_out.values())} image files no include pattern matches were left out ({kinds}): "
+            "add their pattern to include to have each read or refused with a reason, or to exclude "
+            "to stop this line")
 
 
 def in_tree(cfg: Config) -> Callable[[str], bool]:
