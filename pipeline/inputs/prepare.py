@@ -27,6 +27,9 @@ What happens to a file, in order (each step that changes pixels or bytes is reco
    ladder, then further downscaling until the bytes fit ``max_upload_bytes`` (times the strips a
    tall page becomes).
 
+What the bytes of a file Pillow cannot read are, and the rejections, are in ``identify``; the
+mode, padding and encoding steps in ``encoding``.
+
 Rejection codes (``RejectedInput.code``): ``empty_file``, ``unreadable``, ``not_an_image``, ``not_a_pdf``,
 ``truncated``, ``corrupt``, ``decompression_bomb``, ``too_many_pages``, ``cannot_fit``.
 """
@@ -44,12 +47,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.inputs import upright
+from pipeline.inputs.encoding import encode_to_fit, encode_unscaled, normalise_mode
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
-from pipeline.ocr.imaging import (PNG_MAX_CHUNK, WIDE_GRAY_MODES, flatten_on_white, held_orientation, orient,
-                                  page_frames, wide_gray_to_l)
+from pipeline.inputs.identify import (REJECTION_CODES, RejectedInput, decode_error, describe_non_image,
+                                      describe_non_pdf, image_magic, read_head)
+from pipeline.ocr.imaging import held_orientation, orient, page_frames
 
 __all__ = [
     "PrecheckLimits",
@@ -88,17 +93,6 @@ _CONTENT_TYPES = {
 }
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp"}
 
-REJECTION_CODES = {
-    "empty_file": "the file has zero bytes",
-    "unreadable": "the operating system refused to read it (permissions, not a regular file)",
-    "not_an_image": "the content is not an image format Pillow can read",
-    "not_a_pdf": "named .pdf, but the content is not a PDF (no %PDF- header)",
-    "truncated": "the image data ends early (incomplete copy or download)",
-    "corrupt": "the image data is damaged and cannot be decoded",
-    "decompression_bomb": "the image declares more pixels than max_source_pixels",
-    "too_many_pages": "the document has more pages than max_pages",
-    "cannot_fit": "no encoding within the byte limit was found (should not happen in practice)",
-}
 
 _ORIENTATION_TAG = 0x0112
 _PIL_LOCK = threading.Lock()
@@ -213,15 +207,6 @@ class PreparedFile:
         }
 
 
-class RejectedInput(Exception):
-    """This input can never be OCRed as it is; ``reason`` says what a person can do about it."""
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 # --------------------------------------------------------------------------------------------
 # entry point
 
@@ -251,7 +236,7 @@ def prepare_file(path: Path, limits: PrecheckLimits = PrecheckLimits()) -> Prepa
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb(exc, limits) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
-        raise _decode_error(exc) from None
+        raise decode_error(exc) from None
     finally:
         im.close()
 
@@ -329,115 +314,21 @@ def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Ima
         # The warning arrives as an exception only when warnings are turned into errors (-W error).
         raise _bomb(exc, limits) from None
     except UnidentifiedImageError:
-        head = data[:64] if data is not None else _head(path)
-        kind = _image_magic(head)
+        head = data[:64] if data is not None else read_head(path)
+        kind = image_magic(head)
         if kind:
             raise RejectedInput("corrupt", f"the file starts like a {kind} image but its header is damaged "
                                            "or cut short; copy or export it again") from None
         if path.suffix.lower() == ".pdf":  # named a PDF: say it is not one, not "convert it to PNG"
-            raise RejectedInput("not_a_pdf", _describe_non_pdf(head)) from None
-        raise RejectedInput("not_an_image", _describe_non_image(head, path.suffix)) from None
+            raise RejectedInput("not_a_pdf", describe_non_pdf(head)) from None
+        raise RejectedInput("not_an_image", describe_non_image(head, path.suffix)) from None
     except PermissionError as exc:
         raise RejectedInput("unreadable", f"permission denied reading the file ({exc.strerror})") from None
     except FileNotFoundError:
         raise RejectedInput("unreadable", "the file vanished before it could be read") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         # The format was recognised but the header is broken.
-        raise _decode_error(exc) from None
-
-
-def _head(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(64)
-    except OSError:
-        return b""
-
-
-_MAGIC_HINTS = (
-    (b"%PDF", "a PDF document; convert its pages to images (e.g. pdftoppm -png) first"),
-    (b"PK\x03\x04", "a ZIP archive (or DOCX/ODT/XLSX document); extract or export the images first"),
-    (b"\x1f\x8b", "a gzip-compressed file; decompress it first"),
-    (b"%!PS", "a PostScript/EPS file; convert it to PNG or PDF-then-PNG first"),
-    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document; export the images first"),
-    (b"Rar!", "a RAR archive; extract the images first"),
-    (b"7z\xbc\xaf", "a 7-Zip archive; extract the images first"),
-    (b"AT&TFORM", "a DjVu document (scanned books' format); convert its pages to TIFF first "
-                  "(e.g. ddjvu -format=tiff book.djvu book.tif)"),
-)
-
-
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-)
-
-
-def _image_magic(head: bytes) -> str | None:
-    for magic, kind in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 26:   # "BM" alone is too common
-        return "BMP"
-    return None
-
-
-def _describe_non_pdf(head: bytes) -> str:
-    """A file named ``.pdf`` whose content is neither a PDF nor an image."""
-    what = _describe_non_image(head, ".pdf")
-    if not what.startswith("not an image format"):  # it recognised the content (HTML, a ZIP, text...)
-        return f"not a PDF, though named .pdf: {what.removeprefix('not an image: ')}"
-    return (f"not a PDF, though named .pdf: the content has no %PDF- header (first bytes: {head[:8].hex(' ')}); "
-            "the file is damaged or something else; copy, download or export it again")
-
-
-def _describe_non_image(head: bytes, suffix: str = "") -> str:
-    """Say what the bytes look like, so a person knows what landed in the input folder; text in
-    a file named as an image (``suffix``, one Pillow knows; ``.pdf`` too) is said to be misnamed,
-    a ``notes.txt`` taken by an ``include: ["**/*"]`` is not (it said "the extension lies")."""
-    for magic, hint in _MAGIC_HINTS:
-        if head.startswith(magic):
-            return f"not an image: the content is {hint}"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12].decode("ascii", "replace")
-        if brand in ("heic", "heix", "mif1", "msf1", "avif", "hevc"):
-            return (f"HEIC/AVIF image (brand {brand!r}) is not supported here; "
-                    "convert it to JPEG or PNG first")
-        return f"not an image: the content is an ISO media file (brand {brand!r}, e.g. MP4/MOV video)"
-    stripped = head.lstrip()
-    if stripped[:5].lower() in (b"<?xml", b"<svg ") or stripped[:4].lower() == b"<svg":
-        return "not a raster image: the content is XML/SVG; rasterise it to PNG first"
-    if stripped[:14].lower().startswith((b"<!doctype html", b"<html")):
-        return "not an image: the content is an HTML page (a failed download?)"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        preview = text[:40].replace("\n", "\\n").replace("\r", "\\r")
-        lies = "; the extension lies" if suffix.lower() in Image.registered_extensions() else ""
-        return f"not an image: the file contains text (starts with {preview!r}){lies}"
-    return (f"not an image format Pillow can read (first bytes: {head[:8].hex(' ')}); "
-            "convert it to PNG or JPEG")
-
-
-def _decode_error(exc: BaseException) -> RejectedInput:
-    msg = str(exc) or type(exc).__name__
-    low = msg.lower()
-    if "truncated" in low or isinstance(exc, EOFError) or "premature end" in low or "ran out of data" in low:
-        return RejectedInput("truncated", f"the image data ends early ({msg}); the file is incomplete — "
-                                          "copy or download it again")
-    if isinstance(exc, PermissionError):
-        return RejectedInput("unreadable", f"permission denied while reading ({exc.strerror})")
-    if "decompressed data too large" in low:   # Pillow's words for a metadata chunk past its limit
-        return RejectedInput("corrupt", f"a metadata chunk (a colour profile or text) unpacks to more than "
-                                        f"{PNG_MAX_CHUNK >> 20} MB, the limit for one chunk ({msg}); the "
-                                        "pixels may be fine: export the image again without that "
-                                        "profile or metadata")
-    return RejectedInput("corrupt", f"the image data is damaged and cannot be decoded ({msg}); "
-                                    "re-export or re-scan it")
+        raise decode_error(exc) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,7 +543,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
         work = orient(work, orientation)
         transforms.append(f"exif_transpose:{orientation}")
 
-    work, kind = _normalise_mode(work, transforms)
+    work, kind = normalise_mode(work, transforms)
     if (ow, oh) != stored:   # square_pixels (a DCT-scaled decode is smaller, and stays so)
         work = work.resize((ow, oh), Image.Resampling.BICUBIC)
         transforms.append(f"square_pixels:{ow / stored[0]:.4f}x{oh / stored[1]:.4f}")
@@ -661,7 +552,7 @@ def _prepare_page(im: Image.Image, fmt: str, index: int, name: str, transforms: 
     if work.size != target:
         work = work.resize(target, resample, reducing_gap=3.0)
     scale = target[0] / ow
-    data, out_fmt, (w, h), scale = _encode_to_fit(work, kind, scale, ow, limits, transforms)
+    data, out_fmt, (w, h), scale = encode_to_fit(work, kind, scale, ow, limits, transforms)
     if scale < 1.0:
         transforms.insert(_insert_pos(transforms), f"downscale:{scale:.4f}")
     if out_fmt != fmt:
@@ -697,142 +588,3 @@ def _insert_pos(transforms: list[str]) -> int:
     return len(transforms)
 
 
-def _normalise_mode(im: Image.Image, transforms: list[str]) -> tuple[Image.Image, str]:
-    """Reduce the image to what its content needs, which decides the encoding:
-    ``"1"``/``"L"``/``"P"`` → PNG (text pages compress best losslessly), ``"RGB"`` → JPEG.
-    RGB images whose three channels are identical (scanners often save gray as RGB) become L."""
-    mode = im.mode
-    if mode == "1":
-        return im, "png"
-    if mode == "P" and "transparency" not in im.info:
-        return im, "png"
-    if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
-        transforms.append("flatten_alpha:white")
-        im = flatten_on_white(im)
-    elif mode in WIDE_GRAY_MODES:
-        transforms.append(f"mode:{mode}->L")
-        return wide_gray_to_l(im), "png"
-    elif mode not in ("L", "RGB"):
-        transforms.append(f"mode:{mode}->RGB")
-        im = im.convert("RGB")
-    if im.mode == "RGB":
-        if _channels_equal(im):
-            transforms.append("mode:RGB->L")
-            return im.getchannel("R"), "png"
-        return im, "jpeg"
-    return im, "png"
-
-
-#: bytes of an RGB page compared at a time for grey-as-RGB (a band's three channels and their
-#: differences are held at once, never the whole page's: a 576 MB colour scan split whole took
-#: three more 192 MB images)
-GRAY_BAND_BYTES = 4 << 20
-
-
-def _channels_equal(im: Image.Image) -> bool:
-    """Whether the RGB image's three channels are identical (grey saved as RGB), band by band;
-    a colour page is usually told by its first band."""
-    w, h = im.size
-    rows = max(1, GRAY_BAND_BYTES // (3 * w))
-    for y in range(0, h, rows):
-        with im.crop((0, y, w, min(h, y + rows))) as band:
-            r, g, b = band.split()
-            try:
-                if ImageChops.difference(r, g).getbbox() or ImageChops.difference(g, b).getbbox():
-                    return False
-            finally:
-                r.close(), g.close(), b.close()
-    return True
-
-
-def _pad(im: Image.Image, limits: PrecheckLimits, transforms: list[str] | None) -> Image.Image:
-    w, h = im.size
-    pw, ph = max(w, limits.min_width), max(h, limits.min_height)
-    if (pw, ph) == (w, h):
-        return im
-    fill = 255 if im.mode == "1" else (255 if im.mode == "L" else (255, 255, 255))
-    if im.mode == "P":
-        im = im.convert("RGB")
-        fill = (255, 255, 255)
-    canvas = Image.new(im.mode, (pw, ph), fill)
-    canvas.paste(im, (0, 0))      # top-left: coordinates in the upload equal the source's
-    if transforms is not None:
-        transforms.append(f"pad:{pw}x{ph}")
-    return canvas
-
-
-def encode_unscaled(im: Image.Image, max_bytes: int, quality: int = 90,
-                    min_quality: int = 50) -> tuple[bytes, str, int | None]:
-    """``(bytes, "PNG" | "JPEG", JPEG quality or None)``: lossless PNG when it fits ``max_bytes``,
-    else JPEG from ``quality`` down by 10 to ``min_quality``; never resized.
-
-    For a strip of a page too tall for the model (``run/strips.py``): it must keep the page's
-    scale (its boxes are the page's), and the page's bytes were only fitted for all its strips
-    together (``PrecheckLimits.byte_budget``), so a strip of a colour photograph can be over the
-    limit as PNG."""
-    data = _encode(im, "PNG", quality)
-    if len(data) <= max_bytes:
-        return data, "PNG", None
-    rgb = im if im.mode in ("L", "RGB") else im.convert("L" if im.mode == "1" else "RGB")
-    q, floor = quality, min(min_quality, quality)
-    while q >= floor:
-        data = _encode(rgb, "JPEG", q)
-        if len(data) <= max_bytes:
-            return data, "JPEG", q
-        q -= 10
-    raise RejectedInput("cannot_fit", f"a strip of {im.width}x{im.height} px is over {max_bytes:,} bytes "
-                                      f"even as JPEG at quality {floor}")
-
-
-def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "PNG":
-        im.save(buf, "PNG", compress_level=6)
-    else:
-        im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _encode_to_fit(im: Image.Image, kind: str, scale: float, ow: int, limits: PrecheckLimits,
-                   transforms: list[str]) -> tuple[bytes, str, tuple[int, int], float]:
-    """Encode ``im`` so the bytes fit ``max_upload_bytes``, in as few encodes as we can.
-
-    PNG first for ``kind == "png"``; if too big, the page goes to JPEG. JPEG: the quality ladder
-    steps down by 10 from ``jpeg_quality`` to ``min_jpeg_quality`` while the overshoot is small
-    (a quality step saves roughly 15-30 %); a large overshoot, or an exhausted ladder, shrinks the
-    pixels instead, by sqrt(limit/size) with a margin — bytes scale about with pixel count — so it
-    usually converges in one or two further encodes.
-    """
-    limit = limits.byte_budget(im.size[1])
-    quality = limits.jpeg_quality
-    fmt = "PNG" if kind == "png" else "JPEG"
-    attempts = 0
-    while attempts < limits.max_encode_attempts:
-        attempts += 1
-        padded = _pad(im, limits, None)
-        data = _encode(padded, fmt, quality)
-        if len(data) <= limit:
-            size = padded.size
-            if padded is not im:
-                transforms.append(f"pad:{size[0]}x{size[1]}")
-                padded.close()
-            if fmt == "JPEG":
-                transforms.append(f"jpeg_quality:{quality}")
-            return data, fmt, size, scale
-        if padded is not im:
-            padded.close()
-        ratio = limit / len(data)
-        if fmt == "PNG":
-            fmt = "JPEG"
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("L" if im.mode == "1" else "RGB")
-            continue
-        if ratio >= 0.6 and quality - 10 >= limits.min_jpeg_quality:
-            quality -= 10
-            continue
-        factor = min(0.9, math.sqrt(ratio) * 0.95)
-        new = (max(1, round(im.size[0] * factor)), max(1, round(im.size[1] * factor)))
-        im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        scale = new[0] / ow
-    raise RejectedInput("cannot_fit", f"could not encode the image under {limit:,} bytes in "
-                                      f"{limits.max_encode_attempts} attempts")

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, encode_unscaled
+from pipeline.inputs.encoding import encode_unscaled
+from pipeline.inputs.prepare import PrecheckLimits, PreparedPage
 from pipeline.run.crashpoints import crashpoint
 from pipeline.run.failures import FileFailure
 from pipeline.run.stitch import Piece, stitch
