@@ -242,6 +242,13 @@ async def test_images_the_default_include_passes_by_are_counted_and_said(tmp_pat
     for name in ("phone.HEIC", "sub/book.djvu", "sub/book2.djvu", "layers.psd", "notes.txt"):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / name).write_bytes(b"not read")
+    from pipeline.config import load_config
+    from pipeline.run.plan import Planner, format_plan
+
+    os.environ["PIPELINE_TEST_TOKEN"] = TOKEN
+    _, planned, _ = await Planner(load_config(cfg)).plan()   # plan says it before a night is spent
+    assert planned["counted"]["left_out_images"] == {".djvu": 2, ".heic": 1}
+    assert "3 image files no include pattern matches were left out (.djvu 2, .heic 1)" in format_plan(planned)
     code, report, log = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK and report["this_run"] == {"done": 1}
     assert report["left_out_images"] == {".djvu": 2, ".heic": 1}

@@ -65,6 +65,7 @@ class PlanCounts:
     rejected_pages: Counter = field(default_factory=Counter)    # single pages that cannot be made
     still_being_written: int = 0
     scan_problems: Counter = field(default_factory=Counter)
+    left_out: Counter = field(default_factory=Counter)         # images include passes by, by suffix
     buckets: Counter = field(default_factory=Counter)            # "WxH" -> uploads (pages and strips)
     strips_to_send: int = 0             # uploads of pages too tall for the model, cut (run/strips.py)
     uploads_to_send: int = 0            # jobs: a page whole, or each of its strips (what the caps count)
@@ -110,7 +111,7 @@ class Planner:
                 processor = FileProcessor(ctx)
                 seen_keys: set[str] = set()
                 try:
-                    total_files = await self._walk(walk(self.config), processor, limits, pricing, seen_keys)
+                    total_files = await self._walk(walk(self.config, left_out=self.counts.left_out), processor, limits, pricing, seen_keys)
                 except api_errors.DeapiError as exc:
                     return _api_exit(exc), None, exc.reason
                 budget = Budget(self.config.budget, state, None, now=self.now)
@@ -290,7 +291,8 @@ class Planner:
                         "adopted": c.adopted, "adoption_refused": c.adoption_refused,
                         "pages_reattached": c.pages_reattached, "strips_to_send": c.strips_to_send,
                         "failed_earlier": c.failed_earlier, "still_being_written": c.still_being_written,
-                        "scan_problems": dict(c.scan_problems), "size_buckets": dict(c.buckets)},
+                        "scan_problems": dict(c.scan_problems), "size_buckets": dict(c.buckets),
+                        "left_out_images": dict(sorted(c.left_out.items()))},
             "estimated": estimated,
             "estimate_error_max": round(BUCKET_ERROR, 4),
             "free": free,
@@ -349,6 +351,10 @@ def format_plan(report: dict[str, Any]) -> str:
     if c["still_being_written"] or c["scan_problems"]:
         lines.append(f"left out:             {c['still_being_written']} still being written, "
                      f"{sum(c['scan_problems'].values())} scan problems")
+    from pipeline.run.tree import left_out_line
+
+    if (left_out := left_out_line(Counter(c["left_out_images"]))) is not None:
+        lines.append(f"not included:         {left_out}")
     if report.get("free_space_short"):
         lines.append(f"free space:           {report['free_space_short']}: a run would not start (exit 2) "
                      "until there is more room or a lower min_free_mb")
