@@ -177,3 +177,28 @@ async def test_a_job_an_earlier_run_left_is_polled_at_once_not_awaited_as_a_push
     assert code == ExitCode.OK, log
     assert wh_server.counters.jobs_created == 2          # re-attached, not paid again
     assert all(read_result(tmp_path, n)[0].startswith("FAST-OCR") for n in names)
+
+
+async def test_a_pushed_job_failed_is_confirmed_at_once_not_at_the_planned_first_poll(tmp_path):
+    """A refusal pushed as ``job.failed`` is confirmed by one poll at once. Found by the
+    chaosfleet2 tour (webhook mode, a fleet's database stopped 37 s): the planner had learnt a
+    42 s first poll from jobs the outage held, and each of the hosted-like model's refusals of a
+    tall page (three rounds of cutting finer) waited for it, though the server had refused in
+    milliseconds: 184 s for a run of 30. Here the first poll is planned at 30 s and the run may
+    last 6 s: waiting for the plan, the run stopped with the page unread (exit 3); at once, it
+    is read in about a second."""
+    from helpers import save
+    from test_strips import lined_page
+
+    save(lined_page(size=(800, 1400), pitch=60, size_pt=28)[0], tmp_path / "in" / "tall.png")
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), profile="unlimited", max_input_height=850,
+                                           allow_http_webhooks=True, webhook_secret=SECRET,
+                                           webhook_time_scale=0.001)) as srv:
+        cfg = webhook_config(tmp_path, srv, polling__first_poll_s=30.0, max_runtime_s=6,
+                             shutdown_grace_s=1)
+        code, report, out = await run_pipeline(cfg, TOKEN)
+    strips = report["api_calls"]["strips"]
+    assert code == ExitCode.OK, out
+    assert strips["refused_jobs"] == 2 and strips["pages_cut"] == 1   # 1400 px, then a 1050 px strip
+    assert srv.counters.status_polls == 2   # each refusal's confirmation; the strips' answers came pushed
+    assert read_result(tmp_path, "tall.png")[0].startswith("FAST-OCR")

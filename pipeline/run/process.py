@@ -561,7 +561,7 @@ class FileProcessor:
         ctx = self.ctx
         started = time.monotonic()
         try:
-            status = None
+            status, pushed_failure = None, False
             if ctx.webhook_events is not None and not reattached:
                 event = await ctx.webhook_events.wait(request_id, ctx.config.webhook.wait_s)
                 if event is not None and event.event == "job.completed":
@@ -570,10 +570,10 @@ class FileProcessor:
                     elif event.result_url:
                         status = _InlineStatus(None, event.result_url)
                 elif event is not None and event.event == "job.failed":
-                    status = None  # polling confirms the failure (the webhook is a hint)
+                    pushed_failure = True  # a poll, at once, confirms the failure (the webhook is a hint)
             job_s, waited = ctx.config.timeouts.job_s, time.monotonic()
             if status is None:
-                status = await ctx.api.wait_for_job(request_id, job_s)
+                status = await ctx.api.wait_for_job(request_id, job_s, confirm=pushed_failure)
             crashpoint("after_poll")
             text = await ctx.api.fetch_result(request_id, status, deadline_s=job_s - (time.monotonic() - waited))
         except api_errors.NotFoundError:
