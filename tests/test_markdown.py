@@ -229,6 +229,8 @@ JSON_ANSWERS = {
     "string.png": ("# Title\n\nBody", "Title\n\nBody"),
     # a JSON document encoded twice, as a string (before: the .txt held the JSON)
     "twice.png": (json.dumps({"markdown": "## Two"}), "Two"),
+    # ... and below the top, under a key (before: the .txt held the inner JSON)
+    "nested.png": ({"status": "done", "result": json.dumps({"markdown": "## Nested"})}, "Nested"),
 }
 
 

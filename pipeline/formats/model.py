@@ -16,6 +16,7 @@ order, unplaced ones with ``box=None``. Where a page has no boxes at all, its li
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -114,6 +115,18 @@ _PART_KEYS = {"pages": "\n\n", "blocks": "\n\n", "paragraphs": "\n\n", "regions"
               "lines": "\n", "results": "\n", "items": "\n", "data": "\n", "words": " "}
 
 
+def _encoded(value: str, depth: int) -> str:
+    """A text that is itself a JSON document (``{"result": "{\\"text\\": ..}"}``, an answer encoded
+    twice below its top, as ``process`` reads one encoded twice at it): the text that document
+    holds; else the text as written (a page may print braces)."""
+    try:
+        inner = json.loads(value)
+    except ValueError:
+        return value
+    found = answer_text(inner, depth + 1) if isinstance(inner, (dict, list)) else None
+    return value if found is None else found
+
+
 def answer_text(result: Any, _depth: int = 0) -> str | None:
     """The text a structured (``format: json``) answer carries, whatever its shape.
 
@@ -127,7 +140,7 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
     ``None`` when no text is found anywhere: the caller keeps the raw answer rather than lose it.
     """
     if isinstance(result, str):
-        return result
+        return _encoded(result, _depth) if _depth and result.lstrip()[:1] in ("{", "[") else result
     if isinstance(result, (int, float)) and not isinstance(result, bool) and _depth:
         return str(result)   # a number where a text goes ({"text": 42}): the figures printed
     if _depth > 8:
