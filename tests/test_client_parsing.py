@@ -171,6 +171,16 @@ async def test_the_submit_body_parses_back_field_for_field_in_aiohttp():
     # an empty text beside the parts that hold it (was "": the page's text lost)
     ({"text": "", "pages": [{"markdown": "page one"}]}, "page one"),
     ({"text": ""}, ""),                                            # no text, said so: a blank page
+    # null and numbers where the text goes (before: None, the .txt held the raw JSON)
+    ({"text": None}, ""),                                          # said so too
+    ({"text": None, "markdown": "# Found"}, "# Found"),
+    ({"text": 1952}, "1952"),
+    ({"lines": [{"text": 12}, None, {"text": "a"}, 2.5]}, "12\na\n2.5"),
+    # a JSON document encoded again below the top (before: the .txt held '{"markdown": "# T"}')
+    ({"result": '{"markdown": "# T"}'}, "# T"),
+    ({"pages": [{"text": '[{"text": "a"}, {"text": "b"}]'}]}, "a\nb"),
+    ({"text": "{braces} as printed"}, "{braces} as printed"),
+    ({"text": '{"width": 3}'}, '{"width": 3}'),                   # JSON with no text in it: as written
 ])
 def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
     """deAPI's ``format: json`` shape is unpublished (deapi-api.md §1.4): the text is found

@@ -229,6 +229,8 @@ JSON_ANSWERS = {
     "string.png": ("# Title\n\nBody", "Title\n\nBody"),
     # a JSON document encoded twice, as a string (before: the .txt held the JSON)
     "twice.png": (json.dumps({"markdown": "## Two"}), "Two"),
+    # ... and below the top, under a key (before: the .txt held the inner JSON)
+    "nested.png": ({"status": "done", "result": json.dumps({"markdown": "## Nested"})}, "Nested"),
 }
 
 
@@ -252,6 +254,59 @@ async def test_json_answers_of_other_shapes_give_their_text(tmp_path):
         page = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))["pages"][0]
         if isinstance(answer, dict):
             assert page["result"] == answer, name                 # the raw answer, kept
+
+
+# format=json answers of shapes the stitching of a tall page's strips and the outputs met badly
+# (found by feeding each strip of a tall page its JSON through the truth engine, helper
+# "standin2"): (the answer of strip n, the page's .txt). Each failed before the fix beside it.
+STRIP_JSON_ANSWERS = {
+    # boxed lines and no "text" beside them: the strips were joined from their "text" alone, so
+    # the page came out blank (no_text) though every line had its text
+    "boxed.png": (lambda n: {"blocks": [{"lines": [{"text": f"boxed {n}", "box": [4, 4, 200, 30]}]}]},
+                  "boxed 0\nboxed 1\nboxed 2"),
+    # boxes that are no boxes (strings, nulls, too short): ALTO/hOCR/PDF failed the file with an
+    # internal error (float("a")); the lines are the text, placed as a text-only answer's
+    "badbox.png": (lambda n: {"blocks": [{"lines": [{"text": f"bad {n}", "box": ["a", None, 3, 4]},
+                                                    {"text": f"short {n}", "box": [1, 2, 3]}]}, "loose"]},
+                   "bad 0\nshort 0\n\nloose\nbad 1\nshort 1\n\nloose\nbad 2\nshort 2\n\nloose"),
+    # null and a number where the text goes: the .txt held the JSON, '{"text": null}'
+    "null.png": (lambda n: {"text": None} if n != 1 else {"text": 1952, "confidence": None}, "1952"),
+}
+
+
+async def test_json_answers_of_odd_shapes_through_strips_give_their_text_and_clean_outputs(tmp_path):
+    from conftest import TOKEN
+    from helpers import run_pipeline, save, write_config
+    from PIL import Image, ImageDraw
+    from helpers import font
+    from pipeline.config import load_config
+    from pipeline.exitcodes import ExitCode
+    from pipeline.inputs.strips import plan_strips
+    from pipeline.ocr.truth import register
+    from pipeline.run.audit import verify
+    from pipeline.run.state import StateStore
+    from pipeline.server import EmbeddedServer, ServerConfig
+
+    for k, (name, (answer, _)) in enumerate(STRIP_JSON_ANSWERS.items()):
+        img = Image.new("L", (420, 760), 255)
+        draw = ImageDraw.Draw(img)
+        for i in range(8):
+            draw.text((20, 20 + 90 * i), f"Page {k} line {i}", font=font(26), fill=0)
+        save(img, tmp_path / "in" / name)
+        regions = plan_strips(img, 300)
+        assert len(regions) == 3, regions
+        for n, r in enumerate(regions):
+            register(tmp_path / "truth", img.crop((r.x0, r.y0, r.x1, r.y1)), "unused", json_answer=answer(n))
+    async with EmbeddedServer(ServerConfig(engine="truth", tokens=(TOKEN,), truth_dir=str(tmp_path / "truth"))) as srv:
+        cfg = write_config(tmp_path, srv.base_url, api__format="json", api__max_input_height=300,
+                           outputs=["txt", "json", "md", "alto", "hocr", "pdf"])
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, report
+    out = tmp_path / "out"
+    for name, (_, text) in STRIP_JSON_ANSWERS.items():
+        assert (out / f"{name}.txt").read_text(encoding="utf-8") == text, name
+    config = load_config(cfg)
+    assert verify(config, StateStore(config.state_file)).problems == []   # ALTO, hOCR, PDF and md sound
 
 
 # Answer classes a reviewer's stand-in of the hosted model gives that ours never did (found by

@@ -476,6 +476,22 @@ def test_a_seam_drops_no_more_than_the_part_lines_beside_the_lines_read_twice():
         ["one", "two", "three"], ["four"])
 
 
+def test_a_seam_between_boxed_strips_keeps_lines_whose_box_is_no_box():
+    """``format: json`` answers are the API's to shape: a line whose ``box`` is no box (a string,
+    nulls) beside boxed ones cannot be judged by where it lies, so it stays; before, the seam's
+    test read its centre (``float(box[1])``) and the page failed with an internal error. The
+    boxed lines read twice across the seam are kept once, as before."""
+    def answer(n):
+        return {"blocks": [{"lines": [{"text": f"top {n}", "box": [5, 5, 300, 30]},
+                                      {"text": f"odd {n}", "box": "x" if n else [None, None, 1, 2]},
+                                      {"text": f"end {n}", "box": [5, 200, 300, 225]}]}]}
+    text, structured = stitch([Piece(Region(0, 0, 800, 240), "", answer(0)),
+                               Piece(Region(0, 190, 800, 430, overlap=50), "", answer(1))], 800, 430)
+    # "top 1" lies on the upper strip's side of the seam (centre 207.5 < 215): read twice, it goes
+    assert text.splitlines() == ["top 0", "odd 0", "end 0", "odd 1", "end 1"]
+    assert [ln["text"] for b in structured["blocks"] for ln in b["lines"]] == text.splitlines()
+
+
 def test_a_table_read_twice_across_a_seam_keeps_each_row_once_in_one_table():
     """Text only, a table is one line of the answer (HTML): its rows read twice across a seam
     are compared row by row, kept once, and the two strips' tables are one table."""

@@ -16,11 +16,12 @@ order, unplaced ones with ``box=None``. Where a page has no boxes at all, its li
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.inputs.geometry import Box, PageGeometry
+from pipeline.inputs.geometry import Box, PageGeometry, is_box
 
 # What XML 1.0 cannot carry: C0 controls but tab, newline and carriage return, lone surrogates,
 # U+FFFE and U+FFFF. An answer, a PDF's own text layer or a file name holding one (a stray
@@ -93,12 +94,18 @@ class FileLayout:
         return tuple(dict.fromkeys(p.engine for p in self.pages if p.engine))
 
 
+def items(value: Any) -> list:
+    """An answer's list of parts (``blocks``, ``lines``, ``words``), or none when it holds
+    something else (a string, a number: the API's JSON is not ours, deapi-api.md §1.4)."""
+    return value if isinstance(value, list) else []
+
+
 def has_positions(result: Any) -> bool:
     """Whether a page's structured result carries at least one line box (see module doc)."""
     if not isinstance(result, dict) or not isinstance(result.get("blocks"), list):
         return False
-    return any(isinstance(ln, dict) and isinstance(ln.get("box"), list)
-               for b in result["blocks"] if isinstance(b, dict) for ln in b.get("lines") or [])
+    return any(isinstance(ln, dict) and is_box(ln.get("box"))
+               for b in result["blocks"] if isinstance(b, dict) for ln in items(b.get("lines")))
 
 
 # Where a structured answer may keep its text, most specific first, and the lists of parts it may
@@ -106,6 +113,18 @@ def has_positions(result: Any) -> bool:
 _TEXT_KEYS = ("text", "markdown", "md", "content", "ocr_text", "transcription", "result", "output", "data")
 _PART_KEYS = {"pages": "\n\n", "blocks": "\n\n", "paragraphs": "\n\n", "regions": "\n\n",
               "lines": "\n", "results": "\n", "items": "\n", "data": "\n", "words": " "}
+
+
+def _encoded(value: str, depth: int) -> str:
+    """A text that is itself a JSON document (``{"result": "{\\"text\\": ..}"}``, an answer encoded
+    twice below its top, as ``process`` reads one encoded twice at it): the text that document
+    holds; else the text as written (a page may print braces)."""
+    try:
+        inner = json.loads(value)
+    except ValueError:
+        return value
+    found = answer_text(inner, depth + 1) if isinstance(inner, (dict, list)) else None
+    return value if found is None else found
 
 
 def answer_text(result: Any, _depth: int = 0) -> str | None:
@@ -116,11 +135,14 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
     or give only parts (pages, blocks, lines, each with its text), which are joined in order
     (pages and blocks by a blank line, lines by a newline, words by a space); a text key may
     hold a list of parts too (``{"content": [{"type": "text", "text": ..}]}``, the content blocks
-    of chat-style APIs), and an empty one (``"text": ""``) does not hide text under another key.
+    of chat-style APIs), and an empty one (``"text": ""``, or ``null``) does not hide text under
+    another key; alone, it says the page has none. A number where a text goes is its figures.
     ``None`` when no text is found anywhere: the caller keeps the raw answer rather than lose it.
     """
     if isinstance(result, str):
-        return result
+        return _encoded(result, _depth) if _depth and result.lstrip()[:1] in ("{", "[") else result
+    if isinstance(result, (int, float)) and not isinstance(result, bool) and _depth:
+        return str(result)   # a number where a text goes ({"text": 42}): the figures printed
     if _depth > 8:
         return None
     if isinstance(result, list):
@@ -130,8 +152,10 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
         return None
     empty = False   # a text key said "" (no text): the answer, unless another key holds text
     for key in _TEXT_KEYS:
-        value = result.get(key)
-        found = answer_text(value, _depth + 1) if isinstance(value, (str, dict, list)) else None
+        if key not in result:
+            continue
+        value = result[key]
+        found = answer_text(value, _depth + 1) if value is not None else ""   # "text": null said no text
         if found and found.strip():
             return found
         empty = empty or found is not None
@@ -219,13 +243,13 @@ def result_line(ln: Any, to_source: Callable[[Any], Box] = tuple) -> Line | None
     if not isinstance(ln, dict):
         return None
     text = str(ln.get("text") or "").strip()
-    if not text or not isinstance(ln.get("box"), list):
+    if not text or not is_box(ln.get("box")):
         return None
     lbox = to_source(ln["box"])
     lconf = _conf(ln.get("confidence"))
     words = tuple(Word(str(w.get("text", "")).strip(), to_source(w["box"]), _conf(w.get("confidence")))
-                  for w in ln.get("words") or [] if isinstance(w, dict) and str(w.get("text", "")).strip()
-                  and isinstance(w.get("box"), list))
+                  for w in items(ln.get("words")) if isinstance(w, dict) and str(w.get("text", "")).strip()
+                  and is_box(w.get("box")))
     return Line(text, lbox, lconf, _text_words(text, words) if words else _split_line(text, lbox, lconf))
 
 
@@ -267,7 +291,7 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
         engine = result.get("engine")
         for b in result["blocks"]:
             lines = []
-            for ln in b.get("lines") or []:
+            for ln in items(b.get("lines")) if isinstance(b, dict) else []:
                 line = result_line(ln, geometry.to_source)
                 if line is not None:
                     lines.append(line)

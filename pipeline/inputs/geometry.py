@@ -40,6 +40,17 @@ from typing import Any, Sequence
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
+
+def is_box(value: Any) -> bool:
+    """Whether an answer's ``box`` is one: four finite numbers first (``[x0, y0, x1, y1]``).
+
+    Why: a ``format=json`` answer is the API's to shape (deapi-api.md §1.4); a box of strings or
+    nulls (``["a", null]``, ``["10", "20", ..]``), too short, or NaN made the outputs fail the file
+    with an internal error (``float("a")``). A line whose box is not one has no position: its
+    text stays, and is placed on the page as a text-only answer's is."""
+    return (isinstance(value, (list, tuple)) and len(value) >= 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value[:4]))
+
 #: orientations whose transpose swaps width and height (rotate 90/270, transpose, transverse)
 SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
@@ -179,7 +190,7 @@ class StripOffset:
             if not isinstance(item, dict):
                 return item
             out = dict(item)
-            if isinstance(out.get("box"), (list, tuple)) and len(out["box"]) >= 4:
+            if is_box(out.get("box")):
                 out["box"] = self.to_page(out["box"])
             for key in ("blocks", "lines", "words"):
                 if isinstance(out.get(key), list):

@@ -48,7 +48,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.inputs.geometry import StripOffset
+from pipeline.formats.model import answer_text, items
+from pipeline.inputs.geometry import StripOffset, is_box
 
 if TYPE_CHECKING:
     from pipeline.inputs.strips import Region
@@ -130,7 +131,7 @@ def _inked(lines: list[str]) -> int:
 
 def _lines_of(structured: dict) -> list[tuple[dict, dict]]:
     return [(b, ln) for b in structured.get("blocks") or [] if isinstance(b, dict)
-            for ln in b.get("lines") or [] if isinstance(ln, dict) and isinstance(ln.get("box"), list)]
+            for ln in items(b.get("lines")) if isinstance(ln, dict) and is_box(ln.get("box"))]
 
 
 def _has_boxes(structured: Any) -> bool:
@@ -140,11 +141,15 @@ def _has_boxes(structured: Any) -> bool:
 def _keep_lines(structured: dict, keep) -> dict:
     """The result with only the lines ``keep(line)`` accepts (empty blocks dropped)."""
     blocks = []
-    for b in structured.get("blocks") or []:
-        lines = [ln for ln in b.get("lines") or [] if keep(ln)]
+    for b in items(structured.get("blocks")):
+        if not isinstance(b, dict):
+            continue
+        # a line without a box cannot be judged by where it lies: it stays (its text kept)
+        lines = [ln for ln in items(b.get("lines")) if isinstance(ln, dict) and (not is_box(ln.get("box")) or keep(ln))]
         if lines:
             blocks.append({**b, "lines": lines})
-    return {**structured, "blocks": blocks, "text": "\n".join(ln.get("text", "") for b in blocks for ln in b["lines"])}
+    return {**structured, "blocks": blocks,
+            "text": "\n".join(t for b in blocks for ln in b["lines"] if (t := answer_text(ln.get("text")) or ""))}
 
 
 def _centre_y(line: dict) -> float:
@@ -304,5 +309,7 @@ def _rejoin_table(upper: list[str], lower: list[str]) -> None:
 
 
 def _text_of(structured: dict) -> str:
-    text = structured.get("text")
-    return text.strip("\n") if isinstance(text, str) else ""
+    """A strip's text: its answer's, found as for a page sent whole (``answer_text``): an answer
+    of boxed lines with no ``text`` beside them (before: the strip's text was "", and a page of
+    such strips came out blank, ``no_text``)."""
+    return (answer_text(structured) or "").strip("\n")
