@@ -181,6 +181,10 @@ async def test_the_submit_body_parses_back_field_for_field_in_aiohttp():
     ({"pages": [{"text": '[{"text": "a"}, {"text": "b"}]'}]}, "a\nb"),
     ({"text": "{braces} as printed"}, "{braces} as printed"),
     ({"text": '{"width": 3}'}, '{"width": 3}'),                   # JSON with no text in it: as written
+    # printed text that happens to parse as JSON (a footnote mark, a list of figures): as printed
+    ({"text": "[1]"}, "[1]"),
+    ({"pages": [{"text": "[12, 13]"}]}, "[12, 13]"),
+    ({"text": '["quoted"]'}, '["quoted"]'),
 ])
 def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
     """deAPI's ``format: json`` shape is unpublished (deapi-api.md §1.4): the text is found

@@ -123,7 +123,11 @@ def _encoded(value: str, depth: int) -> str:
         inner = json.loads(value)
     except ValueError:
         return value
-    found = answer_text(inner, depth + 1) if isinstance(inner, (dict, list)) else None
+    # an object, or a list of objects: a document; a list of figures or words ("[1]", a footnote
+    # mark) is text that happens to parse, and stays as printed
+    document = isinstance(inner, dict) or (isinstance(inner, list) and bool(inner)
+                                           and all(isinstance(v, dict) for v in inner))
+    found = answer_text(inner, depth + 1) if document else None
     return value if found is None else found
 
 
