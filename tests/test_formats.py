@@ -194,6 +194,27 @@ def test_line_boxes_without_word_boxes_are_split_by_characters_and_the_pdf_text_
         assert iou(true, got) > 0.8, (true, got)
 
 
+def test_a_line_without_a_box_on_a_page_with_boxes_keeps_its_words_in_alto_and_hocr(tmp_path):
+    # A foreign server's answer mixing boxed and unboxed lines: the unboxed lines were in the .txt
+    # but dropped from ALTO and hOCR (found by the standin2 tour). They are there, with no position.
+    src = save(text_page("ab cd"), tmp_path / "p.png")
+    result = {"engine": "x", "blocks": [{"lines": [
+        {"text": "boxed line", "box": [100, 50, 290, 90]},
+        {"text": "no box here", "box": ["a", None, 3, 4]},
+        {"text": "none at all"}]}]}
+    files = render(["alto", "hocr", "pdf"], _document("p.png", (600, 200), result,
+                                                      "boxed line\nno box here\nnone at all"), src)
+    (tmp_path / "p.alto.xml").write_bytes(files["alto"])
+    (tmp_path / "p.hocr").write_bytes(files["hocr"])
+    (tmp_path / "p.pdf").write_bytes(files["pdf"])
+    validate_alto(tmp_path / "p.alto.xml")
+    words = alto_words(tmp_path / "p.alto.xml")
+    assert [w[1] for w in words] == ["boxed", "line", "no", "box", "here", "none", "at", "all"]
+    assert words[0][2] is not None and all(w[2] is None for w in words[2:])
+    assert [w[1] for w in hocr_words(tmp_path / "p.hocr")] == [w[1] for w in words]
+    assert [w[1] for w in pdf_words(tmp_path / "p.pdf")] == ["boxed", "line"]   # placed words only
+
+
 SCRIPTS = ["Łódź", "发票合计", "مرحبا", "שלום", "नमस्ते", "Привет", "Γειά", "𠀋字"]
 
 

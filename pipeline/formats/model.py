@@ -273,6 +273,19 @@ def _placed_blocks(placed: dict[str, Any], geometry: PageGeometry) -> list[Block
     return blocks
 
 
+def _unplaced_line(ln: Any) -> Line | None:
+    """A line of a page with boxes whose own box is missing or no box (``is_box``), as its text
+    with no position. Why: such a line was dropped from the layout, so its words were in the
+    ``.txt`` but in no ALTO, hOCR or PAGE file (an answer mixing boxed and unboxed lines, found by
+    the standin2 tour); the renderers write a line without a box as they do a text-only page's."""
+    if not isinstance(ln, dict):
+        return None
+    text = str(ln.get("text") or "").strip()
+    if not text:
+        return None
+    return Line(text, None, _conf(ln.get("confidence")), tuple(Word(w, None, None) for w in text.split()))
+
+
 def _text_angle(geometry: PageGeometry) -> float:
     """Degrees counter-clockwise the text runs on the source: the page was read straightened
     (``deskew:A``, ``turn:Q``), so its words run at minus that on the page as stored. Placed
@@ -296,7 +309,7 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
         for b in result["blocks"]:
             lines = []
             for ln in items(b.get("lines")) if isinstance(b, dict) else []:
-                line = result_line(ln, geometry.to_source)
+                line = result_line(ln, geometry.to_source) or _unplaced_line(ln)
                 if line is not None:
                     lines.append(line)
             if lines:
