@@ -226,9 +226,14 @@ async def test_a_job_lost_on_the_last_night_is_admitted_by_the_night_that_pays_i
     assert code == ExitCode.FILES_FAILED and "lost the request id twice" in log, log
     assert report["resubmitted_pages"] == 1 and server.counters.jobs_created == 2
 
+    # ... and its first upload that night fails (5xx after every retry) and is sent again: still
+    # one resubmission (the upload the API failed made no job; it was counted twice)
+    cfg = write_config(tmp_path, server.base_url, polling__not_found_grace_s=0, retries__outage_min_s=0.2)
+    server.faults.endpoints, server.faults.http_5xx = ("submit",), FaultRule(count=4)
     code, report, log = await run_pipeline(cfg, TOKEN)
     assert code == ExitCode.OK and server.counters.jobs_created == 3, log
-    assert report["resubmitted_pages"] == 1, report["resubmissions"]    # before: 0
+    assert server.faults.http_5xx.count == 0   # the failed upload happened
+    assert report["resubmitted_pages"] == 1, report["resubmissions"]    # before: 0, then 2
     assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]
 
 

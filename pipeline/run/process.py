@@ -444,13 +444,15 @@ class FileProcessor:
         elif stored is not None and stored.lost_job:
             reason = stored.resubmitted_reason   # an earlier run lost the job, then stopped before resending
         unknown_retry_used = api_resent = False
+        same_upload = False   # sending again an upload the API failed (no job made): already counted
         cost = await self._quote(page)
         while True:
             if ctx.submissions_closed or ctx.fatal:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
-            if reason:
+            if reason and not same_upload:
                 ctx.resubmitted += 1
                 ctx.resubmitted_pages.add((key, page.page_index))
+            same_upload = False
             intent_written = False
             admitted = False
 
@@ -519,7 +521,7 @@ class FileProcessor:
                     # breaker open: _fail forgives it, saying why.
                     if ctx.submissions_closed or ctx.fatal:
                         raise StopSubmitting(ctx.submissions_closed or "fatal error") from None
-                    api_resent = True
+                    api_resent = same_upload = True   # no job was made: the same resubmission, if it is one
                     await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
                     continue
                 raise self._classify(exc) from None
