@@ -231,6 +231,9 @@ JSON_ANSWERS = {
     "twice.png": (json.dumps({"markdown": "## Two"}), "Two"),
     # ... and below the top, under a key (before: the .txt held the inner JSON)
     "nested.png": ({"status": "done", "result": json.dumps({"markdown": "## Nested"})}, "Nested"),
+    # an answer of empty containers: a page with no text (before: "{}" in the .txt, a word in ALTO)
+    "nothing.png": ({}, ""),
+    "no pages.png": ({"pages": [], "meta": {}}, ""),
 }
 
 

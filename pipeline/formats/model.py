@@ -131,6 +131,17 @@ def _encoded(value: str, depth: int) -> str:
     return value if found is None else found
 
 
+def holds_nothing(value: Any) -> bool:
+    """Whether an answer is only empty containers (``{}``, ``[]``, ``{"pages": []}``): nothing to
+    keep. Why: an answer with no text found is kept as it came, lest an unknown shape's text be
+    lost; one that holds nothing at all put ``{}`` in the ``.txt`` and as a word in ALTO."""
+    if isinstance(value, dict):
+        return all(holds_nothing(v) for v in value.values())
+    if isinstance(value, list):
+        return all(holds_nothing(v) for v in value)
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def answer_text(result: Any, _depth: int = 0) -> str | None:
     """The text a structured (``format: json``) answer carries, whatever its shape.
 

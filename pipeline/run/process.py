@@ -44,7 +44,7 @@ from pipeline.run.placing import (document_pages, limits_for_regeneration, needs
 from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
-from pipeline.formats.model import answer_text
+from pipeline.formats.model import answer_text, holds_nothing
 from pipeline.formats.writer import OutputError, missing_outputs, read_document
 from pipeline.formats.output import PAGE_SEPARATOR, output_paths, too_long
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, open_source, sniff_pdf
@@ -605,6 +605,8 @@ class FileProcessor:
                 structured = None
             if isinstance(structured, (dict, list)):
                 found = answer_text(structured)
+                if found is None and holds_nothing(structured):
+                    found = ""     # {} or [] or {"pages": []}: a page with no text
                 if found is not None:
                     text = found   # else the answer is kept as it came
             else:
