@@ -292,9 +292,12 @@ def _unplaced_line(ln: Any) -> Line | None:
     if not isinstance(ln, dict):
         return None
     text = str(ln.get("text") or "").strip()
-    if not text:
-        return None
-    return Line(text, None, _conf(ln.get("confidence")), tuple(Word(w, None, None) for w in text.split()))
+    return _positionless_line(text, _conf(ln.get("confidence"))) if text else None
+
+
+def _positionless_line(text: str, confidence: float | None = None) -> Line:
+    """A line known by its text alone: no box, its words none either."""
+    return Line(text, None, confidence, tuple(Word(w, None, None) for w in text.split()))
 
 
 def _text_angle(geometry: PageGeometry) -> float:
@@ -332,8 +335,7 @@ def _page_layout(page_doc: dict[str, Any], geometry: PageGeometry | None) -> Pag
     # Text only: paragraphs split at blank lines, no positions.
     text = str(page_doc.get("text") or "")
     for para in text.split("\n\n"):
-        lines = tuple(Line(t.strip(), None, None, tuple(Word(w, None, None) for w in t.split()))
-                      for t in para.split("\n") if t.strip())
+        lines = tuple(_positionless_line(t.strip()) for t in para.split("\n") if t.strip())
         if lines:
             blocks.append(Block(None, lines))
     width = geometry.source_width if geometry else 0.0

@@ -94,7 +94,6 @@ _CONTENT_TYPES = {
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp"}
 
 
-_ORIENTATION_TAG = 0x0112
 _PIL_LOCK = threading.Lock()
 # Pillow warns (on stderr, into a cron log) of an image over its process-wide limit, which we
 # raise to ``max_source_pixels`` (``_raise_pillow_bomb_limit``); our own check after ``open``

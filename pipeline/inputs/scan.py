@@ -318,10 +318,12 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
             ancestors.append(key)
             stack.append((full, rel + "/", listing))
         elif stat_mod.S_ISREG(mode):
-            if not inc.match(rel) or exc.match(rel):
-                suffix = os.path.splitext(name)[1].lower()
-                if left_out is not None and suffix in LEFT_OUT_IMAGE_SUFFIXES and not exc.match(rel):
-                    left_out[suffix] += 1
+            excluded = exc.match(rel)
+            if excluded or not inc.match(rel):
+                if left_out is not None and not excluded:
+                    suffix = os.path.splitext(name)[1].lower()
+                    if suffix in LEFT_OUT_IMAGE_SUFFIXES:
+                        left_out[suffix] += 1
                 continue
             if not _decodable(rel):
                 yield _undecodable(full, rel, "a file")

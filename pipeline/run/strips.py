@@ -193,10 +193,9 @@ class StripReader:
         page, state = self.page, self.state
         force = self.ctx.force   # --force redoes the strips too
         begun = [] if force else state.strip_keys(f"{self.key}#p{page.page_index}h")
-        refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
+        refused = self._refused_before(stored, page.height)
         if refused:   # recorded by a run stopped before it learned from it: learned now (only lowers)
             self._learn(finer(page.height, None))
-            self._refusals.append({"height": page.height, "code": stored.error_code})
         self._limits = limits = await self.ctx.api_ready()
         limit = current_limit(self.ctx.config, state, limits.max_height)
         # a page already sent whole (read: its answer stored; request id recorded; or its POST's
@@ -256,9 +255,7 @@ class StripReader:
     async def _region(self, key: str, n: int, region: Region, stored: Any, limit: int) -> list[Piece]:
 
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
-        refused = stored is not None and stored.state == "failed" and stored.error_code in REFUSALS
-        if refused:
-            self._refusals.append({"height": region.height, "code": stored.error_code})
+        refused = self._refused_before(stored, region.height)
         if sub_begun or refused:
             return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         limits = self._limits
@@ -320,6 +317,14 @@ class StripReader:
         """Lower the model's learned limit to ``height`` (kept in the state store; never raised)."""
         self.state.learn_height(self.ctx.config.api.model, height)
         self.stats.learned_height = self.state.learned_height(self.ctx.config.api.model)
+
+    def _refused_before(self, stored: Any, height: int) -> bool:
+        """Whether ``stored`` (an upload's row) says the model refused it, in an earlier run: a
+        job submitted, so it goes into the page's refusals as this run's own do (``_refused``)."""
+        if stored is None or stored.state != "failed" or stored.error_code not in REFUSALS:
+            return False
+        self._refusals.append({"height": height, "code": stored.error_code})
+        return True
 
     def _refused(self, height: int, code: str, limit: int | None) -> None:
         crashpoint("refused")   # the refusal is on the page's row, the limit not yet learned from it
