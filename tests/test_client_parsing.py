@@ -185,6 +185,10 @@ async def test_the_submit_body_parses_back_field_for_field_in_aiohttp():
     ({"text": "[1]"}, "[1]"),
     ({"pages": [{"text": "[12, 13]"}]}, "[12, 13]"),
     ({"text": '["quoted"]'}, '["quoted"]'),
+    # parts under a name of no shape we know, in order (before: None, the .txt held the raw JSON)
+    ({"elements": [{"type": "Title", "text": "T"}, {"type": "NarrativeText", "text": "body"}]}, "T\nbody"),
+    ({"languages": ["en"], "texts": [{"label": "title", "text": "T"}], "tables": []}, "T"),
+    ({"segments": [{"lines": [{"text": "a"}, {"text": "b"}]}, {"content": "c"}]}, "a\nb\nc"),
 ])
 def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
     """deAPI's ``format: json`` shape is unpublished (deapi-api.md §1.4): the text is found
@@ -192,7 +196,8 @@ def test_the_text_of_a_json_answer_whatever_its_shape(answer, text):
     assert answer_text(answer) == text
 
 
-@pytest.mark.parametrize("answer", [{"engine": "x", "width": 3}, [], {"pages": []}, 7])
+@pytest.mark.parametrize("answer", [{"engine": "x", "width": 3}, [], {"pages": []}, 7,
+                                    {"languages": ["en", "de"], "sizes": [3, 4]}, {"elements": [{"type": "Image"}]}])
 def test_a_json_answer_without_text_says_so(answer):
     assert answer_text(answer) is None
 

@@ -180,7 +180,19 @@ def answer_text(result: Any, _depth: int = 0) -> str | None:
             parts = [t for t in (answer_text(item, _depth + 1) for item in value) if t]
             if parts:
                 return separator.join(parts)
+    for key, value in result.items():   # parts under a name of its own ({"elements": [..]}), in order
+        if key not in _PART_KEYS and _parts_list(value):
+            parts = [t for t in (answer_text(item, _depth + 1) for item in value) if t]
+            if parts:
+                return "\n".join(parts)
     return "" if empty else None
+
+
+def _parts_list(value: Any) -> bool:
+    """A list of objects under a key no shape we know names (``elements``, ``texts``,
+    ``segments``): a page's parts, as unstructured's and docling's JSON give them. Only objects:
+    a list of strings or figures under an unknown key (``"languages": ["en"]``) is metadata."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def union(boxes: list[Box]) -> Box | None:
