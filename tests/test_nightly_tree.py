@@ -237,6 +237,31 @@ async def test_a_job_lost_on_the_last_night_is_admitted_by_the_night_that_pays_i
     assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]
 
 
+async def test_a_lost_jobs_resend_a_run_never_sent_is_admitted_only_by_the_run_that_sends_it(tmp_path, server):
+    """A page whose job the server lost, and whose resend a night did not send (its cap reached:
+    the same as a 429 storm and then a stop): that night admitted a resubmission nobody paid
+    (``resubmitted_pages: 1``, counted before the upload), beside the night that did pay it."""
+    from conftest import TOKEN
+    from pipeline.server import FaultRule
+
+    distinct_png(tmp_path / "in" / "p.png", seed=1)
+    cfg = write_config(tmp_path, server.base_url, polling__not_found_grace_s=0)
+    server.faults.lose_request_id = FaultRule(count=2)
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.FILES_FAILED and server.counters.jobs_created == 2, log
+
+    capped = write_config(tmp_path, server.base_url, polling__not_found_grace_s=0, budget__max_pages_per_run=0)
+    code, report, log = await run_pipeline(capped, TOKEN)
+    assert code == ExitCode.STOPPED_EARLY and server.counters.jobs_created == 2, log   # nothing sent
+    assert report["resubmitted_pages"] == 0, report["resubmissions"]   # before: 1
+
+    cfg = write_config(tmp_path, server.base_url, polling__not_found_grace_s=0)   # the cap lifted
+    code, report, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK and server.counters.jobs_created == 3, log
+    assert report["resubmitted_pages"] == 1, report["resubmissions"]
+    assert [(r["rel"], r["submits"]) for r in report["resubmissions"]] == [("p.png", 3)]
+
+
 async def test_images_the_default_include_passes_by_are_counted_and_said(tmp_path, server):
     """A new user's phone photos (.heic), a DjVu book and a Photoshop file were left out by the
     default include without a word: the run said '1 done' and exit 0, as if the folder held

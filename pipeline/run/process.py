@@ -444,15 +444,23 @@ class FileProcessor:
         elif stored is not None and stored.lost_job:
             reason = stored.resubmitted_reason   # an earlier run lost the job, then stopped before resending
         unknown_retry_used = api_resent = False
-        same_upload = False   # sending again an upload the API failed (no job made): already counted
+        counted = False   # this resubmission (``reason``) is in the run's report
         cost = await self._quote(page)
+
+        def admit_resend() -> None:
+            # A resubmission is the report's once a job may exist for it (an id came back, or
+            # the outcome is unknown), in the run that may pay it: not when it is decided, as a
+            # stop, a cap or a refused upload before its job leaves it for another run (which
+            # pays it); an upload the API failed and that is sent again is the same one.
+            nonlocal counted
+            if reason and not counted:
+                ctx.resubmitted += 1
+                ctx.resubmitted_pages.add((key, page.page_index))
+                counted = True
+
         while True:
             if ctx.submissions_closed or ctx.fatal:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
-            if reason and not same_upload:
-                ctx.resubmitted += 1
-                ctx.resubmitted_pages.add((key, page.page_index))
-            same_upload = False
             intent_written = False
             admitted = False
 
@@ -484,6 +492,7 @@ class FileProcessor:
             except api_errors.SubmitOutcomeUnknown as exc:
                 if admitted and ctx.budget is not None:
                     ctx.budget.commit(cost)   # the job may exist and be charged
+                admit_resend()
                 state.page_outcome_unknown(key, page.page_index)
                 ctx.possible_duplicates += 1
                 ctx.resubmitted_pages.add((key, page.page_index))
@@ -492,7 +501,7 @@ class FileProcessor:
                                       f"submit outcome unknown twice ({exc.reason}); retried next run",
                                       api_side=True) from None
                 unknown_retry_used = True
-                reason = f"submit outcome unknown ({exc.reason}); resubmitted knowingly"
+                reason, counted = f"submit outcome unknown ({exc.reason}); resubmitted knowingly", False
                 if ctx.outage is not None and not ctx.outage.open and not await self._api_answers():
                     # A connection cut after the upload can be the API going away (a replica
                     # killed, a balancer with no replica left, which takes the upload and
@@ -521,12 +530,13 @@ class FileProcessor:
                     # breaker open: _fail forgives it, saying why.
                     if ctx.submissions_closed or ctx.fatal:
                         raise StopSubmitting(ctx.submissions_closed or "fatal error") from None
-                    api_resent = same_upload = True   # no job was made: the same resubmission, if it is one
+                    api_resent = True
                     await ctx.outage.next_answer(ctx.config.retries.outage_min_s)
                     continue
                 raise self._classify(exc) from None
             if ctx.budget is not None:
                 ctx.budget.commit(cost)
+            admit_resend()
             state.page_submitted(key, page.page_index, request_id)
             state.set_file(entry.rel, "submitted", run_id=ctx.run_id)
             if ctx.outage is not None:
@@ -536,7 +546,7 @@ class FileProcessor:
             try:
                 return await self._await(entry, key, page.page_index, request_id, stored_submits)
             except api_errors.NotFoundError:
-                reason = "the server lost the request id while the job ran; resubmitted"
+                reason, counted = "the server lost the request id while the job ran; resubmitted", False
                 state.page_forget_request(key, page.page_index, reason)
                 if unknown_retry_used:
                     raise FileFailure("failed_transient", "transient",
