@@ -239,12 +239,15 @@ def _holders(root: Path) -> dict[tuple[int, int], str]:
 
 
 def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
-                ignore_case: bool = False) -> Callable[[str], bool]:
+                ignore_case: bool = False, skip_dirs: Iterable[Path] = ()) -> Callable[[str], bool]:
     """``rel -> bool``: whether a walk of ``root`` with these globs would come to ``rel`` (a
     regular file there, matched by ``include`` and no ``exclude``, no hidden or temporary name on
-    the way). One ``stat`` a question, for paths already known (the state store's), never a walk."""
+    the way, not inside one of ``skip_dirs``, however reached). One ``stat`` a question (and a
+    ``realpath`` when there are ``skip_dirs``), for paths already known (the state store's), never
+    a walk."""
     inc = GlobSet(include, ignore_case=ignore_case)
     exc = GlobSet(exclude, ignore_case=ignore_case)
+    skipped = tuple(Path(os.path.realpath(d)) for d in skip_dirs)
 
     def member(rel: str) -> bool:
         parts = rel.split("/")
@@ -252,10 +255,13 @@ def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequ
             return False
         if any(exc.covers_dir("/".join(parts[:i])) for i in range(1, len(parts))):
             return False
+        path = os.path.join(root, *parts)
         try:
-            return stat_mod.S_ISREG(os.stat(os.path.join(root, *parts)).st_mode)
+            if not stat_mod.S_ISREG(os.stat(path).st_mode):
+                return False
         except (OSError, ValueError):
             return False
+        return not skipped or not any(Path(os.path.realpath(path)).is_relative_to(d) for d in skipped)
 
     return member
 

@@ -21,9 +21,14 @@ from pipeline.inputs.scan import scan_tree, tree_member
 
 def walk(cfg: Config, left_out: Counter | None = None):
     """The run's scan of the input tree (``plan`` walks the same one); ``left_out`` counts the
-    images of formats ``include`` passed by (``scan.LEFT_OUT_IMAGE_SUFFIXES``)."""
-    skip = (cfg.output,) if cfg.output.is_relative_to(cfg.input) else ()
-    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=skip,
+    images of formats ``include`` passed by (``scan.LEFT_OUT_IMAGE_SUFFIXES``).
+
+    The output folder is never entered, wherever it lies: inside the input, or outside it and
+    reached through a link in the tree (``ln -s /srv/ocr results``; the walk follows links). Before,
+    only an output inside the input was skipped, and through such a link a run read its own
+    outputs as scans: every ``.txt`` and ``.json`` rejected, every searchable PDF paid for again,
+    and each night one level deeper (``results/results/a.png.pdf.pdf``)."""
+    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=(cfg.output,),
                      min_age_s=cfg.min_file_age_s, ignore_case=True, left_out=left_out)
 
 
@@ -42,4 +47,4 @@ def in_tree(cfg: Config) -> Callable[[str], bool]:
     by ``include`` and no ``exclude``, no hidden or temporary name on the way)? Each path is
     looked at once: a run's end asks for its exit code and again for its report."""
     return lru_cache(maxsize=None)(tree_member(cfg.input, include=cfg.include, exclude=cfg.exclude,
-                                               ignore_case=True))
+                                               ignore_case=True, skip_dirs=(cfg.output,)))

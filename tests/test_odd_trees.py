@@ -1,0 +1,45 @@
+"""Trees as operators really lay them out, through ``run``: a link in the input to the output
+folder, the input folder going away while the walk is in it, and names in the input that the
+output tree must hold as both a file and a folder."""
+
+from __future__ import annotations
+
+import os
+
+from helpers import distinct_png, failures, run_pipeline, write_config
+from pipeline.exitcodes import ExitCode
+from pipeline.inputs.scan import tree_member
+
+
+def _fast(tmp_path, **kw):
+    return write_config(tmp_path, "embedded", api__embedded={"engine": "fast", "workers": 1}, **kw)
+
+
+async def test_a_link_in_the_input_to_the_output_folder_is_not_walked(tmp_path):
+    # the output lies beside the input, and a link in the input leads to it (an operator's
+    # shortcut to the results): before, the walk followed it and the run read its own outputs as
+    # scans, paying again for every searchable PDF, rejecting every .txt and .json, one level deeper each night
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    distinct_png(tmp_path / "in" / "box" / "b.png", 2)
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "out", tmp_path / "in" / "results")
+    cfg = _fast(tmp_path, outputs=["txt", "json", "pdf"], include=["**/*"])
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK, log
+    assert report["api_calls"]["submits"] == 2
+
+    code, report, log = await run_pipeline(cfg, None)   # the next night: nothing new, nothing paid
+    assert code == ExitCode.OK, log
+    assert report["this_run"] == {"skipped": 2}
+    assert report["api_calls"]["submits"] == 0 and failures(tmp_path) == {}
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_path_through_a_link_into_a_skipped_folder_is_not_a_member_of_the_tree(tmp_path):
+    # a state store from before the fix holds rows for paths reached through such a link: they are
+    # no longer in the tree the walk sees, so they are not failures of it
+    distinct_png(tmp_path / "out" / "a.png.pdf", 1)
+    (tmp_path / "in").mkdir()
+    os.symlink(tmp_path / "out", tmp_path / "in" / "results")
+    assert tree_member(tmp_path / "in")("results/a.png.pdf")
+    assert not tree_member(tmp_path / "in", skip_dirs=(tmp_path / "out",))("results/a.png.pdf")
