@@ -43,3 +43,47 @@ def test_a_path_through_a_link_into_a_skipped_folder_is_not_a_member_of_the_tree
     os.symlink(tmp_path / "out", tmp_path / "in" / "results")
     assert tree_member(tmp_path / "in")("results/a.png.pdf")
     assert not tree_member(tmp_path / "in", skip_dirs=(tmp_path / "out",))("results/a.png.pdf")
+
+
+class _InputMovedAfterFirst:
+    """The run's real walk, with the input folder renamed away (as a share is unmounted, or an
+    operator moves the tree) right after the walk yields its first file."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __call__(self):
+        from pipeline.run.tree import walk
+
+        moved = False
+        for item in walk(self.cfg):
+            yield item
+            if not moved:
+                self.cfg.input.rename(self.cfg.input.with_name("in-moved"))
+                moved = True
+
+
+async def test_the_input_folder_going_away_mid_walk_is_work_left_not_all_done(tmp_path):
+    import io
+
+    from pipeline.config import load_config
+    from pipeline.run.runner import Runner
+
+    for i in range(6):
+        distinct_png(tmp_path / "in" / f"box{i}" / "a.png", seed=i)
+    cfg_path = _fast(tmp_path)
+    cfg = load_config(cfg_path)
+    runner = Runner(cfg, stream=io.StringIO())
+    runner._walk = _InputMovedAfterFirst(cfg)
+    code = await runner.run()
+    log = runner.stream.getvalue()
+    # before: exit 0 ("all files done") after one or two of the six files, the rest passed in silence
+    assert code == ExitCode.STOPPED_EARLY, log
+    assert "input_gone" in log and "stopped early: the input folder" in log, log
+    assert runner.report["stop_reason"].startswith("the input folder")
+    assert failures(tmp_path)["."]["code"] == "input_gone"
+
+    (tmp_path / "in-moved").rename(tmp_path / "in")   # back: the next run takes the rest
+    code, report, log = await run_pipeline(cfg_path, None)
+    assert code == ExitCode.OK, log
+    assert report["files_by_state"] == {"done": 6} and failures(tmp_path) == {}

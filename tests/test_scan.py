@@ -240,3 +240,25 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
     finally:
         (work / "locked").chmod(0o755)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_input_folder_gone_or_replaced_mid_walk_is_the_walks_last_word(tmp_path):
+    # the entries not yet met vanish with it, which the walk takes in silence for one file: so the
+    # walk says at its end that its root is not the folder it began in (moved, or a share unmounted)
+    root = tmp_path / "root"
+    for i in range(3):
+        touch(root, f"d{i}/a.png")
+    items = scan_tree(root)
+    assert isinstance(next(items), ScanEntry)
+    root.rename(tmp_path / "moved")
+    rest = list(items)
+    assert entries(rest) == [] and problems(rest) == {".": "input_gone"}
+    assert "is gone" in rest[-1].reason and str(root) in rest[-1].reason
+
+    (tmp_path / "moved").rename(root)
+    items = scan_tree(root)
+    next(items)
+    root.rename(tmp_path / "moved2")
+    root.mkdir()                                          # an empty mount point where the share was
+    assert problems(list(items)) == {".": "input_gone"}
+    assert problems(scan_tree(root)) == {}                # a walk that begins there is whole

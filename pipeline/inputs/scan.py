@@ -38,6 +38,10 @@ Rules (in the order applied):
   is ``undecodable_name`` and skipped (a directory is not entered): the state store, the ``.json``
   and every report hold names as UTF-8 text, so such a name cannot be recorded faithfully; the
   problem's ``rel`` shows the bad bytes as ``\\xNN`` escapes, for the person who renames it.
+* The input folder itself going away during the walk (moved, renamed, deleted, or a share
+  unmounted, leaving an empty mount point) is ``input_gone``, the walk's last word (``rel`` is
+  ``.``): every entry not yet met then vanishes as if deleted, which the walk otherwise takes in
+  silence, so the run would end saying every file is done after a part of the tree.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ PROBLEM_CODES = {
     "still_being_written": "modified less than min_age_s ago; picked up by a later run",
     "special_file": "a FIFO, socket or device: not a file that can hold an image",
     "undecodable_name": "a name that is not valid UTF-8 (skipped; a directory is not entered)",
+    "input_gone": "the input folder went away during the walk: the files not yet met were not seen",
 }
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
@@ -346,6 +351,24 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
                 continue
             yield ScanProblem(Path(full), rel, "special_file",
                               f"{_kind(mode)}, not a regular file; skipped")
+    gone = _root_gone(root, root_key)
+    if gone is not None:
+        yield gone
+
+
+def _root_gone(root: Path, root_key: tuple[int, int]) -> ScanProblem | None:
+    """The ``input_gone`` problem when ``root`` is no longer the folder the walk began in."""
+    try:
+        s = os.stat(root)
+    except OSError as e:
+        why = f"is gone ({e.strerror or e}): moved, renamed, deleted or unmounted"
+    else:
+        if (s.st_dev, s.st_ino) == root_key:
+            return None
+        why = "is another folder now (a share unmounted, or the folder moved away and made anew)"
+    return ScanProblem(Path(root), ".", "input_gone",
+                       f"the input folder {root} {why} during the walk: the files the walk had not "
+                       "met yet were not seen; run again once it is back")
 
 
 def _list(path, rel: str):
