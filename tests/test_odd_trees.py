@@ -87,3 +87,48 @@ async def test_the_input_folder_going_away_mid_walk_is_work_left_not_all_done(tm
     code, report, log = await run_pipeline(cfg_path, None)
     assert code == ExitCode.OK, log
     assert report["files_by_state"] == {"done": 6} and failures(tmp_path) == {}
+
+
+async def test_a_folder_named_as_a_files_output_refuses_the_file_not_the_night(tmp_path):
+    # q.png's .json is q.png.json in the output tree, where the input folder q.png.json/ is
+    # mirrored: before, whichever came second could not be written and the run stopped (exit 2,
+    # "a folder of that name is in the way") before every later file, night after night
+    distinct_png(tmp_path / "in" / "q.png", 1)
+    distinct_png(tmp_path / "in" / "q.png.json" / "y.png", 2)
+    distinct_png(tmp_path / "in" / "z.png", 3)
+    cfg = _fast(tmp_path)
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log
+    rows = failures(tmp_path)
+    assert set(rows) == {"q.png"} and rows["q.png"]["code"] == "output_clash", rows
+    assert "q.png.json" in rows["q.png"]["reason"] and "rename" in rows["q.png"]["reason"]
+    assert report["this_run"] == {"done": 2, "rejected": 1} and report["api_calls"]["submits"] == 2
+    assert (tmp_path / "out" / "q.png.json" / "y.png.txt").is_file()
+
+    (tmp_path / "in" / "q.png.json").rename(tmp_path / "in" / "q-pages")   # the archive renames the folder
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log          # its old results folder is still in the way
+    assert "is a folder in the output tree" in failures(tmp_path)["q.png"]["reason"]
+    assert report["api_calls"]["submits"] == 0 and (tmp_path / "out" / "q-pages" / "y.png.txt").is_file()
+
+    (tmp_path / "out" / "q.png.json").rename(tmp_path / "old-results")   # and moves that away
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK, log                    # the file is read at once, no --retry-failed
+    assert report["this_run"] == {"done": 1, "skipped": 2}, report["this_run"]
+    assert report["api_calls"]["submits"] == 1 and (tmp_path / "out" / "q.png.json").is_file()
+
+
+async def test_a_folder_named_as_a_done_files_output_refuses_the_folders_files(tmp_path):
+    # the file was read on an earlier night, its .json is on disk: the folder that came since is
+    # the one refused (before: its files could not be written, exit 2 every night)
+    distinct_png(tmp_path / "in" / "q.png", 1)
+    cfg = _fast(tmp_path)
+    assert (await run_pipeline(cfg, None))[0] == ExitCode.OK
+    distinct_png(tmp_path / "in" / "q.png.json" / "y.png", 2)
+    distinct_png(tmp_path / "in" / "z.png", 3)
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log
+    rows = failures(tmp_path)
+    assert set(rows) == {"q.png.json/y.png"} and rows["q.png.json/y.png"]["code"] == "output_clash", rows
+    assert "q.png" in rows["q.png.json/y.png"]["reason"]
+    assert report["this_run"] == {"done": 1, "skipped": 1, "rejected": 1} and report["api_calls"]["submits"] == 1
