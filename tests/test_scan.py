@@ -186,6 +186,19 @@ def test_files_still_being_written_are_reported_not_yielded(tmp_path):
     assert entries(scan_tree(tmp_path)) == ["new.png", "old.png"]
 
 
+def test_a_file_dated_in_the_future_is_judged_by_its_ctime_not_left_for_ever(tmp_path):
+    # a scanner's clock a year ahead, its mtime kept by the copy: the mtime never ages into the
+    # past, so before, the file was still_being_written every night (never read, exit 3)
+    ahead = time.time() + 365 * 86400
+    p = touch(tmp_path, "ahead.png", age_s=None)
+    os.utime(p, (ahead, ahead))
+    assert problems(scan_tree(tmp_path, min_age_s=3600)) == {"ahead.png": "still_being_written"}  # ctime: just now
+    while time.time_ns() - p.stat().st_ctime_ns <= 50_000_000:      # its ctime 50 ms old: the copy is over
+        time.sleep(0.01)
+    items = list(scan_tree(tmp_path, min_age_s=0.05))
+    assert entries(items) == ["ahead.png"] and problems(items) == {}
+
+
 def test_fifo_is_a_special_file(tmp_path):
     touch(tmp_path, "a.png")
     os.mkfifo(tmp_path / "pipe.png")

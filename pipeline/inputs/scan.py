@@ -32,7 +32,8 @@ Rules (in the order applied):
 * **Unreadable** directories or entries (permissions, I/O errors) are ``unreadable`` with the OS
   error; entries that vanish between listing and ``stat`` are skipped silently.
 * Files modified less than ``min_age_s`` seconds ago are ``still_being_written``: the next run
-  picks them up.
+  picks them up. A file whose mtime lies in the future (a clock set ahead) is judged by its
+  ctime instead, which the file system sets at each write.
 * FIFOs, sockets and devices are ``special_file`` (opening a FIFO would hang the run).
 * A file or directory whose name is not valid UTF-8 (bytes from an old Latin-1 or CP437 share)
   is ``undecodable_name`` and skipped (a directory is not entered): the state store, the ``.json``
@@ -339,8 +340,8 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
             if not _decodable(rel):
                 yield _undecodable(full, rel, "a file")
                 continue
-            if cutoff_ns is not None and st.st_mtime_ns > cutoff_ns:
-                age = max(0.0, (time.time_ns() - st.st_mtime_ns) / 1e9)
+            if cutoff_ns is not None and (changed_ns := _last_change_ns(st)) > cutoff_ns:
+                age = max(0.0, (time.time_ns() - changed_ns) / 1e9)
                 yield ScanProblem(Path(full), rel, "still_being_written",
                                   f"modified {age:.1f}s ago (< min_age_s={min_age_s:g}); "
                                   "it will be picked up by a later run")
@@ -369,6 +370,17 @@ def _root_gone(root: Path, root_key: tuple[int, int]) -> ScanProblem | None:
     return ScanProblem(Path(root), ".", "input_gone",
                        f"the input folder {root} {why} during the walk: the files the walk had not "
                        "met yet were not seen; run again once it is back")
+
+
+def _last_change_ns(st: os.stat_result) -> int:
+    """When the file last changed, for ``min_age_s``: its mtime, or its ctime when the mtime lies
+    ahead of the clock. A scanner's or a share's clock set ahead, kept by the copy (``cp -p``,
+    ``rsync -t``), gives an mtime that never ages into the past: such a file was left for later
+    every night (exit 3, never read, never named). The ctime is the file system's own (each
+    write sets it) and no copy sets it, so a file still being written is still seen as young."""
+    if st.st_mtime_ns > time.time_ns():
+        return st.st_ctime_ns
+    return st.st_mtime_ns
 
 
 def _list(path, rel: str):
