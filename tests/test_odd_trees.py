@@ -132,3 +132,18 @@ async def test_a_folder_named_as_a_done_files_output_refuses_the_folders_files(t
     assert set(rows) == {"q.png.json/y.png"} and rows["q.png.json/y.png"]["code"] == "output_clash", rows
     assert "q.png" in rows["q.png.json/y.png"]["reason"]
     assert report["this_run"] == {"done": 1, "skipped": 1, "rejected": 1} and report["api_calls"]["submits"] == 1
+
+
+async def test_a_state_store_inside_the_input_is_not_read_as_scans(tmp_path):
+    # before, with include **/*: the database, its lock and its -shm rejected as not_an_image,
+    # its -wal "changed" as the run wrote it, and every night exit 3, work left for ever
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    distinct_png(tmp_path / "in" / "db [old]" / "b.png", 2)      # a scan beside the state store is read
+    state = tmp_path / "in" / "db [old]" / "state*.sqlite"         # glob characters in its path are literal
+    cfg = _fast(tmp_path, include=["**/*"], state_path=str(state))
+    for night in (1, 2):
+        code, report, log = await run_pipeline(cfg, None)
+        assert code == ExitCode.OK, log
+        assert failures(tmp_path) == {} and report["files_by_state"] == {"done": 2}
+    assert report["this_run"] == {"skipped": 2} and report["api_calls"]["submits"] == 0
+    assert state.is_file() and state.with_name(state.name + ".lock").is_file()

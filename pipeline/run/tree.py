@@ -19,6 +19,27 @@ from pipeline.config import Config
 from pipeline.inputs.scan import scan_tree, tree_member
 
 
+#: the files beside the state store: SQLite's journals and the run lock (``runner``, ``cli``)
+STATE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
+
+
+def _exclude(cfg: Config) -> tuple[str, ...]:
+    """``exclude``, and the state store's own files when ``state_path`` lies in the input. Before,
+    with ``include: ["**/*"]`` the run read them as scans: the database, its lock and its shared
+    memory rejected (``not_an_image``) and its WAL, written as the run read it, ``changed``, so
+    every night exited 3, work left for ever. (An output folder in the input is passed by anyway.)"""
+    state = cfg.state_file
+    if not state.is_relative_to(cfg.input) or state.is_relative_to(cfg.output):
+        return cfg.exclude
+    rel = state.relative_to(cfg.input).as_posix()
+    return (*cfg.exclude, *(_literal(rel + suffix) for suffix in STATE_COMPANIONS))
+
+
+def _literal(path: str) -> str:
+    """A glob matching ``path`` only: its ``*``, ``?`` and ``[`` each in a class of its own."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
 def walk(cfg: Config, left_out: Counter | None = None):
     """The run's scan of the input tree (``plan`` walks the same one); ``left_out`` counts the
     images of formats ``include`` passed by (``scan.LEFT_OUT_IMAGE_SUFFIXES``).
@@ -28,7 +49,7 @@ def walk(cfg: Config, left_out: Counter | None = None):
     only an output inside the input was skipped, and through such a link a run read its own
     outputs as scans: every ``.txt`` and ``.json`` rejected, every searchable PDF paid for again,
     and each night one level deeper (``results/results/a.png.pdf.pdf``)."""
-    return scan_tree(cfg.input, include=cfg.include, exclude=cfg.exclude, skip_dirs=(cfg.output,),
+    return scan_tree(cfg.input, include=cfg.include, exclude=_exclude(cfg), skip_dirs=(cfg.output,),
                      min_age_s=cfg.min_file_age_s, ignore_case=True, left_out=left_out)
 
 
@@ -46,5 +67,5 @@ def in_tree(cfg: Config) -> Callable[[str], bool]:
     """``rel -> bool``: would the walk still come to this recorded path (a file there, matched
     by ``include`` and no ``exclude``, no hidden or temporary name on the way)? Each path is
     looked at once: a run's end asks for its exit code and again for its report."""
-    return lru_cache(maxsize=None)(tree_member(cfg.input, include=cfg.include, exclude=cfg.exclude,
+    return lru_cache(maxsize=None)(tree_member(cfg.input, include=cfg.include, exclude=_exclude(cfg),
                                                ignore_case=True, skip_dirs=(cfg.output,)))
