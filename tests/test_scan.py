@@ -80,6 +80,10 @@ def test_glob_semantics():
     star = GlobSet(["docs/*.png"])
     assert star.match("docs/a.png") and not star.match("docs/sub/a.png")   # * never crosses /
     assert GlobSet(["[!x]*.png"]).match("a.png") and not GlobSet(["[!x]*.png"]).match("x.png")
+    assert not GlobSet(["x[!a]y"]).match("x/y")           # a negated class never crosses / either
+    assert not GlobSet(["x[!a]y.png"]).match("sub/x/y.png") and GlobSet(["x[!a]y.png"]).match("sub/xby.png")
+    old = GlobSet(["[[]old]/**"])                             # "[" in a class is literal, no nested set
+    assert old.covers_dir("[old]") and not old.covers_dir("o") and old.match("[old]/a.png")
     assert GlobSet(["archive/**"]).covers_dir("archive")
     assert not GlobSet(["archive/**"]).covers_dir("old/archive")          # "/" anchors at root
     assert GlobSet(["**/cache/**"]).covers_dir("old/cache")

@@ -19,7 +19,7 @@ Rules (in the order applied):
 * **Globs** are matched against the POSIX path relative to ``root`` (``letters/1952/a.png``):
   ``*`` and ``?`` never cross ``/``; ``**`` as a whole segment matches zero or more directories
   (``**/*.tif`` matches ``a.tif`` and ``x/y/a.tif``; ``archive/**`` matches everything below
-  ``archive``); ``[abc]`` is a character class. A pattern without ``/`` matches the file *name*
+  ``archive``); ``[abc]`` is a character class (``[!abc]`` too), never crossing ``/``. A pattern without ``/`` matches the file *name*
   at any depth (``*.png`` == ``**/*.png``). A file is yielded when it matches some ``include``
   and no ``exclude``. Directories matched by an ``exclude`` ending in ``/**`` are not entered at
   all. Matching is case-sensitive unless ``ignore_case=True``.
@@ -138,10 +138,13 @@ def _segment_regex(seg: str, pattern: str) -> str:
             j = seg.find("]", i + 2 if seg[i + 1:i + 2] in ("!", "]") else i + 1)
             if j < 0:
                 raise ValueError(f"invalid glob {pattern!r}: unclosed '['")
-            body = seg[i + 1:j]
+            # a "[" in the class is literal ("[[]" is a folder "[old]"'s bracket, not a nested set)
+            body = seg[i + 1:j].replace("\\", "\\\\").replace("[", "\\[")
             if body.startswith("!"):
-                body = "^/" + body[1:]        # a negated class must still not cross "/"
-            out.append("[" + body.replace("\\", "\\\\").replace("/", "") + "]")
+                # a negated class must still not cross "/" (before, the "/" put here was then
+                # dropped with the class's own, and "x[!a]y" took "x/y")
+                body = "^/" + body[1:]
+            out.append("[" + body + "]")
             i = j
         else:
             out.append(re.escape(c))
