@@ -133,6 +133,11 @@ async def test_a_folder_named_as_a_done_files_output_refuses_the_folders_files(t
     assert "q.png" in rows["q.png.json/y.png"]["reason"]
     assert report["this_run"] == {"done": 1, "skipped": 1, "rejected": 1} and report["api_calls"]["submits"] == 1
 
+    (tmp_path / "in" / "q.png").unlink()                # its outputs are kept, and still in the way
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log
+    assert failures(tmp_path)["q.png.json/y.png"]["code"] == "output_clash"
+
 
 async def test_a_state_store_inside_the_input_is_not_read_as_scans(tmp_path):
     # before, with include **/*: the database, its lock and its -shm rejected as not_an_image,

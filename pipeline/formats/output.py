@@ -100,9 +100,10 @@ def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence
     second could not be written, and the run stopped (exit 2, "a folder is in the way") before
     every later file, night after night. The rule that ends it: a file with such a folder beside
     it is refused (one file, not a folder's worth), unless its outputs are on disk already (done on
-    an earlier night, before the folder came): then the folder's files are refused. Asked only
-    for files about to be read; a few ``stat`` calls, most of them for one file. A results folder
-    left in the output tree by such an input folder, since renamed, is in the way as much."""
+    an earlier night, before the folder came; or kept after the file was deleted): then the
+    folder's files are refused. Asked only for files about to be read; a few ``stat`` calls,
+    most of them for one file. A results folder left in the output tree by such an input folder,
+    since renamed, is in the way as much."""
     parts = _safe_parts(rel)
     in_dir, out_dir = os.path.join(input_root, *parts[:-1]), os.path.join(output_root, *parts[:-1])
     for sfx in suffixes:
@@ -121,11 +122,10 @@ def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence
                 continue
             above = parts[:depth]
             taken = os.path.join(output_root, *above, folder)
-            if os.path.isfile(os.path.join(input_root, *above, stem)) and os.path.lexists(taken) \
-                    and not os.path.isdir(taken):
+            if os.path.lexists(taken) and not os.path.isdir(taken):
                 where = "/".join(above + [stem])
-                return (f"its folder {folder} has the name of the {sfx} output of the input file {where} "
-                        "beside it, already written there: rename the folder or the file")
+                return (f"its folder {folder} has the name of the {sfx} output of {where}, a file in the "
+                        f"output tree already: rename the folder (or rename {where} and move its outputs away)")
     return None
 
 
