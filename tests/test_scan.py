@@ -259,6 +259,32 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def test_a_folder_listed_but_not_searchable_is_one_problem_not_one_a_file(tmp_path):
+    # r without x (a chmod -R 644 on a tree): its names can be listed, none can be opened; before,
+    # each of its scans was a problem of its own ("cannot stat"), a line each in the cron mail
+    work = Path(tempfile.mkdtemp(prefix="scan-perm-"))      # /tmp/pytest-of-root is 0700
+    try:
+        work.chmod(0o755)
+        touch(work, "a/x.png")
+        for i in range(5):
+            touch(work, f"flat/s{i}.png")
+        touch(work, "z/y.png")
+        (work / "flat").chmod(0o644)
+
+        def walk():
+            return [f"{i.rel} {getattr(i, 'code', 'entry')} {getattr(i, 'reason', '')}" for i in scan_tree(work)]
+
+        out = walk() if os.geteuid() != 0 else run_as_nobody(walk)
+        if out and out[0].startswith("child-error"):
+            pytest.skip(f"running as root and could not drop privileges: {out[0]}")
+        assert [line.split(" ")[:2] for line in out] == [["a/x.png", "entry"], ["flat", "unreadable"],
+                                                         ["z/y.png", "entry"]], out
+        assert "its 5 entries were not seen" in out[1] and "x, search, permission" in out[1]
+    finally:
+        (work / "flat").chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def test_the_input_folder_gone_or_replaced_mid_walk_is_the_walks_last_word(tmp_path):
     # the entries not yet met vanish with it, which the walk takes in silence for one file: so the
     # walk says at its end that its root is not the folder it began in (moved, or a share unmounted)

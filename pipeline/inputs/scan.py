@@ -305,6 +305,16 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
             if e.errno == errno.ELOOP:
                 yield ScanProblem(Path(full), rel, "symlink_loop",
                                   f"symlink points back to itself or a chain too deep ({_readlink(full)})")
+            elif e.errno == errno.EACCES and not _lstat_allowed(full):
+                # the folder itself may be listed but not searched (r without x: a chmod -R 644):
+                # said once for the folder, not once for each of its thousands of scans
+                unseen = 1 + sum(1 for _ in names)
+                stack.pop()
+                ancestors.pop()
+                yield ScanProblem(Path(dir_path), prefix.rstrip("/") or ".", "unreadable",
+                                  f"the folder can be listed but its entries cannot be opened (permission "
+                                  f"denied: it lacks the x, search, permission; chmod a+X it): its {unseen} "
+                                  "entries were not seen")
             else:
                 yield ScanProblem(Path(full), rel, "unreadable", f"cannot stat: {e.strerror or e}")
             continue
@@ -411,6 +421,18 @@ def _undecodable(full: str, rel: str, kind: str) -> ScanProblem:
     return ScanProblem(Path(full), shown, "undecodable_name",
                        f"{kind} whose name is not valid UTF-8 (the \\xNN bytes); skipped: rename it "
                        "(convmv -f latin1 -t utf8 converts a tree of old names)")
+
+
+def _lstat_allowed(path: str) -> bool:
+    """False when even the entry itself cannot be looked at (its folder lacks the x permission);
+    True when only where a link leads is denied, or the entry is gone."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _is_symlink(path: str) -> bool:
