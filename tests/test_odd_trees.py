@@ -152,3 +152,22 @@ async def test_a_state_store_inside_the_input_is_not_read_as_scans(tmp_path):
         assert failures(tmp_path) == {} and report["files_by_state"] == {"done": 2}
     assert report["this_run"] == {"skipped": 2} and report["api_calls"]["submits"] == 0
     assert state.is_file() and state.with_name(state.name + ".lock").is_file()
+
+
+async def test_a_file_named_folder_does_not_overwrite_the_folders_own_mets(tmp_path):
+    # include **/*, a scan saved without an extension as "folder": its folder.mets.xml and the
+    # folder's (mets_per_folder) are one file; before, the folder's replaced the file's, and
+    # verify failed every night on it ("METS has 2 pages, the result has 1")
+    distinct_png(tmp_path / "in" / "folder", 1)
+    distinct_png(tmp_path / "in" / "a.png", 2)
+    cfg = _fast(tmp_path, include=["**/*"], outputs=["txt", "json", "mets"], mets_per_folder=True)
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log
+    assert failures(tmp_path)["folder"]["code"] == "output_clash"
+    assert "mets_per_folder" in failures(tmp_path)["folder"]["reason"]
+    assert report["api_calls"]["submits"] == 1 and not (tmp_path / "out" / "folder.txt").exists()
+    from pipeline.config import load_config
+    from pipeline.run.audit import verify
+    from pipeline.run.state import StateStore
+    config = load_config(cfg)
+    assert verify(config, StateStore(config.state_file)).problems == []

@@ -92,7 +92,8 @@ def too_long(output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None
     return None
 
 
-def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None:
+def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence[str],
+               reserved: Sequence[str] = ()) -> str | None:
     """Why ``rel``'s outputs and the mirror of an input folder would need the same name, or None.
 
     The output tree holds ``a.png``'s ``a.png.json`` beside the mirror of every input folder, so
@@ -103,11 +104,16 @@ def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence
     an earlier night, before the folder came; or kept after the file was deleted): then the
     folder's files are refused. Asked only for files about to be read; a few ``stat`` calls,
     most of them for one file. A results folder left in the output tree by such an input folder,
-    since renamed, is in the way as much."""
+    since renamed, is in the way as much. ``reserved``: names the run writes in every output folder
+    (``folder.mets.xml`` with ``mets_per_folder``), which a file named ``folder`` would overwrite
+    with its own METS, or have overwritten."""
     parts = _safe_parts(rel)
     in_dir, out_dir = os.path.join(input_root, *parts[:-1]), os.path.join(output_root, *parts[:-1])
     for sfx in suffixes:
         name = parts[-1] + sfx
+        if name in reserved:
+            return (f"its output {name} has the name of the folder's own {name} (mets_per_folder), which "
+                    "would replace it: rename the file")
         if os.path.isdir(os.path.join(in_dir, name)):
             return (f"its output {name} would have the name of the input folder {name} beside it, whose "
                     "results go in a folder of that name: rename the file or the folder")

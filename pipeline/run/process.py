@@ -45,7 +45,7 @@ from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import answer_text, holds_nothing
-from pipeline.formats.writer import OutputError, missing_outputs, read_document
+from pipeline.formats.writer import FOLDER_METS, OutputError, missing_outputs, read_document
 from pipeline.formats.output import PAGE_SEPARATOR, name_clash, output_paths, too_long
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
@@ -108,6 +108,7 @@ class FileProcessor:
         outputs = ctx.config.outputs
         self.suffixes = [SUFFIXES[n] for n in outputs] + ([".page-999.xml"] if "page" in outputs else [])
         self.clash_suffixes = [SUFFIXES[n] for n in outputs]
+        self.reserved = (FOLDER_METS,) if ctx.config.mets_per_folder and "mets" in outputs else ()
 
     def _fingerprints(self, rel: str) -> tuple[str, str]:
         """(image, PDF) fingerprints of ``rel``'s settings, its ``overrides:`` applied."""
@@ -134,7 +135,7 @@ class FileProcessor:
                 "rejected_input", "rejected_input", too_long_why, "name_too_long"))
         if rec is None or rec.state != "done":   # about to be read: can its outputs be named?
             clash = await asyncio.to_thread(name_clash, ctx.config.input, ctx.config.output, entry.rel,
-                                            self.clash_suffixes)
+                                            self.clash_suffixes, self.reserved)
             if clash is not None:   # asked again each run: renamed, the file is read (no --retry-failed)
                 return Decision(Verdict.FAILED, rec, failure=FileFailure(
                     "rejected_input", "rejected_input", clash, "output_clash"))
