@@ -1,6 +1,7 @@
 """Trees as operators really lay them out, through ``run``: a link in the input to the output
-folder, the input folder going away while the walk is in it, and names in the input that the
-output tree must hold as both a file and a folder."""
+folder, the input folder going away while the walk is in it, a state store kept in the input,
+and names the output tree would have to hold twice (a file's output and a folder's mirror, a
+file's METS and its folder's)."""
 
 from __future__ import annotations
 
