@@ -172,3 +172,15 @@ async def test_a_file_named_folder_does_not_overwrite_the_folders_own_mets(tmp_p
     from pipeline.run.state import StateStore
     config = load_config(cfg)
     assert verify(config, StateStore(config.state_file)).problems == []
+
+
+async def test_an_override_typed_for_a_folder_copied_from_a_mac_applies_to_it(tmp_path):
+    # the folder's name came decomposed (NFD, "u" and a combining diaeresis), the override's glob
+    # was typed composed (NFC): before, it never matched, and the folder was read as English
+    import unicodedata
+    typed, copied = (unicodedata.normalize(form, "Bücher") for form in ("NFC", "NFD"))
+    distinct_png(tmp_path / "in" / copied / "a.png", 1)
+    cfg = _fast(tmp_path, overrides=[{"glob": f"{typed}/**", "api": {"language": "de"}}])
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK, log
+    assert "lang:de" in (tmp_path / "out" / copied / "a.png.txt").read_text()   # the fast engine echoes it

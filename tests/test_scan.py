@@ -93,6 +93,18 @@ def test_glob_semantics():
         glob_to_regex("[abc")
 
 
+def test_globs_are_blind_to_unicode_normalization(tmp_path):
+    # a folder copied from a Mac spells "ü" as "u" and a combining diaeresis (NFD); the config's
+    # exclude, typed, as one character (NFC): before, the exclude missed it and the folder was read
+    import unicodedata
+    typed, copied = (unicodedata.normalize(form, "Bücher") for form in ("NFC", "NFD"))
+    touch(tmp_path, f"{copied}/a.png")
+    touch(tmp_path, "keep/b.png")
+    assert entries(scan_tree(tmp_path, exclude=[f"{typed}/**"])) == ["keep/b.png"]
+    assert entries(scan_tree(tmp_path, include=[f"{typed}/*.png"])) == [f"{copied}/a.png"]  # the name as it is on disk
+    assert GlobSet([f"{copied}/**"]).match(f"{typed}/a.png")          # and the other way round
+
+
 def test_every_pattern_of_a_set_matches_the_whole_path_not_a_prefix(tmp_path):
     # The default include is a set of patterns: each must end at the name's end, or a sidecar
     # (`page.tif.md5`, an output `.png.json` under the input) is taken as a scan and rejected

@@ -22,7 +22,9 @@ Rules (in the order applied):
   ``archive``); ``[abc]`` is a character class (``[!abc]`` too), never crossing ``/``. A pattern without ``/`` matches the file *name*
   at any depth (``*.png`` == ``**/*.png``). A file is yielded when it matches some ``include``
   and no ``exclude``. Directories matched by an ``exclude`` ending in ``/**`` are not entered at
-  all. Matching is case-sensitive unless ``ignore_case=True``.
+  all. Matching is case-sensitive unless ``ignore_case=True``. It is blind to Unicode
+  normalization: ``Bücher/**`` typed (NFC) matches a folder ``Bücher`` whose ``ü`` is ``u`` and a
+  combining diaeresis (NFD, as names copied from a Mac come), and the other way round.
 * **Symlinks are followed**, to files and to directories. A directory whose ``(dev, inode)`` is
   already on the current path, or is a folder above the root (it holds the input folder: ``ln -s
   .. up``), is reported as ``symlink_loop`` (and not entered); a link whose
@@ -52,13 +54,14 @@ import os
 import re
 import stat as stat_mod
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 __all__ = ["ScanEntry", "ScanProblem", "scan_tree", "tree_member", "GlobSet", "glob_to_regex",
-           "is_ignored_name", "PROBLEM_CODES"]
+           "is_ignored_name", "nfc", "PROBLEM_CODES"]
 
 PROBLEM_CODES = {
     "symlink_loop": "a symlinked directory leads back to one of its own parents (not entered)",
@@ -104,10 +107,19 @@ def is_ignored_name(name: str) -> bool:
 # globs
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC), the one form globs are matched in: a name typed
+    in a config and the same name copied from a Mac (decomposed, NFD) look alike and are unequal
+    strings, so an ``exclude``, ``include`` or override written for one missed the other, silently."""
+    return text if text.isascii() or unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
 def glob_to_regex(pattern: str) -> str:
-    """Translate one glob (rules in the module docstring) to an anchored regular expression."""
+    """Translate one glob (rules in the module docstring) to an anchored regular expression, for
+    paths put in NFC (:func:`nfc`) first."""
     if not pattern or pattern.strip() != pattern:
         raise ValueError(f"invalid glob {pattern!r}: empty or surrounded by spaces")
+    pattern = nfc(pattern)
     pat = pattern.strip("/") if pattern != "/" else pattern
     if "/" not in pat and pat != "**":
         pat = "**/" + pat
@@ -174,11 +186,11 @@ class GlobSet:
         self._prune = re.compile(_any_of(prunes), flags) if prunes else None
 
     def match(self, rel: str) -> bool:
-        return bool(self._rx and self._rx.match(rel))
+        return bool(self._rx and self._rx.match(nfc(rel)))
 
     def covers_dir(self, rel_dir: str) -> bool:
         """True when every path below ``rel_dir`` matches (so the directory can be skipped)."""
-        return bool(self._prune and self._prune.match(rel_dir))
+        return bool(self._prune and self._prune.match(nfc(rel_dir)))
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
