@@ -184,3 +184,17 @@ async def test_an_override_typed_for_a_folder_copied_from_a_mac_applies_to_it(tm
     code, report, log = await run_pipeline(cfg, None)
     assert code == ExitCode.OK, log
     assert "lang:de" in (tmp_path / "out" / copied / "a.png.txt").read_text()   # the fast engine echoes it
+
+
+async def test_an_output_folder_left_in_the_input_when_the_output_moved_is_not_read(tmp_path):
+    # the output was kept inside the input (skipped, as the run's own), then the config moved it
+    # away: before, the old output folder was walked, its searchable PDFs paid for as scans
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    cfg = _fast(tmp_path, output=str(tmp_path / "in" / "ocr"), outputs=["txt", "json", "pdf"])
+    assert (await run_pipeline(cfg, None))[0] == ExitCode.OK
+    cfg = _fast(tmp_path, outputs=["txt", "json", "pdf"])            # the output moved to tmp_path/out
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.FILES_FAILED, log                          # said, so that it is moved or excluded
+    assert failures(tmp_path)["ocr"]["code"] == "output_tree"
+    assert report["this_run"] == {"done": 1} and report["api_calls"]["submits"] == 1   # a.png only
+    assert not (tmp_path / "out" / "ocr").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_as_nobody
-from pipeline.inputs.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
+from pipeline.inputs.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree, tree_member
 
 
 def touch(root: Path, rel: str, data: bytes = b"x", age_s: float | None = 3600.0) -> Path:
@@ -191,6 +191,24 @@ def test_a_link_to_a_folder_holding_the_input_is_not_walked(tmp_path):
     assert problems(items) == {"up": "symlink_loop", "everything": "symlink_loop"}
     up = next(i for i in items if i.rel == "up")
     assert str(tmp_path / "archive") in up.reason and "holds the input folder" in up.reason
+
+
+def test_a_folder_of_results_is_not_walked_as_scans(tmp_path):
+    # an output folder kept inside the input once, left there when the output moved away (or
+    # another archive's): before, its searchable PDFs were read (and paid for) as scans
+    touch(tmp_path, "a.png")
+    touch(tmp_path, "ocr/a.png.pdf")
+    touch(tmp_path, "ocr/.pipeline/state.sqlite")
+    touch(tmp_path, "notes/.pipeline/other-tool.cfg")        # another tool's .pipeline: walked
+    touch(tmp_path, "notes/n.png")
+    marks = (".pipeline/state.sqlite", ".pipeline/run-report.json")
+    items = list(scan_tree(tmp_path, output_marks=marks))
+    assert entries(items) == ["a.png", "notes/n.png"] and problems(items) == {"ocr": "output_tree"}
+    assert "move it out of the input, or exclude it" in next(i.reason for i in items if isinstance(i, ScanProblem))
+    assert entries(scan_tree(tmp_path, exclude=["ocr/**"], output_marks=marks)) == ["a.png", "notes/n.png"]
+    assert problems(scan_tree(tmp_path, exclude=["ocr/**"], output_marks=marks)) == {}   # excluded: no word
+    member = tree_member(tmp_path, output_marks=marks)
+    assert member("a.png") and not member("ocr/a.png.pdf")
 
 
 def test_files_still_being_written_are_reported_not_yielded(tmp_path):

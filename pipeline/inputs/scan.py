@@ -37,6 +37,10 @@ Rules (in the order applied):
   picks them up. A file whose mtime lies in the future (a clock set ahead) is judged by its
   ctime instead, which the file system sets at each write.
 * FIFOs, sockets and devices are ``special_file`` (opening a FIFO would hang the run).
+* A folder below the root holding one of ``output_marks`` (a run's ``.pipeline/state.sqlite``)
+  is a tree of results, ``output_tree``, and not entered: an output folder once kept inside the
+  input and left there when the config moved the output away, or another archive's. Walked, its
+  searchable PDFs were paid for again as scans, and every ``.txt`` and ``.json`` rejected.
 * A file or directory whose name is not valid UTF-8 (bytes from an old Latin-1 or CP437 share)
   is ``undecodable_name`` and skipped (a directory is not entered): the state store, the ``.json``
   and every report hold names as UTF-8 text, so such a name cannot be recorded faithfully; the
@@ -71,6 +75,7 @@ PROBLEM_CODES = {
     "special_file": "a FIFO, socket or device: not a file that can hold an image",
     "undecodable_name": "a name that is not valid UTF-8 (skipped; a directory is not entered)",
     "input_gone": "the input folder went away during the walk: the files not yet met were not seen",
+    "output_tree": "a folder holding a results tree's run files (an earlier output folder): not entered",
 }
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
@@ -209,8 +214,12 @@ LEFT_OUT_IMAGE_SUFFIXES = frozenset({
 
 def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
               skip_dirs: Iterable[Path] = (), min_age_s: float = 0.0,
-              ignore_case: bool = False, left_out: Counter | None = None) -> Iterator[ScanEntry | ScanProblem]:
+              ignore_case: bool = False, left_out: Counter | None = None,
+              output_marks: Sequence[str] = ()) -> Iterator[ScanEntry | ScanProblem]:
     """Walk ``root`` lazily; see the module docstring for the rules.
+
+    ``output_marks``: paths (``.pipeline/state.sqlite``) whose presence in a folder below the
+    root makes it a tree of results, not of scans: ``output_tree``, not entered.
 
     ``left_out``: counts, by suffix (lower case), the files of :data:`LEFT_OUT_IMAGE_SUFFIXES`
     that no ``include`` matches and no ``exclude`` names (an ``exclude`` is a choice; a
@@ -237,7 +246,7 @@ def scan_tree(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequen
             continue
         skip.add((s.st_dev, s.st_ino))
     return _walk(root, (st.st_dev, st.st_ino), inc, exc, frozenset(skip), frozenset(pending),
-                 float(min_age_s), _holders(root), left_out)
+                 float(min_age_s), _holders(root), left_out, tuple(output_marks))
 
 
 def _holders(root: Path) -> dict[tuple[int, int], str]:
@@ -260,12 +269,15 @@ def _holders(root: Path) -> dict[tuple[int, int], str]:
 
 
 def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = (),
-                ignore_case: bool = False, skip_dirs: Iterable[Path] = ()) -> Callable[[str], bool]:
+                ignore_case: bool = False, skip_dirs: Iterable[Path] = (),
+                output_marks: Sequence[str] = ()) -> Callable[[str], bool]:
     """``rel -> bool``: whether a walk of ``root`` with these globs would come to ``rel`` (a
     regular file there, matched by ``include`` and no ``exclude``, no hidden or temporary name on
-    the way, not inside one of ``skip_dirs``, however reached). One ``stat`` a question (and a
-    ``realpath`` when there are ``skip_dirs``), for paths already known (the state store's), never
-    a walk."""
+    the way, not inside one of ``skip_dirs``, however reached, nor in a folder ``output_marks``
+    mark). One ``stat`` a question (and a ``realpath`` when there are ``skip_dirs``, a ``stat`` a
+    folder and mark with ``output_marks``), for paths already known (the state store's, its
+    failed ones), never a walk."""
+    marks = tuple(output_marks)
     inc = GlobSet(include, ignore_case=ignore_case)
     exc = GlobSet(exclude, ignore_case=ignore_case)
     skipped = tuple(Path(os.path.realpath(d)) for d in skip_dirs)
@@ -282,13 +294,15 @@ def tree_member(root: Path, *, include: Sequence[str] = ("**/*",), exclude: Sequ
                 return False
         except (OSError, ValueError):
             return False
+        if any(_marked(os.path.join(root, *parts[:i]), marks) for i in range(1, len(parts))):
+            return False
         return not skipped or not any(Path(os.path.realpath(path)).is_relative_to(d) for d in skipped)
 
     return member
 
 
 def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_age_s: float,
-          holders: dict[tuple[int, int], str], left_out: Counter | None):
+          holders: dict[tuple[int, int], str], left_out: Counter | None, marks: tuple[str, ...]):
     # Explicit stack of (dir path, rel prefix, iterator over sorted names, ancestor keys): no
     # recursion limit on deep trees, and only one sorted name list per open directory level.
     ancestors = [root_key]
@@ -347,6 +361,12 @@ def _walk(root: Path, root_key, inc: GlobSet, exc: GlobSet, skip, pending, min_a
                 continue
             if not _decodable(rel):
                 yield _undecodable(full, rel, "a folder")
+                continue
+            if _marked(full, marks):
+                yield ScanProblem(Path(full), rel, "output_tree",
+                                  f"a folder of results, not scans (it holds {marks[0].split('/')[0]}/: an "
+                                  "earlier output folder, or another archive's); not read: move it out of the "
+                                  "input, or exclude it")
                 continue
             listing = _list(full, rel)
             if isinstance(listing, ScanProblem):
@@ -433,6 +453,11 @@ def _undecodable(full: str, rel: str, kind: str) -> ScanProblem:
     return ScanProblem(Path(full), shown, "undecodable_name",
                        f"{kind} whose name is not valid UTF-8 (the \\xNN bytes); skipped: rename it "
                        "(convmv -f latin1 -t utf8 converts a tree of old names)")
+
+
+def _marked(folder: str, marks: tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds one of ``marks`` (a results tree's own run files)."""
+    return any(os.path.isfile(os.path.join(folder, mark)) for mark in marks)
 
 
 def _lstat_allowed(path: str) -> bool:

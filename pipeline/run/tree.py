@@ -40,6 +40,13 @@ def _literal(path: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
 
 
+def _output_marks(cfg: Config) -> tuple[str, ...]:
+    """What marks a folder as a tree of results: the run files a run leaves in its output folder's
+    control folder (``config.control_dir``; ``report.write_run_report``)."""
+    control = cfg.control_dir.name
+    return (f"{control}/state.sqlite", f"{control}/run-report.json")
+
+
 def walk(cfg: Config, left_out: Counter | None = None):
     """The run's scan of the input tree (``plan`` walks the same one); ``left_out`` counts the
     images of formats ``include`` passed by (``scan.LEFT_OUT_IMAGE_SUFFIXES``).
@@ -48,9 +55,11 @@ def walk(cfg: Config, left_out: Counter | None = None):
     reached through a link in the tree (``ln -s /srv/ocr results``; the walk follows links). Before,
     only an output inside the input was skipped, and through such a link a run read its own
     outputs as scans: every ``.txt`` and ``.json`` rejected, every searchable PDF paid for again,
-    and each night one level deeper (``results/results/a.png.pdf.pdf``)."""
+    and each night one level deeper (``results/results/a.png.pdf.pdf``). Any other folder of
+    results (one holding a run's ``.pipeline/``) is not entered either: an ``output_tree`` problem."""
     return scan_tree(cfg.input, include=cfg.include, exclude=_exclude(cfg), skip_dirs=(cfg.output,),
-                     min_age_s=cfg.min_file_age_s, ignore_case=True, left_out=left_out)
+                     min_age_s=cfg.min_file_age_s, ignore_case=True, left_out=left_out,
+                     output_marks=_output_marks(cfg))
 
 
 def left_out_line(left_out: Counter) -> str | None:
@@ -68,4 +77,5 @@ def in_tree(cfg: Config) -> Callable[[str], bool]:
     by ``include`` and no ``exclude``, no hidden or temporary name on the way)? Each path is
     looked at once: a run's end asks for its exit code and again for its report."""
     return lru_cache(maxsize=None)(tree_member(cfg.input, include=cfg.include, exclude=_exclude(cfg),
-                                               ignore_case=True, skip_dirs=(cfg.output,)))
+                                               ignore_case=True, skip_dirs=(cfg.output,),
+                                               output_marks=_output_marks(cfg)))
