@@ -137,6 +137,17 @@ def test_hidden_and_temp_files_are_skipped_silently(tmp_path):
     assert problems(items) == {}
 
 
+def test_the_folders_a_nas_keeps_in_every_share_are_skipped_silently(tmp_path):
+    # a Synology keeps five JPEG thumbnails of every image in @eaDir/<name>/: before, each was
+    # taken as a scan (and paid for); its recycle bin holds the files the archive deleted
+    for rel in ["scans/a.jpg", "scans/@eaDir/a.jpg/SYNOFILE_THUMB_XL.jpg", "scans/@eaDir/a.jpg/SYNOFILE_THUMB_M.jpg",
+                "#recycle/scans/old.jpg", "@Recycle/b.jpg", "$RECYCLE.BIN/S-1-5/c.jpg", "#snapshot/d.jpg",
+                "System Volume Information/e.jpg", "scans/@EADIR/f.jpg"]:
+        touch(tmp_path, rel)
+    items = list(scan_tree(tmp_path))
+    assert entries(items) == ["scans/a.jpg"] and problems(items) == {}
+
+
 def test_skip_dirs_by_identity_not_spelling(tmp_path):
     touch(tmp_path, "in/a.png")
     touch(tmp_path, "in/out/result.png")

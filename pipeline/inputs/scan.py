@@ -12,7 +12,11 @@ Rules (in the order applied):
 
 * **Hidden and temporary names are skipped silently**: a leading ``.`` (files and directories),
   a trailing ``~``, the suffixes ``.tmp .part .partial .crdownload .swp`` (any case), Office lock
-  files ``~$*`` and the OS litter files ``Thumbs.db`` and ``desktop.ini``.
+  files ``~$*``, the OS litter files ``Thumbs.db`` and ``desktop.ini``, and the folders NAS boxes
+  and Windows keep in every share (``@eaDir``: a Synology's thumbnails of every image, five
+  JPEGs a scan, each of them paid for as a scan before; ``#recycle``, ``@Recycle`` and
+  ``$RECYCLE.BIN``: files the archive deleted; ``#snapshot``, ``@Recently-Snapshot``,
+  ``System Volume Information``), any case.
 * **skip_dirs** (e.g. the output directory when it lies inside the input) are never entered; they
   are compared by ``(st_dev, st_ino)``, so another spelling or a symlink to them is caught too; one
   that does not exist yet when the walk starts is matched by its resolved path if it appears.
@@ -79,7 +83,10 @@ PROBLEM_CODES = {
 }
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
-_LITTER_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+_LITTER_NAMES = frozenset({"thumbs.db", "desktop.ini",
+                           # folders a NAS or Windows keeps in a share: thumbnails, recycle bins, snapshots
+                           "@eadir", "#recycle", "@recycle", "$recycle.bin", "#snapshot", "@recently-snapshot",
+                           "system volume information"})
 
 
 @dataclass(frozen=True)
