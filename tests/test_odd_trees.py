@@ -145,7 +145,7 @@ async def test_a_state_store_inside_the_input_is_not_read_as_scans(tmp_path):
     # its -wal "changed" as the run wrote it, and every night exit 3, work left for ever
     distinct_png(tmp_path / "in" / "a.png", 1)
     distinct_png(tmp_path / "in" / "db [old]" / "b.png", 2)      # a scan beside the state store is read
-    state = tmp_path / "in" / "db [old]" / "state*.sqlite"         # glob characters in its path are literal
+    state = tmp_path / "in" / "db [old]" / "state*.sqlite "        # glob characters in its path are literal
     cfg = _fast(tmp_path, include=["**/*"], state_path=str(state))
     for night in (1, 2):
         code, report, log = await run_pipeline(cfg, None)

@@ -36,8 +36,9 @@ def _exclude(cfg: Config) -> tuple[str, ...]:
 
 
 def _literal(path: str) -> str:
-    """A glob matching ``path`` only: its ``*``, ``?`` and ``[`` each in a class of its own."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+    """A glob matching ``path`` only: its ``*``, ``?``, ``[`` and spaces each in a class of its own
+    (a glob may not begin or end with a space)."""
+    return "".join(f"[{c}]" if c in "*?[ " else c for c in path)
 
 
 def _output_marks(cfg: Config) -> tuple[str, ...]:
