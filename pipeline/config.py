@@ -481,6 +481,11 @@ def _validate(config: Config, base: Path) -> Config:
     state = _resolve(config.state_path, base).resolve() if config.state_path else None
     if not inp.is_dir():
         raise ConfigError(f"input: {inp} is not a directory")
+    if (inp / ".pipeline" / "run-report.json").is_file():
+        # input and output swapped in an edit: the run wrote its .txt and .json into the scans and
+        # read the outputs (the searchable PDFs: paid for) as scans
+        raise ConfigError(f"input: {inp} is an output folder (it holds .pipeline/run-report.json), not a tree "
+                          "of scans: are input and output swapped?")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output: {out} exists and is not a directory")
     if state is not None and state.is_dir():

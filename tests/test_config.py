@@ -117,6 +117,16 @@ def test_output_that_is_an_existing_file_is_refused(tmp_path):
         load_config(cfg)
 
 
+def test_an_input_that_is_an_output_folder_is_refused(tmp_path):
+    # input and output swapped in an edit: before, the run wrote its results into the scans and
+    # paid for its own searchable PDFs as scans
+    (tmp_path / "results" / ".pipeline").mkdir(parents=True)
+    (tmp_path / "results" / ".pipeline" / "run-report.json").write_text("{}")
+    cfg = write(tmp_path, "input: results\noutput: scans\n")
+    with pytest.raises(ConfigError, match="input: .*results is an output folder .* swapped"):
+        load_config(cfg)
+
+
 def test_every_number_in_the_config_has_a_range():
     import dataclasses
     from typing import get_type_hints

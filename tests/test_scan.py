@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_as_nobody
-from pipeline.inputs.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree
+from pipeline.inputs.scan import GlobSet, ScanEntry, ScanProblem, glob_to_regex, scan_tree, tree_member
 
 
 def touch(root: Path, rel: str, data: bytes = b"x", age_s: float | None = 3600.0) -> Path:
@@ -80,6 +80,10 @@ def test_glob_semantics():
     star = GlobSet(["docs/*.png"])
     assert star.match("docs/a.png") and not star.match("docs/sub/a.png")   # * never crosses /
     assert GlobSet(["[!x]*.png"]).match("a.png") and not GlobSet(["[!x]*.png"]).match("x.png")
+    assert not GlobSet(["x[!a]y"]).match("x/y")           # a negated class never crosses / either
+    assert not GlobSet(["x[!a]y.png"]).match("sub/x/y.png") and GlobSet(["x[!a]y.png"]).match("sub/xby.png")
+    old = GlobSet(["[[]old]/**"])                             # "[" in a class is literal, no nested set
+    assert old.covers_dir("[old]") and not old.covers_dir("o") and old.match("[old]/a.png")
     assert GlobSet(["archive/**"]).covers_dir("archive")
     assert not GlobSet(["archive/**"]).covers_dir("old/archive")          # "/" anchors at root
     assert GlobSet(["**/cache/**"]).covers_dir("old/cache")
@@ -87,6 +91,18 @@ def test_glob_semantics():
         glob_to_regex("a**b/*.png")
     with pytest.raises(ValueError):
         glob_to_regex("[abc")
+
+
+def test_globs_are_blind_to_unicode_normalization(tmp_path):
+    # a folder copied from a Mac spells "ü" as "u" and a combining diaeresis (NFD); the config's
+    # exclude, typed, as one character (NFC): before, the exclude missed it and the folder was read
+    import unicodedata
+    typed, copied = (unicodedata.normalize(form, "Bücher") for form in ("NFC", "NFD"))
+    touch(tmp_path, f"{copied}/a.png")
+    touch(tmp_path, "keep/b.png")
+    assert entries(scan_tree(tmp_path, exclude=[f"{typed}/**"])) == ["keep/b.png"]
+    assert entries(scan_tree(tmp_path, include=[f"{typed}/*.png"])) == [f"{copied}/a.png"]  # the name as it is on disk
+    assert GlobSet([f"{copied}/**"]).match(f"{typed}/a.png")          # and the other way round
 
 
 def test_every_pattern_of_a_set_matches_the_whole_path_not_a_prefix(tmp_path):
@@ -119,6 +135,17 @@ def test_hidden_and_temp_files_are_skipped_silently(tmp_path):
     items = list(scan_tree(tmp_path))
     assert entries(items) == ["ok.png", "sub/fine.jpg"]
     assert problems(items) == {}
+
+
+def test_the_folders_a_nas_keeps_in_every_share_are_skipped_silently(tmp_path):
+    # a Synology keeps five JPEG thumbnails of every image in @eaDir/<name>/: before, each was
+    # taken as a scan (and paid for); its recycle bin holds the files the archive deleted
+    for rel in ["scans/a.jpg", "scans/@eaDir/a.jpg/SYNOFILE_THUMB_XL.jpg", "scans/@eaDir/a.jpg/SYNOFILE_THUMB_M.jpg",
+                "#recycle/scans/old.jpg", "@Recycle/b.jpg", "$RECYCLE.BIN/S-1-5/c.jpg", "#snapshot/d.jpg",
+                "System Volume Information/e.jpg", "scans/@EADIR/f.jpg"]:
+        touch(tmp_path, rel)
+    items = list(scan_tree(tmp_path))
+    assert entries(items) == ["scans/a.jpg"] and problems(items) == {}
 
 
 def test_skip_dirs_by_identity_not_spelling(tmp_path):
@@ -177,6 +204,24 @@ def test_a_link_to_a_folder_holding_the_input_is_not_walked(tmp_path):
     assert str(tmp_path / "archive") in up.reason and "holds the input folder" in up.reason
 
 
+def test_a_folder_of_results_is_not_walked_as_scans(tmp_path):
+    # an output folder kept inside the input once, left there when the output moved away (or
+    # another archive's): before, its searchable PDFs were read (and paid for) as scans
+    touch(tmp_path, "a.png")
+    touch(tmp_path, "ocr/a.png.pdf")
+    touch(tmp_path, "ocr/.pipeline/state.sqlite")
+    touch(tmp_path, "notes/.pipeline/other-tool.cfg")        # another tool's .pipeline: walked
+    touch(tmp_path, "notes/n.png")
+    marks = (".pipeline/state.sqlite", ".pipeline/run-report.json")
+    items = list(scan_tree(tmp_path, output_marks=marks))
+    assert entries(items) == ["a.png", "notes/n.png"] and problems(items) == {"ocr": "output_tree"}
+    assert "move it out of the input, or exclude it" in next(i.reason for i in items if isinstance(i, ScanProblem))
+    assert entries(scan_tree(tmp_path, exclude=["ocr/**"], output_marks=marks)) == ["a.png", "notes/n.png"]
+    assert problems(scan_tree(tmp_path, exclude=["ocr/**"], output_marks=marks)) == {}   # excluded: no word
+    member = tree_member(tmp_path, output_marks=marks)
+    assert member("a.png") and not member("ocr/a.png.pdf")
+
+
 def test_files_still_being_written_are_reported_not_yielded(tmp_path):
     touch(tmp_path, "old.png", age_s=600)
     touch(tmp_path, "new.png", age_s=None)                   # mtime = now
@@ -184,6 +229,19 @@ def test_files_still_being_written_are_reported_not_yielded(tmp_path):
     assert entries(items) == ["old.png"]
     assert problems(items) == {"new.png": "still_being_written"}
     assert entries(scan_tree(tmp_path)) == ["new.png", "old.png"]
+
+
+def test_a_file_dated_in_the_future_is_judged_by_its_ctime_not_left_for_ever(tmp_path):
+    # a scanner's clock a year ahead, its mtime kept by the copy: the mtime never ages into the
+    # past, so before, the file was still_being_written every night (never read, exit 3)
+    ahead = time.time() + 365 * 86400
+    p = touch(tmp_path, "ahead.png", age_s=None)
+    os.utime(p, (ahead, ahead))
+    assert problems(scan_tree(tmp_path, min_age_s=3600)) == {"ahead.png": "still_being_written"}  # ctime: just now
+    while time.time_ns() - p.stat().st_ctime_ns <= 50_000_000:      # its ctime 50 ms old: the copy is over
+        time.sleep(0.01)
+    items = list(scan_tree(tmp_path, min_age_s=0.05))
+    assert entries(items) == ["ahead.png"] and problems(items) == {}
 
 
 def test_fifo_is_a_special_file(tmp_path):
@@ -240,3 +298,51 @@ def test_unreadable_directory_is_reported_and_the_walk_goes_on(tmp_path):
     finally:
         (work / "locked").chmod(0o755)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_folder_listed_but_not_searchable_is_one_problem_not_one_a_file(tmp_path):
+    # r without x (a chmod -R 644 on a tree): its names can be listed, none can be opened; before,
+    # each of its scans was a problem of its own ("cannot stat"), a line each in the cron mail
+    work = Path(tempfile.mkdtemp(prefix="scan-perm-"))      # /tmp/pytest-of-root is 0700
+    try:
+        work.chmod(0o755)
+        touch(work, "a/x.png")
+        for i in range(5):
+            touch(work, f"flat/s{i}.png")
+        touch(work, "z/y.png")
+        (work / "flat").chmod(0o644)
+
+        def walk():
+            return [f"{i.rel} {getattr(i, 'code', 'entry')} {getattr(i, 'reason', '')}" for i in scan_tree(work)]
+
+        out = walk() if os.geteuid() != 0 else run_as_nobody(walk)
+        if out and out[0].startswith("child-error"):
+            pytest.skip(f"running as root and could not drop privileges: {out[0]}")
+        assert [line.split(" ")[:2] for line in out] == [["a/x.png", "entry"], ["flat", "unreadable"],
+                                                         ["z/y.png", "entry"]], out
+        assert "its 5 entries were not seen" in out[1] and "x, search, permission" in out[1]
+    finally:
+        (work / "flat").chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_input_folder_gone_or_replaced_mid_walk_is_the_walks_last_word(tmp_path):
+    # the entries not yet met vanish with it, which the walk takes in silence for one file: so the
+    # walk says at its end that its root is not the folder it began in (moved, or a share unmounted)
+    root = tmp_path / "root"
+    for i in range(3):
+        touch(root, f"d{i}/a.png")
+    items = scan_tree(root)
+    assert isinstance(next(items), ScanEntry)
+    root.rename(tmp_path / "moved")
+    rest = list(items)
+    assert entries(rest) == [] and problems(rest) == {".": "input_gone"}
+    assert "is gone" in rest[-1].reason and str(root) in rest[-1].reason
+
+    (tmp_path / "moved").rename(root)
+    items = scan_tree(root)
+    next(items)
+    root.rename(tmp_path / "moved2")
+    root.mkdir()                                          # an empty mount point where the share was
+    assert problems(list(items)) == {".": "input_gone"}
+    assert problems(scan_tree(root)) == {}                # a walk that begins there is whole

@@ -4,6 +4,8 @@ The rule: the results of ``<input>/a/b/scan.tif`` are ``<output>/a/b/scan.tif.tx
 ``<output>/a/b/scan.tif.json``. Keeping the source's full name (extension included) means two
 inputs can never share an output path (``scan.jpg`` and ``scan.png`` would both become
 ``scan.txt`` under an extension-dropping rule), and the mapping is reversible for ``verify``.
+Two *files* never do; a file and a *folder* can: the folder ``scan.tif.json/`` beside
+``scan.tif`` is mirrored where ``scan.tif``'s ``.json`` goes (:func:`name_clash`).
 Run files (state, report, failures) live in ``<output>/.pipeline/``, which no input can map
 to because the scan skips hidden names.
 
@@ -87,6 +89,49 @@ def too_long(output_root: Path, rel: str, suffixes: Sequence[str]) -> str | None
     if full >= path_max:
         return (f"its output {longest} would need a {full}-byte path; the system takes {path_max - 1}: "
                 "shorten its folders or the output path")
+    return None
+
+
+def name_clash(input_root: Path, output_root: Path, rel: str, suffixes: Sequence[str],
+               reserved: Sequence[str] = ()) -> str | None:
+    """Why ``rel``'s outputs and the mirror of an input folder would need the same name, or None.
+
+    The output tree holds ``a.png``'s ``a.png.json`` beside the mirror of every input folder, so
+    a folder named ``a.png.json`` beside ``a.png`` needs that name too. Before, whichever came
+    second could not be written, and the run stopped (exit 2, "a folder is in the way") before
+    every later file, night after night. The rule that ends it: a file with such a folder beside
+    it is refused (one file, not a folder's worth), unless its outputs are on disk already (done on
+    an earlier night, before the folder came; or kept after the file was deleted): then the
+    folder's files are refused. Asked only for files about to be read; a few ``stat`` calls,
+    most of them for one file. A results folder left in the output tree by such an input folder,
+    since renamed, is in the way as much. ``reserved``: names the run writes in every output folder
+    (``folder.mets.xml`` with ``mets_per_folder``), which a file named ``folder`` would overwrite
+    with its own METS, or have overwritten."""
+    parts = _safe_parts(rel)
+    in_dir, out_dir = os.path.join(input_root, *parts[:-1]), os.path.join(output_root, *parts[:-1])
+    for sfx in suffixes:
+        name = parts[-1] + sfx
+        if name in reserved:
+            return (f"its output {name} has the name of the folder's own {name} (mets_per_folder), which "
+                    "would replace it: rename the file")
+        if os.path.isdir(os.path.join(in_dir, name)):
+            return (f"its output {name} would have the name of the input folder {name} beside it, whose "
+                    "results go in a folder of that name: rename the file or the folder")
+        if os.path.isdir(os.path.join(out_dir, name)):
+            return (f"its output {name} is a folder in the output tree (the results of an input folder of "
+                    "that name, kept after it was renamed or deleted): rename the file, or move that "
+                    "results folder away")
+    for depth, folder in enumerate(parts[:-1]):
+        for sfx in suffixes:
+            stem = folder[: -len(sfx)]
+            if not stem or not folder.endswith(sfx):
+                continue
+            above = parts[:depth]
+            taken = os.path.join(output_root, *above, folder)
+            if os.path.lexists(taken) and not os.path.isdir(taken):
+                where = "/".join(above + [stem])
+                return (f"its folder {folder} has the name of the {sfx} output of {where}, a file in the "
+                        f"output tree already: rename the folder (or rename {where} and move its outputs away)")
     return None
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from pipeline.config import Config
-from pipeline.inputs.scan import glob_to_regex
+from pipeline.inputs.scan import glob_to_regex, nfc
 
 
 @lru_cache(maxsize=256)
@@ -27,7 +27,7 @@ def file_config(config: Config, rel: str) -> Config:
     (a later one wins over an earlier one)."""
     api = config.api
     for override in config.overrides:
-        if _pattern(override.glob).fullmatch(rel):
+        if _pattern(override.glob).fullmatch(nfc(rel)):
             for key, value in override.settings:
                 if key == "api.language":
                     api = replace(api, language=value)

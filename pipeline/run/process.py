@@ -45,8 +45,8 @@ from pipeline.deapi import errors as api_errors
 from pipeline.formats import NEEDS_BOXES, SUFFIXES
 from pipeline.formats.markdown import plain_text
 from pipeline.formats.model import answer_text, holds_nothing
-from pipeline.formats.writer import OutputError, missing_outputs, read_document
-from pipeline.formats.output import PAGE_SEPARATOR, output_paths, too_long
+from pipeline.formats.writer import FOLDER_METS, OutputError, missing_outputs, read_document
+from pipeline.formats.output import PAGE_SEPARATOR, name_clash, output_paths, too_long
 from pipeline.inputs.pages import PageFailed, PageSource, TextLayerPage, open_source, sniff_pdf
 from pipeline.inputs.prepare import PrecheckLimits, PreparedPage, RejectedInput
 from pipeline.inputs.scan import ScanEntry
@@ -107,6 +107,8 @@ class FileProcessor:
         self.pdf_fingerprint = pdf_settings_fingerprint(ctx.config)
         outputs = ctx.config.outputs
         self.suffixes = [SUFFIXES[n] for n in outputs] + ([".page-999.xml"] if "page" in outputs else [])
+        self.clash_suffixes = [SUFFIXES[n] for n in outputs]
+        self.reserved = (FOLDER_METS,) if ctx.config.mets_per_folder and "mets" in outputs else ()
 
     def _fingerprints(self, rel: str) -> tuple[str, str]:
         """(image, PDF) fingerprints of ``rel``'s settings, its ``overrides:`` applied."""
@@ -131,6 +133,12 @@ class FileProcessor:
                 return Decision(Verdict.STILL_FAILED, rec)
             return Decision(Verdict.FAILED, rec, failure=FileFailure(
                 "rejected_input", "rejected_input", too_long_why, "name_too_long"))
+        if rec is None or rec.state != "done":   # about to be read: can its outputs be named?
+            clash = await asyncio.to_thread(name_clash, ctx.config.input, ctx.config.output, entry.rel,
+                                            self.clash_suffixes, self.reserved)
+            if clash is not None:   # asked again each run: renamed, the file is read (no --retry-failed)
+                return Decision(Verdict.FAILED, rec, failure=FileFailure(
+                    "rejected_input", "rejected_input", clash, "output_clash"))
         same_stat = bool(rec and rec.sha256 and rec.size == entry.size and rec.mtime_ns == entry.mtime_ns
                          and rec.inode == entry.inode)
         if same_stat and not ctx.force:

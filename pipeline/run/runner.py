@@ -112,6 +112,7 @@ class Runner:
         self._tree_member: Callable[[str], bool] | None = None
         self._token: str | None = None
         self.write_problem: str | None = None   # a full disk met mid-run (exit 2)
+        self.input_gone: str | None = None   # the input folder went away mid-walk: the tree was not all seen (exit 3)
         # the min_free_mb floor's reading of the free space, and how long one is trusted (tests inject both)
         self._free_space, self._free_space_every_s = free_space, free_space_every_s
         self._disk_floor: DiskFloor | None = None
@@ -470,6 +471,8 @@ class Runner:
                 if item.code == "still_being_written":
                     self.stats.add(Outcome.DEFERRED)
                 else:
+                    if item.code == "input_gone":
+                        self.input_gone = item.reason
                     self.stats.scan_problems.append({"path": item.rel, "code": item.code, "reason": item.reason})
                     self.say(f"pipeline: {file_line(item.rel, 'scan problem', item.code, item.reason)}")
                 continue
@@ -634,6 +637,9 @@ class Runner:
             return ExitCode.API_UNREACHABLE
         if ctx.submissions_closed and self.stop_reason is None:
             self.stop_reason = ctx.submissions_closed
+        if self.input_gone is not None and self.stop_reason is None:
+            # the walk ended early and took it in silence: not "every file done", but work left
+            self.stop_reason = self.input_gone
         # work left: files deferred, and files that changed under this run (a copy still under way)
         if self.stop_reason is not None or self.stats.outcomes[Outcome.DEFERRED] or self.stats.outcomes[Outcome.CHANGED]:
             return ExitCode.STOPPED_EARLY
