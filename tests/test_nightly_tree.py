@@ -323,3 +323,21 @@ async def test_a_scan_still_being_copied_when_read_is_left_for_the_next_run_not_
     scan.write_bytes(whole)                                   # the copy has finished
     code, report, log = await run_pipeline(_fast(tmp_path), None)
     assert code == ExitCode.OK and report["this_run"] == {"done": 1, "skipped": 1}, log
+
+
+async def test_files_left_as_still_being_written_are_named(tmp_path):
+    """A file modified less than ``min_file_age_s`` ago waits for a later run (exit 3); the run
+    said only "2 left for next run", never which nor why, so a file that stays young (a clock
+    set ahead, a scanner that never finishes one) kept a nightly run at exit 3, unnamed."""
+    distinct_png(tmp_path / "in" / "old.png", seed=1)
+    for name in ("new1.png", "sub/new2.png"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        distinct_png(tmp_path / "in" / name, seed=len(name))
+    past = os.stat(tmp_path / "in" / "old.png").st_mtime - 7200
+    os.utime(tmp_path / "in" / "old.png", (past, past))
+    code, report, log = await run_pipeline(_fast(tmp_path, min_file_age_s=3600), None)
+    assert code == ExitCode.STOPPED_EARLY and report["this_run"] == {"done": 1, "deferred": 2}, log
+    assert report["still_being_written"] == 2
+    assert sorted(report["still_being_written_files"]) == ["new1.png", "sub/new2.png"]
+    line = next(ln for ln in log.splitlines() if "min_file_age_s" in ln)   # before: no such line
+    assert "2 files" in line and "new1.png" in line and "sub/new2.png" in line and "old.png" not in line

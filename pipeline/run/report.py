@@ -46,6 +46,14 @@ class RunStats:
     regenerated: int = 0     # of the done files: only given missing outputs from their .json, no API call
     pages_read: int = 0      # pages read this run (OCR or a PDF's text layer)
     left_out: Counter = field(default_factory=Counter)   # images include passed by, by suffix
+    # files left for a later run as modified less than min_file_age_s ago: how many, the first named
+    young: int = 0
+    young_named: list[str] = field(default_factory=list)
+
+    def add_young(self, rel: str) -> None:
+        self.young += 1
+        if len(self.young_named) < REPORT_LIST_LIMIT:
+            self.young_named.append(rel)
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -144,6 +152,16 @@ def progress_line(stats: RunStats) -> str:
             f" in {stats.elapsed:.1f}s ({rate:.1f} files/s)")
 
 
+def young_line(stats: RunStats, min_age_s: float, named: int = 5) -> str:
+    """The run's line on the files left as still being written: the exit code is 3 while any is,
+    and before only "N left for next run" said so, never which nor why (a file whose clock
+    stays ahead, a scanner that never finishes one, kept a nightly run at exit 3, unnamed)."""
+    names = ", ".join(stats.young_named[:named])
+    more = f" and {stats.young - named} more" if stats.young > named else ""
+    return (f"{stats.young} files were modified less than min_file_age_s ({min_age_s:g}s) ago and wait "
+            f"for a later run: {names}{more} (see still_being_written_files in the report)")
+
+
 def failures(state: StateStore, stats: RunStats,
              in_tree: Callable[[str], bool] = lambda rel: True) -> tuple[list[dict[str, Any]], int]:
     """Every file of the tree not done because of an error, plus this run's scan problems; and
@@ -182,6 +200,9 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
         "scan_problems": len(stats.scan_problems),
         # images of formats no include pattern matches (.heic, .djvu, ...), by suffix: not read
         "left_out_images": dict(sorted(stats.left_out.items())),
+        # files modified less than min_file_age_s ago, left for a later run (exit 3): which
+        "still_being_written": stats.young,
+        "still_being_written_files": stats.young_named,
         "failures": len(fail_rows),
         "failures_file": str(control_dir / "failures.json"),
         # failed files remembered from earlier runs whose path is no longer in the tree: not counted

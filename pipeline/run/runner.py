@@ -42,7 +42,7 @@ from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
 from pipeline.run.context import Outcome, RunContext, StopSubmitting
 from pipeline.run.process import FileProcessor
-from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
+from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report, young_line
 from pipeline.inputs.feed import ScanFeed, TreeCount
 from pipeline.inputs.scan import ScanEntry, ScanProblem
 from pipeline.run.state import FAILED_STATES, StateStore
@@ -470,6 +470,7 @@ class Runner:
             if isinstance(item, ScanProblem):
                 if item.code == "still_being_written":
                     self.stats.add(Outcome.DEFERRED)
+                    self.stats.add_young(item.rel)
                 else:
                     if item.code == "input_gone":
                         self.input_gone = item.reason
@@ -694,6 +695,8 @@ class Runner:
                      "(damaged, foreign or other settings; processed again; see adoption_refused in the report)")
         if (left_out := left_out_line(self.stats.left_out)) is not None:
             self.say(f"pipeline: {left_out}")
+        if self.stats.young:
+            self.say(f"pipeline: {young_line(self.stats, self.config.min_file_age_s)}")
         if ctx is not None and ctx.output_notes:
             self.say(f"pipeline: {len(ctx.output_notes)} outputs were written in a lesser form than configured "
                      "(e.g. a plain PDF where PDF/A could not be; see output_notes in the report)")
