@@ -4,6 +4,7 @@ list and ``status``."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -341,3 +342,37 @@ async def test_files_left_as_still_being_written_are_named(tmp_path):
     assert sorted(report["still_being_written_files"]) == ["new1.png", "sub/new2.png"]
     line = next(ln for ln in log.splitlines() if "min_file_age_s" in ln)   # before: no such line
     assert "2 files" in line and "new1.png" in line and "sub/new2.png" in line and "old.png" not in line
+
+
+async def test_an_input_found_empty_on_another_file_system_is_a_share_not_mounted(tmp_path):
+    """A share unmounted at night leaves its mount point: an empty folder on another file
+    system. The run said "0 done ... exit 0", and a nightly job looked fine while it read
+    nothing. The night before is made here by the device the state store noted (no mount
+    without root): the folder found empty on another device is ``input_gone``, exit 3. An input
+    emptied on its own file system (scans moved out once read) stays exit 0."""
+    from pipeline.run.state import StateStore
+
+    scan = distinct_png(tmp_path / "in" / "a.png", seed=1)
+    cfg = _fast(tmp_path)
+    code, _, _ = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK
+    state_file = load_config(cfg).state_file
+    store = StateStore(state_file)
+    try:
+        assert store.input_device() == os.stat(tmp_path / "in").st_dev   # noted by the walk that found a.png
+    finally:
+        store.close()
+
+    scan.rename(tmp_path / "read-and-moved-out.png")          # an inbox: emptied on its own file system
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.OK and report["scan_problems"] == 0, log
+
+    store = StateStore(state_file)
+    try:
+        store.set_input_device(os.stat(tmp_path / "in").st_dev + 1)   # the last night's files were on a share
+    finally:
+        store.close()
+    code, report, log = await run_pipeline(cfg, None)
+    assert code == ExitCode.STOPPED_EARLY, log                       # before: exit 0, "0 done"
+    assert "input_gone" in log and "not mounted" in report["stop_reason"], log
+    assert [p["code"] for p in json.loads((tmp_path / "out" / ".pipeline" / "failures.json").read_text())] == ["input_gone"]

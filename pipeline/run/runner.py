@@ -215,6 +215,7 @@ class Runner:
                 if self.config.webhook.enabled or self.config.embedded:
                     await self._start_webhooks(stack, ctx)
                 await self._work(ctx)
+                self._check_input_mounted(state)
                 # a test page still out is waited for, unless the run is stopping: then it has no
                 # verdict, and its streak's files are given back
                 await outage.settle(ctx.stopping)
@@ -524,6 +525,32 @@ class Runner:
         short = self._disk_floor.check() if self._disk_floor is not None else None
         if short is not None:
             self._cannot_write(short, ctx, short_mid_run)
+
+    def _check_input_mounted(self, state: StateStore) -> None:
+        """An input folder found empty on another file system than the last night it held files
+        is a share not mounted (an empty mount point), not a tree with nothing to do: the run
+        said "0 done ... exit 0" and a nightly job looked fine while it read nothing, night after
+        night. It is ``input_gone`` (exit 3, the reason said). An input emptied on its own file
+        system (scans moved out once read, an inbox) stays exit 0. The device is noted at the end
+        of every walk that found anything."""
+        if self.stop_reason is not None or self.input_gone is not None:
+            return   # the walk may not have ended; a stop says its own reason
+        try:
+            device = os.stat(self.config.input).st_dev
+        except OSError:
+            return   # gone: the walk said so (input_gone)
+        if self.stats.seen or self.stats.scan_problems or self.stats.young or self.stats.left_out:
+            state.set_input_device(device)
+            return
+        before = state.input_device()
+        if before is None or before == device:
+            return
+        reason = (f"the input folder {self.config.input} is empty and on another file system than on the "
+                  "last run that found files in it: is a share not mounted (an empty mount point)? "
+                  "Nothing was read; run again once it is back")
+        self.input_gone = reason
+        self.stats.scan_problems.append({"path": ".", "code": "input_gone", "reason": reason})
+        self.say(f"pipeline: {file_line('.', 'scan problem', 'input_gone', reason)}")
 
     def _api_gone(self, reason: str, suspects: list[Suspect], state: StateStore) -> None:
         """The API went away mid-run (``run.outage``): the run stops as for a signal and exits 6.

@@ -383,6 +383,16 @@ class StateStore:
         self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                          (key, value))
 
+    # -- the file system the input folder was on (runner: an empty mount point) -----------------
+
+    def input_device(self) -> int | None:
+        """The device of the input folder on the last run whose walk found anything in it."""
+        value = self._meta("input_device")
+        return int(value) if value is not None else None
+
+    def set_input_device(self, device: int) -> None:
+        self._set_meta("input_device", str(int(device)))
+
     # -- strips of pages too tall for the model (pipeline.run.strips) --------------------------
 
     def strip_keys(self, prefix: str) -> list[str]:
