@@ -233,3 +233,34 @@ def test_the_planned_cost_is_what_is_left_of_the_last_plan(tmp_path):
         assert state.last_plan_cost() == pytest.approx(0.7)
     finally:
         state.close()
+
+
+async def test_a_page_whose_upload_a_kill_left_unanswered_counts_on_the_day_and_the_cap_holds(tmp_path, server):
+    """The run is killed between an upload and its answer (the job made and charged, its request
+    id never recorded: ``drop_after_create`` and the ``outcome_unknown`` crash point stand in for a
+    kill -9 mid-POST). The next run sends the page again, knowingly. Before, the first job was in
+    no ledger: after the rerun the day's spend said 2 pages where the server had charged 3, and a
+    day cap of 3.5 pages could let the server charge 4."""
+    from test_crash_safety import run_cli
+
+    tree(tmp_path, 4)
+    price = page_price(server)
+    start = server.state.ledger.balance(TOKEN)
+    server.faults.drop_after_create = FaultRule(count=1)
+    cfg = write_config(tmp_path, server.base_url, budget__max_cost_per_day=round(3.5 * price, 6),
+                       concurrency__jobs_in_flight=1)
+    code, out = await run_cli("run", str(cfg), crashpoint="outcome_unknown:1")
+    assert code == -9 and server.counters.jobs_created == 1, out
+    code, out = await run_cli("run", str(cfg))
+    assert code == ExitCode.STOPPED_EARLY and "budget.max_cost_per_day" in out, out
+    charged = start - server.state.ledger.balance(TOKEN)
+    assert server.counters.jobs_created == 3 and charged <= 3.5 * price      # the unknown job, its resend, one more
+    state = StateStore(tmp_path / "out" / ".pipeline" / "state.sqlite")
+    try:
+        day = Budget(BudgetConfig(), state, None).day()
+        assert state.spend_on_day(day) == (3, pytest.approx(3 * price))
+    finally:
+        state.close()
+    code, out = await run_cli("run", str(cfg), "--max-cost-per-day", str(round(10 * price, 6)))
+    assert code == ExitCode.OK and server.counters.jobs_created == 5, out
+    assert sorted(server.counters.submits_by_hash.values()) == [1, 1, 1, 2]   # one page paid twice, admitted

@@ -425,6 +425,7 @@ class FileProcessor:
         ctx, state = self.ctx, self.ctx.state
         api_cfg = file_config(ctx.config, entry.rel).api   # overrides: e.g. this subtree's language
         reason: str | None = None
+        earlier_unknown = False   # an earlier run's POST of this page ended unknown: spent, entered when resent
         if stored is not None and stored.state == "done" and stored.result_text is not None:
             return PageResult(page.page_index, stored.result_text,
                               json.loads(stored.result_json) if stored.result_json else None,
@@ -437,6 +438,7 @@ class FileProcessor:
                 reason = "the server no longer knew the request id on re-attach; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
         elif stored is not None and stored.state == "submitting":
+            earlier_unknown = True
             state.page_outcome_unknown(key, page.page_index)
             ctx.possible_duplicates += 1
             ctx.resubmitted_pages.add((key, page.page_index))
@@ -460,7 +462,7 @@ class FileProcessor:
                 # Runs after the rate limiter let this upload go, right before its bytes leave:
                 # only from here on may the API have seen it (a kill while waiting for the
                 # limiter is not a possible duplicate). The budget admits the page here.
-                nonlocal intent_written, admitted
+                nonlocal intent_written, admitted, earlier_unknown
                 ctx.check_disk()   # room to record this page's request id, or submissions close here
                 if ctx.submissions_closed or ctx.fatal:
                     if intent_written:
@@ -470,7 +472,9 @@ class FileProcessor:
                     ctx.admit(cost)
                     admitted = True
                 if not intent_written:
-                    state.page_intent(key, page.page_index, page.sha256, reason)
+                    unknown = ctx.budget.unknown_earlier(cost) if earlier_unknown and ctx.budget is not None else None
+                    state.page_intent(key, page.page_index, page.sha256, reason, unknown_spend=unknown)
+                    earlier_unknown = False
                     state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
                     intent_written = True
                     crashpoint("before_submit")
@@ -482,6 +486,7 @@ class FileProcessor:
                     return_result_in_response=api_cfg.return_result_in_response,
                     webhook_url=ctx.webhook_url, before_send=before_send)
             except api_errors.SubmitOutcomeUnknown as exc:
+                crashpoint("outcome_unknown")   # tests: a kill mid-upload (the job made, its answer not recorded)
                 if admitted and ctx.budget is not None:
                     ctx.budget.commit(cost)   # the job may exist and be charged
                 state.page_outcome_unknown(key, page.page_index)

@@ -312,8 +312,28 @@ class StateStore:
         rows = self._db.execute("SELECT * FROM pages WHERE work_key=?", (work_key,)).fetchall()
         return {row["page"]: PageRecord(**dict(row)) for row in rows}
 
-    def page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None) -> None:
-        """Write-ahead: recorded *before* the POST, so a crash mid-submit is never silent."""
+    def page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None,
+                    unknown_spend: tuple[int | None, str, float, float] | None = None) -> None:
+        """Write-ahead: recorded *before* the POST, so a crash mid-submit is never silent.
+
+        ``unknown_spend`` (run id, day, cost, time): the page's earlier intent, left by a run that
+        ended with its POST's outcome unknown (a kill mid-upload: the job may exist, charged), goes
+        into the spend ledger as this new intent replaces it, in one transaction: one row for each
+        such intent, however often the runs that meet it are killed before sending it again."""
+        if unknown_spend is None:
+            self._page_intent(work_key, page, upload_sha256, resubmitted_reason)
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            run_id, day, cost, at = unknown_spend
+            self.record_spend(run_id, day, 1, cost, at)
+            self._page_intent(work_key, page, upload_sha256, resubmitted_reason)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None) -> None:
         self._db.execute(
             "INSERT INTO pages (work_key, page, state, upload_sha256, submits, resubmitted_reason) "
             "VALUES (?, ?, 'submitting', ?, 1, ?) ON CONFLICT(work_key, page) DO UPDATE SET "
