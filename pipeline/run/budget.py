@@ -130,12 +130,12 @@ class Budget:
     def unknown_earlier(self, cost: float | None) -> tuple[int | None, str, float, float]:
         """The spend row of a page an earlier run submitted with its outcome unknown (killed
         between the upload and its answer: the job may exist, and is charged). Such a page
-        counts as spent, as one whose answer this run lost does; the row is written with the
-        page's new intent (``StateStore.page_intent``), on today's day and under this run (which
-        resends it), at its quote now. It counts on the day (``max_cost_per_day``, the report's
-        ``day``, ``status``), not in this run's own figures (``max_cost_per_run``: this run did
-        not send it). Before, a kill mid-upload left that job in no ledger, so the day's cap
-        could be passed by one page for each upload in flight at the kill."""
+        counts as spent, as one whose answer this run lost does; the row is written when a run
+        first meets it (``StateStore.earlier_unknown``, once), on that day and under that run, at
+        its quote now. It counts on the day (``max_cost_per_day``, the report's ``day``,
+        ``status``), not in the run's own figures (``max_cost_per_run``: the run did not send
+        it). Before, a kill mid-upload left that job in no ledger, so the day's cap could be
+        passed by one page for each upload in flight at the kill."""
         value = cost or 0.0
         at = self.now()
         day = self.day(at)

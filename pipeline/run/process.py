@@ -425,7 +425,7 @@ class FileProcessor:
         ctx, state = self.ctx, self.ctx.state
         api_cfg = file_config(ctx.config, entry.rel).api   # overrides: e.g. this subtree's language
         reason: str | None = None
-        earlier_unknown = False   # an earlier run's POST of this page ended unknown: spent, entered when resent
+        earlier_unknown = False   # an earlier run's POST of this page ended unknown: admitted when sent again
         if stored is not None and stored.state == "done" and stored.result_text is not None:
             return PageResult(page.page_index, stored.result_text,
                               json.loads(stored.result_json) if stored.result_json else None,
@@ -438,22 +438,23 @@ class FileProcessor:
                 reason = "the server no longer knew the request id on re-attach; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
         elif stored is not None and stored.state == "submitting":
+            # counted once, by the first run that meets it (its job on the day's spend); this run's
+            # report and log admit it when it is sent again: a run that stops first (a cap, a
+            # signal) sent nothing again (each such run counted it and said it sent it again)
             earlier_unknown = True
-            state.page_outcome_unknown(key, page.page_index)
-            ctx.possible_duplicates += 1
-            ctx.resubmitted_pages.add((key, page.page_index))
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
         elif stored is not None and stored.lost_job:
             reason = stored.resubmitted_reason   # an earlier run lost the job, then stopped before resending
         unknown_retry_used = api_resent = False
         same_upload = False   # sending again an upload the API failed (no job made): already counted
         cost = await self._quote(page)
+        if earlier_unknown:
+            state.earlier_unknown(key, page.page_index, stored.submits,
+                                  ctx.budget.unknown_earlier(cost) if ctx.budget is not None else None)
         while True:
             if ctx.submissions_closed or ctx.fatal:
                 raise StopSubmitting(ctx.submissions_closed or "fatal error")
-            if reason and not same_upload:
-                ctx.resubmitted += 1
-                ctx.resubmitted_pages.add((key, page.page_index))
+            resubmission = bool(reason) and not same_upload   # counted with its intent: a stop before it sends nothing
             same_upload = False
             intent_written = False
             admitted = False
@@ -462,7 +463,7 @@ class FileProcessor:
                 # Runs after the rate limiter let this upload go, right before its bytes leave:
                 # only from here on may the API have seen it (a kill while waiting for the
                 # limiter is not a possible duplicate). The budget admits the page here.
-                nonlocal intent_written, admitted, earlier_unknown
+                nonlocal intent_written, admitted, earlier_unknown, resubmission
                 ctx.check_disk()   # room to record this page's request id, or submissions close here
                 if ctx.submissions_closed or ctx.fatal:
                     if intent_written:
@@ -472,9 +473,14 @@ class FileProcessor:
                     ctx.admit(cost)
                     admitted = True
                 if not intent_written:
-                    unknown = ctx.budget.unknown_earlier(cost) if earlier_unknown and ctx.budget is not None else None
-                    state.page_intent(key, page.page_index, page.sha256, reason, unknown_spend=unknown)
-                    earlier_unknown = False
+                    state.page_intent(key, page.page_index, page.sha256, reason)
+                    if earlier_unknown:
+                        ctx.possible_duplicates += 1
+                        earlier_unknown = False
+                    if resubmission:
+                        ctx.resubmitted += 1
+                        ctx.resubmitted_pages.add((key, page.page_index))
+                        resubmission = False
                     state.set_file(entry.rel, "submitting", run_id=ctx.run_id)
                     intent_written = True
                     crashpoint("before_submit")

@@ -312,28 +312,8 @@ class StateStore:
         rows = self._db.execute("SELECT * FROM pages WHERE work_key=?", (work_key,)).fetchall()
         return {row["page"]: PageRecord(**dict(row)) for row in rows}
 
-    def page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None,
-                    unknown_spend: tuple[int | None, str, float, float] | None = None) -> None:
-        """Write-ahead: recorded *before* the POST, so a crash mid-submit is never silent.
-
-        ``unknown_spend`` (run id, day, cost, time): the page's earlier intent, left by a run that
-        ended with its POST's outcome unknown (a kill mid-upload: the job may exist, charged), goes
-        into the spend ledger as this new intent replaces it, in one transaction: one row for each
-        such intent, however often the runs that meet it are killed before sending it again."""
-        if unknown_spend is None:
-            self._page_intent(work_key, page, upload_sha256, resubmitted_reason)
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            run_id, day, cost, at = unknown_spend
-            self.record_spend(run_id, day, 1, cost, at)
-            self._page_intent(work_key, page, upload_sha256, resubmitted_reason)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None) -> None:
+    def page_intent(self, work_key: str, page: int, upload_sha256: str, resubmitted_reason: str | None) -> None:
+        """Write-ahead: recorded *before* the POST, so a crash mid-submit is never silent."""
         self._db.execute(
             "INSERT INTO pages (work_key, page, state, upload_sha256, submits, resubmitted_reason) "
             "VALUES (?, ?, 'submitting', ?, 1, ?) ON CONFLICT(work_key, page) DO UPDATE SET "
@@ -351,6 +331,30 @@ class StateStore:
     def page_submitted(self, work_key: str, page: int, request_id: str) -> None:
         self._db.execute("UPDATE pages SET state='submitted', request_id=?, submitted_at=? "
                          "WHERE work_key=? AND page=?", (request_id, time.time(), work_key, page))
+
+    def earlier_unknown(self, work_key: str, page: int, submits: int,
+                        spend: tuple[int | None, str, float, float] | None) -> bool:
+        """An intent an earlier run left unanswered (killed between the upload and its answer: the
+        job may exist, charged), met by a run: counted once, its unknown outcome on the page's row
+        and, with ``spend`` (run id, day, cost, time), its quote in the spend ledger, in one
+        transaction with a mark (``meta`` ``unknown:<key>:<page>:<submits>``, the intent's own
+        count), so a later run that meets it again before it is sent counts nothing more (each such
+        run counted it again: ``unknown_outcomes`` 3 of 2 submits). True when counted now."""
+        mark = f"unknown:{work_key}:{page}:{submits}"
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            counted = self._meta(mark) is None
+            if counted:
+                self.page_outcome_unknown(work_key, page)
+                if spend is not None:
+                    run_id, day, cost, at = spend
+                    self.record_spend(run_id, day, 1, cost, at)
+                self._set_meta(mark, "1")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return counted
 
     def page_outcome_unknown(self, work_key: str, page: int) -> None:
         """The POST was sent and its answer lost: the job may exist and may be charged."""
