@@ -9,6 +9,7 @@ counters say what was submitted.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -233,3 +234,65 @@ def test_the_planned_cost_is_what_is_left_of_the_last_plan(tmp_path):
         assert state.last_plan_cost() == pytest.approx(0.7)
     finally:
         state.close()
+
+
+async def test_a_page_whose_upload_a_kill_left_unanswered_counts_on_the_day(tmp_path, server):
+    """The run is killed between an upload and its answer (the job made and charged, its request
+    id never recorded: ``drop_after_create`` and the ``outcome_unknown`` crash point stand in for a
+    kill -9 mid-POST). The next run meets the page and sends it again, knowingly. Before, the first
+    job was in no ledger: the day's spend was a page short of what the server had charged, and
+    the day's cap counted from there."""
+    from test_crash_safety import run_cli
+
+    tree(tmp_path, 4)
+    price = page_price(server)
+    server.faults.drop_after_create = FaultRule(count=1)
+    cfg = write_config(tmp_path, server.base_url, budget__max_cost_per_day=round(3.5 * price, 6),
+                       concurrency__jobs_in_flight=1)
+    code, out = await run_cli("run", str(cfg), crashpoint="outcome_unknown:1")
+    assert code == -9 and server.counters.jobs_created == 1, out
+
+    def day_spend() -> tuple[int, float]:
+        state = StateStore(tmp_path / "out" / ".pipeline" / "state.sqlite")
+        try:
+            return state.spend_on_day(Budget(BudgetConfig(), state, None).day())
+        finally:
+            state.close()
+
+    code, out = await run_cli("run", str(cfg))
+    assert code == ExitCode.STOPPED_EARLY and "budget.max_cost_per_day" in out, out
+    jobs = server.counters.jobs_created
+    assert jobs in (3, 4) and day_spend() == (jobs, pytest.approx(jobs * price))   # the server's truth
+    code, out = await run_cli("run", str(cfg), "--max-cost-per-day", str(round(10 * price, 6)))
+    assert code == ExitCode.OK and server.counters.jobs_created == 5, out
+    assert sorted(server.counters.submits_by_hash.values()) == [1, 1, 1, 2]   # one page paid twice, admitted
+    assert day_spend() == (5, pytest.approx(5 * price))
+
+
+async def test_an_unknown_upload_is_admitted_once_by_the_run_that_sends_it_again(tmp_path, server):
+    """A kill mid-upload leaves one page's outcome unknown (the job made and charged). Two runs
+    then stop at a cap before sending that page again; the third sends it. Before, each of the
+    three runs counted the same unknown outcome (the page's ``unknown_outcomes`` 3 of 2 submits,
+    ``status`` listing it so) and the two that sent nothing logged that they had sent it again, and
+    counted it among their resubmitted pages. Now the run that sends it again admits it, once."""
+    from test_crash_safety import run_cli
+
+    tree(tmp_path, 2)
+    server.faults.drop_after_create = FaultRule(count=1)
+    cfg = write_config(tmp_path, server.base_url, concurrency__jobs_in_flight=1)
+    code, out = await run_cli("run", str(cfg), crashpoint="outcome_unknown:1")
+    assert code == -9 and server.counters.jobs_created == 1, out
+    report_file = tmp_path / "out" / ".pipeline" / "run-report.json"
+    for _ in range(2):
+        code, out = await run_cli("run", str(cfg), "--max-cost", "0.000001")
+        report = json.loads(report_file.read_text())
+        assert code == ExitCode.STOPPED_EARLY and server.counters.jobs_created == 1, out
+        assert (report["possible_duplicate_submits"], report["resubmitted_pages"]) == (0, 0), report
+        assert "were sent again" not in out
+    code, out = await run_cli("run", str(cfg))
+    report = json.loads(report_file.read_text())
+    assert code == ExitCode.OK and server.counters.jobs_created == 3, out
+    assert sorted(server.counters.submits_by_hash.values()) == [1, 2]
+    assert (report["possible_duplicate_submits"], report["resubmitted_pages"]) == (1, 1)
+    assert [(d["unknown_outcomes"], d["submits"]) for d in report["possible_duplicates"]] == [(1, 2)]
+    assert "1 submits had an unknown outcome" in out

@@ -228,3 +228,31 @@ async def test_a_setting_changed_and_changed_back_is_planned_as_the_run_sends_it
     sent = server.counters.jobs_created - before
     assert sent == 2, sent
     assert (c["files_to_send"], c["pages_to_send"], c["pages_skipped_done"]) == (2, sent, 0), c
+
+
+async def test_a_capped_run_s_refused_and_unsent_strips_are_planned_and_sent_cut_to_the_limit_now(tmp_path):
+    """A page cut at a limit the model does not take (``api.max_input_height`` 1100 over the
+    server's 850 px) into two strips; a cap stops the run after the first strip was refused (the
+    limit learned from it: 0.75 of its height, under 850), before its finer pieces or the second strip were sent. The next
+    run cuts the refused strip finer, and now also the second, never sent and taller than the limit
+    learned: before, it was sent as it was cut, to be refused (a job the caps count, for nothing),
+    and the plan priced each of the two as one whole upload: 2 jobs planned where the run sent 5
+    (a tour: capped runs on the hosted model planned 9 jobs, sent 16)."""
+    from pipeline.server import EmbeddedServer, ServerConfig
+    from test_recut import tall_page
+
+    save(tall_page("Refused", 2000), tmp_path / "in" / "tall.png")
+    async with EmbeddedServer(ServerConfig(engine="fast", tokens=(TOKEN,), max_input_height=850)) as srv:
+        capped = write_config(tmp_path, srv.base_url, api__max_input_height=1100,
+                              concurrency__jobs_in_flight=1, budget__max_pages_per_run=1)
+        code, report, _ = await run_pipeline(capped, TOKEN)
+        assert code == ExitCode.STOPPED_EARLY and report["api_calls"]["strips"]["refused_jobs"] == 1
+        cfg = write_config(tmp_path, srv.base_url, api__max_input_height=1100, concurrency__jobs_in_flight=1)
+        left = (await plan(cfg))["counted"]
+        before = srv.counters.jobs_created
+        code, report, _ = await run_pipeline(cfg, TOKEN)
+        assert code == ExitCode.OK
+        assert report["api_calls"]["strips"]["refused_jobs"] == 0      # the strip never sent was not sent too tall
+        sent = srv.counters.jobs_created - before
+        assert sent == report["cost"]["pages_submitted"] >= 4
+        assert (left["uploads_to_send"], left["estimated_cost"]) == (sent, report["cost"]["quoted_cost"]), left

@@ -127,6 +127,22 @@ class Budget:
         if self._day_spend is not None and self._day_spend[0] == day:
             self._day_spend = (day, self._day_spend[1] + value)
 
+    def unknown_earlier(self, cost: float | None) -> tuple[int | None, str, float, float]:
+        """The spend row of a page an earlier run submitted with its outcome unknown (killed
+        between the upload and its answer: the job may exist, and is charged). Such a page
+        counts as spent, as one whose answer this run lost does; the row is written when a run
+        first meets it (``StateStore.earlier_unknown``, once), on that day and under that run, at
+        its quote now. It counts on the day (``max_cost_per_day``, the report's ``day``,
+        ``status``), not in the run's own figures (``max_cost_per_run``: the run did not send
+        it). Before, a kill mid-upload left that job in no ledger, so the day's cap could be
+        passed by one page for each upload in flight at the kill."""
+        value = cost or 0.0
+        at = self.now()
+        day = self.day(at)
+        if self._day_spend is not None and self._day_spend[0] == day:
+            self._day_spend = (day, self._day_spend[1] + value)
+        return self.run_id, day, value, at
+
     def _spent_on(self, day: str) -> float:
         """The quoted cost spent on ``day`` by every run (this one included)."""
         if self._day_spend is None or self._day_spend[0] != day:

@@ -433,6 +433,7 @@ class FileProcessor:
         ctx, state = self.ctx, self.ctx.state
         api_cfg = file_config(ctx.config, entry.rel).api   # overrides: e.g. this subtree's language
         reason: str | None = None
+        earlier_unknown = False   # an earlier run's POST of this page ended unknown: admitted when sent again
         if stored is not None and stored.state == "done" and stored.result_text is not None:
             return PageResult(page.page_index, stored.result_text,
                               json.loads(stored.result_json) if stored.result_json else None,
@@ -445,22 +446,30 @@ class FileProcessor:
                 reason = "the server no longer knew the request id on re-attach; resubmitted"
                 state.page_forget_request(key, page.page_index, reason)
         elif stored is not None and stored.state == "submitting":
-            state.page_outcome_unknown(key, page.page_index)
-            ctx.possible_duplicates += 1
-            ctx.resubmitted_pages.add((key, page.page_index))
+            # counted once, by the first run that meets it (its job on the day's spend); this run's
+            # report and log admit it when it is sent again: a run that stops first (a cap, a
+            # signal) sent nothing again (each such run counted it and said it sent it again)
+            earlier_unknown = True
             reason = "an earlier submit's outcome is unknown (crash or lost response); resubmitted knowingly"
         elif stored is not None and stored.lost_job:
             reason = stored.resubmitted_reason   # an earlier run lost the job, then stopped before resending
         unknown_retry_used = api_resent = False
         counted = False   # this resubmission (``reason``) is in the run's report
         cost = await self._quote(page)
+        if earlier_unknown:   # counted once (the day's spend), by the first run that meets it
+            state.earlier_unknown(key, page.page_index, stored.submits,
+                                  ctx.budget.unknown_earlier(cost) if ctx.budget is not None else None)
 
         def admit_resend() -> None:
             # A resubmission is the report's once a job may exist for it (an id came back, or
             # the outcome is unknown), in the run that may pay it: not when it is decided, as a
             # stop, a cap or a refused upload before its job leaves it for another run (which
-            # pays it); an upload the API failed and that is sent again is the same one.
-            nonlocal counted
+            # pays it); an upload the API failed and that is sent again is the same one. So is
+            # the possible duplicate of an upload an earlier run left unanswered.
+            nonlocal counted, earlier_unknown
+            if earlier_unknown:
+                ctx.possible_duplicates += 1
+                earlier_unknown = False
             if reason and not counted:
                 ctx.resubmitted += 1
                 ctx.resubmitted_pages.add((key, page.page_index))
@@ -498,6 +507,7 @@ class FileProcessor:
                     return_result_in_response=api_cfg.return_result_in_response,
                     webhook_url=ctx.webhook_url, before_send=before_send)
             except api_errors.SubmitOutcomeUnknown as exc:
+                crashpoint("outcome_unknown")   # tests: a kill mid-upload (the job made, its answer not recorded)
                 if admitted and ctx.budget is not None:
                     ctx.budget.commit(cost)   # the job may exist and be charged
                 admit_resend()

@@ -332,6 +332,30 @@ class StateStore:
         self._db.execute("UPDATE pages SET state='submitted', request_id=?, submitted_at=? "
                          "WHERE work_key=? AND page=?", (request_id, time.time(), work_key, page))
 
+    def earlier_unknown(self, work_key: str, page: int, submits: int,
+                        spend: tuple[int | None, str, float, float] | None) -> bool:
+        """An intent an earlier run left unanswered (killed between the upload and its answer: the
+        job may exist, charged), met by a run: counted once, its unknown outcome on the page's row
+        and, with ``spend`` (run id, day, cost, time), its quote in the spend ledger, in one
+        transaction with a mark (``meta`` ``unknown:<key>:<page>:<submits>``, the intent's own
+        count), so a later run that meets it again before it is sent counts nothing more (each such
+        run counted it again: ``unknown_outcomes`` 3 of 2 submits). True when counted now."""
+        mark = f"unknown:{work_key}:{page}:{submits}"
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            counted = self._meta(mark) is None
+            if counted:
+                self.page_outcome_unknown(work_key, page)
+                if spend is not None:
+                    run_id, day, cost, at = spend
+                    self.record_spend(run_id, day, 1, cost, at)
+                self._set_meta(mark, "1")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return counted
+
     def page_outcome_unknown(self, work_key: str, page: int) -> None:
         """The POST was sent and its answer lost: the job may exist and may be charged."""
         self._db.execute("UPDATE pages SET unknown_outcomes=unknown_outcomes+1 WHERE work_key=? AND page=?",

@@ -12,7 +12,9 @@ of one refused strip ``n`` lives under ``<strip key>/s<n>h<limit>``. So:
   taken or re-attached whole, never cut and paid again at a limit learned since;
 * the cut is a pure function of the page's pixels and the limit, and a rerun takes the limit from
   the strip keys already begun for the page (``StateStore.strip_keys``), not from today's limit,
-  so it cuts the same strips again, whatever was learned meanwhile;
+  so it cuts the same strips again, whatever was learned meanwhile; a strip of that cut never
+  sent and taller than today's limit is cut finer under its own key, as a refused one is (sent
+  as cut, it would only be refused: a job the caps count);
 * once every strip is read, the page row gets the joined text (``stitch``) and is done as any page;
   its ``.json`` facts list the strips (their box on the upload, their rows in the source page,
   request ids).
@@ -149,10 +151,11 @@ def uploads_left(state: Any, work_key: str, page: PreparedPage, limit: int | Non
     kept = state.cut_plan(begun[0]) if begun else None
     if kept is None:
         return strip_sizes(page, limit), 0
-    return _left_in(state, begun[0], kept)
+    return _left_in(state, begun[0], kept, page, limit)
 
 
-def _left_in(state: Any, key: str, kept: list[list[int]]) -> tuple[list[tuple[int, int]], int]:
+def _left_in(state: Any, key: str, kept: list[list[int]], page: PreparedPage,
+             limit: int | None) -> tuple[list[tuple[int, int]], int]:
     stored = state.get_pages(key)
     sizes: list[tuple[int, int]] = []
     collect = 0
@@ -161,16 +164,38 @@ def _left_in(state: Any, key: str, kept: list[list[int]]) -> tuple[list[tuple[in
         finer_kept = state.cut_plan(finer_keys[0]) if finer_keys else None
         rec = stored.get(n)
         if finer_kept is not None:          # this strip was refused and cut finer
-            more, more_collect = _left_in(state, finer_keys[0], finer_kept)
+            more, more_collect = _left_in(state, finer_keys[0], finer_kept, page, limit)
             sizes += more
             collect += more_collect
         elif rec is not None and rec.state == "done":
             continue
         elif rec is not None and rec.state == "submitted" and rec.request_id:
             collect += 1
+        elif ((rec is not None and rec.state == "failed" and rec.error_code in REFUSALS)
+              or (rec is None and too_tall(y1 - y0, limit))):
+            sizes += _finer_sizes(page, (x0, y0, x1, y1), int(key.rsplit("h", 1)[1]), limit)
         else:
             sizes.append((max(x1 - x0, MIN_WIDTH), max(y1 - y0, MIN_HEIGHT)))
     return sizes, collect
+
+
+def too_tall(height: int, limit: int | None) -> bool:
+    """Whether a strip of a kept cut, never sent, is taller than the limit known now (learned or
+    set since the cut was made): it is cut finer before it is sent, as a refused strip is, rather
+    than sent to be refused (a job counted against the caps for nothing)."""
+    return limit is not None and height > limit
+
+
+def _finer_sizes(page: PreparedPage, box: tuple[int, int, int, int], cut_limit: int,
+                 limit: int | None) -> list[tuple[int, int]]:
+    """The uploads a strip cut finer becomes, as ``StripReader._finer`` cuts it: none when it cannot
+    be cut finer (the run fails the file, sending nothing more)."""
+    x0, y0, x1, y1 = box
+    sub = min(limit or (y1 - y0), finer(y1 - y0, cut_limit))
+    if sub >= y1 - y0 or y1 - y0 <= MIN_HEIGHT:
+        return []
+    with decode(page) as image, image.crop(box) as crop:
+        return [(max(r.width, MIN_WIDTH), max(r.height, MIN_HEIGHT)) for r in plan_strips(crop, sub)]
 
 
 class StripReader:
@@ -256,10 +281,11 @@ class StripReader:
 
         sub_begun = [] if self.ctx.force else self.state.strip_keys(f"{key}/s{n}h")
         refused = self._refused_before(stored, region.height)
-        if sub_begun or refused:
-            return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         limits = self._limits
         assert limits is not None   # set by ``read``, the only way here
+        if sub_begun or refused or (stored is None and too_tall(region.height, current_limit(
+                self.ctx.config, self.state, limits.max_height))):
+            return await self._finer(key, n, region, sub_begun, limit, stored.error_code if stored else None)
         upload = await asyncio.to_thread(strip_upload, self._image, region, self.page, n,
                                          limits.max_upload_bytes, limits.jpeg_quality)
         try:
