@@ -256,3 +256,27 @@ async def test_a_capped_run_s_refused_and_unsent_strips_are_planned_and_sent_cut
         sent = srv.counters.jobs_created - before
         assert sent == report["cost"]["pages_submitted"] >= 4
         assert (left["uploads_to_send"], left["estimated_cost"]) == (sent, report["cost"]["quoted_cost"]), left
+
+
+async def test_a_server_without_the_price_route_is_planned_with_its_cost_unknown(tmp_path, server):
+    """Another deAPI-compatible server may have no price route (404), and the run sends its
+    pages unpriced; ``plan`` stopped with exit 3 and not one count. Now it counts what the run
+    would send, says the cost is unknown and why, and that a cost cap stops the run at once."""
+    server.faults.no_price_route = True
+    for i in range(3):
+        distinct_png(tmp_path / "in" / f"p{i}.png", i, size=(300 + 60 * i, 200))
+    cfg = write_config(tmp_path, server.base_url, budget__max_cost_per_run=1.0)
+    report = await plan(cfg)                                   # before: exit 3 (STOPPED_EARLY), no report
+    assert report["estimated"]["pages_to_send"] == 3 and report["uploads_unpriced"] == 3
+    assert report["estimated"]["estimated_cost"] is None and report["balance_lasts"] is None
+    assert [c["cap"] for c in report["caps_hit"]] == ["budget.max_cost_per_run"]
+    text = format_plan(report)
+    assert "estimated cost:       unknown: 3 uploads could not be priced" in text
+    assert "would stop the run at its first unpriced page" in text
+    assert server.counters.submits == 0
+    from pipeline.run.audit import format_status, status_report
+    cfg = write_config(tmp_path, server.base_url)                # no cost cap: the run sends them unpriced
+    code, _, log = await run_pipeline(cfg, TOKEN)
+    assert code == ExitCode.OK, log
+    status = format_status(status_report(load_config(cfg)))
+    assert "pages to send, cost unknown" in status, status      # the last plan, as status shows it

@@ -109,8 +109,8 @@ def _format_cost(cost: dict[str, Any]) -> list[str]:
             f"#{r['run_id']} {r['pages']} pages {r['cost']:.4f}" for r in cost["by_run"]))
     plan = cost.get("last_plan")
     if plan:
-        lines.append(f"last plan ({plan['at']}): {plan['pages_to_send']} pages to send, estimated "
-                     f"{plan['estimated_cost']:.4f} USD")
+        cost_said = "cost unknown" if plan["estimated_cost"] is None else f"estimated {plan['estimated_cost']:.4f} USD"
+        lines.append(f"last plan ({plan['at']}): {plan['pages_to_send']} pages to send, {cost_said}")
     return lines
 
 

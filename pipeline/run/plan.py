@@ -51,6 +51,8 @@ class PlanCounts:
     pages_to_send: int = 0
     bytes_to_upload: int = 0
     estimated_cost: float = 0.0
+    uploads_unpriced: int = 0           # uploads no quote could be had for: the API has no price route
+    price_unknown: str | None = None    # why (the API's 404), when so
     files_skipped_done: int = 0
     pages_skipped_done: int = 0
     outputs_to_regenerate: int = 0      # done files missing an output the config asks for (free)
@@ -245,7 +247,14 @@ class Planner:
                 c.strips_to_send += len(uploads) if len(uploads) > 1 else 0
                 c.uploads_to_send += len(uploads)
                 for width, height in uploads:
-                    price = await pricing.quote(width, height)   # (not `+= await`: other files add meanwhile)
+                    try:
+                        price = await pricing.quote(width, height)   # (not `+= await`: other files add meanwhile)
+                    except api_errors.NotFoundError as exc:
+                        # no price route (another deAPI-compatible server): the run sends pages
+                        # unpriced, so the plan still counts them; it stopped with exit 3 and no count
+                        c.uploads_unpriced += 1
+                        c.price_unknown = exc.reason
+                        price = 0.0
                     c.estimated_cost += price
                     w, h = bucket(width, height)
                     c.buckets[f"{w}x{h}"] += 1
@@ -270,6 +279,8 @@ class Planner:
         if free:
             estimated["estimated_cost"] = 0.0
             balance = None
+        elif c.uploads_unpriced:   # a sum without their prices would read as the whole cost
+            estimated["estimated_cost"] = None
         cost = estimated["estimated_cost"]
         today_pages, today_cost = budget.state.spend_on_day(budget.day())
         caps = []
@@ -278,9 +289,13 @@ class Planner:
         if b.max_pages_per_run is not None and estimated["uploads_to_send"] > b.max_pages_per_run:
             caps.append({"cap": "budget.max_pages_per_run", "limit": b.max_pages_per_run,
                          "planned": estimated["uploads_to_send"]})
-        if b.max_cost_per_run is not None and cost > b.max_cost_per_run:
+        if cost is None:   # unpriced pages stop a run with a cost cap at the first (budget.Budget.admit)
+            caps += [{"cap": key, "limit": limit, "planned": None} for key, limit in
+                     (("budget.max_cost_per_run", b.max_cost_per_run), ("budget.max_cost_per_day", b.max_cost_per_day))
+                     if limit is not None]
+        if b.max_cost_per_run is not None and cost is not None and cost > b.max_cost_per_run:
             caps.append({"cap": "budget.max_cost_per_run", "limit": b.max_cost_per_run, "planned": cost})
-        if b.max_cost_per_day is not None and today_cost + cost > b.max_cost_per_day:
+        if b.max_cost_per_day is not None and cost is not None and today_cost + cost > b.max_cost_per_day:
             caps.append({"cap": "budget.max_cost_per_day", "limit": b.max_cost_per_day,
                          "planned": round(today_cost + cost, 6), "spent_today": round(today_cost, 6)})
         return {
@@ -303,7 +318,9 @@ class Planner:
                       "quoted_cost": round(today_cost, 6)},
             "caps_hit": caps,
             "balance": balance,
-            "balance_lasts": None if balance is None else balance >= cost,
+            "balance_lasts": None if balance is None or cost is None else balance >= cost,
+            "uploads_unpriced": c.uploads_unpriced,
+            "price_unknown": c.price_unknown,
         }
 
 
@@ -360,9 +377,14 @@ def format_plan(report: dict[str, Any]) -> str:
                      "until there is more room or a lower min_free_mb")
     if report.get("free"):
         return "\n".join(lines + [FREE_LINE] + _caps_lines(report))
-    lines.append(f"estimated cost:       {mark}{e['estimated_cost']:.4f} {report['currency']} "
-                 f"(size buckets, each page within {report['estimate_error_max']:.2%}; "
-                 f"{report['price_requests']} price requests, {report['quote_cache_hits']} from the cache)")
+    if e["estimated_cost"] is None:
+        lines.append(f"estimated cost:       unknown: {report['uploads_unpriced']} uploads could not be priced "
+                     f"({report['price_unknown']}); the run sends them unpriced when no cost cap is set, "
+                     "and stops at the first when one is")
+    else:
+        lines.append(f"estimated cost:       {mark}{e['estimated_cost']:.4f} {report['currency']} "
+                     f"(size buckets, each page within {report['estimate_error_max']:.2%}; "
+                     f"{report['price_requests']} price requests, {report['quote_cache_hits']} from the cache)")
     t = report["today"]
     lines.append(f"spent today:          {t['quoted_cost']:.4f} {report['currency']}, {t['pages_submitted']} pages "
                  f"({t['date']}, {t['time_zone']})")
@@ -379,7 +401,8 @@ FREE_LINE = "cost:                 free: the embedded server reads the pages on 
 
 
 def _caps_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"cap:                  {cap['cap']} = {cap['limit']:g} would stop the run (planned {cap['planned']:g})"
+    lines = [f"cap:                  {cap['cap']} = {cap['limit']:g} would stop the run "
+             + (f"(planned {cap['planned']:g})" if cap["planned"] is not None else "at its first unpriced page")
              for cap in report["caps_hit"]]
     return lines or ["caps:                 none would be hit"]
 
