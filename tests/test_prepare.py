@@ -14,6 +14,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -556,6 +557,36 @@ def test_pixels_are_made_square_by_the_stated_resolution(dpi, orientation, want)
     assert pixel_stretch(im, swap) == pytest.approx(want)
     # a page that would be too big stretched shrinks its sharper axis instead
     assert pixel_stretch(im, swap, 1728 * 1100 * 2) == pytest.approx(tuple(v / max(want) for v in want))
+
+
+def _planar_tiff(path: Path, im: Image.Image, bits: int) -> Path:
+    """An uncompressed RGB TIFF stored plane by plane (PlanarConfiguration 2), one strip a plane,
+    ``bits`` (8 or 16) a sample: Pillow writes no such file."""
+    w, h = im.size
+    dtype = "<u2" if bits == 16 else "u1"
+    planes = [(np.asarray(band, dtype=dtype) * (257 if bits == 16 else 1)).astype(dtype).tobytes()
+              for band in im.split()]
+    offsets = [8 + sum(len(q) for q in planes[:i]) for i in range(3)]
+    tail = 8 + sum(len(q) for q in planes)              # the arrays the tags point to
+    arrays = struct.pack("<3H", bits, bits, bits) + struct.pack("<3I", *offsets) \
+        + struct.pack("<3I", *(len(q) for q in planes))
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, tail), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 3, tail + 6), (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 3, tail + 18), (284, 3, 1, 2)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *t) for t in tags) + b"\0" * 4
+    path.write_bytes(b"II*\0" + struct.pack("<I", tail + len(arrays)) + b"".join(planes) + arrays + ifd)
+    return path
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_of_16_bit_planes_is_read_as_it_shows(tmp_path, bits):
+    """An uncompressed TIFF stored plane by plane at 16 bits a sample (a scanner's or an image
+    editor's master): Pillow read each plane as 8-bit samples and the page was sent as two
+    shifted, striped copies of itself (a tour's page: 60 % of its words read). Now libtiff reads
+    it (``ocr/imaging.py``); an 8-bit one, which Pillow reads right, is the control."""
+    page = text_page("Planar sixteen bit master", (600, 200), mode="RGB")
+    (sent,) = prepare_file(_planar_tiff(tmp_path / "master.tif", page, bits), LIMITS).pages
+    assert "mode:RGB->L" in sent.transforms
+    assert _decode(sent).tobytes() == page.convert("L").tobytes()
 
 
 def test_a_fax_tiff_is_sent_with_square_pixels_and_says_so(tmp_path):

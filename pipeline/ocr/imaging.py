@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import struct
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
@@ -22,6 +22,34 @@ WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 #: Set here, where both the client's pre-checks and the embedded server's engines read PNGs.
 PNG_MAX_CHUNK = 16 << 20
 PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
+
+#: Pillow's own reader of an uncompressed TIFF. Why it is wrapped: for a TIFF stored plane by
+#: plane (``PlanarConfiguration`` 2, as some scanners' and image editors' 16-bit masters are)
+#: with more than 8 bits a sample, Pillow (13) reads each plane as 8-bit samples: a 16-bit
+#: RGB page came out as two shifted, striped copies of itself and was sent, read and put in the
+#: searchable PDF so, silently (a tour's test page: 60 % of its words). libtiff, which Pillow
+#: uses for every compressed TIFF, reads such a frame right, so it is handed to libtiff.
+_PILLOW_TIFF_SETUP = TiffImagePlugin.TiffImageFile._setup
+
+
+def _tiff_setup_wide_planes(self: TiffImagePlugin.TiffImageFile) -> None:
+    """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes.
+    (``READ_LIBTIFF`` is Pillow's module switch; another thread opening a TIFF meanwhile reads
+    it through libtiff too, which reads every TIFF Pillow's own reader does.)"""
+    _PILLOW_TIFF_SETUP(self)
+    bits = self.tag_v2.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    if (getattr(self, "_planar_configuration", 1) == 2 and not self.use_load_libtiff
+            and max(bits, default=1) > 8):
+        before = TiffImagePlugin.READ_LIBTIFF
+        TiffImagePlugin.READ_LIBTIFF = True
+        try:
+            _PILLOW_TIFF_SETUP(self)
+        finally:
+            TiffImagePlugin.READ_LIBTIFF = before
+
+
+TiffImagePlugin.TiffImageFile._setup = _tiff_setup_wide_planes
 
 
 def flatten_on_white(im: Image.Image) -> Image.Image:
