@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 from helpers import run_as_nobody, text_page
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS
@@ -607,6 +607,20 @@ def test_a_tiff_of_16_bit_planes_is_read_as_it_shows(tmp_path, bits):
     (sent,) = prepare_file(_planar_tiff(tmp_path / "master.tif", page, bits), LIMITS).pages
     assert "mode:RGB->L" in sent.transforms
     assert _decode(sent).tobytes() == page.convert("L").tobytes()
+
+
+@pytest.mark.parametrize("compression", ["raw", "tiff_adobe_deflate"])
+def test_a_16_bit_tiff_whose_zero_is_white_is_sent_as_it_shows(tmp_path, compression):
+    """A 16-bit grey TIFF stored MinIsWhite (PhotometricInterpretation 0: 0 is white): Pillow
+    inverts such samples at 1 and 8 bits, not at 16, and the page was sent as a negative (and
+    drawn as one in the searchable PDF). Now it is stretched the other way round."""
+    page = text_page("Zero is white here", (600, 200))
+    stored = Image.fromarray((255 - np.asarray(page, dtype=np.uint16)) * 257)
+    p = tmp_path / "min-is-white.tif"
+    stored.save(p, tiffinfo={262: 0}, compression=compression)
+    (sent,) = prepare_file(p, LIMITS).pages
+    assert "mode:I;16->L" in sent.transforms
+    assert ImageChops.difference(_decode(sent), page).getextrema()[1] <= 1
 
 
 def test_a_fax_tiff_is_sent_with_square_pixels_and_says_so(tmp_path):

@@ -33,11 +33,23 @@ PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK
 _PILLOW_TIFF_SETUP = TiffImagePlugin.TiffImageFile._setup
 
 
+#: ``info`` key of a wide-grey TIFF frame whose 0 is white (``PhotometricInterpretation`` 0,
+#: MinIsWhite). Why: Pillow inverts such a frame's samples at 1 and 8 bits but not at 16 or 32,
+#: so a MinIsWhite 16-bit page was sent as a negative and drawn as one in the searchable PDF.
+#: ``wide_gray_to_l`` stretches it the other way round; ``info`` goes with every copy, crop
+#: and turn of the frame.
+MIN_IS_WHITE = "pipeline_min_is_white"
+
+
 def _tiff_setup_wide_planes(self: TiffImagePlugin.TiffImageFile) -> None:
-    """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes.
+    """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes,
+    and a wide-grey MinIsWhite frame marked (:data:`MIN_IS_WHITE`).
     (``READ_LIBTIFF`` is Pillow's module switch; another thread opening a TIFF meanwhile reads
     it through libtiff too, which reads every TIFF Pillow's own reader does.)"""
     _PILLOW_TIFF_SETUP(self)
+    self.info.pop(MIN_IS_WHITE, None)    # one frame's mark is not the next frame's
+    if self.tag_v2.get(262) == 0 and self.mode in WIDE_GRAY_MODES:
+        self.info[MIN_IS_WHITE] = True
     bits = self.tag_v2.get(258, (1,))
     bits = bits if isinstance(bits, tuple) else (bits,)
     if (getattr(self, "_planar_configuration", 1) == 2 and not self.use_load_libtiff
@@ -73,7 +85,8 @@ def wide_gray_to_l(im: Image.Image) -> Image.Image:
     stretch held two more pages of twice and four times the 16-bit page's bytes at once: a
     9000 x 12000 16-bit scan (216 MB) was prepared in 1.2 GB, two such pages side by side
     (``prepare_workers: 2``) in 2.4 GB. Now only the 8-bit result and 4 MB of rows are added.
-    Values as before: (v - lo) * 255 / span in 32-bit float, truncated (Pillow's ``F`` to ``L``)."""
+    Values as before: (v - lo) * 255 / span in 32-bit float, truncated (Pillow's ``F`` to ``L``);
+    (hi - v) * 255 / span for a TIFF frame whose 0 is white (:data:`MIN_IS_WHITE`)."""
     w, h = im.size
     rows = max(1, WIDE_BAND_BYTES // (4 * w))
     lo = hi = None
@@ -82,11 +95,12 @@ def wide_gray_to_l(im: Image.Image) -> Image.Image:
         if band.size:
             lo = band.min() if lo is None else min(lo, band.min())
             hi = band.max() if hi is None else max(hi, band.max())
-    lo = np.float32(lo if lo is not None else 0)
-    scale = np.float32(255.0) / np.float32((hi - lo) if hi is not None and hi != lo else 1)
+    lo, hi = np.float32(lo if lo is not None else 0), np.float32(hi if hi is not None else 0)
+    scale = np.float32(255.0) / ((hi - lo) or np.float32(1))
+    origin, scale = (hi, -scale) if im.info.get(MIN_IS_WHITE) else (lo, scale)
     out = Image.new("L", (w, h))
     for y in range(0, h, rows):
-        band = (_wide_band(im, y, rows, finite=False).astype(np.float32) - lo) * scale
+        band = (_wide_band(im, y, rows, finite=False).astype(np.float32) - origin) * scale
         out.paste(Image.fromarray(np.clip(np.nan_to_num(band), 0, 255).astype(np.uint8), "L"), (0, y))
     return out
 
