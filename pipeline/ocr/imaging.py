@@ -41,7 +41,7 @@ _PILLOW_TIFF_SETUP = TiffImagePlugin.TiffImageFile._setup
 MIN_IS_WHITE = "pipeline_min_is_white"
 
 
-def _tiff_setup_wide_planes(self: TiffImagePlugin.TiffImageFile) -> None:
+def _tiff_setup(self: TiffImagePlugin.TiffImageFile) -> None:
     """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes,
     and a wide-grey MinIsWhite frame marked (:data:`MIN_IS_WHITE`).
     (``READ_LIBTIFF`` is Pillow's module switch; another thread opening a TIFF meanwhile reads
@@ -62,7 +62,7 @@ def _tiff_setup_wide_planes(self: TiffImagePlugin.TiffImageFile) -> None:
             TiffImagePlugin.READ_LIBTIFF = before
 
 
-TiffImagePlugin.TiffImageFile._setup = _tiff_setup_wide_planes
+TiffImagePlugin.TiffImageFile._setup = _tiff_setup
 
 
 def flatten_on_white(im: Image.Image) -> Image.Image:
