@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 
 import numpy as np
 from PIL import Image, PngImagePlugin, TiffImagePlugin
@@ -31,6 +32,7 @@ PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK
 #: searchable PDF so, silently (a tour's test page: 60 % of its words). libtiff, which Pillow
 #: uses for every compressed TIFF, reads such a frame right, so it is handed to libtiff.
 _PILLOW_TIFF_SETUP = TiffImagePlugin.TiffImageFile._setup
+_LIBTIFF_SWITCH = threading.Lock()
 
 
 #: ``info`` key of a wide-grey TIFF frame whose 0 is white (``PhotometricInterpretation`` 0,
@@ -44,8 +46,9 @@ MIN_IS_WHITE = "pipeline_min_is_white"
 def _tiff_setup(self: TiffImagePlugin.TiffImageFile) -> None:
     """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes,
     and a wide-grey MinIsWhite frame marked (:data:`MIN_IS_WHITE`).
-    (``READ_LIBTIFF`` is Pillow's module switch; another thread opening a TIFF meanwhile reads
-    it through libtiff too, which reads every TIFF Pillow's own reader does.)"""
+    (``READ_LIBTIFF`` is Pillow's module switch, turned under a lock so that two such frames
+    opened at once cannot leave it on; another thread opening a TIFF meanwhile reads it through
+    libtiff too, which reads every TIFF Pillow's own reader does.)"""
     _PILLOW_TIFF_SETUP(self)
     self.info.pop(MIN_IS_WHITE, None)    # one frame's mark is not the next frame's
     if self.tag_v2.get(262) == 0 and self.mode in WIDE_GRAY_MODES:
@@ -54,12 +57,13 @@ def _tiff_setup(self: TiffImagePlugin.TiffImageFile) -> None:
     bits = bits if isinstance(bits, tuple) else (bits,)
     if (getattr(self, "_planar_configuration", 1) == 2 and not self.use_load_libtiff
             and max(bits, default=1) > 8):
-        before = TiffImagePlugin.READ_LIBTIFF
-        TiffImagePlugin.READ_LIBTIFF = True
-        try:
-            _PILLOW_TIFF_SETUP(self)
-        finally:
-            TiffImagePlugin.READ_LIBTIFF = before
+        with _LIBTIFF_SWITCH:
+            before = TiffImagePlugin.READ_LIBTIFF
+            TiffImagePlugin.READ_LIBTIFF = True
+            try:
+                _PILLOW_TIFF_SETUP(self)
+            finally:
+                TiffImagePlugin.READ_LIBTIFF = before
 
 
 TiffImagePlugin.TiffImageFile._setup = _tiff_setup
