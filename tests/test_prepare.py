@@ -93,6 +93,28 @@ def test_a_djvu_book_is_named_with_the_way_to_convert_it(tmp_path):
     assert rejected.code == "not_an_image" and "DjVu document" in rejected.reason and "ddjvu" in rejected.reason
 
 
+def _with_precision(jpeg: bytes, bits: int) -> bytes:
+    """The JPEG with its frame header's sample precision set to ``bits`` (no tool here writes a
+    12-bit JPEG; Pillow refuses one at its header, before any scan data is read)."""
+    at = jpeg.index(b"\xff\xc0") + 4
+    return jpeg[:at] + bytes([bits]) + jpeg[at + 1:]
+
+
+def test_a_12_bit_jpeg_is_named_as_one_not_called_damaged(tmp_path):
+    """A 12-bit JPEG (medical and some archival masters) behind an EXIF block and a colour
+    profile of two segments: Pillow reads 8-bit JPEGs only and cannot identify it, and the
+    rejection said 'its header is damaged or cut short; copy or export it again', which helps
+    no one. It now says what the file is and how to convert it."""
+    out = io.BytesIO()
+    text_page("Twelve bits", (300, 100)).save(out, "JPEG", exif=Image.Exif().tobytes(), icc_profile=bytes(70000))
+    p = tmp_path / "master.jpg"
+    p.write_bytes(_with_precision(out.getvalue(), 12))
+    rejected = _reject(p)
+    assert rejected.code == "not_an_image" and "12-bit JPEG" in rejected.reason and "convert" in rejected.reason
+    p.write_bytes(_with_precision(out.getvalue(), 8)[:400])          # a damaged 8-bit one is still damaged
+    assert _reject(p).code in ("corrupt", "truncated")
+
+
 def test_binary_garbage_is_not_an_image(tmp_path):
     p = tmp_path / "blob.bmp"
     p.write_bytes(bytes(range(256)) * 4)

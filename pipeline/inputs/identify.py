@@ -9,6 +9,7 @@ decoder's message; and a file Pillow does recognise but cannot decode needs "cop
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image
@@ -16,7 +17,7 @@ from PIL import Image
 from pipeline.ocr.imaging import PNG_MAX_CHUNK
 
 __all__ = ["RejectedInput", "REJECTION_CODES", "read_head", "image_magic", "describe_non_pdf",
-           "describe_non_image", "decode_error"]
+           "describe_non_image", "decode_error", "jpeg_precision", "describe_wide_jpeg"]
 
 
 REJECTION_CODES = {
@@ -77,6 +78,45 @@ def image_magic(head: bytes) -> str | None:
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 26:   # "BM" alone is too common
         return "BMP"
     return None
+
+
+#: JPEG start-of-frame markers (C4 DHT, C8 JPG and CC DAC are no frames)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_MAX_SEGMENTS = 512
+
+
+def jpeg_precision(source: Path | bytes) -> int | None:
+    """The bits a sample of a JPEG's frame header (SOFn), walking its segments from the start;
+    ``None`` when no frame header is found before the scan data or the file ends.
+
+    Why: a 12- or 16-bit JPEG (medical and some archival masters; libjpeg's 12-bit mode) is
+    refused by Pillow, which reads 8-bit JPEGs only, as "cannot identify image file", and the
+    rejection said its header was damaged: "copy or export it again" helps no one."""
+    try:
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as fh:
+            if fh.read(2) != b"\xff\xd8":
+                return None
+            for _ in range(_JPEG_MAX_SEGMENTS):
+                head = fh.read(4)
+                if len(head) < 4 or head[0] != 0xFF:
+                    return None
+                marker, length = head[1], int.from_bytes(head[2:4], "big")
+                if marker in _JPEG_SOF:
+                    precision = fh.read(1)
+                    return precision[0] if precision else None
+                if marker == 0xDA or length < 2:       # the scan data: no frame header before it
+                    return None
+                fh.seek(length - 2, io.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
+def describe_wide_jpeg(precision: int) -> str:
+    """The reason a JPEG of more than 8 bits a sample is refused, with the way round it."""
+    return (f"a {precision}-bit JPEG (its frame header says {precision} bits a sample; medical and "
+            "some archival masters): Pillow reads 8-bit JPEGs only; convert it to a 16-bit TIFF or "
+            "PNG first (e.g. with dcmtk's dcmj2pnm or a libjpeg built for 12 bits)")
 
 
 def describe_non_pdf(head: bytes) -> str:
