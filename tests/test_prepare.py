@@ -602,18 +602,22 @@ def test_pixels_are_made_square_by_the_stated_resolution(dpi, orientation, want)
 
 
 def _planar_tiff(path: Path, im: Image.Image, bits: int) -> Path:
-    """An uncompressed RGB TIFF stored plane by plane (PlanarConfiguration 2), one strip a plane,
-    ``bits`` (8 or 16) a sample: Pillow writes no such file."""
+    """An uncompressed TIFF of ``im`` (RGB, or LA: grey with an alpha) stored plane by plane
+    (PlanarConfiguration 2), one strip a plane, ``bits`` (8 or 16) a sample: Pillow writes no
+    such file."""
     w, h = im.size
     dtype = "<u2" if bits == 16 else "u1"
     planes = [(np.asarray(band, dtype=dtype) * (257 if bits == 16 else 1)).astype(dtype).tobytes()
               for band in im.split()]
-    offsets = [8 + sum(len(q) for q in planes[:i]) for i in range(3)]
+    n = len(planes)
+    offsets = [8 + sum(len(q) for q in planes[:i]) for i in range(n)]
     tail = 8 + sum(len(q) for q in planes)              # the arrays the tags point to
-    arrays = struct.pack("<3H", bits, bits, bits) + struct.pack("<3I", *offsets) \
-        + struct.pack("<3I", *(len(q) for q in planes))
-    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, tail), (259, 3, 1, 1), (262, 3, 1, 2),
-            (273, 4, 3, tail + 6), (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 3, tail + 18), (284, 3, 1, 2)]
+    arrays = struct.pack(f"<{n}H", *[bits] * n) + struct.pack(f"<{n}I", *offsets) \
+        + struct.pack(f"<{n}I", *(len(q) for q in planes))
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, n, tail if n > 2 else bits | bits << 16),
+            (259, 3, 1, 1), (262, 3, 1, 2 if n == 3 else 1), (273, 4, n, tail + 2 * n),
+            (277, 3, 1, n), (278, 4, 1, h), (279, 4, n, tail + 6 * n), (284, 3, 1, 2)]
+    tags += [(338, 3, 1, 2)] if n == 2 else []          # ExtraSamples: unassociated alpha
     ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *t) for t in tags) + b"\0" * 4
     path.write_bytes(b"II*\0" + struct.pack("<I", tail + len(arrays)) + b"".join(planes) + arrays + ifd)
     return path
@@ -643,6 +647,21 @@ def test_a_16_bit_tiff_whose_zero_is_white_is_sent_as_it_shows(tmp_path, compres
     (sent,) = prepare_file(p, LIMITS).pages
     assert "mode:I;16->L" in sent.transforms
     assert ImageChops.difference(_decode(sent), page).getextrema()[1] <= 1
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")   # Pillow on the damaged one
+def test_a_tiff_layout_pillow_cannot_read_is_named_not_called_damaged(tmp_path):
+    """A 16-bit grey TIFF with an alpha channel (an image editor's export of a 16-bit master):
+    Pillow has no mode for it and cannot identify it, and the rejection said 'its header is
+    damaged or cut short; copy or export it again', which gives the same file again. It now
+    names the layout and how to save one that is read; a damaged TIFF is still corrupt."""
+    page = text_page("Sixteen bit grey and alpha", (300, 100)).convert("LA")
+    p = _planar_tiff(tmp_path / "master.tif", page, 16)
+    rejected = _reject(p)
+    assert rejected.code == "not_an_image", rejected.reason
+    assert "2 samples of 16 bits (grey with 1 extra sample" in rejected.reason and "save it as" in rejected.reason
+    p.write_bytes(b"II*\x00\xff\xff\xff\x00" + bytes(100))
+    assert _reject(p).code == "corrupt"
 
 
 def test_a_fax_tiff_is_sent_with_square_pixels_and_says_so(tmp_path):

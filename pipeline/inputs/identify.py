@@ -10,14 +10,15 @@ decoder's message; and a file Pillow does recognise but cannot decode needs "cop
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from pipeline.ocr.imaging import PNG_MAX_CHUNK
 
 __all__ = ["RejectedInput", "REJECTION_CODES", "read_head", "image_magic", "describe_non_pdf",
-           "describe_non_image", "decode_error", "jpeg_precision", "describe_wide_jpeg"]
+           "describe_non_image", "decode_error", "jpeg_precision", "describe_wide_jpeg", "tiff_layout"]
 
 
 REJECTION_CODES = {
@@ -117,6 +118,50 @@ def describe_wide_jpeg(precision: int) -> str:
     return (f"a {precision}-bit JPEG (its frame header says {precision} bits a sample; medical and "
             "some archival masters): Pillow reads 8-bit JPEGs only; convert it to a 16-bit TIFF or "
             "PNG first (e.g. with dcmtk's dcmj2pnm or a libjpeg built for 12 bits)")
+
+
+_PHOTOMETRIC = {0: "grey (0 is white)", 1: "grey", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK",
+                6: "YCbCr", 8: "CIELab", 32844: "LogL", 32845: "LogLuv"}
+_SAMPLE_FORMAT = {1: "", 2: " signed", 3: " float"}
+
+
+def tiff_layout(source: Path | bytes) -> str | None:
+    """The pixel layout of a TIFF Pillow has no reader for, in words ("2 samples of 16 bits
+    (grey with 1 extra sample)"), from its first directory; ``None`` when Pillow does have one
+    (the file is broken some other way) or the directory cannot be read.
+
+    Why: Pillow refuses a layout it has no mode for (16-bit grey with alpha, 2 samples of 12
+    bits, ...) as "cannot identify image file", and the rejection said the TIFF's header was
+    damaged: "copy or export it again" gives the same file again."""
+    try:
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as fh, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # Pillow's words on a broken directory: said below
+            try:
+                TiffImagePlugin.TiffImageFile(fh)
+                return None
+            except SyntaxError as exc:
+                if "unknown pixel mode" not in str(exc):
+                    return None
+            fh.seek(0)
+            head = fh.read(8)
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(head)
+            fh.seek(ifd.next)
+            ifd.load(fh)
+    except Exception:   # a directory Pillow's own parser cannot read: damaged after all
+        return None
+    bits = ifd.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    samples = int(ifd.get(277, len(bits)) or 1)
+    fmt = ifd.get(339, (1,))
+    fmt = fmt[0] if isinstance(fmt, tuple) and fmt else fmt
+    extra = ifd.get(338, ())
+    extra = len(extra) if isinstance(extra, tuple) else 1
+    what = _PHOTOMETRIC.get(ifd.get(262), f"photometric {ifd.get(262)}")
+    kind = _SAMPLE_FORMAT.get(fmt, "")
+    more = f" with {extra} extra sample{'s' if extra > 1 else ''} (alpha or other)" if extra else ""
+    widths = "/".join(str(b) for b in sorted(set(bits)))
+    return f"{samples} sample{'s' if samples > 1 else ''} of {widths}{kind} bits ({what}{more})"
 
 
 def describe_non_pdf(head: bytes) -> str:
