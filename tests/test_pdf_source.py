@@ -67,6 +67,37 @@ def test_big_pages_render_at_a_lower_dpi_that_fits_the_width_limit(tmp_path):
     assert facts["render_dpi"] < 300 and facts["rendered_size"] == [page.width, page.height]
 
 
+def _in_user_units(data: bytes, unit: float) -> bytes:
+    """The same page drawn in units of ``unit`` points (``/UserUnit``): its boxes and drawing
+    scaled by 1/unit, so it shows at the same size in a viewer that honours the key."""
+    def shrink(pdf):
+        page = pdf.pages[0]
+        page.obj.MediaBox = pikepdf.Array([v / unit for v in page.obj.MediaBox])
+        page.contents_add(pikepdf.Stream(pdf, f"q {1 / unit} 0 0 {1 / unit} 0 0 cm ".encode()), prepend=True)
+        page.contents_add(pikepdf.Stream(pdf, b" Q"))
+        page.obj.UserUnit = unit
+    return pdfs.edit(data, shrink)
+
+
+def test_a_page_in_user_units_is_rendered_at_its_real_size(tmp_path):
+    """A page whose /UserUnit says each unit is 10 points (PDF 1.6, for maps and plans over
+    200 inches): pdfium takes its units for points, and the page was drawn at a tenth of its
+    size (128 x 165 px at 150 dpi, its words 3 px tall) and read as garbage, silently. Now it
+    is drawn at pdf.dpi of its real size, as the same page in points is."""
+    plain = pdfs.build([("scan", "Surveyed plan of the river")])
+    with _open(tmp_path, plain, PdfConfig(dpi=150), name="plain.pdf") as src:
+        want = src.page(0)
+    with _open(tmp_path, _in_user_units(plain, 10), PdfConfig(dpi=150)) as src:
+        page = src.page(0)
+    assert abs(page.width - want.width) <= 1 and abs(page.height - want.height) <= 1   # pdfium rounds
+    assert page.source["user_unit"] == 10 and page.source["render_dpi"] == 150.0
+    assert page.source["page_size_pt"] == [61.2, 79.2]          # boxes stay in the page's own units
+    got, ref = (Image.open(io.BytesIO(p.data)).convert("L").point(lambda v: 255 if v < 128 else 0)
+                for p in (page, want))                          # the ink
+    assert all(abs(a - b) <= 2 for a, b in zip(got.getbbox(), ref.getbbox()))
+    assert abs(got.histogram()[255] - ref.histogram()[255]) < 0.1 * ref.histogram()[255]
+
+
 def test_tiny_pages_are_padded_and_the_padding_is_recorded(tmp_path):
     with _open(tmp_path, pdfs.build([("scan", "x")], size=(20, 20)), PdfConfig(dpi=72)) as src:
         page = src.page(0)

@@ -9,14 +9,16 @@ decoder's message; and a file Pillow does recognise but cannot decode needs "cop
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from pipeline.ocr.imaging import PNG_MAX_CHUNK
 
 __all__ = ["RejectedInput", "REJECTION_CODES", "read_head", "image_magic", "describe_non_pdf",
-           "describe_non_image", "decode_error"]
+           "describe_non_image", "decode_error", "jpeg_precision", "describe_wide_jpeg", "tiff_layout"]
 
 
 REJECTION_CODES = {
@@ -77,6 +79,89 @@ def image_magic(head: bytes) -> str | None:
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 26:   # "BM" alone is too common
         return "BMP"
     return None
+
+
+#: JPEG start-of-frame markers (C4 DHT, C8 JPG and CC DAC are no frames)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_MAX_SEGMENTS = 512
+
+
+def jpeg_precision(source: Path | bytes) -> int | None:
+    """The bits a sample of a JPEG's frame header (SOFn), walking its segments from the start;
+    ``None`` when no frame header is found before the scan data or the file ends.
+
+    Why: a 12- or 16-bit JPEG (medical and some archival masters; libjpeg's 12-bit mode) is
+    refused by Pillow, which reads 8-bit JPEGs only, as "cannot identify image file", and the
+    rejection said its header was damaged: "copy or export it again" helps no one."""
+    try:
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as fh:
+            if fh.read(2) != b"\xff\xd8":
+                return None
+            for _ in range(_JPEG_MAX_SEGMENTS):
+                head = fh.read(4)
+                if len(head) < 4 or head[0] != 0xFF:
+                    return None
+                marker, length = head[1], int.from_bytes(head[2:4], "big")
+                if marker in _JPEG_SOF:
+                    precision = fh.read(1)
+                    return precision[0] if precision else None
+                if marker == 0xDA or length < 2:       # the scan data: no frame header before it
+                    return None
+                fh.seek(length - 2, io.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
+def describe_wide_jpeg(precision: int) -> str:
+    """The reason a JPEG of more than 8 bits a sample is refused, with the way round it."""
+    return (f"a {precision}-bit JPEG (its frame header says {precision} bits a sample; medical and "
+            "some archival masters): Pillow reads 8-bit JPEGs only; convert it to a 16-bit TIFF or "
+            "PNG first (e.g. with dcmtk's dcmj2pnm or a libjpeg built for 12 bits)")
+
+
+_PHOTOMETRIC = {0: "grey (0 is white)", 1: "grey", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK",
+                6: "YCbCr", 8: "CIELab", 32844: "LogL", 32845: "LogLuv"}
+_SAMPLE_FORMAT = {1: "", 2: " signed", 3: " float"}
+
+
+def tiff_layout(source: Path | bytes) -> str | None:
+    """The pixel layout of a TIFF Pillow has no reader for, in words ("2 samples of 16 bits
+    (grey with 1 extra sample)"), from its first directory; ``None`` when Pillow does have one
+    (the file is broken some other way) or the directory cannot be read.
+
+    Why: Pillow refuses a layout it has no mode for (16-bit grey with alpha, 2 samples of 12
+    bits, ...) as "cannot identify image file", and the rejection said the TIFF's header was
+    damaged: "copy or export it again" gives the same file again."""
+    try:
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as fh, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # Pillow's words on a broken directory: said below
+            try:
+                TiffImagePlugin.TiffImageFile(fh)
+                return None
+            except SyntaxError as exc:
+                if "unknown pixel mode" not in str(exc):
+                    return None
+            fh.seek(0)
+            head = fh.read(8)
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(head)
+            fh.seek(ifd.next)
+            ifd.load(fh)
+    except Exception:   # a directory Pillow's own parser cannot read: damaged after all
+        return None
+    bits = ifd.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    samples = int(ifd.get(277, len(bits)) or 1)
+    fmt = ifd.get(339, (1,))
+    fmt = fmt[0] if isinstance(fmt, tuple) and fmt else fmt
+    extra = ifd.get(338, ())
+    extra = len(extra) if isinstance(extra, tuple) else 1
+    what = _PHOTOMETRIC.get(ifd.get(262), f"photometric {ifd.get(262)}")
+    kind = _SAMPLE_FORMAT.get(fmt, "")
+    more = f" with {extra} extra sample{'s' if extra > 1 else ''} (alpha or other)" if extra else ""
+    widths = "/".join(str(b) for b in sorted(set(bits)))
+    return f"{samples} sample{'s' if samples > 1 else ''} of {widths}{kind} bits ({what}{more})"
 
 
 def describe_non_pdf(head: bytes) -> str:

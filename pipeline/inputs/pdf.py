@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import re
 import threading
+from decimal import Decimal
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import pikepdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -72,6 +74,7 @@ _TAIL_BYTES = 4096          # where a complete PDF's last %%EOF marker must be
 _MIN_PRINTABLE = 0.9        # share of printable characters for a text layer to count as text
 _SCAN_SHARE = 0.5           # an image over at least this share of the page is a scanned page ...
 _STAMP_SHARE = 0.05         # ... unless text covers at least this share: else its text is a stamp
+_MAX_USER_UNIT = 75000.0    # the largest /UserUnit (PDF 2.0's implementation limit, Acrobat's)
 
 
 def displayed_box(page: pdfium.PdfPage) -> tuple[float, float, float, float]:
@@ -113,6 +116,7 @@ class PdfSource:
 
     def __init__(self, path: Path, limits: PrecheckLimits, settings: PdfSettings) -> None:
         self.path, self.limits, self.settings = Path(path), limits, settings
+        self._user_units: tuple[float, ...] | None = None
         self.size = stat_input(self.path)
         self._check_tail()
         with _PDFIUM_LOCK:
@@ -184,13 +188,16 @@ class PdfSource:
                     if text is not None:
                         source["text_source"] = "text_layer"
                         return TextLayerPage(index, text, source)
-                image, px_per_pt = self._render(page, index, width_pt, height_pt)
+                unit = self._user_unit(index)
+                if unit != 1.0:
+                    source["user_unit"] = unit
+                image, px_per_pt = self._render(page, index, width_pt, height_pt, unit)
             except pdfium.PdfiumError as exc:
                 raise PageFailed(index, "page_render_failed", f"pdfium cannot render the page ({exc})") from None
             finally:
                 page.close()
         try:
-            dpi = round(px_per_pt * 72, 2)
+            dpi = round(px_per_pt * 72 / unit, 2)
             name = f"{self.path.stem or 'document'}-p{index + 1:04d}"
             prepared = prepare_image_page(image, "PDF", index, name, [f"render:{dpi}dpi"], limits)
         except RejectedInput as exc:
@@ -207,18 +214,38 @@ class PdfSource:
                        "padding": [max(0, prepared.width - content_w), max(0, prepared.height - content_h)]})
         return replace(prepared, source=source)
 
-    def _render(self, page: pdfium.PdfPage, index: int, width_pt: float, height_pt: float):
+    def _user_unit(self, index: int) -> float:
+        """The page's ``/UserUnit``: how many points one unit of its coordinates is (PDF 1.6, for
+        pages over 200 inches: large maps and plans). Why read here: pdfium ignores it and
+        measures and renders such a page as if its units were points, so a page with /UserUnit
+        10 was drawn at a tenth of its size and its words sent 4 px tall, read as garbage, with
+        no error. Read with pikepdf (qpdf; pdfium has no call for it) for all pages at the first
+        page rendered; 1 when absent, not a number in (0, 75000], or the PDF beyond qpdf.
+        Called with ``_PDFIUM_LOCK`` held, which also keeps pages' threads off the pikepdf copy."""
+        if self._user_units is None:
+            units: tuple[float, ...] = ()
+            try:
+                with pikepdf.open(self.path) as doc:
+                    units = tuple(_unit(page.obj.get("/UserUnit")) for page in doc.pages)
+            except Exception:   # qpdf's own verdict on a PDF pdfium opened: its pages keep points
+                pass
+            self._user_units = units if len(units) == self.page_count else ()
+        return self._user_units[index] if index < len(self._user_units) else 1.0
+
+    def _render(self, page: pdfium.PdfPage, index: int, width_pt: float, height_pt: float, unit: float = 1.0):
+        """The page drawn at ``pdf.dpi`` (``width_pt``/``height_pt`` in the page's own units,
+        ``unit`` points each), lowered only to fit the width limit; and the pixels per unit."""
         limits, dpi = self.limits, self.settings.dpi
         if not (width_pt > 0 and height_pt > 0):
             raise PageFailed(index, "page_render_failed", f"the page declares an impossible size "
                                                           f"{width_pt}x{height_pt} pt")
-        full_w, full_h = width_pt * dpi / 72, height_pt * dpi / 72
+        full_w, full_h = width_pt * unit * dpi / 72, height_pt * unit * dpi / 72
         if full_w * full_h > limits.max_source_pixels:
             raise PageFailed(index, "decompression_bomb",
-                             f"the page is {width_pt:.0f}x{height_pt:.0f} pt, {full_w:.0f}x{full_h:.0f} = "
+                             f"the page is {width_pt * unit:.0f}x{height_pt * unit:.0f} pt, {full_w:.0f}x{full_h:.0f} = "
                              f"{full_w * full_h:,.0f} pixels at {dpi} dpi, over max_source_pixels="
                              f"{limits.max_source_pixels:,}; nothing was rendered")
-        px_per_pt = dpi / 72 * limits.fit(full_w)
+        px_per_pt = dpi / 72 * unit * limits.fit(full_w)
         if width_pt * px_per_pt < 1 or height_pt * px_per_pt < 1:
             raise PageFailed(index, "page_render_failed", f"the page is {width_pt:.0f}x{height_pt:.0f} pt: "
                                                           "too thin to render within the pixel limits")
@@ -228,6 +255,14 @@ class PdfSource:
         finally:
             bitmap.close()
         return image, px_per_pt
+
+
+def _unit(value: object) -> float:
+    """A ``/UserUnit`` value as a number, 1 for anything but a number in (0, 75000]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):   # pikepdf's reals: Decimal
+        return 1.0
+    unit = float(value)
+    return unit if 0 < unit <= _MAX_USER_UNIT else 1.0
 
 
 def _text_layer(page: pdfium.PdfPage, settings: PdfSettings) -> tuple[str | None, str]:

@@ -53,7 +53,8 @@ from pipeline.inputs import upright
 from pipeline.inputs.encoding import encode_to_fit, encode_unscaled, normalise_mode
 from pipeline.inputs.geometry import SWAPPING_ORIENTATIONS, straightened_size
 from pipeline.inputs.identify import (REJECTION_CODES, RejectedInput, decode_error, describe_non_image,
-                                      describe_non_pdf, image_magic, read_head)
+                                      describe_non_pdf, describe_wide_jpeg, image_magic, jpeg_precision,
+                                      read_head, tiff_layout)
 from pipeline.ocr.imaging import held_orientation, orient, page_frames
 
 __all__ = [
@@ -315,6 +316,14 @@ def _open(path: Path, source, data: bytes | None, limits: PrecheckLimits) -> Ima
     except UnidentifiedImageError:
         head = data[:64] if data is not None else read_head(path)
         kind = image_magic(head)
+        precision = jpeg_precision(data if data is not None else path) if kind == "JPEG" else None
+        if precision is not None and precision != 8:
+            raise RejectedInput("not_an_image", describe_wide_jpeg(precision)) from None
+        layout = tiff_layout(data if data is not None else path) if kind == "TIFF" else None
+        if layout:
+            raise RejectedInput("not_an_image", f"a TIFF of a pixel layout Pillow cannot read: {layout}; "
+                                                "save it as 8- or 16-bit grey or RGB without extra "
+                                                "samples (e.g. tiffcp, or ImageMagick's -alpha off)") from None
         if kind:
             raise RejectedInput("corrupt", f"the file starts like a {kind} image but its header is damaged "
                                            "or cut short; copy or export it again") from None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 
-from PIL import Image, PngImagePlugin
+import numpy as np
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
@@ -23,6 +25,49 @@ WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 PNG_MAX_CHUNK = 16 << 20
 PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
 
+#: Pillow's own reader of an uncompressed TIFF. Why it is wrapped: for a TIFF stored plane by
+#: plane (``PlanarConfiguration`` 2, as some scanners' and image editors' 16-bit masters are)
+#: with more than 8 bits a sample, Pillow (13) reads each plane as 8-bit samples: a 16-bit
+#: RGB page came out as two shifted, striped copies of itself and was sent, read and put in the
+#: searchable PDF so, silently (a tour's test page: 60 % of its words). libtiff, which Pillow
+#: uses for every compressed TIFF, reads such a frame right, so it is handed to libtiff.
+_PILLOW_TIFF_SETUP = TiffImagePlugin.TiffImageFile._setup
+_LIBTIFF_SWITCH = threading.Lock()
+
+
+#: ``info`` key of a wide-grey TIFF frame whose 0 is white (``PhotometricInterpretation`` 0,
+#: MinIsWhite). Why: Pillow inverts such a frame's samples at 1 and 8 bits but not at 16 or 32,
+#: so a MinIsWhite 16-bit page was sent as a negative and drawn as one in the searchable PDF.
+#: ``wide_gray_to_l`` stretches it the other way round; ``info`` goes with every copy, crop
+#: and turn of the frame.
+MIN_IS_WHITE = "pipeline_min_is_white"
+
+
+def _tiff_setup(self: TiffImagePlugin.TiffImageFile) -> None:
+    """Pillow's frame set-up, done again through libtiff for a frame of wide separate planes,
+    and a wide-grey MinIsWhite frame marked (:data:`MIN_IS_WHITE`).
+    (``READ_LIBTIFF`` is Pillow's module switch, turned under a lock so that two such frames
+    opened at once cannot leave it on; another thread opening a TIFF meanwhile reads it through
+    libtiff too, which reads every TIFF Pillow's own reader does.)"""
+    _PILLOW_TIFF_SETUP(self)
+    self.info.pop(MIN_IS_WHITE, None)    # one frame's mark is not the next frame's
+    if self.tag_v2.get(262) == 0 and self.mode in WIDE_GRAY_MODES:
+        self.info[MIN_IS_WHITE] = True
+    bits = self.tag_v2.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    if (getattr(self, "_planar_configuration", 1) == 2 and not self.use_load_libtiff
+            and max(bits, default=1) > 8):
+        with _LIBTIFF_SWITCH:
+            before = TiffImagePlugin.READ_LIBTIFF
+            TiffImagePlugin.READ_LIBTIFF = True
+            try:
+                _PILLOW_TIFF_SETUP(self)
+            finally:
+                TiffImagePlugin.READ_LIBTIFF = before
+
+
+TiffImagePlugin.TiffImageFile._setup = _tiff_setup
+
 
 def flatten_on_white(im: Image.Image) -> Image.Image:
     """An RGB copy of ``im`` with its transparency composited onto white."""
@@ -33,12 +78,43 @@ def flatten_on_white(im: Image.Image) -> Image.Image:
     return flat
 
 
+#: bytes of a wide-grey page converted at a time (as 32-bit values)
+WIDE_BAND_BYTES = 4 << 20
+
+
 def wide_gray_to_l(im: Image.Image) -> Image.Image:
-    """16-bit/32-bit gray -> 8-bit, stretching the used range."""
-    lo, hi = im.getextrema() if im.mode != "I;16" else im.convert("I").getextrema()
-    src = im.convert("F") if im.mode != "F" else im
-    span = (hi - lo) or 1
-    return src.point(lambda v: (v - lo) * 255.0 / span).convert("L")
+    """16-bit/32-bit gray -> 8-bit, stretching the used range, band by band.
+
+    Why in bands: converting the whole page to 32-bit ``I`` for its extrema and to ``F`` for the
+    stretch held two more pages of twice and four times the 16-bit page's bytes at once: a
+    9000 x 12000 16-bit scan (216 MB) was prepared in 1.2 GB, two such pages side by side
+    (``prepare_workers: 2``) in 2.4 GB. Now only the 8-bit result and 4 MB of rows are added.
+    Values as before: (v - lo) * 255 / span in 32-bit float, truncated (Pillow's ``F`` to ``L``);
+    (hi - v) * 255 / span for a TIFF frame whose 0 is white (:data:`MIN_IS_WHITE`)."""
+    w, h = im.size
+    rows = max(1, WIDE_BAND_BYTES // (4 * w))
+    lo = hi = None
+    for y in range(0, h, rows):
+        band = _wide_band(im, y, rows)
+        if band.size:
+            lo = band.min() if lo is None else min(lo, band.min())
+            hi = band.max() if hi is None else max(hi, band.max())
+    lo, hi = np.float32(lo if lo is not None else 0), np.float32(hi if hi is not None else 0)
+    scale = np.float32(255.0) / ((hi - lo) or np.float32(1))
+    origin, scale = (hi, -scale) if im.info.get(MIN_IS_WHITE) else (lo, scale)
+    out = Image.new("L", (w, h))
+    for y in range(0, h, rows):
+        band = (_wide_band(im, y, rows, finite=False).astype(np.float32) - origin) * scale
+        out.paste(Image.fromarray(np.clip(np.nan_to_num(band), 0, 255).astype(np.uint8), "L"), (0, y))
+    return out
+
+
+def _wide_band(im: Image.Image, y: int, rows: int, finite: bool = True) -> np.ndarray:
+    """Rows ``y`` to ``y + rows`` of a wide-grey page as an array; only its finite values when
+    ``finite`` (a float page's NaN or infinity stretches nothing)."""
+    with im.crop((0, y, im.size[0], min(im.size[1], y + rows))) as part:
+        band = np.asarray(part)
+    return band[np.isfinite(band)] if finite and band.dtype.kind == "f" else band
 
 
 _ORIENTATION_TAG = 0x0112
