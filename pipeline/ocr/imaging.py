@@ -55,7 +55,8 @@ def _tiff_setup(self: TiffImagePlugin.TiffImageFile) -> None:
         self.info[MIN_IS_WHITE] = True
     bits = self.tag_v2.get(258, (1,))
     bits = bits if isinstance(bits, tuple) else (bits,)
-    if (getattr(self, "_planar_configuration", 1) == 2 and not self.use_load_libtiff
+    # (Pillow's private attributes read with defaults: another Pillow without them reads as before)
+    if (getattr(self, "_planar_configuration", 1) == 2 and not getattr(self, "use_load_libtiff", True)
             and max(bits, default=1) > 8):
         with _LIBTIFF_SWITCH:
             before = TiffImagePlugin.READ_LIBTIFF
