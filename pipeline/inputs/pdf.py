@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-import pikepdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -225,6 +224,8 @@ class PdfSource:
         if self._user_units is None:
             units: tuple[float, ...] = ()
             try:
+                import pikepdf   # here: a run's start-up imports no pikepdf (test_startup)
+
                 with pikepdf.open(self.path) as doc:
                     units = tuple(_unit(page.obj.get("/UserUnit")) for page in doc.pages)
             except Exception:   # qpdf's own verdict on a PDF pdfium opened: its pages keep points

@@ -12,7 +12,6 @@ import os
 import struct
 import threading
 
-import numpy as np
 from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -92,6 +91,8 @@ def wide_gray_to_l(im: Image.Image) -> Image.Image:
     (``prepare_workers: 2``) in 2.4 GB. Now only the 8-bit result and 4 MB of rows are added.
     Values as before: (v - lo) * 255 / span in 32-bit float, truncated (Pillow's ``F`` to ``L``);
     (hi - v) * 255 / span for a TIFF frame whose 0 is white (:data:`MIN_IS_WHITE`)."""
+    import numpy as np   # here: the run's start-up imports no numpy (test_startup)
+
     w, h = im.size
     rows = max(1, WIDE_BAND_BYTES // (4 * w))
     lo = hi = None
@@ -110,9 +111,11 @@ def wide_gray_to_l(im: Image.Image) -> Image.Image:
     return out
 
 
-def _wide_band(im: Image.Image, y: int, rows: int, finite: bool = True) -> np.ndarray:
+def _wide_band(im: Image.Image, y: int, rows: int, finite: bool = True):
     """Rows ``y`` to ``y + rows`` of a wide-grey page as an array; only its finite values when
     ``finite`` (a float page's NaN or infinity stretches nothing)."""
+    import numpy as np
+
     with im.crop((0, y, im.size[0], min(im.size[1], y + rows))) as part:
         band = np.asarray(part)
     return band[np.isfinite(band)] if finite and band.dtype.kind == "f" else band
