@@ -40,6 +40,7 @@ from pipeline.run.outage import NOT_COUNTED, NOT_DECIDED, OutageBreaker, Suspect
 from pipeline.run.probe import RunProbe
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
+from pipeline.run.reading import ReadPool
 from pipeline.run.context import Outcome, RunContext, StopSubmitting
 from pipeline.run.process import FileProcessor
 from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report
@@ -201,10 +202,13 @@ class Runner:
                                 hold=lambda: self._ctx is None or not self._ctx.stopping()))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
                 stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
+                read_pool = ReadPool(self.config.concurrency.prepare_workers)
+                stack.callback(read_pool.close)   # a source still being opened is not waited for
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
+                    read_pool=read_pool,
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
                     budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer,
                     check_disk=lambda: self._check_disk(ctx), outage=outage)
