@@ -228,7 +228,12 @@ class Runner:
                 exit_code = self._exit_code(ctx, state)
                 self._finish(state, run_id, exit_code, ctx, server)
                 if server is not None and self.stop_reason is not None:
-                    server.state.engine.close_timeout_s = 1.0  # a stop: do not wait for a page in progress
+                    # A stop: a page still in OCR is one whose job was parked, and its answer dies
+                    # with this in-process server (the next run sends the page again), so the
+                    # engine's workers are killed at once. Before, they were given 1 s, which the
+                    # stop's wrap-up (a tenth of the grace) does not hold: a stop with 5 s of grace
+                    # ended 5.4-5.8 s after it, over 1 s after its last line.
+                    server.state.engine.close_timeout_s = 0.0
         except StartupError as exc:
             self.say(f"pipeline: {exc}")
             exit_code = exc.code
