@@ -268,6 +268,28 @@ async def test_a_stop_does_not_wait_for_a_geometry_worker_still_placing_a_page_i
     assert parked(tmp_path) == 0 and not (tmp_path / "out" / "a.png.txt").exists()
 
 
+async def test_a_stop_does_not_wait_for_a_page_still_being_opened(tmp_path, server):
+    """Found by stopping real runs at random moments: the pre-check of a 300 dpi page (decoding,
+    the upright and skew measures) takes seconds, and ran in the event loop's default executor,
+    which ``asyncio.run`` joins after the run's last line: a stop with 2 s of grace ended 5.6 s
+    after the signal. Here the signal comes from inside the opening of the first page, which then
+    takes 10 minutes: before, the process waited for it after saying ``exit 3``."""
+    distinct_png(tmp_path / "in" / "a.png", 1)
+    cfg = write_config(tmp_path, server.base_url, shutdown_grace_s=1)
+    proc = await start_run(cfg, env_extra={"PIPELINE_CRASHPOINT": "in_prepare:1:SIGTERM:busy=600"})
+    try:
+        code, err = await finish(proc, timeout=60)   # before: 600 s
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == ExitCode.STOPPED_EARLY, err
+    assert err.rstrip().splitlines()[-1].endswith(f"exit 3 (STOPPED_EARLY); results in {tmp_path / 'out'}; "
+                                                  f"report {tmp_path / 'out' / '.pipeline' / 'run-report.json'}"), err
+    assert report(tmp_path)["stop_reason"] == "signal SIGTERM"
+    assert server.counters.jobs_created == 0 and not (tmp_path / "out" / "a.png.txt").exists()
+
+
 @pytest.mark.parametrize("token, message", [("has a space", "whitespace"), ("", "is empty or unset")])
 async def test_a_bad_token_exits_2_before_anything_is_created(tmp_path, token, message):
     (tmp_path / "in").mkdir()

@@ -285,9 +285,15 @@ class EngineRunner:
         if executor is None:
             return
         workers = pool_processes(executor)
+        shutdown = asyncio.ensure_future(asyncio.to_thread(executor.shutdown, True, cancel_futures=True))
         try:
-            await asyncio.wait_for(asyncio.to_thread(executor.shutdown, True, cancel_futures=True),
-                                   self.close_timeout_s)
+            await asyncio.wait_for(asyncio.shield(shutdown), self.close_timeout_s)
         except asyncio.TimeoutError:
             for proc in workers:
                 proc.kill()
+            # The killed workers end the shutdown at once; awaited, it releases the pool's queues
+            # here. Left running, it kept them past the process's exit (``os._exit``, no
+            # finalizers), and multiprocessing's resource tracker wrote "There appear to be 5
+            # leaked semaphore objects to clean up at shutdown" to stderr after a stopped run's
+            # last line (cron mails stderr).
+            await shutdown

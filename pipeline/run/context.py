@@ -18,6 +18,7 @@ from pipeline.formats.writer import OutputOptions, write_outputs
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.budget import BalanceShort, CapReached
 from pipeline.run.placing import placement_notes
+from pipeline.run.reading import ReadPool
 from pipeline.run.state import StateStore
 from pipeline.run.strips import StripStats
 
@@ -60,6 +61,8 @@ class RunContext:
     webhook_url: str | None = None
     job_slots: Any | None = None             # AdaptiveLimit (or a semaphore) around submit+await
     prepare_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    # the threads that open and pre-check sources: a stopped run leaves them unwaited (run.reading)
+    read_pool: ReadPool = field(default_factory=ReadPool)
     submissions_closed: str | None = None    # why new submissions stopped (daily quota, signal, ...)
     fatal: BaseException | None = None       # auth or balance: the run must stop
     # asked before each upload: under the min_free_mb floor it closes submissions (run.diskfloor)

@@ -300,7 +300,7 @@ class FileProcessor:
         limits = await self.ctx.api_ready()
         async with self.ctx.prepare_slots:
             try:
-                source = await asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)
+                source = await self.ctx.read_pool.run(open_source, entry.path, limits, self.ctx.config.pdf)
             except RejectedInput as exc:
                 raise unreadable(entry, exc.reason, exc.code) from None
             except MemoryError:
@@ -361,7 +361,7 @@ class FileProcessor:
             return source.page(index)
         async with self.ctx.prepare_slots:
             try:
-                return await asyncio.to_thread(source.page, index)
+                return await self.ctx.read_pool.run(source.page, index)
             except MemoryError:
                 raise PageFailed(index, "page_render_failed", "out of memory while rendering the page") from None
 
@@ -397,7 +397,7 @@ class FileProcessor:
         if limits is None:
             opener = lambda: self._open(entry)  # noqa: E731 - the run's own limits
         else:
-            opener = lambda: asyncio.to_thread(open_source, entry.path, limits, self.ctx.config.pdf)  # noqa: E731
+            opener = lambda: self.ctx.read_pool.run(open_source, entry.path, limits, self.ctx.config.pdf)  # noqa: E731
         await place_missing(pages, self.ctx.config.outputs if self.ctx.placer else (), opener,
                             self._make_page, lambda data, page: self._place(data, page, entry))
 

@@ -40,6 +40,7 @@ from pipeline.run.outage import NOT_COUNTED, NOT_DECIDED, OutageBreaker, Suspect
 from pipeline.run.probe import RunProbe
 from pipeline.inputs.prepare import PrecheckLimits
 from pipeline.run.pricing import price_book
+from pipeline.run.reading import ReadPool
 from pipeline.run.context import Outcome, RunContext, StopSubmitting
 from pipeline.run.process import FileProcessor
 from pipeline.run.report import PageCount, Progress, RunStats, progress_line, write_run_report, young_line
@@ -201,10 +202,13 @@ class Runner:
                                 hold=lambda: self._ctx is None or not self._ctx.stopping()))
                 placer = Placer(self.config.geometry.workers, self.config.geometry.method)
                 stack.callback(lambda: placer.close(stopped=self.stop_reason is not None))
+                read_pool = ReadPool(self.config.concurrency.prepare_workers)
+                stack.callback(read_pool.close)   # a source still being opened is not waited for
                 self._ctx = ctx = RunContext(
                     config=self.config, state=state, api=api, api_ready=self._once(api), run_id=run_id,
                     force=self.force, retry_failed=self.retry_failed, job_slots=slots,
                     prepare_slots=asyncio.Semaphore(self.config.concurrency.prepare_workers),
+                    read_pool=read_pool,
                     stop_flag=self._stop_flag, pricing=price_book(self.config, state, api),
                     budget=Budget(self.config.budget, state, run_id, now=self.now), placer=placer,
                     check_disk=lambda: self._check_disk(ctx), outage=outage)
@@ -225,7 +229,12 @@ class Runner:
                 exit_code = self._exit_code(ctx, state)
                 self._finish(state, run_id, exit_code, ctx, server)
                 if server is not None and self.stop_reason is not None:
-                    server.state.engine.close_timeout_s = 1.0  # a stop: do not wait for a page in progress
+                    # A stop: a page still in OCR is one whose job was parked, and its answer dies
+                    # with this in-process server (the next run sends the page again), so the
+                    # engine's workers are killed at once. Before, they were given 1 s, which the
+                    # stop's wrap-up (a tenth of the grace) does not hold: a stop with 5 s of grace
+                    # ended 5.4-5.8 s after it, over 1 s after its last line.
+                    server.state.engine.close_timeout_s = 0.0
         except StartupError as exc:
             self.say(f"pipeline: {exc}")
             exit_code = exc.code
