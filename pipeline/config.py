@@ -33,6 +33,13 @@ class ConfigError(Exception):
     """A bad config file or option; the message names the key and the problem."""
 
 
+#: the output folder's folder of run files (state store, run report, failures list), and the two
+#: files in it that mark a folder as a tree of results (``run.tree``, the input check below)
+CONTROL_DIR = ".pipeline"
+STATE_FILE = "state.sqlite"
+RUN_REPORT = "run-report.json"
+
+
 @dataclass(frozen=True)
 class EmbeddedConfig:
     """The in-process deAPI-compatible server used when ``api.base_url`` is ``embedded``."""
@@ -198,12 +205,12 @@ class Config:
 
     @property
     def state_file(self) -> Path:
-        return self.state_path or self.output / ".pipeline" / "state.sqlite"
+        return self.state_path or self.output / CONTROL_DIR / STATE_FILE
 
     @property
     def control_dir(self) -> Path:
         """Run report, failures list and default state live here, out of the mirrored tree."""
-        return self.output / ".pipeline"
+        return self.output / CONTROL_DIR
 
     @property
     def embedded(self) -> bool:
@@ -481,7 +488,7 @@ def _validate(config: Config, base: Path) -> Config:
     state = _resolve(config.state_path, base).resolve() if config.state_path else None
     if not inp.is_dir():
         raise ConfigError(f"input: {inp} is not a directory")
-    if (inp / ".pipeline" / "run-report.json").is_file():
+    if (inp / CONTROL_DIR / RUN_REPORT).is_file():
         # input and output swapped in an edit: the run wrote its .txt and .json into the scans and
         # read the outputs (the searchable PDFs: paid for) as scans
         raise ConfigError(f"input: {inp} is an output folder (it holds .pipeline/run-report.json), not a tree "

@@ -124,10 +124,15 @@ class Budget:
         at = self.now()
         day = self.day(at)
         self.state.record_spend(self.run_id, day, 1, value, at)
+        self._add_to_day(day, value)
+
+    def _add_to_day(self, day: str, value: float) -> None:
+        """A page entered in the ledger on ``day``, added to the day's spend as read (if read)."""
         if self._day_spend is not None and self._day_spend[0] == day:
             self._day_spend = (day, self._day_spend[1] + value)
 
-    def unknown_earlier(self, cost: float | None) -> tuple[int | None, str, float, float]:
+    def unknown_earlier(self, cost: float | None,
+                        record: Callable[[tuple[int | None, str, float, float]], bool]) -> None:
         """The spend row of a page an earlier run submitted with its outcome unknown (killed
         between the upload and its answer: the job may exist, and is charged). Such a page
         counts as spent, as one whose answer this run lost does; the row is written when a run
@@ -139,9 +144,8 @@ class Budget:
         value = cost or 0.0
         at = self.now()
         day = self.day(at)
-        if self._day_spend is not None and self._day_spend[0] == day:
-            self._day_spend = (day, self._day_spend[1] + value)
-        return self.run_id, day, value, at
+        if record((self.run_id, day, value, at)):   # the ledger's row written now, not by an earlier run
+            self._add_to_day(day, value)
 
     def _spent_on(self, day: str) -> float:
         """The quoted cost spent on ``day`` by every run (this one included)."""

@@ -27,6 +27,7 @@ fails, ``failures``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -457,8 +458,11 @@ class FileProcessor:
         counted = False   # this resubmission (``reason``) is in the run's report
         cost = await self._quote(page)
         if earlier_unknown:   # counted once (the day's spend), by the first run that meets it
-            state.earlier_unknown(key, page.page_index, stored.submits,
-                                  ctx.budget.unknown_earlier(cost) if ctx.budget is not None else None)
+            record = functools.partial(state.earlier_unknown, key, page.page_index, stored.submits)
+            if ctx.budget is not None:
+                ctx.budget.unknown_earlier(cost, record)
+            else:
+                record(None)
 
         def admit_resend() -> None:
             # A resubmission is the report's once a job may exist for it (an id came back, or

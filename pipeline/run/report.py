@@ -18,6 +18,7 @@ from typing import Any, Callable, Collection, TextIO
 
 from tqdm import tqdm
 
+from pipeline.config import RUN_REPORT
 from pipeline.exitcodes import ExitCode
 from pipeline.formats.output import write_json_atomic_sync
 from pipeline.run.state import FAILED_STATES, StateStore
@@ -224,7 +225,7 @@ def write_run_report(control_dir: Path, *, run_id: int, exit_code: ExitCode, sta
     if server_counters is not None:
         report["embedded_server_counters"] = _bounded_counters(server_counters)
     write_json_atomic_sync(control_dir / "failures.json", fail_rows)
-    write_json_atomic_sync(control_dir / "run-report.json", report)
+    write_json_atomic_sync(control_dir / RUN_REPORT, report)
     return report
 
 

@@ -103,6 +103,18 @@ def finer(height: int, limit: int | None) -> int:
     return max(MIN_HEIGHT, int(min(height, limit or height) * LEARN_FACTOR))
 
 
+def finer_limit(height: int, cut_limit: int, limit_now: int | None) -> int:
+    """The limit a strip of ``height`` px, of a cut made at ``cut_limit``, is cut finer at: the
+    lower of the limit known now and the next step down. The run (``StripReader._finer``) and
+    ``plan`` (``_finer_sizes``) cut alike."""
+    return min(limit_now or height, finer(height, cut_limit))
+
+
+def cannot_cut_finer(sub: int, height: int) -> bool:
+    """Whether a strip of ``height`` px cut at ``sub`` stays whole: the file then fails."""
+    return sub >= height or height <= MIN_HEIGHT
+
+
 def strip_upload(image: Image.Image, region: Region, page: PreparedPage, index: int,
                  max_bytes: int = PrecheckLimits.max_upload_bytes,
                  quality: int = PrecheckLimits.jpeg_quality) -> PreparedPage:
@@ -190,9 +202,9 @@ def _finer_sizes(page: PreparedPage, box: tuple[int, int, int, int], cut_limit: 
                  limit: int | None) -> list[tuple[int, int]]:
     """The uploads a strip cut finer becomes, as ``StripReader._finer`` cuts it: none when it cannot
     be cut finer (the run fails the file, sending nothing more)."""
-    x0, y0, x1, y1 = box
-    sub = min(limit or (y1 - y0), finer(y1 - y0, cut_limit))
-    if sub >= y1 - y0 or y1 - y0 <= MIN_HEIGHT:
+    height = box[3] - box[1]
+    sub = finer_limit(height, cut_limit, limit)
+    if cannot_cut_finer(sub, height):
         return []
     with decode(page) as image, image.crop(box) as crop:
         return [(max(r.width, MIN_WIDTH), max(r.height, MIN_HEIGHT)) for r in plan_strips(crop, sub)]
@@ -309,10 +321,10 @@ class StripReader:
             sub_key = begun[0]
             sub = int(sub_key.rsplit("h", 1)[1])
         else:
-            sub = min(current_limit(self.ctx.config, self.state) or region.height, finer(region.height, limit))
+            sub = finer_limit(region.height, limit, current_limit(self.ctx.config, self.state))
             sub_key = f"{key}/s{n}h{sub}"
         self.stats.limit_used = min(sub, self.stats.limit_used or sub)
-        if sub >= region.height or region.height <= MIN_HEIGHT:
+        if cannot_cut_finer(sub, region.height):
             raise FileFailure("failed_permanent", "permanent",
                               f"the model refused a strip of {region.height} px ({code or 'INPUT_TOO_LARGE'}), and "
                               f"it cannot be cut finer than {MIN_HEIGHT} px: see docs/client.md, pages too tall",

@@ -15,7 +15,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Callable
 
-from pipeline.config import Config
+from pipeline.config import RUN_REPORT, STATE_FILE, Config
 from pipeline.inputs.scan import scan_tree, tree_member
 
 
@@ -45,7 +45,7 @@ def _output_marks(cfg: Config) -> tuple[str, ...]:
     """What marks a folder as a tree of results: the run files a run leaves in its output folder's
     control folder (``config.control_dir``; ``report.write_run_report``)."""
     control = cfg.control_dir.name
-    return (f"{control}/state.sqlite", f"{control}/run-report.json")
+    return (f"{control}/{STATE_FILE}", f"{control}/{RUN_REPORT}")
 
 
 def walk(cfg: Config, left_out: Counter | None = None):
